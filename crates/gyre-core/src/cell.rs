@@ -1,0 +1,115 @@
+//! The interface between a recurrent cell (one time step of gate math) and the time-loop driver
+//! in [`crate::sequence`]. Cells never loop over time; the driver never looks inside gates.
+//!
+//! All buffers are row-major slices. `B` is the batch size, `H` the hidden size, `G` the number
+//! of gate blocks of the cell (`weight_ih` has `G·H` rows), `E` the cell's [`Cell::extra`] width.
+
+use crate::error::Result;
+use crate::real::Real;
+use crate::weights::LayerWeights;
+
+/// Sizes of one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Input features `I`.
+    pub input: usize,
+    /// Hidden size `H`.
+    pub hidden: usize,
+}
+
+/// What a cell sees and writes in one forward step.
+pub struct ForwardStep<'a, 'w, F> {
+    /// Sizes.
+    pub dims: Dims,
+    /// The layer's weights.
+    pub weights: &'a LayerWeights<'w, F>,
+    /// `[B, G·H]`. In: the input projection `x_t · W_ihᵀ + b_ih`. Out: whatever the cell keeps
+    /// for its backward step (the activated gates).
+    pub gates: &'a mut [F],
+    /// `[B, H]` hidden state before the step.
+    pub h_prev: &'a [F],
+    /// `[B, H]` cell state before the step (empty for cells without one).
+    pub c_prev: &'a [F],
+    /// `[B, H]` out: hidden state after the step.
+    pub h: &'a mut [F],
+    /// `[B, H]` out: cell state after the step (empty for cells without one).
+    pub c: &'a mut [F],
+    /// `[B, E·H]` out: extra values kept for the backward step.
+    pub extra: &'a mut [F],
+    /// `[B, G·H]` workspace, contents undefined on entry.
+    pub scratch: &'a mut [F],
+}
+
+/// What a cell sees and writes in one backward step.
+pub struct BackwardStep<'a, 'w, F> {
+    /// Sizes.
+    pub dims: Dims,
+    /// The layer's weights.
+    pub weights: &'a LayerWeights<'w, F>,
+    /// `[B, G·H]` the gates the forward step kept.
+    pub gates: &'a [F],
+    /// `[B, H]` hidden state before the step.
+    pub h_prev: &'a [F],
+    /// `[B, H]` cell state before the step (empty without one).
+    pub c_prev: &'a [F],
+    /// `[B, H]` hidden state after the step.
+    pub h: &'a [F],
+    /// `[B, H]` cell state after the step (empty without one).
+    pub c: &'a [F],
+    /// `[B, E·H]` the extra values the forward step kept.
+    pub extra: &'a [F],
+    /// `[B, H]` total gradient of the loss with respect to `h`.
+    pub dh: &'a [F],
+    /// `[B, H]` gradient with respect to `c` from later steps (empty without a cell state).
+    pub dc: &'a [F],
+    /// `[B, G·H]` out: gradient with respect to the input-projection pre-activations.
+    pub dgx: &'a mut [F],
+    /// `[B, G·H]` out: gradient with respect to the recurrent-projection pre-activations
+    /// (`h_prev · W_hhᵀ + b_hh`); empty unless [`Cell::separate_recurrent_grad`].
+    pub dgh: &'a mut [F],
+    /// `[B, H]` out: gradient with respect to `h_prev`.
+    pub dh_prev: &'a mut [F],
+    /// `[B, H]` out: gradient with respect to `c_prev` (empty without a cell state).
+    pub dc_prev: &'a mut [F],
+    /// `[B, G·H]` workspace, contents undefined on entry.
+    pub scratch: &'a mut [F],
+}
+
+/// One time step of a recurrent cell, forward and backward.
+pub trait Cell<F: Real>: Sync {
+    /// Number of gate blocks `G` (`weight_ih` is `[G·H, I]`).
+    fn gates(&self) -> usize;
+    /// Whether the cell carries a cell state `c` beside `h` (LSTM).
+    fn has_cell_state(&self) -> bool {
+        false
+    }
+    /// Width `E`, in units of `H`, of the extra values kept per step for backward.
+    fn extra(&self) -> usize {
+        0
+    }
+    /// Whether the gradient of the recurrent pre-activations differs from that of the input
+    /// pre-activations (GRU with the reset gate after the product). When false the driver
+    /// reuses `dgx` for the recurrent weight gradients.
+    fn separate_recurrent_grad(&self) -> bool {
+        false
+    }
+    /// Runs one forward step.
+    fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()>;
+    /// Runs one backward step.
+    fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()>;
+    /// `d_weight_hh: [G·H, H]` from the recurrent pre-activation gradients of all steps
+    /// `dgh: [T·B, G·H]`, the states before each step `h_prev: [T·B, H]` and the extra values
+    /// `extra: [T·B, E·H]`. The default is the single product `dghᵀ · h_prev`.
+    fn weight_hh_grad(
+        &self,
+        dgh: ndarray::ArrayView2<F>,
+        h_prev: ndarray::ArrayView2<F>,
+        _extra: ndarray::ArrayView2<F>,
+        d_weight_hh: ndarray::ArrayViewMut2<F>,
+    ) -> Result<()> {
+        crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::zero(), d_weight_hh);
+        Ok(())
+    }
+}

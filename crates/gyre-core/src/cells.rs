@@ -1,0 +1,297 @@
+//! The three recurrent cells: simple RNN (tanh or relu), LSTM and GRU (reset gate after or
+//! before the recurrent product). Each does one time step; [`crate::sequence`] runs the loop.
+//!
+//! Every step starts with the recurrent product `h_prev · W_hhᵀ + b_hh` (one matrix product
+//! for the whole batch) and then applies all gate nonlinearities in one fused pass.
+
+use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
+use crate::error::Result;
+use crate::linalg::gemm;
+use crate::real::{sigmoid, Real};
+use crate::tensor::{matrix, matrix_mut};
+use crate::weights::LayerWeights;
+use ndarray::s;
+
+/// `out[:, cols] = h_prev · W_hh[rows]ᵀ + b_hh[rows]` for the gate rows `rows` of `W_hh`,
+/// written into the columns `rows` of `out: [B, G·H]`.
+fn recurrent_product<F: Real>(
+    w: &LayerWeights<F>,
+    dims: Dims,
+    h_prev: &[F],
+    rows: std::ops::Range<usize>,
+    out: &mut [F],
+) -> Result<()> {
+    let gh = w.weight_hh.nrows();
+    let h = matrix("h_prev", h_prev, dims.batch, dims.hidden)?;
+    let mut out = matrix_mut("recurrent projection", out, dims.batch, gh)?;
+    let mut out = out.slice_mut(s![.., rows.clone()]);
+    for mut row in out.rows_mut() {
+        row.assign(&w.bias_hh.slice(s![rows.clone()]));
+    }
+    gemm(F::one(), h, w.weight_hh.slice(s![rows, ..]).t(), F::one(), out);
+    Ok(())
+}
+
+/// `out = dg[:, cols] · W_hh[cols]` (`[B, H]`) — the gradient reaching `h_prev` through the
+/// gate rows `cols` — with `beta` scaling what `out` held.
+fn recurrent_grad<F: Real>(
+    w: &LayerWeights<F>,
+    dims: Dims,
+    dg: &[F],
+    cols: std::ops::Range<usize>,
+    beta: F,
+    out: &mut [F],
+) -> Result<()> {
+    let gh = w.weight_hh.nrows();
+    let dg = matrix("gate gradient", dg, dims.batch, gh)?;
+    let out = matrix_mut("dh_prev", out, dims.batch, dims.hidden)?;
+    gemm(F::one(), dg.slice(s![.., cols.clone()]), w.weight_hh.slice(s![cols, ..]), beta, out);
+    Ok(())
+}
+
+/// Activation of the simple RNN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nonlinearity {
+    /// `tanh` (PyTorch's default).
+    Tanh,
+    /// `max(0, x)`.
+    Relu,
+}
+
+/// Elman RNN: `h = act(x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh)`. One gate block.
+#[derive(Clone, Copy, Debug)]
+pub struct RnnCell {
+    /// The activation.
+    pub nonlinearity: Nonlinearity,
+}
+
+impl<F: Real> Cell<F> for RnnCell {
+    fn gates(&self) -> usize {
+        1
+    }
+
+    fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
+        recurrent_product(s.weights, s.dims, s.h_prev, 0..s.dims.hidden, s.scratch)?;
+        for ((g, &r), h) in s.gates.iter_mut().zip(s.scratch.iter()).zip(s.h.iter_mut()) {
+            let a = *g + r;
+            *h = match self.nonlinearity {
+                Nonlinearity::Tanh => a.tanh(),
+                Nonlinearity::Relu => a.max(F::zero()),
+            };
+            *g = *h;
+        }
+        Ok(())
+    }
+
+    fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
+        for ((d, &h), &dh) in s.dgx.iter_mut().zip(s.h.iter()).zip(s.dh.iter()) {
+            *d = match self.nonlinearity {
+                Nonlinearity::Tanh => dh * (F::one() - h * h),
+                Nonlinearity::Relu if h > F::zero() => dh,
+                Nonlinearity::Relu => F::zero(),
+            };
+        }
+        recurrent_grad(s.weights, s.dims, s.dgx, 0..s.dims.hidden, F::zero(), s.dh_prev)
+    }
+}
+
+/// LSTM with PyTorch's gate order `i, f, g, o`:
+/// `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`. Four gate blocks and a cell state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LstmCell;
+
+impl<F: Real> Cell<F> for LstmCell {
+    fn gates(&self) -> usize {
+        4
+    }
+
+    fn has_cell_state(&self) -> bool {
+        true
+    }
+
+    fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
+        let hd = s.dims.hidden;
+        recurrent_product(s.weights, s.dims, s.h_prev, 0..4 * hd, s.scratch)?;
+        let rows = s.gates.chunks_exact_mut(4 * hd).zip(s.scratch.chunks_exact(4 * hd));
+        let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
+        for ((g, r), ((c_prev, c), h)) in rows.zip(states) {
+            for j in 0..hd {
+                let i = sigmoid(g[j] + r[j]);
+                let f = sigmoid(g[hd + j] + r[hd + j]);
+                let n = (g[2 * hd + j] + r[2 * hd + j]).tanh();
+                let o = sigmoid(g[3 * hd + j] + r[3 * hd + j]);
+                let cj = f * c_prev[j] + i * n;
+                c[j] = cj;
+                h[j] = o * cj.tanh();
+                g[j] = i;
+                g[hd + j] = f;
+                g[2 * hd + j] = n;
+                g[3 * hd + j] = o;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
+        let hd = s.dims.hidden;
+        let one = F::one();
+        let rows = s.gates.chunks_exact(4 * hd).zip(s.dgx.chunks_exact_mut(4 * hd));
+        let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact(hd));
+        let grads = s.dh.chunks_exact(hd).zip(s.dc.chunks_exact(hd)).zip(s.dc_prev.chunks_exact_mut(hd));
+        for (((g, dg), (c_prev, c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
+            for j in 0..hd {
+                let (i, f, n, o) = (g[j], g[hd + j], g[2 * hd + j], g[3 * hd + j]);
+                let tc = c[j].tanh();
+                let dct = dc[j] + dh[j] * o * (one - tc * tc);
+                dg[j] = dct * n * i * (one - i);
+                dg[hd + j] = dct * c_prev[j] * f * (one - f);
+                dg[2 * hd + j] = dct * i * (one - n * n);
+                dg[3 * hd + j] = dh[j] * tc * o * (one - o);
+                dc_prev[j] = dct * f;
+            }
+        }
+        recurrent_grad(s.weights, s.dims, s.dgx, 0..4 * hd, F::zero(), s.dh_prev)
+    }
+}
+
+/// GRU with PyTorch's gate order `r, z, n`: `r = σ(·)`, `z = σ(·)`, `h = (1 − z)·n + z·h_prev`,
+/// where the candidate `n` is
+/// - `reset_after` (PyTorch, Keras `reset_after=True`, ONNX `linear_before_reset=1`):
+///   `n = tanh(x·W_inᵀ + b_in + r·(h_prev·W_hnᵀ + b_hn))`;
+/// - otherwise (tfjs, Keras `reset_after=False`, ONNX `linear_before_reset=0`):
+///   `n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn)`.
+#[derive(Clone, Copy, Debug)]
+pub struct GruCell {
+    /// Apply the reset gate after the recurrent product (the default of PyTorch).
+    pub reset_after: bool,
+}
+
+impl<F: Real> Cell<F> for GruCell {
+    fn gates(&self) -> usize {
+        3
+    }
+
+    /// Reset-after keeps `h_prev·W_hnᵀ + b_hn`; reset-before keeps `r·h_prev`.
+    fn extra(&self) -> usize {
+        1
+    }
+
+    fn separate_recurrent_grad(&self) -> bool {
+        self.reset_after
+    }
+
+    fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
+        let hd = s.dims.hidden;
+        let one = F::one();
+        if self.reset_after {
+            recurrent_product(s.weights, s.dims, s.h_prev, 0..3 * hd, s.scratch)?;
+        } else {
+            recurrent_product(s.weights, s.dims, s.h_prev, 0..2 * hd, s.scratch)?;
+            // r and z first, then the candidate's product over r·h_prev.
+            for ((g, r), (hp, rh)) in s
+                .gates
+                .chunks_exact_mut(3 * hd)
+                .zip(s.scratch.chunks_exact(3 * hd))
+                .zip(s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact_mut(hd)))
+            {
+                for j in 0..hd {
+                    g[j] = sigmoid(g[j] + r[j]);
+                    rh[j] = g[j] * hp[j];
+                }
+            }
+            recurrent_product(s.weights, s.dims, s.extra, 2 * hd..3 * hd, s.scratch)?;
+        }
+        let rows = s.gates.chunks_exact_mut(3 * hd).zip(s.scratch.chunks_exact(3 * hd));
+        let states = s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd)).zip(s.extra.chunks_exact_mut(hd));
+        for ((g, rec), ((hp, h), e)) in rows.zip(states) {
+            for j in 0..hd {
+                let z = sigmoid(g[hd + j] + rec[hd + j]);
+                let n = if self.reset_after {
+                    let r = sigmoid(g[j] + rec[j]);
+                    g[j] = r;
+                    e[j] = rec[2 * hd + j];
+                    (g[2 * hd + j] + r * rec[2 * hd + j]).tanh()
+                } else {
+                    (g[2 * hd + j] + rec[2 * hd + j]).tanh()
+                };
+                h[j] = (one - z) * n + z * hp[j];
+                g[hd + j] = z;
+                g[2 * hd + j] = n;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
+        let hd = s.dims.hidden;
+        let one = F::one();
+        let rows = s.gates.chunks_exact(3 * hd).zip(s.dgx.chunks_exact_mut(3 * hd));
+        let states = s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
+        for ((g, dg), ((hp, e), dh)) in rows.zip(states) {
+            for j in 0..hd {
+                let (r, z, n) = (g[j], g[hd + j], g[2 * hd + j]);
+                let dn = dh[j] * (one - z) * (one - n * n);
+                dg[hd + j] = dh[j] * (hp[j] - n) * z * (one - z);
+                dg[2 * hd + j] = dn;
+                // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
+                dg[j] = if self.reset_after { dn * e[j] * r * (one - r) } else { F::zero() };
+            }
+        }
+        // dh_prev = dh·z + (the gradient through the recurrent products), built in s.dh_prev.
+        if self.reset_after {
+            for ((dgh, dgx), g) in
+                s.dgh.chunks_exact_mut(3 * hd).zip(s.dgx.chunks_exact(3 * hd)).zip(s.gates.chunks_exact(3 * hd))
+            {
+                dgh[..2 * hd].copy_from_slice(&dgx[..2 * hd]);
+                for j in 0..hd {
+                    dgh[2 * hd + j] = dgx[2 * hd + j] * g[j];
+                }
+            }
+            recurrent_grad(s.weights, s.dims, s.dgh, 0..3 * hd, F::zero(), s.dh_prev)?;
+        } else {
+            // d(r·h_prev) = dn · W_hn, kept in the first H columns of the scratch rows.
+            let d_rh = &mut s.scratch[..s.dims.batch * hd];
+            recurrent_grad(s.weights, s.dims, s.dgx, 2 * hd..3 * hd, F::zero(), d_rh)?;
+            for (((dg, g), hp), (d_rh, dh_prev)) in s
+                .dgx
+                .chunks_exact_mut(3 * hd)
+                .zip(s.gates.chunks_exact(3 * hd))
+                .zip(s.h_prev.chunks_exact(hd))
+                .zip(d_rh.chunks_exact(hd).zip(s.dh_prev.chunks_exact_mut(hd)))
+            {
+                for j in 0..hd {
+                    let r = g[j];
+                    dg[j] = d_rh[j] * hp[j] * r * (one - r);
+                    dh_prev[j] = d_rh[j] * r;
+                }
+            }
+            recurrent_grad(s.weights, s.dims, s.dgx, 0..2 * hd, F::one(), s.dh_prev)?;
+        }
+        for ((dh_prev, dh), g) in
+            s.dh_prev.chunks_exact_mut(hd).zip(s.dh.chunks_exact(hd)).zip(s.gates.chunks_exact(3 * hd))
+        {
+            for j in 0..hd {
+                dh_prev[j] = dh_prev[j] + dh[j] * g[hd + j];
+            }
+        }
+        Ok(())
+    }
+
+    fn weight_hh_grad(
+        &self,
+        dgh: ndarray::ArrayView2<F>,
+        h_prev: ndarray::ArrayView2<F>,
+        extra: ndarray::ArrayView2<F>,
+        mut d_weight_hh: ndarray::ArrayViewMut2<F>,
+    ) -> Result<()> {
+        if self.reset_after {
+            gemm(F::one(), dgh.t(), h_prev, F::zero(), d_weight_hh);
+        } else {
+            let hd = h_prev.ncols();
+            let (rz, n) = d_weight_hh.view_mut().split_at(ndarray::Axis(0), 2 * hd);
+            gemm(F::one(), dgh.slice(s![.., ..2 * hd]).t(), h_prev, F::zero(), rz);
+            gemm(F::one(), dgh.slice(s![.., 2 * hd..]).t(), extra, F::zero(), n);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+//! Views of flat row-major buffers with errors that name the argument.
+
+use crate::error::{CoreError, Result};
+use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2};
+
+fn count(dims: &[usize]) -> Result<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        CoreError::invalid("the product of the dimensions", "representable in memory", format!("{dims:?}"))
+    })
+}
+
+fn check_len(what: &str, dims: &[usize], len: usize) -> Result<()> {
+    let want = count(dims)?;
+    if want != len {
+        return Err(CoreError::shape(what, format!("{dims:?} ({want} values)"), format!("{len} values")));
+    }
+    Ok(())
+}
+
+/// `data` as a `[rows, cols]` matrix, or a [`CoreError::ShapeMismatch`] naming `what`.
+pub fn matrix<'a, F>(what: &str, data: &'a [F], rows: usize, cols: usize) -> Result<ArrayView2<'a, F>> {
+    check_len(what, &[rows, cols], data.len())?;
+    ArrayView2::from_shape((rows, cols), data).map_err(|e| internal(what, e))
+}
+
+/// `data` as a mutable `[rows, cols]` matrix, or a [`CoreError::ShapeMismatch`] naming `what`.
+pub fn matrix_mut<'a, F>(what: &str, data: &'a mut [F], rows: usize, cols: usize) -> Result<ArrayViewMut2<'a, F>> {
+    check_len(what, &[rows, cols], data.len())?;
+    ArrayViewMut2::from_shape((rows, cols), data).map_err(|e| internal(what, e))
+}
+
+/// `data` as a `[len]` vector, or a [`CoreError::ShapeMismatch`] naming `what`.
+pub fn vector<'a, F>(what: &str, data: &'a [F], len: usize) -> Result<ArrayView1<'a, F>> {
+    check_len(what, &[len], data.len())?;
+    Ok(ArrayView1::from(data))
+}
+
+/// `data` as a `[d0, d1, d2]` tensor, or a [`CoreError::ShapeMismatch`] naming `what`.
+pub fn tensor3<'a, F>(what: &str, data: &'a [F], d0: usize, d1: usize, d2: usize) -> Result<ArrayView3<'a, F>> {
+    check_len(what, &[d0, d1, d2], data.len())?;
+    ArrayView3::from_shape((d0, d1, d2), data).map_err(|e| internal(what, e))
+}
+
+fn internal(what: &str, e: ndarray::ShapeError) -> CoreError {
+    CoreError::shape(what, "a contiguous row-major layout", e.to_string())
+}
+
+/// Checks that a size is a positive integer.
+pub fn positive(what: &str, value: usize) -> Result<usize> {
+    if value == 0 {
+        return Err(CoreError::invalid(what, "a positive integer", value));
+    }
+    Ok(value)
+}
