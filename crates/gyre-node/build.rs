@@ -1,3 +1,4 @@
+//! Build script: links the addon against Node-API as napi-rs requires.
 fn main() {
     napi_build::setup();
 }

@@ -1,1 +1,274 @@
-//! placeholder
+//! Node.js binding of gyre-core. Conversion, validation and error mapping only: every
+//! function here turns JavaScript arguments into views, calls gyre-core and converts back.
+//! Each export catches panics (`catch_unwind`), so none can take the Node process down.
+
+use gyre_core::tensor::{matrix, tensor3, vector};
+use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
+use napi::bindgen_prelude::{Float32Array, Float64Array};
+use napi_derive::napi;
+
+/// Errors cross the boundary as `InvalidArg` with the message `"<CODE>: <message>"`, where
+/// `<CODE>` is gyre's stable error code (`GYRE_SHAPE_MISMATCH`, ...); the TypeScript layer
+/// turns them into `GyreError` subclasses carrying that code.
+
+fn js_error(e: CoreError) -> napi::Error {
+    napi::Error::new(napi::Status::InvalidArg, format!("{}: {e}", e.code()))
+}
+
+/// Sizes and cell of one call of the functional recurrent API.
+#[napi(object)]
+pub struct RecurrentSpec {
+    /// `"rnn_tanh" | "rnn_relu" | "lstm" | "gru" | "gru_reset_before"`.
+    pub cell: String,
+    /// Batch size `B`.
+    pub batch: u32,
+    /// Time steps `T`.
+    pub steps: u32,
+    /// Input features `I`.
+    pub input_size: u32,
+    /// Hidden size `H`.
+    pub hidden_size: u32,
+}
+
+fn cell_kind(name: &str) -> Result<CellKind, CoreError> {
+    Ok(match name {
+        "rnn_tanh" => CellKind::Rnn(Nonlinearity::Tanh),
+        "rnn_relu" => CellKind::Rnn(Nonlinearity::Relu),
+        "lstm" => CellKind::Lstm,
+        "gru" => CellKind::Gru { reset_after: true },
+        "gru_reset_before" => CellKind::Gru { reset_after: false },
+        other => {
+            return Err(CoreError::InvalidArgument {
+                what: "cell".into(),
+                expected: "one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before".into(),
+                got: format!("{other:?}"),
+            })
+        }
+    })
+}
+
+/// Borrowed flat tensors of one call, whichever the element type.
+struct Tensors<'a, F> {
+    input: &'a [F],
+    h0: Option<&'a [F]>,
+    c0: Option<&'a [F]>,
+    weight_ih: &'a [F],
+    weight_hh: &'a [F],
+    bias_ih: &'a [F],
+    bias_hh: &'a [F],
+    grad_output: Option<&'a [F]>,
+    grad_h_n: Option<&'a [F]>,
+    grad_c_n: Option<&'a [F]>,
+}
+
+/// Flat results, converted to typed arrays by the caller.
+struct Forward<F> {
+    output: Vec<F>,
+    h_n: Vec<F>,
+    c_n: Option<Vec<F>>,
+}
+
+struct Backward<F> {
+    grad_input: Vec<F>,
+    grad_h0: Vec<F>,
+    grad_c0: Option<Vec<F>>,
+    grad_weight_ih: Vec<F>,
+    grad_weight_hh: Vec<F>,
+    grad_bias_ih: Vec<F>,
+    grad_bias_hh: Vec<F>,
+}
+
+struct Call<'a, F> {
+    kind: CellKind,
+    weights: LayerWeights<'a, F>,
+    input: ndarray::ArrayView3<'a, F>,
+    initial: InitialState<'a, F>,
+    b: usize,
+    t: usize,
+    h: usize,
+}
+
+fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> Result<Call<'a, F>, CoreError> {
+    let kind = cell_kind(&spec.cell)?;
+    let positive = gyre_core::tensor::positive;
+    let b = positive("batch", spec.batch as usize)?;
+    let t = positive("steps", spec.steps as usize)?;
+    let i = positive("inputSize", spec.input_size as usize)?;
+    let h = positive("hiddenSize", spec.hidden_size as usize)?;
+    let gh = kind.gates() * h;
+    if !kind.has_cell_state() {
+        for (what, v) in [("c0", x.c0), ("grad_c_n", x.grad_c_n)] {
+            if v.is_some() {
+                return Err(CoreError::InvalidArgument {
+                    what: what.into(),
+                    expected: "absent: only an LSTM has a cell state".into(),
+                    got: format!("{} values for cell {}", v.map_or(0, <[F]>::len), spec.cell),
+                });
+            }
+        }
+    }
+    let state = |what: &str, v: Option<&'a [F]>| v.map(|v| matrix(what, v, b, h)).transpose();
+    Ok(Call {
+        kind,
+        weights: LayerWeights {
+            weight_ih: matrix("weight_ih_l0", x.weight_ih, gh, i)?,
+            weight_hh: matrix("weight_hh_l0", x.weight_hh, gh, h)?,
+            bias_ih: vector("bias_ih_l0", x.bias_ih, gh)?,
+            bias_hh: vector("bias_hh_l0", x.bias_hh, gh)?,
+        },
+        input: tensor3("input", x.input, b, t, i)?,
+        initial: InitialState { hidden: state("h0", x.h0)?, cell: state("c0", x.c0)? },
+        b,
+        t,
+        h,
+    })
+}
+
+fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Forward<F>, CoreError> {
+    let call = prepare(spec, x)?;
+    let out = gyre_core::forward(call.kind, &call.weights, call.input, &call.initial)?;
+    Ok(Forward {
+        output: out.output.into_iter().collect(),
+        h_n: out.state.hidden.into_iter().collect(),
+        c_n: out.state.cell.map(|c| c.into_iter().collect()),
+    })
+}
+
+fn backward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Backward<F>, CoreError> {
+    let call = prepare(spec, x)?;
+    let (b, t, h) = (call.b, call.t, call.h);
+    let grads = OutputGrads {
+        output: x.grad_output.map(|g| tensor3("grad_output", g, b, t, h)).transpose()?,
+        hidden: x.grad_h_n.map(|g| matrix("grad_h_n", g, b, h)).transpose()?,
+        cell: x.grad_c_n.map(|g| matrix("grad_c_n", g, b, h)).transpose()?,
+    };
+    let g = gyre_core::backward(call.kind, &call.weights, call.input, &call.initial, &grads)?;
+    Ok(Backward {
+        grad_input: g.input.into_iter().collect(),
+        grad_h0: g.initial.hidden.into_iter().collect(),
+        grad_c0: g.initial.cell.map(|c| c.into_iter().collect()),
+        grad_weight_ih: g.weights.weight_ih.into_iter().collect(),
+        grad_weight_hh: g.weights.weight_hh.into_iter().collect(),
+        grad_bias_ih: g.weights.bias_ih.into_iter().collect(),
+        grad_bias_hh: g.weights.bias_hh.into_iter().collect(),
+    })
+}
+
+/// Declares, for one element type, the tensor argument object, the two result objects and the
+/// forward and backward exports. Everything else is shared generic code above.
+macro_rules! dtype_api {
+    ($Array:ident, $F:ty, $Args:ident, $Fwd:ident, $Bwd:ident, $forward:ident, $backward:ident) => {
+        /// Flat row-major tensors of one call; shapes are given by the `RecurrentSpec`.
+        #[napi(object)]
+        pub struct $Args {
+            /// `[B, T, I]` input sequence, batch-first.
+            pub input: $Array,
+            /// `[B, H]` initial hidden state (zeros when absent).
+            pub h0: Option<$Array>,
+            /// `[B, H]` initial cell state, LSTM only (zeros when absent).
+            pub c0: Option<$Array>,
+            /// `[G·H, I]` `weight_ih_l0`.
+            pub weight_ih: $Array,
+            /// `[G·H, H]` `weight_hh_l0`.
+            pub weight_hh: $Array,
+            /// `[G·H]` `bias_ih_l0`.
+            pub bias_ih: $Array,
+            /// `[G·H]` `bias_hh_l0`.
+            pub bias_hh: $Array,
+            /// `[B, T, H]` gradient of the output (backward only; zeros when absent).
+            pub grad_output: Option<$Array>,
+            /// `[B, H]` gradient of `h_n` (backward only; zeros when absent).
+            pub grad_h_n: Option<$Array>,
+            /// `[B, H]` gradient of `c_n`, LSTM only (backward only; zeros when absent).
+            pub grad_c_n: Option<$Array>,
+        }
+
+        impl $Args {
+            fn tensors(&self) -> Tensors<'_, $F> {
+                Tensors {
+                    input: &self.input,
+                    h0: self.h0.as_deref(),
+                    c0: self.c0.as_deref(),
+                    weight_ih: &self.weight_ih,
+                    weight_hh: &self.weight_hh,
+                    bias_ih: &self.bias_ih,
+                    bias_hh: &self.bias_hh,
+                    grad_output: self.grad_output.as_deref(),
+                    grad_h_n: self.grad_h_n.as_deref(),
+                    grad_c_n: self.grad_c_n.as_deref(),
+                }
+            }
+        }
+
+        /// Outputs of a forward call.
+        #[napi(object)]
+        pub struct $Fwd {
+            /// `[B, T, H]` hidden state after every step.
+            pub output: $Array,
+            /// `[B, H]` hidden state after the last step.
+            pub h_n: $Array,
+            /// `[B, H]` cell state after the last step (LSTM only).
+            pub c_n: Option<$Array>,
+        }
+
+        /// Gradients returned by a backward call.
+        #[napi(object)]
+        pub struct $Bwd {
+            /// `[B, T, I]`
+            pub grad_input: $Array,
+            /// `[B, H]`
+            pub grad_h0: $Array,
+            /// `[B, H]` (LSTM only)
+            pub grad_c0: Option<$Array>,
+            /// `[G·H, I]`
+            pub grad_weight_ih: $Array,
+            /// `[G·H, H]`
+            pub grad_weight_hh: $Array,
+            /// `[G·H]`
+            pub grad_bias_ih: $Array,
+            /// `[G·H]`
+            pub grad_bias_hh: $Array,
+        }
+
+        /// Forward pass of one recurrent layer over a batch; see `RecurrentSpec` for shapes.
+        #[napi(catch_unwind)]
+        pub fn $forward(spec: RecurrentSpec, args: $Args) -> napi::Result<$Fwd> {
+            let r = forward_impl(&spec, &args.tensors()).map_err(js_error)?;
+            Ok($Fwd { output: $Array::new(r.output), h_n: $Array::new(r.h_n), c_n: r.c_n.map($Array::new) })
+        }
+
+        /// Backpropagation through time for the forward pass with the same arguments.
+        #[napi(catch_unwind)]
+        pub fn $backward(spec: RecurrentSpec, args: $Args) -> napi::Result<$Bwd> {
+            let r = backward_impl(&spec, &args.tensors()).map_err(js_error)?;
+            Ok($Bwd {
+                grad_input: $Array::new(r.grad_input),
+                grad_h0: $Array::new(r.grad_h0),
+                grad_c0: r.grad_c0.map($Array::new),
+                grad_weight_ih: $Array::new(r.grad_weight_ih),
+                grad_weight_hh: $Array::new(r.grad_weight_hh),
+                grad_bias_ih: $Array::new(r.grad_bias_ih),
+                grad_bias_hh: $Array::new(r.grad_bias_hh),
+            })
+        }
+    };
+}
+
+dtype_api!(
+    Float32Array,
+    f32,
+    RecurrentTensorsF32,
+    ForwardResultF32,
+    BackwardResultF32,
+    recurrent_forward_f32,
+    recurrent_backward_f32
+);
+dtype_api!(
+    Float64Array,
+    f64,
+    RecurrentTensorsF64,
+    ForwardResultF64,
+    BackwardResultF64,
+    recurrent_forward_f64,
+    recurrent_backward_f64
+);

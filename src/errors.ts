@@ -1,0 +1,84 @@
+/**
+ * Errors thrown by gyre. Every error is a `GyreError` with a stable `code`; messages name the
+ * argument, the expected value and the value received.
+ */
+
+/** Stable codes of {@link GyreError}. */
+export type GyreErrorCode =
+  | 'GYRE_INVALID_ARGUMENT'
+  | 'GYRE_SHAPE_MISMATCH'
+  | 'GYRE_MISSING_ARGUMENT'
+  | 'GYRE_NATIVE_UNAVAILABLE'
+  | 'GYRE_INTERNAL';
+
+/** Base class of every error gyre throws. `code` is stable across versions. */
+export class GyreError extends Error {
+  readonly code: GyreErrorCode;
+
+  constructor(code: GyreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option or size has a value outside its domain (wrong type, not a positive integer, ...). */
+export class InvalidArgumentError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** An array's length or shape disagrees with the sizes given or with another array. */
+export class ShapeMismatchError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_SHAPE_MISMATCH', message, options);
+  }
+}
+
+/** A required argument, such as a weight tensor, is absent. */
+export class MissingArgumentError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_MISSING_ARGUMENT', message, options);
+  }
+}
+
+/** The native addon could not be loaded for this platform. */
+export class NativeUnavailableError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_NATIVE_UNAVAILABLE', message, options);
+  }
+}
+
+/** A failure inside gyre that is not the caller's input (a caught native panic, for one). */
+export class InternalError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_INTERNAL', message, options);
+  }
+}
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => GyreError> = {
+  GYRE_INVALID_ARGUMENT: InvalidArgumentError,
+  GYRE_SHAPE_MISMATCH: ShapeMismatchError,
+  GYRE_MISSING_ARGUMENT: MissingArgumentError,
+};
+
+/**
+ * Turns an error thrown by the native addon into a {@link GyreError}. The addon's messages
+ * read `"<CODE>: <message>"`; anything else (a caught panic, a failed conversion) becomes an
+ * {@link InternalError} or {@link InvalidArgumentError} that keeps the original as `cause`.
+ */
+export function fromNative(err: unknown): GyreError {
+  if (err instanceof GyreError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const match = /^(GYRE_[A-Z_]+): ([\s\S]*)$/.exec(message);
+  if (match) {
+    const Ctor = byCode[match[1]!] ?? InternalError;
+    return new Ctor(match[2]!, { cause: err });
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'InvalidArg' || code === 'NumberExpected' || code === 'ObjectExpected') {
+    return new InvalidArgumentError(message, { cause: err });
+  }
+  return new InternalError(`native error: ${message}`, { cause: err });
+}

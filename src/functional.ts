@@ -1,0 +1,329 @@
+/**
+ * The low-level functional API: the native RNN, LSTM and GRU kernels with explicit weights.
+ *
+ * Every array is a flat, row-major `Float32Array` or `Float64Array`; the dtype of the results
+ * follows the input. Shapes (`B` batch, `T` steps, `I` inputSize, `H` hiddenSize, `G` gate
+ * blocks: 1 RNN, 4 LSTM, 3 GRU):
+ *
+ * | argument | shape |
+ * | --- | --- |
+ * | `input` | `[B, T, I]` (batch-first) |
+ * | `h0`, `c0`, `hN`, `cN` | `[B, H]` |
+ * | `output` | `[B, T, H]` |
+ * | `weights.weight_ih_l0` | `[G*H, I]` |
+ * | `weights.weight_hh_l0` | `[G*H, H]` |
+ * | `weights.bias_ih_l0`, `weights.bias_hh_l0` | `[G*H]` |
+ *
+ * Weights follow PyTorch's `torch.nn.RNN` / `LSTM` / `GRU`: the same names, layout and gate
+ * order (LSTM `i, f, g, o`; GRU `r, z, n`).
+ */
+import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
+import * as native from './native.js';
+
+/** A flat float array; results have the same type as the input. */
+export type FloatArray = Float32Array | Float64Array;
+
+/** The four tensors of one recurrent layer (layer 0, one direction), by their PyTorch names. */
+export interface RecurrentWeights<T extends FloatArray = FloatArray> {
+  /** `[G*H, I]` input-to-hidden weights, gate blocks stacked along the rows. */
+  weight_ih_l0: T;
+  /** `[G*H, H]` hidden-to-hidden weights. */
+  weight_hh_l0: T;
+  /** `[G*H]` input-to-hidden bias. */
+  bias_ih_l0: T;
+  /** `[G*H]` hidden-to-hidden bias. */
+  bias_hh_l0: T;
+}
+
+/** Arguments shared by every forward and backward function. */
+export interface RecurrentArgs<T extends FloatArray = FloatArray> {
+  /** `[B, T, I]` input sequences, batch-first. */
+  input: T;
+  /** Batch size `B`, a positive integer. */
+  batch: number;
+  /** Time steps `T`, a positive integer. */
+  steps: number;
+  /** Input features `I`, a positive integer. */
+  inputSize: number;
+  /** Hidden size `H`, a positive integer. */
+  hiddenSize: number;
+  /** The layer's weights by PyTorch name; all four are required. */
+  weights: RecurrentWeights<T>;
+  /** `[B, H]` initial hidden state. Default: zeros. */
+  h0?: T;
+}
+
+/** Arguments of {@link rnnForward}. */
+export interface RnnArgs<T extends FloatArray = FloatArray> extends RecurrentArgs<T> {
+  /** Activation, as PyTorch's `nonlinearity`. Default: `'tanh'`. */
+  nonlinearity?: 'tanh' | 'relu';
+}
+
+/** Arguments of {@link lstmForward}. */
+export interface LstmArgs<T extends FloatArray = FloatArray> extends RecurrentArgs<T> {
+  /** `[B, H]` initial cell state. Default: zeros. */
+  c0?: T;
+}
+
+/** Arguments of {@link gruForward}. */
+export interface GruArgs<T extends FloatArray = FloatArray> extends RecurrentArgs<T> {
+  /**
+   * Apply the reset gate after the recurrent matrix product (PyTorch, Keras `reset_after=True`,
+   * ONNX `linear_before_reset=1`). `false` applies it before (tfjs, Keras `reset_after=False`).
+   * Default: `true`.
+   */
+  resetAfter?: boolean;
+}
+
+/** Gradients of a loss with respect to the forward outputs; each defaults to zeros. */
+export interface OutputGradients<T extends FloatArray = FloatArray> {
+  /** `[B, T, H]` gradient of `output`. */
+  gradOutput?: T;
+  /** `[B, H]` gradient of `hN`. */
+  gradHN?: T;
+}
+
+/** Arguments of {@link rnnBackward}: those of the forward call plus output gradients. */
+export type RnnBackwardArgs<T extends FloatArray = FloatArray> = RnnArgs<T> & OutputGradients<T>;
+/** Arguments of {@link lstmBackward}: those of the forward call plus output gradients. */
+export type LstmBackwardArgs<T extends FloatArray = FloatArray> = LstmArgs<T> &
+  OutputGradients<T> & {
+    /** `[B, H]` gradient of `cN`. Default: zeros. */
+    gradCN?: T;
+  };
+/** Arguments of {@link gruBackward}: those of the forward call plus output gradients. */
+export type GruBackwardArgs<T extends FloatArray = FloatArray> = GruArgs<T> & OutputGradients<T>;
+
+/** Result of a forward call. */
+export interface RecurrentOutput<T extends FloatArray = FloatArray> {
+  /** `[B, T, H]` hidden state after every step. */
+  output: T;
+  /** `[B, H]` hidden state after the last step. */
+  hN: T;
+}
+
+/** Result of {@link lstmForward}. */
+export interface LstmOutput<T extends FloatArray = FloatArray> extends RecurrentOutput<T> {
+  /** `[B, H]` cell state after the last step. */
+  cN: T;
+}
+
+/** Result of a backward call: the gradient of every input of the forward call. */
+export interface RecurrentGradients<T extends FloatArray = FloatArray> {
+  /** `[B, T, I]` gradient of `input`. */
+  gradInput: T;
+  /** `[B, H]` gradient of `h0`. */
+  gradH0: T;
+  /** Gradients of the weights, same names and shapes. */
+  gradWeights: RecurrentWeights<T>;
+}
+
+/** Result of {@link lstmBackward}. */
+export interface LstmGradients<T extends FloatArray = FloatArray> extends RecurrentGradients<T> {
+  /** `[B, H]` gradient of `c0`. */
+  gradC0: T;
+}
+
+type CellName = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before';
+const WEIGHT_NAMES = ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'] as const;
+const BASE_KEYS = ['input', 'batch', 'steps', 'inputSize', 'hiddenSize', 'weights', 'h0'];
+const GRAD_KEYS = ['gradOutput', 'gradHN'];
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as FloatArray).length ?? '?'}`;
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+function isFloatArray(v: unknown): v is FloatArray {
+  return v instanceof Float32Array || v instanceof Float64Array;
+}
+
+function checkKeys(fn: string, what: string, obj: object, allowed: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidArgumentError(`${fn}: unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
+    }
+  }
+}
+
+function positiveInt(fn: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 0xffffffff) {
+    throw new InvalidArgumentError(`${fn}: ${name} must be a positive integer, got ${describe(v)}`);
+  }
+  return v;
+}
+
+/** Checks the arguments and builds the native call's spec and tensors. */
+function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed: readonly string[]) {
+  if (a === null || typeof a !== 'object') {
+    throw new InvalidArgumentError(`${fn}: expected an options object, got ${describe(a)}`);
+  }
+  checkKeys(fn, '', a, allowed);
+  const input = a.input;
+  if (!isFloatArray(input)) {
+    throw new InvalidArgumentError(`${fn}: input must be a Float32Array or Float64Array, got ${describe(input)}`);
+  }
+  const dtype = input.constructor as typeof Float32Array | typeof Float64Array;
+  const spec = {
+    cell,
+    batch: positiveInt(fn, 'batch', a.batch),
+    steps: positiveInt(fn, 'steps', a.steps),
+    inputSize: positiveInt(fn, 'inputSize', a.inputSize),
+    hiddenSize: positiveInt(fn, 'hiddenSize', a.hiddenSize),
+  };
+  const tensor = (name: string, v: unknown, required: boolean): FloatArray | undefined => {
+    if (v === undefined) {
+      if (required) throw new MissingArgumentError(`${fn}: ${name} is required`);
+      return undefined;
+    }
+    if (!(v instanceof dtype)) {
+      throw new InvalidArgumentError(`${fn}: ${name} must be a ${dtype.name} like input, got ${describe(v)}`);
+    }
+    return v;
+  };
+  const w = a.weights;
+  if (w === undefined) throw new MissingArgumentError(`${fn}: weights is required`);
+  if (w === null || typeof w !== 'object' || isFloatArray(w)) {
+    throw new InvalidArgumentError(`${fn}: weights must be an object of tensors by PyTorch name, got ${describe(w)}`);
+  }
+  checkKeys(fn, 'weights.', w, WEIGHT_NAMES);
+  const weights = w as Record<string, unknown>;
+  const tensors = {
+    input,
+    h0: tensor('h0', a.h0, false),
+    c0: tensor('c0', a.c0, false),
+    weightIh: tensor('weights.weight_ih_l0', weights.weight_ih_l0, true)!,
+    weightHh: tensor('weights.weight_hh_l0', weights.weight_hh_l0, true)!,
+    biasIh: tensor('weights.bias_ih_l0', weights.bias_ih_l0, true)!,
+    biasHh: tensor('weights.bias_hh_l0', weights.bias_hh_l0, true)!,
+    gradOutput: tensor('gradOutput', a.gradOutput, false),
+    gradHN: tensor('gradHN', a.gradHN, false),
+    gradCN: tensor('gradCN', a.gradCN, false),
+  };
+  return { spec, tensors, f64: input instanceof Float64Array };
+}
+
+/** Runs a native call, naming the public function in the message of any error it throws. */
+function named<R>(fn: string, call: () => R): R {
+  try {
+    return call();
+  } catch (err) {
+    if (err instanceof GyreError && !err.message.startsWith(`${fn}:`)) err.message = `${fn}: ${err.message}`;
+    throw err;
+  }
+}
+
+function forward(fn: string, cell: CellName, a: Record<string, unknown>, allowed: readonly string[]) {
+  const { spec, tensors, f64 } = prepare(fn, cell, a, allowed);
+  return named(fn, () =>
+    f64
+      ? native.recurrentForwardF64(spec, tensors as native.RecurrentTensorsF64)
+      : native.recurrentForwardF32(spec, tensors as native.RecurrentTensorsF32),
+  );
+}
+
+function backward(fn: string, cell: CellName, a: Record<string, unknown>, allowed: readonly string[]) {
+  const { spec, tensors, f64 } = prepare(fn, cell, a, allowed);
+  const r = named(fn, () =>
+    f64
+      ? native.recurrentBackwardF64(spec, tensors as native.RecurrentTensorsF64)
+      : native.recurrentBackwardF32(spec, tensors as native.RecurrentTensorsF32),
+  );
+  return {
+    gradInput: r.gradInput,
+    gradH0: r.gradH0,
+    gradC0: r.gradC0,
+    gradWeights: {
+      weight_ih_l0: r.gradWeightIh,
+      weight_hh_l0: r.gradWeightHh,
+      bias_ih_l0: r.gradBiasIh,
+      bias_hh_l0: r.gradBiasHh,
+    },
+  };
+}
+
+function rnnCell(fn: string, nonlinearity: unknown): CellName {
+  if (nonlinearity === undefined || nonlinearity === 'tanh') return 'rnn_tanh';
+  if (nonlinearity === 'relu') return 'rnn_relu';
+  throw new InvalidArgumentError(`${fn}: nonlinearity must be 'tanh' or 'relu', got ${describe(nonlinearity)}`);
+}
+
+function gruCell(fn: string, resetAfter: unknown): CellName {
+  if (resetAfter === undefined || resetAfter === true) return 'gru';
+  if (resetAfter === false) return 'gru_reset_before';
+  throw new InvalidArgumentError(`${fn}: resetAfter must be a boolean, got ${describe(resetAfter)}`);
+}
+
+const RNN_KEYS = [...BASE_KEYS, 'nonlinearity'];
+const LSTM_KEYS = [...BASE_KEYS, 'c0'];
+const GRU_KEYS = [...BASE_KEYS, 'resetAfter'];
+
+/**
+ * Elman RNN over a batch of sequences: `h_t = act(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh)`.
+ * @returns `output: [B, T, H]`, `hN: [B, H]`, same dtype as `input`.
+ * @throws {GyreError} naming the argument when a size, type or shape is wrong.
+ */
+export function rnnForward<T extends FloatArray>(args: RnnArgs<T>): RecurrentOutput<T> {
+  const a = args as unknown as Record<string, unknown>;
+  const r = forward('rnnForward', rnnCell('rnnForward', a?.nonlinearity), a, RNN_KEYS);
+  return { output: r.output as T, hN: r.hN as T };
+}
+
+/**
+ * Gradients of an Elman RNN (backpropagation through time); recomputes the forward pass.
+ * @returns `gradInput: [B, T, I]`, `gradH0: [B, H]` and `gradWeights` by PyTorch name.
+ */
+export function rnnBackward<T extends FloatArray>(args: RnnBackwardArgs<T>): RecurrentGradients<T> {
+  const a = args as unknown as Record<string, unknown>;
+  const r = backward('rnnBackward', rnnCell('rnnBackward', a?.nonlinearity), a, [...RNN_KEYS, ...GRAD_KEYS]);
+  return { gradInput: r.gradInput as T, gradH0: r.gradH0 as T, gradWeights: r.gradWeights as RecurrentWeights<T> };
+}
+
+/**
+ * LSTM over a batch of sequences (gate order `i, f, g, o`).
+ * @returns `output: [B, T, H]`, `hN: [B, H]`, `cN: [B, H]`, same dtype as `input`.
+ * @throws {GyreError} naming the argument when a size, type or shape is wrong.
+ */
+export function lstmForward<T extends FloatArray>(args: LstmArgs<T>): LstmOutput<T> {
+  const r = forward('lstmForward', 'lstm', args as unknown as Record<string, unknown>, LSTM_KEYS);
+  return { output: r.output as T, hN: r.hN as T, cN: r.cN as T };
+}
+
+/**
+ * Gradients of an LSTM (backpropagation through time); recomputes the forward pass.
+ * @returns `gradInput: [B, T, I]`, `gradH0`, `gradC0: [B, H]` and `gradWeights` by PyTorch name.
+ */
+export function lstmBackward<T extends FloatArray>(args: LstmBackwardArgs<T>): LstmGradients<T> {
+  const r = backward('lstmBackward', 'lstm', args as unknown as Record<string, unknown>, [...LSTM_KEYS, ...GRAD_KEYS, 'gradCN']);
+  return {
+    gradInput: r.gradInput as T,
+    gradH0: r.gradH0 as T,
+    gradC0: r.gradC0 as T,
+    gradWeights: r.gradWeights as RecurrentWeights<T>,
+  };
+}
+
+/**
+ * GRU over a batch of sequences (gate order `r, z, n`; see {@link GruArgs.resetAfter}).
+ * @returns `output: [B, T, H]`, `hN: [B, H]`, same dtype as `input`.
+ * @throws {GyreError} naming the argument when a size, type or shape is wrong.
+ */
+export function gruForward<T extends FloatArray>(args: GruArgs<T>): RecurrentOutput<T> {
+  const a = args as unknown as Record<string, unknown>;
+  const r = forward('gruForward', gruCell('gruForward', a?.resetAfter), a, GRU_KEYS);
+  return { output: r.output as T, hN: r.hN as T };
+}
+
+/**
+ * Gradients of a GRU (backpropagation through time); recomputes the forward pass.
+ * @returns `gradInput: [B, T, I]`, `gradH0: [B, H]` and `gradWeights` by PyTorch name.
+ */
+export function gruBackward<T extends FloatArray>(args: GruBackwardArgs<T>): RecurrentGradients<T> {
+  const a = args as unknown as Record<string, unknown>;
+  const r = backward('gruBackward', gruCell('gruBackward', a?.resetAfter), a, [...GRU_KEYS, ...GRAD_KEYS]);
+  return { gradInput: r.gradInput as T, gradH0: r.gradH0 as T, gradWeights: r.gradWeights as RecurrentWeights<T> };
+}

@@ -1,0 +1,48 @@
+/**
+ * The one module that loads the native addon. Every other module calls the functions exported
+ * here, which convert native errors into {@link GyreError}s.
+ */
+import { fromNative, NativeUnavailableError } from './errors.js';
+import type * as Binding from '../native/binding.js';
+
+function load(): typeof Binding {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('../native/binding.js') as typeof Binding;
+  } catch (err) {
+    const platform = `${process.platform}-${process.arch}`;
+    throw new NativeUnavailableError(
+      `gyre has no native binary for ${platform} (Node ${process.version}). ` +
+        'Install the matching optional package (npm installs it when optional dependencies are enabled), ' +
+        'or build from source with a Rust toolchain: `npm run build:native` in the gyre package.',
+      { cause: err },
+    );
+  }
+}
+
+const binding = load();
+
+function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return (...args: A): R => {
+    try {
+      return fn(...args);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  };
+}
+
+export type {
+  RecurrentSpec,
+  RecurrentTensorsF32,
+  RecurrentTensorsF64,
+  ForwardResultF32,
+  ForwardResultF64,
+  BackwardResultF32,
+  BackwardResultF64,
+} from '../native/binding.js';
+
+export const recurrentForwardF32 = guarded(binding.recurrentForwardF32);
+export const recurrentForwardF64 = guarded(binding.recurrentForwardF64);
+export const recurrentBackwardF32 = guarded(binding.recurrentBackwardF32);
+export const recurrentBackwardF64 = guarded(binding.recurrentBackwardF64);
