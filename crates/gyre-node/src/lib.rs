@@ -10,7 +10,6 @@ use napi_derive::napi;
 /// Errors cross the boundary as `InvalidArg` with the message `"<CODE>: <message>"`, where
 /// `<CODE>` is gyre's stable error code (`GYRE_SHAPE_MISMATCH`, ...); the TypeScript layer
 /// turns them into `GyreError` subclasses carrying that code.
-
 fn js_error(e: CoreError) -> napi::Error {
     napi::Error::new(napi::Status::InvalidArg, format!("{}: {e}", e.code()))
 }
