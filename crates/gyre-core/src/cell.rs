@@ -6,7 +6,6 @@
 
 use crate::error::Result;
 use crate::real::Real;
-use crate::weights::LayerWeights;
 
 /// Sizes of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +22,10 @@ pub struct Dims {
 pub struct ForwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
-    /// The layer's weights.
-    pub weights: &'a LayerWeights<'w, F>,
+    /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
+    pub w_hh: &'w [F],
+    /// `[G·H]` the layer's `bias_hh`.
+    pub b_hh: &'w [F],
     /// `[B, G·H]`. In: the input projection `x_t · W_ihᵀ + b_ih`. Out: whatever the cell keeps
     /// for its backward step (the activated gates).
     pub gates: &'a mut [F],
@@ -46,8 +47,10 @@ pub struct ForwardStep<'a, 'w, F> {
 pub struct BackwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
-    /// The layer's weights.
-    pub weights: &'a LayerWeights<'w, F>,
+    /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
+    pub w_hh: &'w [F],
+    /// `[G·H]` the layer's `bias_hh`.
+    pub b_hh: &'w [F],
     /// `[B, G·H]` the gates the forward step kept.
     pub gates: &'a [F],
     /// `[B, H]` hidden state before the step.

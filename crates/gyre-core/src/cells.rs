@@ -4,49 +4,29 @@
 //! Every step starts with the recurrent product `h_prev · W_hhᵀ + b_hh` (one matrix product
 //! for the whole batch) and then applies all gate nonlinearities in one fused pass.
 
-use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
+use crate::cell::{BackwardStep, Cell, ForwardStep};
 use crate::error::Result;
+use crate::kernels::{add_xwt, add_yw};
 use crate::linalg::gemm;
 use crate::real::{sigmoid, Real};
-use crate::tensor::{matrix, matrix_mut};
-use crate::weights::LayerWeights;
 use ndarray::s;
+use std::ops::Range;
 
-/// `out[:, cols] = h_prev · W_hh[rows]ᵀ + b_hh[rows]` for the gate rows `rows` of `W_hh`,
-/// written into the columns `rows` of `out: [B, G·H]`.
-fn recurrent_product<F: Real>(
-    w: &LayerWeights<F>,
-    dims: Dims,
-    h_prev: &[F],
-    rows: std::ops::Range<usize>,
-    out: &mut [F],
-) -> Result<()> {
-    let gh = w.weight_hh.nrows();
-    let h = matrix("h_prev", h_prev, dims.batch, dims.hidden)?;
-    let mut out = matrix_mut("recurrent projection", out, dims.batch, gh)?;
-    let mut out = out.slice_mut(s![.., rows.clone()]);
-    for mut row in out.rows_mut() {
-        row.assign(&w.bias_hh.slice(s![rows.clone()]));
+/// `out[:, rows] = b_hh[rows] + h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`,
+/// written into the same columns of `out: [B, G·H]`.
+fn recurrent_product<F: Real>(w_hh: &[F], b_hh: &[F], hidden: usize, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
+    let gh = b_hh.len();
+    for row in out.chunks_exact_mut(gh) {
+        row[rows.clone()].copy_from_slice(&b_hh[rows.clone()]);
     }
-    gemm(F::one(), h, w.weight_hh.slice(s![rows, ..]).t(), F::one(), out);
-    Ok(())
+    add_xwt(h_prev, hidden, &w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
 }
 
-/// `out = dg[:, cols] · W_hh[cols]` (`[B, H]`) — the gradient reaching `h_prev` through the
-/// gate rows `cols` — with `beta` scaling what `out` held.
-fn recurrent_grad<F: Real>(
-    w: &LayerWeights<F>,
-    dims: Dims,
-    dg: &[F],
-    cols: std::ops::Range<usize>,
-    beta: F,
-    out: &mut [F],
-) -> Result<()> {
-    let gh = w.weight_hh.nrows();
-    let dg = matrix("gate gradient", dg, dims.batch, gh)?;
-    let out = matrix_mut("dh_prev", out, dims.batch, dims.hidden)?;
-    gemm(F::one(), dg.slice(s![.., cols.clone()]), w.weight_hh.slice(s![cols, ..]), beta, out);
-    Ok(())
+/// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
+/// range of gate rows; `out` is overwritten unless `accumulate`.
+fn recurrent_grad<F: Real>(w_hh: &[F], hidden: usize, dg: &[F], cols: Range<usize>, accumulate: bool, out: &mut [F]) {
+    let gh = w_hh.len() / hidden;
+    add_yw(dg, gh, cols.start, &w_hh[cols.start * hidden..cols.end * hidden], out, hidden, accumulate);
 }
 
 /// Activation of the simple RNN.
@@ -71,7 +51,7 @@ impl<F: Real> Cell<F> for RnnCell {
     }
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
-        recurrent_product(s.weights, s.dims, s.h_prev, 0..s.dims.hidden, s.scratch)?;
+        recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..s.dims.hidden, s.scratch);
         for ((g, &r), h) in s.gates.iter_mut().zip(s.scratch.iter()).zip(s.h.iter_mut()) {
             let a = *g + r;
             *h = match self.nonlinearity {
@@ -91,7 +71,8 @@ impl<F: Real> Cell<F> for RnnCell {
                 Nonlinearity::Relu => F::zero(),
             };
         }
-        recurrent_grad(s.weights, s.dims, s.dgx, 0..s.dims.hidden, F::zero(), s.dh_prev)
+        recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..s.dims.hidden, false, s.dh_prev);
+        Ok(())
     }
 }
 
@@ -111,7 +92,7 @@ impl<F: Real> Cell<F> for LstmCell {
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
-        recurrent_product(s.weights, s.dims, s.h_prev, 0..4 * hd, s.scratch)?;
+        recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..4 * hd, s.scratch);
         let rows = s.gates.chunks_exact_mut(4 * hd).zip(s.scratch.chunks_exact(4 * hd));
         let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
         for ((g, r), ((c_prev, c), h)) in rows.zip(states) {
@@ -150,7 +131,8 @@ impl<F: Real> Cell<F> for LstmCell {
                 dc_prev[j] = dct * f;
             }
         }
-        recurrent_grad(s.weights, s.dims, s.dgx, 0..4 * hd, F::zero(), s.dh_prev)
+        recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..4 * hd, false, s.dh_prev);
+        Ok(())
     }
 }
 
@@ -184,9 +166,9 @@ impl<F: Real> Cell<F> for GruCell {
         let hd = s.dims.hidden;
         let one = F::one();
         if self.reset_after {
-            recurrent_product(s.weights, s.dims, s.h_prev, 0..3 * hd, s.scratch)?;
+            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..3 * hd, s.scratch);
         } else {
-            recurrent_product(s.weights, s.dims, s.h_prev, 0..2 * hd, s.scratch)?;
+            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..2 * hd, s.scratch);
             // r and z first, then the candidate's product over r·h_prev.
             for ((g, r), (hp, rh)) in s
                 .gates
@@ -199,7 +181,7 @@ impl<F: Real> Cell<F> for GruCell {
                     rh[j] = g[j] * hp[j];
                 }
             }
-            recurrent_product(s.weights, s.dims, s.extra, 2 * hd..3 * hd, s.scratch)?;
+            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.extra, 2 * hd..3 * hd, s.scratch);
         }
         let rows = s.gates.chunks_exact_mut(3 * hd).zip(s.scratch.chunks_exact(3 * hd));
         let states = s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd)).zip(s.extra.chunks_exact_mut(hd));
@@ -247,11 +229,11 @@ impl<F: Real> Cell<F> for GruCell {
                     dgh[2 * hd + j] = dgx[2 * hd + j] * g[j];
                 }
             }
-            recurrent_grad(s.weights, s.dims, s.dgh, 0..3 * hd, F::zero(), s.dh_prev)?;
+            recurrent_grad(s.w_hh, s.dims.hidden, s.dgh, 0..3 * hd, false, s.dh_prev);
         } else {
             // d(r·h_prev) = dn · W_hn, kept in the first H columns of the scratch rows.
             let d_rh = &mut s.scratch[..s.dims.batch * hd];
-            recurrent_grad(s.weights, s.dims, s.dgx, 2 * hd..3 * hd, F::zero(), d_rh)?;
+            recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 2 * hd..3 * hd, false, d_rh);
             for (((dg, g), hp), (d_rh, dh_prev)) in s
                 .dgx
                 .chunks_exact_mut(3 * hd)
@@ -265,7 +247,7 @@ impl<F: Real> Cell<F> for GruCell {
                     dh_prev[j] = d_rh[j] * r;
                 }
             }
-            recurrent_grad(s.weights, s.dims, s.dgx, 0..2 * hd, F::one(), s.dh_prev)?;
+            recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..2 * hd, true, s.dh_prev);
         }
         for ((dh_prev, dh), g) in
             s.dh_prev.chunks_exact_mut(hd).zip(s.dh.chunks_exact(hd)).zip(s.gates.chunks_exact(3 * hd))

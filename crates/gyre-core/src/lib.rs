@@ -12,6 +12,7 @@
 pub mod cell;
 pub mod cells;
 pub mod error;
+pub mod kernels;
 pub mod linalg;
 pub mod real;
 pub mod recurrent;

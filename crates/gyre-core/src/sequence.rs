@@ -63,6 +63,11 @@ pub struct SequenceGrads<F> {
     pub weights: WeightGrads<F>,
 }
 
+/// The slice of an array made standard-layout (always present; an error, not a panic, if not).
+fn contiguous<'a, F>(what: &str, s: Option<&'a [F]>) -> Result<&'a [F]> {
+    s.ok_or_else(|| CoreError::shape(what, "a contiguous row-major layout", "a strided view"))
+}
+
 fn zeros<F: Real>(len: usize) -> Vec<F> {
     vec![F::zero(); len]
 }
@@ -104,6 +109,8 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     }
     let mut extra = zeros(rows * width);
     let mut scratch = zeros(batch * gh);
+    let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
+    let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
 
     for t in 0..steps {
         let (h_done, h_rest) = hidden_states.split_at_mut((t + 1) * bh);
@@ -115,7 +122,8 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
         };
         cell.forward_step(ForwardStep {
             dims,
-            weights,
+            w_hh,
+            b_hh,
             gates: &mut gates[t * batch * gh..(t + 1) * batch * gh],
             h_prev: &h_done[t * bh..],
             c_prev,
@@ -159,6 +167,8 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let mut dh_prev = zeros(bh);
     let mut dc_prev = if has_c { zeros(bh) } else { Vec::new() };
     let mut scratch = zeros(batch * gh);
+    let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
+    let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
 
     for t in (0..steps).rev() {
         if !d_output.is_empty() {
@@ -174,7 +184,8 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
         let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[t * batch * gh..(t + 1) * batch * gh] };
         cell.backward_step(BackwardStep {
             dims: trace.dims,
-            weights,
+            w_hh,
+            b_hh,
             gates: &trace.gates[t * batch * gh..(t + 1) * batch * gh],
             h_prev: &trace.hidden[t * bh..(t + 1) * bh],
             c_prev,
