@@ -5,7 +5,7 @@ use crate::cell::Cell;
 use crate::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::error::{CoreError, Result};
 use crate::real::Real;
-use crate::sequence::{backward_sequence, forward_sequence};
+use crate::sequence::{backward_sequence, forward_sequence, Packing};
 use crate::weights::{LayerWeights, WeightGrads};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 
@@ -165,7 +165,8 @@ fn run_forward<F: Real, C: Cell<F>>(
     let xt = time_major(x);
     let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
     let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
-    let trace = forward_sequence(cell, w, xt.view(), c.batch, &h0, &c0)?;
+    let packing = Packing::uniform(c.batch, c.steps)?;
+    let trace = forward_sequence(cell, w, xt.view(), &packing, false, &h0, &c0)?;
     Ok((xt, trace))
 }
 
@@ -179,11 +180,11 @@ fn forward_with<F: Real, C: Cell<F>>(
     let (_, trace) = run_forward(cell, w, x, init, c)?;
     let out = crate::tensor::matrix("output", trace.outputs(), c.steps * c.batch, c.hidden)?;
     let state = RecurrentState {
-        hidden: Array2::from_shape_vec((c.batch, c.hidden), trace.final_hidden().to_vec())
+        hidden: Array2::from_shape_vec((c.batch, c.hidden), trace.final_hidden())
             .map_err(|e| CoreError::shape("h_n", "[batch, hidden]", e.to_string()))?,
         cell: if cell.has_cell_state() {
             Some(
-                Array2::from_shape_vec((c.batch, c.hidden), trace.final_cell().to_vec())
+                Array2::from_shape_vec((c.batch, c.hidden), trace.final_cell())
                     .map_err(|e| CoreError::shape("c_n", "[batch, hidden]", e.to_string()))?,
             )
         } else {

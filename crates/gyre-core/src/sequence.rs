@@ -1,9 +1,12 @@
-//! The time-loop driver: runs any [`Cell`] over a whole sequence, forward and backward.
+//! The time-loop driver: runs any [`Cell`] over a batch of sequences, forward and backward,
+//! in either direction, with sequences of different lengths.
 //!
-//! Time-major internally: row `t·B + b` of every `[T·B, ·]` buffer is time step `t` of
-//! sequence `b`. The input projection of all steps is one product `[T·B, I] × [I, G·H]`; only
-//! the recurrent product runs per step; the weight gradients are products over all steps at
-//! the end. Every buffer is allocated before the loop starts.
+//! Rows are packed time-major as in PyTorch's `PackedSequence`: the batch is sorted by
+//! decreasing length and step `t` holds the first `batch_sizes[t]` sequences (see
+//! [`Packing`]), so padded steps cost nothing. The input projection of all steps is one product
+//! `[N, I] × [I, G·H]` over the `N` packed rows; only the recurrent product runs per step; the
+//! weight gradients are products over all steps at the end. Every buffer is allocated before
+//! the loop starts.
 
 use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
 use crate::error::{CoreError, Result};
@@ -13,47 +16,160 @@ use crate::tensor::{matrix, matrix_mut};
 use crate::weights::{LayerWeights, WeightGrads};
 use ndarray::{Array1, Array2, ArrayView2};
 
-/// Everything the forward pass of one sequence batch keeps for backpropagation.
+/// Layout of a batch of sequences sorted by decreasing length, packed time-major: step `t`
+/// holds rows `offset(t) .. offset(t) + rows_at(t)`, the first `rows_at(t)` sequences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packing {
+    batch_sizes: Vec<usize>,
+    offsets: Vec<usize>,
+}
+
+impl Packing {
+    /// Every one of `batch` sequences has `steps` steps (plain time-major layout).
+    pub fn uniform(batch: usize, steps: usize) -> Result<Self> {
+        crate::tensor::positive("batch", batch)?;
+        crate::tensor::positive("steps", steps)?;
+        Self::from_batch_sizes(vec![batch; steps])
+    }
+
+    /// Sequences of the given lengths, which must be positive and non-increasing (sort the
+    /// batch by decreasing length first).
+    pub fn from_sorted_lengths(lengths: &[usize]) -> Result<Self> {
+        let Some(&steps) = lengths.first() else {
+            return Err(CoreError::invalid("lengths", "a non-empty list", "[]"));
+        };
+        for (i, w) in lengths.windows(2).enumerate() {
+            if w[1] > w[0] {
+                return Err(CoreError::invalid(
+                    "lengths",
+                    "sorted in decreasing order",
+                    format!("{} after {} at index {}", w[1], w[0], i + 1),
+                ));
+            }
+        }
+        if let Some(i) = lengths.iter().position(|&l| l == 0) {
+            return Err(CoreError::invalid(format!("lengths[{i}]"), "a positive integer", 0));
+        }
+        let batch_sizes = (0..steps).map(|t| lengths.iter().take_while(|&&l| l > t).count()).collect();
+        Self::from_batch_sizes(batch_sizes)
+    }
+
+    fn from_batch_sizes(batch_sizes: Vec<usize>) -> Result<Self> {
+        let mut offsets = Vec::with_capacity(batch_sizes.len() + 1);
+        let mut total = 0usize;
+        for &b in &batch_sizes {
+            offsets.push(total);
+            total =
+                total.checked_add(b).ok_or_else(|| CoreError::invalid("batch × steps", "representable", "overflow"))?;
+        }
+        offsets.push(total);
+        Ok(Packing { batch_sizes, offsets })
+    }
+
+    /// Number of sequences `B`.
+    pub fn batch(&self) -> usize {
+        self.batch_sizes.first().copied().unwrap_or(0)
+    }
+
+    /// Number of steps `T` of the longest sequence.
+    pub fn steps(&self) -> usize {
+        self.batch_sizes.len()
+    }
+
+    /// Total packed rows `N` (the sum of the lengths).
+    pub fn rows(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Sequences still running at step `t`.
+    pub fn rows_at(&self, t: usize) -> usize {
+        self.batch_sizes[t]
+    }
+
+    /// First packed row of step `t`.
+    pub fn offset(&self, t: usize) -> usize {
+        self.offsets[t]
+    }
+
+    /// Length of sequence `b`.
+    pub fn length(&self, b: usize) -> usize {
+        self.batch_sizes.iter().take_while(|&&n| n > b).count()
+    }
+
+    /// The step processed `p`-th: `p` forwards, `T − 1 − p` in reverse.
+    fn step(&self, p: usize, reverse: bool) -> usize {
+        if reverse {
+            self.steps() - 1 - p
+        } else {
+            p
+        }
+    }
+}
+
+/// Everything the forward pass of one sequence batch keeps for backpropagation; `N` rows
+/// packed as described by [`Packing`].
 #[derive(Clone, Debug)]
 pub struct Trace<F> {
-    /// Sizes.
+    /// Sizes; `dims.batch` is the number of sequences `B`.
     pub dims: Dims,
-    /// Number of time steps `T`.
-    pub steps: usize,
-    /// `[T·B, G·H]` what the cell kept of its gates at each step.
+    /// Row layout.
+    pub packing: Packing,
+    /// Whether the sequences were run from their last step to their first.
+    pub reverse: bool,
+    /// `[N, G·H]` what the cell kept of its gates at each step.
     pub gates: Vec<F>,
-    /// `[(T+1)·B, H]` hidden states: block 0 is `h0`, block `t+1` the output of step `t`.
-    pub hidden: Vec<F>,
-    /// `[(T+1)·B, H]` cell states laid out like `hidden` (empty for cells without one).
-    pub cell: Vec<F>,
-    /// `[T·B, E·H]` the cell's extra values.
+    /// `[N, H]` the hidden state each step started from.
+    pub h_prev: Vec<F>,
+    /// `[N, H]` the hidden state after each step (the layer's output).
+    pub h: Vec<F>,
+    /// `[N, H]` the cell state each step started from (empty for cells without one).
+    pub c_prev: Vec<F>,
+    /// `[N, H]` the cell state after each step (empty for cells without one).
+    pub c: Vec<F>,
+    /// `[N, E·H]` the cell's extra values.
     pub extra: Vec<F>,
 }
 
 impl<F: Real> Trace<F> {
-    /// `[T·B, H]` the hidden state after every step (the layer's output, time-major).
+    /// `[N, H]` the hidden state after every step, packed.
     pub fn outputs(&self) -> &[F] {
-        &self.hidden[self.dims.batch * self.dims.hidden..]
+        &self.h
     }
 
-    /// `[B, H]` hidden state after the last step.
-    pub fn final_hidden(&self) -> &[F] {
-        &self.hidden[self.steps * self.dims.batch * self.dims.hidden..]
+    /// Packed row holding sequence `b`'s final state: its last step, or its first in reverse.
+    fn final_row(&self, b: usize) -> usize {
+        let t = if self.reverse { 0 } else { self.packing.length(b) - 1 };
+        self.packing.offset(t) + b
     }
 
-    /// `[B, H]` cell state after the last step (empty for cells without one).
-    pub fn final_cell(&self) -> &[F] {
-        if self.cell.is_empty() {
-            return &[];
+    fn gather_final(&self, src: &[F]) -> Vec<F> {
+        let hd = self.dims.hidden;
+        let mut out = Vec::with_capacity(self.dims.batch * hd);
+        for b in 0..self.dims.batch {
+            let r = self.final_row(b);
+            out.extend_from_slice(&src[r * hd..(r + 1) * hd]);
         }
-        &self.cell[self.steps * self.dims.batch * self.dims.hidden..]
+        out
+    }
+
+    /// `[B, H]` each sequence's hidden state after its last step (in reverse: its first).
+    pub fn final_hidden(&self) -> Vec<F> {
+        self.gather_final(&self.h)
+    }
+
+    /// `[B, H]` each sequence's final cell state (empty for cells without one).
+    pub fn final_cell(&self) -> Vec<F> {
+        if self.c.is_empty() {
+            return Vec::new();
+        }
+        self.gather_final(&self.c)
     }
 }
 
 /// Gradients of one sequence batch.
 #[derive(Clone, Debug)]
 pub struct SequenceGrads<F> {
-    /// `[T·B, I]` gradient of the input, time-major.
+    /// `[N, I]` gradient of the packed input.
     pub input: Array2<F>,
     /// `[B, H]` gradient of the initial hidden state.
     pub h0: Vec<F>,
@@ -72,25 +188,42 @@ fn zeros<F: Real>(len: usize) -> Vec<F> {
     vec![F::zero(); len]
 }
 
-/// Runs `cell` over `x: [T·B, I]` (time-major) from `h0: [B, H]` and `c0: [B, H]` (empty for
-/// cells without a cell state). The weights must have been checked against the cell.
+/// Copies the `[rows, H]` state a step starts from into `dst`: the first `from_prev` rows from
+/// the previous step's `src` rows, the rest from the initial state `init`.
+fn gather_state<F: Real>(dst: &mut [F], src: &[F], from_prev: usize, init: &[F], hidden: usize) {
+    let (split, end) = (from_prev * hidden, dst.len());
+    dst[..split].copy_from_slice(&src[..split]);
+    dst[split..].copy_from_slice(&init[split..end]);
+}
+
+/// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
+/// cells without a cell state), from first step to last or, with `reverse`, from each
+/// sequence's last step to its first. The weights must have been checked against the cell.
 pub fn forward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
     x: ArrayView2<F>,
-    batch: usize,
+    packing: &Packing,
+    reverse: bool,
     h0: &[F],
     c0: &[F],
 ) -> Result<Trace<F>> {
     let (rows, input) = x.dim();
     let hidden = weights.weight_hh.ncols();
     let gh = cell.gates() * hidden;
-    if batch == 0 || rows % batch != 0 {
-        return Err(CoreError::invalid("batch", format!("a positive divisor of the {rows} input rows"), batch));
+    let batch = packing.batch();
+    let has_c = cell.has_cell_state();
+    if rows != packing.rows() {
+        return Err(CoreError::shape(
+            "input",
+            format!("[{}, {input}] packed rows", packing.rows()),
+            format!("{rows} rows"),
+        ));
     }
-    let steps = rows / batch;
+    if h0.len() != batch * hidden || (has_c && c0.len() != batch * hidden) {
+        return Err(CoreError::shape("h0", format!("[{batch}, {hidden}]"), format!("{} values", h0.len())));
+    }
     let dims = Dims { batch, input, hidden };
-    let bh = batch * hidden;
     let width = cell.extra() * hidden;
 
     let mut gates = zeros(rows * gh);
@@ -101,44 +234,47 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
         }
         gemm(F::one(), x, weights.weight_ih.t(), F::one(), proj);
     }
-    let mut hidden_states = zeros((steps + 1) * bh);
-    hidden_states[..bh].copy_from_slice(h0);
-    let mut cell_states = if cell.has_cell_state() { zeros((steps + 1) * bh) } else { Vec::new() };
-    if cell.has_cell_state() {
-        cell_states[..bh].copy_from_slice(c0);
-    }
+    let state_len = if has_c { rows * hidden } else { 0 };
+    let mut h_prev = zeros(rows * hidden);
+    let mut h = zeros(rows * hidden);
+    let mut c_prev = zeros(state_len);
+    let mut c = zeros(state_len);
     let mut extra = zeros(rows * width);
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
     let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
 
-    for t in 0..steps {
-        let (h_done, h_rest) = hidden_states.split_at_mut((t + 1) * bh);
-        let (c_prev, c): (&[F], &mut [F]) = if cell_states.is_empty() {
-            (&[], &mut [])
-        } else {
-            let (done, rest) = cell_states.split_at_mut((t + 1) * bh);
-            (&done[t * bh..], &mut rest[..bh])
-        };
+    for p in 0..packing.steps() {
+        let t = packing.step(p, reverse);
+        let (n, off) = (packing.rows_at(t), packing.offset(t));
+        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+        let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+        let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
+        let (s, e) = (off * hidden, (off + n) * hidden);
+        gather_state(&mut h_prev[s..e], &h[prev_off..], from_prev, h0, hidden);
+        if has_c {
+            gather_state(&mut c_prev[s..e], &c[prev_off..], from_prev, c0, hidden);
+        }
+        let (c_prev_t, c_t): (&[F], &mut [F]) = if has_c { (&c_prev[s..e], &mut c[s..e]) } else { (&[], &mut []) };
         cell.forward_step(ForwardStep {
-            dims,
+            dims: Dims { batch: n, ..dims },
             w_hh,
             b_hh,
-            gates: &mut gates[t * batch * gh..(t + 1) * batch * gh],
-            h_prev: &h_done[t * bh..],
-            c_prev,
-            h: &mut h_rest[..bh],
-            c,
-            extra: &mut extra[t * batch * width..(t + 1) * batch * width],
-            scratch: &mut scratch,
+            gates: &mut gates[off * gh..(off + n) * gh],
+            h_prev: &h_prev[s..e],
+            c_prev: c_prev_t,
+            h: &mut h[s..e],
+            c: c_t,
+            extra: &mut extra[off * width..(off + n) * width],
+            scratch: &mut scratch[..n * gh],
         })?;
     }
-    Ok(Trace { dims, steps, gates, hidden: hidden_states, cell: cell_states, extra })
+    Ok(Trace { dims, packing: packing.clone(), reverse, gates, h_prev, h, c_prev, c, extra })
 }
 
-/// Backpropagation through time over a [`Trace`] of `x: [T·B, I]`. `d_output: [T·B, H]` is the
-/// gradient of the outputs (time-major), `d_hn`/`d_cn: [B, H]` those of the final states; an
-/// empty slice stands for zeros.
+/// Backpropagation through time over a [`Trace`] of the packed input `x: [N, I]`.
+/// `d_output: [N, H]` is the gradient of the packed outputs, `d_hn`/`d_cn: [B, H]` those of the
+/// final states; an empty slice stands for zeros.
 pub fn backward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
@@ -149,57 +285,79 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     d_cn: &[F],
 ) -> Result<SequenceGrads<F>> {
     let Dims { batch, input, hidden } = trace.dims;
-    let steps = trace.steps;
-    let rows = steps * batch;
+    let packing = &trace.packing;
+    let rows = packing.rows();
     let gh = cell.gates() * hidden;
     let bh = batch * hidden;
     let width = cell.extra() * hidden;
     let has_c = cell.has_cell_state();
+    for (what, g, len) in [("grad_output", d_output, rows * hidden), ("grad_h_n", d_hn, bh), ("grad_c_n", d_cn, bh)] {
+        if !g.is_empty() && g.len() != len {
+            return Err(CoreError::shape(what, format!("{len} values"), format!("{} values", g.len())));
+        }
+    }
+    let state_len = if has_c { bh } else { 0 };
 
     let mut dgx = zeros(rows * gh);
     let mut dgh = if cell.separate_recurrent_grad() { zeros(rows * gh) } else { Vec::new() };
-    let mut dh = if d_hn.is_empty() { zeros(bh) } else { d_hn.to_vec() };
-    let mut dc = match (has_c, d_cn.is_empty()) {
-        (false, _) => Vec::new(),
-        (true, true) => zeros(bh),
-        (true, false) => d_cn.to_vec(),
-    };
-    let mut dh_prev = zeros(bh);
-    let mut dc_prev = if has_c { zeros(bh) } else { Vec::new() };
+    let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
+    let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
     let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
+    let reverse = trace.reverse;
+    let steps = packing.steps();
 
-    for t in (0..steps).rev() {
+    for p in (0..steps).rev() {
+        let t = packing.step(p, reverse);
+        let (n, off) = (packing.rows_at(t), packing.offset(t));
+        let (s, e) = (off * hidden, (off + n) * hidden);
+        // Rows the next processed step carries on; for the others this is the final step.
+        let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 } * hidden;
+        let fin = carried..n * hidden;
+        match d_hn.is_empty() {
+            true => dh[fin.clone()].fill(F::zero()),
+            false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
+        }
+        if has_c {
+            match d_cn.is_empty() {
+                true => dc[fin.clone()].fill(F::zero()),
+                false => dc[fin.clone()].copy_from_slice(&d_cn[fin]),
+            }
+        }
         if !d_output.is_empty() {
-            for (d, &g) in dh.iter_mut().zip(&d_output[t * bh..(t + 1) * bh]) {
+            for (d, &g) in dh[..n * hidden].iter_mut().zip(&d_output[s..e]) {
                 *d = *d + g;
             }
         }
-        let (c_prev, c): (&[F], &[F]) = if has_c {
-            (&trace.cell[t * bh..(t + 1) * bh], &trace.cell[(t + 1) * bh..(t + 2) * bh])
-        } else {
-            (&[], &[])
-        };
-        let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[t * batch * gh..(t + 1) * batch * gh] };
+        let (c_prev, c): (&[F], &[F]) = if has_c { (&trace.c_prev[s..e], &trace.c[s..e]) } else { (&[], &[]) };
+        let (dc_t, dc_prev_t): (&[F], &mut [F]) =
+            if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
+        let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
         cell.backward_step(BackwardStep {
-            dims: trace.dims,
+            dims: Dims { batch: n, ..trace.dims },
             w_hh,
             b_hh,
-            gates: &trace.gates[t * batch * gh..(t + 1) * batch * gh],
-            h_prev: &trace.hidden[t * bh..(t + 1) * bh],
+            gates: &trace.gates[off * gh..(off + n) * gh],
+            h_prev: &trace.h_prev[s..e],
             c_prev,
-            h: &trace.hidden[(t + 1) * bh..(t + 2) * bh],
+            h: &trace.h[s..e],
             c,
-            extra: &trace.extra[t * batch * width..(t + 1) * batch * width],
-            dh: &dh,
-            dc: &dc,
-            dgx: &mut dgx[t * batch * gh..(t + 1) * batch * gh],
+            extra: &trace.extra[off * width..(off + n) * width],
+            dh: &dh[..n * hidden],
+            dc: dc_t,
+            dgx: &mut dgx[off * gh..(off + n) * gh],
             dgh: dgh_t,
-            dh_prev: &mut dh_prev,
-            dc_prev: &mut dc_prev,
-            scratch: &mut scratch,
+            dh_prev: &mut dh_prev[..n * hidden],
+            dc_prev: dc_prev_t,
+            scratch: &mut scratch[..n * gh],
         })?;
+        // Rows that started this step from the initial state hand their gradient to it.
+        let from_prev = if p > 0 { packing.rows_at(packing.step(p - 1, reverse)).min(n) } else { 0 } * hidden;
+        d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);
+        if has_c {
+            d_c0[from_prev..n * hidden].copy_from_slice(&dc_prev[from_prev..n * hidden]);
+        }
         std::mem::swap(&mut dh, &mut dh_prev);
         std::mem::swap(&mut dc, &mut dc_prev);
     }
@@ -209,7 +367,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let mut weight_ih = Array2::zeros((gh, input));
     gemm(F::one(), dgx_m.t(), x, F::zero(), weight_ih.view_mut());
     let mut weight_hh = Array2::zeros((gh, hidden));
-    let h_prev = matrix("h_prev", &trace.hidden[..rows * hidden], rows, hidden)?;
+    let h_prev = matrix("h_prev", &trace.h_prev, rows, hidden)?;
     let extra = matrix("extra", &trace.extra, rows, width)?;
     cell.weight_hh_grad(dgh_m, h_prev, extra, weight_hh.view_mut())?;
     let mut bias_ih = Array1::zeros(gh);
@@ -221,17 +379,17 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
 
     Ok(SequenceGrads {
         input: d_input,
-        h0: dh,
-        c0: dc,
+        h0: d_h0,
+        c0: d_c0,
         weights: WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh },
     })
 }
 
 #[cfg(test)]
 mod tests {
-    //! The driver with a trivial cell, `h_t = a·h_{t-1} + x_t·W_ihᵀ + b_ih`, whose outputs and
-    //! gradients have closed forms: time-order, state-carry and accumulation bugs show here
-    //! without any gate math in the way.
+    //! The driver with a trivial cell, `h_t = a·h_prev + x_t·W_ihᵀ + b_ih`, whose outputs and
+    //! gradients have closed forms: time-order, direction, packing, state-carry and
+    //! accumulation bugs show here without any gate math in the way.
     use super::*;
     use ndarray::{Array1, Array2};
 
@@ -269,63 +427,83 @@ mod tests {
         }
     }
 
-    #[test]
-    fn driver_outputs_and_gradients_have_the_closed_form_of_a_leaky_sum() {
-        let (batch, steps, hidden) = (2usize, 5usize, 3usize);
-        // W_ih = identity, so the projection of x_t is x_t + b.
+    /// Checks outputs, final states and gradients of the leaky sum against closed forms for
+    /// sequences of the given (decreasing) lengths, in one direction.
+    fn check_closed_form(lengths: &[usize], reverse: bool) {
+        let hidden = 3usize;
+        let batch = lengths.len();
+        let packing = Packing::from_sorted_lengths(lengths).expect("packing");
+        let rows = packing.rows();
+        assert_eq!(rows, lengths.iter().sum::<usize>());
+        // W_ih = identity, so the projection of x is x + b.
         let w_ih = Array2::from_shape_fn((hidden, hidden), |(i, j)| if i == j { 1.0 } else { 0.0 });
         let w_hh = Array2::zeros((hidden, hidden));
         let b_ih = Array1::from(vec![0.25, -0.5, 1.0]);
         let b_hh = Array1::zeros(hidden);
         let w =
             LayerWeights { weight_ih: w_ih.view(), weight_hh: w_hh.view(), bias_ih: b_ih.view(), bias_hh: b_hh.view() };
-        // x[t, b, j] distinct for every step so that a reversed or shifted loop shows.
-        let x = Array2::from_shape_fn((steps * batch, hidden), |(r, j)| (r * 10 + j) as f64 * 0.1 - 1.0);
+        // Distinct values at every packed row, so a reversed, shifted or mis-packed loop shows.
+        let x = Array2::from_shape_fn((rows, hidden), |(r, j)| (r * 10 + j) as f64 * 0.1 - 1.0);
         let h0: Vec<f64> = (0..batch * hidden).map(|i| i as f64 - 2.0).collect();
-        let trace = forward_sequence(&Leaky, &w, x.view(), batch, &h0, &[]).expect("forward");
+        let trace = forward_sequence(&Leaky, &w, x.view(), &packing, reverse, &h0, &[]).expect("forward");
 
-        let xp = |t: usize, b: usize, j: usize| x[[t * batch + b, j]] + b_ih[j];
-        for t in 0..steps {
-            for b in 0..batch {
-                for j in 0..hidden {
-                    // h_t = a^(t+1)·h0 + Σ_{s≤t} a^(t−s)·xp_s
-                    let want = A.powi(t as i32 + 1) * h0[b * hidden + j]
-                        + (0..=t).map(|s| A.powi((t - s) as i32) * xp(s, b, j)).sum::<f64>();
-                    let got = trace.outputs()[(t * batch + b) * hidden + j];
-                    assert!((got - want).abs() < 1e-12, "h[{t},{b},{j}] = {got}, want {want}");
+        let row = |t: usize, b: usize| packing.offset(t) + b;
+        let xp = |t: usize, b: usize, j: usize| x[[row(t, b), j]] + b_ih[j];
+        let pow = |e: usize| A.powi(e as i32);
+        let close = |got: f64, want: f64, what: &str| assert!((got - want).abs() < 1e-10, "{what}: {got} vs {want}");
+        for (b, &len) in lengths.iter().enumerate() {
+            for j in 0..hidden {
+                let h0v = h0[b * hidden + j];
+                // Forwards h_t = a^(t+1)·h0 + Σ_{s≤t} a^(t−s)·xp_s; in reverse
+                // h_t = a^(len−t)·h0 + Σ_{s≥t} a^(s−t)·xp_s.
+                let h_at = |t: usize| {
+                    if reverse {
+                        pow(len - t) * h0v + (t..len).map(|s| pow(s - t) * xp(s, b, j)).sum::<f64>()
+                    } else {
+                        pow(t + 1) * h0v + (0..=t).map(|s| pow(t - s) * xp(s, b, j)).sum::<f64>()
+                    }
+                };
+                for t in 0..len {
+                    close(trace.outputs()[row(t, b) * hidden + j], h_at(t), &format!("h[{t},{b},{j}]"));
                 }
+                let last = if reverse { 0 } else { len - 1 };
+                close(trace.final_hidden()[b * hidden + j], h_at(last), &format!("h_n[{b},{j}]"));
             }
         }
-        assert_eq!(trace.final_hidden(), &trace.outputs()[(steps - 1) * batch * hidden..]);
 
-        let d_out: Vec<f64> = (0..steps * batch * hidden).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+        let d_out: Vec<f64> = (0..rows * hidden).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
         let d_hn: Vec<f64> = (0..batch * hidden).map(|i| i as f64 * 0.5).collect();
         let g = backward_sequence(&Leaky, &w, x.view(), &trace, &d_out, &d_hn, &[]).expect("backward");
-        let dout = |t: usize, b: usize, j: usize| d_out[(t * batch + b) * hidden + j];
-        // dL/dxp_s = Σ_{t≥s} a^(t−s)·dout_t + a^(T−1−s)·d_hn
-        let dxp = |s: usize, b: usize, j: usize| {
-            (s..steps).map(|t| A.powi((t - s) as i32) * dout(t, b, j)).sum::<f64>()
-                + A.powi((steps - 1 - s) as i32) * d_hn[b * hidden + j]
-        };
-        for s in 0..steps {
-            for b in 0..batch {
-                for j in 0..hidden {
-                    let got = g.input[[s * batch + b, j]];
-                    assert!((got - dxp(s, b, j)).abs() < 1e-12, "dx[{s},{b},{j}]");
+        let mut db = [0.0; 3];
+        for (b, &len) in lengths.iter().enumerate() {
+            for j in 0..hidden {
+                let dout = |t: usize| d_out[row(t, b) * hidden + j];
+                let dhn = d_hn[b * hidden + j];
+                // dL/dxp_s, and dL/dh0.
+                let dxp = |s: usize| {
+                    if reverse {
+                        (0..=s).map(|t| pow(s - t) * dout(t)).sum::<f64>() + pow(s) * dhn
+                    } else {
+                        (s..len).map(|t| pow(t - s) * dout(t)).sum::<f64>() + pow(len - 1 - s) * dhn
+                    }
+                };
+                let dh0 = if reverse {
+                    (0..len).map(|t| pow(len - t) * dout(t)).sum::<f64>() + pow(len) * dhn
+                } else {
+                    (0..len).map(|t| pow(t + 1) * dout(t)).sum::<f64>() + pow(len) * dhn
+                };
+                for s in 0..len {
+                    close(g.input[[row(s, b), j]], dxp(s), &format!("dx[{s},{b},{j}]"));
+                    db[j] += dxp(s);
                 }
+                close(g.h0[b * hidden + j], dh0, &format!("dh0[{b},{j}]"));
             }
         }
-        for b in 0..batch {
-            for j in 0..hidden {
-                let want = A * dxp(0, b, j);
-                assert!((g.h0[b * hidden + j] - want).abs() < 1e-12, "dh0[{b},{j}]");
-                let db: f64 = (0..steps).flat_map(|s| (0..batch).map(move |b| (s, b))).map(|(s, b)| dxp(s, b, j)).sum();
-                assert!((g.weights.bias_ih[j] - db).abs() < 1e-12, "db[{j}]");
-                // dW_ih[j, k] = Σ dxp[.., j]·x[.., k]
-                for k in 0..hidden {
-                    let want: f64 = (0..steps * batch).map(|r| dxp(r / batch, r % batch, j) * x[[r, k]]).sum();
-                    assert!((g.weights.weight_ih[[j, k]] - want).abs() < 1e-10, "dW_ih[{j},{k}]");
-                }
+        for j in 0..hidden {
+            close(g.weights.bias_ih[j], db[j], &format!("db[{j}]"));
+            for k in 0..hidden {
+                let want: f64 = (0..rows).map(|r| g.input[[r, j]] * x[[r, k]]).sum();
+                close(g.weights.weight_ih[[j, k]], want, &format!("dW_ih[{j},{k}]"));
             }
         }
         assert!(g.weights.weight_hh.iter().all(|&v| v == 0.0));
@@ -333,12 +511,38 @@ mod tests {
     }
 
     #[test]
-    fn batch_that_does_not_divide_the_rows_is_rejected() {
+    fn equal_lengths_forwards_and_in_reverse() {
+        check_closed_form(&[5, 5], false);
+        check_closed_form(&[5, 5], true);
+    }
+
+    #[test]
+    fn variable_lengths_forwards_and_in_reverse() {
+        check_closed_form(&[6, 4, 4, 1], false);
+        check_closed_form(&[6, 4, 4, 1], true);
+        check_closed_form(&[1], true);
+    }
+
+    #[test]
+    fn packing_rejects_unsorted_empty_and_zero_lengths() {
+        assert!(Packing::from_sorted_lengths(&[2, 3]).is_err());
+        assert!(Packing::from_sorted_lengths(&[]).is_err());
+        let err = Packing::from_sorted_lengths(&[3, 0]).expect_err("zero length");
+        assert!(err.to_string().contains("lengths[1]"), "{err}");
+        let p = Packing::from_sorted_lengths(&[3, 2, 2]).expect("packing");
+        assert_eq!((p.batch(), p.steps(), p.rows()), (3, 3, 7));
+        assert_eq!((p.rows_at(2), p.offset(2), p.length(1)), (1, 6, 2));
+    }
+
+    #[test]
+    fn input_rows_must_match_the_packing() {
         let w_ih = Array2::<f64>::zeros((1, 1));
         let b = Array1::zeros(1);
         let w = LayerWeights { weight_ih: w_ih.view(), weight_hh: w_ih.view(), bias_ih: b.view(), bias_hh: b.view() };
         let x = Array2::zeros((5, 1));
-        let err = forward_sequence(&Leaky, &w, x.view(), 2, &[0.0, 0.0], &[]).expect_err("5 rows, batch 2");
-        assert!(matches!(err, CoreError::InvalidArgument { .. }), "{err}");
+        let packing = Packing::uniform(2, 2).expect("packing");
+        let err =
+            forward_sequence(&Leaky, &w, x.view(), &packing, false, &[0.0, 0.0], &[]).expect_err("5 rows, 4 packed");
+        assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
     }
 }
