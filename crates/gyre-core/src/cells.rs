@@ -277,3 +277,63 @@ impl<F: Real> Cell<F> for GruCell {
         Ok(())
     }
 }
+
+/// Any of the three cells, chosen at run time from a [`crate::CellKind`].
+#[derive(Clone, Copy, Debug)]
+pub enum AnyCell {
+    /// Elman RNN.
+    Rnn(RnnCell),
+    /// LSTM.
+    Lstm(LstmCell),
+    /// GRU.
+    Gru(GruCell),
+}
+
+impl AnyCell {
+    /// The cell for `kind`.
+    pub fn new(kind: crate::CellKind) -> Self {
+        match kind {
+            crate::CellKind::Rnn(nonlinearity) => AnyCell::Rnn(RnnCell { nonlinearity }),
+            crate::CellKind::Lstm => AnyCell::Lstm(LstmCell),
+            crate::CellKind::Gru { reset_after } => AnyCell::Gru(GruCell { reset_after }),
+        }
+    }
+
+    fn get<F: Real>(&self) -> &dyn Cell<F> {
+        match self {
+            AnyCell::Rnn(c) => c,
+            AnyCell::Lstm(c) => c,
+            AnyCell::Gru(c) => c,
+        }
+    }
+}
+
+impl<F: Real> Cell<F> for AnyCell {
+    fn gates(&self) -> usize {
+        self.get::<F>().gates()
+    }
+    fn has_cell_state(&self) -> bool {
+        self.get::<F>().has_cell_state()
+    }
+    fn extra(&self) -> usize {
+        self.get::<F>().extra()
+    }
+    fn separate_recurrent_grad(&self) -> bool {
+        self.get::<F>().separate_recurrent_grad()
+    }
+    fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
+        self.get::<F>().forward_step(s)
+    }
+    fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
+        self.get::<F>().backward_step(s)
+    }
+    fn weight_hh_grad(
+        &self,
+        dgh: ndarray::ArrayView2<F>,
+        h_prev: ndarray::ArrayView2<F>,
+        extra: ndarray::ArrayView2<F>,
+        d_weight_hh: ndarray::ArrayViewMut2<F>,
+    ) -> Result<()> {
+        self.get::<F>().weight_hh_grad(dgh, h_prev, extra, d_weight_hh)
+    }
+}

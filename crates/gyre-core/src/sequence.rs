@@ -499,8 +499,8 @@ mod tests {
                 close(g.h0[b * hidden + j], dh0, &format!("dh0[{b},{j}]"));
             }
         }
-        for j in 0..hidden {
-            close(g.weights.bias_ih[j], db[j], &format!("db[{j}]"));
+        for (j, &want) in db.iter().enumerate() {
+            close(g.weights.bias_ih[j], want, &format!("db[{j}]"));
             for k in 0..hidden {
                 let want: f64 = (0..rows).map(|r| g.input[[r, j]] * x[[r, k]]).sum();
                 close(g.weights.weight_ih[[j, k]], want, &format!("dW_ih[{j},{k}]"));

@@ -1,0 +1,787 @@
+//! A sequential model: an optional embedding, recurrent layers (stacked, bidirectional) and
+//! dense layers, with its parameters under PyTorch-style names, a forward pass over a batch of
+//! variable-length sequences and its backward pass.
+//!
+//! Inside, a batch is sorted by decreasing length and packed time-major (see
+//! [`crate::sequence::Packing`]): padded steps are never computed, outputs at padded steps are
+//! zero and each sequence's final state is its state at its own last step, in both directions.
+
+use crate::cell::Cell;
+use crate::cells::AnyCell;
+use crate::error::{CoreError, Result};
+use crate::linalg::{column_sums, gemm};
+use crate::random::Rng;
+use crate::real::{sigmoid, Real};
+use crate::recurrent::CellKind;
+use crate::sequence::{backward_sequence, forward_sequence, Packing, Trace};
+use crate::tensor::{matrix, vector};
+use crate::weights::LayerWeights;
+use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
+
+/// What the model reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// `size` float features per step: input `[B, T, size]`.
+    Features {
+        /// Features per step.
+        size: usize,
+    },
+    /// Token ids below `vocab_size` per step: input `[B, T]`; the first layer is an embedding.
+    Tokens {
+        /// Number of distinct tokens.
+        vocab_size: usize,
+    },
+}
+
+/// Activation of a dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Softmax over the units of each row.
+    Softmax,
+}
+
+/// How a bidirectional layer combines its two directions in its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// `[forward, backward]` side by side: `2·H` features (PyTorch's layout).
+    Concat,
+    /// `forward + backward`: `H` features.
+    Sum,
+}
+
+/// A recurrent layer: `num_layers` stacked cells, each in one or two directions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecurrentConfig {
+    /// The cell.
+    pub cell: CellKind,
+    /// Hidden size `H` of every stacked layer and direction.
+    pub hidden_size: usize,
+    /// Stacked layers (`weight_ih_l0`, `weight_ih_l1`, ...).
+    pub num_layers: usize,
+    /// Run a second cell from the last step to the first (`..._reverse` weights).
+    pub bidirectional: bool,
+    /// How the two directions combine in the layer's output (between stacked layers they are
+    /// always concatenated, as in PyTorch).
+    pub merge: Merge,
+    /// Output the sequence `[B, T, ·]` (true) or the final states `[B, ·]` (false).
+    pub return_sequences: bool,
+    /// Dropout probability on the outputs of each stacked layer except the last, in training.
+    pub dropout: f64,
+}
+
+/// One layer of a [`ModelConfig`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerConfig {
+    /// Token ids to vectors: `weight [vocab_size, dim]`.
+    Embedding {
+        /// Vector size.
+        dim: usize,
+    },
+    /// RNN, LSTM or GRU.
+    Recurrent(RecurrentConfig),
+    /// `y = act(x·Wᵀ + b)`, `weight [units, in]`, `bias [units]`; applied at every step of a
+    /// sequence.
+    Dense {
+        /// Output features.
+        units: usize,
+        /// Activation.
+        activation: Activation,
+    },
+}
+
+/// A model's architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// What the model reads.
+    pub input: InputKind,
+    /// The layers, first to last.
+    pub layers: Vec<LayerConfig>,
+}
+
+/// One named parameter tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<F> {
+    /// PyTorch-style name: `{layer}.weight_ih_l0`, `{layer}.weight`, ...
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub data: Vec<F>,
+    /// Whether weight decay applies (weights yes, biases no).
+    pub decay: bool,
+}
+
+/// Resolved sizes of one layer.
+#[derive(Clone, Debug, PartialEq)]
+struct LayerInfo {
+    config: LayerConfig,
+    /// Features per row going in.
+    input_width: usize,
+    /// Features per row coming out.
+    output_width: usize,
+    /// Whether the output is a sequence (else one row per sequence).
+    sequence_out: bool,
+    /// First tensor of the layer in [`Model::tensors`].
+    first_tensor: usize,
+}
+
+/// The state of the recurrent layers between calls (truncated BPTT, streaming): for each
+/// recurrent layer, for each stacked layer and direction, `h: [B, H]` and `c: [B, H]` (LSTM).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelState<F> {
+    /// `[layer][l·D + d]` hidden states `[B, H]`.
+    pub hidden: Vec<Vec<Vec<F>>>,
+    /// `[layer][l·D + d]` cell states `[B, H]` (empty for cells without one).
+    pub cell: Vec<Vec<Vec<F>>>,
+}
+
+impl<F> Default for ModelState<F> {
+    fn default() -> Self {
+        ModelState { hidden: Vec::new(), cell: Vec::new() }
+    }
+}
+
+/// A batch ready for the layers: sorted by decreasing length and packed.
+#[derive(Clone, Debug)]
+pub struct PackedBatch<F> {
+    /// Row layout.
+    pub packing: Packing,
+    /// `order[i]` is the original index of the `i`-th sequence after sorting.
+    pub order: Vec<usize>,
+    /// `[N, I]` packed features (empty for token input).
+    pub features: Array2<F>,
+    /// `[N]` packed token ids (empty for feature input).
+    pub tokens: Vec<u32>,
+    /// Number of steps `T` of the padded input.
+    pub steps: usize,
+}
+
+/// A batch of inputs, batch-first.
+#[derive(Clone, Copy, Debug)]
+pub enum Inputs<'a, F> {
+    /// `[B, T, I]` features.
+    Features(ArrayView3<'a, F>),
+    /// `[B, T]` token ids.
+    Tokens(ArrayView2<'a, u32>),
+}
+
+impl<F> Inputs<'_, F> {
+    /// `(B, T)`.
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Inputs::Features(x) => (x.dim().0, x.dim().1),
+            Inputs::Tokens(x) => x.dim(),
+        }
+    }
+}
+
+/// Rows between layers: a packed sequence `[N, width]` or one row per sequence `[B, width]`.
+#[derive(Clone, Debug)]
+struct Act<F> {
+    data: Array2<F>,
+    sequence: bool,
+}
+
+enum Cache<F> {
+    Embedding { ids: Vec<u32> },
+    Recurrent { inputs: Vec<Array2<F>>, traces: Vec<Trace<F>>, masks: Vec<Vec<F>> },
+    Dense { input: Array2<F>, output: Array2<F> },
+}
+
+/// What a training forward pass keeps for [`Model::backward`].
+pub struct ForwardTrace<F> {
+    caches: Vec<Cache<F>>,
+    /// The batch it ran on.
+    pub batch: PackedBatch<F>,
+    /// `[rows, units]` output of the last layer before its activation (logits).
+    pub logits: Array2<F>,
+    /// `[rows, units]` output of the last layer (after its activation). Rows are packed steps
+    /// of the sorted batch for a sequence output, sorted sequences otherwise.
+    pub output: Array2<F>,
+    /// Whether `output` is a packed sequence.
+    pub sequence: bool,
+    /// Final recurrent states, sorted order.
+    pub state: ModelState<F>,
+}
+
+/// A sequential model with its parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model<F> {
+    config: ModelConfig,
+    layers: Vec<LayerInfo>,
+    /// The parameters, in layer order, under PyTorch-style names.
+    pub tensors: Vec<Tensor<F>>,
+}
+
+fn invalid(what: impl Into<String>, expected: impl Into<String>, got: impl ToString) -> CoreError {
+    CoreError::InvalidArgument { what: what.into(), expected: expected.into(), got: got.to_string() }
+}
+
+fn suffix(d: usize) -> &'static str {
+    if d == 0 {
+        ""
+    } else {
+        "_reverse"
+    }
+}
+
+impl<F: Real> Model<F> {
+    /// Builds a model and initialises its parameters as PyTorch does, from `seed`: recurrent
+    /// tensors and dense layers `U(-1/√fan, 1/√fan)` (fan = `H`, resp. the dense input width),
+    /// embeddings `N(0, 1)`.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidArgument`] naming the layer and field for a size of zero, a dropout
+    /// outside `[0, 1)`, an embedding that is not first or is missing for token input, or a
+    /// recurrent layer after a layer that does not output a sequence.
+    pub fn new(config: ModelConfig, seed: u64) -> Result<Self> {
+        let mut rng = Rng::new(seed);
+        let (mut width, mut sequence) = match config.input {
+            InputKind::Features { size } => (crate::tensor::positive("input size", size)?, true),
+            InputKind::Tokens { vocab_size } => (crate::tensor::positive("vocabSize", vocab_size)?, true),
+        };
+        if config.layers.is_empty() {
+            return Err(invalid("layers", "at least one layer", "none"));
+        }
+        let mut layers = Vec::new();
+        let mut tensors: Vec<Tensor<F>> = Vec::new();
+        for (i, layer) in config.layers.iter().enumerate() {
+            let what = |field: &str| format!("layers[{i}].{field}");
+            let first_tensor = tensors.len();
+            let mut uniform = |name: String, shape: Vec<usize>, bound: f64, decay: bool, rng: &mut Rng| {
+                let n = shape.iter().product();
+                let data = (0..n).map(|_| F::lit(rng.range(-bound, bound))).collect();
+                tensors.push(Tensor { name, shape, data, decay });
+            };
+            let (out_width, out_seq) = match *layer {
+                LayerConfig::Embedding { dim } => {
+                    crate::tensor::positive(&what("dim"), dim)?;
+                    if i != 0 || !matches!(config.input, InputKind::Tokens { .. }) {
+                        return Err(invalid(
+                            what("type"),
+                            "an embedding only as the first layer of a token model",
+                            "embedding",
+                        ));
+                    }
+                    let data = (0..width * dim).map(|_| F::lit(rng.normal())).collect();
+                    tensors.push(Tensor { name: format!("{i}.weight"), shape: vec![width, dim], data, decay: true });
+                    (dim, true)
+                }
+                LayerConfig::Recurrent(r) => {
+                    crate::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
+                    crate::tensor::positive(&what("numLayers"), r.num_layers)?;
+                    if !(0.0..1.0).contains(&r.dropout) {
+                        return Err(invalid(what("dropout"), "in [0, 1)", r.dropout));
+                    }
+                    if !sequence {
+                        return Err(invalid(what("type"), "a layer after one that outputs a sequence", "recurrent"));
+                    }
+                    let h = r.hidden_size;
+                    let dirs = if r.bidirectional { 2 } else { 1 };
+                    let gh = r.cell.gates() * h;
+                    let bound = 1.0 / (h as f64).sqrt();
+                    for l in 0..r.num_layers {
+                        let input = if l == 0 { width } else { dirs * h };
+                        for d in 0..dirs {
+                            let s = suffix(d);
+                            uniform(format!("{i}.weight_ih_l{l}{s}"), vec![gh, input], bound, true, &mut rng);
+                            uniform(format!("{i}.weight_hh_l{l}{s}"), vec![gh, h], bound, true, &mut rng);
+                            uniform(format!("{i}.bias_ih_l{l}{s}"), vec![gh], bound, false, &mut rng);
+                            uniform(format!("{i}.bias_hh_l{l}{s}"), vec![gh], bound, false, &mut rng);
+                        }
+                    }
+                    let out = if r.bidirectional && r.merge == Merge::Concat { 2 * h } else { h };
+                    (out, r.return_sequences)
+                }
+                LayerConfig::Dense { units, .. } => {
+                    crate::tensor::positive(&what("units"), units)?;
+                    if i == 0 && matches!(config.input, InputKind::Tokens { .. }) {
+                        return Err(invalid(what("type"), "an embedding first in a token model", "dense"));
+                    }
+                    let bound = 1.0 / (width as f64).sqrt();
+                    uniform(format!("{i}.weight"), vec![units, width], bound, true, &mut rng);
+                    uniform(format!("{i}.bias"), vec![units], bound, false, &mut rng);
+                    (units, sequence)
+                }
+            };
+            if matches!(config.input, InputKind::Tokens { .. })
+                && i == 0
+                && !matches!(layer, LayerConfig::Embedding { .. })
+            {
+                return Err(invalid(what("type"), "an embedding first in a token model", "another layer"));
+            }
+            layers.push(LayerInfo {
+                config: *layer,
+                input_width: width,
+                output_width: out_width,
+                sequence_out: out_seq,
+                first_tensor,
+            });
+            width = out_width;
+            sequence = out_seq;
+        }
+        Ok(Model { config, layers, tensors })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Features per row of the model's output.
+    pub fn output_width(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.output_width)
+    }
+
+    /// Whether the model outputs a sequence `[B, T, ·]` (else `[B, ·]`).
+    pub fn outputs_sequence(&self) -> bool {
+        self.layers.last().is_some_and(|l| l.sequence_out)
+    }
+
+    /// Activation of the last layer, if it is dense.
+    pub fn final_activation(&self) -> Option<Activation> {
+        match self.layers.last().map(|l| l.config) {
+            Some(LayerConfig::Dense { activation, .. }) => Some(activation),
+            _ => None,
+        }
+    }
+
+    /// Total number of parameter values.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.iter().map(|t| t.data.len()).sum()
+    }
+
+    /// Sorts a batch by decreasing length and packs it. `lengths: [B]` (each in `1..=T`)
+    /// defaults to `T` for every sequence.
+    ///
+    /// # Errors
+    /// When the input width differs from the model's, a length is out of range or a token id
+    /// is outside the vocabulary (naming the sequence and step).
+    pub fn pack(&self, inputs: Inputs<F>, lengths: Option<&[usize]>) -> Result<PackedBatch<F>> {
+        let (batch, steps) = inputs.dims();
+        crate::tensor::positive("batch size", batch)?;
+        crate::tensor::positive("steps", steps)?;
+        let lengths: Vec<usize> = match lengths {
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(CoreError::shape("lengths", format!("[{batch}]"), format!("[{}]", l.len())));
+                }
+                if let Some((b, &len)) = l.iter().enumerate().find(|(_, &len)| len == 0 || len > steps) {
+                    return Err(invalid(format!("lengths[{b}]"), format!("an integer in 1..={steps}"), len));
+                }
+                l.to_vec()
+            }
+            None => vec![steps; batch],
+        };
+        let mut order: Vec<usize> = (0..batch).collect();
+        order.sort_by(|&a, &b| lengths[b].cmp(&lengths[a])); // stable: ties keep their order
+        let sorted: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
+        let packing = Packing::from_sorted_lengths(&sorted)?;
+        let (mut features, mut tokens) = (Array2::zeros((0, 0)), Vec::new());
+        match (inputs, self.config.input) {
+            (Inputs::Features(x), InputKind::Features { size }) => {
+                if x.dim().2 != size {
+                    return Err(CoreError::shape("x", format!("[{batch}, {steps}, {size}]"), format!("{:?}", x.dim())));
+                }
+                features = Array2::zeros((packing.rows(), size));
+                for t in 0..packing.steps() {
+                    for (i, &b) in order[..packing.rows_at(t)].iter().enumerate() {
+                        features.row_mut(packing.offset(t) + i).assign(&x.slice(ndarray::s![b, t, ..]));
+                    }
+                }
+            }
+            (Inputs::Tokens(x), InputKind::Tokens { vocab_size }) => {
+                tokens = vec![0; packing.rows()];
+                for t in 0..packing.steps() {
+                    for i in 0..packing.rows_at(t) {
+                        let id = x[[order[i], t]];
+                        if id as usize >= vocab_size {
+                            return Err(invalid(
+                                format!("x[{}][{t}]", order[i]),
+                                format!("a token id below the vocabulary size {vocab_size}"),
+                                id,
+                            ));
+                        }
+                        tokens[packing.offset(t) + i] = id;
+                    }
+                }
+            }
+            (Inputs::Features(_), InputKind::Tokens { .. }) => {
+                return Err(invalid("x", "token ids (the model starts with an embedding)", "float features"))
+            }
+            (Inputs::Tokens(_), InputKind::Features { .. }) => {
+                return Err(invalid("x", "float features (the model has no embedding)", "token ids"))
+            }
+        }
+        Ok(PackedBatch { packing, order, features, tokens, steps })
+    }
+
+    fn weights(&self, first: usize) -> Result<LayerWeights<'_, F>> {
+        let t = |k: usize| &self.tensors[first + k];
+        let (wi, wh) = (t(0), t(1));
+        Ok(LayerWeights {
+            weight_ih: matrix(&wi.name, &wi.data, wi.shape[0], wi.shape[1])?,
+            weight_hh: matrix(&wh.name, &wh.data, wh.shape[0], wh.shape[1])?,
+            bias_ih: vector(&t(2).name, &t(2).data, t(2).shape[0])?,
+            bias_hh: vector(&t(3).name, &t(3).data, t(3).shape[0])?,
+        })
+    }
+
+    /// Runs the model on a packed batch. `training` turns dropout on (drawing from `rng`);
+    /// `initial` gives the recurrent layers' starting states (sorted order; zeros if `None`).
+    pub fn forward(
+        &self,
+        batch: PackedBatch<F>,
+        training: bool,
+        rng: &mut Rng,
+        initial: Option<&ModelState<F>>,
+    ) -> Result<ForwardTrace<F>> {
+        let packing = batch.packing.clone();
+        let b = packing.batch();
+        let mut caches = Vec::with_capacity(self.layers.len());
+        let mut state = ModelState::default();
+        let mut act = Act { data: batch.features.clone(), sequence: true };
+        let mut logits = Array2::zeros((0, 0));
+        let mut rec_index = 0;
+        for (i, info) in self.layers.iter().enumerate() {
+            match info.config {
+                LayerConfig::Embedding { dim } => {
+                    let w = &self.tensors[info.first_tensor].data;
+                    let mut out = Array2::zeros((batch.tokens.len(), dim));
+                    for (mut row, &id) in out.rows_mut().into_iter().zip(&batch.tokens) {
+                        let id = id as usize;
+                        row.assign(&ndarray::ArrayView1::from(&w[id * dim..(id + 1) * dim]));
+                    }
+                    caches.push(Cache::Embedding { ids: batch.tokens.clone() });
+                    act = Act { data: out, sequence: true };
+                }
+                LayerConfig::Recurrent(r) => {
+                    let init = initial.and_then(|s| Some((s.hidden.get(rec_index)?, s.cell.get(rec_index))));
+                    let (out, cache, hs, cs) =
+                        self.recurrent_forward(info, &r, act.data, &packing, training, rng, init)?;
+                    state.hidden.push(hs);
+                    state.cell.push(cs);
+                    rec_index += 1;
+                    caches.push(cache);
+                    act = out;
+                }
+                LayerConfig::Dense { units, activation } => {
+                    let w = &self.tensors[info.first_tensor];
+                    let bias = &self.tensors[info.first_tensor + 1];
+                    let wm = matrix(&w.name, &w.data, units, info.input_width)?;
+                    let mut pre = Array2::zeros((act.data.nrows(), units));
+                    for mut row in pre.rows_mut() {
+                        row.assign(&ndarray::ArrayView1::from(&bias.data[..]));
+                    }
+                    gemm(F::one(), act.data.view(), wm.t(), F::one(), pre.view_mut());
+                    let mut out = pre.clone();
+                    activate(activation, &mut out);
+                    if i + 1 == self.layers.len() {
+                        logits = pre;
+                    }
+                    caches.push(Cache::Dense { input: act.data, output: out.clone() });
+                    act = Act { data: out, sequence: act.sequence };
+                }
+            }
+        }
+        if !matches!(self.layers.last().map(|l| l.config), Some(LayerConfig::Dense { .. })) {
+            logits = act.data.clone();
+        }
+        debug_assert!(act.sequence || act.data.nrows() == b);
+        Ok(ForwardTrace { caches, batch, logits, output: act.data, sequence: act.sequence, state })
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn recurrent_forward(
+        &self,
+        info: &LayerInfo,
+        r: &RecurrentConfig,
+        input: Array2<F>,
+        packing: &Packing,
+        training: bool,
+        rng: &mut Rng,
+        init: Option<(&Vec<Vec<F>>, Option<&Vec<Vec<F>>>)>,
+    ) -> Result<(Act<F>, Cache<F>, Vec<Vec<F>>, Vec<Vec<F>>)> {
+        let cell = AnyCell::new(r.cell);
+        let has_c = Cell::<F>::has_cell_state(&cell);
+        let h = r.hidden_size;
+        let dirs = if r.bidirectional { 2 } else { 1 };
+        let b = packing.batch();
+        let n = packing.rows();
+        let zeros = vec![F::zero(); b * h];
+        let mut inputs = Vec::with_capacity(r.num_layers);
+        let mut traces = Vec::with_capacity(r.num_layers * dirs);
+        let mut masks = Vec::new();
+        let (mut hs, mut cs) = (Vec::new(), Vec::new());
+        let mut x = input;
+        for l in 0..r.num_layers {
+            let mut out = Array2::zeros((n, dirs * h));
+            for d in 0..dirs {
+                let k = l * dirs + d;
+                let w = self.weights(info.first_tensor + 4 * k)?;
+                let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(&zeros[..], |v| &v[..]);
+                let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(&zeros[..], |v| &v[..]) } else { &[] };
+                if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
+                    return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
+                }
+                let trace = forward_sequence(&cell, &w, x.view(), packing, d == 1, h0, c0)?;
+                out.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("output", trace.outputs(), n, h)?);
+                hs.push(trace.final_hidden());
+                cs.push(trace.final_cell());
+                traces.push(trace);
+            }
+            inputs.push(x);
+            if l + 1 < r.num_layers && training && r.dropout > 0.0 {
+                let keep = 1.0 - r.dropout;
+                let mask: Vec<F> =
+                    (0..out.len()).map(|_| if rng.uniform() < keep { F::lit(1.0 / keep) } else { F::zero() }).collect();
+                out.iter_mut().zip(&mask).for_each(|(o, &m)| *o = *o * m);
+                masks.push(mask);
+            }
+            x = out;
+        }
+        let merged = |a: Array2<F>| -> Array2<F> {
+            if dirs == 2 && r.merge == Merge::Sum {
+                let (f, bk) = a.view().split_at(Axis(1), h);
+                &f + &bk
+            } else {
+                a
+            }
+        };
+        let act = if r.return_sequences {
+            Act { data: merged(x), sequence: true }
+        } else {
+            let top = &hs[(r.num_layers - 1) * dirs..];
+            let mut finals = Array2::zeros((b, dirs * h));
+            for (d, hd) in top.iter().enumerate() {
+                finals.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("h_n", hd, b, h)?);
+            }
+            Act { data: merged(finals), sequence: false }
+        };
+        Ok((act, Cache::Recurrent { inputs, traces, masks }, hs, cs))
+    }
+
+    /// Gradients of every parameter (same order and sizes as [`Model::tensors`]) given the
+    /// gradient of the loss with respect to the last layer's output: `d_logits` before its
+    /// activation when `pre_activation` (softmax/sigmoid fused into the loss), else after.
+    pub fn backward(&self, trace: &ForwardTrace<F>, d_last: Array2<F>, pre_activation: bool) -> Result<Vec<Vec<F>>> {
+        let mut grads: Vec<Vec<F>> = self.tensors.iter().map(|t| vec![F::zero(); t.data.len()]).collect();
+        let packing = &trace.batch.packing;
+        let mut d = d_last;
+        for (i, (info, cache)) in self.layers.iter().zip(&trace.caches).enumerate().rev() {
+            let last = i + 1 == self.layers.len();
+            match (info.config, cache) {
+                (LayerConfig::Dense { units, activation }, Cache::Dense { input, output }) => {
+                    let mut d_pre = d;
+                    if !(last && pre_activation) {
+                        activation_backward(activation, output, &mut d_pre);
+                    }
+                    let w = &self.tensors[info.first_tensor];
+                    let mut dw = Array2::zeros((units, info.input_width));
+                    gemm(F::one(), d_pre.t(), input.view(), F::zero(), dw.view_mut());
+                    grads[info.first_tensor] = dw.into_iter().collect();
+                    let mut db = ndarray::Array1::zeros(units);
+                    column_sums(d_pre.view(), db.view_mut());
+                    grads[info.first_tensor + 1] = db.to_vec();
+                    if i == 0 {
+                        break;
+                    }
+                    let wm = matrix(&w.name, &w.data, units, info.input_width)?;
+                    let mut dx = Array2::zeros((input.nrows(), info.input_width));
+                    gemm(F::one(), d_pre.view(), wm, F::zero(), dx.view_mut());
+                    d = dx;
+                }
+                (LayerConfig::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
+                    d = self.recurrent_backward(info, &r, inputs, traces, masks, d, packing, &mut grads)?;
+                    if i == 0 {
+                        break;
+                    }
+                }
+                (LayerConfig::Embedding { dim }, Cache::Embedding { ids }) => {
+                    let g = &mut grads[info.first_tensor];
+                    for (row, &id) in d.rows().into_iter().zip(ids) {
+                        let dst = &mut g[id as usize * dim..(id as usize + 1) * dim];
+                        dst.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+                    }
+                }
+                _ => return Err(invalid("trace", "a trace of this model", "a trace of another model")),
+            }
+        }
+        Ok(grads)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn recurrent_backward(
+        &self,
+        info: &LayerInfo,
+        r: &RecurrentConfig,
+        inputs: &[Array2<F>],
+        traces: &[Trace<F>],
+        masks: &[Vec<F>],
+        d_out: Array2<F>,
+        packing: &Packing,
+        grads: &mut [Vec<F>],
+    ) -> Result<Array2<F>> {
+        let cell = AnyCell::new(r.cell);
+        let h = r.hidden_size;
+        let dirs = if r.bidirectional { 2 } else { 1 };
+        let n = packing.rows();
+        // Per direction of the top layer: the gradient of its packed outputs or final states.
+        let split = |a: &Array2<F>, d: usize| -> Vec<F> {
+            let cols = if dirs == 2 && r.merge == Merge::Sum { 0..h } else { d * h..(d + 1) * h };
+            a.slice(ndarray::s![.., cols]).iter().copied().collect()
+        };
+        let mut d_seq: Vec<Vec<F>> = vec![Vec::new(); dirs];
+        let mut d_fin: Vec<Vec<F>> = vec![Vec::new(); dirs];
+        for d in 0..dirs {
+            if r.return_sequences {
+                d_seq[d] = split(&d_out, d);
+            } else {
+                d_fin[d] = split(&d_out, d);
+            }
+        }
+        let mut dx = Array2::zeros((0, 0));
+        for l in (0..r.num_layers).rev() {
+            let x = &inputs[l];
+            dx = Array2::zeros(x.dim());
+            for d in 0..dirs {
+                let k = l * dirs + d;
+                let first = info.first_tensor + 4 * k;
+                let w = self.weights(first)?;
+                let g = backward_sequence(&cell, &w, x.view(), &traces[k], &d_seq[d], &d_fin[d], &[])?;
+                dx.zip_mut_with(&g.input, |a, &v| *a = *a + v);
+                grads[first] = g.weights.weight_ih.into_iter().collect();
+                grads[first + 1] = g.weights.weight_hh.into_iter().collect();
+                grads[first + 2] = g.weights.bias_ih.to_vec();
+                grads[first + 3] = g.weights.bias_hh.to_vec();
+            }
+            if l > 0 {
+                if let Some(mask) = masks.get(l - 1) {
+                    dx.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
+                }
+                for d in 0..dirs {
+                    d_seq[d] = dx.slice(ndarray::s![.., d * h..(d + 1) * h]).iter().copied().collect();
+                    d_fin[d] = Vec::new();
+                }
+            }
+        }
+        debug_assert_eq!(dx.nrows(), n);
+        Ok(dx)
+    }
+
+    /// Unpacks a packed `[N, W]` sequence output of `batch` to batch-first `[B, T, W]` in the
+    /// original order, zeros at padded steps; or reorders a `[B, W]` output.
+    pub fn unpack(&self, batch: &PackedBatch<F>, rows: ArrayView2<F>, sequence: bool) -> Vec<F> {
+        let w = rows.ncols();
+        let p = &batch.packing;
+        let b = p.batch();
+        if sequence {
+            let mut out = vec![F::zero(); b * batch.steps * w];
+            for t in 0..p.steps() {
+                for i in 0..p.rows_at(t) {
+                    let dst = (batch.order[i] * batch.steps + t) * w;
+                    out[dst..dst + w].iter_mut().zip(rows.row(p.offset(t) + i)).for_each(|(o, &v)| *o = v);
+                }
+            }
+            out
+        } else {
+            let mut out = vec![F::zero(); b * w];
+            for (i, &orig) in batch.order.iter().enumerate() {
+                out[orig * w..(orig + 1) * w].iter_mut().zip(rows.row(i)).for_each(|(o, &v)| *o = v);
+            }
+            out
+        }
+    }
+
+    /// Packs batch-first per-sequence or per-step values (`[B, W]` or `[B, T, W]`, original
+    /// order) into the row order of `batch` (`[B, W]` sorted, or `[N, W]` packed).
+    pub fn pack_rows<T: Copy + Default>(
+        &self,
+        batch: &PackedBatch<F>,
+        values: &[T],
+        width: usize,
+        sequence: bool,
+    ) -> Vec<T> {
+        let p = &batch.packing;
+        if sequence {
+            let mut out = vec![T::default(); p.rows() * width];
+            for t in 0..p.steps() {
+                for i in 0..p.rows_at(t) {
+                    let src = (batch.order[i] * batch.steps + t) * width;
+                    let dst = (p.offset(t) + i) * width;
+                    out[dst..dst + width].copy_from_slice(&values[src..src + width]);
+                }
+            }
+            out
+        } else {
+            batch.order.iter().flat_map(|&o| values[o * width..(o + 1) * width].iter().copied()).collect()
+        }
+    }
+
+    /// Replaces every parameter's values (same order and sizes as [`Model::tensors`]).
+    pub fn set_parameters(&mut self, values: Vec<Vec<F>>) -> Result<()> {
+        if values.len() != self.tensors.len() {
+            return Err(CoreError::shape(
+                "parameters",
+                format!("{} tensors", self.tensors.len()),
+                values.len().to_string(),
+            ));
+        }
+        for (t, v) in self.tensors.iter().zip(&values) {
+            if t.data.len() != v.len() {
+                return Err(CoreError::shape(
+                    &t.name,
+                    format!("{} values", t.data.len()),
+                    format!("{} values", v.len()),
+                ));
+            }
+        }
+        for (t, v) in self.tensors.iter_mut().zip(values) {
+            t.data = v;
+        }
+        Ok(())
+    }
+}
+
+/// Applies `activation` to each row of `x` in place.
+pub fn activate<F: Real>(activation: Activation, x: &mut Array2<F>) {
+    match activation {
+        Activation::Linear => {}
+        Activation::Relu => x.mapv_inplace(|v| v.max(F::zero())),
+        Activation::Tanh => x.mapv_inplace(|v| v.tanh()),
+        Activation::Sigmoid => x.mapv_inplace(sigmoid),
+        Activation::Softmax => {
+            for mut row in x.rows_mut() {
+                let max = row.iter().fold(F::neg_infinity(), |m, &v| m.max(v));
+                row.mapv_inplace(|v| (v - max).exp());
+                let sum = row.iter().fold(F::zero(), |s, &v| s + v);
+                row.mapv_inplace(|v| v / sum);
+            }
+        }
+    }
+}
+
+/// Turns `d` (gradient after the activation) into the gradient before it, given the
+/// activation's output `y`.
+fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>, d: &mut Array2<F>) {
+    match activation {
+        Activation::Linear => {}
+        Activation::Relu => d.zip_mut_with(y, |g, &v| *g = if v > F::zero() { *g } else { F::zero() }),
+        Activation::Tanh => d.zip_mut_with(y, |g, &v| *g = *g * (F::one() - v * v)),
+        Activation::Sigmoid => d.zip_mut_with(y, |g, &v| *g = *g * v * (F::one() - v)),
+        Activation::Softmax => {
+            for (mut g, yr) in d.rows_mut().into_iter().zip(y.rows()) {
+                let dot = g.iter().zip(yr).fold(F::zero(), |s, (&a, &b)| s + a * b);
+                g.zip_mut_with(&yr, |a, &b| *a = b * (*a - dot));
+            }
+        }
+    }
+}

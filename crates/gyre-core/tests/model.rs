@@ -1,0 +1,244 @@
+//! The sequential model in f64: finite-difference gradient checks through embeddings, stacked
+//! and bidirectional recurrent layers (both merges, with dropout), dense layers and their
+//! activations, on variable-length batches; and a padded batch against each sequence alone.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
+
+use gyre_core::model::{Activation, InputKind, Inputs, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
+use gyre_core::random::Rng;
+use gyre_core::{CellKind, Nonlinearity};
+use ndarray::{Array2, Array3};
+
+const CELLS: [CellKind; 5] = [
+    CellKind::Rnn(Nonlinearity::Tanh),
+    CellKind::Rnn(Nonlinearity::Relu),
+    CellKind::Lstm,
+    CellKind::Gru { reset_after: true },
+    CellKind::Gru { reset_after: false },
+];
+
+fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64) -> LayerConfig {
+    LayerConfig::Recurrent(RecurrentConfig {
+        cell,
+        hidden_size: 3,
+        num_layers: 2,
+        bidirectional: true,
+        merge,
+        return_sequences,
+        dropout,
+    })
+}
+
+/// `L = Σ output ⊙ weights` over the unpacked output, with the same dropout masks every time.
+fn loss(model: &Model<f64>, x: Inputs<f64>, lengths: &[usize], g: &[f64], seed: u64) -> f64 {
+    let batch = model.pack(x, Some(lengths)).unwrap();
+    let trace = model.forward(batch, true, &mut Rng::new(seed), None).unwrap();
+    let out = model.unpack(&trace.batch, trace.output.view(), trace.sequence);
+    out.iter().zip(g).map(|(a, b)| a * b).sum()
+}
+
+/// Largest |analytic − numeric| over every parameter element; asserts atol 1e-6 + rtol 1e-4.
+fn gradcheck(model: &mut Model<f64>, x: Inputs<f64>, lengths: &[usize], seed: u64) -> f64 {
+    let batch = model.pack(x, Some(lengths)).unwrap();
+    let trace = model.forward(batch, true, &mut Rng::new(seed), None).unwrap();
+    let width = trace.output.ncols();
+    let n_out = model.unpack(&trace.batch, trace.output.view(), trace.sequence).len();
+    let mut r = Rng::new(seed + 1);
+    let g: Vec<f64> = (0..n_out).map(|_| r.range(-1.0, 1.0)).collect();
+    // The gradient with respect to the packed output rows: pack `g` like the output.
+    let packed = model.pack_rows(&trace.batch, &g, width, trace.sequence);
+    let d = Array2::from_shape_vec((trace.output.nrows(), width), packed).unwrap();
+    let grads = model.backward(&trace, d, false).unwrap();
+    let eps = 1e-6;
+    let mut worst: f64 = 0.0;
+    for (ti, grad) in grads.iter().enumerate() {
+        for (k, &analytic) in grad.iter().enumerate() {
+            let orig = model.tensors[ti].data[k];
+            model.tensors[ti].data[k] = orig + eps;
+            let up = loss(model, x, lengths, &g, seed);
+            model.tensors[ti].data[k] = orig - eps;
+            let down = loss(model, x, lengths, &g, seed);
+            model.tensors[ti].data[k] = orig;
+            let numeric = (up - down) / (2.0 * eps);
+            let err = (analytic - numeric).abs();
+            let name = &model.tensors[ti].name;
+            assert!(err <= 1e-6 + 1e-4 * numeric.abs(), "{name}[{k}]: analytic {analytic}, numeric {numeric}");
+            worst = worst.max(err);
+        }
+    }
+    worst
+}
+
+fn features(b: usize, t: usize, i: usize, seed: u64) -> Array3<f64> {
+    let mut r = Rng::new(seed);
+    Array3::from_shape_simple_fn((b, t, i), || r.range(-1.0, 1.0))
+}
+
+#[test]
+fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences() {
+    let lengths = [3, 5, 1, 5];
+    let x = features(4, 5, 2, 3);
+    for (k, cell) in CELLS.into_iter().enumerate() {
+        let mut worst: f64 = 0.0;
+        for (merge, seq, act) in [
+            (Merge::Concat, true, Activation::Tanh),
+            (Merge::Sum, false, Activation::Softmax),
+            (Merge::Sum, true, Activation::Sigmoid),
+        ] {
+            let config = ModelConfig {
+                input: InputKind::Features { size: 2 },
+                layers: vec![recurrent(cell, merge, seq, 0.3), LayerConfig::Dense { units: 3, activation: act }],
+            };
+            let mut model = Model::<f64>::new(config, 10 + k as u64).unwrap();
+            worst = worst.max(gradcheck(&mut model, Inputs::Features(x.view()), &lengths, 5));
+        }
+        println!("model gradcheck {cell:?}: largest error {worst:.3e}");
+    }
+}
+
+#[test]
+fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
+    let config = ModelConfig {
+        input: InputKind::Tokens { vocab_size: 7 },
+        layers: vec![
+            LayerConfig::Embedding { dim: 3 },
+            recurrent(CellKind::Lstm, Merge::Concat, true, 0.0),
+            LayerConfig::Dense { units: 4, activation: Activation::Relu },
+            LayerConfig::Dense { units: 2, activation: Activation::Linear },
+        ],
+    };
+    let mut model = Model::<f64>::new(config, 4).unwrap();
+    let ids = Array2::from_shape_fn((3, 4), |(b, t)| ((b * 5 + t * 3) % 7) as u32);
+    gradcheck(&mut model, Inputs::Tokens(ids.view()), &[4, 2, 3], 9);
+}
+
+#[test]
+fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradients() {
+    for cell in CELLS {
+        for seq in [true, false] {
+            let config = ModelConfig {
+                input: InputKind::Features { size: 2 },
+                layers: vec![
+                    recurrent(cell, Merge::Concat, seq, 0.0),
+                    LayerConfig::Dense { units: 2, activation: Activation::Linear },
+                ],
+            };
+            let model = Model::<f64>::new(config, 21).unwrap();
+            let lengths = [2usize, 6, 4];
+            let mut x = features(3, 6, 2, 8);
+            // Garbage in the padding must not matter.
+            for (b, &len) in lengths.iter().enumerate() {
+                for t in len..6 {
+                    x[[b, t, 0]] = 1e6;
+                    x[[b, t, 1]] = f64::NAN;
+                }
+            }
+            let run = |x: ndarray::ArrayView3<f64>, lengths: &[usize]| {
+                let batch = model.pack(Inputs::Features(x), Some(lengths)).unwrap();
+                let trace = model.forward(batch, false, &mut Rng::new(0), None).unwrap();
+                let out = model.unpack(&trace.batch, trace.output.view(), trace.sequence);
+                let ones = Array2::from_elem(trace.output.dim(), 1.0);
+                let grads = model.backward(&trace, ones, false).unwrap();
+                (out, grads)
+            };
+            let (out, grads) = run(x.view(), &lengths);
+            let per = out.len() / 3;
+            let mut summed: Vec<Vec<f64>> = grads.iter().map(|g| vec![0.0; g.len()]).collect();
+            for (b, &len) in lengths.iter().enumerate() {
+                let alone = x.slice(ndarray::s![b..b + 1, ..len, ..]).to_owned();
+                let (o, g) = run(alone.view(), &[len]);
+                if seq {
+                    for t in 0..6 {
+                        for u in 0..2 {
+                            let want = if t < len { o[t * 2 + u] } else { 0.0 };
+                            let got = out[b * per + t * 2 + u];
+                            assert!((got - want).abs() < 1e-12, "{cell:?} b{b} t{t}: {got} vs {want}");
+                        }
+                    }
+                } else {
+                    for u in 0..2 {
+                        assert!((out[b * per + u] - o[u]).abs() < 1e-12, "{cell:?} final b{b}");
+                    }
+                }
+                for (s, gi) in summed.iter_mut().zip(&g) {
+                    s.iter_mut().zip(gi).for_each(|(a, v)| *a += v);
+                }
+            }
+            for (ti, (a, b)) in grads.iter().zip(&summed).enumerate() {
+                for (k, (x, y)) in a.iter().zip(b).enumerate() {
+                    assert!((x - y).abs() < 1e-10, "{cell:?} {}[{k}]: batch {x}, alone {y}", model.tensors[ti].name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn parameters_carry_pytorch_names_and_shapes() {
+    let config = ModelConfig {
+        input: InputKind::Features { size: 5 },
+        layers: vec![
+            LayerConfig::Recurrent(RecurrentConfig {
+                cell: CellKind::Gru { reset_after: true },
+                hidden_size: 4,
+                num_layers: 2,
+                bidirectional: true,
+                merge: Merge::Concat,
+                return_sequences: false,
+                dropout: 0.0,
+            }),
+            LayerConfig::Dense { units: 3, activation: Activation::Softmax },
+        ],
+    };
+    let model = Model::<f32>::new(config, 1).unwrap();
+    let names: Vec<(String, Vec<usize>)> = model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+    assert_eq!(names[0], ("0.weight_ih_l0".to_string(), vec![12, 5]));
+    assert_eq!(names[4], ("0.weight_ih_l0_reverse".to_string(), vec![12, 5]));
+    assert_eq!(names[8], ("0.weight_ih_l1".to_string(), vec![12, 8]));
+    assert_eq!(names[15], ("0.bias_hh_l1_reverse".to_string(), vec![12]));
+    assert_eq!(names[16], ("1.weight".to_string(), vec![3, 8]));
+    assert_eq!(names[17], ("1.bias".to_string(), vec![3]));
+    assert_eq!(model.tensors.len(), 18);
+}
+
+#[test]
+fn bad_configurations_and_inputs_are_errors_naming_the_field() {
+    let bad = |layers: Vec<LayerConfig>, input: InputKind| {
+        Model::<f32>::new(ModelConfig { input, layers }, 0).unwrap_err().to_string()
+    };
+    let feats = InputKind::Features { size: 2 };
+    assert!(bad(vec![], feats).contains("layers"));
+    assert!(
+        bad(vec![LayerConfig::Dense { units: 0, activation: Activation::Linear }], feats).contains("layers[0].units")
+    );
+    assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 1.5)], feats).contains("layers[0].dropout"));
+    assert!(bad(vec![LayerConfig::Embedding { dim: 2 }], feats).contains("layers[0].type"));
+    assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)], InputKind::Tokens { vocab_size: 3 })
+        .contains("embedding"));
+    assert!(bad(
+        vec![recurrent(CellKind::Lstm, Merge::Concat, false, 0.0), recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)],
+        feats
+    )
+    .contains("layers[1].type"));
+
+    let model = Model::<f64>::new(
+        ModelConfig { input: feats, layers: vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)] },
+        0,
+    )
+    .unwrap();
+    let x = features(2, 3, 2, 1);
+    let err = model.pack(Inputs::Features(x.view()), Some(&[3, 4])).unwrap_err().to_string();
+    assert!(err.contains("lengths[1]") && err.contains("1..=3") && err.contains("got 4"), "{err}");
+    let err = model.pack(Inputs::Features(x.view()), Some(&[0, 1])).unwrap_err().to_string();
+    assert!(err.contains("lengths[0]"), "{err}");
+    let wrong = features(2, 3, 5, 1);
+    assert!(model.pack(Inputs::Features(wrong.view()), None).unwrap_err().to_string().contains("[2, 3, 2]"));
+
+    let tok = Model::<f64>::new(
+        ModelConfig { input: InputKind::Tokens { vocab_size: 4 }, layers: vec![LayerConfig::Embedding { dim: 2 }] },
+        0,
+    )
+    .unwrap();
+    let ids = Array2::from_shape_vec((1, 2), vec![1u32, 9]).unwrap();
+    let err = tok.pack(Inputs::Tokens(ids.view()), None).unwrap_err().to_string();
+    assert!(err.contains("x[0][1]") && err.contains("vocabulary size 4") && err.contains("got 9"), "{err}");
+}
