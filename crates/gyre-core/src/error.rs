@@ -26,6 +26,18 @@ pub enum CoreError {
         /// The value received.
         got: String,
     },
+    /// Training produced a NaN or infinite loss or gradient; the update was not applied.
+    #[error("the {what} became {value} in epoch {epoch}, batch {batch}; the weights were left as they were before that batch")]
+    NonFinite {
+        /// `"loss"` or `"gradient norm"`.
+        what: String,
+        /// The offending value (NaN or ±inf).
+        value: String,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+    },
     /// A required tensor or option is absent.
     #[error("{what} is required {context}")]
     Missing {
@@ -43,6 +55,7 @@ impl CoreError {
             CoreError::ShapeMismatch { .. } => "GYRE_SHAPE_MISMATCH",
             CoreError::InvalidArgument { .. } => "GYRE_INVALID_ARGUMENT",
             CoreError::Missing { .. } => "GYRE_MISSING_ARGUMENT",
+            CoreError::NonFinite { .. } => "GYRE_NON_FINITE",
         }
     }
 

@@ -16,11 +16,14 @@ pub mod kernels;
 pub mod linalg;
 pub mod loss;
 pub mod model;
+pub mod optim;
 pub mod random;
 pub mod real;
 pub mod recurrent;
 pub mod sequence;
 pub mod tensor;
+pub mod threads;
+pub mod train;
 pub mod weights;
 
 pub use cells::Nonlinearity;

@@ -6,7 +6,7 @@ use std::iter::Sum;
 
 /// A floating-point element type: `f32` (the working type) or `f64` (gradient checks).
 pub trait Real:
-    num_traits::Float + LinalgScalar + ScalarOperand + Send + Sync + Debug + Display + Sum + 'static
+    num_traits::Float + LinalgScalar + ScalarOperand + Send + Sync + Debug + Display + Sum + Default + 'static
 {
     /// Converts a small constant (exactly representable in both types).
     fn lit(v: f64) -> Self;

@@ -1,0 +1,56 @@
+//! The thread pool every native call runs in. Its size is set by [`set_num_threads`], or
+//! by the `GYRE_NUM_THREADS` environment variable read when the pool is first used; the
+//! default is the number of logical CPUs. Results do not depend on it (see [`crate::linalg`]).
+
+use crate::error::{CoreError, Result};
+use std::sync::{Arc, Mutex};
+
+static POOL: Mutex<Option<Arc<rayon::ThreadPool>>> = Mutex::new(None);
+
+fn build(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gyre-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| CoreError::invalid("threads", "a thread pool the system can start", e.to_string()))
+}
+
+fn default_threads() -> Result<usize> {
+    match std::env::var("GYRE_NUM_THREADS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(CoreError::invalid("GYRE_NUM_THREADS", "a positive integer", format!("{v:?}"))),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+fn pool() -> Result<Arc<rayon::ThreadPool>> {
+    let mut guard = POOL.lock().map_err(|_| CoreError::invalid("thread pool", "usable", "poisoned"))?;
+    if let Some(p) = guard.as_ref() {
+        return Ok(p.clone());
+    }
+    let p = build(default_threads()?)?;
+    *guard = Some(p.clone());
+    Ok(p)
+}
+
+/// Sets the number of threads of later calls (calls already running keep theirs).
+pub fn set_num_threads(threads: usize) -> Result<()> {
+    crate::tensor::positive("threads", threads)?;
+    let p = build(threads)?;
+    let mut guard = POOL.lock().map_err(|_| CoreError::invalid("thread pool", "usable", "poisoned"))?;
+    *guard = Some(p);
+    Ok(())
+}
+
+/// The number of threads calls run on.
+pub fn num_threads() -> Result<usize> {
+    Ok(pool()?.current_num_threads())
+}
+
+/// Runs `f` on the pool.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(pool()?.install(f))
+}

@@ -1,0 +1,298 @@
+//! Training over datasets: learning, determinism across runs and thread counts, the
+//! non-finite guard, cancellation, early stopping, truncated BPTT and validation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
+
+use gyre_core::model::{Activation, InputKind, Inputs, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
+use gyre_core::optim::{LrSchedule, OptimizerConfig, Schedule};
+use gyre_core::random::Rng;
+use gyre_core::train::{
+    evaluate, fit, optimizer_for, predict, Dataset, EarlyStopping, FitConfig, LossKind, Observer, Progress, Targets,
+};
+use gyre_core::{CellKind, CoreError};
+use ndarray::Array3;
+
+struct Recorder {
+    events: Vec<Progress>,
+    stop_after: Option<usize>,
+    batches: usize,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Recorder { events: Vec::new(), stop_after: None, batches: 0 }
+    }
+}
+
+impl Observer for Recorder {
+    fn progress(&mut self, event: Progress) {
+        if matches!(event, Progress::Batch { .. }) {
+            self.batches += 1;
+        }
+        self.events.push(event);
+    }
+    fn should_stop(&mut self) -> bool {
+        self.stop_after.is_some_and(|n| self.batches >= n)
+    }
+}
+
+/// Sequences of ±1-ish numbers, variable lengths; class 1 if their sum is positive.
+fn sign_task(samples: usize, steps: usize, seed: u64) -> (Array3<f32>, Vec<usize>, Vec<u32>) {
+    let mut r = Rng::new(seed);
+    let x = Array3::from_shape_simple_fn((samples, steps, 1), || r.range(-1.0, 1.0) as f32);
+    let lengths: Vec<usize> = (0..samples).map(|_| 2 + r.below(steps - 1)).collect();
+    let y = (0..samples).map(|s| u32::from((0..lengths[s]).map(|t| x[[s, t, 0]]).sum::<f32>() > 0.0)).collect();
+    (x, lengths, y)
+}
+
+fn classifier(seed: u64, dropout: f64) -> Model<f32> {
+    let config = ModelConfig {
+        input: InputKind::Features { size: 1 },
+        layers: vec![
+            LayerConfig::Recurrent(RecurrentConfig {
+                cell: CellKind::Lstm,
+                hidden_size: 12,
+                num_layers: 2,
+                bidirectional: true,
+                merge: Merge::Concat,
+                return_sequences: false,
+                dropout,
+            }),
+            LayerConfig::Dense { units: 2, activation: Activation::Softmax },
+        ],
+    };
+    Model::new(config, seed).unwrap()
+}
+
+fn config(epochs: usize) -> FitConfig {
+    FitConfig {
+        epochs,
+        batch_size: 16,
+        shuffle: true,
+        seed: 5,
+        loss: LossKind::CrossEntropy,
+        schedule: Schedule::new(LrSchedule::Constant, 0).unwrap(),
+        clip_norm: Some(5.0),
+        clip_value: None,
+        tbptt_steps: None,
+        early_stopping: None,
+    }
+}
+
+fn weights(m: &Model<f32>) -> Vec<Vec<u32>> {
+    m.tensors.iter().map(|t| t.data.iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+#[test]
+fn a_stacked_bidirectional_lstm_learns_to_classify_variable_length_sequences() {
+    let (x, lengths, y) = sign_task(256, 10, 1);
+    let (vx, vl, vy) = sign_task(64, 10, 2);
+    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let val = Dataset { inputs: Inputs::Features(vx.view()), lengths: Some(&vl), targets: Targets::Classes(&vy) };
+    let mut model = classifier(3, 0.1);
+    let before = evaluate(&model, &val, LossKind::CrossEntropy, 32).unwrap();
+    let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
+    let mut rec = Recorder::new();
+    let history = fit(&mut model, &mut opt, &train, Some(&val), &config(25), &mut rec).unwrap();
+    assert_eq!(history.epochs.len(), 25);
+    assert_eq!(rec.batches, 25 * 16);
+    let after = evaluate(&model, &val, LossKind::CrossEntropy, 32).unwrap();
+    println!("validation loss {:.4} -> {:.4}, accuracy {:?}", before.loss, after.loss, after.accuracy);
+    assert!(after.loss < 0.5 * before.loss, "{before:?} -> {after:?}");
+    assert!(after.accuracy.unwrap() > 0.9, "{after:?}");
+    let Progress::Epoch { validation: Some(v), .. } = history.epochs[24] else { panic!("no validation") };
+    assert!((v.loss - after.loss).abs() < 1e-6);
+    let probs = predict(&model, Inputs::Features(vx.view()), Some(&vl), 7).unwrap();
+    assert_eq!(probs.len(), 64 * 2);
+    assert!(probs.chunks(2).all(|p| (p[0] + p[1] - 1.0).abs() < 1e-5));
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_weights_on_one_and_two_threads() {
+    let (x, lengths, y) = sign_task(96, 8, 4);
+    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut model = classifier(7, 0.2);
+            let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
+            fit(&mut model, &mut opt, &train, None, &config(3), &mut Recorder::new()).unwrap();
+            weights(&model)
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(1), "run to run");
+    assert_eq!(one, run(2), "1 vs 2 threads");
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_weights() {
+    let config_mse =
+        |epochs| FitConfig { loss: LossKind::MeanSquaredError, shuffle: false, batch_size: 4, ..config(epochs) };
+    let model_cfg = ModelConfig {
+        input: InputKind::Features { size: 1 },
+        layers: vec![
+            LayerConfig::Recurrent(RecurrentConfig {
+                cell: CellKind::Gru { reset_after: true },
+                hidden_size: 4,
+                num_layers: 1,
+                bidirectional: false,
+                merge: Merge::Concat,
+                return_sequences: false,
+                dropout: 0.0,
+            }),
+            LayerConfig::Dense { units: 1, activation: Activation::Linear },
+        ],
+    };
+    let (x, lengths, _) = sign_task(12, 5, 9);
+    let mut y: Vec<f32> = (0..12).map(|i| i as f32 / 12.0).collect();
+    y[9] = f32::NAN; // the third batch of four
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let mut model = Model::<f32>::new(model_cfg.clone(), 1).unwrap();
+    let mut opt = optimizer_for(&model, OptimizerConfig::sgd(0.1)).unwrap();
+    let err = fit(&mut model, &mut opt, &data, None, &config_mse(1), &mut Recorder::new()).unwrap_err();
+    assert_eq!(err.code(), "GYRE_NON_FINITE");
+    assert!(matches!(err, CoreError::NonFinite { epoch: 1, batch: 3, .. }), "{err}");
+    assert!(err.to_string().contains("epoch 1, batch 3"), "{err}");
+
+    // The same two good batches alone give the same weights.
+    let first8 = x.slice(ndarray::s![..8, .., ..]).to_owned();
+    let good = Dataset {
+        inputs: Inputs::Features(first8.view()),
+        lengths: Some(&lengths[..8]),
+        targets: Targets::Values(&y[..8]),
+    };
+    let mut reference = Model::<f32>::new(model_cfg, 1).unwrap();
+    let mut opt2 = optimizer_for(&reference, OptimizerConfig::sgd(0.1)).unwrap();
+    fit(&mut reference, &mut opt2, &good, None, &config_mse(1), &mut Recorder::new()).unwrap();
+    assert_eq!(weights(&model), weights(&reference));
+}
+
+#[test]
+fn stopping_between_batches_leaves_the_weights_of_the_last_completed_batch() {
+    let (x, lengths, y) = sign_task(64, 6, 11);
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let cfg = FitConfig { shuffle: false, ..config(5) };
+    let mut model = classifier(2, 0.0);
+    let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
+    let mut rec = Recorder::new();
+    rec.stop_after = Some(3);
+    let history = fit(&mut model, &mut opt, &data, None, &cfg, &mut rec).unwrap();
+    assert!(history.aborted);
+    assert_eq!(rec.batches, 3);
+    let first48 = x.slice(ndarray::s![..48, .., ..]).to_owned();
+    let part = Dataset {
+        inputs: Inputs::Features(first48.view()),
+        lengths: Some(&lengths[..48]),
+        targets: Targets::Classes(&y[..48]),
+    };
+    let mut reference = classifier(2, 0.0);
+    let mut opt2 = optimizer_for(&reference, OptimizerConfig::adam(0.01)).unwrap();
+    fit(&mut reference, &mut opt2, &part, None, &FitConfig { epochs: 1, ..cfg }, &mut Recorder::new()).unwrap();
+    assert_eq!(weights(&model), weights(&reference));
+}
+
+#[test]
+fn early_stopping_waits_for_patience_and_restores_the_best_weights() {
+    let (x, lengths, y) = sign_task(32, 6, 12);
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    // A min_delta no epoch can beat: the first epoch is the best, then patience runs out.
+    let es = EarlyStopping { patience: 2, min_delta: 1e9, restore_best: true };
+    let cfg = FitConfig { early_stopping: Some(es), shuffle: false, ..config(10) };
+    let mut model = classifier(4, 0.0);
+    let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.05)).unwrap();
+    let history = fit(&mut model, &mut opt, &data, Some(&data), &cfg, &mut Recorder::new()).unwrap();
+    assert!(history.stopped_early);
+    assert_eq!(history.epochs.len(), 3);
+    let mut reference = classifier(4, 0.0);
+    let mut opt2 = optimizer_for(&reference, OptimizerConfig::adam(0.05)).unwrap();
+    fit(
+        &mut reference,
+        &mut opt2,
+        &data,
+        None,
+        &FitConfig { early_stopping: None, epochs: 1, ..cfg },
+        &mut Recorder::new(),
+    )
+    .unwrap();
+    assert_eq!(weights(&model), weights(&reference), "weights of epoch 1");
+}
+
+fn running_sum_model(seed: u64) -> Model<f32> {
+    let config = ModelConfig {
+        input: InputKind::Features { size: 1 },
+        layers: vec![
+            LayerConfig::Recurrent(RecurrentConfig {
+                cell: CellKind::Gru { reset_after: true },
+                hidden_size: 16,
+                num_layers: 1,
+                bidirectional: false,
+                merge: Merge::Concat,
+                return_sequences: true,
+                dropout: 0.0,
+            }),
+            LayerConfig::Dense { units: 1, activation: Activation::Linear },
+        ],
+    };
+    Model::new(config, seed).unwrap()
+}
+
+#[test]
+fn truncated_bptt_carries_state_across_chunks_and_equals_full_bptt_with_one_chunk() {
+    let (samples, steps) = (64, 12);
+    let (x, lengths, _) = sign_task(samples, steps, 13);
+    // Target: running sum of the input (needs the state carried across chunks).
+    let mut y = vec![0f32; samples * steps];
+    for s in 0..samples {
+        let mut acc = 0.0;
+        for t in 0..steps {
+            acc += x[[s, t, 0]];
+            y[s * steps + t] = acc * 0.3;
+        }
+    }
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let base = FitConfig { loss: LossKind::MeanSquaredError, ..config(3) };
+    let train = |tbptt: Option<usize>, epochs: usize| {
+        let mut model = running_sum_model(8);
+        let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
+        let cfg = FitConfig { tbptt_steps: tbptt, epochs, ..base.clone() };
+        fit(&mut model, &mut opt, &data, None, &cfg, &mut Recorder::new()).unwrap();
+        model
+    };
+    assert_eq!(weights(&train(None, 3)), weights(&train(Some(steps), 3)), "one chunk is plain BPTT");
+    let before = evaluate(&running_sum_model(8), &data, LossKind::MeanSquaredError, 64).unwrap().loss;
+    let after = evaluate(&train(Some(4), 30), &data, LossKind::MeanSquaredError, 64).unwrap().loss;
+    println!("tbptt(4) running sum: mse {before:.4} -> {after:.4}");
+    assert!(after < 0.2 * before, "{before} -> {after}");
+}
+
+#[test]
+fn bad_datasets_and_options_are_errors_naming_them() {
+    let (x, lengths, y) = sign_task(8, 5, 14);
+    let model = classifier(1, 0.0);
+    let run = |data: &Dataset<f32>, cfg: &FitConfig| {
+        let mut m = model.clone();
+        let mut opt = optimizer_for(&m, OptimizerConfig::adam(0.01)).unwrap();
+        fit(&mut m, &mut opt, data, None, cfg, &mut Recorder::new()).unwrap_err().to_string()
+    };
+    let ok = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let short = Dataset { targets: Targets::Classes(&y[..7]), ..ok };
+    assert!(run(&short, &config(1)).contains("train y"), "{}", run(&short, &config(1)));
+    let mut bad_y = y.clone();
+    bad_y[3] = 2;
+    let out_of_range = Dataset { targets: Targets::Classes(&bad_y), ..ok };
+    let msg = run(&out_of_range, &config(1));
+    assert!(msg.contains("y[3]") && msg.contains("below 2") && msg.contains("got 2"), "{msg}");
+    let zero_len = [0usize, 3, 3, 3, 3, 3, 3, 3];
+    let msg = run(&Dataset { lengths: Some(&zero_len), ..ok }, &config(1));
+    assert!(msg.contains("lengths[0]"), "{msg}");
+    let msg = run(&ok, &FitConfig { batch_size: 0, ..config(1) });
+    assert!(msg.contains("batchSize"), "{msg}");
+    let msg = run(&ok, &FitConfig { clip_norm: Some(f64::NAN), ..config(1) });
+    assert!(msg.contains("clipNorm"), "{msg}");
+    let msg = run(&ok, &FitConfig { tbptt_steps: Some(3), ..config(1) });
+    assert!(msg.contains("tbpttSteps"), "{msg}");
+    let vals = vec![0f32; 16];
+    let msg = run(&Dataset { targets: Targets::Values(&vals), ..ok }, &config(1));
+    assert!(msg.contains("class ids"), "{msg}");
+    assert!(OptimizerConfig::adam(f64::INFINITY).validate().is_err());
+}
