@@ -9,6 +9,47 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A sequential model living in native memory. */
+export declare class NativeModel {
+  /**
+   * Builds a model from its JSON configuration, with weights initialised from `seed`
+   * (a non-negative integer below 2^53).
+   */
+  constructor(configJson: string, seed: number)
+  /** The model's configuration as JSON, every default written out. */
+  configJson(): string
+  /** Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`). */
+  parameterNames(): Array<string>
+  /** Shape of a parameter tensor. */
+  parameterShape(name: string): Array<number>
+  /** A copy of a parameter tensor's values (row-major). */
+  getParameter(name: string): Float32Array
+  /** Replaces a parameter tensor's values; the length must match. */
+  setParameter(name: string, values: Float32Array): void
+  /** Total number of parameter values. */
+  parameterCount(): number
+  /** Whether a `fit` is running. */
+  get isTraining(): boolean
+  /**
+   * Trains off the JavaScript thread. The data are copied before this returns. Rejects with
+   * `GYRE_BUSY` if a fit is already running on this model.
+   */
+  fit(data: DataArgs, validation: DataArgs | undefined | null, optionsJson: string, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FitHistory>
+  /**
+   * Asks a running `fit` to stop before its next batch (the Promise then resolves with
+   * `aborted: true`); does nothing when no fit is running.
+   */
+  abortTraining(): void
+  /** The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread. */
+  predict(data: DataArgs, batchSize: number): Promise<Float32Array>
+  /** The model's output, `[S, T, O]` or `[S, O]`, on the calling thread. */
+  predictSync(data: DataArgs, batchSize: number): Float32Array
+  /** Mean loss (and accuracy) over a dataset, computed off the JavaScript thread. */
+  evaluate(data: DataArgs, loss: string, batchSize: number): Promise<EvaluationResult>
+  /** Mean loss (and accuracy) over a dataset, on the calling thread. */
+  evaluateSync(data: DataArgs, loss: string, batchSize: number): EvaluationResult
+}
+
 /** Gradients returned by a backward call. */
 export interface BackwardResultF32 {
   /** `[B, T, I]` */
@@ -45,6 +86,42 @@ export interface BackwardResultF64 {
   gradBiasHh: Float64Array
 }
 
+/** A dataset as flat typed arrays: `samples` sequences of `steps` steps. */
+export interface DataArgs {
+  /** Number of sequences `S`. */
+  samples: number
+  /** Steps per sequence `T` (the padded length). */
+  steps: number
+  /** `[S, T, I]` float features (models without an embedding). */
+  features?: Float32Array
+  /** `[S, T]` token ids (models starting with an embedding). */
+  tokens?: Uint32Array
+  /** `[S]` lengths, each in `1..=T` (default: all `T`). */
+  lengths?: Uint32Array
+  /** Class ids: `[S]`, or `[S, T]` for a model that outputs a sequence. */
+  classes?: Uint32Array
+  /** Float targets: `[S, O]`, or `[S, T, O]` for a model that outputs a sequence. */
+  values?: Float32Array
+}
+
+/** Loss and accuracy over a dataset. */
+export interface EvaluationResult {
+  /** Mean loss. */
+  loss: number
+  /** Accuracy (cross-entropy only). */
+  accuracy?: number
+}
+
+/** What `fit` resolves to. */
+export interface FitHistory {
+  /** One event per completed epoch. */
+  epochs: Array<ProgressEvent>
+  /** Stopped by early stopping. */
+  stoppedEarly: boolean
+  /** Stopped by `abortTraining` (an AbortSignal). */
+  aborted: boolean
+}
+
 /** Outputs of a forward call. */
 export interface ForwardResultF32 {
   /** `[B, T, H]` hidden state after every step. */
@@ -63,6 +140,33 @@ export interface ForwardResultF64 {
   hN: Float64Array
   /** `[B, H]` cell state after the last step (LSTM only). */
   cN?: Float64Array
+}
+
+/** The number of threads native calls run on. */
+export declare function getNumThreads(): number
+
+/** One progress event of `fit`. */
+export interface ProgressEvent {
+  /** `"batch"` or `"epoch"`. */
+  kind: string
+  /** 1-based epoch. */
+  epoch: number
+  /** 1-based batch (batch events). */
+  batch?: number
+  /** Batches per epoch (batch events). */
+  batches?: number
+  /** Loss of the batch, or mean loss of the epoch. */
+  loss: number
+  /** Training accuracy of the epoch (cross-entropy). */
+  accuracy?: number
+  /** Validation loss (epoch events with validation data). */
+  valLoss?: number
+  /** Validation accuracy (cross-entropy). */
+  valAccuracy?: number
+  /** Learning rate of the epoch (epoch events). */
+  learningRate?: number
+  /** Training samples per second. */
+  samplesPerSecond: number
 }
 
 /** Backpropagation through time for the forward pass with the same arguments. */
@@ -138,3 +242,6 @@ export interface RecurrentTensorsF64 {
   /** `[B, H]` gradient of `c_n`, LSTM only (backward only; zeros when absent). */
   gradCN?: Float64Array
 }
+
+/** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */
+export declare function setNumThreads(threads: number): void

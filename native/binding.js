@@ -835,7 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeModel = nativeBinding.NativeModel
+module.exports.getNumThreads = nativeBinding.getNumThreads
 module.exports.recurrentBackwardF32 = nativeBinding.recurrentBackwardF32
 module.exports.recurrentBackwardF64 = nativeBinding.recurrentBackwardF64
 module.exports.recurrentForwardF32 = nativeBinding.recurrentForwardF32
 module.exports.recurrentForwardF64 = nativeBinding.recurrentForwardF64
+module.exports.setNumThreads = nativeBinding.setNumThreads

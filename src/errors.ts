@@ -9,6 +9,9 @@ export type GyreErrorCode =
   | 'GYRE_SHAPE_MISMATCH'
   | 'GYRE_MISSING_ARGUMENT'
   | 'GYRE_NATIVE_UNAVAILABLE'
+  | 'GYRE_NON_FINITE'
+  | 'GYRE_BUSY'
+  | 'GYRE_ABORTED'
   | 'GYRE_INTERNAL';
 
 /** Base class of every error gyre throws. `code` is stable across versions. */
@@ -43,6 +46,20 @@ export class MissingArgumentError extends GyreError {
   }
 }
 
+/** Training produced a NaN or infinite loss or gradient; the model kept the weights of the last good batch. */
+export class NonFiniteError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_NON_FINITE', message, options);
+  }
+}
+
+/** The model is training; the call must wait for fit() to settle. */
+export class BusyError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_BUSY', message, options);
+  }
+}
+
 /** The native addon could not be loaded for this platform. */
 export class NativeUnavailableError extends GyreError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -61,6 +78,9 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   GYRE_INVALID_ARGUMENT: InvalidArgumentError,
   GYRE_SHAPE_MISMATCH: ShapeMismatchError,
   GYRE_MISSING_ARGUMENT: MissingArgumentError,
+  GYRE_NON_FINITE: NonFiniteError,
+  GYRE_BUSY: BusyError,
+  GYRE_INTERNAL: InternalError,
 };
 
 /**

@@ -4,3 +4,5 @@
  */
 export * from './functional.js';
 export * from './errors.js';
+export * from './model.js';
+export type { SequenceInput, SequenceTensor, TargetInput } from './data.js';

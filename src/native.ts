@@ -32,7 +32,34 @@ function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) =>
   };
 }
 
+/** Runs a native call, converting what it throws into a GyreError. */
+export function guard<R>(call: () => R): R {
+  try {
+    return call();
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+/** Awaits a native Promise, converting its rejection into a GyreError. */
+export async function settle<R>(promise: Promise<R>): Promise<R> {
+  try {
+    return await promise;
+  } catch (err) {
+    throw fromNative(err);
+  }
+}
+
+export const NativeModel = binding.NativeModel;
+export type NativeModel = Binding.NativeModel;
+export const setNumThreads = binding.setNumThreads;
+export const getNumThreads = binding.getNumThreads;
+
 export type {
+  DataArgs,
+  ProgressEvent,
+  FitHistory,
+  EvaluationResult,
   RecurrentSpec,
   RecurrentTensorsF32,
   RecurrentTensorsF64,

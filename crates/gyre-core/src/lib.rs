@@ -11,6 +11,7 @@
 
 pub mod cell;
 pub mod cells;
+pub mod config;
 pub mod error;
 pub mod kernels;
 pub mod linalg;

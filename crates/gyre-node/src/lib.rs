@@ -7,10 +7,12 @@ use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, O
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
+pub mod model;
+
 /// Errors cross the boundary as `InvalidArg` with the message `"<CODE>: <message>"`, where
 /// `<CODE>` is gyre's stable error code (`GYRE_SHAPE_MISMATCH`, ...); the TypeScript layer
 /// turns them into `GyreError` subclasses carrying that code.
-fn js_error(e: CoreError) -> napi::Error {
+pub(crate) fn js_error(e: CoreError) -> napi::Error {
     napi::Error::new(napi::Status::InvalidArg, format!("{}: {e}", e.code()))
 }
 

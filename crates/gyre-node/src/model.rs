@@ -1,0 +1,556 @@
+//! The model binding: a native model object, training off the JavaScript thread with
+//! progress events and cancellation, evaluation and prediction (async and sync).
+
+use crate::js_error;
+use gyre_core::config::{fit_from_json, loss_from_name};
+use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
+use gyre_core::optim::{Optimizer, OptimizerConfig};
+use gyre_core::train::{self, Dataset, FitConfig, History, Observer, Progress, Targets};
+use gyre_core::{threads, CoreError};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status, Task};
+use napi_derive::napi;
+use ndarray::{Array2, Array3};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+fn busy() -> napi::Error {
+    napi::Error::new(
+        Status::InvalidArg,
+        "GYRE_BUSY: the model is training; wait for fit() to settle (or abort it) before this call",
+    )
+}
+
+fn internal(msg: impl std::fmt::Display) -> napi::Error {
+    napi::Error::new(Status::GenericFailure, format!("GYRE_INTERNAL: {msg}"))
+}
+
+/// Runs `f`, turning a panic into a `GYRE_INTERNAL` error instead of unwinding into Node.
+fn contain<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(internal(format!("panic: {msg}")))
+    })
+}
+
+/// A dataset as flat typed arrays: `samples` sequences of `steps` steps.
+#[napi(object)]
+pub struct DataArgs {
+    /// Number of sequences `S`.
+    pub samples: u32,
+    /// Steps per sequence `T` (the padded length).
+    pub steps: u32,
+    /// `[S, T, I]` float features (models without an embedding).
+    pub features: Option<Float32Array>,
+    /// `[S, T]` token ids (models starting with an embedding).
+    pub tokens: Option<Uint32Array>,
+    /// `[S]` lengths, each in `1..=T` (default: all `T`).
+    pub lengths: Option<Uint32Array>,
+    /// Class ids: `[S]`, or `[S, T]` for a model that outputs a sequence.
+    pub classes: Option<Uint32Array>,
+    /// Float targets: `[S, O]`, or `[S, T, O]` for a model that outputs a sequence.
+    pub values: Option<Float32Array>,
+}
+
+/// An owned copy of [`DataArgs`]: training never reads JavaScript memory after the call.
+struct OwnedData {
+    features: Option<Array3<f32>>,
+    tokens: Option<Array2<u32>>,
+    lengths: Option<Vec<usize>>,
+    classes: Option<Vec<u32>>,
+    values: Option<Vec<f32>>,
+}
+
+impl OwnedData {
+    fn copy(d: &DataArgs, input: InputKind, what: &str) -> Result<Self, CoreError> {
+        let (s, t) = (d.samples as usize, d.steps as usize);
+        gyre_core::tensor::positive(&format!("{what} samples"), s)?;
+        gyre_core::tensor::positive(&format!("{what} steps"), t)?;
+        let (features, tokens) = match input {
+            InputKind::Features { size } => {
+                let x = d.features.as_deref().ok_or_else(|| CoreError::Missing {
+                    what: format!("{what} x"),
+                    context: "as float features (the model has no embedding)".into(),
+                })?;
+                (Some(gyre_core::tensor::tensor3(&format!("{what} x"), x, s, t, size)?.to_owned()), None)
+            }
+            InputKind::Tokens { .. } => {
+                let x = d.tokens.as_deref().ok_or_else(|| CoreError::Missing {
+                    what: format!("{what} x"),
+                    context: "as token ids (the model starts with an embedding)".into(),
+                })?;
+                (None, Some(gyre_core::tensor::matrix(&format!("{what} x"), x, s, t)?.to_owned()))
+            }
+        };
+        Ok(OwnedData {
+            features,
+            tokens,
+            lengths: d.lengths.as_deref().map(|l| l.iter().map(|&v| v as usize).collect()),
+            classes: d.classes.as_deref().map(<[u32]>::to_vec),
+            values: d.values.as_deref().map(<[f32]>::to_vec),
+        })
+    }
+
+    fn inputs(&self) -> Result<Inputs<'_, f32>, CoreError> {
+        match (&self.features, &self.tokens) {
+            (Some(f), _) => Ok(Inputs::Features(f.view())),
+            (None, Some(t)) => Ok(Inputs::Tokens(t.view())),
+            (None, None) => Err(CoreError::Missing { what: "x".into(), context: "for every call".into() }),
+        }
+    }
+
+    fn dataset(&self) -> Result<Dataset<'_, f32>, CoreError> {
+        let targets = match (&self.classes, &self.values) {
+            (Some(c), _) => Targets::Classes(c),
+            (None, Some(v)) => Targets::Values(v),
+            (None, None) => {
+                return Err(CoreError::Missing { what: "y".into(), context: "for training and evaluation".into() })
+            }
+        };
+        Ok(Dataset { inputs: self.inputs()?, lengths: self.lengths.as_deref(), targets })
+    }
+}
+
+/// One progress event of `fit`.
+#[napi(object)]
+#[derive(Clone)]
+pub struct ProgressEvent {
+    /// `"batch"` or `"epoch"`.
+    pub kind: String,
+    /// 1-based epoch.
+    pub epoch: u32,
+    /// 1-based batch (batch events).
+    pub batch: Option<u32>,
+    /// Batches per epoch (batch events).
+    pub batches: Option<u32>,
+    /// Loss of the batch, or mean loss of the epoch.
+    pub loss: f64,
+    /// Training accuracy of the epoch (cross-entropy).
+    pub accuracy: Option<f64>,
+    /// Validation loss (epoch events with validation data).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy (cross-entropy).
+    pub val_accuracy: Option<f64>,
+    /// Learning rate of the epoch (epoch events).
+    pub learning_rate: Option<f64>,
+    /// Training samples per second.
+    pub samples_per_second: f64,
+}
+
+fn event(p: &Progress) -> ProgressEvent {
+    match *p {
+        Progress::Batch { epoch, batch, batches, loss, samples_per_second } => ProgressEvent {
+            kind: "batch".into(),
+            epoch: epoch as u32,
+            batch: Some(batch as u32),
+            batches: Some(batches as u32),
+            loss,
+            accuracy: None,
+            val_loss: None,
+            val_accuracy: None,
+            learning_rate: None,
+            samples_per_second,
+        },
+        Progress::Epoch { epoch, loss, accuracy, validation, learning_rate, samples_per_second } => ProgressEvent {
+            kind: "epoch".into(),
+            epoch: epoch as u32,
+            batch: None,
+            batches: None,
+            loss,
+            accuracy,
+            val_loss: validation.map(|v| v.loss),
+            val_accuracy: validation.and_then(|v| v.accuracy),
+            learning_rate: Some(learning_rate),
+            samples_per_second,
+        },
+    }
+}
+
+/// What `fit` resolves to.
+#[napi(object)]
+pub struct FitHistory {
+    /// One event per completed epoch.
+    pub epochs: Vec<ProgressEvent>,
+    /// Stopped by early stopping.
+    pub stopped_early: bool,
+    /// Stopped by `abortTraining` (an AbortSignal).
+    pub aborted: bool,
+}
+
+/// Loss and accuracy over a dataset.
+#[napi(object)]
+pub struct EvaluationResult {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (cross-entropy only).
+    pub accuracy: Option<f64>,
+}
+
+type ProgressFn = ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>;
+
+struct Trainable {
+    model: Model<f32>,
+    optimizer: Option<Optimizer<f32>>,
+}
+
+/// A sequential model living in native memory.
+#[napi]
+pub struct NativeModel {
+    inner: Arc<Mutex<Trainable>>,
+    training: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    input: InputKind,
+}
+
+fn lock(m: &Mutex<Trainable>) -> napi::Result<MutexGuard<'_, Trainable>> {
+    m.try_lock().map_err(|e| match e {
+        std::sync::TryLockError::WouldBlock => busy(),
+        std::sync::TryLockError::Poisoned(_) => internal("the model's lock was poisoned by an earlier panic"),
+    })
+}
+
+struct Forwarder<'a> {
+    progress: Option<&'a ProgressFn>,
+    abort: &'a AtomicBool,
+}
+
+impl Observer for Forwarder<'_> {
+    fn progress(&mut self, p: Progress) {
+        if let Some(f) = self.progress {
+            // Non-blocking: training never waits for JavaScript.
+            f.call(event(&p), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+    fn should_stop(&mut self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+/// Background training task of `NativeModel.fit`.
+pub struct FitTask {
+    inner: Arc<Mutex<Trainable>>,
+    training: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    data: OwnedData,
+    validation: Option<OwnedData>,
+    config: FitConfig,
+    optimizer: OptimizerConfig,
+    progress: Option<ProgressFn>,
+}
+
+impl FitTask {
+    fn run(&mut self) -> Result<History, CoreError> {
+        let mut guard = self.inner.lock().map_err(|_| CoreError::InvalidArgument {
+            what: "model".into(),
+            expected: "usable".into(),
+            got: "poisoned by an earlier panic".into(),
+        })?;
+        let t = &mut *guard;
+        let reuse = t.optimizer.as_ref().is_some_and(|o| *o.config() == self.optimizer);
+        if !reuse {
+            t.optimizer = Some(train::optimizer_for(&t.model, self.optimizer)?);
+        }
+        let Some(optimizer) = t.optimizer.as_mut() else {
+            return Err(CoreError::Missing { what: "optimizer".into(), context: "to train".into() });
+        };
+        let train_set = self.data.dataset()?;
+        let val_set = self.validation.as_ref().map(OwnedData::dataset).transpose()?;
+        let mut observer = Forwarder { progress: self.progress.as_ref(), abort: &self.abort };
+        let model = &mut t.model;
+        let config = &self.config;
+        threads::install(|| train::fit(model, optimizer, &train_set, val_set.as_ref(), config, &mut observer))?
+    }
+}
+
+impl Task for FitTask {
+    type Output = History;
+    type JsValue = FitHistory;
+
+    fn compute(&mut self) -> napi::Result<History> {
+        contain(|| self.run().map_err(js_error))
+    }
+
+    fn resolve(&mut self, _env: Env, h: History) -> napi::Result<FitHistory> {
+        Ok(FitHistory {
+            epochs: h.epochs.iter().map(event).collect(),
+            stopped_early: h.stopped_early,
+            aborted: h.aborted,
+        })
+    }
+
+    fn finally(self, _env: Env) -> napi::Result<()> {
+        self.training.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Background prediction task of `NativeModel.predict`.
+pub struct PredictTask {
+    inner: Arc<Mutex<Trainable>>,
+    data: OwnedData,
+    batch_size: usize,
+}
+
+fn predict_with(t: &Trainable, data: &OwnedData, batch_size: usize) -> Result<Vec<f32>, CoreError> {
+    let inputs = data.inputs()?;
+    threads::install(|| train::predict(&t.model, inputs, data.lengths.as_deref(), batch_size))?
+}
+
+impl Task for PredictTask {
+    type Output = Vec<f32>;
+    type JsValue = Float32Array;
+
+    fn compute(&mut self) -> napi::Result<Vec<f32>> {
+        contain(|| {
+            let guard = self.inner.lock().map_err(|_| internal("the model's lock was poisoned"))?;
+            predict_with(&guard, &self.data, self.batch_size).map_err(js_error)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, out: Vec<f32>) -> napi::Result<Float32Array> {
+        Ok(Float32Array::new(out))
+    }
+}
+
+/// Background evaluation task of `NativeModel.evaluate`.
+pub struct EvaluateTask {
+    inner: Arc<Mutex<Trainable>>,
+    data: OwnedData,
+    loss: String,
+    batch_size: usize,
+}
+
+fn evaluate_with(
+    t: &Trainable,
+    data: &OwnedData,
+    loss: &str,
+    batch_size: usize,
+) -> Result<EvaluationResult, CoreError> {
+    let loss = loss_from_name(loss)?;
+    let set = data.dataset()?;
+    let e = threads::install(|| train::evaluate(&t.model, &set, loss, batch_size))??;
+    Ok(EvaluationResult { loss: e.loss, accuracy: e.accuracy })
+}
+
+impl Task for EvaluateTask {
+    type Output = EvaluationResult;
+    type JsValue = EvaluationResult;
+
+    fn compute(&mut self) -> napi::Result<EvaluationResult> {
+        contain(|| {
+            let guard = self.inner.lock().map_err(|_| internal("the model's lock was poisoned"))?;
+            evaluate_with(&guard, &self.data, &self.loss, self.batch_size).map_err(js_error)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, out: EvaluationResult) -> napi::Result<EvaluationResult> {
+        Ok(out)
+    }
+}
+
+fn checked_batch_size(v: u32) -> napi::Result<usize> {
+    gyre_core::tensor::positive("batchSize", v as usize).map_err(js_error)
+}
+
+#[napi]
+impl NativeModel {
+    /// Builds a model from its JSON configuration, with weights initialised from `seed`
+    /// (a non-negative integer below 2^53).
+    #[napi(constructor, catch_unwind)]
+    pub fn new(config_json: String, seed: f64) -> napi::Result<Self> {
+        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
+            return Err(js_error(CoreError::InvalidArgument {
+                what: "seed".into(),
+                expected: "an integer in [0, 2^53)".into(),
+                got: seed.to_string(),
+            }));
+        }
+        let config = ModelConfig::from_json(&config_json).map_err(js_error)?;
+        let input = config.input;
+        let model = Model::new(config, seed as u64).map_err(js_error)?;
+        Ok(NativeModel {
+            inner: Arc::new(Mutex::new(Trainable { model, optimizer: None })),
+            training: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
+            input,
+        })
+    }
+
+    /// The model's configuration as JSON, every default written out.
+    #[napi(catch_unwind)]
+    pub fn config_json(&self) -> napi::Result<String> {
+        Ok(lock(&self.inner)?.model.config().to_json())
+    }
+
+    /// Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`).
+    #[napi(catch_unwind)]
+    pub fn parameter_names(&self) -> napi::Result<Vec<String>> {
+        Ok(lock(&self.inner)?.model.tensors.iter().map(|t| t.name.clone()).collect())
+    }
+
+    /// Shape of a parameter tensor.
+    #[napi(catch_unwind)]
+    pub fn parameter_shape(&self, name: String) -> napi::Result<Vec<u32>> {
+        let g = lock(&self.inner)?;
+        let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+        Ok(t.shape.iter().map(|&d| d as u32).collect())
+    }
+
+    /// A copy of a parameter tensor's values (row-major).
+    #[napi(catch_unwind)]
+    pub fn get_parameter(&self, name: String) -> napi::Result<Float32Array> {
+        let g = lock(&self.inner)?;
+        let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+        Ok(Float32Array::new(t.data.clone()))
+    }
+
+    /// Replaces a parameter tensor's values; the length must match.
+    #[napi(catch_unwind)]
+    pub fn set_parameter(&self, name: String, values: Float32Array) -> napi::Result<()> {
+        let mut g = lock(&self.inner)?;
+        let t = g.model.tensors.iter_mut().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+        if values.len() != t.data.len() {
+            return Err(js_error(CoreError::ShapeMismatch {
+                what: name,
+                expected: format!("{:?} ({} values)", t.shape, t.data.len()),
+                got: format!("{} values", values.len()),
+            }));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(js_error(CoreError::InvalidArgument {
+                what: format!("{name}[{i}]"),
+                expected: "a finite number".into(),
+                got: values[i].to_string(),
+            }));
+        }
+        t.data.copy_from_slice(&values);
+        Ok(())
+    }
+
+    /// Total number of parameter values.
+    #[napi(catch_unwind)]
+    pub fn parameter_count(&self) -> napi::Result<u32> {
+        Ok(lock(&self.inner)?.model.parameter_count() as u32)
+    }
+
+    /// Whether a `fit` is running.
+    #[napi(getter)]
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::SeqCst)
+    }
+
+    /// Trains off the JavaScript thread. The data are copied before this returns. Rejects with
+    /// `GYRE_BUSY` if a fit is already running on this model.
+    #[napi(catch_unwind, ts_return_type = "Promise<FitHistory>")]
+    pub fn fit(
+        &self,
+        data: DataArgs,
+        validation: Option<DataArgs>,
+        options_json: String,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
+    ) -> napi::Result<AsyncTask<FitTask>> {
+        let (config, optimizer) = fit_from_json(&options_json).map_err(js_error)?;
+        let data = OwnedData::copy(&data, self.input, "train").map_err(js_error)?;
+        let validation =
+            validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose().map_err(js_error)?;
+        {
+            let g = lock(&self.inner)?;
+            config.validate(&g.model).map_err(js_error)?;
+            train::check_dataset(&g.model, &data.dataset().map_err(js_error)?, config.loss, "train")
+                .map_err(js_error)?;
+            if let Some(v) = &validation {
+                train::check_dataset(&g.model, &v.dataset().map_err(js_error)?, config.loss, "validation")
+                    .map_err(js_error)?;
+            }
+        }
+        if self.training.swap(true, Ordering::SeqCst) {
+            return Err(busy());
+        }
+        self.abort.store(false, Ordering::SeqCst);
+        Ok(AsyncTask::new(FitTask {
+            inner: self.inner.clone(),
+            training: self.training.clone(),
+            abort: self.abort.clone(),
+            data,
+            validation,
+            config,
+            optimizer,
+            progress: on_progress,
+        }))
+    }
+
+    /// Asks a running `fit` to stop before its next batch (the Promise then resolves with
+    /// `aborted: true`); does nothing when no fit is running.
+    #[napi]
+    pub fn abort_training(&self) {
+        if self.training.load(Ordering::SeqCst) {
+            self.abort.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread.
+    #[napi(catch_unwind, ts_return_type = "Promise<Float32Array>")]
+    pub fn predict(&self, data: DataArgs, batch_size: u32) -> napi::Result<AsyncTask<PredictTask>> {
+        if self.training.load(Ordering::SeqCst) {
+            return Err(busy());
+        }
+        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        Ok(AsyncTask::new(PredictTask { inner: self.inner.clone(), data, batch_size: checked_batch_size(batch_size)? }))
+    }
+
+    /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.
+    #[napi(catch_unwind)]
+    pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<Float32Array> {
+        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        let g = lock(&self.inner)?;
+        Ok(Float32Array::new(predict_with(&g, &data, checked_batch_size(batch_size)?).map_err(js_error)?))
+    }
+
+    /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
+    #[napi(catch_unwind, ts_return_type = "Promise<EvaluationResult>")]
+    pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<AsyncTask<EvaluateTask>> {
+        if self.training.load(Ordering::SeqCst) {
+            return Err(busy());
+        }
+        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        Ok(AsyncTask::new(EvaluateTask {
+            inner: self.inner.clone(),
+            data,
+            loss,
+            batch_size: checked_batch_size(batch_size)?,
+        }))
+    }
+
+    /// Mean loss (and accuracy) over a dataset, on the calling thread.
+    #[napi(catch_unwind)]
+    pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<EvaluationResult> {
+        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        let g = lock(&self.inner)?;
+        evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?).map_err(js_error)
+    }
+}
+
+fn unknown_parameter(name: &str) -> napi::Error {
+    js_error(CoreError::InvalidArgument {
+        what: "parameter name".into(),
+        expected: "one of the model's parameterNames()".into(),
+        got: format!("{name:?}"),
+    })
+}
+
+/// Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default).
+#[napi(catch_unwind)]
+pub fn set_num_threads(threads: u32) -> napi::Result<()> {
+    threads::set_num_threads(threads as usize).map_err(js_error)
+}
+
+/// The number of threads native calls run on.
+#[napi(catch_unwind)]
+pub fn get_num_threads() -> napi::Result<u32> {
+    threads::num_threads().map(|n| n as u32).map_err(js_error)
+}

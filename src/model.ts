@@ -1,0 +1,548 @@
+/**
+ * Sequential models: define from typed config objects, train with `await model.fit()` off the
+ * event loop, evaluate and predict.
+ */
+import { flattenInput, flattenTargets, sliceSequences, sliceTargets, type FlatSequences, type SequenceInput, type TargetInput } from './data.js';
+import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
+import * as native from './native.js';
+
+/** Token ids below `vocabSize` per step; the first layer must be an embedding. */
+export interface TokenInputSpec {
+  vocabSize: number;
+}
+
+/** `features` floats per step. */
+export interface FeatureInputSpec {
+  features: number;
+}
+
+/** Options shared by the recurrent layers. */
+export interface RecurrentLayerSpec {
+  /** Hidden size `H`. */
+  hiddenSize: number;
+  /** Stacked layers. Default 1. */
+  numLayers?: number;
+  /** Add a second cell running from the last step to the first. Default false. */
+  bidirectional?: boolean;
+  /** How the two directions combine in the output: side by side (`2H` features) or summed. Default `'concat'`. */
+  merge?: 'concat' | 'sum';
+  /** Output every step `[S, T, ·]` (true) or each sequence's final state `[S, ·]` (false). Default true. */
+  returnSequences?: boolean;
+  /** Dropout between stacked layers while training, in [0, 1). Default 0. */
+  dropout?: number;
+}
+
+/** A layer of a {@link ModelSpec}. */
+export type LayerSpec =
+  | {
+      /** Token ids to `dim`-vectors; first layer of a token model. */
+      type: 'embedding';
+      dim: number;
+    }
+  | (RecurrentLayerSpec & {
+      type: 'rnn';
+      /** Default `'tanh'`. */
+      nonlinearity?: 'tanh' | 'relu';
+    })
+  | (RecurrentLayerSpec & { type: 'lstm' })
+  | (RecurrentLayerSpec & {
+      type: 'gru';
+      /** Reset gate after the recurrent product (PyTorch). Default true. */
+      resetAfter?: boolean;
+    })
+  | {
+      /** `act(x·Wᵀ + b)`, applied at every step of a sequence. */
+      type: 'dense';
+      units: number;
+      /** Default `'linear'`. */
+      activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax';
+    };
+
+/** A sequential model's architecture. */
+export interface ModelSpec {
+  /** What the model reads. */
+  input: TokenInputSpec | FeatureInputSpec;
+  /** Layers, first to last. */
+  layers: LayerSpec[];
+  /** Seed of the weight initialisation. Default 0. */
+  seed?: number;
+}
+
+/** The loss a model trains on. */
+export type LossName = 'crossEntropy' | 'mse' | 'binaryCrossEntropy';
+
+/** An optimizer and its hyperparameters (PyTorch semantics and defaults). */
+export type OptimizerSpec =
+  | { type: 'sgd'; learningRate: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
+  | { type: 'adam'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'adamw'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'rmsprop'; learningRate: number; alpha?: number; eps?: number; momentum?: number; centered?: boolean; weightDecay?: number };
+
+/** A learning-rate schedule over epochs. */
+export type ScheduleSpec =
+  | { type: 'constant' }
+  | { type: 'step'; stepSize: number; gamma: number }
+  | { type: 'exponential'; gamma: number }
+  | { type: 'cosine'; tMax: number; etaMin?: number };
+
+/** One progress report of {@link Model.fit}. */
+export interface ProgressEvent {
+  /** After every batch or every epoch. */
+  kind: 'batch' | 'epoch';
+  /** 1-based epoch. */
+  epoch: number;
+  /** 1-based batch (batch events). */
+  batch?: number;
+  /** Batches per epoch (batch events). */
+  batches?: number;
+  /** Loss of the batch, or the epoch's mean loss. */
+  loss: number;
+  /** Epoch training accuracy (cross-entropy). */
+  accuracy?: number;
+  /** Validation loss (epoch events with validation data). */
+  valLoss?: number;
+  /** Validation accuracy (cross-entropy). */
+  valAccuracy?: number;
+  /** The epoch's learning rate (epoch events). */
+  learningRate?: number;
+  /** Training samples per second. */
+  samplesPerSecond: number;
+}
+
+/** Options of {@link Model.fit}. */
+export interface FitOptions {
+  /** The loss. `crossEntropy` takes integer class targets; the others float targets. */
+  loss: LossName;
+  /** Passes over the data. Default 1. */
+  epochs?: number;
+  /** Sequences per batch. Default 32. */
+  batchSize?: number;
+  /** Default `{ type: 'adam', learningRate: 0.001 }`. */
+  optimizer?: OptimizerSpec;
+  /** Learning rate per epoch. Default constant. */
+  schedule?: ScheduleSpec;
+  /** Epochs of linear learning-rate warmup. Default 0. */
+  warmupEpochs?: number;
+  /** Shuffle every epoch (seeded). Default true. */
+  shuffle?: boolean;
+  /** Seed of shuffling and dropout. Default 0. */
+  seed?: number;
+  /** Clip the global gradient norm. */
+  clipNorm?: number;
+  /** Clip every gradient element to [-v, v]. */
+  clipValue?: number;
+  /** Truncated BPTT: update every this many steps, carrying the state (sequence outputs only). */
+  tbpttSteps?: number;
+  /** Data to report the loss on after every epoch. */
+  validationData?: [SequenceInput, TargetInput];
+  /** Fraction of the samples, taken from the end before shuffling, used as validation data. */
+  validationSplit?: number;
+  /** Stop when the validation loss (else the training loss) stops improving. */
+  earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
+  /** Called on the event loop after every batch and epoch. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Stops training before the next batch; fit then rejects with a {@link TrainingAbortedError}. */
+  signal?: AbortSignal;
+}
+
+/** What {@link Model.fit} resolves to. */
+export interface FitHistory {
+  /** One entry per completed epoch. */
+  epochs: ProgressEvent[];
+  /** Whether early stopping ended training. */
+  stoppedEarly: boolean;
+}
+
+/** Loss and accuracy over a dataset. */
+export interface Evaluation {
+  loss: number;
+  /** Cross-entropy only. */
+  accuracy?: number;
+}
+
+/** Options of {@link Model.predict} and {@link Model.evaluate}. */
+export interface PredictOptions {
+  /** Sequences per native batch. Default 64. */
+  batchSize?: number;
+}
+
+/** Thrown (rejected) when an AbortSignal stops {@link Model.fit}; the model keeps the weights of the last completed batch. */
+export class TrainingAbortedError extends GyreError {
+  /** The epochs completed before the abort. */
+  readonly history: FitHistory;
+
+  constructor(history: FitHistory, options?: { cause?: unknown }) {
+    super('GYRE_ABORTED', `training was aborted after ${history.epochs.length} complete epoch(s)`, options);
+    this.history = history;
+  }
+}
+
+/** The model's output: `data` is `[samples, steps, units]` (zeros at padded steps) or `[samples, units]`. */
+export interface Prediction {
+  data: Float32Array;
+  shape: number[];
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+/** Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
+function assertFinite(path: string, v: unknown): void {
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
+  if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
+    for (const [k, x] of Object.entries(v)) assertFinite(path ? `${path}.${k}` : k, x);
+  }
+}
+
+function checkKeys(what: string, obj: object, allowed: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidArgumentError(`unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
+    }
+  }
+}
+
+function intIn(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new InvalidArgumentError(`${what} must be an integer ≥ ${min}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function object(what: string, v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new InvalidArgumentError(`${what} must be an object, got ${describe(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout'];
+const LAYER_KEYS: Record<string, string[]> = {
+  embedding: ['type', 'dim'],
+  rnn: [...RECURRENT_KEYS, 'nonlinearity'],
+  lstm: RECURRENT_KEYS,
+  gru: [...RECURRENT_KEYS, 'resetAfter'],
+  dense: ['type', 'units', 'activation'],
+};
+
+/** Checks a spec in TypeScript (types, unknown keys) and returns its JSON for the native model. */
+function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolean; features: number } {
+  const s = object('model spec', spec);
+  checkKeys('', s, ['input', 'layers', 'seed']);
+  const input = object('input', s.input);
+  let tokens: boolean;
+  let features = 0;
+  if ('vocabSize' in input) {
+    checkKeys('input.', input, ['vocabSize']);
+    tokens = true;
+    intIn('input.vocabSize', input.vocabSize, 1);
+  } else if ('features' in input) {
+    checkKeys('input.', input, ['features']);
+    tokens = false;
+    features = intIn('input.features', input.features, 1);
+  } else {
+    throw new MissingArgumentError('input must give either vocabSize (token ids) or features (floats per step)');
+  }
+  if (!Array.isArray(s.layers) || s.layers.length === 0) {
+    throw new InvalidArgumentError(`layers must be a non-empty array, got ${describe(s.layers)}`);
+  }
+  const layers = s.layers.map((l: unknown, i: number) => {
+    const layer = object(`layers[${i}]`, l);
+    const keys = LAYER_KEYS[layer.type as string];
+    if (!keys) {
+      throw new InvalidArgumentError(`layers[${i}].type must be one of ${Object.keys(LAYER_KEYS).join(', ')}, got ${describe(layer.type)}`);
+    }
+    checkKeys(`layers[${i}].`, layer, keys);
+    for (const key of ['dim', 'hiddenSize', 'units', 'numLayers']) {
+      if (key in layer) intIn(`layers[${i}].${key}`, layer[key], 1);
+    }
+    for (const key of ['bidirectional', 'returnSequences', 'resetAfter']) {
+      if (key in layer && typeof layer[key] !== 'boolean') {
+        throw new InvalidArgumentError(`layers[${i}].${key} must be a boolean, got ${describe(layer[key])}`);
+      }
+    }
+    if ('dropout' in layer && !(typeof layer.dropout === 'number' && layer.dropout >= 0 && layer.dropout < 1)) {
+      throw new InvalidArgumentError(`layers[${i}].dropout must be a number in [0, 1), got ${describe(layer.dropout)}`);
+    }
+    return layer;
+  });
+  const seed = s.seed === undefined ? 0 : intIn('seed', s.seed, 0);
+  const nativeInput = tokens ? { type: 'tokens', vocabSize: input.vocabSize } : { type: 'features', size: features };
+  return { json: JSON.stringify({ input: nativeInput, layers }), seed, tokens, features };
+}
+
+const FIT_KEYS = [
+  'loss',
+  'epochs',
+  'batchSize',
+  'optimizer',
+  'schedule',
+  'warmupEpochs',
+  'shuffle',
+  'seed',
+  'clipNorm',
+  'clipValue',
+  'tbpttSteps',
+  'validationData',
+  'validationSplit',
+  'earlyStopping',
+  'onProgress',
+  'signal',
+];
+
+function toProgress(e: native.ProgressEvent): ProgressEvent {
+  const out: ProgressEvent = { kind: e.kind as 'batch' | 'epoch', epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
+  if (e.batch != null) out.batch = e.batch;
+  if (e.batches != null) out.batches = e.batches;
+  if (e.accuracy != null) out.accuracy = e.accuracy;
+  if (e.valLoss != null) out.valLoss = e.valLoss;
+  if (e.valAccuracy != null) out.valAccuracy = e.valAccuracy;
+  if (e.learningRate != null) out.learningRate = e.learningRate;
+  return out;
+}
+
+/**
+ * A sequential model. Build one with {@link sequential}; its weights live in native memory
+ * under PyTorch-style names (`0.weight_ih_l0`, `0.weight_hh_l1_reverse`, `1.weight`).
+ */
+export class Model {
+  readonly #native: native.NativeModel;
+  readonly #tokens: boolean;
+  readonly #features: number;
+
+  /** Use {@link sequential}. */
+  constructor(spec: ModelSpec) {
+    const { json, seed, tokens, features } = specJson(spec);
+    this.#native = native.guard(() => new native.NativeModel(json, seed));
+    this.#tokens = tokens;
+    this.#features = features;
+  }
+
+  /** The architecture with every default written out (JSON-compatible). */
+  get config(): { input: Record<string, unknown>; layers: Record<string, unknown>[] } {
+    return JSON.parse(native.guard(() => this.#native.configJson()));
+  }
+
+  /** Whether a fit is running. */
+  get isTraining(): boolean {
+    return this.#native.isTraining;
+  }
+
+  /** Total number of weights. */
+  get parameterCount(): number {
+    return native.guard(() => this.#native.parameterCount());
+  }
+
+  /** The parameter tensors by name: copies of their values and their shapes. */
+  parameters(): Record<string, { data: Float32Array; shape: number[] }> {
+    const out: Record<string, { data: Float32Array; shape: number[] }> = {};
+    for (const name of native.guard(() => this.#native.parameterNames())) {
+      out[name] = { data: native.guard(() => this.#native.getParameter(name)), shape: native.guard(() => this.#native.parameterShape(name)) };
+    }
+    return out;
+  }
+
+  /** Replaces parameter values by name (lengths must match; unknown names are errors). */
+  setParameters(values: Record<string, Float32Array>): void {
+    const names = native.guard(() => this.#native.parameterNames());
+    for (const [name, v] of Object.entries(object('values', values))) {
+      if (!names.includes(name)) throw new InvalidArgumentError(`unknown parameter ${JSON.stringify(name)}; the model has ${names.join(', ')}`);
+      if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`${name} must be a Float32Array, got ${describe(v)}`);
+    }
+    for (const [name, v] of Object.entries(values)) native.guard(() => this.#native.setParameter(name, v));
+  }
+
+  #input(x: unknown, what = 'x'): FlatSequences {
+    return flattenInput(x, this.#tokens, this.#features, what);
+  }
+
+  /** The loss must fit the last layer; checked before the targets are read. */
+  #checkLoss(loss: unknown): LossName {
+    if (!['crossEntropy', 'mse', 'binaryCrossEntropy'].includes(loss as string)) {
+      throw new InvalidArgumentError(`loss must be one of crossEntropy, mse, binaryCrossEntropy, got ${describe(loss)}`);
+    }
+    const layers = this.config.layers;
+    const last = layers[layers.length - 1]!;
+    const act = last.type === 'dense' ? (last.activation as string) : undefined;
+    if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
+      throw new InvalidArgumentError(`loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`);
+    }
+    if (loss === 'binaryCrossEntropy' && !(act === 'linear' || act === 'sigmoid')) {
+      throw new InvalidArgumentError(`loss binaryCrossEntropy needs a last dense layer with 'linear' or 'sigmoid' activation, got ${act ?? last.type}`);
+    }
+    return loss as LossName;
+  }
+
+  #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
+    const p = what ? `${what}.` : '';
+    const flat = this.#input(x, `${p}x`);
+    const layers = this.config.layers;
+    const last = layers[layers.length - 1]!;
+    const perStep = last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
+    const width = this.#outputWidth(layers);
+    const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
+    return { ...flat, ...t };
+  }
+
+  #outputsSequence(layers: Record<string, unknown>[]): boolean {
+    let seq = true;
+    for (const l of layers) if (l.type === 'rnn' || l.type === 'lstm' || l.type === 'gru') seq = Boolean(l.returnSequences);
+    return seq;
+  }
+
+  #outputWidth(layers: Record<string, unknown>[]): number {
+    const last = layers[layers.length - 1]!;
+    if (last.type === 'dense') return last.units as number;
+    if (last.type === 'embedding') return last.dim as number;
+    const h = last.hiddenSize as number;
+    return last.bidirectional && last.merge !== 'sum' ? 2 * h : h;
+  }
+
+  /**
+   * Trains the model. The whole loop (shuffle, batches, forward, backward, update) runs in
+   * native threads; the event loop stays free and `onProgress` is called on it.
+   * @throws {GyreError} for bad options or data (synchronously checked, the Promise rejects);
+   *   `GYRE_BUSY` if this model is already training; `GYRE_NON_FINITE` if the loss or a
+   *   gradient becomes NaN/infinite (the weights stay those of the last good batch);
+   *   {@link TrainingAbortedError} when `signal` aborts.
+   */
+  async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
+    const o = object('options', options);
+    checkKeys('', o, FIT_KEYS);
+    if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
+    const loss = this.#checkLoss(o.loss);
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+      throw new InvalidArgumentError(`onProgress must be a function, got ${describe(o.onProgress)}`);
+    }
+    const signal = o.signal as AbortSignal | undefined;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
+    }
+    let data = this.#data(x, y, loss);
+    let validation: native.DataArgs | undefined;
+    if (o.validationData !== undefined) {
+      if (o.validationSplit !== undefined) throw new InvalidArgumentError('give validationData or validationSplit, not both');
+      if (!Array.isArray(o.validationData) || o.validationData.length !== 2) {
+        throw new InvalidArgumentError(`validationData must be [x, y], got ${describe(o.validationData)}`);
+      }
+      validation = this.#data(o.validationData[0], o.validationData[1], loss, 'validationData');
+    } else if (o.validationSplit !== undefined) {
+      const split = o.validationSplit;
+      if (typeof split !== 'number' || !(split > 0 && split < 1)) {
+        throw new InvalidArgumentError(`validationSplit must be a number in (0, 1), got ${describe(split)}`);
+      }
+      const keep = data.samples - Math.round(data.samples * split);
+      if (keep < 1 || keep >= data.samples) {
+        throw new InvalidArgumentError(`validationSplit ${split} of ${data.samples} samples leaves no training or no validation data`);
+      }
+      const cut = (from: number, to: number): native.DataArgs => ({
+        ...sliceSequences(data as FlatSequences, from, to),
+        ...sliceTargets(data, data.samples, from, to),
+      });
+      validation = cut(keep, data.samples);
+      data = cut(0, keep);
+    }
+    const nativeOptions: Record<string, unknown> = {
+      epochs: o.epochs ?? 1,
+      batchSize: o.batchSize ?? 32,
+      shuffle: o.shuffle ?? true,
+      seed: o.seed ?? 0,
+      loss,
+      optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
+    };
+    for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
+      if (o[key] !== undefined) nativeOptions[key] = o[key];
+    }
+    assertFinite('', nativeOptions);
+    for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
+      if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
+    }
+    if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
+    const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
+    let epochEvents = 0;
+    const callback = onProgress
+      ? (e: native.ProgressEvent) => {
+          if (e.kind === 'epoch') epochEvents++;
+          onProgress(toProgress(e));
+        }
+      : undefined;
+    const promise = native.guard(() => this.#native.fit(data, validation, JSON.stringify(nativeOptions), callback));
+    const abort = () => this.#native.abortTraining();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      const h = await native.settle(promise);
+      // Progress events travel on their own queue: let the last ones arrive before resolving.
+      for (let i = 0; callback && epochEvents < h.epochs.length && i < 1000; i++) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const history = { epochs: h.epochs.map(toProgress), stoppedEarly: h.stoppedEarly };
+      if (h.aborted) throw new TrainingAbortedError(history, { cause: signal?.reason });
+      return history;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  #shape(flat: FlatSequences, out: Float32Array): number[] {
+    const rows = flat.samples;
+    const width = out.length / rows;
+    const layers = this.config.layers;
+    const units = this.#outputWidth(layers);
+    return width === units ? [rows, units] : [rows, flat.steps, units];
+  }
+
+  /** The model's output for each sequence, computed off the event loop. */
+  async predict(x: SequenceInput, options: PredictOptions = {}): Promise<Prediction> {
+    checkKeys('', object('options', options), ['batchSize']);
+    const flat = this.#input(x);
+    const data = await native.settle(native.guard(() => this.#native.predict(flat, intIn('batchSize', options.batchSize ?? 64, 1))));
+    return { data, shape: this.#shape(flat, data) };
+  }
+
+  /** The model's output for each sequence, on the calling thread (for small inputs). */
+  predictSync(x: SequenceInput, options: PredictOptions = {}): Prediction {
+    checkKeys('', object('options', options), ['batchSize']);
+    const flat = this.#input(x);
+    const data = native.guard(() => this.#native.predictSync(flat, intIn('batchSize', options.batchSize ?? 64, 1)));
+    return { data, shape: this.#shape(flat, data) };
+  }
+
+  /** Mean loss (and accuracy for cross-entropy) over a dataset, off the event loop. */
+  async evaluate(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Promise<Evaluation> {
+    const o = object('options', options);
+    checkKeys('', o, ['batchSize', 'loss']);
+    const data = this.#data(x, y, this.#checkLoss(o.loss));
+    const r = await native.settle(native.guard(() => this.#native.evaluate(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1))));
+    return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
+  }
+
+  /** Mean loss (and accuracy for cross-entropy) over a dataset, on the calling thread. */
+  evaluateSync(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Evaluation {
+    const o = object('options', options);
+    checkKeys('', o, ['batchSize', 'loss']);
+    const data = this.#data(x, y, this.#checkLoss(o.loss));
+    const r = native.guard(() => this.#native.evaluateSync(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1)));
+    return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
+  }
+}
+
+/** Builds a sequential model from its spec (typed; unknown options are rejected). */
+export function sequential(spec: ModelSpec): Model {
+  return new Model(spec);
+}
+
+/** Sets the number of threads native work runs on (default: the `GYRE_NUM_THREADS` environment variable, else every CPU). */
+export function setNumThreads(threads: number): void {
+  intIn('threads', threads, 1, 1024);
+  native.guard(() => native.setNumThreads(threads));
+}
+
+/** The number of threads native work runs on. */
+export function getNumThreads(): number {
+  return native.guard(() => native.getNumThreads());
+}
