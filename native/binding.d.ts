@@ -42,12 +42,39 @@ export declare class NativeModel {
   abortTraining(): void
   /** The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread. */
   predict(data: DataArgs, batchSize: number): Promise<Float32Array>
+  /** Zero state for `batch` independent streams. */
+  createState(batch: number): StreamState
+  /** Restores a state saved with `StreamState.toArray` (its length must match). */
+  stateFromArray(batch: number, values: Float32Array): StreamState
+  /**
+   * One time step of every stream of `state`: `input` holds `[B, I]` features (or `[B]`
+   * token ids); returns the output `[B, O]` and advances `state` in place.
+   */
+  step(state: StreamState, features?: Float32Array | undefined | null, tokens?: Uint32Array | undefined | null): Float32Array
   /** The model's output, `[S, T, O]` or `[S, O]`, on the calling thread. */
   predictSync(data: DataArgs, batchSize: number): Float32Array
   /** Mean loss (and accuracy) over a dataset, computed off the JavaScript thread. */
   evaluate(data: DataArgs, loss: string, batchSize: number): Promise<EvaluationResult>
   /** Mean loss (and accuracy) over a dataset, on the calling thread. */
   evaluateSync(data: DataArgs, loss: string, batchSize: number): EvaluationResult
+}
+
+/**
+ * The recurrent state of `batch` independent streams of one model, for step-by-step
+ * inference (a server keeping many live sequences holds one per sequence or per group).
+ */
+export declare class StreamState {
+  /** Number of streams. */
+  get batch(): number
+  /** Sets every state back to zeros (the start of new sequences). */
+  reset(): void
+  /** An independent copy. */
+  copy(): StreamState
+  /**
+   * All state values in one array (hidden then cell states, layer by layer); pass it to
+   * `NativeModel.stateFromArray` to restore.
+   */
+  toArray(): Float32Array
 }
 
 /** Gradients returned by a backward call. */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeModel = nativeBinding.NativeModel
+module.exports.StreamState = nativeBinding.StreamState
 module.exports.getNumThreads = nativeBinding.getNumThreads
 module.exports.recurrentBackwardF32 = nativeBinding.recurrentBackwardF32
 module.exports.recurrentBackwardF64 = nativeBinding.recurrentBackwardF64

@@ -52,6 +52,7 @@ export async function settle<R>(promise: Promise<R>): Promise<R> {
 
 export const NativeModel = binding.NativeModel;
 export type NativeModel = Binding.NativeModel;
+export type StreamState = Binding.StreamState;
 export const setNumThreads = binding.setNumThreads;
 export const getNumThreads = binding.getNumThreads;
 

@@ -726,6 +726,48 @@ impl<F: Real> Model<F> {
         }
     }
 
+    /// The zero state of the recurrent layers for `batch` independent streams (see
+    /// [`Model::step`]).
+    pub fn zero_state(&self, batch: usize) -> ModelState<F> {
+        let mut state = ModelState::default();
+        for info in &self.layers {
+            if let LayerConfig::Recurrent(r) = info.config {
+                let n = r.num_layers * if r.bidirectional { 2 } else { 1 };
+                let lstm = r.cell.has_cell_state();
+                state.hidden.push(vec![vec![F::zero(); batch * r.hidden_size]; n]);
+                state.cell.push(vec![if lstm { vec![F::zero(); batch * r.hidden_size] } else { Vec::new() }; n]);
+            }
+        }
+        state
+    }
+
+    /// One time step for `B` independent streams: `inputs` is `[B, 1, I]` (or `[B, 1]` token
+    /// ids), `state` the streams' state (from [`Model::zero_state`] or an earlier step), updated
+    /// in place. Returns the model's output at this step, `[B, O]`. A bidirectional layer's
+    /// backward direction sees only the current step.
+    ///
+    /// # Errors
+    /// When the input or the state does not fit the model (nothing is changed then).
+    pub fn step(&self, inputs: Inputs<F>, state: &mut ModelState<F>) -> Result<Vec<F>> {
+        let (b, t) = inputs.dims();
+        if t != 1 {
+            return Err(invalid("x", "one step per stream", format!("{t} steps")));
+        }
+        let want = self.zero_state(b);
+        let lens =
+            |s: &ModelState<F>| -> Vec<usize> { s.hidden.iter().chain(&s.cell).flatten().map(Vec::len).collect() };
+        if lens(state) != lens(&want) {
+            return Err(CoreError::shape("state", format!("the state of {b} streams of this model"), "another shape"));
+        }
+        let batch = self.pack(inputs, None)?;
+        let trace = self.forward(batch, false, &mut Rng::new(0), Some(state))?;
+        if trace.state.hidden.len() != state.hidden.len() {
+            return Err(CoreError::shape("state", "one entry per recurrent layer", "another count"));
+        }
+        *state = trace.state;
+        Ok(trace.output.into_iter().collect())
+    }
+
     /// Replaces every parameter's values (same order and sizes as [`Model::tensors`]).
     pub fn set_parameters(&mut self, values: Vec<Vec<F>>) -> Result<()> {
         if values.len() != self.tensors.len() {

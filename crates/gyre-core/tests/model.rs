@@ -242,3 +242,46 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     let err = tok.pack(Inputs::Tokens(ids.view()), None).unwrap_err().to_string();
     assert!(err.contains("x[0][1]") && err.contains("vocabulary size 4") && err.contains("got 9"), "{err}");
 }
+
+#[test]
+fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
+    for cell in CELLS {
+        let config = ModelConfig {
+            input: InputKind::Features { size: 2 },
+            layers: vec![
+                LayerConfig::Recurrent(RecurrentConfig {
+                    cell,
+                    hidden_size: 4,
+                    num_layers: 2,
+                    bidirectional: false,
+                    merge: Merge::Concat,
+                    return_sequences: true,
+                    dropout: 0.0,
+                }),
+                LayerConfig::Dense { units: 3, activation: Activation::Tanh },
+            ],
+        };
+        let model = Model::<f64>::new(config, 6).unwrap();
+        let x = features(2, 5, 2, 4);
+        let batch = model.pack(Inputs::Features(x.view()), None).unwrap();
+        let trace = model.forward(batch, false, &mut Rng::new(0), None).unwrap();
+        let whole = model.unpack(&trace.batch, trace.output.view(), true);
+        let mut state = model.zero_state(2);
+        for t in 0..5 {
+            let step = x.slice(ndarray::s![.., t..t + 1, ..]).to_owned();
+            let out = model.step(Inputs::Features(step.view()), &mut state).unwrap();
+            for b in 0..2 {
+                for u in 0..3 {
+                    let want = whole[(b * 5 + t) * 3 + u];
+                    assert!((out[b * 3 + u] - want).abs() < 1e-12, "{cell:?} t{t} b{b}");
+                }
+            }
+        }
+        assert_eq!(state.hidden[0][1], trace.state.hidden[0][1], "{cell:?}: final state of layer 1");
+        let wrong = model.zero_state(3);
+        let mut wrong2 = wrong.clone();
+        let step = x.slice(ndarray::s![.., 0..1, ..]).to_owned();
+        assert!(model.step(Inputs::Features(step.view()), &mut wrong2).is_err());
+        assert_eq!(wrong2, wrong, "a failed step leaves the state as it was");
+    }
+}

@@ -503,6 +503,65 @@ impl NativeModel {
         Ok(AsyncTask::new(PredictTask { inner: self.inner.clone(), data, batch_size: checked_batch_size(batch_size)? }))
     }
 
+    /// Zero state for `batch` independent streams.
+    #[napi(catch_unwind)]
+    pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
+        gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
+        Ok(StreamState { state: lock(&self.inner)?.model.zero_state(batch as usize), batch })
+    }
+
+    /// Restores a state saved with `StreamState.toArray` (its length must match).
+    #[napi(catch_unwind)]
+    pub fn state_from_array(&self, batch: u32, values: Float32Array) -> napi::Result<StreamState> {
+        let mut s = self.create_state(batch)?;
+        let want: usize = s.state.hidden.iter().chain(&s.state.cell).flatten().map(Vec::len).sum();
+        if values.len() != want {
+            return Err(js_error(CoreError::ShapeMismatch {
+                what: "state".into(),
+                expected: format!("{want} values for {batch} streams"),
+                got: format!("{} values", values.len()),
+            }));
+        }
+        let mut at = 0;
+        for v in s.state.hidden.iter_mut().chain(s.state.cell.iter_mut()).flatten() {
+            let n = v.len();
+            v.copy_from_slice(&values[at..at + n]);
+            at += n;
+        }
+        Ok(s)
+    }
+
+    /// One time step of every stream of `state`: `input` holds `[B, I]` features (or `[B]`
+    /// token ids); returns the output `[B, O]` and advances `state` in place.
+    #[napi(catch_unwind)]
+    pub fn step(
+        &self,
+        state: &mut StreamState,
+        features: Option<Float32Array>,
+        tokens: Option<Uint32Array>,
+    ) -> napi::Result<Float32Array> {
+        let b = state.batch as usize;
+        let g = lock(&self.inner)?;
+        let out = match (self.input, features.as_deref(), tokens.as_deref()) {
+            (InputKind::Features { size }, Some(x), _) => {
+                let x = gyre_core::tensor::tensor3("input", x, b, 1, size).map_err(js_error)?;
+                g.model.step(Inputs::Features(x), &mut state.state)
+            }
+            (InputKind::Tokens { .. }, _, Some(x)) => {
+                let x = gyre_core::tensor::matrix("input", x, b, 1).map_err(js_error)?;
+                g.model.step(Inputs::Tokens(x), &mut state.state)
+            }
+            (InputKind::Features { .. }, ..) => {
+                Err(CoreError::Missing { what: "input".into(), context: "as a Float32Array of features".into() })
+            }
+            (InputKind::Tokens { .. }, ..) => {
+                Err(CoreError::Missing { what: "input".into(), context: "as a Uint32Array of token ids".into() })
+            }
+        }
+        .map_err(js_error)?;
+        Ok(Float32Array::new(out))
+    }
+
     /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.
     #[napi(catch_unwind)]
     pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<Float32Array> {
@@ -532,6 +591,45 @@ impl NativeModel {
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
         let g = lock(&self.inner)?;
         evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?).map_err(js_error)
+    }
+}
+
+/// The recurrent state of `batch` independent streams of one model, for step-by-step
+/// inference (a server keeping many live sequences holds one per sequence or per group).
+#[napi]
+pub struct StreamState {
+    state: gyre_core::model::ModelState<f32>,
+    batch: u32,
+}
+
+#[napi]
+impl StreamState {
+    /// Number of streams.
+    #[napi(getter)]
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    /// Sets every state back to zeros (the start of new sequences).
+    #[napi]
+    pub fn reset(&mut self) {
+        for v in self.state.hidden.iter_mut().chain(self.state.cell.iter_mut()).flatten() {
+            v.fill(0.0);
+        }
+    }
+
+    /// An independent copy.
+    #[napi]
+    pub fn copy(&self) -> StreamState {
+        StreamState { state: self.state.clone(), batch: self.batch }
+    }
+
+    /// All state values in one array (hidden then cell states, layer by layer); pass it to
+    /// `NativeModel.stateFromArray` to restore.
+    #[napi]
+    pub fn to_array(&self) -> Float32Array {
+        let flat: Vec<f32> = self.state.hidden.iter().chain(&self.state.cell).flatten().flatten().copied().collect();
+        Float32Array::new(flat)
     }
 }
 
