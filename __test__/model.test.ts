@@ -77,6 +77,29 @@ describe('a stacked bidirectional LSTM on variable-length data', () => {
     expect(model.predictSync(test.x.slice(0, 5)).data).toEqual(p.data);
   });
 
+  it('returns each sequence’s final states at its own last step, in both directions', () => {
+    const model = sequential({
+      input: { features: 1 },
+      layers: [{ type: 'lstm', hiddenSize: 3, numLayers: 2, bidirectional: true }, { type: 'dense', units: 1 }],
+      seed: 8,
+    });
+    const r = seeded(3);
+    const seqs = [2, 5, 3].map((len) => Array.from(r(len), (v) => [v]));
+    const { states } = model.predictSync(seqs);
+    expect(states).toHaveLength(1);
+    expect(states[0]!.hidden.shape).toEqual([4, 3, 3]);
+    expect(states[0]!.cell!.shape).toEqual([4, 3, 3]);
+    seqs.forEach((seq, b) => {
+      const alone = model.predictSync([seq]).states[0]!;
+      for (let k = 0; k < 4; k++) {
+        for (let j = 0; j < 3; j++) {
+          expect(states[0]!.hidden.data[(k * 3 + b) * 3 + j]).toBeCloseTo(alone.hidden.data[k * 3 + j]!, 6);
+          expect(states[0]!.cell!.data[(k * 3 + b) * 3 + j]).toBeCloseTo(alone.cell!.data[k * 3 + j]!, 6);
+        }
+      }
+    });
+  });
+
   it('outputs zeros at padded steps and each sequence’s own values elsewhere', () => {
     const model = sequential({
       input: { features: 2 },

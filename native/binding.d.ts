@@ -41,7 +41,7 @@ export declare class NativeModel {
    */
   abortTraining(): void
   /** The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread. */
-  predict(data: DataArgs, batchSize: number): Promise<Float32Array>
+  predict(data: DataArgs, batchSize: number): Promise<PredictResult>
   /** Zero state for `batch` independent streams. */
   createState(batch: number): StreamState
   /** Restores a state saved with `StreamState.toArray` (its length must match). */
@@ -52,7 +52,7 @@ export declare class NativeModel {
    */
   step(state: StreamState, features?: Float32Array | undefined | null, tokens?: Uint32Array | undefined | null): Float32Array
   /** The model's output, `[S, T, O]` or `[S, O]`, on the calling thread. */
-  predictSync(data: DataArgs, batchSize: number): Float32Array
+  predictSync(data: DataArgs, batchSize: number): PredictResult
   /** Mean loss (and accuracy) over a dataset, computed off the JavaScript thread. */
   evaluate(data: DataArgs, loss: string, batchSize: number): Promise<EvaluationResult>
   /** Mean loss (and accuracy) over a dataset, on the calling thread. */
@@ -171,6 +171,24 @@ export interface ForwardResultF64 {
 
 /** The number of threads native calls run on. */
 export declare function getNumThreads(): number
+
+/** Final states of one recurrent layer. */
+export interface LayerState {
+  /** Number of stacked layers × directions `K`. */
+  count: number
+  /** `[K, S, H]` final hidden states (PyTorch's `h_n` order: layer by layer, forward then reverse). */
+  hidden: Float32Array
+  /** `[K, S, H]` final cell states (LSTM only). */
+  cell?: Float32Array
+}
+
+/** Output of `predict`. */
+export interface PredictResult {
+  /** `[S, T, O]` or `[S, O]`. */
+  output: Float32Array
+  /** Final states, one entry per recurrent layer. */
+  states: Array<LayerState>
+}
 
 /** One progress event of `fit`. */
 export interface ProgressEvent {

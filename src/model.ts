@@ -181,6 +181,12 @@ export class TrainingAbortedError extends GyreError {
 export interface Prediction {
   data: Float32Array;
   shape: number[];
+  /**
+   * Each sequence's final state (at its own last step; for a backward direction, its first),
+   * one entry per recurrent layer in order: `hidden` (and `cell` for an LSTM) shaped
+   * `[numLayers × directions, samples, hiddenSize]`, PyTorch's `h_n` / `c_n` layout.
+   */
+  states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
 }
 
 function describe(v: unknown): string {
@@ -488,12 +494,18 @@ export class Model {
     }
   }
 
-  #shape(flat: FlatSequences, out: Float32Array): number[] {
+  #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {
     const rows = flat.samples;
-    const width = out.length / rows;
     const layers = this.config.layers;
     const units = this.#outputWidth(layers);
-    return width === units ? [rows, units] : [rows, flat.steps, units];
+    const shape = r.output.length === rows * units ? [rows, units] : [rows, flat.steps, units];
+    const states = r.states.map((st) => {
+      const h = st.hidden.length / (st.count * rows);
+      const entry: Prediction['states'][number] = { hidden: { data: st.hidden, shape: [st.count, rows, h] } };
+      if (st.cell) entry.cell = { data: st.cell, shape: [st.count, rows, h] };
+      return entry;
+    });
+    return { data: r.output, shape, states };
   }
 
   /** A stream of `batch` independent sequences, all starting from the zero state. */
@@ -513,16 +525,16 @@ export class Model {
   async predict(x: SequenceInput, options: PredictOptions = {}): Promise<Prediction> {
     checkKeys('', object('options', options), ['batchSize']);
     const flat = this.#input(x);
-    const data = await native.settle(native.guard(() => this.#native.predict(flat, intIn('batchSize', options.batchSize ?? 64, 1))));
-    return { data, shape: this.#shape(flat, data) };
+    const r = await native.settle(native.guard(() => this.#native.predict(flat, intIn('batchSize', options.batchSize ?? 64, 1))));
+    return this.#prediction(flat, r);
   }
 
   /** The model's output for each sequence, on the calling thread (for small inputs). */
   predictSync(x: SequenceInput, options: PredictOptions = {}): Prediction {
     checkKeys('', object('options', options), ['batchSize']);
     const flat = this.#input(x);
-    const data = native.guard(() => this.#native.predictSync(flat, intIn('batchSize', options.batchSize ?? 64, 1)));
-    return { data, shape: this.#shape(flat, data) };
+    const r = native.guard(() => this.#native.predictSync(flat, intIn('batchSize', options.batchSize ?? 64, 1)));
+    return this.#prediction(flat, r);
   }
 
   /** Mean loss (and accuracy for cross-entropy) over a dataset, off the event loop. */

@@ -61,6 +61,8 @@ export type {
   ProgressEvent,
   FitHistory,
   EvaluationResult,
+  PredictResult,
+  LayerState,
   RecurrentSpec,
   RecurrentTensorsF32,
   RecurrentTensorsF64,

@@ -628,14 +628,26 @@ pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, ba
     })
 }
 
-/// The model's output for every sample: `[S, T, O]` (zeros at padded steps) for a model that
-/// outputs a sequence, else `[S, O]`; after the last layer's activation.
+/// Output of [`predict`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predicted<F> {
+    /// `[S, T, O]` (zeros at padded steps) for a model that outputs a sequence, else `[S, O]`.
+    pub output: Vec<F>,
+    /// Each sequence's final state, per recurrent layer, per stacked layer and direction
+    /// (`l·D + d`, PyTorch's `h_n` order): `[S, H]` each.
+    pub hidden: Vec<Vec<Vec<F>>>,
+    /// The same for the cell states of LSTM layers (empty vectors for other cells).
+    pub cell: Vec<Vec<Vec<F>>>,
+}
+
+/// The model's output for every sample (after the last layer's activation) and every
+/// sequence's final recurrent states, in batches of `batch_size`.
 pub fn predict<F: Real>(
     model: &Model<F>,
     inputs: Inputs<F>,
     lengths: Option<&[usize]>,
     batch_size: usize,
-) -> Result<Vec<F>> {
+) -> Result<Predicted<F>> {
     crate::tensor::positive("batchSize", batch_size)?;
     let (s, _) = inputs.dims();
     if let Some(l) = lengths {
@@ -643,7 +655,12 @@ pub fn predict<F: Real>(
             return Err(CoreError::shape("lengths", format!("[{s}]"), format!("[{}]", l.len())));
         }
     }
-    let mut out = Vec::new();
+    let zero = model.zero_state(0);
+    let mut out = Predicted {
+        output: Vec::new(),
+        hidden: zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
+        cell: zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
+    };
     let mut rng = Rng::new(0);
     let idx: Vec<usize> = (0..s).collect();
     for chunk in idx.chunks(batch_size) {
@@ -659,7 +676,21 @@ pub fn predict<F: Real>(
         };
         let packed = model.pack(view, lens.as_deref())?;
         let trace = model.forward(packed, false, &mut rng, None)?;
-        out.extend(model.unpack(&trace.batch, trace.output.view(), trace.sequence));
+        out.output.extend(model.unpack(&trace.batch, trace.output.view(), trace.sequence));
+        // States come in the batch's sorted order: put them back in sample order.
+        for (dst, src) in
+            out.hidden.iter_mut().zip(&trace.state.hidden).chain(out.cell.iter_mut().zip(&trace.state.cell))
+        {
+            for (d, v) in dst.iter_mut().zip(src) {
+                if v.is_empty() {
+                    continue;
+                }
+                let h = v.len() / chunk.len();
+                let rows = ndarray::ArrayView2::from_shape((chunk.len(), h), v.as_slice())
+                    .map_err(|e| CoreError::shape("state", format!("[{}, {h}]", chunk.len()), e.to_string()))?;
+                d.extend(model.unpack(&trace.batch, rows, false));
+            }
+        }
     }
     Ok(out)
 }

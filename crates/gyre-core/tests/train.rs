@@ -101,7 +101,7 @@ fn a_stacked_bidirectional_lstm_learns_to_classify_variable_length_sequences() {
     assert!(after.accuracy.unwrap() > 0.9, "{after:?}");
     let Progress::Epoch { validation: Some(v), .. } = history.epochs[24] else { panic!("no validation") };
     assert!((v.loss - after.loss).abs() < 1e-6);
-    let probs = predict(&model, Inputs::Features(vx.view()), Some(&vl), 7).unwrap();
+    let probs = predict(&model, Inputs::Features(vx.view()), Some(&vl), 7).unwrap().output;
     assert_eq!(probs.len(), 64 * 2);
     assert!(probs.chunks(2).all(|p| (p[0] + p[1] - 1.0).abs() < 1e-5));
 }

@@ -296,24 +296,59 @@ pub struct PredictTask {
     batch_size: usize,
 }
 
-fn predict_with(t: &Trainable, data: &OwnedData, batch_size: usize) -> Result<Vec<f32>, CoreError> {
+fn predict_with(t: &Trainable, data: &OwnedData, batch_size: usize) -> Result<PredictResult, CoreError> {
     let inputs = data.inputs()?;
-    threads::install(|| train::predict(&t.model, inputs, data.lengths.as_deref(), batch_size))?
+    let p = threads::install(|| train::predict(&t.model, inputs, data.lengths.as_deref(), batch_size))??;
+    let states = p
+        .hidden
+        .into_iter()
+        .zip(p.cell)
+        .map(|(h, c)| {
+            let count = h.len() as u32;
+            let cell: Vec<f32> = c.into_iter().flatten().collect();
+            LayerState {
+                count,
+                hidden: Float32Array::new(h.into_iter().flatten().collect()),
+                cell: (!cell.is_empty()).then(|| Float32Array::new(cell)),
+            }
+        })
+        .collect();
+    Ok(PredictResult { output: Float32Array::new(p.output), states })
+}
+
+/// Final states of one recurrent layer.
+#[napi(object)]
+pub struct LayerState {
+    /// Number of stacked layers × directions `K`.
+    pub count: u32,
+    /// `[K, S, H]` final hidden states (PyTorch's `h_n` order: layer by layer, forward then reverse).
+    pub hidden: Float32Array,
+    /// `[K, S, H]` final cell states (LSTM only).
+    pub cell: Option<Float32Array>,
+}
+
+/// Output of `predict`.
+#[napi(object)]
+pub struct PredictResult {
+    /// `[S, T, O]` or `[S, O]`.
+    pub output: Float32Array,
+    /// Final states, one entry per recurrent layer.
+    pub states: Vec<LayerState>,
 }
 
 impl Task for PredictTask {
-    type Output = Vec<f32>;
-    type JsValue = Float32Array;
+    type Output = PredictResult;
+    type JsValue = PredictResult;
 
-    fn compute(&mut self) -> napi::Result<Vec<f32>> {
+    fn compute(&mut self) -> napi::Result<PredictResult> {
         contain(|| {
             let guard = self.inner.lock().map_err(|_| internal("the model's lock was poisoned"))?;
             predict_with(&guard, &self.data, self.batch_size).map_err(js_error)
         })
     }
 
-    fn resolve(&mut self, _env: Env, out: Vec<f32>) -> napi::Result<Float32Array> {
-        Ok(Float32Array::new(out))
+    fn resolve(&mut self, _env: Env, out: PredictResult) -> napi::Result<PredictResult> {
+        Ok(out)
     }
 }
 
@@ -494,7 +529,7 @@ impl NativeModel {
     }
 
     /// The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread.
-    #[napi(catch_unwind, ts_return_type = "Promise<Float32Array>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<PredictResult>")]
     pub fn predict(&self, data: DataArgs, batch_size: u32) -> napi::Result<AsyncTask<PredictTask>> {
         if self.training.load(Ordering::SeqCst) {
             return Err(busy());
@@ -564,10 +599,10 @@ impl NativeModel {
 
     /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.
     #[napi(catch_unwind)]
-    pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<Float32Array> {
+    pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<PredictResult> {
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
         let g = lock(&self.inner)?;
-        Ok(Float32Array::new(predict_with(&g, &data, checked_batch_size(batch_size)?).map_err(js_error)?))
+        predict_with(&g, &data, checked_batch_size(batch_size)?).map_err(js_error)
     }
 
     /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
