@@ -277,3 +277,37 @@ describe('bad input', () => {
     expect(model.isTraining).toBe(false);
   });
 });
+
+describe('options that shape training', () => {
+  it('follows the learning-rate schedule and warmup epoch by epoch', async () => {
+    const { x, y } = signTask(32, 8);
+    const model = sequential(classifier());
+    const h = await model.fit(x, y, {
+      loss: 'crossEntropy',
+      epochs: 5,
+      optimizer: { type: 'sgd', learningRate: 0.1, momentum: 0.9, nesterov: true },
+      schedule: { type: 'step', stepSize: 2, gamma: 0.5 },
+      warmupEpochs: 2,
+      clipNorm: 1,
+      clipValue: 0.5,
+    });
+    const rates = h.epochs.map((e) => e.learningRate!);
+    // step decay 0.1, 0.1, 0.05, 0.05, 0.025, times the warmup factor 1/2, 1, 1, ...
+    [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => expect(rates[i]).toBeCloseTo(want, 12));
+  });
+
+  it('reads its thread count from GYRE_NUM_THREADS', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(process.execPath, ['-e', "console.log(require('gyre').getNumThreads())"], {
+      env: { ...process.env, GYRE_NUM_THREADS: '1' },
+      encoding: 'utf8',
+    });
+    expect(out.trim()).toBe('1');
+    expect(() =>
+      execFileSync(process.execPath, ['-e', "require('gyre').getNumThreads()"], {
+        env: { ...process.env, GYRE_NUM_THREADS: 'lots' },
+        stdio: 'pipe',
+      }),
+    ).toThrow(/GYRE_NUM_THREADS/);
+  });
+});
