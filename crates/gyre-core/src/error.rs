@@ -38,6 +38,15 @@ pub enum CoreError {
         /// 1-based batch within the epoch.
         batch: usize,
     },
+    /// A file or buffer is not a valid gyre model / safetensors file; `what` names the part
+    /// (`header`, `tensor "0.weight"`, ...).
+    #[error("invalid model file: {what}: {detail}")]
+    Format {
+        /// The part of the file that is wrong.
+        what: String,
+        /// What is wrong with it, with the numbers.
+        detail: String,
+    },
     /// A required tensor or option is absent.
     #[error("{what} is required {context}")]
     Missing {
@@ -56,6 +65,7 @@ impl CoreError {
             CoreError::InvalidArgument { .. } => "GYRE_INVALID_ARGUMENT",
             CoreError::Missing { .. } => "GYRE_MISSING_ARGUMENT",
             CoreError::NonFinite { .. } => "GYRE_NON_FINITE",
+            CoreError::Format { .. } => "GYRE_BAD_FILE",
         }
     }
 
