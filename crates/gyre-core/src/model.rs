@@ -219,6 +219,10 @@ pub struct Model<F> {
     layers: Vec<LayerInfo>,
     /// The parameters, in layer order, under PyTorch-style names.
     pub tensors: Vec<Tensor<F>>,
+    /// Epochs of training completed so far (across `fit` calls and save/load): numbers the
+    /// next epoch, seeds its shuffle and dropout, and ticks the learning-rate schedule, so
+    /// that training resumed later matches uninterrupted training.
+    pub trained_epochs: usize,
 }
 
 fn invalid(what: impl Into<String>, expected: impl Into<String>, got: impl ToString) -> CoreError {
@@ -328,7 +332,7 @@ impl<F: Real> Model<F> {
             width = out_width;
             sequence = out_seq;
         }
-        Ok(Model { config, layers, tensors })
+        Ok(Model { config, layers, tensors, trained_epochs: 0 })
     }
 
     /// The architecture.

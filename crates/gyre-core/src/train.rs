@@ -443,6 +443,11 @@ fn update<F: Real>(
     optimizer.step(&mut params, F::lit(lr))
 }
 
+/// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.
+fn epoch_rng(seed: u64, epoch: usize) -> Rng {
+    Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// An optimizer for `model`'s parameters.
 pub fn optimizer_for<F: Real>(model: &Model<F>, config: OptimizerConfig) -> Result<Optimizer<F>> {
     let sizes: Vec<usize> = model.tensors.iter().map(|t| t.data.len()).collect();
@@ -473,13 +478,17 @@ pub fn fit<F: Real>(
     let samples = train.len();
     let batches = samples.div_ceil(config.batch_size);
     let base_lr = optimizer.config().lr();
-    let mut rng = Rng::new(config.seed);
     let mut order: Vec<usize> = (0..samples).collect();
     let mut history = History { epochs: Vec::new(), stopped_early: false, aborted: false };
-    let mut best = (f64::INFINITY, 0usize, None::<Vec<Vec<F>>>);
+    let mut best = (f64::INFINITY, model.trained_epochs, None::<Vec<Vec<F>>>);
 
-    'epochs: for epoch in 1..=config.epochs {
+    'epochs: for _ in 0..config.epochs {
+        // Numbered across fit calls: epoch n has the same shuffle, dropout masks and learning
+        // rate whether training ran in one call or was resumed.
+        let epoch = model.trained_epochs + 1;
         let lr = config.schedule.lr_at(base_lr, epoch - 1);
+        let mut rng = epoch_rng(config.seed, epoch);
+        order.sort_unstable();
         if config.shuffle {
             rng.shuffle(&mut order);
         }
@@ -575,6 +584,7 @@ pub fn fit<F: Real>(
             learning_rate: lr,
             samples_per_second: seen as f64 / secs,
         };
+        model.trained_epochs = epoch;
         observer.progress(event);
         history.epochs.push(event);
         if let Some(es) = config.early_stopping {

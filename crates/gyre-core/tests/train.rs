@@ -296,3 +296,25 @@ fn bad_datasets_and_options_are_errors_naming_them() {
     assert!(msg.contains("class ids"), "{msg}");
     assert!(OptimizerConfig::adam(f64::INFINITY).validate().is_err());
 }
+
+#[test]
+fn training_resumed_in_a_second_call_matches_uninterrupted_training() {
+    let (x, lengths, y) = sign_task(64, 6, 15);
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let cfg = FitConfig { schedule: Schedule::new(LrSchedule::Exponential { gamma: 0.5 }, 1).unwrap(), ..config(3) };
+    let mut whole = classifier(5, 0.2);
+    let mut opt = optimizer_for(&whole, OptimizerConfig::adamw(0.01)).unwrap();
+    fit(&mut whole, &mut opt, &data, None, &cfg, &mut Recorder::new()).unwrap();
+
+    let mut resumed = classifier(5, 0.2);
+    let mut opt1 = optimizer_for(&resumed, OptimizerConfig::adamw(0.01)).unwrap();
+    fit(&mut resumed, &mut opt1, &data, None, &FitConfig { epochs: 1, ..cfg.clone() }, &mut Recorder::new()).unwrap();
+    // As after a save and load: a fresh optimizer given the saved state.
+    let mut opt2 = optimizer_for(&resumed, OptimizerConfig::adamw(0.01)).unwrap();
+    opt2.load_state(opt1.state()).unwrap();
+    let mut rec = Recorder::new();
+    fit(&mut resumed, &mut opt2, &data, None, &FitConfig { epochs: 2, ..cfg }, &mut rec).unwrap();
+    assert_eq!(resumed.trained_epochs, 3);
+    assert!(matches!(rec.events.last(), Some(Progress::Epoch { epoch: 3, .. })));
+    assert_eq!(weights(&resumed), weights(&whole));
+}
