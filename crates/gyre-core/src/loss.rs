@@ -470,7 +470,9 @@ mod tests {
         let mut grad = [0.0; 6];
         let what = |e: CoreError| match e {
             CoreError::ShapeMismatch { what, .. } | CoreError::InvalidArgument { what, .. } => what,
-            CoreError::Missing { what, .. } | CoreError::NonFinite { what, .. } | CoreError::Format { what, .. } => what,
+            CoreError::Missing { what, .. } | CoreError::NonFinite { what, .. } | CoreError::Format { what, .. } => {
+                what
+            }
         };
         let r = softmax_cross_entropy(&logits[..5], 2, 3, &[0, 0], None, &mut grad);
         assert_eq!(what(r.unwrap_err()), "logits");
