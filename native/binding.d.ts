@@ -16,6 +16,24 @@ export declare class NativeModel {
    * (a non-negative integer below 2^53).
    */
   constructor(configJson: string, seed: number)
+  /** Loads a model file's bytes (see `toSafetensors`), checking them strictly. */
+  static fromSafetensors(bytes: Uint8Array): NativeModel
+  /**
+   * The bytes of a `.safetensors` file holding the model (weights, configuration, trained
+   * epochs), its optimizer state when `includeOptimizer` and one exists, and `user`.
+   */
+  toSafetensors(includeOptimizer: boolean, user?: string | undefined | null): Buffer
+  /** Layer `layer`'s tensors as a `.safetensors` file named as the PyTorch module's `state_dict`. */
+  exportLayer(layer: number): Buffer
+  /**
+   * Reads a PyTorch `state_dict` (`.safetensors` bytes) into layer `layer`; tensor names
+   * start with `prefix`.
+   */
+  importLayer(layer: number, bytes: Uint8Array, prefix: string): void
+  /** The `user` metadata the model was loaded with or last saved with. */
+  userMetadata(): string | null
+  /** Epochs of training completed so far. */
+  trainedEpochs(): number
   /** The model's configuration as JSON, every default written out. */
   configJson(): string
   /** Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`). */

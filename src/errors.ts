@@ -12,6 +12,7 @@ export type GyreErrorCode =
   | 'GYRE_NON_FINITE'
   | 'GYRE_BUSY'
   | 'GYRE_ABORTED'
+  | 'GYRE_BAD_FILE'
   | 'GYRE_INTERNAL';
 
 /** Base class of every error gyre throws. `code` is stable across versions. */
@@ -60,6 +61,13 @@ export class BusyError extends GyreError {
   }
 }
 
+/** A model file or buffer is malformed or does not match its configuration. */
+export class BadFileError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_BAD_FILE', message, options);
+  }
+}
+
 /** The native addon could not be loaded for this platform. */
 export class NativeUnavailableError extends GyreError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -80,6 +88,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   GYRE_MISSING_ARGUMENT: MissingArgumentError,
   GYRE_NON_FINITE: NonFiniteError,
   GYRE_BUSY: BusyError,
+  GYRE_BAD_FILE: BadFileError,
   GYRE_INTERNAL: InternalError,
 };
 

@@ -6,3 +6,5 @@ export * from './functional.js';
 export * from './errors.js';
 export * from './model.js';
 export type { SequenceInput, SequenceTensor, TargetInput } from './data.js';
+export * from './onnx.js';
+export * from './tfjs.js';

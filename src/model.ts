@@ -312,6 +312,18 @@ function toProgress(e: native.ProgressEvent): ProgressEvent {
   return out;
 }
 
+/** Marks the constructor argument that wraps an existing native model (loading a file). */
+const FROM_NATIVE = Symbol('fromNative');
+type NativeHandle = { [FROM_NATIVE]: native.NativeModel };
+
+/** Options of {@link Model.save} and {@link Model.toBuffer}. */
+export interface SaveOptions {
+  /** Also store the optimizer's state so a later `fit` continues exactly. Default true. */
+  includeOptimizer?: boolean;
+  /** JSON-compatible data to keep with the model (tokenizer, normalization, notes); see {@link Model.metadata}. */
+  metadata?: Record<string, unknown>;
+}
+
 /**
  * A sequential model. Build one with {@link sequential}; its weights live in native memory
  * under PyTorch-style names (`0.weight_ih_l0`, `0.weight_hh_l1_reverse`, `1.weight`).
@@ -321,12 +333,104 @@ export class Model {
   readonly #tokens: boolean;
   readonly #features: number;
 
-  /** Use {@link sequential}. */
-  constructor(spec: ModelSpec) {
+  /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
+  constructor(spec: ModelSpec | NativeHandle) {
+    if (spec !== null && typeof spec === 'object' && FROM_NATIVE in spec) {
+      this.#native = spec[FROM_NATIVE];
+      const input = (JSON.parse(native.guard(() => this.#native.configJson())) as { input: Record<string, unknown> }).input;
+      this.#tokens = input.type === 'tokens';
+      this.#features = this.#tokens ? 0 : (input.size as number);
+      return;
+    }
     const { json, seed, tokens, features } = specJson(spec);
     this.#native = native.guard(() => new native.NativeModel(json, seed));
     this.#tokens = tokens;
     this.#features = features;
+  }
+
+  /**
+   * Layer `layer`'s weights as a `.safetensors` file named as the PyTorch module's
+   * `state_dict`: `weight_ih_l0`, ... for `torch.nn.RNN`/`LSTM`/`GRU` (build the module with
+   * `batch_first=True` and the same sizes), `weight`/`bias` for `nn.Linear`, `weight` for
+   * `nn.Embedding`. Load it with `module.load_state_dict(safetensors.torch.load_file(path))`.
+   */
+  exportPyTorch(layer: number): Uint8Array {
+    return native.guard(() => this.#native.exportLayer(intIn('layer', layer, 0, 0xffffffff)));
+  }
+
+  /**
+   * Reads a PyTorch module's `state_dict` saved with `safetensors.torch.save_file` into layer
+   * `layer`. Tensor names are the module's own (`weight_ih_l0`, ...) after `prefix` (e.g.
+   * `'rnn.'` when the module was a submodule named `rnn`; other names are then ignored). Every
+   * tensor must be there with the layer's exact shape; nothing changes otherwise.
+   * @throws {BadFileError} listing missing and extra tensors, or naming a shape and the layer's.
+   */
+  importPyTorch(layer: number, bytes: Uint8Array, options: { prefix?: string } = {}): void {
+    checkKeys('', object('options', options), ['prefix']);
+    const prefix = options.prefix ?? '';
+    if (typeof prefix !== 'string') throw new InvalidArgumentError(`prefix must be a string, got ${describe(prefix)}`);
+    if (!(bytes instanceof Uint8Array)) throw new InvalidArgumentError(`bytes must be a Uint8Array or Buffer, got ${describe(bytes)}`);
+    native.guard(() => this.#native.importLayer(intIn('layer', layer, 0, 0xffffffff), bytes, prefix));
+  }
+
+  /** @internal Wraps a native model. */
+  static fromNative(n: native.NativeModel): Model {
+    return new Model({ [FROM_NATIVE]: n });
+  }
+
+  /** Epochs trained so far, across `fit` calls and save/load. */
+  get trainedEpochs(): number {
+    return native.guard(() => this.#native.trainedEpochs());
+  }
+
+  /** The JSON data saved with the model (`save(path, { metadata })`), or `{}`. */
+  get metadata(): Record<string, unknown> {
+    const m = native.guard(() => this.#native.userMetadata());
+    return m ? (JSON.parse(m) as Record<string, unknown>) : {};
+  }
+
+  /**
+   * The model as the bytes of one `.safetensors` file: every weight under its PyTorch-style
+   * name, the configuration (and format version) in `__metadata__`, the optimizer state unless
+   * `includeOptimizer: false`, and `metadata`.
+   */
+  toBuffer(options: SaveOptions = {}): Uint8Array {
+    const o = object('options', options);
+    checkKeys('', o, ['includeOptimizer', 'metadata']);
+    if (o.includeOptimizer !== undefined && typeof o.includeOptimizer !== 'boolean') {
+      throw new InvalidArgumentError(`includeOptimizer must be a boolean, got ${describe(o.includeOptimizer)}`);
+    }
+    let user: string | undefined;
+    if (o.metadata !== undefined) {
+      object('metadata', o.metadata);
+      user = JSON.stringify(o.metadata);
+    }
+    return native.guard(() => this.#native.toSafetensors(options.includeOptimizer ?? true, user));
+  }
+
+  /**
+   * Writes the model to `path` (see {@link Model.toBuffer}). The bytes go to a temporary file
+   * in the same folder, flushed to disk, then renamed over `path`: an interrupted save never
+   * destroys the file that was there.
+   */
+  async save(path: string, options: SaveOptions = {}): Promise<void> {
+    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    const bytes = this.toBuffer(options);
+    const { open, rename, rm } = await import('node:fs/promises');
+    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+    try {
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   /** The architecture with every default written out (JSON-compatible). */
@@ -620,6 +724,23 @@ export class Stream {
   toArray(): Float32Array {
     return this.#state.toArray();
   }
+}
+
+/**
+ * A model from the bytes of a file written by {@link Model.toBuffer} / {@link Model.save}.
+ * @throws {GyreError} `GYRE_BAD_FILE` naming what is wrong (not a safetensors file, missing or
+ *   extra tensors by name, a shape that disagrees with the configuration, ...).
+ */
+export function fromBuffer(bytes: Uint8Array): Model {
+  if (!(bytes instanceof Uint8Array)) throw new InvalidArgumentError(`bytes must be a Uint8Array or Buffer, got ${describe(bytes)}`);
+  return Model.fromNative(native.guard(() => native.NativeModel.fromSafetensors(bytes)));
+}
+
+/** Reads a model file written by {@link Model.save}; see {@link fromBuffer}. */
+export async function loadModel(path: string): Promise<Model> {
+  if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+  const { readFile } = await import('node:fs/promises');
+  return fromBuffer(await readFile(path));
 }
 
 /** Builds a sequential model from its spec (typed; unknown options are rejected). */

@@ -392,20 +392,7 @@ pub fn loss_from_name(name: &str) -> Result<LossKind> {
 /// Parses training options (JSON, camelCase) into the fit configuration and the optimizer.
 pub fn fit_from_json(json: &str) -> Result<(FitConfig, OptimizerConfig)> {
     let f: FitJson = parse("fit options", json)?;
-    let optimizer = match f.optimizer {
-        OptimizerJson::Sgd { learning_rate, momentum, dampening, nesterov, weight_decay } => {
-            OptimizerConfig::Sgd { lr: learning_rate, momentum, dampening, nesterov, weight_decay }
-        }
-        OptimizerJson::Adam { learning_rate, beta1, beta2, eps, weight_decay } => {
-            OptimizerConfig::Adam { lr: learning_rate, beta1, beta2, eps, weight_decay }
-        }
-        OptimizerJson::Adamw { learning_rate, beta1, beta2, eps, weight_decay } => {
-            OptimizerConfig::AdamW { lr: learning_rate, beta1, beta2, eps, weight_decay }
-        }
-        OptimizerJson::Rmsprop { learning_rate, alpha, eps, momentum, centered, weight_decay } => {
-            OptimizerConfig::RmsProp { lr: learning_rate, alpha, eps, momentum, centered, weight_decay }
-        }
-    };
+    let optimizer = optimizer_from(f.optimizer);
     optimizer.validate().map_err(|e| match e {
         CoreError::InvalidArgument { what, expected, got } => {
             CoreError::InvalidArgument { what: format!("optimizer.{}", camel(&what)), expected, got }
@@ -441,6 +428,47 @@ pub fn fit_from_json(json: &str) -> Result<(FitConfig, OptimizerConfig)> {
         }),
     };
     Ok((config, optimizer))
+}
+
+fn optimizer_from(o: OptimizerJson) -> OptimizerConfig {
+    match o {
+        OptimizerJson::Sgd { learning_rate, momentum, dampening, nesterov, weight_decay } => {
+            OptimizerConfig::Sgd { lr: learning_rate, momentum, dampening, nesterov, weight_decay }
+        }
+        OptimizerJson::Adam { learning_rate, beta1, beta2, eps, weight_decay } => {
+            OptimizerConfig::Adam { lr: learning_rate, beta1, beta2, eps, weight_decay }
+        }
+        OptimizerJson::Adamw { learning_rate, beta1, beta2, eps, weight_decay } => {
+            OptimizerConfig::AdamW { lr: learning_rate, beta1, beta2, eps, weight_decay }
+        }
+        OptimizerJson::Rmsprop { learning_rate, alpha, eps, momentum, centered, weight_decay } => {
+            OptimizerConfig::RmsProp { lr: learning_rate, alpha, eps, momentum, centered, weight_decay }
+        }
+    }
+}
+
+/// The JSON form of an optimizer (as in training options), every field written out.
+pub fn optimizer_to_json(c: &OptimizerConfig) -> String {
+    let v = match *c {
+        OptimizerConfig::Sgd { lr, momentum, dampening, nesterov, weight_decay } => serde_json::json!({
+            "type": "sgd", "learningRate": lr, "momentum": momentum, "dampening": dampening,
+            "nesterov": nesterov, "weightDecay": weight_decay }),
+        OptimizerConfig::Adam { lr, beta1, beta2, eps, weight_decay } => serde_json::json!({
+            "type": "adam", "learningRate": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weightDecay": weight_decay }),
+        OptimizerConfig::AdamW { lr, beta1, beta2, eps, weight_decay } => serde_json::json!({
+            "type": "adamw", "learningRate": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weightDecay": weight_decay }),
+        OptimizerConfig::RmsProp { lr, alpha, eps, momentum, centered, weight_decay } => serde_json::json!({
+            "type": "rmsprop", "learningRate": lr, "alpha": alpha, "eps": eps, "momentum": momentum,
+            "centered": centered, "weightDecay": weight_decay }),
+    };
+    v.to_string()
+}
+
+/// Parses the JSON form of an optimizer and validates it.
+pub fn optimizer_from_json(json: &str) -> Result<OptimizerConfig> {
+    let c = optimizer_from(parse("optimizer", json)?);
+    c.validate()?;
+    Ok(c)
 }
 
 /// `weight_decay` → `weightDecay`, `lr` → `learningRate` (the option names of the JSON form).
@@ -510,5 +538,20 @@ mod tests {
         .expect("valid");
         assert_eq!(opt, OptimizerConfig::AdamW { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 });
         assert_eq!(cfg.early_stopping.map(|e| e.patience), Some(2));
+        for o in [
+            OptimizerConfig::sgd(0.1),
+            OptimizerConfig::adam(0.01),
+            OptimizerConfig::adamw(0.01),
+            OptimizerConfig::RmsProp {
+                lr: 0.1,
+                alpha: 0.9,
+                eps: 1e-6,
+                momentum: 0.5,
+                centered: true,
+                weight_decay: 0.1,
+            },
+        ] {
+            assert_eq!(optimizer_from_json(&optimizer_to_json(&o)).expect("round trip"), o);
+        }
     }
 }

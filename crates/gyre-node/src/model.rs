@@ -7,7 +7,7 @@ use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::train::{self, Dataset, FitConfig, History, Observer, Progress, Targets};
 use gyre_core::{threads, CoreError};
-use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
@@ -196,6 +196,11 @@ type ProgressFn = ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, f
 struct Trainable {
     model: Model<f32>,
     optimizer: Option<Optimizer<f32>>,
+    user: Option<String>,
+}
+
+fn input_of(config: &ModelConfig) -> InputKind {
+    config.input
 }
 
 /// A sequential model living in native memory.
@@ -205,6 +210,8 @@ pub struct NativeModel {
     training: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
     input: InputKind,
+    /// The configuration never changes: readable while training.
+    config_json: String,
 }
 
 fn lock(m: &Mutex<Trainable>) -> napi::Result<MutexGuard<'_, Trainable>> {
@@ -212,6 +219,17 @@ fn lock(m: &Mutex<Trainable>) -> napi::Result<MutexGuard<'_, Trainable>> {
         std::sync::TryLockError::WouldBlock => busy(),
         std::sync::TryLockError::Poisoned(_) => internal("the model's lock was poisoned by an earlier panic"),
     })
+}
+
+impl NativeModel {
+    /// The model for a call on the JavaScript thread: refused while a fit is pending or running
+    /// (its task may not have taken the lock yet).
+    fn held(&self) -> napi::Result<MutexGuard<'_, Trainable>> {
+        if self.training.load(Ordering::SeqCst) {
+            return Err(busy());
+        }
+        lock(&self.inner)
+    }
 }
 
 struct Forwarder<'a> {
@@ -409,29 +427,83 @@ impl NativeModel {
         let input = config.input;
         let model = Model::new(config, seed as u64).map_err(js_error)?;
         Ok(NativeModel {
-            inner: Arc::new(Mutex::new(Trainable { model, optimizer: None })),
+            config_json: model.config().to_json(),
+            inner: Arc::new(Mutex::new(Trainable { model, optimizer: None, user: None })),
             training: Arc::new(AtomicBool::new(false)),
             abort: Arc::new(AtomicBool::new(false)),
             input,
         })
     }
 
+    /// Loads a model file's bytes (see `toSafetensors`), checking them strictly.
+    #[napi(factory, catch_unwind)]
+    pub fn from_safetensors(bytes: Uint8Array) -> napi::Result<Self> {
+        let saved = gyre_core::persist::load(&bytes).map_err(js_error)?;
+        let input = input_of(saved.model.config());
+        let config_json = saved.model.config().to_json();
+        Ok(NativeModel {
+            config_json,
+            inner: Arc::new(Mutex::new(Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user })),
+            training: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
+            input,
+        })
+    }
+
+    /// The bytes of a `.safetensors` file holding the model (weights, configuration, trained
+    /// epochs), its optimizer state when `includeOptimizer` and one exists, and `user`.
+    #[napi(catch_unwind)]
+    pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> napi::Result<Buffer> {
+        let g = self.held()?;
+        let optimizer = if include_optimizer { g.optimizer.as_ref() } else { None };
+        let user = user.or_else(|| g.user.clone());
+        let bytes = gyre_core::persist::save(&g.model, optimizer, user.as_deref()).map_err(js_error)?;
+        Ok(Buffer::from(bytes))
+    }
+
+    /// Layer `layer`'s tensors as a `.safetensors` file named as the PyTorch module's `state_dict`.
+    #[napi(catch_unwind)]
+    pub fn export_layer(&self, layer: u32) -> napi::Result<Buffer> {
+        let g = self.held()?;
+        Ok(Buffer::from(gyre_core::persist::export_layer(&g.model, layer as usize).map_err(js_error)?))
+    }
+
+    /// Reads a PyTorch `state_dict` (`.safetensors` bytes) into layer `layer`; tensor names
+    /// start with `prefix`.
+    #[napi(catch_unwind)]
+    pub fn import_layer(&self, layer: u32, bytes: Uint8Array, prefix: String) -> napi::Result<()> {
+        let mut g = self.held()?;
+        gyre_core::persist::import_layer(&mut g.model, layer as usize, &bytes, &prefix).map_err(js_error)
+    }
+
+    /// The `user` metadata the model was loaded with or last saved with.
+    #[napi(catch_unwind)]
+    pub fn user_metadata(&self) -> napi::Result<Option<String>> {
+        Ok(self.held()?.user.clone())
+    }
+
+    /// Epochs of training completed so far.
+    #[napi(catch_unwind)]
+    pub fn trained_epochs(&self) -> napi::Result<u32> {
+        Ok(self.held()?.model.trained_epochs as u32)
+    }
+
     /// The model's configuration as JSON, every default written out.
     #[napi(catch_unwind)]
     pub fn config_json(&self) -> napi::Result<String> {
-        Ok(lock(&self.inner)?.model.config().to_json())
+        Ok(self.config_json.clone())
     }
 
     /// Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`).
     #[napi(catch_unwind)]
     pub fn parameter_names(&self) -> napi::Result<Vec<String>> {
-        Ok(lock(&self.inner)?.model.tensors.iter().map(|t| t.name.clone()).collect())
+        Ok(self.held()?.model.tensors.iter().map(|t| t.name.clone()).collect())
     }
 
     /// Shape of a parameter tensor.
     #[napi(catch_unwind)]
     pub fn parameter_shape(&self, name: String) -> napi::Result<Vec<u32>> {
-        let g = lock(&self.inner)?;
+        let g = self.held()?;
         let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         Ok(t.shape.iter().map(|&d| d as u32).collect())
     }
@@ -439,7 +511,7 @@ impl NativeModel {
     /// A copy of a parameter tensor's values (row-major).
     #[napi(catch_unwind)]
     pub fn get_parameter(&self, name: String) -> napi::Result<Float32Array> {
-        let g = lock(&self.inner)?;
+        let g = self.held()?;
         let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         Ok(Float32Array::new(t.data.clone()))
     }
@@ -447,7 +519,7 @@ impl NativeModel {
     /// Replaces a parameter tensor's values; the length must match.
     #[napi(catch_unwind)]
     pub fn set_parameter(&self, name: String, values: Float32Array) -> napi::Result<()> {
-        let mut g = lock(&self.inner)?;
+        let mut g = self.held()?;
         let t = g.model.tensors.iter_mut().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         if values.len() != t.data.len() {
             return Err(js_error(CoreError::ShapeMismatch {
@@ -470,7 +542,7 @@ impl NativeModel {
     /// Total number of parameter values.
     #[napi(catch_unwind)]
     pub fn parameter_count(&self) -> napi::Result<u32> {
-        Ok(lock(&self.inner)?.model.parameter_count() as u32)
+        Ok(self.held()?.model.parameter_count() as u32)
     }
 
     /// Whether a `fit` is running.
@@ -494,7 +566,7 @@ impl NativeModel {
         let validation =
             validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose().map_err(js_error)?;
         {
-            let g = lock(&self.inner)?;
+            let g = self.held()?;
             config.validate(&g.model).map_err(js_error)?;
             train::check_dataset(&g.model, &data.dataset().map_err(js_error)?, config.loss, "train")
                 .map_err(js_error)?;
@@ -542,7 +614,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
         gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-        Ok(StreamState { state: lock(&self.inner)?.model.zero_state(batch as usize), batch })
+        Ok(StreamState { state: self.held()?.model.zero_state(batch as usize), batch })
     }
 
     /// Restores a state saved with `StreamState.toArray` (its length must match).
@@ -576,7 +648,7 @@ impl NativeModel {
         tokens: Option<Uint32Array>,
     ) -> napi::Result<Float32Array> {
         let b = state.batch as usize;
-        let g = lock(&self.inner)?;
+        let g = self.held()?;
         let out = match (self.input, features.as_deref(), tokens.as_deref()) {
             (InputKind::Features { size }, Some(x), _) => {
                 let x = gyre_core::tensor::tensor3("input", x, b, 1, size).map_err(js_error)?;
@@ -601,7 +673,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<PredictResult> {
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
-        let g = lock(&self.inner)?;
+        let g = self.held()?;
         predict_with(&g, &data, checked_batch_size(batch_size)?).map_err(js_error)
     }
 
@@ -624,7 +696,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<EvaluationResult> {
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
-        let g = lock(&self.inner)?;
+        let g = self.held()?;
         evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?).map_err(js_error)
     }
 }

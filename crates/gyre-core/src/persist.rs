@@ -1,0 +1,288 @@
+//! A model in one `.safetensors` file: every parameter under its PyTorch-style name, the
+//! model's JSON configuration and format version in `__metadata__`, and optionally the
+//! optimizer's state so training resumes exactly.
+//!
+//! Metadata keys: `format` (`"gyre"`), `format_version`, `config` (the model's JSON form),
+//! `training` (`{"epochs": n}`), `optimizer` (`{"config": {...}, "step": n}`, when saved with
+//! one) and `user` (a JSON string the TypeScript layer keeps: tokenizer, normalization, ...).
+//! Optimizer buffers are tensors named `optimizer/{parameter}/{buffer}`.
+
+use crate::config::{optimizer_from_json, optimizer_to_json};
+use crate::error::{CoreError, Result};
+use crate::model::{Model, ModelConfig};
+use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
+use crate::safetensors::{parse, serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The `format` metadata value of a gyre model file.
+pub const FORMAT: &str = "gyre";
+/// Version of the file layout this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 1;
+
+const OPTIMIZER_PREFIX: &str = "optimizer/";
+
+/// A loaded model file.
+#[derive(Debug)]
+pub struct Saved {
+    /// The model, with its weights and trained-epoch count.
+    pub model: Model<f32>,
+    /// The optimizer, when the file holds one.
+    pub optimizer: Option<Optimizer<f32>>,
+    /// The `user` metadata string, when present.
+    pub user: Option<String>,
+}
+
+fn bad(what: impl Into<String>, detail: impl Into<String>) -> CoreError {
+    CoreError::Format { what: what.into(), detail: detail.into() }
+}
+
+/// The bytes of a `.safetensors` file holding `model`, `optimizer` (if given) and `user`.
+pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option<&str>) -> Result<Vec<u8>> {
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("config".to_string(), model.config().to_json());
+    meta.insert("training".to_string(), serde_json::json!({ "epochs": model.trained_epochs }).to_string());
+    if let Some(u) = user {
+        meta.insert("user".to_string(), u.to_string());
+    }
+    let mut owned: Vec<(String, Vec<usize>, &[f32])> =
+        model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.as_slice())).collect();
+    let state;
+    if let Some(o) = optimizer {
+        state = o.state();
+        meta.insert(
+            "optimizer".to_string(),
+            format!(r#"{{"config":{},"step":{}}}"#, optimizer_to_json(o.config()), state.step),
+        );
+        for (t, buffers) in model.tensors.iter().zip(&state.params) {
+            for b in buffers {
+                owned.push((format!("{OPTIMIZER_PREFIX}{}/{}", t.name, b.name), t.shape.clone(), b.data.as_slice()));
+            }
+        }
+    }
+    let refs: Vec<(&str, &[usize], &[f32])> = owned.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d)).collect();
+    serialize(&refs, &meta)
+}
+
+fn json(what: &str, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| bad(format!("__metadata__.{what}"), format!("invalid JSON: {e}")))
+}
+
+/// Loads a model file written by [`save`], checking everything against everything: the
+/// format, the configuration, every expected tensor present with its exact shape and finite
+/// values, no tensor the configuration does not account for.
+///
+/// # Errors
+/// [`CoreError::Format`] naming what is wrong: the missing or extra tensors by name, a shape
+/// next to the shape the configuration needs, a bad metadata entry; the strict file checks of
+/// [`crate::safetensors::parse`].
+pub fn load(bytes: &[u8]) -> Result<Saved> {
+    let file = parse(bytes)?;
+    let meta = &file.metadata;
+    match meta.get("format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => return Err(bad("__metadata__.format", format!("\"{other}\" is not a gyre model"))),
+        None => {
+            return Err(bad(
+                "__metadata__",
+                "no \"format\": not a gyre model file (to read weights from PyTorch, import them into a model's layer)",
+            ))
+        }
+    }
+    let version: u32 = meta
+        .get("format_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("__metadata__.format_version", "missing or not an integer"))?;
+    if version == 0 || version > FORMAT_VERSION {
+        return Err(bad(
+            "__metadata__.format_version",
+            format!("{version} is not readable by this version of gyre (it reads 1..={FORMAT_VERSION})"),
+        ));
+    }
+    let config_json = meta.get("config").ok_or_else(|| bad("__metadata__.config", "missing"))?;
+    let config = ModelConfig::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
+    let mut model = Model::<f32>::new(config, 0).map_err(|e| bad("__metadata__.config", e.to_string()))?;
+    if let Some(t) = meta.get("training") {
+        let v = json("training", t)?;
+        model.trained_epochs =
+            v.get("epochs")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| bad("__metadata__.training", "no integer \"epochs\""))? as usize;
+    }
+    let optimizer_meta = meta.get("optimizer").map(|o| json("optimizer", o)).transpose()?;
+    let optimizer_config = optimizer_meta
+        .as_ref()
+        .map(|o| {
+            let c = o.get("config").ok_or_else(|| bad("__metadata__.optimizer", "no \"config\""))?;
+            optimizer_from_json(&c.to_string()).map_err(|e| bad("__metadata__.optimizer.config", e.to_string()))
+        })
+        .transpose()?;
+
+    // The tensors the configuration accounts for, with their shapes.
+    let mut expected: BTreeMap<String, Vec<usize>> =
+        model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
+    if let Some(c) = &optimizer_config {
+        for t in &model.tensors {
+            for b in c.buffer_names() {
+                expected.insert(format!("{OPTIMIZER_PREFIX}{}/{b}", t.name), t.shape.clone());
+            }
+        }
+    }
+    let present: BTreeSet<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
+    let missing: Vec<&str> = expected.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
+    let extra: Vec<&str> = present.iter().copied().filter(|n| !expected.contains_key(*n)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        let mut detail = Vec::new();
+        if !missing.is_empty() {
+            detail.push(format!("missing {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            detail.push(format!("not in the configuration: {}", extra.join(", ")));
+        }
+        return Err(bad("tensors", detail.join("; ")));
+    }
+    let mut values: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    for t in &file.tensors {
+        let want = &expected[t.name.as_str()];
+        if &t.shape != want {
+            return Err(bad(
+                format!("tensor \"{}\"", t.name),
+                format!("has shape {:?} but the configuration needs {:?}", t.shape, want),
+            ));
+        }
+        let data = t.to_f32()?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor \"{}\"", t.name), format!("value {} at index {i} is not finite", data[i])));
+        }
+        values.insert(t.name.as_str(), data);
+    }
+    let params: Vec<Vec<f32>> =
+        model.tensors.iter().map(|t| values.remove(t.name.as_str()).unwrap_or_default()).collect();
+    model.set_parameters(params)?;
+
+    let optimizer = match (optimizer_config, optimizer_meta) {
+        (Some(c), Some(m)) => {
+            let step = m
+                .get("step")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| bad("__metadata__.optimizer", "no integer \"step\""))?;
+            let sizes: Vec<usize> = model.tensors.iter().map(|t| t.data.len()).collect();
+            let mut o = Optimizer::new(c, &sizes)?;
+            let params = model
+                .tensors
+                .iter()
+                .map(|t| {
+                    c.buffer_names()
+                        .into_iter()
+                        .map(|b| NamedBuffer {
+                            name: b.to_string(),
+                            data: values
+                                .remove(format!("{OPTIMIZER_PREFIX}{}/{b}", t.name).as_str())
+                                .unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .collect();
+            o.load_state(OptimizerState { step, params }).map_err(|e| bad("optimizer state", e.to_string()))?;
+            Some(o)
+        }
+        _ => None,
+    };
+    Ok(Saved { model, optimizer, user: meta.get("user").cloned() })
+}
+
+/// The tensors of layer `layer` as a `.safetensors` file named as the matching PyTorch module's
+/// `state_dict` (`weight_ih_l0`, ... for `torch.nn.RNN`/`LSTM`/`GRU`; `weight`, `bias` for
+/// `nn.Linear`; `weight` for `nn.Embedding`), loadable with `safetensors.torch.load_file`
+/// and `module.load_state_dict`.
+///
+/// # Errors
+/// When `layer` is out of range, or is a GRU with the reset gate before the product (PyTorch's
+/// GRU has no such variant).
+pub fn export_layer(model: &Model<f32>, layer: usize) -> Result<Vec<u8>> {
+    check_layer(model, layer)?;
+    let prefix = format!("{layer}.");
+    let tensors: Vec<(&str, &[usize], &[f32])> = model
+        .tensors
+        .iter()
+        .filter_map(|t| t.name.strip_prefix(&prefix).map(|n| (n, t.shape.as_slice(), t.data.as_slice())))
+        .collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    serialize(&tensors, &meta)
+}
+
+fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
+    let layers = &model.config().layers;
+    let Some(l) = layers.get(layer) else {
+        return Err(CoreError::InvalidArgument {
+            what: "layer".into(),
+            expected: format!("a layer index below {}", layers.len()),
+            got: layer.to_string(),
+        });
+    };
+    if let crate::model::LayerConfig::Recurrent(r) = l {
+        if r.cell == (crate::recurrent::CellKind::Gru { reset_after: false }) {
+            return Err(CoreError::InvalidArgument {
+                what: format!("layers[{layer}].resetAfter"),
+                expected: "true: PyTorch's GRU applies the reset gate after the recurrent product".into(),
+                got: "false".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a PyTorch module's `state_dict` saved as `.safetensors` into layer `layer`: the
+/// tensors named `{prefix}weight_ih_l0`, ... (all of them, nothing else under `prefix`; other
+/// names are ignored when `prefix` is not empty), with exactly the layer's shapes. Float64,
+/// float16 and bfloat16 tensors are converted. Nothing changes unless everything fits.
+///
+/// # Errors
+/// [`CoreError::Format`] listing missing and extra tensors by name, or naming a tensor with its
+/// shape and the layer's.
+pub fn import_layer(model: &mut Model<f32>, layer: usize, bytes: &[u8], prefix: &str) -> Result<()> {
+    check_layer(model, layer)?;
+    let file = parse(bytes)?;
+    let own = format!("{layer}.");
+    let wanted: BTreeMap<String, (usize, Vec<usize>)> = model
+        .tensors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.name.strip_prefix(&own).map(|n| (format!("{prefix}{n}"), (i, t.shape.clone()))))
+        .collect();
+    let present: BTreeSet<&str> =
+        file.tensors.iter().map(|t| t.name.as_str()).filter(|n| prefix.is_empty() || n.starts_with(prefix)).collect();
+    let missing: Vec<&str> = wanted.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
+    let extra: Vec<&str> = present.iter().copied().filter(|n| !wanted.contains_key(*n)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        let mut detail = Vec::new();
+        if !missing.is_empty() {
+            detail.push(format!("missing {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            detail.push(format!("not in layer {layer}: {}", extra.join(", ")));
+        }
+        return Err(bad("tensors", detail.join("; ")));
+    }
+    let mut updates = Vec::new();
+    for (name, (index, shape)) in &wanted {
+        let Some(t) = file.get(name) else { continue };
+        if &t.shape != shape {
+            return Err(bad(
+                format!("tensor \"{name}\""),
+                format!("has shape {:?} but layer {layer} needs {:?}", t.shape, shape),
+            ));
+        }
+        let data = t.to_f32()?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor \"{name}\""), format!("value {} at index {i} is not finite", data[i])));
+        }
+        updates.push((*index, data));
+    }
+    for (index, data) in updates {
+        model.tensors[index].data = data;
+    }
+    Ok(())
+}

@@ -1,0 +1,865 @@
+//! A strict reader and writer of the [safetensors](https://github.com/huggingface/safetensors)
+//! format: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+//! shape and byte range, then the raw little-endian data.
+//!
+//! [`parse`] borrows the tensor data from the input (nothing is copied) and checks everything
+//! the format promises before returning: the header length against the file, the header as
+//! UTF-8 JSON with unique keys at every level, `__metadata__` as strings only, every tensor
+//! entry with exactly `dtype` (known), `shape` and `data_offsets`, each byte range the size its
+//! shape and dtype need (computed with overflow checks), and the ranges tiling the data section
+//! with no overlap, gap or trailing byte. Whatever the header claims, parsing allocates no more
+//! than a small multiple of the header's size, and no input makes it panic. Every failure is a
+//! [`CoreError::Format`] whose `what` names the part (`header length`, `header`,
+//! `tensor "0.weight"`, `__metadata__`, `data section`, or `file` for a file of another kind) and
+//! whose `detail` gives the numbers. A file of another kind (a PyTorch pickle or zip, ONNX, ...)
+//! is only looked at, never executed.
+//!
+//! [`serialize`] writes `f32` tensors (dtype `F32`) that `safetensors.numpy.load_file` reads.
+
+use crate::error::{CoreError, Result};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The largest header accepted: 100 MiB.
+pub const MAX_HEADER_LEN: u64 = 100 * 1024 * 1024;
+
+/// The key of the optional string → string metadata object in the header.
+pub const METADATA_KEY: &str = "__metadata__";
+
+/// An element type of the safetensors format, spelled as in the header (`"F32"`, `"BF16"`,
+/// `"F8_E4M3"`, ...). All little-endian; sub-byte types (`F4`, `F6_*`) are packed.
+#[allow(non_camel_case_types)] // the names are the format's own spelling
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dtype {
+    /// Boolean, one byte per element.
+    BOOL,
+    /// 4-bit float (E2M1), two elements per byte.
+    F4,
+    /// 6-bit float, 2 exponent and 3 mantissa bits, packed.
+    F6_E2M3,
+    /// 6-bit float, 3 exponent and 2 mantissa bits, packed.
+    F6_E3M2,
+    /// Unsigned 8-bit integer.
+    U8,
+    /// Signed 8-bit integer.
+    I8,
+    /// 8-bit float, 5 exponent and 2 mantissa bits.
+    F8_E5M2,
+    /// 8-bit float, 4 exponent and 3 mantissa bits.
+    F8_E4M3,
+    /// 8-bit exponent-only scale (E8M0).
+    F8_E8M0,
+    /// 8-bit float E4M3, finite, NaN as negative zero's pattern, no negative zero.
+    F8_E4M3FNUZ,
+    /// 8-bit float E5M2, finite, NaN as negative zero's pattern, no negative zero.
+    F8_E5M2FNUZ,
+    /// Signed 16-bit integer.
+    I16,
+    /// Unsigned 16-bit integer.
+    U16,
+    /// IEEE 754 half precision.
+    F16,
+    /// bfloat16: the upper half of an `f32`.
+    BF16,
+    /// Signed 32-bit integer.
+    I32,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// IEEE 754 single precision.
+    F32,
+    /// Complex number of two `f32` (real, imaginary).
+    C64,
+    /// IEEE 754 double precision.
+    F64,
+    /// Signed 64-bit integer.
+    I64,
+    /// Unsigned 64-bit integer.
+    U64,
+}
+
+impl Dtype {
+    /// Every dtype of the format, in the order of the reference implementation.
+    pub const ALL: [Dtype; 22] = [
+        Dtype::BOOL,
+        Dtype::F4,
+        Dtype::F6_E2M3,
+        Dtype::F6_E3M2,
+        Dtype::U8,
+        Dtype::I8,
+        Dtype::F8_E5M2,
+        Dtype::F8_E4M3,
+        Dtype::F8_E8M0,
+        Dtype::F8_E4M3FNUZ,
+        Dtype::F8_E5M2FNUZ,
+        Dtype::I16,
+        Dtype::U16,
+        Dtype::F16,
+        Dtype::BF16,
+        Dtype::I32,
+        Dtype::U32,
+        Dtype::F32,
+        Dtype::C64,
+        Dtype::F64,
+        Dtype::I64,
+        Dtype::U64,
+    ];
+
+    /// The name written in the header (`"F32"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::BOOL => "BOOL",
+            Dtype::F4 => "F4",
+            Dtype::F6_E2M3 => "F6_E2M3",
+            Dtype::F6_E3M2 => "F6_E3M2",
+            Dtype::U8 => "U8",
+            Dtype::I8 => "I8",
+            Dtype::F8_E5M2 => "F8_E5M2",
+            Dtype::F8_E4M3 => "F8_E4M3",
+            Dtype::F8_E8M0 => "F8_E8M0",
+            Dtype::F8_E4M3FNUZ => "F8_E4M3FNUZ",
+            Dtype::F8_E5M2FNUZ => "F8_E5M2FNUZ",
+            Dtype::I16 => "I16",
+            Dtype::U16 => "U16",
+            Dtype::F16 => "F16",
+            Dtype::BF16 => "BF16",
+            Dtype::I32 => "I32",
+            Dtype::U32 => "U32",
+            Dtype::F32 => "F32",
+            Dtype::C64 => "C64",
+            Dtype::F64 => "F64",
+            Dtype::I64 => "I64",
+            Dtype::U64 => "U64",
+        }
+    }
+
+    /// The dtype of a header name; `None` for a name the format does not define (names are
+    /// case-sensitive).
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        Dtype::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Bits per element (4 and 6 for the packed sub-byte floats).
+    pub fn bits(self) -> u64 {
+        match self {
+            Dtype::F4 => 4,
+            Dtype::F6_E2M3 | Dtype::F6_E3M2 => 6,
+            Dtype::BOOL
+            | Dtype::U8
+            | Dtype::I8
+            | Dtype::F8_E5M2
+            | Dtype::F8_E4M3
+            | Dtype::F8_E8M0
+            | Dtype::F8_E4M3FNUZ
+            | Dtype::F8_E5M2FNUZ => 8,
+            Dtype::I16 | Dtype::U16 | Dtype::F16 | Dtype::BF16 => 16,
+            Dtype::I32 | Dtype::U32 | Dtype::F32 => 32,
+            Dtype::C64 | Dtype::F64 | Dtype::I64 | Dtype::U64 => 64,
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One tensor of a parsed file: its name, dtype, shape and raw little-endian bytes, borrowed
+/// from the parsed buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorView<'a> {
+    /// The tensor's name (its key in the header).
+    pub name: String,
+    /// The element type.
+    pub dtype: Dtype,
+    /// The dimensions; empty for a scalar.
+    pub shape: Vec<usize>,
+    /// The tensor's bytes, exactly as large as its shape and dtype need.
+    pub data: &'a [u8],
+}
+
+impl TensorView<'_> {
+    /// The number of elements: the product of the shape (1 for a scalar). Cannot overflow for
+    /// a view made by [`parse`], which checked it.
+    pub fn num_elements(&self) -> usize {
+        self.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
+    }
+
+    /// The values as `f32`, in row-major order. `F32` is copied, `F16` and `BF16` widen
+    /// exactly, `F64` rounds to nearest. Any other dtype is an error naming the tensor.
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        self.check_len()?;
+        match self.dtype {
+            Dtype::F32 => Ok(self.data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+            Dtype::F64 => Ok(self.data.chunks_exact(8).map(|c| read_f64(c) as f32).collect()),
+            Dtype::F16 => Ok(self.data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()),
+            Dtype::BF16 => {
+                Ok(self.data.chunks_exact(2).map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect())
+            }
+            other => Err(self.not_float(other, "f32")),
+        }
+    }
+
+    /// The values as `f64`, in row-major order. `F64` is copied; `F32`, `F16` and `BF16` widen
+    /// exactly. Any other dtype is an error naming the tensor.
+    pub fn to_f64(&self) -> Result<Vec<f64>> {
+        self.check_len()?;
+        match self.dtype {
+            Dtype::F64 => Ok(self.data.chunks_exact(8).map(read_f64).collect()),
+            Dtype::F32 => {
+                Ok(self.data.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect())
+            }
+            Dtype::F16 => {
+                Ok(self.data.chunks_exact(2).map(|c| f64::from(f16_to_f32(u16::from_le_bytes([c[0], c[1]])))).collect())
+            }
+            Dtype::BF16 => Ok(self
+                .data
+                .chunks_exact(2)
+                .map(|c| f64::from(bf16_to_f32(u16::from_le_bytes([c[0], c[1]]))))
+                .collect()),
+            other => Err(self.not_float(other, "f64")),
+        }
+    }
+
+    /// A view built by hand (the fields are public) may disagree with itself; say so rather
+    /// than drop a partial element.
+    fn check_len(&self) -> Result<()> {
+        let shape: Vec<u64> = self.shape.iter().map(|&d| d as u64).collect();
+        match byte_size(&shape, self.dtype) {
+            Ok(n) if n == self.data.len() as u64 => Ok(()),
+            Ok(n) => Err(format_error(
+                tensor_what(&self.name),
+                format!(
+                    "shape {:?} of {} takes {n} bytes, but the view holds {}",
+                    self.shape,
+                    self.dtype,
+                    self.data.len()
+                ),
+            )),
+            Err(detail) => Err(format_error(tensor_what(&self.name), detail)),
+        }
+    }
+
+    fn not_float(&self, dtype: Dtype, target: &str) -> CoreError {
+        format_error(
+            tensor_what(&self.name),
+            format!("has dtype {dtype}, which does not convert to {target} (only F64, F32, F16 and BF16 do)"),
+        )
+    }
+}
+
+fn read_f64(c: &[u8]) -> f64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(c);
+    f64::from_le_bytes(b)
+}
+
+/// Widens an IEEE 754 half-precision value (given by its bits) to `f32`, exactly: zeros,
+/// subnormals, infinities and NaN (payload kept) included.
+pub fn f16_to_f32(h: u16) -> f32 {
+    let negative = h & 0x8000 != 0;
+    let exponent = u32::from((h >> 10) & 0x1f);
+    let mantissa = u32::from(h & 0x03ff);
+    let sign = if negative { 0x8000_0000u32 } else { 0 };
+    match exponent {
+        0 => {
+            // Zero or subnormal: mantissa × 2^-24, exact in f32.
+            let magnitude = mantissa as f32 * f32::from_bits(0x3380_0000);
+            if negative {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+        0x1f => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13)),
+    }
+}
+
+/// Widens a bfloat16 value (given by its bits) to `f32`, exactly.
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// A parsed safetensors file: its metadata and its tensors, whose data borrow the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafetensorsFile<'a> {
+    /// The `__metadata__` object (empty when absent).
+    pub metadata: BTreeMap<String, String>,
+    /// The tensors, in the order of their data offsets (the order of their bytes in the file).
+    pub tensors: Vec<TensorView<'a>>,
+}
+
+impl SafetensorsFile<'_> {
+    /// The tensor of the given name (a linear search), or `None`.
+    pub fn get(&self, name: &str) -> Option<&TensorView<'_>> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+fn format_error(what: impl Into<String>, detail: impl Into<String>) -> CoreError {
+    CoreError::Format { what: what.into(), detail: detail.into() }
+}
+
+fn tensor_what(name: &str) -> String {
+    format!("tensor {name:?}")
+}
+
+/// Recognises a few other model and data formats by their first bytes, for the error message
+/// of a file that is not safetensors. Only consulted once the file has failed as safetensors.
+fn foreign_kind(bytes: &[u8]) -> Option<&'static str> {
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
+        Some("a ZIP archive (e.g. a PyTorch .pt/.pth checkpoint or a NumPy .npz)")
+    } else if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
+        Some("a Python pickle (e.g. a legacy PyTorch checkpoint)")
+    } else if starts(b"\x93NUMPY") {
+        Some("a NumPy .npy array")
+    } else if starts(b"\x89HDF\r\n\x1a\n") {
+        Some("an HDF5 file (e.g. a Keras .h5 model)")
+    } else if starts(b"GGUF") {
+        Some("a GGUF model")
+    } else if starts(b"\x1f\x8b") {
+        Some("a gzip-compressed file")
+    } else if bytes.len() >= 3
+        && bytes[0] == 0x08
+        && bytes[1] < 0x80
+        && matches!(bytes[2], 0x12 | 0x1a | 0x22 | 0x3a | 0x42)
+    {
+        Some("a protobuf message (e.g. an ONNX model)")
+    } else if starts(b"{") || starts(b"[") {
+        Some("JSON text without the 8-byte header length")
+    } else {
+        None
+    }
+}
+
+/// The error for a file whose first bytes are not a safetensors start: names another format
+/// when its magic bytes are recognised, else the failed check.
+fn not_safetensors(bytes: &[u8], what: &str, detail: String) -> CoreError {
+    match foreign_kind(bytes) {
+        Some(kind) => format_error("file", format!("not a safetensors file: it looks like {kind} ({what}: {detail})")),
+        None => format_error(what, format!("{detail}: not a safetensors file, or a truncated or damaged one")),
+    }
+}
+
+/// Splits the input into the header text and the data section, checking the header length.
+fn split(bytes: &[u8]) -> Result<(&str, &[u8])> {
+    let len = bytes.len() as u64;
+    let Some((prefix, rest)) = bytes.split_first_chunk::<8>() else {
+        let detail = if bytes.is_empty() {
+            "the file is empty, but a safetensors file starts with an 8-byte header length".to_string()
+        } else {
+            format!("the file has {len} bytes, fewer than the 8 of the header length")
+        };
+        return Err(not_safetensors(bytes, "header length", detail));
+    };
+    let n = u64::from_le_bytes(*prefix);
+    let available = len - 8;
+    if n < 2 {
+        return Err(not_safetensors(
+            bytes,
+            "header length",
+            format!("is {n}, below 2 (the smallest header is `{{}}`)"),
+        ));
+    }
+    if n > MAX_HEADER_LEN {
+        return Err(not_safetensors(
+            bytes,
+            "header length",
+            format!("is {n} bytes, over the limit of 100 MiB ({MAX_HEADER_LEN} bytes)"),
+        ));
+    }
+    if n > available {
+        return Err(not_safetensors(
+            bytes,
+            "header length",
+            format!("is {n} bytes, but only {available} bytes follow it"),
+        ));
+    }
+    // n <= available < usize::MAX here, since `rest` has `available` bytes.
+    let (header, data) = rest.split_at(n as usize);
+    if header[0] != b'{' {
+        return Err(not_safetensors(
+            bytes,
+            "header",
+            format!("must be a JSON object starting with '{{', but its first byte is {}", show_byte(header[0])),
+        ));
+    }
+    let text = std::str::from_utf8(header).map_err(|e| {
+        format_error("header", format!("is not valid UTF-8 (at byte {} of the {n}-byte header)", e.valid_up_to()))
+    })?;
+    Ok((text, data))
+}
+
+fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("'{}'", b as char)
+    } else {
+        format!("0x{b:02x}")
+    }
+}
+
+/// Where the JSON walk is, for error messages, and the message of a check that failed in it.
+struct Ctx {
+    /// The part being read: `header`, `__metadata__`, `tensor "x"`.
+    what: String,
+    /// The field inside it (`shape`, `dtype`, `value of "k"`), if any.
+    field: String,
+    /// The element index inside that field, if reading an array.
+    index: Option<usize>,
+    /// The message of a failed check of ours (serde's own messages are taken from its error).
+    error: Option<String>,
+}
+
+impl Ctx {
+    fn enter(&mut self, what: String) {
+        self.what = what;
+        self.field.clear();
+        self.index = None;
+    }
+
+    fn field(&mut self, field: impl Into<String>) {
+        self.field = field.into();
+        self.index = None;
+    }
+
+    fn fail<E: de::Error>(&mut self, detail: String) -> E {
+        self.error = Some(detail);
+        E::custom("check failed")
+    }
+
+    fn into_error(self, e: &serde_json::Error) -> CoreError {
+        if e.classify() != serde_json::error::Category::Data {
+            return format_error("header", format!("is not valid JSON: {e}"));
+        }
+        let message = self.error.unwrap_or_else(|| e.to_string());
+        let detail = match (self.field.is_empty(), self.index) {
+            (true, _) => message,
+            (false, None) => format!("{}: {message}", self.field),
+            (false, Some(i)) => format!("{}[{i}]: {message}", self.field),
+        };
+        format_error(self.what, detail)
+    }
+}
+
+/// One tensor entry as written in the header.
+struct Entry {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    begin: u64,
+    end: u64,
+}
+
+struct Header {
+    metadata: BTreeMap<String, String>,
+    entries: Vec<Entry>,
+}
+
+struct HeaderSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
+    type Value = Header;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Header, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderSeed<'_> {
+    type Value = Header;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of tensor entries")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Header, A::Error> {
+        let ctx = self.0;
+        let mut metadata = None;
+        let mut entries = Vec::new();
+        let mut names = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == METADATA_KEY {
+                ctx.enter(METADATA_KEY.to_string());
+                if metadata.is_some() {
+                    return Err(ctx.fail("appears twice in the header".to_string()));
+                }
+                metadata = Some(map.next_value_seed(MetadataSeed(&mut *ctx))?);
+            } else {
+                ctx.enter(tensor_what(&key));
+                if !names.insert(key.clone()) {
+                    return Err(ctx.fail("the name appears twice in the header (tensor names must be unique)".into()));
+                }
+                let (dtype, shape, begin, end) = map.next_value_seed(EntrySeed(&mut *ctx))?;
+                entries.push(Entry { name: key, dtype, shape, begin, end });
+            }
+        }
+        ctx.enter("header".to_string());
+        Ok(Header { metadata: metadata.unwrap_or_default(), entries })
+    }
+}
+
+struct MetadataSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for MetadataSeed<'_> {
+    type Value = BTreeMap<String, String>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetadataSeed<'_> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of string values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let ctx = self.0;
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            ctx.field(format!("value of {key:?}"));
+            if out.contains_key(&key) {
+                ctx.field(String::new());
+                return Err(ctx.fail(format!("key {key:?} appears twice (keys must be unique)")));
+            }
+            let value = map.next_value::<String>()?;
+            out.insert(key, value);
+        }
+        ctx.field(String::new());
+        Ok(out)
+    }
+}
+
+struct EntrySeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_> {
+    type Value = (Dtype, Vec<u64>, u64, u64);
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_> {
+    type Value = (Dtype, Vec<u64>, u64, u64);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tensor entry: an object with \"dtype\", \"shape\" and \"data_offsets\"")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let ctx = self.0;
+        let (mut dtype, mut shape, mut offsets) = (None, None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            let seen = match key.as_str() {
+                "dtype" => dtype.is_some(),
+                "shape" => shape.is_some(),
+                "data_offsets" => offsets.is_some(),
+                other => {
+                    return Err(ctx.fail(format!(
+                        "unexpected key {other:?} (an entry has exactly \"dtype\", \"shape\" and \"data_offsets\")"
+                    )))
+                }
+            };
+            if seen {
+                return Err(ctx.fail(format!("key {key:?} appears twice (keys must be unique)")));
+            }
+            ctx.field(key.clone());
+            match key.as_str() {
+                "dtype" => {
+                    let name = map.next_value::<String>()?;
+                    match Dtype::from_name(&name) {
+                        Some(d) => dtype = Some(d),
+                        None => {
+                            let known: Vec<&str> = Dtype::ALL.iter().map(|d| d.name()).collect();
+                            return Err(ctx.fail(format!("unknown dtype {name:?} (known: {})", known.join(", "))));
+                        }
+                    }
+                }
+                "shape" => shape = Some(map.next_value_seed(UintsSeed(&mut *ctx))?),
+                _ => {
+                    let v = map.next_value_seed(UintsSeed(&mut *ctx))?;
+                    match v[..] {
+                        [begin, end] => offsets = Some((begin, end)),
+                        _ => {
+                            ctx.index = None;
+                            return Err(ctx.fail(format!("must be [begin, end], but has {} numbers", v.len())));
+                        }
+                    }
+                }
+            }
+            ctx.field(String::new());
+        }
+        let missing =
+            |field: &str| format!("missing \"{field}\" (an entry has \"dtype\", \"shape\" and \"data_offsets\")");
+        let Some(dtype) = dtype else { return Err(ctx.fail(missing("dtype"))) };
+        let Some(shape) = shape else { return Err(ctx.fail(missing("shape"))) };
+        let Some((begin, end)) = offsets else { return Err(ctx.fail(missing("data_offsets"))) };
+        Ok((dtype, shape, begin, end))
+    }
+}
+
+/// An array of JSON integers in `0..2^64`.
+struct UintsSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for UintsSeed<'_> {
+    type Value = Vec<u64>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UintsSeed<'_> {
+    type Value = Vec<u64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of integers >= 0")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let ctx = self.0;
+        let mut out = Vec::new();
+        loop {
+            ctx.index = Some(out.len());
+            match seq.next_element_seed(UintSeed(&mut *ctx))? {
+                Some(v) => out.push(v),
+                None => break,
+            }
+        }
+        ctx.index = None;
+        Ok(out)
+    }
+}
+
+/// One JSON integer in `0..2^64`, written without fraction or exponent.
+struct UintSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for UintSeed<'_> {
+    type Value = u64;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<u64, D::Error> {
+        d.deserialize_u64(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UintSeed<'_> {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer >= 0")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<u64, E> {
+        u64::try_from(v).map_err(|_| self.0.fail(format!("is {v}, negative; it must be an integer >= 0")))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<u64, E> {
+        let detail = if v < 0.0 {
+            format!("is {v:?}, negative; it must be an integer >= 0")
+        } else if v.fract() != 0.0 || !v.is_finite() {
+            format!("is {v:?}, not an integer")
+        } else if v >= 18_446_744_073_709_551_616.0 {
+            format!("is {v:?}, beyond the largest 64-bit integer {}", u64::MAX)
+        } else {
+            format!("is written as the floating-point number {v:?}; it must be a plain integer")
+        };
+        Err(self.0.fail(detail))
+    }
+}
+
+/// The byte size of `shape` elements of `dtype`, or why it has none.
+fn byte_size(shape: &[u64], dtype: Dtype) -> std::result::Result<u64, String> {
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    let count = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has more elements than a 64-bit count holds"))?;
+    // At most 2^64 × 64 bits: exact in u128.
+    let bits = u128::from(count) * u128::from(dtype.bits());
+    if bits % 8 != 0 {
+        return Err(format!(
+            "shape {shape:?} of {dtype} is {count} elements of {} bits, not a whole number of bytes",
+            dtype.bits()
+        ));
+    }
+    u64::try_from(bits / 8).map_err(|_| format!("shape {shape:?} of {dtype} needs more bytes than a 64-bit size holds"))
+}
+
+/// Parses and checks a whole safetensors file held in memory; the tensors borrow `bytes`.
+/// Every failure is a [`CoreError::Format`] naming the part and the numbers (see the module
+/// documentation for the checks).
+pub fn parse(bytes: &[u8]) -> Result<SafetensorsFile<'_>> {
+    let (text, data) = split(bytes)?;
+    let mut ctx = Ctx { what: "header".to_string(), field: String::new(), index: None, error: None };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let header = match HeaderSeed(&mut ctx).deserialize(&mut de).and_then(|h| de.end().map(|()| h)) {
+        Ok(h) => h,
+        Err(e) => return Err(ctx.into_error(&e)),
+    };
+    // serde_json also skips \t, \r and \n after the value; the format pads with spaces only.
+    if let Some(&last) = text.as_bytes().iter().rev().find(|&&b| b != b' ') {
+        if last != b'}' {
+            return Err(format_error(
+                "header",
+                format!("is padded after the JSON with byte {}; only spaces (0x20) may follow it", show_byte(last)),
+            ));
+        }
+    }
+
+    let data_len = data.len() as u64;
+    let mut entries = header.entries;
+    for e in &entries {
+        let what = || tensor_what(&e.name);
+        let (b, n) = (e.begin, e.end);
+        if b > n {
+            return Err(format_error(what(), format!("data_offsets [{b}, {n}] begin after they end")));
+        }
+        let size = byte_size(&e.shape, e.dtype).map_err(|d| format_error(what(), d))?;
+        if n > data_len {
+            return Err(format_error(
+                what(),
+                format!("data_offsets [{b}, {n}] reach past the end of the {data_len}-byte data section (a truncated file?)"),
+            ));
+        }
+        if size != n - b {
+            return Err(format_error(
+                what(),
+                format!(
+                    "shape {:?} of {} takes {size} bytes, but data_offsets [{b}, {n}] span {}",
+                    e.shape,
+                    e.dtype,
+                    n - b
+                ),
+            ));
+        }
+    }
+
+    entries.sort_by_key(|e| (e.begin, e.end)); // stable: equal (empty) ranges keep header order
+    let mut cursor = 0u64;
+    let mut previous: Option<&Entry> = None;
+    for e in &entries {
+        if e.begin < cursor {
+            let (pname, pb, pe) = previous.map_or(("", 0, 0), |p| (p.name.as_str(), p.begin, p.end));
+            return Err(format_error(
+                tensor_what(&e.name),
+                format!("data_offsets [{}, {}] overlap those of tensor {pname:?} [{pb}, {pe}]", e.begin, e.end),
+            ));
+        }
+        if e.begin > cursor {
+            return Err(format_error(
+                tensor_what(&e.name),
+                format!(
+                    "data_offsets [{}, {}] leave a gap: bytes {cursor}..{} of the data section belong to no tensor",
+                    e.begin, e.end, e.begin
+                ),
+            ));
+        }
+        cursor = e.end;
+        previous = Some(e);
+    }
+    if cursor != data_len {
+        return Err(format_error(
+            "data section",
+            format!(
+                "has {} trailing bytes after the last tensor (bytes {cursor}..{data_len} belong to no tensor)",
+                data_len - cursor
+            ),
+        ));
+    }
+
+    let mut tensors = Vec::with_capacity(entries.len());
+    for e in entries {
+        let too_big = |n: u64| format_error(tensor_what(&e.name), format!("{n} does not fit in this platform's usize"));
+        let shape = e.shape.iter().map(|&d| usize::try_from(d).map_err(|_| too_big(d))).collect::<Result<Vec<_>>>()?;
+        let begin = usize::try_from(e.begin).map_err(|_| too_big(e.begin))?;
+        let end = usize::try_from(e.end).map_err(|_| too_big(e.end))?;
+        let slice = data.get(begin..end).ok_or_else(|| too_big(e.end))?;
+        tensors.push(TensorView { name: e.name, dtype: e.dtype, shape, data: slice });
+    }
+    Ok(SafetensorsFile { metadata: header.metadata, tensors })
+}
+
+fn json_string(s: &str) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| CoreError::invalid("a string", "serialisable to JSON", e))
+}
+
+/// Writes `f32` tensors (dtype `F32`, little-endian, in the order given, back to back) and the
+/// string metadata as a safetensors file. Names must be unique and not `__metadata__`; each
+/// data slice must hold exactly the product of its shape (1 for an empty shape, a scalar).
+/// The header is padded with spaces to a multiple of 8 bytes so the data are aligned.
+pub fn serialize(tensors: &[(&str, &[usize], &[f32])], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let mut header = String::from("{");
+    if !metadata.is_empty() {
+        header.push_str(&json_string(METADATA_KEY)?);
+        header.push_str(":{");
+        for (i, (k, v)) in metadata.iter().enumerate() {
+            if i > 0 {
+                header.push(',');
+            }
+            header.push_str(&json_string(k)?);
+            header.push(':');
+            header.push_str(&json_string(v)?);
+        }
+        header.push('}');
+    }
+    let mut names = BTreeSet::new();
+    let mut offset = 0usize;
+    for (i, &(name, shape, values)) in tensors.iter().enumerate() {
+        let what = || tensor_what(name);
+        if name == METADATA_KEY {
+            return Err(CoreError::invalid(what(), "a name other than the reserved \"__metadata__\"", name));
+        }
+        if !names.insert(name) {
+            return Err(CoreError::invalid(what(), "a name used once", "the name a second time"));
+        }
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count != Some(values.len()) {
+            let expected = match count {
+                Some(c) => format!("{shape:?} ({c} values)"),
+                None => format!("{shape:?} (more values than a usize holds)"),
+            };
+            return Err(CoreError::shape(what(), expected, format!("{} values", values.len())));
+        }
+        let end = values.len().checked_mul(4).and_then(|n| n.checked_add(offset));
+        let Some(end) = end else {
+            return Err(CoreError::invalid(what(), "data fitting in memory", "more bytes than a usize holds"));
+        };
+        if i > 0 || !metadata.is_empty() {
+            header.push(',');
+        }
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        header.push_str(&format!(
+            "{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+            json_string(name)?,
+            dims.join(",")
+        ));
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    if header.len() as u64 > MAX_HEADER_LEN {
+        return Err(CoreError::invalid(
+            "safetensors header",
+            format!("at most {MAX_HEADER_LEN} bytes (100 MiB)"),
+            format!("{} bytes", header.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for &(_, _, values) in tensors {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,560 @@
+/**
+ * ONNX export of sequential models: `toOnnx(model)` returns the bytes of an ONNX model whose
+ * output equals `model.predictSync(x)`; `saveOnnx(model, path)` writes them to a file.
+ *
+ * The graph (default opset 17, standard `ai.onnx` operators only):
+ *
+ * | name | type | shape |
+ * | --- | --- | --- |
+ * | input `input` | float32 features, or **int64** token ids when the model starts with an embedding | `[batch, time, features]` / `[batch, time]` |
+ * | input `sequence_lens` | int32, each in `1..time` | `[batch]` |
+ * | output `output` | float32 | `[batch, time, units]` (zeros at steps ≥ the sequence's length), or `[batch, units]` |
+ *
+ * `batch` and `time` are symbolic. Values at padded steps are ignored (padded token ids need not
+ * be valid). Embeddings become `Gather`; recurrent layers become one ONNX `LSTM` / `GRU` / `RNN`
+ * node per stacked layer (time-major, with `sequence_lens`, gates reordered from PyTorch's
+ * order); dense layers become `MatMul` + `Add` + their activation.
+ *
+ * The protobuf encoding is written here, so the package keeps no runtime dependency.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import type { Model } from './model.js';
+
+/** Options of {@link toOnnx} and {@link saveOnnx}. */
+export interface OnnxOptions {
+  /** The `ai.onnx` opset to declare, {@link ONNX_MIN_OPSET}..{@link ONNX_MAX_OPSET}. Default {@link ONNX_DEFAULT_OPSET}. */
+  opset?: number;
+  /** `producer_name` of the model. Default `'gyre'`. */
+  producer?: string;
+}
+
+/** The opset {@link toOnnx} declares by default. */
+export const ONNX_DEFAULT_OPSET = 17;
+/** The lowest opset the exported graph can declare (axes of Unsqueeze/Squeeze/ReduceSum as inputs). */
+export const ONNX_MIN_OPSET = 13;
+/** The highest opset the export knows the IR version of. */
+export const ONNX_MAX_OPSET = 23;
+
+/** The IR version that goes with each opset (onnx/docs/Versioning.md). */
+function irVersion(opset: number): number {
+  if (opset <= 14) return 7;
+  if (opset <= 18) return 8;
+  if (opset <= 20) return 9;
+  if (opset <= 22) return 10;
+  return 11;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protobuf encoding (just what onnx.proto needs here: varints and length-delimited fields).
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const utf8 = new TextEncoder();
+
+/** One protobuf message being written. */
+class Message {
+  readonly #parts: Uint8Array[] = [];
+  #scratch: number[] = [];
+
+  #flush(): void {
+    if (this.#scratch.length) {
+      this.#parts.push(Uint8Array.from(this.#scratch));
+      this.#scratch = [];
+    }
+  }
+
+  #varint(value: number | bigint): void {
+    let v = BigInt.asUintN(64, BigInt(value));
+    if (v < 0x80n) {
+      this.#scratch.push(Number(v));
+      return;
+    }
+    while (v >= 0x80n) {
+      this.#scratch.push(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.#scratch.push(Number(v));
+  }
+
+  #tag(field: number, wire: 0 | 2): void {
+    this.#varint((field << 3) | wire);
+  }
+
+  /** An int32/int64/enum field. */
+  int(field: number, value: number | bigint): this {
+    this.#tag(field, 0);
+    this.#varint(value);
+    return this;
+  }
+
+  /** A bytes field. */
+  bytes(field: number, value: Uint8Array): this {
+    this.#tag(field, 2);
+    this.#varint(value.length);
+    this.#flush();
+    this.#parts.push(value);
+    return this;
+  }
+
+  /** A string field. */
+  string(field: number, value: string): this {
+    return this.bytes(field, utf8.encode(value));
+  }
+
+  /** An embedded message field. */
+  message(field: number, value: Message): this {
+    return this.bytes(field, value.finish());
+  }
+
+  /** A packed repeated int64 field. */
+  packedInts(field: number, values: readonly number[]): this {
+    const inner = new Message();
+    for (const v of values) inner.#varint(v);
+    return this.bytes(field, inner.finish());
+  }
+
+  finish(): Uint8Array {
+    this.#flush();
+    let n = 0;
+    for (const p of this.#parts) n += p.length;
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const p of this.#parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+}
+
+/** TensorProto.DataType. */
+const FLOAT = 1;
+const INT32 = 6;
+const INT64 = 7;
+/** AttributeProto.AttributeType. */
+const ATTR_INT = 2;
+const ATTR_STRING = 3;
+const ATTR_INTS = 7;
+const ATTR_STRINGS = 8;
+
+type AttrValue = number | string | readonly number[] | readonly string[];
+
+function attribute(name: string, value: AttrValue): Message {
+  const a = new Message().string(1, name);
+  if (typeof value === 'number') return a.int(20, ATTR_INT).int(3, value);
+  if (typeof value === 'string') return a.int(20, ATTR_STRING).bytes(4, utf8.encode(value));
+  if (value.length > 0 && typeof value[0] === 'string') {
+    a.int(20, ATTR_STRINGS);
+    for (const s of value as readonly string[]) a.bytes(9, utf8.encode(s));
+    return a;
+  }
+  return a.int(20, ATTR_INTS).packedInts(8, value as readonly number[]);
+}
+
+function rawBytes(data: Float32Array | Int32Array | BigInt64Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+  const out = new Uint8Array(data.byteLength);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) {
+    if (data instanceof Float32Array) view.setFloat32(4 * i, data[i]!, true);
+    else if (data instanceof Int32Array) view.setInt32(4 * i, data[i]!, true);
+    else view.setBigInt64(8 * i, data[i]!, true);
+  }
+  return out;
+}
+
+function tensor(name: string, dims: readonly number[], data: Float32Array | Int32Array | BigInt64Array): Message {
+  const type = data instanceof Float32Array ? FLOAT : data instanceof Int32Array ? INT32 : INT64;
+  const t = new Message();
+  if (dims.length) t.packedInts(1, dims);
+  return t.int(2, type).string(8, name).bytes(9, rawBytes(data));
+}
+
+function valueInfo(name: string, elemType: number, dims: readonly (number | string)[]): Message {
+  const shape = new Message();
+  for (const d of dims) shape.message(1, typeof d === 'number' ? new Message().int(1, d) : new Message().string(2, d));
+  const tensorType = new Message().int(1, elemType).message(2, shape);
+  return new Message().string(1, name).message(2, new Message().message(1, tensorType));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph building.
+
+class Graph {
+  readonly nodes: Message[] = [];
+  readonly initializers: Message[] = [];
+  readonly #used = new Set<string>();
+  readonly #constants = new Map<string, string>();
+
+  /** A fresh value name. */
+  name(base: string): string {
+    let name = base;
+    for (let i = 1; this.#used.has(name); i++) name = `${base}_${i}`;
+    this.#used.add(name);
+    return name;
+  }
+
+  /** Adds a node; returns its output names (`''` asks for no output in that position). */
+  node(op: string, inputs: readonly string[], outputs: readonly string[], attrs: Record<string, AttrValue> = {}): string[] {
+    const n = new Message();
+    for (const i of inputs) n.string(1, i);
+    for (const o of outputs) n.string(2, o);
+    n.string(3, this.name(`${op}_${this.nodes.length}`)).string(4, op);
+    for (const [k, v] of Object.entries(attrs)) n.message(5, attribute(k, v));
+    this.nodes.push(n);
+    return [...outputs];
+  }
+
+  /** Adds a node with one fresh output named after `base`; returns it. */
+  op(op: string, inputs: readonly string[], base: string, attrs: Record<string, AttrValue> = {}): string {
+    return this.node(op, inputs, [this.name(base)], attrs)[0]!;
+  }
+
+  /** An initializer; returns its name. */
+  init(base: string, dims: readonly number[], data: Float32Array | Int32Array | BigInt64Array): string {
+    const name = this.name(base);
+    this.initializers.push(tensor(name, dims, data));
+    return name;
+  }
+
+  /** A shared int64 constant (an initializer), scalar when `scalar`. */
+  int64(values: readonly number[], scalar = false): string {
+    const key = `${scalar ? 's' : 'v'}${values.join(',')}`;
+    let name = this.#constants.get(key);
+    if (!name) {
+      const base = scalar ? `const_${values[0]! < 0 ? 'm' : ''}${Math.abs(values[0]!)}` : `const_${values.map((v) => (v < 0 ? `m${-v}` : v)).join('_')}`;
+      name = this.init(base, scalar ? [] : [values.length], BigInt64Array.from(values, (v) => BigInt(v)));
+      this.#constants.set(key, name);
+    }
+    return name;
+  }
+
+  /** A shared float32 scalar constant. */
+  float(value: number): string {
+    const key = `f${value}`;
+    let name = this.#constants.get(key);
+    if (!name) {
+      name = this.init(`const_f${value}`, [], Float32Array.of(value));
+      this.#constants.set(key, name);
+    }
+    return name;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+
+type Layer = Record<string, unknown>;
+type Params = Record<string, { data: Float32Array; shape: number[] }>;
+
+const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout'];
+const LAYER_KEYS: Record<string, readonly string[]> = {
+  embedding: ['type', 'dim'],
+  rnn: [...RECURRENT_KEYS, 'nonlinearity'],
+  lstm: RECURRENT_KEYS,
+  gru: [...RECURRENT_KEYS, 'resetAfter'],
+  dense: ['type', 'units', 'activation'],
+};
+const ACTIVATIONS: Record<string, string | undefined> = { linear: undefined, relu: 'Relu', tanh: 'Tanh', sigmoid: 'Sigmoid', softmax: 'Softmax' };
+/** PyTorch gate blocks in ONNX order: LSTM i,f,g,o → i,o,f,c; GRU r,z,n → z,r,h. */
+const GATE_ORDER: Record<string, readonly number[]> = { rnn: [0], lstm: [0, 3, 1, 2], gru: [1, 0, 2] };
+const ONNX_OP: Record<string, string> = { rnn: 'RNN', lstm: 'LSTM', gru: 'GRU' };
+
+function unsupported(where: string, what: string): InvalidArgumentError {
+  return new InvalidArgumentError(`toOnnx: ${where} cannot be exported to ONNX: ${what}`);
+}
+
+function positiveInt(where: string, key: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw unsupported(where, `${key} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+function parameter(params: Params, name: string, shape: readonly number[]): Float32Array {
+  const p = params[name];
+  if (!p) throw new MissingArgumentError(`toOnnx: the model has no parameter ${name}`);
+  if (p.shape.length !== shape.length || p.shape.some((d, i) => d !== shape[i]) || p.data.length !== shape.reduce((a, b) => a * b, 1)) {
+    throw new ShapeMismatchError(`toOnnx: parameter ${name} must have shape [${shape.join(', ')}], got [${p.shape.join(', ')}]`);
+  }
+  return p.data;
+}
+
+/** Reorders gate blocks of `rows` rows × `cols` values each: block `order[k]` of `data` becomes block `k`. */
+function reorderGates(data: Float32Array, rows: number, cols: number, order: readonly number[]): Float32Array {
+  const block = rows * cols;
+  const out = new Float32Array(data.length);
+  order.forEach((from, to) => out.set(data.subarray(from * block, (from + 1) * block), to * block));
+  return out;
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** A value flowing through the graph: `[B, T, w]` (or `[T, B, w]` when `timeMajor`), or `[B, w]`. */
+interface Flow {
+  name: string;
+  width: number;
+  sequence: boolean;
+  timeMajor: boolean;
+}
+
+function batchMajor(g: Graph, x: Flow): Flow {
+  if (!x.sequence || !x.timeMajor) return x;
+  return { ...x, name: g.op('Transpose', [x.name], 'batch_major', { perm: [1, 0, 2] }), timeMajor: false };
+}
+
+function timeMajor(g: Graph, x: Flow): Flow {
+  if (!x.sequence || x.timeMajor) return x;
+  return { ...x, name: g.op('Transpose', [x.name], 'time_major', { perm: [1, 0, 2] }), timeMajor: true };
+}
+
+function checkLayer(where: string, layer: Layer): void {
+  const keys = LAYER_KEYS[layer.type as string];
+  if (!keys) throw unsupported(where, `layer type ${JSON.stringify(layer.type)} has no ONNX mapping`);
+  for (const key of Object.keys(layer)) {
+    if (!keys.includes(key)) throw unsupported(where, `option ${key} has no ONNX mapping`);
+  }
+}
+
+function recurrent(g: Graph, where: string, index: number, layer: Layer, input: Flow, params: Params): Flow {
+  const type = layer.type as 'rnn' | 'lstm' | 'gru';
+  const h = positiveInt(where, 'hiddenSize', layer.hiddenSize);
+  const numLayers = positiveInt(where, 'numLayers', layer.numLayers ?? 1);
+  const bidirectional = layer.bidirectional === true;
+  const merge = layer.merge ?? 'concat';
+  if (merge !== 'concat' && merge !== 'sum') throw unsupported(where, `merge ${JSON.stringify(merge)} has no ONNX mapping`);
+  const returnSequences = layer.returnSequences !== false;
+  const attrs: Record<string, AttrValue> = { hidden_size: h, direction: bidirectional ? 'bidirectional' : 'forward' };
+  const dirs = bidirectional ? 2 : 1;
+  if (type === 'rnn') {
+    const nl = layer.nonlinearity ?? 'tanh';
+    if (nl !== 'tanh' && nl !== 'relu') throw unsupported(where, `nonlinearity ${JSON.stringify(nl)} has no ONNX mapping`);
+    attrs.activations = Array<string>(dirs).fill(nl === 'relu' ? 'Relu' : 'Tanh');
+  }
+  if (type === 'gru') {
+    const ra = layer.resetAfter ?? true;
+    if (typeof ra !== 'boolean') throw unsupported(where, `resetAfter must be a boolean, got ${String(ra)}`);
+    attrs.linear_before_reset = ra ? 1 : 0;
+  }
+  if (!input.sequence) throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');
+  const order = GATE_ORDER[type]!;
+  const gh = order.length * h;
+  let x = timeMajor(g, input);
+  for (let l = 0; l < numLayers; l++) {
+    const inWidth = l === 0 ? x.width : dirs * h;
+    const w: Float32Array[] = [];
+    const r: Float32Array[] = [];
+    const b: Float32Array[] = [];
+    for (let d = 0; d < dirs; d++) {
+      const s = `${index}.`;
+      const sfx = `_l${l}${d === 1 ? '_reverse' : ''}`;
+      w.push(reorderGates(parameter(params, `${s}weight_ih${sfx}`, [gh, inWidth]), h, inWidth, order));
+      r.push(reorderGates(parameter(params, `${s}weight_hh${sfx}`, [gh, h]), h, h, order));
+      b.push(reorderGates(parameter(params, `${s}bias_ih${sfx}`, [gh]), h, 1, order));
+      b.push(reorderGates(parameter(params, `${s}bias_hh${sfx}`, [gh]), h, 1, order));
+    }
+    const base = `l${index}_${type}${l}`;
+    const W = g.init(`${base}_W`, [dirs, gh, inWidth], concat(w));
+    const R = g.init(`${base}_R`, [dirs, gh, h], concat(r));
+    const B = g.init(`${base}_B`, [dirs, 2 * gh], concat(b));
+    const top = l === numLayers - 1;
+    const wantY = !top || returnSequences;
+    const Y = wantY ? g.name(`${base}_Y`) : '';
+    const Yh = top && !returnSequences ? g.name(`${base}_Y_h`) : '';
+    g.node(ONNX_OP[type]!, [x.name, W, R, B, 'sequence_lens'], Yh ? [Y, Yh] : [Y], attrs);
+    if (top && !returnSequences) {
+      // Y_h [D, B, H]: each sequence's final state (forward at its last step, reverse at step 0).
+      if (dirs === 2 && merge === 'sum') return { name: g.op('ReduceSum', [Yh, g.int64([0])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: false, timeMajor: false };
+      if (dirs === 1) return { name: g.op('Squeeze', [Yh, g.int64([0])], `${base}_h`), width: h, sequence: false, timeMajor: false };
+      const t = g.op('Transpose', [Yh], `${base}_h_bdh`, { perm: [1, 0, 2] });
+      return { name: g.op('Reshape', [t, g.int64([0, dirs * h])], `${base}_h`), width: dirs * h, sequence: false, timeMajor: false };
+    }
+    // Y [T, D, B, H] → [T, B, D·H] (or the sum of the directions at the layer's output).
+    if (top && dirs === 2 && merge === 'sum') {
+      return { name: g.op('ReduceSum', [Y, g.int64([1])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: true, timeMajor: true };
+    }
+    if (dirs === 1) {
+      x = { name: g.op('Squeeze', [Y, g.int64([1])], `${base}_out`), width: h, sequence: true, timeMajor: true };
+    } else {
+      const t = g.op('Transpose', [Y], `${base}_tbdh`, { perm: [0, 2, 1, 3] });
+      x = { name: g.op('Reshape', [t, g.int64([0, 0, dirs * h])], `${base}_out`), width: dirs * h, sequence: true, timeMajor: true };
+    }
+  }
+  return x;
+}
+
+/**
+ * The model as an ONNX model (protobuf bytes). Its output equals {@link Model.predictSync}'s on
+ * the same padded batch: run it with `input` (`[batch, time, features]` float32, or
+ * `[batch, time]` **int64** token ids for a model that starts with an embedding) and
+ * `sequence_lens` (int32 `[batch]`, each length in `1..time`; give `time` for unpadded batches).
+ * Padded steps are ignored and come out as zeros. Dropout is a training-time option and is
+ * left out. Declares opset {@link ONNX_DEFAULT_OPSET} unless `options.opset` says otherwise.
+ * @throws {InvalidArgumentError} for bad options, or (naming the layer) a layer or option the
+ *   export has no ONNX mapping for.
+ */
+export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
+  for (const key of Object.keys(options)) {
+    if (key !== 'opset' && key !== 'producer') throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer`);
+  }
+  const opset = options.opset ?? ONNX_DEFAULT_OPSET;
+  if (!Number.isInteger(opset) || opset < ONNX_MIN_OPSET || opset > ONNX_MAX_OPSET) {
+    throw new InvalidArgumentError(`opset must be an integer in ${ONNX_MIN_OPSET}..${ONNX_MAX_OPSET}, got ${String(opset)}`);
+  }
+  const producer = options.producer ?? 'gyre';
+  if (typeof producer !== 'string') throw new InvalidArgumentError(`producer must be a string, got ${String(producer)}`);
+
+  const config = model.config;
+  const layers = config.layers;
+  const input = config.input;
+  let tokens: boolean;
+  let width: number;
+  if (input.type === 'features') {
+    tokens = false;
+    width = positiveInt('input', 'size', input.size);
+  } else if (input.type === 'tokens') {
+    tokens = true;
+    width = positiveInt('input', 'vocabSize', input.vocabSize);
+  } else {
+    throw unsupported('input', `input type ${JSON.stringify(input.type)} has no ONNX mapping`);
+  }
+  if (!Array.isArray(layers) || layers.length === 0) throw unsupported('the model', 'it has no layers');
+  layers.forEach((layer, i) => checkLayer(`layers[${i}] (${String(layer.type)})`, layer));
+  if (tokens !== (layers[0]!.type === 'embedding')) {
+    throw unsupported('layers[0]', 'a token model must start with an embedding, and only a token model may');
+  }
+  const params = model.parameters();
+
+  const g = new Graph();
+  g.name('input');
+  g.name('sequence_lens');
+  g.name('output');
+  // mask [B, T] bool: step < sequence_lens; built when first needed.
+  let maskName: string | undefined;
+  const mask = (): string => {
+    if (maskName === undefined) {
+      const shape = g.op('Shape', ['input'], 'input_shape');
+      const steps = g.op('Gather', [shape, g.int64([1], true)], 'time', { axis: 0 });
+      const range = g.op('Range', [g.int64([0], true), steps, g.int64([1], true)], 'steps');
+      const lens = g.op('Cast', ['sequence_lens'], 'lens64', { to: INT64 });
+      maskName = g.op(
+        'Less',
+        [g.op('Unsqueeze', [range, g.int64([0])], 'steps_1t'), g.op('Unsqueeze', [lens, g.int64([1])], 'lens_b1')],
+        'mask',
+      );
+    }
+    return maskName;
+  };
+
+  let x: Flow = { name: 'input', width, sequence: true, timeMajor: false };
+  layers.forEach((layer, i) => {
+    const where = `layers[${i}] (${String(layer.type)})`;
+    switch (layer.type) {
+      case 'embedding': {
+        if (i !== 0 || !tokens) throw unsupported(where, 'an embedding must be the first layer of a token model');
+        const dim = positiveInt(where, 'dim', layer.dim);
+        const weight = g.init(`l${i}_embedding`, [width, dim], parameter(params, `${i}.weight`, [width, dim]));
+        // Padded steps may hold anything: look up token 0 there instead.
+        let ids = g.op('Where', [mask(), 'input', g.int64([0], true)], 'ids');
+        const next = layers[i + 1]?.type;
+        const toTime = next === 'rnn' || next === 'lstm' || next === 'gru';
+        if (toTime) ids = g.op('Transpose', [ids], 'ids_tb', { perm: [1, 0] });
+        x = { name: g.op('Gather', [weight, ids], `l${i}_embedded`, { axis: 0 }), width: dim, sequence: true, timeMajor: toTime };
+        break;
+      }
+      case 'rnn':
+      case 'lstm':
+      case 'gru':
+        x = recurrent(g, where, i, layer, x, params);
+        break;
+      case 'dense': {
+        const units = positiveInt(where, 'units', layer.units);
+        const activation = (layer.activation ?? 'linear') as string;
+        if (!Object.hasOwn(ACTIVATIONS, activation)) throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);
+        const w = parameter(params, `${i}.weight`, [units, x.width]);
+        const wt = new Float32Array(w.length);
+        for (let u = 0; u < units; u++) for (let k = 0; k < x.width; k++) wt[k * units + u] = w[u * x.width + k]!;
+        const W = g.init(`l${i}_dense_W`, [x.width, units], wt);
+        const B = g.init(`l${i}_dense_b`, [units], parameter(params, `${i}.bias`, [units]).slice());
+        let y = g.op('Add', [g.op('MatMul', [x.name, W], `l${i}_matmul`), B], `l${i}_linear`);
+        const op = ACTIVATIONS[activation];
+        if (op) y = g.op(op, [y], `l${i}_${activation}`, op === 'Softmax' ? { axis: -1 } : {});
+        x = { ...x, name: y, width: units };
+        break;
+      }
+      default:
+        throw unsupported(where, `layer type ${JSON.stringify(layer.type)} has no ONNX mapping`);
+    }
+  });
+
+  if (x.sequence) {
+    // Zeros at padded steps, as predictSync gives.
+    x = batchMajor(g, x);
+    const m = g.op('Unsqueeze', [mask(), g.int64([2])], 'mask_bt1');
+    g.node('Where', [m, x.name, g.float(0)], ['output']);
+  } else {
+    g.node('Identity', [x.name], ['output']);
+  }
+
+  const graph = new Message();
+  for (const n of g.nodes) graph.message(1, n);
+  graph.string(2, 'gyre');
+  for (const t of g.initializers) graph.message(5, t);
+  graph.string(
+    10,
+    'input: ' +
+      (tokens ? 'int64 token ids [batch, time]' : 'float32 features [batch, time, features]') +
+      '; sequence_lens: int32 [batch], each in 1..time; output: ' +
+      (x.sequence ? 'float32 [batch, time, units], zeros at padded steps' : 'float32 [batch, units]'),
+  );
+  graph.message(11, valueInfo('input', tokens ? INT64 : FLOAT, tokens ? ['batch', 'time'] : ['batch', 'time', width]));
+  graph.message(11, valueInfo('sequence_lens', INT32, ['batch']));
+  graph.message(12, valueInfo('output', FLOAT, x.sequence ? ['batch', 'time', x.width] : ['batch', x.width]));
+
+  const m = new Message().int(1, irVersion(opset)).string(2, producer);
+  const version = gyreVersion();
+  if (version) m.string(3, version);
+  m.message(7, graph);
+  m.message(8, new Message().string(1, '').int(2, opset));
+  m.message(14, new Message().string(1, 'gyre.config').string(2, JSON.stringify(config)));
+  return m.finish();
+}
+
+let cachedVersion: string | null | undefined;
+function gyreVersion(): string | null {
+  if (cachedVersion === undefined) {
+    try {
+      cachedVersion = String(JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version);
+    } catch {
+      cachedVersion = null;
+    }
+  }
+  return cachedVersion;
+}
+
+/**
+ * Writes {@link toOnnx}'s bytes to `path`: to a temporary file in the same directory first,
+ * renamed over `path` once complete, so a reader never sees a partial model.
+ */
+export async function saveOnnx(model: Model, path: string, options: OnnxOptions = {}): Promise<void> {
+  if (typeof path !== 'string' || path === '') throw new InvalidArgumentError(`path must be a non-empty string, got ${String(path)}`);
+  const bytes = toOnnx(model, options);
+  const tmp = join(dirname(path), `.${process.pid}.${randomBytes(6).toString('hex')}.onnx.tmp`);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
