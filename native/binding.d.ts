@@ -9,7 +9,10 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** A sequential model living in native memory. */
+/**
+ * A sequential model living in native memory. Its weights (and optimizer state) are
+ * reported to V8 as external memory, so the garbage collector sees their weight.
+ */
 export declare class NativeModel {
   /**
    * Builds a model from its JSON configuration, with weights initialised from `seed`
@@ -18,6 +21,18 @@ export declare class NativeModel {
   constructor(configJson: string, seed: number)
   /** Loads a model file's bytes (see `toSafetensors`), checking them strictly. */
   static fromSafetensors(bytes: Uint8Array): NativeModel
+  /**
+   * Frees the weights now instead of at garbage collection; every later call fails with
+   * `GYRE_DISPOSED`. Refused while training.
+   */
+  dispose(): void
+  /**
+   * Bytes of native memory this model holds (weights and optimizer state), as reported to
+   * V8 with `napi_adjust_external_memory`.
+   */
+  get nativeBytes(): number
+  /** Whether `dispose` was called. */
+  get isDisposed(): boolean
   /**
    * The bytes of a `.safetensors` file holding the model (weights, configuration, trained
    * epochs), its optimizer state when `includeOptimizer` and one exists, and `user`.

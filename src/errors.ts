@@ -13,6 +13,7 @@ export type GyreErrorCode =
   | 'GYRE_BUSY'
   | 'GYRE_ABORTED'
   | 'GYRE_BAD_FILE'
+  | 'GYRE_DISPOSED'
   | 'GYRE_INTERNAL';
 
 /** Base class of every error gyre throws. `code` is stable across versions. */
@@ -68,6 +69,13 @@ export class BadFileError extends GyreError {
   }
 }
 
+/** The model was disposed: its native memory is gone. */
+export class DisposedError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_DISPOSED', message, options);
+  }
+}
+
 /** The native addon could not be loaded for this platform. */
 export class NativeUnavailableError extends GyreError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -89,6 +97,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
   GYRE_NON_FINITE: NonFiniteError,
   GYRE_BUSY: BusyError,
   GYRE_BAD_FILE: BadFileError,
+  GYRE_DISPOSED: DisposedError,
   GYRE_INTERNAL: InternalError,
 };
 

@@ -378,6 +378,24 @@ export class Model {
     return new Model({ [FROM_NATIVE]: n });
   }
 
+  /**
+   * Frees the model's native memory now rather than when it is garbage-collected. Every later
+   * call throws {@link DisposedError}; refused with `GYRE_BUSY` while training.
+   */
+  dispose(): void {
+    native.guard(() => this.#native.dispose());
+  }
+
+  /** Bytes of native memory the model holds (weights, optimizer state), reported to V8 as external memory so garbage collection accounts for it. */
+  get nativeBytes(): number {
+    return this.#native.nativeBytes;
+  }
+
+  /** Whether {@link Model.dispose} was called. */
+  get isDisposed(): boolean {
+    return this.#native.isDisposed;
+  }
+
   /** Epochs trained so far, across `fit` calls and save/load. */
   get trainedEpochs(): number {
     return native.guard(() => this.#native.trainedEpochs());

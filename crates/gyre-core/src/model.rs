@@ -225,6 +225,45 @@ pub struct Model<F> {
     pub trained_epochs: usize,
 }
 
+/// The most parameter values a model may have (1 GiB of f32): larger requests are errors, not
+/// allocations that could exhaust memory.
+pub const MAX_PARAMETERS: usize = 1 << 28;
+
+/// The number of parameter values `config` needs, checked against [`MAX_PARAMETERS`] with
+/// overflow-checked arithmetic, before anything is allocated.
+fn parameter_budget(config: &ModelConfig) -> Result<usize> {
+    let too_big =
+        |n: String| invalid("model size", format!("at most {MAX_PARAMETERS} parameters (1 GiB); reduce the sizes"), n);
+    let mul = |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| too_big(format!("{a} × {b} parameters")));
+    let mut width = match config.input {
+        InputKind::Features { size } => size,
+        InputKind::Tokens { vocab_size } => vocab_size,
+    };
+    let mut total = 0usize;
+    for layer in &config.layers {
+        let (n, out) = match *layer {
+            LayerConfig::Embedding { dim } => (mul(width, dim)?, dim),
+            LayerConfig::Dense { units, .. } => (mul(units, width)?.saturating_add(units), units),
+            LayerConfig::Recurrent(r) => {
+                let dirs = if r.bidirectional { 2 } else { 1 };
+                let gh = mul(r.cell.gates(), r.hidden_size)?;
+                let first = mul(gh, width)?.saturating_add(mul(gh, r.hidden_size)?).saturating_add(2 * gh);
+                let later =
+                    mul(gh, dirs * r.hidden_size)?.saturating_add(mul(gh, r.hidden_size)?).saturating_add(2 * gh);
+                let per_dir = first.saturating_add(mul(later, r.num_layers.saturating_sub(1))?);
+                let out = if r.bidirectional && r.merge == Merge::Concat { 2 * r.hidden_size } else { r.hidden_size };
+                (mul(per_dir, dirs)?, out)
+            }
+        };
+        total = total.saturating_add(n);
+        width = out;
+    }
+    if total > MAX_PARAMETERS {
+        return Err(too_big(format!("{total} parameters")));
+    }
+    Ok(total)
+}
+
 fn invalid(what: impl Into<String>, expected: impl Into<String>, got: impl ToString) -> CoreError {
     CoreError::InvalidArgument { what: what.into(), expected: expected.into(), got: got.to_string() }
 }
@@ -255,6 +294,7 @@ impl<F: Real> Model<F> {
         if config.layers.is_empty() {
             return Err(invalid("layers", "at least one layer", "none"));
         }
+        parameter_budget(&config)?;
         let mut layers = Vec::new();
         let mut tensors: Vec<Tensor<F>> = Vec::new();
         for (i, layer) in config.layers.iter().enumerate() {
@@ -733,6 +773,33 @@ impl<F: Real> Model<F> {
     /// The zero state of the recurrent layers for `batch` independent streams (see
     /// [`Model::step`]).
     pub fn zero_state(&self, batch: usize) -> ModelState<F> {
+        self.try_zero_state(batch).unwrap_or_default()
+    }
+
+    /// [`Model::zero_state`], refusing (instead of allocating) more than [`MAX_PARAMETERS`] values.
+    pub fn try_zero_state(&self, batch: usize) -> Result<ModelState<F>> {
+        let per: usize = self
+            .layers
+            .iter()
+            .filter_map(|l| match l.config {
+                LayerConfig::Recurrent(r) => {
+                    let n = r.num_layers * if r.bidirectional { 2 } else { 1 };
+                    Some(n * r.hidden_size * if r.cell.has_cell_state() { 2 } else { 1 })
+                }
+                _ => None,
+            })
+            .sum();
+        if batch.checked_mul(per).is_none_or(|n| n > MAX_PARAMETERS) {
+            return Err(invalid(
+                "batch",
+                format!("at most {} streams for this model", MAX_PARAMETERS / per.max(1)),
+                batch,
+            ));
+        }
+        Ok(self.zero_state_unchecked(batch))
+    }
+
+    fn zero_state_unchecked(&self, batch: usize) -> ModelState<F> {
         let mut state = ModelState::default();
         for info in &self.layers {
             if let LayerConfig::Recurrent(r) = info.config {

@@ -7,6 +7,8 @@ use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, O
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
+#[cfg(debug_assertions)]
+pub mod debug;
 pub mod model;
 
 /// Errors cross the boundary as `InvalidArg` with the message `"<CODE>: <message>"`, where

@@ -12,8 +12,27 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, Task};
 use napi_derive::napi;
 use ndarray::{Array2, Array3};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+fn disposed() -> napi::Error {
+    napi::Error::new(Status::InvalidArg, "GYRE_DISPOSED: the model was disposed; its weights are gone")
+}
+
+/// Native bytes a model holds: weights, and optimizer buffers when there is an optimizer.
+fn native_bytes(t: &Trainable) -> i64 {
+    let params = t.model.parameter_count();
+    let buffers = t.optimizer.as_ref().map_or(0, |o| o.config().buffer_names().len());
+    ((params * (1 + buffers) * std::mem::size_of::<f32>()) as i64).max(0)
+}
+
+/// Tells V8 how much native memory a model holds now.
+fn report(env: &Env, reported: &AtomicI64, now: i64) {
+    let delta = now - reported.swap(now, Ordering::SeqCst);
+    if delta != 0 {
+        let _ = env.adjust_external_memory(delta);
+    }
+}
 
 fn busy() -> napi::Error {
     napi::Error::new(
@@ -27,7 +46,7 @@ fn internal(msg: impl std::fmt::Display) -> napi::Error {
 }
 
 /// Runs `f`, turning a panic into a `GYRE_INTERNAL` error instead of unwinding into Node.
-fn contain<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+pub(crate) fn contain<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<&str>()
@@ -199,16 +218,16 @@ struct Trainable {
     user: Option<String>,
 }
 
-fn input_of(config: &ModelConfig) -> InputKind {
-    config.input
-}
-
-/// A sequential model living in native memory.
-#[napi]
+/// A sequential model living in native memory. Its weights (and optimizer state) are
+/// reported to V8 as external memory, so the garbage collector sees their weight.
+#[napi(custom_finalize)]
 pub struct NativeModel {
     inner: Arc<Mutex<Trainable>>,
     training: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
+    disposed: Arc<AtomicBool>,
+    /// Bytes reported to V8 so far.
+    reported: Arc<AtomicI64>,
     input: InputKind,
     /// The configuration never changes: readable while training.
     config_json: String,
@@ -225,10 +244,35 @@ impl NativeModel {
     /// The model for a call on the JavaScript thread: refused while a fit is pending or running
     /// (its task may not have taken the lock yet).
     fn held(&self) -> napi::Result<MutexGuard<'_, Trainable>> {
+        if self.disposed.load(Ordering::SeqCst) {
+            return Err(disposed());
+        }
         if self.training.load(Ordering::SeqCst) {
             return Err(busy());
         }
         lock(&self.inner)
+    }
+
+    fn wrap(env: &Env, t: Trainable) -> Self {
+        let bytes = native_bytes(&t);
+        let model = NativeModel {
+            input: t.model.config().input,
+            config_json: t.model.config().to_json(),
+            inner: Arc::new(Mutex::new(t)),
+            training: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
+            disposed: Arc::new(AtomicBool::new(false)),
+            reported: Arc::new(AtomicI64::new(0)),
+        };
+        report(env, &model.reported, bytes);
+        model
+    }
+}
+
+impl napi::bindgen_prelude::ObjectFinalize for NativeModel {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        report(&env, &self.reported, 0);
+        Ok(())
     }
 }
 
@@ -239,6 +283,8 @@ struct Forwarder<'a> {
 
 impl Observer for Forwarder<'_> {
     fn progress(&mut self, p: Progress) {
+        #[cfg(debug_assertions)]
+        crate::debug::panic_in_progress();
         if let Some(f) = self.progress {
             // Non-blocking: training never waits for JavaScript.
             f.call(event(&p), ThreadsafeFunctionCallMode::NonBlocking);
@@ -252,6 +298,7 @@ impl Observer for Forwarder<'_> {
 /// Background training task of `NativeModel.fit`.
 pub struct FitTask {
     inner: Arc<Mutex<Trainable>>,
+    reported: Arc<AtomicI64>,
     training: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
     data: OwnedData,
@@ -301,7 +348,10 @@ impl Task for FitTask {
         })
     }
 
-    fn finally(self, _env: Env) -> napi::Result<()> {
+    fn finally(self, env: Env) -> napi::Result<()> {
+        if let Ok(t) = self.inner.lock() {
+            report(&env, &self.reported, native_bytes(&t));
+        }
         self.training.store(false, Ordering::SeqCst);
         Ok(())
     }
@@ -415,7 +465,7 @@ impl NativeModel {
     /// Builds a model from its JSON configuration, with weights initialised from `seed`
     /// (a non-negative integer below 2^53).
     #[napi(constructor, catch_unwind)]
-    pub fn new(config_json: String, seed: f64) -> napi::Result<Self> {
+    pub fn new(env: Env, config_json: String, seed: f64) -> napi::Result<Self> {
         if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
             return Err(js_error(CoreError::InvalidArgument {
                 what: "seed".into(),
@@ -424,30 +474,42 @@ impl NativeModel {
             }));
         }
         let config = ModelConfig::from_json(&config_json).map_err(js_error)?;
-        let input = config.input;
         let model = Model::new(config, seed as u64).map_err(js_error)?;
-        Ok(NativeModel {
-            config_json: model.config().to_json(),
-            inner: Arc::new(Mutex::new(Trainable { model, optimizer: None, user: None })),
-            training: Arc::new(AtomicBool::new(false)),
-            abort: Arc::new(AtomicBool::new(false)),
-            input,
-        })
+        Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
     }
 
     /// Loads a model file's bytes (see `toSafetensors`), checking them strictly.
     #[napi(factory, catch_unwind)]
-    pub fn from_safetensors(bytes: Uint8Array) -> napi::Result<Self> {
+    pub fn from_safetensors(env: Env, bytes: Uint8Array) -> napi::Result<Self> {
         let saved = gyre_core::persist::load(&bytes).map_err(js_error)?;
-        let input = input_of(saved.model.config());
-        let config_json = saved.model.config().to_json();
-        Ok(NativeModel {
-            config_json,
-            inner: Arc::new(Mutex::new(Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user })),
-            training: Arc::new(AtomicBool::new(false)),
-            abort: Arc::new(AtomicBool::new(false)),
-            input,
-        })
+        Ok(Self::wrap(&env, Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user }))
+    }
+
+    /// Frees the weights now instead of at garbage collection; every later call fails with
+    /// `GYRE_DISPOSED`. Refused while training.
+    #[napi(catch_unwind)]
+    pub fn dispose(&self, env: Env) -> napi::Result<()> {
+        let mut g = self.held()?;
+        self.disposed.store(true, Ordering::SeqCst);
+        for t in &mut g.model.tensors {
+            t.data = Vec::new();
+        }
+        g.optimizer = None;
+        report(&env, &self.reported, 0);
+        Ok(())
+    }
+
+    /// Bytes of native memory this model holds (weights and optimizer state), as reported to
+    /// V8 with `napi_adjust_external_memory`.
+    #[napi(getter)]
+    pub fn native_bytes(&self) -> f64 {
+        self.reported.load(Ordering::SeqCst) as f64
+    }
+
+    /// Whether `dispose` was called.
+    #[napi(getter)]
+    pub fn is_disposed(&self) -> bool {
+        self.disposed.load(Ordering::SeqCst)
     }
 
     /// The bytes of a `.safetensors` file holding the model (weights, configuration, trained
@@ -561,6 +623,9 @@ impl NativeModel {
         options_json: String,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<AsyncTask<FitTask>> {
+        if self.disposed.load(Ordering::SeqCst) {
+            return Err(disposed());
+        }
         let (config, optimizer) = fit_from_json(&options_json).map_err(js_error)?;
         let data = OwnedData::copy(&data, self.input, "train").map_err(js_error)?;
         let validation =
@@ -581,6 +646,7 @@ impl NativeModel {
         self.abort.store(false, Ordering::SeqCst);
         Ok(AsyncTask::new(FitTask {
             inner: self.inner.clone(),
+            reported: self.reported.clone(),
             training: self.training.clone(),
             abort: self.abort.clone(),
             data,
@@ -603,9 +669,7 @@ impl NativeModel {
     /// The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<PredictResult>")]
     pub fn predict(&self, data: DataArgs, batch_size: u32) -> napi::Result<AsyncTask<PredictTask>> {
-        if self.training.load(Ordering::SeqCst) {
-            return Err(busy());
-        }
+        drop(self.held()?);
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
         Ok(AsyncTask::new(PredictTask { inner: self.inner.clone(), data, batch_size: checked_batch_size(batch_size)? }))
     }
@@ -614,7 +678,8 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
         gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-        Ok(StreamState { state: self.held()?.model.zero_state(batch as usize), batch })
+        let state = self.held()?.model.try_zero_state(batch as usize).map_err(js_error)?;
+        Ok(StreamState { state, batch })
     }
 
     /// Restores a state saved with `StreamState.toArray` (its length must match).
@@ -680,9 +745,7 @@ impl NativeModel {
     /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<EvaluationResult>")]
     pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<AsyncTask<EvaluateTask>> {
-        if self.training.load(Ordering::SeqCst) {
-            return Err(busy());
-        }
+        drop(self.held()?);
         let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
         Ok(AsyncTask::new(EvaluateTask {
             inner: self.inner.clone(),
