@@ -5,6 +5,17 @@
 import { fromNative, NativeUnavailableError } from './errors.js';
 import type * as Binding from '../native/binding.js';
 
+/** The npm package that carries the binary for this platform (`gyre-linux-x64-gnu`, ...). */
+function platformPackage(): string {
+  const { platform, arch } = process;
+  if (platform === 'linux') {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    return `gyre-linux-${arch}-${report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'}`;
+  }
+  if (platform === 'win32') return `gyre-win32-${arch}-msvc`;
+  return `gyre-${platform}-${arch}`;
+}
+
 function load(): typeof Binding {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -13,7 +24,7 @@ function load(): typeof Binding {
     const platform = `${process.platform}-${process.arch}`;
     throw new NativeUnavailableError(
       `gyre has no native binary for ${platform} (Node ${process.version}). ` +
-        'Install the matching optional package (npm installs it when optional dependencies are enabled), ' +
+        `Install the package ${platformPackage()} (npm installs it with gyre unless optional dependencies are omitted), ` +
         'or build from source with a Rust toolchain: `npm run build:native` in the gyre package.',
       { cause: err },
     );

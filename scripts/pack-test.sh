@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Install test of the published form of gyre: packs the main package and this platform's
+# package (gyre-<platform>, from npm/<platform>/ plus the built addon) the way a release does,
+# installs both tarballs into an empty project with no network, no npm cache and no Rust
+# toolchain on PATH, and runs scripts/pack-smoke.mjs there (require + import, fit, predict,
+# save, load). Then removes the platform package and checks that loading gyre fails with
+# GYRE_NATIVE_UNAVAILABLE naming the platform.
+#
+# Needs: dist/ (npm run build:ts) and the addon (npm run build:native). Environment:
+#   GYRE_NATIVE_BINARY  the .node file to pack (default native/gyre.<platform>.node)
+#   GYRE_PACK_PLATFORM  the platform suffix (default: this machine's, e.g. linux-x64-gnu)
+#   KEEP_TMP=1          keep the temporary directory for inspection
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+started=$SECONDS
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gyre-pack-test.XXXXXX")
+step_name="setup"
+
+finish() {
+  local status=$?
+  if [[ "${KEEP_TMP:-}" == 1 ]]; then
+    echo "kept $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  if [[ $status -eq 0 ]]; then
+    echo "PASS: pack test ($platform_desc) in $((SECONDS - started)) s"
+  else
+    echo "FAIL: pack test, step '$step_name' (exit $status) after $((SECONDS - started)) s" >&2
+  fi
+  exit "$status"
+}
+platform_desc="?"
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+step() {
+  step_name=$1
+  printf '==> %s (%d s)\n' "$1" "$((SECONDS - started))"
+}
+fail() {
+  echo "error: $*" >&2
+  exit 1
+}
+# Runs a command, showing its output only when it fails.
+quiet() {
+  local out=$tmp/cmd.log
+  if ! "$@" >"$out" 2>&1; then
+    cat "$out" >&2
+    fail "command failed: $*"
+  fi
+}
+
+step "checks"
+platform=${GYRE_PACK_PLATFORM:-$(node -p '
+  const p = process.platform, a = process.arch;
+  const abi = p === "linux"
+    ? (process.report.getReport().header.glibcVersionRuntime ? "-gnu" : "-musl")
+    : p === "win32" ? "-msvc" : "";
+  `${p}-${a}${abi}`')}
+platform_desc="gyre-$platform, node $(node --version), npm $(npm --version)"
+binary=${GYRE_NATIVE_BINARY:-$repo/native/gyre.$platform.node}
+version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
+[[ -f "$repo/npm/$platform/package.json" ]] || fail "no npm/$platform/ (napi create-npm-dirs)"
+[[ -f "$binary" ]] || fail "no $binary: build it with npm run build:native"
+[[ -f "$repo/dist/index.js" ]] || fail "no dist/index.js: build it with npm run build:ts"
+[[ "$(node -p 'require(process.argv[1]).version' "$repo/npm/$platform/package.json")" == "$version" ]] ||
+  fail "npm/$platform/package.json is not at version $version"
+echo "platform $platform, gyre $version, addon $binary"
+
+step "pack gyre"
+mkdir -p "$tmp/pack" "$tmp/home" "$tmp/bin" "$tmp/project"
+(cd "$repo" && quiet npm pack --ignore-scripts --pack-destination "$tmp/pack")
+main_tgz=$tmp/pack/gyre-$version.tgz
+[[ -f "$main_tgz" ]] || fail "npm pack did not write $main_tgz"
+tar -tzf "$main_tgz" >"$tmp/main.files"
+grep -qx 'package/dist/index.js' "$tmp/main.files" || fail "the tarball has no dist/index.js"
+grep -qx 'package/native/binding.js' "$tmp/main.files" || fail "the tarball has no native/binding.js"
+if grep '\.node$' "$tmp/main.files"; then fail "the gyre tarball holds a .node file; addons belong in gyre-<platform>"; fi
+# The published package.json lists every npm/<platform>/ package as an optional dependency at
+# the package's version. `napi prepublish` writes them at publish time (.github/workflows/ci.yml);
+# when package.json does not carry them, do the same to the packed copy and pack it again.
+mkdir "$tmp/main"
+tar -xzf "$main_tgz" -C "$tmp/main"
+optional=$(node - "$repo/npm" "$tmp/main/package/package.json" <<'JS'
+const { readdirSync, readFileSync, writeFileSync } = require('node:fs');
+const [npmDir, file] = process.argv.slice(2);
+const pkg = JSON.parse(readFileSync(file, 'utf8'));
+const names = readdirSync(npmDir).map((d) => JSON.parse(readFileSync(`${npmDir}/${d}/package.json`, 'utf8')).name);
+if (pkg.optionalDependencies === undefined) {
+  pkg.optionalDependencies = Object.fromEntries(names.map((name) => [name, pkg.version]));
+  writeFileSync(file, JSON.stringify(pkg, null, 2) + '\n');
+  console.log('added to the packed package.json, as napi prepublish does');
+} else {
+  const wrong = names.filter((name) => pkg.optionalDependencies[name] !== pkg.version);
+  if (wrong.length > 0) {
+    console.error(`package.json optionalDependencies lack ${wrong.map((n) => `${n}@${pkg.version}`).join(', ')}`);
+    process.exit(1);
+  }
+  console.log('present in package.json');
+}
+JS
+)
+if [[ "$optional" == added* ]]; then
+  (cd "$tmp/main/package" && quiet npm pack --ignore-scripts --pack-destination "$tmp/pack")
+fi
+echo "optionalDependencies $optional:"
+tar -xzOf "$main_tgz" package/package.json | node -e '
+  const pkg = JSON.parse(require("node:fs").readFileSync(0, "utf8"));
+  console.log("  " + Object.entries(pkg.optionalDependencies).map(([n, v]) => `${n}@${v}`).join(" "))'
+echo "$(basename "$main_tgz"): $(wc -l <"$tmp/main.files") files, $(du -k "$main_tgz" | cut -f1) kB"
+
+step "pack gyre-$platform"
+cp -R "$repo/npm/$platform" "$tmp/platform"
+cp "$binary" "$tmp/platform/gyre.$platform.node"
+(cd "$tmp/platform" && quiet npm pack --ignore-scripts --pack-destination "$tmp/pack")
+platform_tgz=$tmp/pack/gyre-$platform-$version.tgz
+[[ -f "$platform_tgz" ]] || fail "npm pack did not write $platform_tgz"
+tar -tzf "$platform_tgz" | grep -qx "package/gyre.$platform.node" || fail "gyre.$platform.node is not in $platform_tgz"
+echo "$(basename "$platform_tgz"): $(du -k "$platform_tgz" | cut -f1) kB"
+
+step "install offline, without Rust"
+# PATH holds node and npm only: no cargo, rustc or compiler for an install step to fall back on.
+ln -s "$(command -v node)" "$tmp/bin/node"
+ln -s "$(command -v npm)" "$tmp/bin/npm"
+for tool in cargo rustc rustup; do
+  if PATH=$tmp/bin command -v "$tool" >/dev/null; then fail "$tool is reachable on the test PATH"; fi
+done
+echo '{ "name": "gyre-pack-test", "version": "0.0.0", "private": true }' >"$tmp/project/package.json"
+cp "$repo/scripts/pack-smoke.mjs" "$tmp/project/pack-smoke.mjs"
+# Empty HOME and cache, --offline, and an unreachable registry: nothing can be downloaded. The
+# other platforms' optional packages cannot be resolved then, which npm must tolerate.
+clean_env=(env -i "PATH=$tmp/bin" "HOME=$tmp/home" "TMPDIR=$tmp" "GYRE_PACK_PLATFORM=$platform"
+  "npm_config_cache=$tmp/home/.npm" "npm_config_update_notifier=false")
+(cd "$tmp/project" && "${clean_env[@]}" npm install --offline --no-audit --no-fund \
+  --registry=http://127.0.0.1:9/ "$main_tgz" "$platform_tgz") 2>&1 | sed 's/^/  npm: /'
+[[ -f "$tmp/project/node_modules/gyre/package.json" ]] || fail "gyre was not installed"
+[[ -f "$tmp/project/node_modules/gyre-$platform/gyre.$platform.node" ]] || fail "gyre-$platform was not installed"
+installed=$(cd "$tmp/project/node_modules" && echo gyre*)
+[[ "$installed" == "gyre gyre-$platform" ]] || fail "installed packages: $installed"
+echo "installed: $installed"
+
+step "smoke test"
+(cd "$tmp/project" && "${clean_env[@]}" node pack-smoke.mjs installed)
+
+step "without the platform package"
+rm -rf "$tmp/project/node_modules/gyre-$platform"
+(cd "$tmp/project" && "${clean_env[@]}" node pack-smoke.mjs missing)
+step "done"
