@@ -154,6 +154,13 @@ function flattenTensor(x: SequenceTensor, tokens: boolean, features: number, wha
   if (!(x.data instanceof Float32Array || x.data instanceof Float64Array)) {
     throw new InvalidArgumentError(`${what}.data must be a Float32Array or Float64Array, got ${describe(x.data)}`);
   }
+  // As for nested arrays: every value the model reads must be finite (padded steps are not read).
+  const per = steps * features;
+  for (let s = 0; s < samples; s++) {
+    for (let i = s * per, end = i + (lengths ? lengths[s]! : steps) * features; i < end; i++) {
+      if (!Number.isFinite(x.data[i])) throw new InvalidArgumentError(`${what}.data[${i}] must be a finite number, got ${x.data[i]}`);
+    }
+  }
   const feats = x.data instanceof Float32Array ? x.data : Float32Array.from(x.data);
   return { samples, steps, features: feats, lengths };
 }

@@ -3,7 +3,7 @@
  * event loop, evaluate and predict.
  */
 import { flattenInput, flattenTargets, sliceSequences, sliceTargets, type FlatSequences, type SequenceInput, type TargetInput } from './data.js';
-import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
+import { GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
 import * as native from './native.js';
 
 /** Token ids below `vocabSize` per step; the first layer must be an embedding. */
@@ -192,6 +192,7 @@ export interface Prediction {
 function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return `an array of length ${v.length}`;
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as Float32Array).length ?? '?'}`;
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'object') return 'an object';
   return String(v);
@@ -215,7 +216,8 @@ function checkKeys(what: string, obj: object, allowed: readonly string[]): void 
 
 function intIn(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new InvalidArgumentError(`${what} must be an integer ≥ ${min}, got ${describe(v)}`);
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`;
+    throw new InvalidArgumentError(`${what} must be an integer ${range}, got ${describe(v)}`);
   }
   return v;
 }
@@ -264,6 +266,8 @@ function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolea
       throw new InvalidArgumentError(`layers[${i}].type must be one of ${Object.keys(LAYER_KEYS).join(', ')}, got ${describe(layer.type)}`);
     }
     checkKeys(`layers[${i}].`, layer, keys);
+    const size = layer.type === 'embedding' ? 'dim' : layer.type === 'dense' ? 'units' : 'hiddenSize';
+    if (layer[size] === undefined) throw new MissingArgumentError(`layers[${i}].${size} is required`);
     for (const key of ['dim', 'hiddenSize', 'units', 'numLayers']) {
       if (key in layer) intIn(`layers[${i}].${key}`, layer[key], 1);
     }
@@ -481,6 +485,12 @@ export class Model {
     for (const [name, v] of Object.entries(object('values', values))) {
       if (!names.includes(name)) throw new InvalidArgumentError(`unknown parameter ${JSON.stringify(name)}; the model has ${names.join(', ')}`);
       if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`${name} must be a Float32Array, got ${describe(v)}`);
+      // Every tensor is checked before any is written, so a failed call leaves the model as it was.
+      const shape = native.guard(() => this.#native.parameterShape(name));
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (v.length !== n) throw new ShapeMismatchError(`${name} must have shape [${shape.join(', ')}] (${n} values), got ${v.length} values`);
+      const bad = v.findIndex((x) => !Number.isFinite(x));
+      if (bad >= 0) throw new InvalidArgumentError(`${name}[${bad}] must be a finite number, got ${v[bad]}`);
     }
     for (const [name, v] of Object.entries(values)) native.guard(() => this.#native.setParameter(name, v));
   }
@@ -514,6 +524,9 @@ export class Model {
     const perStep = last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
     const width = this.#outputWidth(layers);
     const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
+    // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
+    const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
+    if (bad >= 0) throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
     return { ...flat, ...t };
   }
 
@@ -593,10 +606,19 @@ export class Model {
     if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
     let epochEvents = 0;
+    // A throwing onProgress must not become an uncaught exception (it would end the process):
+    // it stops training like an abort, and fit rejects with it as the cause.
+    let thrown: { error: unknown } | undefined;
     const callback = onProgress
       ? (e: native.ProgressEvent) => {
           if (e.kind === 'epoch') epochEvents++;
-          onProgress(toProgress(e));
+          if (thrown) return;
+          try {
+            onProgress(toProgress(e));
+          } catch (error) {
+            thrown = { error };
+            this.#native.abortTraining();
+          }
         }
       : undefined;
     const promise = native.guard(() => this.#native.fit(data, validation, JSON.stringify(nativeOptions), callback));
@@ -609,6 +631,11 @@ export class Model {
         await new Promise((resolve) => setImmediate(resolve));
       }
       const history = { epochs: h.epochs.map(toProgress), stoppedEarly: h.stoppedEarly };
+      if (thrown) {
+        const err = new TrainingAbortedError(history, { cause: thrown.error });
+        err.message = `onProgress threw (${thrown.error instanceof Error ? thrown.error.message : String(thrown.error)}); ${err.message}`;
+        throw err;
+      }
       if (h.aborted) throw new TrainingAbortedError(history, { cause: signal?.reason });
       return history;
     } finally {

@@ -403,6 +403,9 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
  *   export has no ONNX mapping for.
  */
 export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
+  if (model === null || typeof model !== 'object' || !('config' in model)) {
+    throw new InvalidArgumentError(`toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`);
+  }
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
   for (const key of Object.keys(options)) {
     if (key !== 'opset' && key !== 'producer') throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer`);

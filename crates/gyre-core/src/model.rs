@@ -830,6 +830,15 @@ impl<F: Real> Model<F> {
         if lens(state) != lens(&want) {
             return Err(CoreError::shape("state", format!("the state of {b} streams of this model"), "another shape"));
         }
+        if let (Inputs::Tokens(x), InputKind::Tokens { vocab_size }) = (inputs, self.config.input) {
+            if let Some((b, &id)) = x.iter().enumerate().find(|(_, &id)| id as usize >= vocab_size) {
+                return Err(invalid(
+                    format!("input[{b}]"),
+                    format!("a token id below the vocabulary size {vocab_size}"),
+                    id,
+                ));
+            }
+        }
         let batch = self.pack(inputs, None)?;
         let trace = self.forward(batch, false, &mut Rng::new(0), Some(state))?;
         if trace.state.hidden.len() != state.hidden.len() {

@@ -212,16 +212,19 @@ pub fn check_loss<F: Real>(model: &Model<F>, loss: LossKind) -> Result<()> {
     }
 }
 
-/// Checks that the dataset's arrays fit the model and each other.
-pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, what: &str) -> Result<()> {
+/// Checks that the dataset's arrays fit the model and each other; `set` names the dataset in
+/// messages (`"train"`, `"validation"`, or `""`).
+pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, set: &str) -> Result<()> {
+    let prefixed = if set.is_empty() { String::new() } else { format!("{set} ") };
+    let what = prefixed.as_str();
     let (s, t) = data.inputs.dims();
-    crate::tensor::positive(&format!("{what} samples"), s)?;
+    crate::tensor::positive(&format!("{what}samples"), s)?;
     if let Some(l) = data.lengths {
         if l.len() != s {
-            return Err(CoreError::shape(format!("{what} lengths"), format!("[{s}]"), format!("[{}]", l.len())));
+            return Err(CoreError::shape(format!("{what}lengths"), format!("[{s}]"), format!("[{}]", l.len())));
         }
         if let Some((i, &len)) = l.iter().enumerate().find(|(_, &len)| len == 0 || len > t) {
-            return Err(invalid(&format!("{what} lengths[{i}]"), &format!("an integer in 1..={t}"), len));
+            return Err(invalid(&format!("{what}lengths[{i}]"), &format!("an integer in 1..={t}"), len));
         }
     }
     if let (Inputs::Tokens(x), crate::model::InputKind::Tokens { vocab_size }) = (data.inputs, model.config().input) {
@@ -229,7 +232,7 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
             let len = data.lengths.map_or(t, |l| l[i]);
             if let Some((step, &id)) = row.iter().take(len).enumerate().find(|(_, &id)| id as usize >= vocab_size) {
                 return Err(invalid(
-                    &format!("{what} x[{i}][{step}]"),
+                    &format!("{what}x[{i}][{step}]"),
                     &format!("a token id below the vocabulary size {vocab_size}"),
                     id,
                 ));
@@ -243,19 +246,19 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
             if y.len() != want {
                 let shape = if per > 1 { format!("[{s}, {t}]") } else { format!("[{s}]") };
                 return Err(CoreError::shape(
-                    format!("{what} y"),
+                    format!("{what}y"),
                     format!("{shape} ({want} class ids)"),
                     format!("{} values", y.len()),
                 ));
             }
             let classes = model.output_width();
             if let Some((i, &c)) = y.iter().enumerate().find(|(_, &c)| c as usize >= classes) {
-                return Err(invalid(&format!("{what} y[{i}]"), &format!("a class id below {classes}"), c));
+                return Err(invalid(&format!("{what}y[{i}]"), &format!("a class id below {classes}"), c));
             }
             Ok(())
         }
         (LossKind::CrossEntropy, Targets::Values(_)) => {
-            Err(invalid(&format!("{what} y"), "integer class ids for crossEntropy", "float values"))
+            Err(invalid(&format!("{what}y"), "integer class ids for crossEntropy", "float values"))
         }
         (_, Targets::Values(y)) => {
             let want = s * per * model.output_width();
@@ -263,14 +266,14 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
                 let o = model.output_width();
                 let shape = if per > 1 { format!("[{s}, {t}, {o}]") } else { format!("[{s}, {o}]") };
                 return Err(CoreError::shape(
-                    format!("{what} y"),
+                    format!("{what}y"),
                     format!("{shape} ({want} values)"),
                     format!("{} values", y.len()),
                 ));
             }
             Ok(())
         }
-        (_, Targets::Classes(_)) => Err(invalid(&format!("{what} y"), "float targets for this loss", "class ids")),
+        (_, Targets::Classes(_)) => Err(invalid(&format!("{what}y"), "float targets for this loss", "class ids")),
     }
 }
 

@@ -694,6 +694,13 @@ impl NativeModel {
                 got: format!("{} values", values.len()),
             }));
         }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(js_error(CoreError::InvalidArgument {
+                what: format!("state[{i}]"),
+                expected: "a finite number".into(),
+                got: values[i].to_string(),
+            }));
+        }
         let mut at = 0;
         for v in s.state.hidden.iter_mut().chain(s.state.cell.iter_mut()).flatten() {
             let n = v.len();
