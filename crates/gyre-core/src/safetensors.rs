@@ -136,7 +136,31 @@ impl Dtype {
     /// The dtype of a header name; `None` for a name the format does not define (names are
     /// case-sensitive).
     pub fn from_name(name: &str) -> Option<Dtype> {
-        Dtype::ALL.into_iter().find(|d| d.name() == name)
+        Some(match name {
+            "BOOL" => Dtype::BOOL,
+            "F4" => Dtype::F4,
+            "F6_E2M3" => Dtype::F6_E2M3,
+            "F6_E3M2" => Dtype::F6_E3M2,
+            "U8" => Dtype::U8,
+            "I8" => Dtype::I8,
+            "F8_E5M2" => Dtype::F8_E5M2,
+            "F8_E4M3" => Dtype::F8_E4M3,
+            "F8_E8M0" => Dtype::F8_E8M0,
+            "F8_E4M3FNUZ" => Dtype::F8_E4M3FNUZ,
+            "F8_E5M2FNUZ" => Dtype::F8_E5M2FNUZ,
+            "I16" => Dtype::I16,
+            "U16" => Dtype::U16,
+            "F16" => Dtype::F16,
+            "BF16" => Dtype::BF16,
+            "I32" => Dtype::I32,
+            "U32" => Dtype::U32,
+            "F32" => Dtype::F32,
+            "C64" => Dtype::C64,
+            "F64" => Dtype::F64,
+            "I64" => Dtype::I64,
+            "U64" => Dtype::U64,
+            _ => return None,
+        })
     }
 
     /// Bits per element (4 and 6 for the packed sub-byte floats).
@@ -549,55 +573,104 @@ impl<'de> Visitor<'de> for EntrySeed<'_> {
         f.write_str("a tensor entry: an object with \"dtype\", \"shape\" and \"data_offsets\"")
     }
 
+    // The key is matched once (`Field::of`) and the dtype read by its own seed: an earlier
+    // shape of this function, matching the key's string twice with the dtype lookup inline,
+    // kept LLVM 22's constraint elimination pass (rustc 1.95, opt-level 3) busy for many
+    // minutes.
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
         let ctx = self.0;
         let (mut dtype, mut shape, mut offsets) = (None, None, None);
         while let Some(key) = map.next_key::<String>()? {
-            let seen = match key.as_str() {
-                "dtype" => dtype.is_some(),
-                "shape" => shape.is_some(),
-                "data_offsets" => offsets.is_some(),
-                other => {
-                    return Err(ctx.fail(format!(
-                        "unexpected key {other:?} (an entry has exactly \"dtype\", \"shape\" and \"data_offsets\")"
-                    )))
-                }
+            let Some(field) = Field::of(&key) else { return Err(ctx.fail(unexpected_key(&key))) };
+            let seen = match field {
+                Field::Dtype => dtype.is_some(),
+                Field::Shape => shape.is_some(),
+                Field::DataOffsets => offsets.is_some(),
             };
             if seen {
                 return Err(ctx.fail(format!("key {key:?} appears twice (keys must be unique)")));
             }
-            ctx.field(key.clone());
-            match key.as_str() {
-                "dtype" => {
-                    let name = map.next_value::<String>()?;
-                    match Dtype::from_name(&name) {
-                        Some(d) => dtype = Some(d),
-                        None => {
-                            let known: Vec<&str> = Dtype::ALL.iter().map(|d| d.name()).collect();
-                            return Err(ctx.fail(format!("unknown dtype {name:?} (known: {})", known.join(", "))));
-                        }
-                    }
-                }
-                "shape" => shape = Some(map.next_value_seed(UintsSeed(&mut *ctx))?),
-                _ => {
-                    let v = map.next_value_seed(UintsSeed(&mut *ctx))?;
-                    match v[..] {
-                        [begin, end] => offsets = Some((begin, end)),
-                        _ => {
-                            ctx.index = None;
-                            return Err(ctx.fail(format!("must be [begin, end], but has {} numbers", v.len())));
-                        }
-                    }
-                }
+            ctx.field(key);
+            match field {
+                Field::Dtype => dtype = Some(map.next_value_seed(DtypeSeed(&mut *ctx))?),
+                Field::Shape => shape = Some(map.next_value_seed(UintsSeed(&mut *ctx))?),
+                Field::DataOffsets => offsets = Some(map.next_value_seed(OffsetsSeed(&mut *ctx))?),
             }
             ctx.field(String::new());
         }
-        let missing =
-            |field: &str| format!("missing \"{field}\" (an entry has \"dtype\", \"shape\" and \"data_offsets\")");
-        let Some(dtype) = dtype else { return Err(ctx.fail(missing("dtype"))) };
-        let Some(shape) = shape else { return Err(ctx.fail(missing("shape"))) };
-        let Some((begin, end)) = offsets else { return Err(ctx.fail(missing("data_offsets"))) };
+        let Some(dtype) = dtype else { return Err(ctx.fail(missing_key("dtype"))) };
+        let Some(shape) = shape else { return Err(ctx.fail(missing_key("shape"))) };
+        let Some((begin, end)) = offsets else { return Err(ctx.fail(missing_key("data_offsets"))) };
         Ok((dtype, shape, begin, end))
+    }
+}
+
+/// The keys of a tensor entry.
+#[derive(Clone, Copy)]
+enum Field {
+    Dtype,
+    Shape,
+    DataOffsets,
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        match key {
+            "dtype" => Some(Field::Dtype),
+            "shape" => Some(Field::Shape),
+            "data_offsets" => Some(Field::DataOffsets),
+            _ => None,
+        }
+    }
+}
+
+fn unexpected_key(key: &str) -> String {
+    format!("unexpected key {key:?} (an entry has exactly \"dtype\", \"shape\" and \"data_offsets\")")
+}
+
+fn missing_key(key: &str) -> String {
+    format!("missing \"{key}\" (an entry has \"dtype\", \"shape\" and \"data_offsets\")")
+}
+
+/// A dtype name, as a JSON string.
+struct DtypeSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for DtypeSeed<'_> {
+    type Value = Dtype;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Dtype, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DtypeSeed<'_> {
+    type Value = Dtype;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> std::result::Result<Dtype, E> {
+        Dtype::from_name(name).ok_or_else(|| self.0.fail(unknown_dtype(name)))
+    }
+}
+
+fn unknown_dtype(name: &str) -> String {
+    let known: Vec<&str> = Dtype::ALL.iter().map(|d| d.name()).collect();
+    format!("unknown dtype {name:?} (known: {})", known.join(", "))
+}
+
+/// `data_offsets`: `[begin, end]`.
+struct OffsetsSeed<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for OffsetsSeed<'_> {
+    type Value = (u64, u64);
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<(u64, u64), D::Error> {
+        let ctx = self.0;
+        let v = UintsSeed(&mut *ctx).deserialize(d)?;
+        match v[..] {
+            [begin, end] => Ok((begin, end)),
+            _ => Err(ctx.fail(format!("must be [begin, end], but has {} numbers", v.len()))),
+        }
     }
 }
 
@@ -697,6 +770,17 @@ fn byte_size(shape: &[u64], dtype: Dtype) -> std::result::Result<u64, String> {
 /// documentation for the checks).
 pub fn parse(bytes: &[u8]) -> Result<SafetensorsFile<'_>> {
     let (text, data) = split(bytes)?;
+    let Header { metadata, mut entries } = parse_header(text)?;
+    let data_len = data.len() as u64;
+    check_entries(&entries, data_len)?;
+    entries.sort_by_key(|e| (e.begin, e.end)); // stable: equal (empty) ranges keep header order
+    check_coverage(&entries, data_len)?;
+    let tensors = views(entries, data)?;
+    Ok(SafetensorsFile { metadata, tensors })
+}
+
+/// The header's JSON, walked once with duplicate-key and type checks at every level.
+fn parse_header(text: &str) -> Result<Header> {
     let mut ctx = Ctx { what: "header".to_string(), field: String::new(), index: None, error: None };
     let mut de = serde_json::Deserializer::from_str(text);
     let header = match HeaderSeed(&mut ctx).deserialize(&mut de).and_then(|h| de.end().map(|()| h)) {
@@ -712,10 +796,13 @@ pub fn parse(bytes: &[u8]) -> Result<SafetensorsFile<'_>> {
             ));
         }
     }
+    Ok(header)
+}
 
-    let data_len = data.len() as u64;
-    let mut entries = header.entries;
-    for e in &entries {
+/// Each entry alone: begin <= end, a byte size that exists, inside the data section, equal
+/// to the range.
+fn check_entries(entries: &[Entry], data_len: u64) -> Result<()> {
+    for e in entries {
         let what = || tensor_what(&e.name);
         let (b, n) = (e.begin, e.end);
         if b > n {
@@ -729,51 +816,54 @@ pub fn parse(bytes: &[u8]) -> Result<SafetensorsFile<'_>> {
             ));
         }
         if size != n - b {
+            let (shape, dtype) = (&e.shape, e.dtype);
             return Err(format_error(
                 what(),
-                format!(
-                    "shape {:?} of {} takes {size} bytes, but data_offsets [{b}, {n}] span {}",
-                    e.shape,
-                    e.dtype,
-                    n - b
-                ),
+                format!("shape {shape:?} of {dtype} takes {size} bytes, but data_offsets [{b}, {n}] span {}", n - b),
             ));
         }
     }
+    Ok(())
+}
 
-    entries.sort_by_key(|e| (e.begin, e.end)); // stable: equal (empty) ranges keep header order
+/// The ranges, sorted by offsets, tile the data section: no overlap, no gap, no trailing byte.
+fn check_coverage(sorted: &[Entry], data_len: u64) -> Result<()> {
     let mut cursor = 0u64;
     let mut previous: Option<&Entry> = None;
-    for e in &entries {
-        if e.begin < cursor {
+    for e in sorted {
+        let (b, n) = (e.begin, e.end);
+        if b < cursor {
             let (pname, pb, pe) = previous.map_or(("", 0, 0), |p| (p.name.as_str(), p.begin, p.end));
             return Err(format_error(
                 tensor_what(&e.name),
-                format!("data_offsets [{}, {}] overlap those of tensor {pname:?} [{pb}, {pe}]", e.begin, e.end),
+                format!("data_offsets [{b}, {n}] overlap those of tensor {pname:?} [{pb}, {pe}]"),
             ));
         }
-        if e.begin > cursor {
+        if b > cursor {
             return Err(format_error(
                 tensor_what(&e.name),
                 format!(
-                    "data_offsets [{}, {}] leave a gap: bytes {cursor}..{} of the data section belong to no tensor",
-                    e.begin, e.end, e.begin
+                    "data_offsets [{b}, {n}] leave a gap: bytes {cursor}..{b} of the data section belong to no tensor"
                 ),
             ));
         }
-        cursor = e.end;
+        cursor = n;
         previous = Some(e);
     }
     if cursor != data_len {
+        let extra = data_len.saturating_sub(cursor);
         return Err(format_error(
             "data section",
             format!(
-                "has {} trailing bytes after the last tensor (bytes {cursor}..{data_len} belong to no tensor)",
-                data_len - cursor
+                "has {extra} trailing bytes after the last tensor (bytes {cursor}..{data_len} belong to no tensor)"
             ),
         ));
     }
+    Ok(())
+}
 
+/// The checked entries as views into the data section.
+fn views(entries: Vec<Entry>, data: &[u8]) -> Result<Vec<TensorView<'_>>> {
     let mut tensors = Vec::with_capacity(entries.len());
     for e in entries {
         let too_big = |n: u64| format_error(tensor_what(&e.name), format!("{n} does not fit in this platform's usize"));
@@ -783,7 +873,7 @@ pub fn parse(bytes: &[u8]) -> Result<SafetensorsFile<'_>> {
         let slice = data.get(begin..end).ok_or_else(|| too_big(e.end))?;
         tensors.push(TensorView { name: e.name, dtype: e.dtype, shape, data: slice });
     }
-    Ok(SafetensorsFile { metadata: header.metadata, tensors })
+    Ok(tensors)
 }
 
 fn json_string(s: &str) -> Result<String> {
