@@ -501,13 +501,13 @@ impl NativeModel {
 
     /// Bytes of native memory this model holds (weights and optimizer state), as reported to
     /// V8 with `napi_adjust_external_memory`.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn native_bytes(&self) -> f64 {
         self.reported.load(Ordering::SeqCst) as f64
     }
 
     /// Whether `dispose` was called.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn is_disposed(&self) -> bool {
         self.disposed.load(Ordering::SeqCst)
     }
@@ -608,7 +608,7 @@ impl NativeModel {
     }
 
     /// Whether a `fit` is running.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn is_training(&self) -> bool {
         self.training.load(Ordering::SeqCst)
     }
@@ -659,7 +659,7 @@ impl NativeModel {
 
     /// Asks a running `fit` to stop before its next batch (the Promise then resolves with
     /// `aborted: true`); does nothing when no fit is running.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn abort_training(&self) {
         if self.training.load(Ordering::SeqCst) {
             self.abort.store(true, Ordering::SeqCst);
@@ -782,13 +782,13 @@ pub struct StreamState {
 #[napi]
 impl StreamState {
     /// Number of streams.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn batch(&self) -> u32 {
         self.batch
     }
 
     /// Sets every state back to zeros (the start of new sequences).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn reset(&mut self) {
         for v in self.state.hidden.iter_mut().chain(self.state.cell.iter_mut()).flatten() {
             v.fill(0.0);
@@ -796,14 +796,14 @@ impl StreamState {
     }
 
     /// An independent copy.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn copy(&self) -> StreamState {
         StreamState { state: self.state.clone(), batch: self.batch }
     }
 
     /// All state values in one array (hidden then cell states, layer by layer); pass it to
     /// `NativeModel.stateFromArray` to restore.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn to_array(&self) -> Float32Array {
         let flat: Vec<f32> = self.state.hidden.iter().chain(&self.state.cell).flatten().flatten().copied().collect();
         Float32Array::new(flat)
