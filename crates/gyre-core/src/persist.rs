@@ -65,6 +65,24 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
     serialize(&refs, &meta)
 }
 
+/// Fails with one error listing the `expected` names absent from `present` and the `present`
+/// names not expected (labelled `extra_label`).
+fn check_names<V>(expected: &BTreeMap<String, V>, present: &BTreeSet<&str>, extra_label: &str) -> Result<()> {
+    let missing: Vec<&str> = expected.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
+    let extra: Vec<&str> = present.iter().copied().filter(|n| !expected.contains_key(*n)).collect();
+    let mut detail = Vec::new();
+    if !missing.is_empty() {
+        detail.push(format!("missing {}", missing.join(", ")));
+    }
+    if !extra.is_empty() {
+        detail.push(format!("{extra_label}: {}", extra.join(", ")));
+    }
+    if detail.is_empty() {
+        return Ok(());
+    }
+    Err(bad("tensors", detail.join("; ")))
+}
+
 fn json(what: &str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| bad(format!("__metadata__.{what}"), format!("invalid JSON: {e}")))
 }
@@ -130,18 +148,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
         }
     }
     let present: BTreeSet<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
-    let missing: Vec<&str> = expected.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
-    let extra: Vec<&str> = present.iter().copied().filter(|n| !expected.contains_key(*n)).collect();
-    if !missing.is_empty() || !extra.is_empty() {
-        let mut detail = Vec::new();
-        if !missing.is_empty() {
-            detail.push(format!("missing {}", missing.join(", ")));
-        }
-        if !extra.is_empty() {
-            detail.push(format!("not in the configuration: {}", extra.join(", ")));
-        }
-        return Err(bad("tensors", detail.join("; ")));
-    }
+    check_names(&expected, &present, "not in the configuration")?;
     let mut values: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
     for t in &file.tensors {
         let want = &expected[t.name.as_str()];
@@ -254,18 +261,7 @@ pub fn import_layer(model: &mut Model<f32>, layer: usize, bytes: &[u8], prefix: 
         .collect();
     let present: BTreeSet<&str> =
         file.tensors.iter().map(|t| t.name.as_str()).filter(|n| prefix.is_empty() || n.starts_with(prefix)).collect();
-    let missing: Vec<&str> = wanted.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
-    let extra: Vec<&str> = present.iter().copied().filter(|n| !wanted.contains_key(*n)).collect();
-    if !missing.is_empty() || !extra.is_empty() {
-        let mut detail = Vec::new();
-        if !missing.is_empty() {
-            detail.push(format!("missing {}", missing.join(", ")));
-        }
-        if !extra.is_empty() {
-            detail.push(format!("not in layer {layer}: {}", extra.join(", ")));
-        }
-        return Err(bad("tensors", detail.join("; ")));
-    }
+    check_names(&wanted, &present, &format!("not in layer {layer}"))?;
     let mut updates = Vec::new();
     for (name, (index, shape)) in &wanted {
         let Some(t) = file.get(name) else { continue };

@@ -446,6 +446,35 @@ fn update<F: Real>(
     optimizer.step(&mut params, F::lit(lr))
 }
 
+/// Summary of one training step's loss.
+struct StepLoss {
+    loss: f64,
+    count: usize,
+    correct: usize,
+}
+
+/// One optimizer step on `data` from the recurrent state `init`: forward, loss, backward,
+/// update (`at` = learning rate, epoch and batch, for the update and its errors). Returns the
+/// loss and the state the step ended in.
+fn train_step<F: Real>(
+    model: &mut Model<F>,
+    optimizer: &mut Optimizer<F>,
+    config: &FitConfig,
+    data: &BatchData<F>,
+    init: Option<&ModelState<F>>,
+    rng: &mut Rng,
+    at: (f64, usize, usize),
+) -> Result<(StepLoss, ModelState<F>)> {
+    let (lr, epoch, batch) = at;
+    let packed = model.pack(data.inputs()?, Some(&data.lengths))?;
+    let trace = model.forward(packed, true, rng, init)?;
+    let l = batch_loss(model, config.loss, &trace.batch, &trace.logits, &trace.output, trace.sequence, data)?;
+    let step = StepLoss { loss: l.loss, count: l.count, correct: l.correct };
+    let grads = model.backward(&trace, l.grad, l.pre_activation)?;
+    update(model, optimizer, grads, config, lr, l.loss, epoch, batch)?;
+    Ok((step, trace.state))
+}
+
 /// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.
 fn epoch_rng(seed: u64, epoch: usize) -> Rng {
     Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -506,19 +535,8 @@ pub fn fit<F: Real>(
             let mut data = gather(train, idx, per, width);
             let (bl, bc, bk) = match config.tbptt_steps {
                 None => {
-                    let packed = model.pack(data.inputs()?, Some(&data.lengths))?;
-                    let trace = model.forward(packed, true, &mut batch_rng, None)?;
-                    let l = batch_loss(
-                        model,
-                        config.loss,
-                        &trace.batch,
-                        &trace.logits,
-                        &trace.output,
-                        trace.sequence,
-                        &data,
-                    )?;
-                    let grads = model.backward(&trace, l.grad, l.pre_activation)?;
-                    update(model, optimizer, grads, config, lr, l.loss, epoch, bi + 1)?;
+                    let at = (lr, epoch, bi + 1);
+                    let (l, _) = train_step(model, optimizer, config, &data, None, &mut batch_rng, at)?;
                     (l.loss * l.count as f64, l.count, l.correct)
                 }
                 Some(k) => {
@@ -537,21 +555,11 @@ pub fn fit<F: Real>(
                     let (mut s, mut c, mut k_ok) = (0.0, 0, 0);
                     for (n, lens, range) in chunks(&data.lengths, steps, k) {
                         let chunk = slice_batch(&data, n, lens, range, per > 1, width);
-                        let packed = model.pack(chunk.inputs()?, Some(&chunk.lengths))?;
                         let init = state.map(|(st, b)| truncate_state(st, b, n));
-                        let trace = model.forward(packed, true, &mut batch_rng, init.as_ref())?;
-                        let l = batch_loss(
-                            model,
-                            config.loss,
-                            &trace.batch,
-                            &trace.logits,
-                            &trace.output,
-                            trace.sequence,
-                            &chunk,
-                        )?;
-                        let grads = model.backward(&trace, l.grad, l.pre_activation)?;
-                        update(model, optimizer, grads, config, lr, l.loss, epoch, bi + 1)?;
-                        state = Some((trace.state, n));
+                        let at = (lr, epoch, bi + 1);
+                        let (l, next) =
+                            train_step(model, optimizer, config, &chunk, init.as_ref(), &mut batch_rng, at)?;
+                        state = Some((next, n));
                         s += l.loss * l.count as f64;
                         c += l.count;
                         k_ok += l.correct;
