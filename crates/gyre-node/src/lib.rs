@@ -129,7 +129,7 @@ fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> Result<Call
 
 fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Forward<F>, CoreError> {
     let call = prepare(spec, x)?;
-    let out = gyre_core::forward(call.kind, &call.weights, call.input, &call.initial)?;
+    let out = gyre_core::threads::install(|| gyre_core::forward(call.kind, &call.weights, call.input, &call.initial))??;
     Ok(Forward {
         output: out.output.into_iter().collect(),
         h_n: out.state.hidden.into_iter().collect(),
@@ -145,7 +145,9 @@ fn backward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Backwa
         hidden: x.grad_h_n.map(|g| matrix("grad_h_n", g, b, h)).transpose()?,
         cell: x.grad_c_n.map(|g| matrix("grad_c_n", g, b, h)).transpose()?,
     };
-    let g = gyre_core::backward(call.kind, &call.weights, call.input, &call.initial, &grads)?;
+    let g = gyre_core::threads::install(|| {
+        gyre_core::backward(call.kind, &call.weights, call.input, &call.initial, &grads)
+    })??;
     Ok(Backward {
         grad_input: g.input.into_iter().collect(),
         grad_h0: g.initial.hidden.into_iter().collect(),

@@ -724,11 +724,11 @@ impl NativeModel {
         let out = match (self.input, features.as_deref(), tokens.as_deref()) {
             (InputKind::Features { size }, Some(x), _) => {
                 let x = gyre_core::tensor::tensor3("input", x, b, 1, size).map_err(js_error)?;
-                g.model.step(Inputs::Features(x), &mut state.state)
+                threads::install(|| g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Tokens { .. }, _, Some(x)) => {
                 let x = gyre_core::tensor::matrix("input", x, b, 1).map_err(js_error)?;
-                g.model.step(Inputs::Tokens(x), &mut state.state)
+                threads::install(|| g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Features { .. }, ..) => {
                 Err(CoreError::Missing { what: "input".into(), context: "as a Float32Array of features".into() })

@@ -1,0 +1,205 @@
+// gyre: inference (model.predict) and training (model.fit) at each thread count, plus the
+// machine roof (a 1024³ sgemm through lstmForward), streaming step latency and the peak
+// memory of lstm-l training.
+import { performance } from 'node:perf_hooks';
+import gyre from '../../dist/index.js';
+import { WORKLOADS, gates, makeData, parameterCount, rng } from './workloads.mjs';
+import { measure, median } from './timing.mjs';
+
+/** The benchmarked model: one recurrent layer and a dense readout at every step. */
+export function buildModel(w, seed = 1) {
+  return gyre.sequential({
+    input: { features: w.input },
+    layers: [
+      { type: w.cell, hiddenSize: w.hidden },
+      { type: 'dense', units: w.output, activation: w.loss === 'crossEntropy' ? 'softmax' : 'linear' },
+    ],
+    seed,
+  });
+}
+
+function fitOptions(w) {
+  return { loss: w.loss, epochs: 1, batchSize: w.batch, shuffle: false, optimizer: { type: 'adam', learningRate: 0.001 } };
+}
+
+/**
+ * One repetition = one call over `batches[w]` batches: `predict(x, { batchSize })` (gyre
+ * batches natively inside the call) or `fit(x, y, { epochs: 1, batchSize, shuffle: false })`.
+ */
+export async function bench(w, s) {
+  const batches = s.batches[w.name];
+  const sequences = batches * w.batch;
+  const data = makeData(w, sequences, 1);
+  const x = { data: data.x, shape: [sequences, w.steps, w.input] };
+  const y = w.oneHot ? data.classes : data.values;
+  const model = buildModel(w);
+  const rows = [];
+  const opts = { seqsPerRep: sequences, warmup: 1, reps: s.reps, minReps: s.minReps, budgetMs: s.fastBudgetMs, minTotalMs: s.minTotalMs };
+  for (const threads of s.threads) {
+    gyre.setNumThreads(threads);
+    const note = `${batches} batch(es) of ${w.batch} per call`;
+    const inf = await measure(() => model.predict(x, { batchSize: w.batch }), opts);
+    rows.push({ mode: 'inference', threads, ...inf, note: `predict, ${note}` });
+    const tr = await measure(() => model.fit(x, y, fitOptions(w)), opts);
+    rows.push({ mode: 'training', threads, ...tr, note: `fit, Adam, ${note}` });
+  }
+  model.dispose();
+  return rows;
+}
+
+function uniform(r, n, scale) {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
+  return a;
+}
+
+/**
+ * The machine roof: GFLOP/s of the matrix product gyre uses (ndarray's general_mat_mul) at
+ * 1024×1024×1024. `lstmForward` with batch 1024, 1 step, input 1024 and hidden 256 computes its
+ * input projection as one [1024×1024]×[1024×(4·256)] product, then one step (a [1024×256]×
+ * [256×1024] recurrent product and the gates). The same call with input size 1 does everything
+ * but the big product, so the product's time is the difference of the two; the calls alternate
+ * and the median difference is used. Roof = 2·1024³ FLOPs / that time.
+ */
+export function roof(s) {
+  const N = 1024;
+  const H = 256;
+  const r = rng(7);
+  const weights = (inputSize) => ({
+    weight_ih_l0: uniform(r, 4 * H * inputSize, 0.05),
+    weight_hh_l0: uniform(r, 4 * H * H, 0.05),
+    bias_ih_l0: uniform(r, 4 * H, 0.05),
+    bias_hh_l0: uniform(r, 4 * H, 0.05),
+  });
+  const full = { input: uniform(r, N * N, 1), batch: N, steps: 1, inputSize: N, hiddenSize: H, weights: weights(N) };
+  const base = { input: uniform(r, N, 1), batch: N, steps: 1, inputSize: 1, hiddenSize: H, weights: weights(1) };
+  const time = (args) => {
+    const t0 = performance.now();
+    gyre.lstmForward(args);
+    return performance.now() - t0;
+  };
+  const out = [];
+  for (const threads of s.threads) {
+    gyre.setNumThreads(threads);
+    time(full);
+    time(base);
+    const fullMs = [];
+    const baseMs = [];
+    const diffMs = [];
+    for (let i = 0; i < s.roofPairs; i++) {
+      const a = time(full);
+      const b = time(base);
+      fullMs.push(a);
+      baseMs.push(b);
+      diffMs.push(a - b);
+    }
+    const productMs = median(diffMs);
+    out.push({
+      threads,
+      gflops: (2 * N ** 3) / (productMs / 1000) / 1e9,
+      productMs,
+      fullCallMs: median(fullMs),
+      baseCallMs: median(baseMs),
+      pairs: s.roofPairs,
+      // The whole call's rate if all its time were the product: a lower bound of the roof.
+      wholeCallGflops: (2 * N ** 3) / (median(fullMs) / 1000) / 1e9,
+    });
+  }
+  return out;
+}
+
+/**
+ * Streaming latency: an LSTM (input 32, hidden 128) with a dense readout of 32, one stream of
+ * batch 1, `stream.step(Float32Array(32))` timed one call at a time with hrtime (so the JS ↔
+ * native crossing and the input check are included), after 1,000 warm-up steps.
+ */
+export function streamLatency(s) {
+  const model = gyre.sequential({ input: { features: 32 }, layers: [{ type: 'lstm', hiddenSize: 128 }, { type: 'dense', units: 32 }], seed: 1 });
+  const r = rng(11);
+  const inputs = Array.from({ length: 64 }, () => uniform(r, 32, 1));
+  const out = [];
+  for (const threads of s.threads) {
+    gyre.setNumThreads(threads);
+    const stream = model.createStream();
+    for (let i = 0; i < 1000; i++) stream.step(inputs[i & 63]);
+    const us = new Float64Array(s.streamSteps);
+    for (let i = 0; i < us.length; i++) {
+      const t0 = process.hrtime.bigint();
+      stream.step(inputs[i & 63]);
+      us[i] = Number(process.hrtime.bigint() - t0) / 1000;
+    }
+    const sorted = Float64Array.from(us).sort();
+    out.push({
+      threads,
+      steps: us.length,
+      medianUs: sorted[sorted.length >> 1],
+      p99Us: sorted[Math.floor(sorted.length * 0.99)],
+      meanUs: us.reduce((a, b) => a + b, 0) / us.length,
+    });
+  }
+  model.dispose();
+  return out;
+}
+
+/**
+ * Peak resident memory of lstm-l training, in a process that does nothing else: RSS sampled
+ * every 2 ms during one `fit` over `memoryBatches` batches, and the kernel's maxRSS, against
+ * the arithmetic of what training must hold.
+ */
+export async function memoryPeak(s) {
+  const w = WORKLOADS['lstm-l'];
+  const sequences = s.memoryBatches * w.batch;
+  const data = makeData(w, sequences, 3);
+  const model = buildModel(w);
+  const threads = Math.max(...s.threads);
+  gyre.setNumThreads(threads);
+  globalThis.gc?.();
+  const baselineRss = process.memoryUsage().rss;
+  let sampledPeak = baselineRss;
+  let samples = 0;
+  const timer = setInterval(() => {
+    const rss = process.memoryUsage().rss;
+    samples++;
+    if (rss > sampledPeak) sampledPeak = rss;
+  }, 2);
+  const t0 = performance.now();
+  await model.fit({ data: data.x, shape: [sequences, w.steps, w.input] }, data.values, fitOptions(w));
+  const fitMs = performance.now() - t0;
+  clearInterval(timer);
+  const maxRss = process.resourceUsage().maxRSS * 1024; // kilobytes on every platform Node supports
+  const P = parameterCount(w);
+  const G = gates(w.cell);
+  const { batch: B, steps: T, input: I, hidden: H, output: O } = w;
+  const optimizerBytes = 4 * P * 4;
+  const activationBytes = B * T * (2 * G * H + 4 * H + 2 * O) * 4;
+  const dataCopyBytes = sequences * T * (I + 2 * O) * 4;
+  const result = {
+    workload: w.name,
+    threads,
+    batches: s.memoryBatches,
+    sequences,
+    fitMs,
+    samples,
+    parameters: P,
+    modelParameterCount: model.parameterCount,
+    nativeBytesAfterFit: model.nativeBytes,
+    baselineRss,
+    sampledPeakRss: sampledPeak,
+    maxRss,
+    peakRss: Math.max(sampledPeak, maxRss),
+    measuredDelta: Math.max(sampledPeak, maxRss) - baselineRss,
+    estimate: {
+      optimizerBytes,
+      activationBytes,
+      requiredBytes: optimizerBytes + activationBytes,
+      dataCopyBytes,
+      totalBytes: optimizerBytes + activationBytes + dataCopyBytes,
+      formula:
+        'required = 4·P·4 B (weights, gradients, Adam m and v; P parameters) + B·T·(2·G·H + 4·H + 2·O)·4 B ' +
+        '(per step per sequence: gates G·H, input projection G·H, h, c, h_prev, c_prev 4·H, readout output and its gradient 2·O); ' +
+        "copies of the training set fit makes: S·T·(I + 2·O)·4 B (targets flattened once in JS, inputs and targets copied to native memory; S sequences per fit)",
+    },
+  };
+  model.dispose();
+  return result;
+}

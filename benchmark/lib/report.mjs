@@ -1,0 +1,169 @@
+// The markdown report printed by run.mjs, built from the same object it writes as JSON.
+
+const MB = 1024 * 1024;
+
+function num(v, digits) {
+  if (v == null || !Number.isFinite(v)) return '–';
+  if (digits !== undefined) return v.toFixed(digits);
+  if (v >= 1000) return Math.round(v).toLocaleString('en-US');
+  if (v >= 100) return v.toFixed(0);
+  if (v >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+/** A markdown table; `align` has one 'l' or 'r' per column (default: first left, others right). */
+function table(header, lines, align = header.map((_, i) => (i === 0 ? 'l' : 'r')).join('')) {
+  const rule = header.map((_, i) => (align[i] === 'r' ? '---:' : '---'));
+  return [`| ${header.join(' | ')} |`, `| ${rule.join(' | ')} |`, ...lines.map((l) => `| ${l.join(' | ')} |`)].join('\n');
+}
+
+export function renderMarkdown(r, outPath) {
+  const out = [];
+  const m = r.machine;
+  out.push(`## gyre benchmark (${r.mode} run)`);
+  out.push('');
+  out.push(
+    `Machine: ${m.cpu}, ${m.cores} cores (available parallelism ${m.availableParallelism}), ${m.memoryGiB} GiB, ${m.platform}; Node ${m.node}. ` +
+      `Load average ${m.loadAverageAtStart.join(' / ')} at start, ${m.loadAverageAtEnd.join(' / ')} at end. ${r.date}, ${r.durationS.toFixed(0)} s.`,
+  );
+  out.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v ?? '?'}`).join(', ')}.`);
+  out.push('');
+  out.push(
+    'seq/s: sequences per second (median repetition). GFLOP/s: effective, recurrence matrix FLOPs only, steps·2·G·H·(I+H) per sequence (G = 4 LSTM, 3 GRU), ×3 for training. ' +
+      'gyre ÷ it: gyre’s seq/s at the same thread count (1 for single-threaded baselines) over this row’s, > 1 = gyre faster. ' +
+      'samples: timed repetitions × sequences each, after a warm-up; "warm-up only": one unit already exceeded half the time budget, its single run is the sample.',
+  );
+  out.push('');
+
+  const order = ['gyre', 'onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
+  const rows = [...r.rows].sort(
+    (a, b) =>
+      Object.keys(r.workloads).indexOf(a.workload) - Object.keys(r.workloads).indexOf(b.workload) ||
+      (a.mode === b.mode ? 0 : a.mode === 'inference' ? -1 : 1) ||
+      order.indexOf(a.library) - order.indexOf(b.library) ||
+      a.threads - b.threads,
+  );
+  out.push(
+    table(
+      ['workload', 'mode', 'library', 'threads', 'seq/s', 'GFLOP/s', 'gyre ÷ it', 'samples', 'notes'],
+      rows.map((x) => [
+        x.workload,
+        x.mode,
+        x.library,
+        String(x.threads),
+        num(x.seqPerSec),
+        num(x.gflops),
+        x.library === 'gyre' ? '' : x.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–',
+        `${x.reps} × ${x.seqsPerRep}${x.warmupOnly ? ' (warm-up only)' : ''}`,
+        x.note ?? '',
+      ]),
+      'lllrrrrrl',
+    ),
+  );
+  out.push('');
+
+  // gyre ÷ each baseline, one line per workload and mode.
+  const baselines = [
+    ['onnxruntime', 1],
+    ['onnxruntime', 2],
+    ['tfjs-wasm', null],
+    ['tfjs-cpu', null],
+    ['brain.js', null],
+  ].filter(([lib]) => r.rows.some((x) => x.library === lib));
+  const ratioLines = [];
+  for (const w of Object.keys(r.workloads)) {
+    for (const mode of ['inference', 'training']) {
+      const cells = baselines.map(([lib, threads]) => {
+        const x = r.rows.find((y) => y.library === lib && y.workload === w && y.mode === mode && (threads == null || y.threads === threads));
+        return x?.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–';
+      });
+      if (cells.some((c) => c !== '–')) ratioLines.push([w, mode, ...cells]);
+    }
+  }
+  if (ratioLines.length) {
+    out.push('### gyre ÷ each baseline (seq/s ratio, gyre at the same thread count; > 1 = gyre faster)');
+    out.push('');
+    out.push(
+      table(
+        ['workload', 'mode', ...baselines.map(([lib, t]) => (t == null ? lib : `${lib} ${t} thr`))],
+        ratioLines,
+        'll' + 'r'.repeat(baselines.length),
+      ),
+    );
+    out.push('');
+  }
+
+  if (r.speedups.length) {
+    out.push('### gyre: 2 threads ÷ 1 thread');
+    out.push('');
+    out.push(table(['workload', 'mode', '1 thread seq/s', '2 threads seq/s', 'speedup'], r.speedups.map((s) => [s.workload, s.mode, num(s.oneThread), num(s.twoThreads), `${num(s.speedup, 2)}×`]), 'llrrr'));
+    out.push('');
+  }
+
+  if (r.roof) {
+    out.push('### Roof: sgemm 1024×1024×1024 through gyre');
+    out.push('');
+    out.push(
+      'lstmForward with batch 1024, 1 step, input 1024, hidden 256: its input projection is one [1024×1024]×[1024×1024] product (ndarray general_mat_mul, the product gyre uses). ' +
+        'The same call with input size 1 does everything else; the product time is the median difference of alternating calls. Roof = 2·1024³ FLOPs ÷ that time. ' +
+        'The functional API runs on rayon’s global thread pool, which gyre.setNumThreads does not size (gyre 0.1.0), so each thread count is measured in its own process with RAYON_NUM_THREADS set.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['threads', 'roof GFLOP/s', 'product ms', 'whole call ms', 'call without product ms', 'lstm-l training GFLOP/s', 'fraction of roof'],
+        r.roof.map((x) => {
+          const f = r.roofFraction.find((y) => y.threads === x.threads);
+          return [String(x.threads), num(x.gflops), num(x.productMs), num(x.fullCallMs), num(x.baseCallMs), f ? num(f.trainingGflops) : '–', f ? `${(f.fraction * 100).toFixed(1)} %` : '–'];
+        }),
+      ),
+    );
+    out.push('');
+  }
+
+  if (r.stream) {
+    out.push('### Streaming: one `stream.step` (LSTM input 32, hidden 128, dense 32, batch 1)');
+    out.push('');
+    out.push('Each call timed alone with process.hrtime, JS ↔ native crossing and input checks included, after 1,000 warm-up steps; one process per thread count (RAYON_NUM_THREADS, as for the roof).');
+    out.push('');
+    out.push(table(['threads', 'steps timed', 'median µs', 'p99 µs', 'mean µs'], r.stream.map((x) => [String(x.threads), String(x.steps), num(x.medianUs, 1), num(x.p99Us, 1), num(x.meanUs, 1)])));
+    out.push('');
+  }
+
+  if (r.memory) {
+    const x = r.memory;
+    const e = x.estimate;
+    out.push(`### Peak memory: ${x.workload} training (gyre, ${x.threads} threads, one fit over ${x.batches} batch(es), ${x.sequences} sequences)`);
+    out.push('');
+    out.push(
+      table(
+        ['quantity', 'MiB'],
+        [
+          ['RSS before fit (data and model built)', num(x.baselineRss / MB, 1)],
+          [`peak RSS during fit (max of ${x.samples} samples every 2 ms and maxRSS)`, num(x.peakRss / MB, 1)],
+          ['measured increase', num(x.measuredDelta / MB, 1)],
+          [`weights, gradients, Adam m and v: 4·P·4 B, P = ${x.parameters.toLocaleString('en-US')}`, num(e.optimizerBytes / MB, 1)],
+          ['activations: B·T·(2·G·H + 4·H + 2·O)·4 B', num(e.activationBytes / MB, 1)],
+          ['required by training (sum of the two above)', num(e.requiredBytes / MB, 1)],
+          ["copies of the training set fit makes: S·T·(I + 2·O)·4 B", num(e.dataCopyBytes / MB, 1)],
+          ['expected increase (required + copies)', num(e.totalBytes / MB, 1)],
+          ['gyre model.nativeBytes after fit', num(x.nativeBytesAfterFit / MB, 1)],
+        ],
+        'lr',
+      ),
+    );
+    out.push('');
+    out.push(`Formula: ${e.formula}.`);
+    out.push('');
+  }
+
+  out.push('### Not measured');
+  out.push('');
+  for (const f of r.failures) out.push(`- ${f.library} ${f.workload}: FAILED: ${f.error.split('\n')[0]}`);
+  for (const s of r.skipped) out.push(`- ${s.library} ${s.workload}: ${s.reason}`);
+  out.push('- onnxruntime training: onnxruntime-node runs inference only');
+  out.push('');
+  out.push(`All numbers: ${outPath}.`);
+  out.push('');
+  return out.join('\n');
+}
