@@ -34,13 +34,7 @@ function load(): typeof Binding {
 const binding = load();
 
 function guarded<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-  return (...args: A): R => {
-    try {
-      return fn(...args);
-    } catch (err) {
-      throw fromNative(err);
-    }
-  };
+  return (...args: A): R => guard(() => fn(...args));
 }
 
 /** Runs a native call, converting what it throws into a GyreError. */

@@ -799,6 +799,21 @@ impl<F: Real> Model<F> {
         Ok(self.zero_state_unchecked(batch))
     }
 
+    /// Lengths of the vectors of a state of `batch` streams, hidden states then cell states, in
+    /// [`ModelState`]'s order — what [`Model::step`] checks a state against without building one.
+    fn state_lengths(&self, batch: usize) -> Vec<usize> {
+        let recurrent = || {
+            self.layers.iter().filter_map(|l| match l.config {
+                LayerConfig::Recurrent(r) => Some((r.num_layers * if r.bidirectional { 2 } else { 1 }, r)),
+                _ => None,
+            })
+        };
+        let hidden = recurrent().flat_map(|(n, r)| std::iter::repeat_n(batch * r.hidden_size, n));
+        let cell = recurrent()
+            .flat_map(|(n, r)| std::iter::repeat_n(if r.cell.has_cell_state() { batch * r.hidden_size } else { 0 }, n));
+        hidden.chain(cell).collect()
+    }
+
     fn zero_state_unchecked(&self, batch: usize) -> ModelState<F> {
         let mut state = ModelState::default();
         for info in &self.layers {
@@ -824,10 +839,8 @@ impl<F: Real> Model<F> {
         if t != 1 {
             return Err(invalid("x", "one step per stream", format!("{t} steps")));
         }
-        let want = self.zero_state(b);
-        let lens =
-            |s: &ModelState<F>| -> Vec<usize> { s.hidden.iter().chain(&s.cell).flatten().map(Vec::len).collect() };
-        if lens(state) != lens(&want) {
+        let lens: Vec<usize> = state.hidden.iter().chain(&state.cell).flatten().map(Vec::len).collect();
+        if lens != self.state_lengths(b) {
             return Err(CoreError::shape("state", format!("the state of {b} streams of this model"), "another shape"));
         }
         if let (Inputs::Tokens(x), InputKind::Tokens { vocab_size }) = (inputs, self.config.input) {
