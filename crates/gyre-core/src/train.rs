@@ -475,6 +475,82 @@ fn train_step<F: Real>(
     Ok((step, trace.state))
 }
 
+/// Trains on samples `idx` of `data` as one batch (one update, or one per chunk with
+/// truncated BPTT). Returns the summed loss, the rows it counts and the correct predictions.
+fn run_batch<F: Real>(
+    model: &mut Model<F>,
+    optimizer: &mut Optimizer<F>,
+    config: &FitConfig,
+    train: &Dataset<F>,
+    idx: &[usize],
+    rng: &mut Rng,
+    at: (f64, usize, usize),
+) -> Result<(f64, usize, usize)> {
+    let per = if model.outputs_sequence() { train.inputs.dims().1 } else { 1 };
+    let width = model.output_width();
+    let Some(k) = config.tbptt_steps else {
+        let data = gather(train, idx, per, width);
+        let (l, _) = train_step(model, optimizer, config, &data, None, rng, at)?;
+        return Ok((l.loss * l.count as f64, l.count, l.correct));
+    };
+    // Sort by decreasing length so every chunk's samples are a prefix.
+    let lengths: Vec<usize> = idx.iter().map(|&i| train.lengths.map_or(train.inputs.dims().1, |l| l[i])).collect();
+    let mut perm: Vec<usize> = (0..idx.len()).collect();
+    perm.sort_by(|&a, &b| lengths[b].cmp(&lengths[a]));
+    let sorted: Vec<usize> = perm.iter().map(|&p| idx[p]).collect();
+    let data = gather(train, &sorted, per, width);
+    let steps = train.inputs.dims().1;
+    let mut state: Option<(ModelState<F>, usize)> = None;
+    let (mut s, mut c, mut k_ok) = (0.0, 0, 0);
+    for (n, lens, range) in chunks(&data.lengths, steps, k) {
+        let chunk = slice_batch(&data, n, lens, range, per > 1, width);
+        let init = state.map(|(st, b)| truncate_state(st, b, n));
+        let (l, next) = train_step(model, optimizer, config, &chunk, init.as_ref(), rng, at)?;
+        state = Some((next, n));
+        s += l.loss * l.count as f64;
+        c += l.count;
+        k_ok += l.correct;
+    }
+    Ok((s, c, k_ok))
+}
+
+/// What one call of [`train_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchOutcome {
+    /// Mean loss over the counted rows.
+    pub loss: f64,
+    /// Rows the loss counts (sequences, steps or values, by loss and model).
+    pub count: usize,
+    /// Rows whose largest output is the target class (cross-entropy only; else 0).
+    pub correct: usize,
+}
+
+/// One training update on a whole batch `data` (all its samples; nothing is shuffled), as
+/// the batch `batch` (1-based) of epoch `epoch` (1-based): the learning rate follows
+/// `config.schedule` at that epoch, dropout masks are seeded by `config.seed`, the epoch and the
+/// batch. With `config.tbptt_steps` the batch is cut into chunks with one update each. This is
+/// the building block of training from data that arrive batch by batch (a stream); `epochs`,
+/// `batch_size`, `shuffle` and `early_stopping` of `config` are not used. A NaN or infinite
+/// loss or gradient returns [`CoreError::NonFinite`] with the weights unchanged.
+pub fn train_batch<F: Real>(
+    model: &mut Model<F>,
+    optimizer: &mut Optimizer<F>,
+    data: &Dataset<F>,
+    config: &FitConfig,
+    epoch: usize,
+    batch: usize,
+) -> Result<BatchOutcome> {
+    config.validate(model)?;
+    crate::tensor::positive("epoch", epoch)?;
+    crate::tensor::positive("batch", batch)?;
+    check_dataset(model, data, config.loss, "")?;
+    let lr = config.schedule.lr_at(optimizer.config().lr(), epoch - 1);
+    let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (sum, count, correct) = run_batch(model, optimizer, config, data, &idx, &mut rng, (lr, epoch, batch))?;
+    Ok(BatchOutcome { loss: sum / count.max(1) as f64, count, correct })
+}
+
 /// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.
 fn epoch_rng(seed: u64, epoch: usize) -> Rng {
     Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -505,8 +581,6 @@ pub fn fit<F: Real>(
     if let Some(v) = validation {
         check_dataset(model, v, config.loss, "validation")?;
     }
-    let per = if model.outputs_sequence() { train.inputs.dims().1 } else { 1 };
-    let width = model.output_width();
     let samples = train.len();
     let batches = samples.div_ceil(config.batch_size);
     let base_lr = optimizer.config().lr();
@@ -532,41 +606,7 @@ pub fn fit<F: Real>(
                 break 'epochs;
             }
             let mut batch_rng = rng.fork();
-            let mut data = gather(train, idx, per, width);
-            let (bl, bc, bk) = match config.tbptt_steps {
-                None => {
-                    let at = (lr, epoch, bi + 1);
-                    let (l, _) = train_step(model, optimizer, config, &data, None, &mut batch_rng, at)?;
-                    (l.loss * l.count as f64, l.count, l.correct)
-                }
-                Some(k) => {
-                    // Sort by decreasing length so every chunk's samples are a prefix.
-                    let mut perm: Vec<usize> = (0..idx.len()).collect();
-                    perm.sort_by(|&a, &b| data.lengths[b].cmp(&data.lengths[a]));
-                    let sorted: Vec<usize> = perm.iter().map(|&p| idx[p]).collect();
-                    data = gather(train, &sorted, per, width);
-                    let steps = data
-                        .features
-                        .as_ref()
-                        .map(|f| f.dim().1)
-                        .or(data.tokens.as_ref().map(|t| t.dim().1))
-                        .unwrap_or(0);
-                    let mut state: Option<(ModelState<F>, usize)> = None;
-                    let (mut s, mut c, mut k_ok) = (0.0, 0, 0);
-                    for (n, lens, range) in chunks(&data.lengths, steps, k) {
-                        let chunk = slice_batch(&data, n, lens, range, per > 1, width);
-                        let init = state.map(|(st, b)| truncate_state(st, b, n));
-                        let at = (lr, epoch, bi + 1);
-                        let (l, next) =
-                            train_step(model, optimizer, config, &chunk, init.as_ref(), &mut batch_rng, at)?;
-                        state = Some((next, n));
-                        s += l.loss * l.count as f64;
-                        c += l.count;
-                        k_ok += l.correct;
-                    }
-                    (s, c, k_ok)
-                }
-            };
+            let (bl, bc, bk) = run_batch(model, optimizer, config, train, idx, &mut batch_rng, (lr, epoch, bi + 1))?;
             loss_sum += bl;
             count += bc;
             correct += bk;
