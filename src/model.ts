@@ -3,7 +3,8 @@
  * event loop, evaluate and predict.
  */
 import { flattenInput, flattenTargets, sliceSequences, sliceTargets, type FlatSequences, type SequenceInput, type TargetInput } from './data.js';
-import { GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import { Dataset, type Sample } from './dataset.js';
 import * as native from './native.js';
 
 /** Token ids below `vocabSize` per step; the first layer must be an embedding. */
@@ -305,6 +306,43 @@ const FIT_KEYS = [
   'signal',
 ];
 
+function isSample(v: unknown): v is Sample {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && 'x' in v && 'y' in v;
+}
+
+function checkSample(v: unknown, where: string): Sample {
+  if (!isSample(v)) throw new InvalidArgumentError(`${where} must be a sample { x, y }, got ${describe(v)}`);
+  return v;
+}
+
+/** The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
+function nativeFitOptions(o: Record<string, unknown>, loss: LossName): Record<string, unknown> {
+  const nativeOptions: Record<string, unknown> = {
+    epochs: o.epochs ?? 1,
+    batchSize: o.batchSize ?? 32,
+    shuffle: o.shuffle ?? true,
+    seed: o.seed ?? 0,
+    loss,
+    optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
+  };
+  for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
+    if (o[key] !== undefined) nativeOptions[key] = o[key];
+  }
+  assertFinite('', nativeOptions);
+  for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
+    if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
+  }
+  return nativeOptions;
+}
+
+/** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */
+export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | 'validationSplit' | 'shuffle'> {
+  /** Data to report the loss on after every epoch: a dataset of samples, or `[x, y]` arrays. */
+  validationData?: Dataset<Sample> | Iterable<Sample> | AsyncIterable<Sample> | [SequenceInput, TargetInput];
+}
+
+const FIT_DATASET_KEYS = FIT_KEYS.filter((k) => k !== 'validationSplit' && k !== 'shuffle');
+
 function toProgress(e: native.ProgressEvent): ProgressEvent {
   const out: ProgressEvent = { kind: e.kind as 'batch' | 'epoch', epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
   if (e.batch != null) out.batch = e.batch;
@@ -336,6 +374,7 @@ export class Model {
   readonly #native: native.NativeModel;
   readonly #tokens: boolean;
   readonly #features: number;
+  #streaming = false;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec | NativeHandle) {
@@ -588,21 +627,7 @@ export class Model {
       validation = cut(keep, data.samples);
       data = cut(0, keep);
     }
-    const nativeOptions: Record<string, unknown> = {
-      epochs: o.epochs ?? 1,
-      batchSize: o.batchSize ?? 32,
-      shuffle: o.shuffle ?? true,
-      seed: o.seed ?? 0,
-      loss,
-      optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
-    };
-    for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
-      if (o[key] !== undefined) nativeOptions[key] = o[key];
-    }
-    assertFinite('', nativeOptions);
-    for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
-      if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
-    }
+    const nativeOptions = nativeFitOptions(o, loss);
     if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
     let epochEvents = 0;
@@ -641,6 +666,167 @@ export class Model {
     } finally {
       signal?.removeEventListener('abort', abort);
     }
+  }
+
+  /**
+   * Trains on a {@link Dataset} (or any iterable / async iterable) of samples, or of batches
+   * (arrays of samples, e.g. from `dataset.batch(n)`), reading it as it goes: only the current
+   * batch (plus whatever the dataset's own shuffle buffer holds) is in memory, so the data can
+   * be a file or a database cursor larger than memory. Each batch runs forward, backward and the
+   * update in native threads off the event loop. Shuffle with `dataset.shuffle(...)`; for more
+   * than one epoch the dataset must be readable again (arrays, files, `Dataset.from(() => ...)`).
+   * Epochs are numbered across calls as in {@link Model.fit}; `onProgress` gets the same events
+   * (batch events have no `batches` total: a stream's length is unknown).
+   * @throws {GyreError} as {@link Model.fit}; a bad sample's error names its batch and epoch.
+   */
+  async fitDataset(
+    data: Dataset<Sample | Sample[]> | Iterable<Sample | Sample[]> | AsyncIterable<Sample | Sample[]>,
+    options: FitDatasetOptions,
+  ): Promise<FitHistory> {
+    const o = object('options', options);
+    checkKeys('', o, FIT_DATASET_KEYS);
+    if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
+    const loss = this.#checkLoss(o.loss);
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+      throw new InvalidArgumentError(`onProgress must be a function, got ${describe(o.onProgress)}`);
+    }
+    const signal = o.signal as AbortSignal | undefined;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
+    }
+    const json = JSON.stringify(nativeFitOptions(o, loss));
+    const epochs = (o.epochs as number | undefined) ?? 1;
+    const batchSize = (o.batchSize as number | undefined) ?? 32;
+    const source = data instanceof Dataset ? data : Dataset.from(data as Iterable<Sample>);
+    let validation: Dataset<Sample> | [SequenceInput, TargetInput] | undefined;
+    if (o.validationData !== undefined) {
+      const v = o.validationData;
+      if (Array.isArray(v) && v.length === 2 && !isSample(v[0])) validation = v as [SequenceInput, TargetInput];
+      else validation = v instanceof Dataset ? v : Dataset.from(v as Iterable<Sample>);
+    }
+    const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
+    const es = o.earlyStopping as { patience?: number; minDelta?: number; restoreBest?: boolean } | undefined;
+    if (es !== undefined) {
+      checkKeys('earlyStopping.', object('earlyStopping', es), ['patience', 'minDelta', 'restoreBest']);
+    }
+    if (this.#streaming) throw new BusyError('the model is already training from a dataset; wait for fitDataset() to settle');
+    this.#streaming = true;
+    const history: FitHistory = { epochs: [], stoppedEarly: false };
+    const report = (e: ProgressEvent) => {
+      if (!onProgress) return;
+      try {
+        onProgress(e);
+      } catch (error) {
+        const err = new TrainingAbortedError(history, { cause: error });
+        err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
+        throw err;
+      }
+    };
+    try {
+      const first = this.trainedEpochs + 1;
+      let best = { loss: Infinity, epoch: first - 1, weights: undefined as Record<string, Float32Array> | undefined };
+      for (let epoch = first; epoch < first + epochs; epoch++) {
+        const started = performance.now();
+        let [lossSum, count, correct, seen, batchNo, learningRate] = [0, 0, 0, 0, 0, NaN];
+        const run = async (samples: Sample[]) => {
+          if (signal?.aborted) throw new TrainingAbortedError(history, { cause: signal.reason });
+          batchNo++;
+          const args = this.#batchArgs(samples, loss, `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`);
+          const r = await native.settle(native.guard(() => this.#native.trainBatch(args, json, epoch, batchNo)));
+          lossSum += r.loss * r.count;
+          count += r.count;
+          correct += r.correct;
+          seen += samples.length;
+          learningRate = r.learningRate;
+          const secs = Math.max((performance.now() - started) / 1000, 1e-9);
+          report({ kind: 'batch', epoch, batch: batchNo, loss: r.loss, samplesPerSecond: seen / secs });
+        };
+        let pending: Sample[] = [];
+        for await (const item of source) {
+          if (Array.isArray(item)) {
+            await run(item.map((s, i) => checkSample(s, `batch item ${i}`)));
+            continue;
+          }
+          pending.push(checkSample(item, `sample ${seen + pending.length}`));
+          if (pending.length === batchSize) {
+            const batch = pending;
+            pending = [];
+            await run(batch);
+          }
+        }
+        if (pending.length > 0) await run(pending);
+        if (batchNo === 0) throw new InvalidArgumentError(`the dataset yielded no samples in epoch ${epoch}; nothing to train on`);
+        native.guard(() => this.#native.setTrainedEpochs(epoch));
+        const secs = Math.max((performance.now() - started) / 1000, 1e-9);
+        const event: ProgressEvent = { kind: 'epoch', epoch, loss: lossSum / Math.max(count, 1), learningRate, samplesPerSecond: seen / secs };
+        if (loss === 'crossEntropy') event.accuracy = correct / Math.max(count, 1);
+        if (validation !== undefined) {
+          const v = await this.#evaluateSource(validation, loss, batchSize);
+          event.valLoss = v.loss;
+          if (v.accuracy !== undefined) event.valAccuracy = v.accuracy;
+        }
+        history.epochs.push(event);
+        report(event);
+        if (es) {
+          const monitored = event.valLoss ?? event.loss;
+          if (monitored < best.loss - (es.minDelta ?? 0)) {
+            best = { loss: monitored, epoch, weights: es.restoreBest ? this.#weights() : undefined };
+          } else if (epoch - best.epoch >= (es.patience ?? 0)) {
+            history.stoppedEarly = true;
+            if (best.weights) this.setParameters(best.weights);
+            break;
+          }
+        }
+      }
+      return history;
+    } finally {
+      this.#streaming = false;
+    }
+  }
+
+  #weights(): Record<string, Float32Array> {
+    return Object.fromEntries(Object.entries(this.parameters()).map(([k, v]) => [k, v.data]));
+  }
+
+  /** Native arrays of a batch of samples; a bad sample's error names the batch. */
+  #batchArgs(samples: Sample[], loss: LossName, where: string): native.DataArgs {
+    try {
+      return this.#data(
+        samples.map((s) => s.x as number[][]),
+        samples.map((s) => s.y) as TargetInput,
+        loss,
+      );
+    } catch (err) {
+      if (err instanceof GyreError) err.message = `${where}: ${err.message}`;
+      throw err;
+    }
+  }
+
+  /** Loss (and accuracy) over a dataset read batch by batch, weighted by the rows each batch counts. */
+  async #evaluateSource(source: Dataset<Sample> | [SequenceInput, TargetInput], loss: LossName, batchSize: number): Promise<Evaluation> {
+    if (!(source instanceof Dataset)) return this.evaluate(source[0], source[1], { loss, batchSize });
+    let [sum, rows, hits] = [0, 0, 0];
+    let batchNo = 0;
+    for await (const batch of source.batch(batchSize)) {
+      batchNo++;
+      const args = this.#batchArgs(batch.map((s, i) => checkSample(s, `validation sample ${i}`)), loss, `validation batch ${batchNo}`);
+      const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize)));
+      const n = this.#countedRows(args, loss);
+      sum += r.loss * n;
+      rows += n;
+      if (r.accuracy != null) hits += r.accuracy * n;
+    }
+    if (rows === 0) throw new InvalidArgumentError('the validation dataset yielded no samples');
+    return loss === 'crossEntropy' ? { loss: sum / rows, accuracy: hits / rows } : { loss: sum / rows };
+  }
+
+  /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
+  #countedRows(args: native.DataArgs, loss: LossName): number {
+    const layers = this.config.layers;
+    const last = layers[layers.length - 1]!;
+    const perStep = last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
+    const rows = perStep ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
+    return loss === 'crossEntropy' ? rows : rows * this.#outputWidth(layers);
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {

@@ -63,6 +63,7 @@ export const getNumThreads = binding.getNumThreads;
 
 export type {
   DataArgs,
+  BatchResult,
   ProgressEvent,
   FitHistory,
   EvaluationResult,

@@ -523,6 +523,8 @@ pub struct BatchOutcome {
     pub count: usize,
     /// Rows whose largest output is the target class (cross-entropy only; else 0).
     pub correct: usize,
+    /// The learning rate of the update.
+    pub learning_rate: f64,
 }
 
 /// One training update on a whole batch `data` (all its samples; nothing is shuffled), as
@@ -548,7 +550,7 @@ pub fn train_batch<F: Real>(
     let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
     let idx: Vec<usize> = (0..data.len()).collect();
     let (sum, count, correct) = run_batch(model, optimizer, config, data, &idx, &mut rng, (lr, epoch, batch))?;
-    Ok(BatchOutcome { loss: sum / count.max(1) as f64, count, correct })
+    Ok(BatchOutcome { loss: sum / count.max(1) as f64, count, correct, learning_rate: lr })
 }
 
 /// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.

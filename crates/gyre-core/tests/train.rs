@@ -6,7 +6,8 @@ use gyre_core::model::{Activation, InputKind, Inputs, LayerConfig, Merge, Model,
 use gyre_core::optim::{LrSchedule, OptimizerConfig, Schedule};
 use gyre_core::random::Rng;
 use gyre_core::train::{
-    evaluate, fit, optimizer_for, predict, Dataset, EarlyStopping, FitConfig, LossKind, Observer, Progress, Targets,
+    evaluate, fit, optimizer_for, predict, train_batch, Dataset, EarlyStopping, FitConfig, LossKind, Observer,
+    Progress, Targets,
 };
 use gyre_core::{CellKind, CoreError};
 use ndarray::Array3;
@@ -317,4 +318,43 @@ fn training_resumed_in_a_second_call_matches_uninterrupted_training() {
     assert_eq!(resumed.trained_epochs, 3);
     assert!(matches!(rec.events.last(), Some(Progress::Epoch { epoch: 3, .. })));
     assert_eq!(weights(&resumed), weights(&whole));
+}
+
+#[test]
+fn train_batch_on_a_whole_dataset_equals_one_unshuffled_full_batch_epoch_of_fit() {
+    let (samples, steps) = (24, 10);
+    let (x, lengths, _) = sign_task(samples, steps, 21);
+    let y: Vec<f32> = (0..samples * steps).map(|i| x[[i / steps, i % steps, 0]] * 0.5).collect();
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    for tbptt in [None, Some(3)] {
+        let cfg = FitConfig {
+            loss: LossKind::MeanSquaredError,
+            batch_size: samples,
+            shuffle: false,
+            tbptt_steps: tbptt,
+            ..config(1)
+        };
+        let mut fitted = running_sum_model(4);
+        let mut opt = optimizer_for(&fitted, OptimizerConfig::adam(0.01)).unwrap();
+        let history = fit(&mut fitted, &mut opt, &data, None, &cfg, &mut Recorder::new()).unwrap();
+        let mut stepped = running_sum_model(4);
+        let mut opt2 = optimizer_for(&stepped, OptimizerConfig::adam(0.01)).unwrap();
+        let out = train_batch(&mut stepped, &mut opt2, &data, &cfg, 1, 1).unwrap();
+        assert_eq!(weights(&fitted), weights(&stepped), "tbptt {tbptt:?}");
+        let Progress::Epoch { loss, .. } = history.epochs[0] else { panic!("an epoch event") };
+        assert!((out.loss - loss).abs() < 1e-12, "{} vs {loss}", out.loss);
+        assert_eq!(out.count, lengths.iter().sum::<usize>());
+        assert_eq!(opt2.step_count(), opt.step_count());
+    }
+    // Errors name the argument and leave the weights alone.
+    let mut model = running_sum_model(4);
+    let before = weights(&model);
+    let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
+    let cfg = FitConfig { loss: LossKind::MeanSquaredError, ..config(1) };
+    let err = train_batch(&mut model, &mut opt, &data, &cfg, 0, 1).unwrap_err();
+    assert!(err.to_string().contains("epoch"), "{err}");
+    let short = Dataset { targets: Targets::Values(&y[..10]), ..data };
+    let err = train_batch(&mut model, &mut opt, &short, &cfg, 1, 1).unwrap_err();
+    assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+    assert_eq!(weights(&model), before);
 }

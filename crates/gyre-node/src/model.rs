@@ -295,6 +295,92 @@ impl Observer for Forwarder<'_> {
     }
 }
 
+/// The model's optimizer for `config`: the one it has when its configuration is the same
+/// (its state carries over between calls), else a fresh one.
+fn prepared_optimizer(
+    t: &mut Trainable,
+    config: OptimizerConfig,
+) -> Result<(&mut Model<f32>, &mut Optimizer<f32>), CoreError> {
+    let reuse = t.optimizer.as_ref().is_some_and(|o| *o.config() == config);
+    if !reuse {
+        t.optimizer = Some(train::optimizer_for(&t.model, config)?);
+    }
+    let optimizer = t
+        .optimizer
+        .as_mut()
+        .ok_or_else(|| CoreError::Missing { what: "optimizer".into(), context: "to train".into() })?;
+    Ok((&mut t.model, optimizer))
+}
+
+fn poisoned() -> CoreError {
+    CoreError::InvalidArgument {
+        what: "model".into(),
+        expected: "usable".into(),
+        got: "poisoned by an earlier panic".into(),
+    }
+}
+
+/// What one `trainBatch` did.
+#[napi(object)]
+pub struct BatchResult {
+    /// Mean loss of the batch over its counted rows.
+    pub loss: f64,
+    /// Rows the loss counts (sequences, steps or values, by loss and model).
+    pub count: u32,
+    /// Rows predicted right (cross-entropy; else 0).
+    pub correct: u32,
+    /// The learning rate of the update (the schedule's, at this epoch).
+    pub learning_rate: f64,
+}
+
+/// Background task of `NativeModel.trainBatch`: one update on one batch.
+pub struct TrainBatchTask {
+    inner: Arc<Mutex<Trainable>>,
+    reported: Arc<AtomicI64>,
+    training: Arc<AtomicBool>,
+    data: OwnedData,
+    config: FitConfig,
+    optimizer: OptimizerConfig,
+    epoch: usize,
+    batch: usize,
+}
+
+impl Task for TrainBatchTask {
+    type Output = train::BatchOutcome;
+    type JsValue = BatchResult;
+
+    fn compute(&mut self) -> napi::Result<train::BatchOutcome> {
+        contain(|| {
+            let run = || -> Result<train::BatchOutcome, CoreError> {
+                let mut guard = self.inner.lock().map_err(|_| poisoned())?;
+                let t = &mut *guard;
+                let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
+                let set = self.data.dataset()?;
+                let (config, epoch, batch) = (&self.config, self.epoch, self.batch);
+                threads::install(|| train::train_batch(model, optimizer, &set, config, epoch, batch))?
+            };
+            run().map_err(js_error)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, o: train::BatchOutcome) -> napi::Result<BatchResult> {
+        Ok(BatchResult {
+            loss: o.loss,
+            count: o.count as u32,
+            correct: o.correct as u32,
+            learning_rate: o.learning_rate,
+        })
+    }
+
+    fn finally(self, env: Env) -> napi::Result<()> {
+        if let Ok(t) = self.inner.lock() {
+            report(&env, &self.reported, native_bytes(&t));
+        }
+        self.training.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// Background training task of `NativeModel.fit`.
 pub struct FitTask {
     inner: Arc<Mutex<Trainable>>,
@@ -310,23 +396,12 @@ pub struct FitTask {
 
 impl FitTask {
     fn run(&mut self) -> Result<History, CoreError> {
-        let mut guard = self.inner.lock().map_err(|_| CoreError::InvalidArgument {
-            what: "model".into(),
-            expected: "usable".into(),
-            got: "poisoned by an earlier panic".into(),
-        })?;
+        let mut guard = self.inner.lock().map_err(|_| poisoned())?;
         let t = &mut *guard;
-        let reuse = t.optimizer.as_ref().is_some_and(|o| *o.config() == self.optimizer);
-        if !reuse {
-            t.optimizer = Some(train::optimizer_for(&t.model, self.optimizer)?);
-        }
-        let Some(optimizer) = t.optimizer.as_mut() else {
-            return Err(CoreError::Missing { what: "optimizer".into(), context: "to train".into() });
-        };
+        let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
         let train_set = self.data.dataset()?;
         let val_set = self.validation.as_ref().map(OwnedData::dataset).transpose()?;
         let mut observer = Forwarder { progress: self.progress.as_ref(), abort: &self.abort };
-        let model = &mut t.model;
         let config = &self.config;
         threads::install(|| train::fit(model, optimizer, &train_set, val_set.as_ref(), config, &mut observer))?
     }
@@ -655,6 +730,54 @@ impl NativeModel {
             optimizer,
             progress: on_progress,
         }))
+    }
+
+    /// One training update on the whole batch `data` (no shuffling; `optionsJson` as for
+    /// `fit`, whose `epochs`, `batchSize`, `shuffle` and `earlyStopping` are not used), as batch
+    /// `batch` of epoch `epoch` (both 1-based; they pick the learning rate of the schedule and
+    /// seed dropout). Runs off the JavaScript thread; the model is busy until it settles. The
+    /// building block of training from a stream of batches.
+    #[napi(catch_unwind, ts_return_type = "Promise<BatchResult>")]
+    pub fn train_batch(
+        &self,
+        data: DataArgs,
+        options_json: String,
+        epoch: u32,
+        batch: u32,
+    ) -> napi::Result<AsyncTask<TrainBatchTask>> {
+        if self.disposed.load(Ordering::SeqCst) {
+            return Err(disposed());
+        }
+        let (config, optimizer) = fit_from_json(&options_json).map_err(js_error)?;
+        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        {
+            let g = self.held()?;
+            config.validate(&g.model).map_err(js_error)?;
+            gyre_core::tensor::positive("epoch", epoch as usize).map_err(js_error)?;
+            gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
+            train::check_dataset(&g.model, &data.dataset().map_err(js_error)?, config.loss, "").map_err(js_error)?;
+        }
+        if self.training.swap(true, Ordering::SeqCst) {
+            return Err(busy());
+        }
+        Ok(AsyncTask::new(TrainBatchTask {
+            inner: self.inner.clone(),
+            reported: self.reported.clone(),
+            training: self.training.clone(),
+            data,
+            config,
+            optimizer,
+            epoch: epoch as usize,
+            batch: batch as usize,
+        }))
+    }
+
+    /// Records that `epochs` epochs of training are complete (training from a stream counts
+    /// its own epochs); saved with the model and used to number later epochs.
+    #[napi(catch_unwind)]
+    pub fn set_trained_epochs(&self, epochs: u32) -> napi::Result<()> {
+        self.held()?.model.trained_epochs = epochs as usize;
+        Ok(())
     }
 
     /// Asks a running `fit` to stop before its next batch (the Promise then resolves with
