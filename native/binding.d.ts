@@ -69,6 +69,19 @@ export declare class NativeModel {
    */
   fit(data: DataArgs, validation: DataArgs | undefined | null, optionsJson: string, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FitHistory>
   /**
+   * One training update on the whole batch `data` (no shuffling; `optionsJson` as for
+   * `fit`, whose `epochs`, `batchSize`, `shuffle` and `earlyStopping` are not used), as batch
+   * `batch` of epoch `epoch` (both 1-based; they pick the learning rate of the schedule and
+   * seed dropout). Runs off the JavaScript thread; the model is busy until it settles. The
+   * building block of training from a stream of batches.
+   */
+  trainBatch(data: DataArgs, optionsJson: string, epoch: number, batch: number): Promise<BatchResult>
+  /**
+   * Records that `epochs` epochs of training are complete (training from a stream counts
+   * its own epochs); saved with the model and used to number later epochs.
+   */
+  setTrainedEpochs(epochs: number): void
+  /**
    * Asks a running `fit` to stop before its next batch (the Promise then resolves with
    * `aborted: true`); does nothing when no fit is running.
    */
@@ -144,6 +157,18 @@ export interface BackwardResultF64 {
   gradBiasIh: Float64Array
   /** `[G·H]` */
   gradBiasHh: Float64Array
+}
+
+/** What one `trainBatch` did. */
+export interface BatchResult {
+  /** Mean loss of the batch over its counted rows. */
+  loss: number
+  /** Rows the loss counts (sequences, steps or values, by loss and model). */
+  count: number
+  /** Rows predicted right (cross-entropy; else 0). */
+  correct: number
+  /** The learning rate of the update (the schedule's, at this epoch). */
+  learningRate: number
 }
 
 /** A dataset as flat typed arrays: `samples` sequences of `steps` steps. */
