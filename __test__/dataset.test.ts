@@ -282,7 +282,7 @@ describe('Model.fitDataset', () => {
 
   it('names a bad sample with its batch and epoch; a bad batch leaves the model as it was', async () => {
     const samples = signTask(20, 5);
-    (samples[13] as { x: number[] }).x[1] = NaN;
+    (samples[13] as unknown as { x: number[] }).x[1] = NaN;
     await expect(classifier().fitDataset(samples, { loss: 'crossEntropy', batchSize: 8 })).rejects.toThrow(
       /batch 2 of epoch 1 \(samples 8\.\.15 of the epoch\): x\[5\]\[1\]\[0\] must be a finite number, got NaN/,
     );
