@@ -328,7 +328,7 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     const hiddenSize = f.hidden ?? 128;
     const learningRate = f.lr ?? 0.005;
     Object.assign(settings, { texts: texts.length, tokenizer: f.tokenizer, hiddenSize, epochs, learningRate, maxLength: f.maxLength });
-    io.err(`training a ${f.tokenizer}-level ${f.cell.toUpperCase()} text generator on ${texts.length} texts from ${data}`);
+    io.err(`training ${cellName(f.cell)} ${f.tokenizer}-level text generator on ${texts.length} texts from ${data}`);
     const gen = await TextGenerator.train(texts, { ...common(epochs), tokenizer: f.tokenizer, hiddenSize, learningRate, maxLength: f.maxLength });
     progress!.stop();
     await gen.save(out);
@@ -348,7 +348,7 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     const test = Math.floor(series.length * f.holdout);
     const trainPart = series.slice(0, series.length - test);
     Object.assign(settings, { columns: columns.join(','), steps: series.length, heldOut: test, inputLength: f.inputLength, horizon: f.horizon, hiddenSize, epochs, learningRate });
-    io.err(`training a ${f.cell.toUpperCase()} forecaster on ${trainPart.length} steps of ${columns.join(', ')} from ${data} (the last ${test} held out)`);
+    io.err(`training ${cellName(f.cell)} forecaster on ${trainPart.length} steps of ${columns.join(', ')} from ${data} (the last ${test} held out)`);
     const fc = await Forecaster.train(trainPart, { ...common(epochs), inputLength: f.inputLength, horizon: f.horizon, hiddenSize, learningRate });
     progress!.stop();
     await fc.model.save(out, { includeOptimizer: false, metadata: { gyre: { ...fc.metadata, columns } } });
@@ -366,7 +366,7 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     const hiddenSize = f.hidden ?? 64;
     const learningRate = f.lr ?? 0.005;
     Object.assign(settings, { texts: texts.length, tokenizer: f.tokenizer, hiddenSize, epochs, learningRate });
-    io.err(`training a ${f.cell.toUpperCase()} classifier on ${texts.length} labelled texts from ${data}`);
+    io.err(`training ${cellName(f.cell)} classifier on ${texts.length} labelled texts from ${data}`);
     const clf = await TextClassifier.train(texts, labels!, { ...common(epochs), tokenizer: f.tokenizer, hiddenSize, learningRate });
     progress!.stop();
     await clf.save(out);
@@ -377,6 +377,9 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     finish(io, progress!, out, settings, results, f.report, data);
   }
 }
+
+/** "an LSTM", "a GRU", "an RNN". */
+const cellName = (cell: string) => `${cell === 'gru' ? 'a' : 'an'} ${cell.toUpperCase()}`;
 
 const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4));
 
@@ -501,7 +504,7 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
 
 // ---------------------------------------------------------------------------------------------
 
-function program(io: CliIO, exit: { code: number }): Command {
+function program(io: CliIO): Command {
   const cmd = new Command('gyre')
     .description('Recurrent neural networks (RNN, LSTM, GRU) from the command line: train on a text, CSV or JSON-lines file; generate, forecast, evaluate, inspect.')
     .option('--threads <n>', 'native threads (default: GYRE_NUM_THREADS, else every CPU)', int(1))
@@ -586,7 +589,6 @@ function program(io: CliIO, exit: { code: number }): Command {
     .option('--json', 'print JSON')
     .action(async (path: string, flags) => info(io, path, flags));
 
-  void exit;
   return cmd;
 }
 
@@ -595,9 +597,8 @@ function program(io: CliIO, exit: { code: number }): Command {
  * 0 on success, 1 on any error (reported as one `gyre: error: ...` line on stderr).
  */
 export async function main(argv: string[], io: CliIO = defaultIO()): Promise<number> {
-  const exit = { code: 0 };
   try {
-    await program(io, exit).parseAsync(argv, { from: 'user' });
+    await program(io).parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };

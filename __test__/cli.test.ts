@@ -1,0 +1,159 @@
+/**
+ * The `gyre` program end to end, run as users run it (`node bin/gyre.js ...` in a child
+ * process) on tiny corpora: train, generate, forecast, eval, info, the HTML report, and the bad
+ * input that must end in one clear line and exit code 1, never a stack trace.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = resolve(__dirname, '..', 'bin', 'gyre.js');
+const dir = mkdtempSync(join(tmpdir(), 'gyre-cli-'));
+const at = (f: string) => join(dir, f);
+
+function gyre(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, GYRE_NUM_THREADS: '2' } });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A failure the user caused: exit code 1, a one-line message, no stack trace. */
+function expectCleanFailure(r: { code: number; stdout: string; stderr: string }, message: RegExp): void {
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(r.stderr).not.toMatch(/internal error/);
+}
+
+const NAMES = ['anna', 'bella', 'carla', 'dora', 'emma', 'frida', 'greta', 'hanna', 'ida', 'julia'];
+
+beforeAll(() => {
+  writeFileSync(at('names.txt'), `${Array.from({ length: 8 }, () => NAMES.join('\n')).join('\n')}\n`);
+  const rows = Array.from({ length: 160 }, (_, t) => `${t},${(Math.sin(t / 4) * 10 + 50).toFixed(3)}`);
+  writeFileSync(at('wave.csv'), `t,value\n${rows.join('\n')}\n`);
+  const labelled = Array.from({ length: 60 }, (_, i) => JSON.stringify(i % 2 ? { text: 'a'.repeat(2 + (i % 5)), label: 'as' } : { text: 'b'.repeat(2 + (i % 5)), label: 'bs' }));
+  writeFileSync(at('ab.jsonl'), `${labelled.join('\n')}\n`);
+});
+
+describe('gyre train / generate / eval / info on a text corpus', () => {
+  beforeAll(() => {
+    const r = gyre('train', 'names.txt', '--out', 'names.safetensors', '--epochs', '30', '--hidden', '32', '--lr', '0.02', '--samples', '3', '--report', 'report.html', '--seed', '1');
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.code).toBe(0);
+    (globalThis as { trainOut?: string }).trainOut = r.stdout + r.stderr;
+  });
+
+  it('trains, shows progress and the loss curve, saves the model and prints samples', () => {
+    const out = (globalThis as { trainOut?: string }).trainOut!;
+    expect(out).toMatch(/epoch 30\/30 \| loss [\d.]+ \| accuracy [\d.]+ \| \d+ samples\/s \| ETA/);
+    expect(out).toMatch(/training loss over \d+ batches/);
+    expect(out).toMatch(/model saved to names\.safetensors/);
+    expect(out).toMatch(/samples \(temperature 0\.8\):\n( {2}\S+\n){3}/);
+    expect(existsSync(at('names.safetensors'))).toBe(true);
+  });
+
+  it('writes a self-contained HTML report with the training curves', () => {
+    const html = readFileSync(at('report.html'), 'utf8');
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html).toMatch(/<figcaption>Loss per epoch<\/figcaption><svg/);
+    expect(html).toMatch(/<polyline fill="none" stroke="#2563eb"/);
+    expect(html).toContain('<h2>Epochs</h2>');
+    // Nothing loaded from elsewhere: no scripts, stylesheets or images by URL.
+    expect(html).not.toMatch(/<script|<link|<img|src=|href=/);
+  });
+
+  it('generates reproducibly from a seed text', () => {
+    const a = gyre('generate', 'names.safetensors', '--seed-text', 'gr', '-n', '3', '--temperature', '0', '--random-seed', '5');
+    expect(a.code).toBe(0);
+    const lines = a.stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    // Greedy decoding of a memorised corpus completes the name.
+    expect(lines[0]).toBe('greta');
+    const b = gyre('generate', 'names.safetensors', '-n', '4', '--random-seed', '9', '--top-k', '3');
+    const c = gyre('generate', 'names.safetensors', '-n', '4', '--random-seed', '9', '--top-k', '3');
+    expect(b.stdout).toBe(c.stdout);
+    expect(b.stdout.trim().split('\n')).toHaveLength(4);
+  });
+
+  it('reads characters outside the vocabulary as the unknown token, with a warning (an error with --strict)', () => {
+    const r = gyre('generate', 'names.safetensors', '--seed-text', 'Zö', '-n', '1');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/warning: the seed text has characters outside the model's vocabulary: "Z", "ö"; they are read as the unknown token/);
+    expectCleanFailure(gyre('generate', 'names.safetensors', '--seed-text', 'Zö', '--strict'), /gyre: error: the seed text has characters outside/);
+  });
+
+  it('evaluates and describes the model', () => {
+    const e = gyre('eval', 'names.safetensors', 'names.txt');
+    expect(e.code).toBe(0);
+    expect(e.stdout).toMatch(/cross-entropy [\d.]+ per token \(perplexity [\d.]+\), next-token accuracy [\d.]+ over 80 texts/);
+    const i = gyre('info', 'names.safetensors');
+    expect(i.stdout).toMatch(/names\.safetensors: text model, [\d,]+ parameters, 30 epoch\(s\) trained/);
+    expect(i.stdout).toMatch(/tokenizer: char-level, \d+ ids/);
+    const j = JSON.parse(gyre('info', 'names.safetensors', '--json').stdout) as { task: string; tokenizer: { vocabSize: number } };
+    expect(j.task).toBe('text');
+    expect(j.tokenizer.vocabSize).toBe(2 + new Set(NAMES.join('')).size);
+  });
+});
+
+describe('gyre train / forecast on a CSV series', () => {
+  it('trains a forecaster, reports the held-out error and forecasts', () => {
+    const t = gyre('train', 'wave.csv', '--out', 'wave.safetensors', '--epochs', '15', '--input-length', '12', '--hidden', '16', '--quiet');
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/held-out MAE ([\d.]+) \(repeat-last-value baseline ([\d.]+)\) over 16 steps/);
+    const [, mae, naive] = /held-out MAE ([\d.]+) \(repeat-last-value baseline ([\d.]+)\)/.exec(t.stdout)!;
+    expect(Number(mae)).toBeLessThan(Number(naive));
+    const f = gyre('forecast', 'wave.safetensors', 'wave.csv', '--steps', '5', '--json');
+    expect(f.code).toBe(0);
+    const out = JSON.parse(f.stdout) as { columns: string[]; forecast: number[][] };
+    expect(out.columns).toEqual(['value']);
+    expect(out.forecast).toHaveLength(5);
+    // The true continuation of the wave; a trained model is within a few units of it.
+    out.forecast.forEach(([v], k) => expect(Math.abs(v! - (Math.sin((160 + k) / 4) * 10 + 50))).toBeLessThan(4));
+    const table = gyre('forecast', 'wave.safetensors', 'wave.csv');
+    expect(table.stdout).toMatch(/step\tvalue\n\+1\t[\d.]+/);
+    expect(gyre('eval', 'wave.safetensors', 'wave.csv').stdout).toMatch(/MAE [\d.]+, MSE [\d.]+ over \d+ windows; repeat-last-value baseline MAE/);
+    expect(gyre('info', 'wave.safetensors').stdout).toMatch(/window: 12 steps in, 1 out; columns value/);
+  });
+});
+
+describe('gyre train --task classify on JSON lines', () => {
+  it('trains a sequence classifier and evaluates it', () => {
+    const t = gyre('train', 'ab.jsonl', '--out', 'ab.safetensors', '--epochs', '15', '--hidden', '8', '--lr', '0.02', '--quiet');
+    expect(t.code).toBe(0);
+    const e = gyre('eval', 'ab.safetensors', 'ab.jsonl');
+    expect(e.stdout).toMatch(/accuracy 1\.000/);
+    expect(gyre('info', 'ab.safetensors').stdout).toMatch(/labels: as, bs/);
+  });
+});
+
+describe('bad input ends in one clear line and exit code 1', () => {
+  it('an empty corpus', () => {
+    writeFileSync(at('empty.txt'), '\n\n');
+    expectCleanFailure(gyre('train', 'empty.txt'), /^gyre: error: empty\.txt has no text: the corpus is empty\n$/);
+  });
+
+  it('a non-numeric CSV cell, by line and column', () => {
+    writeFileSync(at('bad.csv'), 'day,value\n1,10\n2,n/a\n');
+    expectCleanFailure(gyre('train', 'bad.csv'), /^gyre: error: bad\.csv line 3, column "value": "n\/a" is not a number\n$/);
+    expectCleanFailure(gyre('train', 'bad.csv', '--column', 'nope'), /bad\.csv has no column "nope"; its columns are day, value/);
+  });
+
+  it('a model file of the wrong kind for the subcommand', () => {
+    expectCleanFailure(gyre('generate', 'wave.safetensors'), /^gyre: error: wave\.safetensors is a 'forecast' model; gyre generate needs a 'text' model \(made by gyre train <file\.txt>\)\n$/);
+    expectCleanFailure(gyre('forecast', 'names.safetensors', 'wave.csv'), /names\.safetensors is a 'text' model; gyre forecast needs a 'forecast' model/);
+    expectCleanFailure(gyre('info', 'names.txt'), /^gyre: error: names\.txt is not a gyre model file: /);
+    expectCleanFailure(gyre('generate', 'missing.safetensors'), /^gyre: error: cannot read missing\.safetensors: no such file\n$/);
+  });
+
+  it('bad flags and malformed records', () => {
+    expectCleanFailure(gyre('train', 'names.txt', '--epochs', 'ten'), /option '--epochs <n>' argument 'ten' is invalid\. must be an integer ≥ 1, got "ten"/);
+    expectCleanFailure(gyre('train', 'names.txt', '--cell', 'transformer'), /argument 'transformer' is invalid\. Allowed choices are lstm, gru, rnn/);
+    expectCleanFailure(gyre('launch'), /unknown command 'launch'/);
+    writeFileSync(at('broken.jsonl'), '{"text":"a","label":"x"}\n{"text": oops}\n');
+    expectCleanFailure(gyre('train', 'broken.jsonl'), /broken\.jsonl line 2 is not valid JSON/);
+    writeFileSync(at('one.jsonl'), '{"text":"a","label":"x"}\n{"text":"b","label":"x"}\n');
+    expectCleanFailure(gyre('train', 'one.jsonl'), /gyre: error: .*label/);
+    expectCleanFailure(gyre('train', 'names.txt', '--task', 'classify'), /classification reads labelled records/);
+  });
+});
