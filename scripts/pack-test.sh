@@ -120,6 +120,45 @@ platform_tgz=$tmp/pack/gyre-$platform-$version.tgz
 tar -tzf "$platform_tgz" | grep -qx "package/gyre.$platform.node" || fail "gyre.$platform.node is not in $platform_tgz"
 echo "$(basename "$platform_tgz"): $(du -k "$platform_tgz" | cut -f1) kB"
 
+step "pack the runtime dependencies"
+# gyre's own dependencies (commander, cli-progress, ...) come from the registry in a real
+# install; here the test has no network, so their tarballs are packed from node_modules (the
+# transitive closure of package.json's "dependencies") and installed alongside.
+mkdir -p "$tmp/deps"
+deps=$(node - "$repo" <<'JS'
+const { readFileSync, existsSync } = require('node:fs');
+const { join, dirname } = require('node:path');
+const repo = process.argv[2];
+const seen = new Map();
+// Resolves like Node: the nearest node_modules/<name> from the requiring package upwards.
+function resolve(name, from) {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (dir === dirname(dir) || dir === dirname(repo)) throw new Error(`cannot find ${name} from ${from}`);
+  }
+}
+function visit(dir) {
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  for (const name of Object.keys(pkg.dependencies ?? {})) {
+    const at = resolve(name, dir);
+    if (!seen.has(at)) {
+      seen.set(at, name);
+      visit(at);
+    }
+  }
+}
+visit(repo);
+console.log([...seen.keys()].join('\n'));
+JS
+)
+while IFS= read -r dep; do
+  [[ -n "$dep" ]] || continue
+  (cd "$tmp/deps" && quiet npm pack --ignore-scripts "$dep")
+done <<<"$deps"
+dep_tgzs=("$tmp"/deps/*.tgz)
+echo "${#dep_tgzs[@]} runtime dependencies: $(cd "$tmp/deps" && echo *.tgz)"
+
 step "install offline, without Rust"
 # PATH holds node and npm only: no cargo, rustc or compiler for an install step to fall back on.
 ln -s "$(command -v node)" "$tmp/bin/node"
@@ -134,15 +173,23 @@ cp "$repo/scripts/pack-smoke.mjs" "$tmp/project/pack-smoke.mjs"
 clean_env=(env -i "PATH=$tmp/bin" "HOME=$tmp/home" "TMPDIR=$tmp" "GYRE_PACK_PLATFORM=$platform"
   "npm_config_cache=$tmp/home/.npm" "npm_config_update_notifier=false")
 (cd "$tmp/project" && "${clean_env[@]}" npm install --offline --no-audit --no-fund \
-  --registry=http://127.0.0.1:9/ "$main_tgz" "$platform_tgz") 2>&1 | sed 's/^/  npm: /'
+  --registry=http://127.0.0.1:9/ "$main_tgz" "$platform_tgz" "${dep_tgzs[@]}") 2>&1 | sed 's/^/  npm: /'
 [[ -f "$tmp/project/node_modules/gyre/package.json" ]] || fail "gyre was not installed"
 [[ -f "$tmp/project/node_modules/gyre-$platform/gyre.$platform.node" ]] || fail "gyre-$platform was not installed"
 installed=$(cd "$tmp/project/node_modules" && echo gyre*)
+[[ -x "$tmp/project/node_modules/.bin/gyre" ]] || fail "the gyre command was not installed in node_modules/.bin"
 [[ "$installed" == "gyre gyre-$platform" ]] || fail "installed packages: $installed"
 echo "installed: $installed"
 
 step "smoke test"
 (cd "$tmp/project" && "${clean_env[@]}" node pack-smoke.mjs installed)
+
+step "the gyre command"
+printf 'anna\nbella\ncarla\ndora\nemma\n' >"$tmp/project/tiny.txt"
+(cd "$tmp/project" && "${clean_env[@]}" ./node_modules/.bin/gyre train tiny.txt --epochs 2 --hidden 8 --samples 2 --quiet) >"$tmp/cli.log" 2>&1 ||
+  { cat "$tmp/cli.log" >&2; fail "gyre train failed in the installed package"; }
+grep -q 'model saved to tiny.safetensors' "$tmp/cli.log" || { cat "$tmp/cli.log" >&2; fail "gyre train did not save the model"; }
+(cd "$tmp/project" && "${clean_env[@]}" ./node_modules/.bin/gyre info tiny.safetensors) | sed 's/^/  /'
 
 step "without the platform package"
 rm -rf "$tmp/project/node_modules/gyre-$platform"
