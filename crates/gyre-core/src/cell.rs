@@ -24,6 +24,10 @@ pub struct ForwardStep<'a, 'w, F> {
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
     pub w_hh: &'w [F],
+    /// `[H, G·H]` `weight_hh` transposed, contiguous: the fast operand of the recurrent
+    /// product. Empty when the driver did not make it (passes too short to repay the
+    /// transpose); the cell then reads `w_hh`.
+    pub w_hh_t: &'w [F],
     /// `[G·H]` the layer's `bias_hh`.
     pub b_hh: &'w [F],
     /// `[B, G·H]`. In: the input projection `x_t · W_ihᵀ + b_ih`. Out: whatever the cell keeps

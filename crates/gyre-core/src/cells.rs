@@ -6,20 +6,39 @@
 
 use crate::cell::{BackwardStep, Cell, ForwardStep};
 use crate::error::Result;
-use crate::kernels::{add_xwt, add_yw};
+use crate::kernels::{add_xw, add_xwt, add_yw};
 use crate::linalg::gemm;
-use crate::real::{sigmoid, Real};
+use crate::real::Real;
 use ndarray::s;
 use std::ops::Range;
 
-/// `out[:, rows] = b_hh[rows] + h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`,
-/// written into the same columns of `out: [B, G·H]`.
-fn recurrent_product<F: Real>(w_hh: &[F], b_hh: &[F], hidden: usize, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
-    let gh = b_hh.len();
-    for row in out.chunks_exact_mut(gh) {
-        row[rows.clone()].copy_from_slice(&b_hh[rows.clone()]);
+/// The recurrent weights of a forward step.
+#[derive(Clone, Copy)]
+struct Recurrent<'w, F> {
+    hidden: usize,
+    w_hh: &'w [F],
+    w_hh_t: &'w [F],
+    b_hh: &'w [F],
+}
+
+impl<'w, F: Real> Recurrent<'w, F> {
+    fn of(s: &ForwardStep<'_, 'w, F>) -> Self {
+        Recurrent { hidden: s.dims.hidden, w_hh: s.w_hh, w_hh_t: s.w_hh_t, b_hh: s.b_hh }
     }
-    add_xwt(h_prev, hidden, &w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
+}
+
+/// `out[:, rows] = b_hh[rows] + h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`,
+/// written into the same columns of `out: [B, G·H]`. Reads `W_hhᵀ` when the driver made it.
+fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
+    let (hidden, gh) = (s.hidden, s.b_hh.len());
+    for row in out.chunks_exact_mut(gh) {
+        row[rows.clone()].copy_from_slice(&s.b_hh[rows.clone()]);
+    }
+    if s.w_hh_t.is_empty() {
+        add_xwt(h_prev, hidden, &s.w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
+    } else {
+        add_xw(h_prev, hidden, s.w_hh_t, gh, out, gh, rows.start, rows.len());
+    }
 }
 
 /// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
@@ -51,15 +70,16 @@ impl<F: Real> Cell<F> for RnnCell {
     }
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
-        recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..s.dims.hidden, s.scratch);
-        for ((g, &r), h) in s.gates.iter_mut().zip(s.scratch.iter()).zip(s.h.iter_mut()) {
-            let a = *g + r;
-            *h = match self.nonlinearity {
-                Nonlinearity::Tanh => a.tanh(),
-                Nonlinearity::Relu => a.max(F::zero()),
-            };
-            *g = *h;
+        let (w, scratch) = (Recurrent::of(&s), s.scratch);
+        recurrent_product(w, s.h_prev, 0..s.dims.hidden, scratch);
+        for (g, &r) in s.gates.iter_mut().zip(scratch.iter()) {
+            *g = *g + r;
         }
+        match self.nonlinearity {
+            Nonlinearity::Tanh => F::tanh_slice(s.gates),
+            Nonlinearity::Relu => s.gates.iter_mut().for_each(|g| *g = g.max(F::zero())),
+        }
+        s.h.copy_from_slice(s.gates);
         Ok(())
     }
 
@@ -92,22 +112,27 @@ impl<F: Real> Cell<F> for LstmCell {
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
-        recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..4 * hd, s.scratch);
-        let rows = s.gates.chunks_exact_mut(4 * hd).zip(s.scratch.chunks_exact(4 * hd));
+        let (w, scratch) = (Recurrent::of(&s), s.scratch);
+        recurrent_product(w, s.h_prev, 0..4 * hd, scratch);
+        // Pre-activations, then the nonlinearities over whole gate blocks (SIMD for f32).
+        for (g, &r) in s.gates.iter_mut().zip(scratch.iter()) {
+            *g = *g + r;
+        }
+        for g in s.gates.chunks_exact_mut(4 * hd) {
+            F::sigmoid_slice(&mut g[..2 * hd]);
+            F::tanh_slice(&mut g[2 * hd..3 * hd]);
+            F::sigmoid_slice(&mut g[3 * hd..]);
+        }
         let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
-        for ((g, r), ((c_prev, c), h)) in rows.zip(states) {
+        for (g, ((c_prev, c), h)) in s.gates.chunks_exact(4 * hd).zip(states) {
+            let (i, f, n) = (&g[..hd], &g[hd..2 * hd], &g[2 * hd..3 * hd]);
             for j in 0..hd {
-                let i = sigmoid(g[j] + r[j]);
-                let f = sigmoid(g[hd + j] + r[hd + j]);
-                let n = (g[2 * hd + j] + r[2 * hd + j]).tanh();
-                let o = sigmoid(g[3 * hd + j] + r[3 * hd + j]);
-                let cj = f * c_prev[j] + i * n;
-                c[j] = cj;
-                h[j] = o * cj.tanh();
-                g[j] = i;
-                g[hd + j] = f;
-                g[2 * hd + j] = n;
-                g[3 * hd + j] = o;
+                c[j] = f[j] * c_prev[j] + i[j] * n[j];
+            }
+            h.copy_from_slice(c);
+            F::tanh_slice(h);
+            for (hj, &o) in h.iter_mut().zip(&g[3 * hd..]) {
+                *hj = o * *hj;
             }
         }
         Ok(())
@@ -117,12 +142,16 @@ impl<F: Real> Cell<F> for LstmCell {
         let hd = s.dims.hidden;
         let one = F::one();
         let rows = s.gates.chunks_exact(4 * hd).zip(s.dgx.chunks_exact_mut(4 * hd));
-        let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact(hd));
         let grads = s.dh.chunks_exact(hd).zip(s.dc.chunks_exact(hd)).zip(s.dc_prev.chunks_exact_mut(hd));
-        for (((g, dg), (c_prev, c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
+        // tanh(c) for the whole batch, kept in the scratch rows (SIMD for f32).
+        let tanh_c = &mut s.scratch[..s.c.len()];
+        tanh_c.copy_from_slice(s.c);
+        F::tanh_slice(tanh_c);
+        let states = s.c_prev.chunks_exact(hd).zip(tanh_c.chunks_exact(hd));
+        for (((g, dg), (c_prev, tanh_c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
             for j in 0..hd {
                 let (i, f, n, o) = (g[j], g[hd + j], g[2 * hd + j], g[3 * hd + j]);
-                let tc = c[j].tanh();
+                let tc = tanh_c[j];
                 let dct = dc[j] + dh[j] * o * (one - tc * tc);
                 dg[j] = dct * n * i * (one - i);
                 dg[hd + j] = dct * c_prev[j] * f * (one - f);
@@ -165,40 +194,48 @@ impl<F: Real> Cell<F> for GruCell {
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
         let one = F::one();
+        let (w, scratch, extra) = (Recurrent::of(&s), s.scratch, s.extra);
+        // r and z: pre-activations, then one sigmoid pass over both blocks (SIMD for f32).
+        recurrent_product(w, s.h_prev, 0..(if self.reset_after { 3 } else { 2 }) * hd, scratch);
+        for (g, rec) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)) {
+            for j in 0..2 * hd {
+                g[j] = g[j] + rec[j];
+            }
+            F::sigmoid_slice(&mut g[..2 * hd]);
+        }
         if self.reset_after {
-            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..3 * hd, s.scratch);
-        } else {
-            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.h_prev, 0..2 * hd, s.scratch);
-            // r and z first, then the candidate's product over r·h_prev.
-            for ((g, r), (hp, rh)) in s
-                .gates
-                .chunks_exact_mut(3 * hd)
-                .zip(s.scratch.chunks_exact(3 * hd))
-                .zip(s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact_mut(hd)))
+            // n = tanh(x·W_inᵀ + b_in + r·(h_prev·W_hnᵀ + b_hn)); the product is kept for backward.
+            for ((g, rec), e) in
+                s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)).zip(extra.chunks_exact_mut(hd))
             {
                 for j in 0..hd {
-                    g[j] = sigmoid(g[j] + r[j]);
+                    e[j] = rec[2 * hd + j];
+                    g[2 * hd + j] = g[2 * hd + j] + g[j] * rec[2 * hd + j];
+                }
+            }
+        } else {
+            // n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn); r·h_prev is kept for backward.
+            for ((g, hp), rh) in
+                s.gates.chunks_exact(3 * hd).zip(s.h_prev.chunks_exact(hd)).zip(extra.chunks_exact_mut(hd))
+            {
+                for j in 0..hd {
                     rh[j] = g[j] * hp[j];
                 }
             }
-            recurrent_product(s.w_hh, s.b_hh, s.dims.hidden, s.extra, 2 * hd..3 * hd, s.scratch);
+            recurrent_product(w, extra, 2 * hd..3 * hd, scratch);
+            for (g, rec) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)) {
+                for j in 2 * hd..3 * hd {
+                    g[j] = g[j] + rec[j];
+                }
+            }
         }
-        let rows = s.gates.chunks_exact_mut(3 * hd).zip(s.scratch.chunks_exact(3 * hd));
-        let states = s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd)).zip(s.extra.chunks_exact_mut(hd));
-        for ((g, rec), ((hp, h), e)) in rows.zip(states) {
+        for (g, (hp, h)) in
+            s.gates.chunks_exact_mut(3 * hd).zip(s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd)))
+        {
+            F::tanh_slice(&mut g[2 * hd..]);
             for j in 0..hd {
-                let z = sigmoid(g[hd + j] + rec[hd + j]);
-                let n = if self.reset_after {
-                    let r = sigmoid(g[j] + rec[j]);
-                    g[j] = r;
-                    e[j] = rec[2 * hd + j];
-                    (g[2 * hd + j] + r * rec[2 * hd + j]).tanh()
-                } else {
-                    (g[2 * hd + j] + rec[2 * hd + j]).tanh()
-                };
+                let (z, n) = (g[hd + j], g[2 * hd + j]);
                 h[j] = (one - z) * n + z * hp[j];
-                g[hd + j] = z;
-                g[2 * hd + j] = n;
             }
         }
         Ok(())

@@ -1,39 +1,57 @@
 //! The per-step recurrent products, written for the shapes of the time loop and free of heap
 //! allocation (a general matrix product packs its operands into freshly allocated buffers on
 //! every call; at one call per step that cost and the allocation would sit inside the loop).
+//! They run on [`Real::gemm_acc`] and [`Real::dot`], SIMD kernels chosen for the CPU at run
+//! time for f32.
 //!
-//! Both kernels read PyTorch's `W_hh: [G·H, H]` in its own row-major layout:
-//! - [`add_xwt`]: `out[b, r] += Σ_k x[b, k] · w[r, k]` — every output is a dot product of two
-//!   contiguous rows;
-//! - [`add_yw`]: `out[b, j] += Σ_r y[b, r] · w[r, j]` — a sum of scaled contiguous rows.
+//! - [`add_xw`]: `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` with `wt = W_hhᵀ: [H, G·H]`
+//!   (the driver transposes `W_hh` once per pass): a broadcast-FMA product, the fast form;
+//! - [`add_xwt`]: the same product reading PyTorch's `W_hh: [G·H, H]` directly — every output a
+//!   dot product of two contiguous rows (for one-step calls, where a transpose would not pay);
+//! - [`add_yw`]: `out[b, j] += Σ_r y[b, r] · w[r, j]` over `W_hh`'s rows (the backward product).
 //!
-//! Each output element is accumulated in one fixed order (lanes of 8, then a fixed reduction),
-//! whatever the number of threads; batch rows are spread over the rayon pool when large.
+//! Each output element is accumulated in one fixed order whatever the number of threads; batch
+//! rows are spread over the rayon pool when the product is large.
 
 use crate::real::Real;
 use rayon::prelude::*;
 
 /// Below this many multiply-adds a kernel runs on the calling thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 16;
-const LANES: usize = 8;
 
-/// Fixed-order dot product of two equally long slices (8 independent lanes, so the compiler
-/// can vectorize it, summed in a fixed tree at the end).
-#[inline(always)]
-fn dot<F: Real>(a: &[F], b: &[F]) -> F {
-    let mut acc = [F::zero(); LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: F = ca.remainder().iter().zip(cb.remainder()).fold(F::zero(), |s, (&x, &y)| s + x * y);
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] = acc[l] + x[l] * y[l];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+/// Rows per parallel task: the batch split evenly over the threads, in multiples of 4 (the
+/// kernels' row block).
+fn parallel_rows(rows: usize, flops: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    (rows > 1 && flops >= PARALLEL_MIN_FLOPS && threads > 1).then(|| rows.div_ceil(threads).next_multiple_of(4).max(4))
 }
 
-fn parallel(rows: usize, flops: usize) -> bool {
-    rows > 1 && flops >= PARALLEL_MIN_FLOPS && rayon::current_num_threads() > 1
+/// `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` for `x: [B, K]` contiguous, `wt: [K, W]`
+/// contiguous (`W = wt_width`), `r < R`, `out` rows of length `out_stride` (`c0 + R ≤ out_stride`
+/// and `c0 + R ≤ W`).
+#[allow(clippy::too_many_arguments)]
+pub fn add_xw<F: Real>(
+    x: &[F],
+    k: usize,
+    wt: &[F],
+    wt_width: usize,
+    out: &mut [F],
+    out_stride: usize,
+    c0: usize,
+    r: usize,
+) {
+    if k == 0 || out_stride == 0 || r == 0 {
+        return;
+    }
+    let b = &wt[c0..];
+    let block = |(xs, os): (&[F], &mut [F])| {
+        let rows = xs.len() / k;
+        F::gemm_acc(rows, r, k, xs, k, b, wt_width, &mut os[c0..], out_stride);
+    };
+    match parallel_rows(x.len() / k, x.len() * r) {
+        Some(rows) => x.par_chunks(rows * k).zip(out.par_chunks_mut(rows * out_stride)).for_each(block),
+        None => block((x, out)),
+    }
 }
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · w[r, k]` for `x: [B, K]`, `w: [R, K]` (both contiguous),
@@ -45,10 +63,10 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
     let r = w.len() / k;
     let row = |(xr, or): (&[F], &mut [F])| {
         for (o, wr) in or[c0..c0 + r].iter_mut().zip(w.chunks_exact(k)) {
-            *o = *o + dot(xr, wr);
+            *o = *o + F::dot(xr, wr);
         }
     };
-    if parallel(x.len() / k, x.len() * r) {
+    if parallel_rows(x.len() / k, x.len() * r).is_some() {
         x.par_chunks_exact(k).zip(out.par_chunks_exact_mut(out_stride)).for_each(row);
     } else {
         x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
@@ -72,32 +90,18 @@ pub fn add_yw<F: Real>(
         return;
     }
     let r = w.len() / j;
-    let row = |(yr, or): (&[F], &mut [F])| {
+    let block = |(ys, os): (&[F], &mut [F])| {
         if !accumulate {
-            or.fill(F::zero());
+            os.fill(F::zero());
         }
-        let coeffs = &yr[c0..c0 + r];
-        // Four rows of w at a time: one load and store of `or` per four scaled rows.
-        let mut blocks = coeffs.chunks_exact(4).zip(w.chunks_exact(4 * j));
-        for (s, wb) in &mut blocks {
-            let (w0, rest) = wb.split_at(j);
-            let (w1, rest) = rest.split_at(j);
-            let (w2, w3) = rest.split_at(j);
-            for (i, o) in or.iter_mut().enumerate() {
-                *o = *o + (((s[0] * w0[i] + s[1] * w1[i]) + s[2] * w2[i]) + s[3] * w3[i]);
-            }
-        }
-        let done = coeffs.len() / 4 * 4;
-        for (s, wr) in coeffs[done..].iter().zip(w[done * j..].chunks_exact(j)) {
-            for (o, &wv) in or.iter_mut().zip(wr) {
-                *o = *o + *s * wv;
-            }
+        let rows = os.len() / j;
+        if rows > 0 && r > 0 {
+            F::gemm_acc(rows, j, r, &ys[c0..], y_stride, w, j, os, j);
         }
     };
-    if parallel(y.len() / y_stride, out.len() * r) {
-        y.par_chunks_exact(y_stride).zip(out.par_chunks_exact_mut(j)).for_each(row);
-    } else {
-        y.chunks_exact(y_stride).zip(out.chunks_exact_mut(j)).for_each(row);
+    match parallel_rows(y.len() / y_stride, out.len() * r) {
+        Some(rows) => y.par_chunks(rows * y_stride).zip(out.par_chunks_mut(rows * j)).for_each(block),
+        None => block((y, out)),
     }
 }
 
@@ -125,6 +129,29 @@ mod tests {
                     }
                     assert!((out[bi * stride + c] - want).abs() < 1e-9, "({bi}, {c})");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn add_xw_matches_add_xwt_on_the_transposed_weights() {
+        for &(b, k, r) in &[(3, 13, 5), (1, 8, 1), (64, 40, 70), (9, 33, 130)] {
+            let (x, w) = (fill(b * k, 1), fill(r * k, 2));
+            let width = r + 6;
+            // wt: [k, width], the transpose of w in columns 2..2 + r (the output's columns).
+            let mut wt = fill(k * width, 9);
+            for rr in 0..r {
+                for kk in 0..k {
+                    wt[kk * width + 2 + rr] = w[rr * k + kk];
+                }
+            }
+            let stride = r + 4;
+            let mut out = fill(b * stride, 3);
+            let mut want = out.clone();
+            add_xw(&x, k, &wt, width, &mut out, stride, 2, r);
+            add_xwt(&x, k, &w, &mut want, stride, 2);
+            for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+                assert!((o - w).abs() < 1e-9, "b{b} k{k} r{r} at {i}: {o} vs {w}");
             }
         }
     }
@@ -158,11 +185,14 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
             let mut out = vec![0.5f32; b * r];
             let mut back = vec![0.0f32; b * k];
+            let mut fast = vec![0.5f32; b * r];
+            let wt: Vec<f32> = (0..k * r).map(|i| w[(i % r) * k + i / r]).collect();
             pool.install(|| {
                 add_xwt(&x, k, &w, &mut out, r, 0);
                 add_yw(&out, r, 0, &w, &mut back, k, false);
+                add_xw(&x, k, &wt, r, &mut fast, r, 0, r);
             });
-            (out, back)
+            (out, back, fast)
         };
         assert_eq!(run(1), run(2));
     }

@@ -24,6 +24,7 @@ pub mod real;
 pub mod recurrent;
 pub mod safetensors;
 pub mod sequence;
+pub mod simd;
 pub mod tensor;
 pub mod threads;
 pub mod train;

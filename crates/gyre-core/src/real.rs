@@ -10,12 +10,78 @@ pub trait Real:
 {
     /// Converts a small constant (exactly representable in both types).
     fn lit(v: f64) -> Self;
+
+    /// `c[i·ldc + j] += Σ_p a[i·lda + p] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`, each
+    /// element one chain over `p` in order (see [`crate::simd::gemm_acc`], the f32 version).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_acc(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[Self],
+        lda: usize,
+        b: &[Self],
+        ldb: usize,
+        c: &mut [Self],
+        ldc: usize,
+    ) {
+        for i in 0..m {
+            let crow = &mut c[i * ldc..i * ldc + n];
+            for p in 0..k {
+                let s = a[i * lda + p];
+                for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+                    *o = *o + s * w;
+                }
+            }
+        }
+    }
+
+    /// Dot product in a fixed order (8 lanes, then a fixed tree).
+    fn dot(a: &[Self], b: &[Self]) -> Self {
+        const LANES: usize = 8;
+        let mut acc = [Self::zero(); LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail = ca.remainder().iter().zip(cb.remainder()).fold(Self::zero(), |s, (&x, &y)| s + x * y);
+        for (x, y) in ca.zip(cb) {
+            for l in 0..LANES {
+                acc[l] = acc[l] + x[l] * y[l];
+            }
+        }
+        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    }
+
+    /// `x ← sigmoid(x)` element-wise.
+    fn sigmoid_slice(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = sigmoid(*v));
+    }
+
+    /// `x ← tanh(x)` element-wise.
+    fn tanh_slice(x: &mut [Self]) {
+        x.iter_mut().for_each(|v| *v = v.tanh());
+    }
 }
 
+/// f32 runs on the SIMD kernels of [`crate::simd`] (chosen for the CPU at run time).
 impl Real for f32 {
     #[inline(always)]
     fn lit(v: f64) -> Self {
         v as f32
+    }
+
+    fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+        crate::simd::gemm_acc(m, n, k, a, lda, b, ldb, c, ldc);
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        crate::simd::dot(a, b)
+    }
+
+    fn sigmoid_slice(x: &mut [f32]) {
+        crate::simd::sigmoid_inplace(x);
+    }
+
+    fn tanh_slice(x: &mut [f32]) {
+        crate::simd::tanh_inplace(x);
     }
 }
 

@@ -196,6 +196,9 @@ fn gather_state<F: Real>(dst: &mut [F], src: &[F], from_prev: usize, init: &[F],
     dst[split..].copy_from_slice(&init[split..end]);
 }
 
+/// Passes of at least this many steps run the recurrent product on a transposed copy of `W_hh`.
+const TRANSPOSE_MIN_STEPS: usize = 3;
+
 /// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
 /// cells without a cell state), from first step to last or, with `reverse`, from each
 /// sequence's last step to its first. The weights must have been checked against the cell.
@@ -243,6 +246,19 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
     let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
+    // The recurrent product's fast form reads W_hhᵀ; one transpose per pass, when the pass has
+    // enough steps to repay it.
+    let w_hh_t: Vec<F> = if packing.steps() >= TRANSPOSE_MIN_STEPS {
+        let mut t = zeros(w_hh.len());
+        for (r, row) in w_hh.chunks_exact(hidden).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                t[k * gh + r] = v;
+            }
+        }
+        t
+    } else {
+        Vec::new()
+    };
 
     for p in 0..packing.steps() {
         let t = packing.step(p, reverse);
@@ -259,6 +275,7 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
         cell.forward_step(ForwardStep {
             dims: Dims { batch: n, ..dims },
             w_hh,
+            w_hh_t: &w_hh_t,
             b_hh,
             gates: &mut gates[off * gh..(off + n) * gh],
             h_prev: &h_prev[s..e],

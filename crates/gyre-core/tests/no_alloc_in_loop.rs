@@ -52,9 +52,10 @@ fn allocations_of(cell: &str, steps: usize) -> usize {
 #[test]
 fn allocation_count_does_not_grow_with_the_number_of_steps() {
     for cell in CELLS {
-        allocations_of(cell, 2); // warm-up: lazily initialised state, if any
-        let short = allocations_of(cell, 2);
+        // Passes of 3 steps or more also make one transposed copy of W_hh (before the loop).
+        allocations_of(cell, 3); // warm-up: lazily initialised state, if any
+        let short = allocations_of(cell, 3);
         let long = allocations_of(cell, 60);
-        assert_eq!(short, long, "{cell}: {short} allocations for 2 steps, {long} for 60");
+        assert_eq!(short, long, "{cell}: {short} allocations for 3 steps, {long} for 60");
     }
 }

@@ -1,0 +1,658 @@
+//! f32 SIMD kernels chosen at run time: AVX-512, AVX2 + FMA, or portable scalar code (the
+//! fallback on other CPUs, and the oracle the SIMD paths are tested against). The shipped
+//! binary targets the baseline CPU of its triple; the wider paths are compiled with
+//! `#[target_feature]` and entered only after `is_x86_feature_detected!` says the CPU has them.
+//!
+//! - [`gemm_acc`]: `c += a · b` for row-major blocks — the per-step recurrent products. Every
+//!   output element is one chain of fused multiply-adds over `k` in order, whatever the block
+//!   it falls in, so splitting the output over threads never changes a bit.
+//! - [`dot`]: a dot product (the per-step product for very short sequences).
+//! - [`sigmoid_inplace`], [`tanh_inplace`]: the gate nonlinearities, from one vectorized `exp`
+//!   (a degree-6 polynomial after range reduction, as in Cephes' `expf`), accurate to a few
+//!   units in the last place of the result's magnitude.
+//!
+//! `GYRE_SIMD=scalar|avx2|avx512` caps the level (for tests and comparisons); the default is
+//! the best the CPU supports.
+#![allow(unsafe_code)] // SIMD intrinsics; every unsafe block states what makes it sound
+
+use std::sync::OnceLock;
+
+/// An instruction-set level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Portable Rust (what the compiler makes of it for the baseline target).
+    Scalar,
+    /// AVX2 with FMA (x86-64-v3).
+    Avx2,
+    /// AVX-512 F (x86-64-v4).
+    Avx512,
+}
+
+fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+/// The level in use: the CPU's best, capped by `GYRE_SIMD` when set.
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = detect();
+        let cap = match std::env::var("GYRE_SIMD").as_deref() {
+            Ok("scalar") => Level::Scalar,
+            Ok("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        best.min(cap)
+    })
+}
+
+/// `c[i·ldc + j] += Σ_p a[i·lda + p] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`.
+///
+/// Each `c` element accumulates its products in order `p = 0, 1, …` (fused multiply-adds on
+/// the SIMD paths). Slices must hold the rows they are indexed with; an undersized slice is a
+/// caller bug and panics on the scalar path's indexing (the callers size every buffer from
+/// validated dimensions).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let fits = a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n;
+    if !fits || lda < k || ldb < n || ldc < n {
+        // Out of contract: the portable path indexes (and so bounds-checks) every access.
+        return gemm_acc_scalar(m, n, k, a, lda, b, ldb, c, ldc);
+    }
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512 F (detected), and the bounds were checked above.
+        Level::Avx512 => unsafe {
+            x86::gemm_acc_avx512(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA (detected), and the bounds were checked above.
+        Level::Avx2 => unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) },
+        _ => gemm_acc_scalar(m, n, k, a, lda, b, ldb, c, ldc),
+    }
+}
+
+/// The portable [`gemm_acc`]: same order of accumulation, multiply then add.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_acc_scalar(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        let crow = &mut c[i * ldc..i * ldc + n];
+        for p in 0..k {
+            let s = a[i * lda + p];
+            for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+                *o += s * w;
+            }
+        }
+    }
+}
+
+/// `Σ a[i]·b[i]` over equally long slices, in a fixed order (lanes, then a fixed tree).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the kernel reads `n` elements of each slice.
+        Level::Avx512 => unsafe { x86::dot_avx512(a.as_ptr(), b.as_ptr(), n) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the kernel reads `n` elements of each slice.
+        Level::Avx2 => unsafe { x86::dot_avx2(a.as_ptr(), b.as_ptr(), n) },
+        _ => dot_scalar(&a[..n], &b[..n]),
+    }
+}
+
+/// The portable [`dot`]: 8 independent lanes, summed in a fixed tree.
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).fold(0.0, |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `x ← 1 / (1 + e^-x)` element-wise.
+pub fn sigmoid_inplace(x: &mut [f32]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the kernel touches only `x`.
+        Level::Avx512 => unsafe { x86::sigmoid_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the kernel touches only `x`.
+        Level::Avx2 => unsafe { x86::sigmoid_avx2(x) },
+        _ => x.iter_mut().for_each(|v| *v = crate::real::sigmoid(*v)),
+    }
+}
+
+/// `x ← tanh(x)` element-wise.
+pub fn tanh_inplace(x: &mut [f32]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the kernel touches only `x`.
+        Level::Avx512 => unsafe { x86::tanh_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the kernel touches only `x`.
+        Level::Avx2 => unsafe { x86::tanh_avx2(x) },
+        _ => x.iter_mut().for_each(|v| *v = v.tanh()),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    // exp(x) = 2^n · e^r, n = round(x / ln 2), r = x − n·ln 2 (in two parts), e^r by Cephes'
+    // polynomial. Inputs are clamped so 2^n stays a normal number.
+    const EXP_HI: f32 = 88.0;
+    const EXP_LO: f32 = -87.0;
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
+    #[target_feature(enable = "avx512f")]
+    fn exp512(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+            x,
+            _mm512_set1_ps(LOG2E),
+        ));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(P[0]);
+        for &c in &P[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let r2 = _mm512_mul_ps(r, r);
+        let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+        _mm512_scalef_ps(y, n)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn sigmoid512(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_div_ps(one, _mm512_add_ps(one, e))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn tanh512(x: __m512) -> __m512 {
+        // tanh|x| = (1 − e^{−2|x|}) / (1 + e^{−2|x|}), then the sign of x back.
+        let sign = _mm512_set1_epi32(i32::MIN);
+        let bits = _mm512_castps_si512(x);
+        let ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, bits));
+        let one = _mm512_set1_ps(1.0);
+        let e = exp512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)));
+        let t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(bits, sign)))
+    }
+
+    /// An element-wise kernel over a slice, 16 lanes at a time (the tail through a mask).
+    macro_rules! map512 {
+        ($name:ident, $f:ident) => {
+            #[target_feature(enable = "avx512f")]
+            pub fn $name(x: &mut [f32]) {
+                let mut chunks = x.chunks_exact_mut(16);
+                for ch in &mut chunks {
+                    // SAFETY: `ch` holds exactly 16 floats.
+                    unsafe { _mm512_storeu_ps(ch.as_mut_ptr(), $f(_mm512_loadu_ps(ch.as_ptr()))) };
+                }
+                let rest = chunks.into_remainder();
+                if !rest.is_empty() {
+                    let mask: __mmask16 = (1u32 << rest.len()).wrapping_sub(1) as __mmask16;
+                    // SAFETY: the mask covers exactly the `rest.len()` < 16 floats of `rest`.
+                    unsafe {
+                        let v = _mm512_maskz_loadu_ps(mask, rest.as_ptr());
+                        _mm512_mask_storeu_ps(rest.as_mut_ptr(), mask, $f(v));
+                    }
+                }
+            }
+        };
+    }
+    map512!(sigmoid_avx512, sigmoid512);
+    map512!(tanh_avx512, tanh512);
+
+    #[target_feature(enable = "avx2,fma")]
+    fn exp256(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+            x,
+            _mm256_set1_ps(LOG2E),
+        ));
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(P[0]);
+        for &c in &P[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let r2 = _mm256_mul_ps(r, r);
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+        // 2^n from the exponent bits (n is in [-126, 127] after the clamp).
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        )));
+        _mm256_mul_ps(y, pow2)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid256(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_div_ps(one, _mm256_add_ps(one, e))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn tanh256(x: __m256) -> __m256 {
+        let sign = _mm256_set1_ps(-0.0);
+        let ax = _mm256_andnot_ps(sign, x);
+        let one = _mm256_set1_ps(1.0);
+        let e = exp256(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0)));
+        let t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+        _mm256_or_ps(t, _mm256_and_ps(x, sign))
+    }
+
+    /// An element-wise kernel over a slice, 8 lanes at a time (the tail through a padded copy).
+    macro_rules! map256 {
+        ($name:ident, $f:ident) => {
+            #[target_feature(enable = "avx2,fma")]
+            pub fn $name(x: &mut [f32]) {
+                let mut chunks = x.chunks_exact_mut(8);
+                for ch in &mut chunks {
+                    // SAFETY: `ch` holds exactly 8 floats.
+                    unsafe { _mm256_storeu_ps(ch.as_mut_ptr(), $f(_mm256_loadu_ps(ch.as_ptr()))) };
+                }
+                let rest = chunks.into_remainder();
+                if !rest.is_empty() {
+                    let mut buf = [0f32; 8];
+                    buf[..rest.len()].copy_from_slice(rest);
+                    // SAFETY: `buf` holds 8 floats.
+                    unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), $f(_mm256_loadu_ps(buf.as_ptr()))) };
+                    let n = rest.len();
+                    rest.copy_from_slice(&buf[..n]);
+                }
+            }
+        };
+    }
+    map256!(sigmoid_avx2, sigmoid256);
+    map256!(tanh_avx2, tanh256);
+
+    /// Horizontal sum of 16 lanes in a fixed tree.
+    #[target_feature(enable = "avx512f")]
+    fn hsum512(v: __m512) -> f32 {
+        let lo = _mm512_castps512_ps256(v);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        hsum256(_mm256_add_ps(lo, hi))
+    }
+
+    #[target_feature(enable = "avx")]
+    fn hsum256(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// `a` and `b` must each point to `n` readable floats.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_avx512(a: *const f32, b: *const f32, n: usize) -> f32 {
+        let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut i = 0;
+        // SAFETY: every load reads lanes below `n` (the tail through a mask).
+        unsafe {
+            while i + 32 <= n {
+                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), s0);
+                s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i + 16)), _mm512_loadu_ps(b.add(i + 16)), s1);
+                i += 32;
+            }
+            while i < n {
+                let left = (n - i).min(16);
+                let mask: __mmask16 = (1u32 << left).wrapping_sub(1) as __mmask16;
+                s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a.add(i)), _mm512_maskz_loadu_ps(mask, b.add(i)), s0);
+                i += left;
+            }
+        }
+        hsum512(_mm512_add_ps(s0, s1))
+    }
+
+    /// # Safety
+    /// `a` and `b` must each point to `n` readable floats.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_avx2(a: *const f32, b: *const f32, n: usize) -> f32 {
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        let mut tail = 0f32;
+        // SAFETY: every load reads lanes below `n`.
+        unsafe {
+            while i + 16 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), s0);
+                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8)), _mm256_loadu_ps(b.add(i + 8)), s1);
+                i += 16;
+            }
+            while i + 8 <= n {
+                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), s0);
+                i += 8;
+            }
+            while i < n {
+                tail = (*a.add(i)).mul_add(*b.add(i), tail);
+                i += 1;
+            }
+        }
+        hsum256(_mm256_add_ps(s0, s1)) + tail
+    }
+
+    /// `MR` rows × `NV` vectors of 16 columns of `c += a·b`; `last` masks the last vector.
+    ///
+    /// # Safety
+    /// Rows `0..MR` of `a` (`k` floats each, stride `lda`), rows `0..k` of `b` and rows `0..MR`
+    /// of `c` (the columns the vectors and mask cover) must be readable (and `c` writable).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile512<const MR: usize, const NV: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        last: __mmask16,
+    ) {
+        let mask = |v: usize| if v + 1 == NV { last } else { 0xFFFF };
+        // SAFETY: the caller guarantees every address below is inside its slice.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(mask(v), c.add(i * ldc + 16 * v));
+                }
+            }
+            for p in 0..k {
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(mask(v), b.add(p * ldb + 16 * v));
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let s = _mm512_set1_ps(*a.add(i * lda + p));
+                    for (x, &w) in row.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(s, w, *x);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), mask(v), x);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`super::gemm_acc`]'s bounds, checked by it.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_acc_avx512(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        const NR: usize = 64;
+        let mut j = 0;
+        while j < n {
+            let cols = (n - j).min(NR);
+            let nv = cols.div_ceil(16);
+            let last: __mmask16 = (1u32 << (cols - 16 * (nv - 1))).wrapping_sub(1) as __mmask16;
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(4);
+                // SAFETY: rows i..i+rows, columns j..j+cols are inside the checked bounds.
+                unsafe {
+                    let (a, b, c) = (a.add(i * lda), b.add(j), c.add(i * ldc + j));
+                    match (rows, nv) {
+                        (4, 4) => tile512::<4, 4>(k, a, lda, b, ldb, c, ldc, last),
+                        (4, 3) => tile512::<4, 3>(k, a, lda, b, ldb, c, ldc, last),
+                        (4, 2) => tile512::<4, 2>(k, a, lda, b, ldb, c, ldc, last),
+                        (4, _) => tile512::<4, 1>(k, a, lda, b, ldb, c, ldc, last),
+                        (3, 4) => tile512::<3, 4>(k, a, lda, b, ldb, c, ldc, last),
+                        (3, 3) => tile512::<3, 3>(k, a, lda, b, ldb, c, ldc, last),
+                        (3, 2) => tile512::<3, 2>(k, a, lda, b, ldb, c, ldc, last),
+                        (3, _) => tile512::<3, 1>(k, a, lda, b, ldb, c, ldc, last),
+                        (2, 4) => tile512::<2, 4>(k, a, lda, b, ldb, c, ldc, last),
+                        (2, 3) => tile512::<2, 3>(k, a, lda, b, ldb, c, ldc, last),
+                        (2, 2) => tile512::<2, 2>(k, a, lda, b, ldb, c, ldc, last),
+                        (2, _) => tile512::<2, 1>(k, a, lda, b, ldb, c, ldc, last),
+                        (_, 4) => tile512::<1, 4>(k, a, lda, b, ldb, c, ldc, last),
+                        (_, 3) => tile512::<1, 3>(k, a, lda, b, ldb, c, ldc, last),
+                        (_, 2) => tile512::<1, 2>(k, a, lda, b, ldb, c, ldc, last),
+                        (_, _) => tile512::<1, 1>(k, a, lda, b, ldb, c, ldc, last),
+                    }
+                }
+                i += rows;
+            }
+            j += cols;
+        }
+    }
+
+    /// `MR` rows × `NV` vectors of 8 columns of `c += a·b` (full vectors only).
+    ///
+    /// # Safety
+    /// As [`tile512`], for `8·NV` columns.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile256<const MR: usize, const NV: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: the caller guarantees every address below is inside its slice.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(c.add(i * ldc + 8 * v));
+                }
+            }
+            for p in 0..k {
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(b.add(p * ldb + 8 * v));
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let s = _mm256_set1_ps(*a.add(i * lda + p));
+                    for (x, &w) in row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(s, w, *x);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    _mm256_storeu_ps(c.add(i * ldc + 8 * v), x);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`super::gemm_acc`]'s bounds, checked by it.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_acc_avx2(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        const NR: usize = 24;
+        let full = n / 8 * 8;
+        let mut j = 0;
+        while j < full {
+            let nv = ((full - j) / 8).min(NR / 8);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(4);
+                // SAFETY: rows i..i+rows, columns j..j+8·nv are inside the checked bounds.
+                unsafe {
+                    let (a, b, c) = (a.add(i * lda), b.add(j), c.add(i * ldc + j));
+                    match (rows, nv) {
+                        (4, 3) => tile256::<4, 3>(k, a, lda, b, ldb, c, ldc),
+                        (4, 2) => tile256::<4, 2>(k, a, lda, b, ldb, c, ldc),
+                        (4, _) => tile256::<4, 1>(k, a, lda, b, ldb, c, ldc),
+                        (3, 3) => tile256::<3, 3>(k, a, lda, b, ldb, c, ldc),
+                        (3, 2) => tile256::<3, 2>(k, a, lda, b, ldb, c, ldc),
+                        (3, _) => tile256::<3, 1>(k, a, lda, b, ldb, c, ldc),
+                        (2, 3) => tile256::<2, 3>(k, a, lda, b, ldb, c, ldc),
+                        (2, 2) => tile256::<2, 2>(k, a, lda, b, ldb, c, ldc),
+                        (2, _) => tile256::<2, 1>(k, a, lda, b, ldb, c, ldc),
+                        (_, 3) => tile256::<1, 3>(k, a, lda, b, ldb, c, ldc),
+                        (_, 2) => tile256::<1, 2>(k, a, lda, b, ldb, c, ldc),
+                        (_, _) => tile256::<1, 1>(k, a, lda, b, ldb, c, ldc),
+                    }
+                }
+                i += rows;
+            }
+            j += 8 * nv;
+        }
+        // Columns past the last full vector: the same fused chain, one element at a time.
+        for i in 0..m {
+            for j in full..n {
+                // SAFETY: (i, j) is inside the checked bounds.
+                unsafe {
+                    let o = c.add(i * ldc + j);
+                    let mut s = *o;
+                    for p in 0..k {
+                        s = (*a.add(i * lda + p)).mul_add(*b.add(p * ldb + j), s);
+                    }
+                    *o = s;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gemm_acc_matches_f64_arithmetic_on_every_shape_edge() {
+        for &(m, n, k) in &[(1, 1, 1), (3, 17, 5), (4, 64, 33), (5, 65, 64), (9, 130, 7), (32, 1024, 256), (2, 200, 1)]
+        {
+            let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
+            let a = fill(m * lda, 1);
+            let b = fill(k * ldb, 2);
+            let c0 = fill(m * ldc, 3);
+            let mut c = c0.clone();
+            gemm_acc(m, n, k, &a, lda, &b, ldb, &mut c, ldc);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let want = if j < n {
+                        c0[i * ldc + j] as f64
+                            + (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>()
+                    } else {
+                        c0[i * ldc + j] as f64 // padding columns untouched
+                    };
+                    let tol = 1e-5 * (1.0 + k as f64).sqrt() * 4.0;
+                    assert!(
+                        (c[i * ldc + j] as f64 - want).abs() <= tol,
+                        "m{m} n{n} k{k} ({i},{j}): {} vs {want}",
+                        c[i * ldc + j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_acc_gives_the_same_bits_for_any_split_of_the_output() {
+        let (m, n, k) = (13, 150, 40);
+        let a = fill(m * k, 4);
+        let b = fill(k * n, 5);
+        let mut whole = vec![0f32; m * n];
+        gemm_acc(m, n, k, &a, k, &b, n, &mut whole, n);
+        let mut parts = vec![0f32; m * n];
+        for (i0, i1) in [(0, 5), (5, 6), (6, 13)] {
+            for (j0, j1) in [(0, 37), (37, 101), (101, 150)] {
+                gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, &b[j0..], n, &mut parts[i0 * n + j0..], n);
+            }
+        }
+        assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn dot_matches_f64_arithmetic() {
+        for n in [0, 1, 7, 16, 31, 32, 33, 100, 256] {
+            let (a, b) = (fill(n, 6), fill(n, 7));
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!((dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+            assert!((dot_scalar(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+        }
+    }
+
+    #[test]
+    fn nonlinearities_match_the_scalar_oracle() {
+        let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
+        xs.extend([-100.0, -88.5, -87.5, -30.0, -1e-6, 0.0, 1e-6, 1e-30, 30.0, 87.5, 88.5, 100.0]);
+        let mut s = xs.clone();
+        sigmoid_inplace(&mut s);
+        let mut t = xs.clone();
+        tanh_inplace(&mut t);
+        for ((&x, &sv), &tv) in xs.iter().zip(&s).zip(&t) {
+            let (ws, wt) = (1.0 / (1.0 + (-(x as f64)).exp()), (x as f64).tanh());
+            assert!((sv as f64 - ws).abs() <= 2e-7 + 4e-7 * ws, "sigmoid({x}) = {sv}, want {ws}");
+            assert!((tv as f64 - wt).abs() <= 3e-7, "tanh({x}) = {tv}, want {wt}");
+            assert!(sv.is_finite() && tv.is_finite() && (0.0..=1.0).contains(&sv) && (-1.0..=1.0).contains(&tv));
+        }
+    }
+}
