@@ -84,6 +84,122 @@ pub struct BackwardStep<'a, 'w, F> {
     pub scratch: &'a mut [F],
 }
 
+/// The first `rows` of `n` batch rows of `s` (every row `s.len() / n` wide; an empty slice
+/// stays empty), and the rest.
+fn split_ref<F>(s: &[F], rows: usize, n: usize) -> (&[F], &[F]) {
+    s.split_at(s.len() / n.max(1) * rows)
+}
+
+fn split_mut<F>(s: &mut [F], rows: usize, n: usize) -> (&mut [F], &mut [F]) {
+    let at = s.len() / n.max(1) * rows;
+    s.split_at_mut(at)
+}
+
+impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
+    /// The step of the first `rows` batch rows and that of the others: every row of a step is
+    /// independent of the others, so the two halves can run on different threads.
+    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+        let n = self.dims.batch;
+        let (g0, g1) = split_mut(self.gates, rows, n);
+        let (hp0, hp1) = split_ref(self.h_prev, rows, n);
+        let (cp0, cp1) = split_ref(self.c_prev, rows, n);
+        let (h0, h1) = split_mut(self.h, rows, n);
+        let (c0, c1) = split_mut(self.c, rows, n);
+        let (e0, e1) = split_mut(self.extra, rows, n);
+        let (s0, s1) = split_mut(self.scratch, rows, n);
+        let dims = |batch| Dims { batch, ..self.dims };
+        let (w_hh, w_hh_t, b_hh) = (self.w_hh, self.w_hh_t, self.b_hh);
+        (
+            ForwardStep {
+                dims: dims(rows),
+                w_hh,
+                w_hh_t,
+                b_hh,
+                gates: g0,
+                h_prev: hp0,
+                c_prev: cp0,
+                h: h0,
+                c: c0,
+                extra: e0,
+                scratch: s0,
+            },
+            ForwardStep {
+                dims: dims(n - rows),
+                w_hh,
+                w_hh_t,
+                b_hh,
+                gates: g1,
+                h_prev: hp1,
+                c_prev: cp1,
+                h: h1,
+                c: c1,
+                extra: e1,
+                scratch: s1,
+            },
+        )
+    }
+}
+
+impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
+    /// As [`ForwardStep::split_rows`].
+    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+        let n = self.dims.batch;
+        let (g0, g1) = split_ref(self.gates, rows, n);
+        let (hp0, hp1) = split_ref(self.h_prev, rows, n);
+        let (cp0, cp1) = split_ref(self.c_prev, rows, n);
+        let (h0, h1) = split_ref(self.h, rows, n);
+        let (c0, c1) = split_ref(self.c, rows, n);
+        let (e0, e1) = split_ref(self.extra, rows, n);
+        let (dh0, dh1) = split_ref(self.dh, rows, n);
+        let (dc0, dc1) = split_ref(self.dc, rows, n);
+        let (dgx0, dgx1) = split_mut(self.dgx, rows, n);
+        let (dgh0, dgh1) = split_mut(self.dgh, rows, n);
+        let (dhp0, dhp1) = split_mut(self.dh_prev, rows, n);
+        let (dcp0, dcp1) = split_mut(self.dc_prev, rows, n);
+        let (s0, s1) = split_mut(self.scratch, rows, n);
+        let dims = |batch| Dims { batch, ..self.dims };
+        let (w_hh, b_hh) = (self.w_hh, self.b_hh);
+        (
+            BackwardStep {
+                dims: dims(rows),
+                w_hh,
+                b_hh,
+                gates: g0,
+                h_prev: hp0,
+                c_prev: cp0,
+                h: h0,
+                c: c0,
+                extra: e0,
+                dh: dh0,
+                dc: dc0,
+                dgx: dgx0,
+                dgh: dgh0,
+                dh_prev: dhp0,
+                dc_prev: dcp0,
+                scratch: s0,
+            },
+            BackwardStep {
+                dims: dims(n - rows),
+                w_hh,
+                b_hh,
+                gates: g1,
+                h_prev: hp1,
+                c_prev: cp1,
+                h: h1,
+                c: c1,
+                extra: e1,
+                dh: dh1,
+                dc: dc1,
+                dgx: dgx1,
+                dgh: dgh1,
+                dh_prev: dhp1,
+                dc_prev: dcp1,
+                scratch: s1,
+            },
+        )
+    }
+}
+
 /// One time step of a recurrent cell, forward and backward.
 pub trait Cell<F: Real>: Sync {
     /// Number of gate blocks `G` (`weight_ih` is `[G·H, I]`).

@@ -21,9 +21,14 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 16;
 
 /// Rows per parallel task: the batch split evenly over the threads, in multiples of 4 (the
 /// kernels' row block).
+///
+/// The time-loop driver already splits each step's batch rows over the pool; inside such a
+/// block (a rayon worker running a task) the kernels stay on their thread.
 fn parallel_rows(rows: usize, flops: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
-    (rows > 1 && flops >= PARALLEL_MIN_FLOPS && threads > 1).then(|| rows.div_ceil(threads).next_multiple_of(4).max(4))
+    let nested = rayon::current_thread_index().is_some();
+    (!nested && rows > 1 && flops >= PARALLEL_MIN_FLOPS && threads > 1)
+        .then(|| rows.div_ceil(threads).next_multiple_of(4).max(4))
 }
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` for `x: [B, K]` contiguous, `wt: [K, W]`
@@ -46,7 +51,7 @@ pub fn add_xw<F: Real>(
     let b = &wt[c0..];
     let block = |(xs, os): (&[F], &mut [F])| {
         let rows = xs.len() / k;
-        F::gemm_acc(rows, r, k, xs, k, b, wt_width, &mut os[c0..], out_stride);
+        F::gemm_acc(rows, r, k, xs, k, 1, b, wt_width, &mut os[c0..], out_stride);
     };
     match parallel_rows(x.len() / k, x.len() * r) {
         Some(rows) => x.par_chunks(rows * k).zip(out.par_chunks_mut(rows * out_stride)).for_each(block),
@@ -96,7 +101,7 @@ pub fn add_yw<F: Real>(
         }
         let rows = os.len() / j;
         if rows > 0 && r > 0 {
-            F::gemm_acc(rows, j, r, &ys[c0..], y_stride, w, j, os, j);
+            F::gemm_acc(rows, j, r, &ys[c0..], y_stride, 1, w, j, os, j);
         }
     };
     match parallel_rows(y.len() / y_stride, out.len() * r) {

@@ -1,13 +1,16 @@
 //! Matrix products and reductions used by the recurrent drivers.
 //!
-//! Products run on ndarray's `general_mat_mul` (matrixmultiply's packed SIMD kernels). Large
-//! products are split into blocks of output rows or columns over the rayon pool. Every output
-//! element is still one reduction over the same `k` in the same order, so a result does not
-//! depend on the number of threads.
+//! f32 products run on gyre's own SIMD kernel ([`crate::simd::gemm_acc`], AVX-512 or AVX2+FMA
+//! chosen at run time; measured faster than matrixmultiply's on these shapes, see
+//! `benchmark/gemm.md`); other types and layouts on ndarray's `general_mat_mul`
+//! (matrixmultiply). Large products are split into blocks of output rows (or columns) over the
+//! rayon pool. Every output element is still one reduction over the same `k` in the same
+//! order, so a result does not depend on the number of threads.
 
 use crate::real::Real;
 use ndarray::parallel::prelude::*;
 use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use rayon::slice::ParallelSliceMut;
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
@@ -18,6 +21,13 @@ const MIN_BLOCK: usize = 16;
 /// (pass `x.t()` for a transpose). Shapes are the caller's invariant: the drivers size every
 /// buffer from validated dimensions.
 pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
+    if F::FAST_GEMM
+        && alpha == F::one()
+        && (beta == F::zero() || beta == F::one())
+        && fast_gemm(a, b, beta == F::zero(), c.view_mut())
+    {
+        return;
+    }
     let (m, k) = a.dim();
     let n = b.ncols();
     let threads = rayon::current_num_threads();
@@ -38,6 +48,42 @@ pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut 
             .zip(b.axis_chunks_iter(Axis(1), block).into_par_iter())
             .for_each(|(mut c_blk, b_blk)| general_mat_mul(alpha, &a, &b_blk, beta, &mut c_blk));
     }
+}
+
+/// `c (=|+=) a · b` on [`Real::gemm_acc`] when `c` is row-major and contiguous and `a` is
+/// contiguous in either order (`b` is copied to row-major when it is not). Returns false, having
+/// done nothing, for other layouts.
+fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, mut c: ArrayViewMut2<F>) -> bool {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (sa0, sa1) = (a.strides()[0], a.strides()[1]);
+    if sa0 < 0 || sa1 < 0 {
+        return false;
+    }
+    let (rsa, csa) = (sa0 as usize, sa1 as usize);
+    let Some(a_mem) = a.as_slice_memory_order() else { return false };
+    let b_std = b.as_standard_layout();
+    let Some(b_mem) = b_std.as_slice() else { return false };
+    let Some(c_mem) = c.as_slice_mut() else { return false };
+    if m == 0 || n == 0 {
+        return true;
+    }
+    let block = |i0: usize, cs: &mut [F]| {
+        if overwrite {
+            cs.fill(F::zero());
+        }
+        if k > 0 {
+            F::gemm_acc(cs.len() / n, n, k, &a_mem[i0 * rsa..], rsa, csa, b_mem, n, cs, n);
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
+        block(0, c_mem);
+    } else {
+        let rows = m.div_ceil(threads * 2).next_multiple_of(4);
+        c_mem.par_chunks_mut(rows * n).enumerate().for_each(|(bi, cs)| block(bi * rows, cs));
+    }
+    true
 }
 
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.

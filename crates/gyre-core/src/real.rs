@@ -11,7 +11,10 @@ pub trait Real:
     /// Converts a small constant (exactly representable in both types).
     fn lit(v: f64) -> Self;
 
-    /// `c[i·ldc + j] += Σ_p a[i·lda + p] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`, each
+    /// Whether [`Real::gemm_acc`] is the fast product (SIMD) rather than the portable loop.
+    const FAST_GEMM: bool = false;
+
+    /// `c[i·ldc + j] += Σ_p a[i·rsa + p·csa] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`, each
     /// element one chain over `p` in order (see [`crate::simd::gemm_acc`], the f32 version).
     #[allow(clippy::too_many_arguments)]
     fn gemm_acc(
@@ -19,7 +22,8 @@ pub trait Real:
         n: usize,
         k: usize,
         a: &[Self],
-        lda: usize,
+        rsa: usize,
+        csa: usize,
         b: &[Self],
         ldb: usize,
         c: &mut [Self],
@@ -28,7 +32,7 @@ pub trait Real:
         for i in 0..m {
             let crow = &mut c[i * ldc..i * ldc + n];
             for p in 0..k {
-                let s = a[i * lda + p];
+                let s = a[i * rsa + p * csa];
                 for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
                     *o = *o + s * w;
                 }
@@ -68,8 +72,21 @@ impl Real for f32 {
         v as f32
     }
 
-    fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
-        crate::simd::gemm_acc(m, n, k, a, lda, b, ldb, c, ldc);
+    const FAST_GEMM: bool = true;
+
+    fn gemm_acc(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        crate::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {

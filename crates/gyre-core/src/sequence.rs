@@ -196,6 +196,43 @@ fn gather_state<F: Real>(dst: &mut [F], src: &[F], from_prev: usize, init: &[F],
     dst[split..].copy_from_slice(&init[split..end]);
 }
 
+/// Below this many multiply-adds a step runs on the calling thread.
+const PARALLEL_STEP_MIN_FLOPS: usize = 1 << 16;
+
+/// Runs one step of `n` batch rows, split into blocks of rows over the rayon pool when it is
+/// large enough (rows are independent; the blocks are halved recursively with `rayon::join`,
+/// which allocates nothing). Each row's arithmetic is the same in any block, so the result does
+/// not depend on the number of threads.
+fn in_row_blocks<S: Send>(
+    step: S,
+    n: usize,
+    flops: usize,
+    split: &(dyn Fn(S, usize) -> (S, S) + Sync),
+    run: &(dyn Fn(S) -> Result<()> + Sync),
+) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
+        return run(step);
+    }
+    fn go<S: Send>(
+        step: S,
+        n: usize,
+        parts: usize,
+        split: &(dyn Fn(S, usize) -> (S, S) + Sync),
+        run: &(dyn Fn(S) -> Result<()> + Sync),
+    ) -> Result<()> {
+        if parts <= 1 || n < 8 {
+            return run(step);
+        }
+        let left = (n * (parts / 2)).div_ceil(parts).next_multiple_of(4).min(n);
+        let (a, b) = split(step, left);
+        let (ra, rb) =
+            rayon::join(|| go(a, left, parts / 2, split, run), || go(b, n - left, parts - parts / 2, split, run));
+        ra.and(rb)
+    }
+    go(step, n, threads, split, run)
+}
+
 /// Passes of at least this many steps run the recurrent product on a transposed copy of `W_hh`.
 const TRANSPOSE_MIN_STEPS: usize = 3;
 
@@ -272,7 +309,7 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
             gather_state(&mut c_prev[s..e], &c[prev_off..], from_prev, c0, hidden);
         }
         let (c_prev_t, c_t): (&[F], &mut [F]) = if has_c { (&c_prev[s..e], &mut c[s..e]) } else { (&[], &mut []) };
-        cell.forward_step(ForwardStep {
+        let step = ForwardStep {
             dims: Dims { batch: n, ..dims },
             w_hh,
             w_hh_t: &w_hh_t,
@@ -284,7 +321,8 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
             c: c_t,
             extra: &mut extra[off * width..(off + n) * width],
             scratch: &mut scratch[..n * gh],
-        })?;
+        };
+        in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
     }
     Ok(Trace { dims, packing: packing.clone(), reverse, gates, h_prev, h, c_prev, c, extra })
 }
@@ -351,7 +389,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
         let (dc_t, dc_prev_t): (&[F], &mut [F]) =
             if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
         let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
-        cell.backward_step(BackwardStep {
+        let step = BackwardStep {
             dims: Dims { batch: n, ..trace.dims },
             w_hh,
             b_hh,
@@ -368,7 +406,8 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
             dh_prev: &mut dh_prev[..n * hidden],
             dc_prev: dc_prev_t,
             scratch: &mut scratch[..n * gh],
-        })?;
+        };
+        in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
         // Rows that started this step from the initial state hand their gradient to it.
         let from_prev = if p > 0 { packing.rows_at(packing.step(p - 1, reverse)).min(n) } else { 0 } * hidden;
         d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);

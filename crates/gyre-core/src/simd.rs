@@ -55,32 +55,46 @@ pub fn level() -> Level {
     })
 }
 
-/// `c[i·ldc + j] += Σ_p a[i·lda + p] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`.
+/// `c[i·ldc + j] += Σ_p a[i·rsa + p·csa] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`: `a`
+/// row-major (`csa = 1`) or transposed (`rsa = 1`), `b` and `c` row-major.
 ///
 /// Each `c` element accumulates its products in order `p = 0, 1, …` (fused multiply-adds on
-/// the SIMD paths). Slices must hold the rows they are indexed with; an undersized slice is a
-/// caller bug and panics on the scalar path's indexing (the callers size every buffer from
-/// validated dimensions).
+/// the SIMD paths; the sum is carried through `c` between blocks of `k`, which changes no bit),
+/// so any split of the output over threads gives the same result. Undersized slices (a caller
+/// bug: the callers size every buffer from validated dimensions) take the bounds-checked
+/// portable path, which panics on them.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_acc(m: usize, n: usize, k: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize) {
+pub fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let fits = a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n;
-    if !fits || lda < k || ldb < n || ldc < n {
-        // Out of contract: the portable path indexes (and so bounds-checks) every access.
-        return gemm_acc_scalar(m, n, k, a, lda, b, ldb, c, ldc);
+    let fits = a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n;
+    if !fits || ldb < n || ldc < n {
+        return gemm_acc_scalar(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512 F (detected), and the bounds were checked above.
         Level::Avx512 => unsafe {
-            x86::gemm_acc_avx512(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+            x86::gemm_acc_avx512(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (detected), and the bounds were checked above.
-        Level::Avx2 => unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), lda, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) },
-        _ => gemm_acc_scalar(m, n, k, a, lda, b, ldb, c, ldc),
+        Level::Avx2 => unsafe {
+            x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+        },
+        _ => gemm_acc_scalar(m, n, k, a, rsa, csa, b, ldb, c, ldc),
     }
 }
 
@@ -91,7 +105,8 @@ pub fn gemm_acc_scalar(
     n: usize,
     k: usize,
     a: &[f32],
-    lda: usize,
+    rsa: usize,
+    csa: usize,
     b: &[f32],
     ldb: usize,
     c: &mut [f32],
@@ -100,7 +115,7 @@ pub fn gemm_acc_scalar(
     for i in 0..m {
         let crow = &mut c[i * ldc..i * ldc + n];
         for p in 0..k {
-            let s = a[i * lda + p];
+            let s = a[i * rsa + p * csa];
             for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
                 *o += s * w;
             }
@@ -377,7 +392,8 @@ mod x86 {
     unsafe fn tile512<const MR: usize, const NV: usize>(
         k: usize,
         a: *const f32,
-        lda: usize,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -399,7 +415,7 @@ mod x86 {
                     *x = _mm512_maskz_loadu_ps(mask(v), b.add(p * ldb + 16 * v));
                 }
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let s = _mm512_set1_ps(*a.add(i * lda + p));
+                    let s = _mm512_set1_ps(*a.add(i * rsa + p * csa));
                     for (x, &w) in row.iter_mut().zip(&bv) {
                         *x = _mm512_fmadd_ps(s, w, *x);
                     }
@@ -413,6 +429,10 @@ mod x86 {
         }
     }
 
+    /// Depth of one pass over `k`: a `KC × 64` panel of `b` (64 KiB) stays in L2 while every
+    /// row block of `a` streams past it.
+    const KC: usize = 256;
+
     /// # Safety
     /// As [`super::gemm_acc`]'s bounds, checked by it.
     #[target_feature(enable = "avx512f")]
@@ -422,46 +442,52 @@ mod x86 {
         n: usize,
         k: usize,
         a: *const f32,
-        lda: usize,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
         ldc: usize,
     ) {
         const NR: usize = 64;
-        let mut j = 0;
-        while j < n {
-            let cols = (n - j).min(NR);
-            let nv = cols.div_ceil(16);
-            let last: __mmask16 = (1u32 << (cols - 16 * (nv - 1))).wrapping_sub(1) as __mmask16;
-            let mut i = 0;
-            while i < m {
-                let rows = (m - i).min(4);
-                // SAFETY: rows i..i+rows, columns j..j+cols are inside the checked bounds.
-                unsafe {
-                    let (a, b, c) = (a.add(i * lda), b.add(j), c.add(i * ldc + j));
-                    match (rows, nv) {
-                        (4, 4) => tile512::<4, 4>(k, a, lda, b, ldb, c, ldc, last),
-                        (4, 3) => tile512::<4, 3>(k, a, lda, b, ldb, c, ldc, last),
-                        (4, 2) => tile512::<4, 2>(k, a, lda, b, ldb, c, ldc, last),
-                        (4, _) => tile512::<4, 1>(k, a, lda, b, ldb, c, ldc, last),
-                        (3, 4) => tile512::<3, 4>(k, a, lda, b, ldb, c, ldc, last),
-                        (3, 3) => tile512::<3, 3>(k, a, lda, b, ldb, c, ldc, last),
-                        (3, 2) => tile512::<3, 2>(k, a, lda, b, ldb, c, ldc, last),
-                        (3, _) => tile512::<3, 1>(k, a, lda, b, ldb, c, ldc, last),
-                        (2, 4) => tile512::<2, 4>(k, a, lda, b, ldb, c, ldc, last),
-                        (2, 3) => tile512::<2, 3>(k, a, lda, b, ldb, c, ldc, last),
-                        (2, 2) => tile512::<2, 2>(k, a, lda, b, ldb, c, ldc, last),
-                        (2, _) => tile512::<2, 1>(k, a, lda, b, ldb, c, ldc, last),
-                        (_, 4) => tile512::<1, 4>(k, a, lda, b, ldb, c, ldc, last),
-                        (_, 3) => tile512::<1, 3>(k, a, lda, b, ldb, c, ldc, last),
-                        (_, 2) => tile512::<1, 2>(k, a, lda, b, ldb, c, ldc, last),
-                        (_, _) => tile512::<1, 1>(k, a, lda, b, ldb, c, ldc, last),
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = (k - p0).min(KC);
+            let mut j = 0;
+            while j < n {
+                let cols = (n - j).min(NR);
+                let nv = cols.div_ceil(16);
+                let last: __mmask16 = (1u32 << (cols - 16 * (nv - 1))).wrapping_sub(1) as __mmask16;
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(4);
+                    // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+cols are in bounds.
+                    unsafe {
+                        let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
+                        match (rows, nv) {
+                            (4, 4) => tile512::<4, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (4, 3) => tile512::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (4, 2) => tile512::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (4, _) => tile512::<4, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (3, 4) => tile512::<3, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (3, 3) => tile512::<3, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (3, 2) => tile512::<3, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (3, _) => tile512::<3, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (2, 4) => tile512::<2, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (2, 3) => tile512::<2, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (2, 2) => tile512::<2, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (2, _) => tile512::<2, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (_, 4) => tile512::<1, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (_, 3) => tile512::<1, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (_, 2) => tile512::<1, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                            (_, _) => tile512::<1, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        }
                     }
+                    i += rows;
                 }
-                i += rows;
+                j += cols;
             }
-            j += cols;
+            p0 += kc;
         }
     }
 
@@ -470,10 +496,12 @@ mod x86 {
     /// # Safety
     /// As [`tile512`], for `8·NV` columns.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn tile256<const MR: usize, const NV: usize>(
         k: usize,
         a: *const f32,
-        lda: usize,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -493,7 +521,7 @@ mod x86 {
                     *x = _mm256_loadu_ps(b.add(p * ldb + 8 * v));
                 }
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let s = _mm256_set1_ps(*a.add(i * lda + p));
+                    let s = _mm256_set1_ps(*a.add(i * rsa + p * csa));
                     for (x, &w) in row.iter_mut().zip(&bv) {
                         *x = _mm256_fmadd_ps(s, w, *x);
                     }
@@ -516,7 +544,8 @@ mod x86 {
         n: usize,
         k: usize,
         a: *const f32,
-        lda: usize,
+        rsa: usize,
+        csa: usize,
         b: *const f32,
         ldb: usize,
         c: *mut f32,
@@ -524,43 +553,48 @@ mod x86 {
     ) {
         const NR: usize = 24;
         let full = n / 8 * 8;
-        let mut j = 0;
-        while j < full {
-            let nv = ((full - j) / 8).min(NR / 8);
-            let mut i = 0;
-            while i < m {
-                let rows = (m - i).min(4);
-                // SAFETY: rows i..i+rows, columns j..j+8·nv are inside the checked bounds.
-                unsafe {
-                    let (a, b, c) = (a.add(i * lda), b.add(j), c.add(i * ldc + j));
-                    match (rows, nv) {
-                        (4, 3) => tile256::<4, 3>(k, a, lda, b, ldb, c, ldc),
-                        (4, 2) => tile256::<4, 2>(k, a, lda, b, ldb, c, ldc),
-                        (4, _) => tile256::<4, 1>(k, a, lda, b, ldb, c, ldc),
-                        (3, 3) => tile256::<3, 3>(k, a, lda, b, ldb, c, ldc),
-                        (3, 2) => tile256::<3, 2>(k, a, lda, b, ldb, c, ldc),
-                        (3, _) => tile256::<3, 1>(k, a, lda, b, ldb, c, ldc),
-                        (2, 3) => tile256::<2, 3>(k, a, lda, b, ldb, c, ldc),
-                        (2, 2) => tile256::<2, 2>(k, a, lda, b, ldb, c, ldc),
-                        (2, _) => tile256::<2, 1>(k, a, lda, b, ldb, c, ldc),
-                        (_, 3) => tile256::<1, 3>(k, a, lda, b, ldb, c, ldc),
-                        (_, 2) => tile256::<1, 2>(k, a, lda, b, ldb, c, ldc),
-                        (_, _) => tile256::<1, 1>(k, a, lda, b, ldb, c, ldc),
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = (k - p0).min(KC);
+            let mut j = 0;
+            while j < full {
+                let nv = ((full - j) / 8).min(NR / 8);
+                let mut i = 0;
+                while i < m {
+                    let rows = (m - i).min(4);
+                    // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+8·nv are in bounds.
+                    unsafe {
+                        let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
+                        match (rows, nv) {
+                            (4, 3) => tile256::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (4, 2) => tile256::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (4, _) => tile256::<4, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (3, 3) => tile256::<3, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (3, 2) => tile256::<3, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (3, _) => tile256::<3, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (2, 3) => tile256::<2, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (2, 2) => tile256::<2, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (2, _) => tile256::<2, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (_, 3) => tile256::<1, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (_, 2) => tile256::<1, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                            (_, _) => tile256::<1, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        }
                     }
+                    i += rows;
                 }
-                i += rows;
+                j += 8 * nv;
             }
-            j += 8 * nv;
+            p0 += kc;
         }
         // Columns past the last full vector: the same fused chain, one element at a time.
         for i in 0..m {
             for j in full..n {
-                // SAFETY: (i, j) is inside the checked bounds.
+                // SAFETY: (i, j) and every p < k are inside the checked bounds.
                 unsafe {
                     let o = c.add(i * ldc + j);
                     let mut s = *o;
                     for p in 0..k {
-                        s = (*a.add(i * lda + p)).mul_add(*b.add(p * ldb + j), s);
+                        s = (*a.add(i * rsa + p * csa)).mul_add(*b.add(p * ldb + j), s);
                     }
                     *o = s;
                 }
@@ -594,7 +628,7 @@ mod tests {
             let b = fill(k * ldb, 2);
             let c0 = fill(m * ldc, 3);
             let mut c = c0.clone();
-            gemm_acc(m, n, k, &a, lda, &b, ldb, &mut c, ldc);
+            gemm_acc(m, n, k, &a, lda, 1, &b, ldb, &mut c, ldc);
             for i in 0..m {
                 for j in 0..ldc {
                     let want = if j < n {
@@ -620,14 +654,26 @@ mod tests {
         let a = fill(m * k, 4);
         let b = fill(k * n, 5);
         let mut whole = vec![0f32; m * n];
-        gemm_acc(m, n, k, &a, k, &b, n, &mut whole, n);
+        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut whole, n);
         let mut parts = vec![0f32; m * n];
         for (i0, i1) in [(0, 5), (5, 6), (6, 13)] {
             for (j0, j1) in [(0, 37), (37, 101), (101, 150)] {
-                gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, &b[j0..], n, &mut parts[i0 * n + j0..], n);
+                gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, 1, &b[j0..], n, &mut parts[i0 * n + j0..], n);
             }
         }
         assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
+        let (m, n, k) = (7, 90, 600);
+        let at = fill(k * m, 8); // a stored transposed: a[i, p] = at[p·m + i]
+        let a: Vec<f32> = (0..m * k).map(|q| at[(q % k) * m + q / k]).collect();
+        let b = fill(k * n, 9);
+        let (mut c1, mut c2) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
+        gemm_acc(m, n, k, &at, 1, m, &b, n, &mut c1, n);
+        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c2, n);
+        assert_eq!(c1, c2);
     }
 
     #[test]
