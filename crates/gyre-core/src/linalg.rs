@@ -14,6 +14,8 @@ use rayon::slice::ParallelSliceMut;
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+/// Products with at most this many rows against a transposed `b` use dot products (no copy).
+const DOT_FORM_MAX_ROWS: usize = 8;
 /// Smallest block of output rows or columns handed to one task.
 const MIN_BLOCK: usize = 16;
 
@@ -62,6 +64,21 @@ fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, mut c
     }
     let (rsa, csa) = (sa0 as usize, sa1 as usize);
     let Some(a_mem) = a.as_slice_memory_order() else { return false };
+    // A few rows against a transposed b (`x · Wᵀ` with W row-major, as in a one-step call):
+    // dot products of contiguous rows, without copying W.
+    let bt = b.t();
+    if m <= DOT_FORM_MAX_ROWS && csa == 1 && k > 0 {
+        if let (Some(w), Some(c_mem)) = (bt.as_slice(), c.as_slice_mut()) {
+            for (i, crow) in c_mem.chunks_exact_mut(n).enumerate() {
+                let ar = &a_mem[i * rsa..i * rsa + k];
+                for (o, wr) in crow.iter_mut().zip(w.chunks_exact(k)) {
+                    let base = if overwrite { F::zero() } else { *o };
+                    *o = base + F::dot(ar, wr);
+                }
+            }
+            return true;
+        }
+    }
     let b_std = b.as_standard_layout();
     let Some(b_mem) = b_std.as_slice() else { return false };
     let Some(c_mem) = c.as_slice_mut() else { return false };

@@ -54,3 +54,16 @@ pub fn num_threads() -> Result<usize> {
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
     Ok(pool()?.install(f))
 }
+
+/// Runs `f` on the pool, or right here when `work` (multiply-adds, roughly) is too small to
+/// repay handing it to another thread: waking a pool thread and waiting for it costs tens of
+/// microseconds, more than a small stream step. Work that small never splits over threads.
+pub fn install_sized<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    if work < INLINE_MAX_WORK {
+        return Ok(f());
+    }
+    install(f)
+}
+
+/// Largest work [`install_sized`] runs on the calling thread.
+pub const INLINE_MAX_WORK: usize = 1 << 20;

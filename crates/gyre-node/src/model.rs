@@ -844,14 +844,16 @@ impl NativeModel {
     ) -> napi::Result<Float32Array> {
         let b = state.batch as usize;
         let g = self.held()?;
+        // A step's work is about one multiply-add per weight and stream.
+        let work = b.saturating_mul(g.model.parameter_count());
         let out = match (self.input, features.as_deref(), tokens.as_deref()) {
             (InputKind::Features { size }, Some(x), _) => {
                 let x = gyre_core::tensor::tensor3("input", x, b, 1, size).map_err(js_error)?;
-                threads::install(|| g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
+                threads::install_sized(work, || g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Tokens { .. }, _, Some(x)) => {
                 let x = gyre_core::tensor::matrix("input", x, b, 1).map_err(js_error)?;
-                threads::install(|| g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
+                threads::install_sized(work, || g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Features { .. }, ..) => {
                 Err(CoreError::Missing { what: "input".into(), context: "as a Float32Array of features".into() })

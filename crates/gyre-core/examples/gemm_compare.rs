@@ -1,0 +1,73 @@
+//! Chooses the matrix product by measurement: single-threaded f32 GFLOP/s of gyre's SIMD
+//! kernel (`gyre_core::simd::gemm_acc`), ndarray's `general_mat_mul` (matrixmultiply) and the
+//! `gemm` crate, on the shapes gyre runs (1024³ and the benchmark workloads' products).
+//!
+//! Run: `cargo run --release -p gyre-core --example gemm_compare` (results: benchmark/gemm.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Instant;
+
+fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let reps = ((3e9 / flops) as usize).max(3);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    flops * reps as f64 / best / 1e9
+}
+
+fn main() {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
+    println!("| product | m × k × n | gyre simd ({:?}) | matrixmultiply | gemm crate |", gyre_core::simd::level());
+    println!("| --- | --- | ---: | ---: | ---: |");
+    let shapes = [
+        ("sgemm roof", 1024, 1024, 1024),
+        ("lstm-m recurrent step", 32, 256, 1024),
+        ("lstm-m input projection", 2048, 128, 1024),
+        ("lstm-l recurrent step", 64, 512, 2048),
+        ("lstm-l input projection", 6400, 512, 2048),
+        ("stream step (batch 1, hidden 128)", 1, 128, 512),
+    ];
+    for (name, m, k, n) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c, n));
+        let av = ndarray::ArrayView2::from_shape((m, k), &a).unwrap();
+        let bv = ndarray::ArrayView2::from_shape((k, n), &b).unwrap();
+        let mut cv = ndarray::Array2::<f32>::zeros((m, n));
+        let mm = gflops(flops, || ndarray::linalg::general_mat_mul(1.0, &av, &bv, 1.0, &mut cv));
+        let cp = c.as_mut_ptr();
+        // SAFETY: row-major m×k, k×n and m×n buffers of exactly those sizes.
+        let crate_gemm = gflops(flops, || unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                cp,
+                1,
+                n as isize,
+                true,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        });
+        println!("| {name} | {m} × {k} × {n} | {ours:.1} | {mm:.1} | {crate_gemm:.1} |");
+    }
+}
