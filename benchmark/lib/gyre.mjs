@@ -54,8 +54,8 @@ function uniform(r, n, scale) {
 }
 
 /**
- * The machine roof: GFLOP/s of the matrix product gyre uses (ndarray's general_mat_mul) at
- * 1024×1024×1024. `lstmForward` with batch 1024, 1 step, input 1024 and hidden 256 computes its
+ * The machine roof: GFLOP/s of the matrix product gyre uses (its own SIMD kernel for f32,
+ * AVX-512 or AVX2+FMA chosen at run time; benchmark/gemm.md compares it) at 1024×1024×1024. `lstmForward` with batch 1024, 1 step, input 1024 and hidden 256 computes its
  * input projection as one [1024×1024]×[1024×(4·256)] product, then one step (a [1024×256]×
  * [256×1024] recurrent product and the gates). The same call with input size 1 does everything
  * but the big product, so the product's time is the difference of the two; the calls alternate

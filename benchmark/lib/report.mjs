@@ -104,7 +104,7 @@ export function renderMarkdown(r, outPath) {
     out.push('### Roof: sgemm 1024×1024×1024 through gyre');
     out.push('');
     out.push(
-      'lstmForward with batch 1024, 1 step, input 1024, hidden 256: its input projection is one [1024×1024]×[1024×1024] product (ndarray general_mat_mul, the product gyre uses). ' +
+      'lstmForward with batch 1024, 1 step, input 1024, hidden 256: its input projection is one [1024×1024]×[1024×1024] product (gyre’s SIMD matrix product, the one it uses for f32; benchmark/gemm.md compares it with matrixmultiply and the gemm crate). ' +
         'The same call with input size 1 does everything else; the product time is the median difference of alternating calls. Roof = 2·1024³ FLOPs ÷ that time. ' +
         'The functional API runs on rayon’s global thread pool, which gyre.setNumThreads does not size (gyre 0.1.0), so each thread count is measured in its own process with RAYON_NUM_THREADS set.',
     );
