@@ -179,14 +179,17 @@ export function flattenTargets(
   const rows = perStep ? samples * steps : samples;
   const per = classes ? 1 : width;
   const out = classes ? new Uint32Array(rows * per) : new Float32Array(rows * per);
-  const put = (row: number, col: number, v: unknown, where: string) => {
+  // `where` is a string or, on the per-element hot paths, a function making it (only on error).
+  const put = (row: number, col: number, v: unknown, where: string | (() => string)) => {
+    const at = () => (typeof where === 'string' ? where : where());
     if (classes) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-        throw new InvalidArgumentError(`${where} must be a non-negative integer class id, got ${describe(v)}`);
+        throw new InvalidArgumentError(`${at()} must be a non-negative integer class id, got ${describe(v)}`);
       }
       out[row] = v;
     } else {
-      out[row * per + col] = finite(where, v);
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${at()} must be a finite number, got ${describe(v)}`);
+      out[row * per + col] = v;
     }
   };
   if (typeof y === 'object' && y !== null && 'data' in y && 'shape' in y && !ArrayBuffer.isView(y)) {
@@ -195,7 +198,7 @@ export function flattenTargets(
     if (total !== rows * per || t.data.length !== total) {
       throw new ShapeMismatchError(`${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`);
     }
-    for (let i = 0; i < total; i++) put(Math.floor(i / per), i % per, t.data[i], `${what}.data[${i}]`);
+    for (let i = 0; i < total; i++) put(Math.floor(i / per), i % per, t.data[i], () => `${what}.data[${i}]`);
     return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };
   }
   if (ArrayBuffer.isView(y) || (Array.isArray(y) && (y.length === 0 || typeof y[0] === 'number'))) {
@@ -205,7 +208,7 @@ export function flattenTargets(
         `${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${flat.length}`,
       );
     }
-    for (let i = 0; i < flat.length; i++) put(Math.floor(i / per), i % per, flat[i], `${what}[${i}]`);
+    for (let i = 0; i < flat.length; i++) put(Math.floor(i / per), i % per, flat[i], () => `${what}[${i}]`);
     return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };
   }
   if (!Array.isArray(y)) throw new InvalidArgumentError(`${what} must be an array or typed array, got ${describe(y)}`);

@@ -2,6 +2,12 @@
 //! function here turns JavaScript arguments into views, calls gyre-core and converts back.
 //! Each export catches panics (`catch_unwind`), so none can take the Node process down.
 
+/// The addon's allocator. Training allocates a batch's activations (megabytes) and frees them
+/// every batch; glibc's malloc hands such blocks back to the kernel each time, and the page
+/// faults of getting them again cost more than the gate nonlinearities. mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gyre_core::tensor::{matrix, tensor3, vector};
 use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array};
