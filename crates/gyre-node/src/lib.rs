@@ -8,6 +8,19 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in the v2 header).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory stays with the allocator for a second (arenas: ten) before it goes back to the
+/// system, instead of 10 ms: one training or prediction batch after another reuses the same
+/// pages instead of faulting fresh zeroed ones in (12% of lstm-m inference time, measured
+/// with `perf`). Runs when the addon is loaded.
+#[napi_derive::module_init]
+fn keep_freed_memory_briefly() {
+    // SAFETY: sets a global option of the allocator; mimalloc documents it as callable at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+}
+
 use gyre_core::tensor::{matrix, tensor3, vector};
 use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array};
