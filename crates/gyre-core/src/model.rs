@@ -644,7 +644,7 @@ impl<F: Real> Model<F> {
                     d = dx;
                 }
                 (LayerConfig::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
-                    d = self.recurrent_backward(info, &r, inputs, traces, masks, d, packing, &mut grads)?;
+                    d = self.recurrent_backward(info, &r, inputs, traces, masks, d, packing, &mut grads, i > 0)?;
                     if i == 0 {
                         break;
                     }
@@ -673,6 +673,7 @@ impl<F: Real> Model<F> {
         d_out: Array2<F>,
         packing: &Packing,
         grads: &mut [Vec<F>],
+        input_grad: bool,
     ) -> Result<Array2<F>> {
         let cell = AnyCell::new(r.cell);
         let h = r.hidden_size;
@@ -695,13 +696,17 @@ impl<F: Real> Model<F> {
         let mut dx = Array2::zeros((0, 0));
         for l in (0..r.num_layers).rev() {
             let x = &inputs[l];
-            dx = Array2::zeros(x.dim());
+            // The model's own input needs no gradient (nothing before it learns).
+            let need_dx = l > 0 || input_grad;
+            dx = if need_dx { Array2::zeros(x.dim()) } else { Array2::zeros((0, x.ncols())) };
             for d in 0..dirs {
                 let k = l * dirs + d;
                 let first = info.first_tensor + 4 * k;
                 let w = self.weights(first)?;
-                let g = backward_sequence(&cell, &w, x.view(), &traces[k], &d_seq[d], &d_fin[d], &[])?;
-                dx.zip_mut_with(&g.input, |a, &v| *a = *a + v);
+                let g = backward_sequence(&cell, &w, x.view(), &traces[k], &d_seq[d], &d_fin[d], &[], need_dx)?;
+                if need_dx {
+                    dx.zip_mut_with(&g.input, |a, &v| *a = *a + v);
+                }
                 grads[first] = g.weights.weight_ih.into_iter().collect();
                 grads[first + 1] = g.weights.weight_hh.into_iter().collect();
                 grads[first + 2] = g.weights.bias_ih.to_vec();
@@ -717,7 +722,7 @@ impl<F: Real> Model<F> {
                 }
             }
         }
-        debug_assert_eq!(dx.nrows(), n);
+        debug_assert!(dx.nrows() == n || !input_grad);
         Ok(dx)
     }
 

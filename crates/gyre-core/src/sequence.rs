@@ -329,7 +329,9 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
 
 /// Backpropagation through time over a [`Trace`] of the packed input `x: [N, I]`.
 /// `d_output: [N, H]` is the gradient of the packed outputs, `d_hn`/`d_cn: [B, H]` those of the
-/// final states; an empty slice stands for zeros.
+/// final states; an empty slice stands for zeros. The gradient of `x` is computed only when
+/// `input_grad` (otherwise `input` is `[0, I]`: a model does not need its own input's).
+#[allow(clippy::too_many_arguments)]
 pub fn backward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
@@ -338,6 +340,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     d_output: &[F],
     d_hn: &[F],
     d_cn: &[F],
+    input_grad: bool,
 ) -> Result<SequenceGrads<F>> {
     let Dims { batch, input, hidden } = trace.dims;
     let packing = &trace.packing;
@@ -430,8 +433,10 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     column_sums(dgx_m, bias_ih.view_mut());
     let mut bias_hh = Array1::zeros(gh);
     column_sums(dgh_m, bias_hh.view_mut());
-    let mut d_input = Array2::zeros((rows, input));
-    gemm(F::one(), dgx_m, weights.weight_ih, F::zero(), d_input.view_mut());
+    let mut d_input = Array2::zeros((if input_grad { rows } else { 0 }, input));
+    if input_grad {
+        gemm(F::one(), dgx_m, weights.weight_ih, F::zero(), d_input.view_mut());
+    }
 
     Ok(SequenceGrads {
         input: d_input,
@@ -529,7 +534,7 @@ mod tests {
 
         let d_out: Vec<f64> = (0..rows * hidden).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
         let d_hn: Vec<f64> = (0..batch * hidden).map(|i| i as f64 * 0.5).collect();
-        let g = backward_sequence(&Leaky, &w, x.view(), &trace, &d_out, &d_hn, &[]).expect("backward");
+        let g = backward_sequence(&Leaky, &w, x.view(), &trace, &d_out, &d_hn, &[], true).expect("backward");
         let mut db = [0.0; 3];
         for (b, &len) in lengths.iter().enumerate() {
             for j in 0..hidden {
