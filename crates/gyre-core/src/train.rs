@@ -10,6 +10,7 @@ use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, 
 use crate::random::Rng;
 use crate::real::Real;
 use ndarray::{Array2, Array3, Axis};
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// The loss a model is trained on.
@@ -674,16 +675,25 @@ pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, ba
     crate::tensor::positive("batchSize", batch_size)?;
     let per = if model.outputs_sequence() { data.inputs.dims().1 } else { 1 };
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (mut sum, mut count, mut correct) = (0.0, 0usize, 0usize);
-    let mut rng = Rng::new(0);
-    for chunk in idx.chunks(batch_size) {
+    // Batches run side by side on the pool; their sums are added in batch order.
+    let one = |chunk: &[usize]| -> Result<(f64, usize, usize)> {
         let b = gather(data, chunk, per, model.output_width());
         let packed = model.pack(b.inputs()?, Some(&b.lengths))?;
-        let trace = model.forward(packed, false, &mut rng, None)?;
+        let trace = model.forward(packed, false, &mut Rng::new(0), None)?;
         let l = batch_loss(model, loss, &trace.batch, &trace.logits, &trace.output, trace.sequence, &b)?;
-        sum += l.loss * l.count as f64;
-        count += l.count;
-        correct += l.correct;
+        Ok((l.loss * l.count as f64, l.count, l.correct))
+    };
+    let parts: Vec<Result<_>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
+        idx.par_chunks(batch_size).map(one).collect()
+    } else {
+        idx.chunks(batch_size).map(one).collect()
+    };
+    let (mut sum, mut count, mut correct) = (0.0, 0usize, 0usize);
+    for p in parts {
+        let (s, c, k) = p?;
+        sum += s;
+        count += c;
+        correct += k;
     }
     Ok(Evaluation {
         loss: sum / count.max(1) as f64,
@@ -724,9 +734,12 @@ pub fn predict<F: Real>(
         hidden: zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
         cell: zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
     };
-    let mut rng = Rng::new(0);
     let idx: Vec<usize> = (0..s).collect();
-    for chunk in idx.chunks(batch_size) {
+    // Batches are independent: they run side by side on the pool (each batch's arithmetic is
+    // the same wherever it runs); each keeps only its unpacked output and states, which are put
+    // together in batch order.
+    type Part<F> = (Vec<F>, Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
+    let one = |chunk: &[usize]| -> Result<Part<F>> {
         let (features, tokens) = match inputs {
             Inputs::Features(x) => (Some(x.select(Axis(0), chunk)), None),
             Inputs::Tokens(x) => (None, Some(x.select(Axis(0), chunk))),
@@ -738,20 +751,42 @@ pub fn predict<F: Real>(
             (None, None) => return Err(invalid("x", "inputs", "none")),
         };
         let packed = model.pack(view, lens.as_deref())?;
-        let trace = model.forward(packed, false, &mut rng, None)?;
-        out.output.extend(model.unpack(&trace.batch, trace.output.view(), trace.sequence));
+        let trace = model.forward(packed, false, &mut Rng::new(0), None)?;
+        let n = chunk.len();
+        let output = model.unpack(&trace.batch, trace.output.view(), trace.sequence);
         // States come in the batch's sorted order: put them back in sample order.
-        for (dst, src) in
-            out.hidden.iter_mut().zip(&trace.state.hidden).chain(out.cell.iter_mut().zip(&trace.state.cell))
-        {
+        let reorder = |layers: &Vec<Vec<Vec<F>>>| -> Result<Vec<Vec<Vec<F>>>> {
+            layers
+                .iter()
+                .map(|layer| {
+                    layer
+                        .iter()
+                        .map(|v| {
+                            if v.is_empty() {
+                                return Ok(Vec::new());
+                            }
+                            let h = v.len() / n;
+                            let rows = ndarray::ArrayView2::from_shape((n, h), v.as_slice())
+                                .map_err(|e| CoreError::shape("state", format!("[{n}, {h}]"), e.to_string()))?;
+                            Ok(model.unpack(&trace.batch, rows, false))
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        Ok((output, reorder(&trace.state.hidden)?, reorder(&trace.state.cell)?))
+    };
+    let parts: Vec<Result<Part<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
+        idx.par_chunks(batch_size).map(one).collect()
+    } else {
+        idx.chunks(batch_size).map(one).collect()
+    };
+    for part in parts {
+        let (output, hidden, cell) = part?;
+        out.output.extend(output);
+        for (dst, src) in out.hidden.iter_mut().zip(hidden).chain(out.cell.iter_mut().zip(cell)) {
             for (d, v) in dst.iter_mut().zip(src) {
-                if v.is_empty() {
-                    continue;
-                }
-                let h = v.len() / chunk.len();
-                let rows = ndarray::ArrayView2::from_shape((chunk.len(), h), v.as_slice())
-                    .map_err(|e| CoreError::shape("state", format!("[{}, {h}]", chunk.len()), e.to_string()))?;
-                d.extend(model.unpack(&trace.batch, rows, false));
+                d.extend(v);
             }
         }
     }
