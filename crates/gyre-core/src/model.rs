@@ -521,10 +521,13 @@ impl<F: Real> Model<F> {
                     let w = &self.tensors[info.first_tensor];
                     let bias = &self.tensors[info.first_tensor + 1];
                     let wm = matrix(&w.name, &w.data, units, info.input_width)?;
-                    let mut pre = Array2::zeros((act.data.nrows(), units));
-                    for mut row in pre.rows_mut() {
-                        row.assign(&ndarray::ArrayView1::from(&bias.data[..]));
+                    let rows = act.data.nrows();
+                    let mut init = Vec::with_capacity(rows * units);
+                    for _ in 0..rows {
+                        init.extend_from_slice(&bias.data);
                     }
+                    let mut pre = Array2::from_shape_vec((rows, units), init)
+                        .map_err(|e| CoreError::shape("dense output", format!("[{rows}, {units}]"), e.to_string()))?;
                     gemm(F::one(), act.data.view(), wm.t(), F::one(), pre.view_mut());
                     let mut out = pre.clone();
                     activate(activation, &mut out);

@@ -266,14 +266,14 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     let dims = Dims { batch, input, hidden };
     let width = cell.extra() * hidden;
 
-    let mut gates = zeros(rows * gh);
-    {
-        let mut proj = matrix_mut("input projection", &mut gates, rows, gh)?;
-        for mut row in proj.rows_mut() {
-            row.assign(&weights.bias_ih);
-        }
-        gemm(F::one(), x, weights.weight_ih.t(), F::one(), proj);
+    // The input projection starts from the bias in every row (one pass, no zeroing first).
+    let b_ih = weights.bias_ih.as_standard_layout();
+    let b_ih = contiguous("bias_ih", b_ih.as_slice())?;
+    let mut gates = Vec::with_capacity(rows * gh);
+    for _ in 0..rows {
+        gates.extend_from_slice(b_ih);
     }
+    gemm(F::one(), x, weights.weight_ih.t(), F::one(), matrix_mut("input projection", &mut gates, rows, gh)?);
     let state_len = if has_c { rows * hidden } else { 0 };
     let mut h_prev = zeros(rows * hidden);
     let mut h = zeros(rows * hidden);
