@@ -141,7 +141,10 @@ describe('fit off the event loop', () => {
     const err = await run.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingAbortedError);
     expect((err as TrainingAbortedError).code).toBe('GYRE_ABORTED');
-    expect(seen).toBeLessThan(20);
+    // 1,000 epochs are 32,000 batches. Progress events reach JavaScript asynchronously, so the
+    // native loop may be some batches ahead when the abort lands; it then stops before its next
+    // batch (exactly so in crates/gyre-core/tests/train.rs, without the event queue in between).
+    expect(seen).toBeLessThan(3200);
     expect(model.isTraining).toBe(false);
     const p = model.predictSync(x.slice(0, 4));
     expect(Array.from(p.data).every(Number.isFinite)).toBe(true);
