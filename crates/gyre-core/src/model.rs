@@ -634,7 +634,7 @@ impl<F: Real> Model<F> {
                     let w = &self.tensors[info.first_tensor];
                     let mut dw = Array2::zeros((units, info.input_width));
                     gemm(F::one(), d_pre.t(), input.view(), F::zero(), dw.view_mut());
-                    grads[info.first_tensor] = dw.into_iter().collect();
+                    grads[info.first_tensor] = into_vec(dw);
                     let mut db = ndarray::Array1::zeros(units);
                     column_sums(d_pre.view(), db.view_mut());
                     grads[info.first_tensor + 1] = db.to_vec();
@@ -710,8 +710,8 @@ impl<F: Real> Model<F> {
                 if need_dx {
                     dx.zip_mut_with(&g.input, |a, &v| *a = *a + v);
                 }
-                grads[first] = g.weights.weight_ih.into_iter().collect();
-                grads[first + 1] = g.weights.weight_hh.into_iter().collect();
+                grads[first] = into_vec(g.weights.weight_ih);
+                grads[first + 1] = into_vec(g.weights.weight_hh);
                 grads[first + 2] = g.weights.bias_ih.to_vec();
                 grads[first + 3] = g.weights.bias_hh.to_vec();
             }
@@ -866,7 +866,7 @@ impl<F: Real> Model<F> {
             return Err(CoreError::shape("state", "one entry per recurrent layer", "another count"));
         }
         *state = trace.state;
-        Ok(trace.output.into_iter().collect())
+        Ok(into_vec(trace.output))
     }
 
     /// Replaces every parameter's values (same order and sizes as [`Model::tensors`]).
@@ -927,4 +927,19 @@ fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>, d: &mut A
             }
         }
     }
+}
+
+/// The elements of `a` in row-major order: its own buffer when it is in standard layout (no
+/// copy), else a copy.
+fn into_vec<F: Real>(a: Array2<F>) -> Vec<F> {
+    if a.is_standard_layout() {
+        let n = a.len();
+        let (v, offset) = a.into_raw_vec_and_offset();
+        let off = offset.unwrap_or(0);
+        if off == 0 && v.len() == n {
+            return v;
+        }
+        return v.into_iter().skip(off).take(n).collect();
+    }
+    a.iter().copied().collect()
 }

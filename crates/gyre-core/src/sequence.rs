@@ -233,8 +233,11 @@ fn in_row_blocks<S: Send>(
     go(step, n, threads, split, run)
 }
 
-/// Passes of at least this many steps run the recurrent product on a transposed copy of `W_hh`.
+/// Passes of at least this many steps, over at least this many sequences, run the recurrent
+/// product on a transposed copy of `W_hh` (for a single sequence, dot products over `W_hh`'s
+/// rows are as fast and need no copy).
 const TRANSPOSE_MIN_STEPS: usize = 3;
+const TRANSPOSE_MIN_BATCH: usize = 2;
 
 /// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
 /// cells without a cell state), from first step to last or, with `reverse`, from each
@@ -285,7 +288,7 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
     // The recurrent product's fast form reads W_hhᵀ; one transpose per pass, when the pass has
     // enough steps to repay it.
-    let w_hh_t: Vec<F> = if packing.steps() >= TRANSPOSE_MIN_STEPS {
+    let w_hh_t: Vec<F> = if packing.steps() >= TRANSPOSE_MIN_STEPS && batch >= TRANSPOSE_MIN_BATCH {
         let mut t = zeros(w_hh.len());
         for (r, row) in w_hh.chunks_exact(hidden).enumerate() {
             for (k, &v) in row.iter().enumerate() {
