@@ -535,14 +535,7 @@ impl<F: Real> AdamHyper<F> {
 }
 
 fn adam<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], weight_decay: F, h: &AdamHyper<F>) {
-    let one = F::one();
-    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        let d = if weight_decay != F::zero() { g + weight_decay * *p } else { g };
-        *m = h.beta1 * *m + (one - h.beta1) * d;
-        *v = h.beta2 * *v + (one - h.beta2) * d * d;
-        let denom = v.sqrt() / h.bias_correction2_sqrt + h.eps;
-        *p = *p - h.step_size * (*m / denom);
-    }
+    F::adam_update(p, g, m, v, [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size]);
 }
 
 struct RmsHyper<F> {
@@ -703,13 +696,23 @@ impl Schedule {
 /// (PyTorch would instead scale every gradient by NaN or 0). `max_norm` must be `≥ 0`; with
 /// a NaN or negative `max_norm` nothing is scaled.
 pub fn clip_grad_norm<F: Real>(grads: &mut [&mut [F]], max_norm: F) -> F {
-    let mut sum = 0.0f64;
+    // Eight independent f64 lanes (a fixed order, so the same bits every run), summed at the end:
+    // one long dependent chain of additions was the slowest part of a small model's update.
+    let mut lanes = [0.0f64; 8];
     for g in grads.iter() {
-        for x in g.iter() {
+        let chunks = g.chunks_exact(8);
+        for (i, x) in chunks.remainder().iter().enumerate() {
             let x = x.to_f64().unwrap_or(f64::NAN);
-            sum += x * x;
+            lanes[i] += x * x;
+        }
+        for c in chunks {
+            for (l, x) in lanes.iter_mut().zip(c) {
+                let x = x.to_f64().unwrap_or(f64::NAN);
+                *l += x * x;
+            }
         }
     }
+    let sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
     let norm = sum.sqrt();
     if !norm.is_finite() {
         return F::lit(norm);

@@ -54,6 +54,12 @@ pub trait Real:
         ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
     }
 
+    /// One Adam update of `p` from `g` with moments `m`, `v` (PyTorch's arithmetic, element by
+    /// element; `h = [weight_decay, beta1, beta2, √(1 − β2^t), eps, lr / (1 − β1^t)]`).
+    fn adam_update(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: [Self; 6]) {
+        adam_portable(p, g, m, v, h);
+    }
+
     /// `x ← sigmoid(x)` element-wise.
     fn sigmoid_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = sigmoid(*v));
@@ -97,6 +103,10 @@ impl Real for f32 {
         crate::simd::sigmoid_inplace(x);
     }
 
+    fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
+        crate::simd::adam(p, g, m, v, h);
+    }
+
     fn tanh_slice(x: &mut [f32]) {
         crate::simd::tanh_inplace(x);
     }
@@ -117,5 +127,20 @@ pub fn sigmoid<F: Real>(x: F) -> F {
     } else {
         let e = x.exp();
         e / (F::one() + e)
+    }
+}
+
+/// The Adam arithmetic of [`Real::adam_update`], inlined into each SIMD build of it (plain
+/// IEEE operations, no fused multiply-adds: every build gives the same bits).
+#[inline(always)]
+pub fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: [F; 6]) {
+    let [weight_decay, beta1, beta2, bias_correction2_sqrt, eps, step_size] = h;
+    let one = F::one();
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let d = if weight_decay != F::zero() { g + weight_decay * *p } else { g };
+        *m = beta1 * *m + (one - beta1) * d;
+        *v = beta2 * *v + (one - beta2) * d * d;
+        let denom = v.sqrt() / bias_correction2_sqrt + eps;
+        *p = *p - step_size * (*m / denom);
     }
 }

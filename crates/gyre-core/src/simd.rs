@@ -151,6 +151,20 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// One Adam update (see [`crate::Real::adam_update`]): the portable arithmetic compiled for the
+/// CPU's vector width; the same bits on every level.
+pub fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the kernel touches only the given slices.
+        Level::Avx512 => unsafe { x86::adam_avx512(p, g, m, v, h) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the kernel touches only the given slices.
+        Level::Avx2 => unsafe { x86::adam_avx2(p, g, m, v, h) },
+        _ => crate::real::adam_portable(p, g, m, v, h),
+    }
+}
+
 /// `x ← 1 / (1 + e^-x)` element-wise.
 pub fn sigmoid_inplace(x: &mut [f32]) {
     match level() {
@@ -189,6 +203,16 @@ mod x86 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
+    #[target_feature(enable = "avx512f")]
+    pub fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
+        crate::real::adam_portable(p, g, m, v, h);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
+        crate::real::adam_portable(p, g, m, v, h);
+    }
 
     #[target_feature(enable = "avx512f")]
     fn exp512(x: __m512) -> __m512 {
@@ -734,6 +758,33 @@ mod tests {
         gemm_acc(m, n, k, &at, 1, m, &b, n, &mut c1, n);
         gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c2, n);
         assert_eq!(c1, c2);
+    }
+
+    #[test]
+    fn adam_gives_the_portable_bits_on_every_level() {
+        let n = 1037;
+        let (p0, g) = (fill(n, 10), fill(n, 11));
+        let (m0, v0) = (fill(n, 12), fill(n, 13).iter().map(|x| x.abs()).collect::<Vec<_>>());
+        let h = [0.01, 0.9, 0.999, 0.3, 1e-8, 0.002];
+        type Update<'a> = &'a dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], [f32; 6]);
+        let run = |f: Update| {
+            let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+            f(&mut p, &g, &mut m, &mut v, h);
+            (p, m, v)
+        };
+        let want = run(&|p, g, m, v, h| crate::real::adam_portable(p, g, m, v, h));
+        assert_eq!(run(&|p, g, m, v, h| adam(p, g, m, v, h)), want);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just detected.
+                assert_eq!(run(&|p, g, m, v, h| unsafe { x86::adam_avx512(p, g, m, v, h) }), want);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the features were just detected.
+                assert_eq!(run(&|p, g, m, v, h| unsafe { x86::adam_avx2(p, g, m, v, h) }), want);
+            }
+        }
     }
 
     #[test]
