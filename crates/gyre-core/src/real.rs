@@ -29,29 +29,12 @@ pub trait Real:
         c: &mut [Self],
         ldc: usize,
     ) {
-        for i in 0..m {
-            let crow = &mut c[i * ldc..i * ldc + n];
-            for p in 0..k {
-                let s = a[i * rsa + p * csa];
-                for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
-                    *o = *o + s * w;
-                }
-            }
-        }
+        gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
 
     /// Dot product in a fixed order (8 lanes, then a fixed tree).
     fn dot(a: &[Self], b: &[Self]) -> Self {
-        const LANES: usize = 8;
-        let mut acc = [Self::zero(); LANES];
-        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let tail = ca.remainder().iter().zip(cb.remainder()).fold(Self::zero(), |s, (&x, &y)| s + x * y);
-        for (x, y) in ca.zip(cb) {
-            for l in 0..LANES {
-                acc[l] = acc[l] + x[l] * y[l];
-            }
-        }
-        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+        dot_portable(a, b)
     }
 
     /// One Adam update of `p` from `g` with moments `m`, `v` (PyTorch's arithmetic, element by
@@ -143,4 +126,44 @@ pub fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h:
         let denom = v.sqrt() / bias_correction2_sqrt + eps;
         *p = *p - step_size * (*m / denom);
     }
+}
+
+/// The portable [`Real::gemm_acc`]: each element one chain over `p` in order, multiply then add
+/// (the fallback of the SIMD builds and the oracle they are tested against).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_acc_portable<F: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[F],
+    rsa: usize,
+    csa: usize,
+    b: &[F],
+    ldb: usize,
+    c: &mut [F],
+    ldc: usize,
+) {
+    for i in 0..m {
+        let crow = &mut c[i * ldc..i * ldc + n];
+        for p in 0..k {
+            let s = a[i * rsa + p * csa];
+            for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+                *o = *o + s * w;
+            }
+        }
+    }
+}
+
+/// The portable [`Real::dot`]: 8 independent lanes, summed in a fixed tree.
+pub fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
+    const LANES: usize = 8;
+    let mut acc = [F::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(F::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] = acc[l] + x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }

@@ -81,7 +81,7 @@ pub fn gemm_acc(
     }
     let fits = a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n;
     if !fits || ldb < n || ldc < n {
-        return gemm_acc_scalar(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+        return crate::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
     match level() {
         #[cfg(target_arch = "x86_64")]
@@ -94,32 +94,7 @@ pub fn gemm_acc(
         Level::Avx2 => unsafe {
             x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
         },
-        _ => gemm_acc_scalar(m, n, k, a, rsa, csa, b, ldb, c, ldc),
-    }
-}
-
-/// The portable [`gemm_acc`]: same order of accumulation, multiply then add.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_acc_scalar(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    for i in 0..m {
-        let crow = &mut c[i * ldc..i * ldc + n];
-        for p in 0..k {
-            let s = a[i * rsa + p * csa];
-            for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
-                *o += s * w;
-            }
-        }
+        _ => crate::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc),
     }
 }
 
@@ -133,22 +108,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel reads `n` elements of each slice.
         Level::Avx2 => unsafe { x86::dot_avx2(a.as_ptr(), b.as_ptr(), n) },
-        _ => dot_scalar(&a[..n], &b[..n]),
+        _ => crate::real::dot_portable(&a[..n], &b[..n]),
     }
-}
-
-/// The portable [`dot`]: 8 independent lanes, summed in a fixed tree.
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).fold(0.0, |s, (&x, &y)| s + x * y);
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// One Adam update (see [`crate::Real::adam_update`]): the portable arithmetic compiled for the
@@ -793,7 +754,7 @@ mod tests {
             let (a, b) = (fill(n, 6), fill(n, 7));
             let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
             assert!((dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
-            assert!((dot_scalar(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+            assert!((crate::real::dot_portable(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
         }
     }
 
