@@ -17,6 +17,7 @@
  * Weights follow PyTorch's `torch.nn.RNN` / `LSTM` / `GRU`: the same names, layout and gate
  * order (LSTM `i, f, g, o`; GRU `r, z, n`).
  */
+import { describe } from './check.js';
 import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
 import * as native from './native.js';
 
@@ -128,15 +129,6 @@ type CellName = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before';
 const WEIGHT_NAMES = ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'] as const;
 const BASE_KEYS = ['input', 'batch', 'steps', 'inputSize', 'hiddenSize', 'weights', 'h0'];
 const GRAD_KEYS = ['gradOutput', 'gradHN'];
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as FloatArray).length ?? '?'}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
 
 function isFloatArray(v: unknown): v is FloatArray {
   return v instanceof Float32Array || v instanceof Float64Array;

@@ -2,6 +2,7 @@
  * Sequential models: define from typed config objects, train with `await model.fit()` off the
  * event loop, evaluate and predict.
  */
+import { checkKeys, describe, intIn, object } from './check.js';
 import { flattenInput, flattenTargets, sliceSequences, sliceTargets, type FlatSequences, type SequenceInput, type TargetInput } from './data.js';
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
 import { Dataset, type Sample } from './dataset.js';
@@ -178,6 +179,13 @@ export class TrainingAbortedError extends GyreError {
   }
 }
 
+/** The error that ends training when `onProgress` throws `error`: an abort, caused by it. */
+function progressThrew(history: FitHistory, error: unknown): TrainingAbortedError {
+  const err = new TrainingAbortedError(history, { cause: error });
+  err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
+  return err;
+}
+
 /** The model's output: `data` is `[samples, steps, units]` (zeros at padded steps) or `[samples, units]`. */
 export interface Prediction {
   data: Float32Array;
@@ -190,44 +198,12 @@ export interface Prediction {
   states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as Float32Array).length ?? '?'}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
 /** Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
 function assertFinite(path: string, v: unknown): void {
   if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
   if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
     for (const [k, x] of Object.entries(v)) assertFinite(path ? `${path}.${k}` : k, x);
   }
-}
-
-function checkKeys(what: string, obj: object, allowed: readonly string[]): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw new InvalidArgumentError(`unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
-    }
-  }
-}
-
-function intIn(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`;
-    throw new InvalidArgumentError(`${what} must be an integer ${range}, got ${describe(v)}`);
-  }
-  return v;
-}
-
-function object(what: string, v: unknown): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new InvalidArgumentError(`${what} must be an object, got ${describe(v)}`);
-  }
-  return v as Record<string, unknown>;
 }
 
 const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout'];
@@ -555,6 +531,22 @@ export class Model {
     return loss as LossName;
   }
 
+  /** The options shared by `fit` and `fitDataset`, checked: keys, the loss, `onProgress`, `signal`. */
+  #fitOptions(options: unknown, keys: readonly string[]): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined } {
+    const o = object('options', options);
+    checkKeys('', o, keys);
+    if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
+    const loss = this.#checkLoss(o.loss);
+    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
+      throw new InvalidArgumentError(`onProgress must be a function, got ${describe(o.onProgress)}`);
+    }
+    const signal = o.signal as AbortSignal | undefined;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
+    }
+    return { o, loss, signal };
+  }
+
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
@@ -592,17 +584,7 @@ export class Model {
    *   {@link TrainingAbortedError} when `signal` aborts.
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
-    const o = object('options', options);
-    checkKeys('', o, FIT_KEYS);
-    if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
-    const loss = this.#checkLoss(o.loss);
-    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
-      throw new InvalidArgumentError(`onProgress must be a function, got ${describe(o.onProgress)}`);
-    }
-    const signal = o.signal as AbortSignal | undefined;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
-    }
+    const { o, loss, signal } = this.#fitOptions(options, FIT_KEYS);
     let data = this.#data(x, y, loss);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
@@ -657,9 +639,7 @@ export class Model {
       }
       const history = { epochs: h.epochs.map(toProgress), stoppedEarly: h.stoppedEarly };
       if (thrown) {
-        const err = new TrainingAbortedError(history, { cause: thrown.error });
-        err.message = `onProgress threw (${thrown.error instanceof Error ? thrown.error.message : String(thrown.error)}); ${err.message}`;
-        throw err;
+        throw progressThrew(history, thrown.error);
       }
       if (h.aborted) throw new TrainingAbortedError(history, { cause: signal?.reason });
       return history;
@@ -683,17 +663,7 @@ export class Model {
     data: Dataset<Sample | Sample[]> | Iterable<Sample | Sample[]> | AsyncIterable<Sample | Sample[]>,
     options: FitDatasetOptions,
   ): Promise<FitHistory> {
-    const o = object('options', options);
-    checkKeys('', o, FIT_DATASET_KEYS);
-    if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
-    const loss = this.#checkLoss(o.loss);
-    if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
-      throw new InvalidArgumentError(`onProgress must be a function, got ${describe(o.onProgress)}`);
-    }
-    const signal = o.signal as AbortSignal | undefined;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
-    }
+    const { o, loss, signal } = this.#fitOptions(options, FIT_DATASET_KEYS);
     const json = JSON.stringify(nativeFitOptions(o, loss));
     const epochs = (o.epochs as number | undefined) ?? 1;
     const batchSize = (o.batchSize as number | undefined) ?? 32;
@@ -717,9 +687,7 @@ export class Model {
       try {
         onProgress(e);
       } catch (error) {
-        const err = new TrainingAbortedError(history, { cause: error });
-        err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
-        throw err;
+        throw progressThrew(history, error);
       }
     };
     try {

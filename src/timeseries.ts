@@ -4,6 +4,7 @@
  * series and forecasts one or many steps ahead (directly, or recursively beyond its horizon).
  */
 import { readFile } from 'node:fs/promises';
+import { checkKeys, describe, intIn, object } from './check.js';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
 import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from './model.js';
 
@@ -26,39 +27,6 @@ export interface Series {
   data: Float32Array;
   /** `[time, features]`. */
   shape: [number, number];
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of length ${(v as Float32Array).length ?? '?'}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function object(what: string, v: unknown): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new InvalidArgumentError(`${what} must be an object, got ${describe(v)}`);
-  }
-  return v as Record<string, unknown>;
-}
-
-function checkKeys(what: string, obj: object, allowed: readonly string[]): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw new InvalidArgumentError(`unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
-    }
-  }
-}
-
-function intIn(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`;
-    throw new InvalidArgumentError(`${what} must be an integer ${range}, got ${describe(v)}`);
-  }
-  return v;
 }
 
 function oneOf<T extends string>(what: string, v: unknown, allowed: readonly T[]): T {
