@@ -15,23 +15,12 @@ import {
   ShapeMismatchError,
   TrainingAbortedError,
   padSequences,
+  seededRandom,
   sequential,
   tensor,
   type ProgressEvent,
   type Sample,
 } from 'gyre';
-
-/** mulberry32: a seeded uniform generator in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('tensor()', () => {
   it('reads nested arrays of any depth and typed arrays with a shape', () => {
@@ -109,7 +98,7 @@ describe('Dataset', () => {
     const sizes = (await Dataset.from(range(10)).batch(4).toArray()).map((b) => b.length);
     expect(sizes).toEqual([4, 4, 2]);
     expect((await Dataset.from(range(10)).batch(4, { dropRemainder: true }).toArray()).map((b) => b.length)).toEqual([4, 4]);
-    const random = seeded(5);
+    const random = seededRandom(5);
     const seqs = range(256).map(() => Array.from({ length: 1 + Math.floor(random() * 50) }, () => 0));
     const spread = (batches: number[][][]) =>
       batches.reduce((acc, b) => acc + Math.max(...b.map((s) => s.length)) - Math.min(...b.map((s) => s.length)), 0) / batches.length;
@@ -181,7 +170,7 @@ describe('Dataset', () => {
 
 /** Variable-length sequences of one feature; target: the sign of their sum (class 0/1). */
 function signTask(n: number, seed: number): Sample[] {
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   return range(n).map(() => {
     const len = 3 + Math.floor(random() * 10);
     const x = Array.from({ length: len }, () => random() * 2 - 1);
@@ -230,7 +219,7 @@ describe('Model.fitDataset', () => {
     let mostAhead = 0;
     const stream = Dataset.from(() =>
       (async function* () {
-        const random = seeded(11);
+        const random = seededRandom(11);
         for (let i = 0; i < total; i++) {
           const len = 3 + Math.floor(random() * 10);
           const x = Array.from({ length: len }, () => random() * 2 - 1);
