@@ -351,6 +351,8 @@ export class Model {
   readonly #tokens: boolean;
   readonly #features: number;
   #streaming = false;
+  /** The layers' configuration, parsed once on first use (it never changes). */
+  #layersCache: Record<string, unknown>[] | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec | NativeHandle) {
@@ -519,7 +521,7 @@ export class Model {
     if (!['crossEntropy', 'mse', 'binaryCrossEntropy'].includes(loss as string)) {
       throw new InvalidArgumentError(`loss must be one of crossEntropy, mse, binaryCrossEntropy, got ${describe(loss)}`);
     }
-    const layers = this.config.layers;
+    const layers = this.#layers();
     const last = layers[layers.length - 1]!;
     const act = last.type === 'dense' ? (last.activation as string) : undefined;
     if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
@@ -550,15 +552,24 @@ export class Model {
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
-    const layers = this.config.layers;
-    const last = layers[layers.length - 1]!;
-    const perStep = last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
+    const layers = this.#layers();
+    const perStep = this.#perStep(layers);
     const width = this.#outputWidth(layers);
     const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
     if (bad >= 0) throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
     return { ...flat, ...t };
+  }
+
+  #layers(): Record<string, unknown>[] {
+    return (this.#layersCache ??= this.config.layers);
+  }
+
+  /** Whether the model's output (and so its targets) has one row per step. */
+  #perStep(layers: Record<string, unknown>[]): boolean {
+    const last = layers[layers.length - 1]!;
+    return last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
   }
 
   #outputsSequence(layers: Record<string, unknown>[]): boolean {
@@ -790,16 +801,15 @@ export class Model {
 
   /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
   #countedRows(args: native.DataArgs, loss: LossName): number {
-    const layers = this.config.layers;
-    const last = layers[layers.length - 1]!;
-    const perStep = last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
+    const layers = this.#layers();
+    const perStep = this.#perStep(layers);
     const rows = perStep ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
     return loss === 'crossEntropy' ? rows : rows * this.#outputWidth(layers);
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {
     const rows = flat.samples;
-    const layers = this.config.layers;
+    const layers = this.#layers();
     const units = this.#outputWidth(layers);
     const shape = r.output.length === rows * units ? [rows, units] : [rows, flat.steps, units];
     const states = r.states.map((st) => {
