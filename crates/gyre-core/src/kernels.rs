@@ -10,26 +10,10 @@
 //!   dot product of two contiguous rows (for one-step calls, where a transpose would not pay);
 //! - [`add_yw`]: `out[b, j] += Σ_r y[b, r] · w[r, j]` over `W_hh`'s rows (the backward product).
 //!
-//! Each output element is accumulated in one fixed order whatever the number of threads; batch
-//! rows are spread over the rayon pool when the product is large.
+//! Each output element is accumulated in one fixed order. The kernels run on the calling thread:
+//! the time-loop driver splits a step's batch rows over the pool (see `sequence.rs`).
 
 use crate::real::Real;
-use rayon::prelude::*;
-
-/// Below this many multiply-adds a kernel runs on the calling thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 16;
-
-/// Rows per parallel task: the batch split evenly over the threads, in multiples of 4 (the
-/// kernels' row block).
-///
-/// The time-loop driver already splits each step's batch rows over the pool; inside such a
-/// block (a rayon worker running a task) the kernels stay on their thread.
-fn parallel_rows(rows: usize, flops: usize) -> Option<usize> {
-    let threads = rayon::current_num_threads();
-    let nested = rayon::current_thread_index().is_some();
-    (!nested && rows > 1 && flops >= PARALLEL_MIN_FLOPS && threads > 1)
-        .then(|| rows.div_ceil(threads).next_multiple_of(4).max(4))
-}
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` for `x: [B, K]` contiguous, `wt: [K, W]`
 /// contiguous (`W = wt_width`), `r < R`, `out` rows of length `out_stride` (`c0 + R ≤ out_stride`
@@ -49,14 +33,7 @@ pub fn add_xw<F: Real>(
         return;
     }
     let b = &wt[c0..];
-    let block = |(xs, os): (&[F], &mut [F])| {
-        let rows = xs.len() / k;
-        F::gemm_acc(rows, r, k, xs, k, 1, b, wt_width, &mut os[c0..], out_stride);
-    };
-    match parallel_rows(x.len() / k, x.len() * r) {
-        Some(rows) => x.par_chunks(rows * k).zip(out.par_chunks_mut(rows * out_stride)).for_each(block),
-        None => block((x, out)),
-    }
+    F::gemm_acc(x.len() / k, r, k, x, k, 1, b, wt_width, &mut out[c0..], out_stride);
 }
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · w[r, k]` for `x: [B, K]`, `w: [R, K]` (both contiguous),
@@ -71,11 +48,7 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
             *o = *o + F::dot(xr, wr);
         }
     };
-    if parallel_rows(x.len() / k, x.len() * r).is_some() {
-        x.par_chunks_exact(k).zip(out.par_chunks_exact_mut(out_stride)).for_each(row);
-    } else {
-        x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
-    }
+    x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
 }
 
 /// `out[b, j] (+)= Σ_r y[b, c0 + r] · w[r, j]` for `y` rows of length `y_stride`,
@@ -95,18 +68,12 @@ pub fn add_yw<F: Real>(
         return;
     }
     let r = w.len() / j;
-    let block = |(ys, os): (&[F], &mut [F])| {
-        if !accumulate {
-            os.fill(F::zero());
-        }
-        let rows = os.len() / j;
-        if rows > 0 && r > 0 {
-            F::gemm_acc(rows, j, r, &ys[c0..], y_stride, 1, w, j, os, j);
-        }
-    };
-    match parallel_rows(y.len() / y_stride, out.len() * r) {
-        Some(rows) => y.par_chunks(rows * y_stride).zip(out.par_chunks_mut(rows * j)).for_each(block),
-        None => block((y, out)),
+    if !accumulate {
+        out.fill(F::zero());
+    }
+    let rows = out.len() / j;
+    if rows > 0 && r > 0 {
+        F::gemm_acc(rows, j, r, &y[c0..], y_stride, 1, w, j, out, j);
     }
 }
 

@@ -210,8 +210,10 @@ fn in_row_blocks<S: Send>(
     split: &(dyn Fn(S, usize) -> (S, S) + Sync),
     run: &(dyn Fn(S) -> Result<()> + Sync),
 ) -> Result<()> {
+    // Only inside the configured pool: a small step run on the caller's thread (a stream step)
+    // must not spill onto rayon's global pool.
     let threads = rayon::current_num_threads();
-    if threads <= 1 || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
+    if rayon::current_thread_index().is_none() || threads <= 1 || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
         return run(step);
     }
     fn go<S: Send>(
