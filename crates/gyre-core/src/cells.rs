@@ -27,18 +27,23 @@ impl<'w, F: Real> Recurrent<'w, F> {
     }
 }
 
-/// `out[:, rows] = b_hh[rows] + h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`,
-/// written into the same columns of `out: [B, G·H]`. Reads `W_hhᵀ` when the driver made it.
-fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
+/// `out[:, rows] += h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`, into the same
+/// columns of `out: [B, G·H]` (the bias is the caller's). Reads `W_hhᵀ` when the driver made it.
+fn recurrent_acc<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
     let (hidden, gh) = (s.hidden, s.b_hh.len());
-    for row in out.chunks_exact_mut(gh) {
-        row[rows.clone()].copy_from_slice(&s.b_hh[rows.clone()]);
-    }
     if s.w_hh_t.is_empty() {
         add_xwt(h_prev, hidden, &s.w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
     } else {
         add_xw(h_prev, hidden, s.w_hh_t, gh, out, gh, rows.start, rows.len());
     }
+}
+
+/// `out[:, rows] = b_hh[rows] + h_prev · W_hh[rows]ᵀ` (the other columns untouched).
+fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
+    for row in out.chunks_exact_mut(s.b_hh.len()) {
+        row[rows.clone()].copy_from_slice(&s.b_hh[rows.clone()]);
+    }
+    recurrent_acc(s, h_prev, rows, out);
 }
 
 /// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
@@ -70,10 +75,10 @@ impl<F: Real> Cell<F> for RnnCell {
     }
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
-        let (w, scratch) = (Recurrent::of(&s), s.scratch);
-        recurrent_product(w, s.h_prev, 0..s.dims.hidden, scratch);
-        for (g, &r) in s.gates.iter_mut().zip(scratch.iter()) {
-            *g = *g + r;
+        // The product accumulates straight into the gates; b_hh is added with the activation.
+        recurrent_acc(Recurrent::of(&s), s.h_prev, 0..s.dims.hidden, s.gates);
+        for g in s.gates.chunks_exact_mut(s.dims.hidden) {
+            g.iter_mut().zip(s.b_hh).for_each(|(x, &b)| *x = *x + b);
         }
         match self.nonlinearity {
             Nonlinearity::Tanh => F::tanh_slice(s.gates),
@@ -112,28 +117,12 @@ impl<F: Real> Cell<F> for LstmCell {
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
-        let (w, scratch) = (Recurrent::of(&s), s.scratch);
-        recurrent_product(w, s.h_prev, 0..4 * hd, scratch);
-        // Pre-activations, then the nonlinearities over whole gate blocks (SIMD for f32).
-        for (g, &r) in s.gates.iter_mut().zip(scratch.iter()) {
-            *g = *g + r;
-        }
-        for g in s.gates.chunks_exact_mut(4 * hd) {
-            F::sigmoid_slice(&mut g[..2 * hd]);
-            F::tanh_slice(&mut g[2 * hd..3 * hd]);
-            F::sigmoid_slice(&mut g[3 * hd..]);
-        }
+        // The product accumulates straight into the gates; one fused pass per row adds b_hh,
+        // applies the nonlinearities and updates the states (SIMD for f32).
+        recurrent_acc(Recurrent::of(&s), s.h_prev, 0..4 * hd, s.gates);
         let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
-        for (g, ((c_prev, c), h)) in s.gates.chunks_exact(4 * hd).zip(states) {
-            let (i, f, n) = (&g[..hd], &g[hd..2 * hd], &g[2 * hd..3 * hd]);
-            for j in 0..hd {
-                c[j] = f[j] * c_prev[j] + i[j] * n[j];
-            }
-            h.copy_from_slice(c);
-            F::tanh_slice(h);
-            for (hj, &o) in h.iter_mut().zip(&g[3 * hd..]) {
-                *hj = o * *hj;
-            }
+        for (g, ((c_prev, c), h)) in s.gates.chunks_exact_mut(4 * hd).zip(states) {
+            F::lstm_row(g, s.b_hh, c_prev, c, h);
         }
         Ok(())
     }
@@ -195,43 +184,35 @@ impl<F: Real> Cell<F> for GruCell {
         let hd = s.dims.hidden;
         let one = F::one();
         let (w, scratch, extra) = (Recurrent::of(&s), s.scratch, s.extra);
-        // r and z: pre-activations, then one sigmoid pass over both blocks (SIMD for f32).
-        recurrent_product(w, s.h_prev, 0..(if self.reset_after { 3 } else { 2 }) * hd, scratch);
-        for (g, rec) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)) {
-            for j in 0..2 * hd {
+        // r and z: the product accumulates straight into the gates (b_hh added in the row pass).
+        recurrent_acc(w, s.h_prev, 0..2 * hd, s.gates);
+        if self.reset_after {
+            // n = tanh(x·W_inᵀ + b_in + r·(h_prev·W_hnᵀ + b_hn)); the product is kept for
+            // backward. One fused pass per row (SIMD for f32).
+            recurrent_product(w, s.h_prev, 2 * hd..3 * hd, scratch);
+            let rows = s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd));
+            let states = s.h_prev.chunks_exact(hd).zip(extra.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
+            for ((g, rec), ((hp, e), h)) in rows.zip(states) {
+                F::gru_row(g, s.b_hh, &rec[2 * hd..], hp, e, h);
+            }
+            return Ok(());
+        }
+        // n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn); r·h_prev is kept for backward.
+        for ((g, hp), rh) in
+            s.gates.chunks_exact_mut(3 * hd).zip(s.h_prev.chunks_exact(hd)).zip(extra.chunks_exact_mut(hd))
+        {
+            g[..2 * hd].iter_mut().zip(s.b_hh).for_each(|(x, &b)| *x = *x + b);
+            F::sigmoid_slice(&mut g[..2 * hd]);
+            for j in 0..hd {
+                rh[j] = g[j] * hp[j];
+            }
+        }
+        recurrent_product(w, extra, 2 * hd..3 * hd, scratch);
+        let states = s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd));
+        for ((g, rec), (hp, h)) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)).zip(states) {
+            for j in 2 * hd..3 * hd {
                 g[j] = g[j] + rec[j];
             }
-            F::sigmoid_slice(&mut g[..2 * hd]);
-        }
-        if self.reset_after {
-            // n = tanh(x·W_inᵀ + b_in + r·(h_prev·W_hnᵀ + b_hn)); the product is kept for backward.
-            for ((g, rec), e) in
-                s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)).zip(extra.chunks_exact_mut(hd))
-            {
-                for j in 0..hd {
-                    e[j] = rec[2 * hd + j];
-                    g[2 * hd + j] = g[2 * hd + j] + g[j] * rec[2 * hd + j];
-                }
-            }
-        } else {
-            // n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn); r·h_prev is kept for backward.
-            for ((g, hp), rh) in
-                s.gates.chunks_exact(3 * hd).zip(s.h_prev.chunks_exact(hd)).zip(extra.chunks_exact_mut(hd))
-            {
-                for j in 0..hd {
-                    rh[j] = g[j] * hp[j];
-                }
-            }
-            recurrent_product(w, extra, 2 * hd..3 * hd, scratch);
-            for (g, rec) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)) {
-                for j in 2 * hd..3 * hd {
-                    g[j] = g[j] + rec[j];
-                }
-            }
-        }
-        for (g, (hp, h)) in
-            s.gates.chunks_exact_mut(3 * hd).zip(s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd)))
-        {
             F::tanh_slice(&mut g[2 * hd..]);
             for j in 0..hd {
                 let (z, n) = (g[hd + j], g[2 * hd + j]);

@@ -13,7 +13,7 @@ use crate::linalg::{column_sums, gemm};
 use crate::random::Rng;
 use crate::real::{sigmoid, Real};
 use crate::recurrent::CellKind;
-use crate::sequence::{backward_sequence, forward_sequence, Packing, Trace};
+use crate::sequence::{backward_sequence, forward_sequence, infer_sequence, Packing, Trace, Transposed};
 use crate::tensor::{matrix, vector};
 use crate::weights::LayerWeights;
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
@@ -210,6 +210,35 @@ pub struct ForwardTrace<F> {
     pub sequence: bool,
     /// Final recurrent states, sorted order.
     pub state: ModelState<F>,
+}
+
+/// What an inference pass returns ([`Model::infer`]): outputs and states, nothing for backward.
+pub struct Inference<F> {
+    /// `[rows, units]` the last layer's output before its activation, when that differs from
+    /// the output (see [`Inference::logits`]).
+    logits: Option<Array2<F>>,
+    /// `[rows, units]` output of the last layer (after its activation), rows as in
+    /// [`ForwardTrace::output`].
+    pub output: Array2<F>,
+    /// Whether `output` is a packed sequence.
+    pub sequence: bool,
+    /// Final recurrent states, sorted order.
+    pub state: ModelState<F>,
+}
+
+impl<F> Inference<F> {
+    /// `[rows, units]` the last layer's output before its activation (the output itself when
+    /// the last layer has none).
+    pub fn logits(&self) -> &Array2<F> {
+        self.logits.as_ref().unwrap_or(&self.output)
+    }
+}
+
+/// The recurrent weights of a model transposed once for many inference batches
+/// ([`Model::prepare`]); valid until the parameters change.
+pub struct PreparedWeights<F> {
+    /// Indexed by the tensor index of each recurrent direction's `weight_ih`.
+    transposed: Vec<Option<Transposed<F>>>,
 }
 
 /// A sequential model with its parameters.
@@ -498,12 +527,7 @@ impl<F: Real> Model<F> {
         for (i, info) in self.layers.iter().enumerate() {
             match info.config {
                 LayerConfig::Embedding { dim } => {
-                    let w = &self.tensors[info.first_tensor].data;
-                    let mut out = Array2::zeros((batch.tokens.len(), dim));
-                    for (mut row, &id) in out.rows_mut().into_iter().zip(&batch.tokens) {
-                        let id = id as usize;
-                        row.assign(&ndarray::ArrayView1::from(&w[id * dim..(id + 1) * dim]));
-                    }
+                    let out = self.embed(dim, info, &batch.tokens);
                     caches.push(Cache::Embedding { ids: batch.tokens.clone() });
                     act = Act { data: out, sequence: true };
                 }
@@ -518,17 +542,7 @@ impl<F: Real> Model<F> {
                     act = out;
                 }
                 LayerConfig::Dense { units, activation } => {
-                    let w = &self.tensors[info.first_tensor];
-                    let bias = &self.tensors[info.first_tensor + 1];
-                    let wm = matrix(&w.name, &w.data, units, info.input_width)?;
-                    let rows = act.data.nrows();
-                    let mut init = Vec::with_capacity(rows * units);
-                    for _ in 0..rows {
-                        init.extend_from_slice(&bias.data);
-                    }
-                    let mut pre = Array2::from_shape_vec((rows, units), init)
-                        .map_err(|e| CoreError::shape("dense output", format!("[{rows}, {units}]"), e.to_string()))?;
-                    gemm(F::one(), act.data.view(), wm.t(), F::one(), pre.view_mut());
+                    let pre = self.dense(info, units, act.data.view())?;
                     let mut out = pre.clone();
                     activate(activation, &mut out);
                     if i + 1 == self.layers.len() {
@@ -595,25 +609,149 @@ impl<F: Real> Model<F> {
             }
             x = out;
         }
-        let merged = |a: Array2<F>| -> Array2<F> {
-            if dirs == 2 && r.merge == Merge::Sum {
-                let (f, bk) = a.view().split_at(Axis(1), h);
-                &f + &bk
-            } else {
-                a
-            }
-        };
-        let act = if r.return_sequences {
-            Act { data: merged(x), sequence: true }
-        } else {
-            let top = &hs[(r.num_layers - 1) * dirs..];
-            let mut finals = Array2::zeros((b, dirs * h));
-            for (d, hd) in top.iter().enumerate() {
-                finals.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("h_n", hd, b, h)?);
-            }
-            Act { data: merged(finals), sequence: false }
-        };
+        let act = recurrent_output(r, b, x, &hs)?;
         Ok((act, Cache::Recurrent { inputs, traces, masks }, hs, cs))
+    }
+
+    /// `[rows, units]` the dense layer's pre-activation `b + x·Wᵀ` for `x: [rows, in]`.
+    fn dense(&self, info: &LayerInfo, units: usize, x: ArrayView2<F>) -> Result<Array2<F>> {
+        let w = &self.tensors[info.first_tensor];
+        let bias = &self.tensors[info.first_tensor + 1];
+        let wm = matrix(&w.name, &w.data, units, info.input_width)?;
+        let rows = x.nrows();
+        let mut init = Vec::with_capacity(rows * units);
+        for _ in 0..rows {
+            init.extend_from_slice(&bias.data);
+        }
+        let mut pre = Array2::from_shape_vec((rows, units), init)
+            .map_err(|e| CoreError::shape("dense output", format!("[{rows}, {units}]"), e.to_string()))?;
+        gemm(F::one(), x, wm.t(), F::one(), pre.view_mut());
+        Ok(pre)
+    }
+
+    /// Runs the model on a packed batch for its outputs only: no dropout, nothing kept for
+    /// backward (the recurrent layers run [`infer_sequence`], which holds the gates of a few
+    /// steps at a time). The outputs are [`Model::forward`]'s, bit for bit. `initial` gives the
+    /// recurrent layers' starting states (sorted order; zeros if `None`).
+    /// `prepared` (from [`Model::prepare`] on the current parameters) saves each pass its
+    /// transposes of the weights; the results are the same without it.
+    pub fn infer(
+        &self,
+        batch: &PackedBatch<F>,
+        initial: Option<&ModelState<F>>,
+        prepared: Option<&PreparedWeights<F>>,
+    ) -> Result<Inference<F>> {
+        let packing = &batch.packing;
+        let mut state = ModelState::default();
+        let mut act = ndarray::CowArray::from(batch.features.view());
+        let mut sequence = true;
+        let mut logits = None;
+        let mut rec_index = 0;
+        for (i, info) in self.layers.iter().enumerate() {
+            match info.config {
+                LayerConfig::Embedding { dim } => {
+                    act = self.embed(dim, info, &batch.tokens).into();
+                }
+                LayerConfig::Recurrent(r) => {
+                    let init = initial.and_then(|s| Some((s.hidden.get(rec_index)?, s.cell.get(rec_index))));
+                    let (out, hs, cs) = self.recurrent_infer(info, &r, act.view(), packing, init, prepared)?;
+                    state.hidden.push(hs);
+                    state.cell.push(cs);
+                    rec_index += 1;
+                    act = out.data.into();
+                    sequence = out.sequence;
+                }
+                LayerConfig::Dense { units, activation } => {
+                    let pre = self.dense(info, units, act.view())?;
+                    let mut out = if i + 1 == self.layers.len() && activation != Activation::Linear {
+                        let activated = pre.clone();
+                        logits = Some(pre);
+                        activated
+                    } else {
+                        pre
+                    };
+                    activate(activation, &mut out);
+                    act = out.into();
+                }
+            }
+        }
+        Ok(Inference { logits, output: act.into_owned(), sequence, state })
+    }
+
+    /// Transposes every recurrent weight matrix once, for [`Model::infer`] calls over many
+    /// batches with these parameters.
+    pub fn prepare(&self) -> Result<PreparedWeights<F>> {
+        let mut transposed: Vec<Option<Transposed<F>>> = (0..self.tensors.len()).map(|_| None).collect();
+        for info in &self.layers {
+            if let LayerConfig::Recurrent(r) = info.config {
+                for k in 0..r.num_layers * if r.bidirectional { 2 } else { 1 } {
+                    let first = info.first_tensor + 4 * k;
+                    transposed[first] = Some(Transposed::of(&self.weights(first)?)?);
+                }
+            }
+        }
+        Ok(PreparedWeights { transposed })
+    }
+
+    /// `[N, dim]` the embedding rows of the packed token ids.
+    fn embed(&self, dim: usize, info: &LayerInfo, tokens: &[u32]) -> Array2<F> {
+        let w = &self.tensors[info.first_tensor].data;
+        let mut out = Array2::zeros((tokens.len(), dim));
+        for (mut row, &id) in out.rows_mut().into_iter().zip(tokens) {
+            let id = id as usize;
+            row.assign(&ndarray::ArrayView1::from(&w[id * dim..(id + 1) * dim]));
+        }
+        out
+    }
+
+    /// [`Model::recurrent_forward`] for inference: the layer's output and final states.
+    #[allow(clippy::type_complexity)]
+    fn recurrent_infer(
+        &self,
+        info: &LayerInfo,
+        r: &RecurrentConfig,
+        input: ArrayView2<F>,
+        packing: &Packing,
+        init: Option<(&Vec<Vec<F>>, Option<&Vec<Vec<F>>>)>,
+        prepared: Option<&PreparedWeights<F>>,
+    ) -> Result<(Act<F>, Vec<Vec<F>>, Vec<Vec<F>>)> {
+        let cell = AnyCell::new(r.cell);
+        let has_c = Cell::<F>::has_cell_state(&cell);
+        let h = r.hidden_size;
+        let dirs = if r.bidirectional { 2 } else { 1 };
+        let b = packing.batch();
+        let n = packing.rows();
+        let zeros = vec![F::zero(); b * h];
+        let (mut hs, mut cs) = (Vec::new(), Vec::new());
+        let mut x = ndarray::CowArray::from(input);
+        for l in 0..r.num_layers {
+            let mut out = Array2::zeros((0, 0));
+            for d in 0..dirs {
+                let k = l * dirs + d;
+                let w = self.weights(info.first_tensor + 4 * k)?;
+                let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(&zeros[..], |v| &v[..]);
+                let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(&zeros[..], |v| &v[..]) } else { &[] };
+                if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
+                    return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
+                }
+                let given = prepared.and_then(|p| p.transposed.get(info.first_tensor + 4 * k)?.as_ref());
+                let o = infer_sequence(&cell, &w, given, x.view(), packing, d == 1, h0, c0)?;
+                if dirs == 1 {
+                    out = Array2::from_shape_vec((n, h), o.h)
+                        .map_err(|e| CoreError::shape("output", format!("[{n}, {h}]"), e.to_string()))?;
+                } else {
+                    if d == 0 {
+                        out = Array2::zeros((n, dirs * h));
+                    }
+                    out.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("output", &o.h, n, h)?);
+                }
+                hs.push(o.h_n);
+                cs.push(o.c_n);
+            }
+            x = out.into();
+        }
+        let act = recurrent_output(r, b, x.into_owned(), &hs)?;
+        Ok((act, hs, cs))
     }
 
     /// Gradients of every parameter (same order and sizes as [`Model::tensors`]) given the
@@ -861,12 +999,12 @@ impl<F: Real> Model<F> {
             }
         }
         let batch = self.pack(inputs, None)?;
-        let trace = self.forward(batch, false, &mut Rng::new(0), Some(state))?;
-        if trace.state.hidden.len() != state.hidden.len() {
+        let inferred = self.infer(&batch, Some(state), None)?;
+        if inferred.state.hidden.len() != state.hidden.len() {
             return Err(CoreError::shape("state", "one entry per recurrent layer", "another count"));
         }
-        *state = trace.state;
-        Ok(into_vec(trace.output))
+        *state = inferred.state;
+        Ok(into_vec(inferred.output))
     }
 
     /// Replaces every parameter's values (same order and sizes as [`Model::tensors`]).
@@ -892,6 +1030,31 @@ impl<F: Real> Model<F> {
         }
         Ok(())
     }
+}
+
+/// A recurrent layer's output from its top layer's packed outputs `x: [N, D·H]` and the final
+/// hidden states `hs` (`l·D + d` order): the sequence, or each sequence's final state; the two
+/// directions concatenated or summed.
+fn recurrent_output<F: Real>(r: &RecurrentConfig, b: usize, x: Array2<F>, hs: &[Vec<F>]) -> Result<Act<F>> {
+    let h = r.hidden_size;
+    let dirs = if r.bidirectional { 2 } else { 1 };
+    let merged = |a: Array2<F>| -> Array2<F> {
+        if dirs == 2 && r.merge == Merge::Sum {
+            let (f, bk) = a.view().split_at(Axis(1), h);
+            &f + &bk
+        } else {
+            a
+        }
+    };
+    if r.return_sequences {
+        return Ok(Act { data: merged(x), sequence: true });
+    }
+    let top = &hs[(r.num_layers - 1) * dirs..];
+    let mut finals = Array2::zeros((b, dirs * h));
+    for (d, hd) in top.iter().enumerate() {
+        finals.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("h_n", hd, b, h)?);
+    }
+    Ok(Act { data: merged(finals), sequence: false })
 }
 
 /// Applies `activation` to each row of `x` in place.

@@ -52,6 +52,23 @@ pub trait Real:
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
     }
+
+    /// The gate arithmetic of one LSTM row (PyTorch gate order `i, f, g, o`): `g: [4H]` holds
+    /// the pre-activations without `b: [4H]` (`b_hh`), which is added first; then
+    /// `i, f, o = σ(·)`, `g = tanh(·)` (written back into `g`), `c = f·c_prev + i·g` and
+    /// `h = o·tanh(c)` (`c_prev`, `c`, `h`: `[H]`).
+    fn lstm_row(g: &mut [Self], b: &[Self], c_prev: &[Self], c: &mut [Self], h: &mut [Self]) {
+        lstm_row_portable(g, b, c_prev, c, h);
+    }
+
+    /// The gate arithmetic of one reset-after GRU row (gate order `r, z, n`): `g: [3H]` holds
+    /// the pre-activations (`r`, `z` without their part of `b: [3H]` (`b_hh`); `n` the input
+    /// part `x·W_inᵀ + b_in`), `rec: [H]` is `h_prev·W_hnᵀ + b_hn`. Then `r, z = σ(·)`,
+    /// `n = tanh(g_n + r·rec)` (written back into `g`), `extra = rec` and
+    /// `h = (1 − z)·n + z·h_prev` (`h_prev`, `extra`, `h`: `[H]`).
+    fn gru_row(g: &mut [Self], b: &[Self], rec: &[Self], h_prev: &[Self], extra: &mut [Self], h: &mut [Self]) {
+        gru_row_portable(g, b, rec, h_prev, extra, h);
+    }
 }
 
 /// f32 runs on the SIMD kernels of [`crate::simd`] (chosen for the CPU at run time).
@@ -93,6 +110,14 @@ impl Real for f32 {
     fn tanh_slice(x: &mut [f32]) {
         crate::simd::tanh_inplace(x);
     }
+
+    fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+        crate::simd::lstm_row(g, b, c_prev, c, h);
+    }
+
+    fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
+        crate::simd::gru_row(g, b, rec, h_prev, extra, h);
+    }
 }
 
 impl Real for f64 {
@@ -110,6 +135,36 @@ pub fn sigmoid<F: Real>(x: F) -> F {
     } else {
         let e = x.exp();
         e / (F::one() + e)
+    }
+}
+
+/// The portable [`Real::lstm_row`] (the oracle of the f32 SIMD builds).
+pub fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F], h: &mut [F]) {
+    let hd = h.len();
+    g.iter_mut().zip(b).for_each(|(x, &y)| *x = *x + y);
+    g[..2 * hd].iter_mut().for_each(|v| *v = sigmoid(*v));
+    g[2 * hd..3 * hd].iter_mut().for_each(|v| *v = v.tanh());
+    g[3 * hd..].iter_mut().for_each(|v| *v = sigmoid(*v));
+    let (i, f, n, o) = (&g[..hd], &g[hd..2 * hd], &g[2 * hd..3 * hd], &g[3 * hd..]);
+    for j in 0..hd {
+        c[j] = f[j] * c_prev[j] + i[j] * n[j];
+        h[j] = o[j] * c[j].tanh();
+    }
+}
+
+/// The portable [`Real::gru_row`] (the oracle of the f32 SIMD builds).
+pub fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev: &[F], extra: &mut [F], h: &mut [F]) {
+    let hd = h.len();
+    let one = F::one();
+    for j in 0..2 * hd {
+        g[j] = sigmoid(g[j] + b[j]);
+    }
+    for j in 0..hd {
+        let (r, z) = (g[j], g[hd + j]);
+        let n = (g[2 * hd + j] + r * rec[j]).tanh();
+        g[2 * hd + j] = n;
+        extra[j] = rec[j];
+        h[j] = (one - z) * n + z * h_prev[j];
     }
 }
 

@@ -177,14 +177,18 @@ fn forward_with<F: Real, C: Cell<F>>(
     init: &InitialState<F>,
     c: &Checked,
 ) -> Result<ForwardOutput<F>> {
-    let (_, trace) = run_forward(cell, w, x, init, c)?;
-    let out = crate::tensor::matrix("output", trace.outputs(), c.steps * c.batch, c.hidden)?;
+    let xt = time_major(x);
+    let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
+    let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
+    let packing = Packing::uniform(c.batch, c.steps)?;
+    let o = crate::sequence::infer_sequence(cell, w, None, xt.view(), &packing, false, &h0, &c0)?;
+    let out = crate::tensor::matrix("output", &o.h, c.steps * c.batch, c.hidden)?;
     let state = RecurrentState {
-        hidden: Array2::from_shape_vec((c.batch, c.hidden), trace.final_hidden())
+        hidden: Array2::from_shape_vec((c.batch, c.hidden), o.h_n)
             .map_err(|e| CoreError::shape("h_n", "[batch, hidden]", e.to_string()))?,
         cell: if cell.has_cell_state() {
             Some(
-                Array2::from_shape_vec((c.batch, c.hidden), trace.final_cell())
+                Array2::from_shape_vec((c.batch, c.hidden), o.c_n)
                     .map_err(|e| CoreError::shape("c_n", "[batch, hidden]", e.to_string()))?,
             )
         } else {

@@ -12,7 +12,7 @@ use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
 use crate::error::{CoreError, Result};
 use crate::linalg::{column_sums, gemm};
 use crate::real::Real;
-use crate::tensor::{matrix, matrix_mut};
+use crate::tensor::matrix;
 use crate::weights::{LayerWeights, WeightGrads};
 use ndarray::{Array1, Array2, ArrayView2};
 
@@ -241,9 +241,198 @@ fn in_row_blocks<S: Send>(
 const TRANSPOSE_MIN_STEPS: usize = 3;
 const TRANSPOSE_MIN_BATCH: usize = 2;
 
+/// Gate pre-activations projected from the input at a time, in bytes: a group of steps is
+/// projected just before it runs, so its gates are still in the core's L2 cache when the
+/// recurrent product adds to them (at least one step per group). Unit tests use a tiny size, so
+/// that every pass they run is split into several groups.
+#[cfg(not(test))]
+const PROJECTION_BYTES: usize = 512 << 10;
+#[cfg(test)]
+const PROJECTION_BYTES: usize = 1 << 10;
+
+/// `[K, R]` transposed copy of a row-major `[R, K]` matrix, in 32 × 32 blocks (each block's
+/// rows and columns stay in L1 while it is copied).
+fn transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
+    const BLOCK: usize = 32;
+    let r = w.len().checked_div(k).unwrap_or(0);
+    let mut t = zeros(w.len());
+    for i0 in (0..r).step_by(BLOCK) {
+        for p0 in (0..k).step_by(BLOCK) {
+            for i in i0..(i0 + BLOCK).min(r) {
+                let row = &w[i * k..(i + 1) * k];
+                for p in p0..(p0 + BLOCK).min(k) {
+                    t[p * r + i] = row[p];
+                }
+            }
+        }
+    }
+    t
+}
+
+/// A layer's weights transposed as the time loop reads them: `W_ihᵀ: [I, G·H]` and
+/// `W_hhᵀ: [H, G·H]`. Made once for many batches with the same weights (see
+/// [`crate::model::Model::prepare`]); each pass still uses them only where it would have made
+/// them itself, so results do not depend on whether they were given.
+#[derive(Clone, Debug)]
+pub struct Transposed<F> {
+    weight_ih: Vec<F>,
+    weight_hh: Vec<F>,
+}
+
+impl<F: Real> Transposed<F> {
+    /// Transposes both weight matrices of `weights`.
+    pub fn of(weights: &LayerWeights<F>) -> Result<Self> {
+        let (w_ih, w_hh) = (weights.weight_ih.as_standard_layout(), weights.weight_hh.as_standard_layout());
+        Ok(Transposed {
+            weight_ih: transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),
+            weight_hh: transposed(contiguous("weight_hh", w_hh.as_slice())?, weights.weight_hh.ncols()),
+        })
+    }
+}
+
+/// The layer's weights in the forms the time loop reads, checked and made once per pass.
+struct Prepared<'w, F: Real> {
+    input: usize,
+    gh: usize,
+    w_ih: ndarray::CowArray<'w, F, ndarray::Ix2>,
+    /// `[I, G·H]` `W_ihᵀ` (empty for one-row passes: dot products over `W_ih`'s rows instead).
+    w_ih_t: std::borrow::Cow<'w, [F]>,
+    b_ih: ndarray::CowArray<'w, F, ndarray::Ix1>,
+    w_hh: ndarray::CowArray<'w, F, ndarray::Ix2>,
+    /// `[H, G·H]` `W_hhᵀ`, or empty (see [`TRANSPOSE_MIN_STEPS`]).
+    w_hh_t: std::borrow::Cow<'w, [F]>,
+    b_hh: ndarray::CowArray<'w, F, ndarray::Ix1>,
+}
+
+impl<'w, F: Real> Prepared<'w, F> {
+    fn new(
+        weights: &'w LayerWeights<F>,
+        gates: usize,
+        packing: &Packing,
+        given: Option<&'w Transposed<F>>,
+    ) -> Result<Self> {
+        use std::borrow::Cow;
+        let (input, hidden) = (weights.weight_ih.ncols(), weights.weight_hh.ncols());
+        let w_ih = weights.weight_ih.as_standard_layout();
+        let w_hh = weights.weight_hh.as_standard_layout();
+        let long = packing.steps() >= TRANSPOSE_MIN_STEPS;
+        let w_ih_t = match (packing.rows() > 1, given) {
+            (false, _) => Cow::Borrowed(&[][..]),
+            (true, Some(t)) => Cow::Borrowed(&t.weight_ih[..]),
+            (true, None) => Cow::Owned(transposed(contiguous("weight_ih", w_ih.as_slice())?, input)),
+        };
+        let w_hh_t = match (long && packing.batch() >= TRANSPOSE_MIN_BATCH, given) {
+            (false, _) => Cow::Borrowed(&[][..]),
+            (true, Some(t)) => Cow::Borrowed(&t.weight_hh[..]),
+            (true, None) => Cow::Owned(transposed(contiguous("weight_hh", w_hh.as_slice())?, hidden)),
+        };
+        if w_ih_t.len() != w_ih.len() && !w_ih_t.is_empty() || w_hh_t.len() != w_hh.len() && !w_hh_t.is_empty() {
+            return Err(CoreError::shape("transposed weights", "the layer's sizes", "another layer's"));
+        }
+        Ok(Prepared {
+            input,
+            gh: gates * hidden,
+            w_ih,
+            w_ih_t,
+            b_ih: weights.bias_ih.as_standard_layout(),
+            w_hh,
+            w_hh_t,
+            b_hh: weights.bias_hh.as_standard_layout(),
+        })
+    }
+
+    /// `out = b_ih + x_rows · W_ihᵀ` for `x_rows: [R, I]` contiguous, `out: [R, G·H]`; blocks
+    /// of rows run side by side on the pool when the product is large.
+    fn project(&self, x_rows: &[F], out: &mut [F]) -> Result<()> {
+        let (input, gh) = (self.input, self.gh);
+        let b_ih = contiguous("bias_ih", self.b_ih.as_slice())?;
+        let w_ih = contiguous("weight_ih", self.w_ih.as_slice())?;
+        let rows = out.len() / gh.max(1);
+        let block = |(xs, os): (&[F], &mut [F])| {
+            for row in os.chunks_exact_mut(gh) {
+                row.copy_from_slice(b_ih);
+            }
+            if self.w_ih_t.is_empty() {
+                crate::kernels::add_xwt(xs, input, w_ih, os, gh, 0);
+            } else {
+                crate::kernels::add_xw(xs, input, &self.w_ih_t, gh, os, gh, 0, gh);
+            }
+        };
+        let threads = rayon::current_num_threads();
+        if input == 0 || gh == 0 {
+            out.fill(F::zero());
+            if gh > 0 {
+                out.chunks_exact_mut(gh).for_each(|row| row.copy_from_slice(b_ih));
+            }
+        } else if rayon::current_thread_index().is_none()
+            || threads <= 1
+            || rows < 16
+            || rows * gh * input < PARALLEL_STEP_MIN_FLOPS
+        {
+            block((x_rows, out));
+        } else {
+            use rayon::prelude::*;
+            let per = rows.div_ceil(threads).next_multiple_of(4);
+            x_rows.par_chunks(per * input).zip(out.par_chunks_mut(per * gh)).for_each(block);
+        }
+        Ok(())
+    }
+}
+
+/// Groups of consecutive processed steps `p0..p1` whose packed rows `r0..r1` are projected at
+/// once (contiguous rows in either direction).
+fn projection_groups(packing: &Packing, reverse: bool, gh: usize, elem: usize) -> Vec<(usize, usize, usize, usize)> {
+    let cap = (PROJECTION_BYTES / (gh * elem).max(1)).max(1);
+    let mut out = Vec::new();
+    let mut p0 = 0;
+    while p0 < packing.steps() {
+        let mut p1 = p0 + 1;
+        let mut rows = packing.rows_at(packing.step(p0, reverse));
+        while p1 < packing.steps() && rows + packing.rows_at(packing.step(p1, reverse)) <= cap {
+            rows += packing.rows_at(packing.step(p1, reverse));
+            p1 += 1;
+        }
+        let (a, b) = (packing.step(p0, reverse), packing.step(p1 - 1, reverse));
+        let (first, last) = (a.min(b), a.max(b));
+        out.push((p0, p1, packing.offset(first), packing.offset(last) + packing.rows_at(last)));
+        p0 = p1;
+    }
+    out
+}
+
+/// The contiguous `[R, I]` rows of the packed input.
+fn input_rows<'a, F: Real>(x: &'a ndarray::CowArray<'_, F, ndarray::Ix2>, r0: usize, r1: usize) -> Result<&'a [F]> {
+    let input = x.ncols();
+    Ok(&contiguous("input", x.as_slice())?[r0 * input..r1 * input])
+}
+
+fn check_pass<F: Real, C: Cell<F>>(
+    cell: &C,
+    x: &ArrayView2<F>,
+    packing: &Packing,
+    hidden: usize,
+    h0: &[F],
+    c0: &[F],
+) -> Result<()> {
+    let (rows, input) = x.dim();
+    let batch = packing.batch();
+    if rows != packing.rows() {
+        return Err(CoreError::shape(
+            "input",
+            format!("[{}, {input}] packed rows", packing.rows()),
+            format!("{rows} rows"),
+        ));
+    }
+    if h0.len() != batch * hidden || (cell.has_cell_state() && c0.len() != batch * hidden) {
+        return Err(CoreError::shape("h0", format!("[{batch}, {hidden}]"), format!("{} values", h0.len())));
+    }
+    Ok(())
+}
+
 /// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
 /// cells without a cell state), from first step to last or, with `reverse`, from each
-/// sequence's last step to its first. The weights must have been checked against the cell.
+/// sequence's last step to its first, keeping everything backpropagation needs. The weights
+/// must have been checked against the cell.
 pub fn forward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
@@ -253,83 +442,167 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     h0: &[F],
     c0: &[F],
 ) -> Result<Trace<F>> {
-    let (rows, input) = x.dim();
     let hidden = weights.weight_hh.ncols();
+    check_pass(cell, &x, packing, hidden, h0, c0)?;
+    let (rows, input) = x.dim();
     let gh = cell.gates() * hidden;
     let batch = packing.batch();
     let has_c = cell.has_cell_state();
-    if rows != packing.rows() {
-        return Err(CoreError::shape(
-            "input",
-            format!("[{}, {input}] packed rows", packing.rows()),
-            format!("{rows} rows"),
-        ));
-    }
-    if h0.len() != batch * hidden || (has_c && c0.len() != batch * hidden) {
-        return Err(CoreError::shape("h0", format!("[{batch}, {hidden}]"), format!("{} values", h0.len())));
-    }
     let dims = Dims { batch, input, hidden };
     let width = cell.extra() * hidden;
+    let w = Prepared::new(weights, cell.gates(), packing, None)?;
+    let x = x.as_standard_layout();
 
-    // The input projection starts from the bias in every row (one pass, no zeroing first).
-    let b_ih = weights.bias_ih.as_standard_layout();
-    let b_ih = contiguous("bias_ih", b_ih.as_slice())?;
-    let mut gates = Vec::with_capacity(rows * gh);
-    for _ in 0..rows {
-        gates.extend_from_slice(b_ih);
-    }
-    gemm(F::one(), x, weights.weight_ih.t(), F::one(), matrix_mut("input projection", &mut gates, rows, gh)?);
     let state_len = if has_c { rows * hidden } else { 0 };
+    let mut gates = zeros(rows * gh);
     let mut h_prev = zeros(rows * hidden);
     let mut h = zeros(rows * hidden);
     let mut c_prev = zeros(state_len);
     let mut c = zeros(state_len);
     let mut extra = zeros(rows * width);
     let mut scratch = zeros(batch * gh);
-    let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
-    let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
-    // The recurrent product's fast form reads W_hhᵀ; one transpose per pass, when the pass has
-    // enough steps to repay it.
-    let w_hh_t: Vec<F> = if packing.steps() >= TRANSPOSE_MIN_STEPS && batch >= TRANSPOSE_MIN_BATCH {
-        let mut t = zeros(w_hh.len());
-        for (r, row) in w_hh.chunks_exact(hidden).enumerate() {
-            for (k, &v) in row.iter().enumerate() {
-                t[k * gh + r] = v;
-            }
-        }
-        t
-    } else {
-        Vec::new()
-    };
+    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
 
-    for p in 0..packing.steps() {
-        let t = packing.step(p, reverse);
-        let (n, off) = (packing.rows_at(t), packing.offset(t));
-        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-        let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-        let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
-        let (s, e) = (off * hidden, (off + n) * hidden);
-        gather_state(&mut h_prev[s..e], &h[prev_off..], from_prev, h0, hidden);
-        if has_c {
-            gather_state(&mut c_prev[s..e], &c[prev_off..], from_prev, c0, hidden);
+    for (p0, p1, r0, r1) in projection_groups(packing, reverse, gh, std::mem::size_of::<F>()) {
+        w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh])?;
+        for p in p0..p1 {
+            let t = packing.step(p, reverse);
+            let (n, off) = (packing.rows_at(t), packing.offset(t));
+            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+            let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
+            let (s, e) = (off * hidden, (off + n) * hidden);
+            gather_state(&mut h_prev[s..e], &h[prev_off..], from_prev, h0, hidden);
+            if has_c {
+                gather_state(&mut c_prev[s..e], &c[prev_off..], from_prev, c0, hidden);
+            }
+            let (c_prev_t, c_t): (&[F], &mut [F]) = if has_c { (&c_prev[s..e], &mut c[s..e]) } else { (&[], &mut []) };
+            let step = ForwardStep {
+                dims: Dims { batch: n, ..dims },
+                w_hh,
+                w_hh_t: &w.w_hh_t,
+                b_hh,
+                gates: &mut gates[off * gh..(off + n) * gh],
+                h_prev: &h_prev[s..e],
+                c_prev: c_prev_t,
+                h: &mut h[s..e],
+                c: c_t,
+                extra: &mut extra[off * width..(off + n) * width],
+                scratch: &mut scratch[..n * gh],
+            };
+            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
         }
-        let (c_prev_t, c_t): (&[F], &mut [F]) = if has_c { (&c_prev[s..e], &mut c[s..e]) } else { (&[], &mut []) };
-        let step = ForwardStep {
-            dims: Dims { batch: n, ..dims },
-            w_hh,
-            w_hh_t: &w_hh_t,
-            b_hh,
-            gates: &mut gates[off * gh..(off + n) * gh],
-            h_prev: &h_prev[s..e],
-            c_prev: c_prev_t,
-            h: &mut h[s..e],
-            c: c_t,
-            extra: &mut extra[off * width..(off + n) * width],
-            scratch: &mut scratch[..n * gh],
-        };
-        in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
     }
     Ok(Trace { dims, packing: packing.clone(), reverse, gates, h_prev, h, c_prev, c, extra })
+}
+
+/// What an inference pass returns: the outputs and the final states, nothing for backward.
+#[derive(Clone, Debug)]
+pub struct Outputs<F> {
+    /// `[N, H]` the hidden state after every step, packed.
+    pub h: Vec<F>,
+    /// `[B, H]` each sequence's hidden state after its last step (in reverse: its first).
+    pub h_n: Vec<F>,
+    /// `[B, H]` the same for the cell state (empty for cells without one).
+    pub c_n: Vec<F>,
+}
+
+/// [`forward_sequence`] without what backpropagation needs: the same arithmetic (the same
+/// outputs, bit for bit), but the gates live only for a group of steps, the cell state only
+/// for the current step, and a step reads the previous step's outputs in place where it can.
+/// `transposed`, when given, must be [`Transposed::of`] these weights.
+#[allow(clippy::too_many_arguments)]
+pub fn infer_sequence<F: Real, C: Cell<F>>(
+    cell: &C,
+    weights: &LayerWeights<F>,
+    transposed: Option<&Transposed<F>>,
+    x: ArrayView2<F>,
+    packing: &Packing,
+    reverse: bool,
+    h0: &[F],
+    c0: &[F],
+) -> Result<Outputs<F>> {
+    let hidden = weights.weight_hh.ncols();
+    check_pass(cell, &x, packing, hidden, h0, c0)?;
+    let (rows, input) = x.dim();
+    let gh = cell.gates() * hidden;
+    let batch = packing.batch();
+    let bh = batch * hidden;
+    let has_c = cell.has_cell_state();
+    let dims = Dims { batch, input, hidden };
+    let width = cell.extra() * hidden;
+    let w = Prepared::new(weights, cell.gates(), packing, transposed)?;
+    let x = x.as_standard_layout();
+    let groups = projection_groups(packing, reverse, gh, std::mem::size_of::<F>());
+    let group_rows = groups.iter().map(|g| g.3 - g.2).max().unwrap_or(0);
+
+    let mut gates = zeros(group_rows * gh);
+    let mut h = zeros(rows * hidden);
+    let mut h_gather = zeros(bh);
+    let state_len = if has_c { bh } else { 0 };
+    let (mut c_prev, mut c, mut c_n) = (zeros(state_len), zeros(state_len), zeros(state_len));
+    let mut extra = zeros(batch * width);
+    let mut scratch = zeros(batch * gh);
+    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
+    let steps = packing.steps();
+
+    for (p0, p1, r0, r1) in groups {
+        let group = &mut gates[..(r1 - r0) * gh];
+        w.project(input_rows(&x, r0, r1)?, group)?;
+        for p in p0..p1 {
+            let t = packing.step(p, reverse);
+            let (n, off) = (packing.rows_at(t), packing.offset(t));
+            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+            let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
+            let (s, e) = (off * hidden, (off + n) * hidden);
+            // The state the step starts from: the previous step's rows in place when every
+            // sequence carries on, else gathered with the initial state of those that start.
+            let (h_prev, h_t): (&[F], &mut [F]) = if from_prev == n && p > 0 {
+                if prev_off < s {
+                    let (a, b) = h.split_at_mut(s);
+                    (&a[prev_off..prev_off + n * hidden], &mut b[..n * hidden])
+                } else {
+                    let (a, b) = h.split_at_mut(prev_off);
+                    (&b[..n * hidden], &mut a[s..e])
+                }
+            } else {
+                gather_state(&mut h_gather[..n * hidden], &h[prev_off..], from_prev, h0, hidden);
+                (&h_gather[..n * hidden], &mut h[s..e])
+            };
+            if has_c {
+                let split = if p > 0 { from_prev * hidden } else { 0 };
+                c_prev[split..n * hidden].copy_from_slice(&c0[split..n * hidden]);
+            }
+            let step = ForwardStep {
+                dims: Dims { batch: n, ..dims },
+                w_hh,
+                w_hh_t: &w.w_hh_t,
+                b_hh,
+                gates: &mut group[(off - r0) * gh..(off - r0 + n) * gh],
+                h_prev,
+                c_prev: &c_prev[..state_len.min(n * hidden)],
+                h: h_t,
+                c: &mut c[..state_len.min(n * hidden)],
+                extra: &mut extra[..n * width],
+                scratch: &mut scratch[..n * gh],
+            };
+            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
+            if has_c {
+                // Sequences the next step does not carry on end here: keep their cell state.
+                let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 };
+                c_n[carried * hidden..e - s].copy_from_slice(&c[carried * hidden..e - s]);
+                std::mem::swap(&mut c_prev, &mut c);
+            }
+        }
+    }
+    let trace_rows = |b: usize| packing.offset(if reverse { 0 } else { packing.length(b) - 1 }) + b;
+    let mut h_n = Vec::with_capacity(bh);
+    for b in 0..batch {
+        let r = trace_rows(b);
+        h_n.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
+    }
+    Ok(Outputs { h, h_n, c_n })
 }
 
 /// Backpropagation through time over a [`Trace`] of the packed input `x: [N, I]`.
@@ -512,6 +785,8 @@ mod tests {
         let x = Array2::from_shape_fn((rows, hidden), |(r, j)| (r * 10 + j) as f64 * 0.1 - 1.0);
         let h0: Vec<f64> = (0..batch * hidden).map(|i| i as f64 - 2.0).collect();
         let trace = forward_sequence(&Leaky, &w, x.view(), &packing, reverse, &h0, &[]).expect("forward");
+        let inferred = infer_sequence(&Leaky, &w, None, x.view(), &packing, reverse, &h0, &[]).expect("infer");
+        assert_eq!((&inferred.h, &inferred.h_n), (&trace.h, &trace.final_hidden()));
 
         let row = |t: usize, b: usize| packing.offset(t) + b;
         let xp = |t: usize, b: usize, j: usize| x[[row(t, b), j]] + b_ih[j];
@@ -587,6 +862,54 @@ mod tests {
         check_closed_form(&[6, 4, 4, 1], false);
         check_closed_form(&[6, 4, 4, 1], true);
         check_closed_form(&[1], true);
+    }
+
+    /// The inference pass gives the training pass's outputs and final states bit for bit, for
+    /// every cell, variable lengths, both directions and several projection groups.
+    #[test]
+    fn inference_pass_matches_the_training_pass() {
+        use crate::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
+        let (input, hidden) = (3usize, 4usize);
+        let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
+        fn run<C: Cell<f64>>(cell: &C, w: &LayerWeights<f64>, x: ArrayView2<f64>, p: &Packing, h0: &[f64], c0: &[f64]) {
+            for reverse in [false, true] {
+                let t = forward_sequence(cell, w, x, p, reverse, h0, c0).expect("forward");
+                let o = infer_sequence(cell, w, None, x, p, reverse, h0, c0).expect("infer");
+                let given = Transposed::of(w).expect("transpose");
+                let o2 = infer_sequence(cell, w, Some(&given), x, p, reverse, h0, c0).expect("infer");
+                assert_eq!((&o2.h, &o2.h_n, &o2.c_n), (&o.h, &o.h_n, &o.c_n), "given transposes");
+                assert_eq!(o.h, t.h, "outputs, reverse {reverse}");
+                assert_eq!(o.h_n, t.final_hidden(), "h_n, reverse {reverse}");
+                assert_eq!(o.c_n, t.final_cell(), "c_n, reverse {reverse}");
+            }
+        }
+        for lengths in [vec![7, 5, 5, 2, 1], vec![4, 4, 4], vec![1], vec![9]] {
+            let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
+            let (rows, batch) = (packing.rows(), packing.batch());
+            let x = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1) * 2.0);
+            let h0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
+            let c0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 3)).collect();
+            for gates in [1, 3, 4] {
+                let gh = gates * hidden;
+                let w_ih = Array2::from_shape_fn((gh, input), |(i, j)| val(i * input + j, 4));
+                let w_hh = Array2::from_shape_fn((gh, hidden), |(i, j)| val(i * hidden + j, 5));
+                let (b_ih, b_hh) = (Array1::from_shape_fn(gh, |i| val(i, 6)), Array1::from_shape_fn(gh, |i| val(i, 7)));
+                let w = LayerWeights {
+                    weight_ih: w_ih.view(),
+                    weight_hh: w_hh.view(),
+                    bias_ih: b_ih.view(),
+                    bias_hh: b_hh.view(),
+                };
+                match gates {
+                    1 => run(&RnnCell { nonlinearity: Nonlinearity::Tanh }, &w, x.view(), &packing, &h0, &[]),
+                    3 => {
+                        run(&GruCell { reset_after: true }, &w, x.view(), &packing, &h0, &[]);
+                        run(&GruCell { reset_after: false }, &w, x.view(), &packing, &h0, &[]);
+                    }
+                    _ => run(&LstmCell, &w, x.view(), &packing, &h0, &c0),
+                }
+            }
+        }
     }
 
     #[test]

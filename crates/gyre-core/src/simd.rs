@@ -152,6 +152,43 @@ pub fn tanh_inplace(x: &mut [f32]) {
     }
 }
 
+/// One LSTM row (see [`crate::Real::lstm_row`]): `g: [4H]` pre-activations without `b_hh`,
+/// `b: [4H]` `b_hh`, `c_prev: [H]`; out: `g` activated (`i, f, g, o`), `c: [H]`, `h: [H]`.
+/// Every level computes the same IEEE operations in the same order (no fused multiply-adds),
+/// so the SIMD paths give the bits of [`sigmoid_inplace`]/[`tanh_inplace`] plus the portable
+/// state arithmetic.
+pub fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let hd = h.len();
+    let sized = g.len() == 4 * hd && b.len() == 4 * hd && c_prev.len() == hd && c.len() == hd;
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the sizes were checked, the kernel stays inside them.
+        Level::Avx512 if sized => unsafe { x86::lstm_avx512(g, b, c_prev, c, h) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
+        Level::Avx2 if sized => unsafe { x86::lstm_avx2(g, b, c_prev, c, h) },
+        _ => crate::real::lstm_row_portable(g, b, c_prev, c, h),
+    }
+}
+
+/// One reset-after GRU row (see [`crate::Real::gru_row`]): `g: [3H]` pre-activations (`r` and
+/// `z` without `b_hh`; `n` the input part only), `b: [3H]` `b_hh`, `rec: [H]`
+/// `h_prev·W_hnᵀ + b_hn`, `h_prev: [H]`; out: `g` activated (`r, z, n`), `extra: [H]` a copy
+/// of `rec`, `h: [H]`. The same operations on every level, as for [`lstm_row`].
+pub fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
+    let hd = h.len();
+    let sized = g.len() == 3 * hd && b.len() == 3 * hd && rec.len() == hd && h_prev.len() == hd && extra.len() == hd;
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the sizes were checked, the kernel stays inside them.
+        Level::Avx512 if sized => unsafe { x86::gru_avx512(g, b, rec, h_prev, extra, h) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
+        Level::Avx2 if sized => unsafe { x86::gru_avx2(g, b, rec, h_prev, extra, h) },
+        _ => crate::real::gru_row_portable(g, b, rec, h_prev, extra, h),
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -301,6 +338,146 @@ mod x86 {
     }
     map256!(sigmoid_avx2, sigmoid256);
     map256!(tanh_avx2, tanh256);
+
+    /// The fused gate arithmetic of one row, written once over a vector type: `$v` lanes of
+    /// `$t`, `$ld(mask, ptr)` / `$st(ptr, mask, v)` masked loads and stores, `$sig`/`$tanh` the
+    /// nonlinearities and `$add`/`$sub`/`$mul` plain IEEE arithmetic.
+    macro_rules! gate_rows {
+        ($feat:literal, $lstm:ident, $gru:ident, $lanes:literal, $mask:ty, $mk:ident, $ld:ident, $st:ident,
+         $set1:ident, $add:ident, $sub:ident, $mul:ident, $sig:ident, $tanh:ident) => {
+            /// # Safety
+            /// `g`, `b`: `4·H` floats, `c_prev`, `c`: `H` (checked by the caller).
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $lstm(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+                let hd = h.len();
+                let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
+                let mut j = 0;
+                while j < hd {
+                    let m = $mk(hd - j);
+                    // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                    unsafe {
+                        let pre = |q: usize| $add($ld(m, gp.add(q * hd + j)), $ld(m, bp.add(q * hd + j)));
+                        let (i, f) = ($sig(pre(0)), $sig(pre(1)));
+                        let (n, o) = ($tanh(pre(2)), $sig(pre(3)));
+                        for (q, v) in [i, f, n, o].into_iter().enumerate() {
+                            $st(gp.add(q * hd + j), m, v);
+                        }
+                        let ct = $add($mul(f, $ld(m, c_prev.as_ptr().add(j))), $mul(i, n));
+                        $st(c.as_mut_ptr().add(j), m, ct);
+                        $st(h.as_mut_ptr().add(j), m, $mul(o, $tanh(ct)));
+                    }
+                    j += $lanes;
+                }
+            }
+
+            /// # Safety
+            /// `g`, `b`: `3·H` floats, `rec`, `h_prev`, `extra`: `H` (checked by the caller).
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $gru(
+                g: &mut [f32],
+                b: &[f32],
+                rec: &[f32],
+                h_prev: &[f32],
+                extra: &mut [f32],
+                h: &mut [f32],
+            ) {
+                let hd = h.len();
+                let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
+                let one = $set1(1.0);
+                let mut j = 0;
+                while j < hd {
+                    let m = $mk(hd - j);
+                    // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                    unsafe {
+                        let pre = |q: usize| $add($ld(m, gp.add(q * hd + j)), $ld(m, bp.add(q * hd + j)));
+                        let (r, z) = ($sig(pre(0)), $sig(pre(1)));
+                        let e = $ld(m, rec.as_ptr().add(j));
+                        let n = $tanh($add($ld(m, gp.add(2 * hd + j)), $mul(r, e)));
+                        for (q, v) in [r, z, n].into_iter().enumerate() {
+                            $st(gp.add(q * hd + j), m, v);
+                        }
+                        $st(extra.as_mut_ptr().add(j), m, e);
+                        let hv = $add($mul($sub(one, z), n), $mul(z, $ld(m, h_prev.as_ptr().add(j))));
+                        $st(h.as_mut_ptr().add(j), m, hv);
+                    }
+                    j += $lanes;
+                }
+            }
+        };
+    }
+
+    #[inline(always)]
+    fn mask16(left: usize) -> __mmask16 {
+        if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as __mmask16
+        }
+    }
+
+    /// Lane mask for 8-lane AVX2 loads and stores: all ones in the first `min(left, 8)` lanes.
+    #[target_feature(enable = "avx2,fma")]
+    fn mask8(left: usize) -> __m256i {
+        let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), idx)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn ld512(m: __mmask16, p: *const f32) -> __m512 {
+        // SAFETY: the caller's mask covers readable lanes only.
+        unsafe { _mm512_maskz_loadu_ps(m, p) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn st512(p: *mut f32, m: __mmask16, v: __m512) {
+        // SAFETY: the caller's mask covers writable lanes only.
+        unsafe { _mm512_mask_storeu_ps(p, m, v) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn ld256(m: __m256i, p: *const f32) -> __m256 {
+        // SAFETY: the caller's mask covers readable lanes only (masked-off lanes are not read).
+        unsafe { _mm256_maskload_ps(p, m) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn st256(p: *mut f32, m: __m256i, v: __m256) {
+        // SAFETY: the caller's mask covers writable lanes only (masked-off lanes are not written).
+        unsafe { _mm256_maskstore_ps(p, m, v) }
+    }
+
+    gate_rows!(
+        "avx512f",
+        lstm_avx512,
+        gru_avx512,
+        16,
+        __mmask16,
+        mask16,
+        ld512,
+        st512,
+        _mm512_set1_ps,
+        _mm512_add_ps,
+        _mm512_sub_ps,
+        _mm512_mul_ps,
+        sigmoid512,
+        tanh512
+    );
+    gate_rows!(
+        "avx2,fma",
+        lstm_avx2,
+        gru_avx2,
+        8,
+        __m256i,
+        mask8,
+        ld256,
+        st256,
+        _mm256_set1_ps,
+        _mm256_add_ps,
+        _mm256_sub_ps,
+        _mm256_mul_ps,
+        sigmoid256,
+        tanh256
+    );
 
     /// Horizontal sum of 16 lanes in a fixed tree.
     #[target_feature(enable = "avx512f")]
@@ -745,6 +922,40 @@ mod tests {
                 // SAFETY: the features were just detected.
                 assert_eq!(run(&|p, g, m, v, h| unsafe { x86::adam_avx2(p, g, m, v, h) }), want);
             }
+        }
+    }
+
+    /// The fused gate rows give the bits of the unfused arithmetic: `sigmoid_inplace` /
+    /// `tanh_inplace` (the level's nonlinearities) and the portable state update, for widths
+    /// with and without a partial last vector.
+    #[test]
+    fn fused_gate_rows_match_the_unfused_arithmetic() {
+        for hd in [1, 5, 8, 16, 23, 64, 100] {
+            let (g0, b) = (fill(4 * hd, 20).iter().map(|x| 4.0 * x).collect::<Vec<_>>(), fill(4 * hd, 21));
+            let c_prev = fill(hd, 22);
+            // LSTM.
+            let (mut g, mut c, mut h) = (g0.clone(), vec![0f32; hd], vec![0f32; hd]);
+            lstm_row(&mut g, &b, &c_prev, &mut c, &mut h);
+            let mut w: Vec<f32> = g0.iter().zip(&b).map(|(x, y)| x + y).collect();
+            sigmoid_inplace(&mut w[..2 * hd]);
+            tanh_inplace(&mut w[2 * hd..3 * hd]);
+            sigmoid_inplace(&mut w[3 * hd..]);
+            let wc: Vec<f32> = (0..hd).map(|j| w[hd + j] * c_prev[j] + w[j] * w[2 * hd + j]).collect();
+            let mut wh = wc.clone();
+            tanh_inplace(&mut wh);
+            wh.iter_mut().zip(&w[3 * hd..]).for_each(|(x, &o)| *x *= o);
+            assert_eq!((&g, &c, &h), (&w, &wc, &wh), "lstm hd {hd}");
+            // GRU (reset after).
+            let (rec, hp) = (fill(hd, 23), fill(hd, 24));
+            let (mut g, mut e, mut h) = (g0[..3 * hd].to_vec(), vec![0f32; hd], vec![0f32; hd]);
+            gru_row(&mut g, &b[..3 * hd], &rec, &hp, &mut e, &mut h);
+            let mut w: Vec<f32> = (0..2 * hd).map(|j| g0[j] + b[j]).collect();
+            sigmoid_inplace(&mut w);
+            let mut n: Vec<f32> = (0..hd).map(|j| g0[2 * hd + j] + w[j] * rec[j]).collect();
+            tanh_inplace(&mut n);
+            let wh: Vec<f32> = (0..hd).map(|j| (1.0 - w[hd + j]) * n[j] + w[hd + j] * hp[j]).collect();
+            w.extend(&n);
+            assert_eq!((&g, &e, &h), (&w, &rec, &wh), "gru hd {hd}");
         }
     }
 

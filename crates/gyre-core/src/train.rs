@@ -675,12 +675,14 @@ pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, ba
     crate::tensor::positive("batchSize", batch_size)?;
     let per = if model.outputs_sequence() { data.inputs.dims().1 } else { 1 };
     let idx: Vec<usize> = (0..data.len()).collect();
+    // Several batches share one transposed copy of the weights.
+    let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
     // Batches run side by side on the pool; their sums are added in batch order.
     let one = |chunk: &[usize]| -> Result<(f64, usize, usize)> {
         let b = gather(data, chunk, per, model.output_width());
         let packed = model.pack(b.inputs()?, Some(&b.lengths))?;
-        let trace = model.forward(packed, false, &mut Rng::new(0), None)?;
-        let l = batch_loss(model, loss, &trace.batch, &trace.logits, &trace.output, trace.sequence, &b)?;
+        let inferred = model.infer(&packed, None, prepared.as_ref())?;
+        let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b)?;
         Ok((l.loss * l.count as f64, l.count, l.correct))
     };
     let parts: Vec<Result<_>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
@@ -735,6 +737,8 @@ pub fn predict<F: Real>(
         cell: zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
     };
     let idx: Vec<usize> = (0..s).collect();
+    // Several batches share one transposed copy of the weights.
+    let prepared = if s > batch_size { Some(model.prepare()?) } else { None };
     // Batches are independent: they run side by side on the pool (each batch's arithmetic is
     // the same wherever it runs); each keeps only its unpacked output and states, which are put
     // together in batch order.
@@ -751,9 +755,9 @@ pub fn predict<F: Real>(
             (None, None) => return Err(invalid("x", "inputs", "none")),
         };
         let packed = model.pack(view, lens.as_deref())?;
-        let trace = model.forward(packed, false, &mut Rng::new(0), None)?;
+        let inferred = model.infer(&packed, None, prepared.as_ref())?;
         let n = chunk.len();
-        let output = model.unpack(&trace.batch, trace.output.view(), trace.sequence);
+        let output = model.unpack(&packed, inferred.output.view(), inferred.sequence);
         // States come in the batch's sorted order: put them back in sample order.
         let reorder = |layers: &Vec<Vec<Vec<F>>>| -> Result<Vec<Vec<Vec<F>>>> {
             layers
@@ -768,13 +772,13 @@ pub fn predict<F: Real>(
                             let h = v.len() / n;
                             let rows = ndarray::ArrayView2::from_shape((n, h), v.as_slice())
                                 .map_err(|e| CoreError::shape("state", format!("[{n}, {h}]"), e.to_string()))?;
-                            Ok(model.unpack(&trace.batch, rows, false))
+                            Ok(model.unpack(&packed, rows, false))
                         })
                         .collect()
                 })
                 .collect()
         };
-        Ok((output, reorder(&trace.state.hidden)?, reorder(&trace.state.cell)?))
+        Ok((output, reorder(&inferred.state.hidden)?, reorder(&inferred.state.cell)?))
     };
     let parts: Vec<Result<Part<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
         idx.par_chunks(batch_size).map(one).collect()
