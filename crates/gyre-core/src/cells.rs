@@ -34,7 +34,7 @@ fn recurrent_acc<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>,
     if s.w_hh_t.is_empty() {
         add_xwt(h_prev, hidden, &s.w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
     } else {
-        add_xw(h_prev, hidden, s.w_hh_t, gh, out, gh, rows.start, rows.len());
+        add_xw(h_prev, hidden, s.w_hh_t, out, gh, rows.start, rows.len());
     }
 }
 

@@ -7,6 +7,7 @@
 //! rayon pool. Every output element is still one reduction over the same `k` in the same
 //! order, so a result does not depend on the number of threads.
 
+use crate::kernels::{gemm_acc_packed, pack};
 use crate::real::Real;
 use ndarray::parallel::prelude::*;
 use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
@@ -16,6 +17,8 @@ use rayon::slice::ParallelSliceMut;
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 /// Products with at most this many rows against a transposed `b` use dot products (no copy).
 const DOT_FORM_MAX_ROWS: usize = 8;
+/// Products with at least this many rows run on a packed copy of `b`.
+const PACK_MIN_ROWS: usize = 64;
 /// Smallest block of output rows or columns handed to one task.
 const MIN_BLOCK: usize = 16;
 
@@ -79,18 +82,27 @@ fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, mut c
             return true;
         }
     }
-    let b_std = b.as_standard_layout();
-    let Some(b_mem) = b_std.as_slice() else { return false };
     let Some(c_mem) = c.as_slice_mut() else { return false };
     if m == 0 || n == 0 {
         return true;
     }
+    // Many rows: b packed in column panels (kernels::pack), a copy the rows repay many times.
+    let packed = (m >= PACK_MIN_ROWS && k > 0).then(|| pack(b));
+    let b_std = packed.is_none().then(|| b.as_standard_layout());
+    let b_mem = match (&packed, b_std.as_ref().and_then(|s| s.as_slice())) {
+        (Some(p), _) => &p[..],
+        (None, Some(mem)) => mem,
+        (None, None) => return false,
+    };
     let block = |i0: usize, cs: &mut [F]| {
         if overwrite {
             cs.fill(F::zero());
         }
-        if k > 0 {
-            F::gemm_acc(cs.len() / n, n, k, &a_mem[i0 * rsa..], rsa, csa, b_mem, n, cs, n);
+        let (rows, a) = (cs.len() / n, &a_mem[i0 * rsa..]);
+        if packed.is_some() {
+            gemm_acc_packed(rows, k, a, rsa, csa, b_mem, k, 0, 0, n, cs, n);
+        } else if k > 0 {
+            F::gemm_acc(rows, n, k, a, rsa, csa, b_mem, n, cs, n);
         }
     };
     let threads = rayon::current_num_threads();

@@ -10,6 +10,7 @@
 
 use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
 use crate::error::{CoreError, Result};
+use crate::kernels::{pack_transposed, packed_len};
 use crate::linalg::{column_sums, gemm};
 use crate::real::Real;
 use crate::tensor::matrix;
@@ -250,27 +251,8 @@ const PROJECTION_BYTES: usize = 512 << 10;
 #[cfg(test)]
 const PROJECTION_BYTES: usize = 1 << 10;
 
-/// `[K, R]` transposed copy of a row-major `[R, K]` matrix, in 32 × 32 blocks (each block's
-/// rows and columns stay in L1 while it is copied).
-fn transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
-    const BLOCK: usize = 32;
-    let r = w.len().checked_div(k).unwrap_or(0);
-    let mut t = zeros(w.len());
-    for i0 in (0..r).step_by(BLOCK) {
-        for p0 in (0..k).step_by(BLOCK) {
-            for i in i0..(i0 + BLOCK).min(r) {
-                let row = &w[i * k..(i + 1) * k];
-                for p in p0..(p0 + BLOCK).min(k) {
-                    t[p * r + i] = row[p];
-                }
-            }
-        }
-    }
-    t
-}
-
-/// A layer's weights transposed as the time loop reads them: `W_ihᵀ: [I, G·H]` and
-/// `W_hhᵀ: [H, G·H]`. Made once for many batches with the same weights (see
+/// A layer's weights transposed (and packed, [`crate::kernels::pack_transposed`]) as the time
+/// loop reads them: `W_ihᵀ: [I, G·H]` and `W_hhᵀ: [H, G·H]`. Made once for many batches with the same weights (see
 /// [`crate::model::Model::prepare`]); each pass still uses them only where it would have made
 /// them itself, so results do not depend on whether they were given.
 #[derive(Clone, Debug)]
@@ -284,8 +266,8 @@ impl<F: Real> Transposed<F> {
     pub fn of(weights: &LayerWeights<F>) -> Result<Self> {
         let (w_ih, w_hh) = (weights.weight_ih.as_standard_layout(), weights.weight_hh.as_standard_layout());
         Ok(Transposed {
-            weight_ih: transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),
-            weight_hh: transposed(contiguous("weight_hh", w_hh.as_slice())?, weights.weight_hh.ncols()),
+            weight_ih: pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),
+            weight_hh: pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, weights.weight_hh.ncols()),
         })
     }
 }
@@ -319,19 +301,21 @@ impl<'w, F: Real> Prepared<'w, F> {
         let w_ih_t = match (packing.rows() > 1, given) {
             (false, _) => Cow::Borrowed(&[][..]),
             (true, Some(t)) => Cow::Borrowed(&t.weight_ih[..]),
-            (true, None) => Cow::Owned(transposed(contiguous("weight_ih", w_ih.as_slice())?, input)),
+            (true, None) => Cow::Owned(pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, input)),
         };
         let w_hh_t = match (long && packing.batch() >= TRANSPOSE_MIN_BATCH, given) {
             (false, _) => Cow::Borrowed(&[][..]),
             (true, Some(t)) => Cow::Borrowed(&t.weight_hh[..]),
-            (true, None) => Cow::Owned(transposed(contiguous("weight_hh", w_hh.as_slice())?, hidden)),
+            (true, None) => Cow::Owned(pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, hidden)),
         };
-        if w_ih_t.len() != w_ih.len() && !w_ih_t.is_empty() || w_hh_t.len() != w_hh.len() && !w_hh_t.is_empty() {
+        let gh = gates * hidden;
+        let sized = |t: &[F], k: usize| t.is_empty() || t.len() == packed_len(k, gh);
+        if !sized(&w_ih_t, input) || !sized(&w_hh_t, hidden) {
             return Err(CoreError::shape("transposed weights", "the layer's sizes", "another layer's"));
         }
         Ok(Prepared {
             input,
-            gh: gates * hidden,
+            gh,
             w_ih,
             w_ih_t,
             b_ih: weights.bias_ih.as_standard_layout(),
@@ -355,7 +339,7 @@ impl<'w, F: Real> Prepared<'w, F> {
             if self.w_ih_t.is_empty() {
                 crate::kernels::add_xwt(xs, input, w_ih, os, gh, 0);
             } else {
-                crate::kernels::add_xw(xs, input, &self.w_ih_t, gh, os, gh, 0, gh);
+                crate::kernels::add_xw(xs, input, &self.w_ih_t, os, gh, 0, gh);
             }
         };
         let threads = rayon::current_num_threads();
