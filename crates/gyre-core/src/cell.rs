@@ -24,7 +24,7 @@ pub struct ForwardStep<'a, 'w, F> {
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
     pub w_hh: &'w [F],
-    /// `[H, G·H]` `weight_hh` transposed, contiguous: the fast operand of the recurrent
+    /// `[H, G·H]` `weight_hh` transposed and packed ([`crate::kernels::pack_transposed`]): the fast operand of the recurrent
     /// product. Empty when the driver did not make it (passes too short to repay the
     /// transpose); the cell then reads `w_hh`.
     pub w_hh_t: &'w [F],

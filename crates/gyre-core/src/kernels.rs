@@ -5,6 +5,7 @@
 //! time for f32.
 //!
 //! - [`add_xw`]: `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` with `wt = W_hhᵀ: [H, G·H]`
+//!   packed in column panels ([`pack_transposed`])
 //!   (the driver transposes `W_hh` once per pass): a broadcast-FMA product, the fast form;
 //! - [`add_xwt`]: the same product reading PyTorch's `W_hh: [G·H, H]` directly — every output a
 //!   dot product of two contiguous rows (for one-step calls, where a transpose would not pay);

@@ -277,11 +277,11 @@ struct Prepared<'w, F: Real> {
     input: usize,
     gh: usize,
     w_ih: ndarray::CowArray<'w, F, ndarray::Ix2>,
-    /// `[I, G·H]` `W_ihᵀ` (empty for one-row passes: dot products over `W_ih`'s rows instead).
+    /// `[I, G·H]` `W_ihᵀ` packed (empty for one-row passes: dot products over `W_ih`'s rows).
     w_ih_t: std::borrow::Cow<'w, [F]>,
     b_ih: ndarray::CowArray<'w, F, ndarray::Ix1>,
     w_hh: ndarray::CowArray<'w, F, ndarray::Ix2>,
-    /// `[H, G·H]` `W_hhᵀ`, or empty (see [`TRANSPOSE_MIN_STEPS`]).
+    /// `[H, G·H]` `W_hhᵀ` packed, or empty (see [`TRANSPOSE_MIN_STEPS`]).
     w_hh_t: std::borrow::Cow<'w, [F]>,
     b_hh: ndarray::CowArray<'w, F, ndarray::Ix1>,
 }
