@@ -439,18 +439,38 @@ impl<F: Real> Model<F> {
     /// When the input width differs from the model's, a length is out of range or a token id
     /// is outside the vocabulary (naming the sequence and step).
     pub fn pack(&self, inputs: Inputs<F>, lengths: Option<&[usize]>) -> Result<PackedBatch<F>> {
-        let (batch, steps) = inputs.dims();
+        let all: Vec<usize> = (0..inputs.dims().0).collect();
+        self.pack_samples(inputs, &all, lengths)
+    }
+
+    /// [`Model::pack`] of the batch made of the sequences `samples` of `inputs` (in that
+    /// order), read in place. `lengths`, when given, has one entry per sequence of `inputs`.
+    ///
+    /// # Errors
+    /// As [`Model::pack`] (naming sequences by their index in `inputs`), and when a sample
+    /// index is out of range.
+    pub fn pack_samples(
+        &self,
+        inputs: Inputs<F>,
+        samples: &[usize],
+        lengths: Option<&[usize]>,
+    ) -> Result<PackedBatch<F>> {
+        let (all, steps) = inputs.dims();
+        let batch = samples.len();
         crate::tensor::positive("batch size", batch)?;
         crate::tensor::positive("steps", steps)?;
+        if let Some(&s) = samples.iter().find(|&&s| s >= all) {
+            return Err(invalid("sample index", format!("an index below {all}"), s));
+        }
         let lengths: Vec<usize> = match lengths {
             Some(l) => {
-                if l.len() != batch {
-                    return Err(CoreError::shape("lengths", format!("[{batch}]"), format!("[{}]", l.len())));
+                if l.len() != all {
+                    return Err(CoreError::shape("lengths", format!("[{all}]"), format!("[{}]", l.len())));
                 }
-                if let Some((b, &len)) = l.iter().enumerate().find(|(_, &len)| len == 0 || len > steps) {
-                    return Err(invalid(format!("lengths[{b}]"), format!("an integer in 1..={steps}"), len));
+                if let Some(&s) = samples.iter().find(|&&s| l[s] == 0 || l[s] > steps) {
+                    return Err(invalid(format!("lengths[{s}]"), format!("an integer in 1..={steps}"), l[s]));
                 }
-                l.to_vec()
+                samples.iter().map(|&s| l[s]).collect()
             }
             None => vec![steps; batch],
         };
@@ -462,23 +482,30 @@ impl<F: Real> Model<F> {
         match (inputs, self.config.input) {
             (Inputs::Features(x), InputKind::Features { size }) => {
                 if x.dim().2 != size {
-                    return Err(CoreError::shape("x", format!("[{batch}, {steps}, {size}]"), format!("{:?}", x.dim())));
+                    return Err(CoreError::shape("x", format!("[{all}, {steps}, {size}]"), format!("{:?}", x.dim())));
                 }
-                features = Array2::zeros((packing.rows(), size));
+                let mut rows = Vec::with_capacity(packing.rows() * size);
                 for t in 0..packing.steps() {
-                    for (i, &b) in order[..packing.rows_at(t)].iter().enumerate() {
-                        features.row_mut(packing.offset(t) + i).assign(&x.slice(ndarray::s![b, t, ..]));
+                    for &b in &order[..packing.rows_at(t)] {
+                        let src = x.slice(ndarray::s![samples[b], t, ..]);
+                        match src.as_slice() {
+                            Some(v) => rows.extend_from_slice(v),
+                            None => rows.extend(src.iter().copied()),
+                        }
                     }
                 }
+                features = Array2::from_shape_vec((packing.rows(), size), rows)
+                    .map_err(|e| CoreError::shape("x", format!("[{}, {size}]", packing.rows()), e.to_string()))?;
             }
             (Inputs::Tokens(x), InputKind::Tokens { vocab_size }) => {
                 tokens = vec![0; packing.rows()];
                 for t in 0..packing.steps() {
                     for i in 0..packing.rows_at(t) {
-                        let id = x[[order[i], t]];
+                        let sample = samples[order[i]];
+                        let id = x[[sample, t]];
                         if id as usize >= vocab_size {
                             return Err(invalid(
-                                format!("x[{}][{t}]", order[i]),
+                                format!("x[{sample}][{t}]"),
                                 format!("a token id below the vocabulary size {vocab_size}"),
                                 id,
                             ));
@@ -870,24 +897,32 @@ impl<F: Real> Model<F> {
     /// Unpacks a packed `[N, W]` sequence output of `batch` to batch-first `[B, T, W]` in the
     /// original order, zeros at padded steps; or reorders a `[B, W]` output.
     pub fn unpack(&self, batch: &PackedBatch<F>, rows: ArrayView2<F>, sequence: bool) -> Vec<F> {
+        let per = if sequence { batch.steps } else { 1 } * rows.ncols();
+        let mut out = vec![F::zero(); batch.packing.batch() * per];
+        self.unpack_into(batch, rows, sequence, &mut out);
+        out
+    }
+
+    /// [`Model::unpack`] into `out: [B, T, W]` (or `[B, W]`), which must hold zeros at the
+    /// padded steps (they are not written).
+    pub fn unpack_into(&self, batch: &PackedBatch<F>, rows: ArrayView2<F>, sequence: bool, out: &mut [F]) {
         let w = rows.ncols();
         let p = &batch.packing;
-        let b = p.batch();
+        let copy = |dst: &mut [F], src: ndarray::ArrayView1<F>| match src.as_slice() {
+            Some(v) => dst.copy_from_slice(v),
+            None => dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v),
+        };
         if sequence {
-            let mut out = vec![F::zero(); b * batch.steps * w];
             for t in 0..p.steps() {
                 for i in 0..p.rows_at(t) {
                     let dst = (batch.order[i] * batch.steps + t) * w;
-                    out[dst..dst + w].iter_mut().zip(rows.row(p.offset(t) + i)).for_each(|(o, &v)| *o = v);
+                    copy(&mut out[dst..dst + w], rows.row(p.offset(t) + i));
                 }
             }
-            out
         } else {
-            let mut out = vec![F::zero(); b * w];
             for (i, &orig) in batch.order.iter().enumerate() {
-                out[orig * w..(orig + 1) * w].iter_mut().zip(rows.row(i)).for_each(|(o, &v)| *o = v);
+                copy(&mut out[orig * w..(orig + 1) * w], rows.row(i));
             }
-            out
         }
     }
 

@@ -731,33 +731,24 @@ pub fn predict<F: Real>(
         }
     }
     let zero = model.zero_state(0);
-    let mut out = Predicted {
-        output: Vec::new(),
-        hidden: zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
-        cell: zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect(),
-    };
+    let (_, steps) = inputs.dims();
+    let per = if model.outputs_sequence() { steps } else { 1 } * model.output_width();
+    // Each batch unpacks its output straight into its own rows of the result (zeros stay at
+    // padded steps).
+    let mut output = vec![F::zero(); s * per];
+    let mut hidden: Vec<Vec<Vec<F>>> = zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect();
+    let mut cell: Vec<Vec<Vec<F>>> = zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     let idx: Vec<usize> = (0..s).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if s > batch_size { Some(model.prepare()?) } else { None };
     // Batches are independent: they run side by side on the pool (each batch's arithmetic is
-    // the same wherever it runs); each keeps only its unpacked output and states, which are put
-    // together in batch order.
-    type Part<F> = (Vec<F>, Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
-    let one = |chunk: &[usize]| -> Result<Part<F>> {
-        let (features, tokens) = match inputs {
-            Inputs::Features(x) => (Some(x.select(Axis(0), chunk)), None),
-            Inputs::Tokens(x) => (None, Some(x.select(Axis(0), chunk))),
-        };
-        let lens: Option<Vec<usize>> = lengths.map(|l| chunk.iter().map(|&i| l[i]).collect());
-        let view = match (&features, &tokens) {
-            (Some(f), _) => Inputs::Features(f.view()),
-            (None, Some(t)) => Inputs::Tokens(t.view()),
-            (None, None) => return Err(invalid("x", "inputs", "none")),
-        };
-        let packed = model.pack(view, lens.as_deref())?;
+    // the same wherever it runs); their states are put together in batch order.
+    type States<F> = (Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
+    let one = |(chunk, out): (&[usize], &mut [F])| -> Result<States<F>> {
+        let packed = model.pack_samples(inputs, chunk, lengths)?;
         let inferred = model.infer(&packed, None, prepared.as_ref())?;
         let n = chunk.len();
-        let output = model.unpack(&packed, inferred.output.view(), inferred.sequence);
+        model.unpack_into(&packed, inferred.output.view(), inferred.sequence, out);
         // States come in the batch's sorted order: put them back in sample order.
         let reorder = |layers: &Vec<Vec<Vec<F>>>| -> Result<Vec<Vec<Vec<F>>>> {
             layers
@@ -778,21 +769,21 @@ pub fn predict<F: Real>(
                 })
                 .collect()
         };
-        Ok((output, reorder(&inferred.state.hidden)?, reorder(&inferred.state.cell)?))
+        Ok((reorder(&inferred.state.hidden)?, reorder(&inferred.state.cell)?))
     };
-    let parts: Vec<Result<Part<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
-        idx.par_chunks(batch_size).map(one).collect()
+    let chunk_len = batch_size.max(1) * per.max(1);
+    let parts: Vec<Result<States<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
+        idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len)).map(one).collect()
     } else {
-        idx.chunks(batch_size).map(one).collect()
+        idx.chunks(batch_size).zip(output.chunks_mut(chunk_len)).map(one).collect()
     };
     for part in parts {
-        let (output, hidden, cell) = part?;
-        out.output.extend(output);
-        for (dst, src) in out.hidden.iter_mut().zip(hidden).chain(out.cell.iter_mut().zip(cell)) {
+        let (h, c) = part?;
+        for (dst, src) in hidden.iter_mut().zip(h).chain(cell.iter_mut().zip(c)) {
             for (d, v) in dst.iter_mut().zip(src) {
                 d.extend(v);
             }
         }
     }
-    Ok(out)
+    Ok(Predicted { output, hidden, cell })
 }
