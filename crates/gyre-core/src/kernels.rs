@@ -31,11 +31,21 @@ pub fn packed_len(k: usize, n: usize) -> usize {
 pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
     let (k, n) = b.dim();
     let mut out = vec![F::zero(); packed_len(k, n)];
-    for (q, panel) in out.chunks_exact_mut(PANEL * k.max(1)).enumerate().take(n.div_ceil(PANEL)) {
+    let panel = |(q, panel): (usize, &mut [F])| {
         let cols = b.slice(ndarray::s![.., q * PANEL..(q * PANEL + PANEL).min(n)]);
         for (row, src) in panel.chunks_exact_mut(PANEL).zip(cols.rows()) {
             row.iter_mut().zip(src).for_each(|(o, &v)| *o = v);
         }
+    };
+    if k == 0 {
+        return out;
+    }
+    // Large operands (the weight gradients' `[N, I]` inputs) are packed panel by panel on the pool.
+    if out.len() >= 1 << 20 && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
+    } else {
+        out.chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     }
     out
 }

@@ -534,8 +534,21 @@ impl<F: Real> AdamHyper<F> {
     }
 }
 
+/// Adam over one parameter; a large one in blocks side by side on the pool (element-wise
+/// arithmetic: the same bits on any number of threads).
 fn adam<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], weight_decay: F, h: &AdamHyper<F>) {
-    F::adam_update(p, g, m, v, [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size]);
+    const BLOCK: usize = 1 << 15;
+    let hp = [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size];
+    if p.len() >= 2 * BLOCK && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        p.par_chunks_mut(BLOCK)
+            .zip(g.par_chunks(BLOCK))
+            .zip(m.par_chunks_mut(BLOCK))
+            .zip(v.par_chunks_mut(BLOCK))
+            .for_each(|(((p, g), m), v)| F::adam_update(p, g, m, v, hp));
+    } else {
+        F::adam_update(p, g, m, v, hp);
+    }
 }
 
 struct RmsHyper<F> {
