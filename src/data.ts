@@ -4,6 +4,7 @@
  * shape.
  */
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import { firstNonFinite } from './native.js';
 
 /** A batch of sequences as one flat, row-major typed array with its shape. */
 export interface SequenceTensor {
@@ -154,15 +155,26 @@ function flattenTensor(x: SequenceTensor, tokens: boolean, features: number, wha
   if (!(x.data instanceof Float32Array || x.data instanceof Float64Array)) {
     throw new InvalidArgumentError(`${what}.data must be a Float32Array or Float64Array, got ${describe(x.data)}`);
   }
-  // As for nested arrays: every value the model reads must be finite (padded steps are not read).
+  // As for nested arrays: every value the model reads must be finite (padded steps are not
+  // read). Checked natively at memory speed (a JavaScript loop was a tenth of a large predict).
   const per = steps * features;
-  for (let s = 0; s < samples; s++) {
-    for (let i = s * per, end = i + (lengths ? lengths[s]! : steps) * features; i < end; i++) {
-      if (!Number.isFinite(x.data[i])) throw new InvalidArgumentError(`${what}.data[${i}] must be a finite number, got ${x.data[i]}`);
-    }
-  }
+  const counts = lengths ? lengths.map((l) => l * features) : undefined;
   const feats = x.data instanceof Float32Array ? x.data : Float32Array.from(x.data);
+  const bad = firstNonFinite(feats, per, counts);
+  if (bad >= 0) throw new InvalidArgumentError(`${what}.data[${bad}] must be a finite number (as float32), got ${x.data[bad]}`);
   return { samples, steps, features: feats, lengths };
+}
+
+function floatArray(a: unknown): a is Float32Array | Float64Array {
+  return a instanceof Float32Array || a instanceof Float64Array;
+}
+
+/** Copies float targets into `out` and checks them natively (one JavaScript test per value was slow). */
+function checkedFloats(data: Float32Array | Float64Array, out: Float32Array, what: string): Float32Array {
+  out.set(data);
+  const bad = firstNonFinite(out, out.length, undefined);
+  if (bad >= 0) throw new InvalidArgumentError(`${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`);
+  return out;
 }
 
 /** Flattens targets: `classes` (integer ids) or `width` float values per row. */
@@ -198,6 +210,7 @@ export function flattenTargets(
     if (total !== rows * per || t.data.length !== total) {
       throw new ShapeMismatchError(`${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`);
     }
+    if (!classes && floatArray(t.data)) return { values: checkedFloats(t.data, out as Float32Array, `${what}.data`) };
     for (let i = 0; i < total; i++) put(Math.floor(i / per), i % per, t.data[i], () => `${what}.data[${i}]`);
     return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };
   }
@@ -208,6 +221,7 @@ export function flattenTargets(
         `${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${flat.length}`,
       );
     }
+    if (!classes && floatArray(flat)) return { values: checkedFloats(flat, out as Float32Array, what) };
     for (let i = 0; i < flat.length; i++) put(Math.floor(i / per), i % per, flat[i], () => `${what}[${i}]`);
     return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };
   }
