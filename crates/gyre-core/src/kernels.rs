@@ -54,12 +54,21 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
 pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
     let r = w.len().checked_div(k).unwrap_or(0);
     let mut out = vec![F::zero(); packed_len(k, r)];
-    for (q, panel) in out.chunks_exact_mut(PANEL * k.max(1)).enumerate().take(r.div_ceil(PANEL)) {
+    if k == 0 {
+        return out;
+    }
+    let panel = |(q, panel): (usize, &mut [F])| {
         for (jj, row) in w[q * PANEL * k..].chunks_exact(k).take(PANEL).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 panel[p * PANEL + jj] = v;
             }
         }
+    };
+    if out.len() >= 1 << 20 && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
+    } else {
+        out.chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     }
     out
 }

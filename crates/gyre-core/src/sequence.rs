@@ -185,20 +185,9 @@ fn contiguous<'a, F>(what: &str, s: Option<&'a [F]>) -> Result<&'a [F]> {
     s.ok_or_else(|| CoreError::shape(what, "a contiguous row-major layout", "a strided view"))
 }
 
-/// A zeroed buffer; large ones are zeroed (and their pages first touched) by every thread of
-/// the pool, not only the one that runs the pass.
 fn zeros<F: Real>(len: usize) -> Vec<F> {
-    if len >= PARALLEL_ZERO_MIN && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
-        use rayon::iter::IndexedParallelIterator;
-        let mut v = Vec::new();
-        rayon::iter::repeat_n(F::zero(), len).collect_into_vec(&mut v);
-        return v;
-    }
-    vec![F::zero(); len]
+    crate::threads::zeroed(len)
 }
-
-/// Buffers of at least this many values are zeroed in parallel.
-const PARALLEL_ZERO_MIN: usize = 1 << 20;
 
 /// Copies the `[rows, H]` state a step starts from into `dst`: the first `from_prev` rows from
 /// the previous step's `src` rows, the rest from the initial state `init`.

@@ -67,3 +67,31 @@ pub fn install_sized<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> Resu
 
 /// Largest work [`install_sized`] runs on the calling thread.
 pub const INLINE_MAX_WORK: usize = 1 << 20;
+
+/// Buffers of at least this many values are filled or copied by every thread of the pool.
+const PARALLEL_FILL_MIN: usize = 1 << 20;
+
+/// `len` zeros; a large buffer is zeroed (and its pages first touched) by every thread of the
+/// pool when called inside it, not only by the calling thread.
+pub fn zeroed<F: Copy + Default + Send + Sync>(len: usize) -> Vec<F> {
+    if len >= PARALLEL_FILL_MIN && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+        use rayon::iter::IndexedParallelIterator;
+        let mut v = Vec::new();
+        rayon::iter::repeat_n(F::default(), len).collect_into_vec(&mut v);
+        return v;
+    }
+    vec![F::default(); len]
+}
+
+/// A copy of `src`; a large one is copied by every thread of the configured pool.
+pub fn copied<T: Copy + Send + Sync>(src: &[T]) -> Result<Vec<T>> {
+    if src.len() < PARALLEL_FILL_MIN {
+        return Ok(src.to_vec());
+    }
+    install(|| {
+        use rayon::prelude::*;
+        let mut v = Vec::new();
+        src.par_iter().copied().collect_into_vec(&mut v);
+        v
+    })
+}

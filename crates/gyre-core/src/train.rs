@@ -735,7 +735,7 @@ pub fn predict<F: Real>(
     let per = if model.outputs_sequence() { steps } else { 1 } * model.output_width();
     // Each batch unpacks its output straight into its own rows of the result (zeros stay at
     // padded steps).
-    let mut output = vec![F::zero(); s * per];
+    let mut output = crate::threads::zeroed(s * per);
     let mut hidden: Vec<Vec<Vec<F>>> = zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     let mut cell: Vec<Vec<Vec<F>>> = zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     let idx: Vec<usize> = (0..s).collect();

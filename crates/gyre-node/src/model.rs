@@ -96,7 +96,15 @@ impl OwnedData {
                     what: format!("{what} x"),
                     context: "as float features (the model has no embedding)".into(),
                 })?;
-                (Some(gyre_core::tensor::tensor3(&format!("{what} x"), x, s, t, size)?.to_owned()), None)
+                gyre_core::tensor::tensor3(&format!("{what} x"), x, s, t, size)?;
+                let copy = Array3::from_shape_vec((s, t, size), threads::copied(x)?).map_err(|e| {
+                    CoreError::ShapeMismatch {
+                        what: format!("{what} x"),
+                        expected: format!("[{s}, {t}, {size}]"),
+                        got: e.to_string(),
+                    }
+                })?;
+                (Some(copy), None)
             }
             InputKind::Tokens { .. } => {
                 let x = d.tokens.as_deref().ok_or_else(|| CoreError::Missing {
@@ -111,7 +119,7 @@ impl OwnedData {
             tokens,
             lengths: d.lengths.as_deref().map(|l| l.iter().map(|&v| v as usize).collect()),
             classes: d.classes.as_deref().map(<[u32]>::to_vec),
-            values: d.values.as_deref().map(<[f32]>::to_vec),
+            values: d.values.as_deref().map(threads::copied).transpose()?,
         })
     }
 
@@ -964,7 +972,8 @@ pub fn get_num_threads() -> napi::Result<u32> {
 pub fn first_non_finite(data: Float32Array, per: u32, counts: Option<Uint32Array>) -> i64 {
     const EXPONENT: u32 = 0x7f80_0000;
     let per = per as usize;
-    let bad_in = |block: &[f32]| block.iter().fold(0u32, |acc, &v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT)) != 0;
+    let bad_in =
+        |block: &[f32]| block.iter().fold(0u32, |acc, &v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT)) != 0;
     let first = |start: usize, len: usize| -> Option<usize> {
         let slice = data.get(start..(start + len).min(data.len()))?;
         let mut at = start;
@@ -976,9 +985,20 @@ pub fn first_non_finite(data: Float32Array, per: u32, counts: Option<Uint32Array
         }
         None
     };
-    let found = match (&counts, per) {
-        (Some(c), p) if p > 0 => c.iter().enumerate().find_map(|(s, &n)| first(s * p, (n as usize).min(p))),
-        _ => first(0, data.len()),
+    // Blocks of at most 64K values (within one sequence's range), searched side by side on the
+    // pool for a large input; the leftmost failing block gives the index.
+    const BLOCK: usize = 1 << 16;
+    let ranges: Vec<(usize, usize)> = match (&counts, per) {
+        (Some(c), p) if p > 0 => c.iter().enumerate().map(|(s, &n)| (s * p, (n as usize).min(p))).collect(),
+        _ => vec![(0, data.len())],
     };
+    let blocks: Vec<(usize, usize)> =
+        ranges.iter().flat_map(|&(s, n)| (0..n).step_by(BLOCK).map(move |o| (s + o, (n - o).min(BLOCK)))).collect();
+    let search = || {
+        use rayon::prelude::*;
+        blocks.par_iter().find_map_first(|&(s, n)| first(s, n))
+    };
+    let serial = || blocks.iter().find_map(|&(s, n)| first(s, n));
+    let found = if data.len() < 1 << 20 { serial() } else { threads::install(search).unwrap_or_else(|_| serial()) };
     found.map_or(-1, |i| i as i64)
 }
