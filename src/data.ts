@@ -169,9 +169,14 @@ function floatArray(a: unknown): a is Float32Array | Float64Array {
   return a instanceof Float32Array || a instanceof Float64Array;
 }
 
-/** Copies float targets into `out` and checks them natively (one JavaScript test per value was slow). */
+/**
+ * Float targets as float32, checked natively (one JavaScript test per value was slow): a
+ * Float32Array is used as it is (the native call copies what it keeps), a Float64Array is
+ * converted into `out`.
+ */
 function checkedFloats(data: Float32Array | Float64Array, out: Float32Array, what: string): Float32Array {
-  out.set(data);
+  if (data instanceof Float32Array) out = data;
+  else out.set(data);
   const bad = firstNonFinite(out, out.length, undefined);
   if (bad >= 0) throw new InvalidArgumentError(`${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`);
   return out;

@@ -172,7 +172,7 @@ export async function memoryPeak(s) {
   const { batch: B, steps: T, input: I, hidden: H, output: O } = w;
   const optimizerBytes = 4 * P * 4;
   const activationBytes = B * T * (2 * G * H + 4 * H + 2 * O) * 4;
-  const dataCopyBytes = sequences * T * (I + 2 * O) * 4;
+  const dataCopyBytes = sequences * T * (I + O) * 4;
   const result = {
     workload: w.name,
     threads,
@@ -197,7 +197,8 @@ export async function memoryPeak(s) {
       formula:
         'required = 4·P·4 B (weights, gradients, Adam m and v; P parameters) + B·T·(2·G·H + 4·H + 2·O)·4 B ' +
         '(per step per sequence: gates G·H, input projection G·H, h, c, h_prev, c_prev 4·H, readout output and its gradient 2·O); ' +
-        "copies of the training set fit makes: S·T·(I + 2·O)·4 B (targets flattened once in JS, inputs and targets copied to native memory; S sequences per fit)",
+        'the copy of the training set fit makes: S·T·(I + O)·4 B (inputs and targets copied once to native memory, which ' +
+        'training reads off the event loop; S sequences per fit; Float32Array targets are not copied in JS)',
     },
   };
   model.dispose();

@@ -193,7 +193,8 @@ struct Act<F> {
 enum Cache<F> {
     Embedding { ids: Vec<u32> },
     Recurrent { inputs: Vec<Array2<F>>, traces: Vec<Trace<F>>, masks: Vec<Vec<F>> },
-    Dense { input: Array2<F>, output: Array2<F> },
+    /// `output`: the activated output, kept for a nonlinear activation's backward step.
+    Dense { input: Array2<F>, output: Option<Array2<F>> },
 }
 
 /// What a training forward pass keeps for [`Model::backward`].
@@ -201,8 +202,9 @@ pub struct ForwardTrace<F> {
     caches: Vec<Cache<F>>,
     /// The batch it ran on.
     pub batch: PackedBatch<F>,
-    /// `[rows, units]` output of the last layer before its activation (logits).
-    pub logits: Array2<F>,
+    /// `[rows, units]` output of the last layer before its activation, when that differs from
+    /// the output (see [`ForwardTrace::logits`]).
+    logits: Option<Array2<F>>,
     /// `[rows, units]` output of the last layer (after its activation). Rows are packed steps
     /// of the sorted batch for a sequence output, sorted sequences otherwise.
     pub output: Array2<F>,
@@ -224,6 +226,14 @@ pub struct Inference<F> {
     pub sequence: bool,
     /// Final recurrent states, sorted order.
     pub state: ModelState<F>,
+}
+
+impl<F> ForwardTrace<F> {
+    /// `[rows, units]` the last layer's output before its activation (the output itself when
+    /// the last layer has none).
+    pub fn logits(&self) -> &Array2<F> {
+        self.logits.as_ref().unwrap_or(&self.output)
+    }
 }
 
 impl<F> Inference<F> {
@@ -548,8 +558,10 @@ impl<F: Real> Model<F> {
         let b = packing.batch();
         let mut caches = Vec::with_capacity(self.layers.len());
         let mut state = ModelState::default();
-        let mut act = Act { data: batch.features.clone(), sequence: true };
-        let mut logits = Array2::zeros((0, 0));
+        // The packed features move into the first layer's input (backward reads them there).
+        let mut batch = batch;
+        let mut act = Act { data: std::mem::take(&mut batch.features), sequence: true };
+        let mut logits = None;
         let mut rec_index = 0;
         for (i, info) in self.layers.iter().enumerate() {
             match info.config {
@@ -570,18 +582,23 @@ impl<F: Real> Model<F> {
                 }
                 LayerConfig::Dense { units, activation } => {
                     let pre = self.dense(info, units, act.data.view())?;
-                    let mut out = pre.clone();
-                    activate(activation, &mut out);
-                    if i + 1 == self.layers.len() {
-                        logits = pre;
-                    }
-                    caches.push(Cache::Dense { input: act.data, output: out.clone() });
+                    // A linear layer's output is its pre-activation, and its backward step needs
+                    // neither: no copies. Otherwise the activated output is kept for backward.
+                    let (out, kept) = if activation == Activation::Linear {
+                        (pre, None)
+                    } else {
+                        let mut out = pre.clone();
+                        activate(activation, &mut out);
+                        if i + 1 == self.layers.len() {
+                            logits = Some(pre);
+                        }
+                        let kept = out.clone();
+                        (out, Some(kept))
+                    };
+                    caches.push(Cache::Dense { input: act.data, output: kept });
                     act = Act { data: out, sequence: act.sequence };
                 }
             }
-        }
-        if !matches!(self.layers.last().map(|l| l.config), Some(LayerConfig::Dense { .. })) {
-            logits = act.data.clone();
         }
         debug_assert!(act.sequence || act.data.nrows() == b);
         Ok(ForwardTrace { caches, batch, logits, output: act.data, sequence: act.sequence, state })
@@ -793,7 +810,7 @@ impl<F: Real> Model<F> {
             match (info.config, cache) {
                 (LayerConfig::Dense { units, activation }, Cache::Dense { input, output }) => {
                     let mut d_pre = d;
-                    if !(last && pre_activation) {
+                    if let (false, Some(output)) = (last && pre_activation, output) {
                         activation_backward(activation, output, &mut d_pre);
                     }
                     let w = &self.tensors[info.first_tensor];

@@ -338,7 +338,9 @@ fn batch_loss<F: Real>(
     let rows = output.nrows();
     let mut grad = Array2::zeros((rows, width));
     let g = grad.as_slice_mut().ok_or_else(|| invalid("gradient", "contiguous", "strided"))?;
-    let contiguous = |a: &Array2<F>| a.as_standard_layout().to_owned();
+    fn contiguous<F: Real>(a: &Array2<F>) -> ndarray::CowArray<'_, F, ndarray::Ix2> {
+        a.as_standard_layout()
+    }
     match loss {
         LossKind::CrossEntropy => {
             let targets = model.pack_rows(batch, &data.classes, 1, sequence);
@@ -469,7 +471,7 @@ fn train_step<F: Real>(
     let (lr, epoch, batch) = at;
     let packed = model.pack(data.inputs()?, Some(&data.lengths))?;
     let trace = model.forward(packed, true, rng, init)?;
-    let l = batch_loss(model, config.loss, &trace.batch, &trace.logits, &trace.output, trace.sequence, data)?;
+    let l = batch_loss(model, config.loss, &trace.batch, trace.logits(), &trace.output, trace.sequence, data)?;
     let step = StepLoss { loss: l.loss, count: l.count, correct: l.correct };
     let grads = model.backward(&trace, l.grad, l.pre_activation)?;
     update(model, optimizer, grads, config, lr, l.loss, epoch, batch)?;
