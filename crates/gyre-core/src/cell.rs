@@ -51,7 +51,7 @@ pub struct ForwardStep<'a, 'w, F> {
 pub struct BackwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
-    /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
+    /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::pack`]).
     pub w_hh: &'w [F],
     /// `[G·H]` the layer's `bias_hh`.
     pub b_hh: &'w [F],

@@ -49,8 +49,8 @@ fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usi
 /// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
 /// range of gate rows; `out` is overwritten unless `accumulate`.
 fn recurrent_grad<F: Real>(w_hh: &[F], hidden: usize, dg: &[F], cols: Range<usize>, accumulate: bool, out: &mut [F]) {
-    let gh = w_hh.len() / hidden;
-    add_yw(dg, gh, cols.start, &w_hh[cols.start * hidden..cols.end * hidden], out, hidden, accumulate);
+    let gh = w_hh.len() / crate::kernels::packed_len(1, hidden).max(1);
+    add_yw(dg, gh, cols.start, cols.len(), w_hh, gh, out, hidden, accumulate);
 }
 
 /// Activation of the simple RNN.

@@ -9,7 +9,8 @@
 //!   (the driver transposes `W_hh` once per pass): a broadcast-FMA product, the fast form;
 //! - [`add_xwt`]: the same product reading PyTorch's `W_hh: [G·H, H]` directly — every output a
 //!   dot product of two contiguous rows (for one-step calls, where a transpose would not pay);
-//! - [`add_yw`]: `out[b, j] += Σ_r y[b, r] · w[r, j]` over `W_hh`'s rows (the backward product).
+//! - [`add_yw`]: `out[b, j] += Σ_r y[b, r] · w[r, j]` over `W_hh`'s rows, packed (the backward
+//!   product).
 //!
 //! Each output element is accumulated in one fixed order. The kernels run on the calling thread:
 //! the time-loop driver splits a step's batch rows over the pool (see `sequence.rs`).
@@ -144,14 +145,17 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
     x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
 }
 
-/// `out[b, j] (+)= Σ_r y[b, c0 + r] · w[r, j]` for `y` rows of length `y_stride`,
-/// `w: [R, J]` contiguous and `out: [B, J]` with `J = out_width`; `out` is overwritten unless
-/// `accumulate`.
+/// `out[b, j] (+)= Σ_r y[b, c0 + r] · w[c0 + r, j]` for `r < R`, `y` rows of length
+/// `y_stride`, `w: [K_w, J]` packed ([`pack`], `K_w = kw` rows) and `out: [B, J]` with
+/// `J = out_width`; `out` is overwritten unless `accumulate`.
+#[allow(clippy::too_many_arguments)]
 pub fn add_yw<F: Real>(
     y: &[F],
     y_stride: usize,
     c0: usize,
+    r: usize,
     w: &[F],
+    kw: usize,
     out: &mut [F],
     out_width: usize,
     accumulate: bool,
@@ -160,13 +164,12 @@ pub fn add_yw<F: Real>(
     if j == 0 || y_stride == 0 {
         return;
     }
-    let r = w.len() / j;
     if !accumulate {
         out.fill(F::zero());
     }
     let rows = out.len() / j;
     if rows > 0 && r > 0 {
-        F::gemm_acc(rows, j, r, &y[c0..], y_stride, 1, w, j, out, j);
+        gemm_acc_packed(rows, r, &y[c0..], y_stride, 1, w, kw, c0, 0, j, out, j);
     }
 }
 
@@ -256,7 +259,11 @@ mod tests {
             let (y, w) = (fill(b * stride, 4), fill(r * j, 5));
             let mut out = fill(b * j, 6);
             let before = out.clone();
-            add_yw(&y, stride, 1, &w, &mut out, j, accumulate);
+            // w as rows 1..1 + r of a packed [1 + r, j] matrix (row c of it pairs with y's column c).
+            let mut full = vec![0.0; j];
+            full.extend(&w);
+            let wp = pack(ndarray::ArrayView2::from_shape((1 + r, j), &full).expect("shape"));
+            add_yw(&y, stride, 1, r, &wp, 1 + r, &mut out, j, accumulate);
             for bi in 0..b {
                 for jj in 0..j {
                     let base = if accumulate { before[bi * j + jj] } else { 0.0 };
@@ -280,9 +287,10 @@ mod tests {
             let mut back = vec![0.0f32; b * k];
             let mut fast = vec![0.5f32; b * r];
             let wt = pack_transposed(&w, k);
+            let wp = pack(ndarray::ArrayView2::from_shape((r, k), &w[..]).expect("shape"));
             pool.install(|| {
                 add_xwt(&x, k, &w, &mut out, r, 0);
-                add_yw(&out, r, 0, &w, &mut back, k, false);
+                add_yw(&out, r, 0, r, &wp, r, &mut back, k, false);
                 add_xw(&x, k, &wt, &mut fast, r, 0, r);
             });
             (out, back, fast)

@@ -623,8 +623,10 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
     let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
     let mut scratch = zeros(batch * gh);
-    let (w_hh, b_hh) = (weights.weight_hh.as_standard_layout(), weights.bias_hh.as_standard_layout());
-    let (w_hh, b_hh) = (contiguous("weight_hh", w_hh.as_slice())?, contiguous("bias_hh", b_hh.as_slice())?);
+    // The backward recurrent product streams W_hh's column panels (packed once per pass).
+    let w_hh = crate::kernels::pack(weights.weight_hh);
+    let b_hh = weights.bias_hh.as_standard_layout();
+    let (w_hh, b_hh) = (&w_hh[..], contiguous("bias_hh", b_hh.as_slice())?);
     let reverse = trace.reverse;
     let steps = packing.steps();
 
