@@ -129,7 +129,6 @@ impl<F: Real> Cell<F> for LstmCell {
 
     fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
-        let one = F::one();
         let rows = s.gates.chunks_exact(4 * hd).zip(s.dgx.chunks_exact_mut(4 * hd));
         let grads = s.dh.chunks_exact(hd).zip(s.dc.chunks_exact(hd)).zip(s.dc_prev.chunks_exact_mut(hd));
         // tanh(c) for the whole batch, kept in the scratch rows (SIMD for f32).
@@ -138,16 +137,7 @@ impl<F: Real> Cell<F> for LstmCell {
         F::tanh_slice(tanh_c);
         let states = s.c_prev.chunks_exact(hd).zip(tanh_c.chunks_exact(hd));
         for (((g, dg), (c_prev, tanh_c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
-            for j in 0..hd {
-                let (i, f, n, o) = (g[j], g[hd + j], g[2 * hd + j], g[3 * hd + j]);
-                let tc = tanh_c[j];
-                let dct = dc[j] + dh[j] * o * (one - tc * tc);
-                dg[j] = dct * n * i * (one - i);
-                dg[hd + j] = dct * c_prev[j] * f * (one - f);
-                dg[2 * hd + j] = dct * i * (one - n * n);
-                dg[3 * hd + j] = dh[j] * tc * o * (one - o);
-                dc_prev[j] = dct * f;
-            }
+            F::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
         }
         recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..4 * hd, false, s.dh_prev);
         Ok(())

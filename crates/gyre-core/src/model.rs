@@ -191,10 +191,19 @@ struct Act<F> {
 }
 
 enum Cache<F> {
-    Embedding { ids: Vec<u32> },
-    Recurrent { inputs: Vec<Array2<F>>, traces: Vec<Trace<F>>, masks: Vec<Vec<F>> },
+    Embedding {
+        ids: Vec<u32>,
+    },
+    Recurrent {
+        inputs: Vec<Array2<F>>,
+        traces: Vec<Trace<F>>,
+        masks: Vec<Vec<F>>,
+    },
     /// `output`: the activated output, kept for a nonlinear activation's backward step.
-    Dense { input: Array2<F>, output: Option<Array2<F>> },
+    Dense {
+        input: Array2<F>,
+        output: Option<Array2<F>>,
+    },
 }
 
 /// What a training forward pass keeps for [`Model::backward`].

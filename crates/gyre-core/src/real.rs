@@ -61,6 +61,22 @@ pub trait Real:
         lstm_row_portable(g, b, c_prev, c, h);
     }
 
+    /// The backward gate arithmetic of one LSTM row: from the kept gates `g: [4H]` (activated),
+    /// `c_prev`, `tanh(c)`, and the gradients `dh`, `dc` of the step's outputs (`[H]` each),
+    /// the gates' pre-activation gradients `dg: [4H]` and `dc_prev: [H]`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_backward_row(
+        g: &[Self],
+        c_prev: &[Self],
+        tanh_c: &[Self],
+        dh: &[Self],
+        dc: &[Self],
+        dg: &mut [Self],
+        dc_prev: &mut [Self],
+    ) {
+        lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
+    }
+
     /// The gate arithmetic of one reset-after GRU row (gate order `r, z, n`): `g: [3H]` holds
     /// the pre-activations (`r`, `z` without their part of `b: [3H]` (`b_hh`); `n` the input
     /// part `x·W_inᵀ + b_in`), `rec: [H]` is `h_prev·W_hnᵀ + b_hn`. Then `r, z = σ(·)`,
@@ -118,6 +134,18 @@ impl Real for f32 {
     fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
         crate::simd::gru_row(g, b, rec, h_prev, extra, h);
     }
+
+    fn lstm_backward_row(
+        g: &[f32],
+        c_prev: &[f32],
+        tanh_c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        dg: &mut [f32],
+        dc_prev: &mut [f32],
+    ) {
+        crate::simd::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
+    }
 }
 
 impl Real for f64 {
@@ -149,6 +177,41 @@ pub fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F
     for j in 0..hd {
         c[j] = f[j] * c_prev[j] + i[j] * n[j];
         h[j] = o[j] * c[j].tanh();
+    }
+}
+
+/// The portable [`Real::lstm_backward_row`], inlined into each SIMD build of it (plain IEEE
+/// operations: every build gives the same bits).
+#[inline(always)]
+pub fn lstm_backward_row_portable<F: Real>(
+    g: &[F],
+    c_prev: &[F],
+    tanh_c: &[F],
+    dh: &[F],
+    dc: &[F],
+    dg: &mut [F],
+    dc_prev: &mut [F],
+) {
+    let hd = dh.len();
+    let one = F::one();
+    let (gi, rest) = g.split_at(hd);
+    let (gf, rest) = rest.split_at(hd);
+    let (gn, go) = rest.split_at(hd);
+    let (di, rest) = dg.split_at_mut(hd);
+    let (df, rest) = rest.split_at_mut(hd);
+    let (dn, d_o) = rest.split_at_mut(hd);
+    let (c_prev, tanh_c, dc, dc_prev) = (&c_prev[..hd], &tanh_c[..hd], &dc[..hd], &mut dc_prev[..hd]);
+    let (gi, gf, gn, go) = (&gi[..hd], &gf[..hd], &gn[..hd], &go[..hd]);
+    let (df, dn, d_o) = (&mut df[..hd], &mut dn[..hd], &mut d_o[..hd]);
+    for j in 0..hd {
+        let (i, f, n, o) = (gi[j], gf[j], gn[j], go[j]);
+        let tc = tanh_c[j];
+        let dct = dc[j] + dh[j] * o * (one - tc * tc);
+        di[j] = dct * n * i * (one - i);
+        df[j] = dct * c_prev[j] * f * (one - f);
+        dn[j] = dct * i * (one - n * n);
+        d_o[j] = dh[j] * tc * o * (one - o);
+        dc_prev[j] = dct * f;
     }
 }
 

@@ -126,6 +126,28 @@ pub fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6])
     }
 }
 
+/// One LSTM backward row (see [`crate::Real::lstm_backward_row`]): the portable arithmetic
+/// compiled for the CPU's vector width; the same bits on every level.
+pub fn lstm_backward_row(
+    g: &[f32],
+    c_prev: &[f32],
+    tanh_c: &[f32],
+    dh: &[f32],
+    dc: &[f32],
+    dg: &mut [f32],
+    dc_prev: &mut [f32],
+) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; the kernel touches only the given slices.
+        Level::Avx512 => unsafe { x86::lstm_backward_avx512(g, c_prev, tanh_c, dh, dc, dg, dc_prev) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the kernel touches only the given slices.
+        Level::Avx2 => unsafe { x86::lstm_backward_avx2(g, c_prev, tanh_c, dh, dc, dg, dc_prev) },
+        _ => crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev),
+    }
+}
+
 /// `x ← 1 / (1 + e^-x)` element-wise.
 pub fn sigmoid_inplace(x: &mut [f32]) {
     match level() {
@@ -205,6 +227,32 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
         crate::real::adam_portable(p, g, m, v, h);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub fn lstm_backward_avx512(
+        g: &[f32],
+        c_prev: &[f32],
+        tanh_c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        dg: &mut [f32],
+        dc_prev: &mut [f32],
+    ) {
+        crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn lstm_backward_avx2(
+        g: &[f32],
+        c_prev: &[f32],
+        tanh_c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        dg: &mut [f32],
+        dc_prev: &mut [f32],
+    ) {
+        crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -956,6 +1004,35 @@ mod tests {
             let wh: Vec<f32> = (0..hd).map(|j| (1.0 - w[hd + j]) * n[j] + w[hd + j] * hp[j]).collect();
             w.extend(&n);
             assert_eq!((&g, &e, &h), (&w, &rec, &wh), "gru hd {hd}");
+        }
+    }
+
+    #[test]
+    fn lstm_backward_row_gives_the_portable_bits_on_every_level() {
+        for hd in [1, 7, 16, 100] {
+            let g: Vec<f32> = fill(4 * hd, 30).iter().map(|x| 0.5 + 0.4 * x).collect();
+            let (cp, tc, dh, dc) = (fill(hd, 31), fill(hd, 32), fill(hd, 33), fill(hd, 34));
+            type Row<'a> = &'a dyn Fn(&mut [f32], &mut [f32]);
+            let run = |f: Row| {
+                let (mut dg, mut dcp) = (vec![0f32; 4 * hd], vec![0f32; hd]);
+                f(&mut dg, &mut dcp);
+                (dg, dcp)
+            };
+            let want = run(&|dg, dcp| crate::real::lstm_backward_row_portable(&g, &cp, &tc, &dh, &dc, dg, dcp));
+            assert_eq!(run(&|dg, dcp| lstm_backward_row(&g, &cp, &tc, &dh, &dc, dg, dcp)), want);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the feature was just detected.
+                    let got = run(&|dg, dcp| unsafe { x86::lstm_backward_avx512(&g, &cp, &tc, &dh, &dc, dg, dcp) });
+                    assert_eq!(got, want);
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the features were just detected.
+                    let got = run(&|dg, dcp| unsafe { x86::lstm_backward_avx2(&g, &cp, &tc, &dh, &dc, dg, dcp) });
+                    assert_eq!(got, want);
+                }
+            }
         }
     }
 
