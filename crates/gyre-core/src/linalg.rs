@@ -118,6 +118,15 @@ fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, mut c
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.
 pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
     out.fill(F::zero());
+    // Contiguous rows and output: plain slice loops (vectorized), the same order of additions.
+    if let (Some(xs), Some(o)) = (x.as_slice(), out.as_slice_mut()) {
+        if !o.is_empty() {
+            for row in xs.chunks_exact(o.len()) {
+                o.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+            }
+        }
+        return;
+    }
     for row in x.rows() {
         out.zip_mut_with(&row, |o, &v| *o = *o + v);
     }
