@@ -6,7 +6,7 @@
  *
  * How to run (after `npm install`, which builds dist/ and the native addon):
  *
- *   npm run bench                 # full run: about 11 minutes on a 2-core Xeon (limit ~15)
+ *   npm run bench                 # full run: about 9 minutes on a 2-core Xeon (limit ~15)
  *   npm run bench -- --quick      # CI smoke run: about 1¾ minutes there (limit ~2)
  *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,...] [--workloads lstm-m,...]
  *
