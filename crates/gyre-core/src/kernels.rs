@@ -42,7 +42,7 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
         return out;
     }
     // Large operands (the weight gradients' `[N, I]` inputs) are packed panel by panel on the pool.
-    if out.len() >= 1 << 20 && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+    if out.len() >= 1 << 20 && crate::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {
@@ -65,7 +65,7 @@ pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
             }
         }
     };
-    if out.len() >= 1 << 20 && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+    if out.len() >= 1 << 20 && crate::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {

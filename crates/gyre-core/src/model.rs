@@ -641,11 +641,7 @@ impl<F: Real> Model<F> {
             for d in 0..dirs {
                 let k = l * dirs + d;
                 let w = self.weights(info.first_tensor + 4 * k)?;
-                let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(&zeros[..], |v| &v[..]);
-                let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(&zeros[..], |v| &v[..]) } else { &[] };
-                if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
-                    return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
-                }
+                let (h0, c0) = initial_state(init, k, has_c, &zeros, b, h)?;
                 let trace = forward_sequence(&cell, &w, x.view(), packing, d == 1, h0, c0)?;
                 out.slice_mut(ndarray::s![.., d * h..(d + 1) * h]).assign(&matrix("output", trace.outputs(), n, h)?);
                 hs.push(trace.final_hidden());
@@ -782,11 +778,7 @@ impl<F: Real> Model<F> {
             for d in 0..dirs {
                 let k = l * dirs + d;
                 let w = self.weights(info.first_tensor + 4 * k)?;
-                let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(&zeros[..], |v| &v[..]);
-                let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(&zeros[..], |v| &v[..]) } else { &[] };
-                if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
-                    return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
-                }
+                let (h0, c0) = initial_state(init, k, has_c, &zeros, b, h)?;
                 let given = prepared.and_then(|p| p.transposed.get(info.first_tensor + 4 * k)?.as_ref());
                 let o = infer_sequence(&cell, &w, given, x.view(), packing, d == 1, h0, c0)?;
                 if dirs == 1 {
@@ -1091,6 +1083,25 @@ impl<F: Real> Model<F> {
         }
         Ok(())
     }
+}
+
+/// The starting state `(h0, c0)` (`[B, H]` each; `c0` empty without a cell state) of stacked
+/// layer and direction `k`: from `init` when given, else `zeros`.
+#[allow(clippy::type_complexity)]
+fn initial_state<'a, F: Real>(
+    init: Option<(&'a Vec<Vec<F>>, Option<&'a Vec<Vec<F>>>)>,
+    k: usize,
+    has_c: bool,
+    zeros: &'a [F],
+    b: usize,
+    h: usize,
+) -> Result<(&'a [F], &'a [F])> {
+    let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(zeros, |v| &v[..]);
+    let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(zeros, |v| &v[..]) } else { &[] };
+    if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
+        return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
+    }
+    Ok((h0, c0))
 }
 
 /// A recurrent layer's output from its top layer's packed outputs `x: [N, D·H]` and the final

@@ -539,7 +539,7 @@ impl<F: Real> AdamHyper<F> {
 fn adam<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], weight_decay: F, h: &AdamHyper<F>) {
     const BLOCK: usize = 1 << 15;
     let hp = [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size];
-    if p.len() >= 2 * BLOCK && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+    if p.len() >= 2 * BLOCK && crate::threads::can_split() {
         use rayon::prelude::*;
         p.par_chunks_mut(BLOCK)
             .zip(g.par_chunks(BLOCK))

@@ -211,10 +211,7 @@ fn in_row_blocks<S: Send>(
     split: &(dyn Fn(S, usize) -> (S, S) + Sync),
     run: &(dyn Fn(S) -> Result<()> + Sync),
 ) -> Result<()> {
-    // Only inside the configured pool: a small step run on the caller's thread (a stream step)
-    // must not spill onto rayon's global pool.
-    let threads = rayon::current_num_threads();
-    if rayon::current_thread_index().is_none() || threads <= 1 || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
+    if !crate::threads::can_split() || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
         return run(step);
     }
     fn go<S: Send>(
@@ -233,7 +230,7 @@ fn in_row_blocks<S: Send>(
             rayon::join(|| go(a, left, parts / 2, split, run), || go(b, n - left, parts - parts / 2, split, run));
         ra.and(rb)
     }
-    go(step, n, threads, split, run)
+    go(step, n, rayon::current_num_threads(), split, run)
 }
 
 /// Passes of at least this many steps, over at least this many sequences, run the recurrent
@@ -342,21 +339,15 @@ impl<'w, F: Real> Prepared<'w, F> {
                 crate::kernels::add_xw(xs, input, &self.w_ih_t, os, gh, 0, gh);
             }
         };
-        let threads = rayon::current_num_threads();
-        if input == 0 || gh == 0 {
-            out.fill(F::zero());
-            if gh > 0 {
-                out.chunks_exact_mut(gh).for_each(|row| row.copy_from_slice(b_ih));
-            }
-        } else if rayon::current_thread_index().is_none()
-            || threads <= 1
-            || rows < 16
-            || rows * gh * input < PARALLEL_STEP_MIN_FLOPS
-        {
+        if gh == 0 {
+            return Ok(());
+        }
+        // (With no input features the products add nothing: the rows are the bias.)
+        if !crate::threads::can_split() || rows < 16 || rows * gh * input < PARALLEL_STEP_MIN_FLOPS {
             block((x_rows, out));
         } else {
             use rayon::prelude::*;
-            let per = rows.div_ceil(threads).next_multiple_of(4);
+            let per = rows.div_ceil(rayon::current_num_threads()).next_multiple_of(4);
             x_rows.par_chunks(per * input).zip(out.par_chunks_mut(per * gh)).for_each(block);
         }
         Ok(())

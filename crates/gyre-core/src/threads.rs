@@ -68,13 +68,19 @@ pub fn install_sized<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> Resu
 /// Largest work [`install_sized`] runs on the calling thread.
 pub const INLINE_MAX_WORK: usize = 1 << 20;
 
+/// Whether work can be split here: on a pool thread (small calls run on the caller's thread
+/// never spill onto rayon's global pool) of a pool with more than one thread.
+pub fn can_split() -> bool {
+    rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1
+}
+
 /// Buffers of at least this many values are filled or copied by every thread of the pool.
 const PARALLEL_FILL_MIN: usize = 1 << 20;
 
 /// `len` zeros; a large buffer is zeroed (and its pages first touched) by every thread of the
 /// pool when called inside it, not only by the calling thread.
 pub fn zeroed<F: Copy + Default + Send + Sync>(len: usize) -> Vec<F> {
-    if len >= PARALLEL_FILL_MIN && rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1 {
+    if len >= PARALLEL_FILL_MIN && can_split() {
         use rayon::iter::IndexedParallelIterator;
         let mut v = Vec::new();
         rayon::iter::repeat_n(F::default(), len).collect_into_vec(&mut v);
