@@ -802,16 +802,22 @@ impl<F: Real> Model<F> {
     /// Gradients of every parameter (same order and sizes as [`Model::tensors`]) given the
     /// gradient of the loss with respect to the last layer's output: `d_logits` before its
     /// activation when `pre_activation` (softmax/sigmoid fused into the loss), else after.
-    pub fn backward(&self, trace: &ForwardTrace<F>, d_last: Array2<F>, pre_activation: bool) -> Result<Vec<Vec<F>>> {
-        let mut grads: Vec<Vec<F>> = self.tensors.iter().map(|t| vec![F::zero(); t.data.len()]).collect();
-        let packing = &trace.batch.packing;
+    /// The trace is consumed: each layer's cache is freed once its gradients are computed
+    /// (take [`ForwardTrace::state`] out first to keep it).
+    pub fn backward(&self, trace: ForwardTrace<F>, d_last: Array2<F>, pre_activation: bool) -> Result<Vec<Vec<F>>> {
+        // Every gradient is written whole by its layer, except the embedding's (accumulated).
+        let mut grads: Vec<Vec<F>> = vec![Vec::new(); self.tensors.len()];
+        let ForwardTrace { mut caches, batch, logits, output, sequence: _, state } = trace;
+        drop((logits, output, state));
+        let packing = &batch.packing;
         let mut d = d_last;
-        for (i, (info, cache)) in self.layers.iter().zip(&trace.caches).enumerate().rev() {
+        for (i, info) in self.layers.iter().enumerate().rev() {
             let last = i + 1 == self.layers.len();
+            let cache = caches.pop().ok_or_else(|| invalid("trace", "a trace of this model", "a shorter trace"))?;
             match (info.config, cache) {
                 (LayerConfig::Dense { units, activation }, Cache::Dense { input, output }) => {
                     let mut d_pre = d;
-                    if let (false, Some(output)) = (last && pre_activation, output) {
+                    if let (false, Some(output)) = (last && pre_activation, &output) {
                         activation_backward(activation, output, &mut d_pre);
                     }
                     let w = &self.tensors[info.first_tensor];
@@ -830,14 +836,15 @@ impl<F: Real> Model<F> {
                     d = dx;
                 }
                 (LayerConfig::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
-                    d = self.recurrent_backward(info, &r, inputs, traces, masks, d, packing, &mut grads, i > 0)?;
+                    d = self.recurrent_backward(info, &r, inputs, traces, &masks, d, packing, &mut grads, i > 0)?;
                     if i == 0 {
                         break;
                     }
                 }
                 (LayerConfig::Embedding { dim }, Cache::Embedding { ids }) => {
                     let g = &mut grads[info.first_tensor];
-                    for (row, &id) in d.rows().into_iter().zip(ids) {
+                    g.resize(self.tensors[info.first_tensor].data.len(), F::zero());
+                    for (row, &id) in d.rows().into_iter().zip(&ids) {
                         let dst = &mut g[id as usize * dim..(id as usize + 1) * dim];
                         dst.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
                     }
@@ -853,8 +860,8 @@ impl<F: Real> Model<F> {
         &self,
         info: &LayerInfo,
         r: &RecurrentConfig,
-        inputs: &[Array2<F>],
-        traces: &[Trace<F>],
+        mut inputs: Vec<Array2<F>>,
+        mut traces: Vec<Trace<F>>,
         masks: &[Vec<F>],
         d_out: Array2<F>,
         packing: &Packing,
@@ -872,24 +879,28 @@ impl<F: Real> Model<F> {
         };
         let mut d_seq: Vec<Vec<F>> = vec![Vec::new(); dirs];
         let mut d_fin: Vec<Vec<F>> = vec![Vec::new(); dirs];
-        for d in 0..dirs {
-            if r.return_sequences {
-                d_seq[d] = split(&d_out, d);
-            } else {
-                d_fin[d] = split(&d_out, d);
+        let target = if r.return_sequences { &mut d_seq } else { &mut d_fin };
+        if dirs == 1 {
+            // One direction: the gradient is the layer's whole output gradient (no copy).
+            target[0] = into_vec(d_out);
+        } else {
+            for (d, t) in target.iter_mut().enumerate() {
+                *t = split(&d_out, d);
             }
+            drop(d_out);
         }
         let mut dx = Array2::zeros((0, 0));
         for l in (0..r.num_layers).rev() {
-            let x = &inputs[l];
+            let x = inputs.pop().ok_or_else(|| invalid("trace", "a trace of this model", "a shorter trace"))?;
             // The model's own input needs no gradient (nothing before it learns).
             let need_dx = l > 0 || input_grad;
             dx = if need_dx { Array2::zeros(x.dim()) } else { Array2::zeros((0, x.ncols())) };
-            for d in 0..dirs {
+            let layer_traces = traces.split_off(l * dirs);
+            for (d, trace) in layer_traces.into_iter().enumerate() {
                 let k = l * dirs + d;
                 let first = info.first_tensor + 4 * k;
                 let w = self.weights(first)?;
-                let g = backward_sequence(&cell, &w, x.view(), &traces[k], &d_seq[d], &d_fin[d], &[], need_dx)?;
+                let g = backward_sequence(&cell, &w, x.view(), trace, &d_seq[d], &d_fin[d], &[], need_dx)?;
                 if need_dx {
                     dx.zip_mut_with(&g.input, |a, &v| *a = *a + v);
                 }

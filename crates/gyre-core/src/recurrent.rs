@@ -226,7 +226,7 @@ fn backward_with<F: Real, C: Cell<F>>(
         grads.output.as_ref().map(time_major).map(|a| a.iter().copied().collect::<Vec<F>>()).unwrap_or_default();
     let d_hn: Vec<F> = grads.hidden.map(|g| g.iter().copied().collect()).unwrap_or_default();
     let d_cn: Vec<F> = grads.cell.map(|g| g.iter().copied().collect()).unwrap_or_default();
-    let g = backward_sequence(cell, w, xt.view(), &trace, &d_out, &d_hn, &d_cn, true)?;
+    let g = backward_sequence(cell, w, xt.view(), trace, &d_out, &d_hn, &d_cn, true)?;
     let to2 = |what: &str, v: Vec<F>| {
         Array2::from_shape_vec((c.batch, c.hidden), v)
             .map_err(|e| CoreError::shape(what, "[batch, hidden]", e.to_string()))

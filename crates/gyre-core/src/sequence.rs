@@ -584,17 +584,23 @@ pub fn infer_sequence<F: Real, C: Cell<F>>(
 /// `d_output: [N, H]` is the gradient of the packed outputs, `d_hn`/`d_cn: [B, H]` those of the
 /// final states; an empty slice stands for zeros. The gradient of `x` is computed only when
 /// `input_grad` (otherwise `input` is `[0, I]`: a model does not need its own input's).
+///
+/// The trace is consumed: the gradient of each step's gates overwrites those gates (a step's
+/// gates are read by that step only, from a copy of its rows), so backward holds no second
+/// `[N, G·H]` buffer.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
     x: ArrayView2<F>,
-    trace: &Trace<F>,
+    trace: Trace<F>,
     d_output: &[F],
     d_hn: &[F],
     d_cn: &[F],
     input_grad: bool,
 ) -> Result<SequenceGrads<F>> {
+    let mut trace = trace;
+    let mut dgx = std::mem::take(&mut trace.gates);
     let Dims { batch, input, hidden } = trace.dims;
     let packing = &trace.packing;
     let rows = packing.rows();
@@ -609,7 +615,8 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     }
     let state_len = if has_c { bh } else { 0 };
 
-    let mut dgx = zeros(rows * gh);
+    // The rows of the current step's gates (dgx overwrites them).
+    let mut gates_t = zeros(batch * gh);
     let mut dgh = if cell.separate_recurrent_grad() { zeros(rows * gh) } else { Vec::new() };
     let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
     let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
@@ -647,11 +654,13 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
         let (dc_t, dc_prev_t): (&[F], &mut [F]) =
             if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
         let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
+        let gates = &mut gates_t[..n * gh];
+        gates.copy_from_slice(&dgx[off * gh..(off + n) * gh]);
         let step = BackwardStep {
             dims: Dims { batch: n, ..trace.dims },
             w_hh,
             b_hh,
-            gates: &trace.gates[off * gh..(off + n) * gh],
+            gates,
             h_prev: &trace.h_prev[s..e],
             c_prev,
             h: &trace.h[s..e],
@@ -791,7 +800,7 @@ mod tests {
 
         let d_out: Vec<f64> = (0..rows * hidden).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
         let d_hn: Vec<f64> = (0..batch * hidden).map(|i| i as f64 * 0.5).collect();
-        let g = backward_sequence(&Leaky, &w, x.view(), &trace, &d_out, &d_hn, &[], true).expect("backward");
+        let g = backward_sequence(&Leaky, &w, x.view(), trace, &d_out, &d_hn, &[], true).expect("backward");
         let mut db = [0.0; 3];
         for (b, &len) in lengths.iter().enumerate() {
             for j in 0..hidden {

@@ -463,19 +463,23 @@ fn train_step<F: Real>(
     model: &mut Model<F>,
     optimizer: &mut Optimizer<F>,
     config: &FitConfig,
-    data: &BatchData<F>,
+    mut data: BatchData<F>,
     init: Option<&ModelState<F>>,
     rng: &mut Rng,
     at: (f64, usize, usize),
 ) -> Result<(StepLoss, ModelState<F>)> {
     let (lr, epoch, batch) = at;
     let packed = model.pack(data.inputs()?, Some(&data.lengths))?;
-    let trace = model.forward(packed, true, rng, init)?;
-    let l = batch_loss(model, config.loss, &trace.batch, trace.logits(), &trace.output, trace.sequence, data)?;
+    // The batch's inputs live on packed; its targets until the loss.
+    (data.features, data.tokens) = (None, None);
+    let mut trace = model.forward(packed, true, rng, init)?;
+    let l = batch_loss(model, config.loss, &trace.batch, trace.logits(), &trace.output, trace.sequence, &data)?;
+    drop(data);
     let step = StepLoss { loss: l.loss, count: l.count, correct: l.correct };
-    let grads = model.backward(&trace, l.grad, l.pre_activation)?;
+    let state = std::mem::take(&mut trace.state);
+    let grads = model.backward(trace, l.grad, l.pre_activation)?;
     update(model, optimizer, grads, config, lr, l.loss, epoch, batch)?;
-    Ok((step, trace.state))
+    Ok((step, state))
 }
 
 /// Trains on samples `idx` of `data` as one batch (one update, or one per chunk with
@@ -493,7 +497,7 @@ fn run_batch<F: Real>(
     let width = model.output_width();
     let Some(k) = config.tbptt_steps else {
         let data = gather(train, idx, per, width);
-        let (l, _) = train_step(model, optimizer, config, &data, None, rng, at)?;
+        let (l, _) = train_step(model, optimizer, config, data, None, rng, at)?;
         return Ok((l.loss * l.count as f64, l.count, l.correct));
     };
     // Sort by decreasing length so every chunk's samples are a prefix.
@@ -508,7 +512,7 @@ fn run_batch<F: Real>(
     for (n, lens, range) in chunks(&data.lengths, steps, k) {
         let chunk = slice_batch(&data, n, lens, range, per > 1, width);
         let init = state.map(|(st, b)| truncate_state(st, b, n));
-        let (l, next) = train_step(model, optimizer, config, &chunk, init.as_ref(), rng, at)?;
+        let (l, next) = train_step(model, optimizer, config, chunk, init.as_ref(), rng, at)?;
         state = Some((next, n));
         s += l.loss * l.count as f64;
         c += l.count;

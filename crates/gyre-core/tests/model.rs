@@ -47,7 +47,7 @@ fn gradcheck(model: &mut Model<f64>, x: Inputs<f64>, lengths: &[usize], seed: u6
     // The gradient with respect to the packed output rows: pack `g` like the output.
     let packed = model.pack_rows(&trace.batch, &g, width, trace.sequence);
     let d = Array2::from_shape_vec((trace.output.nrows(), width), packed).unwrap();
-    let grads = model.backward(&trace, d, false).unwrap();
+    let grads = model.backward(trace, d, false).unwrap();
     let eps = 1e-6;
     let mut worst: f64 = 0.0;
     for (ti, grad) in grads.iter().enumerate() {
@@ -137,7 +137,7 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
                 let trace = model.forward(batch, false, &mut Rng::new(0), None).unwrap();
                 let out = model.unpack(&trace.batch, trace.output.view(), trace.sequence);
                 let ones = Array2::from_elem(trace.output.dim(), 1.0);
-                let grads = model.backward(&trace, ones, false).unwrap();
+                let grads = model.backward(trace, ones, false).unwrap();
                 (out, grads)
             };
             let (out, grads) = run(x.view(), &lengths);
