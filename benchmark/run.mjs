@@ -100,7 +100,7 @@ const SETTINGS = options.quick
       maxSlowSequences: 64,
       roofPairs: 7,
       streamSteps: 10000,
-      memoryBatches: 1,
+      memoryBatches: [1],
       taskTimeoutMs: 240_000,
     }
   : {
@@ -116,7 +116,7 @@ const SETTINGS = options.quick
       maxSlowSequences: 256,
       roofPairs: 21,
       streamSteps: 10000,
-      memoryBatches: 4,
+      memoryBatches: [1, 4],
       taskTimeoutMs: 900_000,
     };
 
@@ -221,15 +221,17 @@ for (const wname of workloads) {
 // thread count gets its own process with that pool pinned by RAYON_NUM_THREADS (and
 // GYRE_NUM_THREADS, and setNumThreads, for whatever does use gyre's pool).
 const extras = {};
-async function extra(kind, threads) {
-  const label = threads ? `gyre ${kind} (${threads} thread${threads > 1 ? 's' : ''})` : `gyre ${kind}`;
+async function extra(kind, threads, batches) {
+  const label = threads
+    ? `gyre ${kind} (${threads} thread${threads > 1 ? 's' : ''})`
+    : `gyre ${kind}${batches ? ` (${batches} batch${batches > 1 ? 'es' : ''})` : ''}`;
   log(`${label} ...`);
-  const settings = threads ? { ...SETTINGS, threads: [threads] } : SETTINGS;
+  const settings = { ...SETTINGS, ...(threads ? { threads: [threads] } : {}), ...(batches ? { memoryBatches: batches } : {}) };
   const env = threads ? { RAYON_NUM_THREADS: String(threads), GYRE_NUM_THREADS: String(threads) } : {};
   const r = await runTask({ kind, settings }, env);
   taskWallMs[label] = Math.round(r.wallMs);
   if (!r.ok) {
-    failures.push({ library: 'gyre', workload: threads ? `${kind}, ${threads} thread(s)` : kind, error: r.error });
+    failures.push({ library: 'gyre', workload: label.slice('gyre '.length), error: r.error });
     log(`  FAILED: ${r.error.split('\n')[0]}`);
     return;
   }
@@ -238,7 +240,9 @@ async function extra(kind, threads) {
 if (libraries.includes('gyre')) {
   for (const threads of SETTINGS.threads) await extra('roof', threads);
   for (const threads of SETTINGS.threads) await extra('stream', threads);
-  await extra('memory');
+  // Each fit in its own process: one batch (what training one batch holds) and, in a full
+  // run, several (fit's copy of the whole training set grows with it).
+  for (const batches of SETTINGS.memoryBatches) await extra('memory', 0, batches);
 }
 
 // Ratios: gyre at the same thread count (1 for the single-threaded baselines) ÷ the row.

@@ -143,8 +143,9 @@ export function streamLatency(s) {
 
 /**
  * Peak resident memory of lstm-l training, in a process that does nothing else: RSS sampled
- * every 2 ms during one `fit` over `memoryBatches` batches, and the kernel's maxRSS, against
- * the arithmetic of what training must hold.
+ * every 2 ms during one `fit` over `memoryBatches` batches (a number), and the kernel's maxRSS,
+ * against the arithmetic of what training must hold. Returns a one-element array (the suite
+ * runs one process per batch count).
  */
 export async function memoryPeak(s) {
   const w = WORKLOADS['lstm-l'];
@@ -171,7 +172,7 @@ export async function memoryPeak(s) {
   const G = gates(w.cell);
   const { batch: B, steps: T, input: I, hidden: H, output: O } = w;
   const optimizerBytes = 4 * P * 4;
-  const activationBytes = B * T * (2 * G * H + 4 * H + 2 * O) * 4;
+  const activationBytes = B * T * (I + G * H + 2 * H + 2 * O) * 4;
   const dataCopyBytes = sequences * T * (I + O) * 4;
   const result = {
     workload: w.name,
@@ -195,12 +196,14 @@ export async function memoryPeak(s) {
       dataCopyBytes,
       totalBytes: optimizerBytes + activationBytes + dataCopyBytes,
       formula:
-        'required = 4·P·4 B (weights, gradients, Adam m and v; P parameters) + B·T·(2·G·H + 4·H + 2·O)·4 B ' +
-        '(per step per sequence: gates G·H, input projection G·H, h, c, h_prev, c_prev 4·H, readout output and its gradient 2·O); ' +
-        'the copy of the training set fit makes: S·T·(I + O)·4 B (inputs and targets copied once to native memory, which ' +
-        'training reads off the event loop; S sequences per fit; Float32Array targets are not copied in JS)',
+        'required = 4·P·4 B (weights, gradients, Adam m and v; P parameters) + B·T·(I + G·H + 2·H + 2·O)·4 B ' +
+        '(what backpropagation through time reads, per step per sequence: the input I for the input weights\' gradient, ' +
+        'the gate activations G·H, the states h and c 2·H — the state a step started from is the previous step\'s —, ' +
+        'the readout\'s output O and the loss gradient O); the copy of the training set fit makes: S·T·(I + O)·4 B ' +
+        '(inputs and targets copied once to native memory, which training reads off the event loop; S sequences per fit; ' +
+        'Float32Array targets are not copied in JS)',
     },
   };
   model.dispose();
-  return result;
+  return [result];
 }

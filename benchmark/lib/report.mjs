@@ -130,32 +130,35 @@ export function renderMarkdown(r, outPath) {
     out.push('');
   }
 
-  if (r.memory) {
-    const x = r.memory;
-    const e = x.estimate;
-    out.push(`### Peak memory: ${x.workload} training (gyre, ${x.threads} threads, one fit over ${x.batches} batch(es), ${x.sequences} sequences)`);
+  // One entry per fit measured (an object in results written before there were several).
+  const memory = r.memory ? [r.memory].flat() : [];
+  if (memory.length > 0) {
+    const x0 = memory[0];
+    out.push(`### Peak memory: ${x0.workload} training (gyre, ${x0.threads} threads; one fit per column, each in its own process)`);
     out.push('');
+    const row = (label, f) => [label, ...memory.map(f)];
+    const mib = (v) => num(v / MB, 1);
     out.push(
       table(
-        ['quantity', 'MiB'],
+        ['quantity, MiB', ...memory.map((x) => `fit over ${x.batches} batch${x.batches > 1 ? 'es' : ''}`)],
         [
-          ['RSS before fit (data and model built)', num(x.baselineRss / MB, 1)],
-          [`peak RSS during fit (max of ${x.samples} samples every 2 ms and maxRSS)`, num(x.peakRss / MB, 1)],
-          ['measured increase', num(x.measuredDelta / MB, 1)],
-          [`weights, gradients, Adam m and v: 4·P·4 B, P = ${x.parameters.toLocaleString('en-US')}`, num(e.optimizerBytes / MB, 1)],
-          ['activations: B·T·(2·G·H + 4·H + 2·O)·4 B', num(e.activationBytes / MB, 1)],
-          ['required by training (sum of the two above)', num(e.requiredBytes / MB, 1)],
-          ['the native copy of the training set fit makes: S·T·(I + O)·4 B', num(e.dataCopyBytes / MB, 1)],
-          ['expected increase (required + copy)', num(e.totalBytes / MB, 1)],
-          ['measured ÷ required', `${num(x.measuredDelta / e.requiredBytes, 2)}×`],
-          ['measured ÷ (required + copy)', `${num(x.measuredDelta / e.totalBytes, 2)}×`],
-          ['gyre model.nativeBytes after fit', num(x.nativeBytesAfterFit / MB, 1)],
+          row('sequences', (x) => String(x.sequences)),
+          row('RSS before fit (data and model built)', (x) => mib(x.baselineRss)),
+          row('peak RSS during fit (samples every 2 ms and maxRSS)', (x) => mib(x.peakRss)),
+          row('measured increase', (x) => mib(x.measuredDelta)),
+          row(`weights, gradients, Adam m and v: 4·P·4 B, P = ${x0.parameters.toLocaleString('en-US')}`, (x) => mib(x.estimate.optimizerBytes)),
+          row('activations BPTT reads: B·T·(I + G·H + 2·H + 2·O)·4 B', (x) => mib(x.estimate.activationBytes)),
+          row('required by training (sum of the two above)', (x) => mib(x.estimate.requiredBytes)),
+          row('the native copy of the training set fit makes: S·T·(I + O)·4 B', (x) => mib(x.estimate.dataCopyBytes)),
+          row('measured ÷ required', (x) => `${num(x.measuredDelta / x.estimate.requiredBytes, 2)}×`),
+          row('(measured − copy) ÷ required', (x) => `${num((x.measuredDelta - x.estimate.dataCopyBytes) / x.estimate.requiredBytes, 2)}×`),
+          row('gyre model.nativeBytes after fit', (x) => mib(x.nativeBytesAfterFit)),
         ],
-        'lr',
+        'l' + 'r'.repeat(memory.length),
       ),
     );
     out.push('');
-    out.push(`Formula: ${e.formula}.`);
+    out.push(`Formula: ${x0.estimate.formula}.`);
     out.push('');
   }
 

@@ -222,9 +222,10 @@ pub trait Cell<F: Real>: Sync {
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()>;
     /// Runs one backward step.
     fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()>;
-    /// `d_weight_hh: [G·H, H]` from the recurrent pre-activation gradients of all steps
-    /// `dgh: [T·B, G·H]`, the states before each step `h_prev: [T·B, H]` and the extra values
-    /// `extra: [T·B, E·H]`. The default is the single product `dghᵀ · h_prev`.
+    /// Adds to `d_weight_hh: [G·H, H]` the contribution of `R` rows (of some steps): their
+    /// recurrent pre-activation gradients `dgh: [R, G·H]`, the states they started from
+    /// `h_prev: [R, H]` and their extra values `extra: [R, E·H]`. The default is the product
+    /// `dghᵀ · h_prev`.
     fn weight_hh_grad(
         &self,
         dgh: ndarray::ArrayView2<F>,
@@ -232,7 +233,7 @@ pub trait Cell<F: Real>: Sync {
         _extra: ndarray::ArrayView2<F>,
         d_weight_hh: ndarray::ArrayViewMut2<F>,
     ) -> Result<()> {
-        crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::zero(), d_weight_hh);
+        crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), d_weight_hh);
         Ok(())
     }
 }

@@ -275,12 +275,12 @@ impl<F: Real> Cell<F> for GruCell {
         mut d_weight_hh: ndarray::ArrayViewMut2<F>,
     ) -> Result<()> {
         if self.reset_after {
-            gemm(F::one(), dgh.t(), h_prev, F::zero(), d_weight_hh);
+            gemm(F::one(), dgh.t(), h_prev, F::one(), d_weight_hh);
         } else {
             let hd = h_prev.ncols();
             let (rz, n) = d_weight_hh.view_mut().split_at(ndarray::Axis(0), 2 * hd);
-            gemm(F::one(), dgh.slice(s![.., ..2 * hd]).t(), h_prev, F::zero(), rz);
-            gemm(F::one(), dgh.slice(s![.., 2 * hd..]).t(), extra, F::zero(), n);
+            gemm(F::one(), dgh.slice(s![.., ..2 * hd]).t(), h_prev, F::one(), rz);
+            gemm(F::one(), dgh.slice(s![.., 2 * hd..]).t(), extra, F::one(), n);
         }
         Ok(())
     }

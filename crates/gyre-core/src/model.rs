@@ -964,19 +964,34 @@ impl<F: Real> Model<F> {
         width: usize,
         sequence: bool,
     ) -> Vec<T> {
+        self.pack_rows_of(batch, values, None, width, sequence)
+    }
+
+    /// As [`Model::pack_rows`], for a batch made of the sequences `samples` of a larger set
+    /// (`values` holds all of them; [`Model::pack_samples`]); `None`: `values` is the batch's.
+    pub fn pack_rows_of<T: Copy + Default>(
+        &self,
+        batch: &PackedBatch<F>,
+        values: &[T],
+        samples: Option<&[usize]>,
+        width: usize,
+        sequence: bool,
+    ) -> Vec<T> {
         let p = &batch.packing;
+        let sample = |j: usize| samples.map_or(j, |s| s[j]);
         if sequence {
             let mut out = vec![T::default(); p.rows() * width];
             for t in 0..p.steps() {
                 for i in 0..p.rows_at(t) {
-                    let src = (batch.order[i] * batch.steps + t) * width;
+                    let src = (sample(batch.order[i]) * batch.steps + t) * width;
                     let dst = (p.offset(t) + i) * width;
                     out[dst..dst + width].copy_from_slice(&values[src..src + width]);
                 }
             }
             out
         } else {
-            batch.order.iter().flat_map(|&o| values[o * width..(o + 1) * width].iter().copied()).collect()
+            let rows = batch.order.iter().map(|&o| sample(o));
+            rows.flat_map(|o| values[o * width..(o + 1) * width].iter().copied()).collect()
         }
     }
 

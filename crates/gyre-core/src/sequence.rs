@@ -119,14 +119,15 @@ pub struct Trace<F> {
     pub reverse: bool,
     /// `[N, G·H]` what the cell kept of its gates at each step.
     pub gates: Vec<F>,
-    /// `[N, H]` the hidden state each step started from.
-    pub h_prev: Vec<F>,
-    /// `[N, H]` the hidden state after each step (the layer's output).
+    /// `[N, H]` the hidden state after each step (the layer's output). The state a step
+    /// started from is the previous step's row here or a row of `h0` ([`Trace::prev_runs`]).
     pub h: Vec<F>,
-    /// `[N, H]` the cell state each step started from (empty for cells without one).
-    pub c_prev: Vec<F>,
     /// `[N, H]` the cell state after each step (empty for cells without one).
     pub c: Vec<F>,
+    /// `[B, H]` the initial hidden state.
+    pub h0: Vec<F>,
+    /// `[B, H]` the initial cell state (empty for cells without one).
+    pub c0: Vec<F>,
     /// `[N, E·H]` the cell's extra values.
     pub extra: Vec<F>,
 }
@@ -135,6 +136,33 @@ impl<F: Real> Trace<F> {
     /// `[N, H]` the hidden state after every step, packed.
     pub fn outputs(&self) -> &[F] {
         &self.h
+    }
+
+    /// Where each packed row's starting state is, as runs `(r0, len, from_h, src0)`: rows
+    /// `r0..r0 + len` started from rows `src0..src0 + len` of [`Trace::h`] (the previous
+    /// step's, `from_h`) or of the initial state. Consecutive steps whose rows continue
+    /// contiguously share a run (one run per direction for sequences of equal length, plus the
+    /// first step's).
+    pub fn prev_runs(&self) -> Vec<(usize, usize, bool, usize)> {
+        let packing = &self.packing;
+        let mut pieces = Vec::with_capacity(2 * packing.steps());
+        for p in 0..packing.steps() {
+            let t = packing.step(p, self.reverse);
+            let (n, off) = (packing.rows_at(t), packing.offset(t));
+            let prev = (p > 0).then(|| packing.step(p - 1, self.reverse));
+            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+            pieces.push((off, from_prev, true, prev.map_or(0, |q| packing.offset(q))));
+            pieces.push((off + from_prev, n - from_prev, false, from_prev));
+        }
+        pieces.sort_unstable_by_key(|r| r.0);
+        let mut runs: Vec<(usize, usize, bool, usize)> = Vec::new();
+        for (r0, len, from_h, src0) in pieces.into_iter().filter(|r| r.1 > 0) {
+            match runs.last_mut() {
+                Some(last) if last.2 == from_h && last.0 + last.1 == r0 && last.3 + last.1 == src0 => last.1 += len,
+                _ => runs.push((r0, len, from_h, src0)),
+            }
+        }
+        runs
     }
 
     /// Packed row holding sequence `b`'s final state: its last step, or its first in reverse.
@@ -195,6 +223,57 @@ fn gather_state<F: Real>(dst: &mut [F], src: &[F], from_prev: usize, init: &[F],
     let (split, end) = (from_prev * hidden, dst.len());
     dst[..split].copy_from_slice(&src[..split]);
     dst[split..].copy_from_slice(&init[split..end]);
+}
+
+/// Where one step of `n` rows stands in a packed state buffer: its own rows start at element
+/// `s`; the previous step's at `prev_off` (elements), of which the first `from_prev` rows
+/// carry on (the others start from the initial state).
+#[derive(Clone, Copy)]
+struct StepRows {
+    s: usize,
+    n: usize,
+    prev_off: usize,
+    from_prev: usize,
+}
+
+impl StepRows {
+    /// Whether every row carries on from the previous step (its rows can be read in place).
+    fn carried(&self) -> bool {
+        self.from_prev == self.n
+    }
+}
+
+/// The `[n, H]` state a step starts from, read from the packed states `buf`: the previous
+/// step's rows in place when every row carries on, else gathered with the initial state's
+/// rows `init` into `gather`.
+fn prev_state<'a, F: Real>(buf: &'a [F], gather: &'a mut [F], at: StepRows, init: &[F], hidden: usize) -> &'a [F] {
+    let len = at.n * hidden;
+    if at.carried() {
+        return &buf[at.prev_off..at.prev_off + len];
+    }
+    gather_state(&mut gather[..len], &buf[at.prev_off..], at.from_prev, init, hidden);
+    &gather[..len]
+}
+
+/// As [`prev_state`], and the step's own rows of `buf` to write.
+fn step_state<'a, F: Real>(
+    buf: &'a mut [F],
+    gather: &'a mut [F],
+    at: StepRows,
+    init: &[F],
+    hidden: usize,
+) -> (&'a [F], &'a mut [F]) {
+    let (s, len) = (at.s, at.n * hidden);
+    if at.carried() {
+        if at.prev_off < s {
+            let (a, b) = buf.split_at_mut(s);
+            return (&a[at.prev_off..at.prev_off + len], &mut b[..len]);
+        }
+        let (a, b) = buf.split_at_mut(at.prev_off);
+        return (&b[..len], &mut a[s..s + len]);
+    }
+    gather_state(&mut gather[..len], &buf[at.prev_off..], at.from_prev, init, hidden);
+    (&gather[..len], &mut buf[s..s + len])
 }
 
 /// Below this many multiply-adds a step runs on the calling thread.
@@ -430,10 +509,11 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
 
     let state_len = if has_c { rows * hidden } else { 0 };
     let mut gates = zeros(rows * gh);
-    let mut h_prev = zeros(rows * hidden);
     let mut h = zeros(rows * hidden);
-    let mut c_prev = zeros(state_len);
     let mut c = zeros(state_len);
+    // The states of steps where some sequences start (variable lengths, reverse direction).
+    let mut h_gather = zeros(batch * hidden);
+    let mut c_gather = zeros(if has_c { batch * hidden } else { 0 });
     let mut extra = zeros(rows * width);
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
@@ -446,21 +526,19 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
             let prev = (p > 0).then(|| packing.step(p - 1, reverse));
             let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
             let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
-            let (s, e) = (off * hidden, (off + n) * hidden);
-            gather_state(&mut h_prev[s..e], &h[prev_off..], from_prev, h0, hidden);
-            if has_c {
-                gather_state(&mut c_prev[s..e], &c[prev_off..], from_prev, c0, hidden);
-            }
-            let (c_prev_t, c_t): (&[F], &mut [F]) = if has_c { (&c_prev[s..e], &mut c[s..e]) } else { (&[], &mut []) };
+            let at = StepRows { s: off * hidden, n, prev_off, from_prev };
+            let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
+            let (c_prev_t, c_t): (&[F], &mut [F]) =
+                if has_c { step_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
             let step = ForwardStep {
                 dims: Dims { batch: n, ..dims },
                 w_hh,
                 w_hh_t: &w.w_hh_t,
                 b_hh,
                 gates: &mut gates[off * gh..(off + n) * gh],
-                h_prev: &h_prev[s..e],
+                h_prev,
                 c_prev: c_prev_t,
-                h: &mut h[s..e],
+                h: h_t,
                 c: c_t,
                 extra: &mut extra[off * width..(off + n) * width],
                 scratch: &mut scratch[..n * gh],
@@ -468,7 +546,8 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
             in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
         }
     }
-    Ok(Trace { dims, packing: packing.clone(), reverse, gates, h_prev, h, c_prev, c, extra })
+    let (h0, c0) = (h0.to_vec(), if has_c { c0.to_vec() } else { Vec::new() });
+    Ok(Trace { dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra })
 }
 
 /// What an inference pass returns: the outputs and the final states, nothing for backward.
@@ -533,18 +612,8 @@ pub fn infer_sequence<F: Real, C: Cell<F>>(
             let (s, e) = (off * hidden, (off + n) * hidden);
             // The state the step starts from: the previous step's rows in place when every
             // sequence carries on, else gathered with the initial state of those that start.
-            let (h_prev, h_t): (&[F], &mut [F]) = if from_prev == n && p > 0 {
-                if prev_off < s {
-                    let (a, b) = h.split_at_mut(s);
-                    (&a[prev_off..prev_off + n * hidden], &mut b[..n * hidden])
-                } else {
-                    let (a, b) = h.split_at_mut(prev_off);
-                    (&b[..n * hidden], &mut a[s..e])
-                }
-            } else {
-                gather_state(&mut h_gather[..n * hidden], &h[prev_off..], from_prev, h0, hidden);
-                (&h_gather[..n * hidden], &mut h[s..e])
-            };
+            let at = StepRows { s, n, prev_off, from_prev };
+            let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
             if has_c {
                 let split = if p > 0 { from_prev * hidden } else { 0 };
                 c_prev[split..n * hidden].copy_from_slice(&c0[split..n * hidden]);
@@ -621,6 +690,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
     let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
     let mut scratch = zeros(batch * gh);
+    let (mut h_gather, mut c_gather) = (zeros(bh), zeros(state_len));
     // The backward recurrent product streams W_hh's column panels (packed once per pass).
     let w_hh = crate::kernels::pack(weights.weight_hh);
     let b_hh = weights.bias_hh.as_standard_layout();
@@ -650,7 +720,15 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
                 *d = *d + g;
             }
         }
-        let (c_prev, c): (&[F], &[F]) = if has_c { (&trace.c_prev[s..e], &trace.c[s..e]) } else { (&[], &[]) };
+        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+        let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+        let at = StepRows { s, n, prev_off: prev.map_or(0, |q| packing.offset(q)) * hidden, from_prev };
+        let h_prev = prev_state(&trace.h, &mut h_gather, at, &trace.h0, hidden);
+        let (c_prev, c): (&[F], &[F]) = if has_c {
+            (prev_state(&trace.c, &mut c_gather, at, &trace.c0, hidden), &trace.c[s..e])
+        } else {
+            (&[], &[])
+        };
         let (dc_t, dc_prev_t): (&[F], &mut [F]) =
             if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
         let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
@@ -661,7 +739,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
             w_hh,
             b_hh,
             gates,
-            h_prev: &trace.h_prev[s..e],
+            h_prev,
             c_prev,
             h: &trace.h[s..e],
             c,
@@ -676,7 +754,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
         };
         in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
         // Rows that started this step from the initial state hand their gradient to it.
-        let from_prev = if p > 0 { packing.rows_at(packing.step(p - 1, reverse)).min(n) } else { 0 } * hidden;
+        let from_prev = from_prev * hidden;
         d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);
         if has_c {
             d_c0[from_prev..n * hidden].copy_from_slice(&dc_prev[from_prev..n * hidden]);
@@ -690,9 +768,14 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let mut weight_ih = Array2::zeros((gh, input));
     gemm(F::one(), dgx_m.t(), x, F::zero(), weight_ih.view_mut());
     let mut weight_hh = Array2::zeros((gh, hidden));
-    let h_prev = matrix("h_prev", &trace.h_prev, rows, hidden)?;
+    let (h, h0) = (matrix("h", &trace.h, rows, hidden)?, matrix("h0", &trace.h0, batch, hidden)?);
     let extra = matrix("extra", &trace.extra, rows, width)?;
-    cell.weight_hh_grad(dgh_m, h_prev, extra, weight_hh.view_mut())?;
+    // Σ over steps of dghᵀ · (the state each step started from), one product per run of rows.
+    for (r0, len, from_h, src0) in trace.prev_runs() {
+        let src = if from_h { h } else { h0 };
+        let (dgh_r, src_r) = (dgh_m.slice(ndarray::s![r0..r0 + len, ..]), src.slice(ndarray::s![src0..src0 + len, ..]));
+        cell.weight_hh_grad(dgh_r, src_r, extra.slice(ndarray::s![r0..r0 + len, ..]), weight_hh.view_mut())?;
+    }
     let mut bias_ih = Array1::zeros(gh);
     column_sums(dgx_m, bias_ih.view_mut());
     let mut bias_hh = Array1::zeros(gh);
@@ -919,5 +1002,66 @@ mod tests {
         let err =
             forward_sequence(&Leaky, &w, x.view(), &packing, false, &[0.0, 0.0], &[]).expect_err("5 rows, 4 packed");
         assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
+    }
+
+    /// Every packed row's starting state, as `prev_runs` gives it, is the one the forward pass
+    /// started it from: the previous step's row of `h` for a sequence that carries on, else
+    /// its initial state; every row is covered exactly once.
+    #[test]
+    fn prev_runs_give_each_row_the_state_it_started_from() {
+        for reverse in [false, true] {
+            for lengths in [vec![4usize, 4, 4], vec![5, 3, 3, 1], vec![2, 1], vec![1]] {
+                let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
+                let (rows, batch) = (packing.rows(), lengths.len());
+                let trace = Trace {
+                    dims: Dims { batch, input: 1, hidden: 1 },
+                    packing: packing.clone(),
+                    reverse,
+                    gates: Vec::new(),
+                    h: (0..rows).map(|r| r as f64).collect(),
+                    c: Vec::new(),
+                    h0: (0..batch).map(|b| -(b as f64) - 1.0).collect(),
+                    c0: Vec::new(),
+                    extra: Vec::new(),
+                };
+                let mut want = vec![f64::NAN; rows];
+                for p in 0..packing.steps() {
+                    let t = packing.step(p, reverse);
+                    let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+                    let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(packing.rows_at(t)));
+                    for i in 0..packing.rows_at(t) {
+                        want[packing.offset(t) + i] = match prev {
+                            Some(q) if i < from_prev => (packing.offset(q) + i) as f64,
+                            _ => -(i as f64) - 1.0,
+                        };
+                    }
+                }
+                let mut got = vec![f64::NAN; rows];
+                for (r0, len, from_h, src0) in trace.prev_runs() {
+                    for i in 0..len {
+                        assert!(got[r0 + i].is_nan(), "row {} twice ({lengths:?}, reverse {reverse})", r0 + i);
+                        got[r0 + i] = if from_h { trace.h[src0 + i] } else { trace.h0[src0 + i] };
+                    }
+                }
+                assert_eq!(got, want, "{lengths:?}, reverse {reverse}");
+            }
+        }
+        // Equal lengths: one run from the initial state and one through h, in each direction.
+        let packing = Packing::uniform(3, 5).expect("packing");
+        for reverse in [false, true] {
+            let zeros = vec![0.0f64; 15];
+            let trace = Trace {
+                dims: Dims { batch: 3, input: 1, hidden: 1 },
+                packing: packing.clone(),
+                reverse,
+                gates: Vec::new(),
+                h: zeros,
+                c: Vec::new(),
+                h0: vec![0.0; 3],
+                c0: Vec::new(),
+                extra: Vec::new(),
+            };
+            assert_eq!(trace.prev_runs().len(), 2, "reverse {reverse}");
+        }
     }
 }

@@ -278,7 +278,7 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
     }
 }
 
-/// Owned inputs and targets of one batch, batch-first.
+/// Owned inputs and targets of one batch, batch-first (the chunks of truncated BPTT).
 struct BatchData<F> {
     features: Option<Array3<F>>,
     tokens: Option<Array2<u32>>,
@@ -293,6 +293,34 @@ impl<F: Real> BatchData<F> {
             (Some(f), _) => Ok(Inputs::Features(f.view())),
             (None, Some(t)) => Ok(Inputs::Tokens(t.view())),
             (None, None) => Err(invalid("x", "inputs", "none")),
+        }
+    }
+}
+
+/// One batch: samples of a dataset, read in place (packed straight from it), or a batch of
+/// its own.
+enum Batch<'d, 'i, F> {
+    Samples(Dataset<'d, F>, &'i [usize]),
+    Own(BatchData<F>),
+}
+
+impl<F: Real> Batch<'_, '_, F> {
+    fn pack(&self, model: &Model<F>) -> Result<PackedBatch<F>> {
+        match self {
+            Batch::Samples(d, idx) => model.pack_samples(d.inputs, idx, d.lengths),
+            Batch::Own(b) => model.pack(b.inputs()?, Some(&b.lengths)),
+        }
+    }
+
+    /// The class ids and values of the targets, and which sequences of them the batch is
+    /// (`None`: all, in order).
+    fn targets(&self) -> (&[u32], &[F], Option<&[usize]>) {
+        match self {
+            Batch::Samples(d, idx) => match d.targets {
+                Targets::Classes(y) => (y, &[], Some(idx)),
+                Targets::Values(y) => (&[], y, Some(idx)),
+            },
+            Batch::Own(b) => (&b.classes, &b.values, None),
         }
     }
 }
@@ -332,8 +360,9 @@ fn batch_loss<F: Real>(
     logits: &Array2<F>,
     output: &Array2<F>,
     sequence: bool,
-    data: &BatchData<F>,
+    data: &Batch<'_, '_, F>,
 ) -> Result<BatchLoss<F>> {
+    let (classes, values, samples) = data.targets();
     let width = model.output_width();
     let rows = output.nrows();
     let mut grad = Array2::zeros((rows, width));
@@ -343,7 +372,7 @@ fn batch_loss<F: Real>(
     }
     match loss {
         LossKind::CrossEntropy => {
-            let targets = model.pack_rows(batch, &data.classes, 1, sequence);
+            let targets = model.pack_rows_of(batch, classes, samples, 1, sequence);
             let l = contiguous(logits);
             let ls = l.as_slice().ok_or_else(|| invalid("logits", "contiguous", "strided"))?;
             let v = softmax_cross_entropy(ls, rows, width, &targets, None, g)?;
@@ -356,7 +385,7 @@ fn batch_loss<F: Real>(
             Ok(BatchLoss { loss: to_f64(v.loss), count: v.count, correct, grad, pre_activation: true })
         }
         LossKind::MeanSquaredError | LossKind::BinaryCrossEntropy => {
-            let targets = model.pack_rows(batch, &data.values, width, sequence);
+            let targets = model.pack_rows_of(batch, values, samples, width, sequence);
             let (x, pre) = if loss == LossKind::MeanSquaredError {
                 (contiguous(output), false)
             } else {
@@ -463,15 +492,17 @@ fn train_step<F: Real>(
     model: &mut Model<F>,
     optimizer: &mut Optimizer<F>,
     config: &FitConfig,
-    mut data: BatchData<F>,
+    mut data: Batch<'_, '_, F>,
     init: Option<&ModelState<F>>,
     rng: &mut Rng,
     at: (f64, usize, usize),
 ) -> Result<(StepLoss, ModelState<F>)> {
     let (lr, epoch, batch) = at;
-    let packed = model.pack(data.inputs()?, Some(&data.lengths))?;
+    let packed = data.pack(model)?;
     // The batch's inputs live on packed; its targets until the loss.
-    (data.features, data.tokens) = (None, None);
+    if let Batch::Own(b) = &mut data {
+        (b.features, b.tokens) = (None, None);
+    }
     let mut trace = model.forward(packed, true, rng, init)?;
     let l = batch_loss(model, config.loss, &trace.batch, trace.logits(), &trace.output, trace.sequence, &data)?;
     drop(data);
@@ -496,8 +527,7 @@ fn run_batch<F: Real>(
     let per = if model.outputs_sequence() { train.inputs.dims().1 } else { 1 };
     let width = model.output_width();
     let Some(k) = config.tbptt_steps else {
-        let data = gather(train, idx, per, width);
-        let (l, _) = train_step(model, optimizer, config, data, None, rng, at)?;
+        let (l, _) = train_step(model, optimizer, config, Batch::Samples(*train, idx), None, rng, at)?;
         return Ok((l.loss * l.count as f64, l.count, l.correct));
     };
     // Sort by decreasing length so every chunk's samples are a prefix.
@@ -512,7 +542,7 @@ fn run_batch<F: Real>(
     for (n, lens, range) in chunks(&data.lengths, steps, k) {
         let chunk = slice_batch(&data, n, lens, range, per > 1, width);
         let init = state.map(|(st, b)| truncate_state(st, b, n));
-        let (l, next) = train_step(model, optimizer, config, chunk, init.as_ref(), rng, at)?;
+        let (l, next) = train_step(model, optimizer, config, Batch::Own(chunk), init.as_ref(), rng, at)?;
         state = Some((next, n));
         s += l.loss * l.count as f64;
         c += l.count;
@@ -679,14 +709,13 @@ pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, ba
     check_loss(model, loss)?;
     check_dataset(model, data, loss, "")?;
     crate::tensor::positive("batchSize", batch_size)?;
-    let per = if model.outputs_sequence() { data.inputs.dims().1 } else { 1 };
     let idx: Vec<usize> = (0..data.len()).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
     // Batches run side by side on the pool; their sums are added in batch order.
     let one = |chunk: &[usize]| -> Result<(f64, usize, usize)> {
-        let b = gather(data, chunk, per, model.output_width());
-        let packed = model.pack(b.inputs()?, Some(&b.lengths))?;
+        let b = Batch::Samples(*data, chunk);
+        let packed = b.pack(model)?;
         let inferred = model.infer(&packed, None, prepared.as_ref())?;
         let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b)?;
         Ok((l.loss * l.count as f64, l.count, l.correct))
