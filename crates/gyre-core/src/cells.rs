@@ -217,15 +217,9 @@ impl<F: Real> Cell<F> for GruCell {
         let one = F::one();
         let rows = s.gates.chunks_exact(3 * hd).zip(s.dgx.chunks_exact_mut(3 * hd));
         let states = s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
+        // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
         for ((g, dg), ((hp, e), dh)) in rows.zip(states) {
-            for j in 0..hd {
-                let (r, z, n) = (g[j], g[hd + j], g[2 * hd + j]);
-                let dn = dh[j] * (one - z) * (one - n * n);
-                dg[hd + j] = dh[j] * (hp[j] - n) * z * (one - z);
-                dg[2 * hd + j] = dn;
-                // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
-                dg[j] = if self.reset_after { dn * e[j] * r * (one - r) } else { F::zero() };
-            }
+            F::gru_backward_row(g, hp, e, dh, dg, self.reset_after);
         }
         // dh_prev = dh·z + (the gradient through the recurrent products), built in s.dh_prev.
         if self.reset_after {

@@ -120,11 +120,7 @@ pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
     out.fill(F::zero());
     // Contiguous rows and output: plain slice loops (vectorized), the same order of additions.
     if let (Some(xs), Some(o)) = (x.as_slice(), out.as_slice_mut()) {
-        if !o.is_empty() {
-            for row in xs.chunks_exact(o.len()) {
-                o.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
-            }
-        }
+        F::add_rows(o, xs);
         return;
     }
     for row in x.rows() {

@@ -77,6 +77,19 @@ pub trait Real:
         lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
     }
 
+    /// The backward gate arithmetic of one GRU row (gate order `r, z, n`): from the kept
+    /// gates `g: [3H]` (activated), `h_prev`, `extra` (reset-after: `h_prev·W_hnᵀ + b_hn`) and
+    /// the gradient `dh` of the step's output (`[H]` each), the gates' pre-activation
+    /// gradients `dg: [3H]` (`dr` is left 0 for reset-before, which needs a product first).
+    fn gru_backward_row(g: &[Self], h_prev: &[Self], extra: &[Self], dh: &[Self], dg: &mut [Self], reset_after: bool) {
+        gru_backward_row_portable(g, h_prev, extra, dh, dg, reset_after);
+    }
+
+    /// `out[j] += x[r·W + j]` for every row `r` of `x: [R, W]` in order (`W = out.len()`).
+    fn add_rows(out: &mut [Self], x: &[Self]) {
+        add_rows_portable(out, x);
+    }
+
     /// The gate arithmetic of one reset-after GRU row (gate order `r, z, n`): `g: [3H]` holds
     /// the pre-activations (`r`, `z` without their part of `b: [3H]` (`b_hh`); `n` the input
     /// part `x·W_inᵀ + b_in`), `rec: [H]` is `h_prev·W_hnᵀ + b_hn`. Then `r, z = σ(·)`,
@@ -146,6 +159,14 @@ impl Real for f32 {
     ) {
         crate::simd::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
     }
+
+    fn gru_backward_row(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) {
+        crate::simd::gru_backward_row(g, h_prev, extra, dh, dg, reset_after);
+    }
+
+    fn add_rows(out: &mut [f32], x: &[f32]) {
+        crate::simd::add_rows(out, x);
+    }
 }
 
 impl Real for f64 {
@@ -212,6 +233,51 @@ pub fn lstm_backward_row_portable<F: Real>(
         dn[j] = dct * i * (one - n * n);
         d_o[j] = dh[j] * tc * o * (one - o);
         dc_prev[j] = dct * f;
+    }
+}
+
+/// The portable [`Real::gru_backward_row`], inlined into each SIMD build of it.
+#[inline(always)]
+pub fn gru_backward_row_portable<F: Real>(
+    g: &[F],
+    h_prev: &[F],
+    extra: &[F],
+    dh: &[F],
+    dg: &mut [F],
+    reset_after: bool,
+) {
+    let hd = dh.len();
+    let one = F::one();
+    let (gr, rest) = g.split_at(hd);
+    let (gz, gn) = rest.split_at(hd);
+    let (dr, rest) = dg.split_at_mut(hd);
+    let (dz, dn) = rest.split_at_mut(hd);
+    let (gr, gz, gn, h_prev, dz, dn) = (&gr[..hd], &gz[..hd], &gn[..hd], &h_prev[..hd], &mut dz[..hd], &mut dn[..hd]);
+    for j in 0..hd {
+        let (z, n) = (gz[j], gn[j]);
+        dn[j] = dh[j] * (one - z) * (one - n * n);
+        dz[j] = dh[j] * (h_prev[j] - n) * z * (one - z);
+    }
+    if reset_after {
+        let (extra, dn) = (&extra[..hd], &dn[..hd]);
+        for j in 0..hd {
+            let r = gr[j];
+            dr[j] = dn[j] * extra[j] * r * (one - r);
+        }
+    } else {
+        dr.fill(F::zero());
+    }
+}
+
+/// The portable [`Real::add_rows`], inlined into each SIMD build of it.
+#[inline(always)]
+pub fn add_rows_portable<F: Real>(out: &mut [F], x: &[F]) {
+    let w = out.len();
+    if w == 0 {
+        return;
+    }
+    for row in x.chunks_exact(w) {
+        out.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
     }
 }
 

@@ -112,40 +112,77 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// One Adam update (see [`crate::Real::adam_update`]): the portable arithmetic compiled for the
-/// CPU's vector width; the same bits on every level.
-pub fn adam(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
-    match level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 F detected; the kernel touches only the given slices.
-        Level::Avx512 => unsafe { x86::adam_avx512(p, g, m, v, h) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 and FMA detected; the kernel touches only the given slices.
-        Level::Avx2 => unsafe { x86::adam_avx2(p, g, m, v, h) },
-        _ => crate::real::adam_portable(p, g, m, v, h),
-    }
+/// Defines `pub fn $name` running the portable `$portable` (an `#[inline(always)]` function
+/// of plain IEEE operations) compiled for the level in use, and `pub fn $on`, the same at a
+/// given level (capped to what the CPU has; for tests). The compiler vectorizes the portable
+/// code for each width, and every level gives the same bits (no fused multiply-adds are formed).
+macro_rules! per_level {
+    ($(#[$meta:meta])* pub fn $name:ident, $on:ident($($arg:ident: $ty:ty),* $(,)?) = $portable:path;) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name($($arg: $ty),*) {
+            $on(level(), $($arg),*)
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] at `at`, or at the CPU's best level below it.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $on(at: Level, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx512($($arg: $ty),*) {
+                $portable($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            fn avx2($($arg: $ty),*) {
+                $portable($($arg),*)
+            }
+            match at.min(detect()) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512 F detected; the function is safe Rust otherwise.
+                Level::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 and FMA detected; the function is safe Rust otherwise.
+                Level::Avx2 => unsafe { avx2($($arg),*) },
+                _ => $portable($($arg),*),
+            }
+        }
+    };
 }
 
-/// One LSTM backward row (see [`crate::Real::lstm_backward_row`]): the portable arithmetic
-/// compiled for the CPU's vector width; the same bits on every level.
-pub fn lstm_backward_row(
-    g: &[f32],
-    c_prev: &[f32],
-    tanh_c: &[f32],
-    dh: &[f32],
-    dc: &[f32],
-    dg: &mut [f32],
-    dc_prev: &mut [f32],
-) {
-    match level() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 F detected; the kernel touches only the given slices.
-        Level::Avx512 => unsafe { x86::lstm_backward_avx512(g, c_prev, tanh_c, dh, dc, dg, dc_prev) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 and FMA detected; the kernel touches only the given slices.
-        Level::Avx2 => unsafe { x86::lstm_backward_avx2(g, c_prev, tanh_c, dh, dc, dg, dc_prev) },
-        _ => crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev),
-    }
+per_level! {
+    /// One Adam update (see [`crate::Real::adam_update`]): the portable arithmetic compiled for
+    /// the CPU's vector width; the same bits on every level.
+    pub fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::real::adam_portable;
+}
+
+per_level! {
+    /// One LSTM backward row (see [`crate::Real::lstm_backward_row`]), compiled for the CPU's
+    /// vector width; the same bits on every level.
+    pub fn lstm_backward_row, lstm_backward_row_on(
+        g: &[f32],
+        c_prev: &[f32],
+        tanh_c: &[f32],
+        dh: &[f32],
+        dc: &[f32],
+        dg: &mut [f32],
+        dc_prev: &mut [f32],
+    ) = crate::real::lstm_backward_row_portable;
+}
+
+per_level! {
+    /// One GRU backward row (see [`crate::Real::gru_backward_row`]), compiled for the CPU's
+    /// vector width; the same bits on every level.
+    pub fn gru_backward_row, gru_backward_row_on(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) =
+        crate::real::gru_backward_row_portable;
+}
+
+per_level! {
+    /// `out += Σ rows of x` (see [`crate::Real::add_rows`]), compiled for the CPU's vector
+    /// width; the same bits on every level.
+    pub fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::real::add_rows_portable;
 }
 
 /// `x ← 1 / (1 + e^-x)` element-wise.
@@ -223,42 +260,6 @@ mod x86 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
-
-    #[target_feature(enable = "avx512f")]
-    pub fn adam_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
-        crate::real::adam_portable(p, g, m, v, h);
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub fn lstm_backward_avx512(
-        g: &[f32],
-        c_prev: &[f32],
-        tanh_c: &[f32],
-        dh: &[f32],
-        dc: &[f32],
-        dg: &mut [f32],
-        dc_prev: &mut [f32],
-    ) {
-        crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub fn lstm_backward_avx2(
-        g: &[f32],
-        c_prev: &[f32],
-        tanh_c: &[f32],
-        dh: &[f32],
-        dc: &[f32],
-        dg: &mut [f32],
-        dc_prev: &mut [f32],
-    ) {
-        crate::real::lstm_backward_row_portable(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
-        crate::real::adam_portable(p, g, m, v, h);
-    }
 
     #[target_feature(enable = "avx512f")]
     fn exp512(x: __m512) -> __m512 {
@@ -959,6 +960,36 @@ mod tests {
         assert_eq!(c1, c2);
     }
 
+    /// Every level (each runs at the CPU's best below it).
+    const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+
+    #[test]
+    fn gru_backward_row_and_add_rows_give_the_portable_bits_on_every_level() {
+        for hd in [1, 7, 16, 100] {
+            let g: Vec<f32> = fill(3 * hd, 40).iter().map(|x| 0.5 + 0.4 * x).collect();
+            let (hp, e, dh) = (fill(hd, 41), fill(hd, 42), fill(hd, 43));
+            for reset_after in [true, false] {
+                let mut want = vec![f32::NAN; 3 * hd];
+                crate::real::gru_backward_row_portable(&g, &hp, &e, &dh, &mut want, reset_after);
+                assert!(want.iter().all(|x| x.is_finite()));
+                for at in LEVELS {
+                    let mut got = vec![f32::NAN; 3 * hd];
+                    gru_backward_row_on(at, &g, &hp, &e, &dh, &mut got, reset_after);
+                    assert_eq!(got, want, "{at:?}, H {hd}, reset_after {reset_after}");
+                }
+            }
+            let x = fill(37 * hd, 44);
+            let mut want = fill(hd, 45);
+            let start = want.clone();
+            crate::real::add_rows_portable(&mut want, &x);
+            for at in LEVELS {
+                let mut got = start.clone();
+                add_rows_on(at, &mut got, &x);
+                assert_eq!(got, want, "{at:?}, W {hd}");
+            }
+        }
+    }
+
     #[test]
     fn adam_gives_the_portable_bits_on_every_level() {
         let n = 1037;
@@ -973,16 +1004,8 @@ mod tests {
         };
         let want = run(&|p, g, m, v, h| crate::real::adam_portable(p, g, m, v, h));
         assert_eq!(run(&|p, g, m, v, h| adam(p, g, m, v, h)), want);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was just detected.
-                assert_eq!(run(&|p, g, m, v, h| unsafe { x86::adam_avx512(p, g, m, v, h) }), want);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the features were just detected.
-                assert_eq!(run(&|p, g, m, v, h| unsafe { x86::adam_avx2(p, g, m, v, h) }), want);
-            }
+        for at in LEVELS {
+            assert_eq!(run(&|p, g, m, v, h| adam_on(at, p, g, m, v, h)), want, "{at:?}");
         }
     }
 
@@ -1033,18 +1056,9 @@ mod tests {
             };
             let want = run(&|dg, dcp| crate::real::lstm_backward_row_portable(&g, &cp, &tc, &dh, &dc, dg, dcp));
             assert_eq!(run(&|dg, dcp| lstm_backward_row(&g, &cp, &tc, &dh, &dc, dg, dcp)), want);
-            #[cfg(target_arch = "x86_64")]
-            {
-                if is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the feature was just detected.
-                    let got = run(&|dg, dcp| unsafe { x86::lstm_backward_avx512(&g, &cp, &tc, &dh, &dc, dg, dcp) });
-                    assert_eq!(got, want);
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were just detected.
-                    let got = run(&|dg, dcp| unsafe { x86::lstm_backward_avx2(&g, &cp, &tc, &dh, &dc, dg, dcp) });
-                    assert_eq!(got, want);
-                }
+            for at in LEVELS {
+                let got = run(&|dg, dcp| lstm_backward_row_on(at, &g, &cp, &tc, &dh, &dc, dg, dcp));
+                assert_eq!(got, want, "{at:?}");
             }
         }
     }
