@@ -276,6 +276,283 @@ fn step_state<'a, F: Real>(
     (&gather[..len], &mut buf[s..s + len])
 }
 
+/// A pass of at least this many sequences per lane and multiply-adds runs its time loop in
+/// lanes (any size in unit tests, so that they run lanes whenever a pool has threads).
+const LANE_MIN_SEQUENCES: usize = 4;
+#[cfg(not(test))]
+const LANE_MIN_WORK: usize = 1 << 22;
+#[cfg(test)]
+const LANE_MIN_WORK: usize = 1;
+
+/// The sequences of each lane, `bounds[j]..bounds[j + 1]`, for a pass of `work_per_row`
+/// multiply-adds per packed row: one lane per pool thread when the pass is large enough, each
+/// with about the same number of rows. A lane runs the whole time loop of its sequences on one
+/// thread without waiting for the others (rows of different sequences never meet), instead of
+/// every step being split and joined (a synchronization per step). Each row's arithmetic is
+/// the same in any lane, so the result does not depend on the lanes.
+fn lanes(packing: &Packing, work_per_row: usize) -> Vec<usize> {
+    let (batch, rows) = (packing.batch(), packing.rows());
+    let threads = if crate::threads::can_split() { rayon::current_num_threads() } else { 1 };
+    let parts = threads.min(batch / LANE_MIN_SEQUENCES);
+    if parts < 2 || rows * work_per_row < LANE_MIN_WORK {
+        return vec![0, batch];
+    }
+    let mut bounds = vec![0];
+    let mut prefix = 0;
+    for b in 0..batch - 1 {
+        prefix += packing.length(b);
+        if bounds.len() < parts && prefix * parts >= bounds.len() * rows {
+            bounds.push(b + 1);
+        }
+    }
+    bounds.push(batch);
+    bounds
+}
+
+/// Lane `b0..b1`'s rows at step `t`: the first packed row and how many.
+fn lane_rows(packing: &Packing, t: usize, (b0, b1): (usize, usize)) -> (usize, usize) {
+    let n = packing.rows_at(t);
+    (packing.offset(t) + b0.min(n), b1.min(n) - b0.min(n))
+}
+
+/// `buf: [N, width]` cut into each lane's rows of each step: `out[lane][t]`.
+fn lane_slices<'a, F>(
+    mut buf: &'a mut [F],
+    width: usize,
+    packing: &Packing,
+    bounds: &[usize],
+) -> Vec<Vec<&'a mut [F]>> {
+    let lanes = bounds.len() - 1;
+    let mut out: Vec<Vec<&'a mut [F]>> = (0..lanes).map(|_| Vec::with_capacity(packing.steps())).collect();
+    for t in 0..packing.steps() {
+        let n = packing.rows_at(t);
+        for (j, lane) in out.iter_mut().enumerate() {
+            let len = (bounds[j + 1].min(n) - bounds[j].min(n)) * width;
+            let (a, rest) = std::mem::take(&mut buf).split_at_mut(len);
+            lane.push(a);
+            buf = rest;
+        }
+    }
+    out
+}
+
+/// `v[read]` to read and `v[write]` to write (`read != write`).
+fn read_write<'s, T>(v: &'s mut [&mut [T]], read: usize, write: usize) -> (&'s [T], &'s mut [T]) {
+    if read < write {
+        let (a, b) = v.split_at_mut(write);
+        (&*a[read], &mut *b[0])
+    } else {
+        let (a, b) = v.split_at_mut(read);
+        (&*b[0], &mut *a[write])
+    }
+}
+
+/// One lane's rows of the forward pass's buffers, per step.
+struct ForwardLane<'a, F> {
+    seqs: (usize, usize),
+    gates: Vec<&'a mut [F]>,
+    h: Vec<&'a mut [F]>,
+    c: Vec<&'a mut [F]>,
+    extra: Vec<&'a mut [F]>,
+}
+
+/// The time loop of [`forward_sequence`] for one lane's sequences (see [`lanes`]), projecting
+/// each step's input rows just before the step.
+#[allow(clippy::too_many_arguments)]
+fn forward_lane<F: Real, C: Cell<F>>(
+    cell: &C,
+    w: &Prepared<'_, F>,
+    x: &[F],
+    packing: &Packing,
+    reverse: bool,
+    dims: Dims,
+    lane: ForwardLane<'_, F>,
+    h0: &[F],
+    c0: &[F],
+) -> Result<()> {
+    let ForwardLane { seqs, mut gates, mut h, mut c, mut extra } = lane;
+    let (input, hidden) = (dims.input, dims.hidden);
+    let (gh, lb, has_c) = (w.gh, seqs.1 - seqs.0, cell.has_cell_state());
+    let mut scratch = zeros(lb * gh);
+    let mut h_gather = zeros(lb * hidden);
+    let mut c_gather = zeros(if has_c { lb * hidden } else { 0 });
+    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
+    let (h0, c0) = (&h0[seqs.0 * hidden..], if has_c { &c0[seqs.0 * hidden..] } else { &[][..] });
+    let mut prev: Option<usize> = None;
+    for p in 0..packing.steps() {
+        let t = packing.step(p, reverse);
+        let (r0, m) = lane_rows(packing, t, seqs);
+        if m == 0 {
+            prev = Some(t);
+            continue;
+        }
+        w.project(&x[r0 * input..(r0 + m) * input], gates[t], false)?;
+        let from_prev = prev.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m));
+        let len = m * hidden;
+        // The state the step starts from: the lane's previous rows in place when all carry on.
+        let (h_prev, h_t): (&[F], &mut [F]) = match prev {
+            Some(q) if from_prev == m => {
+                let (a, b) = read_write(&mut h, q, t);
+                (&a[..len], b)
+            }
+            _ => {
+                let src: &[F] = match prev {
+                    Some(q) => &h[q][..],
+                    None => &[],
+                };
+                gather_state(&mut h_gather[..len], src, from_prev, h0, hidden);
+                (&h_gather[..len], &mut *h[t])
+            }
+        };
+        let (c_prev, c_t): (&[F], &mut [F]) = if !has_c {
+            (&[], &mut [])
+        } else {
+            match prev {
+                Some(q) if from_prev == m => {
+                    let (a, b) = read_write(&mut c, q, t);
+                    (&a[..len], b)
+                }
+                _ => {
+                    let src: &[F] = match prev {
+                        Some(q) => &c[q][..],
+                        None => &[],
+                    };
+                    gather_state(&mut c_gather[..len], src, from_prev, c0, hidden);
+                    (&c_gather[..len], &mut *c[t])
+                }
+            }
+        };
+        let step = ForwardStep {
+            dims: Dims { batch: m, ..dims },
+            w_hh,
+            w_hh_t: &w.w_hh_t,
+            b_hh,
+            gates: &mut *gates[t],
+            h_prev,
+            c_prev,
+            h: h_t,
+            c: c_t,
+            extra: &mut *extra[t],
+            scratch: &mut scratch[..m * gh],
+        };
+        cell.forward_step(step)?;
+        prev = Some(t);
+    }
+    Ok(())
+}
+
+/// `g[at..]`, or `g` itself when empty (a gradient that stands for zeros).
+fn rows_from<F>(g: &[F], at: usize) -> &[F] {
+    if g.is_empty() {
+        g
+    } else {
+        &g[at..]
+    }
+}
+
+/// One lane's rows of the backward pass's buffers, per step, and its rows of the initial
+/// states' gradients.
+struct BackwardLane<'a, F> {
+    seqs: (usize, usize),
+    dgx: Vec<&'a mut [F]>,
+    dgh: Vec<&'a mut [F]>,
+    d_h0: &'a mut [F],
+    d_c0: &'a mut [F],
+}
+
+/// What the time loop of [`backward_sequence`] reads.
+struct BackwardInputs<'a, F> {
+    w_hh: &'a [F],
+    b_hh: &'a [F],
+    trace: &'a Trace<F>,
+    d_output: &'a [F],
+    d_hn: &'a [F],
+    d_cn: &'a [F],
+}
+
+/// The time loop of [`backward_sequence`] for one lane's sequences (see [`lanes`]).
+fn backward_lane<F: Real, C: Cell<F>>(cell: &C, inp: &BackwardInputs<'_, F>, lane: BackwardLane<'_, F>) -> Result<()> {
+    let BackwardLane { seqs, mut dgx, mut dgh, d_h0, d_c0 } = lane;
+    let trace = inp.trace;
+    let (packing, reverse, hidden) = (&trace.packing, trace.reverse, trace.dims.hidden);
+    let (gh, width, has_c) = (cell.gates() * hidden, cell.extra() * hidden, cell.has_cell_state());
+    let (b0, lb) = (seqs.0, seqs.1 - seqs.0);
+    let state_len = if has_c { lb * hidden } else { 0 };
+    let mut gates_t = zeros(lb * gh);
+    let (mut dh, mut dh_prev) = (zeros(lb * hidden), zeros(lb * hidden));
+    let (mut dc, mut dc_prev) = (zeros(state_len), zeros(state_len));
+    let mut scratch = zeros(lb * gh);
+    let (mut h_gather, mut c_gather) = (zeros(lb * hidden), zeros(state_len));
+    let (h0, c0) = (&trace.h0[b0 * hidden..], if has_c { &trace.c0[b0 * hidden..] } else { &[][..] });
+    let (d_hn, d_cn) = (rows_from(inp.d_hn, b0 * hidden), rows_from(inp.d_cn, b0 * hidden));
+    let steps = packing.steps();
+    for p in (0..steps).rev() {
+        let t = packing.step(p, reverse);
+        let (r0, m) = lane_rows(packing, t, seqs);
+        if m == 0 {
+            continue;
+        }
+        let (s, e) = (r0 * hidden, (r0 + m) * hidden);
+        // Rows the next processed step carries on; for the others this is the final step.
+        let next = (p + 1 < steps).then(|| packing.step(p + 1, reverse));
+        let fin = next.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m)) * hidden..m * hidden;
+        match d_hn.is_empty() {
+            true => dh[fin.clone()].fill(F::zero()),
+            false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
+        }
+        if has_c {
+            match d_cn.is_empty() {
+                true => dc[fin.clone()].fill(F::zero()),
+                false => dc[fin.clone()].copy_from_slice(&d_cn[fin]),
+            }
+        }
+        if !inp.d_output.is_empty() {
+            for (d, &g) in dh[..m * hidden].iter_mut().zip(&inp.d_output[s..e]) {
+                *d = *d + g;
+            }
+        }
+        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+        let (rq, mq) = prev.map_or((0, 0), |q| lane_rows(packing, q, seqs));
+        let at = StepRows { s, n: m, prev_off: rq * hidden, from_prev: mq.min(m) };
+        let h_prev = prev_state(&trace.h, &mut h_gather, at, h0, hidden);
+        let (c_prev, c): (&[F], &[F]) =
+            if has_c { (prev_state(&trace.c, &mut c_gather, at, c0, hidden), &trace.c[s..e]) } else { (&[], &[]) };
+        let (dc_t, dc_prev_t): (&[F], &mut [F]) =
+            if has_c { (&dc[..m * hidden], &mut dc_prev[..m * hidden]) } else { (&[], &mut []) };
+        let gates = &mut gates_t[..m * gh];
+        gates.copy_from_slice(dgx[t]);
+        let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut *dgh[t] };
+        let step = BackwardStep {
+            dims: Dims { batch: m, ..trace.dims },
+            w_hh: inp.w_hh,
+            b_hh: inp.b_hh,
+            gates,
+            h_prev,
+            c_prev,
+            h: &trace.h[s..e],
+            c,
+            extra: &trace.extra[r0 * width..(r0 + m) * width],
+            dh: &dh[..m * hidden],
+            dc: dc_t,
+            dgx: &mut *dgx[t],
+            dgh: dgh_t,
+            dh_prev: &mut dh_prev[..m * hidden],
+            dc_prev: dc_prev_t,
+            scratch: &mut scratch[..m * gh],
+        };
+        cell.backward_step(step)?;
+        // Rows that started this step from the initial state hand their gradient to it.
+        let from_prev = at.from_prev * hidden;
+        d_h0[from_prev..m * hidden].copy_from_slice(&dh_prev[from_prev..m * hidden]);
+        if has_c {
+            d_c0[from_prev..m * hidden].copy_from_slice(&dc_prev[from_prev..m * hidden]);
+        }
+        std::mem::swap(&mut dh, &mut dh_prev);
+        std::mem::swap(&mut dc, &mut dc_prev);
+    }
+    Ok(())
+}
+
 /// Below this many multiply-adds a step runs on the calling thread.
 const PARALLEL_STEP_MIN_FLOPS: usize = 1 << 16;
 
@@ -403,7 +680,7 @@ impl<'w, F: Real> Prepared<'w, F> {
 
     /// `out = b_ih + x_rows · W_ihᵀ` for `x_rows: [R, I]` contiguous, `out: [R, G·H]`; blocks
     /// of rows run side by side on the pool when the product is large.
-    fn project(&self, x_rows: &[F], out: &mut [F]) -> Result<()> {
+    fn project(&self, x_rows: &[F], out: &mut [F], parallel: bool) -> Result<()> {
         let (input, gh) = (self.input, self.gh);
         let b_ih = contiguous("bias_ih", self.b_ih.as_slice())?;
         let w_ih = contiguous("weight_ih", self.w_ih.as_slice())?;
@@ -422,7 +699,7 @@ impl<'w, F: Real> Prepared<'w, F> {
             return Ok(());
         }
         // (With no input features the products add nothing: the rows are the bias.)
-        if !crate::threads::can_split() || rows < 16 || rows * gh * input < PARALLEL_STEP_MIN_FLOPS {
+        if !parallel || !crate::threads::can_split() || rows < 16 || rows * gh * input < PARALLEL_STEP_MIN_FLOPS {
             block((x_rows, out));
         } else {
             use rayon::prelude::*;
@@ -518,8 +795,28 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
 
+    let bounds = lanes(packing, gh * (input + hidden));
+    if bounds.len() > 2 {
+        use rayon::prelude::*;
+        let state_width = if has_c { hidden } else { 0 };
+        let lanes: Vec<ForwardLane<'_, F>> = lane_slices(&mut gates, gh, packing, &bounds)
+            .into_iter()
+            .zip(lane_slices(&mut h, hidden, packing, &bounds))
+            .zip(lane_slices(&mut c, state_width, packing, &bounds))
+            .zip(lane_slices(&mut extra, width, packing, &bounds))
+            .enumerate()
+            .map(|(j, (((gates, h), c), extra))| ForwardLane { seqs: (bounds[j], bounds[j + 1]), gates, h, c, extra })
+            .collect();
+        let xs = input_rows(&x, 0, rows)?;
+        lanes
+            .into_par_iter()
+            .map(|lane| forward_lane(cell, &w, xs, packing, reverse, dims, lane, h0, c0))
+            .collect::<Result<Vec<()>>>()?;
+        let (h0, c0) = (h0.to_vec(), if has_c { c0.to_vec() } else { Vec::new() });
+        return Ok(Trace { dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra });
+    }
     for (p0, p1, r0, r1) in projection_groups(packing, reverse, gh, std::mem::size_of::<F>()) {
-        w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh])?;
+        w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh], true)?;
         for p in p0..p1 {
             let t = packing.step(p, reverse);
             let (n, off) = (packing.rows_at(t), packing.offset(t));
@@ -602,7 +899,7 @@ pub fn infer_sequence<F: Real, C: Cell<F>>(
 
     for (p0, p1, r0, r1) in groups {
         let group = &mut gates[..(r1 - r0) * gh];
-        w.project(input_rows(&x, r0, r1)?, group)?;
+        w.project(input_rows(&x, r0, r1)?, group, true)?;
         for p in p0..p1 {
             let t = packing.step(p, reverse);
             let (n, off) = (packing.rows_at(t), packing.offset(t));
@@ -698,69 +995,90 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let reverse = trace.reverse;
     let steps = packing.steps();
 
-    for p in (0..steps).rev() {
-        let t = packing.step(p, reverse);
-        let (n, off) = (packing.rows_at(t), packing.offset(t));
-        let (s, e) = (off * hidden, (off + n) * hidden);
-        // Rows the next processed step carries on; for the others this is the final step.
-        let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 } * hidden;
-        let fin = carried..n * hidden;
-        match d_hn.is_empty() {
-            true => dh[fin.clone()].fill(F::zero()),
-            false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
+    let bounds = lanes(packing, gh * (input + hidden));
+    if bounds.len() > 2 {
+        use rayon::prelude::*;
+        let dgh_width = if dgh.is_empty() { 0 } else { gh };
+        let mut dgh_lanes = lane_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
+        let (mut d_h0_rest, mut d_c0_rest) = (&mut d_h0[..], &mut d_c0[..]);
+        let c_width = if has_c { hidden } else { 0 };
+        let mut lanes = Vec::with_capacity(bounds.len() - 1);
+        for (j, dgx) in lane_slices(&mut dgx, gh, packing, &bounds).into_iter().enumerate() {
+            let lb = bounds[j + 1] - bounds[j];
+            let (d_h0, rest) = std::mem::take(&mut d_h0_rest).split_at_mut(lb * hidden);
+            d_h0_rest = rest;
+            let (d_c0, rest) = std::mem::take(&mut d_c0_rest).split_at_mut(lb * c_width);
+            d_c0_rest = rest;
+            let dgh = dgh_lanes.next().unwrap_or_default();
+            lanes.push(BackwardLane { seqs: (bounds[j], bounds[j + 1]), dgx, dgh, d_h0, d_c0 });
         }
-        if has_c {
-            match d_cn.is_empty() {
-                true => dc[fin.clone()].fill(F::zero()),
-                false => dc[fin.clone()].copy_from_slice(&d_cn[fin]),
+        let inp = BackwardInputs { w_hh, b_hh, trace: &trace, d_output, d_hn, d_cn };
+        lanes.into_par_iter().map(|lane| backward_lane(cell, &inp, lane)).collect::<Result<Vec<()>>>()?;
+    } else {
+        for p in (0..steps).rev() {
+            let t = packing.step(p, reverse);
+            let (n, off) = (packing.rows_at(t), packing.offset(t));
+            let (s, e) = (off * hidden, (off + n) * hidden);
+            // Rows the next processed step carries on; for the others this is the final step.
+            let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 } * hidden;
+            let fin = carried..n * hidden;
+            match d_hn.is_empty() {
+                true => dh[fin.clone()].fill(F::zero()),
+                false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
             }
-        }
-        if !d_output.is_empty() {
-            for (d, &g) in dh[..n * hidden].iter_mut().zip(&d_output[s..e]) {
-                *d = *d + g;
+            if has_c {
+                match d_cn.is_empty() {
+                    true => dc[fin.clone()].fill(F::zero()),
+                    false => dc[fin.clone()].copy_from_slice(&d_cn[fin]),
+                }
             }
+            if !d_output.is_empty() {
+                for (d, &g) in dh[..n * hidden].iter_mut().zip(&d_output[s..e]) {
+                    *d = *d + g;
+                }
+            }
+            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+            let at = StepRows { s, n, prev_off: prev.map_or(0, |q| packing.offset(q)) * hidden, from_prev };
+            let h_prev = prev_state(&trace.h, &mut h_gather, at, &trace.h0, hidden);
+            let (c_prev, c): (&[F], &[F]) = if has_c {
+                (prev_state(&trace.c, &mut c_gather, at, &trace.c0, hidden), &trace.c[s..e])
+            } else {
+                (&[], &[])
+            };
+            let (dc_t, dc_prev_t): (&[F], &mut [F]) =
+                if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
+            let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
+            let gates = &mut gates_t[..n * gh];
+            gates.copy_from_slice(&dgx[off * gh..(off + n) * gh]);
+            let step = BackwardStep {
+                dims: Dims { batch: n, ..trace.dims },
+                w_hh,
+                b_hh,
+                gates,
+                h_prev,
+                c_prev,
+                h: &trace.h[s..e],
+                c,
+                extra: &trace.extra[off * width..(off + n) * width],
+                dh: &dh[..n * hidden],
+                dc: dc_t,
+                dgx: &mut dgx[off * gh..(off + n) * gh],
+                dgh: dgh_t,
+                dh_prev: &mut dh_prev[..n * hidden],
+                dc_prev: dc_prev_t,
+                scratch: &mut scratch[..n * gh],
+            };
+            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
+            // Rows that started this step from the initial state hand their gradient to it.
+            let from_prev = from_prev * hidden;
+            d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);
+            if has_c {
+                d_c0[from_prev..n * hidden].copy_from_slice(&dc_prev[from_prev..n * hidden]);
+            }
+            std::mem::swap(&mut dh, &mut dh_prev);
+            std::mem::swap(&mut dc, &mut dc_prev);
         }
-        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-        let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-        let at = StepRows { s, n, prev_off: prev.map_or(0, |q| packing.offset(q)) * hidden, from_prev };
-        let h_prev = prev_state(&trace.h, &mut h_gather, at, &trace.h0, hidden);
-        let (c_prev, c): (&[F], &[F]) = if has_c {
-            (prev_state(&trace.c, &mut c_gather, at, &trace.c0, hidden), &trace.c[s..e])
-        } else {
-            (&[], &[])
-        };
-        let (dc_t, dc_prev_t): (&[F], &mut [F]) =
-            if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
-        let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
-        let gates = &mut gates_t[..n * gh];
-        gates.copy_from_slice(&dgx[off * gh..(off + n) * gh]);
-        let step = BackwardStep {
-            dims: Dims { batch: n, ..trace.dims },
-            w_hh,
-            b_hh,
-            gates,
-            h_prev,
-            c_prev,
-            h: &trace.h[s..e],
-            c,
-            extra: &trace.extra[off * width..(off + n) * width],
-            dh: &dh[..n * hidden],
-            dc: dc_t,
-            dgx: &mut dgx[off * gh..(off + n) * gh],
-            dgh: dgh_t,
-            dh_prev: &mut dh_prev[..n * hidden],
-            dc_prev: dc_prev_t,
-            scratch: &mut scratch[..n * gh],
-        };
-        in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
-        // Rows that started this step from the initial state hand their gradient to it.
-        let from_prev = from_prev * hidden;
-        d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);
-        if has_c {
-            d_c0[from_prev..n * hidden].copy_from_slice(&dc_prev[from_prev..n * hidden]);
-        }
-        std::mem::swap(&mut dh, &mut dh_prev);
-        std::mem::swap(&mut dc, &mut dc_prev);
     }
 
     let dgx_m = matrix("dgx", &dgx, rows, gh)?;
@@ -1062,6 +1380,71 @@ mod tests {
                 extra: Vec::new(),
             };
             assert_eq!(trace.prev_runs().len(), 2, "reverse {reverse}");
+        }
+    }
+
+    /// Lanes (a pool with threads) give the bits of the single-threaded pass: outputs, states,
+    /// every gradient, for every cell, variable lengths and both directions.
+    #[test]
+    fn lanes_give_the_bits_of_one_thread() {
+        use crate::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
+        let (input, hidden) = (5usize, 6usize);
+        let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
+        type Out = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+        fn pass<C: Cell<f64>>(
+            cell: &C,
+            w: &LayerWeights<f64>,
+            x: ArrayView2<f64>,
+            p: &Packing,
+            st: [&[f64]; 4],
+            rev: bool,
+        ) -> Out {
+            let [h0, c0, d_out, d_hn] = st;
+            let t = forward_sequence(cell, w, x, p, rev, h0, c0).expect("forward");
+            let (h, c) = (t.h.clone(), t.c.clone());
+            let g = backward_sequence(cell, w, x, t, d_out, d_hn, &[], true).expect("backward");
+            let wg = g.weights;
+            let flat = |a: &Array2<f64>| a.iter().copied().collect::<Vec<_>>();
+            let mut weights = flat(&wg.weight_ih);
+            weights.extend(flat(&wg.weight_hh));
+            weights.extend(wg.bias_ih.iter().chain(wg.bias_hh.iter()));
+            (h, c, g.h0, g.c0, flat(&g.input), weights)
+        }
+        let cells = [
+            AnyCell::Lstm(LstmCell),
+            AnyCell::Gru(GruCell { reset_after: true }),
+            AnyCell::Gru(GruCell { reset_after: false }),
+            AnyCell::Rnn(RnnCell { nonlinearity: Nonlinearity::Tanh }),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        for lengths in [vec![9, 9, 8, 7, 7, 5, 5, 4, 3, 2, 2, 1, 1], vec![6; 12], vec![5; 8]] {
+            let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
+            assert!(pool.install(|| lanes(&packing, 1)).len() > 2, "{lengths:?} runs in lanes");
+            let (rows, batch) = (packing.rows(), packing.batch());
+            let x = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1) * 2.0);
+            let h0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
+            let c0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 3)).collect();
+            let d_out: Vec<f64> = (0..rows * hidden).map(|i| val(i, 8)).collect();
+            let d_hn: Vec<f64> = (0..batch * hidden).map(|i| val(i, 9)).collect();
+            for cell in cells {
+                let gh = Cell::<f64>::gates(&cell) * hidden;
+                let w_ih = Array2::from_shape_fn((gh, input), |(i, j)| val(i * input + j, 4));
+                let w_hh = Array2::from_shape_fn((gh, hidden), |(i, j)| val(i * hidden + j, 5));
+                let (b_ih, b_hh) = (Array1::from_shape_fn(gh, |i| val(i, 6)), Array1::from_shape_fn(gh, |i| val(i, 7)));
+                let w = LayerWeights {
+                    weight_ih: w_ih.view(),
+                    weight_hh: w_hh.view(),
+                    bias_ih: b_ih.view(),
+                    bias_hh: b_hh.view(),
+                };
+                let c0: &[f64] = if Cell::<f64>::has_cell_state(&cell) { &c0 } else { &[] };
+                for rev in [false, true] {
+                    let st = [&h0[..], c0, &d_out[..], &d_hn[..]];
+                    let one = pass(&cell, &w, x.view(), &packing, st, rev);
+                    let lanes = pool.install(|| pass(&cell, &w, x.view(), &packing, st, rev));
+                    assert_eq!(one, lanes, "{cell:?}, {lengths:?}, reverse {rev}");
+                }
+            }
         }
     }
 }
