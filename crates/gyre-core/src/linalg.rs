@@ -13,8 +13,10 @@ use ndarray::parallel::prelude::*;
 use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use rayon::slice::ParallelSliceMut;
 
-/// Below this many multiply-adds a product runs on the calling thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 18;
+/// Below this many multiply-adds (a few microseconds) a product runs on the calling thread:
+/// waking a pool thread costs about as much (2 threads were 18% slower than 1 on batch-1
+/// training with 1 << 18).
+const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 /// Products with at most this many rows against a transposed `b` use dot products (no copy).
 const DOT_FORM_MAX_ROWS: usize = 8;
 /// Products with at least this many rows run on a packed copy of `b`.

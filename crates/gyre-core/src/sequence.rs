@@ -553,8 +553,13 @@ fn backward_lane<F: Real, C: Cell<F>>(cell: &C, inp: &BackwardInputs<'_, F>, lan
     Ok(())
 }
 
-/// Below this many multiply-adds a step runs on the calling thread.
-const PARALLEL_STEP_MIN_FLOPS: usize = 1 << 16;
+/// Below this many multiply-adds a step (or a projection) runs on the calling thread: waking a
+/// pool thread costs about as much as a few microseconds of products. Any size splits in unit
+/// tests.
+#[cfg(not(test))]
+const PARALLEL_STEP_MIN_FLOPS: usize = 1 << 20;
+#[cfg(test)]
+const PARALLEL_STEP_MIN_FLOPS: usize = 1;
 
 /// Runs one step of `n` batch rows, split into blocks of rows over the rayon pool when it is
 /// large enough (rows are independent; the blocks are halved recursively with `rayon::join`,
@@ -1383,10 +1388,11 @@ mod tests {
         }
     }
 
-    /// Lanes (a pool with threads) give the bits of the single-threaded pass: outputs, states,
-    /// every gradient, for every cell, variable lengths and both directions.
+    /// Lanes (training in a pool with threads) and row blocks (inference in one) give the bits
+    /// of the single-threaded pass: outputs, states, every gradient, for every cell, variable
+    /// lengths and both directions.
     #[test]
-    fn lanes_give_the_bits_of_one_thread() {
+    fn lanes_and_row_blocks_give_the_bits_of_one_thread() {
         use crate::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
         let (input, hidden) = (5usize, 6usize);
         let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
@@ -1443,6 +1449,15 @@ mod tests {
                     let one = pass(&cell, &w, x.view(), &packing, st, rev);
                     let lanes = pool.install(|| pass(&cell, &w, x.view(), &packing, st, rev));
                     assert_eq!(one, lanes, "{cell:?}, {lengths:?}, reverse {rev}");
+                    // Inference splits each step's rows over the pool instead: the same bits.
+                    let infer = || infer_sequence(&cell, &w, None, x.view(), &packing, rev, &h0, c0).expect("infer");
+                    let (a, b) = (infer(), pool.install(infer));
+                    assert_eq!(
+                        (&a.h, &a.h_n, &a.c_n),
+                        (&b.h, &b.h_n, &b.c_n),
+                        "inference, {cell:?}, {lengths:?}, reverse {rev}"
+                    );
+                    assert_eq!(one.0, b.h, "inference against training, {cell:?}");
                 }
             }
         }
