@@ -73,8 +73,9 @@ pub struct BackwardStep<'a, 'w, F> {
     pub dc: &'a [F],
     /// `[B, G·H]` out: gradient with respect to the input-projection pre-activations.
     pub dgx: &'a mut [F],
-    /// `[B, G·H]` out: gradient with respect to the recurrent-projection pre-activations
-    /// (`h_prev · W_hhᵀ + b_hh`); empty unless [`Cell::separate_recurrent_grad`].
+    /// `[B, R·H]` out: gradient with respect to the last `R` gate blocks of the
+    /// recurrent-projection pre-activations (`h_prev · W_hhᵀ + b_hh`) where it differs from
+    /// `dgx`'s (`R` = [`Cell::recurrent_grad_blocks`]; empty when 0).
     pub dgh: &'a mut [F],
     /// `[B, H]` out: gradient with respect to `h_prev`.
     pub dh_prev: &'a mut [F],
@@ -212,28 +213,35 @@ pub trait Cell<F: Real>: Sync {
     fn extra(&self) -> usize {
         0
     }
-    /// Whether the gradient of the recurrent pre-activations differs from that of the input
-    /// pre-activations (GRU with the reset gate after the product). When false the driver
-    /// reuses `dgx` for the recurrent weight gradients.
-    fn separate_recurrent_grad(&self) -> bool {
-        false
+    /// How many of the last gate blocks of the recurrent pre-activations have a gradient other
+    /// than the input pre-activations' (GRU with the reset gate after the product: the
+    /// candidate's, 1). The driver keeps them in `dgh` and uses `dgx` for the other blocks.
+    fn recurrent_grad_blocks(&self) -> usize {
+        0
     }
     /// Runs one forward step.
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()>;
     /// Runs one backward step.
     fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()>;
-    /// Adds to `d_weight_hh: [G·H, H]` the contribution of `R` rows (of some steps): their
-    /// recurrent pre-activation gradients `dgh: [R, G·H]`, the states they started from
-    /// `h_prev: [R, H]` and their extra values `extra: [R, E·H]`. The default is the product
-    /// `dghᵀ · h_prev`.
+    /// Adds to `d_weight_hh: [G·H, H]` the contribution of `N` rows (of some steps): their
+    /// pre-activation gradients `dgx: [N, G·H]` and `dgh: [N, R·H]` (see
+    /// [`Cell::recurrent_grad_blocks`]), the states they started from `h_prev: [N, H]` and
+    /// their extra values `extra: [N, E·H]`. The default is the product of the recurrent
+    /// gradient (`dgx`'s first blocks, then `dgh`'s) with `h_prev`.
     fn weight_hh_grad(
         &self,
+        dgx: ndarray::ArrayView2<F>,
         dgh: ndarray::ArrayView2<F>,
         h_prev: ndarray::ArrayView2<F>,
         _extra: ndarray::ArrayView2<F>,
         d_weight_hh: ndarray::ArrayViewMut2<F>,
     ) -> Result<()> {
-        crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), d_weight_hh);
+        let split = dgx.ncols() - dgh.ncols();
+        let (mut first, mut last) = d_weight_hh.split_at(ndarray::Axis(0), split);
+        crate::linalg::gemm_t_cols(dgx, 0..split, h_prev, F::one(), first.view_mut());
+        if dgh.ncols() > 0 {
+            crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), last.view_mut());
+        }
         Ok(())
     }
 }

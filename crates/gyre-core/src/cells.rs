@@ -7,9 +7,8 @@
 use crate::cell::{BackwardStep, Cell, ForwardStep};
 use crate::error::Result;
 use crate::kernels::{add_xw, add_xwt, add_yw};
-use crate::linalg::gemm;
+use crate::linalg::{gemm, gemm_t_cols};
 use crate::real::Real;
-use ndarray::s;
 use std::ops::Range;
 
 /// The recurrent weights of a forward step.
@@ -50,7 +49,7 @@ fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usi
 /// range of gate rows; `out` is overwritten unless `accumulate`.
 fn recurrent_grad<F: Real>(w_hh: &[F], hidden: usize, dg: &[F], cols: Range<usize>, accumulate: bool, out: &mut [F]) {
     let gh = w_hh.len() / crate::kernels::packed_len(1, hidden).max(1);
-    add_yw(dg, gh, cols.start, cols.len(), w_hh, gh, out, hidden, accumulate);
+    add_yw(dg, gh, (cols.start, cols.start), cols.len(), w_hh, gh, out, hidden, accumulate);
 }
 
 /// Activation of the simple RNN.
@@ -166,8 +165,8 @@ impl<F: Real> Cell<F> for GruCell {
         1
     }
 
-    fn separate_recurrent_grad(&self) -> bool {
-        self.reset_after
+    fn recurrent_grad_blocks(&self) -> usize {
+        usize::from(self.reset_after)
     }
 
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
@@ -223,15 +222,19 @@ impl<F: Real> Cell<F> for GruCell {
         }
         // dh_prev = dh·z + (the gradient through the recurrent products), built in s.dh_prev.
         if self.reset_after {
+            // The candidate's recurrent part is scaled by r: its gradient dn·r goes to dgh; r's
+            // and z's recurrent gradients are dgx's. The product runs over dgx's r and z
+            // columns, then dgh's (one chain per output element, as over [dr, dz, dn·r]).
             for ((dgh, dgx), g) in
-                s.dgh.chunks_exact_mut(3 * hd).zip(s.dgx.chunks_exact(3 * hd)).zip(s.gates.chunks_exact(3 * hd))
+                s.dgh.chunks_exact_mut(hd).zip(s.dgx.chunks_exact(3 * hd)).zip(s.gates.chunks_exact(3 * hd))
             {
-                dgh[..2 * hd].copy_from_slice(&dgx[..2 * hd]);
                 for j in 0..hd {
-                    dgh[2 * hd + j] = dgx[2 * hd + j] * g[j];
+                    dgh[j] = dgx[2 * hd + j] * g[j];
                 }
             }
-            recurrent_grad(s.w_hh, s.dims.hidden, s.dgh, 0..3 * hd, false, s.dh_prev);
+            recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..2 * hd, false, s.dh_prev);
+            let kw = 3 * hd;
+            add_yw(s.dgh, hd, (0, 2 * hd), hd, s.w_hh, kw, s.dh_prev, hd, true);
         } else {
             // d(r·h_prev) = dn · W_hn, kept in the first H columns of the scratch rows.
             let d_rh = &mut s.scratch[..s.dims.batch * hd];
@@ -263,18 +266,21 @@ impl<F: Real> Cell<F> for GruCell {
 
     fn weight_hh_grad(
         &self,
+        dgx: ndarray::ArrayView2<F>,
         dgh: ndarray::ArrayView2<F>,
         h_prev: ndarray::ArrayView2<F>,
         extra: ndarray::ArrayView2<F>,
         mut d_weight_hh: ndarray::ArrayViewMut2<F>,
     ) -> Result<()> {
+        let hd = h_prev.ncols();
+        let (rz, n) = d_weight_hh.view_mut().split_at(ndarray::Axis(0), 2 * hd);
+        gemm_t_cols(dgx, 0..2 * hd, h_prev, F::one(), rz);
         if self.reset_after {
-            gemm(F::one(), dgh.t(), h_prev, F::one(), d_weight_hh);
+            // The candidate's recurrent gradient dn·r, against h_prev.
+            gemm(F::one(), dgh.t(), h_prev, F::one(), n);
         } else {
-            let hd = h_prev.ncols();
-            let (rz, n) = d_weight_hh.view_mut().split_at(ndarray::Axis(0), 2 * hd);
-            gemm(F::one(), dgh.slice(s![.., ..2 * hd]).t(), h_prev, F::one(), rz);
-            gemm(F::one(), dgh.slice(s![.., 2 * hd..]).t(), extra, F::one(), n);
+            // The candidate's product is (r·h_prev)·W_hnᵀ: its gradient dn against r·h_prev.
+            gemm_t_cols(dgx, 2 * hd..3 * hd, extra, F::one(), n);
         }
         Ok(())
     }
@@ -320,8 +326,8 @@ impl<F: Real> Cell<F> for AnyCell {
     fn extra(&self) -> usize {
         self.get::<F>().extra()
     }
-    fn separate_recurrent_grad(&self) -> bool {
-        self.get::<F>().separate_recurrent_grad()
+    fn recurrent_grad_blocks(&self) -> usize {
+        self.get::<F>().recurrent_grad_blocks()
     }
     fn forward_step(&self, s: ForwardStep<'_, '_, F>) -> Result<()> {
         self.get::<F>().forward_step(s)
@@ -331,11 +337,12 @@ impl<F: Real> Cell<F> for AnyCell {
     }
     fn weight_hh_grad(
         &self,
+        dgx: ndarray::ArrayView2<F>,
         dgh: ndarray::ArrayView2<F>,
         h_prev: ndarray::ArrayView2<F>,
         extra: ndarray::ArrayView2<F>,
         d_weight_hh: ndarray::ArrayViewMut2<F>,
     ) -> Result<()> {
-        self.get::<F>().weight_hh_grad(dgh, h_prev, extra, d_weight_hh)
+        self.get::<F>().weight_hh_grad(dgx, dgh, h_prev, extra, d_weight_hh)
     }
 }

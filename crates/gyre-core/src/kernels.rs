@@ -145,14 +145,14 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
     x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
 }
 
-/// `out[b, j] (+)= Σ_r y[b, c0 + r] · w[c0 + r, j]` for `r < R`, `y` rows of length
+/// `out[b, j] (+)= Σ_r y[b, y0 + r] · w[w0 + r, j]` for `r < R`, `y` rows of length
 /// `y_stride`, `w: [K_w, J]` packed ([`pack`], `K_w = kw` rows) and `out: [B, J]` with
 /// `J = out_width`; `out` is overwritten unless `accumulate`.
 #[allow(clippy::too_many_arguments)]
 pub fn add_yw<F: Real>(
     y: &[F],
     y_stride: usize,
-    c0: usize,
+    (y0, w0): (usize, usize),
     r: usize,
     w: &[F],
     kw: usize,
@@ -169,7 +169,7 @@ pub fn add_yw<F: Real>(
     }
     let rows = out.len() / j;
     if rows > 0 && r > 0 {
-        gemm_acc_packed(rows, r, &y[c0..], y_stride, 1, w, kw, c0, 0, j, out, j);
+        gemm_acc_packed(rows, r, &y[y0..], y_stride, 1, w, kw, w0, 0, j, out, j);
     }
 }
 
@@ -263,7 +263,7 @@ mod tests {
             let mut full = vec![0.0; j];
             full.extend(&w);
             let wp = pack(ndarray::ArrayView2::from_shape((1 + r, j), &full).expect("shape"));
-            add_yw(&y, stride, 1, r, &wp, 1 + r, &mut out, j, accumulate);
+            add_yw(&y, stride, (1, 1), r, &wp, 1 + r, &mut out, j, accumulate);
             for bi in 0..b {
                 for jj in 0..j {
                     let base = if accumulate { before[bi * j + jj] } else { 0.0 };
@@ -290,7 +290,7 @@ mod tests {
             let wp = pack(ndarray::ArrayView2::from_shape((r, k), &w[..]).expect("shape"));
             pool.install(|| {
                 add_xwt(&x, k, &w, &mut out, r, 0);
-                add_yw(&out, r, 0, r, &wp, r, &mut back, k, false);
+                add_yw(&out, r, (0, 0), r, &wp, r, &mut back, k, false);
                 add_xw(&x, k, &wt, &mut fast, r, 0, r);
             });
             (out, back, fast)

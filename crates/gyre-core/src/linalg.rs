@@ -60,15 +60,54 @@ pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut 
 /// `c (=|+=) a · b` on [`Real::gemm_acc`] when `c` is row-major and contiguous and `a` is
 /// contiguous in either order (`b` is copied to row-major when it is not). Returns false, having
 /// done nothing, for other layouts.
-fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, mut c: ArrayViewMut2<F>) -> bool {
-    let (m, k) = a.dim();
-    let n = b.ncols();
+fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, c: ArrayViewMut2<F>) -> bool {
     let (sa0, sa1) = (a.strides()[0], a.strides()[1]);
     if sa0 < 0 || sa1 < 0 {
         return false;
     }
-    let (rsa, csa) = (sa0 as usize, sa1 as usize);
     let Some(a_mem) = a.as_slice_memory_order() else { return false };
+    fast_gemm_mem(
+        Strided { mem: a_mem, rows: a.nrows(), cols: a.ncols(), rs: sa0 as usize, cs: sa1 as usize },
+        b,
+        overwrite,
+        c,
+    )
+}
+
+/// A matrix read from memory with row stride `rs` and column stride `cs` (element `(i, j)` at
+/// `mem[i·rs + j·cs]`; `mem` holds them all).
+struct Strided<'a, F> {
+    mem: &'a [F],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+/// `c (+)= a[:, cols]ᵀ · b` for `a: [N, W]` in standard layout, `b: [N, K]`, `c: [cols.len(), K]`
+/// (`beta` 0 or 1 as in [`gemm`]): a block of columns of `a` read in place, as [`gemm`] of
+/// `a.slice(s![.., cols]).t()` would only after copying it.
+pub fn gemm_t_cols<F: Real>(
+    a: ArrayView2<F>,
+    cols: std::ops::Range<usize>,
+    b: ArrayView2<F>,
+    beta: F,
+    mut c: ArrayViewMut2<F>,
+) {
+    let (n_rows, width) = a.dim();
+    if let (true, Some(mem)) = (F::FAST_GEMM && (beta == F::zero() || beta == F::one()), a.as_slice()) {
+        let at = Strided { mem: &mem[cols.start.min(mem.len())..], rows: cols.len(), cols: n_rows, rs: 1, cs: width };
+        if fast_gemm_mem(at, b, beta == F::zero(), c.view_mut()) {
+            return;
+        }
+    }
+    gemm(F::one(), a.slice(ndarray::s![.., cols]).t(), b, beta, c);
+}
+
+/// [`fast_gemm`] for an `a` given as strided memory.
+fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, mut c: ArrayViewMut2<F>) -> bool {
+    let Strided { mem: a_mem, rows: m, cols: k, rs: rsa, cs: csa } = a;
+    let n = b.ncols();
     // A few rows against a transposed b (`x · Wᵀ` with W row-major, as in a one-step call):
     // dot products of contiguous rows, without copying W.
     let bt = b.t();
@@ -125,6 +164,13 @@ pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
         F::add_rows(o, xs);
         return;
     }
+    // Rows contiguous but apart (a block of columns): the same loop row by row.
+    if let Some(o) = out.as_slice_mut() {
+        if x.rows().into_iter().all(|r| r.as_slice().is_some()) {
+            x.rows().into_iter().filter_map(|r| r.to_slice()).for_each(|r| F::add_rows(o, r));
+            return;
+        }
+    }
     for row in x.rows() {
         out.zip_mut_with(&row, |o, &v| *o = *o + v);
     }
@@ -134,6 +180,32 @@ pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    /// A block of columns of `a`, transposed and read in place, gives the product of the copied
+    /// block (f32: the kernel; f64: the portable path), overwriting or accumulating.
+    #[test]
+    fn gemm_t_cols_matches_the_copied_block() {
+        let a = Array2::from_shape_fn((70, 9), |(i, j)| ((i * 9 + j) % 13) as f32 - 6.0);
+        let b = Array2::from_shape_fn((70, 5), |(i, j)| ((i * 5 + j) % 7) as f32 - 3.0);
+        for cols in [0..9, 2..6, 8..9] {
+            for beta in [0.0f32, 1.0] {
+                let block = a.slice(ndarray::s![.., cols.clone()]).t().to_owned();
+                let mut want = Array2::from_elem((cols.len(), 5), 0.5f32);
+                gemm(1.0, block.view(), b.view(), beta, want.view_mut());
+                let mut got = Array2::from_elem((cols.len(), 5), 0.5f32);
+                gemm_t_cols(a.view(), cols.clone(), b.view(), beta, got.view_mut());
+                assert_eq!(got, want, "{cols:?}, beta {beta}");
+                let a64 = a.mapv(f64::from);
+                let mut got64 = Array2::from_elem((cols.len(), 5), 0.5f64);
+                gemm_t_cols(a64.view(), cols.clone(), b.mapv(f64::from).view(), f64::from(beta), got64.view_mut());
+                assert_eq!(got64.mapv(|v| v as f32), want, "f64, {cols:?}, beta {beta}");
+            }
+        }
+        let mut sums = ndarray::Array1::zeros(4);
+        column_sums(a.slice(ndarray::s![.., 3..7]), sums.view_mut());
+        let want: Vec<f32> = (3..7).map(|j| a.column(j).sum()).collect();
+        assert_eq!(sums.to_vec(), want);
+    }
 
     fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
         let mut c = Array2::zeros((a.nrows(), b.ncols()));

@@ -988,7 +988,9 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
 
     // The rows of the current step's gates (dgx overwrites them).
     let mut gates_t = zeros(batch * gh);
-    let mut dgh = if cell.separate_recurrent_grad() { zeros(rows * gh) } else { Vec::new() };
+    // The recurrent pre-activations' gradient where it differs from dgx's (its last blocks).
+    let dgh_width = cell.recurrent_grad_blocks() * hidden;
+    let mut dgh = zeros(rows * dgh_width);
     let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
     let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
     let mut scratch = zeros(batch * gh);
@@ -1003,7 +1005,6 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let bounds = lanes(packing, gh * (input + hidden));
     if bounds.len() > 2 {
         use rayon::prelude::*;
-        let dgh_width = if dgh.is_empty() { 0 } else { gh };
         let mut dgh_lanes = lane_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
         let (mut d_h0_rest, mut d_c0_rest) = (&mut d_h0[..], &mut d_c0[..]);
         let c_width = if has_c { hidden } else { 0 };
@@ -1053,7 +1054,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
             };
             let (dc_t, dc_prev_t): (&[F], &mut [F]) =
                 if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
-            let dgh_t: &mut [F] = if dgh.is_empty() { &mut [] } else { &mut dgh[off * gh..(off + n) * gh] };
+            let dgh_t = &mut dgh[off * dgh_width..(off + n) * dgh_width];
             let gates = &mut gates_t[..n * gh];
             gates.copy_from_slice(&dgx[off * gh..(off + n) * gh]);
             let step = BackwardStep {
@@ -1087,7 +1088,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     }
 
     let dgx_m = matrix("dgx", &dgx, rows, gh)?;
-    let dgh_m = if dgh.is_empty() { dgx_m } else { matrix("dgh", &dgh, rows, gh)? };
+    let dgh_m = matrix("dgh", &dgh, rows, dgh_width)?;
     let mut weight_ih = Array2::zeros((gh, input));
     gemm(F::one(), dgx_m.t(), x, F::zero(), weight_ih.view_mut());
     let mut weight_hh = Array2::zeros((gh, hidden));
@@ -1096,13 +1097,17 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     // Σ over steps of dghᵀ · (the state each step started from), one product per run of rows.
     for (r0, len, from_h, src0) in trace.prev_runs() {
         let src = if from_h { h } else { h0 };
-        let (dgh_r, src_r) = (dgh_m.slice(ndarray::s![r0..r0 + len, ..]), src.slice(ndarray::s![src0..src0 + len, ..]));
-        cell.weight_hh_grad(dgh_r, src_r, extra.slice(ndarray::s![r0..r0 + len, ..]), weight_hh.view_mut())?;
+        let rows = ndarray::s![r0..r0 + len, ..];
+        let (dgx_r, dgh_r, extra_r) = (dgx_m.slice(rows), dgh_m.slice(rows), extra.slice(rows));
+        let src_r = src.slice(ndarray::s![src0..src0 + len, ..]);
+        cell.weight_hh_grad(dgx_r, dgh_r, src_r, extra_r, weight_hh.view_mut())?;
     }
     let mut bias_ih = Array1::zeros(gh);
     column_sums(dgx_m, bias_ih.view_mut());
     let mut bias_hh = Array1::zeros(gh);
-    column_sums(dgh_m, bias_hh.view_mut());
+    let split = gh - dgh_width;
+    column_sums(dgx_m.slice(ndarray::s![.., ..split]), bias_hh.slice_mut(ndarray::s![..split]));
+    column_sums(dgh_m, bias_hh.slice_mut(ndarray::s![split..]));
     let mut d_input = Array2::zeros((if input_grad { rows } else { 0 }, input));
     if input_grad {
         gemm(F::one(), dgx_m, weights.weight_ih, F::zero(), d_input.view_mut());
@@ -1148,6 +1153,7 @@ mod tests {
         // The trivial cell ignores W_hh: its gradient is zero, unlike the default product.
         fn weight_hh_grad(
             &self,
+            _: ArrayView2<f64>,
             _: ArrayView2<f64>,
             _: ArrayView2<f64>,
             _: ArrayView2<f64>,
