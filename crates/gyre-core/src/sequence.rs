@@ -347,6 +347,30 @@ fn read_write<'s, T>(v: &'s mut [&mut [T]], read: usize, write: usize) -> (&'s [
     }
 }
 
+/// The state lane step `t` (of `m` rows) starts from and its own rows to write, from the lane's
+/// per-step rows `v`: step `prev`'s rows in place when all `m` carry on, else the `from_prev`
+/// that do and the initial state's rows `init` for the others, gathered into `gather`.
+fn lane_state<'s, F: Real>(
+    v: &'s mut [&mut [F]],
+    gather: &'s mut [F],
+    (prev, t, from_prev, m): (Option<usize>, usize, usize, usize),
+    init: &[F],
+    hidden: usize,
+) -> (&'s [F], &'s mut [F]) {
+    let len = m * hidden;
+    match prev {
+        Some(q) if from_prev == m => {
+            let (a, b) = read_write(v, q, t);
+            (&a[..len], b)
+        }
+        _ => {
+            let src: &[F] = prev.map_or(&[], |q| &v[q][..]);
+            gather_state(&mut gather[..len], src, from_prev, init, hidden);
+            (&gather[..len], &mut *v[t])
+        }
+    }
+}
+
 /// One lane's rows of the forward pass's buffers, per step.
 struct ForwardLane<'a, F> {
     seqs: (usize, usize),
@@ -388,40 +412,10 @@ fn forward_lane<F: Real, C: Cell<F>>(
         }
         w.project(&x[r0 * input..(r0 + m) * input], gates[t], false)?;
         let from_prev = prev.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m));
-        let len = m * hidden;
-        // The state the step starts from: the lane's previous rows in place when all carry on.
-        let (h_prev, h_t): (&[F], &mut [F]) = match prev {
-            Some(q) if from_prev == m => {
-                let (a, b) = read_write(&mut h, q, t);
-                (&a[..len], b)
-            }
-            _ => {
-                let src: &[F] = match prev {
-                    Some(q) => &h[q][..],
-                    None => &[],
-                };
-                gather_state(&mut h_gather[..len], src, from_prev, h0, hidden);
-                (&h_gather[..len], &mut *h[t])
-            }
-        };
-        let (c_prev, c_t): (&[F], &mut [F]) = if !has_c {
-            (&[], &mut [])
-        } else {
-            match prev {
-                Some(q) if from_prev == m => {
-                    let (a, b) = read_write(&mut c, q, t);
-                    (&a[..len], b)
-                }
-                _ => {
-                    let src: &[F] = match prev {
-                        Some(q) => &c[q][..],
-                        None => &[],
-                    };
-                    gather_state(&mut c_gather[..len], src, from_prev, c0, hidden);
-                    (&c_gather[..len], &mut *c[t])
-                }
-            }
-        };
+        let at = (prev, t, from_prev, m);
+        let (h_prev, h_t) = lane_state(&mut h, &mut h_gather, at, h0, hidden);
+        let (c_prev, c_t): (&[F], &mut [F]) =
+            if has_c { lane_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
         let step = ForwardStep {
             dims: Dims { batch: m, ..dims },
             w_hh,
