@@ -85,8 +85,9 @@ struct Strided<'a, F> {
 }
 
 /// `c (+)= a[:, cols]ᵀ · b` for `a: [N, W]` in standard layout, `b: [N, K]`, `c: [cols.len(), K]`
-/// (`beta` 0 or 1 as in [`gemm`]): a block of columns of `a` read in place, as [`gemm`] of
-/// `a.slice(s![.., cols]).t()` would only after copying it.
+/// (`beta` 0 or 1 as in [`gemm`]): a block of columns of `a` read in place by gyre's kernel,
+/// where [`gemm`] of `a.slice(s![.., cols]).t()` (not contiguous) would take the slower
+/// general product.
 pub fn gemm_t_cols<F: Real>(
     a: ArrayView2<F>,
     cols: std::ops::Range<usize>,

@@ -464,8 +464,14 @@ struct BackwardInputs<'a, F> {
     d_cn: &'a [F],
 }
 
-/// The time loop of [`backward_sequence`] for one lane's sequences (see [`lanes`]).
-fn backward_lane<F: Real, C: Cell<F>>(cell: &C, inp: &BackwardInputs<'_, F>, lane: BackwardLane<'_, F>) -> Result<()> {
+/// The time loop of [`backward_sequence`] for one lane's sequences (see [`lanes`]); with
+/// `split_rows` (the whole batch as one lane) each step's rows are split over the pool instead.
+fn backward_lane<F: Real, C: Cell<F>>(
+    cell: &C,
+    inp: &BackwardInputs<'_, F>,
+    lane: BackwardLane<'_, F>,
+    split_rows: bool,
+) -> Result<()> {
     let BackwardLane { seqs, mut dgx, mut dgh, d_h0, d_c0 } = lane;
     let trace = inp.trace;
     let (packing, reverse, hidden) = (&trace.packing, trace.reverse, trace.dims.hidden);
@@ -534,7 +540,11 @@ fn backward_lane<F: Real, C: Cell<F>>(cell: &C, inp: &BackwardInputs<'_, F>, lan
             dc_prev: dc_prev_t,
             scratch: &mut scratch[..m * gh],
         };
-        cell.backward_step(step)?;
+        if split_rows {
+            in_row_blocks(step, m, m * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
+        } else {
+            cell.backward_step(step)?;
+        }
         // Rows that started this step from the initial state hand their gradient to it.
         let from_prev = at.from_prev * hidden;
         d_h0[from_prev..m * hidden].copy_from_slice(&dh_prev[from_prev..m * hidden]);
@@ -787,12 +797,7 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     let mut gates = zeros(rows * gh);
     let mut h = zeros(rows * hidden);
     let mut c = zeros(state_len);
-    // The states of steps where some sequences start (variable lengths, reverse direction).
-    let mut h_gather = zeros(batch * hidden);
-    let mut c_gather = zeros(if has_c { batch * hidden } else { 0 });
     let mut extra = zeros(rows * width);
-    let mut scratch = zeros(batch * gh);
-    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
 
     let bounds = lanes(packing, gh * (input + hidden));
     if bounds.len() > 2 {
@@ -814,6 +819,13 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
         let (h0, c0) = (h0.to_vec(), if has_c { c0.to_vec() } else { Vec::new() });
         return Ok(Trace { dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra });
     }
+    // One lane: the input projected a group of steps at a time, each step's rows split over the
+    // pool. The states of steps where some sequences start (variable lengths, reverse) are
+    // gathered.
+    let mut h_gather = zeros(batch * hidden);
+    let mut c_gather = zeros(if has_c { batch * hidden } else { 0 });
+    let mut scratch = zeros(batch * gh);
+    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
     for (p0, p1, r0, r1) in projection_groups(packing, reverse, gh, std::mem::size_of::<F>()) {
         w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh], true)?;
         for p in p0..p1 {
@@ -980,105 +992,36 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     }
     let state_len = if has_c { bh } else { 0 };
 
-    // The rows of the current step's gates (dgx overwrites them).
-    let mut gates_t = zeros(batch * gh);
     // The recurrent pre-activations' gradient where it differs from dgx's (its last blocks).
     let dgh_width = cell.recurrent_grad_blocks() * hidden;
     let mut dgh = zeros(rows * dgh_width);
-    let (mut dh, mut dh_prev, mut d_h0) = (zeros(bh), zeros(bh), zeros(bh));
-    let (mut dc, mut dc_prev, mut d_c0) = (zeros(state_len), zeros(state_len), zeros(state_len));
-    let mut scratch = zeros(batch * gh);
-    let (mut h_gather, mut c_gather) = (zeros(bh), zeros(state_len));
+    let (mut d_h0, mut d_c0) = (zeros(bh), zeros(state_len));
     // The backward recurrent product streams W_hh's column panels (packed once per pass).
     let w_hh = crate::kernels::pack(weights.weight_hh);
     let b_hh = weights.bias_hh.as_standard_layout();
     let (w_hh, b_hh) = (&w_hh[..], contiguous("bias_hh", b_hh.as_slice())?);
-    let reverse = trace.reverse;
-    let steps = packing.steps();
 
+    // The time loop in lanes of sequences, or over the whole batch as one lane.
     let bounds = lanes(packing, gh * (input + hidden));
-    if bounds.len() > 2 {
+    let mut dgh_lanes = lane_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
+    let (mut d_h0_rest, mut d_c0_rest) = (&mut d_h0[..], &mut d_c0[..]);
+    let c_width = if has_c { hidden } else { 0 };
+    let mut lanes = Vec::with_capacity(bounds.len() - 1);
+    for (j, dgx) in lane_slices(&mut dgx, gh, packing, &bounds).into_iter().enumerate() {
+        let lb = bounds[j + 1] - bounds[j];
+        let (d_h0, rest) = std::mem::take(&mut d_h0_rest).split_at_mut(lb * hidden);
+        d_h0_rest = rest;
+        let (d_c0, rest) = std::mem::take(&mut d_c0_rest).split_at_mut(lb * c_width);
+        d_c0_rest = rest;
+        let dgh = dgh_lanes.next().unwrap_or_default();
+        lanes.push(BackwardLane { seqs: (bounds[j], bounds[j + 1]), dgx, dgh, d_h0, d_c0 });
+    }
+    let inp = BackwardInputs { w_hh, b_hh, trace: &trace, d_output, d_hn, d_cn };
+    if lanes.len() > 1 {
         use rayon::prelude::*;
-        let mut dgh_lanes = lane_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
-        let (mut d_h0_rest, mut d_c0_rest) = (&mut d_h0[..], &mut d_c0[..]);
-        let c_width = if has_c { hidden } else { 0 };
-        let mut lanes = Vec::with_capacity(bounds.len() - 1);
-        for (j, dgx) in lane_slices(&mut dgx, gh, packing, &bounds).into_iter().enumerate() {
-            let lb = bounds[j + 1] - bounds[j];
-            let (d_h0, rest) = std::mem::take(&mut d_h0_rest).split_at_mut(lb * hidden);
-            d_h0_rest = rest;
-            let (d_c0, rest) = std::mem::take(&mut d_c0_rest).split_at_mut(lb * c_width);
-            d_c0_rest = rest;
-            let dgh = dgh_lanes.next().unwrap_or_default();
-            lanes.push(BackwardLane { seqs: (bounds[j], bounds[j + 1]), dgx, dgh, d_h0, d_c0 });
-        }
-        let inp = BackwardInputs { w_hh, b_hh, trace: &trace, d_output, d_hn, d_cn };
-        lanes.into_par_iter().map(|lane| backward_lane(cell, &inp, lane)).collect::<Result<Vec<()>>>()?;
+        lanes.into_par_iter().map(|lane| backward_lane(cell, &inp, lane, false)).collect::<Result<Vec<()>>>()?;
     } else {
-        for p in (0..steps).rev() {
-            let t = packing.step(p, reverse);
-            let (n, off) = (packing.rows_at(t), packing.offset(t));
-            let (s, e) = (off * hidden, (off + n) * hidden);
-            // Rows the next processed step carries on; for the others this is the final step.
-            let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 } * hidden;
-            let fin = carried..n * hidden;
-            match d_hn.is_empty() {
-                true => dh[fin.clone()].fill(F::zero()),
-                false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
-            }
-            if has_c {
-                match d_cn.is_empty() {
-                    true => dc[fin.clone()].fill(F::zero()),
-                    false => dc[fin.clone()].copy_from_slice(&d_cn[fin]),
-                }
-            }
-            if !d_output.is_empty() {
-                for (d, &g) in dh[..n * hidden].iter_mut().zip(&d_output[s..e]) {
-                    *d = *d + g;
-                }
-            }
-            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-            let at = StepRows { s, n, prev_off: prev.map_or(0, |q| packing.offset(q)) * hidden, from_prev };
-            let h_prev = prev_state(&trace.h, &mut h_gather, at, &trace.h0, hidden);
-            let (c_prev, c): (&[F], &[F]) = if has_c {
-                (prev_state(&trace.c, &mut c_gather, at, &trace.c0, hidden), &trace.c[s..e])
-            } else {
-                (&[], &[])
-            };
-            let (dc_t, dc_prev_t): (&[F], &mut [F]) =
-                if has_c { (&dc[..n * hidden], &mut dc_prev[..n * hidden]) } else { (&[], &mut []) };
-            let dgh_t = &mut dgh[off * dgh_width..(off + n) * dgh_width];
-            let gates = &mut gates_t[..n * gh];
-            gates.copy_from_slice(&dgx[off * gh..(off + n) * gh]);
-            let step = BackwardStep {
-                dims: Dims { batch: n, ..trace.dims },
-                w_hh,
-                b_hh,
-                gates,
-                h_prev,
-                c_prev,
-                h: &trace.h[s..e],
-                c,
-                extra: &trace.extra[off * width..(off + n) * width],
-                dh: &dh[..n * hidden],
-                dc: dc_t,
-                dgx: &mut dgx[off * gh..(off + n) * gh],
-                dgh: dgh_t,
-                dh_prev: &mut dh_prev[..n * hidden],
-                dc_prev: dc_prev_t,
-                scratch: &mut scratch[..n * gh],
-            };
-            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
-            // Rows that started this step from the initial state hand their gradient to it.
-            let from_prev = from_prev * hidden;
-            d_h0[from_prev..n * hidden].copy_from_slice(&dh_prev[from_prev..n * hidden]);
-            if has_c {
-                d_c0[from_prev..n * hidden].copy_from_slice(&dc_prev[from_prev..n * hidden]);
-            }
-            std::mem::swap(&mut dh, &mut dh_prev);
-            std::mem::swap(&mut dc, &mut dc_prev);
-        }
+        lanes.into_iter().try_for_each(|lane| backward_lane(cell, &inp, lane, true))?;
     }
 
     let dgx_m = matrix("dgx", &dgx, rows, gh)?;
