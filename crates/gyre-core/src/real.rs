@@ -32,6 +32,25 @@ pub trait Real:
         gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
 
+    /// [`Real::gemm_acc`], fetching `next` (the `b` block of the caller's next call) toward
+    /// the core while it runs.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_acc_then(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[Self],
+        rsa: usize,
+        csa: usize,
+        b: &[Self],
+        ldb: usize,
+        c: &mut [Self],
+        ldc: usize,
+        _next: &[Self],
+    ) {
+        Self::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+    }
+
     /// Dot product in a fixed order (8 lanes, then a fixed tree).
     fn dot(a: &[Self], b: &[Self]) -> Self {
         dot_portable(a, b)
@@ -122,6 +141,22 @@ impl Real for f32 {
         ldc: usize,
     ) {
         crate::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+    }
+
+    fn gemm_acc_then(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        next: &[f32],
+    ) {
+        crate::simd::gemm_acc_then(m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
