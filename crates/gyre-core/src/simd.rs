@@ -421,20 +421,33 @@ mod x86 {
             pub unsafe fn $lstm(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
                 let hd = h.len();
                 let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
+                // The gates first, one block at a time (every vector independent of the
+                // others, so the core overlaps their long chains), then the states from the
+                // stored gates: 1.85 → 1.55 ns per unit on H = 256 against one pass doing both
+                // (whose every vector waited on its gates before its tanh(c)). The same
+                // operations on each value either way.
+                for (q, tanh) in [(0, false), (1, false), (2, true), (3, false)] {
+                    let mut j = 0;
+                    while j < hd {
+                        let m = $mk(hd - j);
+                        // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                        unsafe {
+                            let at = gp.add(q * hd + j);
+                            let x = $add($ld(m, at), $ld(m, bp.add(q * hd + j)));
+                            $st(at, m, if tanh { $tanh(x) } else { $sig(x) });
+                        }
+                        j += $lanes;
+                    }
+                }
                 let mut j = 0;
                 while j < hd {
                     let m = $mk(hd - j);
-                    // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                    // SAFETY: as above.
                     unsafe {
-                        let pre = |q: usize| $add($ld(m, gp.add(q * hd + j)), $ld(m, bp.add(q * hd + j)));
-                        let (i, f) = ($sig(pre(0)), $sig(pre(1)));
-                        let (n, o) = ($tanh(pre(2)), $sig(pre(3)));
-                        for (q, v) in [i, f, n, o].into_iter().enumerate() {
-                            $st(gp.add(q * hd + j), m, v);
-                        }
-                        let ct = $add($mul(f, $ld(m, c_prev.as_ptr().add(j))), $mul(i, n));
+                        let gate = |q: usize| $ld(m, gp.add(q * hd + j));
+                        let ct = $add($mul(gate(1), $ld(m, c_prev.as_ptr().add(j))), $mul(gate(0), gate(2)));
                         $st(c.as_mut_ptr().add(j), m, ct);
-                        $st(h.as_mut_ptr().add(j), m, $mul(o, $tanh(ct)));
+                        $st(h.as_mut_ptr().add(j), m, $mul(gate(3), $tanh(ct)));
                     }
                     j += $lanes;
                 }
@@ -454,18 +467,26 @@ mod x86 {
                 let hd = h.len();
                 let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
                 let one = $set1(1.0);
+                // r and z first (independent vectors, as in the LSTM row), then n and h.
+                let mut j = 0;
+                while j < 2 * hd {
+                    let m = $mk(2 * hd - j);
+                    // SAFETY: `m` covers only lanes below `2·hd - j`; `g` and `b` are `3·hd` long.
+                    unsafe {
+                        let at = gp.add(j);
+                        $st(at, m, $sig($add($ld(m, at), $ld(m, bp.add(j)))));
+                    }
+                    j += $lanes;
+                }
                 let mut j = 0;
                 while j < hd {
                     let m = $mk(hd - j);
                     // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
                     unsafe {
-                        let pre = |q: usize| $add($ld(m, gp.add(q * hd + j)), $ld(m, bp.add(q * hd + j)));
-                        let (r, z) = ($sig(pre(0)), $sig(pre(1)));
+                        let (r, z) = ($ld(m, gp.add(j)), $ld(m, gp.add(hd + j)));
                         let e = $ld(m, rec.as_ptr().add(j));
                         let n = $tanh($add($ld(m, gp.add(2 * hd + j)), $mul(r, e)));
-                        for (q, v) in [r, z, n].into_iter().enumerate() {
-                            $st(gp.add(q * hd + j), m, v);
-                        }
+                        $st(gp.add(2 * hd + j), m, n);
                         $st(extra.as_mut_ptr().add(j), m, e);
                         let hv = $add($mul($sub(one, z), n), $mul(z, $ld(m, h_prev.as_ptr().add(j))));
                         $st(h.as_mut_ptr().add(j), m, hv);
