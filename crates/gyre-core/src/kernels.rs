@@ -109,11 +109,34 @@ pub fn gemm_acc_packed<F: Real>(
         let at = q * PANEL * kb + (p0 + pk) * PANEL;
         &bp[at..at + kc * PANEL]
     };
+    // A transposed `a` (`rsa` 1: each step along `k` a row of memory, e.g. the gates' gradient
+    // in a weight gradient `dGᵀ·X`) is read through a copy of each block whose rows are
+    // `stride` apart: with the memory's own row length (often a multiple of 4 KiB) every step
+    // of a tile fell in the same L1 set and a new page (1024 × 2048 × 128: 116 → 160 GFLOP/s).
+    let transposed = rsa == 1 && csa > 1;
+    let stride = {
+        let s = m.min(MC).next_multiple_of(16);
+        // An odd number of cache lines: consecutive rows start in different L1 sets.
+        if (s / 16).is_multiple_of(2) {
+            s + 16
+        } else {
+            s
+        }
+    };
+    let mut copy = if transposed { vec![F::zero(); stride * k.min(KC)] } else { Vec::new() };
     for pk in (0..k).step_by(KC) {
         let kc = (k - pk).min(KC);
         for i0 in (0..m).step_by(MC) {
             let mc = (m - i0).min(MC);
-            let a = &a[i0 * rsa + pk * csa..];
+            let (a, rsa, csa) = if transposed {
+                for (p, row) in copy.chunks_exact_mut(stride).take(kc).enumerate() {
+                    let at = i0 + (pk + p) * csa;
+                    row[..mc].copy_from_slice(&a[at..at + mc]);
+                }
+                (&copy[..], 1, stride)
+            } else {
+                (&a[i0 * rsa + pk * csa..], rsa, csa)
+            };
             for q in q0..q1 {
                 let (lo, hi) = ((q * PANEL).max(c0), ((q + 1) * PANEL).min(c0 + cols));
                 let b = &bp[q * PANEL * kb + (p0 + pk) * PANEL + (lo - q * PANEL)..];
@@ -290,6 +313,28 @@ mod tests {
         let (mut got, mut want) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
         gemm_acc_packed(m, k, &a, k, 1, &bp, k, 0, c0, cols, &mut got, n);
         f32::gemm_acc(m, cols, k, &a, k, 1, &b[c0..], n, &mut want[c0..], n);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_transposed_a_is_read_through_its_block_copies_with_the_same_bits() {
+        // a: [m, k] read from `mem: [k, w]` (rsa 1, csa w) at column offset 3, as the weight
+        // gradients read the gates' gradient; two row blocks (the second short), three depth
+        // blocks; f32 (the kernel) and f64 (the portable path).
+        let (m, k, n, w) = (250, 300, 70, 256);
+        let mem = fill(k * w, 9);
+        let b = fill(k * n, 10);
+        let bp = pack(ndarray::ArrayView2::from_shape((k, n), &b).expect("shape"));
+        let (mut got, mut want) = (vec![0.5; m * n], vec![0.5; m * n]);
+        gemm_acc_packed(m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
+        crate::real::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
+        assert_eq!(got, want);
+        let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+        let (mem32, b32) = (f(&mem), f(&b));
+        let bp32 = pack(ndarray::ArrayView2::from_shape((k, n), &b32).expect("shape"));
+        let (mut got, mut want) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
+        gemm_acc_packed(m, k, &mem32[3..], 1, w, &bp32, k, 0, 0, n, &mut got, n);
+        f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want, n);
         assert_eq!(got, want);
     }
 
