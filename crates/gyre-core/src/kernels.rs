@@ -59,11 +59,8 @@ pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
         return out;
     }
     let panel = |(q, panel): (usize, &mut [F])| {
-        for (jj, row) in w[q * PANEL * k..].chunks_exact(k).take(PANEL).enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                panel[p * PANEL + jj] = v;
-            }
-        }
+        let rows = (r - q * PANEL).min(PANEL);
+        F::transpose(&w[q * PANEL * k..(q * PANEL + rows) * k], rows, k, panel, PANEL);
     };
     if out.len() >= 1 << 20 && crate::threads::can_split() {
         use rayon::prelude::*;

@@ -109,6 +109,13 @@ pub trait Real:
         add_rows_portable(out, x);
     }
 
+    /// `dst[p·ld + r] = src[r·k + p]` for `r < rows`, `p < k`: the row-major `[rows, k]`
+    /// block `src` transposed into rows `ld` apart (`ld ≥ rows`; how [`crate::kernels`] packs
+    /// `Wᵀ`). Other values of `dst` are left alone.
+    fn transpose(src: &[Self], rows: usize, k: usize, dst: &mut [Self], ld: usize) {
+        transpose_portable(src, rows, k, dst, ld);
+    }
+
     /// The gate arithmetic of one reset-after GRU row (gate order `r, z, n`): `g: [3H]` holds
     /// the pre-activations (`r`, `z` without their part of `b: [3H]` (`b_hh`); `n` the input
     /// part `x·W_inᵀ + b_in`), `rec: [H]` is `h_prev·W_hnᵀ + b_hn`. Then `r, z = σ(·)`,
@@ -201,6 +208,10 @@ impl Real for f32 {
 
     fn add_rows(out: &mut [f32], x: &[f32]) {
         crate::simd::add_rows(out, x);
+    }
+
+    fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize) {
+        crate::simd::transpose(src, rows, k, dst, ld);
     }
 }
 
@@ -344,6 +355,15 @@ pub fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h:
         *v = beta2 * *v + (one - beta2) * d * d;
         let denom = v.sqrt() / bias_correction2_sqrt + eps;
         *p = *p - step_size * (*m / denom);
+    }
+}
+
+/// The portable [`Real::transpose`] (bounds-checked: panics on undersized slices).
+pub fn transpose_portable<F: Copy>(src: &[F], rows: usize, k: usize, dst: &mut [F], ld: usize) {
+    for (r, row) in src.chunks_exact(k.max(1)).take(rows).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            dst[p * ld + r] = v;
+        }
     }
 }
 
