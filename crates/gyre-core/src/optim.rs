@@ -701,31 +701,30 @@ impl Schedule {
 /// `max_norm / (norm + 1e-6)`, as `torch.nn.utils.clip_grad_norm_` does.
 ///
 /// `grads` is any list of flat gradients. Returns the total norm before clipping, computed
-/// as `√Σ g²` over the gradients and then their elements in order, accumulated in `f64`
-/// (so identical inputs always give the identical norm, and `f32` squares do not overflow).
+/// as `√Σ g²` in a fixed order (the lanes of [`crate::Real::square_sums`] over the gradients
+/// in turn, then a fixed tree), accumulated in `f64` (so identical inputs always give the
+/// identical norm, on every SIMD level, and `f32` squares do not overflow).
 ///
 /// A non-finite total (a NaN or infinite gradient, or an overflowing sum) is returned as is
 /// and the gradients are left untouched: check the result with `is_finite` and skip the step
 /// (PyTorch would instead scale every gradient by NaN or 0). `max_norm` must be `≥ 0`; with
 /// a NaN or negative `max_norm` nothing is scaled.
 pub fn clip_grad_norm<F: Real>(grads: &mut [&mut [F]], max_norm: F) -> F {
-    // Eight independent f64 lanes (a fixed order, so the same bits every run), summed at the end:
-    // one long dependent chain of additions was the slowest part of a small model's update.
-    let mut lanes = [0.0f64; 8];
+    // Independent f64 lanes (a fixed order, so the same bits every run), summed at the end by
+    // a fixed tree: one long dependent chain of additions was the slowest part of a small
+    // model's update.
+    let mut lanes = [0.0f64; crate::real::SQUARE_LANES];
     for g in grads.iter() {
-        let chunks = g.chunks_exact(8);
-        for (i, x) in chunks.remainder().iter().enumerate() {
-            let x = x.to_f64().unwrap_or(f64::NAN);
-            lanes[i] += x * x;
-        }
-        for c in chunks {
-            for (l, x) in lanes.iter_mut().zip(c) {
-                let x = x.to_f64().unwrap_or(f64::NAN);
-                *l += x * x;
-            }
+        F::square_sums(g, &mut lanes);
+    }
+    let mut width = lanes.len();
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
         }
     }
-    let sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    let sum = lanes[0];
     let norm = sum.sqrt();
     if !norm.is_finite() {
         return F::lit(norm);

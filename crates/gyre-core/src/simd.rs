@@ -201,6 +201,12 @@ per_level! {
 }
 
 per_level! {
+    /// The gradient norm's sums of squares (see [`crate::Real::square_sums`]), compiled for the
+    /// CPU's vector width; the same bits on every level.
+    pub fn square_sums, square_sums_on(x: &[f32], lanes: &mut [f64; crate::real::SQUARE_LANES]) = crate::real::square_sums_portable;
+}
+
+per_level! {
     /// `out += Σ rows of x` (see [`crate::Real::add_rows`]), compiled for the CPU's vector
     /// width; the same bits on every level.
     pub fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::real::add_rows_portable;
@@ -1165,6 +1171,22 @@ mod tests {
                 let mut got = start.clone();
                 add_rows_on(at, &mut got, &x);
                 assert_eq!(got, want, "{at:?}, W {hd}");
+            }
+        }
+    }
+
+    #[test]
+    fn square_sums_give_the_portable_bits_on_every_level() {
+        for len in [0, 5, 8, 13, 32, 77, 1000, 1037] {
+            // Magnitudes far apart, so that a different order or a fused multiply-add shows.
+            let x: Vec<f32> =
+                fill(len, 46).iter().enumerate().map(|(i, v)| v * 10f32.powi((i % 9) as i32 - 4)).collect();
+            let mut want = [0.125f64; crate::real::SQUARE_LANES];
+            crate::real::square_sums_portable(&x, &mut want);
+            for at in LEVELS {
+                let mut got = [0.125f64; crate::real::SQUARE_LANES];
+                square_sums_on(at, &x, &mut got);
+                assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{at:?}, {len} values");
             }
         }
     }
