@@ -35,17 +35,26 @@ fn main() {
         ("lstm-l recurrent step", 64, 512, 2048),
         ("lstm-l input projection", 6400, 512, 2048),
         ("stream step (batch 1, hidden 128)", 1, 128, 512),
+        ("lstm-m weight gradient dGᵀ·X (a read transposed)", 1024, 2048, 128),
     ];
     for (name, m, k, n) in shapes {
+        // The weight gradient's `a` is the gates' gradient `dG: [k, m]` read transposed.
+        let transposed = name.contains("transposed");
+        let (rsa, csa) = if transposed { (1, m) } else { (k, 1) };
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
-        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c, n));
+        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n));
         // b packed once in column panels, as gyre keeps its weights (the packing is not timed).
         let bp = gyre_core::kernels::pack(ndarray::ArrayView2::from_shape((k, n), &b).unwrap());
-        let packed = gflops(flops, || gyre_core::kernels::gemm_acc_packed(m, k, &a, k, 1, &bp, k, 0, 0, n, &mut c, n));
-        let av = ndarray::ArrayView2::from_shape((m, k), &a).unwrap();
+        let packed =
+            gflops(flops, || gyre_core::kernels::gemm_acc_packed(m, k, &a, rsa, csa, &bp, k, 0, 0, n, &mut c, n));
+        let av = if transposed {
+            ndarray::ArrayView2::from_shape((k, m), &a).unwrap().reversed_axes()
+        } else {
+            ndarray::ArrayView2::from_shape((m, k), &a).unwrap()
+        };
         let bv = ndarray::ArrayView2::from_shape((k, n), &b).unwrap();
         let mut cv = ndarray::Array2::<f32>::zeros((m, n));
         let mm = gflops(flops, || ndarray::linalg::general_mat_mul(1.0, &av, &bv, 1.0, &mut cv));
@@ -61,8 +70,8 @@ fn main() {
                 n as isize,
                 true,
                 a.as_ptr(),
-                1,
-                k as isize,
+                csa as isize,
+                rsa as isize,
                 b.as_ptr(),
                 1,
                 n as isize,
