@@ -821,8 +821,9 @@ impl<F: Real> Model<F> {
                         activation_backward(activation, output, &mut d_pre);
                     }
                     let w = &self.tensors[info.first_tensor];
+                    // Products accumulate into fresh zeros (β = 1): one pass of zeroing, not two.
                     let mut dw = Array2::zeros((units, info.input_width));
-                    gemm(F::one(), d_pre.t(), input.view(), F::zero(), dw.view_mut());
+                    gemm(F::one(), d_pre.t(), input.view(), F::one(), dw.view_mut());
                     grads[info.first_tensor] = into_vec(dw);
                     let mut db = ndarray::Array1::zeros(units);
                     column_sums(d_pre.view(), db.view_mut());
@@ -832,7 +833,7 @@ impl<F: Real> Model<F> {
                     }
                     let wm = matrix(&w.name, &w.data, units, info.input_width)?;
                     let mut dx = Array2::zeros((input.nrows(), info.input_width));
-                    gemm(F::one(), d_pre.view(), wm, F::zero(), dx.view_mut());
+                    gemm(F::one(), d_pre.view(), wm, F::one(), dx.view_mut());
                     d = dx;
                 }
                 (LayerConfig::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {

@@ -1026,8 +1026,9 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
 
     let dgx_m = matrix("dgx", &dgx, rows, gh)?;
     let dgh_m = matrix("dgh", &dgh, rows, dgh_width)?;
+    // Products accumulate into fresh zeros (β = 1): one pass of zeroing, not two.
     let mut weight_ih = Array2::zeros((gh, input));
-    gemm(F::one(), dgx_m.t(), x, F::zero(), weight_ih.view_mut());
+    gemm(F::one(), dgx_m.t(), x, F::one(), weight_ih.view_mut());
     let mut weight_hh = Array2::zeros((gh, hidden));
     let (h, h0) = (matrix("h", &trace.h, rows, hidden)?, matrix("h0", &trace.h0, batch, hidden)?);
     let extra = matrix("extra", &trace.extra, rows, width)?;
@@ -1041,13 +1042,13 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     }
     let mut bias_ih = Array1::zeros(gh);
     column_sums(dgx_m, bias_ih.view_mut());
-    let mut bias_hh = Array1::zeros(gh);
+    // b_hh's gradient is b_ih's (the same sums) except in the blocks where `dgh` differs.
     let split = gh - dgh_width;
-    column_sums(dgx_m.slice(ndarray::s![.., ..split]), bias_hh.slice_mut(ndarray::s![..split]));
+    let mut bias_hh = bias_ih.clone();
     column_sums(dgh_m, bias_hh.slice_mut(ndarray::s![split..]));
     let mut d_input = Array2::zeros((if input_grad { rows } else { 0 }, input));
     if input_grad {
-        gemm(F::one(), dgx_m, weights.weight_ih, F::zero(), d_input.view_mut());
+        gemm(F::one(), dgx_m, weights.weight_ih, F::one(), d_input.view_mut());
     }
 
     Ok(SequenceGrads {
