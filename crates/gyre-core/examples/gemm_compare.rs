@@ -45,7 +45,7 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
-        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n));
+        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n, &[]));
         // b packed once in column panels, as gyre keeps its weights (the packing is not timed).
         let bp = gyre_core::kernels::pack(ndarray::ArrayView2::from_shape((k, n), &b).unwrap());
         let packed =

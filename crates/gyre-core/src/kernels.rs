@@ -148,7 +148,7 @@ pub fn gemm_acc_packed<F: Real>(
                 } else {
                     &[]
                 };
-                F::gemm_acc_then(mc, hi - lo, kc, a, rsa, csa, b, PANEL, &mut c[i0 * ldc + lo..], ldc, next);
+                F::gemm_acc(mc, hi - lo, kc, a, rsa, csa, b, PANEL, &mut c[i0 * ldc + lo..], ldc, next);
             }
         }
     }
@@ -160,7 +160,7 @@ const KC: usize = 128;
 /// Rows of one block of a packed product (a multiple of the kernels' 6- and 4-row tiles).
 const MC: usize = 240;
 /// Size of a packed operand from which each call fetches its next block ahead
-/// ([`Real::gemm_acc_then`]): an operand of the L2's size cannot stay there from one pass over
+/// ([`Real::gemm_acc`]'s `next`): an operand of the L2's size cannot stay there from one pass over
 /// it to the next; a smaller one mostly does, and fetching it again only costs load slots
 /// (measured: −3 to −10% on 1 MiB operands, +3 to +7% on 4 MiB ones).
 const FETCH_MIN_BYTES: usize = 2 << 20;
@@ -291,7 +291,7 @@ mod tests {
             let (mut got, mut want) = (vec![0.5f32; 3 * n], vec![0.5f32; 3 * n]);
             if k > 1 {
                 gemm_acc_packed(3, k - 1, &x, k, 1, &pf, k, 1, c0, cols, &mut got, n);
-                f32::gemm_acc(3, cols, k - 1, &x, k, 1, &bf[n + c0..], n, &mut want[c0..], n);
+                f32::gemm_acc(3, cols, k - 1, &x, k, 1, &bf[n + c0..], n, &mut want[c0..], n, &[]);
                 assert_eq!(got, want, "k{k} n{n}");
             }
         }
@@ -309,7 +309,7 @@ mod tests {
         let (c0, cols) = (70, 1830);
         let (mut got, mut want) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
         gemm_acc_packed(m, k, &a, k, 1, &bp, k, 0, c0, cols, &mut got, n);
-        f32::gemm_acc(m, cols, k, &a, k, 1, &b[c0..], n, &mut want[c0..], n);
+        f32::gemm_acc(m, cols, k, &a, k, 1, &b[c0..], n, &mut want[c0..], n, &[]);
         assert_eq!(got, want);
     }
 
@@ -331,7 +331,7 @@ mod tests {
         let bp32 = pack(ndarray::ArrayView2::from_shape((k, n), &b32).expect("shape"));
         let (mut got, mut want) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
         gemm_acc_packed(m, k, &mem32[3..], 1, w, &bp32, k, 0, 0, n, &mut got, n);
-        f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want, n);
+        f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want, n, &[]);
         assert_eq!(got, want);
     }
 

@@ -144,7 +144,7 @@ fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, 
         if packed.is_some() {
             gemm_acc_packed(rows, k, a, rsa, csa, b_mem, k, 0, 0, n, cs, n);
         } else if k > 0 {
-            F::gemm_acc(rows, n, k, a, rsa, csa, b_mem, n, cs, n);
+            F::gemm_acc(rows, n, k, a, rsa, csa, b_mem, n, cs, n, &[]);
         }
     };
     let threads = rayon::current_num_threads();

@@ -15,7 +15,9 @@ pub trait Real:
     const FAST_GEMM: bool = false;
 
     /// `c[i·ldc + j] += Σ_p a[i·rsa + p·csa] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`, each
-    /// element one chain over `p` in order (see [`crate::simd::gemm_acc`], the f32 version).
+    /// element one chain over `p` in order (see [`crate::simd::gemm_acc`], the f32 version,
+    /// which also fetches `next`, the caller's next block of `b`, toward the core; it may be
+    /// empty and never changes the result).
     #[allow(clippy::too_many_arguments)]
     fn gemm_acc(
         m: usize,
@@ -28,27 +30,9 @@ pub trait Real:
         ldb: usize,
         c: &mut [Self],
         ldc: usize,
-    ) {
-        gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
-    }
-
-    /// [`Real::gemm_acc`], fetching `next` (the `b` block of the caller's next call) toward
-    /// the core while it runs.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_acc_then(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[Self],
-        rsa: usize,
-        csa: usize,
-        b: &[Self],
-        ldb: usize,
-        c: &mut [Self],
-        ldc: usize,
         _next: &[Self],
     ) {
-        Self::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+        gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
 
     /// Dot product in a fixed order (8 lanes, then a fixed tree).
@@ -153,24 +137,9 @@ impl Real for f32 {
         ldb: usize,
         c: &mut [f32],
         ldc: usize,
-    ) {
-        crate::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc);
-    }
-
-    fn gemm_acc_then(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        rsa: usize,
-        csa: usize,
-        b: &[f32],
-        ldb: usize,
-        c: &mut [f32],
-        ldc: usize,
         next: &[f32],
     ) {
-        crate::simd::gemm_acc_then(m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
+        crate::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -63,28 +63,13 @@ pub fn level() -> Level {
 /// so any split of the output over threads gives the same result. Undersized slices (a caller
 /// bug: the callers size every buffer from validated dimensions) take the bounds-checked
 /// portable path, which panics on them.
+///
+/// `next` (may be empty) is fetched into L2 while the product runs: the caller's next block of
+/// `b` (see [`crate::kernels::gemm_acc_packed`]), so that the next call's first row tile reads
+/// it from L2 instead of waiting on L3. The AVX-512 kernel spreads the fetches over its row
+/// tiles after the first; the other levels ignore `next`. It changes no result.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_acc(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    gemm_acc_then(m, n, k, a, rsa, csa, b, ldb, c, ldc, &[]);
-}
-
-/// [`gemm_acc`], fetching `next` into L2 while it runs: the caller's next block of `b` (see
-/// [`crate::kernels::gemm_acc_packed`]), so that the next call's first row tile reads it from L2
-/// instead of waiting on L3. The AVX-512 kernel spreads the fetches over its row tiles after the
-/// first; the other levels ignore `next`. It changes no result.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_acc_then(
     m: usize,
     n: usize,
     k: usize,
@@ -825,6 +810,37 @@ mod x86 {
         }
     }
 
+    /// [`tile512_full`] for `rows` (1 to 6) rows, fetching `pf` ahead when `FETCH`.
+    ///
+    /// # Safety
+    /// As [`tile512_full`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn full_tile<const FETCH: bool>(
+        rows: usize,
+        k: usize,
+        a: *const f32,
+        rsa: usize,
+        csa: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        pf: Ahead,
+    ) {
+        // SAFETY: the caller's bounds hold for `rows` rows.
+        unsafe {
+            match rows {
+                6 => tile512_full::<6, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+                5 => tile512_full::<5, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+                4 => tile512_full::<4, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+                3 => tile512_full::<3, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+                2 => tile512_full::<2, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+                _ => tile512_full::<1, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            }
+        }
+    }
+
     /// Depth of one pass over `k`: a `KC × 64` panel of `b` (64 KiB) stays in L2 while every
     /// row block of `a` streams past it.
     const KC: usize = 256;
@@ -890,30 +906,10 @@ mod x86 {
                     unsafe {
                         let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
                         match (rows, nv) {
-                            (6, _) if cols == NR && fetching => {
-                                tile512_full::<6, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
+                            (_, _) if cols == NR && fetching => {
+                                full_tile::<true>(rows, kc, a, rsa, csa, b, ldb, c, ldc, pf)
                             }
-                            (6, _) if cols == NR => tile512_full::<6, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
-                            (5, _) if cols == NR && fetching => {
-                                tile512_full::<5, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
-                            }
-                            (5, _) if cols == NR => tile512_full::<5, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
-                            (4, _) if cols == NR && fetching => {
-                                tile512_full::<4, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
-                            }
-                            (4, _) if cols == NR => tile512_full::<4, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
-                            (3, _) if cols == NR && fetching => {
-                                tile512_full::<3, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
-                            }
-                            (3, _) if cols == NR => tile512_full::<3, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
-                            (2, _) if cols == NR && fetching => {
-                                tile512_full::<2, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
-                            }
-                            (2, _) if cols == NR => tile512_full::<2, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
-                            (1, _) if cols == NR && fetching => {
-                                tile512_full::<1, true>(kc, a, rsa, csa, b, ldb, c, ldc, pf)
-                            }
-                            (1, _) if cols == NR => tile512_full::<1, false>(kc, a, rsa, csa, b, ldb, c, ldc, pf),
+                            (_, _) if cols == NR => full_tile::<false>(rows, kc, a, rsa, csa, b, ldb, c, ldc, pf),
                             (4, 4) => tile512::<4, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
                             (4, 3) => tile512::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
                             (4, 2) => tile512::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
@@ -1077,7 +1073,7 @@ mod tests {
             let b = fill(k * ldb, 2);
             let c0 = fill(m * ldc, 3);
             let mut c = c0.clone();
-            gemm_acc(m, n, k, &a, lda, 1, &b, ldb, &mut c, ldc);
+            gemm_acc(m, n, k, &a, lda, 1, &b, ldb, &mut c, ldc, &[]);
             for i in 0..m {
                 for j in 0..ldc {
                     let want = if j < n {
@@ -1103,11 +1099,11 @@ mod tests {
         let a = fill(m * k, 4);
         let b = fill(k * n, 5);
         let mut whole = vec![0f32; m * n];
-        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut whole, n);
+        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut whole, n, &[]);
         let mut parts = vec![0f32; m * n];
         for (i0, i1) in [(0, 5), (5, 6), (6, 13)] {
             for (j0, j1) in [(0, 37), (37, 101), (101, 150)] {
-                gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, 1, &b[j0..], n, &mut parts[i0 * n + j0..], n);
+                gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, 1, &b[j0..], n, &mut parts[i0 * n + j0..], n, &[]);
             }
         }
         let diff: Vec<usize> = (0..m * n).filter(|&q| whole[q] != parts[q]).collect();
@@ -1140,8 +1136,8 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|q| at[(q % k) * m + q / k]).collect();
         let b = fill(k * n, 9);
         let (mut c1, mut c2) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
-        gemm_acc(m, n, k, &at, 1, m, &b, n, &mut c1, n);
-        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c2, n);
+        gemm_acc(m, n, k, &at, 1, m, &b, n, &mut c1, n, &[]);
+        gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c2, n, &[]);
         assert_eq!(c1, c2);
     }
 
