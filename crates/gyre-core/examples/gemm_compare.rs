@@ -29,17 +29,16 @@ fn main() {
     );
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let shapes = [
-        ("sgemm roof", 1024, 1024, 1024),
-        ("lstm-m recurrent step", 32, 256, 1024),
-        ("lstm-m input projection", 2048, 128, 1024),
-        ("lstm-l recurrent step", 64, 512, 2048),
-        ("lstm-l input projection", 6400, 512, 2048),
-        ("stream step (batch 1, hidden 128)", 1, 128, 512),
-        ("lstm-m weight gradient dGᵀ·X (a read transposed)", 1024, 2048, 128),
+        ("sgemm roof", 1024, 1024, 1024, false),
+        ("lstm-m recurrent step", 32, 256, 1024, false),
+        ("lstm-m input projection", 2048, 128, 1024, false),
+        ("lstm-l recurrent step", 64, 512, 2048, false),
+        ("lstm-l input projection", 6400, 512, 2048, false),
+        ("stream step (batch 1, hidden 128)", 1, 128, 512, false),
+        ("lstm-m weight gradient dGᵀ·X (a read transposed)", 1024, 2048, 128, true),
     ];
-    for (name, m, k, n) in shapes {
-        // The weight gradient's `a` is the gates' gradient `dG: [k, m]` read transposed.
-        let transposed = name.contains("transposed");
+    // (name, m, k, n, whether `a` is read transposed: the weight gradient's `dG: [k, m]`)
+    for (name, m, k, n, transposed) in shapes {
         let (rsa, csa) = if transposed { (1, m) } else { (k, 1) };
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();

@@ -136,7 +136,7 @@ pub fn gemm_acc_packed<F: Real>(
             };
             for q in q0..q1 {
                 let (lo, hi) = ((q * PANEL).max(c0), ((q + 1) * PANEL).min(c0 + cols));
-                let b = &bp[q * PANEL * kb + (p0 + pk) * PANEL + (lo - q * PANEL)..];
+                let b = &block(pk, q)[lo - q * PANEL..];
                 let next = if !fetch {
                     &[]
                 } else if q + 1 < q1 {

@@ -147,12 +147,9 @@ impl<F: Real> Trace<F> {
         let packing = &self.packing;
         let mut pieces = Vec::with_capacity(2 * packing.steps());
         for p in 0..packing.steps() {
-            let t = packing.step(p, self.reverse);
-            let (n, off) = (packing.rows_at(t), packing.offset(t));
-            let prev = (p > 0).then(|| packing.step(p - 1, self.reverse));
-            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-            pieces.push((off, from_prev, true, prev.map_or(0, |q| packing.offset(q))));
-            pieces.push((off + from_prev, n - from_prev, false, from_prev));
+            let (_, at) = StepRows::of(packing, p, self.reverse);
+            pieces.push((at.s, at.from_prev, true, at.prev_off));
+            pieces.push((at.s + at.from_prev, at.n - at.from_prev, false, at.from_prev));
         }
         pieces.sort_unstable_by_key(|r| r.0);
         let mut runs: Vec<(usize, usize, bool, usize)> = Vec::new();
@@ -225,9 +222,9 @@ fn gather_state<F: Real>(dst: &mut [F], src: &[F], from_prev: usize, init: &[F],
     dst[split..].copy_from_slice(&init[split..end]);
 }
 
-/// Where one step of `n` rows stands in a packed state buffer: its own rows start at element
-/// `s`; the previous step's at `prev_off` (elements), of which the first `from_prev` rows
-/// carry on (the others start from the initial state).
+/// Where one step of `n` rows stands among the packed rows: its own rows start at row `s`; the
+/// previous step's at row `prev_off`, of which the first `from_prev` carry on (the others
+/// start from the initial state).
 #[derive(Clone, Copy)]
 struct StepRows {
     s: usize,
@@ -237,6 +234,16 @@ struct StepRows {
 }
 
 impl StepRows {
+    /// Step `p` in processing order (`reverse` or not) of the whole batch: its time index and
+    /// rows.
+    fn of(packing: &Packing, p: usize, reverse: bool) -> (usize, StepRows) {
+        let t = packing.step(p, reverse);
+        let (n, s) = (packing.rows_at(t), packing.offset(t));
+        let prev = (p > 0).then(|| packing.step(p - 1, reverse));
+        let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
+        (t, StepRows { s, n, prev_off: prev.map_or(0, |q| packing.offset(q)), from_prev })
+    }
+
     /// Whether every row carries on from the previous step (its rows can be read in place).
     fn carried(&self) -> bool {
         self.from_prev == self.n
@@ -247,11 +254,11 @@ impl StepRows {
 /// step's rows in place when every row carries on, else gathered with the initial state's
 /// rows `init` into `gather`.
 fn prev_state<'a, F: Real>(buf: &'a [F], gather: &'a mut [F], at: StepRows, init: &[F], hidden: usize) -> &'a [F] {
-    let len = at.n * hidden;
+    let (prev, len) = (at.prev_off * hidden, at.n * hidden);
     if at.carried() {
-        return &buf[at.prev_off..at.prev_off + len];
+        return &buf[prev..prev + len];
     }
-    gather_state(&mut gather[..len], &buf[at.prev_off..], at.from_prev, init, hidden);
+    gather_state(&mut gather[..len], &buf[prev..], at.from_prev, init, hidden);
     &gather[..len]
 }
 
@@ -263,16 +270,16 @@ fn step_state<'a, F: Real>(
     init: &[F],
     hidden: usize,
 ) -> (&'a [F], &'a mut [F]) {
-    let (s, len) = (at.s, at.n * hidden);
+    let (s, prev, len) = (at.s * hidden, at.prev_off * hidden, at.n * hidden);
     if at.carried() {
-        if at.prev_off < s {
+        if prev < s {
             let (a, b) = buf.split_at_mut(s);
-            return (&a[at.prev_off..at.prev_off + len], &mut b[..len]);
+            return (&a[prev..prev + len], &mut b[..len]);
         }
-        let (a, b) = buf.split_at_mut(at.prev_off);
+        let (a, b) = buf.split_at_mut(prev);
         return (&b[..len], &mut a[s..s + len]);
     }
-    gather_state(&mut gather[..len], &buf[at.prev_off..], at.from_prev, init, hidden);
+    gather_state(&mut gather[..len], &buf[prev..], at.from_prev, init, hidden);
     (&gather[..len], &mut buf[s..s + len])
 }
 
@@ -513,7 +520,7 @@ fn backward_lane<F: Real, C: Cell<F>>(
         }
         let prev = (p > 0).then(|| packing.step(p - 1, reverse));
         let (rq, mq) = prev.map_or((0, 0), |q| lane_rows(packing, q, seqs));
-        let at = StepRows { s, n: m, prev_off: rq * hidden, from_prev: mq.min(m) };
+        let at = StepRows { s: r0, n: m, prev_off: rq, from_prev: mq.min(m) };
         let h_prev = prev_state(&trace.h, &mut h_gather, at, h0, hidden);
         let (c_prev, c): (&[F], &[F]) =
             if has_c { (prev_state(&trace.c, &mut c_gather, at, c0, hidden), &trace.c[s..e]) } else { (&[], &[]) };
@@ -829,12 +836,8 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
     for (p0, p1, r0, r1) in projection_groups(packing, reverse, gh, std::mem::size_of::<F>()) {
         w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh], true)?;
         for p in p0..p1 {
-            let t = packing.step(p, reverse);
-            let (n, off) = (packing.rows_at(t), packing.offset(t));
-            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-            let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
-            let at = StepRows { s: off * hidden, n, prev_off, from_prev };
+            let (_, at) = StepRows::of(packing, p, reverse);
+            let (n, off) = (at.n, at.s);
             let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
             let (c_prev_t, c_t): (&[F], &mut [F]) =
                 if has_c { step_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
@@ -912,18 +915,13 @@ pub fn infer_sequence<F: Real, C: Cell<F>>(
         let group = &mut gates[..(r1 - r0) * gh];
         w.project(input_rows(&x, r0, r1)?, group, true)?;
         for p in p0..p1 {
-            let t = packing.step(p, reverse);
-            let (n, off) = (packing.rows_at(t), packing.offset(t));
-            let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-            let from_prev = prev.map_or(0, |q| packing.rows_at(q).min(n));
-            let prev_off = prev.map_or(0, |q| packing.offset(q)) * hidden;
-            let (s, e) = (off * hidden, (off + n) * hidden);
+            let (_, at) = StepRows::of(packing, p, reverse);
+            let (n, off) = (at.n, at.s);
             // The state the step starts from: the previous step's rows in place when every
             // sequence carries on, else gathered with the initial state of those that start.
-            let at = StepRows { s, n, prev_off, from_prev };
             let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
             if has_c {
-                let split = if p > 0 { from_prev * hidden } else { 0 };
+                let split = at.from_prev * hidden;
                 c_prev[split..n * hidden].copy_from_slice(&c0[split..n * hidden]);
             }
             let step = ForwardStep {
@@ -943,7 +941,7 @@ pub fn infer_sequence<F: Real, C: Cell<F>>(
             if has_c {
                 // Sequences the next step does not carry on end here: keep their cell state.
                 let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 };
-                c_n[carried * hidden..e - s].copy_from_slice(&c[carried * hidden..e - s]);
+                c_n[carried * hidden..n * hidden].copy_from_slice(&c[carried * hidden..n * hidden]);
                 std::mem::swap(&mut c_prev, &mut c);
             }
         }
