@@ -781,67 +781,65 @@ mod x86 {
                     *x = _mm512_loadu_ps(c.add(i * ldc + 16 * v));
                 }
             }
-            if !FETCH {
-                // One pointer per row of `a`, the depth an offset from them, four steps per
-                // iteration (fewer address and loop operations beside the 24 multiply-adds of a
-                // step): +2–5% on the products alone (32×256×1024, 512×128×1024, 1024³; A/B
-                // alternating in one process), +0–3% on the workloads. Not for the fetching
-                // tiles: there the same loop with its fetches ran 19% slower on lstm-l, so they
-                // keep one step per iteration below.
-                let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
-                let step = |acc: &mut [[__m512; 4]; MR], off: usize, bp: *const f32| {
-                    let bv = [
-                        _mm512_loadu_ps(bp),
-                        _mm512_loadu_ps(bp.add(16)),
-                        _mm512_loadu_ps(bp.add(32)),
-                        _mm512_loadu_ps(bp.add(48)),
-                    ];
-                    for (row, &ar) in acc.iter_mut().zip(&rows) {
-                        let s = _mm512_set1_ps(*ar.add(off));
-                        for (x, &w) in row.iter_mut().zip(&bv) {
-                            *x = _mm512_fmadd_ps(s, w, *x);
-                        }
-                    }
-                };
-                let (mut bp, mut off, mut p) = (b, 0, 0);
-                while p + 4 <= k {
-                    step(&mut acc, off, bp);
-                    step(&mut acc, off + csa, bp.add(ldb));
-                    step(&mut acc, off + 2 * csa, bp.add(2 * ldb));
-                    step(&mut acc, off + 3 * csa, bp.add(3 * ldb));
-                    (bp, off, p) = (bp.add(4 * ldb), off + 4 * csa, p + 4);
-                }
-                while p < k {
-                    step(&mut acc, off, bp);
-                    (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
-                }
-                for (i, row) in acc.iter().enumerate() {
-                    for (v, &x) in row.iter().enumerate() {
-                        _mm512_storeu_ps(c.add(i * ldc + 16 * v), x);
-                    }
-                }
-                return;
-            }
-            let (mut ap, mut bp) = (a, b);
-            for p in 0..k {
-                if FETCH && ahead < ahead_end && p & skip == 0 {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
-                    ahead = ahead.wrapping_add(16);
-                }
+            // One pointer per row of `a`, the depth an offset from them, four steps per iteration
+            // (the loop walked one pointer down the rows at every step: a chain of row-stride
+            // additions beside the 24 multiply-adds): +2–5% on the products alone (32×256×1024,
+            // 512×128×1024, 1024³; A/B alternating in one process), +0–3% on the workloads.
+            let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
+            let step = |acc: &mut [[__m512; 4]; MR], off: usize, bp: *const f32| {
                 let bv = [
                     _mm512_loadu_ps(bp),
                     _mm512_loadu_ps(bp.add(16)),
                     _mm512_loadu_ps(bp.add(32)),
                     _mm512_loadu_ps(bp.add(48)),
                 ];
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let s = _mm512_set1_ps(*ap.add(i * rsa));
+                for (row, &ar) in acc.iter_mut().zip(&rows) {
+                    let s = _mm512_set1_ps(*ar.add(off));
                     for (x, &w) in row.iter_mut().zip(&bv) {
                         *x = _mm512_fmadd_ps(s, w, *x);
                     }
                 }
-                ap = ap.add(csa);
-                bp = bp.add(ldb);
+            };
+            let (mut bp, mut off, mut p) = (b, 0, 0);
+            if FETCH {
+                // First the steps that fetch a line (each step, or every other one with
+                // `skip` 1), two per iteration, then the rest without a fetch.
+                let lines = (ahead_end as usize).saturating_sub(ahead as usize).div_ceil(64);
+                let fetching = (lines << skip).min(k);
+                if skip == 0 {
+                    while p + 2 <= fetching {
+                        _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                        step(&mut acc, off, bp);
+                        _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(16) as *const i8);
+                        step(&mut acc, off + csa, bp.add(ldb));
+                        ahead = ahead.wrapping_add(32);
+                        (bp, off, p) = (bp.add(2 * ldb), off + 2 * csa, p + 2);
+                    }
+                } else {
+                    while p + 2 <= fetching {
+                        _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                        step(&mut acc, off, bp);
+                        step(&mut acc, off + csa, bp.add(ldb));
+                        ahead = ahead.wrapping_add(16);
+                        (bp, off, p) = (bp.add(2 * ldb), off + 2 * csa, p + 2);
+                    }
+                }
+                if p < fetching {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                    step(&mut acc, off, bp);
+                    (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
+                }
+            }
+            while p + 4 <= k {
+                step(&mut acc, off, bp);
+                step(&mut acc, off + csa, bp.add(ldb));
+                step(&mut acc, off + 2 * csa, bp.add(2 * ldb));
+                step(&mut acc, off + 3 * csa, bp.add(3 * ldb));
+                (bp, off, p) = (bp.add(4 * ldb), off + 4 * csa, p + 4);
+            }
+            while p < k {
+                step(&mut acc, off, bp);
+                (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
             }
             for (i, row) in acc.iter().enumerate() {
                 for (v, &x) in row.iter().enumerate() {
