@@ -152,3 +152,31 @@ export function randomProblem(cell: CellName, batch: number, steps: number, inpu
     gradCN: lstm ? r(batch * hiddenSize) : undefined,
   };
 }
+
+/** One tensor of a .safetensors file: its dtype name, shape and raw little-endian bytes. */
+export interface SafeTensor {
+  dtype: string;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/**
+ * Reads a .safetensors buffer (an 8-byte little-endian header length, a JSON header, the data)
+ * into its tensors by name, `__metadata__` left out. An independent reader for tests: it does not
+ * use gyre's parser.
+ */
+export function readSafetensors(bytes: Uint8Array): Record<string, SafeTensor> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength))) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
+  const base = 8 + headerLength;
+  const out: Record<string, SafeTensor> = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    out[name] = { dtype: t.dtype, shape: t.shape, data: bytes.subarray(base + t.data_offsets[0], base + t.data_offsets[1]) };
+  }
+  return out;
+}

@@ -8,14 +8,20 @@ the sequence's own last valid step, padded outputs are 0, and h_n / c_n hold
 the state after each sequence's last processed step (step 0 for reverse).
 
 Usage:
-  python3 torch_ref.py make OUT_DIR
+  python3 torch_ref.py make [OUT_DIR]      # default: cases/ beside this script (committed)
+  python3 torch_ref.py make --check        # regenerate into a temporary folder and compare
+                                           # byte for byte with the committed cases/
   python3 torch_ref.py check FILE.safetensors SPEC.json
 
-Only numpy and safetensors are needed (no torch).
+Only numpy and safetensors are needed (no torch). The vitest suite reads the committed cases/,
+so `npm test` needs no Python; CI reruns `make --check` so the committed files stay what this
+script makes.
 """
+import filecmp
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -176,9 +182,30 @@ def check(st_path, spec_path):
     print(f"OK {mode} layers={L} bidirectional={bi} tensors={len(want)} max|diff|={err:.3g}")
 
 
+CASES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases")
+
+
+def make_check():
+    """Regenerates every case into a temporary folder; fails unless the committed files match."""
+    with tempfile.TemporaryDirectory() as tmp:
+        make(tmp)
+        names = sorted(os.listdir(tmp))
+        committed = sorted(os.listdir(CASES_DIR)) if os.path.isdir(CASES_DIR) else []
+        if names != committed:
+            fail(f"{CASES_DIR} holds {committed}, the script makes {names}")
+        _, mismatch, errors = filecmp.cmpfiles(tmp, CASES_DIR, names, shallow=False)
+        if mismatch or errors:
+            fail(f"committed files differ from what the script makes: {mismatch + errors}")
+    print(f"OK: {CASES_DIR} matches the script ({len(names)} files)")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if len(args) == 2 and args[0] == "make":
+    if args == ["make"]:
+        make(CASES_DIR)
+    elif args == ["make", "--check"]:
+        make_check()
+    elif len(args) == 2 and args[0] == "make":
         make(args[1])
     elif len(args) == 3 and args[0] == "check":
         check(args[1], args[2])
