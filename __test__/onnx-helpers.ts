@@ -49,7 +49,11 @@ export function gyreOutput(model: Model, b: Batch): { data: Float32Array; shape:
 /** The exported model's output on the batch (token ids go in as int64). */
 export async function onnxOutput(session: ort.InferenceSession, b: Batch): Promise<{ data: Float32Array; shape: number[] }> {
   const input = b.tokens
-    ? new ort.Tensor('int64', BigInt64Array.from(b.tokens, (v) => BigInt(v)), [b.samples, b.steps])
+    ? new ort.Tensor(
+        'int64',
+        BigInt64Array.from(b.tokens, (v) => BigInt(v)),
+        [b.samples, b.steps],
+      )
     : new ort.Tensor('float32', b.features!.data, [b.samples, b.steps, b.features!.size]);
   const out = await session.run({ input, sequence_lens: new ort.Tensor('int32', Int32Array.from(b.lengths), [b.samples]) });
   const y = out.output!;

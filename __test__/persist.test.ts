@@ -106,7 +106,9 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
   const layerFor = (c: Case) => {
     const type = c.mode === 'LSTM' ? 'lstm' : c.mode === 'GRU' ? 'gru' : 'rnn';
     const base = { hiddenSize: c.hidden_size, numLayers: c.num_layers, bidirectional: c.bidirectional };
-    return type === 'rnn' ? { type, ...base, nonlinearity: c.mode === 'RNN_RELU' ? ('relu' as const) : ('tanh' as const) } : { type, ...base };
+    return type === 'rnn'
+      ? { type, ...base, nonlinearity: c.mode === 'RNN_RELU' ? ('relu' as const) : ('tanh' as const) }
+      : { type, ...base };
   };
 
   it.each(cases)('%s: imports into a layer and exports back', async (name) => {
@@ -135,7 +137,9 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
     await writeFile(file, other.exportPyTorch(0));
     const nest = (a: Float32Array, d: number[]) => {
       const [d0, d1, d2] = d as [number, number, number];
-      return Array.from({ length: d0 }, (_, i) => Array.from({ length: d1 }, (_, j) => Array.from(a.subarray((i * d1 + j) * d2, (i * d1 + j + 1) * d2))));
+      return Array.from({ length: d0 }, (_, i) =>
+        Array.from({ length: d1 }, (_, j) => Array.from(a.subarray((i * d1 + j) * d2, (i * d1 + j + 1) * d2))),
+      );
     };
     const specJson = {
       mode: c.mode,
@@ -161,7 +165,9 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
     const probe = [[Array.from(seeded(1)(3))]];
     const wrongSize = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 5, numLayers: 2, bidirectional: true }] });
     const before = wrongSize.predictSync(probe).data;
-    expect(() => wrongSize.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(/tensor "rnn\.bias_hh_l0".*has shape \[16\] but layer 0 needs \[20\]/);
+    expect(() => wrongSize.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(
+      /tensor "rnn\.bias_hh_l0".*has shape \[16\] but layer 0 needs \[20\]/,
+    );
     expect(wrongSize.predictSync(probe).data).toEqual(before); // a failed import changes nothing
     const oneLayer = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 4, bidirectional: true }] });
     expect(() => oneLayer.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(/not in layer 0: rnn\.bias_hh_l1/);

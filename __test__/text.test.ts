@@ -148,7 +148,11 @@ describe('WordTokenizer', () => {
 describe('tokenizer JSON', () => {
   it('round trips both kinds, as an object or a JSON string', () => {
     const texts = ['Über 😀 café', 'naïve — ok?'];
-    for (const tok of [CharTokenizer.fromCorpus(texts), WordTokenizer.fromCorpus(texts), CharTokenizer.fromCorpus(texts, { lowercase: true })]) {
+    for (const tok of [
+      CharTokenizer.fromCorpus(texts),
+      WordTokenizer.fromCorpus(texts),
+      CharTokenizer.fromCorpus(texts, { lowercase: true }),
+    ]) {
       for (const json of [tok.toJSON(), JSON.parse(JSON.stringify(tok)), JSON.stringify(tok.toJSON())]) {
         const back = tokenizerFromJSON(json);
         expect(back.kind).toBe(tok.kind);
@@ -334,7 +338,9 @@ describe('generateText', () => {
     expect(a.length).toBeGreaterThan(4 + 20);
     expect(generateText(model, tok, { ...opts, randomSeed: 1 })).toBe(a);
     expect(generateText(model, tok, { ...opts, randomSeed: 2 })).not.toBe(a);
-    expect(generateText(model, tok, { ...opts, temperature: 0 })).toBe(generateText(model, tok, { ...opts, temperature: 0, randomSeed: 5 }));
+    expect(generateText(model, tok, { ...opts, temperature: 0 })).toBe(
+      generateText(model, tok, { ...opts, temperature: 0, randomSeed: 5 }),
+    );
     expect(generateText(model, tok, { seed: 'fox', maxLength: 0 })).toBe('fox');
     // Unknown seed characters: mapped by default, rejected on request.
     expect(generateText(model, tok, { seed: 'QZ', maxLength: 3, randomSeed: 1, stopAtEnd: false })).toHaveLength(5);
@@ -356,7 +362,13 @@ describe('generateText', () => {
       new RegExp(`vocabSize ${tok.vocabSize + 1}.*tokenizer has vocabSize ${tok.vocabSize}`),
     );
     expect(invalid(() => generateText(sequential(textModel(tok.vocabSize, 'linear', 5)), tok))).toMatch(/outputs 5 values per step/);
-    const features = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 4 }, { type: 'dense', units: tok.vocabSize }] });
+    const features = sequential({
+      input: { features: 3 },
+      layers: [
+        { type: 'lstm', hiddenSize: 4 },
+        { type: 'dense', units: tok.vocabSize },
+      ],
+    });
     expect(invalid(() => generateText(features, tok))).toMatch(/float features per step, not token ids/);
     const model = sequential(textModel(tok.vocabSize));
     expect(invalid(() => generateText(model, tok, { temperature: -1 }))).toMatch(/temperature/);
@@ -416,10 +428,15 @@ describe('TextGenerator', () => {
   it('trains a word-level generator that reproduces a sentence with its punctuation', async () => {
     const sentences = ['Red apples grow slowly.', 'Blue birds sing, loudly!'];
     const events: ProgressEvent[] = [];
-    const gen = await TextGenerator.train(
-      Array.from({ length: 30 }, () => sentences).flat(),
-      { tokenizer: 'word', cell: 'gru', hiddenSize: 24, epochs: 15, batchSize: 12, learningRate: 0.02, onProgress: (e) => events.push(e) },
-    );
+    const gen = await TextGenerator.train(Array.from({ length: 30 }, () => sentences).flat(), {
+      tokenizer: 'word',
+      cell: 'gru',
+      hiddenSize: 24,
+      epochs: 15,
+      batchSize: 12,
+      learningRate: 0.02,
+      onProgress: (e) => events.push(e),
+    });
     expect(gen.tokenizer.kind).toBe('word');
     expect(events.filter((e) => e.kind === 'epoch')).toHaveLength(15);
     expect(gen.generate({ seed: 'Red', temperature: 0 })).toBe('Red apples grow slowly.');

@@ -38,7 +38,13 @@ afterAll(async () => {
 describe('toSeries', () => {
   it('takes number[], number[][] and { data, shape }', () => {
     expect(toSeries([1, 2, 3])).toEqual({ data: Float32Array.from([1, 2, 3]), shape: [3, 1] });
-    expect(toSeries([[1, 2], [3, 4], [5, 6]])).toEqual({ data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [3, 2] });
+    expect(
+      toSeries([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+    ).toEqual({ data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [3, 2] });
     const t = toSeries({ data: Float64Array.from([1, 2, 3, 4]), shape: [2, 2] });
     expect(t.data).toBeInstanceOf(Float32Array);
     expect(t).toEqual({ data: Float32Array.from([1, 2, 3, 4]), shape: [2, 2] });
@@ -279,7 +285,13 @@ describe('Forecaster on a sine wave', () => {
   });
 
   it('refuses models that are not forecasters, naming their task', async () => {
-    const plain = sequential({ input: { features: 1 }, layers: [{ type: 'gru', hiddenSize: 4, returnSequences: false }, { type: 'dense', units: 1 }] });
+    const plain = sequential({
+      input: { features: 1 },
+      layers: [
+        { type: 'gru', hiddenSize: 4, returnSequences: false },
+        { type: 'dense', units: 1 },
+      ],
+    });
     const plainPath = join(dir, 'plain.safetensors');
     await plain.save(plainPath);
     await expect(Forecaster.load(plainPath)).rejects.toThrow(InvalidArgumentError);
@@ -326,7 +338,9 @@ describe('Forecaster variants', () => {
 
   it('names bad training options', async () => {
     await expect(Forecaster.train([1, 2, 3, 4], { inputLength: 4 })).rejects.toThrow(/needs at least 5 steps .* got 4/);
-    await expect(Forecaster.train(train, { inputLength: 20, cell: 'transformer' as never })).rejects.toThrow(/cell must be one of 'lstm', 'gru', 'rnn', got "transformer"/);
+    await expect(Forecaster.train(train, { inputLength: 20, cell: 'transformer' as never })).rejects.toThrow(
+      /cell must be one of 'lstm', 'gru', 'rnn', got "transformer"/,
+    );
     await expect(Forecaster.train(train, { inputLength: 20, normalize: 'log' as never })).rejects.toThrow(/normalize must be one of/);
     await expect(Forecaster.train(train, { inputLength: 20, learningRate: 0 })).rejects.toThrow('learningRate must be positive, got 0');
     await expect(Forecaster.train(train, { inputLength: 20, epoch: 3 } as never)).rejects.toThrow(/unknown option epoch/);

@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { TextClassifier } from 'gyre';
 
 function list(file: string): string[] {
-  return readFileSync(join(__dirname, '..', '..', 'examples', 'data', file), 'utf8').split('\n').filter((l) => l.length > 0);
+  return readFileSync(join(__dirname, '..', '..', 'examples', 'data', file), 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0);
 }
 
 /** The labelled names in a fixed shuffled order. */
@@ -28,7 +30,9 @@ export function labelledNames(): { texts: string[]; labels: string[] } {
 }
 
 /** Trains on four fifths of the names; returns held-out accuracy and the majority baseline. */
-export async function classifyNames(options: { epochs?: number; seed?: number } = {}): Promise<{ accuracy: number; baseline: number; examples: string[] }> {
+export async function classifyNames(
+  options: { epochs?: number; seed?: number } = {},
+): Promise<{ accuracy: number; baseline: number; examples: string[] }> {
   const { texts, labels } = labelledNames();
   const cut = Math.floor(texts.length * 0.8);
   const classifier = await TextClassifier.train(texts.slice(0, cut), labels.slice(0, cut), {
@@ -43,7 +47,10 @@ export async function classifyNames(options: { epochs?: number; seed?: number } 
   const female = testLabels.filter((l) => l === 'female').length / testLabels.length;
   const examples = classifier
     .classify(['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'])
-    .map((c, i) => `${['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'][i]} → ${String(c.label)} (${(Math.max(...c.probabilities) * 100).toFixed(0)}%)`);
+    .map(
+      (c, i) =>
+        `${['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'][i]} → ${String(c.label)} (${(Math.max(...c.probabilities) * 100).toFixed(0)}%)`,
+    );
   return { accuracy: e.accuracy, baseline: Math.max(female, 1 - female), examples };
 }
 

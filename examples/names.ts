@@ -26,7 +26,9 @@ export interface NamesOptions {
 /** The bundled names, one per line. */
 export function readNames(): string[] {
   const file = join(__dirname, '..', '..', 'examples', 'data', 'names.txt');
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0);
 }
 
 /** Trains the generator; returns it with its per-epoch losses. */
@@ -57,7 +59,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   const { generator } = await trainNames({
     epochs,
-    onEpoch: (e) => console.log(`epoch ${e.epoch}/${epochs}  loss ${e.loss.toFixed(3)}  accuracy ${e.accuracy?.toFixed(3)}  ${Math.round(e.samplesPerSecond)} names/s`),
+    onEpoch: (e) =>
+      console.log(
+        `epoch ${e.epoch}/${epochs}  loss ${e.loss.toFixed(3)}  accuracy ${e.accuracy?.toFixed(3)}  ${Math.round(e.samplesPerSecond)} names/s`,
+      ),
   });
   console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   await generator.save('names.safetensors');

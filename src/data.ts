@@ -178,7 +178,10 @@ function checkedFloats(data: Float32Array | Float64Array, out: Float32Array, wha
   if (data instanceof Float32Array) out = data;
   else out.set(data);
   const bad = firstNonFinite(out, out.length, undefined);
-  if (bad >= 0) throw new InvalidArgumentError(`${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`);
+  if (bad >= 0)
+    throw new InvalidArgumentError(
+      `${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`,
+    );
   return out;
 }
 
@@ -205,7 +208,8 @@ export function flattenTargets(
       }
       out[row] = v;
     } else {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${at()} must be a finite number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidArgumentError(`${at()} must be a finite number, got ${describe(v)}`);
       out[row * per + col] = v;
     }
   };
@@ -213,7 +217,9 @@ export function flattenTargets(
     const t = y as { data: ArrayLike<number>; shape: readonly number[] };
     const total = Array.from(t.shape).reduce((a, b) => a * b, 1);
     if (total !== rows * per || t.data.length !== total) {
-      throw new ShapeMismatchError(`${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`);
+      throw new ShapeMismatchError(
+        `${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`,
+      );
     }
     if (!classes && floatArray(t.data)) return { values: checkedFloats(t.data, out as Float32Array, `${what}.data`) };
     for (let i = 0; i < total; i++) put(Math.floor(i / per), i % per, t.data[i], () => `${what}.data[${i}]`);
@@ -234,7 +240,8 @@ export function flattenTargets(
   if (y.length !== samples) throw new ShapeMismatchError(`${what} must have one entry per sequence (${samples}), got ${y.length}`);
   y.forEach((entry, s) => {
     if (perStep) {
-      if (!Array.isArray(entry)) throw new InvalidArgumentError(`${what}[${s}] must be an array of per-step targets, got ${describe(entry)}`);
+      if (!Array.isArray(entry))
+        throw new InvalidArgumentError(`${what}[${s}] must be an array of per-step targets, got ${describe(entry)}`);
       if (entry.length > steps) throw new ShapeMismatchError(`${what}[${s}] has ${entry.length} steps, more than the input's ${steps}`);
       entry.forEach((v, t) => {
         if (classes) put(s * steps + t, 0, v, `${what}[${s}][${t}]`);

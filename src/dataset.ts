@@ -44,7 +44,8 @@ function positiveInt(what: string, v: unknown): number {
 export function tensor(values: unknown, shape?: readonly number[], what = 'x'): Tensor {
   if (values === undefined || values === null) throw new MissingArgumentError(`${what} is required`);
   if (ArrayBuffer.isView(values)) {
-    if (shape === undefined) throw new MissingArgumentError(`${what}: a typed array needs its shape, e.g. tensor(data, [samples, steps, features])`);
+    if (shape === undefined)
+      throw new MissingArgumentError(`${what}: a typed array needs its shape, e.g. tensor(data, [samples, steps, features])`);
     const dims = Array.from(shape);
     dims.forEach((d, i) => positiveInt(`${what} shape[${i}]`, d));
     const n = dims.reduce((a, b) => a * b, 1);
@@ -60,7 +61,8 @@ export function tensor(values: unknown, shape?: readonly number[], what = 'x'): 
     }
     return { data, shape: dims };
   }
-  if (!Array.isArray(values)) throw new InvalidArgumentError(`${what} must be nested arrays or a typed array with a shape, got ${describe(values)}`);
+  if (!Array.isArray(values))
+    throw new InvalidArgumentError(`${what} must be nested arrays or a typed array with a shape, got ${describe(values)}`);
   // The shape follows the first entry at every depth; every other entry must agree.
   const dims: number[] = [];
   for (let v: unknown = values; Array.isArray(v); v = v[0]) {
@@ -120,7 +122,8 @@ export function padSequences(
   const value = options.value ?? 0;
   if (!Number.isFinite(value)) throw new InvalidArgumentError(`value must be a finite number, got ${describe(value)}`);
   const truncate = options.truncate ?? 'start';
-  if (truncate !== 'start' && truncate !== 'end') throw new InvalidArgumentError(`truncate must be 'start' or 'end', got ${describe(truncate)}`);
+  if (truncate !== 'start' && truncate !== 'end')
+    throw new InvalidArgumentError(`truncate must be 'start' or 'end', got ${describe(truncate)}`);
   let features = 1;
   const first = sequences[0];
   if (!tokens && Array.isArray(first) && Array.isArray(first[0])) features = (first[0] as number[]).length;
@@ -132,7 +135,9 @@ export function padSequences(
   });
   const steps = Math.max(...lengths);
   const per = tokens ? 1 : features;
-  const data = tokens ? new Uint32Array(sequences.length * steps).fill(value) : new Float32Array(sequences.length * steps * per).fill(value);
+  const data = tokens
+    ? new Uint32Array(sequences.length * steps).fill(value)
+    : new Float32Array(sequences.length * steps * per).fill(value);
   sequences.forEach((s, i) => {
     const from = truncate === 'start' ? s.length - lengths[i]! : 0;
     for (let t = 0; t < lengths[i]!; t++) {
@@ -145,7 +150,8 @@ export function padSequences(
         if (tokens && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) {
           throw new InvalidArgumentError(`${at} must be a non-negative integer token id, got ${describe(v)}`);
         }
-        if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${at}[${f}] must be a finite number, got ${describe(v)}`);
+        if (typeof v !== 'number' || !Number.isFinite(v))
+          throw new InvalidArgumentError(`${at}[${f}] must be a finite number, got ${describe(v)}`);
         data[(i * steps + t) * per + f] = v;
       });
     }
@@ -169,7 +175,9 @@ function sourceOf<T>(from: Iterable<T> | AsyncIterable<T> | (() => Iterable<T> |
   const open = (it: unknown): AsyncIterator<T> | Iterator<T> => {
     if (it && typeof (it as AsyncIterable<T>)[Symbol.asyncIterator] === 'function') return (it as AsyncIterable<T>)[Symbol.asyncIterator]();
     if (it && typeof (it as Iterable<T>)[Symbol.iterator] === 'function') return (it as Iterable<T>)[Symbol.iterator]();
-    throw new InvalidArgumentError(`a dataset source must be an array, an iterable, an async iterable or a function returning one, got ${describe(it)}`);
+    throw new InvalidArgumentError(
+      `a dataset source must be an array, an iterable, an async iterable or a function returning one, got ${describe(it)}`,
+    );
   };
   if (typeof from === 'function') return () => open(from());
   // A generator (or any iterator that is its own iterable) can be read once.
@@ -234,14 +242,17 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     if (x.length !== (y as ArrayLike<unknown>).length) {
       throw new ShapeMismatchError(`x has ${x.length} sequences but y has ${(y as ArrayLike<unknown>).length} targets`);
     }
-    return Dataset.from(() => (function* () {
-      for (let i = 0; i < x.length; i++) yield { x: x[i]!, y: (y as ArrayLike<Sample['y']>)[i]! };
-    })());
+    return Dataset.from(() =>
+      (function* () {
+        for (let i = 0; i < x.length; i++) yield { x: x[i]!, y: (y as ArrayLike<Sample['y']>)[i]! };
+      })(),
+    );
   }
 
   /** The lines of a text file, read as a stream (the file is never loaded whole). Empty lines are kept; filter them if needed. */
   static fromLines(path: string): Dataset<string> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    if (typeof path !== 'string' || path.length === 0)
+      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
     return Dataset.from(() => createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }));
   }
 
@@ -250,7 +261,8 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * @throws {InvalidArgumentError} naming the line that is not valid JSON.
    */
   static fromJsonLines(path: string): Dataset<unknown> {
-    return Dataset.fromLines(path).mapWithIndex((line, i) => ({ line, i }))
+    return Dataset.fromLines(path)
+      .mapWithIndex((line, i) => ({ line, i }))
       .filter(({ line }) => line.trim().length > 0)
       .map(({ line, i }) => {
         try {
@@ -266,7 +278,8 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * (values are strings; see {@link Dataset.map}). Parsed with `csv-parse`.
    */
   static fromCsv(path: string, options: { delimiter?: string } = {}): Dataset<Record<string, string>> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    if (typeof path !== 'string' || path.length === 0)
+      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
     return Dataset.from(() => {
       const parser = parse({ columns: true, skip_empty_lines: true, trim: true, delimiter: options.delimiter ?? ',' });
       return createReadStream(path).pipe(parser) as AsyncIterable<Record<string, string>>;
@@ -310,7 +323,8 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
 
   /** The first `n` items. */
   take(n: number): Dataset<T> {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`take(n): n must be an integer ≥ 0, got ${describe(n)}`);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`take(n): n must be an integer ≥ 0, got ${describe(n)}`);
     return Dataset.from(() => {
       const self = this;
       return (async function* () {
@@ -387,7 +401,10 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
             return;
           }
           const key = options.bucketBy;
-          const sorted = pending.map((item) => ({ item, len: key(item) })).sort((a, b) => a.len - b.len).map((e) => e.item);
+          const sorted = pending
+            .map((item) => ({ item, len: key(item) }))
+            .sort((a, b) => a.len - b.len)
+            .map((e) => e.item);
           const batches: T[][] = [];
           for (let i = 0; i < sorted.length; i += size) batches.push(sorted.slice(i, i + size));
           if (batches.length > 0 && batches[batches.length - 1]!.length < size && (drop || !final)) {

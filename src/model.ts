@@ -3,7 +3,15 @@
  * event loop, evaluate and predict.
  */
 import { checkKeys, describe, intIn, object } from './check.js';
-import { flattenInput, flattenTargets, sliceSequences, sliceTargets, type FlatSequences, type SequenceInput, type TargetInput } from './data.js';
+import {
+  flattenInput,
+  flattenTargets,
+  sliceSequences,
+  sliceTargets,
+  type FlatSequences,
+  type SequenceInput,
+  type TargetInput,
+} from './data.js';
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
 import { Dataset, type Sample } from './dataset.js';
 import * as native from './native.js';
@@ -453,7 +461,8 @@ export class Model {
    * destroys the file that was there.
    */
   async save(path: string, options: SaveOptions = {}): Promise<void> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    if (typeof path !== 'string' || path.length === 0)
+      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
     const bytes = this.toBuffer(options);
     const { open, rename, rm } = await import('node:fs/promises');
     const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
@@ -491,7 +500,10 @@ export class Model {
   parameters(): Record<string, { data: Float32Array; shape: number[] }> {
     const out: Record<string, { data: Float32Array; shape: number[] }> = {};
     for (const name of native.guard(() => this.#native.parameterNames())) {
-      out[name] = { data: native.guard(() => this.#native.getParameter(name)), shape: native.guard(() => this.#native.parameterShape(name)) };
+      out[name] = {
+        data: native.guard(() => this.#native.getParameter(name)),
+        shape: native.guard(() => this.#native.parameterShape(name)),
+      };
     }
     return out;
   }
@@ -500,12 +512,14 @@ export class Model {
   setParameters(values: Record<string, Float32Array>): void {
     const names = native.guard(() => this.#native.parameterNames());
     for (const [name, v] of Object.entries(object('values', values))) {
-      if (!names.includes(name)) throw new InvalidArgumentError(`unknown parameter ${JSON.stringify(name)}; the model has ${names.join(', ')}`);
+      if (!names.includes(name))
+        throw new InvalidArgumentError(`unknown parameter ${JSON.stringify(name)}; the model has ${names.join(', ')}`);
       if (!(v instanceof Float32Array)) throw new InvalidArgumentError(`${name} must be a Float32Array, got ${describe(v)}`);
       // Every tensor is checked before any is written, so a failed call leaves the model as it was.
       const shape = native.guard(() => this.#native.parameterShape(name));
       const n = shape.reduce((a, b) => a * b, 1);
-      if (v.length !== n) throw new ShapeMismatchError(`${name} must have shape [${shape.join(', ')}] (${n} values), got ${v.length} values`);
+      if (v.length !== n)
+        throw new ShapeMismatchError(`${name} must have shape [${shape.join(', ')}] (${n} values), got ${v.length} values`);
       const bad = v.findIndex((x) => !Number.isFinite(x));
       if (bad >= 0) throw new InvalidArgumentError(`${name}[${bad}] must be a finite number, got ${v[bad]}`);
     }
@@ -525,10 +539,14 @@ export class Model {
     const last = layers[layers.length - 1]!;
     const act = last.type === 'dense' ? (last.activation as string) : undefined;
     if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
-      throw new InvalidArgumentError(`loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`);
+      throw new InvalidArgumentError(
+        `loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`,
+      );
     }
     if (loss === 'binaryCrossEntropy' && !(act === 'linear' || act === 'sigmoid')) {
-      throw new InvalidArgumentError(`loss binaryCrossEntropy needs a last dense layer with 'linear' or 'sigmoid' activation, got ${act ?? last.type}`);
+      throw new InvalidArgumentError(
+        `loss binaryCrossEntropy needs a last dense layer with 'linear' or 'sigmoid' activation, got ${act ?? last.type}`,
+      );
     }
     return loss as LossName;
   }
@@ -558,7 +576,8 @@ export class Model {
     const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
-    if (bad >= 0) throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
+    if (bad >= 0)
+      throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
     return { ...flat, ...t };
   }
 
@@ -710,7 +729,11 @@ export class Model {
         const run = async (samples: Sample[]) => {
           if (signal?.aborted) throw new TrainingAbortedError(history, { cause: signal.reason });
           batchNo++;
-          const args = this.#batchArgs(samples, loss, `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`);
+          const args = this.#batchArgs(
+            samples,
+            loss,
+            `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`,
+          );
           const r = await native.settle(native.guard(() => this.#native.trainBatch(args, json, epoch, batchNo)));
           lossSum += r.loss * r.count;
           count += r.count;
@@ -737,7 +760,13 @@ export class Model {
         if (batchNo === 0) throw new InvalidArgumentError(`the dataset yielded no samples in epoch ${epoch}; nothing to train on`);
         native.guard(() => this.#native.setTrainedEpochs(epoch));
         const secs = Math.max((performance.now() - started) / 1000, 1e-9);
-        const event: ProgressEvent = { kind: 'epoch', epoch, loss: lossSum / Math.max(count, 1), learningRate, samplesPerSecond: seen / secs };
+        const event: ProgressEvent = {
+          kind: 'epoch',
+          epoch,
+          loss: lossSum / Math.max(count, 1),
+          learningRate,
+          samplesPerSecond: seen / secs,
+        };
         if (loss === 'crossEntropy') event.accuracy = correct / Math.max(count, 1);
         if (validation !== undefined) {
           const v = await this.#evaluateSource(validation, loss, batchSize);
@@ -788,7 +817,11 @@ export class Model {
     let batchNo = 0;
     for await (const batch of source.batch(batchSize)) {
       batchNo++;
-      const args = this.#batchArgs(batch.map((s, i) => checkSample(s, `validation sample ${i}`)), loss, `validation batch ${batchNo}`);
+      const args = this.#batchArgs(
+        batch.map((s, i) => checkSample(s, `validation sample ${i}`)),
+        loss,
+        `validation batch ${batchNo}`,
+      );
       const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize)));
       const n = this.#countedRows(args, loss);
       sum += r.loss * n;
@@ -824,14 +857,24 @@ export class Model {
   /** A stream of `batch` independent sequences, all starting from the zero state. */
   createStream(batch = 1): Stream {
     intIn('batch', batch, 1, 0xffffffff);
-    return new Stream(this.#native, native.guard(() => this.#native.createState(batch)), this.#tokens, this.#features);
+    return new Stream(
+      this.#native,
+      native.guard(() => this.#native.createState(batch)),
+      this.#tokens,
+      this.#features,
+    );
   }
 
   /** A stream restored from {@link Stream.toArray}. */
   restoreStream(values: Float32Array, batch = 1): Stream {
     intIn('batch', batch, 1, 0xffffffff);
     if (!(values instanceof Float32Array)) throw new InvalidArgumentError(`values must be a Float32Array, got ${describe(values)}`);
-    return new Stream(this.#native, native.guard(() => this.#native.stateFromArray(batch, values)), this.#tokens, this.#features);
+    return new Stream(
+      this.#native,
+      native.guard(() => this.#native.stateFromArray(batch, values)),
+      this.#tokens,
+      this.#features,
+    );
   }
 
   /** The model's output for each sequence, computed off the event loop. */
@@ -855,7 +898,9 @@ export class Model {
     const o = object('options', options);
     checkKeys('', o, ['batchSize', 'loss']);
     const data = this.#data(x, y, this.#checkLoss(o.loss));
-    const r = await native.settle(native.guard(() => this.#native.evaluate(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1))));
+    const r = await native.settle(
+      native.guard(() => this.#native.evaluate(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1))),
+    );
     return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
   }
 
@@ -947,7 +992,8 @@ export function fromBuffer(bytes: Uint8Array): Model {
 
 /** Reads a model file written by {@link Model.save}; see {@link fromBuffer}. */
 export async function loadModel(path: string): Promise<Model> {
-  if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+  if (typeof path !== 'string' || path.length === 0)
+    throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
   const { readFile } = await import('node:fs/promises');
   return fromBuffer(await readFile(path));
 }

@@ -225,8 +225,14 @@ class Graph {
     const key = `${scalar ? 's' : 'v'}${values.join(',')}`;
     let name = this.#constants.get(key);
     if (!name) {
-      const base = scalar ? `const_${values[0]! < 0 ? 'm' : ''}${Math.abs(values[0]!)}` : `const_${values.map((v) => (v < 0 ? `m${-v}` : v)).join('_')}`;
-      name = this.init(base, scalar ? [] : [values.length], BigInt64Array.from(values, (v) => BigInt(v)));
+      const base = scalar
+        ? `const_${values[0]! < 0 ? 'm' : ''}${Math.abs(values[0]!)}`
+        : `const_${values.map((v) => (v < 0 ? `m${-v}` : v)).join('_')}`;
+      name = this.init(
+        base,
+        scalar ? [] : [values.length],
+        BigInt64Array.from(values, (v) => BigInt(v)),
+      );
       this.#constants.set(key, name);
     }
     return name;
@@ -258,7 +264,13 @@ const LAYER_KEYS: Record<string, readonly string[]> = {
   gru: [...RECURRENT_KEYS, 'resetAfter'],
   dense: ['type', 'units', 'activation'],
 };
-const ACTIVATIONS: Record<string, string | undefined> = { linear: undefined, relu: 'Relu', tanh: 'Tanh', sigmoid: 'Sigmoid', softmax: 'Softmax' };
+const ACTIVATIONS: Record<string, string | undefined> = {
+  linear: undefined,
+  relu: 'Relu',
+  tanh: 'Tanh',
+  sigmoid: 'Sigmoid',
+  softmax: 'Softmax',
+};
 /** PyTorch gate blocks in ONNX order: LSTM i,f,g,o → i,o,f,c; GRU r,z,n → z,r,h. */
 const GATE_ORDER: Record<string, readonly number[]> = { rnn: [0], lstm: [0, 3, 1, 2], gru: [1, 0, 2] };
 const ONNX_OP: Record<string, string> = { rnn: 'RNN', lstm: 'LSTM', gru: 'GRU' };
@@ -268,7 +280,8 @@ function unsupported(where: string, what: string): InvalidArgumentError {
 }
 
 function positiveInt(where: string, key: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw unsupported(where, `${key} must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw unsupported(where, `${key} must be a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -345,7 +358,8 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     if (typeof ra !== 'boolean') throw unsupported(where, `resetAfter must be a boolean, got ${String(ra)}`);
     attrs.linear_before_reset = ra ? 1 : 0;
   }
-  if (!input.sequence) throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');
+  if (!input.sequence)
+    throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');
   const order = GATE_ORDER[type]!;
   const gh = order.length * h;
   let x = timeMajor(g, input);
@@ -373,7 +387,8 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     g.node(ONNX_OP[type]!, [x.name, W, R, B, 'sequence_lens'], Yh ? [Y, Yh] : [Y], attrs);
     if (top && !returnSequences) {
       // Y_h [D, B, H]: each sequence's final state (forward at its last step, reverse at step 0).
-      if (dirs === 2 && merge === 'sum') return { name: g.op('ReduceSum', [Yh, g.int64([0])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: false, timeMajor: false };
+      if (dirs === 2 && merge === 'sum')
+        return { name: g.op('ReduceSum', [Yh, g.int64([0])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: false, timeMajor: false };
       if (dirs === 1) return { name: g.op('Squeeze', [Yh, g.int64([0])], `${base}_h`), width: h, sequence: false, timeMajor: false };
       const t = g.op('Transpose', [Yh], `${base}_h_bdh`, { perm: [1, 0, 2] });
       return { name: g.op('Reshape', [t, g.int64([0, dirs * h])], `${base}_h`), width: dirs * h, sequence: false, timeMajor: false };
@@ -404,9 +419,12 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
  */
 export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   if (model === null || typeof model !== 'object' || !('config' in model)) {
-    throw new InvalidArgumentError(`toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`);
+    throw new InvalidArgumentError(
+      `toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`,
+    );
   }
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
   for (const key of Object.keys(options)) {
     if (key !== 'opset' && key !== 'producer') throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer`);
   }
@@ -483,7 +501,8 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
       case 'dense': {
         const units = positiveInt(where, 'units', layer.units);
         const activation = (layer.activation ?? 'linear') as string;
-        if (!Object.hasOwn(ACTIVATIONS, activation)) throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);
+        if (!Object.hasOwn(ACTIVATIONS, activation))
+          throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);
         const w = parameter(params, `${i}.weight`, [units, x.width]);
         const wt = new Float32Array(w.length);
         for (let u = 0; u < units; u++) for (let k = 0; k < x.width; k++) wt[k * units + u] = w[u * x.width + k]!;

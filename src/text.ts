@@ -326,7 +326,9 @@ function vocabulary(
     .slice(0, maxVocab - 2)
     .map(([t]) => t);
   if (tokens.length === 0) {
-    throw new InvalidArgumentError(`no token of the corpus occurs minCount ${minCount} times (the most frequent occurs ${Math.max(...counts.values())} times)`);
+    throw new InvalidArgumentError(
+      `no token of the corpus occurs minCount ${minCount} times (the most frequent occurs ${Math.max(...counts.values())} times)`,
+    );
   }
   return { tokens, lowercase };
 }
@@ -468,10 +470,13 @@ export function tokenizerFromJSON(json: unknown): Tokenizer {
       throw new InvalidArgumentError(`tokenizer JSON has an unknown key ${JSON.stringify(key)}; expected type, version, lowercase, tokens`);
     }
   }
-  if (o.type !== 'char' && o.type !== 'word') throw new InvalidArgumentError(`tokenizer JSON type must be 'char' or 'word', got ${describe(o.type)}`);
+  if (o.type !== 'char' && o.type !== 'word')
+    throw new InvalidArgumentError(`tokenizer JSON type must be 'char' or 'word', got ${describe(o.type)}`);
   if (o.version !== 1) throw new InvalidArgumentError(`tokenizer JSON version must be 1, got ${describe(o.version)}`);
-  if (typeof o.lowercase !== 'boolean') throw new InvalidArgumentError(`tokenizer JSON lowercase must be a boolean, got ${describe(o.lowercase)}`);
-  if (!Array.isArray(o.tokens)) throw new InvalidArgumentError(`tokenizer JSON tokens must be an array of strings, got ${describe(o.tokens)}`);
+  if (typeof o.lowercase !== 'boolean')
+    throw new InvalidArgumentError(`tokenizer JSON lowercase must be a boolean, got ${describe(o.lowercase)}`);
+  if (!Array.isArray(o.tokens))
+    throw new InvalidArgumentError(`tokenizer JSON tokens must be an array of strings, got ${describe(o.tokens)}`);
   const tokens = o.tokens as string[];
   return o.type === 'char' ? new CharTokenizer(tokens, { lowercase: o.lowercase }) : new WordTokenizer(tokens, { lowercase: o.lowercase });
 }
@@ -541,7 +546,8 @@ export function textSequences(texts: string[], tokenizer: Tokenizer, options_: T
       y.push(target.slice(from, from + maxLength));
     }
   });
-  if (x.length === 0) throw new InvalidArgumentError(`texts must hold at least one non-empty text; the ${texts.length} given have no tokens`);
+  if (x.length === 0)
+    throw new InvalidArgumentError(`texts must hold at least one non-empty text; the ${texts.length} given have no tokens`);
   return { x, y };
 }
 
@@ -585,8 +591,10 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
   const n = scores.length;
   const topK = o.topK === undefined ? n : intIn('topK', o.topK, 1);
   const topP = o.topP ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new InvalidArgumentError(`topP must be a number in (0, 1], got ${describe(topP)}`);
-  if (o.random === undefined) throw new MissingArgumentError('options.random is required: a function returning uniform numbers in [0, 1), e.g. seededRandom(0)');
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
+    throw new InvalidArgumentError(`topP must be a number in (0, 1], got ${describe(topP)}`);
+  if (o.random === undefined)
+    throw new MissingArgumentError('options.random is required: a function returning uniform numbers in [0, 1), e.g. seededRandom(0)');
   if (typeof o.random !== 'function') throw new InvalidArgumentError(`random must be a function, got ${describe(o.random)}`);
   const random = o.random as () => number;
   const probabilities = optBool('probabilities', o.probabilities, false);
@@ -600,7 +608,8 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
     if (typeof s !== 'number' || Number.isNaN(s) || s === Infinity) {
       throw new InvalidArgumentError(`scores[${i}] must be a finite number, got ${describe(s)}`);
     }
-    if (probabilities && !(s >= 0 && Number.isFinite(s))) throw new InvalidArgumentError(`scores[${i}] must be a probability ≥ 0, got ${describe(s)}`);
+    if (probabilities && !(s >= 0 && Number.isFinite(s)))
+      throw new InvalidArgumentError(`scores[${i}] must be a probability ≥ 0, got ${describe(s)}`);
     const l = probabilities ? Math.log(s) : s;
     logs[i] = l;
     if (l > best) {
@@ -628,7 +637,8 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
   }
   const total = kept.reduce((a, i) => a + p[i]!, 0);
   const r = random();
-  if (typeof r !== 'number' || !(r >= 0 && r < 1)) throw new InvalidArgumentError(`random() must return a number in [0, 1), got ${describe(r)}`);
+  if (typeof r !== 'number' || !(r >= 0 && r < 1))
+    throw new InvalidArgumentError(`random() must return a number in [0, 1), got ${describe(r)}`);
   let target = r * total;
   for (const i of kept) {
     target -= p[i]!;
@@ -644,7 +654,8 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
  * @returns a function; each call returns the next number of the sequence.
  */
 export function seededRandom(seed: number): () => number {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new InvalidArgumentError(`seed must be an integer, got ${describe(seed)}`);
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed))
+    throw new InvalidArgumentError(`seed must be an integer, got ${describe(seed)}`);
   let a = Number(BigInt.asUintN(32, BigInt(seed)));
   return () => {
     a = (a + 0x6d2b79f5) | 0;
@@ -854,7 +865,8 @@ async function buildAndTrain(
   y: number[][] | number[],
 ): Promise<{ model: Model; history: FitHistory }> {
   const cell = o.cell ?? 'lstm';
-  if (cell !== 'lstm' && cell !== 'gru' && cell !== 'rnn') throw new InvalidArgumentError(`cell must be 'lstm', 'gru' or 'rnn', got ${describe(cell)}`);
+  if (cell !== 'lstm' && cell !== 'gru' && cell !== 'rnn')
+    throw new InvalidArgumentError(`cell must be 'lstm', 'gru' or 'rnn', got ${describe(cell)}`);
   const hiddenSize = optInt('hiddenSize', o.hiddenSize, defaultHidden, 1);
   const numLayers = optInt('numLayers', o.numLayers, 1, 1);
   const embeddingDim = optInt('embeddingDim', o.embeddingDim, Math.min(64, tokenizer.vocabSize), 1);
@@ -1020,7 +1032,8 @@ export class TextClassifier {
     if (model === null || typeof model !== 'object' || typeof (model as Model).createStream !== 'function') {
       throw new InvalidArgumentError(`model must be a gyre Model, got ${describe(model)}`);
     }
-    if (!Array.isArray(labels) || labels.length < 2) throw new InvalidArgumentError(`labels must be an array of at least 2 labels, got ${describe(labels)}`);
+    if (!Array.isArray(labels) || labels.length < 2)
+      throw new InvalidArgumentError(`labels must be an array of at least 2 labels, got ${describe(labels)}`);
     const classes = new Map<TextLabel, number>();
     labels.forEach((l, i) => {
       labelOf(`labels[${i}]`, l);
@@ -1054,7 +1067,8 @@ export class TextClassifier {
   static async train(texts: string[], labels: TextLabel[], options_: TextModelOptions = {}): Promise<TextClassifier> {
     stringArray('texts', texts);
     if (!Array.isArray(labels)) throw new InvalidArgumentError(`labels must be an array of strings or numbers, got ${describe(labels)}`);
-    if (labels.length !== texts.length) throw new ShapeMismatchError(`labels must have one entry per text (${texts.length}), got ${labels.length}`);
+    if (labels.length !== texts.length)
+      throw new ShapeMismatchError(`labels must have one entry per text (${texts.length}), got ${labels.length}`);
     const o = options('options', options_, MODEL_KEYS);
     const distinct = [...new Set(labels.map((l, i) => labelOf(`labels[${i}]`, l)))].sort(sortLabels);
     if (distinct.length < 2) throw new InvalidArgumentError(`labels must hold at least 2 distinct labels, got ${distinct.length}`);
@@ -1111,7 +1125,10 @@ export class TextClassifier {
     if (labels.length !== x.length) throw new ShapeMismatchError(`labels must have one entry per text (${x.length}), got ${labels.length}`);
     const y = labels.map((l, i) => {
       const c = this.#classes.get(l);
-      if (c === undefined) throw new InvalidArgumentError(`labels[${i}] ${describe(l)} is not one of the classifier's labels ${this.labels.map(describe).join(', ')}`);
+      if (c === undefined)
+        throw new InvalidArgumentError(
+          `labels[${i}] ${describe(l)} is not one of the classifier's labels ${this.labels.map(describe).join(', ')}`,
+        );
       return c;
     });
     const r = this.model.evaluateSync(x, y, { loss: 'crossEntropy' });
@@ -1138,7 +1155,8 @@ export class TextClassifier {
   /** A classifier from a loaded model carrying the metadata {@link TextClassifier.save} writes; see {@link TextClassifier.load}. */
   static fromModel(model: Model): TextClassifier {
     const meta = textMetadata(model, 'classify');
-    if (!Array.isArray(meta.labels)) throw new InvalidArgumentError(`the model file is a text classification model but has no labels in its metadata`);
+    if (!Array.isArray(meta.labels))
+      throw new InvalidArgumentError(`the model file is a text classification model but has no labels in its metadata`);
     return new TextClassifier(model, tokenizerFromJSON(meta.tokenizer), meta.labels as TextLabel[]);
   }
 }

@@ -82,7 +82,17 @@ const CELLS: Record<CellClass, { type: 'rnn' | 'lstm' | 'gru'; gates: number; pe
 };
 
 const IDENTITY_CLASSES = ['Dropout', 'SpatialDropout1D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout'];
-const SUPPORTED_CLASSES = ['InputLayer', 'Embedding', 'SimpleRNN', 'LSTM', 'GRU', 'Bidirectional', 'Dense', 'TimeDistributed', ...IDENTITY_CLASSES];
+const SUPPORTED_CLASSES = [
+  'InputLayer',
+  'Embedding',
+  'SimpleRNN',
+  'LSTM',
+  'GRU',
+  'Bidirectional',
+  'Dense',
+  'TimeDistributed',
+  ...IDENTITY_CLASSES,
+];
 
 interface RecurrentOptions {
   cell: CellClass;
@@ -200,7 +210,8 @@ function weightEntries(modelJson: Json): TfjsWeightEntry[] {
       return fail(`weights manifest entry ${i} must have a name, a shape and a dtype`);
     }
     for (const d of e.shape) {
-      if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) fail(`weight ${JSON.stringify(e.name)} has a bad shape ${JSON.stringify(e.shape)}`);
+      if (typeof d !== 'number' || !Number.isInteger(d) || d < 0)
+        fail(`weight ${JSON.stringify(e.name)} has a bad shape ${JSON.stringify(e.shape)}`);
     }
     return e as unknown as TfjsWeightEntry;
   });
@@ -294,7 +305,11 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
     }
   }
   if (Boolean(c.go_backwards) !== backward) {
-    fail(backward ? `${label}: the backward layer of a Bidirectional must have go_backwards true` : `${label}: go_backwards true is not supported`);
+    fail(
+      backward
+        ? `${label}: the backward layer of a Bidirectional must have go_backwards true`
+        : `${label}: go_backwards true is not supported`,
+    );
   }
   for (const key of ['stateful', 'return_state', 'time_major']) {
     if (c[key]) fail(`${label}: ${key} true is not supported`);
@@ -306,7 +321,8 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
 
 function wrapped(label: string, c: Json, key: string): { cls: string; config: Json } {
   const inner = c[key];
-  if (!isObject(inner) || typeof inner.class_name !== 'string' || !isObject(inner.config)) fail(`${label}: ${key} must be a {class_name, config} object`);
+  if (!isObject(inner) || typeof inner.class_name !== 'string' || !isObject(inner.config))
+    fail(`${label}: ${key} must be a {class_name, config} object`);
   return { cls: inner.class_name, config: inner.config };
 }
 
@@ -316,7 +332,11 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
     case 'Embedding': {
       if (!first) fail(`${label}: an Embedding must be the model's first layer`);
       if (c.mask_zero) fail(`${label}: mask_zero true is not supported (gyre has no masking; give sequences their own lengths instead)`);
-      return { kind: 'embedding', vocab: positiveInt(`${label}: input_dim`, c.input_dim), dim: positiveInt(`${label}: output_dim`, c.output_dim) };
+      return {
+        kind: 'embedding',
+        vocab: positiveInt(`${label}: input_dim`, c.input_dim),
+        dim: positiveInt(`${label}: output_dim`, c.output_dim),
+      };
     }
     case 'SimpleRNN':
     case 'LSTM':
@@ -337,7 +357,8 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
         }
       }
       const merge = c.merge_mode;
-      if (merge !== 'concat' && merge !== 'sum') fail(`${label}: merge_mode ${describe(merge)} is not supported; gyre merges directions by 'concat' or 'sum'`);
+      if (merge !== 'concat' && merge !== 'sum')
+        fail(`${label}: merge_mode ${describe(merge)} is not supported; gyre merges directions by 'concat' or 'sum'`);
       return { kind: 'recurrent', opts, bidirectional: true, merge };
     }
     case 'TimeDistributed': {
@@ -382,7 +403,10 @@ function parseTopology(layers: unknown[]): { layers: Layer[]; features: number |
     const keras3Key = n === 0 ? snake : `${snake}_${n}`;
     if (out.length === 0 && features === undefined) {
       const build = isObject(l.build_config) ? l.build_config.input_shape : undefined;
-      const shape = shapeOf(c.batch_input_shape) ?? shapeOf(c.batch_shape) ?? (shapeOf(c.input_shape) ? [null, ...(c.input_shape as unknown[])] : shapeOf(build));
+      const shape =
+        shapeOf(c.batch_input_shape) ??
+        shapeOf(c.batch_shape) ??
+        (shapeOf(c.input_shape) ? [null, ...(c.input_shape as unknown[])] : shapeOf(build));
       if (shape && shape.length === 3 && typeof shape[2] === 'number') features = shape[2];
     }
     if (cls === 'InputLayer') {
@@ -461,14 +485,22 @@ function assignWeights(layers: Layer[], entries: Entry[]): Map<string, Entry> {
   if (missing.length > 0 || extra.length > 0) {
     const parts: string[] = [];
     if (missing.length > 0) parts.push(`missing weights: ${missing.join('; ')}`);
-    if (extra.length > 0) parts.push(`unexpected weights (no layer of the model takes them): ${extra.map((n) => JSON.stringify(n)).join(', ')}`);
+    if (extra.length > 0)
+      parts.push(`unexpected weights (no layer of the model takes them): ${extra.map((n) => JSON.stringify(n)).join(', ')}`);
     const message = `tfjs import: ${parts.join('. ')}. The manifest has ${entries.map((e) => JSON.stringify(e.name)).join(', ')}`;
     throw missing.length > 0 ? new MissingArgumentError(message) : new InvalidArgumentError(message);
   }
   return slots;
 }
 
-function take(slots: Map<string, Entry>, layers: Layer[], i: number, dir: Direction | undefined, v: Variable, shape: (number | undefined)[]): Float32Array {
+function take(
+  slots: Map<string, Entry>,
+  layers: Layer[],
+  i: number,
+  dir: Direction | undefined,
+  v: Variable,
+  shape: (number | undefined)[],
+): Float32Array {
   const e = slots.get(slotKey(i, dir, v));
   const layer = layers[i]!;
   if (!e) throw new InternalError(`tfjs import: ${layer.label}: no ${v}`);
@@ -641,7 +673,10 @@ export async function loadTfjs(modelJsonPath: string): Promise<Model> {
       try {
         shards.push(await readFile(file));
       } catch (err) {
-        throw new MissingArgumentError(`tfjs import: cannot read the weight file ${file} named by ${modelJsonPath}: ${(err as Error).message}`, { cause: err });
+        throw new MissingArgumentError(
+          `tfjs import: cannot read the weight file ${file} named by ${modelJsonPath}: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     }
   }

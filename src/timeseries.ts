@@ -79,9 +79,12 @@ function fromArray(x: unknown[], what: string): Series {
     for (let t = 0; t < time; t++) {
       const v = x[t];
       if (Array.isArray(v)) {
-        throw new ShapeMismatchError(`${what}[${t}] is an array but ${what}[0] is not: give every step as a number or every step as an array of features`);
+        throw new ShapeMismatchError(
+          `${what}[${t}] is an array but ${what}[0] is not: give every step as a number or every step as an array of features`,
+        );
       }
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${what}[${t}] must be a finite number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidArgumentError(`${what}[${t}] must be a finite number, got ${describe(v)}`);
       data[t] = v;
     }
     return { data, shape: [time, 1] };
@@ -105,7 +108,9 @@ function fromArray(x: unknown[], what: string): Series {
 function fromTensor(x: SeriesTensor, what: string): Series {
   const shape = Array.isArray(x.shape) || ArrayBuffer.isView(x.shape) ? Array.from(x.shape as ArrayLike<number>) : null;
   if (!shape || shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new ShapeMismatchError(`${what}.shape must be [time, features] of non-negative integers, got ${shape ? `[${shape.join(', ')}]` : describe(x.shape)}`);
+    throw new ShapeMismatchError(
+      `${what}.shape must be [time, features] of non-negative integers, got ${shape ? `[${shape.join(', ')}]` : describe(x.shape)}`,
+    );
   }
   const [time, features] = shape as [number, number];
   if (time === 0) throw new InvalidArgumentError(`${what} must have at least one time step, got shape [${time}, ${features}]`);
@@ -149,7 +154,8 @@ export interface Windows {
 
 function checkTargets(what: string, v: unknown, features: number): number[] {
   if (v === undefined) return Array.from({ length: features }, (_, i) => i);
-  if (!Array.isArray(v) || v.length === 0) throw new InvalidArgumentError(`${what} must be a non-empty array of feature indices, got ${describe(v)}`);
+  if (!Array.isArray(v) || v.length === 0)
+    throw new InvalidArgumentError(`${what} must be a non-empty array of feature indices, got ${describe(v)}`);
   const seen = new Set<number>();
   v.forEach((f, i) => {
     intIn(`${what}[${i}]`, f, 0, features - 1);
@@ -304,7 +310,8 @@ export class Normalizer {
     const method = oneOf('normalizer JSON method', o.method, METHODS);
     const numbers = (key: 'offset' | 'scale'): number[] => {
       const a = o[key];
-      if (!Array.isArray(a) || a.length === 0) throw new InvalidArgumentError(`normalizer JSON ${key} must be a non-empty array of numbers, got ${describe(a)}`);
+      if (!Array.isArray(a) || a.length === 0)
+        throw new InvalidArgumentError(`normalizer JSON ${key} must be a non-empty array of numbers, got ${describe(a)}`);
       return a.map((v, i) => finiteNumber(`normalizer JSON ${key}[${i}]`, v));
     };
     const offset = numbers('offset');
@@ -489,9 +496,15 @@ export class Forecaster {
   readonly history: FitHistory | null;
 
   /** Use {@link Forecaster.train}, {@link Forecaster.load} or {@link Forecaster.fromModel}. */
-  private constructor(
-    parts: { model: Model; normalizer: Normalizer; inputLength: number; horizon: number; targets: number[]; features: number; history: FitHistory | null },
-  ) {
+  private constructor(parts: {
+    model: Model;
+    normalizer: Normalizer;
+    inputLength: number;
+    horizon: number;
+    targets: number[];
+    features: number;
+    history: FitHistory | null;
+  }) {
     this.model = parts.model;
     this.normalizer = parts.normalizer;
     this.inputLength = parts.inputLength;
@@ -597,7 +610,8 @@ export class Forecaster {
 
   /** Reads a forecaster written by {@link Forecaster.save}; see {@link Forecaster.fromModel}. */
   static async load(path: string): Promise<Forecaster> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    if (typeof path !== 'string' || path.length === 0)
+      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
     return Forecaster.fromModel(fromBuffer(await readFile(path)));
   }
 

@@ -30,7 +30,11 @@ function buildModel(w) {
     recurrentInitializer: 'glorotUniform',
   };
   model.add(w.cell === 'lstm' ? tf.layers.lstm(rnn) : tf.layers.gru(rnn));
-  model.add(tf.layers.timeDistributed({ layer: tf.layers.dense({ units: w.output, activation: w.loss === 'crossEntropy' ? 'softmax' : 'linear' }) }));
+  model.add(
+    tf.layers.timeDistributed({
+      layer: tf.layers.dense({ units: w.output, activation: w.loss === 'crossEntropy' ? 'softmax' : 'linear' }),
+    }),
+  );
   model.compile({ optimizer: tf.train.adam(0.001), loss: w.loss === 'crossEntropy' ? 'categoricalCrossentropy' : 'meanSquaredError' });
   return model;
 }
