@@ -133,7 +133,9 @@ describe('gyre train / forecast on a CSV series', () => {
     expect(out.columns).toEqual(['value']);
     expect(out.forecast).toHaveLength(5);
     // The true continuation of the wave; a trained model is within a few units of it.
-    out.forecast.forEach(([v], k) => expect(Math.abs(v! - (Math.sin((160 + k) / 4) * 10 + 50))).toBeLessThan(4));
+    out.forecast.forEach(([v], k) => {
+      expect(Math.abs(v! - (Math.sin((160 + k) / 4) * 10 + 50))).toBeLessThan(4);
+    });
     const table = gyre('forecast', 'wave.safetensors', 'wave.csv');
     expect(table.stdout).toMatch(/step\tvalue\n\+1\t[\d.]+/);
     expect(gyre('eval', 'wave.safetensors', 'wave.csv').stdout).toMatch(

@@ -48,7 +48,9 @@ describe('concurrent training', () => {
     const together = await Promise.all([1, 2, 3].map(trainAlone));
     delay.disable();
     clearInterval(timer);
-    together.forEach((t, i) => expectSame(t, alone[i]!));
+    together.forEach((t, i) => {
+      expectSame(t, alone[i]!);
+    });
     expect(ticks).toBeGreaterThan(0);
     console.log(`event-loop delay while 3 models trained: p99 ${(delay.percentile(99) / 1e6).toFixed(2)} ms`);
   });

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BusyError,
-  GyreError,
+  type GyreError,
   InvalidArgumentError,
   NonFiniteError,
   ShapeMismatchError,
@@ -321,7 +321,9 @@ describe('options that shape training', () => {
     });
     const rates = h.epochs.map((e) => e.learningRate!);
     // step decay 0.1, 0.1, 0.05, 0.05, 0.025, times the warmup factor 1/2, 1, 1, ...
-    [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => expect(rates[i]).toBeCloseTo(want, 12));
+    [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => {
+      expect(rates[i]).toBeCloseTo(want, 12);
+    });
   });
 
   it('reads its thread count from GYRE_NUM_THREADS', async () => {

@@ -34,7 +34,9 @@ export function tokenBatch(lengths: number[], vocab: number, seed: number): Batc
   const steps = Math.max(...lengths);
   const r = seeded(seed);
   const ids = Uint32Array.from(r(lengths.length * steps), (v) => Math.min(vocab - 1, Math.floor(((v + 1) / 2) * vocab)));
-  lengths.forEach((len, s) => ids.fill(vocab + 1000, s * steps + len, (s + 1) * steps));
+  lengths.forEach((len, s) => {
+    ids.fill(vocab + 1000, s * steps + len, (s + 1) * steps);
+  });
   return { samples: lengths.length, steps, lengths, tokens: ids };
 }
 
@@ -72,6 +74,8 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 export function paddedValues(y: { data: Float32Array; shape: number[] }, lengths: number[]): number[] {
   const [, steps, units] = y.shape as [number, number, number];
   const out: number[] = [];
-  lengths.forEach((len, s) => out.push(...y.data.subarray((s * steps + len) * units, (s + 1) * steps * units)));
+  lengths.forEach((len, s) => {
+    out.push(...y.data.subarray((s * steps + len) * units, (s + 1) * steps * units));
+  });
   return out;
 }

@@ -122,12 +122,18 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
     const p = model.predictSync(input);
     const flatOut = c.output.flat(2);
     expect(p.data.length).toBe(flatOut.length);
-    p.data.forEach((v, i) => expect(Math.abs(v - flatOut[i]!)).toBeLessThan(1e-5));
+    p.data.forEach((v, i) => {
+      expect(Math.abs(v - flatOut[i]!)).toBeLessThan(1e-5);
+    });
     const hn = c.h_n.flat(2);
-    p.states[0]!.hidden.data.forEach((v, i) => expect(Math.abs(v - hn[i]!)).toBeLessThan(1e-5));
+    p.states[0]!.hidden.data.forEach((v, i) => {
+      expect(Math.abs(v - hn[i]!)).toBeLessThan(1e-5);
+    });
     if (c.c_n) {
       const cn = c.c_n.flat(2);
-      p.states[0]!.cell!.data.forEach((v, i) => expect(Math.abs(v - cn[i]!)).toBeLessThan(1e-5));
+      p.states[0]!.cell!.data.forEach((v, i) => {
+        expect(Math.abs(v - cn[i]!)).toBeLessThan(1e-5);
+      });
     }
 
     // Export gyre's own weights (after a little training) and let the reference check them.

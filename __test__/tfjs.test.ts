@@ -576,7 +576,7 @@ describe('unsupported models are errors naming the layer and option', () => {
     const a = await artifacts([tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', inputShape: [T, F] })]);
     const ok = a.weightData;
     a.modelJson.weightsManifest[0]!.weights[0]!.shape = [12, F];
-    let e = caught(importOf(a));
+    const e = caught(importOf(a));
     expect(e.code).toBe('GYRE_SHAPE_MISMATCH');
     expect(e.message).toMatch(/layer "lstm_LSTM\d+" .* kernel \("lstm_LSTM\d+\/kernel"\) has shape \[12, 4\], expected \[4, 12\]/);
     a.modelJson.weightsManifest[0]!.weights[0]!.shape = [F, 12];

@@ -138,7 +138,9 @@ describe('Normalizer', () => {
     const t = n.transform(rows);
     expect(t.shape).toEqual([4, 2]);
     const expected = [-1.5, 0, -0.5, 0, 0.5, 0, 1.5, 0].map((v, i) => (i % 2 === 0 ? v / std : v));
-    Array.from(t.data).forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 6));
+    Array.from(t.data).forEach((v, i) => {
+      expect(v).toBeCloseTo(expected[i]!, 6);
+    });
     expect(n.transformValue(4, 0)).toBeCloseTo(1.5 / std, 12);
     expect(n.inverseValue(1.5 / std, 0)).toBeCloseTo(4, 12);
   });
@@ -160,7 +162,9 @@ describe('Normalizer', () => {
       const n = Normalizer.fit(series, { method });
       const back = n.inverse(n.transform(series));
       expect(back.shape).toEqual([50, 3]);
-      series.flat().forEach((v, i) => expect(back.data[i]).toBeCloseTo(v, 3));
+      series.flat().forEach((v, i) => {
+        expect(back.data[i]).toBeCloseTo(v, 3);
+      });
     }
   });
 

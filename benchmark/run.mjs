@@ -306,6 +306,6 @@ const results = {
   skipped,
   taskWallMs,
 };
-writeFileSync(options.out, JSON.stringify(results, null, 2) + '\n');
+writeFileSync(options.out, `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write(renderMarkdown(results, path.relative(process.cwd(), options.out) || options.out));
 log(`done in ${durationS.toFixed(0)} s; wrote ${options.out}`);

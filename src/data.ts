@@ -88,15 +88,15 @@ function flattenNested(x: unknown[], tokens: boolean, features: number, what: st
   const ragged = lengths.some((l) => l !== steps);
   if (tokens) {
     const out = new Uint32Array(samples * steps);
-    (x as unknown[][]).forEach((seq, s) =>
+    (x as unknown[][]).forEach((seq, s) => {
       seq.forEach((v, t) => {
         out[s * steps + t] = tokenId(`${what}[${s}][${t}]`, v);
-      }),
-    );
+      });
+    });
     return { samples, steps, tokens: out, lengths: ragged ? lengths : undefined };
   }
   const out = new Float32Array(samples * steps * features);
-  (x as unknown[][]).forEach((seq, s) =>
+  (x as unknown[][]).forEach((seq, s) => {
     seq.forEach((step, t) => {
       const row = typeof step === 'number' && features === 1 ? [step] : step;
       if (!Array.isArray(row)) {
@@ -108,8 +108,8 @@ function flattenNested(x: unknown[], tokens: boolean, features: number, what: st
       row.forEach((v, f) => {
         out[(s * steps + t) * features + f] = finite(`${what}[${s}][${t}][${f}]`, v);
       });
-    }),
-  );
+    });
+  });
   return { samples, steps, features: out, lengths: ragged ? lengths : undefined };
 }
 
@@ -250,7 +250,9 @@ export function flattenTargets(
           if (!Array.isArray(row) || row.length !== width) {
             throw new ShapeMismatchError(`${what}[${s}][${t}] must have ${width} values, got ${describe(v)}`);
           }
-          row.forEach((x, c) => put(s * steps + t, c, x, `${what}[${s}][${t}][${c}]`));
+          row.forEach((x, c) => {
+            put(s * steps + t, c, x, `${what}[${s}][${t}][${c}]`);
+          });
         }
       });
     } else if (classes) {
@@ -260,7 +262,9 @@ export function flattenTargets(
       if (!Array.isArray(row) || row.length !== width) {
         throw new ShapeMismatchError(`${what}[${s}] must have ${width} values, got ${describe(entry)}`);
       }
-      row.forEach((x, c) => put(s, c, x, `${what}[${s}][${c}]`));
+      row.forEach((x, c) => {
+        put(s, c, x, `${what}[${s}][${c}]`);
+      });
     }
   });
   return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };

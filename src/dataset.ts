@@ -47,7 +47,9 @@ export function tensor(values: unknown, shape?: readonly number[], what = 'x'): 
     if (shape === undefined)
       throw new MissingArgumentError(`${what}: a typed array needs its shape, e.g. tensor(data, [samples, steps, features])`);
     const dims = Array.from(shape);
-    dims.forEach((d, i) => positiveInt(`${what} shape[${i}]`, d));
+    dims.forEach((d, i) => {
+      positiveInt(`${what} shape[${i}]`, d);
+    });
     const n = dims.reduce((a, b) => a * b, 1);
     const arr = values as unknown as ArrayLike<number>;
     if (arr.length !== n) {
@@ -89,7 +91,9 @@ export function tensor(values: unknown, shape?: readonly number[], what = 'x'): 
       const hint = depth === 1 ? '; ragged sequences need padSequences(), which records their lengths' : '';
       throw new ShapeMismatchError(`${path} has ${v.length} entries along dimension ${depth}, expected ${dims[depth]}${hint}`);
     }
-    v.forEach((e, i) => walk(e, depth + 1, `${path}[${i}]`));
+    v.forEach((e, i) => {
+      walk(e, depth + 1, `${path}[${i}]`);
+    });
   };
   walk(values, 0, what);
   return { data, shape: dims };

@@ -582,7 +582,8 @@ export class Model {
   }
 
   #layers(): Record<string, unknown>[] {
-    return (this.#layersCache ??= this.config.layers);
+    this.#layersCache ??= this.config.layers;
+    return this.#layersCache;
   }
 
   /** Whether the model's output (and so its targets) has one row per step. */

@@ -18,7 +18,7 @@ function platformPackage(): string {
 
 function load(): typeof Binding {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // The package compiles to CommonJS, where the generated loader is read with require().
     return require('../native/binding.js') as typeof Binding;
   } catch (err) {
     const platform = `${process.platform}-${process.arch}`;

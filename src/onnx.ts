@@ -298,7 +298,9 @@ function parameter(params: Params, name: string, shape: readonly number[]): Floa
 function reorderGates(data: Float32Array, rows: number, cols: number, order: readonly number[]): Float32Array {
   const block = rows * cols;
   const out = new Float32Array(data.length);
-  order.forEach((from, to) => out.set(data.subarray(from * block, (from + 1) * block), to * block));
+  order.forEach((from, to) => {
+    out.set(data.subarray(from * block, (from + 1) * block), to * block);
+  });
   return out;
 }
 
@@ -450,7 +452,9 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
     throw unsupported('input', `input type ${JSON.stringify(input.type)} has no ONNX mapping`);
   }
   if (!Array.isArray(layers) || layers.length === 0) throw unsupported('the model', 'it has no layers');
-  layers.forEach((layer, i) => checkLayer(`layers[${i}] (${String(layer.type)})`, layer));
+  layers.forEach((layer, i) => {
+    checkLayer(`layers[${i}] (${String(layer.type)})`, layer);
+  });
   if (tokens !== (layers[0]!.type === 'embedding')) {
     throw unsupported('layers[0]', 'a token model must start with an embedding, and only a token model may');
   }

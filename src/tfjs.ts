@@ -529,7 +529,9 @@ function transposeBlocks(src: Float32Array, rows: number, h: number, perm: numbe
 
 function reorderBias(src: Float32Array, offset: number, h: number, perm: number[]): Float32Array {
   const out = new Float32Array(perm.length * h);
-  perm.forEach((from, g) => out.set(src.subarray(offset + from * h, offset + (from + 1) * h), g * h));
+  perm.forEach((from, g) => {
+    out.set(src.subarray(offset + from * h, offset + (from + 1) * h), g * h);
+  });
   return out;
 }
 

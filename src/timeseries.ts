@@ -107,7 +107,7 @@ function fromArray(x: unknown[], what: string): Series {
 
 function fromTensor(x: SeriesTensor, what: string): Series {
   const shape = Array.isArray(x.shape) || ArrayBuffer.isView(x.shape) ? Array.from(x.shape as ArrayLike<number>) : null;
-  if (!shape || shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+  if (shape?.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new ShapeMismatchError(
       `${what}.shape must be [time, features] of non-negative integers, got ${shape ? `[${shape.join(', ')}]` : describe(x.shape)}`,
     );
@@ -600,7 +600,7 @@ export class Forecaster {
       throw new InvalidArgumentError(`${p}features is ${features}, but the model reads ${describe(config.input.size)} features per step`);
     }
     const last = config.layers[config.layers.length - 1];
-    if (!last || last.type !== 'dense' || last.units !== horizon * targets.length) {
+    if (last?.type !== 'dense' || last.units !== horizon * targets.length) {
       throw new InvalidArgumentError(
         `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${String(last.type)} (${describe(last.units)} units)` : 'no layers'}`,
       );

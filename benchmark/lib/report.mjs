@@ -93,7 +93,7 @@ export function renderMarkdown(r, outPath) {
       table(
         ['workload', 'mode', ...baselines.map(([lib, t]) => (t == null ? lib : `${lib} ${t} thr`))],
         ratioLines,
-        'll' + 'r'.repeat(baselines.length),
+        `ll${'r'.repeat(baselines.length)}`,
       ),
     );
     out.push('');
@@ -191,7 +191,7 @@ export function renderMarkdown(r, outPath) {
           row('(measured − copy) ÷ required', (x) => `${num((x.measuredDelta - x.estimate.dataCopyBytes) / x.estimate.requiredBytes, 2)}×`),
           row('gyre model.nativeBytes after fit', (x) => mib(x.nativeBytesAfterFit)),
         ],
-        'l' + 'r'.repeat(memory.length),
+        `l${'r'.repeat(memory.length)}`,
       ),
     );
     out.push('');

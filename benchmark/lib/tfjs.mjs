@@ -47,7 +47,9 @@ function tensors(w, batches) {
   let y;
   if (w.oneHot) {
     const oneHot = new Float32Array(S * w.steps * w.output);
-    d.classes.forEach((c, i) => (oneHot[i * w.output + c] = 1));
+    d.classes.forEach((c, i) => {
+      oneHot[i * w.output + c] = 1;
+    });
     y = tf.tensor3d(oneHot, [S, w.steps, w.output]);
   } else {
     y = tf.tensor3d(d.values, [S, w.steps, w.output]);
