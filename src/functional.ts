@@ -17,7 +17,7 @@
  * Weights follow PyTorch's `torch.nn.RNN` / `LSTM` / `GRU`: the same names, layout and gate
  * order (LSTM `i, f, g, o`; GRU `r, z, n`).
  */
-import { describe } from './check.js';
+import { describe } from './util/check.js';
 import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
 import * as native from './native.js';
 

@@ -2,7 +2,7 @@
  * Argument checks shared by the API modules: each error names the argument, what was expected
  * and what was received.
  */
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** A short description of a received value for error messages. */
 export function describe(v: unknown): string {

@@ -4,9 +4,9 @@
  * series and forecasts one or many steps ahead (directly, or recursively beyond its horizon).
  */
 import { readFile } from 'node:fs/promises';
-import { checkKeys, describe, intIn, object } from './check.js';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from './model.js';
+import { checkKeys, describe, intIn, object } from '../util/check.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/model.js';
 
 /** A series as one flat, row-major array: `[time, features]`. */
 export interface SeriesTensor {

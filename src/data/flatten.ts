@@ -3,8 +3,8 @@
  * reads: nested arrays (ragged allowed: lengths follow from them) or flat typed arrays with a
  * shape.
  */
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { firstNonFinite } from './native.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { firstNonFinite } from '../native.js';
 
 /** A batch of sequences as one flat, row-major typed array with its shape. */
 export interface SequenceTensor {

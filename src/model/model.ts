@@ -2,7 +2,7 @@
  * Sequential models: define from typed config objects, train with `await model.fit()` off the
  * event loop, evaluate and predict.
  */
-import { checkKeys, describe, intIn, object } from './check.js';
+import { checkKeys, describe, intIn, object } from '../util/check.js';
 import {
   flattenInput,
   flattenTargets,
@@ -11,10 +11,10 @@ import {
   type FlatSequences,
   type SequenceInput,
   type TargetInput,
-} from './data.js';
-import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { Dataset, type Sample } from './dataset.js';
-import * as native from './native.js';
+} from '../data/flatten.js';
+import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { Dataset, type Sample } from '../data/dataset.js';
+import * as native from '../native.js';
 
 /** Token ids below `vocabSize` per step; the first layer must be an embedding. */
 export interface TokenInputSpec {

@@ -9,8 +9,8 @@
  * input when generating) and decodes as `'\n'`; real tokens start at `2`, the most frequent
  * first.
  */
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { loadModel, sequential, type FitHistory, type FitOptions, type LayerSpec, type Model, type SaveOptions } from './model.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { loadModel, sequential, type FitHistory, type FitOptions, type LayerSpec, type Model, type SaveOptions } from '../model/model.js';
 
 // ---------------------------------------------------------------------------------------------
 // Small validation helpers (messages name the argument and the value received).

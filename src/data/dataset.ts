@@ -8,7 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 
 /** A dense tensor: flat row-major data and its shape. */
 export interface Tensor {

@@ -11,11 +11,11 @@ import { basename, extname } from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError as UsageError, Option } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { GyreError, InvalidArgumentError } from './errors.js';
-import { loadModel, setNumThreads, type Model, type ProgressEvent } from './model.js';
+import { GyreError, InvalidArgumentError } from '../errors.js';
+import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/model.js';
 import { htmlReport, terminalLossChart } from './report.js';
-import { seededRandom, TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from './text.js';
-import { Forecaster } from './timeseries.js';
+import { seededRandom, TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/text.js';
+import { Forecaster } from '../data/timeseries.js';
 
 /** An error the user caused, reported as one line. */
 class CliError extends Error {}

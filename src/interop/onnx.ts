@@ -21,8 +21,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import type { Model } from './model.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import type { Model } from '../model/model.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
 export interface OnnxOptions {
@@ -560,7 +560,7 @@ let cachedVersion: string | null | undefined;
 function gyreVersion(): string | null {
   if (cachedVersion === undefined) {
     try {
-      cachedVersion = String(JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version);
+      cachedVersion = String(JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     } catch {
       cachedVersion = null;
     }

@@ -35,8 +35,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { sequential, type LayerSpec, type Model, type ModelSpec } from './model.js';
+import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/model.js';
 
 /** One weight of a tfjs weights manifest. */
 export interface TfjsWeightEntry {
