@@ -183,7 +183,7 @@ describe('bad input ends in one clear line and exit code 1', () => {
   it('bad flags and malformed records', () => {
     expectCleanFailure(
       gyre('train', 'names.txt', '--epochs', 'ten'),
-      /option '--epochs <n>' argument 'ten' is invalid\. must be an integer ≥ 1, got "ten"/,
+      /option '--epochs <n>' argument 'ten' is invalid\. must be a positive integer, got "ten"/,
     );
     expectCleanFailure(
       gyre('train', 'names.txt', '--cell', 'transformer'),

@@ -89,7 +89,9 @@ describe('CharTokenizer', () => {
     expect(emoji).toContain('"😀"');
     expect(emoji).toContain('U+1F600');
     expect(emoji).toContain('position 1');
-    expect(invalid(() => tok.encode('abc', { unknown: 'drop' as never }))).toMatch(/unknown must be 'map', 'skip' or 'error', got "drop"/);
+    expect(invalid(() => tok.encode('abc', { unknown: 'drop' as never }))).toMatch(
+      /unknown must be one of 'map', 'skip', 'error', got "drop"/,
+    );
     invalid(() => tok.encode(42 as never));
   });
 
@@ -448,7 +450,7 @@ describe('TextGenerator', () => {
     const gen = await TextGenerator.train(['abc', 'def'], { tokenizer: tok, cell: 'rnn', hiddenSize: 4, epochs: 1, embeddingDim: 3 });
     expect(gen.tokenizer).toBe(tok);
     expect(gen.model.config.layers[0]).toEqual({ type: 'embedding', dim: 3 });
-    await expect(TextGenerator.train(['abc'], { hiddenSize: 0 })).rejects.toThrow(/hiddenSize must be an integer ≥ 1, got 0/);
+    await expect(TextGenerator.train(['abc'], { hiddenSize: 0 })).rejects.toThrow(/hiddenSize must be a positive integer, got 0/);
     await expect(TextGenerator.train(['abc'], { cell: 'transformer' as never })).rejects.toThrow(/cell.*"transformer"/);
     await expect(TextGenerator.train(['abc'], { learningRate: -1 })).rejects.toThrow(/learningRate/);
     await expect(TextGenerator.train(['abc'], { tokenizer: 'bpe' as never })).rejects.toThrow(InvalidArgumentError);

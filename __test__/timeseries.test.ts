@@ -109,9 +109,9 @@ describe('windows', () => {
   });
 
   it('names a bad option and its value', () => {
-    expect(() => windows(two, { inputLength: 0 })).toThrow('inputLength must be an integer ≥ 1, got 0');
-    expect(() => windows(two, { inputLength: 2, stride: 1.5 })).toThrow('stride must be an integer ≥ 1, got 1.5');
-    expect(() => windows(two, { inputLength: 2, horizon: -1 })).toThrow('horizon must be an integer ≥ 1, got -1');
+    expect(() => windows(two, { inputLength: 0 })).toThrow('inputLength must be a positive integer, got 0');
+    expect(() => windows(two, { inputLength: 2, stride: 1.5 })).toThrow('stride must be a positive integer, got 1.5');
+    expect(() => windows(two, { inputLength: 2, horizon: -1 })).toThrow('horizon must be a positive integer, got -1');
     expect(() => windows(two, { inputLength: 2, targets: [2] })).toThrow('targets[0] must be an integer in 0..1, got 2');
     expect(() => windows(two, { inputLength: 2, targets: [] })).toThrow(/targets must be a non-empty array/);
     expect(() => windows(two, { inputLength: 2, targets: [0, 0] })).toThrow('targets lists feature 0 twice');
@@ -272,7 +272,7 @@ describe('Forecaster on a sine wave', () => {
     expect(call).toThrow(InvalidArgumentError);
     expect(call).toThrow('history has 10 steps, but the forecaster needs at least inputLength = 20');
     expect(() => forecaster.forecast(train.map((v) => [v, v]))).toThrow(ShapeMismatchError);
-    expect(() => forecaster.forecast(train, 0)).toThrow('steps must be an integer ≥ 1, got 0');
+    expect(() => forecaster.forecast(train, 0)).toThrow('steps must be a positive integer, got 0');
     expect(() => forecaster.forecast([...train.slice(0, 25), NaN])).toThrow('history[25] must be a finite number, got NaN');
   });
 
@@ -346,7 +346,9 @@ describe('Forecaster variants', () => {
       /cell must be one of 'lstm', 'gru', 'rnn', got "transformer"/,
     );
     await expect(Forecaster.train(train, { inputLength: 20, normalize: 'log' as never })).rejects.toThrow(/normalize must be one of/);
-    await expect(Forecaster.train(train, { inputLength: 20, learningRate: 0 })).rejects.toThrow('learningRate must be positive, got 0');
+    await expect(Forecaster.train(train, { inputLength: 20, learningRate: 0 })).rejects.toThrow(
+      'learningRate must be a finite number > 0, got 0',
+    );
     await expect(Forecaster.train(train, { inputLength: 20, epoch: 3 } as never)).rejects.toThrow(/unknown option epoch/);
   });
 });

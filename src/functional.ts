@@ -17,6 +17,7 @@
  * Weights follow PyTorch's `torch.nn.RNN` / `LSTM` / `GRU`: the same names, layout and gate
  * order (LSTM `i, f, g, o`; GRU `r, z, n`).
  */
+import * as check from './util/check.js';
 import { describe } from './util/check.js';
 import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
 import * as native from './native.js';
@@ -135,18 +136,11 @@ function isFloatArray(v: unknown): v is FloatArray {
 }
 
 function checkKeys(fn: string, what: string, obj: object, allowed: readonly string[]): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw new InvalidArgumentError(`${fn}: unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
-    }
-  }
+  named(fn, () => check.checkKeys(what, obj, allowed));
 }
 
 function positiveInt(fn: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 0xffffffff) {
-    throw new InvalidArgumentError(`${fn}: ${name} must be a positive integer, got ${describe(v)}`);
-  }
-  return v;
+  return check.positiveInt(`${fn}: ${name}`, v, 0xffffffff);
 }
 
 /** Checks the arguments and builds the native call's spec and tensors. */

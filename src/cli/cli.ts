@@ -37,17 +37,18 @@ const defaultIO = (): CliIO => ({
 });
 
 // ---------------------------------------------------------------------------------------------
-// Argument parsers: a bad value is a usage error naming the flag.
+// Argument parsers: a bad value is a usage error naming the flag, in the words of the library's
+// checks (src/util/check.ts), quoting the text given.
 
-const int = (min: number) => (v: string) => {
+const int = (min: 0 | 1) => (v: string) => {
   const n = Number(v);
   if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+    throw new UsageError(`must be a ${min === 1 ? 'positive' : 'non-negative'} integer, got ${JSON.stringify(v)}`);
   return n;
 };
 const positive = (v: string) => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`must be a positive number, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`must be a finite number > 0, got ${JSON.stringify(v)}`);
   return n;
 };
 const fraction = (v: string) => {
@@ -57,7 +58,7 @@ const fraction = (v: string) => {
 };
 const nonNegative = (v: string) => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a number ≥ 0, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
   return n;
 };
 const list = (v: string, prev: string[] = []) => [

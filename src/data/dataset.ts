@@ -9,28 +9,12 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { describe, finite, nonEmptyString, nonNegativeInt, numberIn, oneOf, positiveInt } from '../util/check.js';
 
 /** A dense tensor: flat row-major data and its shape. */
 export interface Tensor {
   data: Float32Array;
   shape: number[];
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function positiveInt(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new InvalidArgumentError(`${what} must be a positive integer, got ${describe(v)}`);
-  }
-  return v;
 }
 
 /**
@@ -123,11 +107,8 @@ export function padSequences(
     throw new InvalidArgumentError(`${what} must be a non-empty array of sequences, got ${describe(sequences)}`);
   }
   const tokens = options.tokens ?? false;
-  const value = options.value ?? 0;
-  if (!Number.isFinite(value)) throw new InvalidArgumentError(`value must be a finite number, got ${describe(value)}`);
-  const truncate = options.truncate ?? 'start';
-  if (truncate !== 'start' && truncate !== 'end')
-    throw new InvalidArgumentError(`truncate must be 'start' or 'end', got ${describe(truncate)}`);
+  const value = finite('value', options.value ?? 0);
+  const truncate = oneOf('truncate', options.truncate ?? 'start', ['start', 'end']);
   let features = 1;
   const first = sequences[0];
   if (!tokens && Array.isArray(first) && Array.isArray(first[0])) features = (first[0] as number[]).length;
@@ -255,8 +236,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
 
   /** The lines of a text file, read as a stream (the file is never loaded whole). Empty lines are kept; filter them if needed. */
   static fromLines(path: string): Dataset<string> {
-    if (typeof path !== 'string' || path.length === 0)
-      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    nonEmptyString('path', path);
     return Dataset.from(() => createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }));
   }
 
@@ -282,8 +262,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * (values are strings; see {@link Dataset.map}). Parsed with `csv-parse`.
    */
   static fromCsv(path: string, options: { delimiter?: string } = {}): Dataset<Record<string, string>> {
-    if (typeof path !== 'string' || path.length === 0)
-      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    nonEmptyString('path', path);
     return Dataset.from(() => {
       const parser = parse({ columns: true, skip_empty_lines: true, trim: true, delimiter: options.delimiter ?? ',' });
       return createReadStream(path).pipe(parser) as AsyncIterable<Record<string, string>>;
@@ -327,8 +306,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
 
   /** The first `n` items. */
   take(n: number): Dataset<T> {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`take(n): n must be an integer ≥ 0, got ${describe(n)}`);
+    nonNegativeInt('take(n): n', n);
     return Dataset.from(() => {
       const self = this;
       return (async function* () {
@@ -350,8 +328,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    */
   shuffle(options: { bufferSize: number; seed?: number }): Dataset<T> {
     const size = positiveInt('shuffle bufferSize', options?.bufferSize);
-    const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed) || seed < 0) throw new InvalidArgumentError(`shuffle seed must be an integer ≥ 0, got ${describe(seed)}`);
+    const seed = nonNegativeInt('shuffle seed', options.seed ?? 0);
     let pass = 0;
     return Dataset.from(() => {
       const self = this;
@@ -440,9 +417,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * works on streams and is the same on every pass.
    */
   split(fraction: number, options: { seed?: number } = {}): [Dataset<T>, Dataset<T>] {
-    if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
-      throw new InvalidArgumentError(`split fraction must be a number in (0, 1), got ${describe(fraction)}`);
-    }
+    numberIn('split fraction', fraction, 0, 1, '()');
     const seed = options.seed ?? 0;
     const pick = (validation: boolean) =>
       this.mapWithIndex((item, i) => ({ item, v: hashUnit(seed, i) < fraction }))

@@ -5,6 +5,7 @@
  */
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { firstNonFinite } from '../native.js';
+import { describe, finite } from '../util/check.js';
 
 /** A batch of sequences as one flat, row-major typed array with its shape. */
 export interface SequenceTensor {
@@ -36,23 +37,6 @@ export interface FlatSequences {
   features?: Float32Array;
   tokens?: Uint32Array;
   lengths?: Uint32Array;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function finite(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new InvalidArgumentError(`${what} must be a finite number, got ${describe(v)}`);
-  }
-  return v;
 }
 
 function tokenId(what: string, v: unknown): number {

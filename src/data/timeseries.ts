@@ -4,7 +4,7 @@
  * series and forecasts one or many steps ahead (directly, or recursively beyond its horizon).
  */
 import { readFile } from 'node:fs/promises';
-import { checkKeys, describe, intIn, object } from '../util/check.js';
+import { checkKeys, describe, finite, intIn, nonEmptyString, numberIn, object, oneOf } from '../util/check.js';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/model.js';
 
@@ -27,18 +27,6 @@ export interface Series {
   data: Float32Array;
   /** `[time, features]`. */
   shape: [number, number];
-}
-
-function oneOf<T extends string>(what: string, v: unknown, allowed: readonly T[]): T {
-  if (!allowed.includes(v as T)) {
-    throw new InvalidArgumentError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
-  }
-  return v as T;
-}
-
-function finiteNumber(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${what} must be a finite number, got ${describe(v)}`);
-  return v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +300,7 @@ export class Normalizer {
       const a = o[key];
       if (!Array.isArray(a) || a.length === 0)
         throw new InvalidArgumentError(`normalizer JSON ${key} must be a non-empty array of numbers, got ${describe(a)}`);
-      return a.map((v, i) => finiteNumber(`normalizer JSON ${key}[${i}]`, v));
+      return a.map((v, i) => finite(`normalizer JSON ${key}[${i}]`, v));
     };
     const offset = numbers('offset');
     const scale = numbers('scale');
@@ -381,13 +369,13 @@ export class Normalizer {
   /** Normalizes one value of feature `feature` (0-based). */
   transformValue(v: number, feature: number): number {
     const f = this.#feature(feature);
-    return (finiteNumber('value', v) - this.#offset[f]!) / this.#scale[f]!;
+    return (finite('value', v) - this.#offset[f]!) / this.#scale[f]!;
   }
 
   /** Maps one normalized value of feature `feature` (0-based) back to original units. */
   inverseValue(v: number, feature: number): number {
     const f = this.#feature(feature);
-    return finiteNumber('value', v) * this.#scale[f]! + this.#offset[f]!;
+    return finite('value', v) * this.#scale[f]! + this.#offset[f]!;
   }
 }
 
@@ -533,8 +521,7 @@ export class Forecaster {
     const numLayers = intIn('numLayers', o.numLayers ?? 1, 1);
     const epochs = intIn('epochs', o.epochs ?? 20, 1);
     const batchSize = intIn('batchSize', o.batchSize ?? 32, 1);
-    const learningRate = finiteNumber('learningRate', o.learningRate ?? 0.01);
-    if (!(learningRate > 0)) throw new InvalidArgumentError(`learningRate must be positive, got ${learningRate}`);
+    const learningRate = numberIn('learningRate', o.learningRate ?? 0.01, 0, Number.POSITIVE_INFINITY, '()');
     const seed = intIn('seed', o.seed ?? 0, 0, 0xffffffff);
     const geometry: WindowOptions = { inputLength: o.inputLength as number };
     for (const key of ['horizon', 'stride', 'targets'] as const) if (o[key] !== undefined) geometry[key] = o[key] as never;
@@ -610,8 +597,7 @@ export class Forecaster {
 
   /** Reads a forecaster written by {@link Forecaster.save}; see {@link Forecaster.fromModel}. */
   static async load(path: string): Promise<Forecaster> {
-    if (typeof path !== 'string' || path.length === 0)
-      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    nonEmptyString('path', path);
     return Forecaster.fromModel(fromBuffer(await readFile(path)));
   }
 

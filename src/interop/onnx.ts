@@ -23,6 +23,7 @@ import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import type { Model } from '../model/model.js';
+import { positiveInt as checkPositiveInt } from '../util/check.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
 export interface OnnxOptions {
@@ -280,9 +281,7 @@ function unsupported(where: string, what: string): InvalidArgumentError {
 }
 
 function positiveInt(where: string, key: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw unsupported(where, `${key} must be a positive integer, got ${String(v)}`);
-  return v;
+  return checkPositiveInt(`toOnnx: ${where}: ${key}`, v);
 }
 
 function parameter(params: Params, name: string, shape: readonly number[]): Float32Array {

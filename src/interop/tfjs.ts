@@ -37,6 +37,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/model.js';
+import { positiveInt as checkPositiveInt, describe } from '../util/check.js';
 
 /** One weight of a tfjs weights manifest. */
 export interface TfjsWeightEntry {
@@ -130,15 +131,6 @@ interface Entry {
   group: string | undefined;
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
 function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -148,8 +140,7 @@ function fail(message: string): never {
 }
 
 function positiveInt(where: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`${where} must be a positive integer, got ${describe(v)}`);
-  return v;
+  return checkPositiveInt(`tfjs import: ${where}`, v);
 }
 
 /** Keras' `to_snake_case` (Keras 3 names saved weights by it). */

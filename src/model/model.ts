@@ -2,7 +2,19 @@
  * Sequential models: define from typed config objects, train with `await model.fit()` off the
  * event loop, evaluate and predict.
  */
-import { checkKeys, describe, intIn, object } from '../util/check.js';
+import {
+  bool,
+  checkKeys,
+  describe,
+  intIn,
+  nonEmptyString,
+  nonNegativeInt,
+  numberIn,
+  object,
+  oneOf,
+  positiveInt,
+  string,
+} from '../util/check.js';
 import {
   flattenInput,
   flattenTargets,
@@ -80,6 +92,8 @@ export interface ModelSpec {
 
 /** The loss a model trains on. */
 export type LossName = 'crossEntropy' | 'mse' | 'binaryCrossEntropy';
+
+const LOSSES: readonly LossName[] = ['crossEntropy', 'mse', 'binaryCrossEntropy'];
 
 /** An optimizer and its hyperparameters (PyTorch semantics and defaults). */
 export type OptimizerSpec =
@@ -233,11 +247,11 @@ function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolea
   if ('vocabSize' in input) {
     checkKeys('input.', input, ['vocabSize']);
     tokens = true;
-    intIn('input.vocabSize', input.vocabSize, 1);
+    positiveInt('input.vocabSize', input.vocabSize);
   } else if ('features' in input) {
     checkKeys('input.', input, ['features']);
     tokens = false;
-    features = intIn('input.features', input.features, 1);
+    features = positiveInt('input.features', input.features);
   } else {
     throw new MissingArgumentError('input must give either vocabSize (token ids) or features (floats per step)');
   }
@@ -246,27 +260,20 @@ function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolea
   }
   const layers = s.layers.map((l: unknown, i: number) => {
     const layer = object(`layers[${i}]`, l);
-    const keys = LAYER_KEYS[layer.type as string];
-    if (!keys) {
-      throw new InvalidArgumentError(`layers[${i}].type must be one of ${Object.keys(LAYER_KEYS).join(', ')}, got ${describe(layer.type)}`);
-    }
+    const keys = LAYER_KEYS[oneOf(`layers[${i}].type`, layer.type, Object.keys(LAYER_KEYS))]!;
     checkKeys(`layers[${i}].`, layer, keys);
     const size = layer.type === 'embedding' ? 'dim' : layer.type === 'dense' ? 'units' : 'hiddenSize';
     if (layer[size] === undefined) throw new MissingArgumentError(`layers[${i}].${size} is required`);
     for (const key of ['dim', 'hiddenSize', 'units', 'numLayers']) {
-      if (key in layer) intIn(`layers[${i}].${key}`, layer[key], 1);
+      if (key in layer) positiveInt(`layers[${i}].${key}`, layer[key]);
     }
     for (const key of ['bidirectional', 'returnSequences', 'resetAfter']) {
-      if (key in layer && typeof layer[key] !== 'boolean') {
-        throw new InvalidArgumentError(`layers[${i}].${key} must be a boolean, got ${describe(layer[key])}`);
-      }
+      if (key in layer) bool(`layers[${i}].${key}`, layer[key]);
     }
-    if ('dropout' in layer && !(typeof layer.dropout === 'number' && layer.dropout >= 0 && layer.dropout < 1)) {
-      throw new InvalidArgumentError(`layers[${i}].dropout must be a number in [0, 1), got ${describe(layer.dropout)}`);
-    }
+    if ('dropout' in layer) numberIn(`layers[${i}].dropout`, layer.dropout, 0, 1, '[)');
     return layer;
   });
-  const seed = s.seed === undefined ? 0 : intIn('seed', s.seed, 0);
+  const seed = s.seed === undefined ? 0 : nonNegativeInt('seed', s.seed);
   const nativeInput = tokens ? { type: 'tokens', vocabSize: input.vocabSize } : { type: 'features', size: features };
   return { json: JSON.stringify({ input: nativeInput, layers }), seed, tokens, features };
 }
@@ -396,8 +403,7 @@ export class Model {
    */
   importPyTorch(layer: number, bytes: Uint8Array, options: { prefix?: string } = {}): void {
     checkKeys('', object('options', options), ['prefix']);
-    const prefix = options.prefix ?? '';
-    if (typeof prefix !== 'string') throw new InvalidArgumentError(`prefix must be a string, got ${describe(prefix)}`);
+    const prefix = string('prefix', options.prefix ?? '');
     if (!(bytes instanceof Uint8Array)) throw new InvalidArgumentError(`bytes must be a Uint8Array or Buffer, got ${describe(bytes)}`);
     native.guard(() => this.#native.importLayer(intIn('layer', layer, 0, 0xffffffff), bytes, prefix));
   }
@@ -444,9 +450,7 @@ export class Model {
   toBuffer(options: SaveOptions = {}): Uint8Array {
     const o = object('options', options);
     checkKeys('', o, ['includeOptimizer', 'metadata']);
-    if (o.includeOptimizer !== undefined && typeof o.includeOptimizer !== 'boolean') {
-      throw new InvalidArgumentError(`includeOptimizer must be a boolean, got ${describe(o.includeOptimizer)}`);
-    }
+    if (o.includeOptimizer !== undefined) bool('includeOptimizer', o.includeOptimizer);
     let user: string | undefined;
     if (o.metadata !== undefined) {
       object('metadata', o.metadata);
@@ -461,8 +465,7 @@ export class Model {
    * destroys the file that was there.
    */
   async save(path: string, options: SaveOptions = {}): Promise<void> {
-    if (typeof path !== 'string' || path.length === 0)
-      throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    nonEmptyString('path', path);
     const bytes = this.toBuffer(options);
     const { open, rename, rm } = await import('node:fs/promises');
     const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
@@ -532,9 +535,7 @@ export class Model {
 
   /** The loss must fit the last layer; checked before the targets are read. */
   #checkLoss(loss: unknown): LossName {
-    if (!['crossEntropy', 'mse', 'binaryCrossEntropy'].includes(loss as string)) {
-      throw new InvalidArgumentError(`loss must be one of crossEntropy, mse, binaryCrossEntropy, got ${describe(loss)}`);
-    }
+    oneOf('loss', loss, LOSSES);
     const layers = this.#layers();
     const last = layers[layers.length - 1]!;
     const act = last.type === 'dense' ? (last.activation as string) : undefined;
@@ -625,10 +626,7 @@ export class Model {
       }
       validation = this.#data(o.validationData[0], o.validationData[1], loss, 'validationData');
     } else if (o.validationSplit !== undefined) {
-      const split = o.validationSplit;
-      if (typeof split !== 'number' || !(split > 0 && split < 1)) {
-        throw new InvalidArgumentError(`validationSplit must be a number in (0, 1), got ${describe(split)}`);
-      }
+      const split = numberIn('validationSplit', o.validationSplit, 0, 1, '()');
       const keep = data.samples - Math.round(data.samples * split);
       if (keep < 1 || keep >= data.samples) {
         throw new InvalidArgumentError(`validationSplit ${split} of ${data.samples} samples leaves no training or no validation data`);
@@ -882,7 +880,7 @@ export class Model {
   async predict(x: SequenceInput, options: PredictOptions = {}): Promise<Prediction> {
     checkKeys('', object('options', options), ['batchSize']);
     const flat = this.#input(x);
-    const r = await native.settle(native.guard(() => this.#native.predict(flat, intIn('batchSize', options.batchSize ?? 64, 1))));
+    const r = await native.settle(native.guard(() => this.#native.predict(flat, positiveInt('batchSize', options.batchSize ?? 64))));
     return this.#prediction(flat, r);
   }
 
@@ -890,7 +888,7 @@ export class Model {
   predictSync(x: SequenceInput, options: PredictOptions = {}): Prediction {
     checkKeys('', object('options', options), ['batchSize']);
     const flat = this.#input(x);
-    const r = native.guard(() => this.#native.predictSync(flat, intIn('batchSize', options.batchSize ?? 64, 1)));
+    const r = native.guard(() => this.#native.predictSync(flat, positiveInt('batchSize', options.batchSize ?? 64)));
     return this.#prediction(flat, r);
   }
 
@@ -900,7 +898,7 @@ export class Model {
     checkKeys('', o, ['batchSize', 'loss']);
     const data = this.#data(x, y, this.#checkLoss(o.loss));
     const r = await native.settle(
-      native.guard(() => this.#native.evaluate(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1))),
+      native.guard(() => this.#native.evaluate(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64))),
     );
     return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
   }
@@ -910,7 +908,7 @@ export class Model {
     const o = object('options', options);
     checkKeys('', o, ['batchSize', 'loss']);
     const data = this.#data(x, y, this.#checkLoss(o.loss));
-    const r = native.guard(() => this.#native.evaluateSync(data, options.loss, intIn('batchSize', options.batchSize ?? 64, 1)));
+    const r = native.guard(() => this.#native.evaluateSync(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64)));
     return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
   }
 }
@@ -993,8 +991,7 @@ export function fromBuffer(bytes: Uint8Array): Model {
 
 /** Reads a model file written by {@link Model.save}; see {@link fromBuffer}. */
 export async function loadModel(path: string): Promise<Model> {
-  if (typeof path !== 'string' || path.length === 0)
-    throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+  nonEmptyString('path', path);
   const { readFile } = await import('node:fs/promises');
   return fromBuffer(await readFile(path));
 }

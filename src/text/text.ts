@@ -11,63 +11,7 @@
  */
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { loadModel, sequential, type FitHistory, type FitOptions, type LayerSpec, type Model, type SaveOptions } from '../model/model.js';
-
-// ---------------------------------------------------------------------------------------------
-// Small validation helpers (messages name the argument and the value received).
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'function') return 'a function';
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function object(what: string, v: unknown): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
-    throw new InvalidArgumentError(`${what} must be an object, got ${describe(v)}`);
-  }
-  return v as Record<string, unknown>;
-}
-
-function options(what: string, v: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (v === undefined) return {};
-  const o = object(what, v);
-  for (const key of Object.keys(o)) {
-    if (!allowed.includes(key)) {
-      throw new InvalidArgumentError(`unknown option ${key} of ${what}; expected one of ${allowed.join(', ')}`);
-    }
-  }
-  return o;
-}
-
-function intIn(what: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`;
-    throw new InvalidArgumentError(`${what} must be an integer ${range}, got ${describe(v)}`);
-  }
-  return v;
-}
-
-function optInt(what: string, v: unknown, fallback: number, min: number, max?: number): number {
-  return v === undefined ? fallback : intIn(what, v, min, max);
-}
-
-function optBool(what: string, v: unknown, fallback: boolean): boolean {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'boolean') throw new InvalidArgumentError(`${what} must be a boolean, got ${describe(v)}`);
-  return v;
-}
-
-function positive(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new InvalidArgumentError(`${what} must be a finite number > 0, got ${describe(v)}`);
-  }
-  return v;
-}
+import { describe, intIn, numberIn, positiveInt, object, oneOf, optBool, optInt, options } from '../util/check.js';
 
 /** Compares strings by code point (JavaScript's `<` compares UTF-16 code units). */
 function compareCodePoints(a: string, b: string): number {
@@ -170,11 +114,7 @@ const NO_SPACE_AFTER = /^[([{«“‘¿¡\-/$#@]$/u;
 const UNKNOWN_KEYS = ['unknown'];
 
 function unknownMode(v: unknown): UnknownTokens {
-  if (v === undefined) return 'map';
-  if (v !== 'map' && v !== 'skip' && v !== 'error') {
-    throw new InvalidArgumentError(`unknown must be 'map', 'skip' or 'error', got ${describe(v)}`);
-  }
-  return v;
+  return v === undefined ? 'map' : oneOf('unknown', v, ['map', 'skip', 'error']);
 }
 
 /** Shared implementation of the two vocabulary tokenizers. */
@@ -470,8 +410,7 @@ export function tokenizerFromJSON(json: unknown): Tokenizer {
       throw new InvalidArgumentError(`tokenizer JSON has an unknown key ${JSON.stringify(key)}; expected type, version, lowercase, tokens`);
     }
   }
-  if (o.type !== 'char' && o.type !== 'word')
-    throw new InvalidArgumentError(`tokenizer JSON type must be 'char' or 'word', got ${describe(o.type)}`);
+  oneOf('tokenizer JSON type', o.type, ['char', 'word']);
   if (o.version !== 1) throw new InvalidArgumentError(`tokenizer JSON version must be 1, got ${describe(o.version)}`);
   if (typeof o.lowercase !== 'boolean')
     throw new InvalidArgumentError(`tokenizer JSON lowercase must be a boolean, got ${describe(o.lowercase)}`);
@@ -584,15 +523,10 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
   }
   if (options_ === undefined) throw new MissingArgumentError('sampleFrom options are required: { random } at least');
   const o = options('options', options_, ['temperature', 'topK', 'topP', 'random', 'probabilities']);
-  const temperature = o.temperature ?? 1;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new InvalidArgumentError(`temperature must be a finite number ≥ 0, got ${describe(temperature)}`);
-  }
+  const temperature = numberIn('temperature', o.temperature ?? 1, 0, Number.POSITIVE_INFINITY, '[)');
   const n = scores.length;
-  const topK = o.topK === undefined ? n : intIn('topK', o.topK, 1);
-  const topP = o.topP ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
-    throw new InvalidArgumentError(`topP must be a number in (0, 1], got ${describe(topP)}`);
+  const topK = o.topK === undefined ? n : positiveInt('topK', o.topK);
+  const topP = numberIn('topP', o.topP ?? 1, 0, 1, '(]');
   if (o.random === undefined)
     throw new MissingArgumentError('options.random is required: a function returning uniform numbers in [0, 1), e.g. seededRandom(0)');
   if (typeof o.random !== 'function') throw new InvalidArgumentError(`random must be a function, got ${describe(o.random)}`);
@@ -864,15 +798,13 @@ async function buildAndTrain(
   x: number[][],
   y: number[][] | number[],
 ): Promise<{ model: Model; history: FitHistory }> {
-  const cell = o.cell ?? 'lstm';
-  if (cell !== 'lstm' && cell !== 'gru' && cell !== 'rnn')
-    throw new InvalidArgumentError(`cell must be 'lstm', 'gru' or 'rnn', got ${describe(cell)}`);
+  const cell = oneOf<TextCell>('cell', o.cell ?? 'lstm', ['lstm', 'gru', 'rnn']);
   const hiddenSize = optInt('hiddenSize', o.hiddenSize, defaultHidden, 1);
   const numLayers = optInt('numLayers', o.numLayers, 1, 1);
   const embeddingDim = optInt('embeddingDim', o.embeddingDim, Math.min(64, tokenizer.vocabSize), 1);
   const epochs = optInt('epochs', o.epochs, 10, 1);
   const batchSize = optInt('batchSize', o.batchSize, 32, 1);
-  const learningRate = o.learningRate === undefined ? 0.005 : positive('learningRate', o.learningRate);
+  const learningRate = o.learningRate === undefined ? 0.005 : numberIn('learningRate', o.learningRate, 0, Number.POSITIVE_INFINITY, '()');
   const seed = optInt('seed', o.seed, 0, 0, 0xffffffff);
   const layers: LayerSpec[] = [
     { type: 'embedding', dim: embeddingDim },
