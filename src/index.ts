@@ -11,3 +11,4 @@ export * from './interop/onnx.js';
 export * from './interop/tfjs.js';
 export * from './text/text.js';
 export * from './data/timeseries.js';
+export { seededRandom } from './util/random.js';

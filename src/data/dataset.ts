@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { randomStream, hashUnit } from '../util/random.js';
 import { describe, finite, nonEmptyString, nonNegativeInt, numberIn, oneOf, positiveInt } from '../util/check.js';
 
 /** A dense tensor: flat row-major data and its shape. */
@@ -178,23 +179,6 @@ function sourceOf<T>(from: Iterable<T> | AsyncIterable<T> | (() => Iterable<T> |
   };
 }
 
-/** splitmix32: a small seeded generator for shuffling (deterministic across platforms). */
-function splitmix32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x9e3779b9) >>> 0;
-    let z = a;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
-}
-
-/** Mixes a seed and an index into a uniform number in [0, 1) (for splits that need no memory). */
-function hashUnit(seed: number, i: number): number {
-  return splitmix32((Math.imul(seed >>> 0, 0x27d4eb2d) ^ Math.imul(i + 1, 0x165667b1)) >>> 0)();
-}
-
 /**
  * A lazy sequence of items (usually {@link Sample}s) read from arrays, iterables, async
  * iterables or files, transformed on the fly. Iterate with `for await`. Every method returns a
@@ -332,7 +316,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     let pass = 0;
     return Dataset.from(() => {
       const self = this;
-      const random = splitmix32(seed + pass++);
+      const random = randomStream(seed + pass++);
       return (async function* () {
         const buffer: T[] = [];
         for await (const item of self) {
@@ -372,7 +356,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     let pass = 0;
     return Dataset.from(() => {
       const self = this;
-      const random = splitmix32((options.seed ?? 0) + pass++);
+      const random = randomStream((options.seed ?? 0) + pass++);
       return (async function* () {
         let pending: T[] = [];
         const flush = function* (final: boolean): Generator<T[]> {

@@ -11,6 +11,7 @@
  */
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { loadModel, sequential, type FitHistory, type FitOptions, type LayerSpec, type Model, type SaveOptions } from '../model/model.js';
+import { seededRandom } from '../util/random.js';
 import { describe, intIn, numberIn, positiveInt, object, oneOf, optBool, optInt, options } from '../util/check.js';
 
 /** Compares strings by code point (JavaScript's `<` compares UTF-16 code units). */
@@ -579,24 +580,6 @@ export function sampleFrom(scores: ArrayLike<number>, options_: SampleOptions): 
     if (target < 0) return i;
   }
   return kept[kept.length - 1]!;
-}
-
-/**
- * A small deterministic pseudo-random generator: mulberry32 (Tommy Ettinger's 32-bit generator,
- * public domain), uniform numbers in [0, 1) with 2^-32 resolution. `seed` is an integer, taken
- * modulo 2^32. Not for cryptography.
- * @returns a function; each call returns the next number of the sequence.
- */
-export function seededRandom(seed: number): () => number {
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed))
-    throw new InvalidArgumentError(`seed must be an integer, got ${describe(seed)}`);
-  let a = Number(BigInt.asUintN(32, BigInt(seed)));
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
