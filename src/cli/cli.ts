@@ -14,7 +14,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { GyreError, InvalidArgumentError } from '../errors.js';
 import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/model.js';
 import { htmlReport, terminalLossChart } from './report.js';
-import { TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/text.js';
+import { TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/index.js';
 import { Forecaster } from '../data/timeseries.js';
 import { seededRandom } from '../util/random.js';
 
