@@ -4,7 +4,7 @@
  */
 export * from './functional.js';
 export * from './errors.js';
-export * from './model/model.js';
+export * from './model/index.js';
 export * from './data/dataset.js';
 export type { SequenceInput, SequenceTensor, TargetInput } from './data/flatten.js';
 export * from './interop/onnx.js';

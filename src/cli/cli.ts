@@ -12,7 +12,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError as UsageError, Option } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { GyreError, InvalidArgumentError } from '../errors.js';
-import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/model.js';
+import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/index.js';
 import { htmlReport, terminalLossChart } from './report.js';
 import { TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/index.js';
 import { Forecaster } from '../data/timeseries.js';

@@ -4,7 +4,7 @@
  * the settings and the results.
  */
 import * as asciichart from 'asciichart';
-import type { ProgressEvent } from '../model/model.js';
+import type { ProgressEvent } from '../model/index.js';
 
 /** Everything a report shows about one training run. */
 export interface TrainingRun {

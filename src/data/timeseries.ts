@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { checkKeys, describe, finite, intIn, nonEmptyString, numberIn, object, oneOf } from '../util/check.js';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
-import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/model.js';
+import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/index.js';
 
 /** A series as one flat, row-major array: `[time, features]`. */
 export interface SeriesTensor {

@@ -22,7 +22,7 @@ import { readFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
-import type { Model } from '../model/model.js';
+import type { Model } from '../model/index.js';
 import { positiveInt as checkPositiveInt } from '../util/check.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */

@@ -36,7 +36,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
-import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/model.js';
+import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/index.js';
 import { positiveInt as checkPositiveInt, describe } from '../util/check.js';
 
 /** One weight of a tfjs weights manifest. */

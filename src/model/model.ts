@@ -2,348 +2,40 @@
  * Sequential models: define from typed config objects, train with `await model.fit()` off the
  * event loop, evaluate and predict.
  */
+import { Dataset, type Sample } from '../data/dataset.js';
 import {
-  bool,
-  checkKeys,
-  describe,
-  intIn,
-  nonEmptyString,
-  nonNegativeInt,
-  numberIn,
-  object,
-  oneOf,
-  positiveInt,
-  string,
-} from '../util/check.js';
-import {
+  type FlatSequences,
   flattenInput,
   flattenTargets,
+  type SequenceInput,
   sliceSequences,
   sliceTargets,
-  type FlatSequences,
-  type SequenceInput,
   type TargetInput,
 } from '../data/flatten.js';
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
-import { Dataset, type Sample } from '../data/dataset.js';
 import * as native from '../native.js';
-
-/** Token ids below `vocabSize` per step; the first layer must be an embedding. */
-export interface TokenInputSpec {
-  vocabSize: number;
-}
-
-/** `features` floats per step. */
-export interface FeatureInputSpec {
-  features: number;
-}
-
-/** Options shared by the recurrent layers. */
-export interface RecurrentLayerSpec {
-  /** Hidden size `H`. */
-  hiddenSize: number;
-  /** Stacked layers. Default 1. */
-  numLayers?: number;
-  /** Add a second cell running from the last step to the first. Default false. */
-  bidirectional?: boolean;
-  /** How the two directions combine in the output: side by side (`2H` features) or summed. Default `'concat'`. */
-  merge?: 'concat' | 'sum';
-  /** Output every step `[S, T, ·]` (true) or each sequence's final state `[S, ·]` (false). Default true. */
-  returnSequences?: boolean;
-  /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-  dropout?: number;
-}
-
-/** A layer of a {@link ModelSpec}. */
-export type LayerSpec =
-  | {
-      /** Token ids to `dim`-vectors; first layer of a token model. */
-      type: 'embedding';
-      dim: number;
-    }
-  | (RecurrentLayerSpec & {
-      type: 'rnn';
-      /** Default `'tanh'`. */
-      nonlinearity?: 'tanh' | 'relu';
-    })
-  | (RecurrentLayerSpec & { type: 'lstm' })
-  | (RecurrentLayerSpec & {
-      type: 'gru';
-      /** Reset gate after the recurrent product (PyTorch). Default true. */
-      resetAfter?: boolean;
-    })
-  | {
-      /** `act(x·Wᵀ + b)`, applied at every step of a sequence. */
-      type: 'dense';
-      units: number;
-      /** Default `'linear'`. */
-      activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax';
-    };
-
-/** A sequential model's architecture. */
-export interface ModelSpec {
-  /** What the model reads. */
-  input: TokenInputSpec | FeatureInputSpec;
-  /** Layers, first to last. */
-  layers: LayerSpec[];
-  /** Seed of the weight initialisation. Default 0. */
-  seed?: number;
-}
-
-/** The loss a model trains on. */
-export type LossName = 'crossEntropy' | 'mse' | 'binaryCrossEntropy';
-
-const LOSSES: readonly LossName[] = ['crossEntropy', 'mse', 'binaryCrossEntropy'];
-
-/** An optimizer and its hyperparameters (PyTorch semantics and defaults). */
-export type OptimizerSpec =
-  | { type: 'sgd'; learningRate: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
-  | { type: 'adam'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
-  | { type: 'adamw'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
-  | { type: 'rmsprop'; learningRate: number; alpha?: number; eps?: number; momentum?: number; centered?: boolean; weightDecay?: number };
-
-/** A learning-rate schedule over epochs. */
-export type ScheduleSpec =
-  | { type: 'constant' }
-  | { type: 'step'; stepSize: number; gamma: number }
-  | { type: 'exponential'; gamma: number }
-  | { type: 'cosine'; tMax: number; etaMin?: number };
-
-/** One progress report of {@link Model.fit}. */
-export interface ProgressEvent {
-  /** After every batch or every epoch. */
-  kind: 'batch' | 'epoch';
-  /** 1-based epoch. */
-  epoch: number;
-  /** 1-based batch (batch events). */
-  batch?: number;
-  /** Batches per epoch (batch events). */
-  batches?: number;
-  /** Loss of the batch, or the epoch's mean loss. */
-  loss: number;
-  /** Epoch training accuracy (cross-entropy). */
-  accuracy?: number;
-  /** Validation loss (epoch events with validation data). */
-  valLoss?: number;
-  /** Validation accuracy (cross-entropy). */
-  valAccuracy?: number;
-  /** The epoch's learning rate (epoch events). */
-  learningRate?: number;
-  /** Training samples per second. */
-  samplesPerSecond: number;
-}
-
-/** Options of {@link Model.fit}. */
-export interface FitOptions {
-  /** The loss. `crossEntropy` takes integer class targets; the others float targets. */
-  loss: LossName;
-  /** Passes over the data. Default 1. */
-  epochs?: number;
-  /** Sequences per batch. Default 32. */
-  batchSize?: number;
-  /** Default `{ type: 'adam', learningRate: 0.001 }`. */
-  optimizer?: OptimizerSpec;
-  /** Learning rate per epoch. Default constant. */
-  schedule?: ScheduleSpec;
-  /** Epochs of linear learning-rate warmup. Default 0. */
-  warmupEpochs?: number;
-  /** Shuffle every epoch (seeded). Default true. */
-  shuffle?: boolean;
-  /** Seed of shuffling and dropout. Default 0. */
-  seed?: number;
-  /** Clip the global gradient norm. */
-  clipNorm?: number;
-  /** Clip every gradient element to [-v, v]. */
-  clipValue?: number;
-  /** Truncated BPTT: update every this many steps, carrying the state (sequence outputs only). */
-  tbpttSteps?: number;
-  /** Data to report the loss on after every epoch. */
-  validationData?: [SequenceInput, TargetInput];
-  /** Fraction of the samples, taken from the end before shuffling, used as validation data. */
-  validationSplit?: number;
-  /** Stop when the validation loss (else the training loss) stops improving. */
-  earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
-  /** Called on the event loop after every batch and epoch. */
-  onProgress?: (event: ProgressEvent) => void;
-  /** Stops training before the next batch; fit then rejects with a {@link TrainingAbortedError}. */
-  signal?: AbortSignal;
-}
-
-/** What {@link Model.fit} resolves to. */
-export interface FitHistory {
-  /** One entry per completed epoch. */
-  epochs: ProgressEvent[];
-  /** Whether early stopping ended training. */
-  stoppedEarly: boolean;
-}
-
-/** Loss and accuracy over a dataset. */
-export interface Evaluation {
-  loss: number;
-  /** Cross-entropy only. */
-  accuracy?: number;
-}
-
-/** Options of {@link Model.predict} and {@link Model.evaluate}. */
-export interface PredictOptions {
-  /** Sequences per native batch. Default 64. */
-  batchSize?: number;
-}
-
-/** Thrown (rejected) when an AbortSignal stops {@link Model.fit}; the model keeps the weights of the last completed batch. */
-export class TrainingAbortedError extends GyreError {
-  /** The epochs completed before the abort. */
-  readonly history: FitHistory;
-
-  constructor(history: FitHistory, options?: { cause?: unknown }) {
-    super('GYRE_ABORTED', `training was aborted after ${history.epochs.length} complete epoch(s)`, options);
-    this.history = history;
-  }
-}
-
-/** The error that ends training when `onProgress` throws `error`: an abort, caused by it. */
-function progressThrew(history: FitHistory, error: unknown): TrainingAbortedError {
-  const err = new TrainingAbortedError(history, { cause: error });
-  err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
-  return err;
-}
-
-/** The model's output: `data` is `[samples, steps, units]` (zeros at padded steps) or `[samples, units]`. */
-export interface Prediction {
-  data: Float32Array;
-  shape: number[];
-  /**
-   * Each sequence's final state (at its own last step; for a backward direction, its first),
-   * one entry per recurrent layer in order: `hidden` (and `cell` for an LSTM) shaped
-   * `[numLayers × directions, samples, hiddenSize]`, PyTorch's `h_n` / `c_n` layout.
-   */
-  states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
-}
-
-/** Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
-function assertFinite(path: string, v: unknown): void {
-  if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
-  if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
-    for (const [k, x] of Object.entries(v)) assertFinite(path ? `${path}.${k}` : k, x);
-  }
-}
-
-const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout'];
-const LAYER_KEYS: Record<string, string[]> = {
-  embedding: ['type', 'dim'],
-  rnn: [...RECURRENT_KEYS, 'nonlinearity'],
-  lstm: RECURRENT_KEYS,
-  gru: [...RECURRENT_KEYS, 'resetAfter'],
-  dense: ['type', 'units', 'activation'],
-};
-
-/** Checks a spec in TypeScript (types, unknown keys) and returns its JSON for the native model. */
-function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolean; features: number } {
-  const s = object('model spec', spec);
-  checkKeys('', s, ['input', 'layers', 'seed']);
-  const input = object('input', s.input);
-  let tokens: boolean;
-  let features = 0;
-  if ('vocabSize' in input) {
-    checkKeys('input.', input, ['vocabSize']);
-    tokens = true;
-    positiveInt('input.vocabSize', input.vocabSize);
-  } else if ('features' in input) {
-    checkKeys('input.', input, ['features']);
-    tokens = false;
-    features = positiveInt('input.features', input.features);
-  } else {
-    throw new MissingArgumentError('input must give either vocabSize (token ids) or features (floats per step)');
-  }
-  if (!Array.isArray(s.layers) || s.layers.length === 0) {
-    throw new InvalidArgumentError(`layers must be a non-empty array, got ${describe(s.layers)}`);
-  }
-  const layers = s.layers.map((l: unknown, i: number) => {
-    const layer = object(`layers[${i}]`, l);
-    const keys = LAYER_KEYS[oneOf(`layers[${i}].type`, layer.type, Object.keys(LAYER_KEYS))]!;
-    checkKeys(`layers[${i}].`, layer, keys);
-    const size = layer.type === 'embedding' ? 'dim' : layer.type === 'dense' ? 'units' : 'hiddenSize';
-    if (layer[size] === undefined) throw new MissingArgumentError(`layers[${i}].${size} is required`);
-    for (const key of ['dim', 'hiddenSize', 'units', 'numLayers']) {
-      if (key in layer) positiveInt(`layers[${i}].${key}`, layer[key]);
-    }
-    for (const key of ['bidirectional', 'returnSequences', 'resetAfter']) {
-      if (key in layer) bool(`layers[${i}].${key}`, layer[key]);
-    }
-    if ('dropout' in layer) numberIn(`layers[${i}].dropout`, layer.dropout, 0, 1, '[)');
-    return layer;
-  });
-  const seed = s.seed === undefined ? 0 : nonNegativeInt('seed', s.seed);
-  const nativeInput = tokens ? { type: 'tokens', vocabSize: input.vocabSize } : { type: 'features', size: features };
-  return { json: JSON.stringify({ input: nativeInput, layers }), seed, tokens, features };
-}
-
-const FIT_KEYS = [
-  'loss',
-  'epochs',
-  'batchSize',
-  'optimizer',
-  'schedule',
-  'warmupEpochs',
-  'shuffle',
-  'seed',
-  'clipNorm',
-  'clipValue',
-  'tbpttSteps',
-  'validationData',
-  'validationSplit',
-  'earlyStopping',
-  'onProgress',
-  'signal',
-];
-
-function isSample(v: unknown): v is Sample {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && 'x' in v && 'y' in v;
-}
-
-function checkSample(v: unknown, where: string): Sample {
-  if (!isSample(v)) throw new InvalidArgumentError(`${where} must be a sample { x, y }, got ${describe(v)}`);
-  return v;
-}
-
-/** The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
-function nativeFitOptions(o: Record<string, unknown>, loss: LossName): Record<string, unknown> {
-  const nativeOptions: Record<string, unknown> = {
-    epochs: o.epochs ?? 1,
-    batchSize: o.batchSize ?? 32,
-    shuffle: o.shuffle ?? true,
-    seed: o.seed ?? 0,
-    loss,
-    optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
-  };
-  for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
-    if (o[key] !== undefined) nativeOptions[key] = o[key];
-  }
-  assertFinite('', nativeOptions);
-  for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
-    if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
-  }
-  return nativeOptions;
-}
-
-/** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */
-export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | 'validationSplit' | 'shuffle'> {
-  /** Data to report the loss on after every epoch: a dataset of samples, or `[x, y]` arrays. */
-  validationData?: Dataset<Sample> | Iterable<Sample> | AsyncIterable<Sample> | [SequenceInput, TargetInput];
-}
-
-const FIT_DATASET_KEYS = FIT_KEYS.filter((k) => k !== 'validationSplit' && k !== 'shuffle');
-
-function toProgress(e: native.ProgressEvent): ProgressEvent {
-  const out: ProgressEvent = { kind: e.kind as 'batch' | 'epoch', epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
-  if (e.batch != null) out.batch = e.batch;
-  if (e.batches != null) out.batches = e.batches;
-  if (e.accuracy != null) out.accuracy = e.accuracy;
-  if (e.valLoss != null) out.valLoss = e.valLoss;
-  if (e.valAccuracy != null) out.valAccuracy = e.valAccuracy;
-  if (e.learningRate != null) out.learningRate = e.learningRate;
-  return out;
-}
+import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
+import { type ModelSpec, specJson } from './spec.js';
+import { Stream } from './stream.js';
+import {
+  checkSample,
+  type Evaluation,
+  FIT_DATASET_KEYS,
+  FIT_KEYS,
+  type FitDatasetOptions,
+  type FitHistory,
+  type FitOptions,
+  isSample,
+  LOSSES,
+  type LossName,
+  nativeFitOptions,
+  type Prediction,
+  type PredictOptions,
+  type ProgressEvent,
+  progressThrew,
+  toProgress,
+  TrainingAbortedError,
+} from './training.js';
 
 /** Marks the constructor argument that wraps an existing native model (loading a file). */
 const FROM_NATIVE = Symbol('fromNative');
@@ -910,72 +602,6 @@ export class Model {
     const data = this.#data(x, y, this.#checkLoss(o.loss));
     const r = native.guard(() => this.#native.evaluateSync(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64)));
     return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
-  }
-}
-
-/**
- * The live state of `batch` independent sequences for step-by-step inference: feed one time
- * step at a time with {@link Stream.step}. Create with {@link Model.createStream}.
- */
-export class Stream {
-  readonly #model: native.NativeModel;
-  readonly #state: native.StreamState;
-  readonly #tokens: boolean;
-  readonly #features: number;
-
-  /** @internal */
-  constructor(model: native.NativeModel, state: native.StreamState, tokens: boolean, features: number) {
-    this.#model = model;
-    this.#state = state;
-    this.#tokens = tokens;
-    this.#features = features;
-  }
-
-  /** Number of independent sequences. */
-  get batch(): number {
-    return this.#state.batch;
-  }
-
-  /**
-   * Advances every sequence by one step. `input`: per sequence one feature vector
-   * (`number[][]` `[batch][features]`, `number[]` when batch is 1, or a flat Float32Array), or
-   * one token id (`number[]` / Uint32Array, or a number when batch is 1).
-   * @returns the model's output for this step, `[batch, units]` flat.
-   */
-  step(input: number | number[] | number[][] | Float32Array | Uint32Array): Float32Array {
-    const b = this.batch;
-    if (this.#tokens) {
-      const ids = typeof input === 'number' ? [input] : input;
-      if (!(ids instanceof Uint32Array) && !(Array.isArray(ids) && ids.every((v) => typeof v === 'number'))) {
-        throw new InvalidArgumentError(`step input must be ${b} token id(s), got ${describe(input)}`);
-      }
-      const arr = ids instanceof Uint32Array ? ids : Uint32Array.from(ids as number[], (v, i) => intIn(`input[${i}]`, v, 0, 0xfffffffe));
-      return native.guard(() => this.#model.step(this.#state, undefined, arr));
-    }
-    let flat: Float32Array;
-    if (input instanceof Float32Array) flat = input;
-    else if (Array.isArray(input) && input.every((v) => typeof v === 'number') && b === 1) flat = Float32Array.from(input as number[]);
-    else if (Array.isArray(input) && input.every(Array.isArray)) flat = Float32Array.from((input as number[][]).flat());
-    else throw new InvalidArgumentError(`step input must be ${b} vector(s) of ${this.#features} features, got ${describe(input)}`);
-    for (let i = 0; i < flat.length; i++) {
-      if (!Number.isFinite(flat[i])) throw new InvalidArgumentError(`step input[${i}] must be a finite number, got ${flat[i]}`);
-    }
-    return native.guard(() => this.#model.step(this.#state, flat, undefined));
-  }
-
-  /** Starts every sequence afresh (zero state). */
-  reset(): void {
-    this.#state.reset();
-  }
-
-  /** An independent copy of this stream's state. */
-  copy(): Stream {
-    return new Stream(this.#model, this.#state.copy(), this.#tokens, this.#features);
-  }
-
-  /** The state as one array, to keep elsewhere and restore with {@link Model.restoreStream}. */
-  toArray(): Float32Array {
-    return this.#state.toArray();
   }
 }
 

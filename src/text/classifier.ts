@@ -1,6 +1,6 @@
 /** {@link TextClassifier}: a sequence classifier of texts in one object (train, classify, evaluate, save, load). */
 import { InvalidArgumentError, ShapeMismatchError } from '../errors.js';
-import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/model.js';
+import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
 import { describe, options } from '../util/check.js';
 import { outputWidth } from './generate.js';
 import { checkTokenizer, compareCodePoints, type Tokenizer, tokenizerFromJSON } from './tokenizers.js';

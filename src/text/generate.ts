@@ -1,6 +1,6 @@
 /** Text generation from any token model, one token at a time through a stream ({@link generateText}). */
 import { InvalidArgumentError } from '../errors.js';
-import type { Model } from '../model/model.js';
+import type { Model } from '../model/index.js';
 import { describe, optBool, optInt, options } from '../util/check.js';
 import { seededRandom } from '../util/random.js';
 import { type SampleOptions, sampleFrom } from './sampling.js';

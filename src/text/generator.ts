@@ -1,5 +1,5 @@
 /** {@link TextGenerator}: a character- or word-level language model in one object (train, generate, save, load). */
-import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/model.js';
+import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
 import { optInt, options } from '../util/check.js';
 import { textSequences } from './encoding.js';
 import { checkTokenModel, type GenerateOptions, generateText } from './generate.js';

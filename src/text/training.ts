@@ -3,7 +3,7 @@
  * option, building and training `embedding → cell → dense`, and reading their saved metadata.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { type FitHistory, type FitOptions, type LayerSpec, type Model, sequential } from '../model/model.js';
+import { type FitHistory, type FitOptions, type LayerSpec, type Model, sequential } from '../model/index.js';
 import { describe, numberIn, oneOf, optInt } from '../util/check.js';
 import { CharTokenizer, checkTokenizer, type Tokenizer, WordTokenizer } from './tokenizers.js';
 import type { TextClassifier } from './classifier.js';
