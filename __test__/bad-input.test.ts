@@ -75,8 +75,8 @@ function weights(model: Model): Weights {
 /** What a model computes on a fixed input: compared before and after every failed call. */
 function fingerprint(model: Model): { weights: Weights; prediction: number[] } {
   const cfg = model.config;
-  const tokens = cfg.input.type === 'tokens';
-  const features = cfg.input.size as number;
+  const tokens = 'vocabSize' in cfg.input;
+  const features = 'features' in cfg.input ? cfg.input.features : 0;
   const x = tokens
     ? [[1, 0, 2], [3]]
     : [

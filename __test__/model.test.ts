@@ -236,7 +236,7 @@ describe('model definition', () => {
       dropout: 0,
       resetAfter: true,
     });
-    const copy = sequential({ input: { vocabSize: 20 }, layers: model.config.layers as never });
+    const copy = sequential({ input: { vocabSize: 20 }, layers: model.config.layers });
     expect(Object.keys(copy.parameters())).toEqual(Object.keys(params));
   });
 

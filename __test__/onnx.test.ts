@@ -281,7 +281,7 @@ describe('saveOnnx', () => {
 
 describe('what cannot be exported', () => {
   /** A model-like object whose config holds what a future gyre might add. */
-  const fake = (layers: Record<string, unknown>[], input: Record<string, unknown> = { type: 'features', size: 3 }): Model =>
+  const fake = (layers: Record<string, unknown>[], input: Record<string, unknown> = { features: 3 }): Model =>
     ({ config: { input, layers }, parameters: () => ({}) }) as unknown as Model;
 
   it('throws naming the layer for a layer type without an ONNX mapping', () => {

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TextGenerator, type ProgressEvent } from 'gyre';
+import { type EpochProgressEvent, TextGenerator } from 'gyre';
 
 /** Options of {@link trainNames}. */
 export interface NamesOptions {
@@ -20,7 +20,7 @@ export interface NamesOptions {
   /** Use only the first this many names (after a fixed shuffle). Default all. */
   limit?: number;
   /** Called after every epoch. */
-  onEpoch?: (e: ProgressEvent) => void;
+  onEpoch?: (e: EpochProgressEvent) => void;
 }
 
 /** The bundled names, one per line. */

@@ -598,8 +598,8 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
   io.out(
     `${path}: ${task ?? 'plain'} model, ${model.parameterCount.toLocaleString('en-US')} parameters, ${model.trainedEpochs} epoch(s) trained`,
   );
-  const input = model.config.input as { type: string; vocabSize?: number; size?: number };
-  io.out(`  input: ${input.type === 'tokens' ? `token ids below ${input.vocabSize}` : `${input.size} feature(s) per step`}`);
+  const input = model.config.input;
+  io.out(`  input: ${'vocabSize' in input ? `token ids below ${input.vocabSize}` : `${input.features} feature(s) per step`}`);
   model.config.layers.forEach((l, i) => {
     const { type, ...rest } = l;
     io.out(

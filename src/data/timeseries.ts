@@ -583,13 +583,14 @@ export class Forecaster {
       throw new InvalidArgumentError(`${p}normalizer has ${normalizer.features} feature(s), but gyre.features is ${features}`);
     }
     const config = model.config;
-    if (config.input.type !== 'features' || config.input.size !== features) {
-      throw new InvalidArgumentError(`${p}features is ${features}, but the model reads ${describe(config.input.size)} features per step`);
+    const modelFeatures = 'features' in config.input ? config.input.features : undefined;
+    if (modelFeatures !== features) {
+      throw new InvalidArgumentError(`${p}features is ${features}, but the model reads ${describe(modelFeatures)} features per step`);
     }
     const last = config.layers[config.layers.length - 1];
     if (last?.type !== 'dense' || last.units !== horizon * targets.length) {
       throw new InvalidArgumentError(
-        `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${String(last.type)} (${describe(last.units)} units)` : 'no layers'}`,
+        `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${last.type} (${describe('units' in last ? last.units : undefined)} units)` : 'no layers'}`,
       );
     }
     return new Forecaster({ model, normalizer, inputLength, horizon, targets, features, history: null });

@@ -437,18 +437,19 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   if (typeof producer !== 'string') throw new InvalidArgumentError(`producer must be a string, got ${String(producer)}`);
 
   const config = model.config;
-  const layers = config.layers;
-  const input = config.input;
+  // Read as plain records: every key is checked below, whatever the types promise.
+  const layers = config.layers as unknown as Layer[];
+  const input = config.input as unknown as Record<string, unknown>;
   let tokens: boolean;
   let width: number;
-  if (input.type === 'features') {
+  if ('features' in input) {
     tokens = false;
-    width = positiveInt('input', 'size', input.size);
-  } else if (input.type === 'tokens') {
+    width = positiveInt('input', 'features', input.features);
+  } else if ('vocabSize' in input) {
     tokens = true;
     width = positiveInt('input', 'vocabSize', input.vocabSize);
   } else {
-    throw unsupported('input', `input type ${JSON.stringify(input.type)} has no ONNX mapping`);
+    throw unsupported('input', `input ${JSON.stringify(input)} has no ONNX mapping`);
   }
   if (!Array.isArray(layers) || layers.length === 0) throw unsupported('the model', 'it has no layers');
   layers.forEach((layer, i) => {

@@ -7,6 +7,8 @@ export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequenti
 export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
 export { Stream } from './stream.js';
 export {
+  type BatchProgressEvent,
+  type EpochProgressEvent,
   type Evaluation,
   type FitDatasetOptions,
   type FitHistory,

@@ -15,10 +15,11 @@ import {
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
-import { type ModelSpec, specJson } from './spec.js';
+import { type LayerSpec, type ModelSpec, outputsPerStep, outputWidth, specFromConfig, specJson } from './spec.js';
 import { Stream } from './stream.js';
 import {
   checkSample,
+  type EpochProgressEvent,
   type Evaluation,
   FIT_DATASET_KEYS,
   FIT_KEYS,
@@ -33,6 +34,7 @@ import {
   type PredictOptions,
   type ProgressEvent,
   progressThrew,
+  toEpoch,
   toProgress,
   TrainingAbortedError,
 } from './training.js';
@@ -59,15 +61,15 @@ export class Model {
   readonly #features: number;
   #streaming = false;
   /** The layers' configuration, parsed once on first use (it never changes). */
-  #layersCache: Record<string, unknown>[] | undefined;
+  #layersCache: LayerSpec[] | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec | NativeHandle) {
     if (spec !== null && typeof spec === 'object' && FROM_NATIVE in spec) {
       this.#native = spec[FROM_NATIVE];
-      const input = (JSON.parse(native.guard(() => this.#native.configJson())) as { input: Record<string, unknown> }).input;
-      this.#tokens = input.type === 'tokens';
-      this.#features = this.#tokens ? 0 : (input.size as number);
+      const { input } = this.config;
+      this.#tokens = 'vocabSize' in input;
+      this.#features = 'features' in input ? input.features : 0;
       return;
     }
     const { json, seed, tokens, features } = specJson(spec);
@@ -176,9 +178,12 @@ export class Model {
     }
   }
 
-  /** The architecture with every default written out (JSON-compatible). */
-  get config(): { input: Record<string, unknown>; layers: Record<string, unknown>[] } {
-    return JSON.parse(native.guard(() => this.#native.configJson()));
+  /**
+   * The model's specification with every layer default written out (JSON-compatible; the
+   * weight seed is not kept): `sequential(model.config)` builds the same architecture.
+   */
+  get config(): ModelSpec {
+    return specFromConfig(native.guard(() => this.#native.configJson()));
   }
 
   /** Whether a fit is running. */
@@ -230,7 +235,7 @@ export class Model {
     oneOf('loss', loss, LOSSES);
     const layers = this.#layers();
     const last = layers[layers.length - 1]!;
-    const act = last.type === 'dense' ? (last.activation as string) : undefined;
+    const act = last.type === 'dense' ? (last.activation ?? 'linear') : undefined;
     if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
       throw new InvalidArgumentError(
         `loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`,
@@ -264,8 +269,8 @@ export class Model {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
     const layers = this.#layers();
-    const perStep = this.#perStep(layers);
-    const width = this.#outputWidth(layers);
+    const perStep = outputsPerStep(layers);
+    const width = outputWidth(layers);
     const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
@@ -274,29 +279,9 @@ export class Model {
     return { ...flat, ...t };
   }
 
-  #layers(): Record<string, unknown>[] {
+  #layers(): LayerSpec[] {
     this.#layersCache ??= this.config.layers;
     return this.#layersCache;
-  }
-
-  /** Whether the model's output (and so its targets) has one row per step. */
-  #perStep(layers: Record<string, unknown>[]): boolean {
-    const last = layers[layers.length - 1]!;
-    return last.type === 'dense' ? this.#outputsSequence(layers) : Boolean(last.returnSequences);
-  }
-
-  #outputsSequence(layers: Record<string, unknown>[]): boolean {
-    let seq = true;
-    for (const l of layers) if (l.type === 'rnn' || l.type === 'lstm' || l.type === 'gru') seq = Boolean(l.returnSequences);
-    return seq;
-  }
-
-  #outputWidth(layers: Record<string, unknown>[]): number {
-    const last = layers[layers.length - 1]!;
-    if (last.type === 'dense') return last.units as number;
-    if (last.type === 'embedding') return last.dim as number;
-    const h = last.hiddenSize as number;
-    return last.bidirectional && last.merge !== 'sum' ? 2 * h : h;
   }
 
   /**
@@ -358,7 +343,7 @@ export class Model {
       for (let i = 0; callback && epochEvents < h.epochs.length && i < 1000; i++) {
         await new Promise((resolve) => setImmediate(resolve));
       }
-      const history = { epochs: h.epochs.map(toProgress), stoppedEarly: h.stoppedEarly };
+      const history: FitHistory = { epochs: h.epochs.map(toEpoch), stoppedEarly: h.stoppedEarly };
       if (thrown) {
         throw progressThrew(history, thrown.error);
       }
@@ -451,7 +436,7 @@ export class Model {
         if (batchNo === 0) throw new InvalidArgumentError(`the dataset yielded no samples in epoch ${epoch}; nothing to train on`);
         native.guard(() => this.#native.setTrainedEpochs(epoch));
         const secs = Math.max((performance.now() - started) / 1000, 1e-9);
-        const event: ProgressEvent = {
+        const event: EpochProgressEvent = {
           kind: 'epoch',
           epoch,
           loss: lossSum / Math.max(count, 1),
@@ -526,15 +511,15 @@ export class Model {
   /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
   #countedRows(args: native.DataArgs, loss: LossName): number {
     const layers = this.#layers();
-    const perStep = this.#perStep(layers);
+    const perStep = outputsPerStep(layers);
     const rows = perStep ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
-    return loss === 'crossEntropy' ? rows : rows * this.#outputWidth(layers);
+    return loss === 'crossEntropy' ? rows : rows * outputWidth(layers);
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {
     const rows = flat.samples;
     const layers = this.#layers();
-    const units = this.#outputWidth(layers);
+    const units = outputWidth(layers);
     const shape = r.output.length === rows * units ? [rows, units] : [rows, flat.steps, units];
     const states = r.states.map((st) => {
       const h = st.hidden.length / (st.count * rows);

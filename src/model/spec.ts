@@ -117,3 +117,31 @@ export function specJson(spec: ModelSpec): { json: string; seed: number; tokens:
   const nativeInput = tokens ? { type: 'tokens', vocabSize: input.vocabSize } : { type: 'features', size: features };
   return { json: JSON.stringify({ input: nativeInput, layers }), seed, tokens, features };
 }
+
+/**
+ * @internal The native model's configuration JSON as a {@link ModelSpec}, the one shape a
+ * model's specification has in TypeScript: the native `input` (`{ type: 'tokens', vocabSize }` or
+ * `{ type: 'features', size }`) becomes `{ vocabSize }` or `{ features }`; the layers keep every
+ * default written out. `sequential(specFromConfig(json))` builds the same architecture.
+ */
+export function specFromConfig(json: string): ModelSpec {
+  const config = JSON.parse(json) as { input: { type: string; vocabSize?: number; size?: number }; layers: LayerSpec[] };
+  const input: ModelSpec['input'] =
+    config.input.type === 'tokens' ? { vocabSize: config.input.vocabSize as number } : { features: config.input.size as number };
+  return { input, layers: config.layers };
+}
+
+/** @internal Values per step (or per sequence) of the last layer's output. */
+export function outputWidth(layers: readonly LayerSpec[]): number {
+  const last = layers[layers.length - 1]!;
+  if (last.type === 'dense') return last.units;
+  if (last.type === 'embedding') return last.dim;
+  return last.bidirectional && last.merge !== 'sum' ? 2 * last.hiddenSize : last.hiddenSize;
+}
+
+/** @internal Whether the model's output (and so its targets) has one row per step rather than one per sequence. */
+export function outputsPerStep(layers: readonly LayerSpec[]): boolean {
+  let perStep = true;
+  for (const l of layers) if (l.type === 'rnn' || l.type === 'lstm' || l.type === 'gru') perStep = l.returnSequences ?? true;
+  return perStep;
+}

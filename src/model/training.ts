@@ -30,29 +30,43 @@ export type ScheduleSpec =
   | { type: 'exponential'; gamma: number }
   | { type: 'cosine'; tMax: number; etaMin?: number };
 
-/** One progress report of {@link Model.fit}. */
-export interface ProgressEvent {
-  /** After every batch or every epoch. */
-  kind: 'batch' | 'epoch';
-  /** 1-based epoch. */
+/** What every {@link ProgressEvent} carries. */
+interface ProgressBase {
+  /** 1-based epoch, counted across `fit` calls and save/load. */
   epoch: number;
-  /** 1-based batch (batch events). */
-  batch?: number;
-  /** Batches per epoch (batch events). */
-  batches?: number;
   /** Loss of the batch, or the epoch's mean loss. */
   loss: number;
-  /** Epoch training accuracy (cross-entropy). */
-  accuracy?: number;
-  /** Validation loss (epoch events with validation data). */
-  valLoss?: number;
-  /** Validation accuracy (cross-entropy). */
-  valAccuracy?: number;
-  /** The epoch's learning rate (epoch events). */
-  learningRate?: number;
   /** Training samples per second. */
   samplesPerSecond: number;
 }
+
+/** Reported after every batch. */
+export interface BatchProgressEvent extends ProgressBase {
+  kind: 'batch';
+  /** 1-based batch within the epoch. */
+  batch: number;
+  /** Batches per epoch (`fit`; absent in `fitDataset`, where a stream's length is unknown). */
+  batches?: number;
+}
+
+/** Reported after every epoch; {@link FitHistory.epochs} holds one per completed epoch. */
+export interface EpochProgressEvent extends ProgressBase {
+  kind: 'epoch';
+  /** Epoch training accuracy (cross-entropy). */
+  accuracy?: number;
+  /** Validation loss (with validation data). */
+  valLoss?: number;
+  /** Validation accuracy (cross-entropy with validation data). */
+  valAccuracy?: number;
+  /** The epoch's learning rate. */
+  learningRate: number;
+}
+
+/**
+ * One progress report of {@link Model.fit} and {@link Model.fitDataset}, told apart by `kind`:
+ * on `kind: 'batch'` events `batch` is a number, on `kind: 'epoch'` events `learningRate` is.
+ */
+export type ProgressEvent = BatchProgressEvent | EpochProgressEvent;
 
 /** Options of {@link Model.fit}. */
 export interface FitOptions {
@@ -93,7 +107,7 @@ export interface FitOptions {
 /** What {@link Model.fit} resolves to. */
 export interface FitHistory {
   /** One entry per completed epoch. */
-  epochs: ProgressEvent[];
+  epochs: EpochProgressEvent[];
   /** Whether early stopping ended training. */
   stoppedEarly: boolean;
 }
@@ -212,14 +226,28 @@ export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | '
 /** @internal */
 export const FIT_DATASET_KEYS = FIT_KEYS.filter((k) => k !== 'validationSplit' && k !== 'shuffle');
 
-/** @internal */
+/** @internal The event as the public type says it: batch events have `batch`, epoch events `learningRate`. */
 export function toProgress(e: native.ProgressEvent): ProgressEvent {
-  const out: ProgressEvent = { kind: e.kind as 'batch' | 'epoch', epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
-  if (e.batch != null) out.batch = e.batch;
-  if (e.batches != null) out.batches = e.batches;
+  const base = { epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
+  if (e.kind === 'batch') {
+    const out: BatchProgressEvent = { kind: 'batch', ...base, batch: e.batch ?? 0 };
+    if (e.batches != null) out.batches = e.batches;
+    return out;
+  }
+  return toEpoch(e);
+}
+
+/** @internal An epoch event of the native loop (its history holds only those). */
+export function toEpoch(e: native.ProgressEvent): EpochProgressEvent {
+  const out: EpochProgressEvent = {
+    kind: 'epoch',
+    epoch: e.epoch,
+    loss: e.loss,
+    samplesPerSecond: e.samplesPerSecond,
+    learningRate: e.learningRate ?? Number.NaN,
+  };
   if (e.accuracy != null) out.accuracy = e.accuracy;
   if (e.valLoss != null) out.valLoss = e.valLoss;
   if (e.valAccuracy != null) out.valAccuracy = e.valAccuracy;
-  if (e.learningRate != null) out.learningRate = e.learningRate;
   return out;
 }

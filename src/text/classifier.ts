@@ -1,8 +1,8 @@
 /** {@link TextClassifier}: a sequence classifier of texts in one object (train, classify, evaluate, save, load). */
 import { InvalidArgumentError, ShapeMismatchError } from '../errors.js';
 import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
+import { outputWidth } from '../model/spec.js';
 import { describe, options } from '../util/check.js';
-import { outputWidth } from './generate.js';
 import { checkTokenizer, compareCodePoints, type Tokenizer, tokenizerFromJSON } from './tokenizers.js';
 import { buildAndTrain, MODEL_KEYS, makeTokenizer, stringArray, type TextModelOptions, textMetadata } from './training.js';
 
@@ -63,7 +63,7 @@ export class TextClassifier {
       classes.set(l, i);
     });
     const config = model.config;
-    if (config.input.type !== 'tokens' || config.input.vocabSize !== tokenizer.vocabSize) {
+    if (!('vocabSize' in config.input) || config.input.vocabSize !== tokenizer.vocabSize) {
       throw new InvalidArgumentError(
         `the model must read token ids below the tokenizer's vocabSize ${tokenizer.vocabSize}, but its input is ${JSON.stringify(config.input)}`,
       );

@@ -1,6 +1,7 @@
 /** Text generation from any token model, one token at a time through a stream ({@link generateText}). */
 import { InvalidArgumentError } from '../errors.js';
 import type { Model } from '../model/index.js';
+import { outputWidth } from '../model/spec.js';
 import { describe, optBool, optInt, options } from '../util/check.js';
 import { seededRandom } from '../util/random.js';
 import { type SampleOptions, sampleFrom } from './sampling.js';
@@ -28,15 +29,6 @@ export interface GenerateOptions {
 
 const GENERATE_KEYS = ['seed', 'maxLength', 'temperature', 'topK', 'topP', 'randomSeed', 'unknown', 'stopAtEnd'];
 
-/** @internal */
-export function outputWidth(layers: Record<string, unknown>[]): number {
-  const last = layers[layers.length - 1]!;
-  if (last.type === 'dense') return last.units as number;
-  if (last.type === 'embedding') return last.dim as number;
-  const h = last.hiddenSize as number;
-  return last.bidirectional && last.merge !== 'sum' ? 2 * h : h;
-}
-
 /**
  * Checks that `model` reads the tokenizer's ids and outputs one score per id; returns whether
  * the outputs are probabilities (a softmax last layer) rather than logits.
@@ -48,15 +40,15 @@ export function checkTokenModel(model: Model, tokenizer: Tokenizer): { probabili
   }
   const config = model.config;
   const input = config.input;
-  if (input.type !== 'tokens') {
+  if (!('vocabSize' in input)) {
     throw new InvalidArgumentError(
-      `the model reads ${String(input.size)} float features per step, not token ids: text generation needs a model built with ` +
+      `the model reads ${input.features} float features per step, not token ids: text generation needs a model built with ` +
         `input { vocabSize: ${tokenizer.vocabSize} } and an embedding first layer`,
     );
   }
   if (input.vocabSize !== tokenizer.vocabSize) {
     throw new InvalidArgumentError(
-      `the model reads token ids below vocabSize ${String(input.vocabSize)} but the tokenizer has vocabSize ${tokenizer.vocabSize}; ` +
+      `the model reads token ids below vocabSize ${input.vocabSize} but the tokenizer has vocabSize ${tokenizer.vocabSize}; ` +
         'use the tokenizer the model was trained with',
     );
   }
