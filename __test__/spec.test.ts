@@ -2,6 +2,8 @@
  * A model's specification in one shape: `model.config` is a `ModelSpec` that builds the same
  * architecture again, and the public types say what each progress event carries.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { type FitHistory, type Model, type ModelSpec, type ProgressEvent, sequential } from 'gyre';
 
@@ -119,5 +121,30 @@ describe('ProgressEvent', () => {
     }
     expect(history.epochs.map((e) => e.kind)).toEqual(['epoch', 'epoch']);
     model.dispose();
+  });
+});
+
+describe('the published declarations', () => {
+  /** Every .d.ts the package ships (dist/, without the examples). */
+  const declarations = (dir = join(__dirname, '..', 'dist')): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory()
+        ? e.name === 'examples'
+          ? []
+          : declarations(join(dir, e.name))
+        : e.name.endsWith('.d.ts')
+          ? [join(dir, e.name)]
+          : [],
+    );
+
+  it('leave out what is marked @internal', () => {
+    const text = declarations()
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
+    for (const internal of ['fromNative', 'NativeHandle', 'specJson', 'specFromConfig', 'nativeFitOptions', 'checkTokenizer', 'hashUnit']) {
+      expect(text).not.toContain(internal);
+    }
+    const stream = readFileSync(join(__dirname, '..', 'dist', 'model', 'stream.d.ts'), 'utf8');
+    expect(stream).not.toContain('constructor');
   });
 });

@@ -102,6 +102,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
 };
 
 /**
+ * @internal
  * Turns an error thrown by the native addon into a {@link GyreError}. The addon's messages
  * read `"<CODE>: <message>"`; anything else (a caught panic, a failed conversion) becomes an
  * {@link InternalError} or {@link InvalidArgumentError} that keeps the original as `cause`.

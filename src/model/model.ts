@@ -64,6 +64,9 @@ export class Model {
   #layersCache: LayerSpec[] | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
+  constructor(spec: ModelSpec);
+  /** @internal Wraps an existing native model (a loaded file). */
+  constructor(handle: NativeHandle);
   constructor(spec: ModelSpec | NativeHandle) {
     if (spec !== null && typeof spec === 'object' && FROM_NATIVE in spec) {
       this.#native = spec[FROM_NATIVE];

@@ -76,8 +76,7 @@ const LAYER_KEYS: Record<string, string[]> = {
   dense: ['type', 'units', 'activation'],
 };
 
-/** Checks a spec in TypeScript (types, unknown keys) and returns its JSON for the native model. */
-/** @internal */
+/** @internal Checks a spec in TypeScript (types, unknown keys) and returns its JSON for the native model. */
 export function specJson(spec: ModelSpec): { json: string; seed: number; tokens: boolean; features: number } {
   const s = object('model spec', spec);
   checkKeys('', s, ['input', 'layers', 'seed']);

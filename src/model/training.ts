@@ -136,8 +136,7 @@ export class TrainingAbortedError extends GyreError {
   }
 }
 
-/** The error that ends training when `onProgress` throws `error`: an abort, caused by it. */
-/** @internal */
+/** @internal The error that ends training when `onProgress` throws `error`: an abort, caused by it. */
 export function progressThrew(history: FitHistory, error: unknown): TrainingAbortedError {
   const err = new TrainingAbortedError(history, { cause: error });
   err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
@@ -156,8 +155,7 @@ export interface Prediction {
   states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
 }
 
-/** Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
-/** @internal */
+/** @internal Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
 export function assertFinite(path: string, v: unknown): void {
   if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
   if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
@@ -196,8 +194,7 @@ export function checkSample(v: unknown, where: string): Sample {
   return v;
 }
 
-/** The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
-/** @internal */
+/** @internal The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
 export function nativeFitOptions(o: Record<string, unknown>, loss: LossName): Record<string, unknown> {
   const nativeOptions: Record<string, unknown> = {
     epochs: o.epochs ?? 1,

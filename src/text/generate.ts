@@ -32,8 +32,8 @@ const GENERATE_KEYS = ['seed', 'maxLength', 'temperature', 'topK', 'topP', 'rand
 /**
  * Checks that `model` reads the tokenizer's ids and outputs one score per id; returns whether
  * the outputs are probabilities (a softmax last layer) rather than logits.
+ * @internal
  */
-/** @internal */
 export function checkTokenModel(model: Model, tokenizer: Tokenizer): { probabilities: boolean } {
   if (model === null || typeof model !== 'object' || typeof (model as Model).createStream !== 'function') {
     throw new InvalidArgumentError(`model must be a gyre Model, got ${describe(model)}`);

@@ -73,8 +73,7 @@ export function stringArray(what: string, texts: unknown): string[] {
   return texts as string[];
 }
 
-/** The tokenizer option: built from the texts, or checked. */
-/** @internal */
+/** @internal The tokenizer option: built from the texts, or checked. */
 export function makeTokenizer(v: unknown, texts: string[]): Tokenizer {
   if (v === undefined || v === 'char') return CharTokenizer.fromCorpus(texts);
   if (v === 'word') return WordTokenizer.fromCorpus(texts);
@@ -82,8 +81,7 @@ export function makeTokenizer(v: unknown, texts: string[]): Tokenizer {
   return checkTokenizer('tokenizer', v);
 }
 
-/** Builds `embedding → cell → dense(units)` and trains it with cross-entropy and Adam. */
-/** @internal */
+/** @internal Builds `embedding → cell → dense(units)` and trains it with cross-entropy and Adam. */
 export async function buildAndTrain(
   o: Record<string, unknown>,
   tokenizer: Tokenizer,
@@ -122,8 +120,7 @@ export async function buildAndTrain(
   return { model, history };
 }
 
-/** Reads `metadata.gyre` of a model saved by the text classes, checking its task. */
-/** @internal */
+/** @internal Reads `metadata.gyre` of a model saved by the text classes, checking its task. */
 export function textMetadata(model: Model, task: 'text' | 'classify'): Record<string, unknown> {
   if (model === null || typeof model !== 'object' || typeof (model as Model).createStream !== 'function') {
     throw new InvalidArgumentError(`model must be a gyre Model, got ${describe(model)}`);

@@ -47,6 +47,7 @@ export function seededRandom(seed: number): () => number {
 }
 
 /**
+ * @internal
  * A uniform number in [0, 1) from a seed and an index without keeping any state: the first
  * number of the generator started from both mixed (for splits that need no memory).
  */
@@ -54,7 +55,7 @@ export function hashUnit(seed: number, i: number): number {
   return mulberry32((Math.imul(seed >>> 0, 0x27d4eb2d) ^ Math.imul(i + 1, 0x165667b1)) >>> 0)();
 }
 
-/** The generator for internal uses whose seed the caller already checked (any integer, modulo 2^32). */
+/** @internal The generator for internal uses whose seed the caller already checked (any integer, modulo 2^32). */
 export function randomStream(seed: number): () => number {
   return mulberry32(seed);
 }
