@@ -2,6 +2,8 @@
  * Bad input: each a thrown GyreError with a stable code whose message names the argument, the
  * expected value and the value received. Nothing reaches the process as a crash.
  */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   GyreError,
@@ -196,5 +198,29 @@ describe('defaults', () => {
     expect(Array.from(withZeros.gradInput).every((v) => v === 0)).toBe(true);
     const onlyHN = lstmBackward({ ...args, gradHN: Float32Array.from({ length: B * H }, () => 1) });
     expect(onlyHN.gradWeights.weight_hh_l0.some((v) => v !== 0)).toBe(true);
+  });
+});
+
+describe('no native binary', () => {
+  it('require("gyre") throws NativeUnavailableError naming the platform and what to do from an npm install', () => {
+    // A child process in which the generated loader cannot be found, as on a platform without a binary.
+    const script = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request.endsWith('native/binding.js')) throw Object.assign(new Error('not here'), { code: 'MODULE_NOT_FOUND' });
+        return resolve.call(this, request, ...rest);
+      };
+      try { require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}); console.log('loaded'); }
+      catch (err) { console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message })); }
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    const err = JSON.parse(out) as { name: string; code: string; message: string };
+    expect(err.name).toBe('NativeUnavailableError');
+    expect(err.code).toBe('GYRE_NATIVE_UNAVAILABLE');
+    expect(err.message).toContain(`${process.platform}-${process.arch}`);
+    expect(err.message).toMatch(/Install the package gyre-/);
+    expect(err.message).toContain('in a git clone of gyre, `npm install` builds the addon');
+    expect(err.message).not.toContain('build:native');
   });
 });
