@@ -1620,13 +1620,10 @@ describe('save, load and PyTorch state_dicts', () => {
     throwsGyre(() => fromBuffer(bytes() as never), 'GYRE_INVALID_ARGUMENT', 'bytes must be a Uint8Array or Buffer');
   });
 
-  it('loadModel: a missing path rejects with Node’s ENOENT', async () => {
-    const err = await loadModel(join(dir, 'missing.safetensors')).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(Error);
-    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+  it('loadModel: a missing path rejects with GYRE_FILE naming it, Node’s ENOENT as the cause', async () => {
+    const path = join(dir, 'missing.safetensors');
+    const err = await rejectsGyre(() => loadModel(path), 'GYRE_FILE', `cannot read model file ${JSON.stringify(path)}`, '(ENOENT)');
+    expect((err.cause as NodeJS.ErrnoException).code).toBe('ENOENT');
   });
   it('loadModel: an empty path', async () => {
     await rejectsGyre(() => loadModel(''), 'GYRE_INVALID_ARGUMENT', 'path must be a non-empty string');
@@ -1919,7 +1916,7 @@ describe('TensorFlow.js import of malformed models', () => {
   });
 
   it('loadTfjs: a missing model.json', async () => {
-    await rejectsGyre(() => loadTfjs(join(tmpdir(), 'gyre-no-such-dir', 'model.json')), 'GYRE_INVALID_ARGUMENT', 'cannot read', 'ENOENT');
+    await rejectsGyre(() => loadTfjs(join(tmpdir(), 'gyre-no-such-dir', 'model.json')), 'GYRE_FILE', 'cannot read', 'ENOENT');
   });
 });
 

@@ -509,11 +509,11 @@ describe('loadTfjs', () => {
     await withDir(async (dir) => {
       await writeFile(join(dir, 'model.json'), JSON.stringify(a.modelJson));
       await expect(loadTfjs(join(dir, 'model.json'))).rejects.toMatchObject({
-        code: 'GYRE_MISSING_ARGUMENT',
+        code: 'GYRE_FILE',
         message: expect.stringContaining('group1-shard1of1.bin'),
       });
       await expect(loadTfjs(join(dir, 'nope.json'))).rejects.toMatchObject({
-        code: 'GYRE_INVALID_ARGUMENT',
+        code: 'GYRE_FILE',
         message: expect.stringContaining('nope.json'),
       });
     });

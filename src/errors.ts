@@ -13,6 +13,7 @@ export type GyreErrorCode =
   | 'GYRE_BUSY'
   | 'GYRE_ABORTED'
   | 'GYRE_BAD_FILE'
+  | 'GYRE_FILE'
   | 'GYRE_DISPOSED'
   | 'GYRE_INTERNAL';
 
@@ -66,6 +67,17 @@ export class BusyError extends GyreError {
 export class BadFileError extends GyreError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('GYRE_BAD_FILE', message, options);
+  }
+}
+
+/**
+ * A file could not be read or written (missing, a directory, no permission, disk full). The
+ * message names the path and the reason; `cause` is Node's error (`code` `ENOENT`, ...).
+ * A file that was read but is malformed is a {@link BadFileError}.
+ */
+export class FileError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_FILE', message, options);
   }
 }
 

@@ -207,7 +207,10 @@ async function openModel(path: string): Promise<{ model: Model; task: string | u
   try {
     model = await loadModel(path);
   } catch (err) {
-    if (err instanceof GyreError && err.code === 'GYRE_BAD_FILE') throw new CliError(`${path} is not a gyre model file: ${err.message}`);
+    if (err instanceof GyreError && err.code === 'GYRE_BAD_FILE') {
+      const reason = err.message.startsWith(`${path}: `) ? err.message.slice(path.length + 2) : err.message;
+      throw new CliError(`${path} is not a gyre model file: ${reason}`);
+    }
     throw err;
   }
   const g = model.metadata.gyre as Record<string, unknown> | undefined;

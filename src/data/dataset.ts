@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { readingFile } from '../util/files.js';
 import { randomStream, hashUnit } from '../util/random.js';
 import { describe, finite, nonEmptyString, nonNegativeInt, numberIn, oneOf, positiveInt } from '../util/check.js';
 
@@ -221,7 +222,9 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
   /** The lines of a text file, read as a stream (the file is never loaded whole). Empty lines are kept; filter them if needed. */
   static fromLines(path: string): Dataset<string> {
     nonEmptyString('path', path);
-    return Dataset.from(() => createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }));
+    return Dataset.from(() =>
+      readingFile(createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }), path),
+    );
   }
 
   /**
@@ -249,7 +252,9 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     nonEmptyString('path', path);
     return Dataset.from(() => {
       const parser = parse({ columns: true, skip_empty_lines: true, trim: true, delimiter: options.delimiter ?? ',' });
-      return createReadStream(path).pipe(parser) as AsyncIterable<Record<string, string>>;
+      // pipe() does not forward the file's errors: without this, a missing file is an unhandled 'error' event.
+      const input = createReadStream(path).on('error', (err) => parser.destroy(err));
+      return readingFile(input.pipe(parser) as AsyncIterable<Record<string, string>>, path);
     });
   }
 

@@ -3,7 +3,7 @@
  * statistics travel with the model, and a {@link Forecaster} that trains a recurrent model on a
  * series and forecasts one or many steps ahead (directly, or recursively beyond its horizon).
  */
-import { readFile } from 'node:fs/promises';
+import { about, readBytes } from '../util/files.js';
 import { checkKeys, describe, finite, intIn, nonEmptyString, numberIn, object, oneOf } from '../util/check.js';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/index.js';
@@ -599,7 +599,8 @@ export class Forecaster {
   /** Reads a forecaster written by {@link Forecaster.save}; see {@link Forecaster.fromModel}. */
   static async load(path: string): Promise<Forecaster> {
     nonEmptyString('path', path);
-    return Forecaster.fromModel(fromBuffer(await readFile(path)));
+    const bytes = await readBytes(path, 'read model file');
+    return about(path, () => Forecaster.fromModel(fromBuffer(bytes)));
   }
 
   /** A forecaster from the bytes of {@link Forecaster.toBuffer}; see {@link Forecaster.fromModel}. */

@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import type { Model } from '../model/index.js';
 import { positiveInt as checkPositiveInt } from '../util/check.js';
+import { fileError } from '../util/files.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
 export interface OnnxOptions {
@@ -581,6 +582,6 @@ export async function saveOnnx(model: Model, path: string, options: OnnxOptions 
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw fileError(e, 'write ONNX file', path);
   }
 }

@@ -38,6 +38,7 @@ import { dirname, resolve } from 'node:path';
 import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/index.js';
 import { positiveInt as checkPositiveInt, describe } from '../util/check.js';
+import { fileError, readBytes } from '../util/files.js';
 
 /** One weight of a tfjs weights manifest. */
 export interface TfjsWeightEntry {
@@ -646,13 +647,7 @@ export function importTfjs(modelJson: object | string, weightData: TfjsWeightDat
  */
 export async function loadTfjs(modelJsonPath: string): Promise<Model> {
   if (typeof modelJsonPath !== 'string') throw new InvalidArgumentError(`modelJsonPath must be a string, got ${describe(modelJsonPath)}`);
-  let json: Json;
-  try {
-    json = parseModelJson(await readFile(modelJsonPath, 'utf8'));
-  } catch (err) {
-    if (err instanceof GyreError) throw err;
-    throw new InvalidArgumentError(`tfjs import: cannot read ${modelJsonPath}: ${(err as Error).message}`, { cause: err });
-  }
+  const json = parseModelJson((await readBytes(modelJsonPath, 'read tfjs model.json')).toString('utf8'));
   const dir = dirname(resolve(modelJsonPath));
   const shards: Uint8Array[] = [];
   const manifest = json.weightsManifest;
@@ -666,10 +661,9 @@ export async function loadTfjs(modelJsonPath: string): Promise<Model> {
       try {
         shards.push(await readFile(file));
       } catch (err) {
-        throw new MissingArgumentError(
-          `tfjs import: cannot read the weight file ${file} named by ${modelJsonPath}: ${(err as Error).message}`,
-          { cause: err },
-        );
+        const e = fileError(err, 'read tfjs weight file', file);
+        if (e instanceof GyreError) e.message += `, named by ${modelJsonPath}`;
+        throw e;
       }
     }
   }

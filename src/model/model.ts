@@ -15,6 +15,7 @@ import {
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
+import { about, fileError, readBytes } from '../util/files.js';
 import { type LayerSpec, type ModelSpec, outputsPerStep, outputWidth, specFromConfig, specJson } from './spec.js';
 import { Stream } from './stream.js';
 import {
@@ -177,7 +178,7 @@ export class Model {
       await rename(tmp, path);
     } catch (err) {
       await rm(tmp, { force: true });
-      throw err;
+      throw fileError(err, 'write model file', path);
     }
   }
 
@@ -606,8 +607,8 @@ export function fromBuffer(bytes: Uint8Array): Model {
 /** Reads a model file written by {@link Model.save}; see {@link fromBuffer}. */
 export async function loadModel(path: string): Promise<Model> {
   nonEmptyString('path', path);
-  const { readFile } = await import('node:fs/promises');
-  return fromBuffer(await readFile(path));
+  const bytes = await readBytes(path, 'read model file');
+  return about(path, () => fromBuffer(bytes));
 }
 
 /** Builds a sequential model from its spec (typed; unknown options are rejected). */
