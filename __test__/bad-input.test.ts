@@ -1070,7 +1070,15 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
   // losses that do not fit the model
   ['an unknown loss', 'classifier', xs, ys, fitOptions({ loss: 'hinge' }), 'GYRE_INVALID_ARGUMENT', ['loss must be one of', '"hinge"']],
   ['no loss', 'classifier', xs, ys, { epochs: 1 }, 'GYRE_MISSING_ARGUMENT', ['options.loss is required']],
-  ['no options', 'classifier', xs, ys, undefined, 'GYRE_INVALID_ARGUMENT', ['options must be an object']],
+  [
+    'no options',
+    'classifier',
+    xs,
+    ys,
+    undefined,
+    'GYRE_MISSING_ARGUMENT',
+    ["fit(x, y, options) needs options with at least loss: 'crossEntropy', 'mse' or 'binaryCrossEntropy'"],
+  ],
   [
     'crossEntropy after a tanh dense layer',
     'regressor',

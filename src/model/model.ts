@@ -40,6 +40,14 @@ import {
   TrainingAbortedError,
 } from './training.js';
 
+/** `options`, which `call` cannot do without: its absence says what to give (the loss at least). */
+function requiredOptions(call: string, options: unknown): unknown {
+  if (options === undefined) {
+    throw new MissingArgumentError(`${call} needs options with at least loss: 'crossEntropy', 'mse' or 'binaryCrossEntropy'`);
+  }
+  return options;
+}
+
 /** Marks the constructor argument that wraps an existing native model (loading a file). */
 const FROM_NATIVE = Symbol('fromNative');
 type NativeHandle = { [FROM_NATIVE]: native.NativeModel };
@@ -254,8 +262,12 @@ export class Model {
   }
 
   /** The options shared by `fit` and `fitDataset`, checked: keys, the loss, `onProgress`, `signal`. */
-  #fitOptions(options: unknown, keys: readonly string[]): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined } {
-    const o = object('options', options);
+  #fitOptions(
+    call: string,
+    options: unknown,
+    keys: readonly string[],
+  ): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined } {
+    const o = object('options', requiredOptions(call, options));
     checkKeys('', o, keys);
     if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
     const loss = this.#checkLoss(o.loss);
@@ -297,7 +309,7 @@ export class Model {
    *   {@link TrainingAbortedError} when `signal` aborts.
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions(options, FIT_KEYS);
+    const { o, loss, signal } = this.#fitOptions('fit(x, y, options)', options, FIT_KEYS);
     let data = this.#data(x, y, loss);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
@@ -373,7 +385,7 @@ export class Model {
     data: Dataset<Sample | Sample[]> | Iterable<Sample | Sample[]> | AsyncIterable<Sample | Sample[]>,
     options: FitDatasetOptions,
   ): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions(options, FIT_DATASET_KEYS);
+    const { o, loss, signal } = this.#fitOptions('fitDataset(data, options)', options, FIT_DATASET_KEYS);
     const json = JSON.stringify(nativeFitOptions(o, loss));
     const epochs = (o.epochs as number | undefined) ?? 1;
     const batchSize = (o.batchSize as number | undefined) ?? 32;
@@ -575,7 +587,7 @@ export class Model {
 
   /** Mean loss (and accuracy for cross-entropy) over a dataset, off the event loop. */
   async evaluate(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Promise<Evaluation> {
-    const o = object('options', options);
+    const o = object('options', requiredOptions('evaluate(x, y, options)', options));
     checkKeys('', o, ['batchSize', 'loss']);
     const data = this.#data(x, y, this.#checkLoss(o.loss));
     const r = await native.settle(
@@ -586,7 +598,7 @@ export class Model {
 
   /** Mean loss (and accuracy for cross-entropy) over a dataset, on the calling thread. */
   evaluateSync(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Evaluation {
-    const o = object('options', options);
+    const o = object('options', requiredOptions('evaluateSync(x, y, options)', options));
     checkKeys('', o, ['batchSize', 'loss']);
     const data = this.#data(x, y, this.#checkLoss(o.loss));
     const r = native.guard(() => this.#native.evaluateSync(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64)));
