@@ -139,10 +139,6 @@ function checkKeys(fn: string, what: string, obj: object, allowed: readonly stri
   named(fn, () => check.checkKeys(what, obj, allowed));
 }
 
-function positiveInt(fn: string, name: string, v: unknown): number {
-  return check.positiveInt(`${fn}: ${name}`, v, 0xffffffff);
-}
-
 /** Checks the arguments and builds the native call's spec and tensors. */
 function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed: readonly string[]) {
   if (a === null || typeof a !== 'object') {
@@ -156,10 +152,10 @@ function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed
   const dtype = input.constructor as typeof Float32Array | typeof Float64Array;
   const spec = {
     cell,
-    batch: positiveInt(fn, 'batch', a.batch),
-    steps: positiveInt(fn, 'steps', a.steps),
-    inputSize: positiveInt(fn, 'inputSize', a.inputSize),
-    hiddenSize: positiveInt(fn, 'hiddenSize', a.hiddenSize),
+    batch: check.positiveInt(`${fn}: batch`, a.batch, 0xffffffff),
+    steps: check.positiveInt(`${fn}: steps`, a.steps, 0xffffffff),
+    inputSize: check.positiveInt(`${fn}: inputSize`, a.inputSize, 0xffffffff),
+    hiddenSize: check.positiveInt(`${fn}: hiddenSize`, a.hiddenSize, 0xffffffff),
   };
   const tensor = (name: string, v: unknown, required: boolean): FloatArray | undefined => {
     if (v === undefined) {

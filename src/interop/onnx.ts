@@ -23,7 +23,7 @@ import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import type { Model } from '../model/index.js';
-import { positiveInt as checkPositiveInt } from '../util/check.js';
+import { positiveInt } from '../util/check.js';
 import { fileError } from '../util/files.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
@@ -281,10 +281,6 @@ function unsupported(where: string, what: string): InvalidArgumentError {
   return new InvalidArgumentError(`toOnnx: ${where} cannot be exported to ONNX: ${what}`);
 }
 
-function positiveInt(where: string, key: string, v: unknown): number {
-  return checkPositiveInt(`toOnnx: ${where}: ${key}`, v);
-}
-
 function parameter(params: Params, name: string, shape: readonly number[]): Float32Array {
   const p = params[name];
   if (!p) throw new MissingArgumentError(`toOnnx: the model has no parameter ${name}`);
@@ -342,8 +338,8 @@ function checkLayer(where: string, layer: Layer): void {
 
 function recurrent(g: Graph, where: string, index: number, layer: Layer, input: Flow, params: Params): Flow {
   const type = layer.type as 'rnn' | 'lstm' | 'gru';
-  const h = positiveInt(where, 'hiddenSize', layer.hiddenSize);
-  const numLayers = positiveInt(where, 'numLayers', layer.numLayers ?? 1);
+  const h = positiveInt(`toOnnx: ${where}: hiddenSize`, layer.hiddenSize);
+  const numLayers = positiveInt(`toOnnx: ${where}: numLayers`, layer.numLayers ?? 1);
   const bidirectional = layer.bidirectional === true;
   const merge = layer.merge ?? 'concat';
   if (merge !== 'concat' && merge !== 'sum') throw unsupported(where, `merge ${JSON.stringify(merge)} has no ONNX mapping`);
@@ -445,10 +441,10 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   let width: number;
   if ('features' in input) {
     tokens = false;
-    width = positiveInt('input', 'features', input.features);
+    width = positiveInt('toOnnx: input: features', input.features);
   } else if ('vocabSize' in input) {
     tokens = true;
-    width = positiveInt('input', 'vocabSize', input.vocabSize);
+    width = positiveInt('toOnnx: input: vocabSize', input.vocabSize);
   } else {
     throw unsupported('input', `input ${JSON.stringify(input)} has no ONNX mapping`);
   }
@@ -488,7 +484,7 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
     switch (layer.type) {
       case 'embedding': {
         if (i !== 0 || !tokens) throw unsupported(where, 'an embedding must be the first layer of a token model');
-        const dim = positiveInt(where, 'dim', layer.dim);
+        const dim = positiveInt(`toOnnx: ${where}: dim`, layer.dim);
         const weight = g.init(`l${i}_embedding`, [width, dim], parameter(params, `${i}.weight`, [width, dim]));
         // Padded steps may hold anything: look up token 0 there instead.
         let ids = g.op('Where', [mask(), 'input', g.int64([0], true)], 'ids');
@@ -504,7 +500,7 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
         x = recurrent(g, where, i, layer, x, params);
         break;
       case 'dense': {
-        const units = positiveInt(where, 'units', layer.units);
+        const units = positiveInt(`toOnnx: ${where}: units`, layer.units);
         const activation = (layer.activation ?? 'linear') as string;
         if (!Object.hasOwn(ACTIVATIONS, activation))
           throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);

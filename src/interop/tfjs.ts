@@ -37,7 +37,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/index.js';
-import { positiveInt as checkPositiveInt, describe } from '../util/check.js';
+import { describe, positiveInt } from '../util/check.js';
 import { fileError, readBytes } from '../util/files.js';
 
 /** One weight of a tfjs weights manifest. */
@@ -138,10 +138,6 @@ function isObject(v: unknown): v is Json {
 
 function fail(message: string): never {
   throw new InvalidArgumentError(`tfjs import: ${message}`);
-}
-
-function positiveInt(where: string, v: unknown): number {
-  return checkPositiveInt(`tfjs import: ${where}`, v);
 }
 
 /** Keras' `to_snake_case` (Keras 3 names saved weights by it). */
@@ -280,7 +276,7 @@ function decodeEntries(specs: TfjsWeightEntry[], bytes: Uint8Array): Entry[] {
 
 /** Checks a SimpleRNN / LSTM / GRU config; `backward` allows `go_backwards` (Bidirectional's backward layer). */
 function recurrentOptions(label: string, cls: CellClass, c: Json, backward = false): RecurrentOptions {
-  const units = positiveInt(`${label}: units`, c.units);
+  const units = positiveInt(`tfjs import: ${label}: units`, c.units);
   const act = activationName(c.activation) ?? 'tanh';
   let relu = false;
   if (cls === 'SimpleRNN' && act === 'relu') relu = true;
@@ -326,8 +322,8 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
       if (c.mask_zero) fail(`${label}: mask_zero true is not supported (gyre has no masking; give sequences their own lengths instead)`);
       return {
         kind: 'embedding',
-        vocab: positiveInt(`${label}: input_dim`, c.input_dim),
-        dim: positiveInt(`${label}: output_dim`, c.output_dim),
+        vocab: positiveInt(`tfjs import: ${label}: input_dim`, c.input_dim),
+        dim: positiveInt(`tfjs import: ${label}: output_dim`, c.output_dim),
       };
     }
     case 'SimpleRNN':
@@ -365,7 +361,7 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
       }
       return {
         kind: 'dense',
-        units: positiveInt(`${label}: units`, c.units),
+        units: positiveInt(`tfjs import: ${label}: units`, c.units),
         activation: act as 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax',
         useBias: c.use_bias !== false,
       };
