@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TextClassifier } from 'gyre';
+import { seededRandom, TextClassifier } from 'gyre';
 
 function list(file: string): string[] {
   return readFileSync(join(__dirname, '..', '..', 'examples', 'data', file), 'utf8')
@@ -24,9 +24,13 @@ export function labelledNames(): { texts: string[]; labels: string[] } {
     ...[...female].filter((n) => !male.has(n)).map((n) => [n, 'female'] as const),
     ...[...male].filter((n) => !female.has(n)).map((n) => [n, 'male'] as const),
   ];
-  // A fixed pseudo-random order (the lists are sorted and grouped by class).
-  const order = rows.map((r, i) => ({ r, k: (Math.sin((i + 1) * 78.233) * 43758.5453) % 1 })).sort((a, b) => a.k - b.k);
-  return { texts: order.map((e) => e.r[0]), labels: order.map((e) => e.r[1]) };
+  // A fixed pseudo-random order (the lists are sorted and grouped by class): a seeded Fisher–Yates shuffle.
+  const random = seededRandom(1);
+  for (let i = rows.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+  }
+  return { texts: rows.map((r) => r[0]), labels: rows.map((r) => r[1]) };
 }
 
 /** Trains on four fifths of the names; returns held-out accuracy and the majority baseline. */

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type EpochProgressEvent, TextGenerator } from 'gyre';
+import { type EpochProgressEvent, seededRandom, TextGenerator } from 'gyre';
 
 /** Options of {@link trainNames}. */
 export interface NamesOptions {
@@ -33,12 +33,14 @@ export function readNames(): string[] {
 
 /** Trains the generator; returns it with its per-epoch losses. */
 export async function trainNames(options: NamesOptions = {}): Promise<{ generator: TextGenerator; losses: number[] }> {
-  // The file is sorted; a fixed shuffle gives every batch a mix of letters.
-  const names = readNames()
-    .map((n, i) => ({ n, k: Math.sin(i * 12.9898) * 43758.5453 }))
-    .sort((a, b) => (a.k % 1) - (b.k % 1))
-    .map((e) => e.n)
-    .slice(0, options.limit);
+  // The file is sorted; a fixed (seeded Fisher–Yates) shuffle gives every batch a mix of letters.
+  const names = readNames();
+  const random = seededRandom(1);
+  for (let i = names.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [names[i], names[j]] = [names[j]!, names[i]!];
+  }
+  names.splice(options.limit ?? names.length);
   const losses: number[] = [];
   const generator = await TextGenerator.train(names, {
     epochs: options.epochs ?? 15,
