@@ -75,9 +75,14 @@ function weights(model: Model): Weights {
 /** What a model computes on a fixed input: compared before and after every failed call. */
 function fingerprint(model: Model): { weights: Weights; prediction: number[] } {
   const cfg = model.config;
-  const tokens = cfg.input.type === 'tokens';
-  const features = cfg.input.size as number;
-  const x = tokens ? [[1, 0, 2], [3]] : [[Array.from({ length: features }, (_, f) => 0.1 * (f + 1))], [Array.from({ length: features }, () => -0.2), Array.from({ length: features }, () => 0.3)]];
+  const tokens = 'vocabSize' in cfg.input;
+  const features = 'features' in cfg.input ? cfg.input.features : 0;
+  const x = tokens
+    ? [[1, 0, 2], [3]]
+    : [
+        [Array.from({ length: features }, (_, f) => 0.1 * (f + 1))],
+        [Array.from({ length: features }, () => -0.2), Array.from({ length: features }, () => 0.3)],
+      ];
   return { weights: weights(model), prediction: Array.from(model.predictSync(x as never).data) };
 }
 
@@ -169,32 +174,134 @@ const dropW =
 
 const functionalCases: [string, FnName, Edit, GyreErrorCode, string[]][] = [
   // wrong lengths of every tensor
-  ['input too long', 'lstmForward', set('input', new Float32Array(B * T * I + 1)), 'GYRE_SHAPE_MISMATCH', ['lstmForward', 'input', '[2, 3, 2]', 'got 13 values']],
-  ['weight_ih_l0 too short', 'rnnForward', setW('weight_ih_l0', new Float32Array(5)), 'GYRE_SHAPE_MISMATCH', ['rnnForward', 'weight_ih_l0', '[3, 2] (6 values)', 'got 5 values']],
-  ['weight_hh_l0 of an LSTM handed to a GRU', 'gruForward', setW('weight_hh_l0', new Float32Array(4 * H * H)), 'GYRE_SHAPE_MISMATCH', ['gruForward', 'weight_hh_l0', '[9, 3]', 'got 36 values']],
-  ['bias_ih_l0 too short', 'lstmForward', setW('bias_ih_l0', new Float32Array(4 * H - 1)), 'GYRE_SHAPE_MISMATCH', ['bias_ih_l0', '[12]', 'got 11 values']],
-  ['bias_hh_l0 too long', 'rnnBackward', setW('bias_hh_l0', new Float32Array(H + 1)), 'GYRE_SHAPE_MISMATCH', ['rnnBackward', 'bias_hh_l0', 'got 4 values']],
+  [
+    'input too long',
+    'lstmForward',
+    set('input', new Float32Array(B * T * I + 1)),
+    'GYRE_SHAPE_MISMATCH',
+    ['lstmForward', 'input', '[2, 3, 2]', 'got 13 values'],
+  ],
+  [
+    'weight_ih_l0 too short',
+    'rnnForward',
+    setW('weight_ih_l0', new Float32Array(5)),
+    'GYRE_SHAPE_MISMATCH',
+    ['rnnForward', 'weight_ih_l0', '[3, 2] (6 values)', 'got 5 values'],
+  ],
+  [
+    'weight_hh_l0 of an LSTM handed to a GRU',
+    'gruForward',
+    setW('weight_hh_l0', new Float32Array(4 * H * H)),
+    'GYRE_SHAPE_MISMATCH',
+    ['gruForward', 'weight_hh_l0', '[9, 3]', 'got 36 values'],
+  ],
+  [
+    'bias_ih_l0 too short',
+    'lstmForward',
+    setW('bias_ih_l0', new Float32Array(4 * H - 1)),
+    'GYRE_SHAPE_MISMATCH',
+    ['bias_ih_l0', '[12]', 'got 11 values'],
+  ],
+  [
+    'bias_hh_l0 too long',
+    'rnnBackward',
+    setW('bias_hh_l0', new Float32Array(H + 1)),
+    'GYRE_SHAPE_MISMATCH',
+    ['rnnBackward', 'bias_hh_l0', 'got 4 values'],
+  ],
   ['h0 too short', 'gruForward', set('h0', new Float32Array(B * H - 1)), 'GYRE_SHAPE_MISMATCH', ['h0', '[2, 3]', 'got 5 values']],
   ['c0 too short', 'lstmForward', set('c0', new Float32Array(1)), 'GYRE_SHAPE_MISMATCH', ['c0', '[2, 3]', 'got 1 values']],
-  ['gradOutput too short', 'lstmBackward', set('gradOutput', new Float32Array(5)), 'GYRE_SHAPE_MISMATCH', ['lstmBackward', 'grad_output', '[2, 3, 3]', 'got 5 values']],
-  ['gradHN too short', 'gruBackward', set('gradHN', new Float32Array(5)), 'GYRE_SHAPE_MISMATCH', ['gruBackward', 'grad_h_n', 'got 5 values']],
+  [
+    'gradOutput too short',
+    'lstmBackward',
+    set('gradOutput', new Float32Array(5)),
+    'GYRE_SHAPE_MISMATCH',
+    ['lstmBackward', 'grad_output', '[2, 3, 3]', 'got 5 values'],
+  ],
+  [
+    'gradHN too short',
+    'gruBackward',
+    set('gradHN', new Float32Array(5)),
+    'GYRE_SHAPE_MISMATCH',
+    ['gruBackward', 'grad_h_n', 'got 5 values'],
+  ],
   ['gradCN too long', 'lstmBackward', set('gradCN', new Float32Array(7)), 'GYRE_SHAPE_MISMATCH', ['grad_c_n', 'got 7 values']],
-  ['input of the wrong length in backward', 'rnnBackward', set('steps', 4), 'GYRE_SHAPE_MISMATCH', ['rnnBackward', 'input', '[2, 4, 2]', 'got 12 values']],
+  [
+    'input of the wrong length in backward',
+    'rnnBackward',
+    set('steps', 4),
+    'GYRE_SHAPE_MISMATCH',
+    ['rnnBackward', 'input', '[2, 4, 2]', 'got 12 values'],
+  ],
   // dtypes
-  ['Float64 h0 with a Float32 input', 'lstmForward', set('h0', new Float64Array(B * H)), 'GYRE_INVALID_ARGUMENT', ['h0 must be a Float32Array like input', 'Float64Array']],
-  ['Float32 weights with a Float64 input', 'gruForward', set('input', new Float64Array(B * T * I)), 'GYRE_INVALID_ARGUMENT', ['weights.weight_ih_l0 must be a Float64Array like input', 'Float32Array']],
-  ['Int32Array input', 'rnnForward', set('input', new Int32Array(B * T * I)), 'GYRE_INVALID_ARGUMENT', ['input must be a Float32Array or Float64Array', 'Int32Array']],
-  ['plain array input', 'lstmForward', set('input', Array.from({ length: B * T * I }, () => 0)), 'GYRE_INVALID_ARGUMENT', ['input', 'an array of length 12']],
-  ['plain array weight', 'gruBackward', setW('weight_hh_l0', Array.from({ length: 3 * H * H }, () => 0)), 'GYRE_INVALID_ARGUMENT', ['weights.weight_hh_l0', 'an array of length 27']],
-  ['Int32Array gradOutput', 'rnnBackward', set('gradOutput', new Int32Array(B * T * H)), 'GYRE_INVALID_ARGUMENT', ['gradOutput must be a Float32Array', 'Int32Array']],
-  ['a Float32Array as the weights object', 'lstmForward', set('weights', new Float32Array(4)), 'GYRE_INVALID_ARGUMENT', ['weights must be an object of tensors']],
+  [
+    'Float64 h0 with a Float32 input',
+    'lstmForward',
+    set('h0', new Float64Array(B * H)),
+    'GYRE_INVALID_ARGUMENT',
+    ['h0 must be a Float32Array like input', 'Float64Array'],
+  ],
+  [
+    'Float32 weights with a Float64 input',
+    'gruForward',
+    set('input', new Float64Array(B * T * I)),
+    'GYRE_INVALID_ARGUMENT',
+    ['weights.weight_ih_l0 must be a Float64Array like input', 'Float32Array'],
+  ],
+  [
+    'Int32Array input',
+    'rnnForward',
+    set('input', new Int32Array(B * T * I)),
+    'GYRE_INVALID_ARGUMENT',
+    ['input must be a Float32Array or Float64Array', 'Int32Array'],
+  ],
+  [
+    'plain array input',
+    'lstmForward',
+    set(
+      'input',
+      Array.from({ length: B * T * I }, () => 0),
+    ),
+    'GYRE_INVALID_ARGUMENT',
+    ['input', 'an array of length 12'],
+  ],
+  [
+    'plain array weight',
+    'gruBackward',
+    setW(
+      'weight_hh_l0',
+      Array.from({ length: 3 * H * H }, () => 0),
+    ),
+    'GYRE_INVALID_ARGUMENT',
+    ['weights.weight_hh_l0', 'an array of length 27'],
+  ],
+  [
+    'Int32Array gradOutput',
+    'rnnBackward',
+    set('gradOutput', new Int32Array(B * T * H)),
+    'GYRE_INVALID_ARGUMENT',
+    ['gradOutput must be a Float32Array', 'Int32Array'],
+  ],
+  [
+    'a Float32Array as the weights object',
+    'lstmForward',
+    set('weights', new Float32Array(4)),
+    'GYRE_INVALID_ARGUMENT',
+    ['weights must be an object of tensors'],
+  ],
   // missing weights
   ['no weights', 'rnnForward', set('weights', undefined), 'GYRE_MISSING_ARGUMENT', ['rnnForward', 'weights is required']],
   ['no weight_hh_l0', 'gruForward', dropW('weight_hh_l0'), 'GYRE_MISSING_ARGUMENT', ['weights.weight_hh_l0 is required']],
   ['no bias_ih_l0', 'lstmBackward', dropW('bias_ih_l0'), 'GYRE_MISSING_ARGUMENT', ['lstmBackward', 'weights.bias_ih_l0 is required']],
   // unknown options
   ['unknown option dropout', 'lstmForward', set('dropout', 0.5), 'GYRE_INVALID_ARGUMENT', ['unknown option dropout']],
-  ['unknown weight weight_ih_l1', 'rnnForward', setW('weight_ih_l1', new Float32Array(6)), 'GYRE_INVALID_ARGUMENT', ['unknown option weights.weight_ih_l1']],
+  [
+    'unknown weight weight_ih_l1',
+    'rnnForward',
+    setW('weight_ih_l1', new Float32Array(6)),
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option weights.weight_ih_l1'],
+  ],
   ['c0 on an RNN', 'rnnForward', set('c0', new Float32Array(B * H)), 'GYRE_INVALID_ARGUMENT', ['unknown option c0']],
   ['gradCN on a GRU', 'gruBackward', set('gradCN', new Float32Array(B * H)), 'GYRE_INVALID_ARGUMENT', ['unknown option gradCN']],
   ['nonlinearity sigmoid', 'rnnBackward', set('nonlinearity', 'sigmoid'), 'GYRE_INVALID_ARGUMENT', ['nonlinearity', '"sigmoid"']],
@@ -207,12 +314,41 @@ const functionalCases: [string, FnName, Edit, GyreErrorCode, string[]][] = [
   ['string hiddenSize', 'gruForward', set('hiddenSize', '3'), 'GYRE_INVALID_ARGUMENT', ['hiddenSize', '"3"']],
   ['infinite batch', 'rnnBackward', set('batch', Number.POSITIVE_INFINITY), 'GYRE_INVALID_ARGUMENT', ['batch', 'Infinity']],
   ['hiddenSize beyond 32 bits', 'lstmForward', set('hiddenSize', 2 ** 33), 'GYRE_INVALID_ARGUMENT', ['hiddenSize', '8589934592']],
-  ['sizes whose product would need 32 GiB', 'rnnForward', (a) => ({ ...a, batch: 65536, steps: 65536 }), 'GYRE_SHAPE_MISMATCH', ['input', '[65536, 65536, 2]', 'got 12 values']],
+  [
+    'sizes whose product would need 32 GiB',
+    'rnnForward',
+    (a) => ({ ...a, batch: 65536, steps: 65536 }),
+    'GYRE_SHAPE_MISMATCH',
+    ['input', '[65536, 65536, 2]', 'got 12 values'],
+  ],
   // detached buffers (length 0 now)
-  ['a detached input', 'lstmForward', (a) => ({ ...a, input: detach(a.input as Float32Array) }), 'GYRE_SHAPE_MISMATCH', ['input', 'got 0 values']],
-  ['a weight detached by postMessage', 'gruForward', (a) => setW('weight_hh_l0', detach(a.weights.weight_hh_l0 as Float32Array, 'postMessage'))(a), 'GYRE_SHAPE_MISMATCH', ['weight_hh_l0', 'got 0 values']],
+  [
+    'a detached input',
+    'lstmForward',
+    (a) => ({ ...a, input: detach(a.input as Float32Array) }),
+    'GYRE_SHAPE_MISMATCH',
+    ['input', 'got 0 values'],
+  ],
+  [
+    'a weight detached by postMessage',
+    'gruForward',
+    (a) => setW('weight_hh_l0', detach(a.weights.weight_hh_l0 as Float32Array, 'postMessage'))(a),
+    'GYRE_SHAPE_MISMATCH',
+    ['weight_hh_l0', 'got 0 values'],
+  ],
   ['a detached h0', 'rnnBackward', (a) => ({ ...a, h0: detach(new Float32Array(B * H)) }), 'GYRE_SHAPE_MISMATCH', ['h0', 'got 0 values']],
-  ['a detached Float64 gradOutput', 'lstmBackward', (a) => ({ ...a, input: new Float64Array(B * T * I), weights: fargs('lstm', Float64Array).weights, gradOutput: detach(new Float64Array(B * T * H)) }), 'GYRE_SHAPE_MISMATCH', ['grad_output', 'got 0 values']],
+  [
+    'a detached Float64 gradOutput',
+    'lstmBackward',
+    (a) => ({
+      ...a,
+      input: new Float64Array(B * T * I),
+      weights: fargs('lstm', Float64Array).weights,
+      gradOutput: detach(new Float64Array(B * T * H)),
+    }),
+    'GYRE_SHAPE_MISMATCH',
+    ['grad_output', 'got 0 values'],
+  ],
 ];
 
 describe('functional API: bad arguments', () => {
@@ -247,44 +383,180 @@ const featureSpec = (layers: unknown[], extra: Record<string, unknown> = {}): un
 const tokenSpec = (layers: unknown[]): unknown => ({ input: { vocabSize: 5 }, layers });
 
 const specCases: [string, unknown, GyreErrorCode, string[]][] = [
-  ['an unknown layer type', featureSpec([{ type: 'transformer', hiddenSize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].type', '"transformer"']],
+  [
+    'an unknown layer type',
+    featureSpec([{ type: 'transformer', hiddenSize: 3 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].type', '"transformer"'],
+  ],
   ['a layer without a type', featureSpec([{ hiddenSize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].type', 'undefined']],
-  ['misspelled hiddensize', featureSpec([{ type: 'lstm', hiddensize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['unknown option layers[0].hiddensize']],
-  ['misspelled top-level key', { input: { features: 2 }, layer: [{ type: 'lstm', hiddenSize: 3 }] }, 'GYRE_INVALID_ARGUMENT', ['unknown option layer']],
-  ['misspelled input key', { input: { feature: 2 }, layers: [{ type: 'lstm', hiddenSize: 3 }] }, 'GYRE_MISSING_ARGUMENT', ['input must give either vocabSize', 'features']],
-  ['resetAfter on an LSTM', featureSpec([{ type: 'lstm', hiddenSize: 3, resetAfter: true }]), 'GYRE_INVALID_ARGUMENT', ['unknown option layers[0].resetAfter']],
+  [
+    'misspelled hiddensize',
+    featureSpec([{ type: 'lstm', hiddensize: 3 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option layers[0].hiddensize'],
+  ],
+  [
+    'misspelled top-level key',
+    { input: { features: 2 }, layer: [{ type: 'lstm', hiddenSize: 3 }] },
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option layer'],
+  ],
+  [
+    'misspelled input key',
+    { input: { feature: 2 }, layers: [{ type: 'lstm', hiddenSize: 3 }] },
+    'GYRE_MISSING_ARGUMENT',
+    ['input must give either vocabSize', 'features'],
+  ],
+  [
+    'resetAfter on an LSTM',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, resetAfter: true }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option layers[0].resetAfter'],
+  ],
   ['no hiddenSize', featureSpec([{ type: 'gru' }]), 'GYRE_MISSING_ARGUMENT', ['layers[0].hiddenSize is required']],
-  ['no embedding dim', tokenSpec([{ type: 'embedding' }, { type: 'lstm', hiddenSize: 3 }]), 'GYRE_MISSING_ARGUMENT', ['layers[0].dim is required']],
-  ['no dense units', featureSpec([{ type: 'lstm', hiddenSize: 3 }, { type: 'dense' }]), 'GYRE_MISSING_ARGUMENT', ['layers[1].units is required']],
+  [
+    'no embedding dim',
+    tokenSpec([{ type: 'embedding' }, { type: 'lstm', hiddenSize: 3 }]),
+    'GYRE_MISSING_ARGUMENT',
+    ['layers[0].dim is required'],
+  ],
+  [
+    'no dense units',
+    featureSpec([{ type: 'lstm', hiddenSize: 3 }, { type: 'dense' }]),
+    'GYRE_MISSING_ARGUMENT',
+    ['layers[1].units is required'],
+  ],
   ['fractional hiddenSize', featureSpec([{ type: 'gru', hiddenSize: 2.5 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].hiddenSize', '2.5']],
   ['negative hiddenSize', featureSpec([{ type: 'rnn', hiddenSize: -4 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].hiddenSize', '-4']],
   ['NaN units', featureSpec([{ type: 'dense', units: Number.NaN }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].units', 'NaN']],
-  ['zero numLayers', featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 0 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].numLayers', 'got 0']],
-  ['hiddenSize 1e6 (16 TB of weights)', featureSpec([{ type: 'lstm', hiddenSize: 1e6 }]), 'GYRE_INVALID_ARGUMENT', ['model size', '268435456']],
+  [
+    'zero numLayers',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 0 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].numLayers', 'got 0'],
+  ],
+  [
+    'hiddenSize 1e6 (16 TB of weights)',
+    featureSpec([{ type: 'lstm', hiddenSize: 1e6 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['model size', '268435456'],
+  ],
   ['hiddenSize 2^40', featureSpec([{ type: 'gru', hiddenSize: 2 ** 40 }]), 'GYRE_INVALID_ARGUMENT', ['model size']],
   ['numLayers 1e6', featureSpec([{ type: 'lstm', hiddenSize: 64, numLayers: 1e6 }]), 'GYRE_INVALID_ARGUMENT', ['model size']],
   ['dense units 1e9', featureSpec([{ type: 'dense', units: 1e9 }]), 'GYRE_INVALID_ARGUMENT', ['model size']],
   ['input features 1e9', { input: { features: 1e9 }, layers: [{ type: 'dense', units: 4 }] }, 'GYRE_INVALID_ARGUMENT', ['model size']],
-  ['vocabSize 1e9 × dim 1000', { input: { vocabSize: 1e9 }, layers: [{ type: 'embedding', dim: 1000 }] }, 'GYRE_INVALID_ARGUMENT', ['model size']],
-  ['100000 dense layers', featureSpec(Array.from({ length: 100_000 }, () => ({ type: 'dense', units: 100 }))), 'GYRE_INVALID_ARGUMENT', ['model size']],
-  ['an embedding second', tokenSpec([{ type: 'embedding', dim: 3 }, { type: 'embedding', dim: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[1].type', 'embedding']],
-  ['an embedding in a feature model', featureSpec([{ type: 'embedding', dim: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].type', 'embedding']],
-  ['a token model without an embedding first', tokenSpec([{ type: 'lstm', hiddenSize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].type', 'embedding first']],
-  ['a recurrent layer after a final-state output', featureSpec([{ type: 'lstm', hiddenSize: 3, returnSequences: false }, { type: 'gru', hiddenSize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[1].type', 'sequence']],
-  ['dropout 1', featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 2, dropout: 1 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].dropout', '[0, 1)', 'got 1']],
-  ['dropout -0.1', featureSpec([{ type: 'gru', hiddenSize: 3, numLayers: 2, dropout: -0.1 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].dropout', '-0.1']],
-  ['dropout NaN', featureSpec([{ type: 'rnn', hiddenSize: 3, numLayers: 2, dropout: Number.NaN }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].dropout', 'NaN']],
-  ['dropout "0.1"', featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 2, dropout: '0.1' }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].dropout', '"0.1"']],
-  ['bidirectional "yes"', featureSpec([{ type: 'lstm', hiddenSize: 3, bidirectional: 'yes' }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].bidirectional must be a boolean', '"yes"']],
-  ['returnSequences 0', featureSpec([{ type: 'gru', hiddenSize: 3, returnSequences: 0 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].returnSequences must be a boolean']],
-  ['merge "avg"', featureSpec([{ type: 'lstm', hiddenSize: 3, bidirectional: true, merge: 'avg' }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].merge', '"avg"']],
-  ['nonlinearity "sigmoid"', featureSpec([{ type: 'rnn', hiddenSize: 3, nonlinearity: 'sigmoid' }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].nonlinearity', '"sigmoid"']],
-  ['activation "gelu"', featureSpec([{ type: 'dense', units: 3, activation: 'gelu' }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].activation', '"gelu"']],
-  ['both features and vocabSize', { input: { features: 2, vocabSize: 3 }, layers: [{ type: 'dense', units: 2 }] }, 'GYRE_INVALID_ARGUMENT', ['unknown option input.features']],
+  [
+    'vocabSize 1e9 × dim 1000',
+    { input: { vocabSize: 1e9 }, layers: [{ type: 'embedding', dim: 1000 }] },
+    'GYRE_INVALID_ARGUMENT',
+    ['model size'],
+  ],
+  [
+    '100000 dense layers',
+    featureSpec(Array.from({ length: 100_000 }, () => ({ type: 'dense', units: 100 }))),
+    'GYRE_INVALID_ARGUMENT',
+    ['model size'],
+  ],
+  [
+    'an embedding second',
+    tokenSpec([
+      { type: 'embedding', dim: 3 },
+      { type: 'embedding', dim: 3 },
+    ]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[1].type', 'embedding'],
+  ],
+  [
+    'an embedding in a feature model',
+    featureSpec([{ type: 'embedding', dim: 3 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].type', 'embedding'],
+  ],
+  [
+    'a token model without an embedding first',
+    tokenSpec([{ type: 'lstm', hiddenSize: 3 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].type', 'embedding first'],
+  ],
+  [
+    'a recurrent layer after a final-state output',
+    featureSpec([
+      { type: 'lstm', hiddenSize: 3, returnSequences: false },
+      { type: 'gru', hiddenSize: 3 },
+    ]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[1].type', 'sequence'],
+  ],
+  [
+    'dropout 1',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 2, dropout: 1 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].dropout', '[0, 1)', 'got 1'],
+  ],
+  [
+    'dropout -0.1',
+    featureSpec([{ type: 'gru', hiddenSize: 3, numLayers: 2, dropout: -0.1 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].dropout', '-0.1'],
+  ],
+  [
+    'dropout NaN',
+    featureSpec([{ type: 'rnn', hiddenSize: 3, numLayers: 2, dropout: Number.NaN }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].dropout', 'NaN'],
+  ],
+  [
+    'dropout "0.1"',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, numLayers: 2, dropout: '0.1' }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].dropout', '"0.1"'],
+  ],
+  [
+    'bidirectional "yes"',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, bidirectional: 'yes' }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].bidirectional must be a boolean', '"yes"'],
+  ],
+  [
+    'returnSequences 0',
+    featureSpec([{ type: 'gru', hiddenSize: 3, returnSequences: 0 }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].returnSequences must be a boolean'],
+  ],
+  [
+    'merge "avg"',
+    featureSpec([{ type: 'lstm', hiddenSize: 3, bidirectional: true, merge: 'avg' }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].merge', '"avg"'],
+  ],
+  [
+    'nonlinearity "sigmoid"',
+    featureSpec([{ type: 'rnn', hiddenSize: 3, nonlinearity: 'sigmoid' }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].nonlinearity', '"sigmoid"'],
+  ],
+  [
+    'activation "gelu"',
+    featureSpec([{ type: 'dense', units: 3, activation: 'gelu' }]),
+    'GYRE_INVALID_ARGUMENT',
+    ['layers[0].activation', '"gelu"'],
+  ],
+  [
+    'both features and vocabSize',
+    { input: { features: 2, vocabSize: 3 }, layers: [{ type: 'dense', units: 2 }] },
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option input.features'],
+  ],
   ['features 0', { input: { features: 0 }, layers: [{ type: 'dense', units: 2 }] }, 'GYRE_INVALID_ARGUMENT', ['input.features', 'got 0']],
   ['features "2"', { input: { features: '2' }, layers: [{ type: 'dense', units: 2 }] }, 'GYRE_INVALID_ARGUMENT', ['input.features', '"2"']],
   ['no layers', featureSpec([]), 'GYRE_INVALID_ARGUMENT', ['layers must be a non-empty array']],
-  ['layers as an object', { input: { features: 2 }, layers: { type: 'lstm', hiddenSize: 3 } }, 'GYRE_INVALID_ARGUMENT', ['layers must be a non-empty array', 'an object']],
+  [
+    'layers as an object',
+    { input: { features: 2 }, layers: { type: 'lstm', hiddenSize: 3 } },
+    'GYRE_INVALID_ARGUMENT',
+    ['layers must be a non-empty array', 'an object'],
+  ],
   ['a null layer', featureSpec([null]), 'GYRE_INVALID_ARGUMENT', ['layers[0] must be an object', 'null']],
   ['seed -1', featureSpec([{ type: 'dense', units: 2 }], { seed: -1 }), 'GYRE_INVALID_ARGUMENT', ['seed', '-1']],
   ['seed 1.5', featureSpec([{ type: 'dense', units: 2 }], { seed: 1.5 }), 'GYRE_INVALID_ARGUMENT', ['seed', '1.5']],
@@ -329,9 +601,24 @@ const tokenModelSpec: ModelSpec = {
   seed: 3,
 };
 
-const xs = [[[0.1, 0.2], [0.3, 0.4]], [[0.5, 0.6]], [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]];
+const xs = [
+  [
+    [0.1, 0.2],
+    [0.3, 0.4],
+  ],
+  [[0.5, 0.6]],
+  [
+    [0.1, 0.1],
+    [0.2, 0.2],
+    [0.3, 0.3],
+  ],
+];
 const ys = [0, 1, 2];
-const tensorX = (lengths?: number[]) => ({ data: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)), shape: [3, 2, 2], ...(lengths ? { lengths } : {}) });
+const tensorX = (lengths?: number[]) => ({
+  data: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)),
+  shape: [3, 2, 2],
+  ...(lengths ? { lengths } : {}),
+});
 const fitOptions = (extra: Record<string, unknown> = {}) => ({ loss: 'crossEntropy', epochs: 1, batchSize: 2, ...extra });
 
 type Kind = 'classifier' | 'regressor' | 'tokens';
@@ -340,53 +627,365 @@ const specs: Record<Kind, ModelSpec> = { classifier: classifierSpec, regressor: 
 const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[]][] = [
   // samples and labels
   ['x and y sample counts that disagree', 'classifier', xs, [0, 1], fitOptions(), 'GYRE_SHAPE_MISMATCH', ['y must hold 3 values', 'got 2']],
-  ['a label equal to the number of classes', 'classifier', xs, [0, 1, 3], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y[2]', 'class id below 3', 'got 3']],
-  ['a negative label', 'classifier', xs, [0, -1, 2], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y[1]', 'non-negative integer class id', '-1']],
+  [
+    'a label equal to the number of classes',
+    'classifier',
+    xs,
+    [0, 1, 3],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['y[2]', 'class id below 3', 'got 3'],
+  ],
+  [
+    'a negative label',
+    'classifier',
+    xs,
+    [0, -1, 2],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['y[1]', 'non-negative integer class id', '-1'],
+  ],
   ['a fractional label', 'classifier', xs, Float32Array.from([0, 1, 1.5]), fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y[2]', '1.5']],
   ['a NaN label', 'classifier', xs, [0, Number.NaN, 2], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y[1]', 'NaN']],
-  ['nested labels for a sequence classifier', 'classifier', xs, [[0], [1], [2]], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y[0]', 'an array of length 1']],
+  [
+    'nested labels for a sequence classifier',
+    'classifier',
+    xs,
+    [[0], [1], [2]],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['y[0]', 'an array of length 1'],
+  ],
   ['a string for y', 'classifier', xs, 'abc', fitOptions(), 'GYRE_INVALID_ARGUMENT', ['y must be an array or typed array', '"abc"']],
   ['y missing', 'classifier', xs, undefined, fitOptions(), 'GYRE_MISSING_ARGUMENT', ['y is required']],
   // non-finite values
-  ['NaN in nested x', 'classifier', [[[0.1, 0.2], [Number.NaN, 0.4]], [[0.5, 0.6]], [[0.1, 0.1]]], ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][1][0] must be a finite number', 'NaN']],
-  ['Infinity in nested x', 'classifier', [[[0.1, Number.POSITIVE_INFINITY]], [[0.5, 0.6]], [[0.1, 0.1]]], ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][0][1]', 'Infinity']],
-  ['NaN in a Float32Array x', 'classifier', { ...tensorX(), data: Float32Array.from({ length: 12 }, (_, i) => (i === 7 ? Number.NaN : 0)) }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[7] must be a finite number', 'NaN']],
-  ['Infinity in the last sequence of a Float32Array x', 'classifier', { ...tensorX(), data: Float32Array.from({ length: 12 }, (_, i) => (i === 11 ? Number.POSITIVE_INFINITY : 0)) }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[11] must be a finite number', 'Infinity']],
-  ['NaN inside the lengths (the padding is not read)', 'classifier', { ...tensorX([2, 1, 1]), data: Float32Array.from({ length: 12 }, (_, i) => (i === 7 || i === 8 ? Number.NaN : 0)) }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[8] must be a finite number', 'NaN']],
-  ['a Float64Array value beyond float32', 'classifier', { ...tensorX(), data: Float64Array.from({ length: 12 }, (_, i) => (i === 4 ? 1e39 : 0)) }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[4] must be a finite number (as float32)', '1e+39']],
-  ['-Infinity in a Float64Array x', 'classifier', { ...tensorX(), data: Float64Array.from({ length: 12 }, (_, i) => (i === 3 ? Number.NEGATIVE_INFINITY : 0)) }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[3]', '-Infinity']],
-  ['NaN in per-step targets', 'regressor', [[[1, 1], [2, 2]]], [[[0, 0], [0, Number.NaN]]], fitOptions({ loss: 'mse' }), 'GYRE_INVALID_ARGUMENT', ['y[0][1][1] must be a finite number', 'NaN']],
-  ['Infinity in tensor targets', 'regressor', [[[1, 1], [2, 2]]], { data: Float32Array.from([0, 0, Number.POSITIVE_INFINITY, 0]), shape: [1, 2, 2] }, fitOptions({ loss: 'mse' }), 'GYRE_INVALID_ARGUMENT', ['y.data[2]', 'Infinity']],
-  ['a binary target of 2', 'classifier', xs, [[0, 1, 0], [0, 2, 1], [1, 0, 0]], fitOptions({ loss: 'binaryCrossEntropy' }), 'GYRE_INVALID_ARGUMENT', ['y must hold binaryCrossEntropy targets in [0, 1]', 'got 2']],
-  ['a binary target of 2 in validationData', 'classifier', xs, [[0, 1, 0], [0, 1, 1], [1, 0, 0]], fitOptions({ loss: 'binaryCrossEntropy', validationData: [xs, [[0, 1, 0], [0, 1, 1], [1, 0, -0.5]]] }), 'GYRE_INVALID_ARGUMENT', ['validationData.y', '[0, 1]', 'got -0.5']],
+  [
+    'NaN in nested x',
+    'classifier',
+    [
+      [
+        [0.1, 0.2],
+        [Number.NaN, 0.4],
+      ],
+      [[0.5, 0.6]],
+      [[0.1, 0.1]],
+    ],
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[0][1][0] must be a finite number', 'NaN'],
+  ],
+  [
+    'Infinity in nested x',
+    'classifier',
+    [[[0.1, Number.POSITIVE_INFINITY]], [[0.5, 0.6]], [[0.1, 0.1]]],
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[0][0][1]', 'Infinity'],
+  ],
+  [
+    'NaN in a Float32Array x',
+    'classifier',
+    { ...tensorX(), data: Float32Array.from({ length: 12 }, (_, i) => (i === 7 ? Number.NaN : 0)) },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[7] must be a finite number', 'NaN'],
+  ],
+  [
+    'Infinity in the last sequence of a Float32Array x',
+    'classifier',
+    { ...tensorX(), data: Float32Array.from({ length: 12 }, (_, i) => (i === 11 ? Number.POSITIVE_INFINITY : 0)) },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[11] must be a finite number', 'Infinity'],
+  ],
+  [
+    'NaN inside the lengths (the padding is not read)',
+    'classifier',
+    { ...tensorX([2, 1, 1]), data: Float32Array.from({ length: 12 }, (_, i) => (i === 7 || i === 8 ? Number.NaN : 0)) },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[8] must be a finite number', 'NaN'],
+  ],
+  [
+    'a Float64Array value beyond float32',
+    'classifier',
+    { ...tensorX(), data: Float64Array.from({ length: 12 }, (_, i) => (i === 4 ? 1e39 : 0)) },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[4] must be a finite number (as float32)', '1e+39'],
+  ],
+  [
+    '-Infinity in a Float64Array x',
+    'classifier',
+    { ...tensorX(), data: Float64Array.from({ length: 12 }, (_, i) => (i === 3 ? Number.NEGATIVE_INFINITY : 0)) },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[3]', '-Infinity'],
+  ],
+  [
+    'NaN in per-step targets',
+    'regressor',
+    [
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    ],
+    [
+      [
+        [0, 0],
+        [0, Number.NaN],
+      ],
+    ],
+    fitOptions({ loss: 'mse' }),
+    'GYRE_INVALID_ARGUMENT',
+    ['y[0][1][1] must be a finite number', 'NaN'],
+  ],
+  [
+    'Infinity in tensor targets',
+    'regressor',
+    [
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    ],
+    { data: Float32Array.from([0, 0, Number.POSITIVE_INFINITY, 0]), shape: [1, 2, 2] },
+    fitOptions({ loss: 'mse' }),
+    'GYRE_INVALID_ARGUMENT',
+    ['y.data[2]', 'Infinity'],
+  ],
+  [
+    'a binary target of 2',
+    'classifier',
+    xs,
+    [
+      [0, 1, 0],
+      [0, 2, 1],
+      [1, 0, 0],
+    ],
+    fitOptions({ loss: 'binaryCrossEntropy' }),
+    'GYRE_INVALID_ARGUMENT',
+    ['y must hold binaryCrossEntropy targets in [0, 1]', 'got 2'],
+  ],
+  [
+    'a binary target of 2 in validationData',
+    'classifier',
+    xs,
+    [
+      [0, 1, 0],
+      [0, 1, 1],
+      [1, 0, 0],
+    ],
+    fitOptions({
+      loss: 'binaryCrossEntropy',
+      validationData: [
+        xs,
+        [
+          [0, 1, 0],
+          [0, 1, 1],
+          [1, 0, -0.5],
+        ],
+      ],
+    }),
+    'GYRE_INVALID_ARGUMENT',
+    ['validationData.y', '[0, 1]', 'got -0.5'],
+  ],
   // ragged and tensor forms
-  ['an empty sequence in ragged x', 'classifier', [[[0.1, 0.2]], [], [[0.3, 0.3]]], ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[1] must have at least one step']],
+  [
+    'an empty sequence in ragged x',
+    'classifier',
+    [[[0.1, 0.2]], [], [[0.3, 0.3]]],
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[1] must have at least one step'],
+  ],
   ['no sequences at all', 'classifier', [], [], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x must hold at least one sequence']],
-  ['a step that is a number in a 2-feature model', 'classifier', [[[0, 0]], [0.5], [[1, 1]]], ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[1][0] must be an array of 2 features', '0.5']],
-  ['a length of 0', 'classifier', tensorX([1, 0, 2]), ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.lengths[1] must be an integer in 1..2', 'got 0']],
+  [
+    'a step that is a number in a 2-feature model',
+    'classifier',
+    [[[0, 0]], [0.5], [[1, 1]]],
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[1][0] must be an array of 2 features', '0.5'],
+  ],
+  [
+    'a length of 0',
+    'classifier',
+    tensorX([1, 0, 2]),
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.lengths[1] must be an integer in 1..2', 'got 0'],
+  ],
   ['a length beyond steps', 'classifier', tensorX([1, 3, 2]), ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.lengths[1]', 'got 3']],
   ['a fractional length', 'classifier', tensorX([1, 1.5, 2]), ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.lengths[1]', '1.5']],
   ['too few lengths', 'classifier', tensorX([1, 2]), ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x.lengths must have 3 entries', 'got 2']],
-  ['tensor data shorter than its shape', 'classifier', { data: new Float32Array(11), shape: [3, 2, 2] }, ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x.data must hold 12 values', 'got 11']],
-  ['a fractional shape', 'classifier', { data: new Float32Array(12), shape: [3, 2, 2.5] }, ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x.shape', '2.5']],
-  ['a negative shape', 'classifier', { data: new Float32Array(12), shape: [-3, -2, 2] }, ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x.shape', '-3']],
-  ['a nested step of 3 features for a 2-feature model', 'classifier', [[[0.1, 0.2, 0.3]], [[0, 0]], [[1, 1]]], ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x[0][0] must have 2 features', 'got 3']],
-  ['a tensor of 3 features for a 2-feature model', 'classifier', { data: new Float32Array(18), shape: [3, 2, 3] }, ys, fitOptions(), 'GYRE_SHAPE_MISMATCH', ['x.shape[2]', '2 input features', 'got 3']],
-  ['Int32Array features', 'classifier', { data: new Int32Array(12), shape: [3, 2, 2] }, ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data must be a Float32Array or Float64Array', 'Int32Array']],
-  ['token ids for a feature model', 'classifier', [[1, 2], [3], [4, 0]], ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][0] must be an array of 2 features']],
-  ['feature vectors for a token model', 'tokens', [[[0.5], [0.2]]], [1], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][0] must be a non-negative integer token id']],
-  ['a Float32Array for a token model', 'tokens', { data: new Float32Array(2), shape: [1, 2] }, [1], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data must be a Uint32Array or Int32Array of token ids', 'Float32Array']],
-  ['a token id beyond the vocabulary', 'tokens', [[1, 7]], [1], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][1]', 'vocabulary size 5', 'got 7']],
-  ['a negative Int32 token id', 'tokens', { data: Int32Array.from([1, -2]), shape: [1, 2] }, [1], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x.data[1]', '-2']],
+  [
+    'tensor data shorter than its shape',
+    'classifier',
+    { data: new Float32Array(11), shape: [3, 2, 2] },
+    ys,
+    fitOptions(),
+    'GYRE_SHAPE_MISMATCH',
+    ['x.data must hold 12 values', 'got 11'],
+  ],
+  [
+    'a fractional shape',
+    'classifier',
+    { data: new Float32Array(12), shape: [3, 2, 2.5] },
+    ys,
+    fitOptions(),
+    'GYRE_SHAPE_MISMATCH',
+    ['x.shape', '2.5'],
+  ],
+  [
+    'a negative shape',
+    'classifier',
+    { data: new Float32Array(12), shape: [-3, -2, 2] },
+    ys,
+    fitOptions(),
+    'GYRE_SHAPE_MISMATCH',
+    ['x.shape', '-3'],
+  ],
+  [
+    'a nested step of 3 features for a 2-feature model',
+    'classifier',
+    [[[0.1, 0.2, 0.3]], [[0, 0]], [[1, 1]]],
+    ys,
+    fitOptions(),
+    'GYRE_SHAPE_MISMATCH',
+    ['x[0][0] must have 2 features', 'got 3'],
+  ],
+  [
+    'a tensor of 3 features for a 2-feature model',
+    'classifier',
+    { data: new Float32Array(18), shape: [3, 2, 3] },
+    ys,
+    fitOptions(),
+    'GYRE_SHAPE_MISMATCH',
+    ['x.shape[2]', '2 input features', 'got 3'],
+  ],
+  [
+    'Int32Array features',
+    'classifier',
+    { data: new Int32Array(12), shape: [3, 2, 2] },
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data must be a Float32Array or Float64Array', 'Int32Array'],
+  ],
+  [
+    'token ids for a feature model',
+    'classifier',
+    [[1, 2], [3], [4, 0]],
+    ys,
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[0][0] must be an array of 2 features'],
+  ],
+  [
+    'feature vectors for a token model',
+    'tokens',
+    [[[0.5], [0.2]]],
+    [1],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[0][0] must be a non-negative integer token id'],
+  ],
+  [
+    'a Float32Array for a token model',
+    'tokens',
+    { data: new Float32Array(2), shape: [1, 2] },
+    [1],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data must be a Uint32Array or Int32Array of token ids', 'Float32Array'],
+  ],
+  [
+    'a token id beyond the vocabulary',
+    'tokens',
+    [[1, 7]],
+    [1],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x[0][1]', 'vocabulary size 5', 'got 7'],
+  ],
+  [
+    'a negative Int32 token id',
+    'tokens',
+    { data: Int32Array.from([1, -2]), shape: [1, 2] },
+    [1],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['x.data[1]', '-2'],
+  ],
   ['a fractional token id', 'tokens', [[1, 0.5]], [1], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x[0][1]', '0.5']],
   ['a string for x', 'classifier', 'abc', ys, fitOptions(), 'GYRE_INVALID_ARGUMENT', ['x must be nested arrays', '"abc"']],
   // options
-  ['a NaN learning rate', 'classifier', xs, ys, fitOptions({ optimizer: { type: 'adam', learningRate: Number.NaN } }), 'GYRE_INVALID_ARGUMENT', ['optimizer.learningRate must be a finite number', 'NaN']],
-  ['an infinite learning rate', 'classifier', xs, ys, fitOptions({ optimizer: { type: 'sgd', learningRate: Number.POSITIVE_INFINITY } }), 'GYRE_INVALID_ARGUMENT', ['optimizer.learningRate', 'Infinity']],
-  ['a negative learning rate', 'classifier', xs, ys, fitOptions({ optimizer: { type: 'sgd', learningRate: -1 } }), 'GYRE_INVALID_ARGUMENT', ['optimizer.learningRate', '-1']],
-  ['an unknown optimizer', 'classifier', xs, ys, fitOptions({ optimizer: { type: 'lbfgs', learningRate: 0.1 } }), 'GYRE_INVALID_ARGUMENT', ['lbfgs']],
-  ['momentum on adam', 'classifier', xs, ys, fitOptions({ optimizer: { type: 'adam', learningRate: 0.1, momentum: 0.9 } }), 'GYRE_INVALID_ARGUMENT', ['momentum']],
-  ['an unknown fit option', 'classifier', xs, ys, fitOptions({ learningRate: 0.1 }), 'GYRE_INVALID_ARGUMENT', ['unknown option learningRate']],
+  [
+    'a NaN learning rate',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { type: 'adam', learningRate: Number.NaN } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['optimizer.learningRate must be a finite number', 'NaN'],
+  ],
+  [
+    'an infinite learning rate',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { type: 'sgd', learningRate: Number.POSITIVE_INFINITY } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['optimizer.learningRate', 'Infinity'],
+  ],
+  [
+    'a negative learning rate',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { type: 'sgd', learningRate: -1 } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['optimizer.learningRate', '-1'],
+  ],
+  [
+    'an unknown optimizer',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { type: 'lbfgs', learningRate: 0.1 } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['lbfgs'],
+  ],
+  [
+    'momentum on adam',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { type: 'adam', learningRate: 0.1, momentum: 0.9 } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['momentum'],
+  ],
+  [
+    'an unknown fit option',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ learningRate: 0.1 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option learningRate'],
+  ],
   ["epochs '3'", 'classifier', xs, ys, fitOptions({ epochs: '3' }), 'GYRE_INVALID_ARGUMENT', ['epochs', '"3"']],
   ['epochs 0', 'classifier', xs, ys, fitOptions({ epochs: 0 }), 'GYRE_INVALID_ARGUMENT', ['epochs', 'got 0']],
   ['batchSize 0', 'classifier', xs, ys, fitOptions({ batchSize: 0 }), 'GYRE_INVALID_ARGUMENT', ['batchSize', 'got 0']],
@@ -394,23 +993,129 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
   ['seed -1', 'classifier', xs, ys, fitOptions({ seed: -1 }), 'GYRE_INVALID_ARGUMENT', ['seed', '-1']],
   ['shuffle "yes"', 'classifier', xs, ys, fitOptions({ shuffle: 'yes' }), 'GYRE_INVALID_ARGUMENT', ['"yes"']],
   ['clipNorm -1', 'classifier', xs, ys, fitOptions({ clipNorm: -1 }), 'GYRE_INVALID_ARGUMENT', ['clipNorm', '-1']],
-  ['an unknown early-stopping key', 'classifier', xs, ys, fitOptions({ earlyStopping: { patient: 2 } }), 'GYRE_INVALID_ARGUMENT', ['patient']],
+  [
+    'an unknown early-stopping key',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ earlyStopping: { patient: 2 } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['patient'],
+  ],
   ['an unknown schedule', 'classifier', xs, ys, fitOptions({ schedule: { type: 'cyclic' } }), 'GYRE_INVALID_ARGUMENT', ['cyclic']],
-  ['tbpttSteps on a model with one output per sequence', 'classifier', xs, ys, fitOptions({ tbpttSteps: 2 }), 'GYRE_INVALID_ARGUMENT', ['tbpttSteps']],
+  [
+    'tbpttSteps on a model with one output per sequence',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ tbpttSteps: 2 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['tbpttSteps'],
+  ],
   ['validationSplit 1.5', 'classifier', xs, ys, fitOptions({ validationSplit: 1.5 }), 'GYRE_INVALID_ARGUMENT', ['validationSplit', '1.5']],
-  ['a validationSplit that leaves no validation data', 'classifier', xs, ys, fitOptions({ validationSplit: 0.01 }), 'GYRE_INVALID_ARGUMENT', ['validationSplit 0.01']],
-  ['validationData that is not [x, y]', 'classifier', xs, ys, fitOptions({ validationData: [xs] }), 'GYRE_INVALID_ARGUMENT', ['validationData must be [x, y]']],
-  ['validationData with a label out of range', 'classifier', xs, ys, fitOptions({ validationData: [xs, [0, 1, 7]] }), 'GYRE_INVALID_ARGUMENT', ['validation', 'y[2]', 'got 7']],
-  ['both validationData and validationSplit', 'classifier', xs, ys, fitOptions({ validationData: [xs, ys], validationSplit: 0.5 }), 'GYRE_INVALID_ARGUMENT', ['validationData or validationSplit']],
-  ['a signal that is not an AbortSignal', 'classifier', xs, ys, fitOptions({ signal: { aborted: false } }), 'GYRE_INVALID_ARGUMENT', ['signal must be an AbortSignal']],
-  ['an onProgress that is not a function', 'classifier', xs, ys, fitOptions({ onProgress: 'log' }), 'GYRE_INVALID_ARGUMENT', ['onProgress must be a function', '"log"']],
+  [
+    'a validationSplit that leaves no validation data',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ validationSplit: 0.01 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['validationSplit 0.01'],
+  ],
+  [
+    'validationData that is not [x, y]',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ validationData: [xs] }),
+    'GYRE_INVALID_ARGUMENT',
+    ['validationData must be [x, y]'],
+  ],
+  [
+    'validationData with a label out of range',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ validationData: [xs, [0, 1, 7]] }),
+    'GYRE_INVALID_ARGUMENT',
+    ['validation', 'y[2]', 'got 7'],
+  ],
+  [
+    'both validationData and validationSplit',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ validationData: [xs, ys], validationSplit: 0.5 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['validationData or validationSplit'],
+  ],
+  [
+    'a signal that is not an AbortSignal',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ signal: { aborted: false } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['signal must be an AbortSignal'],
+  ],
+  [
+    'an onProgress that is not a function',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ onProgress: 'log' }),
+    'GYRE_INVALID_ARGUMENT',
+    ['onProgress must be a function', '"log"'],
+  ],
   // losses that do not fit the model
   ['an unknown loss', 'classifier', xs, ys, fitOptions({ loss: 'hinge' }), 'GYRE_INVALID_ARGUMENT', ['loss must be one of', '"hinge"']],
   ['no loss', 'classifier', xs, ys, { epochs: 1 }, 'GYRE_MISSING_ARGUMENT', ['options.loss is required']],
-  ['no options', 'classifier', xs, ys, undefined, 'GYRE_INVALID_ARGUMENT', ['options must be an object']],
-  ['crossEntropy after a tanh dense layer', 'regressor', [[[1, 1]]], [[0]], fitOptions(), 'GYRE_INVALID_ARGUMENT', ['loss crossEntropy', "'linear' or 'softmax'", 'got tanh']],
-  ['binaryCrossEntropy after softmax', 'tokens', [[1, 2]], [[0, 1]], fitOptions({ loss: 'binaryCrossEntropy' }), 'GYRE_INVALID_ARGUMENT', ['loss binaryCrossEntropy', 'got softmax']],
-  ['mse targets of the wrong width', 'regressor', [[[1, 1], [2, 2]]], [[[0, 0, 0], [0, 0, 0]]], fitOptions({ loss: 'mse' }), 'GYRE_SHAPE_MISMATCH', ['y[0][0] must have 2 values']],
+  [
+    'no options',
+    'classifier',
+    xs,
+    ys,
+    undefined,
+    'GYRE_MISSING_ARGUMENT',
+    ["fit(x, y, options) needs options with at least loss: 'crossEntropy', 'mse' or 'binaryCrossEntropy'"],
+  ],
+  [
+    'crossEntropy after a tanh dense layer',
+    'regressor',
+    [[[1, 1]]],
+    [[0]],
+    fitOptions(),
+    'GYRE_INVALID_ARGUMENT',
+    ['loss crossEntropy', "'linear' or 'softmax'", 'got tanh'],
+  ],
+  [
+    'binaryCrossEntropy after softmax',
+    'tokens',
+    [[1, 2]],
+    [[0, 1]],
+    fitOptions({ loss: 'binaryCrossEntropy' }),
+    'GYRE_INVALID_ARGUMENT',
+    ['loss binaryCrossEntropy', 'got softmax'],
+  ],
+  [
+    'mse targets of the wrong width',
+    'regressor',
+    [
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    ],
+    [
+      [
+        [0, 0, 0],
+        [0, 0, 0],
+      ],
+    ],
+    fitOptions({ loss: 'mse' }),
+    'GYRE_SHAPE_MISMATCH',
+    ['y[0][0] must have 2 values'],
+  ],
 ];
 
 describe('fit: bad data and options reject, and the model is unchanged', () => {
@@ -431,13 +1136,25 @@ describe('fit: bad data and options reject, and the model is unchanged', () => {
     const model = models.classifier;
     const controller = new AbortController();
     controller.abort();
-    await rejectsUnchanged(model, () => model.fit(xs, ys, { loss: 'crossEntropy', signal: controller.signal }), 'GYRE_ABORTED', 'aborted after 0 complete epoch(s)');
+    await rejectsUnchanged(
+      model,
+      () => model.fit(xs, ys, { loss: 'crossEntropy', signal: controller.signal }),
+      'GYRE_ABORTED',
+      'aborted after 0 complete epoch(s)',
+    );
   });
 
   it('an onProgress that throws stops training and rejects with GYRE_ABORTED, instead of an uncaught exception', async () => {
     // Without the guard the callback's error surfaced as an uncaughtException, which ends a
     // Node process (vitest reports it as an unhandled error and fails the run).
-    const model = sequential({ input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 16 }, { type: 'dense', units: 2 }], seed: 9 });
+    const model = sequential({
+      input: { features: 2 },
+      layers: [
+        { type: 'lstm', hiddenSize: 16 },
+        { type: 'dense', units: 2 },
+      ],
+      seed: 9,
+    });
     const N = 256;
     const S = 12;
     const x = { data: Float32Array.from({ length: N * S * 2 }, (_, i) => Math.sin(i * 0.37)), shape: [N, S, 2] };
@@ -469,8 +1186,28 @@ describe('fit: bad data and options reject, and the model is unchanged', () => {
   it('rejects with GYRE_NON_FINITE when the loss overflows, keeping the weights it had', async () => {
     const model = models.regressor;
     // Finite targets whose squared error overflows float32 in the very first batch.
-    const huge = [[[1e30, 1e30], [1e30, -1e30]]];
-    await rejectsUnchanged(model, () => model.fit([[[1, 1], [2, 2]]], huge, { loss: 'mse', batchSize: 1 }), 'GYRE_NON_FINITE', 'epoch 1, batch 1');
+    const huge = [
+      [
+        [1e30, 1e30],
+        [1e30, -1e30],
+      ],
+    ];
+    await rejectsUnchanged(
+      model,
+      () =>
+        model.fit(
+          [
+            [
+              [1, 1],
+              [2, 2],
+            ],
+          ],
+          huge,
+          { loss: 'mse', batchSize: 1 },
+        ),
+      'GYRE_NON_FINITE',
+      'epoch 1, batch 1',
+    );
   });
 });
 
@@ -482,11 +1219,24 @@ describe('evaluate and predict: bad input', () => {
 
   it('evaluate: sample counts that disagree', async () => {
     const m = models.classifier;
-    await rejectsUnchanged(m, () => m.evaluate(xs, [0, 1], { loss: 'crossEntropy' }), 'GYRE_SHAPE_MISMATCH', 'y must hold 3 values', 'got 2');
+    await rejectsUnchanged(
+      m,
+      () => m.evaluate(xs, [0, 1], { loss: 'crossEntropy' }),
+      'GYRE_SHAPE_MISMATCH',
+      'y must hold 3 values',
+      'got 2',
+    );
   });
   it('evaluateSync: a label out of range', () => {
     const m = models.classifier;
-    failsUnchanged(m, () => m.evaluateSync(xs, [0, 1, 5], { loss: 'crossEntropy' }), 'GYRE_INVALID_ARGUMENT', 'y[2]', 'class id below 3', 'got 5');
+    failsUnchanged(
+      m,
+      () => m.evaluateSync(xs, [0, 1, 5], { loss: 'crossEntropy' }),
+      'GYRE_INVALID_ARGUMENT',
+      'y[2]',
+      'class id below 3',
+      'got 5',
+    );
   });
   it('evaluate: no loss', async () => {
     const m = models.classifier;
@@ -495,7 +1245,23 @@ describe('evaluate and predict: bad input', () => {
   it('evaluateSync: NaN in a Float32Array x', () => {
     const m = models.regressor;
     const x = { data: Float32Array.from([1, 2, Number.NaN, 3]), shape: [1, 2, 2] };
-    failsUnchanged(m, () => m.evaluateSync(x, [[[0, 0], [0, 0]]], { loss: 'mse' }), 'GYRE_INVALID_ARGUMENT', 'x.data[2] must be a finite number', 'NaN');
+    failsUnchanged(
+      m,
+      () =>
+        m.evaluateSync(
+          x,
+          [
+            [
+              [0, 0],
+              [0, 0],
+            ],
+          ],
+          { loss: 'mse' },
+        ),
+      'GYRE_INVALID_ARGUMENT',
+      'x.data[2] must be a finite number',
+      'NaN',
+    );
   });
   it('predict: an unknown option', async () => {
     const m = models.classifier;
@@ -507,7 +1273,13 @@ describe('evaluate and predict: bad input', () => {
   });
   it('predictSync: NaN in a Float32Array x (it would otherwise return NaN silently)', () => {
     const m = models.classifier;
-    failsUnchanged(m, () => m.predictSync({ data: Float32Array.from([0.1, 0.2, Number.NaN, 0.4]), shape: [1, 2, 2] }), 'GYRE_INVALID_ARGUMENT', 'x.data[2]', 'NaN');
+    failsUnchanged(
+      m,
+      () => m.predictSync({ data: Float32Array.from([0.1, 0.2, Number.NaN, 0.4]), shape: [1, 2, 2] }),
+      'GYRE_INVALID_ARGUMENT',
+      'x.data[2]',
+      'NaN',
+    );
   });
   it('predictSync: values at padded steps are not read, so they may be anything', () => {
     const m = models.classifier;
@@ -521,7 +1293,13 @@ describe('evaluate and predict: bad input', () => {
   });
   it('predict: token id out of the vocabulary', async () => {
     const m = models.tokens;
-    await rejectsUnchanged(m, () => m.predict({ data: Uint32Array.from([1, 9]), shape: [1, 2] }), 'GYRE_INVALID_ARGUMENT', 'vocabulary size 5', 'got 9');
+    await rejectsUnchanged(
+      m,
+      () => m.predict({ data: Uint32Array.from([1, 9]), shape: [1, 2] }),
+      'GYRE_INVALID_ARGUMENT',
+      'vocabulary size 5',
+      'got 9',
+    );
   });
 });
 
@@ -537,14 +1315,32 @@ describe('detached, shared and mutated buffers', () => {
   it('fit: a detached x.data is a shape error, not a crash', async () => {
     const x = tensorX();
     detach(x.data);
-    await rejectsUnchanged(model, () => model.fit(x, ys, { loss: 'crossEntropy' }), 'GYRE_SHAPE_MISMATCH', 'x.data must hold 12 values', 'got 0');
+    await rejectsUnchanged(
+      model,
+      () => model.fit(x, ys, { loss: 'crossEntropy' }),
+      'GYRE_SHAPE_MISMATCH',
+      'x.data must hold 12 values',
+      'got 0',
+    );
   });
   it('fit: detached lengths', async () => {
     const x = { ...tensorX(), lengths: detach(Uint32Array.from([1, 2, 2]), 'postMessage') };
-    await rejectsUnchanged(model, () => model.fit(x, ys, { loss: 'crossEntropy' }), 'GYRE_SHAPE_MISMATCH', 'x.lengths must have 3 entries', 'got 0');
+    await rejectsUnchanged(
+      model,
+      () => model.fit(x, ys, { loss: 'crossEntropy' }),
+      'GYRE_SHAPE_MISMATCH',
+      'x.lengths must have 3 entries',
+      'got 0',
+    );
   });
   it('fit: detached y', async () => {
-    await rejectsUnchanged(model, () => model.fit(tensorX(), detach(Uint32Array.from(ys)), { loss: 'crossEntropy' }), 'GYRE_SHAPE_MISMATCH', 'y must hold 3 values', 'got 0');
+    await rejectsUnchanged(
+      model,
+      () => model.fit(tensorX(), detach(Uint32Array.from(ys)), { loss: 'crossEntropy' }),
+      'GYRE_SHAPE_MISMATCH',
+      'y must hold 3 values',
+      'got 0',
+    );
   });
   it('predict: a detached x.data', async () => {
     const x = tensorX();
@@ -552,7 +1348,13 @@ describe('detached, shared and mutated buffers', () => {
     await rejectsUnchanged(model, () => model.predict(x), 'GYRE_SHAPE_MISMATCH', 'x.data', 'got 0');
   });
   it('setParameters: a detached tensor', () => {
-    failsUnchanged(model, () => model.setParameters({ '1.bias': detach(new Float32Array(3)) }), 'GYRE_SHAPE_MISMATCH', '1.bias', 'got 0 values');
+    failsUnchanged(
+      model,
+      () => model.setParameters({ '1.bias': detach(new Float32Array(3)) }),
+      'GYRE_SHAPE_MISMATCH',
+      '1.bias',
+      'got 0 values',
+    );
   });
   it('fromBuffer: detached bytes', () => {
     const bytes = new Uint8Array(model.toBuffer());
@@ -576,7 +1378,14 @@ describe('detached, shared and mutated buffers', () => {
   describe('buffers changed while fit runs: the data were copied', () => {
     const N = 64;
     const S = 6;
-    const spec: ModelSpec = { input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 6 }, { type: 'dense', units: 2 }], seed: 5 };
+    const spec: ModelSpec = {
+      input: { features: 2 },
+      layers: [
+        { type: 'lstm', hiddenSize: 6 },
+        { type: 'dense', units: 2 },
+      ],
+      seed: 5,
+    };
     const data = () => ({
       x: { data: Float32Array.from({ length: N * S * 2 }, (_, i) => Math.sin(i * 0.7)), shape: [N, S, 2] },
       y: { data: Float32Array.from({ length: N * S * 2 }, (_, i) => Math.cos(i * 0.3)), shape: [N, S, 2] },
@@ -616,7 +1425,14 @@ describe('detached, shared and mutated buffers', () => {
 // Busy and disposed models
 
 describe('calls while fit runs are refused with GYRE_BUSY and leave training alone', () => {
-  const spec: ModelSpec = { input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 16 }, { type: 'dense', units: 2 }], seed: 7 };
+  const spec: ModelSpec = {
+    input: { features: 2 },
+    layers: [
+      { type: 'lstm', hiddenSize: 16 },
+      { type: 'dense', units: 2 },
+    ],
+    seed: 7,
+  };
   const N = 128;
   const S = 12;
   const x = { data: Float32Array.from({ length: N * S * 2 }, (_, i) => Math.sin(i * 0.37)), shape: [N, S, 2] };
@@ -721,12 +1537,42 @@ describe('setParameters', () => {
     ['an unknown name', () => ({ '0.weight': new Float32Array(3) }), 'GYRE_INVALID_ARGUMENT', ['unknown parameter "0.weight"', '1.bias']],
     ['a wrong length', () => ({ '1.bias': new Float32Array(3) }), 'GYRE_SHAPE_MISMATCH', ['1.bias must have shape [2]', 'got 3 values']],
     ['a plain array', () => ({ '1.bias': [0, 0] }), 'GYRE_INVALID_ARGUMENT', ['1.bias must be a Float32Array', 'an array of length 2']],
-    ['a Float64Array', () => ({ '1.bias': new Float64Array(2) }), 'GYRE_INVALID_ARGUMENT', ['1.bias must be a Float32Array', 'Float64Array']],
-    ['a NaN value', () => ({ '1.bias': Float32Array.from([0, Number.NaN]) }), 'GYRE_INVALID_ARGUMENT', ['1.bias[1] must be a finite number', 'NaN']],
-    ['an infinite value', () => ({ '0.bias_hh_l0': Float32Array.from({ length: 12 }, (_, i) => (i === 4 ? Number.POSITIVE_INFINITY : 0)) }), 'GYRE_INVALID_ARGUMENT', ['0.bias_hh_l0[4]', 'finite']],
-    ['a good tensor followed by one of the wrong length', () => ({ '1.bias': Float32Array.from([5, 5]), '1.weight': new Float32Array(3) }), 'GYRE_SHAPE_MISMATCH', ['1.weight must have shape [2, 4]', 'got 3 values']],
-    ['a good tensor followed by a NaN one', () => ({ '1.bias': Float32Array.from([6, 6]), '1.weight': new Float32Array(8).fill(Number.NaN) }), 'GYRE_INVALID_ARGUMENT', ['1.weight[0]', 'NaN']],
-    ['a good tensor followed by an unknown name', () => ({ '1.bias': Float32Array.from([7, 7]), '2.bias': new Float32Array(2) }), 'GYRE_INVALID_ARGUMENT', ['unknown parameter "2.bias"']],
+    [
+      'a Float64Array',
+      () => ({ '1.bias': new Float64Array(2) }),
+      'GYRE_INVALID_ARGUMENT',
+      ['1.bias must be a Float32Array', 'Float64Array'],
+    ],
+    [
+      'a NaN value',
+      () => ({ '1.bias': Float32Array.from([0, Number.NaN]) }),
+      'GYRE_INVALID_ARGUMENT',
+      ['1.bias[1] must be a finite number', 'NaN'],
+    ],
+    [
+      'an infinite value',
+      () => ({ '0.bias_hh_l0': Float32Array.from({ length: 12 }, (_, i) => (i === 4 ? Number.POSITIVE_INFINITY : 0)) }),
+      'GYRE_INVALID_ARGUMENT',
+      ['0.bias_hh_l0[4]', 'finite'],
+    ],
+    [
+      'a good tensor followed by one of the wrong length',
+      () => ({ '1.bias': Float32Array.from([5, 5]), '1.weight': new Float32Array(3) }),
+      'GYRE_SHAPE_MISMATCH',
+      ['1.weight must have shape [2, 4]', 'got 3 values'],
+    ],
+    [
+      'a good tensor followed by a NaN one',
+      () => ({ '1.bias': Float32Array.from([6, 6]), '1.weight': new Float32Array(8).fill(Number.NaN) }),
+      'GYRE_INVALID_ARGUMENT',
+      ['1.weight[0]', 'NaN'],
+    ],
+    [
+      'a good tensor followed by an unknown name',
+      () => ({ '1.bias': Float32Array.from([7, 7]), '2.bias': new Float32Array(2) }),
+      'GYRE_INVALID_ARGUMENT',
+      ['unknown parameter "2.bias"'],
+    ],
     ['null', () => null, 'GYRE_INVALID_ARGUMENT', ['values must be an object', 'null']],
   ];
 
@@ -756,11 +1602,15 @@ describe('save, load and PyTorch state_dicts', () => {
     ['an empty Uint8Array', () => new Uint8Array(0), ['empty']],
     ['a file truncated in its data', () => good.subarray(0, good.length - 10), ['truncated']],
     ['a file truncated in its header', () => good.subarray(0, 20), ['header length', 'only 12 bytes follow']],
-    ['a header length of 2^63', () => {
-      const b = new Uint8Array(16);
-      new DataView(b.buffer).setBigUint64(0, 2n ** 63n, true);
-      return b;
-    }, ['header length', 'over the limit']],
+    [
+      'a header length of 2^63',
+      () => {
+        const b = new Uint8Array(16);
+        new DataView(b.buffer).setBigUint64(0, 2n ** 63n, true);
+        return b;
+      },
+      ['header length', 'over the limit'],
+    ],
     ['an ONNX file', () => toOnnx(model), ['not a safetensors file', 'ONNX']],
     ['a PyTorch state_dict instead of a gyre model', () => model.exportPyTorch(0), ['__metadata__.format', 'not a gyre model']],
     ['a pickle', () => Uint8Array.from(Buffer.from('\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00}q\x00.', 'latin1')), ['pickle']],
@@ -778,13 +1628,10 @@ describe('save, load and PyTorch state_dicts', () => {
     throwsGyre(() => fromBuffer(bytes() as never), 'GYRE_INVALID_ARGUMENT', 'bytes must be a Uint8Array or Buffer');
   });
 
-  it('loadModel: a missing path rejects with Node’s ENOENT', async () => {
-    const err = await loadModel(join(dir, 'missing.safetensors')).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(Error);
-    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+  it('loadModel: a missing path rejects with GYRE_FILE naming it, Node’s ENOENT as the cause', async () => {
+    const path = join(dir, 'missing.safetensors');
+    const err = await rejectsGyre(() => loadModel(path), 'GYRE_FILE', `cannot read model file ${JSON.stringify(path)}`, '(ENOENT)');
+    expect((err.cause as NodeJS.ErrnoException).code).toBe('ENOENT');
   });
   it('loadModel: an empty path', async () => {
     await rejectsGyre(() => loadModel(''), 'GYRE_INVALID_ARGUMENT', 'path must be a non-empty string');
@@ -793,11 +1640,21 @@ describe('save, load and PyTorch state_dicts', () => {
     await rejectsUnchanged(model, () => model.save(''), 'GYRE_INVALID_ARGUMENT', 'path must be a non-empty string');
   });
   it('save: metadata that is not an object', async () => {
-    await rejectsUnchanged(model, () => model.save(join(dir, 'm.safetensors'), { metadata: 'notes' as never }), 'GYRE_INVALID_ARGUMENT', 'metadata must be an object');
+    await rejectsUnchanged(
+      model,
+      () => model.save(join(dir, 'm.safetensors'), { metadata: 'notes' as never }),
+      'GYRE_INVALID_ARGUMENT',
+      'metadata must be an object',
+    );
     expect(existsSync(join(dir, 'm.safetensors'))).toBe(false);
   });
   it('toBuffer: includeOptimizer "yes"', () => {
-    failsUnchanged(model, () => model.toBuffer({ includeOptimizer: 'yes' as never }), 'GYRE_INVALID_ARGUMENT', 'includeOptimizer must be a boolean');
+    failsUnchanged(
+      model,
+      () => model.toBuffer({ includeOptimizer: 'yes' as never }),
+      'GYRE_INVALID_ARGUMENT',
+      'includeOptimizer must be a boolean',
+    );
   });
   it('toBuffer: an unknown option', () => {
     failsUnchanged(model, () => model.toBuffer({ optimizer: true } as never), 'GYRE_INVALID_ARGUMENT', 'unknown option optimizer');
@@ -813,13 +1670,28 @@ describe('save, load and PyTorch state_dicts', () => {
   });
 
   const importCases: [string, () => [number, unknown, unknown?], GyreErrorCode, string[]][] = [
-    ['a layer index out of range', () => [99, model.exportPyTorch(0)], 'GYRE_INVALID_ARGUMENT', ['layer must be a layer index below 2', 'got 99']],
+    [
+      'a layer index out of range',
+      () => [99, model.exportPyTorch(0)],
+      'GYRE_INVALID_ARGUMENT',
+      ['layer must be a layer index below 2', 'got 99'],
+    ],
     ['a GRU state_dict into the dense layer', () => [1, model.exportPyTorch(0)], 'GYRE_BAD_FILE', ['missing bias, weight', 'weight_ih_l0']],
     ['non-safetensors bytes', () => [0, Uint8Array.from([1, 2, 3])], 'GYRE_BAD_FILE', ['header length', 'not a safetensors file']],
     ['a gyre model file', () => [0, good], 'GYRE_BAD_FILE', ['missing bias_hh_l0']],
-    ['an LSTM state_dict into a GRU layer', () => [0, sequential({ input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 4 }] }).exportPyTorch(0)], 'GYRE_BAD_FILE', ['has shape [16]', 'needs [12]']],
+    [
+      'an LSTM state_dict into a GRU layer',
+      () => [0, sequential({ input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 4 }] }).exportPyTorch(0)],
+      'GYRE_BAD_FILE',
+      ['has shape [16]', 'needs [12]'],
+    ],
     ['a prefix that matches nothing', () => [0, model.exportPyTorch(0), { prefix: 'rnn.' }], 'GYRE_BAD_FILE', ['missing rnn.bias_hh_l0']],
-    ['a prefix that is not a string', () => [0, model.exportPyTorch(0), { prefix: 1 }], 'GYRE_INVALID_ARGUMENT', ['prefix must be a string']],
+    [
+      'a prefix that is not a string',
+      () => [0, model.exportPyTorch(0), { prefix: 1 }],
+      'GYRE_INVALID_ARGUMENT',
+      ['prefix must be a string'],
+    ],
     ['an unknown option', () => [0, model.exportPyTorch(0), { prefx: 'rnn.' }], 'GYRE_INVALID_ARGUMENT', ['unknown option prefx']],
     ['bytes as a plain array', () => [0, Array.from(model.exportPyTorch(0))], 'GYRE_INVALID_ARGUMENT', ['bytes must be a Uint8Array']],
   ];
@@ -844,10 +1716,23 @@ describe('streams', () => {
   const featureSteps: [string, unknown, GyreErrorCode, string[]][] = [
     ['a step of 3 features for 2', [1, 2, 3], 'GYRE_SHAPE_MISMATCH', ['input', '2 values', 'got 3 values']],
     ['a Float32Array of 3 features', new Float32Array(3), 'GYRE_SHAPE_MISMATCH', ['input', 'got 3 values']],
-    ['two vectors for one stream', [[1, 2], [3, 4]], 'GYRE_SHAPE_MISMATCH', ['input', 'got 4 values']],
+    [
+      'two vectors for one stream',
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      'GYRE_SHAPE_MISMATCH',
+      ['input', 'got 4 values'],
+    ],
     ['an empty step', [], 'GYRE_SHAPE_MISMATCH', ['input', 'got 0 values']],
     ['NaN', [Number.NaN, 1], 'GYRE_INVALID_ARGUMENT', ['step input[0] must be a finite number', 'NaN']],
-    ['Infinity in a Float32Array', Float32Array.from([0, Number.POSITIVE_INFINITY]), 'GYRE_INVALID_ARGUMENT', ['step input[1]', 'Infinity']],
+    [
+      'Infinity in a Float32Array',
+      Float32Array.from([0, Number.POSITIVE_INFINITY]),
+      'GYRE_INVALID_ARGUMENT',
+      ['step input[1]', 'Infinity'],
+    ],
     ['a string', 'ab', 'GYRE_INVALID_ARGUMENT', ['step input must be 1 vector(s) of 2 features', '"ab"']],
     ['a token id', 3, 'GYRE_INVALID_ARGUMENT', ['step input must be 1 vector(s) of 2 features', 'got 3']],
     ['a Float64Array', new Float64Array(2), 'GYRE_INVALID_ARGUMENT', ['step input', 'Float64Array']],
@@ -889,10 +1774,30 @@ describe('streams', () => {
   });
 
   it.each([
-    ['a wrong-length array', () => model.restoreStream(new Float32Array(3)), 'GYRE_SHAPE_MISMATCH', ['state must have shape 4 values for 1 streams', 'got 3 values']],
-    ['a batch the array does not hold', () => model.restoreStream(new Float32Array(4), 2), 'GYRE_SHAPE_MISMATCH', ['8 values for 2 streams', 'got 4 values']],
-    ['a NaN state value', () => model.restoreStream(Float32Array.from([0, Number.NaN, 0, 0])), 'GYRE_INVALID_ARGUMENT', ['state[1]', 'finite']],
-    ['a plain array', () => model.restoreStream([0, 0, 0, 0] as never), 'GYRE_INVALID_ARGUMENT', ['values must be a Float32Array', 'an array of length 4']],
+    [
+      'a wrong-length array',
+      () => model.restoreStream(new Float32Array(3)),
+      'GYRE_SHAPE_MISMATCH',
+      ['state must have shape 4 values for 1 streams', 'got 3 values'],
+    ],
+    [
+      'a batch the array does not hold',
+      () => model.restoreStream(new Float32Array(4), 2),
+      'GYRE_SHAPE_MISMATCH',
+      ['8 values for 2 streams', 'got 4 values'],
+    ],
+    [
+      'a NaN state value',
+      () => model.restoreStream(Float32Array.from([0, Number.NaN, 0, 0])),
+      'GYRE_INVALID_ARGUMENT',
+      ['state[1]', 'finite'],
+    ],
+    [
+      'a plain array',
+      () => model.restoreStream([0, 0, 0, 0] as never),
+      'GYRE_INVALID_ARGUMENT',
+      ['values must be a Float32Array', 'an array of length 4'],
+    ],
     ['a detached array', () => model.restoreStream(detach(new Float32Array(4))), 'GYRE_SHAPE_MISMATCH', ['got 0 values']],
     ['batch 2^31', () => model.restoreStream(new Float32Array(4), 2 ** 31), 'GYRE_INVALID_ARGUMENT', ['batch', '2147483648']],
     ['createStream(2^31)', () => model.createStream(2 ** 31), 'GYRE_INVALID_ARGUMENT', ['batch must be at most', 'got 2147483648']],
@@ -947,7 +1852,10 @@ describe('ONNX export options', () => {
 
 describe('TensorFlow.js import of malformed models', () => {
   const dense = (weights: unknown[]) => ({
-    modelTopology: { class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { name: 'dense', units: 2, batch_input_shape: [null, 3] } }] } },
+    modelTopology: {
+      class_name: 'Sequential',
+      config: { layers: [{ class_name: 'Dense', config: { name: 'dense', units: 2, batch_input_shape: [null, 3] } }] },
+    },
     weightsManifest: [{ paths: [], weights }],
   });
   const denseWeights = [
@@ -960,13 +1868,55 @@ describe('TensorFlow.js import of malformed models', () => {
     ['null', null, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['modelJson must be an object or a JSON string', 'null']],
     ['no modelTopology', {}, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['no modelTopology']],
     ['a modelTopology string', { modelTopology: 'x' }, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['no modelTopology', '"x"']],
-    ['a functional model', { modelTopology: { class_name: 'Model', config: { layers: [] } }, weightsManifest: [] }, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['only Sequential models', '"Model"']],
-    ['no layers', { modelTopology: { class_name: 'Sequential', config: { layers: [] } }, weightsManifest: [] }, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['no layers']],
-    ['an unsupported layer class', { modelTopology: { class_name: 'Sequential', config: { layers: [{ class_name: 'Conv1D', config: { filters: 2, batch_input_shape: [null, 3, 2] } }] } }, weightsManifest: [] }, new Uint8Array(0), 'GYRE_INVALID_ARGUMENT', ['Conv1D', 'not supported']],
-    ['a weightsManifest that is not an array', { ...dense(denseWeights), weightsManifest: 'x' }, new Uint8Array(32), 'GYRE_INVALID_ARGUMENT', ['weightsManifest']],
-    ['a manifest without the layer’s weights', dense([]), new Uint8Array(0), 'GYRE_MISSING_ARGUMENT', ['missing weights', 'kernel', 'bias']],
+    [
+      'a functional model',
+      { modelTopology: { class_name: 'Model', config: { layers: [] } }, weightsManifest: [] },
+      new Uint8Array(0),
+      'GYRE_INVALID_ARGUMENT',
+      ['only Sequential models', '"Model"'],
+    ],
+    [
+      'no layers',
+      { modelTopology: { class_name: 'Sequential', config: { layers: [] } }, weightsManifest: [] },
+      new Uint8Array(0),
+      'GYRE_INVALID_ARGUMENT',
+      ['no layers'],
+    ],
+    [
+      'an unsupported layer class',
+      {
+        modelTopology: {
+          class_name: 'Sequential',
+          config: { layers: [{ class_name: 'Conv1D', config: { filters: 2, batch_input_shape: [null, 3, 2] } }] },
+        },
+        weightsManifest: [],
+      },
+      new Uint8Array(0),
+      'GYRE_INVALID_ARGUMENT',
+      ['Conv1D', 'not supported'],
+    ],
+    [
+      'a weightsManifest that is not an array',
+      { ...dense(denseWeights), weightsManifest: 'x' },
+      new Uint8Array(32),
+      'GYRE_INVALID_ARGUMENT',
+      ['weightsManifest'],
+    ],
+    [
+      'a manifest without the layer’s weights',
+      dense([]),
+      new Uint8Array(0),
+      'GYRE_MISSING_ARGUMENT',
+      ['missing weights', 'kernel', 'bias'],
+    ],
     ['too few weight bytes', dense(denseWeights), new Uint8Array(4), 'GYRE_SHAPE_MISMATCH', ['weight data has 4 bytes', 'dense/kernel']],
-    ['weight data as a string', dense(denseWeights), 'abc', 'GYRE_INVALID_ARGUMENT', ['weightData must be an ArrayBuffer or a typed array', '"abc"']],
+    [
+      'weight data as a string',
+      dense(denseWeights),
+      'abc',
+      'GYRE_INVALID_ARGUMENT',
+      ['weightData must be an ArrayBuffer or a typed array', '"abc"'],
+    ],
   ];
 
   it.each(cases)('importTfjs: %s', (_label, json, data, code, fragments) => {
@@ -974,12 +1924,17 @@ describe('TensorFlow.js import of malformed models', () => {
   });
 
   it('loadTfjs: a missing model.json', async () => {
-    await rejectsGyre(() => loadTfjs(join(tmpdir(), 'gyre-no-such-dir', 'model.json')), 'GYRE_INVALID_ARGUMENT', 'cannot read', 'ENOENT');
+    await rejectsGyre(() => loadTfjs(join(tmpdir(), 'gyre-no-such-dir', 'model.json')), 'GYRE_FILE', 'cannot read', 'ENOENT');
   });
 });
 
 describe('threads', () => {
   it.each([0, 1.5, -2, 'two', 5000])('setNumThreads(%s) → GYRE_INVALID_ARGUMENT naming the range', (n) => {
-    throwsGyre(() => setNumThreads(n as number), 'GYRE_INVALID_ARGUMENT', 'threads must be an integer in 1..1024', `got ${typeof n === 'string' ? `"${n}"` : n}`);
+    throwsGyre(
+      () => setNumThreads(n as number),
+      'GYRE_INVALID_ARGUMENT',
+      'threads must be an integer in 1..1024',
+      `got ${typeof n === 'string' ? `"${n}"` : n}`,
+    );
   });
 });

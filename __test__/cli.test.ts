@@ -32,13 +32,32 @@ beforeAll(() => {
   writeFileSync(at('names.txt'), `${Array.from({ length: 8 }, () => NAMES.join('\n')).join('\n')}\n`);
   const rows = Array.from({ length: 160 }, (_, t) => `${t},${(Math.sin(t / 4) * 10 + 50).toFixed(3)}`);
   writeFileSync(at('wave.csv'), `t,value\n${rows.join('\n')}\n`);
-  const labelled = Array.from({ length: 60 }, (_, i) => JSON.stringify(i % 2 ? { text: 'a'.repeat(2 + (i % 5)), label: 'as' } : { text: 'b'.repeat(2 + (i % 5)), label: 'bs' }));
+  const labelled = Array.from({ length: 60 }, (_, i) =>
+    JSON.stringify(i % 2 ? { text: 'a'.repeat(2 + (i % 5)), label: 'as' } : { text: 'b'.repeat(2 + (i % 5)), label: 'bs' }),
+  );
   writeFileSync(at('ab.jsonl'), `${labelled.join('\n')}\n`);
 });
 
 describe('gyre train / generate / eval / info on a text corpus', () => {
   beforeAll(() => {
-    const r = gyre('train', 'names.txt', '--out', 'names.safetensors', '--epochs', '30', '--hidden', '32', '--lr', '0.02', '--samples', '3', '--report', 'report.html', '--seed', '1');
+    const r = gyre(
+      'train',
+      'names.txt',
+      '--out',
+      'names.safetensors',
+      '--epochs',
+      '30',
+      '--hidden',
+      '32',
+      '--lr',
+      '0.02',
+      '--samples',
+      '3',
+      '--report',
+      'report.html',
+      '--seed',
+      '1',
+    );
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     (globalThis as { trainOut?: string }).trainOut = r.stdout + r.stderr;
@@ -79,8 +98,13 @@ describe('gyre train / generate / eval / info on a text corpus', () => {
   it('reads characters outside the vocabulary as the unknown token, with a warning (an error with --strict)', () => {
     const r = gyre('generate', 'names.safetensors', '--seed-text', 'Zö', '-n', '1');
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/warning: the seed text has characters outside the model's vocabulary: "Z", "ö"; they are read as the unknown token/);
-    expectCleanFailure(gyre('generate', 'names.safetensors', '--seed-text', 'Zö', '--strict'), /gyre: error: the seed text has characters outside/);
+    expect(r.stderr).toMatch(
+      /warning: the seed text has characters outside the model's vocabulary: "Z", "ö"; they are read as the unknown token/,
+    );
+    expectCleanFailure(
+      gyre('generate', 'names.safetensors', '--seed-text', 'Zö', '--strict'),
+      /gyre: error: the seed text has characters outside/,
+    );
   });
 
   it('evaluates and describes the model', () => {
@@ -109,10 +133,14 @@ describe('gyre train / forecast on a CSV series', () => {
     expect(out.columns).toEqual(['value']);
     expect(out.forecast).toHaveLength(5);
     // The true continuation of the wave; a trained model is within a few units of it.
-    out.forecast.forEach(([v], k) => expect(Math.abs(v! - (Math.sin((160 + k) / 4) * 10 + 50))).toBeLessThan(4));
+    out.forecast.forEach(([v], k) => {
+      expect(Math.abs(v! - (Math.sin((160 + k) / 4) * 10 + 50))).toBeLessThan(4);
+    });
     const table = gyre('forecast', 'wave.safetensors', 'wave.csv');
     expect(table.stdout).toMatch(/step\tvalue\n\+1\t[\d.]+/);
-    expect(gyre('eval', 'wave.safetensors', 'wave.csv').stdout).toMatch(/MAE [\d.]+, MSE [\d.]+ over \d+ windows; repeat-last-value baseline MAE/);
+    expect(gyre('eval', 'wave.safetensors', 'wave.csv').stdout).toMatch(
+      /MAE [\d.]+, MSE [\d.]+ over \d+ windows; repeat-last-value baseline MAE/,
+    );
     expect(gyre('info', 'wave.safetensors').stdout).toMatch(/window: 12 steps in, 1 out; columns value/);
   });
 });
@@ -140,15 +168,27 @@ describe('bad input ends in one clear line and exit code 1', () => {
   });
 
   it('a model file of the wrong kind for the subcommand', () => {
-    expectCleanFailure(gyre('generate', 'wave.safetensors'), /^gyre: error: wave\.safetensors is a 'forecast' model; gyre generate needs a 'text' model \(made by gyre train <file\.txt>\)\n$/);
-    expectCleanFailure(gyre('forecast', 'names.safetensors', 'wave.csv'), /names\.safetensors is a 'text' model; gyre forecast needs a 'forecast' model/);
+    expectCleanFailure(
+      gyre('generate', 'wave.safetensors'),
+      /^gyre: error: wave\.safetensors is a 'forecast' model; gyre generate needs a 'text' model \(made by gyre train <file\.txt>\)\n$/,
+    );
+    expectCleanFailure(
+      gyre('forecast', 'names.safetensors', 'wave.csv'),
+      /names\.safetensors is a 'text' model; gyre forecast needs a 'forecast' model/,
+    );
     expectCleanFailure(gyre('info', 'names.txt'), /^gyre: error: names\.txt is not a gyre model file: /);
     expectCleanFailure(gyre('generate', 'missing.safetensors'), /^gyre: error: cannot read missing\.safetensors: no such file\n$/);
   });
 
   it('bad flags and malformed records', () => {
-    expectCleanFailure(gyre('train', 'names.txt', '--epochs', 'ten'), /option '--epochs <n>' argument 'ten' is invalid\. must be an integer ≥ 1, got "ten"/);
-    expectCleanFailure(gyre('train', 'names.txt', '--cell', 'transformer'), /argument 'transformer' is invalid\. Allowed choices are lstm, gru, rnn/);
+    expectCleanFailure(
+      gyre('train', 'names.txt', '--epochs', 'ten'),
+      /option '--epochs <n>' argument 'ten' is invalid\. must be a positive integer, got "ten"/,
+    );
+    expectCleanFailure(
+      gyre('train', 'names.txt', '--cell', 'transformer'),
+      /argument 'transformer' is invalid\. Allowed choices are lstm, gru, rnn/,
+    );
     expectCleanFailure(gyre('launch'), /unknown command 'launch'/);
     writeFileSync(at('broken.jsonl'), '{"text":"a","label":"x"}\n{"text": oops}\n');
     expectCleanFailure(gyre('train', 'broken.jsonl'), /broken\.jsonl line 2 is not valid JSON/);

@@ -9,10 +9,15 @@ import { sequential, type ModelSpec } from 'gyre';
 
 const spec = (seed: number): ModelSpec => ({
   input: { features: 3 },
-  layers: [{ type: 'gru', hiddenSize: 24, numLayers: 2, bidirectional: true }, { type: 'dense', units: 2 }],
+  layers: [
+    { type: 'gru', hiddenSize: 24, numLayers: 2, bidirectional: true },
+    { type: 'dense', units: 2 },
+  ],
   seed,
 });
-const x = Array.from({ length: 96 }, (_, i) => Array.from({ length: 4 + (i % 7) }, (_, t) => [Math.sin(i + t), Math.cos(i - t), ((i * t) % 5) / 5]));
+const x = Array.from({ length: 96 }, (_, i) =>
+  Array.from({ length: 4 + (i % 7) }, (_, t) => [Math.sin(i + t), Math.cos(i - t), ((i * t) % 5) / 5]),
+);
 const y = x.map((s) => s.map(([a, b]) => [a! * b!, a! - b!]));
 const options = { loss: 'mse' as const, epochs: 3, batchSize: 16, seed: 2, optimizer: { type: 'adam' as const, learningRate: 0.01 } };
 
@@ -25,9 +30,10 @@ async function trainAlone(seed: number): Promise<Record<string, Float32Array>> {
 function expectSame(a: Record<string, Float32Array>, b: Record<string, Float32Array>): void {
   expect(Object.keys(a)).toEqual(Object.keys(b));
   for (const k of Object.keys(a)) {
-    expect(Buffer.from(a[k]!.buffer, a[k]!.byteOffset, a[k]!.byteLength).equals(Buffer.from(b[k]!.buffer, b[k]!.byteOffset, b[k]!.byteLength)), k).toBe(
-      true,
-    );
+    expect(
+      Buffer.from(a[k]!.buffer, a[k]!.byteOffset, a[k]!.byteLength).equals(Buffer.from(b[k]!.buffer, b[k]!.byteOffset, b[k]!.byteLength)),
+      k,
+    ).toBe(true);
   }
 }
 
@@ -42,7 +48,9 @@ describe('concurrent training', () => {
     const together = await Promise.all([1, 2, 3].map(trainAlone));
     delay.disable();
     clearInterval(timer);
-    together.forEach((t, i) => expectSame(t, alone[i]!));
+    together.forEach((t, i) => {
+      expectSame(t, alone[i]!);
+    });
     expect(ticks).toBeGreaterThan(0);
     console.log(`event-loop delay while 3 models trained: p99 ${(delay.percentile(99) / 1e6).toFixed(2)} ms`);
   });

@@ -44,7 +44,9 @@ describe('tensor()', () => {
 
   it('names the sample and the dimension that disagree', () => {
     expect(() => tensor([[[1], [2]], [[3]]])).toThrow(ShapeMismatchError);
-    expect(() => tensor([[[1], [2]], [[3]]])).toThrow(/x\[1\] has 1 entries along dimension 1, expected 2; ragged sequences need padSequences/);
+    expect(() => tensor([[[1], [2]], [[3]]])).toThrow(
+      /x\[1\] has 1 entries along dimension 1, expected 2; ragged sequences need padSequences/,
+    );
     expect(() => tensor([[[1, 2], [3]]])).toThrow(/x\[0\]\[1\] has 1 entries along dimension 2, expected 2/);
     expect(() => tensor([[[1, NaN]]])).toThrow(/x\[0\]\[0\]\[1\] must be a finite number, got NaN/);
     expect(() => tensor([[['a']]])).toThrow(InvalidArgumentError);
@@ -60,7 +62,16 @@ describe('padSequences()', () => {
     expect(p.shape).toEqual([2, 3]);
     expect(Array.from(p.data)).toEqual([1, 2, 3, 4, 0, 0]);
     expect(Array.from(p.lengths)).toEqual([3, 1]);
-    const f = padSequences([[[1, 1]], [[2, 2], [3, 3]]], { value: -1 });
+    const f = padSequences(
+      [
+        [[1, 1]],
+        [
+          [2, 2],
+          [3, 3],
+        ],
+      ],
+      { value: -1 },
+    );
     expect(f.shape).toEqual([2, 2, 2]);
     expect(Array.from(f.data)).toEqual([1, 1, -1, -1, 2, 2, 3, 3]);
     const cut = padSequences([[1, 2, 3, 4]], { tokens: true, maxLength: 2 });
@@ -103,7 +114,9 @@ describe('Dataset', () => {
     const spread = (batches: number[][][]) =>
       batches.reduce((acc, b) => acc + Math.max(...b.map((s) => s.length)) - Math.min(...b.map((s) => s.length)), 0) / batches.length;
     const plain = await Dataset.from(seqs).batch(16).toArray();
-    const bucketed = await Dataset.from(seqs).batch(16, { bucketBy: (s) => s.length, bucketSize: 128, seed: 2 }).toArray();
+    const bucketed = await Dataset.from(seqs)
+      .batch(16, { bucketBy: (s) => s.length, bucketSize: 128, seed: 2 })
+      .toArray();
     expect(bucketed.flat().length).toBe(256);
     expect(bucketed.every((b) => b.length === 16)).toBe(true);
     expect(spread(bucketed)).toBeLessThan(spread(plain) / 4);
@@ -131,7 +144,13 @@ describe('Dataset', () => {
         }
       })(),
     );
-    expect(await d.map((v) => v * 2).filter((v) => v % 3 === 0).take(3).toArray()).toEqual([0, 6, 12]);
+    expect(
+      await d
+        .map((v) => v * 2)
+        .filter((v) => v % 3 === 0)
+        .take(3)
+        .toArray(),
+    ).toEqual([0, 6, 12]);
     expect(read).toBeLessThan(10);
   });
 
@@ -198,12 +217,18 @@ describe('Model.fitDataset', () => {
       { loss: 'crossEntropy', epochs: 2, batchSize: 8, shuffle: false, optimizer: { type: 'adam', learningRate: 0.01 } },
     );
     const b = classifier();
-    const h = await b.fitDataset(Dataset.fromArrays(samples.map((s) => s.x), samples.map((s) => s.y)), {
-      loss: 'crossEntropy',
-      epochs: 2,
-      batchSize: 8,
-      optimizer: { type: 'adam', learningRate: 0.01 },
-    });
+    const h = await b.fitDataset(
+      Dataset.fromArrays(
+        samples.map((s) => s.x),
+        samples.map((s) => s.y),
+      ),
+      {
+        loss: 'crossEntropy',
+        epochs: 2,
+        batchSize: 8,
+        optimizer: { type: 'adam', learningRate: 0.01 },
+      },
+    );
     expect(h.epochs).toHaveLength(2);
     expect(b.trainedEpochs).toBe(2);
     const pa = a.parameters();
@@ -232,7 +257,11 @@ describe('Model.fitDataset', () => {
     ).shuffle({ bufferSize, seed: 1 });
     const model = classifier();
     const test = signTask(300, 99);
-    const before = await model.evaluate(test.map((s) => s.x as number[]), test.map((s) => s.y as number), { loss: 'crossEntropy' });
+    const before = await model.evaluate(
+      test.map((s) => s.x as number[]),
+      test.map((s) => s.y as number),
+      { loss: 'crossEntropy' },
+    );
     const events: ProgressEvent[] = [];
     const h = await model.fitDataset(stream, {
       loss: 'crossEntropy',
@@ -247,7 +276,11 @@ describe('Model.fitDataset', () => {
     expect(mostAhead).toBeLessThanOrEqual(bufferSize + batchSize + 1);
     expect(events.filter((e) => e.kind === 'batch')).toHaveLength(Math.ceil(total / batchSize));
     expect(h.epochs[0]!.accuracy).toBeGreaterThan(0.8);
-    const after = await model.evaluate(test.map((s) => s.x as number[]), test.map((s) => s.y as number), { loss: 'crossEntropy' });
+    const after = await model.evaluate(
+      test.map((s) => s.x as number[]),
+      test.map((s) => s.y as number),
+      { loss: 'crossEntropy' },
+    );
     expect(after.loss).toBeLessThan(before.loss * 0.5);
     expect(after.accuracy).toBeGreaterThan(0.9);
   });
@@ -257,7 +290,11 @@ describe('Model.fitDataset', () => {
     const val = signTask(37, 3);
     const model = classifier();
     const h = await model.fitDataset(samples, { loss: 'crossEntropy', batchSize: 10, validationData: Dataset.from(val) });
-    const e = await model.evaluate(val.map((s) => s.x as number[]), val.map((s) => s.y as number), { loss: 'crossEntropy' });
+    const e = await model.evaluate(
+      val.map((s) => s.x as number[]),
+      val.map((s) => s.y as number),
+      { loss: 'crossEntropy' },
+    );
     expect(h.epochs[0]!.valLoss).toBeCloseTo(e.loss, 5);
     expect(h.epochs[0]!.valAccuracy).toBeCloseTo(e.accuracy!, 5);
   });

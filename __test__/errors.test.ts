@@ -2,6 +2,8 @@
  * Bad input: each a thrown GyreError with a stable code whose message names the argument, the
  * expected value and the value received. Nothing reaches the process as a crash.
  */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   GyreError,
@@ -50,11 +52,22 @@ function expectError(call: Call, cls: new (...a: never[]) => GyreError, code: st
 
 describe('bad input to the functional API', () => {
   it('rejects non-integer and non-positive sizes, naming the size and the value', () => {
-    expectError(() => lstmForward(lstmArgs({ hiddenSize: -3 })), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'hiddenSize must be a positive integer, got -3');
+    expectError(
+      () => lstmForward(lstmArgs({ hiddenSize: -3 })),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'hiddenSize must be a positive integer, got -3',
+    );
     expectError(() => lstmForward(lstmArgs({ batch: 1.5 })), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'batch', '1.5');
     expectError(() => lstmForward(lstmArgs({ steps: 0 })), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'steps', 'got 0');
     expectError(() => lstmForward(lstmArgs({ inputSize: '2' })), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'inputSize', '"2"');
-    expectError(() => lstmForward(lstmArgs({ hiddenSize: Number.NaN })), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'hiddenSize', 'NaN');
+    expectError(
+      () => lstmForward(lstmArgs({ hiddenSize: Number.NaN })),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'hiddenSize',
+      'NaN',
+    );
   });
 
   it('rejects typed arrays of the wrong length with the expected shape and the received length', () => {
@@ -68,39 +81,85 @@ describe('bad input to the functional API', () => {
       '[12, 2] (24 values)',
       'got 10 values',
     );
-    expectError(() => lstmForward({ ...args, input: new Float32Array(B * T * I + 1) }), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'input', '[2, 3, 2]', 'got 13 values');
+    expectError(
+      () => lstmForward({ ...args, input: new Float32Array(B * T * I + 1) }),
+      ShapeMismatchError,
+      'GYRE_SHAPE_MISMATCH',
+      'input',
+      '[2, 3, 2]',
+      'got 13 values',
+    );
     expectError(() => lstmForward({ ...args, h0: new Float32Array(B * H - 1) }), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'h0', '[2, 3]');
     expectError(() => lstmForward({ ...args, c0: new Float32Array(1) }), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'c0');
-    expectError(() => lstmBackward({ ...args, gradOutput: new Float32Array(5) }), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'grad_output', '[2, 3, 3]');
+    expectError(
+      () => lstmBackward({ ...args, gradOutput: new Float32Array(5) }),
+      ShapeMismatchError,
+      'GYRE_SHAPE_MISMATCH',
+      'grad_output',
+      '[2, 3, 3]',
+    );
     expectError(() => lstmBackward({ ...args, gradCN: new Float32Array(7) }), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'grad_c_n');
   });
 
   it('rejects weights whose shapes belong to another cell or size', () => {
     // LSTM weights (4 gate blocks) handed to a GRU (3 gate blocks).
-    expectError(() => gruForward(lstmArgs()), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', 'gruForward', 'weight_ih_l0', '[9, 2]', 'got 24 values');
+    expectError(
+      () => gruForward(lstmArgs()),
+      ShapeMismatchError,
+      'GYRE_SHAPE_MISMATCH',
+      'gruForward',
+      'weight_ih_l0',
+      '[9, 2]',
+      'got 24 values',
+    );
     expectError(() => lstmForward(lstmArgs({ hiddenSize: 4 })), ShapeMismatchError, 'GYRE_SHAPE_MISMATCH', '[16, 2]');
   });
 
   it('rejects missing weights and unknown options by name', () => {
     const args = lstmArgs();
     const { bias_hh_l0: _dropped, ...three } = args.weights;
-    expectError(() => lstmForward({ ...args, weights: three } as never), MissingArgumentError, 'GYRE_MISSING_ARGUMENT', 'weights.bias_hh_l0 is required');
-    expectError(() => lstmForward({ ...args, weights: undefined } as never), MissingArgumentError, 'GYRE_MISSING_ARGUMENT', 'weights is required');
+    expectError(
+      () => lstmForward({ ...args, weights: three } as never),
+      MissingArgumentError,
+      'GYRE_MISSING_ARGUMENT',
+      'weights.bias_hh_l0 is required',
+    );
+    expectError(
+      () => lstmForward({ ...args, weights: undefined } as never),
+      MissingArgumentError,
+      'GYRE_MISSING_ARGUMENT',
+      'weights is required',
+    );
     expectError(
       () => lstmForward({ ...args, weights: { ...args.weights, weight_ih_l1: new Float32Array(1) } } as never),
       InvalidArgumentError,
       'GYRE_INVALID_ARGUMENT',
       'unknown option weights.weight_ih_l1',
     );
-    expectError(() => lstmForward({ ...args, hiddensize: 3 } as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'unknown option hiddensize');
+    expectError(
+      () => lstmForward({ ...args, hiddensize: 3 } as never),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'unknown option hiddensize',
+    );
     // A cell state is an LSTM's only: c0 on a GRU is an error, not silently ignored.
     const gruArgs = { ...args, weights: lstmArgs().weights };
-    expectError(() => gruForward({ ...gruArgs, c0: new Float32Array(B * H) } as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'unknown option c0');
+    expectError(
+      () => gruForward({ ...gruArgs, c0: new Float32Array(B * H) } as never),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'unknown option c0',
+    );
   });
 
   it('rejects wrong types and mixed dtypes', () => {
     const args = lstmArgs();
-    expectError(() => lstmForward({ ...args, input: [1, 2, 3] } as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'input must be a Float32Array or Float64Array, got an array of length 3');
+    expectError(
+      () => lstmForward({ ...args, input: [1, 2, 3] } as never),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'input must be a Float32Array or Float64Array, got an array of length 3',
+    );
     expectError(
       () => lstmForward({ ...args, h0: new Float64Array(B * H) } as never),
       InvalidArgumentError,
@@ -108,8 +167,18 @@ describe('bad input to the functional API', () => {
       'h0 must be a Float32Array like input, got a Float64Array of length 6',
     );
     expectError(() => lstmForward(null as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'expected an options object, got null');
-    expectError(() => rnnForward({ ...args, nonlinearity: 'sigmoid' } as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', "nonlinearity must be 'tanh' or 'relu', got \"sigmoid\"");
-    expectError(() => gruForward({ ...args, resetAfter: 1 } as never), InvalidArgumentError, 'GYRE_INVALID_ARGUMENT', 'resetAfter must be a boolean, got 1');
+    expectError(
+      () => rnnForward({ ...args, nonlinearity: 'sigmoid' } as never),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      "nonlinearity must be 'tanh' or 'relu', got \"sigmoid\"",
+    );
+    expectError(
+      () => gruForward({ ...args, resetAfter: 1 } as never),
+      InvalidArgumentError,
+      'GYRE_INVALID_ARGUMENT',
+      'resetAfter must be a boolean, got 1',
+    );
   });
 
   it('leaves the caller’s arrays untouched when it throws', () => {
@@ -129,5 +198,29 @@ describe('defaults', () => {
     expect(Array.from(withZeros.gradInput).every((v) => v === 0)).toBe(true);
     const onlyHN = lstmBackward({ ...args, gradHN: Float32Array.from({ length: B * H }, () => 1) });
     expect(onlyHN.gradWeights.weight_hh_l0.some((v) => v !== 0)).toBe(true);
+  });
+});
+
+describe('no native binary', () => {
+  it('require("gyre") throws NativeUnavailableError naming the platform and what to do from an npm install', () => {
+    // A child process in which the generated loader cannot be found, as on a platform without a binary.
+    const script = `
+      const Module = require('node:module');
+      const resolve = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request.endsWith('native/binding.js')) throw Object.assign(new Error('not here'), { code: 'MODULE_NOT_FOUND' });
+        return resolve.call(this, request, ...rest);
+      };
+      try { require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}); console.log('loaded'); }
+      catch (err) { console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message })); }
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    const err = JSON.parse(out) as { name: string; code: string; message: string };
+    expect(err.name).toBe('NativeUnavailableError');
+    expect(err.code).toBe('GYRE_NATIVE_UNAVAILABLE');
+    expect(err.message).toContain(`${process.platform}-${process.arch}`);
+    expect(err.message).toMatch(/Install the package gyre-/);
+    expect(err.message).toContain('in a git clone of gyre, `npm install` builds the addon');
+    expect(err.message).not.toContain('build:native');
   });
 });

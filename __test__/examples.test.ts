@@ -25,7 +25,9 @@ describe('examples on real data', () => {
     const r = await forecastBirths({ epochs: 6 });
     expect(r.mae).toBeLessThan(r.naiveMae * 0.6);
     expect(r.nextTwoWeeks).toHaveLength(14);
-    r.nextTwoWeeks.forEach((v) => expect(v).toBeGreaterThan(5000));
+    r.nextTwoWeeks.forEach((v) => {
+      expect(v).toBeGreaterThan(5000);
+    });
   });
 
   it('the name classifier beats always answering the larger class', async () => {

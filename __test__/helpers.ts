@@ -1,16 +1,7 @@
 /** Shared helpers of the vitest suite: reference cases, seeded data, argument builders. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  gruBackward,
-  gruForward,
-  lstmBackward,
-  lstmForward,
-  rnnBackward,
-  rnnForward,
-  type FloatArray,
-  type RecurrentWeights,
-} from 'gyre';
+import { gruBackward, gruForward, lstmBackward, lstmForward, rnnBackward, rnnForward, type FloatArray, type RecurrentWeights } from 'gyre';
 
 export type CellName = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before';
 export const CELLS: CellName[] = ['rnn_tanh', 'rnn_relu', 'lstm', 'gru', 'gru_reset_before'];
@@ -128,7 +119,14 @@ export function seeded(seed: number): (n: number, scale?: number) => Float64Arra
 }
 
 /** A random f64 problem with non-zero initial states and output gradients. */
-export function randomProblem(cell: CellName, batch: number, steps: number, inputSize: number, hiddenSize: number, seed: number): Problem<Float64Array> {
+export function randomProblem(
+  cell: CellName,
+  batch: number,
+  steps: number,
+  inputSize: number,
+  hiddenSize: number,
+  seed: number,
+): Problem<Float64Array> {
   const r = seeded(seed);
   const gh = GATES[cell] * hiddenSize;
   const lstm = cell === 'lstm';

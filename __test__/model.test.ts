@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BusyError,
-  GyreError,
+  type GyreError,
   InvalidArgumentError,
   NonFiniteError,
   ShapeMismatchError,
@@ -80,7 +80,10 @@ describe('a stacked bidirectional LSTM on variable-length data', () => {
   it('returns each sequence’s final states at its own last step, in both directions', () => {
     const model = sequential({
       input: { features: 1 },
-      layers: [{ type: 'lstm', hiddenSize: 3, numLayers: 2, bidirectional: true }, { type: 'dense', units: 1 }],
+      layers: [
+        { type: 'lstm', hiddenSize: 3, numLayers: 2, bidirectional: true },
+        { type: 'dense', units: 1 },
+      ],
       seed: 8,
     });
     const r = seeded(3);
@@ -103,7 +106,10 @@ describe('a stacked bidirectional LSTM on variable-length data', () => {
   it('outputs zeros at padded steps and each sequence’s own values elsewhere', () => {
     const model = sequential({
       input: { features: 2 },
-      layers: [{ type: 'gru', hiddenSize: 4, bidirectional: true, merge: 'sum' }, { type: 'dense', units: 3 }],
+      layers: [
+        { type: 'gru', hiddenSize: 4, bidirectional: true, merge: 'sum' },
+        { type: 'dense', units: 3 },
+      ],
       seed: 1,
     });
     const r = seeded(5);
@@ -166,7 +172,14 @@ describe('fit off the event loop', () => {
   });
 
   it('rejects with GYRE_NON_FINITE naming the epoch and batch, keeping the last good weights', async () => {
-    const model = sequential({ input: { features: 1 }, layers: [{ type: 'rnn', hiddenSize: 8, nonlinearity: 'relu' }, { type: 'dense', units: 1 }], seed: 2 });
+    const model = sequential({
+      input: { features: 1 },
+      layers: [
+        { type: 'rnn', hiddenSize: 8, nonlinearity: 'relu' },
+        { type: 'dense', units: 1 },
+      ],
+      seed: 2,
+    });
     const r = seeded(9);
     const x = Array.from({ length: 64 }, () => Array.from(r(6), (v) => [v * 50]));
     const y = x.map((seq) => seq.map((s) => [s[0]! * 1e6]));
@@ -203,7 +216,11 @@ describe('model definition', () => {
   it('keeps PyTorch names and writes every default into its config', () => {
     const model = sequential({
       input: { vocabSize: 20 },
-      layers: [{ type: 'embedding', dim: 4 }, { type: 'gru', hiddenSize: 5, numLayers: 2, bidirectional: true }, { type: 'dense', units: 20, activation: 'softmax' }],
+      layers: [
+        { type: 'embedding', dim: 4 },
+        { type: 'gru', hiddenSize: 5, numLayers: 2, bidirectional: true },
+        { type: 'dense', units: 20, activation: 'softmax' },
+      ],
     });
     const params = model.parameters();
     expect(Object.keys(params)).toContain('1.weight_hh_l1_reverse');
@@ -219,14 +236,18 @@ describe('model definition', () => {
       dropout: 0,
       resetAfter: true,
     });
-    const copy = sequential({ input: { vocabSize: 20 }, layers: model.config.layers as never });
+    const copy = sequential({ input: { vocabSize: 20 }, layers: model.config.layers });
     expect(Object.keys(copy.parameters())).toEqual(Object.keys(params));
   });
 
   it('trains a token model with per-step targets (a next-token task)', async () => {
     const model = sequential({
       input: { vocabSize: 5 },
-      layers: [{ type: 'embedding', dim: 8 }, { type: 'lstm', hiddenSize: 16 }, { type: 'dense', units: 5 }],
+      layers: [
+        { type: 'embedding', dim: 8 },
+        { type: 'lstm', hiddenSize: 16 },
+        { type: 'dense', units: 5 },
+      ],
       seed: 1,
     });
     // Counting mod 5: the next token is the current one plus one.
@@ -245,12 +266,16 @@ describe('bad input', () => {
   const { x, y } = signTask(16, 7);
 
   it('rejects unknown and misspelled options', () => {
-    expect(() => sequential({ ...classifier(), layers: [{ type: 'lstm', hiddensize: 3 } as never] })).toThrow(/unknown option layers\[0\]\.hiddensize/);
+    expect(() => sequential({ ...classifier(), layers: [{ type: 'lstm', hiddensize: 3 } as never] })).toThrow(
+      /unknown option layers\[0\]\.hiddensize/,
+    );
     expect(() => sequential({ ...classifier(), layers: [{ type: 'conv', units: 3 } as never] })).toThrow(/layers\[0\]\.type/);
     expect(() => sequential({ input: { features: 1 }, layers: [{ type: 'lstm', hiddenSize: 3, resetAfter: false } as never] })).toThrow(
       /resetAfter/,
     );
-    expect(() => sequential({ input: { features: 1 }, layers: [{ type: 'lstm', hiddenSize: -3 }] })).toThrow(/hiddenSize.*-3|-3.*hiddenSize/);
+    expect(() => sequential({ input: { features: 1 }, layers: [{ type: 'lstm', hiddenSize: -3 }] })).toThrow(
+      /hiddenSize.*-3|-3.*hiddenSize/,
+    );
     return expect(model.fit(x, y, { loss: 'crossEntropy', epoch: 3 } as never)).rejects.toThrow(/unknown option epoch/);
   });
 
@@ -269,9 +294,9 @@ describe('bad input', () => {
   });
 
   it('rejects non-finite learning rates and losses that do not fit the model', async () => {
-    await expect(model.fit(x, y, { loss: 'crossEntropy', optimizer: { type: 'adam', learningRate: Number.POSITIVE_INFINITY } })).rejects.toThrow(
-      /optimizer\.learningRate/,
-    );
+    await expect(
+      model.fit(x, y, { loss: 'crossEntropy', optimizer: { type: 'adam', learningRate: Number.POSITIVE_INFINITY } }),
+    ).rejects.toThrow(/optimizer\.learningRate/);
     await expect(model.fit(x, y, { loss: 'crossEntropy', optimizer: { type: 'sgd', learningRate: -0.1 } })).rejects.toThrow(
       /optimizer\.learningRate.*-0\.1/,
     );
@@ -296,7 +321,9 @@ describe('options that shape training', () => {
     });
     const rates = h.epochs.map((e) => e.learningRate!);
     // step decay 0.1, 0.1, 0.05, 0.05, 0.025, times the warmup factor 1/2, 1, 1, ...
-    [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => expect(rates[i]).toBeCloseTo(want, 12));
+    [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => {
+      expect(rates[i]).toBeCloseTo(want, 12);
+    });
   });
 
   it('reads its thread count from GYRE_NUM_THREADS', async () => {

@@ -34,7 +34,9 @@ export function tokenBatch(lengths: number[], vocab: number, seed: number): Batc
   const steps = Math.max(...lengths);
   const r = seeded(seed);
   const ids = Uint32Array.from(r(lengths.length * steps), (v) => Math.min(vocab - 1, Math.floor(((v + 1) / 2) * vocab)));
-  lengths.forEach((len, s) => ids.fill(vocab + 1000, s * steps + len, (s + 1) * steps));
+  lengths.forEach((len, s) => {
+    ids.fill(vocab + 1000, s * steps + len, (s + 1) * steps);
+  });
   return { samples: lengths.length, steps, lengths, tokens: ids };
 }
 
@@ -49,7 +51,11 @@ export function gyreOutput(model: Model, b: Batch): { data: Float32Array; shape:
 /** The exported model's output on the batch (token ids go in as int64). */
 export async function onnxOutput(session: ort.InferenceSession, b: Batch): Promise<{ data: Float32Array; shape: number[] }> {
   const input = b.tokens
-    ? new ort.Tensor('int64', BigInt64Array.from(b.tokens, (v) => BigInt(v)), [b.samples, b.steps])
+    ? new ort.Tensor(
+        'int64',
+        BigInt64Array.from(b.tokens, (v) => BigInt(v)),
+        [b.samples, b.steps],
+      )
     : new ort.Tensor('float32', b.features!.data, [b.samples, b.steps, b.features!.size]);
   const out = await session.run({ input, sequence_lens: new ort.Tensor('int32', Int32Array.from(b.lengths), [b.samples]) });
   const y = out.output!;
@@ -68,6 +74,8 @@ export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 export function paddedValues(y: { data: Float32Array; shape: number[] }, lengths: number[]): number[] {
   const [, steps, units] = y.shape as [number, number, number];
   const out: number[] = [];
-  lengths.forEach((len, s) => out.push(...y.data.subarray((s * steps + len) * units, (s + 1) * steps * units)));
+  lengths.forEach((len, s) => {
+    out.push(...y.data.subarray((s * steps + len) * units, (s + 1) * steps * units));
+  });
   return out;
 }

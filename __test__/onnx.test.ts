@@ -49,7 +49,12 @@ async function check(model: Model, batch: Batch, options?: { opset?: number }): 
 
 const errors: Record<string, number> = {};
 afterAll(() => {
-  console.log('onnx export, max |onnxruntime - predictSync|:\n' + Object.entries(errors).map(([k, v]) => `  ${v.toExponential(2)}  ${k}`).join('\n'));
+  console.log(
+    'onnx export, max |onnxruntime - predictSync|:\n' +
+      Object.entries(errors)
+        .map(([k, v]) => `  ${v.toExponential(2)}  ${k}`)
+        .join('\n'),
+  );
 });
 
 const features = (layers: ModelSpec['layers'], seed = 1): ModelSpec => ({ input: { features: FEATURES }, layers, seed });
@@ -81,9 +86,7 @@ const featureCases: Record<string, ModelSpec> = {
     { type: 'rnn', hiddenSize: 6, bidirectional: true, nonlinearity: 'tanh' },
     { type: 'dense', units: 4, activation: 'relu' },
   ]),
-  'RNN relu, bidirectional, merge sum': features([
-    { type: 'rnn', hiddenSize: 6, bidirectional: true, merge: 'sum', nonlinearity: 'relu' },
-  ]),
+  'RNN relu, bidirectional, merge sum': features([{ type: 'rnn', hiddenSize: 6, bidirectional: true, merge: 'sum', nonlinearity: 'relu' }]),
   'returnSequences false: stacked bidirectional LSTM + dense softmax': features([
     { type: 'lstm', hiddenSize: 8, numLayers: 2, bidirectional: true, returnSequences: false, dropout: 0.2 },
     { type: 'dense', units: 3, activation: 'softmax' },
@@ -143,7 +146,11 @@ describe('toOnnx matches predictSync on variable-length batches', () => {
   it('has symbolic batch and time: one session runs other batch sizes and lengths', async () => {
     const model = sequential(featureCases['stacked bidirectional LSTM (sequences) + dense softmax']!);
     const session = await ort.InferenceSession.create(toOnnx(model));
-    for (const [lengths, seed] of [[[3], 1], [[4, 4], 2], [[12, 1, 6, 12, 3, 8, 2, 12, 5, 1, 9], 3]] as const) {
+    for (const [lengths, seed] of [
+      [[3], 1],
+      [[4, 4], 2],
+      [[12, 1, 6, 12, 3, 8, 2, 12, 5, 1, 9], 3],
+    ] as const) {
       const batch = featureBatch([...lengths], FEATURES, seed);
       const got = await onnxOutput(session, batch);
       const want = gyreOutput(model, batch);
@@ -153,10 +160,12 @@ describe('toOnnx matches predictSync on variable-length batches', () => {
   });
 
   it('declares every opset from ONNX_MIN_OPSET to ONNX_MAX_OPSET and runs the same', async () => {
-    const model = sequential(features([
-      { type: 'gru', hiddenSize: 5, numLayers: 2, bidirectional: true, merge: 'sum', resetAfter: false, returnSequences: false },
-      { type: 'dense', units: 2, activation: 'softmax' },
-    ]));
+    const model = sequential(
+      features([
+        { type: 'gru', hiddenSize: 5, numLayers: 2, bidirectional: true, merge: 'sum', resetAfter: false, returnSequences: false },
+        { type: 'dense', units: 2, activation: 'softmax' },
+      ]),
+    );
     const batch = featureBatch(LENGTHS, FEATURES, 13);
     for (let opset = ONNX_MIN_OPSET; opset <= ONNX_MAX_OPSET; opset++) {
       expect(onnx.ModelProto.decode(toOnnx(model, { opset })).opsetImport[0]!.version.toString()).toBe(String(opset));
@@ -194,7 +203,12 @@ describe('the exported graph', () => {
     ]);
     expect(outputs.map(describeValue)).toEqual([{ name: 'output', type: onnx.TensorProto.DataType.FLOAT, dims: ['batch', 2] }]);
     const attrs = (n: onnx.INodeProto) =>
-      Object.fromEntries(n.attribute!.map((a) => [a.name, a.s?.length ? Buffer.from(a.s).toString() : a.strings?.length ? a.strings.map((s) => Buffer.from(s).toString()) : Number(a.i)]));
+      Object.fromEntries(
+        n.attribute!.map((a) => [
+          a.name,
+          a.s?.length ? Buffer.from(a.s).toString() : a.strings?.length ? a.strings.map((s) => Buffer.from(s).toString()) : Number(a.i),
+        ]),
+      );
     const recurrent = nodes.filter((n) => ['LSTM', 'GRU', 'RNN'].includes(n.opType!));
     expect(recurrent.map((n) => [n.opType, attrs(n)])).toEqual([
       ['LSTM', { hidden_size: 8, direction: 'bidirectional' }],
@@ -207,8 +221,16 @@ describe('the exported graph', () => {
     // Initializers: W [D, G·H, I], R [D, G·H, H], B [D, 2·G·H]; the first LSTM reads the 4-dim embedding.
     const dims = Object.fromEntries(initializers.map((t) => [t.name, t.dims!.map(Number)]));
     const lstmW = recurrent[0]!.input!.slice(1, 4).map((name) => dims[name!]);
-    expect(lstmW).toEqual([[2, 32, 4], [2, 32, 8], [2, 64]]);
-    expect(recurrent[1]!.input!.slice(1, 4).map((name) => dims[name!])).toEqual([[2, 32, 16], [2, 32, 8], [2, 64]]);
+    expect(lstmW).toEqual([
+      [2, 32, 4],
+      [2, 32, 8],
+      [2, 64],
+    ]);
+    expect(recurrent[1]!.input!.slice(1, 4).map((name) => dims[name!])).toEqual([
+      [2, 32, 16],
+      [2, 32, 8],
+      [2, 64],
+    ]);
     expect(m.metadataProps!.find((p) => p.key === 'gyre.config')!.value).toBe(JSON.stringify(model.config));
   });
 
@@ -220,7 +242,8 @@ describe('the exported graph', () => {
       const raw = t.rawData!;
       return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
     };
-    const blocks = (a: Float32Array, n: number) => Array.from({ length: n }, (_, k) => Array.from(a.subarray((k * a.length) / n, ((k + 1) * a.length) / n)));
+    const blocks = (a: Float32Array, n: number) =>
+      Array.from({ length: n }, (_, k) => Array.from(a.subarray((k * a.length) / n, ((k + 1) * a.length) / n)));
     const lp = lstm.parameters()['0.bias_ih_l0']!.data;
     const lb = blocks(initializer(lstm, '_B').subarray(0, 8), 4);
     expect(lb).toEqual([0, 3, 1, 2].map((k) => blocks(lp, 4)[k]));
@@ -258,7 +281,7 @@ describe('saveOnnx', () => {
 
 describe('what cannot be exported', () => {
   /** A model-like object whose config holds what a future gyre might add. */
-  const fake = (layers: Record<string, unknown>[], input: Record<string, unknown> = { type: 'features', size: 3 }): Model =>
+  const fake = (layers: Record<string, unknown>[], input: Record<string, unknown> = { features: 3 }): Model =>
     ({ config: { input, layers }, parameters: () => ({}) }) as unknown as Model;
 
   it('throws naming the layer for a layer type without an ONNX mapping', () => {
@@ -271,17 +294,31 @@ describe('what cannot be exported', () => {
   });
 
   it('throws naming the layer and option for an option without an ONNX mapping', () => {
-    const lstm = fake([{ type: 'lstm', hiddenSize: 4, numLayers: 1, bidirectional: false, merge: 'concat', returnSequences: true, dropout: 0, projSize: 2 }]);
+    const lstm = fake([
+      { type: 'lstm', hiddenSize: 4, numLayers: 1, bidirectional: false, merge: 'concat', returnSequences: true, dropout: 0, projSize: 2 },
+    ]);
     expect(() => toOnnx(lstm)).toThrow(/layers\[0\] \(lstm\) cannot be exported to ONNX: option projSize/);
     const dense = fake([{ type: 'dense', units: 2, activation: 'gelu' }]);
     expect(() => toOnnx(dense)).toThrow(/layers\[0\] \(dense\) cannot be exported to ONNX: activation "gelu"/);
-    const rnn = fake([{ type: 'rnn', hiddenSize: 4, numLayers: 1, bidirectional: false, merge: 'concat', returnSequences: true, dropout: 0, nonlinearity: 'gelu' }]);
+    const rnn = fake([
+      {
+        type: 'rnn',
+        hiddenSize: 4,
+        numLayers: 1,
+        bidirectional: false,
+        merge: 'concat',
+        returnSequences: true,
+        dropout: 0,
+        nonlinearity: 'gelu',
+      },
+    ]);
     expect(() => toOnnx(rnn)).toThrow(/layers\[0\] \(rnn\) cannot be exported to ONNX: nonlinearity "gelu"/);
   });
 
   it('rejects bad options', () => {
     const model = sequential(features([{ type: 'gru', hiddenSize: 2 }]));
-    for (const opset of [12, ONNX_MAX_OPSET + 1, 17.5]) expect(() => toOnnx(model, { opset })).toThrow(/opset must be an integer in 13\.\./);
+    for (const opset of [12, ONNX_MAX_OPSET + 1, 17.5])
+      expect(() => toOnnx(model, { opset })).toThrow(/opset must be an integer in 13\.\./);
     expect(() => toOnnx(model, { opsets: 17 } as never)).toThrow(/unknown option opsets/);
   });
 });

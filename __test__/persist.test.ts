@@ -111,23 +111,35 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
   const layerFor = (c: Case) => {
     const type = c.mode === 'LSTM' ? 'lstm' : c.mode === 'GRU' ? 'gru' : 'rnn';
     const base = { hiddenSize: c.hidden_size, numLayers: c.num_layers, bidirectional: c.bidirectional };
-    return type === 'rnn' ? { type, ...base, nonlinearity: c.mode === 'RNN_RELU' ? ('relu' as const) : ('tanh' as const) } : { type, ...base };
+    return type === 'rnn'
+      ? { type, ...base, nonlinearity: c.mode === 'RNN_RELU' ? ('relu' as const) : ('tanh' as const) }
+      : { type, ...base };
   };
-  const inputOf = (c: Case) => ({ data: Float32Array.from(c.x.flat(2)), shape: [c.x.length, c.x[0]!.length, c.input_size], lengths: c.lengths });
+  const inputOf = (c: Case) => ({
+    data: Float32Array.from(c.x.flat(2)),
+    shape: [c.x.length, c.x[0]!.length, c.input_size],
+    lengths: c.lengths,
+  });
 
-  it.each(cases)('%s: imports into a layer and reproduces torch.nn\'s outputs and final states', async (name) => {
+  it.each(cases)("%s: imports into a layer and reproduces torch.nn's outputs and final states", async (name) => {
     const { c, bytes } = await readCase(name);
     const model = sequential({ input: { features: c.input_size }, layers: [layerFor(c) as never], seed: 1 });
     model.importPyTorch(0, bytes, { prefix: 'rnn.' });
     const p = model.predictSync(inputOf(c));
     const flatOut = c.output.flat(2);
     expect(p.data.length).toBe(flatOut.length);
-    p.data.forEach((v, i) => expect(Math.abs(v - flatOut[i]!)).toBeLessThan(1e-5));
+    p.data.forEach((v, i) => {
+      expect(Math.abs(v - flatOut[i]!)).toBeLessThan(1e-5);
+    });
     const hn = c.h_n.flat(2);
-    p.states[0]!.hidden.data.forEach((v, i) => expect(Math.abs(v - hn[i]!)).toBeLessThan(1e-5));
+    p.states[0]!.hidden.data.forEach((v, i) => {
+      expect(Math.abs(v - hn[i]!)).toBeLessThan(1e-5);
+    });
     if (c.c_n) {
       const cn = c.c_n.flat(2);
-      p.states[0]!.cell!.data.forEach((v, i) => expect(Math.abs(v - cn[i]!)).toBeLessThan(1e-5));
+      p.states[0]!.cell!.data.forEach((v, i) => {
+        expect(Math.abs(v - cn[i]!)).toBeLessThan(1e-5);
+      });
     }
   });
 
@@ -165,7 +177,9 @@ describe('PyTorch state_dicts (checked against a NumPy implementation of torch.n
     const probe = [[Array.from(seeded(1)(3))]];
     const wrongSize = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 5, numLayers: 2, bidirectional: true }] });
     const before = wrongSize.predictSync(probe).data;
-    expect(() => wrongSize.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(/tensor "rnn\.bias_hh_l0".*has shape \[16\] but layer 0 needs \[20\]/);
+    expect(() => wrongSize.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(
+      /tensor "rnn\.bias_hh_l0".*has shape \[16\] but layer 0 needs \[20\]/,
+    );
     expect(wrongSize.predictSync(probe).data).toEqual(before); // a failed import changes nothing
     const oneLayer = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 4, bidirectional: true }] });
     expect(() => oneLayer.importPyTorch(0, bytes, { prefix: 'rnn.' })).toThrow(/not in layer 0: rnn\.bias_hh_l1/);

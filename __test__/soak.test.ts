@@ -11,7 +11,9 @@ import { sequential } from 'gyre';
 
 describe('soak', () => {
   it('keeps resident memory flat over 300 create/fit/predict/save/load/dispose cycles', () => {
-    const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, '..', 'benchmark', 'soak.mjs'), '300'], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, '..', 'benchmark', 'soak.mjs'), '300'], {
+      encoding: 'utf8',
+    });
     const r = JSON.parse(out.trim().split('\n').pop()!) as { growthMiB: number; cycles: number };
     console.log(`soak: ${JSON.stringify(r)}`);
     expect(r.cycles).toBe(300);
@@ -19,7 +21,13 @@ describe('soak', () => {
   }, 300_000);
 
   it('reports native weight memory to V8 and releases it on dispose', async () => {
-    const model = sequential({ input: { features: 8 }, layers: [{ type: 'lstm', hiddenSize: 64, numLayers: 2 }, { type: 'dense', units: 4 }] });
+    const model = sequential({
+      input: { features: 8 },
+      layers: [
+        { type: 'lstm', hiddenSize: 64, numLayers: 2 },
+        { type: 'dense', units: 4 },
+      ],
+    });
     expect(model.nativeBytes).toBe(model.parameterCount * 4);
     await model.fit([[[1, 2, 3, 4, 5, 6, 7, 8]]], [[[0, 1, 0, 1]]], { loss: 'mse', optimizer: { type: 'adam', learningRate: 0.01 } });
     expect(model.nativeBytes).toBe(model.parameterCount * 4 * 3); // weights + Adam's two moments

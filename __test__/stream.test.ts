@@ -5,7 +5,10 @@ import { seeded } from './helpers';
 
 const model = sequential({
   input: { features: 3 },
-  layers: [{ type: 'lstm', hiddenSize: 8, numLayers: 2 }, { type: 'dense', units: 2, activation: 'tanh' }],
+  layers: [
+    { type: 'lstm', hiddenSize: 8, numLayers: 2 },
+    { type: 'dense', units: 2, activation: 'tanh' },
+  ],
   seed: 4,
 });
 

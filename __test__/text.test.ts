@@ -89,7 +89,9 @@ describe('CharTokenizer', () => {
     expect(emoji).toContain('"😀"');
     expect(emoji).toContain('U+1F600');
     expect(emoji).toContain('position 1');
-    expect(invalid(() => tok.encode('abc', { unknown: 'drop' as never }))).toMatch(/unknown must be 'map', 'skip' or 'error', got "drop"/);
+    expect(invalid(() => tok.encode('abc', { unknown: 'drop' as never }))).toMatch(
+      /unknown must be one of 'map', 'skip', 'error', got "drop"/,
+    );
     invalid(() => tok.encode(42 as never));
   });
 
@@ -148,7 +150,11 @@ describe('WordTokenizer', () => {
 describe('tokenizer JSON', () => {
   it('round trips both kinds, as an object or a JSON string', () => {
     const texts = ['Über 😀 café', 'naïve — ok?'];
-    for (const tok of [CharTokenizer.fromCorpus(texts), WordTokenizer.fromCorpus(texts), CharTokenizer.fromCorpus(texts, { lowercase: true })]) {
+    for (const tok of [
+      CharTokenizer.fromCorpus(texts),
+      WordTokenizer.fromCorpus(texts),
+      CharTokenizer.fromCorpus(texts, { lowercase: true }),
+    ]) {
       for (const json of [tok.toJSON(), JSON.parse(JSON.stringify(tok)), JSON.stringify(tok.toJSON())]) {
         const back = tokenizerFromJSON(json);
         expect(back.kind).toBe(tok.kind);
@@ -334,7 +340,9 @@ describe('generateText', () => {
     expect(a.length).toBeGreaterThan(4 + 20);
     expect(generateText(model, tok, { ...opts, randomSeed: 1 })).toBe(a);
     expect(generateText(model, tok, { ...opts, randomSeed: 2 })).not.toBe(a);
-    expect(generateText(model, tok, { ...opts, temperature: 0 })).toBe(generateText(model, tok, { ...opts, temperature: 0, randomSeed: 5 }));
+    expect(generateText(model, tok, { ...opts, temperature: 0 })).toBe(
+      generateText(model, tok, { ...opts, temperature: 0, randomSeed: 5 }),
+    );
     expect(generateText(model, tok, { seed: 'fox', maxLength: 0 })).toBe('fox');
     // Unknown seed characters: mapped by default, rejected on request.
     expect(generateText(model, tok, { seed: 'QZ', maxLength: 3, randomSeed: 1, stopAtEnd: false })).toHaveLength(5);
@@ -356,7 +364,13 @@ describe('generateText', () => {
       new RegExp(`vocabSize ${tok.vocabSize + 1}.*tokenizer has vocabSize ${tok.vocabSize}`),
     );
     expect(invalid(() => generateText(sequential(textModel(tok.vocabSize, 'linear', 5)), tok))).toMatch(/outputs 5 values per step/);
-    const features = sequential({ input: { features: 3 }, layers: [{ type: 'lstm', hiddenSize: 4 }, { type: 'dense', units: tok.vocabSize }] });
+    const features = sequential({
+      input: { features: 3 },
+      layers: [
+        { type: 'lstm', hiddenSize: 4 },
+        { type: 'dense', units: tok.vocabSize },
+      ],
+    });
     expect(invalid(() => generateText(features, tok))).toMatch(/float features per step, not token ids/);
     const model = sequential(textModel(tok.vocabSize));
     expect(invalid(() => generateText(model, tok, { temperature: -1 }))).toMatch(/temperature/);
@@ -416,10 +430,15 @@ describe('TextGenerator', () => {
   it('trains a word-level generator that reproduces a sentence with its punctuation', async () => {
     const sentences = ['Red apples grow slowly.', 'Blue birds sing, loudly!'];
     const events: ProgressEvent[] = [];
-    const gen = await TextGenerator.train(
-      Array.from({ length: 30 }, () => sentences).flat(),
-      { tokenizer: 'word', cell: 'gru', hiddenSize: 24, epochs: 15, batchSize: 12, learningRate: 0.02, onProgress: (e) => events.push(e) },
-    );
+    const gen = await TextGenerator.train(Array.from({ length: 30 }, () => sentences).flat(), {
+      tokenizer: 'word',
+      cell: 'gru',
+      hiddenSize: 24,
+      epochs: 15,
+      batchSize: 12,
+      learningRate: 0.02,
+      onProgress: (e) => events.push(e),
+    });
     expect(gen.tokenizer.kind).toBe('word');
     expect(events.filter((e) => e.kind === 'epoch')).toHaveLength(15);
     expect(gen.generate({ seed: 'Red', temperature: 0 })).toBe('Red apples grow slowly.');
@@ -431,7 +450,7 @@ describe('TextGenerator', () => {
     const gen = await TextGenerator.train(['abc', 'def'], { tokenizer: tok, cell: 'rnn', hiddenSize: 4, epochs: 1, embeddingDim: 3 });
     expect(gen.tokenizer).toBe(tok);
     expect(gen.model.config.layers[0]).toEqual({ type: 'embedding', dim: 3 });
-    await expect(TextGenerator.train(['abc'], { hiddenSize: 0 })).rejects.toThrow(/hiddenSize must be an integer ≥ 1, got 0/);
+    await expect(TextGenerator.train(['abc'], { hiddenSize: 0 })).rejects.toThrow(/hiddenSize must be a positive integer, got 0/);
     await expect(TextGenerator.train(['abc'], { cell: 'transformer' as never })).rejects.toThrow(/cell.*"transformer"/);
     await expect(TextGenerator.train(['abc'], { learningRate: -1 })).rejects.toThrow(/learningRate/);
     await expect(TextGenerator.train(['abc'], { tokenizer: 'bpe' as never })).rejects.toThrow(InvalidArgumentError);

@@ -61,7 +61,15 @@ export function seeded(seed: number): () => number {
 /** Replaces every weight of a tfjs model by seeded values in [-scale, scale) (biases included). */
 export function randomizeWeights(model: tf.LayersModel, seed: number, scale = 0.5): void {
   const r = seeded(seed);
-  model.setWeights(model.getWeights().map((w) => tf.tensor(Array.from({ length: w.size }, () => r() * scale), w.shape, 'float32')));
+  model.setWeights(
+    model.getWeights().map((w) =>
+      tf.tensor(
+        Array.from({ length: w.size }, () => r() * scale),
+        w.shape,
+        'float32',
+      ),
+    ),
+  );
 }
 
 /** `[samples][steps][features]` seeded floats. */

@@ -171,9 +171,16 @@ describe('importTfjs matches tfjs predict', () => {
     const m = seq([tf.layers.gru({ units: 2, recurrentActivation: 'sigmoid', inputShape: [T, 1] })]);
     const a = await artifactsOf(m);
     // kernel [1, 6] = 0..5 (z0 z1 r0 r1 h0 h1); recurrent [2, 6] = 10..21; bias [6] = 30..35.
-    const bytes = float32Bytes([0, 1, 2, 3, 4, 5], Array.from({ length: 12 }, (_, i) => 10 + i), [30, 31, 32, 33, 34, 35]);
+    const bytes = float32Bytes(
+      [0, 1, 2, 3, 4, 5],
+      Array.from({ length: 12 }, (_, i) => 10 + i),
+      [30, 31, 32, 33, 34, 35],
+    );
     const { parameters, spec } = convertTfjs(a.modelJson, bytes);
-    expect(spec).toEqual({ input: { features: 1 }, layers: [{ type: 'gru', hiddenSize: 2, numLayers: 1, bidirectional: false, returnSequences: false, resetAfter: false }] });
+    expect(spec).toEqual({
+      input: { features: 1 },
+      layers: [{ type: 'gru', hiddenSize: 2, numLayers: 1, bidirectional: false, returnSequences: false, resetAfter: false }],
+    });
     expect(Array.from(parameters['0.weight_ih_l0']!)).toEqual([2, 3, 0, 1, 4, 5]);
     // Row (r0) of weight_hh is recurrent column 2: 12, 18.
     expect(Array.from(parameters['0.weight_hh_l0']!)).toEqual([12, 18, 13, 19, 10, 16, 11, 17, 14, 20, 15, 21]);
@@ -378,7 +385,11 @@ describe('Keras layouts (tensorflowjs_converter)', () => {
     layers[1]!.config.name = 'lstm';
     layers[2]!.config.name = 'dense';
     const modelJson = {
-      modelTopology: { keras_version: '2.15.0', backend: 'tensorflow', model_config: { class_name: 'Sequential', config: topology.config } },
+      modelTopology: {
+        keras_version: '2.15.0',
+        backend: 'tensorflow',
+        model_config: { class_name: 'Sequential', config: topology.config },
+      },
       weightsManifest: [{ paths: ['x'], weights: specs.map((s, i) => ({ ...s, name: keras2Names[i]! })) }],
     };
     const gyre = importTfjs(modelJson, float32Bytes(...values));
@@ -497,8 +508,14 @@ describe('loadTfjs', () => {
     const a = await artifactsOf(model());
     await withDir(async (dir) => {
       await writeFile(join(dir, 'model.json'), JSON.stringify(a.modelJson));
-      await expect(loadTfjs(join(dir, 'model.json'))).rejects.toMatchObject({ code: 'GYRE_MISSING_ARGUMENT', message: expect.stringContaining('group1-shard1of1.bin') });
-      await expect(loadTfjs(join(dir, 'nope.json'))).rejects.toMatchObject({ code: 'GYRE_INVALID_ARGUMENT', message: expect.stringContaining('nope.json') });
+      await expect(loadTfjs(join(dir, 'model.json'))).rejects.toMatchObject({
+        code: 'GYRE_FILE',
+        message: expect.stringContaining('group1-shard1of1.bin'),
+      });
+      await expect(loadTfjs(join(dir, 'nope.json'))).rejects.toMatchObject({
+        code: 'GYRE_FILE',
+        message: expect.stringContaining('nope.json'),
+      });
     });
   });
 });
@@ -521,7 +538,9 @@ describe('unsupported models are errors naming the layer and option', () => {
     const a = await artifacts([
       tf.layers.bidirectional({ layer: tf.layers.gru({ units: 3, returnSequences: true }) as tf.RNN, inputShape: [T, F] }),
     ]);
-    expect(caught(importOf(a)).message).toMatch(/layer "bidirectional_Bidirectional\d+" .* wrapping "gru_GRU\d+" \(GRU\): recurrent_activation "hard_sigmoid"/);
+    expect(caught(importOf(a)).message).toMatch(
+      /layer "bidirectional_Bidirectional\d+" .* wrapping "gru_GRU\d+" \(GRU\): recurrent_activation "hard_sigmoid"/,
+    );
   });
 
   it('a missing weight', async () => {
@@ -557,7 +576,7 @@ describe('unsupported models are errors naming the layer and option', () => {
     const a = await artifacts([tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', inputShape: [T, F] })]);
     const ok = a.weightData;
     a.modelJson.weightsManifest[0]!.weights[0]!.shape = [12, F];
-    let e = caught(importOf(a));
+    const e = caught(importOf(a));
     expect(e.code).toBe('GYRE_SHAPE_MISMATCH');
     expect(e.message).toMatch(/layer "lstm_LSTM\d+" .* kernel \("lstm_LSTM\d+\/kernel"\) has shape \[12, 4\], expected \[4, 12\]/);
     a.modelJson.weightsManifest[0]!.weights[0]!.shape = [F, 12];
@@ -568,17 +587,46 @@ describe('unsupported models are errors naming the layer and option', () => {
   });
 
   it.each([
-    ['go_backwards', () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', goBackwards: true, inputShape: [T, F] }), /"lstm_LSTM\d+" .*go_backwards true is not supported/],
-    ['stateful', () => tf.layers.gru({ units: 3, recurrentActivation: 'sigmoid', stateful: true, batchInputShape: [2, T, F] }), /"gru_GRU\d+" .*stateful true is not supported/],
-    ['activation', () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', activation: 'relu', inputShape: [T, F] }), /"lstm_LSTM\d+" .*activation "relu" is not supported/],
-    ['SimpleRNN activation', () => tf.layers.simpleRNN({ units: 3, activation: 'sigmoid', inputShape: [T, F] }), /"simple_rnn_SimpleRNN\d+" .*activation "sigmoid" is not supported/],
-    ['Dense activation', () => tf.layers.dense({ units: 3, activation: 'elu', inputShape: [T, F] }), /"dense_Dense\d+" .*activation "elu" is not supported/],
+    [
+      'go_backwards',
+      () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', goBackwards: true, inputShape: [T, F] }),
+      /"lstm_LSTM\d+" .*go_backwards true is not supported/,
+    ],
+    [
+      'stateful',
+      () => tf.layers.gru({ units: 3, recurrentActivation: 'sigmoid', stateful: true, batchInputShape: [2, T, F] }),
+      /"gru_GRU\d+" .*stateful true is not supported/,
+    ],
+    [
+      'activation',
+      () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', activation: 'relu', inputShape: [T, F] }),
+      /"lstm_LSTM\d+" .*activation "relu" is not supported/,
+    ],
+    [
+      'SimpleRNN activation',
+      () => tf.layers.simpleRNN({ units: 3, activation: 'sigmoid', inputShape: [T, F] }),
+      /"simple_rnn_SimpleRNN\d+" .*activation "sigmoid" is not supported/,
+    ],
+    [
+      'Dense activation',
+      () => tf.layers.dense({ units: 3, activation: 'elu', inputShape: [T, F] }),
+      /"dense_Dense\d+" .*activation "elu" is not supported/,
+    ],
     [
       'merge_mode',
-      () => tf.layers.bidirectional({ layer: tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid' }) as tf.RNN, mergeMode: 'mul', inputShape: [T, F] }),
+      () =>
+        tf.layers.bidirectional({
+          layer: tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid' }) as tf.RNN,
+          mergeMode: 'mul',
+          inputShape: [T, F],
+        }),
       /"bidirectional_Bidirectional\d+" .*merge_mode "mul" is not supported/,
     ],
-    ['mask_zero', () => tf.layers.embedding({ inputDim: 5, outputDim: 2, maskZero: true, inputLength: T }), /"embedding_Embedding\d+" .*mask_zero true is not supported/],
+    [
+      'mask_zero',
+      () => tf.layers.embedding({ inputDim: 5, outputDim: 2, maskZero: true, inputLength: T }),
+      /"embedding_Embedding\d+" .*mask_zero true is not supported/,
+    ],
     ['Masking', () => tf.layers.masking({ maskValue: 0, inputShape: [T, F] }), /"masking_Masking\d+" .*Masking is not supported/],
   ])('%s', async (_, layer, message) => {
     const a = await artifacts([layer()]);
@@ -594,7 +642,12 @@ describe('unsupported models are errors naming the layer and option', () => {
 
   it('an Embedding that is not first', () => {
     const a = gruArtifact(2, true, true, 1);
-    a.modelJson.modelTopology.model_config.config.layers.push({ class_name: 'Embedding', config: { name: 'emb', input_dim: 3, output_dim: 2 } } as never);
-    expect(caught(() => importTfjs(a.modelJson, a.weightData)).message).toMatch(/layer "emb" \(Embedding, layers\[2\]\): an Embedding must be the model's first layer/);
+    a.modelJson.modelTopology.model_config.config.layers.push({
+      class_name: 'Embedding',
+      config: { name: 'emb', input_dim: 3, output_dim: 2 },
+    } as never);
+    expect(caught(() => importTfjs(a.modelJson, a.weightData)).message).toMatch(
+      /layer "emb" \(Embedding, layers\[2\]\): an Embedding must be the model's first layer/,
+    );
   });
 });

@@ -38,7 +38,13 @@ afterAll(async () => {
 describe('toSeries', () => {
   it('takes number[], number[][] and { data, shape }', () => {
     expect(toSeries([1, 2, 3])).toEqual({ data: Float32Array.from([1, 2, 3]), shape: [3, 1] });
-    expect(toSeries([[1, 2], [3, 4], [5, 6]])).toEqual({ data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [3, 2] });
+    expect(
+      toSeries([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+    ).toEqual({ data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [3, 2] });
     const t = toSeries({ data: Float64Array.from([1, 2, 3, 4]), shape: [2, 2] });
     expect(t.data).toBeInstanceOf(Float32Array);
     expect(t).toEqual({ data: Float32Array.from([1, 2, 3, 4]), shape: [2, 2] });
@@ -103,9 +109,9 @@ describe('windows', () => {
   });
 
   it('names a bad option and its value', () => {
-    expect(() => windows(two, { inputLength: 0 })).toThrow('inputLength must be an integer ≥ 1, got 0');
-    expect(() => windows(two, { inputLength: 2, stride: 1.5 })).toThrow('stride must be an integer ≥ 1, got 1.5');
-    expect(() => windows(two, { inputLength: 2, horizon: -1 })).toThrow('horizon must be an integer ≥ 1, got -1');
+    expect(() => windows(two, { inputLength: 0 })).toThrow('inputLength must be a positive integer, got 0');
+    expect(() => windows(two, { inputLength: 2, stride: 1.5 })).toThrow('stride must be a positive integer, got 1.5');
+    expect(() => windows(two, { inputLength: 2, horizon: -1 })).toThrow('horizon must be a positive integer, got -1');
     expect(() => windows(two, { inputLength: 2, targets: [2] })).toThrow('targets[0] must be an integer in 0..1, got 2');
     expect(() => windows(two, { inputLength: 2, targets: [] })).toThrow(/targets must be a non-empty array/);
     expect(() => windows(two, { inputLength: 2, targets: [0, 0] })).toThrow('targets lists feature 0 twice');
@@ -132,7 +138,9 @@ describe('Normalizer', () => {
     const t = n.transform(rows);
     expect(t.shape).toEqual([4, 2]);
     const expected = [-1.5, 0, -0.5, 0, 0.5, 0, 1.5, 0].map((v, i) => (i % 2 === 0 ? v / std : v));
-    Array.from(t.data).forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 6));
+    Array.from(t.data).forEach((v, i) => {
+      expect(v).toBeCloseTo(expected[i]!, 6);
+    });
     expect(n.transformValue(4, 0)).toBeCloseTo(1.5 / std, 12);
     expect(n.inverseValue(1.5 / std, 0)).toBeCloseTo(4, 12);
   });
@@ -154,7 +162,9 @@ describe('Normalizer', () => {
       const n = Normalizer.fit(series, { method });
       const back = n.inverse(n.transform(series));
       expect(back.shape).toEqual([50, 3]);
-      series.flat().forEach((v, i) => expect(back.data[i]).toBeCloseTo(v, 3));
+      series.flat().forEach((v, i) => {
+        expect(back.data[i]).toBeCloseTo(v, 3);
+      });
     }
   });
 
@@ -262,7 +272,7 @@ describe('Forecaster on a sine wave', () => {
     expect(call).toThrow(InvalidArgumentError);
     expect(call).toThrow('history has 10 steps, but the forecaster needs at least inputLength = 20');
     expect(() => forecaster.forecast(train.map((v) => [v, v]))).toThrow(ShapeMismatchError);
-    expect(() => forecaster.forecast(train, 0)).toThrow('steps must be an integer ≥ 1, got 0');
+    expect(() => forecaster.forecast(train, 0)).toThrow('steps must be a positive integer, got 0');
     expect(() => forecaster.forecast([...train.slice(0, 25), NaN])).toThrow('history[25] must be a finite number, got NaN');
   });
 
@@ -279,7 +289,13 @@ describe('Forecaster on a sine wave', () => {
   });
 
   it('refuses models that are not forecasters, naming their task', async () => {
-    const plain = sequential({ input: { features: 1 }, layers: [{ type: 'gru', hiddenSize: 4, returnSequences: false }, { type: 'dense', units: 1 }] });
+    const plain = sequential({
+      input: { features: 1 },
+      layers: [
+        { type: 'gru', hiddenSize: 4, returnSequences: false },
+        { type: 'dense', units: 1 },
+      ],
+    });
     const plainPath = join(dir, 'plain.safetensors');
     await plain.save(plainPath);
     await expect(Forecaster.load(plainPath)).rejects.toThrow(InvalidArgumentError);
@@ -326,9 +342,13 @@ describe('Forecaster variants', () => {
 
   it('names bad training options', async () => {
     await expect(Forecaster.train([1, 2, 3, 4], { inputLength: 4 })).rejects.toThrow(/needs at least 5 steps .* got 4/);
-    await expect(Forecaster.train(train, { inputLength: 20, cell: 'transformer' as never })).rejects.toThrow(/cell must be one of 'lstm', 'gru', 'rnn', got "transformer"/);
+    await expect(Forecaster.train(train, { inputLength: 20, cell: 'transformer' as never })).rejects.toThrow(
+      /cell must be one of 'lstm', 'gru', 'rnn', got "transformer"/,
+    );
     await expect(Forecaster.train(train, { inputLength: 20, normalize: 'log' as never })).rejects.toThrow(/normalize must be one of/);
-    await expect(Forecaster.train(train, { inputLength: 20, learningRate: 0 })).rejects.toThrow('learningRate must be positive, got 0');
+    await expect(Forecaster.train(train, { inputLength: 20, learningRate: 0 })).rejects.toThrow(
+      'learningRate must be a finite number > 0, got 0',
+    );
     await expect(Forecaster.train(train, { inputLength: 20, epoch: 3 } as never)).rejects.toThrow(/unknown option epoch/);
   });
 });

@@ -19,7 +19,10 @@ const y = Float32Array.from({ length: samples * steps * 8 }, rand);
 
 const model = sequential({
   input: { features },
-  layers: [{ type: 'lstm', hiddenSize: 128, numLayers: 2 }, { type: 'dense', units: 8 }],
+  layers: [
+    { type: 'lstm', hiddenSize: 128, numLayers: 2 },
+    { type: 'dense', units: 8 },
+  ],
   seed: 1,
 });
 
@@ -44,4 +47,4 @@ const ms = (ns) => (ns / 1e6).toFixed(2);
 console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, gyre threads: ${getNumThreads()}`);
 console.log(`fit: ${batches} batches, ${((samples * 3) / seconds).toFixed(0)} sequences/s over ${seconds.toFixed(1)} s`);
 console.log(`event-loop delay during fit: p50 ${ms(delay.percentile(50))} ms, p99 ${ms(delay.percentile(99))} ms, max ${ms(delay.max)} ms`);
-console.log(`5 ms timer fired ${ticks} times (${((ticks * 5) / (seconds * 1000) * 100).toFixed(0)}% of the ideal)`);
+console.log(`5 ms timer fired ${ticks} times (${(((ticks * 5) / (seconds * 1000)) * 100).toFixed(0)}% of the ideal)`);

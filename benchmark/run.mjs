@@ -144,7 +144,10 @@ function runTask(task, env = {}) {
       const wallMs = performance.now() - t0;
       const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (line) return resolve({ ...JSON.parse(line.slice(7)), wallMs });
-      const why = signal === 'SIGKILL' ? `killed after the ${SETTINGS.taskTimeoutMs / 1000} s task timeout` : `exited with code ${code}${signal ? ` (${signal})` : ''}`;
+      const why =
+        signal === 'SIGKILL'
+          ? `killed after the ${SETTINGS.taskTimeoutMs / 1000} s task timeout`
+          : `exited with code ${code}${signal ? ` (${signal})` : ''}`;
       resolve({ ok: false, error: `${why}; stderr: ${stderr.trim().split('\n').slice(-5).join(' | ')}`, wallMs });
     });
   });
@@ -211,7 +214,9 @@ for (const wname of workloads) {
     for (const row of r.result) {
       const full = { library: lib, workload: wname, ...row, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
       rows.push(full);
-      log(`  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`);
+      log(
+        `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`,
+      );
     }
   }
 }
@@ -246,7 +251,8 @@ if (libraries.includes('gyre')) {
 }
 
 // Ratios: gyre at the same thread count (1 for the single-threaded baselines) ÷ the row.
-const gyreRow = (workload, mode, threads) => rows.find((r) => r.library === 'gyre' && r.workload === workload && r.mode === mode && r.threads === threads);
+const gyreRow = (workload, mode, threads) =>
+  rows.find((r) => r.library === 'gyre' && r.workload === workload && r.mode === mode && r.threads === threads);
 for (const r of rows) {
   if (r.library === 'gyre') continue;
   const g = gyreRow(r.workload, r.mode, r.threads) ?? gyreRow(r.workload, r.mode, 1);
@@ -262,7 +268,8 @@ for (const wname of workloads) {
   for (const mode of ['inference', 'training']) {
     const one = gyreRow(wname, mode, 1);
     const two = gyreRow(wname, mode, 2);
-    if (one && two) speedups.push({ workload: wname, mode, oneThread: one.seqPerSec, twoThreads: two.seqPerSec, speedup: two.seqPerSec / one.seqPerSec });
+    if (one && two)
+      speedups.push({ workload: wname, mode, oneThread: one.seqPerSec, twoThreads: two.seqPerSec, speedup: two.seqPerSec / one.seqPerSec });
   }
 }
 
@@ -299,6 +306,6 @@ const results = {
   skipped,
   taskWallMs,
 };
-writeFileSync(options.out, JSON.stringify(results, null, 2) + '\n');
+writeFileSync(options.out, `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write(renderMarkdown(results, path.relative(process.cwd(), options.out) || options.out));
 log(`done in ${durationS.toFixed(0)} s; wrote ${options.out}`);

@@ -22,7 +22,10 @@ let rssWarm = 0;
 for (let c = 1; c <= cycles; c++) {
   const model = sequential({
     input: { features: 2 },
-    layers: [{ type: 'lstm', hiddenSize: 16, bidirectional: true, returnSequences: false }, { type: 'dense', units: 2 }],
+    layers: [
+      { type: 'lstm', hiddenSize: 16, bidirectional: true, returnSequences: false },
+      { type: 'dense', units: 2 },
+    ],
     seed: c,
   });
   await model.fit(x, y, { loss: 'crossEntropy', epochs: 1, batchSize: 8 });
@@ -40,5 +43,11 @@ for (let c = 1; c <= cycles; c++) {
 const rssEnd = rss();
 rmSync(dir, { recursive: true, force: true });
 console.log(
-  JSON.stringify({ cycles, warmup, rssWarmMiB: +rssWarm.toFixed(1), rssEndMiB: +rssEnd.toFixed(1), growthMiB: +(rssEnd - rssWarm).toFixed(2) }),
+  JSON.stringify({
+    cycles,
+    warmup,
+    rssWarmMiB: +rssWarm.toFixed(1),
+    rssEndMiB: +rssEnd.toFixed(1),
+    growthMiB: +(rssEnd - rssWarm).toFixed(2),
+  }),
 );

@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// The `gyre` command line (src/cli.ts). Run `gyre --help`.
-require('../dist/cli.js').run();
+// The `gyre` command line (src/cli/cli.ts). Run `gyre --help`.
+require('../dist/cli/cli.js').run();

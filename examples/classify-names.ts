@@ -8,10 +8,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TextClassifier } from 'gyre';
+import { seededRandom, TextClassifier } from 'gyre';
 
 function list(file: string): string[] {
-  return readFileSync(join(__dirname, '..', '..', 'examples', 'data', file), 'utf8').split('\n').filter((l) => l.length > 0);
+  return readFileSync(join(__dirname, '..', '..', 'examples', 'data', file), 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0);
 }
 
 /** The labelled names in a fixed shuffled order. */
@@ -22,13 +24,19 @@ export function labelledNames(): { texts: string[]; labels: string[] } {
     ...[...female].filter((n) => !male.has(n)).map((n) => [n, 'female'] as const),
     ...[...male].filter((n) => !female.has(n)).map((n) => [n, 'male'] as const),
   ];
-  // A fixed pseudo-random order (the lists are sorted and grouped by class).
-  const order = rows.map((r, i) => ({ r, k: (Math.sin((i + 1) * 78.233) * 43758.5453) % 1 })).sort((a, b) => a.k - b.k);
-  return { texts: order.map((e) => e.r[0]), labels: order.map((e) => e.r[1]) };
+  // A fixed pseudo-random order (the lists are sorted and grouped by class): a seeded Fisher–Yates shuffle.
+  const random = seededRandom(1);
+  for (let i = rows.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+  }
+  return { texts: rows.map((r) => r[0]), labels: rows.map((r) => r[1]) };
 }
 
 /** Trains on four fifths of the names; returns held-out accuracy and the majority baseline. */
-export async function classifyNames(options: { epochs?: number; seed?: number } = {}): Promise<{ accuracy: number; baseline: number; examples: string[] }> {
+export async function classifyNames(
+  options: { epochs?: number; seed?: number } = {},
+): Promise<{ accuracy: number; baseline: number; examples: string[] }> {
   const { texts, labels } = labelledNames();
   const cut = Math.floor(texts.length * 0.8);
   const classifier = await TextClassifier.train(texts.slice(0, cut), labels.slice(0, cut), {
@@ -43,7 +51,10 @@ export async function classifyNames(options: { epochs?: number; seed?: number } 
   const female = testLabels.filter((l) => l === 'female').length / testLabels.length;
   const examples = classifier
     .classify(['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'])
-    .map((c, i) => `${['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'][i]} → ${String(c.label)} (${(Math.max(...c.probabilities) * 100).toFixed(0)}%)`);
+    .map(
+      (c, i) =>
+        `${['Olivia', 'Liam', 'Sophia', 'Noah', 'Gwendolyn', 'Bartholomew'][i]} → ${String(c.label)} (${(Math.max(...c.probabilities) * 100).toFixed(0)}%)`,
+    );
   return { accuracy: e.accuracy, baseline: Math.max(female, 1 - female), examples };
 }
 

@@ -196,7 +196,6 @@ if (require.main === module) {
   });
   const secs = (Date.now() - started) / 1000;
   console.log(
-    `done in ${secs.toFixed(1)} s: test mse ${result.testLoss.toFixed(5)} ` +
-      `(predicting zeros: ${result.baselineLoss.toFixed(5)})`,
+    `done in ${secs.toFixed(1)} s: test mse ${result.testLoss.toFixed(5)} ` + `(predicting zeros: ${result.baselineLoss.toFixed(5)})`,
   );
 }

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TextGenerator, type ProgressEvent } from 'gyre';
+import { type EpochProgressEvent, seededRandom, TextGenerator } from 'gyre';
 
 /** Options of {@link trainNames}. */
 export interface NamesOptions {
@@ -20,23 +20,27 @@ export interface NamesOptions {
   /** Use only the first this many names (after a fixed shuffle). Default all. */
   limit?: number;
   /** Called after every epoch. */
-  onEpoch?: (e: ProgressEvent) => void;
+  onEpoch?: (e: EpochProgressEvent) => void;
 }
 
 /** The bundled names, one per line. */
 export function readNames(): string[] {
   const file = join(__dirname, '..', '..', 'examples', 'data', 'names.txt');
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0);
 }
 
 /** Trains the generator; returns it with its per-epoch losses. */
 export async function trainNames(options: NamesOptions = {}): Promise<{ generator: TextGenerator; losses: number[] }> {
-  // The file is sorted; a fixed shuffle gives every batch a mix of letters.
-  const names = readNames()
-    .map((n, i) => ({ n, k: Math.sin(i * 12.9898) * 43758.5453 }))
-    .sort((a, b) => (a.k % 1) - (b.k % 1))
-    .map((e) => e.n)
-    .slice(0, options.limit);
+  // The file is sorted; a fixed (seeded Fisher–Yates) shuffle gives every batch a mix of letters.
+  const names = readNames();
+  const random = seededRandom(1);
+  for (let i = names.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [names[i], names[j]] = [names[j]!, names[i]!];
+  }
+  names.splice(options.limit ?? names.length);
   const losses: number[] = [];
   const generator = await TextGenerator.train(names, {
     epochs: options.epochs ?? 15,
@@ -57,7 +61,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   const { generator } = await trainNames({
     epochs,
-    onEpoch: (e) => console.log(`epoch ${e.epoch}/${epochs}  loss ${e.loss.toFixed(3)}  accuracy ${e.accuracy?.toFixed(3)}  ${Math.round(e.samplesPerSecond)} names/s`),
+    onEpoch: (e) =>
+      console.log(
+        `epoch ${e.epoch}/${epochs}  loss ${e.loss.toFixed(3)}  accuracy ${e.accuracy?.toFixed(3)}  ${Math.round(e.samplesPerSecond)} names/s`,
+      ),
   });
   console.log(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   await generator.save('names.safetensors');

@@ -13,6 +13,7 @@ export type GyreErrorCode =
   | 'GYRE_BUSY'
   | 'GYRE_ABORTED'
   | 'GYRE_BAD_FILE'
+  | 'GYRE_FILE'
   | 'GYRE_DISPOSED'
   | 'GYRE_INTERNAL';
 
@@ -69,6 +70,17 @@ export class BadFileError extends GyreError {
   }
 }
 
+/**
+ * A file could not be read or written (missing, a directory, no permission, disk full). The
+ * message names the path and the reason; `cause` is Node's error (`code` `ENOENT`, ...).
+ * A file that was read but is malformed is a {@link BadFileError}.
+ */
+export class FileError extends GyreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GYRE_FILE', message, options);
+  }
+}
+
 /** The model was disposed: its native memory is gone. */
 export class DisposedError extends GyreError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -102,6 +114,7 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
 };
 
 /**
+ * @internal
  * Turns an error thrown by the native addon into a {@link GyreError}. The addon's messages
  * read `"<CODE>: <message>"`; anything else (a caught panic, a failed conversion) becomes an
  * {@link InternalError} or {@link InvalidArgumentError} that keeps the original as `cause`.

@@ -17,7 +17,8 @@
  * Weights follow PyTorch's `torch.nn.RNN` / `LSTM` / `GRU`: the same names, layout and gate
  * order (LSTM `i, f, g, o`; GRU `r, z, n`).
  */
-import { describe } from './check.js';
+import * as check from './util/check.js';
+import { describe } from './util/check.js';
 import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
 import * as native from './native.js';
 
@@ -135,18 +136,7 @@ function isFloatArray(v: unknown): v is FloatArray {
 }
 
 function checkKeys(fn: string, what: string, obj: object, allowed: readonly string[]): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw new InvalidArgumentError(`${fn}: unknown option ${what}${key}; expected one of ${allowed.join(', ')}`);
-    }
-  }
-}
-
-function positiveInt(fn: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > 0xffffffff) {
-    throw new InvalidArgumentError(`${fn}: ${name} must be a positive integer, got ${describe(v)}`);
-  }
-  return v;
+  named(fn, () => check.checkKeys(what, obj, allowed));
 }
 
 /** Checks the arguments and builds the native call's spec and tensors. */
@@ -162,10 +152,10 @@ function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed
   const dtype = input.constructor as typeof Float32Array | typeof Float64Array;
   const spec = {
     cell,
-    batch: positiveInt(fn, 'batch', a.batch),
-    steps: positiveInt(fn, 'steps', a.steps),
-    inputSize: positiveInt(fn, 'inputSize', a.inputSize),
-    hiddenSize: positiveInt(fn, 'hiddenSize', a.hiddenSize),
+    batch: check.positiveInt(`${fn}: batch`, a.batch, 0xffffffff),
+    steps: check.positiveInt(`${fn}: steps`, a.steps, 0xffffffff),
+    inputSize: check.positiveInt(`${fn}: inputSize`, a.inputSize, 0xffffffff),
+    hiddenSize: check.positiveInt(`${fn}: hiddenSize`, a.hiddenSize, 0xffffffff),
   };
   const tensor = (name: string, v: unknown, required: boolean): FloatArray | undefined => {
     if (v === undefined) {

@@ -4,10 +4,11 @@
  */
 export * from './functional.js';
 export * from './errors.js';
-export * from './model.js';
-export * from './dataset.js';
-export type { SequenceInput, SequenceTensor, TargetInput } from './data.js';
-export * from './onnx.js';
-export * from './tfjs.js';
-export * from './text.js';
-export * from './timeseries.js';
+export * from './model/index.js';
+export * from './data/dataset.js';
+export type { SequenceInput, SequenceTensor, TargetInput } from './data/flatten.js';
+export * from './interop/onnx.js';
+export * from './interop/tfjs.js';
+export * from './text/index.js';
+export * from './data/timeseries.js';
+export { seededRandom } from './util/random.js';

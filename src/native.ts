@@ -18,14 +18,15 @@ function platformPackage(): string {
 
 function load(): typeof Binding {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // The package compiles to CommonJS, where the generated loader is read with require().
     return require('../native/binding.js') as typeof Binding;
   } catch (err) {
     const platform = `${process.platform}-${process.arch}`;
     throw new NativeUnavailableError(
       `gyre has no native binary for ${platform} (Node ${process.version}). ` +
-        `Install the package ${platformPackage()} (npm installs it with gyre unless optional dependencies are omitted), ` +
-        'or build from source with a Rust toolchain: `npm run build:native` in the gyre package.',
+        `Install the package ${platformPackage()} (npm installs it with gyre unless optional dependencies are omitted, ` +
+        'e.g. by --omit=optional or a lockfile made on another platform). Where no such package exists, build gyre from ' +
+        'source: in a git clone of gyre, `npm install` builds the addon with a Rust toolchain (https://rustup.rs).',
       { cause: err },
     );
   }

@@ -114,7 +114,14 @@ export function roof(s) {
  * native crossing and the input check are included), after 1,000 warm-up steps.
  */
 export function streamLatency(s) {
-  const model = gyre.sequential({ input: { features: 32 }, layers: [{ type: 'lstm', hiddenSize: 128 }, { type: 'dense', units: 32 }], seed: 1 });
+  const model = gyre.sequential({
+    input: { features: 32 },
+    layers: [
+      { type: 'lstm', hiddenSize: 128 },
+      { type: 'dense', units: 32 },
+    ],
+    seed: 1,
+  });
   const r = rng(11);
   const inputs = Array.from({ length: 64 }, () => uniform(r, 32, 1));
   const out = [];
@@ -197,9 +204,9 @@ export async function memoryPeak(s) {
       totalBytes: optimizerBytes + activationBytes + dataCopyBytes,
       formula:
         'required = 4·P·4 B (weights, gradients, Adam m and v; P parameters) + B·T·(I + G·H + 2·H + 2·O)·4 B ' +
-        '(what backpropagation through time reads, per step per sequence: the input I for the input weights\' gradient, ' +
-        'the gate activations G·H, the states h and c 2·H — the state a step started from is the previous step\'s —, ' +
-        'the readout\'s output O and the loss gradient O); the copy of the training set fit makes: S·T·(I + O)·4 B ' +
+        "(what backpropagation through time reads, per step per sequence: the input I for the input weights' gradient, " +
+        "the gate activations G·H, the states h and c 2·H — the state a step started from is the previous step's —, " +
+        "the readout's output O and the loss gradient O); the copy of the training set fit makes: S·T·(I + O)·4 B " +
         '(inputs and targets copied once to native memory, which training reads off the event loop; S sequences per fit; ' +
         'Float32Array targets are not copied in JS)',
     },

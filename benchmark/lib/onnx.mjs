@@ -42,7 +42,13 @@ export async function bench(w, s) {
       },
       { seqsPerRep: sequences, warmup: 1, reps: s.reps, minReps: s.minReps, budgetMs: s.fastBudgetMs, minTotalMs: s.minTotalMs },
     );
-    rows.push({ mode: 'inference', threads, ...r, maxAbsDiffVsGyre: maxAbsDiff, note: `session.run per batch, ${batches} batch(es) of ${w.batch}; max |Δ| vs gyre ${maxAbsDiff.toExponential(1)}` });
+    rows.push({
+      mode: 'inference',
+      threads,
+      ...r,
+      maxAbsDiffVsGyre: maxAbsDiff,
+      note: `session.run per batch, ${batches} batch(es) of ${w.batch}; max |Δ| vs gyre ${maxAbsDiff.toExponential(1)}`,
+    });
     await session.release();
   }
   model.dispose();

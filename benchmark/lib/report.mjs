@@ -26,7 +26,11 @@ export function renderMarkdown(r, outPath) {
     `Machine: ${m.cpu}, ${m.cores} cores (available parallelism ${m.availableParallelism}), ${m.memoryGiB} GiB, ${m.platform}; Node ${m.node}. ` +
       `Load average ${m.loadAverageAtStart.join(' / ')} at start, ${m.loadAverageAtEnd.join(' / ')} at end. ${r.date}, ${r.durationS.toFixed(0)} s.`,
   );
-  out.push(`Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v ?? '?'}`).join(', ')}.`);
+  out.push(
+    `Versions: ${Object.entries(r.versions)
+      .map(([k, v]) => `${k} ${v ?? '?'}`)
+      .join(', ')}.`,
+  );
   out.push('');
   out.push(
     'seq/s: sequences per second (median repetition). GFLOP/s: effective, recurrence matrix FLOPs only, steps·2·G·H·(I+H) per sequence (G = 4 LSTM, 3 GRU), ×3 for training. ' +
@@ -74,7 +78,9 @@ export function renderMarkdown(r, outPath) {
   for (const w of Object.keys(r.workloads)) {
     for (const mode of ['inference', 'training']) {
       const cells = baselines.map(([lib, threads]) => {
-        const x = r.rows.find((y) => y.library === lib && y.workload === w && y.mode === mode && (threads == null || y.threads === threads));
+        const x = r.rows.find(
+          (y) => y.library === lib && y.workload === w && y.mode === mode && (threads == null || y.threads === threads),
+        );
         return x?.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–';
       });
       if (cells.some((c) => c !== '–')) ratioLines.push([w, mode, ...cells]);
@@ -87,7 +93,7 @@ export function renderMarkdown(r, outPath) {
       table(
         ['workload', 'mode', ...baselines.map(([lib, t]) => (t == null ? lib : `${lib} ${t} thr`))],
         ratioLines,
-        'll' + 'r'.repeat(baselines.length),
+        `ll${'r'.repeat(baselines.length)}`,
       ),
     );
     out.push('');
@@ -96,7 +102,13 @@ export function renderMarkdown(r, outPath) {
   if (r.speedups.length) {
     out.push('### gyre: 2 threads ÷ 1 thread');
     out.push('');
-    out.push(table(['workload', 'mode', '1 thread seq/s', '2 threads seq/s', 'speedup'], r.speedups.map((s) => [s.workload, s.mode, num(s.oneThread), num(s.twoThreads), `${num(s.speedup, 2)}×`]), 'llrrr'));
+    out.push(
+      table(
+        ['workload', 'mode', '1 thread seq/s', '2 threads seq/s', 'speedup'],
+        r.speedups.map((s) => [s.workload, s.mode, num(s.oneThread), num(s.twoThreads), `${num(s.speedup, 2)}×`]),
+        'llrrr',
+      ),
+    );
     out.push('');
   }
 
@@ -111,10 +123,26 @@ export function renderMarkdown(r, outPath) {
     out.push('');
     out.push(
       table(
-        ['threads', 'roof GFLOP/s', 'product ms', 'whole call ms', 'call without product ms', 'lstm-l training GFLOP/s', 'fraction of roof'],
+        [
+          'threads',
+          'roof GFLOP/s',
+          'product ms',
+          'whole call ms',
+          'call without product ms',
+          'lstm-l training GFLOP/s',
+          'fraction of roof',
+        ],
         r.roof.map((x) => {
           const f = r.roofFraction.find((y) => y.threads === x.threads);
-          return [String(x.threads), num(x.gflops), num(x.productMs), num(x.fullCallMs), num(x.baseCallMs), f ? num(f.trainingGflops) : '–', f ? `${(f.fraction * 100).toFixed(1)} %` : '–'];
+          return [
+            String(x.threads),
+            num(x.gflops),
+            num(x.productMs),
+            num(x.fullCallMs),
+            num(x.baseCallMs),
+            f ? num(f.trainingGflops) : '–',
+            f ? `${(f.fraction * 100).toFixed(1)} %` : '–',
+          ];
         }),
       ),
     );
@@ -124,9 +152,16 @@ export function renderMarkdown(r, outPath) {
   if (r.stream) {
     out.push('### Streaming: one `stream.step` (LSTM input 32, hidden 128, dense 32, batch 1)');
     out.push('');
-    out.push('Each call timed alone with process.hrtime, JS ↔ native crossing and input checks included, after 1,000 warm-up steps; one process per thread count (RAYON_NUM_THREADS, as for the roof).');
+    out.push(
+      'Each call timed alone with process.hrtime, JS ↔ native crossing and input checks included, after 1,000 warm-up steps; one process per thread count (RAYON_NUM_THREADS, as for the roof).',
+    );
     out.push('');
-    out.push(table(['threads', 'steps timed', 'median µs', 'p99 µs', 'mean µs'], r.stream.map((x) => [String(x.threads), String(x.steps), num(x.medianUs, 1), num(x.p99Us, 1), num(x.meanUs, 1)])));
+    out.push(
+      table(
+        ['threads', 'steps timed', 'median µs', 'p99 µs', 'mean µs'],
+        r.stream.map((x) => [String(x.threads), String(x.steps), num(x.medianUs, 1), num(x.p99Us, 1), num(x.meanUs, 1)]),
+      ),
+    );
     out.push('');
   }
 
@@ -146,7 +181,9 @@ export function renderMarkdown(r, outPath) {
           row('RSS before fit (data and model built)', (x) => mib(x.baselineRss)),
           row('peak RSS during fit (samples every 2 ms and maxRSS)', (x) => mib(x.peakRss)),
           row('measured increase', (x) => mib(x.measuredDelta)),
-          row(`weights, gradients, Adam m and v: 4·P·4 B, P = ${x0.parameters.toLocaleString('en-US')}`, (x) => mib(x.estimate.optimizerBytes)),
+          row(`weights, gradients, Adam m and v: 4·P·4 B, P = ${x0.parameters.toLocaleString('en-US')}`, (x) =>
+            mib(x.estimate.optimizerBytes),
+          ),
           row('activations BPTT reads: B·T·(I + G·H + 2·H + 2·O)·4 B', (x) => mib(x.estimate.activationBytes)),
           row('required by training (sum of the two above)', (x) => mib(x.estimate.requiredBytes)),
           row('the native copy of the training set fit makes: S·T·(I + O)·4 B', (x) => mib(x.estimate.dataCopyBytes)),
@@ -154,7 +191,7 @@ export function renderMarkdown(r, outPath) {
           row('(measured − copy) ÷ required', (x) => `${num((x.measuredDelta - x.estimate.dataCopyBytes) / x.estimate.requiredBytes, 2)}×`),
           row('gyre model.nativeBytes after fit', (x) => mib(x.nativeBytesAfterFit)),
         ],
-        'l' + 'r'.repeat(memory.length),
+        `l${'r'.repeat(memory.length)}`,
       ),
     );
     out.push('');

@@ -30,7 +30,11 @@ function buildModel(w) {
     recurrentInitializer: 'glorotUniform',
   };
   model.add(w.cell === 'lstm' ? tf.layers.lstm(rnn) : tf.layers.gru(rnn));
-  model.add(tf.layers.timeDistributed({ layer: tf.layers.dense({ units: w.output, activation: w.loss === 'crossEntropy' ? 'softmax' : 'linear' }) }));
+  model.add(
+    tf.layers.timeDistributed({
+      layer: tf.layers.dense({ units: w.output, activation: w.loss === 'crossEntropy' ? 'softmax' : 'linear' }),
+    }),
+  );
   model.compile({ optimizer: tf.train.adam(0.001), loss: w.loss === 'crossEntropy' ? 'categoricalCrossentropy' : 'meanSquaredError' });
   return model;
 }
@@ -43,7 +47,9 @@ function tensors(w, batches) {
   let y;
   if (w.oneHot) {
     const oneHot = new Float32Array(S * w.steps * w.output);
-    d.classes.forEach((c, i) => (oneHot[i * w.output + c] = 1));
+    d.classes.forEach((c, i) => {
+      oneHot[i * w.output + c] = 1;
+    });
     y = tf.tensor3d(oneHot, [S, w.steps, w.output]);
   } else {
     y = tf.tensor3d(d.values, [S, w.steps, w.output]);

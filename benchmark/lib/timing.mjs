@@ -20,7 +20,10 @@ export function median(values) {
  *
  * Returns sequences per second from the median repetition time.
  */
-export async function measure(rep, { seqsPerRep, warmup = 1, reps = 5, minReps = 1, budgetMs = Infinity, minTotalMs = 0, maxReps = 1000, single = false }) {
+export async function measure(
+  rep,
+  { seqsPerRep, warmup = 1, reps = 5, minReps = 1, budgetMs = Infinity, minTotalMs = 0, maxReps = 1000, single = false },
+) {
   const warmupMs = [];
   for (let i = 0; i < warmup; i++) {
     const t0 = performance.now();
@@ -76,7 +79,14 @@ export async function budgeted({ prepare, unitSeqs, budgetMs, reps, maxUnits }) 
   const one = await prepare(1);
   const [, unitMs] = await timed(one);
   if (unitMs >= budgetMs / 2) {
-    return { seqPerSec: (unitSeqs * 1000) / unitMs, seqsPerRep: unitSeqs, reps: 1, timesMs: [unitMs], warmupMs: [unitMs], warmupOnly: true };
+    return {
+      seqPerSec: (unitSeqs * 1000) / unitMs,
+      seqsPerRep: unitSeqs,
+      reps: 1,
+      timesMs: [unitMs],
+      warmupMs: [unitMs],
+      warmupOnly: true,
+    };
   }
   const k = unitsPerRep(unitMs, budgetMs, reps, maxUnits);
   const rep = k === 1 ? one : await prepare(k);

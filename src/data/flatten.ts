@@ -3,8 +3,9 @@
  * reads: nested arrays (ragged allowed: lengths follow from them) or flat typed arrays with a
  * shape.
  */
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { firstNonFinite } from './native.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { firstNonFinite } from '../native.js';
+import { describe, finite } from '../util/check.js';
 
 /** A batch of sequences as one flat, row-major typed array with its shape. */
 export interface SequenceTensor {
@@ -36,23 +37,6 @@ export interface FlatSequences {
   features?: Float32Array;
   tokens?: Uint32Array;
   lengths?: Uint32Array;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function finite(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new InvalidArgumentError(`${what} must be a finite number, got ${describe(v)}`);
-  }
-  return v;
 }
 
 function tokenId(what: string, v: unknown): number {
@@ -88,15 +72,15 @@ function flattenNested(x: unknown[], tokens: boolean, features: number, what: st
   const ragged = lengths.some((l) => l !== steps);
   if (tokens) {
     const out = new Uint32Array(samples * steps);
-    (x as unknown[][]).forEach((seq, s) =>
+    (x as unknown[][]).forEach((seq, s) => {
       seq.forEach((v, t) => {
         out[s * steps + t] = tokenId(`${what}[${s}][${t}]`, v);
-      }),
-    );
+      });
+    });
     return { samples, steps, tokens: out, lengths: ragged ? lengths : undefined };
   }
   const out = new Float32Array(samples * steps * features);
-  (x as unknown[][]).forEach((seq, s) =>
+  (x as unknown[][]).forEach((seq, s) => {
     seq.forEach((step, t) => {
       const row = typeof step === 'number' && features === 1 ? [step] : step;
       if (!Array.isArray(row)) {
@@ -108,8 +92,8 @@ function flattenNested(x: unknown[], tokens: boolean, features: number, what: st
       row.forEach((v, f) => {
         out[(s * steps + t) * features + f] = finite(`${what}[${s}][${t}][${f}]`, v);
       });
-    }),
-  );
+    });
+  });
   return { samples, steps, features: out, lengths: ragged ? lengths : undefined };
 }
 
@@ -178,7 +162,10 @@ function checkedFloats(data: Float32Array | Float64Array, out: Float32Array, wha
   if (data instanceof Float32Array) out = data;
   else out.set(data);
   const bad = firstNonFinite(out, out.length, undefined);
-  if (bad >= 0) throw new InvalidArgumentError(`${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`);
+  if (bad >= 0)
+    throw new InvalidArgumentError(
+      `${what}[${bad}] must be a finite number${data instanceof Float64Array ? ' (as float32)' : ''}, got ${data[bad]}`,
+    );
   return out;
 }
 
@@ -205,7 +192,8 @@ export function flattenTargets(
       }
       out[row] = v;
     } else {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${at()} must be a finite number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidArgumentError(`${at()} must be a finite number, got ${describe(v)}`);
       out[row * per + col] = v;
     }
   };
@@ -213,7 +201,9 @@ export function flattenTargets(
     const t = y as { data: ArrayLike<number>; shape: readonly number[] };
     const total = Array.from(t.shape).reduce((a, b) => a * b, 1);
     if (total !== rows * per || t.data.length !== total) {
-      throw new ShapeMismatchError(`${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`);
+      throw new ShapeMismatchError(
+        `${what} must hold ${rows * per} values (${describeTargetShape(classes, samples, steps, perStep, width)}), got ${t.data.length}`,
+      );
     }
     if (!classes && floatArray(t.data)) return { values: checkedFloats(t.data, out as Float32Array, `${what}.data`) };
     for (let i = 0; i < total; i++) put(Math.floor(i / per), i % per, t.data[i], () => `${what}.data[${i}]`);
@@ -234,7 +224,8 @@ export function flattenTargets(
   if (y.length !== samples) throw new ShapeMismatchError(`${what} must have one entry per sequence (${samples}), got ${y.length}`);
   y.forEach((entry, s) => {
     if (perStep) {
-      if (!Array.isArray(entry)) throw new InvalidArgumentError(`${what}[${s}] must be an array of per-step targets, got ${describe(entry)}`);
+      if (!Array.isArray(entry))
+        throw new InvalidArgumentError(`${what}[${s}] must be an array of per-step targets, got ${describe(entry)}`);
       if (entry.length > steps) throw new ShapeMismatchError(`${what}[${s}] has ${entry.length} steps, more than the input's ${steps}`);
       entry.forEach((v, t) => {
         if (classes) put(s * steps + t, 0, v, `${what}[${s}][${t}]`);
@@ -243,7 +234,9 @@ export function flattenTargets(
           if (!Array.isArray(row) || row.length !== width) {
             throw new ShapeMismatchError(`${what}[${s}][${t}] must have ${width} values, got ${describe(v)}`);
           }
-          row.forEach((x, c) => put(s * steps + t, c, x, `${what}[${s}][${t}][${c}]`));
+          row.forEach((x, c) => {
+            put(s * steps + t, c, x, `${what}[${s}][${t}][${c}]`);
+          });
         }
       });
     } else if (classes) {
@@ -253,7 +246,9 @@ export function flattenTargets(
       if (!Array.isArray(row) || row.length !== width) {
         throw new ShapeMismatchError(`${what}[${s}] must have ${width} values, got ${describe(entry)}`);
       }
-      row.forEach((x, c) => put(s, c, x, `${what}[${s}][${c}]`));
+      row.forEach((x, c) => {
+        put(s, c, x, `${what}[${s}][${c}]`);
+      });
     }
   });
   return classes ? { classes: out as Uint32Array } : { values: out as Float32Array };

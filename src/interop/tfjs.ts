@@ -35,8 +35,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { sequential, type LayerSpec, type Model, type ModelSpec } from './model.js';
+import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/index.js';
+import { describe, positiveInt } from '../util/check.js';
+import { fileError, readBytes } from '../util/files.js';
 
 /** One weight of a tfjs weights manifest. */
 export interface TfjsWeightEntry {
@@ -82,7 +84,17 @@ const CELLS: Record<CellClass, { type: 'rnn' | 'lstm' | 'gru'; gates: number; pe
 };
 
 const IDENTITY_CLASSES = ['Dropout', 'SpatialDropout1D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout'];
-const SUPPORTED_CLASSES = ['InputLayer', 'Embedding', 'SimpleRNN', 'LSTM', 'GRU', 'Bidirectional', 'Dense', 'TimeDistributed', ...IDENTITY_CLASSES];
+const SUPPORTED_CLASSES = [
+  'InputLayer',
+  'Embedding',
+  'SimpleRNN',
+  'LSTM',
+  'GRU',
+  'Bidirectional',
+  'Dense',
+  'TimeDistributed',
+  ...IDENTITY_CLASSES,
+];
 
 interface RecurrentOptions {
   cell: CellClass;
@@ -120,26 +132,12 @@ interface Entry {
   group: string | undefined;
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
 function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function fail(message: string): never {
   throw new InvalidArgumentError(`tfjs import: ${message}`);
-}
-
-function positiveInt(where: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`${where} must be a positive integer, got ${describe(v)}`);
-  return v;
 }
 
 /** Keras' `to_snake_case` (Keras 3 names saved weights by it). */
@@ -200,7 +198,8 @@ function weightEntries(modelJson: Json): TfjsWeightEntry[] {
       return fail(`weights manifest entry ${i} must have a name, a shape and a dtype`);
     }
     for (const d of e.shape) {
-      if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) fail(`weight ${JSON.stringify(e.name)} has a bad shape ${JSON.stringify(e.shape)}`);
+      if (typeof d !== 'number' || !Number.isInteger(d) || d < 0)
+        fail(`weight ${JSON.stringify(e.name)} has a bad shape ${JSON.stringify(e.shape)}`);
     }
     return e as unknown as TfjsWeightEntry;
   });
@@ -277,7 +276,7 @@ function decodeEntries(specs: TfjsWeightEntry[], bytes: Uint8Array): Entry[] {
 
 /** Checks a SimpleRNN / LSTM / GRU config; `backward` allows `go_backwards` (Bidirectional's backward layer). */
 function recurrentOptions(label: string, cls: CellClass, c: Json, backward = false): RecurrentOptions {
-  const units = positiveInt(`${label}: units`, c.units);
+  const units = positiveInt(`tfjs import: ${label}: units`, c.units);
   const act = activationName(c.activation) ?? 'tanh';
   let relu = false;
   if (cls === 'SimpleRNN' && act === 'relu') relu = true;
@@ -294,7 +293,11 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
     }
   }
   if (Boolean(c.go_backwards) !== backward) {
-    fail(backward ? `${label}: the backward layer of a Bidirectional must have go_backwards true` : `${label}: go_backwards true is not supported`);
+    fail(
+      backward
+        ? `${label}: the backward layer of a Bidirectional must have go_backwards true`
+        : `${label}: go_backwards true is not supported`,
+    );
   }
   for (const key of ['stateful', 'return_state', 'time_major']) {
     if (c[key]) fail(`${label}: ${key} true is not supported`);
@@ -306,7 +309,8 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
 
 function wrapped(label: string, c: Json, key: string): { cls: string; config: Json } {
   const inner = c[key];
-  if (!isObject(inner) || typeof inner.class_name !== 'string' || !isObject(inner.config)) fail(`${label}: ${key} must be a {class_name, config} object`);
+  if (!isObject(inner) || typeof inner.class_name !== 'string' || !isObject(inner.config))
+    fail(`${label}: ${key} must be a {class_name, config} object`);
   return { cls: inner.class_name, config: inner.config };
 }
 
@@ -316,7 +320,11 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
     case 'Embedding': {
       if (!first) fail(`${label}: an Embedding must be the model's first layer`);
       if (c.mask_zero) fail(`${label}: mask_zero true is not supported (gyre has no masking; give sequences their own lengths instead)`);
-      return { kind: 'embedding', vocab: positiveInt(`${label}: input_dim`, c.input_dim), dim: positiveInt(`${label}: output_dim`, c.output_dim) };
+      return {
+        kind: 'embedding',
+        vocab: positiveInt(`tfjs import: ${label}: input_dim`, c.input_dim),
+        dim: positiveInt(`tfjs import: ${label}: output_dim`, c.output_dim),
+      };
     }
     case 'SimpleRNN':
     case 'LSTM':
@@ -337,7 +345,8 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
         }
       }
       const merge = c.merge_mode;
-      if (merge !== 'concat' && merge !== 'sum') fail(`${label}: merge_mode ${describe(merge)} is not supported; gyre merges directions by 'concat' or 'sum'`);
+      if (merge !== 'concat' && merge !== 'sum')
+        fail(`${label}: merge_mode ${describe(merge)} is not supported; gyre merges directions by 'concat' or 'sum'`);
       return { kind: 'recurrent', opts, bidirectional: true, merge };
     }
     case 'TimeDistributed': {
@@ -352,7 +361,7 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
       }
       return {
         kind: 'dense',
-        units: positiveInt(`${label}: units`, c.units),
+        units: positiveInt(`tfjs import: ${label}: units`, c.units),
         activation: act as 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax',
         useBias: c.use_bias !== false,
       };
@@ -382,7 +391,10 @@ function parseTopology(layers: unknown[]): { layers: Layer[]; features: number |
     const keras3Key = n === 0 ? snake : `${snake}_${n}`;
     if (out.length === 0 && features === undefined) {
       const build = isObject(l.build_config) ? l.build_config.input_shape : undefined;
-      const shape = shapeOf(c.batch_input_shape) ?? shapeOf(c.batch_shape) ?? (shapeOf(c.input_shape) ? [null, ...(c.input_shape as unknown[])] : shapeOf(build));
+      const shape =
+        shapeOf(c.batch_input_shape) ??
+        shapeOf(c.batch_shape) ??
+        (shapeOf(c.input_shape) ? [null, ...(c.input_shape as unknown[])] : shapeOf(build));
       if (shape && shape.length === 3 && typeof shape[2] === 'number') features = shape[2];
     }
     if (cls === 'InputLayer') {
@@ -461,14 +473,22 @@ function assignWeights(layers: Layer[], entries: Entry[]): Map<string, Entry> {
   if (missing.length > 0 || extra.length > 0) {
     const parts: string[] = [];
     if (missing.length > 0) parts.push(`missing weights: ${missing.join('; ')}`);
-    if (extra.length > 0) parts.push(`unexpected weights (no layer of the model takes them): ${extra.map((n) => JSON.stringify(n)).join(', ')}`);
+    if (extra.length > 0)
+      parts.push(`unexpected weights (no layer of the model takes them): ${extra.map((n) => JSON.stringify(n)).join(', ')}`);
     const message = `tfjs import: ${parts.join('. ')}. The manifest has ${entries.map((e) => JSON.stringify(e.name)).join(', ')}`;
     throw missing.length > 0 ? new MissingArgumentError(message) : new InvalidArgumentError(message);
   }
   return slots;
 }
 
-function take(slots: Map<string, Entry>, layers: Layer[], i: number, dir: Direction | undefined, v: Variable, shape: (number | undefined)[]): Float32Array {
+function take(
+  slots: Map<string, Entry>,
+  layers: Layer[],
+  i: number,
+  dir: Direction | undefined,
+  v: Variable,
+  shape: (number | undefined)[],
+): Float32Array {
   const e = slots.get(slotKey(i, dir, v));
   const layer = layers[i]!;
   if (!e) throw new InternalError(`tfjs import: ${layer.label}: no ${v}`);
@@ -497,7 +517,9 @@ function transposeBlocks(src: Float32Array, rows: number, h: number, perm: numbe
 
 function reorderBias(src: Float32Array, offset: number, h: number, perm: number[]): Float32Array {
   const out = new Float32Array(perm.length * h);
-  perm.forEach((from, g) => out.set(src.subarray(offset + from * h, offset + (from + 1) * h), g * h));
+  perm.forEach((from, g) => {
+    out.set(src.subarray(offset + from * h, offset + (from + 1) * h), g * h);
+  });
   return out;
 }
 
@@ -621,13 +643,7 @@ export function importTfjs(modelJson: object | string, weightData: TfjsWeightDat
  */
 export async function loadTfjs(modelJsonPath: string): Promise<Model> {
   if (typeof modelJsonPath !== 'string') throw new InvalidArgumentError(`modelJsonPath must be a string, got ${describe(modelJsonPath)}`);
-  let json: Json;
-  try {
-    json = parseModelJson(await readFile(modelJsonPath, 'utf8'));
-  } catch (err) {
-    if (err instanceof GyreError) throw err;
-    throw new InvalidArgumentError(`tfjs import: cannot read ${modelJsonPath}: ${(err as Error).message}`, { cause: err });
-  }
+  const json = parseModelJson((await readBytes(modelJsonPath, 'read tfjs model.json')).toString('utf8'));
   const dir = dirname(resolve(modelJsonPath));
   const shards: Uint8Array[] = [];
   const manifest = json.weightsManifest;
@@ -641,7 +657,9 @@ export async function loadTfjs(modelJsonPath: string): Promise<Model> {
       try {
         shards.push(await readFile(file));
       } catch (err) {
-        throw new MissingArgumentError(`tfjs import: cannot read the weight file ${file} named by ${modelJsonPath}: ${(err as Error).message}`, { cause: err });
+        const e = fileError(err, 'read tfjs weight file', file);
+        if (e instanceof GyreError) e.message += `, named by ${modelJsonPath}`;
+        throw e;
       }
     }
   }

@@ -3,10 +3,10 @@
  * statistics travel with the model, and a {@link Forecaster} that trains a recurrent model on a
  * series and forecasts one or many steps ahead (directly, or recursively beyond its horizon).
  */
-import { readFile } from 'node:fs/promises';
-import { checkKeys, describe, intIn, object } from './check.js';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from './model.js';
+import { about, readBytes } from '../util/files.js';
+import { checkKeys, describe, finite, intIn, nonEmptyString, numberIn, object, oneOf } from '../util/check.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { fromBuffer, sequential, type FitHistory, type FitOptions, type Model } from '../model/index.js';
 
 /** A series as one flat, row-major array: `[time, features]`. */
 export interface SeriesTensor {
@@ -27,18 +27,6 @@ export interface Series {
   data: Float32Array;
   /** `[time, features]`. */
   shape: [number, number];
-}
-
-function oneOf<T extends string>(what: string, v: unknown, allowed: readonly T[]): T {
-  if (!allowed.includes(v as T)) {
-    throw new InvalidArgumentError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
-  }
-  return v as T;
-}
-
-function finiteNumber(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${what} must be a finite number, got ${describe(v)}`);
-  return v;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -79,9 +67,12 @@ function fromArray(x: unknown[], what: string): Series {
     for (let t = 0; t < time; t++) {
       const v = x[t];
       if (Array.isArray(v)) {
-        throw new ShapeMismatchError(`${what}[${t}] is an array but ${what}[0] is not: give every step as a number or every step as an array of features`);
+        throw new ShapeMismatchError(
+          `${what}[${t}] is an array but ${what}[0] is not: give every step as a number or every step as an array of features`,
+        );
       }
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${what}[${t}] must be a finite number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidArgumentError(`${what}[${t}] must be a finite number, got ${describe(v)}`);
       data[t] = v;
     }
     return { data, shape: [time, 1] };
@@ -104,8 +95,10 @@ function fromArray(x: unknown[], what: string): Series {
 
 function fromTensor(x: SeriesTensor, what: string): Series {
   const shape = Array.isArray(x.shape) || ArrayBuffer.isView(x.shape) ? Array.from(x.shape as ArrayLike<number>) : null;
-  if (!shape || shape.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new ShapeMismatchError(`${what}.shape must be [time, features] of non-negative integers, got ${shape ? `[${shape.join(', ')}]` : describe(x.shape)}`);
+  if (shape?.length !== 2 || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new ShapeMismatchError(
+      `${what}.shape must be [time, features] of non-negative integers, got ${shape ? `[${shape.join(', ')}]` : describe(x.shape)}`,
+    );
   }
   const [time, features] = shape as [number, number];
   if (time === 0) throw new InvalidArgumentError(`${what} must have at least one time step, got shape [${time}, ${features}]`);
@@ -149,7 +142,8 @@ export interface Windows {
 
 function checkTargets(what: string, v: unknown, features: number): number[] {
   if (v === undefined) return Array.from({ length: features }, (_, i) => i);
-  if (!Array.isArray(v) || v.length === 0) throw new InvalidArgumentError(`${what} must be a non-empty array of feature indices, got ${describe(v)}`);
+  if (!Array.isArray(v) || v.length === 0)
+    throw new InvalidArgumentError(`${what} must be a non-empty array of feature indices, got ${describe(v)}`);
   const seen = new Set<number>();
   v.forEach((f, i) => {
     intIn(`${what}[${i}]`, f, 0, features - 1);
@@ -304,8 +298,9 @@ export class Normalizer {
     const method = oneOf('normalizer JSON method', o.method, METHODS);
     const numbers = (key: 'offset' | 'scale'): number[] => {
       const a = o[key];
-      if (!Array.isArray(a) || a.length === 0) throw new InvalidArgumentError(`normalizer JSON ${key} must be a non-empty array of numbers, got ${describe(a)}`);
-      return a.map((v, i) => finiteNumber(`normalizer JSON ${key}[${i}]`, v));
+      if (!Array.isArray(a) || a.length === 0)
+        throw new InvalidArgumentError(`normalizer JSON ${key} must be a non-empty array of numbers, got ${describe(a)}`);
+      return a.map((v, i) => finite(`normalizer JSON ${key}[${i}]`, v));
     };
     const offset = numbers('offset');
     const scale = numbers('scale');
@@ -374,13 +369,13 @@ export class Normalizer {
   /** Normalizes one value of feature `feature` (0-based). */
   transformValue(v: number, feature: number): number {
     const f = this.#feature(feature);
-    return (finiteNumber('value', v) - this.#offset[f]!) / this.#scale[f]!;
+    return (finite('value', v) - this.#offset[f]!) / this.#scale[f]!;
   }
 
   /** Maps one normalized value of feature `feature` (0-based) back to original units. */
   inverseValue(v: number, feature: number): number {
     const f = this.#feature(feature);
-    return finiteNumber('value', v) * this.#scale[f]! + this.#offset[f]!;
+    return finite('value', v) * this.#scale[f]! + this.#offset[f]!;
   }
 }
 
@@ -489,9 +484,15 @@ export class Forecaster {
   readonly history: FitHistory | null;
 
   /** Use {@link Forecaster.train}, {@link Forecaster.load} or {@link Forecaster.fromModel}. */
-  private constructor(
-    parts: { model: Model; normalizer: Normalizer; inputLength: number; horizon: number; targets: number[]; features: number; history: FitHistory | null },
-  ) {
+  private constructor(parts: {
+    model: Model;
+    normalizer: Normalizer;
+    inputLength: number;
+    horizon: number;
+    targets: number[];
+    features: number;
+    history: FitHistory | null;
+  }) {
     this.model = parts.model;
     this.normalizer = parts.normalizer;
     this.inputLength = parts.inputLength;
@@ -520,8 +521,7 @@ export class Forecaster {
     const numLayers = intIn('numLayers', o.numLayers ?? 1, 1);
     const epochs = intIn('epochs', o.epochs ?? 20, 1);
     const batchSize = intIn('batchSize', o.batchSize ?? 32, 1);
-    const learningRate = finiteNumber('learningRate', o.learningRate ?? 0.01);
-    if (!(learningRate > 0)) throw new InvalidArgumentError(`learningRate must be positive, got ${learningRate}`);
+    const learningRate = numberIn('learningRate', o.learningRate ?? 0.01, 0, Number.POSITIVE_INFINITY, '()');
     const seed = intIn('seed', o.seed ?? 0, 0, 0xffffffff);
     const geometry: WindowOptions = { inputLength: o.inputLength as number };
     for (const key of ['horizon', 'stride', 'targets'] as const) if (o[key] !== undefined) geometry[key] = o[key] as never;
@@ -583,13 +583,14 @@ export class Forecaster {
       throw new InvalidArgumentError(`${p}normalizer has ${normalizer.features} feature(s), but gyre.features is ${features}`);
     }
     const config = model.config;
-    if (config.input.type !== 'features' || config.input.size !== features) {
-      throw new InvalidArgumentError(`${p}features is ${features}, but the model reads ${describe(config.input.size)} features per step`);
+    const modelFeatures = 'features' in config.input ? config.input.features : undefined;
+    if (modelFeatures !== features) {
+      throw new InvalidArgumentError(`${p}features is ${features}, but the model reads ${describe(modelFeatures)} features per step`);
     }
     const last = config.layers[config.layers.length - 1];
-    if (!last || last.type !== 'dense' || last.units !== horizon * targets.length) {
+    if (last?.type !== 'dense' || last.units !== horizon * targets.length) {
       throw new InvalidArgumentError(
-        `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${String(last.type)} (${describe(last.units)} units)` : 'no layers'}`,
+        `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${last.type} (${describe('units' in last ? last.units : undefined)} units)` : 'no layers'}`,
       );
     }
     return new Forecaster({ model, normalizer, inputLength, horizon, targets, features, history: null });
@@ -597,8 +598,9 @@ export class Forecaster {
 
   /** Reads a forecaster written by {@link Forecaster.save}; see {@link Forecaster.fromModel}. */
   static async load(path: string): Promise<Forecaster> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
-    return Forecaster.fromModel(fromBuffer(await readFile(path)));
+    nonEmptyString('path', path);
+    const bytes = await readBytes(path, 'read model file');
+    return about(path, () => Forecaster.fromModel(fromBuffer(bytes)));
   }
 
   /** A forecaster from the bytes of {@link Forecaster.toBuffer}; see {@link Forecaster.fromModel}. */

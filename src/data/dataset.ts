@@ -8,29 +8,15 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parse } from 'csv-parse';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import { readingFile } from '../util/files.js';
+import { randomStream, hashUnit } from '../util/random.js';
+import { describe, finite, nonEmptyString, nonNegativeInt, numberIn, oneOf, positiveInt } from '../util/check.js';
 
 /** A dense tensor: flat row-major data and its shape. */
 export interface Tensor {
   data: Float32Array;
   shape: number[];
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-function positiveInt(what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new InvalidArgumentError(`${what} must be a positive integer, got ${describe(v)}`);
-  }
-  return v;
 }
 
 /**
@@ -44,9 +30,12 @@ function positiveInt(what: string, v: unknown): number {
 export function tensor(values: unknown, shape?: readonly number[], what = 'x'): Tensor {
   if (values === undefined || values === null) throw new MissingArgumentError(`${what} is required`);
   if (ArrayBuffer.isView(values)) {
-    if (shape === undefined) throw new MissingArgumentError(`${what}: a typed array needs its shape, e.g. tensor(data, [samples, steps, features])`);
+    if (shape === undefined)
+      throw new MissingArgumentError(`${what}: a typed array needs its shape, e.g. tensor(data, [samples, steps, features])`);
     const dims = Array.from(shape);
-    dims.forEach((d, i) => positiveInt(`${what} shape[${i}]`, d));
+    dims.forEach((d, i) => {
+      positiveInt(`${what} shape[${i}]`, d);
+    });
     const n = dims.reduce((a, b) => a * b, 1);
     const arr = values as unknown as ArrayLike<number>;
     if (arr.length !== n) {
@@ -60,7 +49,8 @@ export function tensor(values: unknown, shape?: readonly number[], what = 'x'): 
     }
     return { data, shape: dims };
   }
-  if (!Array.isArray(values)) throw new InvalidArgumentError(`${what} must be nested arrays or a typed array with a shape, got ${describe(values)}`);
+  if (!Array.isArray(values))
+    throw new InvalidArgumentError(`${what} must be nested arrays or a typed array with a shape, got ${describe(values)}`);
   // The shape follows the first entry at every depth; every other entry must agree.
   const dims: number[] = [];
   for (let v: unknown = values; Array.isArray(v); v = v[0]) {
@@ -87,7 +77,9 @@ export function tensor(values: unknown, shape?: readonly number[], what = 'x'): 
       const hint = depth === 1 ? '; ragged sequences need padSequences(), which records their lengths' : '';
       throw new ShapeMismatchError(`${path} has ${v.length} entries along dimension ${depth}, expected ${dims[depth]}${hint}`);
     }
-    v.forEach((e, i) => walk(e, depth + 1, `${path}[${i}]`));
+    v.forEach((e, i) => {
+      walk(e, depth + 1, `${path}[${i}]`);
+    });
   };
   walk(values, 0, what);
   return { data, shape: dims };
@@ -117,10 +109,8 @@ export function padSequences(
     throw new InvalidArgumentError(`${what} must be a non-empty array of sequences, got ${describe(sequences)}`);
   }
   const tokens = options.tokens ?? false;
-  const value = options.value ?? 0;
-  if (!Number.isFinite(value)) throw new InvalidArgumentError(`value must be a finite number, got ${describe(value)}`);
-  const truncate = options.truncate ?? 'start';
-  if (truncate !== 'start' && truncate !== 'end') throw new InvalidArgumentError(`truncate must be 'start' or 'end', got ${describe(truncate)}`);
+  const value = finite('value', options.value ?? 0);
+  const truncate = oneOf('truncate', options.truncate ?? 'start', ['start', 'end']);
   let features = 1;
   const first = sequences[0];
   if (!tokens && Array.isArray(first) && Array.isArray(first[0])) features = (first[0] as number[]).length;
@@ -132,7 +122,9 @@ export function padSequences(
   });
   const steps = Math.max(...lengths);
   const per = tokens ? 1 : features;
-  const data = tokens ? new Uint32Array(sequences.length * steps).fill(value) : new Float32Array(sequences.length * steps * per).fill(value);
+  const data = tokens
+    ? new Uint32Array(sequences.length * steps).fill(value)
+    : new Float32Array(sequences.length * steps * per).fill(value);
   sequences.forEach((s, i) => {
     const from = truncate === 'start' ? s.length - lengths[i]! : 0;
     for (let t = 0; t < lengths[i]!; t++) {
@@ -145,7 +137,8 @@ export function padSequences(
         if (tokens && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) {
           throw new InvalidArgumentError(`${at} must be a non-negative integer token id, got ${describe(v)}`);
         }
-        if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`${at}[${f}] must be a finite number, got ${describe(v)}`);
+        if (typeof v !== 'number' || !Number.isFinite(v))
+          throw new InvalidArgumentError(`${at}[${f}] must be a finite number, got ${describe(v)}`);
         data[(i * steps + t) * per + f] = v;
       });
     }
@@ -169,7 +162,9 @@ function sourceOf<T>(from: Iterable<T> | AsyncIterable<T> | (() => Iterable<T> |
   const open = (it: unknown): AsyncIterator<T> | Iterator<T> => {
     if (it && typeof (it as AsyncIterable<T>)[Symbol.asyncIterator] === 'function') return (it as AsyncIterable<T>)[Symbol.asyncIterator]();
     if (it && typeof (it as Iterable<T>)[Symbol.iterator] === 'function') return (it as Iterable<T>)[Symbol.iterator]();
-    throw new InvalidArgumentError(`a dataset source must be an array, an iterable, an async iterable or a function returning one, got ${describe(it)}`);
+    throw new InvalidArgumentError(
+      `a dataset source must be an array, an iterable, an async iterable or a function returning one, got ${describe(it)}`,
+    );
   };
   if (typeof from === 'function') return () => open(from());
   // A generator (or any iterator that is its own iterable) can be read once.
@@ -183,23 +178,6 @@ function sourceOf<T>(from: Iterable<T> | AsyncIterable<T> | (() => Iterable<T> |
     }
     return it;
   };
-}
-
-/** splitmix32: a small seeded generator for shuffling (deterministic across platforms). */
-function splitmix32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x9e3779b9) >>> 0;
-    let z = a;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return ((z ^ (z >>> 16)) >>> 0) / 4294967296;
-  };
-}
-
-/** Mixes a seed and an index into a uniform number in [0, 1) (for splits that need no memory). */
-function hashUnit(seed: number, i: number): number {
-  return splitmix32((Math.imul(seed >>> 0, 0x27d4eb2d) ^ Math.imul(i + 1, 0x165667b1)) >>> 0)();
 }
 
 /**
@@ -234,15 +212,19 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     if (x.length !== (y as ArrayLike<unknown>).length) {
       throw new ShapeMismatchError(`x has ${x.length} sequences but y has ${(y as ArrayLike<unknown>).length} targets`);
     }
-    return Dataset.from(() => (function* () {
-      for (let i = 0; i < x.length; i++) yield { x: x[i]!, y: (y as ArrayLike<Sample['y']>)[i]! };
-    })());
+    return Dataset.from(() =>
+      (function* () {
+        for (let i = 0; i < x.length; i++) yield { x: x[i]!, y: (y as ArrayLike<Sample['y']>)[i]! };
+      })(),
+    );
   }
 
   /** The lines of a text file, read as a stream (the file is never loaded whole). Empty lines are kept; filter them if needed. */
   static fromLines(path: string): Dataset<string> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
-    return Dataset.from(() => createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }));
+    nonEmptyString('path', path);
+    return Dataset.from(() =>
+      readingFile(createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity }), path),
+    );
   }
 
   /**
@@ -250,7 +232,8 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * @throws {InvalidArgumentError} naming the line that is not valid JSON.
    */
   static fromJsonLines(path: string): Dataset<unknown> {
-    return Dataset.fromLines(path).mapWithIndex((line, i) => ({ line, i }))
+    return Dataset.fromLines(path)
+      .mapWithIndex((line, i) => ({ line, i }))
       .filter(({ line }) => line.trim().length > 0)
       .map(({ line, i }) => {
         try {
@@ -266,10 +249,12 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * (values are strings; see {@link Dataset.map}). Parsed with `csv-parse`.
    */
   static fromCsv(path: string, options: { delimiter?: string } = {}): Dataset<Record<string, string>> {
-    if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError(`path must be a non-empty string, got ${describe(path)}`);
+    nonEmptyString('path', path);
     return Dataset.from(() => {
       const parser = parse({ columns: true, skip_empty_lines: true, trim: true, delimiter: options.delimiter ?? ',' });
-      return createReadStream(path).pipe(parser) as AsyncIterable<Record<string, string>>;
+      // pipe() does not forward the file's errors: without this, a missing file is an unhandled 'error' event.
+      const input = createReadStream(path).on('error', (err) => parser.destroy(err));
+      return readingFile(input.pipe(parser) as AsyncIterable<Record<string, string>>, path);
     });
   }
 
@@ -310,7 +295,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
 
   /** The first `n` items. */
   take(n: number): Dataset<T> {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`take(n): n must be an integer ≥ 0, got ${describe(n)}`);
+    nonNegativeInt('take(n): n', n);
     return Dataset.from(() => {
       const self = this;
       return (async function* () {
@@ -332,12 +317,11 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    */
   shuffle(options: { bufferSize: number; seed?: number }): Dataset<T> {
     const size = positiveInt('shuffle bufferSize', options?.bufferSize);
-    const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed) || seed < 0) throw new InvalidArgumentError(`shuffle seed must be an integer ≥ 0, got ${describe(seed)}`);
+    const seed = nonNegativeInt('shuffle seed', options.seed ?? 0);
     let pass = 0;
     return Dataset.from(() => {
       const self = this;
-      const random = splitmix32(seed + pass++);
+      const random = randomStream(seed + pass++);
       return (async function* () {
         const buffer: T[] = [];
         for await (const item of self) {
@@ -377,7 +361,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
     let pass = 0;
     return Dataset.from(() => {
       const self = this;
-      const random = splitmix32((options.seed ?? 0) + pass++);
+      const random = randomStream((options.seed ?? 0) + pass++);
       return (async function* () {
         let pending: T[] = [];
         const flush = function* (final: boolean): Generator<T[]> {
@@ -387,7 +371,10 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
             return;
           }
           const key = options.bucketBy;
-          const sorted = pending.map((item) => ({ item, len: key(item) })).sort((a, b) => a.len - b.len).map((e) => e.item);
+          const sorted = pending
+            .map((item) => ({ item, len: key(item) }))
+            .sort((a, b) => a.len - b.len)
+            .map((e) => e.item);
           const batches: T[][] = [];
           for (let i = 0; i < sorted.length; i += size) batches.push(sorted.slice(i, i + size));
           if (batches.length > 0 && batches[batches.length - 1]!.length < size && (drop || !final)) {
@@ -419,9 +406,7 @@ export class Dataset<T = Sample> implements AsyncIterable<T> {
    * works on streams and is the same on every pass.
    */
   split(fraction: number, options: { seed?: number } = {}): [Dataset<T>, Dataset<T>] {
-    if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
-      throw new InvalidArgumentError(`split fraction must be a number in (0, 1), got ${describe(fraction)}`);
-    }
+    numberIn('split fraction', fraction, 0, 1, '()');
     const seed = options.seed ?? 0;
     const pick = (validation: boolean) =>
       this.mapWithIndex((item, i) => ({ item, v: hashUnit(seed, i) < fraction }))

@@ -4,7 +4,7 @@
  * the settings and the results.
  */
 import * as asciichart from 'asciichart';
-import type { ProgressEvent } from './model.js';
+import type { ProgressEvent } from '../model/index.js';
 
 /** Everything a report shows about one training run. */
 export interface TrainingRun {
@@ -86,7 +86,10 @@ export function svgChart(title: string, series: { name: string; values: readonly
     })
     .join('');
   const legend = series
-    .map((s, i) => `<rect x="${left + 10 + i * 150}" y="8" width="12" height="4" fill="${s.color}"/><text x="${left + 26 + i * 150}" y="13" font-size="11">${escapeHtml(s.name)}</text>`)
+    .map(
+      (s, i) =>
+        `<rect x="${left + 10 + i * 150}" y="8" width="12" height="4" fill="${s.color}"/><text x="${left + 26 + i * 150}" y="13" font-size="11">${escapeHtml(s.name)}</text>`,
+    )
     .join('');
   return (
     `<figure><figcaption>${escapeHtml(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img">` +
@@ -102,21 +105,43 @@ export function htmlReport(run: TrainingRun): string {
   const batches = run.events.filter((e) => e.kind === 'batch');
   const charts: string[] = [];
   const epochSeries = [{ name: 'training loss', values: epochs.map((e) => e.loss), color: '#2563eb' }];
-  if (epochs.some((e) => e.valLoss !== undefined)) epochSeries.push({ name: 'validation loss', values: epochs.map((e) => e.valLoss ?? NaN), color: '#dc2626' });
+  if (epochs.some((e) => e.valLoss !== undefined))
+    epochSeries.push({ name: 'validation loss', values: epochs.map((e) => e.valLoss ?? NaN), color: '#dc2626' });
   if (epochs.length > 1) charts.push(svgChart('Loss per epoch', epochSeries, 'epoch'));
   if (epochs.some((e) => e.accuracy !== undefined) && epochs.length > 1) {
     const acc = [{ name: 'training accuracy', values: epochs.map((e) => e.accuracy ?? NaN), color: '#2563eb' }];
-    if (epochs.some((e) => e.valAccuracy !== undefined)) acc.push({ name: 'validation accuracy', values: epochs.map((e) => e.valAccuracy ?? NaN), color: '#dc2626' });
+    if (epochs.some((e) => e.valAccuracy !== undefined))
+      acc.push({ name: 'validation accuracy', values: epochs.map((e) => e.valAccuracy ?? NaN), color: '#dc2626' });
     charts.push(svgChart('Accuracy per epoch', acc, 'epoch'));
   }
-  if (batches.length > 1) charts.push(svgChart('Loss per batch', [{ name: 'batch loss', values: downsample(batches.map((e) => e.loss), 400), color: '#059669' }], 'batch (averaged)'));
+  if (batches.length > 1)
+    charts.push(
+      svgChart(
+        'Loss per batch',
+        [
+          {
+            name: 'batch loss',
+            values: downsample(
+              batches.map((e) => e.loss),
+              400,
+            ),
+            color: '#059669',
+          },
+        ],
+        'batch (averaged)',
+      ),
+    );
   const row = (cells: (string | number | undefined)[], tag = 'td') =>
     `<tr>${cells.map((c) => `<${tag}>${c === undefined ? '' : escapeHtml(typeof c === 'number' ? (Number.isInteger(c) ? String(c) : c.toPrecision(5)) : c)}</${tag}>`).join('')}</tr>`;
   const table = (entries: Record<string, string | number | boolean>) =>
-    `<table>${Object.entries(entries).map(([k, v]) => row([k, String(v)])).join('')}</table>`;
+    `<table>${Object.entries(entries)
+      .map(([k, v]) => row([k, String(v)]))
+      .join('')}</table>`;
   const perEpoch =
     `<table>${row(['epoch', 'loss', 'accuracy', 'val loss', 'val accuracy', 'learning rate', 'samples/s'], 'th')}` +
-    epochs.map((e) => row([e.epoch, e.loss, e.accuracy, e.valLoss, e.valAccuracy, e.learningRate, Math.round(e.samplesPerSecond)])).join('') +
+    epochs
+      .map((e) => row([e.epoch, e.loss, e.accuracy, e.valLoss, e.valAccuracy, e.learningRate, Math.round(e.samplesPerSecond)]))
+      .join('') +
     '</table>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gyre training report: ${escapeHtml(run.title)}</title>

@@ -21,8 +21,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from './errors.js';
-import type { Model } from './model.js';
+import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
+import type { Model } from '../model/index.js';
+import { positiveInt } from '../util/check.js';
+import { fileError } from '../util/files.js';
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
 export interface OnnxOptions {
@@ -225,8 +227,14 @@ class Graph {
     const key = `${scalar ? 's' : 'v'}${values.join(',')}`;
     let name = this.#constants.get(key);
     if (!name) {
-      const base = scalar ? `const_${values[0]! < 0 ? 'm' : ''}${Math.abs(values[0]!)}` : `const_${values.map((v) => (v < 0 ? `m${-v}` : v)).join('_')}`;
-      name = this.init(base, scalar ? [] : [values.length], BigInt64Array.from(values, (v) => BigInt(v)));
+      const base = scalar
+        ? `const_${values[0]! < 0 ? 'm' : ''}${Math.abs(values[0]!)}`
+        : `const_${values.map((v) => (v < 0 ? `m${-v}` : v)).join('_')}`;
+      name = this.init(
+        base,
+        scalar ? [] : [values.length],
+        BigInt64Array.from(values, (v) => BigInt(v)),
+      );
       this.#constants.set(key, name);
     }
     return name;
@@ -258,18 +266,19 @@ const LAYER_KEYS: Record<string, readonly string[]> = {
   gru: [...RECURRENT_KEYS, 'resetAfter'],
   dense: ['type', 'units', 'activation'],
 };
-const ACTIVATIONS: Record<string, string | undefined> = { linear: undefined, relu: 'Relu', tanh: 'Tanh', sigmoid: 'Sigmoid', softmax: 'Softmax' };
+const ACTIVATIONS: Record<string, string | undefined> = {
+  linear: undefined,
+  relu: 'Relu',
+  tanh: 'Tanh',
+  sigmoid: 'Sigmoid',
+  softmax: 'Softmax',
+};
 /** PyTorch gate blocks in ONNX order: LSTM i,f,g,o → i,o,f,c; GRU r,z,n → z,r,h. */
 const GATE_ORDER: Record<string, readonly number[]> = { rnn: [0], lstm: [0, 3, 1, 2], gru: [1, 0, 2] };
 const ONNX_OP: Record<string, string> = { rnn: 'RNN', lstm: 'LSTM', gru: 'GRU' };
 
 function unsupported(where: string, what: string): InvalidArgumentError {
   return new InvalidArgumentError(`toOnnx: ${where} cannot be exported to ONNX: ${what}`);
-}
-
-function positiveInt(where: string, key: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw unsupported(where, `${key} must be a positive integer, got ${String(v)}`);
-  return v;
 }
 
 function parameter(params: Params, name: string, shape: readonly number[]): Float32Array {
@@ -285,7 +294,9 @@ function parameter(params: Params, name: string, shape: readonly number[]): Floa
 function reorderGates(data: Float32Array, rows: number, cols: number, order: readonly number[]): Float32Array {
   const block = rows * cols;
   const out = new Float32Array(data.length);
-  order.forEach((from, to) => out.set(data.subarray(from * block, (from + 1) * block), to * block));
+  order.forEach((from, to) => {
+    out.set(data.subarray(from * block, (from + 1) * block), to * block);
+  });
   return out;
 }
 
@@ -327,8 +338,8 @@ function checkLayer(where: string, layer: Layer): void {
 
 function recurrent(g: Graph, where: string, index: number, layer: Layer, input: Flow, params: Params): Flow {
   const type = layer.type as 'rnn' | 'lstm' | 'gru';
-  const h = positiveInt(where, 'hiddenSize', layer.hiddenSize);
-  const numLayers = positiveInt(where, 'numLayers', layer.numLayers ?? 1);
+  const h = positiveInt(`toOnnx: ${where}: hiddenSize`, layer.hiddenSize);
+  const numLayers = positiveInt(`toOnnx: ${where}: numLayers`, layer.numLayers ?? 1);
   const bidirectional = layer.bidirectional === true;
   const merge = layer.merge ?? 'concat';
   if (merge !== 'concat' && merge !== 'sum') throw unsupported(where, `merge ${JSON.stringify(merge)} has no ONNX mapping`);
@@ -345,7 +356,8 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     if (typeof ra !== 'boolean') throw unsupported(where, `resetAfter must be a boolean, got ${String(ra)}`);
     attrs.linear_before_reset = ra ? 1 : 0;
   }
-  if (!input.sequence) throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');
+  if (!input.sequence)
+    throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');
   const order = GATE_ORDER[type]!;
   const gh = order.length * h;
   let x = timeMajor(g, input);
@@ -373,7 +385,8 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     g.node(ONNX_OP[type]!, [x.name, W, R, B, 'sequence_lens'], Yh ? [Y, Yh] : [Y], attrs);
     if (top && !returnSequences) {
       // Y_h [D, B, H]: each sequence's final state (forward at its last step, reverse at step 0).
-      if (dirs === 2 && merge === 'sum') return { name: g.op('ReduceSum', [Yh, g.int64([0])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: false, timeMajor: false };
+      if (dirs === 2 && merge === 'sum')
+        return { name: g.op('ReduceSum', [Yh, g.int64([0])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: false, timeMajor: false };
       if (dirs === 1) return { name: g.op('Squeeze', [Yh, g.int64([0])], `${base}_h`), width: h, sequence: false, timeMajor: false };
       const t = g.op('Transpose', [Yh], `${base}_h_bdh`, { perm: [1, 0, 2] });
       return { name: g.op('Reshape', [t, g.int64([0, dirs * h])], `${base}_h`), width: dirs * h, sequence: false, timeMajor: false };
@@ -404,9 +417,12 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
  */
 export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   if (model === null || typeof model !== 'object' || !('config' in model)) {
-    throw new InvalidArgumentError(`toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`);
+    throw new InvalidArgumentError(
+      `toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`,
+    );
   }
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
+  if (options === null || typeof options !== 'object')
+    throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
   for (const key of Object.keys(options)) {
     if (key !== 'opset' && key !== 'producer') throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer`);
   }
@@ -418,21 +434,24 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   if (typeof producer !== 'string') throw new InvalidArgumentError(`producer must be a string, got ${String(producer)}`);
 
   const config = model.config;
-  const layers = config.layers;
-  const input = config.input;
+  // Read as plain records: every key is checked below, whatever the types promise.
+  const layers = config.layers as unknown as Layer[];
+  const input = config.input as unknown as Record<string, unknown>;
   let tokens: boolean;
   let width: number;
-  if (input.type === 'features') {
+  if ('features' in input) {
     tokens = false;
-    width = positiveInt('input', 'size', input.size);
-  } else if (input.type === 'tokens') {
+    width = positiveInt('toOnnx: input: features', input.features);
+  } else if ('vocabSize' in input) {
     tokens = true;
-    width = positiveInt('input', 'vocabSize', input.vocabSize);
+    width = positiveInt('toOnnx: input: vocabSize', input.vocabSize);
   } else {
-    throw unsupported('input', `input type ${JSON.stringify(input.type)} has no ONNX mapping`);
+    throw unsupported('input', `input ${JSON.stringify(input)} has no ONNX mapping`);
   }
   if (!Array.isArray(layers) || layers.length === 0) throw unsupported('the model', 'it has no layers');
-  layers.forEach((layer, i) => checkLayer(`layers[${i}] (${String(layer.type)})`, layer));
+  layers.forEach((layer, i) => {
+    checkLayer(`layers[${i}] (${String(layer.type)})`, layer);
+  });
   if (tokens !== (layers[0]!.type === 'embedding')) {
     throw unsupported('layers[0]', 'a token model must start with an embedding, and only a token model may');
   }
@@ -465,7 +484,7 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
     switch (layer.type) {
       case 'embedding': {
         if (i !== 0 || !tokens) throw unsupported(where, 'an embedding must be the first layer of a token model');
-        const dim = positiveInt(where, 'dim', layer.dim);
+        const dim = positiveInt(`toOnnx: ${where}: dim`, layer.dim);
         const weight = g.init(`l${i}_embedding`, [width, dim], parameter(params, `${i}.weight`, [width, dim]));
         // Padded steps may hold anything: look up token 0 there instead.
         let ids = g.op('Where', [mask(), 'input', g.int64([0], true)], 'ids');
@@ -481,9 +500,10 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
         x = recurrent(g, where, i, layer, x, params);
         break;
       case 'dense': {
-        const units = positiveInt(where, 'units', layer.units);
+        const units = positiveInt(`toOnnx: ${where}: units`, layer.units);
         const activation = (layer.activation ?? 'linear') as string;
-        if (!Object.hasOwn(ACTIVATIONS, activation)) throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);
+        if (!Object.hasOwn(ACTIVATIONS, activation))
+          throw unsupported(where, `activation ${JSON.stringify(activation)} has no ONNX mapping`);
         const w = parameter(params, `${i}.weight`, [units, x.width]);
         const wt = new Float32Array(w.length);
         for (let u = 0; u < units; u++) for (let k = 0; k < x.width; k++) wt[k * units + u] = w[u * x.width + k]!;
@@ -537,7 +557,7 @@ let cachedVersion: string | null | undefined;
 function gyreVersion(): string | null {
   if (cachedVersion === undefined) {
     try {
-      cachedVersion = String(JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version);
+      cachedVersion = String(JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     } catch {
       cachedVersion = null;
     }
@@ -558,6 +578,6 @@ export async function saveOnnx(model: Model, path: string, options: OnnxOptions 
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
-    throw e;
+    throw fileError(e, 'write ONNX file', path);
   }
 }

@@ -11,11 +11,12 @@ import { basename, extname } from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError as UsageError, Option } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { GyreError, InvalidArgumentError } from './errors.js';
-import { loadModel, setNumThreads, type Model, type ProgressEvent } from './model.js';
+import { GyreError, InvalidArgumentError } from '../errors.js';
+import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/index.js';
 import { htmlReport, terminalLossChart } from './report.js';
-import { seededRandom, TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from './text.js';
-import { Forecaster } from './timeseries.js';
+import { TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/index.js';
+import { Forecaster } from '../data/timeseries.js';
+import { seededRandom } from '../util/random.js';
 
 /** An error the user caused, reported as one line. */
 class CliError extends Error {}
@@ -37,16 +38,18 @@ const defaultIO = (): CliIO => ({
 });
 
 // ---------------------------------------------------------------------------------------------
-// Argument parsers: a bad value is a usage error naming the flag.
+// Argument parsers: a bad value is a usage error naming the flag, in the words of the library's
+// checks (src/util/check.ts), quoting the text given.
 
-const int = (min: number) => (v: string) => {
+const int = (min: 0 | 1) => (v: string) => {
   const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
+    throw new UsageError(`must be a ${min === 1 ? 'positive' : 'non-negative'} integer, got ${JSON.stringify(v)}`);
   return n;
 };
 const positive = (v: string) => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`must be a positive number, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new UsageError(`must be a finite number > 0, got ${JSON.stringify(v)}`);
   return n;
 };
 const fraction = (v: string) => {
@@ -56,10 +59,16 @@ const fraction = (v: string) => {
 };
 const nonNegative = (v: string) => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a number ≥ 0, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
   return n;
 };
-const list = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+const list = (v: string, prev: string[] = []) => [
+  ...prev,
+  ...v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Reading data files.
@@ -69,7 +78,9 @@ function readText(path: string): string {
     return readFileSync(path, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new CliError(`cannot read ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.message}`);
+    throw new CliError(
+      `cannot read ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.message}`,
+    );
   }
 }
 
@@ -86,7 +97,8 @@ function readJsonLines(path: string): Record<string, unknown>[] {
       } catch (err) {
         throw new CliError(`${path} line ${i + 1} is not valid JSON (${(err as Error).message})`);
       }
-      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new CliError(`${path} line ${i + 1} must be a JSON object, got ${line.slice(0, 40)}`);
+      if (v === null || typeof v !== 'object' || Array.isArray(v))
+        throw new CliError(`${path} line ${i + 1} must be a JSON object, got ${line.slice(0, 40)}`);
       out.push(v as Record<string, unknown>);
     });
   return out;
@@ -135,7 +147,8 @@ function readTexts(path: string, task: Task, opts: { textField: string; labelFie
   if (records) {
     texts = records.map((r, i) => {
       const t = r[opts.textField];
-      if (typeof t !== 'string') throw new CliError(`${path} record ${i + 1} has no string field ${JSON.stringify(opts.textField)} (use --text-field)`);
+      if (typeof t !== 'string')
+        throw new CliError(`${path} record ${i + 1} has no string field ${JSON.stringify(opts.textField)} (use --text-field)`);
       return t;
     });
     if (task === 'classify') {
@@ -148,7 +161,10 @@ function readTexts(path: string, task: Task, opts: { textField: string; labelFie
       });
     }
   } else {
-    if (task === 'classify') throw new CliError(`classification reads labelled records: give a .jsonl or .csv file with ${opts.textField} and ${opts.labelField} fields, got ${path}`);
+    if (task === 'classify')
+      throw new CliError(
+        `classification reads labelled records: give a .jsonl or .csv file with ${opts.textField} and ${opts.labelField} fields, got ${path}`,
+      );
     texts = readText(path)
       .split(/\r?\n/)
       .map((l) => l.trimEnd())
@@ -191,7 +207,10 @@ async function openModel(path: string): Promise<{ model: Model; task: string | u
   try {
     model = await loadModel(path);
   } catch (err) {
-    if (err instanceof GyreError && err.code === 'GYRE_BAD_FILE') throw new CliError(`${path} is not a gyre model file: ${err.message}`);
+    if (err instanceof GyreError && err.code === 'GYRE_BAD_FILE') {
+      const reason = err.message.startsWith(`${path}: `) ? err.message.slice(path.length + 2) : err.message;
+      throw new CliError(`${path} is not a gyre model file: ${reason}`);
+    }
     throw err;
   }
   const g = model.metadata.gyre as Record<string, unknown> | undefined;
@@ -241,10 +260,20 @@ class Progress {
     if (e.kind === 'batch' && this.io.tty) {
       const total = this.epochs * (e.batches ?? 1);
       const done = (e.epoch - this.#firstEpoch()) * (e.batches ?? 1) + (e.batch ?? 0);
-      const payload = { ep: `${e.epoch - this.#firstEpoch() + 1}/${this.epochs}`, loss: e.loss.toFixed(4), sps: Math.round(e.samplesPerSecond), eta: formatSeconds((elapsed / done) * (total - done)) };
+      const payload = {
+        ep: `${e.epoch - this.#firstEpoch() + 1}/${this.epochs}`,
+        loss: e.loss.toFixed(4),
+        sps: Math.round(e.samplesPerSecond),
+        eta: formatSeconds((elapsed / done) * (total - done)),
+      };
       if (!this.#bar) {
         this.#bar = new SingleBar(
-          { format: 'epoch {ep} {bar} {percentage}% | loss {loss} | {sps} samples/s | ETA {eta}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+          {
+            format: 'epoch {ep} {bar} {percentage}% | loss {loss} | {sps} samples/s | ETA {eta}',
+            hideCursor: true,
+            clearOnComplete: false,
+            stream: process.stderr,
+          },
           Presets.shades_classic,
         );
         this.#bar.start(total, done, payload);
@@ -306,12 +335,27 @@ interface TrainFlags {
 async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
   const task = taskOf(data, f.task);
   const out = f.out ?? `${basename(data, extname(data))}.safetensors`;
-  const settings: Record<string, string | number | boolean> = { data, task, cell: f.cell, layers: f.layers, batchSize: f.batchSize, seed: f.seed };
+  const settings: Record<string, string | number | boolean> = {
+    data,
+    task,
+    cell: f.cell,
+    layers: f.layers,
+    batchSize: f.batchSize,
+    seed: f.seed,
+  };
   const results: Record<string, string | number> = {};
   let progress: Progress;
   const common = (epochs: number) => {
     progress = new Progress(io, epochs, Boolean(f.quiet));
-    const o: { cell: 'lstm' | 'gru' | 'rnn'; numLayers: number; epochs: number; batchSize: number; seed: number; onProgress: (e: ProgressEvent) => void; validationSplit?: number } = {
+    const o: {
+      cell: 'lstm' | 'gru' | 'rnn';
+      numLayers: number;
+      epochs: number;
+      batchSize: number;
+      seed: number;
+      onProgress: (e: ProgressEvent) => void;
+      validationSplit?: number;
+    } = {
       cell: f.cell,
       numLayers: f.layers,
       epochs,
@@ -329,7 +373,13 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     const learningRate = f.lr ?? 0.005;
     Object.assign(settings, { texts: texts.length, tokenizer: f.tokenizer, hiddenSize, epochs, learningRate, maxLength: f.maxLength });
     io.err(`training ${cellName(f.cell)} ${f.tokenizer}-level text generator on ${texts.length} texts from ${data}`);
-    const gen = await TextGenerator.train(texts, { ...common(epochs), tokenizer: f.tokenizer, hiddenSize, learningRate, maxLength: f.maxLength });
+    const gen = await TextGenerator.train(texts, {
+      ...common(epochs),
+      tokenizer: f.tokenizer,
+      hiddenSize,
+      learningRate,
+      maxLength: f.maxLength,
+    });
     progress!.stop();
     await gen.save(out);
     const samples = Array.from({ length: f.samples }, (_, i) =>
@@ -347,9 +397,26 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     const learningRate = f.lr ?? 0.01;
     const test = Math.floor(series.length * f.holdout);
     const trainPart = series.slice(0, series.length - test);
-    Object.assign(settings, { columns: columns.join(','), steps: series.length, heldOut: test, inputLength: f.inputLength, horizon: f.horizon, hiddenSize, epochs, learningRate });
-    io.err(`training ${cellName(f.cell)} forecaster on ${trainPart.length} steps of ${columns.join(', ')} from ${data} (the last ${test} held out)`);
-    const fc = await Forecaster.train(trainPart, { ...common(epochs), inputLength: f.inputLength, horizon: f.horizon, hiddenSize, learningRate });
+    Object.assign(settings, {
+      columns: columns.join(','),
+      steps: series.length,
+      heldOut: test,
+      inputLength: f.inputLength,
+      horizon: f.horizon,
+      hiddenSize,
+      epochs,
+      learningRate,
+    });
+    io.err(
+      `training ${cellName(f.cell)} forecaster on ${trainPart.length} steps of ${columns.join(', ')} from ${data} (the last ${test} held out)`,
+    );
+    const fc = await Forecaster.train(trainPart, {
+      ...common(epochs),
+      inputLength: f.inputLength,
+      horizon: f.horizon,
+      hiddenSize,
+      learningRate,
+    });
     progress!.stop();
     await fc.model.save(out, { includeOptimizer: false, metadata: { gyre: { ...fc.metadata, columns } } });
     if (test > 0) {
@@ -358,7 +425,10 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
       Object.assign(results, { heldOutMae: evaluation.mae, naiveMae: evaluation.naiveMae, heldOutMse: evaluation.mse });
     }
     finish(io, progress!, out, settings, results, f.report, data);
-    if (test > 0) io.out(`held-out MAE ${fmt(results.heldOutMae as number)} (repeat-last-value baseline ${fmt(results.naiveMae as number)}) over ${test} steps`);
+    if (test > 0)
+      io.out(
+        `held-out MAE ${fmt(results.heldOutMae as number)} (repeat-last-value baseline ${fmt(results.naiveMae as number)}) over ${test} steps`,
+      );
   } else {
     const read = readTexts(data, task, f);
     const { texts, labels } = shuffled(read.texts, read.labels, f.seed);
@@ -383,7 +453,15 @@ const cellName = (cell: string) => `${cell === 'gru' ? 'a' : 'an'} ${cell.toUppe
 
 const fmt = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4));
 
-function finish(io: CliIO, progress: Progress, out: string, settings: Record<string, string | number | boolean>, results: Record<string, string | number>, report: string | undefined, data: string): void {
+function finish(
+  io: CliIO,
+  progress: Progress,
+  out: string,
+  settings: Record<string, string | number | boolean>,
+  results: Record<string, string | number>,
+  report: string | undefined,
+  data: string,
+): void {
   const epochs = progress.events.filter((e) => e.kind === 'epoch');
   const last = epochs.at(-1);
   const chart = terminalLossChart(progress.events);
@@ -397,12 +475,28 @@ function finish(io: CliIO, progress: Progress, out: string, settings: Record<str
   }
   io.out(`model saved to ${out}`);
   if (report) {
-    writeFileSync(report, htmlReport({ title: `gyre train ${data}`, settings, events: progress.events, results, seconds: progress.seconds }));
+    writeFileSync(
+      report,
+      htmlReport({ title: `gyre train ${data}`, settings, events: progress.events, results, seconds: progress.seconds }),
+    );
     io.out(`report written to ${report}`);
   }
 }
 
-async function generate(io: CliIO, path: string, f: { seedText: string; count: number; length: number; temperature: number; topK?: number; topP?: number; randomSeed: number; strict?: boolean }): Promise<void> {
+async function generate(
+  io: CliIO,
+  path: string,
+  f: {
+    seedText: string;
+    count: number;
+    length: number;
+    temperature: number;
+    topK?: number;
+    topP?: number;
+    randomSeed: number;
+    strict?: boolean;
+  },
+): Promise<void> {
   const gen = TextGenerator.fromModel(await openTask(path, 'text', 'generate'));
   const unknown = [...new Set(gen.tokenizer.kind === 'char' ? Array.from(f.seedText) : f.seedText.split(/\s+/).filter(Boolean))].filter(
     (t) => gen.tokenizer.encode(t, { unknown: 'skip' }).length === 0,
@@ -413,7 +507,12 @@ async function generate(io: CliIO, path: string, f: { seedText: string; count: n
     io.err(`warning: ${what}; they are read as the unknown token`);
   }
   for (let i = 0; i < f.count; i++) {
-    const opts: Parameters<TextGenerator['generate']>[0] = { seed: f.seedText, maxLength: f.length, temperature: f.temperature, randomSeed: f.randomSeed + i };
+    const opts: Parameters<TextGenerator['generate']>[0] = {
+      seed: f.seedText,
+      maxLength: f.length,
+      temperature: f.temperature,
+      randomSeed: f.randomSeed + i,
+    };
     if (f.topK !== undefined) opts.topK = f.topK;
     if (f.topP !== undefined) opts.topP = f.topP;
     io.out(gen.generate(opts).trim());
@@ -426,27 +525,41 @@ async function forecast(io: CliIO, path: string, data: string, f: { steps?: numb
   const saved = (model.metadata.gyre as { columns?: unknown }).columns;
   const columns = f.column ?? (Array.isArray(saved) ? (saved as string[]) : undefined);
   const { series, columns: used } = csvSeries(data, columns);
-  if (used.length !== fc.features) throw new CliError(`the model reads ${fc.features} column(s), got ${used.length} (${used.join(', ')}); use --column`);
+  if (used.length !== fc.features)
+    throw new CliError(`the model reads ${fc.features} column(s), got ${used.length} (${used.join(', ')}); use --column`);
   const steps = f.steps ?? fc.horizon;
   const r = fc.forecast(series, steps);
   const targets = fc.targets.map((t) => used[t]!);
   if (f.json) {
-    io.out(JSON.stringify({ columns: targets, forecast: Array.from({ length: steps }, (_, k) => Array.from(r.data.subarray(k * targets.length, (k + 1) * targets.length))) }));
+    io.out(
+      JSON.stringify({
+        columns: targets,
+        forecast: Array.from({ length: steps }, (_, k) => Array.from(r.data.subarray(k * targets.length, (k + 1) * targets.length))),
+      }),
+    );
     return;
   }
   io.out(`forecast of ${targets.join(', ')} for the ${steps} step(s) after the ${series.length} in ${data}:`);
   io.out(['step', ...targets].join('\t'));
-  for (let k = 0; k < steps; k++) io.out([`+${k + 1}`, ...Array.from(r.data.subarray(k * targets.length, (k + 1) * targets.length), (v) => fmt(v))].join('\t'));
+  for (let k = 0; k < steps; k++)
+    io.out([`+${k + 1}`, ...Array.from(r.data.subarray(k * targets.length, (k + 1) * targets.length), (v) => fmt(v))].join('\t'));
 }
 
-async function evaluate(io: CliIO, path: string, data: string, f: { column?: string[]; textField: string; labelField: string; maxLength: number }): Promise<void> {
+async function evaluate(
+  io: CliIO,
+  path: string,
+  data: string,
+  f: { column?: string[]; textField: string; labelField: string; maxLength: number },
+): Promise<void> {
   const { model, task } = await openModel(path);
   if (task === 'text') {
     const gen = TextGenerator.fromModel(model);
     const { texts } = readTexts(data, 'text', f);
     const { x, y } = textSequences(texts, gen.tokenizer, { maxLength: f.maxLength });
     const e = await model.evaluate(x, y, { loss: 'crossEntropy' });
-    io.out(`${data}: cross-entropy ${e.loss.toFixed(4)} per token (perplexity ${Math.exp(e.loss).toFixed(2)}), next-token accuracy ${e.accuracy!.toFixed(3)} over ${texts.length} texts`);
+    io.out(
+      `${data}: cross-entropy ${e.loss.toFixed(4)} per token (perplexity ${Math.exp(e.loss).toFixed(2)}), next-token accuracy ${e.accuracy!.toFixed(3)} over ${texts.length} texts`,
+    );
   } else if (task === 'forecast') {
     const fc = Forecaster.fromModel(model);
     const saved = (model.metadata.gyre as { columns?: unknown }).columns;
@@ -485,17 +598,26 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
     io.out(JSON.stringify(summary, null, 2));
     return;
   }
-  io.out(`${path}: ${task ?? 'plain'} model, ${model.parameterCount.toLocaleString('en-US')} parameters, ${model.trainedEpochs} epoch(s) trained`);
-  const input = model.config.input as { type: string; vocabSize?: number; size?: number };
-  io.out(`  input: ${input.type === 'tokens' ? `token ids below ${input.vocabSize}` : `${input.size} feature(s) per step`}`);
+  io.out(
+    `${path}: ${task ?? 'plain'} model, ${model.parameterCount.toLocaleString('en-US')} parameters, ${model.trainedEpochs} epoch(s) trained`,
+  );
+  const input = model.config.input;
+  io.out(`  input: ${'vocabSize' in input ? `token ids below ${input.vocabSize}` : `${input.features} feature(s) per step`}`);
   model.config.layers.forEach((l, i) => {
     const { type, ...rest } = l;
-    io.out(`  layer ${i}: ${String(type)} ${Object.entries(rest).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(' ')}`);
+    io.out(
+      `  layer ${i}: ${String(type)} ${Object.entries(rest)
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+        .join(' ')}`,
+    );
   });
   const tk = summary.tokenizer as { kind: string; vocabSize: number } | undefined;
   if (tk) io.out(`  tokenizer: ${tk.kind}-level, ${tk.vocabSize} ids (0 unknown, 1 end of text)`);
   if (summary.labels) io.out(`  labels: ${(summary.labels as unknown[]).map(String).join(', ')}`);
-  if (g.inputLength !== undefined) io.out(`  window: ${String(g.inputLength)} steps in, ${String(g.horizon)} out${g.columns ? `; columns ${(g.columns as string[]).join(', ')}` : ''}`);
+  if (g.inputLength !== undefined)
+    io.out(
+      `  window: ${String(g.inputLength)} steps in, ${String(g.horizon)} out${g.columns ? `; columns ${(g.columns as string[]).join(', ')}` : ''}`,
+    );
   if (g.normalizer !== undefined) {
     const n = g.normalizer as { method: string; offset: number[]; scale: number[] };
     io.out(`  normalization: ${n.method} (offset ${n.offset.map(fmt).join(', ')}; scale ${n.scale.map(fmt).join(', ')})`);
@@ -506,7 +628,9 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
 
 function program(io: CliIO): Command {
   const cmd = new Command('gyre')
-    .description('Recurrent neural networks (RNN, LSTM, GRU) from the command line: train on a text, CSV or JSON-lines file; generate, forecast, evaluate, inspect.')
+    .description(
+      'Recurrent neural networks (RNN, LSTM, GRU) from the command line: train on a text, CSV or JSON-lines file; generate, forecast, evaluate, inspect.',
+    )
     .option('--threads <n>', 'native threads (default: GYRE_NUM_THREADS, else every CPU)', int(1))
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride()
@@ -518,7 +642,9 @@ function program(io: CliIO): Command {
 
   cmd
     .command('train')
-    .description('train a model on a data file and save it: .txt → text generator (one text per line), .csv → forecaster, .jsonl → text classifier')
+    .description(
+      'train a model on a data file and save it: .txt → text generator (one text per line), .csv → forecaster, .jsonl → text classifier',
+    )
     .argument('<data>', 'data file (.txt, .csv, .jsonl)')
     .option('-o, --out <file>', 'model file to write (default: <data name>.safetensors)')
     .addOption(new Option('--task <task>', 'what to learn (default: from the file extension)').choices(['text', 'forecast', 'classify']))
@@ -538,7 +664,12 @@ function program(io: CliIO): Command {
     .option('--column <names>', 'forecast: CSV column(s) to model, comma-separated (default: the last column)', list)
     .option('--input-length <n>', 'forecast: past steps each forecast reads', int(1), 28)
     .option('--horizon <n>', 'forecast: steps predicted at once', int(1), 1)
-    .option('--holdout <fraction>', 'forecast: the last fraction of the series kept out of training to report a test error', nonNegative, 0.1)
+    .option(
+      '--holdout <fraction>',
+      'forecast: the last fraction of the series kept out of training to report a test error',
+      nonNegative,
+      0.1,
+    )
     .option('--text-field <name>', 'jsonl/csv: field with the text', 'text')
     .option('--label-field <name>', 'classify: field with the label', 'label')
     .option('-q, --quiet', 'no progress display')
@@ -604,13 +735,17 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
       // commander printed its own message (usage errors) or the help/version text.
-      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : (e.exitCode ?? 1) || 1;
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help'
+        ? 0
+        : (e.exitCode ?? 1) || 1;
     }
     if (err instanceof CliError || err instanceof GyreError || err instanceof InvalidArgumentError) {
       io.err(`gyre: error: ${(err as Error).message}`);
       return 1;
     }
-    io.err(`gyre: internal error: ${err instanceof Error ? err.message : String(err)}${process.env.GYRE_DEBUG ? `\n${(err as Error).stack}` : ' (set GYRE_DEBUG=1 for details)'}`);
+    io.err(
+      `gyre: internal error: ${err instanceof Error ? err.message : String(err)}${process.env.GYRE_DEBUG ? `\n${(err as Error).stack}` : ' (set GYRE_DEBUG=1 for details)'}`,
+    );
     return 1;
   }
 }

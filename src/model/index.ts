@@ -1,0 +1,23 @@
+/**
+ * The model's public API: {@link sequential} and its specification, {@link Model}, training
+ * options and events, streams, loading. The modules beside this one share internal helpers,
+ * which are not exported from here.
+ */
+export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequential, setNumThreads } from './model.js';
+export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
+export { Stream } from './stream.js';
+export {
+  type BatchProgressEvent,
+  type EpochProgressEvent,
+  type Evaluation,
+  type FitDatasetOptions,
+  type FitHistory,
+  type FitOptions,
+  type LossName,
+  type OptimizerSpec,
+  type Prediction,
+  type PredictOptions,
+  type ProgressEvent,
+  type ScheduleSpec,
+  TrainingAbortedError,
+} from './training.js';

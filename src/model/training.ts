@@ -1,0 +1,250 @@
+/**
+ * The options, events and results of training and inference ({@link FitOptions},
+ * {@link ProgressEvent}, {@link FitHistory}, {@link Prediction}, ...), and their checks before
+ * they cross to the native training loop.
+ */
+import type { Sample } from '../data/dataset.js';
+import type { SequenceInput, TargetInput } from '../data/flatten.js';
+import { GyreError, InvalidArgumentError } from '../errors.js';
+import type * as native from '../native.js';
+import { describe, intIn } from '../util/check.js';
+import type { Dataset } from '../data/dataset.js';
+
+/** The loss a model trains on. */
+export type LossName = 'crossEntropy' | 'mse' | 'binaryCrossEntropy';
+
+/** @internal */
+export const LOSSES: readonly LossName[] = ['crossEntropy', 'mse', 'binaryCrossEntropy'];
+
+/** An optimizer and its hyperparameters (PyTorch semantics and defaults). */
+export type OptimizerSpec =
+  | { type: 'sgd'; learningRate: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
+  | { type: 'adam'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'adamw'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'rmsprop'; learningRate: number; alpha?: number; eps?: number; momentum?: number; centered?: boolean; weightDecay?: number };
+
+/** A learning-rate schedule over epochs. */
+export type ScheduleSpec =
+  | { type: 'constant' }
+  | { type: 'step'; stepSize: number; gamma: number }
+  | { type: 'exponential'; gamma: number }
+  | { type: 'cosine'; tMax: number; etaMin?: number };
+
+/** What every {@link ProgressEvent} carries. */
+interface ProgressBase {
+  /** 1-based epoch, counted across `fit` calls and save/load. */
+  epoch: number;
+  /** Loss of the batch, or the epoch's mean loss. */
+  loss: number;
+  /** Training samples per second. */
+  samplesPerSecond: number;
+}
+
+/** Reported after every batch. */
+export interface BatchProgressEvent extends ProgressBase {
+  kind: 'batch';
+  /** 1-based batch within the epoch. */
+  batch: number;
+  /** Batches per epoch (`fit`; absent in `fitDataset`, where a stream's length is unknown). */
+  batches?: number;
+}
+
+/** Reported after every epoch; {@link FitHistory.epochs} holds one per completed epoch. */
+export interface EpochProgressEvent extends ProgressBase {
+  kind: 'epoch';
+  /** Epoch training accuracy (cross-entropy). */
+  accuracy?: number;
+  /** Validation loss (with validation data). */
+  valLoss?: number;
+  /** Validation accuracy (cross-entropy with validation data). */
+  valAccuracy?: number;
+  /** The epoch's learning rate. */
+  learningRate: number;
+}
+
+/**
+ * One progress report of {@link Model.fit} and {@link Model.fitDataset}, told apart by `kind`:
+ * on `kind: 'batch'` events `batch` is a number, on `kind: 'epoch'` events `learningRate` is.
+ */
+export type ProgressEvent = BatchProgressEvent | EpochProgressEvent;
+
+/** Options of {@link Model.fit}. */
+export interface FitOptions {
+  /** The loss. `crossEntropy` takes integer class targets; the others float targets. */
+  loss: LossName;
+  /** Passes over the data. Default 1. */
+  epochs?: number;
+  /** Sequences per batch. Default 32. */
+  batchSize?: number;
+  /** Default `{ type: 'adam', learningRate: 0.001 }`. */
+  optimizer?: OptimizerSpec;
+  /** Learning rate per epoch. Default constant. */
+  schedule?: ScheduleSpec;
+  /** Epochs of linear learning-rate warmup. Default 0. */
+  warmupEpochs?: number;
+  /** Shuffle every epoch (seeded). Default true. */
+  shuffle?: boolean;
+  /** Seed of shuffling and dropout. Default 0. */
+  seed?: number;
+  /** Clip the global gradient norm. */
+  clipNorm?: number;
+  /** Clip every gradient element to [-v, v]. */
+  clipValue?: number;
+  /** Truncated BPTT: update every this many steps, carrying the state (sequence outputs only). */
+  tbpttSteps?: number;
+  /** Data to report the loss on after every epoch. */
+  validationData?: [SequenceInput, TargetInput];
+  /** Fraction of the samples, taken from the end before shuffling, used as validation data. */
+  validationSplit?: number;
+  /** Stop when the validation loss (else the training loss) stops improving. */
+  earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
+  /** Called on the event loop after every batch and epoch. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Stops training before the next batch; fit then rejects with a {@link TrainingAbortedError}. */
+  signal?: AbortSignal;
+}
+
+/** What {@link Model.fit} resolves to. */
+export interface FitHistory {
+  /** One entry per completed epoch. */
+  epochs: EpochProgressEvent[];
+  /** Whether early stopping ended training. */
+  stoppedEarly: boolean;
+}
+
+/** Loss and accuracy over a dataset. */
+export interface Evaluation {
+  loss: number;
+  /** Cross-entropy only. */
+  accuracy?: number;
+}
+
+/** Options of {@link Model.predict} and {@link Model.evaluate}. */
+export interface PredictOptions {
+  /** Sequences per native batch. Default 64. */
+  batchSize?: number;
+}
+
+/** Thrown (rejected) when an AbortSignal stops {@link Model.fit}; the model keeps the weights of the last completed batch. */
+export class TrainingAbortedError extends GyreError {
+  /** The epochs completed before the abort. */
+  readonly history: FitHistory;
+
+  constructor(history: FitHistory, options?: { cause?: unknown }) {
+    super('GYRE_ABORTED', `training was aborted after ${history.epochs.length} complete epoch(s)`, options);
+    this.history = history;
+  }
+}
+
+/** @internal The error that ends training when `onProgress` throws `error`: an abort, caused by it. */
+export function progressThrew(history: FitHistory, error: unknown): TrainingAbortedError {
+  const err = new TrainingAbortedError(history, { cause: error });
+  err.message = `onProgress threw (${error instanceof Error ? error.message : String(error)}); ${err.message}`;
+  return err;
+}
+
+/** The model's output: `data` is `[samples, steps, units]` (zeros at padded steps) or `[samples, units]`. */
+export interface Prediction {
+  data: Float32Array;
+  shape: number[];
+  /**
+   * Each sequence's final state (at its own last step; for a backward direction, its first),
+   * one entry per recurrent layer in order: `hidden` (and `cell` for an LSTM) shaped
+   * `[numLayers × directions, samples, hiddenSize]`, PyTorch's `h_n` / `c_n` layout.
+   */
+  states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
+}
+
+/** @internal Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
+export function assertFinite(path: string, v: unknown): void {
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
+  if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
+    for (const [k, x] of Object.entries(v)) assertFinite(path ? `${path}.${k}` : k, x);
+  }
+}
+
+/** @internal */
+export const FIT_KEYS = [
+  'loss',
+  'epochs',
+  'batchSize',
+  'optimizer',
+  'schedule',
+  'warmupEpochs',
+  'shuffle',
+  'seed',
+  'clipNorm',
+  'clipValue',
+  'tbpttSteps',
+  'validationData',
+  'validationSplit',
+  'earlyStopping',
+  'onProgress',
+  'signal',
+];
+
+/** @internal */
+export function isSample(v: unknown): v is Sample {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && 'x' in v && 'y' in v;
+}
+
+/** @internal */
+export function checkSample(v: unknown, where: string): Sample {
+  if (!isSample(v)) throw new InvalidArgumentError(`${where} must be a sample { x, y }, got ${describe(v)}`);
+  return v;
+}
+
+/** @internal The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
+export function nativeFitOptions(o: Record<string, unknown>, loss: LossName): Record<string, unknown> {
+  const nativeOptions: Record<string, unknown> = {
+    epochs: o.epochs ?? 1,
+    batchSize: o.batchSize ?? 32,
+    shuffle: o.shuffle ?? true,
+    seed: o.seed ?? 0,
+    loss,
+    optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
+  };
+  for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
+    if (o[key] !== undefined) nativeOptions[key] = o[key];
+  }
+  assertFinite('', nativeOptions);
+  for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
+    if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
+  }
+  return nativeOptions;
+}
+
+/** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */
+export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | 'validationSplit' | 'shuffle'> {
+  /** Data to report the loss on after every epoch: a dataset of samples, or `[x, y]` arrays. */
+  validationData?: Dataset<Sample> | Iterable<Sample> | AsyncIterable<Sample> | [SequenceInput, TargetInput];
+}
+
+/** @internal */
+export const FIT_DATASET_KEYS = FIT_KEYS.filter((k) => k !== 'validationSplit' && k !== 'shuffle');
+
+/** @internal The event as the public type says it: batch events have `batch`, epoch events `learningRate`. */
+export function toProgress(e: native.ProgressEvent): ProgressEvent {
+  const base = { epoch: e.epoch, loss: e.loss, samplesPerSecond: e.samplesPerSecond };
+  if (e.kind === 'batch') {
+    const out: BatchProgressEvent = { kind: 'batch', ...base, batch: e.batch ?? 0 };
+    if (e.batches != null) out.batches = e.batches;
+    return out;
+  }
+  return toEpoch(e);
+}
+
+/** @internal An epoch event of the native loop (its history holds only those). */
+export function toEpoch(e: native.ProgressEvent): EpochProgressEvent {
+  const out: EpochProgressEvent = {
+    kind: 'epoch',
+    epoch: e.epoch,
+    loss: e.loss,
+    samplesPerSecond: e.samplesPerSecond,
+    learningRate: e.learningRate ?? Number.NaN,
+  };
+  if (e.accuracy != null) out.accuracy = e.accuracy;
+  if (e.valLoss != null) out.valLoss = e.valLoss;
+  if (e.valAccuracy != null) out.valAccuracy = e.valAccuracy;
+  return out;
+}

@@ -1,0 +1,25 @@
+/**
+ * The text toolkit's public API: tokenizers, encodings, sampling, generation, and the
+ * brain.js-style {@link TextGenerator} and {@link TextClassifier}. The modules beside this one
+ * also share internal helpers, which are not exported from here.
+ */
+export { TextClassifier, type Classification, type TextLabel } from './classifier.js';
+export { oneHot, textSequences, type TextSequenceOptions } from './encoding.js';
+export { generateText, type GenerateOptions } from './generate.js';
+export { TextGenerator } from './generator.js';
+export { sampleFrom, type SampleOptions } from './sampling.js';
+export {
+  CharTokenizer,
+  END_ID,
+  END_TEXT,
+  tokenizerFromJSON,
+  UNKNOWN_ID,
+  UNKNOWN_TEXT,
+  WordTokenizer,
+  type CorpusOptions,
+  type EncodeOptions,
+  type Tokenizer,
+  type TokenizerJSON,
+  type UnknownTokens,
+} from './tokenizers.js';
+export type { TextCell, TextModelOptions, TextTrainOptions } from './training.js';
