@@ -996,8 +996,8 @@ impl<F: Real> Model<F> {
         }
     }
 
-    /// The zero state of the recurrent layers for `batch` independent streams (see
-    /// [`Model::step`]).
+    /// The zero state of the recurrent layers for `batch` sequences (the starting state of
+    /// [`Model::forward`]'s; [`Model::stream_state`] for streams).
     pub fn zero_state(&self, batch: usize) -> ModelState<F> {
         self.try_zero_state(batch).unwrap_or_default()
     }
@@ -1053,14 +1053,46 @@ impl<F: Real> Model<F> {
         state
     }
 
-    /// One time step for `B` independent streams: `inputs` is `[B, 1, I]` (or `[B, 1]` token
-    /// ids), `state` the streams' state (from [`Model::zero_state`] or an earlier step), updated
-    /// in place. Returns the model's output at this step, `[B, O]`. A bidirectional layer's
-    /// backward direction sees only the current step.
+    /// Refuses a model with a bidirectional recurrent layer as a stream: a stream runs one step
+    /// at a time, and a backward direction needs the whole sequence (its first output depends
+    /// on the last step).
     ///
     /// # Errors
-    /// When the input or the state does not fit the model (nothing is changed then).
+    /// [`CoreError::InvalidArgument`] naming the first bidirectional layer.
+    pub fn check_streamable(&self) -> Result<()> {
+        for (i, info) in self.layers.iter().enumerate() {
+            if let LayerConfig::Recurrent(RecurrentConfig { bidirectional: true, .. }) = info.config {
+                return Err(invalid(
+                    format!("layers[{i}].bidirectional"),
+                    format!(
+                        "false for a stream (a stream runs one step at a time and cannot run layer {i}'s backward \
+                         direction, which needs the whole sequence; use predict)"
+                    ),
+                    true,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The zero state of `batch` independent streams, for [`Model::step`].
+    ///
+    /// # Errors
+    /// As [`Model::check_streamable`] and [`Model::try_zero_state`].
+    pub fn stream_state(&self, batch: usize) -> Result<ModelState<F>> {
+        self.check_streamable()?;
+        self.try_zero_state(batch)
+    }
+
+    /// One time step for `B` independent streams: `inputs` is `[B, 1, I]` (or `[B, 1]` token
+    /// ids), `state` the streams' state (from [`Model::stream_state`] or an earlier step),
+    /// updated in place. Returns the model's output at this step, `[B, O]`.
+    ///
+    /// # Errors
+    /// When the model has a bidirectional layer ([`Model::check_streamable`]), or the input or
+    /// the state does not fit the model (nothing is changed then).
     pub fn step(&self, inputs: Inputs<F>, state: &mut ModelState<F>) -> Result<Vec<F>> {
+        self.check_streamable()?;
         let (b, t) = inputs.dims();
         if t != 1 {
             return Err(invalid("x", "one step per stream", format!("{t} steps")));

@@ -809,7 +809,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
         gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-        let state = self.held()?.model.try_zero_state(batch as usize).map_err(js_error)?;
+        let state = self.held()?.model.stream_state(batch as usize).map_err(js_error)?;
         Ok(StreamState { state, batch })
     }
 
