@@ -9,26 +9,20 @@
 //! Start at [`recurrent::forward`] and [`recurrent::backward`].
 #![deny(unsafe_code)]
 
-pub mod cell;
-pub mod cells;
-pub mod config;
 pub mod error;
+pub mod io;
 pub mod kernels;
-pub mod linalg;
-pub mod loss;
 pub mod model;
 pub mod optim;
-pub mod persist;
 pub mod random;
-pub mod real;
-pub mod recurrent;
-pub mod safetensors;
-pub mod sequence;
-pub mod simd;
-pub mod tensor;
-pub mod threads;
+pub mod rnn;
 pub mod train;
-pub mod weights;
+
+pub use io::{model_file as persist, safetensors};
+pub use kernels::{linalg, real, simd, tensor, threads};
+pub use model::config;
+pub use rnn::{cell, cells, functional as recurrent, sequence, weights};
+pub use train::loss;
 
 pub use cells::Nonlinearity;
 pub use error::{CoreError, Result};

@@ -3,19 +3,19 @@
 //! variable-length sequences and its backward pass.
 //!
 //! Inside, a batch is sorted by decreasing length and packed time-major (see
-//! [`crate::sequence::Packing`]): padded steps are never computed, outputs at padded steps are
+//! [`crate::rnn::sequence::Packing`]): padded steps are never computed, outputs at padded steps are
 //! zero and each sequence's final state is its state at its own last step, in both directions.
 
-use crate::cell::Cell;
-use crate::cells::AnyCell;
 use crate::error::{CoreError, Result};
-use crate::linalg::{column_sums, gemm};
+use crate::kernels::linalg::{column_sums, gemm};
+use crate::kernels::real::{sigmoid, Real};
+use crate::kernels::tensor::{matrix, vector};
 use crate::random::Rng;
-use crate::real::{sigmoid, Real};
-use crate::recurrent::CellKind;
-use crate::sequence::{backward_sequence, forward_sequence, infer_sequence, Packing, Trace, Transposed};
-use crate::tensor::{matrix, vector};
-use crate::weights::LayerWeights;
+use crate::rnn::cell::Cell;
+use crate::rnn::cells::AnyCell;
+use crate::rnn::functional::CellKind;
+use crate::rnn::sequence::{backward_sequence, forward_sequence, infer_sequence, Packing, Trace, Transposed};
+use crate::rnn::weights::LayerWeights;
 use ndarray::{Array2, ArrayView2, ArrayView3, Axis};
 
 /// What the model reads.
@@ -336,8 +336,8 @@ impl<F: Real> Model<F> {
     pub fn new(config: ModelConfig, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let (mut width, mut sequence) = match config.input {
-            InputKind::Features { size } => (crate::tensor::positive("input size", size)?, true),
-            InputKind::Tokens { vocab_size } => (crate::tensor::positive("vocabSize", vocab_size)?, true),
+            InputKind::Features { size } => (crate::kernels::tensor::positive("input size", size)?, true),
+            InputKind::Tokens { vocab_size } => (crate::kernels::tensor::positive("vocabSize", vocab_size)?, true),
         };
         if config.layers.is_empty() {
             return Err(invalid("layers", "at least one layer", "none"));
@@ -355,7 +355,7 @@ impl<F: Real> Model<F> {
             };
             let (out_width, out_seq) = match *layer {
                 LayerConfig::Embedding { dim } => {
-                    crate::tensor::positive(&what("dim"), dim)?;
+                    crate::kernels::tensor::positive(&what("dim"), dim)?;
                     if i != 0 || !matches!(config.input, InputKind::Tokens { .. }) {
                         return Err(invalid(
                             what("type"),
@@ -368,8 +368,8 @@ impl<F: Real> Model<F> {
                     (dim, true)
                 }
                 LayerConfig::Recurrent(r) => {
-                    crate::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
-                    crate::tensor::positive(&what("numLayers"), r.num_layers)?;
+                    crate::kernels::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
+                    crate::kernels::tensor::positive(&what("numLayers"), r.num_layers)?;
                     if !(0.0..1.0).contains(&r.dropout) {
                         return Err(invalid(what("dropout"), "in [0, 1)", r.dropout));
                     }
@@ -394,7 +394,7 @@ impl<F: Real> Model<F> {
                     (out, r.return_sequences)
                 }
                 LayerConfig::Dense { units, .. } => {
-                    crate::tensor::positive(&what("units"), units)?;
+                    crate::kernels::tensor::positive(&what("units"), units)?;
                     if i == 0 && matches!(config.input, InputKind::Tokens { .. }) {
                         return Err(invalid(what("type"), "an embedding first in a token model", "dense"));
                     }
@@ -476,8 +476,8 @@ impl<F: Real> Model<F> {
     ) -> Result<PackedBatch<F>> {
         let (all, steps) = inputs.dims();
         let batch = samples.len();
-        crate::tensor::positive("batch size", batch)?;
-        crate::tensor::positive("steps", steps)?;
+        crate::kernels::tensor::positive("batch size", batch)?;
+        crate::kernels::tensor::positive("steps", steps)?;
         if let Some(&s) = samples.iter().find(|&&s| s >= all) {
             return Err(invalid("sample index", format!("an index below {all}"), s));
         }

@@ -4,11 +4,11 @@
 //! cancellation between batches.
 
 use crate::error::{CoreError, Result};
-use crate::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
+use crate::kernels::real::Real;
 use crate::model::{Activation, Inputs, Model, ModelState, PackedBatch};
 use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, Param, Schedule};
 use crate::random::Rng;
-use crate::real::Real;
+use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -167,8 +167,8 @@ fn invalid(what: &str, expected: &str, got: impl ToString) -> CoreError {
 impl FitConfig {
     /// Checks every field against the model; errors name the option.
     pub fn validate<F: Real>(&self, model: &Model<F>) -> Result<()> {
-        crate::tensor::positive("epochs", self.epochs)?;
-        crate::tensor::positive("batchSize", self.batch_size)?;
+        crate::kernels::tensor::positive("epochs", self.epochs)?;
+        crate::kernels::tensor::positive("batchSize", self.batch_size)?;
         self.schedule.validate()?;
         for (what, v) in [("clipNorm", self.clip_norm), ("clipValue", self.clip_value)] {
             if let Some(v) = v {
@@ -178,7 +178,7 @@ impl FitConfig {
             }
         }
         if let Some(k) = self.tbptt_steps {
-            crate::tensor::positive("tbpttSteps", k)?;
+            crate::kernels::tensor::positive("tbpttSteps", k)?;
             if !model.outputs_sequence() {
                 return Err(invalid("tbpttSteps", "used with a model that outputs a sequence", k));
             }
@@ -219,7 +219,7 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
     let prefixed = if set.is_empty() { String::new() } else { format!("{set} ") };
     let what = prefixed.as_str();
     let (s, t) = data.inputs.dims();
-    crate::tensor::positive(&format!("{what}samples"), s)?;
+    crate::kernels::tensor::positive(&format!("{what}samples"), s)?;
     if let Some(l) = data.lengths {
         if l.len() != s {
             return Err(CoreError::shape(format!("{what}lengths"), format!("[{s}]"), format!("[{}]", l.len())));
@@ -580,8 +580,8 @@ pub fn train_batch<F: Real>(
     batch: usize,
 ) -> Result<BatchOutcome> {
     config.validate(model)?;
-    crate::tensor::positive("epoch", epoch)?;
-    crate::tensor::positive("batch", batch)?;
+    crate::kernels::tensor::positive("epoch", epoch)?;
+    crate::kernels::tensor::positive("batch", batch)?;
     check_dataset(model, data, config.loss, "")?;
     let lr = config.schedule.lr_at(optimizer.config().lr(), epoch - 1);
     let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
@@ -708,7 +708,7 @@ fn truncate_state<F: Real>(mut s: ModelState<F>, b: usize, n: usize) -> ModelSta
 pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, batch_size: usize) -> Result<Evaluation> {
     check_loss(model, loss)?;
     check_dataset(model, data, loss, "")?;
-    crate::tensor::positive("batchSize", batch_size)?;
+    crate::kernels::tensor::positive("batchSize", batch_size)?;
     let idx: Vec<usize> = (0..data.len()).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
@@ -758,7 +758,7 @@ pub fn predict<F: Real>(
     lengths: Option<&[usize]>,
     batch_size: usize,
 ) -> Result<Predicted<F>> {
-    crate::tensor::positive("batchSize", batch_size)?;
+    crate::kernels::tensor::positive("batchSize", batch_size)?;
     let (s, _) = inputs.dims();
     if let Some(l) = lengths {
         if l.len() != s {
@@ -770,7 +770,7 @@ pub fn predict<F: Real>(
     let per = if model.outputs_sequence() { steps } else { 1 } * model.output_width();
     // Each batch unpacks its output straight into its own rows of the result (zeros stay at
     // padded steps).
-    let mut output = crate::threads::zeroed(s * per);
+    let mut output = crate::kernels::threads::zeroed(s * per);
     let mut hidden: Vec<Vec<Vec<F>>> = zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     let mut cell: Vec<Vec<Vec<F>>> = zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect();
     let idx: Vec<usize> = (0..s).collect();

@@ -1,11 +1,11 @@
 //! The interface between a recurrent cell (one time step of gate math) and the time-loop driver
-//! in [`crate::sequence`]. Cells never loop over time; the driver never looks inside gates.
+//! in [`crate::rnn::sequence`]. Cells never loop over time; the driver never looks inside gates.
 //!
 //! All buffers are row-major slices. `B` is the batch size, `H` the hidden size, `G` the number
 //! of gate blocks of the cell (`weight_ih` has `G·H` rows), `E` the cell's [`Cell::extra`] width.
 
 use crate::error::Result;
-use crate::real::Real;
+use crate::kernels::real::Real;
 
 /// Sizes of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct ForwardStep<'a, 'w, F> {
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
     pub w_hh: &'w [F],
-    /// `[H, G·H]` `weight_hh` transposed and packed ([`crate::kernels::pack_transposed`]): the fast operand of the recurrent
+    /// `[H, G·H]` `weight_hh` transposed and packed ([`crate::kernels::packed::pack_transposed`]): the fast operand of the recurrent
     /// product. Empty when the driver did not make it (passes too short to repay the
     /// transpose); the cell then reads `w_hh`.
     pub w_hh_t: &'w [F],
@@ -51,7 +51,7 @@ pub struct ForwardStep<'a, 'w, F> {
 pub struct BackwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
-    /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::pack`]).
+    /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::packed::pack`]).
     pub w_hh: &'w [F],
     /// `[G·H]` the layer's `bias_hh`.
     pub b_hh: &'w [F],
@@ -238,9 +238,9 @@ pub trait Cell<F: Real>: Sync {
     ) -> Result<()> {
         let split = dgx.ncols() - dgh.ncols();
         let (mut first, mut last) = d_weight_hh.split_at(ndarray::Axis(0), split);
-        crate::linalg::gemm_t_cols(dgx, 0..split, h_prev, F::one(), first.view_mut());
+        crate::kernels::linalg::gemm_t_cols(dgx, 0..split, h_prev, F::one(), first.view_mut());
         if dgh.ncols() > 0 {
-            crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), last.view_mut());
+            crate::kernels::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), last.view_mut());
         }
         Ok(())
     }

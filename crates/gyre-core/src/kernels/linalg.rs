@@ -1,14 +1,14 @@
 //! Matrix products and reductions used by the recurrent drivers.
 //!
-//! f32 products run on gyre's own SIMD kernel ([`crate::simd::gemm_acc`], AVX-512 or AVX2+FMA
+//! f32 products run on gyre's own SIMD kernel ([`crate::kernels::simd::gemm_acc`], AVX-512 or AVX2+FMA
 //! chosen at run time; measured faster than matrixmultiply's on these shapes, see
 //! `benchmark/gemm.md`); other types and layouts on ndarray's `general_mat_mul`
 //! (matrixmultiply). Large products are split into blocks of output rows (or columns) over the
 //! rayon pool. Every output element is still one reduction over the same `k` in the same
 //! order, so a result does not depend on the number of threads.
 
-use crate::kernels::{gemm_acc_packed, pack};
-use crate::real::Real;
+use crate::kernels::packed::{gemm_acc_packed, pack};
+use crate::kernels::real::Real;
 use ndarray::parallel::prelude::*;
 use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use rayon::slice::ParallelSliceMut;

@@ -1,6 +1,6 @@
 //! The thread pool every native call runs in. Its size is set by [`set_num_threads`], or
 //! by the `GYRE_NUM_THREADS` environment variable read when the pool is first used; the
-//! default is the number of logical CPUs. Results do not depend on it (see [`crate::linalg`]).
+//! default is the number of logical CPUs. Results do not depend on it (see [`crate::kernels::linalg`]).
 
 use crate::error::{CoreError, Result};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ fn pool() -> Result<Arc<rayon::ThreadPool>> {
 
 /// Sets the number of threads of later calls (calls already running keep theirs).
 pub fn set_num_threads(threads: usize) -> Result<()> {
-    crate::tensor::positive("threads", threads)?;
+    crate::kernels::tensor::positive("threads", threads)?;
     let p = build(threads)?;
     let mut guard = POOL.lock().map_err(|_| CoreError::invalid("thread pool", "usable", "poisoned"))?;
     *guard = Some(p);

@@ -15,7 +15,7 @@ pub trait Real:
     const FAST_GEMM: bool = false;
 
     /// `c[i·ldc + j] += Σ_p a[i·rsa + p·csa] · b[p·ldb + j]` for `i < m`, `j < n`, `p < k`, each
-    /// element one chain over `p` in order (see [`crate::simd::gemm_acc`], the f32 version,
+    /// element one chain over `p` in order (see [`crate::kernels::simd::gemm_acc`], the f32 version,
     /// which also fetches `next`, the caller's next block of `b`, toward the core; it may be
     /// empty and never changes the result).
     #[allow(clippy::too_many_arguments)]
@@ -101,7 +101,7 @@ pub trait Real:
     }
 
     /// `dst[p·ld + r] = src[r·k + p]` for `r < rows`, `p < k`: the row-major `[rows, k]`
-    /// block `src` transposed into rows `ld` apart (`ld ≥ rows`; how [`crate::kernels`] packs
+    /// block `src` transposed into rows `ld` apart (`ld ≥ rows`; how [`crate::kernels::packed`] packs
     /// `Wᵀ`). Other values of `dst` are left alone.
     fn transpose(src: &[Self], rows: usize, k: usize, dst: &mut [Self], ld: usize) {
         transpose_portable(src, rows, k, dst, ld);
@@ -117,7 +117,7 @@ pub trait Real:
     }
 }
 
-/// f32 runs on the SIMD kernels of [`crate::simd`] (chosen for the CPU at run time).
+/// f32 runs on the SIMD kernels of [`crate::kernels::simd`] (chosen for the CPU at run time).
 impl Real for f32 {
     #[inline(always)]
     fn lit(v: f64) -> Self {
@@ -139,31 +139,31 @@ impl Real for f32 {
         ldc: usize,
         next: &[f32],
     ) {
-        crate::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
+        crate::kernels::simd::gemm_acc(m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
-        crate::simd::dot(a, b)
+        crate::kernels::simd::dot(a, b)
     }
 
     fn sigmoid_slice(x: &mut [f32]) {
-        crate::simd::sigmoid_inplace(x);
+        crate::kernels::simd::sigmoid_inplace(x);
     }
 
     fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
-        crate::simd::adam(p, g, m, v, h);
+        crate::kernels::simd::adam(p, g, m, v, h);
     }
 
     fn tanh_slice(x: &mut [f32]) {
-        crate::simd::tanh_inplace(x);
+        crate::kernels::simd::tanh_inplace(x);
     }
 
     fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-        crate::simd::lstm_row(g, b, c_prev, c, h);
+        crate::kernels::simd::lstm_row(g, b, c_prev, c, h);
     }
 
     fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
-        crate::simd::gru_row(g, b, rec, h_prev, extra, h);
+        crate::kernels::simd::gru_row(g, b, rec, h_prev, extra, h);
     }
 
     fn lstm_backward_row(
@@ -175,23 +175,23 @@ impl Real for f32 {
         dg: &mut [f32],
         dc_prev: &mut [f32],
     ) {
-        crate::simd::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
+        crate::kernels::simd::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
     }
 
     fn gru_backward_row(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) {
-        crate::simd::gru_backward_row(g, h_prev, extra, dh, dg, reset_after);
+        crate::kernels::simd::gru_backward_row(g, h_prev, extra, dh, dg, reset_after);
     }
 
     fn add_rows(out: &mut [f32], x: &[f32]) {
-        crate::simd::add_rows(out, x);
+        crate::kernels::simd::add_rows(out, x);
     }
 
     fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize) {
-        crate::simd::transpose(src, rows, k, dst, ld);
+        crate::kernels::simd::transpose(src, rows, k, dst, ld);
     }
 
     fn square_sums(x: &[f32], lanes: &mut [f64; SQUARE_LANES]) {
-        crate::simd::square_sums(x, lanes);
+        crate::kernels::simd::square_sums(x, lanes);
     }
 }
 

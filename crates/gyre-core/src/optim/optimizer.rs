@@ -32,7 +32,7 @@
 //! checkpoints; a restored optimizer continues bit-identically.
 
 use crate::error::{CoreError, Result};
-use crate::real::Real;
+use crate::kernels::real::Real;
 
 /// One parameter as the optimizer sees it: a flat value slice, its gradient and the weight
 /// decay flag.
@@ -539,7 +539,7 @@ impl<F: Real> AdamHyper<F> {
 fn adam<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], weight_decay: F, h: &AdamHyper<F>) {
     const BLOCK: usize = 1 << 15;
     let hp = [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size];
-    if p.len() >= 2 * BLOCK && crate::threads::can_split() {
+    if p.len() >= 2 * BLOCK && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         p.par_chunks_mut(BLOCK)
             .zip(g.par_chunks(BLOCK))
@@ -713,7 +713,7 @@ pub fn clip_grad_norm<F: Real>(grads: &mut [&mut [F]], max_norm: F) -> F {
     // Independent f64 lanes (a fixed order, so the same bits every run), summed at the end by
     // a fixed tree: one long dependent chain of additions was the slowest part of a small
     // model's update.
-    let mut lanes = [0.0f64; crate::real::SQUARE_LANES];
+    let mut lanes = [0.0f64; crate::kernels::real::SQUARE_LANES];
     for g in grads.iter() {
         F::square_sums(g, &mut lanes);
     }

@@ -15,7 +15,7 @@
 //! Each output element is accumulated in one fixed order. The kernels run on the calling thread:
 //! the time-loop driver splits a step's batch rows over the pool (see `sequence.rs`).
 
-use crate::real::Real;
+use crate::kernels::real::Real;
 
 /// Width of the column panels of a packed right-hand operand (four AVX-512 vectors).
 pub const PANEL: usize = 64;
@@ -42,7 +42,7 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
         return out;
     }
     // Large operands (the weight gradients' `[N, I]` inputs) are packed panel by panel on the pool.
-    if out.len() >= 1 << 20 && crate::threads::can_split() {
+    if out.len() >= 1 << 20 && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {
@@ -62,7 +62,7 @@ pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
         let rows = (r - q * PANEL).min(PANEL);
         F::transpose(&w[q * PANEL * k..(q * PANEL + rows) * k], rows, k, panel, PANEL);
     };
-    if out.len() >= 1 << 20 && crate::threads::can_split() {
+    if out.len() >= 1 << 20 && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {
@@ -324,7 +324,7 @@ mod tests {
         let bp = pack(ndarray::ArrayView2::from_shape((k, n), &b).expect("shape"));
         let (mut got, mut want) = (vec![0.5; m * n], vec![0.5; m * n]);
         gemm_acc_packed(m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
-        crate::real::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
+        crate::kernels::real::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
         assert_eq!(got, want);
         let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
         let (mem32, b32) = (f(&mem), f(&b));

@@ -1,14 +1,14 @@
 //! The three recurrent cells: simple RNN (tanh or relu), LSTM and GRU (reset gate after or
-//! before the recurrent product). Each does one time step; [`crate::sequence`] runs the loop.
+//! before the recurrent product). Each does one time step; [`crate::rnn::sequence`] runs the loop.
 //!
 //! Every step starts with the recurrent product `h_prev · W_hhᵀ + b_hh` (one matrix product
 //! for the whole batch) and then applies all gate nonlinearities in one fused pass.
 
-use crate::cell::{BackwardStep, Cell, ForwardStep};
 use crate::error::Result;
-use crate::kernels::{add_xw, add_xwt, add_yw};
-use crate::linalg::{gemm, gemm_t_cols};
-use crate::real::Real;
+use crate::kernels::linalg::{gemm, gemm_t_cols};
+use crate::kernels::packed::{add_xw, add_xwt, add_yw};
+use crate::kernels::real::Real;
+use crate::rnn::cell::{BackwardStep, Cell, ForwardStep};
 use std::ops::Range;
 
 /// The recurrent weights of a forward step.
@@ -48,7 +48,7 @@ fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usi
 /// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
 /// range of gate rows; `out` is overwritten unless `accumulate`.
 fn recurrent_grad<F: Real>(w_hh: &[F], hidden: usize, dg: &[F], cols: Range<usize>, accumulate: bool, out: &mut [F]) {
-    let gh = w_hh.len() / crate::kernels::packed_len(1, hidden).max(1);
+    let gh = w_hh.len() / crate::kernels::packed::packed_len(1, hidden).max(1);
     add_yw(dg, gh, (cols.start, cols.start), cols.len(), w_hh, gh, out, hidden, accumulate);
 }
 

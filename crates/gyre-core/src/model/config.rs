@@ -8,11 +8,11 @@
 //!               { "type": "dense", "units": 50, "activation": "softmax" } ] }
 //! ```
 
-use crate::cells::Nonlinearity;
 use crate::error::{CoreError, Result};
 use crate::model::{Activation, InputKind, LayerConfig, Merge, ModelConfig, RecurrentConfig};
 use crate::optim::{LrSchedule, OptimizerConfig, Schedule};
-use crate::recurrent::CellKind;
+use crate::rnn::cells::Nonlinearity;
+use crate::rnn::functional::CellKind;
 use crate::train::{EarlyStopping, FitConfig, LossKind};
 use serde::{Deserialize, Serialize};
 

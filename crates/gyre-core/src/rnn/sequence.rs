@@ -8,13 +8,13 @@
 //! weight gradients are products over all steps at the end. Every buffer is allocated before
 //! the loop starts.
 
-use crate::cell::{BackwardStep, Cell, Dims, ForwardStep};
 use crate::error::{CoreError, Result};
-use crate::kernels::{pack_transposed, packed_len};
-use crate::linalg::{column_sums, gemm};
-use crate::real::Real;
-use crate::tensor::matrix;
-use crate::weights::{LayerWeights, WeightGrads};
+use crate::kernels::linalg::{column_sums, gemm};
+use crate::kernels::packed::{pack_transposed, packed_len};
+use crate::kernels::real::Real;
+use crate::kernels::tensor::matrix;
+use crate::rnn::cell::{BackwardStep, Cell, Dims, ForwardStep};
+use crate::rnn::weights::{LayerWeights, WeightGrads};
 use ndarray::{Array1, Array2, ArrayView2};
 
 /// Layout of a batch of sequences sorted by decreasing length, packed time-major: step `t`
@@ -28,8 +28,8 @@ pub struct Packing {
 impl Packing {
     /// Every one of `batch` sequences has `steps` steps (plain time-major layout).
     pub fn uniform(batch: usize, steps: usize) -> Result<Self> {
-        crate::tensor::positive("batch", batch)?;
-        crate::tensor::positive("steps", steps)?;
+        crate::kernels::tensor::positive("batch", batch)?;
+        crate::kernels::tensor::positive("steps", steps)?;
         Self::from_batch_sizes(vec![batch; steps])
     }
 
@@ -211,7 +211,7 @@ fn contiguous<'a, F>(what: &str, s: Option<&'a [F]>) -> Result<&'a [F]> {
 }
 
 fn zeros<F: Real>(len: usize) -> Vec<F> {
-    crate::threads::zeroed(len)
+    crate::kernels::threads::zeroed(len)
 }
 
 /// Copies the `[rows, H]` state a step starts from into `dst`: the first `from_prev` rows from
@@ -299,7 +299,7 @@ const LANE_MIN_WORK: usize = 1;
 /// the same in any lane, so the result does not depend on the lanes.
 fn lanes(packing: &Packing, work_per_row: usize) -> Vec<usize> {
     let (batch, rows) = (packing.batch(), packing.rows());
-    let threads = if crate::threads::can_split() { rayon::current_num_threads() } else { 1 };
+    let threads = if crate::kernels::threads::can_split() { rayon::current_num_threads() } else { 1 };
     let parts = threads.min(batch / LANE_MIN_SEQUENCES);
     if parts < 2 || rows * work_per_row < LANE_MIN_WORK {
         return vec![0, batch];
@@ -583,7 +583,7 @@ fn in_row_blocks<S: Send>(
     split: &(dyn Fn(S, usize) -> (S, S) + Sync),
     run: &(dyn Fn(S) -> Result<()> + Sync),
 ) -> Result<()> {
-    if !crate::threads::can_split() || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
+    if !crate::kernels::threads::can_split() || n < 8 || flops < PARALLEL_STEP_MIN_FLOPS {
         return run(step);
     }
     fn go<S: Send>(
@@ -620,7 +620,7 @@ const PROJECTION_BYTES: usize = 256 << 10;
 #[cfg(test)]
 const PROJECTION_BYTES: usize = 1 << 10;
 
-/// A layer's weights transposed (and packed, [`crate::kernels::pack_transposed`]) as the time
+/// A layer's weights transposed (and packed, [`crate::kernels::packed::pack_transposed`]) as the time
 /// loop reads them: `W_ihᵀ: [I, G·H]` and `W_hhᵀ: [H, G·H]`. Made once for many batches with the same weights (see
 /// [`crate::model::Model::prepare`]); each pass still uses them only where it would have made
 /// them itself, so results do not depend on whether they were given.
@@ -706,16 +706,20 @@ impl<'w, F: Real> Prepared<'w, F> {
                 row.copy_from_slice(b_ih);
             }
             if self.w_ih_t.is_empty() {
-                crate::kernels::add_xwt(xs, input, w_ih, os, gh, 0);
+                crate::kernels::packed::add_xwt(xs, input, w_ih, os, gh, 0);
             } else {
-                crate::kernels::add_xw(xs, input, &self.w_ih_t, os, gh, 0, gh);
+                crate::kernels::packed::add_xw(xs, input, &self.w_ih_t, os, gh, 0, gh);
             }
         };
         if gh == 0 {
             return Ok(());
         }
         // (With no input features the products add nothing: the rows are the bias.)
-        if !parallel || !crate::threads::can_split() || rows < 16 || rows * gh * input < PARALLEL_STEP_MIN_FLOPS {
+        if !parallel
+            || !crate::kernels::threads::can_split()
+            || rows < 16
+            || rows * gh * input < PARALLEL_STEP_MIN_FLOPS
+        {
             block((x_rows, out));
         } else {
             use rayon::prelude::*;
@@ -995,7 +999,7 @@ pub fn backward_sequence<F: Real, C: Cell<F>>(
     let mut dgh = zeros(rows * dgh_width);
     let (mut d_h0, mut d_c0) = (zeros(bh), zeros(state_len));
     // The backward recurrent product streams W_hh's column panels (packed once per pass).
-    let w_hh = crate::kernels::pack(weights.weight_hh);
+    let w_hh = crate::kernels::packed::pack(weights.weight_hh);
     let b_hh = weights.bias_hh.as_standard_layout();
     let (w_hh, b_hh) = (&w_hh[..], contiguous("bias_hh", b_hh.as_slice())?);
 
@@ -1202,7 +1206,7 @@ mod tests {
     /// every cell, variable lengths, both directions and several projection groups.
     #[test]
     fn inference_pass_matches_the_training_pass() {
-        use crate::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
+        use crate::rnn::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
         let (input, hidden) = (3usize, 4usize);
         let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
         fn run<C: Cell<f64>>(cell: &C, w: &LayerWeights<f64>, x: ArrayView2<f64>, p: &Packing, h0: &[f64], c0: &[f64]) {
@@ -1335,7 +1339,7 @@ mod tests {
     /// lengths and both directions.
     #[test]
     fn lanes_and_row_blocks_give_the_bits_of_one_thread() {
-        use crate::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
+        use crate::rnn::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
         let (input, hidden) = (5usize, 6usize);
         let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
         type Out = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);

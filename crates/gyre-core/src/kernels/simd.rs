@@ -65,7 +65,7 @@ pub fn level() -> Level {
 /// portable path, which panics on them.
 ///
 /// `next` (may be empty) is fetched into L2 while the product runs: the caller's next block of
-/// `b` (see [`crate::kernels::gemm_acc_packed`]), so that the next call's first row tile reads
+/// `b` (see [`crate::kernels::packed::gemm_acc_packed`]), so that the next call's first row tile reads
 /// it from L2 instead of waiting on L3. The AVX-512 kernel spreads the fetches over its row
 /// tiles after the first; the other levels ignore `next`. It changes no result.
 #[allow(clippy::too_many_arguments)]
@@ -87,7 +87,7 @@ pub fn gemm_acc(
     }
     let fits = a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n;
     if !fits || ldb < n || ldc < n {
-        return crate::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+        return crate::kernels::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
     match level() {
         #[cfg(target_arch = "x86_64")]
@@ -100,7 +100,7 @@ pub fn gemm_acc(
         Level::Avx2 => unsafe {
             x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
         },
-        _ => crate::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc),
+        _ => crate::kernels::real::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc),
     }
 }
 
@@ -114,7 +114,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel reads `n` elements of each slice.
         Level::Avx2 => unsafe { x86::dot_avx2(a.as_ptr(), b.as_ptr(), n) },
-        _ => crate::real::dot_portable(&a[..n], &b[..n]),
+        _ => crate::kernels::real::dot_portable(&a[..n], &b[..n]),
     }
 }
 
@@ -161,7 +161,7 @@ macro_rules! per_level {
 per_level! {
     /// One Adam update (see [`crate::Real::adam_update`]): the portable arithmetic compiled for
     /// the CPU's vector width; the same bits on every level.
-    pub fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::real::adam_portable;
+    pub fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::kernels::real::adam_portable;
 }
 
 per_level! {
@@ -175,26 +175,26 @@ per_level! {
         dc: &[f32],
         dg: &mut [f32],
         dc_prev: &mut [f32],
-    ) = crate::real::lstm_backward_row_portable;
+    ) = crate::kernels::real::lstm_backward_row_portable;
 }
 
 per_level! {
     /// One GRU backward row (see [`crate::Real::gru_backward_row`]), compiled for the CPU's
     /// vector width; the same bits on every level.
     pub fn gru_backward_row, gru_backward_row_on(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) =
-        crate::real::gru_backward_row_portable;
+        crate::kernels::real::gru_backward_row_portable;
 }
 
 per_level! {
     /// The gradient norm's sums of squares (see [`crate::Real::square_sums`]), compiled for the
     /// CPU's vector width; the same bits on every level.
-    pub fn square_sums, square_sums_on(x: &[f32], lanes: &mut [f64; crate::real::SQUARE_LANES]) = crate::real::square_sums_portable;
+    pub fn square_sums, square_sums_on(x: &[f32], lanes: &mut [f64; crate::kernels::real::SQUARE_LANES]) = crate::kernels::real::square_sums_portable;
 }
 
 per_level! {
     /// `out += Σ rows of x` (see [`crate::Real::add_rows`]), compiled for the CPU's vector
     /// width; the same bits on every level.
-    pub fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::real::add_rows_portable;
+    pub fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::kernels::real::add_rows_portable;
 }
 
 /// [`crate::Real::transpose`] for f32: 16 × 16 blocks through AVX-512 shuffles (one vector
@@ -210,7 +210,7 @@ pub fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize)
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; `fits` bounds every address the kernel touches.
         Level::Avx512 if fits => unsafe { x86::transpose_avx512(src.as_ptr(), rows, k, dst.as_mut_ptr(), ld) },
-        _ => crate::real::transpose_portable(src, rows, k, dst, ld),
+        _ => crate::kernels::real::transpose_portable(src, rows, k, dst, ld),
     }
 }
 
@@ -223,7 +223,7 @@ pub fn sigmoid_inplace(x: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel touches only `x`.
         Level::Avx2 => unsafe { x86::sigmoid_avx2(x) },
-        _ => x.iter_mut().for_each(|v| *v = crate::real::sigmoid(*v)),
+        _ => x.iter_mut().for_each(|v| *v = crate::kernels::real::sigmoid(*v)),
     }
 }
 
@@ -255,7 +255,7 @@ pub fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
         Level::Avx2 if sized => unsafe { x86::lstm_avx2(g, b, c_prev, c, h) },
-        _ => crate::real::lstm_row_portable(g, b, c_prev, c, h),
+        _ => crate::kernels::real::lstm_row_portable(g, b, c_prev, c, h),
     }
 }
 
@@ -273,7 +273,7 @@ pub fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mu
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
         Level::Avx2 if sized => unsafe { x86::gru_avx2(g, b, rec, h_prev, extra, h) },
-        _ => crate::real::gru_row_portable(g, b, rec, h_prev, extra, h),
+        _ => crate::kernels::real::gru_row_portable(g, b, rec, h_prev, extra, h),
     }
 }
 
@@ -1166,7 +1166,7 @@ mod tests {
             let mut got = vec![-1.0f32; (k - 1) * ld + rows + 5];
             let mut want = got.clone();
             transpose(&src, rows, k, &mut got, ld);
-            crate::real::transpose_portable(&src, rows, k, &mut want, ld);
+            crate::kernels::real::transpose_portable(&src, rows, k, &mut want, ld);
             assert_eq!(got, want, "rows {rows}, k {k}, ld {ld}");
         }
     }
@@ -1193,7 +1193,7 @@ mod tests {
             let (hp, e, dh) = (fill(hd, 41), fill(hd, 42), fill(hd, 43));
             for reset_after in [true, false] {
                 let mut want = vec![f32::NAN; 3 * hd];
-                crate::real::gru_backward_row_portable(&g, &hp, &e, &dh, &mut want, reset_after);
+                crate::kernels::real::gru_backward_row_portable(&g, &hp, &e, &dh, &mut want, reset_after);
                 assert!(want.iter().all(|x| x.is_finite()));
                 for at in LEVELS {
                     let mut got = vec![f32::NAN; 3 * hd];
@@ -1204,7 +1204,7 @@ mod tests {
             let x = fill(37 * hd, 44);
             let mut want = fill(hd, 45);
             let start = want.clone();
-            crate::real::add_rows_portable(&mut want, &x);
+            crate::kernels::real::add_rows_portable(&mut want, &x);
             for at in LEVELS {
                 let mut got = start.clone();
                 add_rows_on(at, &mut got, &x);
@@ -1219,10 +1219,10 @@ mod tests {
             // Magnitudes far apart, so that a different order or a fused multiply-add shows.
             let x: Vec<f32> =
                 fill(len, 46).iter().enumerate().map(|(i, v)| v * 10f32.powi((i % 9) as i32 - 4)).collect();
-            let mut want = [0.125f64; crate::real::SQUARE_LANES];
-            crate::real::square_sums_portable(&x, &mut want);
+            let mut want = [0.125f64; crate::kernels::real::SQUARE_LANES];
+            crate::kernels::real::square_sums_portable(&x, &mut want);
             for at in LEVELS {
-                let mut got = [0.125f64; crate::real::SQUARE_LANES];
+                let mut got = [0.125f64; crate::kernels::real::SQUARE_LANES];
                 square_sums_on(at, &x, &mut got);
                 assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{at:?}, {len} values");
             }
@@ -1241,7 +1241,7 @@ mod tests {
             f(&mut p, &g, &mut m, &mut v, h);
             (p, m, v)
         };
-        let want = run(&|p, g, m, v, h| crate::real::adam_portable(p, g, m, v, h));
+        let want = run(&|p, g, m, v, h| crate::kernels::real::adam_portable(p, g, m, v, h));
         assert_eq!(run(&|p, g, m, v, h| adam(p, g, m, v, h)), want);
         for at in LEVELS {
             assert_eq!(run(&|p, g, m, v, h| adam_on(at, p, g, m, v, h)), want, "{at:?}");
@@ -1293,7 +1293,8 @@ mod tests {
                 f(&mut dg, &mut dcp);
                 (dg, dcp)
             };
-            let want = run(&|dg, dcp| crate::real::lstm_backward_row_portable(&g, &cp, &tc, &dh, &dc, dg, dcp));
+            let want =
+                run(&|dg, dcp| crate::kernels::real::lstm_backward_row_portable(&g, &cp, &tc, &dh, &dc, dg, dcp));
             assert_eq!(run(&|dg, dcp| lstm_backward_row(&g, &cp, &tc, &dh, &dc, dg, dcp)), want);
             for at in LEVELS {
                 let got = run(&|dg, dcp| lstm_backward_row_on(at, &g, &cp, &tc, &dh, &dc, dg, dcp));
@@ -1308,7 +1309,10 @@ mod tests {
             let (a, b) = (fill(n, 6), fill(n, 7));
             let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
             assert!((dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
-            assert!((crate::real::dot_portable(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+            assert!(
+                (crate::kernels::real::dot_portable(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64),
+                "n {n}"
+            );
         }
     }
 

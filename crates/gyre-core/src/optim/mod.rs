@@ -1,0 +1,5 @@
+//! Optimizers, learning-rate schedules and gradient clipping.
+
+mod optimizer;
+
+pub use optimizer::*;

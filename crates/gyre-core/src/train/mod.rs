@@ -1,0 +1,6 @@
+//! Training a model over a dataset, and the losses it minimizes.
+
+mod fit;
+pub mod loss;
+
+pub use fit::*;
