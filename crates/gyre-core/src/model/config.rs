@@ -9,12 +9,99 @@
 //! ```
 
 use crate::error::{CoreError, Result};
-use crate::model::{Activation, InputKind, LayerConfig, Merge, ModelConfig, RecurrentConfig};
 use crate::optim::{LrSchedule, OptimizerConfig, Schedule};
 use crate::rnn::cells::Nonlinearity;
 use crate::rnn::functional::CellKind;
 use crate::train::{EarlyStopping, FitConfig, LossKind};
 use serde::{Deserialize, Serialize};
+
+/// What the model reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// `size` float features per step: input `[B, T, size]`.
+    Features {
+        /// Features per step.
+        size: usize,
+    },
+    /// Token ids below `vocab_size` per step: input `[B, T]`; the first layer is an embedding.
+    Tokens {
+        /// Number of distinct tokens.
+        vocab_size: usize,
+    },
+}
+
+/// Activation of a dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// `max(0, x)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Softmax over the units of each row.
+    Softmax,
+}
+
+/// How a bidirectional layer combines its two directions in its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// `[forward, backward]` side by side: `2·H` features (PyTorch's layout).
+    Concat,
+    /// `forward + backward`: `H` features.
+    Sum,
+}
+
+/// A recurrent layer: `num_layers` stacked cells, each in one or two directions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecurrentConfig {
+    /// The cell.
+    pub cell: CellKind,
+    /// Hidden size `H` of every stacked layer and direction.
+    pub hidden_size: usize,
+    /// Stacked layers (`weight_ih_l0`, `weight_ih_l1`, ...).
+    pub num_layers: usize,
+    /// Run a second cell from the last step to the first (`..._reverse` weights).
+    pub bidirectional: bool,
+    /// How the two directions combine in the layer's output (between stacked layers they are
+    /// always concatenated, as in PyTorch).
+    pub merge: Merge,
+    /// Output the sequence `[B, T, ·]` (true) or the final states `[B, ·]` (false).
+    pub return_sequences: bool,
+    /// Dropout probability on the outputs of each stacked layer except the last, in training.
+    pub dropout: f64,
+}
+
+/// One layer of a [`ModelConfig`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerConfig {
+    /// Token ids to vectors: `weight [vocab_size, dim]`.
+    Embedding {
+        /// Vector size.
+        dim: usize,
+    },
+    /// RNN, LSTM or GRU.
+    Recurrent(RecurrentConfig),
+    /// `y = act(x·Wᵀ + b)`, `weight [units, in]`, `bias [units]`; applied at every step of a
+    /// sequence.
+    Dense {
+        /// Output features.
+        units: usize,
+        /// Activation.
+        activation: Activation,
+    },
+}
+
+/// A model's architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// What the model reads.
+    pub input: InputKind,
+    /// The layers, first to last.
+    pub layers: Vec<LayerConfig>,
+}
 
 /// Version of the configuration format.
 pub const FORMAT_VERSION: u32 = 1;
