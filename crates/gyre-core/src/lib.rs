@@ -20,8 +20,8 @@ pub mod train;
 
 pub use io::{model_file as persist, safetensors};
 pub use kernels::{linalg, real, simd, tensor, threads};
-pub use model::config;
 pub use rnn::{cell, cells, functional as recurrent, sequence, weights};
+pub use train::config;
 pub use train::loss;
 
 pub use cells::Nonlinearity;

@@ -1,16 +1,17 @@
-//! Training, evaluation and prediction of a [`Model`] over a whole dataset: seeded shuffling,
-//! batching, forward, loss, backward, clipping and the optimizer update, with truncated
-//! backpropagation through time, validation, early stopping, progress events and
-//! cancellation between batches.
+//! Training a [`Model`] over a whole dataset: seeded shuffling, batching, forward, loss,
+//! backward, clipping and the optimizer update, with truncated backpropagation through time,
+//! validation, early stopping, progress events and cancellation between batches.
 
+use super::batches::{check_dataset, chunks, gather, slice_batch, Batch, Dataset};
+use super::evaluate::evaluate;
+use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
-use crate::model::{Activation, Inputs, Model, ModelState, PackedBatch};
+use crate::model::{Activation, Model, ModelState, PackedBatch};
 use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, Param, Schedule};
 use crate::random::Rng;
 use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
-use ndarray::{Array2, Array3, Axis};
-use rayon::prelude::*;
+use ndarray::Array2;
 use std::time::Instant;
 
 /// The loss a model is trained on.
@@ -25,39 +26,6 @@ pub enum LossKind {
     /// Binary cross-entropy of float targets in `[0, 1]`; the last layer must be dense with a
     /// `linear` or `sigmoid` activation; the loss reads its logits.
     BinaryCrossEntropy,
-}
-
-/// Targets of a dataset, batch-first, for all `S` samples.
-#[derive(Clone, Copy, Debug)]
-pub enum Targets<'a, F> {
-    /// Class ids: `[S]` for a model that outputs one row per sequence, `[S, T]` per step.
-    Classes(&'a [u32]),
-    /// Values: `[S, O]`, or `[S, T, O]` per step.
-    Values(&'a [F]),
-}
-
-/// A dataset held in memory: inputs `[S, T, I]` (or token ids `[S, T]`), optional lengths `[S]`
-/// and targets.
-#[derive(Clone, Copy, Debug)]
-pub struct Dataset<'a, F> {
-    /// The input sequences.
-    pub inputs: Inputs<'a, F>,
-    /// Each sequence's length (default: all `T`).
-    pub lengths: Option<&'a [usize]>,
-    /// The targets.
-    pub targets: Targets<'a, F>,
-}
-
-impl<F: Real> Dataset<'_, F> {
-    /// Number of samples `S`.
-    pub fn len(&self) -> usize {
-        self.inputs.dims().0
-    }
-
-    /// Whether the dataset has no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Early stopping on the validation loss (the training loss when there is no validation data).
@@ -96,71 +64,7 @@ pub struct FitConfig {
     pub early_stopping: Option<EarlyStopping>,
 }
 
-/// Loss and metrics over a dataset.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Evaluation {
-    /// Mean loss over every counted row.
-    pub loss: f64,
-    /// Fraction of rows whose largest output is the target class (cross-entropy only).
-    pub accuracy: Option<f64>,
-}
-
-/// A progress event of [`fit`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Progress {
-    /// After every batch.
-    Batch {
-        /// 1-based epoch.
-        epoch: usize,
-        /// 1-based batch within the epoch.
-        batch: usize,
-        /// Batches per epoch.
-        batches: usize,
-        /// This batch's loss.
-        loss: f64,
-        /// Training samples per second so far in this epoch.
-        samples_per_second: f64,
-    },
-    /// After every epoch.
-    Epoch {
-        /// 1-based epoch.
-        epoch: usize,
-        /// Mean training loss of the epoch.
-        loss: f64,
-        /// Training accuracy (cross-entropy only).
-        accuracy: Option<f64>,
-        /// Validation loss and accuracy.
-        validation: Option<Evaluation>,
-        /// Learning rate used in the epoch.
-        learning_rate: f64,
-        /// Samples per second over the epoch.
-        samples_per_second: f64,
-    },
-}
-
-/// Receives progress and may stop training between batches.
-pub trait Observer {
-    /// Called after every batch and epoch.
-    fn progress(&mut self, event: Progress);
-    /// Polled before every batch; `true` stops training, leaving the weights of the last
-    /// completed batch.
-    fn should_stop(&mut self) -> bool {
-        false
-    }
-}
-
-/// What [`fit`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub struct History {
-    /// One `Progress::Epoch` per completed epoch.
-    pub epochs: Vec<Progress>,
-    /// Stopped by early stopping.
-    pub stopped_early: bool,
-    /// Stopped by the observer.
-    pub aborted: bool,
-}
-
-fn invalid(what: &str, expected: &str, got: impl ToString) -> CoreError {
+pub(super) fn invalid(what: &str, expected: &str, got: impl ToString) -> CoreError {
     CoreError::InvalidArgument { what: what.into(), expected: expected.into(), got: got.to_string() }
 }
 
@@ -213,147 +117,16 @@ pub fn check_loss<F: Real>(model: &Model<F>, loss: LossKind) -> Result<()> {
     }
 }
 
-/// Checks that the dataset's arrays fit the model and each other; `set` names the dataset in
-/// messages (`"train"`, `"validation"`, or `""`).
-pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, set: &str) -> Result<()> {
-    let prefixed = if set.is_empty() { String::new() } else { format!("{set} ") };
-    let what = prefixed.as_str();
-    let (s, t) = data.inputs.dims();
-    crate::kernels::tensor::positive(&format!("{what}samples"), s)?;
-    if let Some(l) = data.lengths {
-        if l.len() != s {
-            return Err(CoreError::shape(format!("{what}lengths"), format!("[{s}]"), format!("[{}]", l.len())));
-        }
-        if let Some((i, &len)) = l.iter().enumerate().find(|(_, &len)| len == 0 || len > t) {
-            return Err(invalid(&format!("{what}lengths[{i}]"), &format!("an integer in 1..={t}"), len));
-        }
-    }
-    if let (Inputs::Tokens(x), crate::model::InputKind::Tokens { vocab_size }) = (data.inputs, model.config().input) {
-        for (i, row) in x.rows().into_iter().enumerate() {
-            let len = data.lengths.map_or(t, |l| l[i]);
-            if let Some((step, &id)) = row.iter().take(len).enumerate().find(|(_, &id)| id as usize >= vocab_size) {
-                return Err(invalid(
-                    &format!("{what}x[{i}][{step}]"),
-                    &format!("a token id below the vocabulary size {vocab_size}"),
-                    id,
-                ));
-            }
-        }
-    }
-    let per = if model.outputs_sequence() { t } else { 1 };
-    match (loss, data.targets) {
-        (LossKind::CrossEntropy, Targets::Classes(y)) => {
-            let want = s * per;
-            if y.len() != want {
-                let shape = if per > 1 { format!("[{s}, {t}]") } else { format!("[{s}]") };
-                return Err(CoreError::shape(
-                    format!("{what}y"),
-                    format!("{shape} ({want} class ids)"),
-                    format!("{} values", y.len()),
-                ));
-            }
-            let classes = model.output_width();
-            if let Some((i, &c)) = y.iter().enumerate().find(|(_, &c)| c as usize >= classes) {
-                return Err(invalid(&format!("{what}y[{i}]"), &format!("a class id below {classes}"), c));
-            }
-            Ok(())
-        }
-        (LossKind::CrossEntropy, Targets::Values(_)) => {
-            Err(invalid(&format!("{what}y"), "integer class ids for crossEntropy", "float values"))
-        }
-        (_, Targets::Values(y)) => {
-            let want = s * per * model.output_width();
-            if y.len() != want {
-                let o = model.output_width();
-                let shape = if per > 1 { format!("[{s}, {t}, {o}]") } else { format!("[{s}, {o}]") };
-                return Err(CoreError::shape(
-                    format!("{what}y"),
-                    format!("{shape} ({want} values)"),
-                    format!("{} values", y.len()),
-                ));
-            }
-            Ok(())
-        }
-        (_, Targets::Classes(_)) => Err(invalid(&format!("{what}y"), "float targets for this loss", "class ids")),
-    }
-}
-
-/// Owned inputs and targets of one batch, batch-first (the chunks of truncated BPTT).
-struct BatchData<F> {
-    features: Option<Array3<F>>,
-    tokens: Option<Array2<u32>>,
-    lengths: Vec<usize>,
-    classes: Vec<u32>,
-    values: Vec<F>,
-}
-
-impl<F: Real> BatchData<F> {
-    fn inputs(&self) -> Result<Inputs<'_, F>> {
-        match (&self.features, &self.tokens) {
-            (Some(f), _) => Ok(Inputs::Features(f.view())),
-            (None, Some(t)) => Ok(Inputs::Tokens(t.view())),
-            (None, None) => Err(invalid("x", "inputs", "none")),
-        }
-    }
-}
-
-/// One batch: samples of a dataset, read in place (packed straight from it), or a batch of
-/// its own.
-enum Batch<'d, 'i, F> {
-    Samples(Dataset<'d, F>, &'i [usize]),
-    Own(BatchData<F>),
-}
-
-impl<F: Real> Batch<'_, '_, F> {
-    fn pack(&self, model: &Model<F>) -> Result<PackedBatch<F>> {
-        match self {
-            Batch::Samples(d, idx) => model.pack_samples(d.inputs, idx, d.lengths),
-            Batch::Own(b) => model.pack(b.inputs()?, Some(&b.lengths)),
-        }
-    }
-
-    /// The class ids and values of the targets, and which sequences of them the batch is
-    /// (`None`: all, in order).
-    fn targets(&self) -> (&[u32], &[F], Option<&[usize]>) {
-        match self {
-            Batch::Samples(d, idx) => match d.targets {
-                Targets::Classes(y) => (y, &[], Some(idx)),
-                Targets::Values(y) => (&[], y, Some(idx)),
-            },
-            Batch::Own(b) => (&b.classes, &b.values, None),
-        }
-    }
-}
-
-/// Gathers samples `idx` of `data`.
-fn gather<F: Real>(data: &Dataset<F>, idx: &[usize], per: usize, out_width: usize) -> BatchData<F> {
-    let (_, t) = data.inputs.dims();
-    let (features, tokens) = match data.inputs {
-        Inputs::Features(x) => (Some(x.select(Axis(0), idx)), None),
-        Inputs::Tokens(x) => (None, Some(x.select(Axis(0), idx))),
-    };
-    let lengths = idx.iter().map(|&i| data.lengths.map_or(t, |l| l[i])).collect();
-    let (mut classes, mut values) = (Vec::new(), Vec::new());
-    match data.targets {
-        Targets::Classes(y) => idx.iter().for_each(|&i| classes.extend_from_slice(&y[i * per..(i + 1) * per])),
-        Targets::Values(y) => {
-            let w = per * out_width;
-            idx.iter().for_each(|&i| values.extend_from_slice(&y[i * w..(i + 1) * w]));
-        }
-    }
-    BatchData { features, tokens, lengths, classes, values }
-}
-
 /// Loss of one forward trace and the gradient with respect to the last layer's output.
-struct BatchLoss<F> {
-    loss: f64,
-    count: usize,
-    correct: usize,
-    grad: Array2<F>,
-    pre_activation: bool,
+pub(super) struct BatchLoss<F> {
+    pub(super) loss: f64,
+    pub(super) count: usize,
+    pub(super) correct: usize,
+    pub(super) grad: Array2<F>,
+    pub(super) pre_activation: bool,
 }
 
-fn batch_loss<F: Real>(
+pub(super) fn batch_loss<F: Real>(
     model: &Model<F>,
     loss: LossKind,
     batch: &PackedBatch<F>,
@@ -402,49 +175,8 @@ fn batch_loss<F: Real>(
     }
 }
 
-fn to_f64<F: Real>(v: F) -> f64 {
+pub(super) fn to_f64<F: Real>(v: F) -> f64 {
     v.to_f64().unwrap_or(f64::NAN)
-}
-
-/// Splits a batch (sorted by decreasing length) into truncated-BPTT chunks of `k` steps: the
-/// chunk's samples (a prefix of the batch), their chunk lengths and the chunk's step range.
-fn chunks(lengths: &[usize], steps: usize, k: usize) -> Vec<(usize, Vec<usize>, std::ops::Range<usize>)> {
-    (0..steps)
-        .step_by(k)
-        .map(|start| {
-            let end = (start + k).min(steps);
-            let lens: Vec<usize> =
-                lengths.iter().map(|&l| l.saturating_sub(start).min(end - start)).take_while(|&l| l > 0).collect();
-            (lens.len(), lens, start..end)
-        })
-        .filter(|(n, _, _)| *n > 0)
-        .collect()
-}
-
-fn slice_batch<F: Real>(
-    data: &BatchData<F>,
-    n: usize,
-    lens: Vec<usize>,
-    steps: std::ops::Range<usize>,
-    per_step: bool,
-    width: usize,
-) -> BatchData<F> {
-    let t_all = data.features.as_ref().map(|f| f.dim().1).or(data.tokens.as_ref().map(|t| t.dim().1)).unwrap_or(0);
-    let (s0, s1) = (steps.start, steps.end);
-    let features = data.features.as_ref().map(|f| f.slice(ndarray::s![..n, s0..s1, ..]).to_owned());
-    let tokens = data.tokens.as_ref().map(|t| t.slice(ndarray::s![..n, s0..s1]).to_owned());
-    let (mut classes, mut values) = (Vec::new(), Vec::new());
-    if per_step {
-        for b in 0..n {
-            if !data.classes.is_empty() {
-                classes.extend_from_slice(&data.classes[b * t_all + s0..b * t_all + s1]);
-            }
-            if !data.values.is_empty() {
-                values.extend_from_slice(&data.values[(b * t_all + s0) * width..(b * t_all + s1) * width]);
-            }
-        }
-    }
-    BatchData { features, tokens, lengths: lens, classes, values }
 }
 
 /// Applies one update from `grads`; returns the gradient norm. Nothing changes on error.
@@ -702,123 +434,4 @@ fn truncate_state<F: Real>(mut s: ModelState<F>, b: usize, n: usize) -> ModelSta
         v.truncate(n * h);
     }
     s
-}
-
-/// Mean loss (and accuracy for cross-entropy) of `model` on `data`, without dropout.
-pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, batch_size: usize) -> Result<Evaluation> {
-    check_loss(model, loss)?;
-    check_dataset(model, data, loss, "")?;
-    crate::kernels::tensor::positive("batchSize", batch_size)?;
-    let idx: Vec<usize> = (0..data.len()).collect();
-    // Several batches share one transposed copy of the weights.
-    let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
-    // Batches run side by side on the pool; their sums are added in batch order.
-    let one = |chunk: &[usize]| -> Result<(f64, usize, usize)> {
-        let b = Batch::Samples(*data, chunk);
-        let packed = b.pack(model)?;
-        let inferred = model.infer(&packed, None, prepared.as_ref())?;
-        let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b)?;
-        Ok((l.loss * l.count as f64, l.count, l.correct))
-    };
-    let parts: Vec<Result<_>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
-        idx.par_chunks(batch_size).map(one).collect()
-    } else {
-        idx.chunks(batch_size).map(one).collect()
-    };
-    let (mut sum, mut count, mut correct) = (0.0, 0usize, 0usize);
-    for p in parts {
-        let (s, c, k) = p?;
-        sum += s;
-        count += c;
-        correct += k;
-    }
-    Ok(Evaluation {
-        loss: sum / count.max(1) as f64,
-        accuracy: (loss == LossKind::CrossEntropy).then(|| correct as f64 / count.max(1) as f64),
-    })
-}
-
-/// Output of [`predict`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Predicted<F> {
-    /// `[S, T, O]` (zeros at padded steps) for a model that outputs a sequence, else `[S, O]`.
-    pub output: Vec<F>,
-    /// Each sequence's final state, per recurrent layer, per stacked layer and direction
-    /// (`l·D + d`, PyTorch's `h_n` order): `[S, H]` each.
-    pub hidden: Vec<Vec<Vec<F>>>,
-    /// The same for the cell states of LSTM layers (empty vectors for other cells).
-    pub cell: Vec<Vec<Vec<F>>>,
-}
-
-/// The model's output for every sample (after the last layer's activation) and every
-/// sequence's final recurrent states, in batches of `batch_size`.
-pub fn predict<F: Real>(
-    model: &Model<F>,
-    inputs: Inputs<F>,
-    lengths: Option<&[usize]>,
-    batch_size: usize,
-) -> Result<Predicted<F>> {
-    crate::kernels::tensor::positive("batchSize", batch_size)?;
-    let (s, _) = inputs.dims();
-    if let Some(l) = lengths {
-        if l.len() != s {
-            return Err(CoreError::shape("lengths", format!("[{s}]"), format!("[{}]", l.len())));
-        }
-    }
-    let zero = model.zero_state(0);
-    let (_, steps) = inputs.dims();
-    let per = if model.outputs_sequence() { steps } else { 1 } * model.output_width();
-    // Each batch unpacks its output straight into its own rows of the result (zeros stay at
-    // padded steps).
-    let mut output = crate::kernels::threads::zeroed(s * per);
-    let mut hidden: Vec<Vec<Vec<F>>> = zero.hidden.iter().map(|l| vec![Vec::new(); l.len()]).collect();
-    let mut cell: Vec<Vec<Vec<F>>> = zero.cell.iter().map(|l| vec![Vec::new(); l.len()]).collect();
-    let idx: Vec<usize> = (0..s).collect();
-    // Several batches share one transposed copy of the weights.
-    let prepared = if s > batch_size { Some(model.prepare()?) } else { None };
-    // Batches are independent: they run side by side on the pool (each batch's arithmetic is
-    // the same wherever it runs); their states are put together in batch order.
-    type States<F> = (Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
-    let one = |(chunk, out): (&[usize], &mut [F])| -> Result<States<F>> {
-        let packed = model.pack_samples(inputs, chunk, lengths)?;
-        let inferred = model.infer(&packed, None, prepared.as_ref())?;
-        let n = chunk.len();
-        model.unpack_into(&packed, inferred.output.view(), inferred.sequence, out);
-        // States come in the batch's sorted order: put them back in sample order.
-        let reorder = |layers: &Vec<Vec<Vec<F>>>| -> Result<Vec<Vec<Vec<F>>>> {
-            layers
-                .iter()
-                .map(|layer| {
-                    layer
-                        .iter()
-                        .map(|v| {
-                            if v.is_empty() {
-                                return Ok(Vec::new());
-                            }
-                            let h = v.len() / n;
-                            let rows = ndarray::ArrayView2::from_shape((n, h), v.as_slice())
-                                .map_err(|e| CoreError::shape("state", format!("[{n}, {h}]"), e.to_string()))?;
-                            Ok(model.unpack(&packed, rows, false))
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        Ok((reorder(&inferred.state.hidden)?, reorder(&inferred.state.cell)?))
-    };
-    let chunk_len = batch_size.max(1) * per.max(1);
-    let parts: Vec<Result<States<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
-        idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len)).map(one).collect()
-    } else {
-        idx.chunks(batch_size).zip(output.chunks_mut(chunk_len)).map(one).collect()
-    };
-    for part in parts {
-        let (h, c) = part?;
-        for (dst, src) in hidden.iter_mut().zip(h).chain(cell.iter_mut().zip(c)) {
-            for (d, v) in dst.iter_mut().zip(src) {
-                d.extend(v);
-            }
-        }
-    }
-    Ok(Predicted { output, hidden, cell })
 }
