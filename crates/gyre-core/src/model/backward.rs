@@ -10,7 +10,7 @@ use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
 use crate::kernels::tensor::matrix;
 use crate::rnn::cells::AnyCell;
-use crate::rnn::sequence::{backward_sequence, Packing, Trace};
+use crate::rnn::{backward_sequence, Packing, Trace};
 use ndarray::Array2;
 
 impl<F: Real> Model<F> {

@@ -1,12 +1,12 @@
 //! Batches in and out of a model: a batch-first input sorted by decreasing length and packed
-//! time-major (see [`crate::rnn::sequence::Packing`]), and outputs or targets moved between
+//! time-major (see [`crate::rnn::Packing`]), and outputs or targets moved between
 //! that row order and the caller's.
 
 use super::config::InputKind;
 use super::init::{invalid, Model};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
-use crate::rnn::sequence::Packing;
+use crate::rnn::Packing;
 use ndarray::{Array2, ArrayView2, ArrayView3};
 
 /// A batch ready for the layers: sorted by decreasing length and packed.

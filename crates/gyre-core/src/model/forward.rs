@@ -3,7 +3,7 @@
 //! weights transposed once for many inference batches.
 //!
 //! Inside, a batch is sorted by decreasing length and packed time-major (see
-//! [`crate::rnn::sequence::Packing`]): padded steps are never computed, outputs at padded steps are
+//! [`crate::rnn::Packing`]): padded steps are never computed, outputs at padded steps are
 //! zero and each sequence's final state is its state at its own last step, in both directions.
 
 use super::batch::PackedBatch;
@@ -17,7 +17,8 @@ use crate::kernels::tensor::matrix;
 use crate::random::Rng;
 use crate::rnn::cell::Cell;
 use crate::rnn::cells::AnyCell;
-use crate::rnn::sequence::{forward_sequence, infer_sequence, Packing, Trace, Transposed};
+use crate::rnn::sequence::{forward_sequence, infer_sequence};
+use crate::rnn::{Packing, Trace, Transposed};
 use ndarray::{Array2, ArrayView2};
 
 pub(super) enum Cache<F> {

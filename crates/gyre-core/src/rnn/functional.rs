@@ -5,8 +5,9 @@ use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::rnn::cell::Cell;
 use crate::rnn::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
-use crate::rnn::sequence::{backward_sequence, forward_sequence, Packing};
+use crate::rnn::sequence::forward_sequence;
 use crate::rnn::weights::{LayerWeights, WeightGrads};
+use crate::rnn::{backward_sequence, Packing};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 /// Which cell a layer runs.
@@ -161,7 +162,7 @@ fn run_forward<F: Real, C: Cell<F>>(
     x: &ArrayView3<F>,
     init: &InitialState<F>,
     c: &Checked,
-) -> Result<(Array2<F>, crate::rnn::sequence::Trace<F>)> {
+) -> Result<(Array2<F>, crate::rnn::Trace<F>)> {
     let xt = time_major(x);
     let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
     let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
