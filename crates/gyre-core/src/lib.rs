@@ -19,7 +19,7 @@ pub mod rnn;
 pub mod train;
 
 pub use io::{model_file as persist, safetensors};
-pub use kernels::{linalg, real, simd, tensor, threads};
+pub use kernels::{dispatch as simd, linalg, real, tensor, threads};
 pub use rnn::{cell, cells, functional as recurrent, sequence, weights};
 pub use train::config;
 pub use train::loss;

@@ -1,6 +1,6 @@
 //! Matrix products and reductions used by the recurrent drivers.
 //!
-//! f32 products run on gyre's own SIMD kernel ([`crate::kernels::simd::gemm_acc`], AVX-512 or AVX2+FMA
+//! f32 products run on gyre's own SIMD kernel ([`crate::kernels::dispatch::gemm_acc`], AVX-512 or AVX2+FMA
 //! chosen at run time; measured faster than matrixmultiply's on these shapes, see
 //! `benchmark/gemm.md`); other types and layouts on ndarray's `general_mat_mul`
 //! (matrixmultiply). Large products are split into blocks of output rows (or columns) over the
@@ -57,7 +57,7 @@ pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut 
     }
 }
 
-/// `c (=|+=) a · b` on [`Real::gemm_acc`] when `c` is row-major and contiguous and `a` is
+/// `c (=|+=) a · b` on [`crate::kernels::Kernels::gemm_acc`] when `c` is row-major and contiguous and `a` is
 /// contiguous in either order (`b` is copied to row-major when it is not). Returns false, having
 /// done nothing, for other layouts.
 fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, c: ArrayViewMut2<F>) -> bool {

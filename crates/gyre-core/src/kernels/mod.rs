@@ -1,11 +1,27 @@
-//! The numeric floor: the float bound, the portable bodies, the per-CPU SIMD kernels and their
-//! dispatch, the matrix products, the thread pool and checked views of flat buffers.
+//! The numeric floor everything else runs on.
+//!
+//! - [`real`]: the float bound [`Real`] (`f32`, `f64`) and scalar functions;
+//! - [`table`]: the per-type kernel table [`Kernels`] (f32: the SIMD dispatch; f64: portable);
+//! - [`portable`]: the portable bodies, the test oracle of the SIMD builds;
+//! - [`dispatch`]: the f32 kernels chosen for the CPU at run time (`GYRE_SIMD` caps the level);
+//! - `x86`: the AVX-512 and AVX2 + FMA kernels;
+//! - [`packed`]: the per-step products of the time loop, over packed operands, allocation-free;
+//! - [`linalg`]: whole-matrix products and reductions, split over the pool;
+//! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers.
 
+pub mod dispatch;
 pub mod linalg;
 pub mod packed;
+pub mod portable;
 pub mod real;
-pub mod simd;
+pub mod table;
 pub mod tensor;
+#[cfg(test)]
+mod tests;
 pub mod threads;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use packed::*;
+pub use real::Real;
+pub use table::Kernels;

@@ -6,7 +6,7 @@ use crate::kernels::real::Real;
 /// `max_norm / (norm + 1e-6)`, as `torch.nn.utils.clip_grad_norm_` does.
 ///
 /// `grads` is any list of flat gradients. Returns the total norm before clipping, computed
-/// as `√Σ g²` in a fixed order (the lanes of [`crate::Real::square_sums`] over the gradients
+/// as `√Σ g²` in a fixed order (the lanes of [`crate::kernels::Kernels::square_sums`] over the gradients
 /// in turn, then a fixed tree), accumulated in `f64` (so identical inputs always give the
 /// identical norm, on every SIMD level, and `f32` squares do not overflow).
 ///
@@ -18,7 +18,7 @@ pub fn clip_grad_norm<F: Real>(grads: &mut [&mut [F]], max_norm: F) -> F {
     // Independent f64 lanes (a fixed order, so the same bits every run), summed at the end by
     // a fixed tree: one long dependent chain of additions was the slowest part of a small
     // model's update.
-    let mut lanes = [0.0f64; crate::kernels::real::SQUARE_LANES];
+    let mut lanes = [0.0f64; crate::kernels::portable::SQUARE_LANES];
     for g in grads.iter() {
         F::square_sums(g, &mut lanes);
     }
