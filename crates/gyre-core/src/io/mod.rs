@@ -2,3 +2,4 @@
 
 pub mod model_file;
 pub mod safetensors;
+mod safetensors_header;
