@@ -11,7 +11,7 @@ use crate::error::{CoreError, Result};
 use crate::io::safetensors::{parse, serialize};
 use crate::model::{Model, ModelConfig};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
-use crate::train::config::{optimizer_from_json, optimizer_to_json};
+use crate::train::{optimizer_from_json, optimizer_to_json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The `format` metadata value of a gyre model file.

@@ -107,7 +107,7 @@ pub fn gemm_acc(
 }
 
 /// `Σ a[i]·b[i]` over equally long slices, in a fixed order (lanes, then a fixed tree).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     match level() {
         #[cfg(target_arch = "x86_64")]
@@ -120,21 +120,22 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Defines `pub fn $name` running the portable `$portable` (an `#[inline(always)]` function
-/// of plain IEEE operations) compiled for the level in use, and `pub fn $on`, the same at a
+/// Defines `fn $name` running the portable `$portable` (an `#[inline(always)]` function
+/// of plain IEEE operations) compiled for the level in use, and `fn $on`, the same at a
 /// given level (capped to what the CPU has; for tests). The compiler vectorizes the portable
 /// code for each width, and every level gives the same bits (no fused multiply-adds are formed).
 macro_rules! per_level {
-    ($(#[$meta:meta])* pub fn $name:ident, $on:ident($($arg:ident: $ty:ty),* $(,)?) = $portable:path;) => {
+    ($(#[$meta:meta])* pub(crate) fn $name:ident, $on:ident($($arg:ident: $ty:ty),* $(,)?) = $portable:path;) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        pub fn $name($($arg: $ty),*) {
+        pub(crate) fn $name($($arg: $ty),*) {
             $on(level(), $($arg),*)
         }
 
         #[doc = concat!("[`", stringify!($name), "`] at `at`, or at the CPU's best level below it.")]
         #[allow(clippy::too_many_arguments)]
-        pub fn $on(at: Level, $($arg: $ty),*) {
+        #[cfg_attr(not(test), allow(dead_code))] // the tests run every level
+        pub(crate) fn $on(at: Level, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f")]
             #[allow(clippy::too_many_arguments)]
@@ -163,13 +164,13 @@ macro_rules! per_level {
 per_level! {
     /// One Adam update (see [`crate::kernels::Kernels::adam_update`]): the portable arithmetic compiled for
     /// the CPU's vector width; the same bits on every level.
-    pub fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::kernels::portable::adam_portable;
+    pub(crate) fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::kernels::portable::adam_portable;
 }
 
 per_level! {
     /// One LSTM backward row (see [`crate::kernels::Kernels::lstm_backward_row`]), compiled for the CPU's
     /// vector width; the same bits on every level.
-    pub fn lstm_backward_row, lstm_backward_row_on(
+    pub(crate) fn lstm_backward_row, lstm_backward_row_on(
         g: &[f32],
         c_prev: &[f32],
         tanh_c: &[f32],
@@ -183,27 +184,27 @@ per_level! {
 per_level! {
     /// One GRU backward row (see [`crate::kernels::Kernels::gru_backward_row`]), compiled for the CPU's
     /// vector width; the same bits on every level.
-    pub fn gru_backward_row, gru_backward_row_on(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) =
+    pub(crate) fn gru_backward_row, gru_backward_row_on(g: &[f32], h_prev: &[f32], extra: &[f32], dh: &[f32], dg: &mut [f32], reset_after: bool) =
         crate::kernels::portable::gru_backward_row_portable;
 }
 
 per_level! {
     /// The gradient norm's sums of squares (see [`crate::kernels::Kernels::square_sums`]), compiled for the
     /// CPU's vector width; the same bits on every level.
-    pub fn square_sums, square_sums_on(x: &[f32], lanes: &mut [f64; crate::kernels::portable::SQUARE_LANES]) = crate::kernels::portable::square_sums_portable;
+    pub(crate) fn square_sums, square_sums_on(x: &[f32], lanes: &mut [f64; crate::kernels::portable::SQUARE_LANES]) = crate::kernels::portable::square_sums_portable;
 }
 
 per_level! {
     /// `out += Σ rows of x` (see [`crate::kernels::Kernels::add_rows`]), compiled for the CPU's vector
     /// width; the same bits on every level.
-    pub fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::kernels::portable::add_rows_portable;
+    pub(crate) fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::kernels::portable::add_rows_portable;
 }
 
 /// [`crate::kernels::Kernels::transpose`] for f32: 16 × 16 blocks through AVX-512 shuffles (one vector
 /// load and store per row of a block instead of a store per value; packing `Wᵀ` was 10% of
 /// batch-1 training), the edges and the other levels value by value. Moves values only: the
 /// same result on every level.
-pub fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize) {
+pub(crate) fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize) {
     if rows == 0 || k == 0 {
         return;
     }
@@ -217,7 +218,7 @@ pub fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize)
 }
 
 /// `x ← 1 / (1 + e^-x)` element-wise.
-pub fn sigmoid_inplace(x: &mut [f32]) {
+pub(crate) fn sigmoid_inplace(x: &mut [f32]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; the kernel touches only `x`.
@@ -230,7 +231,7 @@ pub fn sigmoid_inplace(x: &mut [f32]) {
 }
 
 /// `x ← tanh(x)` element-wise.
-pub fn tanh_inplace(x: &mut [f32]) {
+pub(crate) fn tanh_inplace(x: &mut [f32]) {
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; the kernel touches only `x`.
@@ -247,7 +248,7 @@ pub fn tanh_inplace(x: &mut [f32]) {
 /// Every level computes the same IEEE operations in the same order (no fused multiply-adds),
 /// so the SIMD paths give the bits of [`sigmoid_inplace`]/[`tanh_inplace`] plus the portable
 /// state arithmetic.
-pub fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+pub(crate) fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let hd = h.len();
     let sized = g.len() == 4 * hd && b.len() == 4 * hd && c_prev.len() == hd && c.len() == hd;
     match level() {
@@ -265,7 +266,7 @@ pub fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut
 /// `z` without `b_hh`; `n` the input part only), `b: [3H]` `b_hh`, `rec: [H]`
 /// `h_prev·W_hnᵀ + b_hn`, `h_prev: [H]`; out: `g` activated (`r, z, n`), `extra: [H]` a copy
 /// of `rec`, `h: [H]`. The same operations on every level, as for [`lstm_row`].
-pub fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
+pub(crate) fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
     let hd = h.len();
     let sized = g.len() == 3 * hd && b.len() == 3 * hd && rec.len() == hd && h_prev.len() == hd && extra.len() == hd;
     match level() {

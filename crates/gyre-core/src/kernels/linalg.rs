@@ -27,7 +27,7 @@ const MIN_BLOCK: usize = 16;
 /// `c = alpha · a · b + beta · c` for `a: [m, k]`, `b: [k, n]`, `c: [m, n]`; any strides
 /// (pass `x.t()` for a transpose). Shapes are the caller's invariant: the drivers size every
 /// buffer from validated dimensions.
-pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
+pub(crate) fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
     if F::FAST_GEMM
         && alpha == F::one()
         && (beta == F::zero() || beta == F::one())
@@ -88,7 +88,7 @@ struct Strided<'a, F> {
 /// (`beta` 0 or 1 as in [`gemm`]): a block of columns of `a` read in place by gyre's kernel,
 /// where [`gemm`] of `a.slice(s![.., cols]).t()` (not contiguous) would take the slower
 /// general product.
-pub fn gemm_t_cols<F: Real>(
+pub(crate) fn gemm_t_cols<F: Real>(
     a: ArrayView2<F>,
     cols: std::ops::Range<usize>,
     b: ArrayView2<F>,
@@ -158,7 +158,7 @@ fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, 
 }
 
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.
-pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
+pub(crate) fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
     out.fill(F::zero());
     // Contiguous rows and output: plain slice loops (vectorized), the same order of additions.
     if let (Some(xs), Some(o)) = (x.as_slice(), out.as_slice_mut()) {

@@ -18,10 +18,10 @@
 use crate::kernels::real::Real;
 
 /// Width of the column panels of a packed right-hand operand (four AVX-512 vectors).
-pub const PANEL: usize = 64;
+pub(crate) const PANEL: usize = 64;
 
 /// Number of values of a `[K, N]` operand packed by [`pack`] or [`pack_transposed`].
-pub fn packed_len(k: usize, n: usize) -> usize {
+pub(crate) fn packed_len(k: usize, n: usize) -> usize {
     n.div_ceil(PANEL) * PANEL * k
 }
 
@@ -52,7 +52,7 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
 }
 
 /// [`pack`] of `wᵀ: [K, R]` for a row-major `w: [R, K]` (the weights' PyTorch layout).
-pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
+pub(crate) fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
     let r = w.len().checked_div(k).unwrap_or(0);
     let mut out = vec![F::zero(); packed_len(k, r)];
     if k == 0 {
@@ -168,7 +168,7 @@ const FETCH_MIN_BYTES: usize = 2 << 20;
 /// `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` for `x: [B, K]` contiguous, `wt: [K, W]`
 /// packed ([`pack_transposed`] of `W: [W, K]`), `r < R`, `out` rows of length `out_stride`
 /// (`c0 + R ≤ out_stride` and `c0 + R ≤ W`).
-pub fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: usize, c0: usize, r: usize) {
+pub(crate) fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: usize, c0: usize, r: usize) {
     if k == 0 || out_stride == 0 || r == 0 {
         return;
     }
@@ -177,7 +177,7 @@ pub fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: u
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · w[r, k]` for `x: [B, K]`, `w: [R, K]` (both contiguous),
 /// `out` rows of length `out_stride` (`c0 + R ≤ out_stride`).
-pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: usize, c0: usize) {
+pub(crate) fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: usize, c0: usize) {
     if k == 0 || out_stride == 0 {
         return;
     }
@@ -194,7 +194,7 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
 /// `y_stride`, `w: [K_w, J]` packed ([`pack`], `K_w = kw` rows) and `out: [B, J]` with
 /// `J = out_width`; `out` is overwritten unless `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub fn add_yw<F: Real>(
+pub(crate) fn add_yw<F: Real>(
     y: &[F],
     y_stride: usize,
     (y0, w0): (usize, usize),

@@ -6,7 +6,7 @@
 use super::real::{sigmoid, Real};
 
 /// The portable [`crate::kernels::Kernels::lstm_row`] (the oracle of the f32 SIMD builds).
-pub fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F], h: &mut [F]) {
+pub(crate) fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F], h: &mut [F]) {
     let hd = h.len();
     g.iter_mut().zip(b).for_each(|(x, &y)| *x = *x + y);
     g[..2 * hd].iter_mut().for_each(|v| *v = sigmoid(*v));
@@ -22,7 +22,7 @@ pub fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F
 /// The portable [`crate::kernels::Kernels::lstm_backward_row`], inlined into each SIMD build of it (plain IEEE
 /// operations: every build gives the same bits).
 #[inline(always)]
-pub fn lstm_backward_row_portable<F: Real>(
+pub(crate) fn lstm_backward_row_portable<F: Real>(
     g: &[F],
     c_prev: &[F],
     tanh_c: &[F],
@@ -56,7 +56,7 @@ pub fn lstm_backward_row_portable<F: Real>(
 
 /// The portable [`crate::kernels::Kernels::gru_backward_row`], inlined into each SIMD build of it.
 #[inline(always)]
-pub fn gru_backward_row_portable<F: Real>(
+pub(crate) fn gru_backward_row_portable<F: Real>(
     g: &[F],
     h_prev: &[F],
     extra: &[F],
@@ -89,7 +89,7 @@ pub fn gru_backward_row_portable<F: Real>(
 
 /// The portable [`crate::kernels::Kernels::add_rows`], inlined into each SIMD build of it.
 #[inline(always)]
-pub fn add_rows_portable<F: Real>(out: &mut [F], x: &[F]) {
+pub(crate) fn add_rows_portable<F: Real>(out: &mut [F], x: &[F]) {
     let w = out.len();
     if w == 0 {
         return;
@@ -100,7 +100,7 @@ pub fn add_rows_portable<F: Real>(out: &mut [F], x: &[F]) {
 }
 
 /// The portable [`crate::kernels::Kernels::gru_row`] (the oracle of the f32 SIMD builds).
-pub fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev: &[F], extra: &mut [F], h: &mut [F]) {
+pub(crate) fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev: &[F], extra: &mut [F], h: &mut [F]) {
     let hd = h.len();
     let one = F::one();
     for j in 0..2 * hd {
@@ -118,7 +118,7 @@ pub fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev: &[F], 
 /// The Adam arithmetic of [`crate::kernels::Kernels::adam_update`], inlined into each SIMD build of it (plain
 /// IEEE operations, no fused multiply-adds: every build gives the same bits).
 #[inline(always)]
-pub fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: [F; 6]) {
+pub(crate) fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: [F; 6]) {
     let [weight_decay, beta1, beta2, bias_correction2_sqrt, eps, step_size] = h;
     let one = F::one();
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
@@ -133,11 +133,11 @@ pub fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h:
 /// Lanes of [`crate::kernels::Kernels::square_sums`]: 32 independent chains of additions (four AVX-512 vectors of
 /// f64), so that the sum runs at the rate of the loads rather than of one addition's latency
 /// per lane (8 lanes held batch-1 training's gradient norm to 2 values per cycle).
-pub const SQUARE_LANES: usize = 32;
+pub(crate) const SQUARE_LANES: usize = 32;
 
 /// The portable [`crate::kernels::Kernels::square_sums`], inlined into each SIMD build of it.
 #[inline(always)]
-pub fn square_sums_portable<F: Real>(x: &[F], lanes: &mut [f64; SQUARE_LANES]) {
+pub(crate) fn square_sums_portable<F: Real>(x: &[F], lanes: &mut [f64; SQUARE_LANES]) {
     let chunks = x.chunks_exact(SQUARE_LANES);
     for (i, v) in chunks.remainder().iter().enumerate() {
         let v = v.to_f64().unwrap_or(f64::NAN);
@@ -152,7 +152,7 @@ pub fn square_sums_portable<F: Real>(x: &[F], lanes: &mut [f64; SQUARE_LANES]) {
 }
 
 /// The portable [`crate::kernels::Kernels::transpose`] (bounds-checked: panics on undersized slices).
-pub fn transpose_portable<F: Copy>(src: &[F], rows: usize, k: usize, dst: &mut [F], ld: usize) {
+pub(crate) fn transpose_portable<F: Copy>(src: &[F], rows: usize, k: usize, dst: &mut [F], ld: usize) {
     for (r, row) in src.chunks_exact(k.max(1)).take(rows).enumerate() {
         for (p, &v) in row.iter().enumerate() {
             dst[p * ld + r] = v;
@@ -163,7 +163,7 @@ pub fn transpose_portable<F: Copy>(src: &[F], rows: usize, k: usize, dst: &mut [
 /// The portable [`crate::kernels::Kernels::gemm_acc`]: each element one chain over `p` in order, multiply then add
 /// (the fallback of the SIMD builds and the oracle they are tested against).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_acc_portable<F: Real>(
+pub(crate) fn gemm_acc_portable<F: Real>(
     m: usize,
     n: usize,
     k: usize,
@@ -187,7 +187,7 @@ pub fn gemm_acc_portable<F: Real>(
 }
 
 /// The portable [`crate::kernels::Kernels::dot`]: 8 independent lanes, summed in a fixed tree.
-pub fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
+pub(crate) fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
     const LANES: usize = 8;
     let mut acc = [F::zero(); LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));

@@ -32,7 +32,7 @@ impl Real for f64 {
 
 /// Logistic sigmoid, `1 / (1 + e^-x)`, written to stay finite for large `|x|`.
 #[inline(always)]
-pub fn sigmoid<F: Real>(x: F) -> F {
+pub(crate) fn sigmoid<F: Real>(x: F) -> F {
     if x >= F::zero() {
         F::one() / (F::one() + (-x).exp())
     } else {

@@ -131,7 +131,7 @@ pub trait Kernels: Sized {
     }
 
     /// `dst[p·ld + r] = src[r·k + p]` for `r < rows`, `p < k`: the row-major `[rows, k]`
-    /// block `src` transposed into rows `ld` apart (`ld ≥ rows`; how [`crate::kernels::packed`] packs
+    /// block `src` transposed into rows `ld` apart (`ld ≥ rows`; how `kernels::packed` packs
     /// `Wᵀ`). Other values of `dst` are left alone.
     fn transpose(src: &[Self], rows: usize, k: usize, dst: &mut [Self], ld: usize)
     where
@@ -153,7 +153,7 @@ pub trait Kernels: Sized {
     }
 }
 
-/// f32 runs on the SIMD kernels of [`crate::kernels::dispatch`] (chosen for the CPU at run time).
+/// f32 runs on the SIMD kernels of `kernels::dispatch` (chosen for the CPU at run time).
 impl Kernels for f32 {
     const FAST_GEMM: bool = true;
 

@@ -13,7 +13,7 @@ use ndarray::{Array2, ArrayView2, ArrayView3};
 #[derive(Clone, Debug)]
 pub struct PackedBatch<F> {
     /// Row layout.
-    pub packing: Packing,
+    pub(crate) packing: Packing,
     /// `order[i]` is the original index of the `i`-th sequence after sorting.
     pub order: Vec<usize>,
     /// `[N, I]` packed features (empty for token input).

@@ -201,7 +201,7 @@ impl<F: Real> Model<F> {
     }
 
     /// Runs the model on a packed batch for its outputs only: no dropout, nothing kept for
-    /// backward (the recurrent layers run [`infer_sequence`], which holds the gates of a few
+    /// backward (the recurrent layers run `rnn::sequence::infer_sequence`, which holds the gates of a few
     /// steps at a time). The outputs are [`Model::forward`]'s, bit for bit. `initial` gives the
     /// recurrent layers' starting states (sorted order; zeros if `None`).
     /// `prepared` (from [`Model::prepare`] on the current parameters) saves each pass its

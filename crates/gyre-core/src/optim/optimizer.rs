@@ -125,7 +125,7 @@ impl OptimizerConfig {
         OptimizerConfig::RmsProp { lr, alpha: 0.99, eps: 1e-8, momentum: 0.0, centered: false, weight_decay: 0.0 }
     }
 
-    /// The base learning rate (the `lr` field), the rate a [`Schedule`] starts from.
+    /// The base learning rate (the `lr` field), the rate a [`Schedule`](crate::optim::Schedule) starts from.
     pub fn lr(&self) -> f64 {
         match *self {
             OptimizerConfig::Sgd { lr, .. }
@@ -293,13 +293,13 @@ impl<F: Real> Optimizer<F> {
     }
 
     /// One update of every parameter in place with learning rate `lr` (the rate for this step,
-    /// e.g. from [`Schedule::lr_at`]; finite and `≥ 0`).
+    /// e.g. from [`Schedule::lr_at`](crate::optim::Schedule::lr_at); finite and `≥ 0`).
     ///
     /// `params` must hold as many parameters as the sizes given to [`Optimizer::new`], in the
     /// same order, each with `value` and `grad` of that size; otherwise a
     /// [`CoreError::ShapeMismatch`] names the parameter (`params[i].value`, `params[i].grad`)
     /// and nothing changes. Non-finite gradients are not checked: they propagate into the
-    /// parameters and state, as in PyTorch (clip or check them first, see [`clip_grad_norm`]).
+    /// parameters and state, as in PyTorch (clip or check them first, see [`clip_grad_norm`](crate::optim::clip_grad_norm)).
     pub fn step(&mut self, params: &mut [Param<'_, F>], lr: F) -> Result<()> {
         if !(lr.is_finite() && lr >= F::zero()) {
             return Err(CoreError::invalid("lr", "finite and >= 0", lr));

@@ -144,7 +144,7 @@ pub(super) fn backward_lane<F: Real, C: Cell<F>>(
 /// gates are read by that step only, from a copy of its rows), so backward holds no second
 /// `[N, G·H]` buffer.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_sequence<F: Real, C: Cell<F>>(
+pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
     x: ArrayView2<F>,

@@ -9,7 +9,7 @@ use crate::kernels::real::Real;
 
 /// Sizes of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
+pub(crate) struct Dims {
     /// Batch size `B`.
     pub batch: usize,
     /// Input features `I`.
@@ -19,7 +19,7 @@ pub struct Dims {
 }
 
 /// What a cell sees and writes in one forward step.
-pub struct ForwardStep<'a, 'w, F> {
+pub(crate) struct ForwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
@@ -48,7 +48,7 @@ pub struct ForwardStep<'a, 'w, F> {
 }
 
 /// What a cell sees and writes in one backward step.
-pub struct BackwardStep<'a, 'w, F> {
+pub(crate) struct BackwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::packed::pack`]).
@@ -99,7 +99,7 @@ fn split_mut<F>(s: &mut [F], rows: usize, n: usize) -> (&mut [F], &mut [F]) {
 impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
     /// The step of the first `rows` batch rows and that of the others: every row of a step is
     /// independent of the others, so the two halves can run on different threads.
-    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+    pub(crate) fn split_rows(self, rows: usize) -> (Self, Self) {
         let n = self.dims.batch;
         let (g0, g1) = split_mut(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
@@ -143,7 +143,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
 
 impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
     /// As [`ForwardStep::split_rows`].
-    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+    pub(crate) fn split_rows(self, rows: usize) -> (Self, Self) {
         let n = self.dims.batch;
         let (g0, g1) = split_ref(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
@@ -202,7 +202,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
 }
 
 /// One time step of a recurrent cell, forward and backward.
-pub trait Cell<F: Real>: Sync {
+pub(crate) trait Cell<F: Real>: Sync {
     /// Number of gate blocks `G` (`weight_ih` is `[G·H, I]`).
     fn gates(&self) -> usize;
     /// Whether the cell carries a cell state `c` beside `h` (LSTM).

@@ -63,7 +63,7 @@ pub enum Nonlinearity {
 
 /// Elman RNN: `h = act(x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh)`. One gate block.
 #[derive(Clone, Copy, Debug)]
-pub struct RnnCell {
+pub(crate) struct RnnCell {
     /// The activation.
     pub nonlinearity: Nonlinearity,
 }
@@ -103,7 +103,7 @@ impl<F: Real> Cell<F> for RnnCell {
 /// LSTM with PyTorch's gate order `i, f, g, o`:
 /// `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`. Four gate blocks and a cell state.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LstmCell;
+pub(crate) struct LstmCell;
 
 impl<F: Real> Cell<F> for LstmCell {
     fn gates(&self) -> usize {
@@ -150,7 +150,7 @@ impl<F: Real> Cell<F> for LstmCell {
 /// - otherwise (tfjs, Keras `reset_after=False`, ONNX `linear_before_reset=0`):
 ///   `n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn)`.
 #[derive(Clone, Copy, Debug)]
-pub struct GruCell {
+pub(crate) struct GruCell {
     /// Apply the reset gate after the recurrent product (the default of PyTorch).
     pub reset_after: bool,
 }
@@ -288,7 +288,7 @@ impl<F: Real> Cell<F> for GruCell {
 
 /// Any of the three cells, chosen at run time from a [`crate::CellKind`].
 #[derive(Clone, Copy, Debug)]
-pub enum AnyCell {
+pub(crate) enum AnyCell {
     /// Elman RNN.
     Rnn(RnnCell),
     /// LSTM.
@@ -299,7 +299,7 @@ pub enum AnyCell {
 
 impl AnyCell {
     /// The cell for `kind`.
-    pub fn new(kind: crate::CellKind) -> Self {
+    pub(crate) fn new(kind: crate::CellKind) -> Self {
         match kind {
             crate::CellKind::Rnn(nonlinearity) => AnyCell::Rnn(RnnCell { nonlinearity }),
             crate::CellKind::Lstm => AnyCell::Lstm(LstmCell),

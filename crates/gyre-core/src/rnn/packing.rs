@@ -7,14 +7,14 @@ use crate::kernels::real::Real;
 /// Layout of a batch of sequences sorted by decreasing length, packed time-major: step `t`
 /// holds rows `offset(t) .. offset(t) + rows_at(t)`, the first `rows_at(t)` sequences.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packing {
+pub(crate) struct Packing {
     batch_sizes: Vec<usize>,
     offsets: Vec<usize>,
 }
 
 impl Packing {
     /// Every one of `batch` sequences has `steps` steps (plain time-major layout).
-    pub fn uniform(batch: usize, steps: usize) -> Result<Self> {
+    pub(crate) fn uniform(batch: usize, steps: usize) -> Result<Self> {
         crate::kernels::tensor::positive("batch", batch)?;
         crate::kernels::tensor::positive("steps", steps)?;
         Self::from_batch_sizes(vec![batch; steps])
@@ -22,7 +22,7 @@ impl Packing {
 
     /// Sequences of the given lengths, which must be positive and non-increasing (sort the
     /// batch by decreasing length first).
-    pub fn from_sorted_lengths(lengths: &[usize]) -> Result<Self> {
+    pub(crate) fn from_sorted_lengths(lengths: &[usize]) -> Result<Self> {
         let Some(&steps) = lengths.first() else {
             return Err(CoreError::invalid("lengths", "a non-empty list", "[]"));
         };
@@ -55,32 +55,32 @@ impl Packing {
     }
 
     /// Number of sequences `B`.
-    pub fn batch(&self) -> usize {
+    pub(crate) fn batch(&self) -> usize {
         self.batch_sizes.first().copied().unwrap_or(0)
     }
 
     /// Number of steps `T` of the longest sequence.
-    pub fn steps(&self) -> usize {
+    pub(crate) fn steps(&self) -> usize {
         self.batch_sizes.len()
     }
 
     /// Total packed rows `N` (the sum of the lengths).
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0)
     }
 
     /// Sequences still running at step `t`.
-    pub fn rows_at(&self, t: usize) -> usize {
+    pub(crate) fn rows_at(&self, t: usize) -> usize {
         self.batch_sizes[t]
     }
 
     /// First packed row of step `t`.
-    pub fn offset(&self, t: usize) -> usize {
+    pub(crate) fn offset(&self, t: usize) -> usize {
         self.offsets[t]
     }
 
     /// Length of sequence `b`.
-    pub fn length(&self, b: usize) -> usize {
+    pub(crate) fn length(&self, b: usize) -> usize {
         self.batch_sizes.iter().take_while(|&&n| n > b).count()
     }
 

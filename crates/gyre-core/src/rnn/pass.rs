@@ -40,14 +40,14 @@ pub(super) const PROJECTION_BYTES: usize = 1 << 10;
 /// [`crate::model::Model::prepare`]); each pass still uses them only where it would have made
 /// them itself, so results do not depend on whether they were given.
 #[derive(Clone, Debug)]
-pub struct Transposed<F> {
+pub(crate) struct Transposed<F> {
     weight_ih: Vec<F>,
     weight_hh: Vec<F>,
 }
 
 impl<F: Real> Transposed<F> {
     /// Transposes both weight matrices of `weights`.
-    pub fn of(weights: &LayerWeights<F>) -> Result<Self> {
+    pub(crate) fn of(weights: &LayerWeights<F>) -> Result<Self> {
         let (w_ih, w_hh) = (weights.weight_ih.as_standard_layout(), weights.weight_hh.as_standard_layout());
         Ok(Transposed {
             weight_ih: pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),

@@ -86,7 +86,7 @@ pub(super) fn forward_lane<F: Real, C: Cell<F>>(
 /// cells without a cell state), from first step to last or, with `reverse`, from each
 /// sequence's last step to its first, keeping everything backpropagation needs. The weights
 /// must have been checked against the cell.
-pub fn forward_sequence<F: Real, C: Cell<F>>(
+pub(crate) fn forward_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
     x: ArrayView2<F>,
@@ -169,7 +169,7 @@ pub fn forward_sequence<F: Real, C: Cell<F>>(
 
 /// What an inference pass returns: the outputs and the final states, nothing for backward.
 #[derive(Clone, Debug)]
-pub struct Outputs<F> {
+pub(crate) struct Outputs<F> {
     /// `[N, H]` the hidden state after every step, packed.
     pub h: Vec<F>,
     /// `[B, H]` each sequence's hidden state after its last step (in reverse: its first).
@@ -183,7 +183,7 @@ pub struct Outputs<F> {
 /// for the current step, and a step reads the previous step's outputs in place where it can.
 /// `transposed`, when given, must be [`Transposed::of`] these weights.
 #[allow(clippy::too_many_arguments)]
-pub fn infer_sequence<F: Real, C: Cell<F>>(
+pub(crate) fn infer_sequence<F: Real, C: Cell<F>>(
     cell: &C,
     weights: &LayerWeights<F>,
     transposed: Option<&Transposed<F>>,

@@ -9,7 +9,7 @@ use ndarray::Array2;
 /// Everything the forward pass of one sequence batch keeps for backpropagation; `N` rows
 /// packed as described by [`Packing`].
 #[derive(Clone, Debug)]
-pub struct Trace<F> {
+pub(crate) struct Trace<F> {
     /// Sizes; `dims.batch` is the number of sequences `B`.
     pub dims: Dims,
     /// Row layout.
@@ -33,7 +33,7 @@ pub struct Trace<F> {
 
 impl<F: Real> Trace<F> {
     /// `[N, H]` the hidden state after every step, packed.
-    pub fn outputs(&self) -> &[F] {
+    pub(crate) fn outputs(&self) -> &[F] {
         &self.h
     }
 
@@ -42,7 +42,7 @@ impl<F: Real> Trace<F> {
     /// step's, `from_h`) or of the initial state. Consecutive steps whose rows continue
     /// contiguously share a run (one run per direction for sequences of equal length, plus the
     /// first step's).
-    pub fn prev_runs(&self) -> Vec<(usize, usize, bool, usize)> {
+    pub(crate) fn prev_runs(&self) -> Vec<(usize, usize, bool, usize)> {
         let packing = &self.packing;
         let mut pieces = Vec::with_capacity(2 * packing.steps());
         for p in 0..packing.steps() {
@@ -78,12 +78,12 @@ impl<F: Real> Trace<F> {
     }
 
     /// `[B, H]` each sequence's hidden state after its last step (in reverse: its first).
-    pub fn final_hidden(&self) -> Vec<F> {
+    pub(crate) fn final_hidden(&self) -> Vec<F> {
         self.gather_final(&self.h)
     }
 
     /// `[B, H]` each sequence's final cell state (empty for cells without one).
-    pub fn final_cell(&self) -> Vec<F> {
+    pub(crate) fn final_cell(&self) -> Vec<F> {
         if self.c.is_empty() {
             return Vec::new();
         }
@@ -93,7 +93,7 @@ impl<F: Real> Trace<F> {
 
 /// Gradients of one sequence batch.
 #[derive(Clone, Debug)]
-pub struct SequenceGrads<F> {
+pub(crate) struct SequenceGrads<F> {
     /// `[N, I]` gradient of the packed input.
     pub input: Array2<F>,
     /// `[B, H]` gradient of the initial hidden state.

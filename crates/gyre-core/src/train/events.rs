@@ -3,7 +3,7 @@
 
 use super::evaluate::Evaluation;
 
-/// A progress event of [`fit`].
+/// A progress event of [`fit`](fn@crate::train::fit).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Progress {
     /// After every batch.
@@ -47,7 +47,7 @@ pub trait Observer {
     }
 }
 
-/// What [`fit`] did.
+/// What [`fit`](fn@crate::train::fit) did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct History {
     /// One `Progress::Epoch` per completed epoch.
