@@ -145,14 +145,17 @@ impl<'w, F: Real> Prepared<'w, F> {
     }
 }
 
-/// Groups of consecutive processed steps `p0..p1` whose packed rows `r0..r1` are projected at
-/// once (contiguous rows in either direction).
-pub(super) fn projection_groups(
-    packing: &Packing,
-    reverse: bool,
-    gh: usize,
-    elem: usize,
-) -> Vec<(usize, usize, usize, usize)> {
+/// Consecutive processed steps whose packed rows are projected at once (contiguous rows in
+/// either direction).
+pub(super) struct ProjectionGroup {
+    /// The steps, in processing order.
+    pub(super) steps: std::ops::Range<usize>,
+    /// Their packed rows.
+    pub(super) rows: std::ops::Range<usize>,
+}
+
+/// The projection groups of a pass: steps whose gates fit [`PROJECTION_BYTES`] together.
+pub(super) fn projection_groups(packing: &Packing, reverse: bool, gh: usize, elem: usize) -> Vec<ProjectionGroup> {
     let cap = (PROJECTION_BYTES / (gh * elem).max(1)).max(1);
     let mut out = Vec::new();
     let mut p0 = 0;
@@ -165,7 +168,10 @@ pub(super) fn projection_groups(
         }
         let (a, b) = (packing.step(p0, reverse), packing.step(p1 - 1, reverse));
         let (first, last) = (a.min(b), a.max(b));
-        out.push((p0, p1, packing.offset(first), packing.offset(last) + packing.rows_at(last)));
+        out.push(ProjectionGroup {
+            steps: p0..p1,
+            rows: packing.offset(first)..packing.offset(last) + packing.rows_at(last),
+        });
         p0 = p1;
     }
     out

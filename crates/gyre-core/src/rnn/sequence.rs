@@ -1,5 +1,6 @@
-//! The time-loop driver: runs any [`Cell`] over a batch of sequences, forward and backward,
-//! in either direction, with sequences of different lengths.
+//! The time-loop driver's forward walk: runs any [`Cell`] over a batch of sequences, in either
+//! direction, with sequences of different lengths; one walk for training and inference, compiled
+//! once per mode ([`Keep`]). The backward walk is in `backward.rs`.
 //!
 //! Rows are packed time-major as in PyTorch's `PackedSequence`: the batch is sorted by
 //! decreasing length and step `t` holds the first `batch_sizes[t]` sequences (see
@@ -82,89 +83,158 @@ pub(super) fn forward_lane<F: Real, C: Cell<F>>(
     Ok(())
 }
 
-/// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
-/// cells without a cell state), from first step to last or, with `reverse`, from each
-/// sequence's last step to its first, keeping everything backpropagation needs. The weights
-/// must have been checked against the cell.
-pub(crate) fn forward_sequence<F: Real, C: Cell<F>>(
-    cell: &C,
-    weights: &LayerWeights<F>,
-    x: ArrayView2<F>,
-    packing: &Packing,
-    reverse: bool,
-    h0: &[F],
-    c0: &[F],
-) -> Result<Trace<F>> {
-    let hidden = weights.weight_hh.ncols();
-    check_pass(cell, &x, packing, hidden, h0, c0)?;
-    let (rows, input) = x.dim();
-    let gh = cell.gates() * hidden;
-    let batch = packing.batch();
-    let has_c = cell.has_cell_state();
-    let dims = Dims { batch, input, hidden };
-    let width = cell.extra() * hidden;
-    let w = Prepared::new(weights, cell.gates(), packing, None)?;
-    let x = x.as_standard_layout();
+/// The sizes of one pass, for a [`Keep`] to size its buffers and build its result.
+#[derive(Clone, Copy)]
+pub(super) struct PassShape {
+    /// Packed rows `N`.
+    rows: usize,
+    /// Sizes of the whole batch.
+    dims: Dims,
+    /// `G·H`.
+    gh: usize,
+    /// `E·H`, the cell's extra values per row.
+    width: usize,
+    /// Whether the cell has a cell state.
+    has_c: bool,
+    /// The most rows a projection group holds.
+    group_rows: usize,
+}
 
-    let state_len = if has_c { rows * hidden } else { 0 };
-    let mut gates = zeros(rows * gh);
-    let mut h = zeros(rows * hidden);
-    let mut c = zeros(state_len);
-    let mut extra = zeros(rows * width);
+/// What a step writes besides its hidden state: its rows of the gates, the cell state it
+/// starts from and the one it ends in, and its extra values (`[n, ·]` each).
+pub(super) struct StepBufs<'s, F> {
+    gates: &'s mut [F],
+    c_prev: &'s [F],
+    c: &'s mut [F],
+    extra: &'s mut [F],
+}
 
-    let bounds = lanes(packing, gh * (input + hidden));
-    if bounds.len() > 2 {
+/// What the one forward walk keeps besides the hidden states `h: [N, H]`, and so what it
+/// returns: [`Training`] keeps every step's gates, cell state and extra values for
+/// backpropagation (and may run in lanes); [`Inference`] keeps the gates of one projection
+/// group and the cell state of one step. The walk is compiled once per mode (no branch on the
+/// mode inside the time loop); both run the same arithmetic, so their outputs are the same bits.
+pub(super) trait Keep<F: Real>: Sized {
+    /// What the pass returns.
+    type Out;
+
+    /// The buffers of a pass of this shape.
+    fn new(shape: PassShape) -> Self;
+
+    /// Runs the whole pass in lanes of sequences (see [`lanes`]) when the mode does and the
+    /// pass is large enough, writing `h`; whether it did.
+    #[allow(clippy::too_many_arguments)]
+    fn in_lanes<C: Cell<F>>(
+        &mut self,
+        _cell: &C,
+        _w: &Prepared<'_, F>,
+        _x: &[F],
+        _packing: &Packing,
+        _reverse: bool,
+        _h: &mut [F],
+        _init: (&[F], &[F]),
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// `[r1 − r0, G·H]` the gates of the projection group of rows `r0..r1`, to project into.
+    fn group(&mut self, r0: usize, r1: usize) -> &mut [F];
+
+    /// The buffers of the step at `at` in the group starting at row `r0`; `c0` the initial cell
+    /// state of the batch.
+    fn step(&mut self, at: StepRows, r0: usize, c0: &[F]) -> StepBufs<'_, F>;
+
+    /// After the step at `at`, the `p`-th processed.
+    #[inline(always)]
+    fn after_step(&mut self, _packing: &Packing, _p: usize, _reverse: bool, _at: StepRows) {}
+
+    /// The pass's result from the hidden states `h: [N, H]`.
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, init: (&[F], &[F])) -> Self::Out;
+}
+
+/// The training pass's buffers: everything backpropagation needs ([`Trace`]).
+pub(super) struct Training<F> {
+    shape: PassShape,
+    /// `[N, G·H]`
+    gates: Vec<F>,
+    /// `[N, H]` (empty without a cell state)
+    c: Vec<F>,
+    /// `[B, H]` the gathered starting cell state of a step where some sequences start.
+    c_gather: Vec<F>,
+    /// `[N, E·H]`
+    extra: Vec<F>,
+}
+
+impl<F: Real> Keep<F> for Training<F> {
+    type Out = Trace<F>;
+
+    fn new(shape: PassShape) -> Self {
+        let PassShape { rows, dims, gh, width, has_c, .. } = shape;
+        let state_len = if has_c { rows * dims.hidden } else { 0 };
+        let (gates, c, extra) = (zeros(rows * gh), zeros(state_len), zeros(rows * width));
+        Training { shape, gates, c, c_gather: Vec::new(), extra }
+    }
+
+    fn in_lanes<C: Cell<F>>(
+        &mut self,
+        cell: &C,
+        w: &Prepared<'_, F>,
+        x: &[F],
+        packing: &Packing,
+        reverse: bool,
+        h: &mut [F],
+        (h0, c0): (&[F], &[F]),
+    ) -> Result<bool> {
+        let PassShape { dims, gh, width, has_c, .. } = self.shape;
+        let hidden = dims.hidden;
+        let bounds = lanes(packing, gh * (dims.input + hidden));
+        if bounds.len() <= 2 {
+            // One lane: the walk's loop; its gathers of the cell state need this buffer.
+            self.c_gather = zeros(if has_c { dims.batch * hidden } else { 0 });
+            return Ok(false);
+        }
         use rayon::prelude::*;
         let state_width = if has_c { hidden } else { 0 };
-        let lanes: Vec<ForwardLane<'_, F>> = lane_slices(&mut gates, gh, packing, &bounds)
+        let lanes: Vec<ForwardLane<'_, F>> = lane_slices(&mut self.gates, gh, packing, &bounds)
             .into_iter()
-            .zip(lane_slices(&mut h, hidden, packing, &bounds))
-            .zip(lane_slices(&mut c, state_width, packing, &bounds))
-            .zip(lane_slices(&mut extra, width, packing, &bounds))
+            .zip(lane_slices(h, hidden, packing, &bounds))
+            .zip(lane_slices(&mut self.c, state_width, packing, &bounds))
+            .zip(lane_slices(&mut self.extra, width, packing, &bounds))
             .enumerate()
             .map(|(j, (((gates, h), c), extra))| ForwardLane { seqs: (bounds[j], bounds[j + 1]), gates, h, c, extra })
             .collect();
-        let xs = input_rows(&x, 0, rows)?;
         lanes
             .into_par_iter()
-            .map(|lane| forward_lane(cell, &w, xs, packing, reverse, dims, lane, h0, c0))
+            .map(|lane| forward_lane(cell, w, x, packing, reverse, dims, lane, h0, c0))
             .collect::<Result<Vec<()>>>()?;
-        let (h0, c0) = (h0.to_vec(), if has_c { c0.to_vec() } else { Vec::new() });
-        return Ok(Trace { dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra });
+        Ok(true)
     }
-    // One lane: the input projected a group of steps at a time, each step's rows split over the
-    // pool. The states of steps where some sequences start (variable lengths, reverse) are
-    // gathered.
-    let mut h_gather = zeros(batch * hidden);
-    let mut c_gather = zeros(if has_c { batch * hidden } else { 0 });
-    let mut scratch = zeros(batch * gh);
-    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
-    for (p0, p1, r0, r1) in projection_groups(packing, reverse, gh, std::mem::size_of::<F>()) {
-        w.project(input_rows(&x, r0, r1)?, &mut gates[r0 * gh..r1 * gh], true)?;
-        for p in p0..p1 {
-            let (_, at) = StepRows::of(packing, p, reverse);
-            let (n, off) = (at.n, at.s);
-            let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
-            let (c_prev_t, c_t): (&[F], &mut [F]) =
-                if has_c { step_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
-            let step = ForwardStep {
-                dims: Dims { batch: n, ..dims },
-                w_hh,
-                w_hh_t: &w.w_hh_t,
-                b_hh,
-                gates: &mut gates[off * gh..(off + n) * gh],
-                h_prev,
-                c_prev: c_prev_t,
-                h: h_t,
-                c: c_t,
-                extra: &mut extra[off * width..(off + n) * width],
-                scratch: &mut scratch[..n * gh],
-            };
-            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
+
+    #[inline(always)]
+    fn group(&mut self, r0: usize, r1: usize) -> &mut [F] {
+        let gh = self.shape.gh;
+        &mut self.gates[r0 * gh..r1 * gh]
+    }
+
+    #[inline(always)]
+    fn step(&mut self, at: StepRows, _r0: usize, c0: &[F]) -> StepBufs<'_, F> {
+        let PassShape { dims, gh, width, has_c, .. } = self.shape;
+        let (n, off) = (at.n, at.s);
+        let (c_prev, c): (&[F], &mut [F]) =
+            if has_c { step_state(&mut self.c, &mut self.c_gather, at, c0, dims.hidden) } else { (&[], &mut []) };
+        StepBufs {
+            gates: &mut self.gates[off * gh..(off + n) * gh],
+            c_prev,
+            c,
+            extra: &mut self.extra[off * width..(off + n) * width],
         }
     }
-    let (h0, c0) = (h0.to_vec(), if has_c { c0.to_vec() } else { Vec::new() });
-    Ok(Trace { dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra })
+
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, (h0, c0): (&[F], &[F])) -> Trace<F> {
+        let Training { shape, gates, c, extra, .. } = self;
+        let (h0, c0) = (h0.to_vec(), if shape.has_c { c0.to_vec() } else { Vec::new() });
+        Trace { dims: shape.dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra }
+    }
 }
 
 /// What an inference pass returns: the outputs and the final states, nothing for backward.
@@ -178,10 +248,166 @@ pub(crate) struct Outputs<F> {
     pub c_n: Vec<F>,
 }
 
-/// [`forward_sequence`] without what backpropagation needs: the same arithmetic (the same
-/// outputs, bit for bit), but the gates live only for a group of steps, the cell state only
-/// for the current step, and a step reads the previous step's outputs in place where it can.
-/// `transposed`, when given, must be [`Transposed::of`] these weights.
+/// The inference pass's buffers: the gates of one projection group, the cell state of one step
+/// (and of each sequence's last), the extra values of one step.
+pub(super) struct Inference<F> {
+    shape: PassShape,
+    /// `[group rows, G·H]`
+    gates: Vec<F>,
+    /// `[B, H]` each, empty without a cell state.
+    c_prev: Vec<F>,
+    c: Vec<F>,
+    c_n: Vec<F>,
+    /// `[B, E·H]`
+    extra: Vec<F>,
+}
+
+impl<F: Real> Keep<F> for Inference<F> {
+    type Out = Outputs<F>;
+
+    fn new(shape: PassShape) -> Self {
+        let PassShape { dims, gh, width, has_c, group_rows, .. } = shape;
+        let state_len = if has_c { dims.batch * dims.hidden } else { 0 };
+        let gates = zeros(group_rows * gh);
+        let (c_prev, c, c_n) = (zeros(state_len), zeros(state_len), zeros(state_len));
+        Inference { shape, gates, c_prev, c, c_n, extra: zeros(dims.batch * width) }
+    }
+
+    #[inline(always)]
+    fn group(&mut self, r0: usize, r1: usize) -> &mut [F] {
+        &mut self.gates[..(r1 - r0) * self.shape.gh]
+    }
+
+    #[inline(always)]
+    fn step(&mut self, at: StepRows, r0: usize, c0: &[F]) -> StepBufs<'_, F> {
+        let PassShape { dims, gh, width, has_c, .. } = self.shape;
+        let (n, off, hidden) = (at.n, at.s, dims.hidden);
+        // The cell state the step starts from: the previous step's, with the initial state of
+        // the sequences that start here.
+        if has_c {
+            let split = at.from_prev * hidden;
+            self.c_prev[split..n * hidden].copy_from_slice(&c0[split..n * hidden]);
+        }
+        let state_len = self.c.len();
+        StepBufs {
+            gates: &mut self.gates[(off - r0) * gh..(off - r0 + n) * gh],
+            c_prev: &self.c_prev[..state_len.min(n * hidden)],
+            c: &mut self.c[..state_len.min(n * hidden)],
+            extra: &mut self.extra[..n * width],
+        }
+    }
+
+    #[inline(always)]
+    fn after_step(&mut self, packing: &Packing, p: usize, reverse: bool, at: StepRows) {
+        if self.shape.has_c {
+            // Sequences the next step does not carry on end here: keep their cell state.
+            let (n, hidden) = (at.n, self.shape.dims.hidden);
+            let next = p + 1 < packing.steps();
+            let carried = if next { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 };
+            self.c_n[carried * hidden..n * hidden].copy_from_slice(&self.c[carried * hidden..n * hidden]);
+            std::mem::swap(&mut self.c_prev, &mut self.c);
+        }
+    }
+
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, _init: (&[F], &[F])) -> Outputs<F> {
+        let Dims { batch, hidden, .. } = self.shape.dims;
+        let trace_rows = |b: usize| packing.offset(if reverse { 0 } else { packing.length(b) - 1 }) + b;
+        let mut h_n = Vec::with_capacity(batch * hidden);
+        for b in 0..batch {
+            let r = trace_rows(b);
+            h_n.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
+        }
+        Outputs { h, h_n, c_n: self.c_n }
+    }
+}
+
+/// The one forward walk of a layer direction, for training and inference (`K`, see [`Keep`]):
+/// runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
+/// cells without a cell state), from first step to last or, with `reverse`, from each
+/// sequence's last step to its first. The input is projected a group of steps at a time (see
+/// [`projection_groups`]), each step's rows split over the pool; the states of steps where some
+/// sequences start (variable lengths, reverse) are gathered with the initial state's rows.
+/// `given`, when given, must be [`Transposed::of`] these weights.
+#[allow(clippy::too_many_arguments)]
+fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
+    cell: &C,
+    weights: &LayerWeights<F>,
+    given: Option<&Transposed<F>>,
+    x: ArrayView2<F>,
+    packing: &Packing,
+    reverse: bool,
+    h0: &[F],
+    c0: &[F],
+) -> Result<K::Out> {
+    let hidden = weights.weight_hh.ncols();
+    check_pass(cell, &x, packing, hidden, h0, c0)?;
+    let (rows, input) = x.dim();
+    let gh = cell.gates() * hidden;
+    let batch = packing.batch();
+    let dims = Dims { batch, input, hidden };
+    let w = Prepared::new(weights, cell.gates(), packing, given)?;
+    let x = x.as_standard_layout();
+    let groups = projection_groups(packing, reverse, gh, std::mem::size_of::<F>());
+    let group_rows = groups.iter().map(|g| g.rows.len()).max().unwrap_or(0);
+    let has_c = cell.has_cell_state();
+    let shape = PassShape { rows, dims, gh, width: cell.extra() * hidden, has_c, group_rows };
+    let mut keep = K::new(shape);
+    let mut h = zeros(rows * hidden);
+    if keep.in_lanes(cell, &w, input_rows(&x, 0, rows)?, packing, reverse, &mut h, (h0, c0))? {
+        return Ok(keep.finish(h, packing, reverse, (h0, c0)));
+    }
+    let mut h_gather = zeros(batch * hidden);
+    let mut scratch = zeros(batch * gh);
+    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
+    for group in groups {
+        let r0 = group.rows.start;
+        w.project(input_rows(&x, r0, group.rows.end)?, keep.group(r0, group.rows.end), true)?;
+        for p in group.steps {
+            let (_, at) = StepRows::of(packing, p, reverse);
+            let n = at.n;
+            let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
+            let StepBufs { gates, c_prev, c, extra } = keep.step(at, r0, c0);
+            let step = ForwardStep {
+                dims: Dims { batch: n, ..dims },
+                w_hh,
+                w_hh_t: &w.w_hh_t,
+                b_hh,
+                gates,
+                h_prev,
+                c_prev,
+                h: h_t,
+                c,
+                extra,
+                scratch: &mut scratch[..n * gh],
+            };
+            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
+            keep.after_step(packing, p, reverse, at);
+        }
+    }
+    Ok(keep.finish(h, packing, reverse, (h0, c0)))
+}
+
+/// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
+/// cells without a cell state), from first step to last or, with `reverse`, from each
+/// sequence's last step to its first, keeping everything backpropagation needs: [`walk`] in
+/// [`Training`] mode. The weights must have been checked against the cell.
+pub(crate) fn forward_sequence<F: Real, C: Cell<F>>(
+    cell: &C,
+    weights: &LayerWeights<F>,
+    x: ArrayView2<F>,
+    packing: &Packing,
+    reverse: bool,
+    h0: &[F],
+    c0: &[F],
+) -> Result<Trace<F>> {
+    walk::<F, C, Training<F>>(cell, weights, None, x, packing, reverse, h0, c0)
+}
+
+/// [`forward_sequence`] without what backpropagation needs ([`walk`] in [`Inference`] mode):
+/// the same arithmetic (the same outputs, bit for bit), but the gates live only for a group of
+/// steps, the cell state only for the current step, and a step reads the previous step's
+/// outputs in place where it can. `transposed`, when given, must be [`Transposed::of`] these
+/// weights.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn infer_sequence<F: Real, C: Cell<F>>(
     cell: &C,
@@ -193,70 +419,5 @@ pub(crate) fn infer_sequence<F: Real, C: Cell<F>>(
     h0: &[F],
     c0: &[F],
 ) -> Result<Outputs<F>> {
-    let hidden = weights.weight_hh.ncols();
-    check_pass(cell, &x, packing, hidden, h0, c0)?;
-    let (rows, input) = x.dim();
-    let gh = cell.gates() * hidden;
-    let batch = packing.batch();
-    let bh = batch * hidden;
-    let has_c = cell.has_cell_state();
-    let dims = Dims { batch, input, hidden };
-    let width = cell.extra() * hidden;
-    let w = Prepared::new(weights, cell.gates(), packing, transposed)?;
-    let x = x.as_standard_layout();
-    let groups = projection_groups(packing, reverse, gh, std::mem::size_of::<F>());
-    let group_rows = groups.iter().map(|g| g.3 - g.2).max().unwrap_or(0);
-
-    let mut gates = zeros(group_rows * gh);
-    let mut h = zeros(rows * hidden);
-    let mut h_gather = zeros(bh);
-    let state_len = if has_c { bh } else { 0 };
-    let (mut c_prev, mut c, mut c_n) = (zeros(state_len), zeros(state_len), zeros(state_len));
-    let mut extra = zeros(batch * width);
-    let mut scratch = zeros(batch * gh);
-    let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
-    let steps = packing.steps();
-
-    for (p0, p1, r0, r1) in groups {
-        let group = &mut gates[..(r1 - r0) * gh];
-        w.project(input_rows(&x, r0, r1)?, group, true)?;
-        for p in p0..p1 {
-            let (_, at) = StepRows::of(packing, p, reverse);
-            let (n, off) = (at.n, at.s);
-            // The state the step starts from: the previous step's rows in place when every
-            // sequence carries on, else gathered with the initial state of those that start.
-            let (h_prev, h_t) = step_state(&mut h, &mut h_gather, at, h0, hidden);
-            if has_c {
-                let split = at.from_prev * hidden;
-                c_prev[split..n * hidden].copy_from_slice(&c0[split..n * hidden]);
-            }
-            let step = ForwardStep {
-                dims: Dims { batch: n, ..dims },
-                w_hh,
-                w_hh_t: &w.w_hh_t,
-                b_hh,
-                gates: &mut group[(off - r0) * gh..(off - r0 + n) * gh],
-                h_prev,
-                c_prev: &c_prev[..state_len.min(n * hidden)],
-                h: h_t,
-                c: &mut c[..state_len.min(n * hidden)],
-                extra: &mut extra[..n * width],
-                scratch: &mut scratch[..n * gh],
-            };
-            in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
-            if has_c {
-                // Sequences the next step does not carry on end here: keep their cell state.
-                let carried = if p + 1 < steps { packing.rows_at(packing.step(p + 1, reverse)).min(n) } else { 0 };
-                c_n[carried * hidden..n * hidden].copy_from_slice(&c[carried * hidden..n * hidden]);
-                std::mem::swap(&mut c_prev, &mut c);
-            }
-        }
-    }
-    let trace_rows = |b: usize| packing.offset(if reverse { 0 } else { packing.length(b) - 1 }) + b;
-    let mut h_n = Vec::with_capacity(bh);
-    for b in 0..batch {
-        let r = trace_rows(b);
-        h_n.extend_from_slice(&h[r * hidden..(r + 1) * hidden]);
-    }
-    Ok(Outputs { h, h_n, c_n })
+    walk::<F, C, Inference<F>>(cell, weights, transposed, x, packing, reverse, h0, c0)
 }
