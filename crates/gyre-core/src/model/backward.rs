@@ -86,7 +86,7 @@ impl<F: Real> Model<F> {
     ) -> Result<Array2<F>> {
         let cell = AnyCell::new(r.cell);
         let h = r.hidden_size;
-        let dirs = if r.bidirectional { 2 } else { 1 };
+        let dirs = r.directions();
         let n = packing.rows();
         // Per direction of the top layer: the gradient of its packed outputs or final states.
         let split = |a: &Array2<F>, d: usize| -> Vec<F> {

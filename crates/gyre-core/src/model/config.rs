@@ -73,6 +73,26 @@ pub struct RecurrentConfig {
     pub dropout: f64,
 }
 
+impl RecurrentConfig {
+    /// Directions `D` of each stacked layer: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Features per row of the layer's output: `2·H` for two concatenated directions, else `H`.
+    pub fn output_width(&self) -> usize {
+        if self.bidirectional && self.merge == Merge::Concat {
+            2 * self.hidden_size
+        } else {
+            self.hidden_size
+        }
+    }
+}
+
 /// One layer of a [`ModelConfig`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LayerConfig {

@@ -1,7 +1,7 @@
 //! A model's parameters: how a [`ModelConfig`] becomes named tensors initialised as PyTorch
 //! does, the resolved sizes of each layer, and access to the parameters.
 
-use super::config::{Activation, InputKind, LayerConfig, Merge, ModelConfig};
+use super::config::{Activation, InputKind, LayerConfig, ModelConfig};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::kernels::tensor::{matrix, vector};
@@ -68,13 +68,13 @@ fn parameter_budget(config: &ModelConfig) -> Result<usize> {
             LayerConfig::Embedding { dim } => (mul(width, dim)?, dim),
             LayerConfig::Dense { units, .. } => (mul(units, width)?.saturating_add(units), units),
             LayerConfig::Recurrent(r) => {
-                let dirs = if r.bidirectional { 2 } else { 1 };
+                let dirs = r.directions();
                 let gh = mul(r.cell.gates(), r.hidden_size)?;
                 let first = mul(gh, width)?.saturating_add(mul(gh, r.hidden_size)?).saturating_add(2 * gh);
                 let later =
                     mul(gh, dirs * r.hidden_size)?.saturating_add(mul(gh, r.hidden_size)?).saturating_add(2 * gh);
                 let per_dir = first.saturating_add(mul(later, r.num_layers.saturating_sub(1))?);
-                let out = if r.bidirectional && r.merge == Merge::Concat { 2 * r.hidden_size } else { r.hidden_size };
+                let out = r.output_width();
                 (mul(per_dir, dirs)?, out)
             }
         };
@@ -152,7 +152,7 @@ impl<F: Real> Model<F> {
                         return Err(invalid(what("type"), "a layer after one that outputs a sequence", "recurrent"));
                     }
                     let h = r.hidden_size;
-                    let dirs = if r.bidirectional { 2 } else { 1 };
+                    let dirs = r.directions();
                     let gh = r.cell.gates() * h;
                     let bound = 1.0 / (h as f64).sqrt();
                     for l in 0..r.num_layers {
@@ -165,7 +165,7 @@ impl<F: Real> Model<F> {
                             uniform(format!("{i}.bias_hh_l{l}{s}"), vec![gh], bound, false, &mut rng);
                         }
                     }
-                    let out = if r.bidirectional && r.merge == Merge::Concat { 2 * h } else { h };
+                    let out = r.output_width();
                     (out, r.return_sequences)
                 }
                 LayerConfig::Dense { units, .. } => {

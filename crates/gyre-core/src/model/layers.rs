@@ -4,6 +4,7 @@
 
 use super::config::{Activation, Merge, RecurrentConfig};
 use super::init::{LayerInfo, Model};
+use super::state::ModelState;
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::gemm;
 use crate::kernels::real::{sigmoid, Real};
@@ -46,19 +47,34 @@ impl<F: Real> Model<F> {
     }
 }
 
+/// A recurrent layer's given starting states: `[l·D + d]` hidden states `[B, H]`, and cell
+/// states when the state has them.
+#[derive(Clone, Copy)]
+pub(super) struct LayerState<'a, F> {
+    hidden: &'a [Vec<F>],
+    cell: Option<&'a [Vec<F>]>,
+}
+
+impl<'a, F> LayerState<'a, F> {
+    /// The states of recurrent layer `index` in `state`, if given and present.
+    pub(super) fn of(state: Option<&'a ModelState<F>>, index: usize) -> Option<Self> {
+        let s = state?;
+        Some(LayerState { hidden: s.hidden.get(index)?, cell: s.cell.get(index).map(|c| &c[..]) })
+    }
+}
+
 /// The starting state `(h0, c0)` (`[B, H]` each; `c0` empty without a cell state) of stacked
 /// layer and direction `k`: from `init` when given, else `zeros`.
-#[allow(clippy::type_complexity)]
 pub(super) fn initial_state<'a, F: Real>(
-    init: Option<(&'a Vec<Vec<F>>, Option<&'a Vec<Vec<F>>>)>,
+    init: Option<LayerState<'a, F>>,
     k: usize,
     has_c: bool,
     zeros: &'a [F],
     b: usize,
     h: usize,
 ) -> Result<(&'a [F], &'a [F])> {
-    let h0 = init.and_then(|(hh, _)| hh.get(k)).map_or(zeros, |v| &v[..]);
-    let c0 = if has_c { init.and_then(|(_, c)| c?.get(k)).map_or(zeros, |v| &v[..]) } else { &[] };
+    let h0 = init.and_then(|s| s.hidden.get(k)).map_or(zeros, |v| &v[..]);
+    let c0 = if has_c { init.and_then(|s| s.cell?.get(k)).map_or(zeros, |v| &v[..]) } else { &[] };
     if h0.len() != b * h || c0.len() != if has_c { b * h } else { 0 } {
         return Err(CoreError::shape("state", format!("[{b}, {h}]"), format!("{} values", h0.len())));
     }
@@ -70,7 +86,7 @@ pub(super) fn initial_state<'a, F: Real>(
 /// directions concatenated or summed.
 pub(super) fn recurrent_output<F: Real>(r: &RecurrentConfig, b: usize, x: Array2<F>, hs: &[Vec<F>]) -> Result<Act<F>> {
     let h = r.hidden_size;
-    let dirs = if r.bidirectional { 2 } else { 1 };
+    let dirs = r.directions();
     let merged = |a: Array2<F>| -> Array2<F> {
         if dirs == 2 && r.merge == Merge::Sum {
             let (f, bk) = a.view().split_at(Axis(1), h);

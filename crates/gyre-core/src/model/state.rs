@@ -38,7 +38,7 @@ impl<F: Real> Model<F> {
             .iter()
             .filter_map(|l| match l.config {
                 LayerConfig::Recurrent(r) => {
-                    let n = r.num_layers * if r.bidirectional { 2 } else { 1 };
+                    let n = r.num_layers * r.directions();
                     Some(n * r.hidden_size * if r.cell.has_cell_state() { 2 } else { 1 })
                 }
                 _ => None,
@@ -59,7 +59,7 @@ impl<F: Real> Model<F> {
     fn state_lengths(&self, batch: usize) -> Vec<usize> {
         let recurrent = || {
             self.layers.iter().filter_map(|l| match l.config {
-                LayerConfig::Recurrent(r) => Some((r.num_layers * if r.bidirectional { 2 } else { 1 }, r)),
+                LayerConfig::Recurrent(r) => Some((r.num_layers * r.directions(), r)),
                 _ => None,
             })
         };
@@ -73,7 +73,7 @@ impl<F: Real> Model<F> {
         let mut state = ModelState::default();
         for info in &self.layers {
             if let LayerConfig::Recurrent(r) = info.config {
-                let n = r.num_layers * if r.bidirectional { 2 } else { 1 };
+                let n = r.num_layers * r.directions();
                 let lstm = r.cell.has_cell_state();
                 state.hidden.push(vec![vec![F::zero(); batch * r.hidden_size]; n]);
                 state.cell.push(vec![if lstm { vec![F::zero(); batch * r.hidden_size] } else { Vec::new() }; n]);
