@@ -164,7 +164,7 @@ macro_rules! per_level {
 per_level! {
     /// One Adam update (see [`crate::kernels::Kernels::adam_update`]): the portable arithmetic compiled for
     /// the CPU's vector width; the same bits on every level.
-    pub(crate) fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) = crate::kernels::portable::adam_portable;
+    pub(crate) fn adam, adam_on(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: crate::kernels::portable::AdamStep<f32>) = crate::kernels::portable::adam_portable;
 }
 
 per_level! {

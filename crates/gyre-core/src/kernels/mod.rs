@@ -11,7 +11,8 @@
 //!
 //! Public beyond the float bound: the thread pool and the views (the binding uses them), and
 //! the f32 product with its packed form ([`gemm_acc`], [`pack`], [`gemm_acc_packed`],
-//! [`level`]) that `examples/gemm_compare.rs` measures against other products.
+//! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
+//! [`AdamStep`], which [`Kernels::adam_update`] takes.
 
 pub(crate) mod dispatch;
 pub(crate) mod linalg;
@@ -28,5 +29,6 @@ mod x86;
 
 pub use dispatch::{gemm_acc, level, Level};
 pub use packed::{gemm_acc_packed, pack};
+pub use portable::AdamStep;
 pub use real::Real;
 pub use table::Kernels;

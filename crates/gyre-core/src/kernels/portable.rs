@@ -115,11 +115,29 @@ pub(crate) fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev:
     }
 }
 
+/// The hyper-parameters of one Adam step as the element-wise update reads them (PyTorch's
+/// arithmetic; the bias corrections computed once per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep<F> {
+    /// L2 penalty added to the gradient (0 for AdamW, whose decay is applied apart).
+    pub weight_decay: F,
+    /// β1, the first moment's decay.
+    pub beta1: F,
+    /// β2, the second moment's decay.
+    pub beta2: F,
+    /// `√(1 − β2^t)`.
+    pub bias_correction2_sqrt: F,
+    /// ε, added to the denominator.
+    pub eps: F,
+    /// `lr / (1 − β1^t)`.
+    pub step_size: F,
+}
+
 /// The Adam arithmetic of [`crate::kernels::Kernels::adam_update`], inlined into each SIMD build of it (plain
 /// IEEE operations, no fused multiply-adds: every build gives the same bits).
 #[inline(always)]
-pub(crate) fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: [F; 6]) {
-    let [weight_decay, beta1, beta2, bias_correction2_sqrt, eps, step_size] = h;
+pub(crate) fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: AdamStep<F>) {
+    let AdamStep { weight_decay, beta1, beta2, bias_correction2_sqrt, eps, step_size } = h;
     let one = F::one();
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         let d = if weight_decay != F::zero() { g + weight_decay * *p } else { g };

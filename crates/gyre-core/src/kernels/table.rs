@@ -6,7 +6,7 @@
 
 use super::portable::{
     adam_portable, add_rows_portable, dot_portable, gemm_acc_portable, gru_backward_row_portable, gru_row_portable,
-    lstm_backward_row_portable, lstm_row_portable, square_sums_portable, transpose_portable, SQUARE_LANES,
+    lstm_backward_row_portable, lstm_row_portable, square_sums_portable, transpose_portable, AdamStep, SQUARE_LANES,
 };
 use super::real::{sigmoid, Real};
 
@@ -48,8 +48,8 @@ pub trait Kernels: Sized {
     }
 
     /// One Adam update of `p` from `g` with moments `m`, `v` (PyTorch's arithmetic, element by
-    /// element; `h = [weight_decay, beta1, beta2, √(1 − β2^t), eps, lr / (1 − β1^t)]`).
-    fn adam_update(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: [Self; 6])
+    /// element; `h` the step's hyper-parameters).
+    fn adam_update(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: AdamStep<Self>)
     where
         Self: Real,
     {
@@ -181,7 +181,7 @@ impl Kernels for f32 {
         super::dispatch::sigmoid_inplace(x);
     }
 
-    fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: [f32; 6]) {
+    fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: AdamStep<f32>) {
         super::dispatch::adam(p, g, m, v, h);
     }
 

@@ -138,8 +138,15 @@ fn adam_gives_the_portable_bits_on_every_level() {
     let n = 1037;
     let (p0, g) = (fill(n, 10), fill(n, 11));
     let (m0, v0) = (fill(n, 12), fill(n, 13).iter().map(|x| x.abs()).collect::<Vec<_>>());
-    let h = [0.01, 0.9, 0.999, 0.3, 1e-8, 0.002];
-    type Update<'a> = &'a dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], [f32; 6]);
+    let h = crate::kernels::portable::AdamStep {
+        weight_decay: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        bias_correction2_sqrt: 0.3,
+        eps: 1e-8,
+        step_size: 0.002,
+    };
+    type Update<'a> = &'a dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], crate::kernels::portable::AdamStep<f32>);
     let run = |f: Update| {
         let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
         f(&mut p, &g, &mut m, &mut v, h);

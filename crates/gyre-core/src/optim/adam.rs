@@ -1,6 +1,7 @@
 //! Adam and AdamW: `torch.optim.Adam`'s update (AdamW decouples the weight decay), its
 //! bias corrections in double precision as torch computes them.
 
+use crate::kernels::portable::AdamStep;
 use crate::kernels::real::Real;
 
 pub(super) struct AdamHyper<F> {
@@ -33,7 +34,14 @@ impl<F: Real> AdamHyper<F> {
 /// arithmetic: the same bits on any number of threads).
 pub(super) fn adam<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], weight_decay: F, h: &AdamHyper<F>) {
     const BLOCK: usize = 1 << 15;
-    let hp = [weight_decay, h.beta1, h.beta2, h.bias_correction2_sqrt, h.eps, h.step_size];
+    let hp = AdamStep {
+        weight_decay,
+        beta1: h.beta1,
+        beta2: h.beta2,
+        bias_correction2_sqrt: h.bias_correction2_sqrt,
+        eps: h.eps,
+        step_size: h.step_size,
+    };
     if p.len() >= 2 * BLOCK && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         p.par_chunks_mut(BLOCK)

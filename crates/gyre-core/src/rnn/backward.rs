@@ -4,7 +4,7 @@
 use super::lanes::{in_row_blocks, lane_rows, lane_slices, lanes};
 use super::packing::{prev_state, StepRows};
 use super::pass::{contiguous, zeros};
-use super::trace::{SequenceGrads, Trace};
+use super::trace::{PrevRun, SequenceGrads, Trace};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
@@ -211,7 +211,7 @@ pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
     let (h, h0) = (matrix("h", &trace.h, rows, hidden)?, matrix("h0", &trace.h0, batch, hidden)?);
     let extra = matrix("extra", &trace.extra, rows, width)?;
     // Σ over steps of dghᵀ · (the state each step started from), one product per run of rows.
-    for (r0, len, from_h, src0) in trace.prev_runs() {
+    for PrevRun { r0, len, from_h, src0 } in trace.prev_runs() {
         let src = if from_h { h } else { h0 };
         let rows = ndarray::s![r0..r0 + len, ..];
         let (dgx_r, dgh_r, extra_r) = (dgx_m.slice(rows), dgh_m.slice(rows), extra.slice(rows));

@@ -8,7 +8,7 @@ use super::lanes::lanes;
 use super::packing::Packing;
 use super::pass::Transposed;
 use super::sequence::{forward_sequence, infer_sequence};
-use super::trace::Trace;
+use super::trace::{PrevRun, Trace};
 use super::weights::LayerWeights;
 use crate::error::{CoreError, Result};
 use ndarray::ArrayView2;
@@ -249,7 +249,7 @@ fn prev_runs_give_each_row_the_state_it_started_from() {
                 }
             }
             let mut got = vec![f64::NAN; rows];
-            for (r0, len, from_h, src0) in trace.prev_runs() {
+            for PrevRun { r0, len, from_h, src0 } in trace.prev_runs() {
                 for i in 0..len {
                     assert!(got[r0 + i].is_nan(), "row {} twice ({lengths:?}, reverse {reverse})", r0 + i);
                     got[r0 + i] = if from_h { trace.h[src0 + i] } else { trace.h0[src0 + i] };

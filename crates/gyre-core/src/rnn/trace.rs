@@ -31,31 +31,53 @@ pub(crate) struct Trace<F> {
     pub extra: Vec<F>,
 }
 
+/// A run of packed rows that started from consecutive rows of one source: rows
+/// `r0..r0 + len` from rows `src0..src0 + len` of the trace's `h` (`from_h`, the previous
+/// step's) or of the initial state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PrevRun {
+    pub(crate) r0: usize,
+    pub(crate) len: usize,
+    pub(crate) from_h: bool,
+    pub(crate) src0: usize,
+}
+
 impl<F: Real> Trace<F> {
     /// `[N, H]` the hidden state after every step, packed.
     pub(crate) fn outputs(&self) -> &[F] {
         &self.h
     }
 
-    /// Where each packed row's starting state is, as runs `(r0, len, from_h, src0)`: rows
-    /// `r0..r0 + len` started from rows `src0..src0 + len` of [`Trace::h`] (the previous
+    /// Where each packed row's starting state is, as [`PrevRun`]s: rows `r0..r0 + len`
+    /// started from rows `src0..src0 + len` of [`Trace::h`] (the previous
     /// step's, `from_h`) or of the initial state. Consecutive steps whose rows continue
     /// contiguously share a run (one run per direction for sequences of equal length, plus the
     /// first step's).
-    pub(crate) fn prev_runs(&self) -> Vec<(usize, usize, bool, usize)> {
+    pub(crate) fn prev_runs(&self) -> Vec<PrevRun> {
         let packing = &self.packing;
         let mut pieces = Vec::with_capacity(2 * packing.steps());
         for p in 0..packing.steps() {
             let (_, at) = StepRows::of(packing, p, self.reverse);
-            pieces.push((at.s, at.from_prev, true, at.prev_off));
-            pieces.push((at.s + at.from_prev, at.n - at.from_prev, false, at.from_prev));
+            pieces.push(PrevRun { r0: at.s, len: at.from_prev, from_h: true, src0: at.prev_off });
+            pieces.push(PrevRun {
+                r0: at.s + at.from_prev,
+                len: at.n - at.from_prev,
+                from_h: false,
+                src0: at.from_prev,
+            });
         }
-        pieces.sort_unstable_by_key(|r| r.0);
-        let mut runs: Vec<(usize, usize, bool, usize)> = Vec::new();
-        for (r0, len, from_h, src0) in pieces.into_iter().filter(|r| r.1 > 0) {
+        pieces.sort_unstable_by_key(|r| r.r0);
+        let mut runs: Vec<PrevRun> = Vec::new();
+        for run in pieces.into_iter().filter(|r| r.len > 0) {
             match runs.last_mut() {
-                Some(last) if last.2 == from_h && last.0 + last.1 == r0 && last.3 + last.1 == src0 => last.1 += len,
-                _ => runs.push((r0, len, from_h, src0)),
+                Some(last)
+                    if last.from_h == run.from_h
+                        && last.r0 + last.len == run.r0
+                        && last.src0 + last.len == run.src0 =>
+                {
+                    last.len += run.len
+                }
+                _ => runs.push(run),
             }
         }
         runs

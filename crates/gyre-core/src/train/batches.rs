@@ -171,18 +171,25 @@ pub(super) fn gather<F: Real>(data: &Dataset<F>, idx: &[usize], per: usize, out_
     BatchData { features, tokens, lengths, classes, values }
 }
 
-/// Splits a batch (sorted by decreasing length) into truncated-BPTT chunks of `k` steps: the
-/// chunk's samples (a prefix of the batch), their chunk lengths and the chunk's step range.
-pub(super) fn chunks(lengths: &[usize], steps: usize, k: usize) -> Vec<(usize, Vec<usize>, std::ops::Range<usize>)> {
+/// One truncated-BPTT chunk of a batch sorted by decreasing length: its first `samples`
+/// sequences (those still running), their lengths within the chunk, and its steps.
+pub(super) struct Chunk {
+    pub(super) samples: usize,
+    pub(super) lengths: Vec<usize>,
+    pub(super) steps: std::ops::Range<usize>,
+}
+
+/// Splits a batch (sorted by decreasing length) into truncated-BPTT chunks of `k` steps.
+pub(super) fn chunks(lengths: &[usize], steps: usize, k: usize) -> Vec<Chunk> {
     (0..steps)
         .step_by(k)
         .map(|start| {
             let end = (start + k).min(steps);
             let lens: Vec<usize> =
                 lengths.iter().map(|&l| l.saturating_sub(start).min(end - start)).take_while(|&l| l > 0).collect();
-            (lens.len(), lens, start..end)
+            Chunk { samples: lens.len(), lengths: lens, steps: start..end }
         })
-        .filter(|(n, _, _)| *n > 0)
+        .filter(|c| c.samples > 0)
         .collect()
 }
 

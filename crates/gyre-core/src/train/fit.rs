@@ -2,7 +2,7 @@
 //! backward, clipping and the optimizer update, with truncated backpropagation through time,
 //! validation, early stopping, progress events and cancellation between batches.
 
-use super::batches::{check_dataset, chunks, gather, slice_batch, Batch, Dataset};
+use super::batches::{check_dataset, chunks, gather, slice_batch, Batch, Chunk, Dataset};
 use super::evaluate::evaluate;
 use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
@@ -179,18 +179,35 @@ pub(super) fn to_f64<F: Real>(v: F) -> f64 {
     v.to_f64().unwrap_or(f64::NAN)
 }
 
-/// Applies one update from `grads`; returns the gradient norm. Nothing changes on error.
-#[allow(clippy::too_many_arguments)]
+/// Where an update stands in training: its learning rate, and the epoch and batch (1-based)
+/// its errors name.
+#[derive(Clone, Copy, Debug)]
+struct BatchAt {
+    lr: f64,
+    epoch: usize,
+    batch: usize,
+}
+
+/// What a batch's steps add up to: the loss summed over its counted rows, those rows, and the
+/// correct predictions (cross-entropy only).
+#[derive(Clone, Copy, Debug, Default)]
+struct BatchTotals {
+    loss_sum: f64,
+    count: usize,
+    correct: usize,
+}
+
+/// Applies one update from `grads` (`loss` the batch's, checked first). Nothing changes on
+/// error.
 fn update<F: Real>(
     model: &mut Model<F>,
     optimizer: &mut Optimizer<F>,
     mut grads: Vec<Vec<F>>,
     config: &FitConfig,
-    lr: f64,
     loss: f64,
-    epoch: usize,
-    batch: usize,
+    at: BatchAt,
 ) -> Result<()> {
+    let BatchAt { lr, epoch, batch } = at;
     let non_finite =
         |what: &str, v: f64| CoreError::NonFinite { what: what.into(), value: v.to_string(), epoch, batch };
     if !loss.is_finite() {
@@ -218,7 +235,7 @@ struct StepLoss {
 }
 
 /// One optimizer step on `data` from the recurrent state `init`: forward, loss, backward,
-/// update (`at` = learning rate, epoch and batch, for the update and its errors). Returns the
+/// update (`at`: the learning rate, epoch and batch, for the update and its errors). Returns the
 /// loss and the state the step ended in.
 fn train_step<F: Real>(
     model: &mut Model<F>,
@@ -227,9 +244,8 @@ fn train_step<F: Real>(
     mut data: Batch<'_, '_, F>,
     init: Option<&ModelState<F>>,
     rng: &mut Rng,
-    at: (f64, usize, usize),
+    at: BatchAt,
 ) -> Result<(StepLoss, ModelState<F>)> {
-    let (lr, epoch, batch) = at;
     let packed = data.pack(model)?;
     // The batch's inputs live on packed; its targets until the loss.
     if let Batch::Own(b) = &mut data {
@@ -241,7 +257,7 @@ fn train_step<F: Real>(
     let step = StepLoss { loss: l.loss, count: l.count, correct: l.correct };
     let state = std::mem::take(&mut trace.state);
     let grads = model.backward(trace, l.grad, l.pre_activation)?;
-    update(model, optimizer, grads, config, lr, l.loss, epoch, batch)?;
+    update(model, optimizer, grads, config, l.loss, at)?;
     Ok((step, state))
 }
 
@@ -254,13 +270,13 @@ fn run_batch<F: Real>(
     train: &Dataset<F>,
     idx: &[usize],
     rng: &mut Rng,
-    at: (f64, usize, usize),
-) -> Result<(f64, usize, usize)> {
+    at: BatchAt,
+) -> Result<BatchTotals> {
     let per = if model.outputs_sequence() { train.inputs.dims().1 } else { 1 };
     let width = model.output_width();
     let Some(k) = config.tbptt_steps else {
         let (l, _) = train_step(model, optimizer, config, Batch::Samples(*train, idx), None, rng, at)?;
-        return Ok((l.loss * l.count as f64, l.count, l.correct));
+        return Ok(BatchTotals { loss_sum: l.loss * l.count as f64, count: l.count, correct: l.correct });
     };
     // Sort by decreasing length so every chunk's samples are a prefix.
     let lengths: Vec<usize> = idx.iter().map(|&i| train.lengths.map_or(train.inputs.dims().1, |l| l[i])).collect();
@@ -270,17 +286,17 @@ fn run_batch<F: Real>(
     let data = gather(train, &sorted, per, width);
     let steps = train.inputs.dims().1;
     let mut state: Option<(ModelState<F>, usize)> = None;
-    let (mut s, mut c, mut k_ok) = (0.0, 0, 0);
-    for (n, lens, range) in chunks(&data.lengths, steps, k) {
+    let mut totals = BatchTotals::default();
+    for Chunk { samples: n, lengths: lens, steps: range } in chunks(&data.lengths, steps, k) {
         let chunk = slice_batch(&data, n, lens, range, per > 1, width);
         let init = state.map(|(st, b)| truncate_state(st, b, n));
         let (l, next) = train_step(model, optimizer, config, Batch::Own(chunk), init.as_ref(), rng, at)?;
         state = Some((next, n));
-        s += l.loss * l.count as f64;
-        c += l.count;
-        k_ok += l.correct;
+        totals.loss_sum += l.loss * l.count as f64;
+        totals.count += l.count;
+        totals.correct += l.correct;
     }
-    Ok((s, c, k_ok))
+    Ok(totals)
 }
 
 /// What one call of [`train_batch`] did.
@@ -318,8 +334,9 @@ pub fn train_batch<F: Real>(
     let lr = config.schedule.lr_at(optimizer.config().lr(), epoch - 1);
     let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (sum, count, correct) = run_batch(model, optimizer, config, data, &idx, &mut rng, (lr, epoch, batch))?;
-    Ok(BatchOutcome { loss: sum / count.max(1) as f64, count, correct, learning_rate: lr })
+    let at = BatchAt { lr, epoch, batch };
+    let BatchTotals { loss_sum, count, correct } = run_batch(model, optimizer, config, data, &idx, &mut rng, at)?;
+    Ok(BatchOutcome { loss: loss_sum / count.max(1) as f64, count, correct, learning_rate: lr })
 }
 
 /// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.
@@ -377,7 +394,9 @@ pub fn fit<F: Real>(
                 break 'epochs;
             }
             let mut batch_rng = rng.fork();
-            let (bl, bc, bk) = run_batch(model, optimizer, config, train, idx, &mut batch_rng, (lr, epoch, bi + 1))?;
+            let at = BatchAt { lr, epoch, batch: bi + 1 };
+            let totals = run_batch(model, optimizer, config, train, idx, &mut batch_rng, at)?;
+            let (bl, bc, bk) = (totals.loss_sum, totals.count, totals.correct);
             loss_sum += bl;
             count += bc;
             correct += bk;
