@@ -13,7 +13,7 @@
 //!   product).
 //!
 //! Each output element is accumulated in one fixed order. The kernels run on the calling thread:
-//! the time-loop driver splits a step's batch rows over the pool (see `sequence.rs`).
+//! the time-loop driver splits a step's batch rows over the pool (see `rnn/lanes.rs`).
 
 use crate::kernels::real::Real;
 

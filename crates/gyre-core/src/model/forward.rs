@@ -1,6 +1,7 @@
-//! A model's forward pass over a packed batch: for training (dropout, and a trace of
-//! everything backward needs) and for inference (outputs and final states only), and the
-//! weights transposed once for many inference batches.
+//! A model's forward pass over a packed batch: one walk over the layers, and one over a
+//! recurrent layer's stacked layers and directions, each generic over its mode ([`LayerMode`]):
+//! training (dropout, and a cache of everything backward needs) or inference (outputs and final
+//! states only). And the weights transposed once for many inference batches.
 //!
 //! Inside, a batch is sorted by decreasing length and packed time-major (see
 //! [`crate::rnn::Packing`]): padded steps are never computed, outputs at padded steps are

@@ -77,16 +77,28 @@ pub(super) fn read_write<'s, T>(v: &'s mut [&mut [T]], read: usize, write: usize
     }
 }
 
-/// The state lane step `t` (of `m` rows) starts from and its own rows to write, from the lane's
-/// per-step rows `v`: step `prev`'s rows in place when all `m` carry on, else the `from_prev`
-/// that do and the initial state's rows `init` for the others, gathered into `gather`.
+/// Where one step of a lane stands: the step `t`, its `rows`, the lane's previous step `prev`
+/// (none at the first), and how many of the rows carry on from it (`from_prev`).
+#[derive(Clone, Copy)]
+pub(super) struct LaneStep {
+    pub(super) prev: Option<usize>,
+    pub(super) t: usize,
+    pub(super) from_prev: usize,
+    pub(super) rows: usize,
+}
+
+/// The state lane step `at.t` (of `at.rows` rows) starts from and its own rows to write, from
+/// the lane's per-step rows `v`: step `at.prev`'s rows in place when all carry on, else the
+/// `at.from_prev` that do and the initial state's rows `init` for the others, gathered into
+/// `gather`.
 pub(super) fn lane_state<'s, F: Real>(
     v: &'s mut [&mut [F]],
     gather: &'s mut [F],
-    (prev, t, from_prev, m): (Option<usize>, usize, usize, usize),
+    at: LaneStep,
     init: &[F],
     hidden: usize,
 ) -> (&'s [F], &'s mut [F]) {
+    let LaneStep { prev, t, from_prev, rows: m } = at;
     let len = m * hidden;
     match prev {
         Some(q) if from_prev == m => {

@@ -9,7 +9,7 @@
 //! weight gradients are products over all steps at the end. Every buffer is allocated before
 //! the loop starts.
 
-use super::lanes::{in_row_blocks, lane_rows, lane_slices, lane_state, lanes};
+use super::lanes::{in_row_blocks, lane_rows, lane_slices, lane_state, lanes, LaneStep};
 use super::packing::{step_state, Packing, StepRows};
 use super::pass::{check_pass, contiguous, input_rows, projection_groups, zeros, Prepared, Transposed};
 use super::trace::Trace;
@@ -60,7 +60,7 @@ pub(super) fn forward_lane<F: Real, C: Cell<F>>(
         }
         w.project(&x[r0 * input..(r0 + m) * input], gates[t], false)?;
         let from_prev = prev.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m));
-        let at = (prev, t, from_prev, m);
+        let at = LaneStep { prev, t, from_prev, rows: m };
         let (h_prev, h_t) = lane_state(&mut h, &mut h_gather, at, h0, hidden);
         let (c_prev, c_t): (&[F], &mut [F]) =
             if has_c { lane_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
