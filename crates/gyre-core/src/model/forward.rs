@@ -1,7 +1,7 @@
-//! A model's forward pass over a packed batch: one walk over the layers, and one over a
-//! recurrent layer's stacked layers and directions, each generic over its mode ([`LayerMode`]):
-//! training (dropout, and a cache of everything backward needs) or inference (outputs and final
-//! states only). And the weights transposed once for many inference batches.
+//! A model's forward pass over a packed batch, for training (dropout, and a cache of everything
+//! backward needs) and for inference (outputs and final states only): a recurrent layer's
+//! stacked layers and directions are one walk generic over its mode ([`LayerMode`]). And the
+//! weights transposed once for many inference batches.
 //!
 //! Inside, a batch is sorted by decreasing length and packed time-major (see
 //! [`crate::rnn::Packing`]): padded steps are never computed, outputs at padded steps are
@@ -103,20 +103,61 @@ impl<F: Real> Model<F> {
         rng: &mut Rng,
         initial: Option<&ModelState<F>>,
     ) -> Result<ForwardTrace<F>> {
+        let packing = batch.packing.clone();
+        let b = packing.batch();
+        let mut caches = Vec::with_capacity(self.layers.len());
+        let mut state = ModelState::default();
         // The packed features move into the first layer's input (backward reads them there).
         let mut batch = batch;
-        let features = std::mem::take(&mut batch.features);
-        let mut mode = Train::new(rng, training, self.layers.len());
-        let w = self.walk(&batch, features.into(), initial, &mut mode)?;
-        debug_assert!(w.sequence || w.output.nrows() == batch.packing.batch());
-        let Walked { logits, output, sequence, state } = w;
-        Ok(ForwardTrace { caches: mode.caches, batch, logits, output, sequence, state })
+        let mut act = Act { data: std::mem::take(&mut batch.features), sequence: true };
+        let mut logits = None;
+        let mut rec_index = 0;
+        for (i, info) in self.layers.iter().enumerate() {
+            match info.config {
+                LayerConfig::Embedding { dim } => {
+                    let out = self.embed(dim, info, &batch.tokens);
+                    caches.push(Cache::Embedding { ids: batch.tokens.clone() });
+                    act = Act { data: out, sequence: true };
+                }
+                LayerConfig::Recurrent(r) => {
+                    let init = LayerState::of(initial, rec_index);
+                    let mut mode = Train::new(&mut *rng, training, &r);
+                    let out = self.recurrent(info, &r, act.data.into(), &packing, init, &mut mode)?;
+                    state.hidden.push(out.hidden);
+                    state.cell.push(out.cell);
+                    rec_index += 1;
+                    let Train { inputs, traces, masks, .. } = mode;
+                    caches.push(Cache::Recurrent { inputs, traces, masks });
+                    act = out.act;
+                }
+                LayerConfig::Dense { units, activation } => {
+                    let pre = self.dense(info, units, act.data.view())?;
+                    // A linear layer's output is its pre-activation, and its backward step needs
+                    // neither: no copies. Otherwise the activated output is kept for backward.
+                    let (out, kept) = if activation == Activation::Linear {
+                        (pre, None)
+                    } else {
+                        let mut out = pre.clone();
+                        activate(activation, &mut out);
+                        if i + 1 == self.layers.len() {
+                            logits = Some(pre);
+                        }
+                        let kept = out.clone();
+                        (out, Some(kept))
+                    };
+                    caches.push(Cache::Dense { input: act.data, output: kept });
+                    act = Act { data: out, sequence: act.sequence };
+                }
+            }
+        }
+        debug_assert!(act.sequence || act.data.nrows() == b);
+        Ok(ForwardTrace { caches, batch, logits, output: act.data, sequence: act.sequence, state })
     }
 
     /// Runs the model on a packed batch for its outputs only: no dropout, nothing kept for
-    /// backward (the recurrent layers run `rnn::sequence::infer_sequence`, which holds the gates
-    /// of a few steps at a time). The outputs are [`Model::forward`]'s, bit for bit. `initial`
-    /// gives the recurrent layers' starting states (sorted order; zeros if `None`).
+    /// backward (the recurrent layers run `rnn::sequence::infer_sequence`, which holds the gates of a few
+    /// steps at a time). The outputs are [`Model::forward`]'s, bit for bit. `initial` gives the
+    /// recurrent layers' starting states (sorted order; zeros if `None`).
     /// `prepared` (from [`Model::prepare`] on the current parameters) saves each pass its
     /// transposes of the weights; the results are the same without it.
     pub fn infer(
@@ -125,41 +166,21 @@ impl<F: Real> Model<F> {
         initial: Option<&ModelState<F>>,
         prepared: Option<&PreparedWeights<F>>,
     ) -> Result<Inference<F>> {
-        let mut mode = Infer { prepared };
-        let Walked { logits, output, sequence, state } =
-            self.walk(batch, batch.features.view().into(), initial, &mut mode)?;
-        Ok(Inference { logits, output, sequence, state })
-    }
-
-    /// The one forward walk over the layers, for training and inference (`mode`, see
-    /// [`LayerMode`]): `features: [N, I]` the packed input (unused for token input), `initial`
-    /// the recurrent layers' starting states.
-    fn walk<M: LayerMode<F>>(
-        &self,
-        batch: &PackedBatch<F>,
-        features: CowArray<'_, F, Ix2>,
-        initial: Option<&ModelState<F>>,
-        mode: &mut M,
-    ) -> Result<Walked<F>> {
         let packing = &batch.packing;
         let mut state = ModelState::default();
-        let mut act = features;
+        let mut act = ndarray::CowArray::from(batch.features.view());
         let mut sequence = true;
         let mut logits = None;
         let mut rec_index = 0;
         for (i, info) in self.layers.iter().enumerate() {
             match info.config {
                 LayerConfig::Embedding { dim } => {
-                    let out = self.embed(dim, info, &batch.tokens);
-                    mode.keep_embedding(&batch.tokens);
-                    act = out.into();
-                    sequence = true;
+                    act = self.embed(dim, info, &batch.tokens).into();
                 }
                 LayerConfig::Recurrent(r) => {
                     let init = LayerState::of(initial, rec_index);
-                    mode.begin_recurrent(&r);
-                    let out = self.recurrent(info, &r, act, packing, init, mode)?;
-                    mode.end_recurrent();
+                    let mut mode = Infer { prepared };
+                    let out = self.recurrent(info, &r, act.view().into(), packing, init, &mut mode)?;
                     state.hidden.push(out.hidden);
                     state.cell.push(out.cell);
                     rec_index += 1;
@@ -168,12 +189,19 @@ impl<F: Real> Model<F> {
                 }
                 LayerConfig::Dense { units, activation } => {
                     let pre = self.dense(info, units, act.view())?;
-                    let last = i + 1 == self.layers.len();
-                    act = mode.dense_output(act, pre, activation, last, &mut logits).into();
+                    let mut out = if i + 1 == self.layers.len() && activation != Activation::Linear {
+                        let activated = pre.clone();
+                        logits = Some(pre);
+                        activated
+                    } else {
+                        pre
+                    };
+                    activate(activation, &mut out);
+                    act = out.into();
                 }
             }
         }
-        Ok(Walked { logits, output: act.into_owned(), sequence, state })
+        Ok(Inference { logits, output: act.into_owned(), sequence, state })
     }
 
     /// Transposes every recurrent weight matrix once, for [`Model::infer`] calls over many
@@ -256,18 +284,8 @@ struct RecurrentOut<F> {
     cell: Vec<Vec<F>>,
 }
 
-/// What the forward walk ends with: the last layer's output (and its pre-activation when that
-/// differs), whether it is a packed sequence, and the recurrent layers' final states.
-struct Walked<F> {
-    logits: Option<Array2<F>>,
-    output: Array2<F>,
-    sequence: bool,
-    state: ModelState<F>,
-}
-
-/// How [`Model::walk`] runs the layers and [`Model::recurrent`] a recurrent layer: for training
-/// ([`Train`]) or inference ([`Infer`]). Each walk is compiled once per mode: no branch on the
-/// mode inside it.
+/// How [`Model::recurrent`] walks a layer: for training ([`Train`]) or inference ([`Infer`]).
+/// The walk is compiled once per mode: no branch on the mode inside it.
 trait LayerMode<F: Real> {
     /// What one direction's pass returns.
     type Pass;
@@ -304,42 +322,22 @@ trait LayerMode<F: Real> {
 
     /// Between two stacked layers, on the lower one's output `out: [N, D·H]`.
     fn between_layers(&mut self, out: &mut Array2<F>, dropout: f64);
-
-    /// After an embedding layer looked up the packed token ids `ids`.
-    fn keep_embedding(&mut self, ids: &[u32]);
-
-    /// Before and after a recurrent layer's walk.
-    fn begin_recurrent(&mut self, r: &RecurrentConfig);
-    fn end_recurrent(&mut self);
-
-    /// A dense layer's output from its input and pre-activation `pre: [rows, units]`; when it is
-    /// the `last` layer with an activation, its pre-activation goes to `logits`.
-    fn dense_output(
-        &mut self,
-        input: CowArray<'_, F, Ix2>,
-        pre: Array2<F>,
-        activation: Activation,
-        last: bool,
-        logits: &mut Option<Array2<F>>,
-    ) -> Array2<F>;
 }
 
-/// Training: every layer's [`Cache`] for [`Model::backward`] (a recurrent layer's: each
-/// direction's [`Trace`], each stacked layer's input and dropout mask). Dropout applies when
-/// `training`, drawing from `rng`.
+/// Training: each direction's [`Trace`], each stacked layer's input and dropout mask, kept for
+/// [`Model::backward`]. Dropout applies when `training`, drawing from `rng`.
 struct Train<'r, F> {
     rng: &'r mut Rng,
     training: bool,
-    caches: Vec<Cache<F>>,
     inputs: Vec<Array2<F>>,
     traces: Vec<Trace<F>>,
     masks: Vec<Vec<F>>,
 }
 
 impl<'r, F> Train<'r, F> {
-    fn new(rng: &'r mut Rng, training: bool, layers: usize) -> Self {
-        let caches = Vec::with_capacity(layers);
-        Train { rng, training, caches, inputs: Vec::new(), traces: Vec::new(), masks: Vec::new() }
+    fn new(rng: &'r mut Rng, training: bool, r: &RecurrentConfig) -> Self {
+        let (inputs, traces) = (Vec::with_capacity(r.num_layers), Vec::with_capacity(r.num_layers * r.directions()));
+        Train { rng, training, inputs, traces, masks: Vec::new() }
     }
 }
 
@@ -391,48 +389,6 @@ impl<F: Real> LayerMode<F> for Train<'_, F> {
             self.masks.push(mask);
         }
     }
-
-    fn keep_embedding(&mut self, ids: &[u32]) {
-        self.caches.push(Cache::Embedding { ids: ids.to_vec() });
-    }
-
-    fn begin_recurrent(&mut self, r: &RecurrentConfig) {
-        self.inputs = Vec::with_capacity(r.num_layers);
-        self.traces = Vec::with_capacity(r.num_layers * r.directions());
-        self.masks = Vec::new();
-    }
-
-    fn end_recurrent(&mut self) {
-        let (inputs, traces, masks) =
-            (std::mem::take(&mut self.inputs), std::mem::take(&mut self.traces), std::mem::take(&mut self.masks));
-        self.caches.push(Cache::Recurrent { inputs, traces, masks });
-    }
-
-    fn dense_output(
-        &mut self,
-        input: CowArray<'_, F, Ix2>,
-        pre: Array2<F>,
-        activation: Activation,
-        last: bool,
-        logits: &mut Option<Array2<F>>,
-    ) -> Array2<F> {
-        // A linear layer's output is its pre-activation, and its backward step needs neither:
-        // no copies. Otherwise the activated output is kept for backward.
-        let (out, kept) = if activation == Activation::Linear {
-            (pre, None)
-        } else {
-            let mut out = pre.clone();
-            activate(activation, &mut out);
-            if last {
-                *logits = Some(pre);
-            }
-            let kept = out.clone();
-            (out, Some(kept))
-        };
-        // Owned in training (every layer's output, and the batch's features): no copy.
-        self.caches.push(Cache::Dense { input: input.into_owned(), output: kept });
-        out
-    }
 }
 
 /// Inference: outputs and final states only; `prepared` saves each pass its transposes.
@@ -476,29 +432,4 @@ impl<F: Real> LayerMode<F> for Infer<'_, F> {
     fn keep_input(&mut self, _x: CowArray<'_, F, Ix2>) {}
 
     fn between_layers(&mut self, _out: &mut Array2<F>, _dropout: f64) {}
-
-    fn keep_embedding(&mut self, _ids: &[u32]) {}
-
-    fn begin_recurrent(&mut self, _r: &RecurrentConfig) {}
-
-    fn end_recurrent(&mut self) {}
-
-    fn dense_output(
-        &mut self,
-        _input: CowArray<'_, F, Ix2>,
-        pre: Array2<F>,
-        activation: Activation,
-        last: bool,
-        logits: &mut Option<Array2<F>>,
-    ) -> Array2<F> {
-        let mut out = if last && activation != Activation::Linear {
-            let activated = pre.clone();
-            *logits = Some(pre);
-            activated
-        } else {
-            pre
-        };
-        activate(activation, &mut out);
-        out
-    }
 }
