@@ -1,6 +1,6 @@
 /** Streaming inference: per-stream state handles stepped one time step at a time. */
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, ShapeMismatchError, sequential } from 'gyre';
+import { GyreError, InvalidArgumentError, ShapeMismatchError, sequential } from 'gyre';
 import { seeded } from './helpers';
 
 const model = sequential({
@@ -57,5 +57,31 @@ describe('streams', () => {
     expect(s.toArray()).toEqual(before);
     expect(() => model.restoreStream(new Float32Array(3))).toThrow(ShapeMismatchError);
     expect(() => model.createStream(0)).toThrow(InvalidArgumentError);
+  });
+
+  it('refuses a model with a bidirectional layer: its backward direction needs the whole sequence', () => {
+    const bi = sequential({
+      input: { features: 3 },
+      layers: [
+        { type: 'gru', hiddenSize: 4 },
+        { type: 'lstm', hiddenSize: 4, bidirectional: true },
+        { type: 'dense', units: 2 },
+      ],
+      seed: 1,
+    });
+    let err: unknown;
+    try {
+      bi.createStream();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(GyreError);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as GyreError).code).toBe('GYRE_INVALID_ARGUMENT');
+    expect((err as GyreError).message).toBe(
+      "layers[1].bidirectional must be false for a stream (a stream runs one step at a time and cannot run layer 1's backward direction, which needs the whole sequence; use predict), got true",
+    );
+    expect(() => bi.restoreStream(new Float32Array(24))).toThrow(InvalidArgumentError);
+    bi.dispose();
   });
 });

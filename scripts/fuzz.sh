@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors reader (gyre_core::safetensors::parse) with cargo-fuzz / libFuzzer
+# Fuzzes the safetensors reader (gyre_core::io::safetensors::parse) with cargo-fuzz / libFuzzer
 # for a bounded time, then prints the number of executions and of crashes.
 #
 #   scripts/fuzz.sh [SECONDS] [extra libFuzzer flags...]     (SECONDS defaults to 60)

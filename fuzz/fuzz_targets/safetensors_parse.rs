@@ -1,10 +1,10 @@
-//! `gyre_core::safetensors::parse` on arbitrary bytes: it must return, never panic, never
+//! `gyre_core::io::safetensors::parse` on arbitrary bytes: it must return, never panic, never
 //! allocate beyond a small multiple of the input, and what it accepts must be consistent:
 //! tensors tiling the data section in order, each exactly as large as its shape and dtype
 //! need, floats converting, and F32 files surviving a serialize → parse round trip.
 #![no_main]
 
-use gyre_core::safetensors::{parse, serialize, Dtype};
+use gyre_core::io::safetensors::{parse, serialize, Dtype};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -1,5 +1,5 @@
 //! Chooses the matrix product by measurement: single-threaded f32 GFLOP/s of gyre's SIMD
-//! kernel (`gyre_core::simd::gemm_acc`), ndarray's `general_mat_mul` (matrixmultiply) and the
+//! kernel (`gyre_core::kernels::gemm_acc`), ndarray's `general_mat_mul` (matrixmultiply) and the
 //! `gemm` crate, on the shapes gyre runs (1024³ and the benchmark workloads' products).
 //!
 //! Run: `cargo run --release -p gyre-core --example gemm_compare` (results: benchmark/gemm.md).
@@ -25,7 +25,7 @@ fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
     println!(
         "| product | m × k × n | gyre, b packed ({:?}) | gyre, b row-major | matrixmultiply | gemm crate |",
-        gyre_core::simd::level()
+        gyre_core::kernels::level()
     );
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let shapes = [
@@ -44,7 +44,7 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
-        let ours = gflops(flops, || gyre_core::simd::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n, &[]));
+        let ours = gflops(flops, || gyre_core::kernels::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n, &[]));
         // b packed once in column panels, as gyre keeps its weights (the packing is not timed).
         let bp = gyre_core::kernels::pack(ndarray::ArrayView2::from_shape((k, n), &b).unwrap());
         let packed =

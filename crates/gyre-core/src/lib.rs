@@ -1,37 +1,38 @@
-//! gyre-core: recurrent neural network kernels for gyre, in pure Rust.
+//! gyre-core: recurrent neural networks (simple RNN, LSTM, GRU) in pure Rust, the math under
+//! gyre. No Node.js here: the binding lives in `gyre-node`.
 //!
-//! Simple RNN (tanh, relu), LSTM and GRU cells over whole batches of sequences: forward passes
-//! and backpropagation through time, in `f32` or `f64`, with PyTorch's weight layout, names and
-//! gate order. The input projection of a whole sequence is one matrix product; per step only
-//! the recurrent product and one fused pass over the gates run; weight gradients are products
-//! over all steps. No Node.js here: the binding lives in `gyre-node`.
+//! Start at [`Model`]: a sequential model (an optional embedding, stacked and bidirectional
+//! recurrent layers, dense layers) with its parameters under PyTorch's names and gate order,
+//! its forward pass over batches of variable-length sequences, for training and for
+//! inference, and its backward pass. Then [`fit`] ([`train`]): training it over a dataset,
+//! with the optimizers and schedules of [`optim`]; [`io`] saves a model in one safetensors
+//! file.
 //!
-//! Start at [`recurrent::forward`] and [`recurrent::backward`].
+//! Under them, the functional API ([`forward`], [`backward`]) runs one recurrent layer
+//! direction with explicit weights: the low-level layer the binding also exposes. In `f32` or
+//! `f64`; the input projection of a whole sequence is one matrix product, per step only the
+//! recurrent product and one fused pass over the gates run, and weight gradients are products
+//! over all steps.
+//!
+//! Inside, folders show the layers, each using only those below it: `train` → `model` →
+//! `rnn` (cells and the time loop) → [`kernels`] (float bound, SIMD kernels, products).
 #![deny(unsafe_code)]
 
-pub mod cell;
-pub mod cells;
-pub mod config;
-pub mod error;
+mod error;
+pub mod io;
 pub mod kernels;
-pub mod linalg;
-pub mod loss;
 pub mod model;
 pub mod optim;
-pub mod persist;
 pub mod random;
-pub mod real;
-pub mod recurrent;
-pub mod safetensors;
-pub mod sequence;
-pub mod simd;
-pub mod tensor;
-pub mod threads;
+mod rnn;
 pub mod train;
-pub mod weights;
 
-pub use cells::Nonlinearity;
 pub use error::{CoreError, Result};
-pub use real::Real;
-pub use recurrent::{backward, forward, CellKind, ForwardOutput, Gradients, InitialState, OutputGrads, RecurrentState};
-pub use weights::{LayerWeights, WeightGrads};
+pub use kernels::{tensor, threads, Real};
+pub use model::Model;
+pub use rnn::cells::Nonlinearity;
+pub use rnn::functional::{
+    backward, forward, CellKind, ForwardOutput, Gradients, InitialState, OutputGrads, RecurrentState,
+};
+pub use rnn::weights::{LayerWeights, WeightGrads};
+pub use train::fit;

@@ -266,7 +266,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
         let batch = model.pack(Inputs::Features(x.view()), None).unwrap();
         let trace = model.forward(batch, false, &mut Rng::new(0), None).unwrap();
         let whole = model.unpack(&trace.batch, trace.output.view(), true);
-        let mut state = model.zero_state(2);
+        let mut state = model.stream_state(2).unwrap();
         for t in 0..5 {
             let step = x.slice(ndarray::s![.., t..t + 1, ..]).to_owned();
             let out = model.step(Inputs::Features(step.view()), &mut state).unwrap();
@@ -284,10 +284,44 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
         for (a, b) in stepped.iter().zip(passed) {
             assert!((a - b).abs() < 1e-12, "{cell:?}: final state of layer 1: {a} vs {b}");
         }
-        let wrong = model.zero_state(3);
+        let wrong = model.stream_state(3).unwrap();
         let mut wrong2 = wrong.clone();
         let step = x.slice(ndarray::s![.., 0..1, ..]).to_owned();
         assert!(model.step(Inputs::Features(step.view()), &mut wrong2).is_err());
         assert_eq!(wrong2, wrong, "a failed step leaves the state as it was");
     }
+}
+
+/// A stream runs one step at a time, and a backward direction needs the whole sequence: a model
+/// with a bidirectional layer is refused as a stream, naming the layer, with a state made
+/// for it or not.
+#[test]
+fn a_bidirectional_model_is_refused_as_a_stream() {
+    let dense = LayerConfig::Dense { units: 2, activation: Activation::Linear };
+    let uni = LayerConfig::Recurrent(RecurrentConfig {
+        cell: CellKind::Lstm,
+        hidden_size: 3,
+        num_layers: 1,
+        bidirectional: false,
+        merge: Merge::Concat,
+        return_sequences: true,
+        dropout: 0.0,
+    });
+    let config = ModelConfig {
+        input: InputKind::Features { size: 2 },
+        layers: vec![uni, recurrent(CellKind::Gru { reset_after: true }, Merge::Sum, true, 0.0), dense],
+    };
+    let model = Model::<f64>::new(config, 1).unwrap();
+    let err = model.stream_state(1).unwrap_err();
+    assert_eq!(err.code(), "GYRE_INVALID_ARGUMENT");
+    assert_eq!(
+        err.to_string(),
+        "layers[1].bidirectional must be false for a stream (a stream runs one step at a time and cannot run \
+         layer 1's backward direction, which needs the whole sequence; use predict), got true"
+    );
+    let mut state = model.zero_state(1);
+    let before = state.clone();
+    let x = features(1, 1, 2, 3);
+    assert_eq!(model.step(Inputs::Features(x.view()), &mut state).unwrap_err(), err);
+    assert_eq!(state, before, "a refused step leaves the state as it was");
 }

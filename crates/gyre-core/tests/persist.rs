@@ -2,12 +2,12 @@
 //! disagree with its own configuration, each a specific error.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
-use gyre_core::config::optimizer_to_json;
+use gyre_core::io::model_file::{export_layer, import_layer, load, save};
+use gyre_core::io::safetensors::{parse, serialize};
 use gyre_core::model::{Activation, InputKind, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
 use gyre_core::optim::OptimizerConfig;
-use gyre_core::persist::{export_layer, import_layer, load, save};
-use gyre_core::safetensors::{parse, serialize};
 use gyre_core::train::optimizer_for;
+use gyre_core::train::optimizer_to_json;
 use gyre_core::{CellKind, CoreError};
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! Python's `safetensors` package when it is installed.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
-use gyre_core::safetensors::{bf16_to_f32, f16_to_f32, parse, serialize, Dtype, SafetensorsFile, TensorView};
+use gyre_core::io::safetensors::{bf16_to_f32, f16_to_f32, parse, serialize, Dtype, SafetensorsFile, TensorView};
 use gyre_core::CoreError;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -2,10 +2,10 @@
 //! progress events and cancellation, evaluation and prediction (async and sync).
 
 use crate::js_error;
-use gyre_core::config::{fit_from_json, loss_from_name};
 use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::train::{self, Dataset, FitConfig, History, Observer, Progress, Targets};
+use gyre_core::train::{fit_from_json, loss_from_name};
 use gyre_core::{threads, CoreError};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -564,7 +564,7 @@ impl NativeModel {
     /// Loads a model file's bytes (see `toSafetensors`), checking them strictly.
     #[napi(factory, catch_unwind)]
     pub fn from_safetensors(env: Env, bytes: Uint8Array) -> napi::Result<Self> {
-        let saved = gyre_core::persist::load(&bytes).map_err(js_error)?;
+        let saved = gyre_core::io::model_file::load(&bytes).map_err(js_error)?;
         Ok(Self::wrap(&env, Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user }))
     }
 
@@ -602,7 +602,7 @@ impl NativeModel {
         let g = self.held()?;
         let optimizer = if include_optimizer { g.optimizer.as_ref() } else { None };
         let user = user.or_else(|| g.user.clone());
-        let bytes = gyre_core::persist::save(&g.model, optimizer, user.as_deref()).map_err(js_error)?;
+        let bytes = gyre_core::io::model_file::save(&g.model, optimizer, user.as_deref()).map_err(js_error)?;
         Ok(Buffer::from(bytes))
     }
 
@@ -610,7 +610,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn export_layer(&self, layer: u32) -> napi::Result<Buffer> {
         let g = self.held()?;
-        Ok(Buffer::from(gyre_core::persist::export_layer(&g.model, layer as usize).map_err(js_error)?))
+        Ok(Buffer::from(gyre_core::io::model_file::export_layer(&g.model, layer as usize).map_err(js_error)?))
     }
 
     /// Reads a PyTorch `state_dict` (`.safetensors` bytes) into layer `layer`; tensor names
@@ -618,7 +618,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn import_layer(&self, layer: u32, bytes: Uint8Array, prefix: String) -> napi::Result<()> {
         let mut g = self.held()?;
-        gyre_core::persist::import_layer(&mut g.model, layer as usize, &bytes, &prefix).map_err(js_error)
+        gyre_core::io::model_file::import_layer(&mut g.model, layer as usize, &bytes, &prefix).map_err(js_error)
     }
 
     /// The `user` metadata the model was loaded with or last saved with.
@@ -809,7 +809,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
         gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-        let state = self.held()?.model.try_zero_state(batch as usize).map_err(js_error)?;
+        let state = self.held()?.model.stream_state(batch as usize).map_err(js_error)?;
         Ok(StreamState { state, batch })
     }
 

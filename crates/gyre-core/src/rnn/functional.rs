@@ -1,12 +1,13 @@
 //! The batch-first functional API: one recurrent layer direction over a batch of sequences,
 //! forward and backward, with explicit weights. This is what the Node binding exposes.
 
-use crate::cell::Cell;
-use crate::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::error::{CoreError, Result};
-use crate::real::Real;
-use crate::sequence::{backward_sequence, forward_sequence, Packing};
-use crate::weights::{LayerWeights, WeightGrads};
+use crate::kernels::real::Real;
+use crate::rnn::cell::Cell;
+use crate::rnn::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
+use crate::rnn::sequence::forward_sequence;
+use crate::rnn::weights::{LayerWeights, WeightGrads};
+use crate::rnn::{backward_sequence, Packing};
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 /// Which cell a layer runs.
@@ -120,7 +121,7 @@ fn check_state<F>(
 fn check<F: Real>(kind: CellKind, w: &LayerWeights<F>, x: &ArrayView3<F>, init: &InitialState<F>) -> Result<Checked> {
     let (batch, steps, input) = x.dim();
     for (what, v) in [("batch", batch), ("steps", steps), ("input size", input)] {
-        crate::tensor::positive(what, v)?;
+        crate::kernels::tensor::positive(what, v)?;
     }
     let hidden = w.check(kind.gates(), input)?;
     check_state("h0", kind, init.hidden.as_ref(), batch, hidden, false)?;
@@ -161,7 +162,7 @@ fn run_forward<F: Real, C: Cell<F>>(
     x: &ArrayView3<F>,
     init: &InitialState<F>,
     c: &Checked,
-) -> Result<(Array2<F>, crate::sequence::Trace<F>)> {
+) -> Result<(Array2<F>, crate::rnn::Trace<F>)> {
     let xt = time_major(x);
     let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
     let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
@@ -181,8 +182,8 @@ fn forward_with<F: Real, C: Cell<F>>(
     let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
     let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
     let packing = Packing::uniform(c.batch, c.steps)?;
-    let o = crate::sequence::infer_sequence(cell, w, None, xt.view(), &packing, false, &h0, &c0)?;
-    let out = crate::tensor::matrix("output", &o.h, c.steps * c.batch, c.hidden)?;
+    let o = crate::rnn::sequence::infer_sequence(cell, w, None, xt.view(), &packing, false, &h0, &c0)?;
+    let out = crate::kernels::tensor::matrix("output", &o.h, c.steps * c.batch, c.hidden)?;
     let state = RecurrentState {
         hidden: Array2::from_shape_vec((c.batch, c.hidden), o.h_n)
             .map_err(|e| CoreError::shape("h_n", "[batch, hidden]", e.to_string()))?,

@@ -1,7 +1,7 @@
 //! The per-step recurrent products, written for the shapes of the time loop and free of heap
 //! allocation (a general matrix product packs its operands into freshly allocated buffers on
 //! every call; at one call per step that cost and the allocation would sit inside the loop).
-//! They run on [`Real::gemm_acc`] and [`Real::dot`], SIMD kernels chosen for the CPU at run
+//! They run on [`crate::kernels::Kernels::gemm_acc`] and [`crate::kernels::Kernels::dot`], SIMD kernels chosen for the CPU at run
 //! time for f32.
 //!
 //! - [`add_xw`]: `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` with `wt = W_hhᵀ: [H, G·H]`
@@ -13,15 +13,15 @@
 //!   product).
 //!
 //! Each output element is accumulated in one fixed order. The kernels run on the calling thread:
-//! the time-loop driver splits a step's batch rows over the pool (see `sequence.rs`).
+//! the time-loop driver splits a step's batch rows over the pool (see `rnn/lanes.rs`).
 
-use crate::real::Real;
+use crate::kernels::real::Real;
 
 /// Width of the column panels of a packed right-hand operand (four AVX-512 vectors).
-pub const PANEL: usize = 64;
+pub(crate) const PANEL: usize = 64;
 
 /// Number of values of a `[K, N]` operand packed by [`pack`] or [`pack_transposed`].
-pub fn packed_len(k: usize, n: usize) -> usize {
+pub(crate) fn packed_len(k: usize, n: usize) -> usize {
     n.div_ceil(PANEL) * PANEL * k
 }
 
@@ -42,7 +42,7 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
         return out;
     }
     // Large operands (the weight gradients' `[N, I]` inputs) are packed panel by panel on the pool.
-    if out.len() >= 1 << 20 && crate::threads::can_split() {
+    if out.len() >= 1 << 20 && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {
@@ -52,7 +52,7 @@ pub fn pack<F: Real>(b: ndarray::ArrayView2<F>) -> Vec<F> {
 }
 
 /// [`pack`] of `wᵀ: [K, R]` for a row-major `w: [R, K]` (the weights' PyTorch layout).
-pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
+pub(crate) fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
     let r = w.len().checked_div(k).unwrap_or(0);
     let mut out = vec![F::zero(); packed_len(k, r)];
     if k == 0 {
@@ -62,7 +62,7 @@ pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
         let rows = (r - q * PANEL).min(PANEL);
         F::transpose(&w[q * PANEL * k..(q * PANEL + rows) * k], rows, k, panel, PANEL);
     };
-    if out.len() >= 1 << 20 && crate::threads::can_split() {
+    if out.len() >= 1 << 20 && crate::kernels::threads::can_split() {
         use rayon::prelude::*;
         out.par_chunks_exact_mut(PANEL * k).enumerate().for_each(panel);
     } else {
@@ -73,7 +73,7 @@ pub fn pack_transposed<F: Real>(w: &[F], k: usize) -> Vec<F> {
 
 /// `c[i, j] += Σ_p a[i, p] · b[p0 + p, j]` for `i < m`, `p < k` and the columns
 /// `j ∈ c0 .. c0 + cols`, where `b: [K_b, N]` is packed ([`pack`], `K_b = kb` rows) and `c` has
-/// row stride `ldc` (columns indexed as in `b`); `a` as in [`Real::gemm_acc`]. Each element is
+/// row stride `ldc` (columns indexed as in `b`); `a` as in [`crate::kernels::Kernels::gemm_acc`]. Each element is
 /// the same chain of multiply-adds as with the unpacked `b`: the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_acc_packed<F: Real>(
@@ -160,7 +160,7 @@ const KC: usize = 128;
 /// Rows of one block of a packed product (a multiple of the kernels' 6- and 4-row tiles).
 const MC: usize = 240;
 /// Size of a packed operand from which each call fetches its next block ahead
-/// ([`Real::gemm_acc`]'s `next`): an operand of the L2's size cannot stay there from one pass over
+/// ([`crate::kernels::Kernels::gemm_acc`]'s `next`): an operand of the L2's size cannot stay there from one pass over
 /// it to the next; a smaller one mostly does, and fetching it again only costs load slots
 /// (measured: −3 to −10% on 1 MiB operands, +3 to +7% on 4 MiB ones).
 const FETCH_MIN_BYTES: usize = 2 << 20;
@@ -168,7 +168,7 @@ const FETCH_MIN_BYTES: usize = 2 << 20;
 /// `out[b, c0 + r] += Σ_k x[b, k] · wt[k, c0 + r]` for `x: [B, K]` contiguous, `wt: [K, W]`
 /// packed ([`pack_transposed`] of `W: [W, K]`), `r < R`, `out` rows of length `out_stride`
 /// (`c0 + R ≤ out_stride` and `c0 + R ≤ W`).
-pub fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: usize, c0: usize, r: usize) {
+pub(crate) fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: usize, c0: usize, r: usize) {
     if k == 0 || out_stride == 0 || r == 0 {
         return;
     }
@@ -177,7 +177,7 @@ pub fn add_xw<F: Real>(x: &[F], k: usize, wt: &[F], out: &mut [F], out_stride: u
 
 /// `out[b, c0 + r] += Σ_k x[b, k] · w[r, k]` for `x: [B, K]`, `w: [R, K]` (both contiguous),
 /// `out` rows of length `out_stride` (`c0 + R ≤ out_stride`).
-pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: usize, c0: usize) {
+pub(crate) fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: usize, c0: usize) {
     if k == 0 || out_stride == 0 {
         return;
     }
@@ -194,7 +194,7 @@ pub fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_stride: u
 /// `y_stride`, `w: [K_w, J]` packed ([`pack`], `K_w = kw` rows) and `out: [B, J]` with
 /// `J = out_width`; `out` is overwritten unless `accumulate`.
 #[allow(clippy::too_many_arguments)]
-pub fn add_yw<F: Real>(
+pub(crate) fn add_yw<F: Real>(
     y: &[F],
     y_stride: usize,
     (y0, w0): (usize, usize),
@@ -221,6 +221,7 @@ pub fn add_yw<F: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::Kernels;
 
     fn fill(n: usize, seed: usize) -> Vec<f64> {
         (0..n).map(|i| (((i * 37 + seed * 11) % 23) as f64 - 11.0) / 7.0).collect()
@@ -324,7 +325,7 @@ mod tests {
         let bp = pack(ndarray::ArrayView2::from_shape((k, n), &b).expect("shape"));
         let (mut got, mut want) = (vec![0.5; m * n], vec![0.5; m * n]);
         gemm_acc_packed(m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
-        crate::real::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
+        crate::kernels::portable::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
         assert_eq!(got, want);
         let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
         let (mem32, b32) = (f(&mem), f(&b));

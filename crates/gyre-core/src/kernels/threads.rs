@@ -1,6 +1,6 @@
 //! The thread pool every native call runs in. Its size is set by [`set_num_threads`], or
 //! by the `GYRE_NUM_THREADS` environment variable read when the pool is first used; the
-//! default is the number of logical CPUs. Results do not depend on it (see [`crate::linalg`]).
+//! default is the number of logical CPUs. Results do not depend on it (see `kernels::linalg`).
 
 use crate::error::{CoreError, Result};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ fn pool() -> Result<Arc<rayon::ThreadPool>> {
 
 /// Sets the number of threads of later calls (calls already running keep theirs).
 pub fn set_num_threads(threads: usize) -> Result<()> {
-    crate::tensor::positive("threads", threads)?;
+    crate::kernels::tensor::positive("threads", threads)?;
     let p = build(threads)?;
     let mut guard = POOL.lock().map_err(|_| CoreError::invalid("thread pool", "usable", "poisoned"))?;
     *guard = Some(p);
@@ -70,7 +70,7 @@ pub const INLINE_MAX_WORK: usize = 1 << 20;
 
 /// Whether work can be split here: on a pool thread (small calls run on the caller's thread
 /// never spill onto rayon's global pool) of a pool with more than one thread.
-pub fn can_split() -> bool {
+pub(crate) fn can_split() -> bool {
     rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1
 }
 
@@ -79,7 +79,7 @@ const PARALLEL_FILL_MIN: usize = 1 << 20;
 
 /// `len` zeros; a large buffer is zeroed (and its pages first touched) by every thread of the
 /// pool when called inside it, not only by the calling thread.
-pub fn zeroed<F: Copy + Default + Send + Sync>(len: usize) -> Vec<F> {
+pub(crate) fn zeroed<F: Copy + Default + Send + Sync>(len: usize) -> Vec<F> {
     if len >= PARALLEL_FILL_MIN && can_split() {
         use rayon::iter::IndexedParallelIterator;
         let mut v = Vec::new();

@@ -1,14 +1,14 @@
 //! The three recurrent cells: simple RNN (tanh or relu), LSTM and GRU (reset gate after or
-//! before the recurrent product). Each does one time step; [`crate::sequence`] runs the loop.
+//! before the recurrent product). Each does one time step; [`crate::rnn::sequence`] runs the loop.
 //!
 //! Every step starts with the recurrent product `h_prev · W_hhᵀ + b_hh` (one matrix product
 //! for the whole batch) and then applies all gate nonlinearities in one fused pass.
 
-use crate::cell::{BackwardStep, Cell, ForwardStep};
 use crate::error::Result;
-use crate::kernels::{add_xw, add_xwt, add_yw};
-use crate::linalg::{gemm, gemm_t_cols};
-use crate::real::Real;
+use crate::kernels::linalg::{gemm, gemm_t_cols};
+use crate::kernels::packed::{add_xw, add_xwt, add_yw};
+use crate::kernels::real::Real;
+use crate::rnn::cell::{BackwardStep, Cell, ForwardStep};
 use std::ops::Range;
 
 /// The recurrent weights of a forward step.
@@ -48,7 +48,7 @@ fn recurrent_product<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usi
 /// `out (+)= dg[:, cols] · W_hh[cols]` (`[B, H]`): the gradient reaching `h_prev` through a
 /// range of gate rows; `out` is overwritten unless `accumulate`.
 fn recurrent_grad<F: Real>(w_hh: &[F], hidden: usize, dg: &[F], cols: Range<usize>, accumulate: bool, out: &mut [F]) {
-    let gh = w_hh.len() / crate::kernels::packed_len(1, hidden).max(1);
+    let gh = w_hh.len() / crate::kernels::packed::packed_len(1, hidden).max(1);
     add_yw(dg, gh, (cols.start, cols.start), cols.len(), w_hh, gh, out, hidden, accumulate);
 }
 
@@ -63,7 +63,7 @@ pub enum Nonlinearity {
 
 /// Elman RNN: `h = act(x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh)`. One gate block.
 #[derive(Clone, Copy, Debug)]
-pub struct RnnCell {
+pub(crate) struct RnnCell {
     /// The activation.
     pub nonlinearity: Nonlinearity,
 }
@@ -103,7 +103,7 @@ impl<F: Real> Cell<F> for RnnCell {
 /// LSTM with PyTorch's gate order `i, f, g, o`:
 /// `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`. Four gate blocks and a cell state.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LstmCell;
+pub(crate) struct LstmCell;
 
 impl<F: Real> Cell<F> for LstmCell {
     fn gates(&self) -> usize {
@@ -150,7 +150,7 @@ impl<F: Real> Cell<F> for LstmCell {
 /// - otherwise (tfjs, Keras `reset_after=False`, ONNX `linear_before_reset=0`):
 ///   `n = tanh(x·W_inᵀ + b_in + (r·h_prev)·W_hnᵀ + b_hn)`.
 #[derive(Clone, Copy, Debug)]
-pub struct GruCell {
+pub(crate) struct GruCell {
     /// Apply the reset gate after the recurrent product (the default of PyTorch).
     pub reset_after: bool,
 }
@@ -288,7 +288,7 @@ impl<F: Real> Cell<F> for GruCell {
 
 /// Any of the three cells, chosen at run time from a [`crate::CellKind`].
 #[derive(Clone, Copy, Debug)]
-pub enum AnyCell {
+pub(crate) enum AnyCell {
     /// Elman RNN.
     Rnn(RnnCell),
     /// LSTM.
@@ -299,7 +299,7 @@ pub enum AnyCell {
 
 impl AnyCell {
     /// The cell for `kind`.
-    pub fn new(kind: crate::CellKind) -> Self {
+    pub(crate) fn new(kind: crate::CellKind) -> Self {
         match kind {
             crate::CellKind::Rnn(nonlinearity) => AnyCell::Rnn(RnnCell { nonlinearity }),
             crate::CellKind::Lstm => AnyCell::Lstm(LstmCell),

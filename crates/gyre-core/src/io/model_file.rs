@@ -7,11 +7,11 @@
 //! one) and `user` (a JSON string the TypeScript layer keeps: tokenizer, normalization, ...).
 //! Optimizer buffers are tensors named `optimizer/{parameter}/{buffer}`.
 
-use crate::config::{optimizer_from_json, optimizer_to_json};
 use crate::error::{CoreError, Result};
+use crate::io::safetensors::{parse, serialize};
 use crate::model::{Model, ModelConfig};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
-use crate::safetensors::{parse, serialize};
+use crate::train::{optimizer_from_json, optimizer_to_json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The `format` metadata value of a gyre model file.
@@ -94,7 +94,7 @@ fn json(what: &str, text: &str) -> Result<serde_json::Value> {
 /// # Errors
 /// [`CoreError::Format`] naming what is wrong: the missing or extra tensors by name, a shape
 /// next to the shape the configuration needs, a bad metadata entry; the strict file checks of
-/// [`crate::safetensors::parse`].
+/// [`crate::io::safetensors::parse`].
 pub fn load(bytes: &[u8]) -> Result<Saved> {
     let file = parse(bytes)?;
     let meta = &file.metadata;
@@ -230,7 +230,7 @@ fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
         });
     };
     if let crate::model::LayerConfig::Recurrent(r) = l {
-        if r.cell == (crate::recurrent::CellKind::Gru { reset_after: false }) {
+        if r.cell == (crate::rnn::functional::CellKind::Gru { reset_after: false }) {
             return Err(CoreError::InvalidArgument {
                 what: format!("layers[{layer}].resetAfter"),
                 expected: "true: PyTorch's GRU applies the reset gate after the recurrent product".into(),

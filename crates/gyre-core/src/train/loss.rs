@@ -13,7 +13,7 @@
 //! binary targets in `[0, 1]`, weights) are errors, reported before `grad` is written.
 
 use crate::error::{CoreError, Result};
-use crate::real::{sigmoid, Real};
+use crate::kernels::real::{sigmoid, Real};
 
 /// The target class id of a row that contributes nothing to [`softmax_cross_entropy`]: neither
 /// loss nor gradient (the padding steps of per-step losses over padded sequences).

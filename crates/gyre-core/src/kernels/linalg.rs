@@ -1,14 +1,14 @@
 //! Matrix products and reductions used by the recurrent drivers.
 //!
-//! f32 products run on gyre's own SIMD kernel ([`crate::simd::gemm_acc`], AVX-512 or AVX2+FMA
+//! f32 products run on gyre's own SIMD kernel ([`crate::kernels::dispatch::gemm_acc`], AVX-512 or AVX2+FMA
 //! chosen at run time; measured faster than matrixmultiply's on these shapes, see
 //! `benchmark/gemm.md`); other types and layouts on ndarray's `general_mat_mul`
 //! (matrixmultiply). Large products are split into blocks of output rows (or columns) over the
 //! rayon pool. Every output element is still one reduction over the same `k` in the same
 //! order, so a result does not depend on the number of threads.
 
-use crate::kernels::{gemm_acc_packed, pack};
-use crate::real::Real;
+use crate::kernels::packed::{gemm_acc_packed, pack};
+use crate::kernels::real::Real;
 use ndarray::parallel::prelude::*;
 use ndarray::{linalg::general_mat_mul, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use rayon::slice::ParallelSliceMut;
@@ -27,7 +27,7 @@ const MIN_BLOCK: usize = 16;
 /// `c = alpha · a · b + beta · c` for `a: [m, k]`, `b: [k, n]`, `c: [m, n]`; any strides
 /// (pass `x.t()` for a transpose). Shapes are the caller's invariant: the drivers size every
 /// buffer from validated dimensions.
-pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
+pub(crate) fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
     if F::FAST_GEMM
         && alpha == F::one()
         && (beta == F::zero() || beta == F::one())
@@ -57,7 +57,7 @@ pub fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut 
     }
 }
 
-/// `c (=|+=) a · b` on [`Real::gemm_acc`] when `c` is row-major and contiguous and `a` is
+/// `c (=|+=) a · b` on [`crate::kernels::Kernels::gemm_acc`] when `c` is row-major and contiguous and `a` is
 /// contiguous in either order (`b` is copied to row-major when it is not). Returns false, having
 /// done nothing, for other layouts.
 fn fast_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, overwrite: bool, c: ArrayViewMut2<F>) -> bool {
@@ -88,7 +88,7 @@ struct Strided<'a, F> {
 /// (`beta` 0 or 1 as in [`gemm`]): a block of columns of `a` read in place by gyre's kernel,
 /// where [`gemm`] of `a.slice(s![.., cols]).t()` (not contiguous) would take the slower
 /// general product.
-pub fn gemm_t_cols<F: Real>(
+pub(crate) fn gemm_t_cols<F: Real>(
     a: ArrayView2<F>,
     cols: std::ops::Range<usize>,
     b: ArrayView2<F>,
@@ -158,7 +158,7 @@ fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, 
 }
 
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.
-pub fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
+pub(crate) fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
     out.fill(F::zero());
     // Contiguous rows and output: plain slice loops (vectorized), the same order of additions.
     if let (Some(xs), Some(o)) = (x.as_slice(), out.as_slice_mut()) {

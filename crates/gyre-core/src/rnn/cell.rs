@@ -1,15 +1,15 @@
 //! The interface between a recurrent cell (one time step of gate math) and the time-loop driver
-//! in [`crate::sequence`]. Cells never loop over time; the driver never looks inside gates.
+//! in [`crate::rnn::sequence`]. Cells never loop over time; the driver never looks inside gates.
 //!
 //! All buffers are row-major slices. `B` is the batch size, `H` the hidden size, `G` the number
 //! of gate blocks of the cell (`weight_ih` has `G·H` rows), `E` the cell's [`Cell::extra`] width.
 
 use crate::error::Result;
-use crate::real::Real;
+use crate::kernels::real::Real;
 
 /// Sizes of one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dims {
+pub(crate) struct Dims {
     /// Batch size `B`.
     pub batch: usize,
     /// Input features `I`.
@@ -19,12 +19,12 @@ pub struct Dims {
 }
 
 /// What a cell sees and writes in one forward step.
-pub struct ForwardStep<'a, 'w, F> {
+pub(crate) struct ForwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
     /// `[G·H, H]` the layer's `weight_hh`, contiguous row-major.
     pub w_hh: &'w [F],
-    /// `[H, G·H]` `weight_hh` transposed and packed ([`crate::kernels::pack_transposed`]): the fast operand of the recurrent
+    /// `[H, G·H]` `weight_hh` transposed and packed ([`crate::kernels::packed::pack_transposed`]): the fast operand of the recurrent
     /// product. Empty when the driver did not make it (passes too short to repay the
     /// transpose); the cell then reads `w_hh`.
     pub w_hh_t: &'w [F],
@@ -48,10 +48,10 @@ pub struct ForwardStep<'a, 'w, F> {
 }
 
 /// What a cell sees and writes in one backward step.
-pub struct BackwardStep<'a, 'w, F> {
+pub(crate) struct BackwardStep<'a, 'w, F> {
     /// Sizes.
     pub dims: Dims,
-    /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::pack`]).
+    /// `[G·H, H]` the layer's `weight_hh`, packed in column panels ([`crate::kernels::packed::pack`]).
     pub w_hh: &'w [F],
     /// `[G·H]` the layer's `bias_hh`.
     pub b_hh: &'w [F],
@@ -99,7 +99,7 @@ fn split_mut<F>(s: &mut [F], rows: usize, n: usize) -> (&mut [F], &mut [F]) {
 impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
     /// The step of the first `rows` batch rows and that of the others: every row of a step is
     /// independent of the others, so the two halves can run on different threads.
-    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+    pub(crate) fn split_rows(self, rows: usize) -> (Self, Self) {
         let n = self.dims.batch;
         let (g0, g1) = split_mut(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
@@ -143,7 +143,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
 
 impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
     /// As [`ForwardStep::split_rows`].
-    pub fn split_rows(self, rows: usize) -> (Self, Self) {
+    pub(crate) fn split_rows(self, rows: usize) -> (Self, Self) {
         let n = self.dims.batch;
         let (g0, g1) = split_ref(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
@@ -202,7 +202,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
 }
 
 /// One time step of a recurrent cell, forward and backward.
-pub trait Cell<F: Real>: Sync {
+pub(crate) trait Cell<F: Real>: Sync {
     /// Number of gate blocks `G` (`weight_ih` is `[G·H, I]`).
     fn gates(&self) -> usize;
     /// Whether the cell carries a cell state `c` beside `h` (LSTM).
@@ -238,9 +238,9 @@ pub trait Cell<F: Real>: Sync {
     ) -> Result<()> {
         let split = dgx.ncols() - dgh.ncols();
         let (mut first, mut last) = d_weight_hh.split_at(ndarray::Axis(0), split);
-        crate::linalg::gemm_t_cols(dgx, 0..split, h_prev, F::one(), first.view_mut());
+        crate::kernels::linalg::gemm_t_cols(dgx, 0..split, h_prev, F::one(), first.view_mut());
         if dgh.ncols() > 0 {
-            crate::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), last.view_mut());
+            crate::kernels::linalg::gemm(F::one(), dgh.t(), h_prev, F::one(), last.view_mut());
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Weights of one recurrent layer in PyTorch's layout, and their gradients.
 
 use crate::error::{CoreError, Result};
-use crate::real::Real;
+use crate::kernels::real::Real;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 /// Weights of one direction of one recurrent layer, named and laid out as in PyTorch

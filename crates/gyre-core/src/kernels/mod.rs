@@ -1,0 +1,34 @@
+//! The numeric floor everything else runs on.
+//!
+//! - `real`: the float bound [`Real`] (`f32`, `f64`) and scalar functions;
+//! - `table`: the per-type kernel table [`Kernels`] (f32: the SIMD dispatch; f64: portable);
+//! - `portable`: the portable bodies, the test oracle of the SIMD builds;
+//! - `dispatch`: the f32 kernels chosen for the CPU at run time (`GYRE_SIMD` caps the level);
+//! - `x86`: the AVX-512 and AVX2 + FMA kernels;
+//! - `packed`: the per-step products of the time loop, over packed operands, allocation-free;
+//! - `linalg`: whole-matrix products and reductions, split over the pool;
+//! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers.
+//!
+//! Public beyond the float bound: the thread pool and the views (the binding uses them), and
+//! the f32 product with its packed form ([`gemm_acc`], [`pack`], [`gemm_acc_packed`],
+//! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
+//! [`AdamStep`], which [`Kernels::adam_update`] takes.
+
+pub(crate) mod dispatch;
+pub(crate) mod linalg;
+pub(crate) mod packed;
+pub(crate) mod portable;
+pub(crate) mod real;
+pub(crate) mod table;
+pub mod tensor;
+#[cfg(test)]
+mod tests;
+pub mod threads;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use dispatch::{gemm_acc, level, Level};
+pub use packed::{gemm_acc_packed, pack};
+pub use portable::AdamStep;
+pub use real::Real;
+pub use table::Kernels;

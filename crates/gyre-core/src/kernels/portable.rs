@@ -1,0 +1,219 @@
+//! The portable bodies of the kernels: plain IEEE arithmetic in a fixed order, generic over the
+//! float type. They are what `f64` runs, the fallback of the f32 SIMD dispatch, the bodies its
+//! per-level builds compile (`#[inline(always)]`), and the oracle the SIMD paths are tested
+//! against.
+
+use super::real::{sigmoid, Real};
+
+/// The portable [`crate::kernels::Kernels::lstm_row`] (the oracle of the f32 SIMD builds).
+pub(crate) fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F], h: &mut [F]) {
+    let hd = h.len();
+    g.iter_mut().zip(b).for_each(|(x, &y)| *x = *x + y);
+    g[..2 * hd].iter_mut().for_each(|v| *v = sigmoid(*v));
+    g[2 * hd..3 * hd].iter_mut().for_each(|v| *v = v.tanh());
+    g[3 * hd..].iter_mut().for_each(|v| *v = sigmoid(*v));
+    let (i, f, n, o) = (&g[..hd], &g[hd..2 * hd], &g[2 * hd..3 * hd], &g[3 * hd..]);
+    for j in 0..hd {
+        c[j] = f[j] * c_prev[j] + i[j] * n[j];
+        h[j] = o[j] * c[j].tanh();
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::lstm_backward_row`], inlined into each SIMD build of it (plain IEEE
+/// operations: every build gives the same bits).
+#[inline(always)]
+pub(crate) fn lstm_backward_row_portable<F: Real>(
+    g: &[F],
+    c_prev: &[F],
+    tanh_c: &[F],
+    dh: &[F],
+    dc: &[F],
+    dg: &mut [F],
+    dc_prev: &mut [F],
+) {
+    let hd = dh.len();
+    let one = F::one();
+    let (gi, rest) = g.split_at(hd);
+    let (gf, rest) = rest.split_at(hd);
+    let (gn, go) = rest.split_at(hd);
+    let (di, rest) = dg.split_at_mut(hd);
+    let (df, rest) = rest.split_at_mut(hd);
+    let (dn, d_o) = rest.split_at_mut(hd);
+    let (c_prev, tanh_c, dc, dc_prev) = (&c_prev[..hd], &tanh_c[..hd], &dc[..hd], &mut dc_prev[..hd]);
+    let (gi, gf, gn, go) = (&gi[..hd], &gf[..hd], &gn[..hd], &go[..hd]);
+    let (df, dn, d_o) = (&mut df[..hd], &mut dn[..hd], &mut d_o[..hd]);
+    for j in 0..hd {
+        let (i, f, n, o) = (gi[j], gf[j], gn[j], go[j]);
+        let tc = tanh_c[j];
+        let dct = dc[j] + dh[j] * o * (one - tc * tc);
+        di[j] = dct * n * i * (one - i);
+        df[j] = dct * c_prev[j] * f * (one - f);
+        dn[j] = dct * i * (one - n * n);
+        d_o[j] = dh[j] * tc * o * (one - o);
+        dc_prev[j] = dct * f;
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::gru_backward_row`], inlined into each SIMD build of it.
+#[inline(always)]
+pub(crate) fn gru_backward_row_portable<F: Real>(
+    g: &[F],
+    h_prev: &[F],
+    extra: &[F],
+    dh: &[F],
+    dg: &mut [F],
+    reset_after: bool,
+) {
+    let hd = dh.len();
+    let one = F::one();
+    let (gr, rest) = g.split_at(hd);
+    let (gz, gn) = rest.split_at(hd);
+    let (dr, rest) = dg.split_at_mut(hd);
+    let (dz, dn) = rest.split_at_mut(hd);
+    let (gr, gz, gn, h_prev, dz, dn) = (&gr[..hd], &gz[..hd], &gn[..hd], &h_prev[..hd], &mut dz[..hd], &mut dn[..hd]);
+    for j in 0..hd {
+        let (z, n) = (gz[j], gn[j]);
+        dn[j] = dh[j] * (one - z) * (one - n * n);
+        dz[j] = dh[j] * (h_prev[j] - n) * z * (one - z);
+    }
+    if reset_after {
+        let (extra, dn) = (&extra[..hd], &dn[..hd]);
+        for j in 0..hd {
+            let r = gr[j];
+            dr[j] = dn[j] * extra[j] * r * (one - r);
+        }
+    } else {
+        dr.fill(F::zero());
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::add_rows`], inlined into each SIMD build of it.
+#[inline(always)]
+pub(crate) fn add_rows_portable<F: Real>(out: &mut [F], x: &[F]) {
+    let w = out.len();
+    if w == 0 {
+        return;
+    }
+    for row in x.chunks_exact(w) {
+        out.iter_mut().zip(row).for_each(|(a, &v)| *a = *a + v);
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::gru_row`] (the oracle of the f32 SIMD builds).
+pub(crate) fn gru_row_portable<F: Real>(g: &mut [F], b: &[F], rec: &[F], h_prev: &[F], extra: &mut [F], h: &mut [F]) {
+    let hd = h.len();
+    let one = F::one();
+    for j in 0..2 * hd {
+        g[j] = sigmoid(g[j] + b[j]);
+    }
+    for j in 0..hd {
+        let (r, z) = (g[j], g[hd + j]);
+        let n = (g[2 * hd + j] + r * rec[j]).tanh();
+        g[2 * hd + j] = n;
+        extra[j] = rec[j];
+        h[j] = (one - z) * n + z * h_prev[j];
+    }
+}
+
+/// The hyper-parameters of one Adam step as the element-wise update reads them (PyTorch's
+/// arithmetic; the bias corrections computed once per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep<F> {
+    /// L2 penalty added to the gradient (0 for AdamW, whose decay is applied apart).
+    pub weight_decay: F,
+    /// β1, the first moment's decay.
+    pub beta1: F,
+    /// β2, the second moment's decay.
+    pub beta2: F,
+    /// `√(1 − β2^t)`.
+    pub bias_correction2_sqrt: F,
+    /// ε, added to the denominator.
+    pub eps: F,
+    /// `lr / (1 − β1^t)`.
+    pub step_size: F,
+}
+
+/// The Adam arithmetic of [`crate::kernels::Kernels::adam_update`], inlined into each SIMD build of it (plain
+/// IEEE operations, no fused multiply-adds: every build gives the same bits).
+#[inline(always)]
+pub(crate) fn adam_portable<F: Real>(p: &mut [F], g: &[F], m: &mut [F], v: &mut [F], h: AdamStep<F>) {
+    let AdamStep { weight_decay, beta1, beta2, bias_correction2_sqrt, eps, step_size } = h;
+    let one = F::one();
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let d = if weight_decay != F::zero() { g + weight_decay * *p } else { g };
+        *m = beta1 * *m + (one - beta1) * d;
+        *v = beta2 * *v + (one - beta2) * d * d;
+        let denom = v.sqrt() / bias_correction2_sqrt + eps;
+        *p = *p - step_size * (*m / denom);
+    }
+}
+
+/// Lanes of [`crate::kernels::Kernels::square_sums`]: 32 independent chains of additions (four AVX-512 vectors of
+/// f64), so that the sum runs at the rate of the loads rather than of one addition's latency
+/// per lane (8 lanes held batch-1 training's gradient norm to 2 values per cycle).
+pub(crate) const SQUARE_LANES: usize = 32;
+
+/// The portable [`crate::kernels::Kernels::square_sums`], inlined into each SIMD build of it.
+#[inline(always)]
+pub(crate) fn square_sums_portable<F: Real>(x: &[F], lanes: &mut [f64; SQUARE_LANES]) {
+    let chunks = x.chunks_exact(SQUARE_LANES);
+    for (i, v) in chunks.remainder().iter().enumerate() {
+        let v = v.to_f64().unwrap_or(f64::NAN);
+        lanes[i] += v * v;
+    }
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let v = v.to_f64().unwrap_or(f64::NAN);
+            *l += v * v;
+        }
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::transpose`] (bounds-checked: panics on undersized slices).
+pub(crate) fn transpose_portable<F: Copy>(src: &[F], rows: usize, k: usize, dst: &mut [F], ld: usize) {
+    for (r, row) in src.chunks_exact(k.max(1)).take(rows).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            dst[p * ld + r] = v;
+        }
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::gemm_acc`]: each element one chain over `p` in order, multiply then add
+/// (the fallback of the SIMD builds and the oracle they are tested against).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_acc_portable<F: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[F],
+    rsa: usize,
+    csa: usize,
+    b: &[F],
+    ldb: usize,
+    c: &mut [F],
+    ldc: usize,
+) {
+    for i in 0..m {
+        let crow = &mut c[i * ldc..i * ldc + n];
+        for p in 0..k {
+            let s = a[i * rsa + p * csa];
+            for (o, &w) in crow.iter_mut().zip(&b[p * ldb..p * ldb + n]) {
+                *o = *o + s * w;
+            }
+        }
+    }
+}
+
+/// The portable [`crate::kernels::Kernels::dot`]: 8 independent lanes, summed in a fixed tree.
+pub(crate) fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
+    const LANES: usize = 8;
+    let mut acc = [F::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = ca.remainder().iter().zip(cb.remainder()).fold(F::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] = acc[l] + x[l] * y[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}

@@ -1,0 +1,244 @@
+//! Every SIMD level of every kernel against the portable oracle: the same bits where the
+//! operations are the same, or within the stated error for the nonlinearities and products.
+
+use super::dispatch::*;
+
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn gemm_acc_matches_f64_arithmetic_on_every_shape_edge() {
+    for &(m, n, k) in &[(1, 1, 1), (3, 17, 5), (4, 64, 33), (5, 65, 64), (9, 130, 7), (32, 1024, 256), (2, 200, 1)] {
+        let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
+        let a = fill(m * lda, 1);
+        let b = fill(k * ldb, 2);
+        let c0 = fill(m * ldc, 3);
+        let mut c = c0.clone();
+        gemm_acc(m, n, k, &a, lda, 1, &b, ldb, &mut c, ldc, &[]);
+        for i in 0..m {
+            for j in 0..ldc {
+                let want = if j < n {
+                    c0[i * ldc + j] as f64 + (0..k).map(|p| a[i * lda + p] as f64 * b[p * ldb + j] as f64).sum::<f64>()
+                } else {
+                    c0[i * ldc + j] as f64 // padding columns untouched
+                };
+                let tol = 1e-5 * (1.0 + k as f64).sqrt() * 4.0;
+                assert!(
+                    (c[i * ldc + j] as f64 - want).abs() <= tol,
+                    "m{m} n{n} k{k} ({i},{j}): {} vs {want}",
+                    c[i * ldc + j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_acc_gives_the_same_bits_for_any_split_of_the_output() {
+    let (m, n, k) = (13, 150, 40);
+    let a = fill(m * k, 4);
+    let b = fill(k * n, 5);
+    let mut whole = vec![0f32; m * n];
+    gemm_acc(m, n, k, &a, k, 1, &b, n, &mut whole, n, &[]);
+    let mut parts = vec![0f32; m * n];
+    for (i0, i1) in [(0, 5), (5, 6), (6, 13)] {
+        for (j0, j1) in [(0, 37), (37, 101), (101, 150)] {
+            gemm_acc(i1 - i0, j1 - j0, k, &a[i0 * k..], k, 1, &b[j0..], n, &mut parts[i0 * n + j0..], n, &[]);
+        }
+    }
+    let diff: Vec<usize> = (0..m * n).filter(|&q| whole[q] != parts[q]).collect();
+    assert!(
+        diff.is_empty(),
+        "differ at (row, col) {:?}",
+        diff.iter().take(12).map(|&q| (q / n, q % n)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn transpose_matches_the_portable_loop_on_every_edge() {
+    for &(rows, k, pad) in &[(16, 16, 0), (64, 64, 0), (33, 47, 3), (5, 70, 1), (70, 5, 0), (1, 1, 0), (48, 128, 16)] {
+        let src: Vec<f32> = (0..rows * k).map(|i| i as f32 + 0.5).collect();
+        let ld = rows + pad;
+        let mut got = vec![-1.0f32; (k - 1) * ld + rows + 5];
+        let mut want = got.clone();
+        transpose(&src, rows, k, &mut got, ld);
+        crate::kernels::portable::transpose_portable(&src, rows, k, &mut want, ld);
+        assert_eq!(got, want, "rows {rows}, k {k}, ld {ld}");
+    }
+}
+
+#[test]
+fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
+    let (m, n, k) = (7, 90, 600);
+    let at = fill(k * m, 8); // a stored transposed: a[i, p] = at[p·m + i]
+    let a: Vec<f32> = (0..m * k).map(|q| at[(q % k) * m + q / k]).collect();
+    let b = fill(k * n, 9);
+    let (mut c1, mut c2) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
+    gemm_acc(m, n, k, &at, 1, m, &b, n, &mut c1, n, &[]);
+    gemm_acc(m, n, k, &a, k, 1, &b, n, &mut c2, n, &[]);
+    assert_eq!(c1, c2);
+}
+
+/// Every level (each runs at the CPU's best below it).
+const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+
+#[test]
+fn gru_backward_row_and_add_rows_give_the_portable_bits_on_every_level() {
+    for hd in [1, 7, 16, 100] {
+        let g: Vec<f32> = fill(3 * hd, 40).iter().map(|x| 0.5 + 0.4 * x).collect();
+        let (hp, e, dh) = (fill(hd, 41), fill(hd, 42), fill(hd, 43));
+        for reset_after in [true, false] {
+            let mut want = vec![f32::NAN; 3 * hd];
+            crate::kernels::portable::gru_backward_row_portable(&g, &hp, &e, &dh, &mut want, reset_after);
+            assert!(want.iter().all(|x| x.is_finite()));
+            for at in LEVELS {
+                let mut got = vec![f32::NAN; 3 * hd];
+                gru_backward_row_on(at, &g, &hp, &e, &dh, &mut got, reset_after);
+                assert_eq!(got, want, "{at:?}, H {hd}, reset_after {reset_after}");
+            }
+        }
+        let x = fill(37 * hd, 44);
+        let mut want = fill(hd, 45);
+        let start = want.clone();
+        crate::kernels::portable::add_rows_portable(&mut want, &x);
+        for at in LEVELS {
+            let mut got = start.clone();
+            add_rows_on(at, &mut got, &x);
+            assert_eq!(got, want, "{at:?}, W {hd}");
+        }
+    }
+}
+
+#[test]
+fn square_sums_give_the_portable_bits_on_every_level() {
+    for len in [0, 5, 8, 13, 32, 77, 1000, 1037] {
+        // Magnitudes far apart, so that a different order or a fused multiply-add shows.
+        let x: Vec<f32> = fill(len, 46).iter().enumerate().map(|(i, v)| v * 10f32.powi((i % 9) as i32 - 4)).collect();
+        let mut want = [0.125f64; crate::kernels::portable::SQUARE_LANES];
+        crate::kernels::portable::square_sums_portable(&x, &mut want);
+        for at in LEVELS {
+            let mut got = [0.125f64; crate::kernels::portable::SQUARE_LANES];
+            square_sums_on(at, &x, &mut got);
+            assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{at:?}, {len} values");
+        }
+    }
+}
+
+#[test]
+fn adam_gives_the_portable_bits_on_every_level() {
+    let n = 1037;
+    let (p0, g) = (fill(n, 10), fill(n, 11));
+    let (m0, v0) = (fill(n, 12), fill(n, 13).iter().map(|x| x.abs()).collect::<Vec<_>>());
+    let h = crate::kernels::portable::AdamStep {
+        weight_decay: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        bias_correction2_sqrt: 0.3,
+        eps: 1e-8,
+        step_size: 0.002,
+    };
+    type Update<'a> = &'a dyn Fn(&mut [f32], &[f32], &mut [f32], &mut [f32], crate::kernels::portable::AdamStep<f32>);
+    let run = |f: Update| {
+        let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+        f(&mut p, &g, &mut m, &mut v, h);
+        (p, m, v)
+    };
+    let want = run(&|p, g, m, v, h| crate::kernels::portable::adam_portable(p, g, m, v, h));
+    assert_eq!(run(&|p, g, m, v, h| adam(p, g, m, v, h)), want);
+    for at in LEVELS {
+        assert_eq!(run(&|p, g, m, v, h| adam_on(at, p, g, m, v, h)), want, "{at:?}");
+    }
+}
+
+/// The fused gate rows give the bits of the unfused arithmetic: `sigmoid_inplace` /
+/// `tanh_inplace` (the level's nonlinearities) and the portable state update, for widths
+/// with and without a partial last vector.
+#[test]
+fn fused_gate_rows_match_the_unfused_arithmetic() {
+    for hd in [1, 5, 8, 16, 23, 64, 100] {
+        let (g0, b) = (fill(4 * hd, 20).iter().map(|x| 4.0 * x).collect::<Vec<_>>(), fill(4 * hd, 21));
+        let c_prev = fill(hd, 22);
+        // LSTM.
+        let (mut g, mut c, mut h) = (g0.clone(), vec![0f32; hd], vec![0f32; hd]);
+        lstm_row(&mut g, &b, &c_prev, &mut c, &mut h);
+        let mut w: Vec<f32> = g0.iter().zip(&b).map(|(x, y)| x + y).collect();
+        sigmoid_inplace(&mut w[..2 * hd]);
+        tanh_inplace(&mut w[2 * hd..3 * hd]);
+        sigmoid_inplace(&mut w[3 * hd..]);
+        let wc: Vec<f32> = (0..hd).map(|j| w[hd + j] * c_prev[j] + w[j] * w[2 * hd + j]).collect();
+        let mut wh = wc.clone();
+        tanh_inplace(&mut wh);
+        wh.iter_mut().zip(&w[3 * hd..]).for_each(|(x, &o)| *x *= o);
+        assert_eq!((&g, &c, &h), (&w, &wc, &wh), "lstm hd {hd}");
+        // GRU (reset after).
+        let (rec, hp) = (fill(hd, 23), fill(hd, 24));
+        let (mut g, mut e, mut h) = (g0[..3 * hd].to_vec(), vec![0f32; hd], vec![0f32; hd]);
+        gru_row(&mut g, &b[..3 * hd], &rec, &hp, &mut e, &mut h);
+        let mut w: Vec<f32> = (0..2 * hd).map(|j| g0[j] + b[j]).collect();
+        sigmoid_inplace(&mut w);
+        let mut n: Vec<f32> = (0..hd).map(|j| g0[2 * hd + j] + w[j] * rec[j]).collect();
+        tanh_inplace(&mut n);
+        let wh: Vec<f32> = (0..hd).map(|j| (1.0 - w[hd + j]) * n[j] + w[hd + j] * hp[j]).collect();
+        w.extend(&n);
+        assert_eq!((&g, &e, &h), (&w, &rec, &wh), "gru hd {hd}");
+    }
+}
+
+#[test]
+fn lstm_backward_row_gives_the_portable_bits_on_every_level() {
+    for hd in [1, 7, 16, 100] {
+        let g: Vec<f32> = fill(4 * hd, 30).iter().map(|x| 0.5 + 0.4 * x).collect();
+        let (cp, tc, dh, dc) = (fill(hd, 31), fill(hd, 32), fill(hd, 33), fill(hd, 34));
+        type Row<'a> = &'a dyn Fn(&mut [f32], &mut [f32]);
+        let run = |f: Row| {
+            let (mut dg, mut dcp) = (vec![0f32; 4 * hd], vec![0f32; hd]);
+            f(&mut dg, &mut dcp);
+            (dg, dcp)
+        };
+        let want =
+            run(&|dg, dcp| crate::kernels::portable::lstm_backward_row_portable(&g, &cp, &tc, &dh, &dc, dg, dcp));
+        assert_eq!(run(&|dg, dcp| lstm_backward_row(&g, &cp, &tc, &dh, &dc, dg, dcp)), want);
+        for at in LEVELS {
+            let got = run(&|dg, dcp| lstm_backward_row_on(at, &g, &cp, &tc, &dh, &dc, dg, dcp));
+            assert_eq!(got, want, "{at:?}");
+        }
+    }
+}
+
+#[test]
+fn dot_matches_f64_arithmetic() {
+    for n in [0, 1, 7, 16, 31, 32, 33, 100, 256] {
+        let (a, b) = (fill(n, 6), fill(n, 7));
+        let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        assert!((dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+        assert!(
+            (crate::kernels::portable::dot_portable(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64),
+            "n {n}"
+        );
+    }
+}
+
+#[test]
+fn nonlinearities_match_the_scalar_oracle() {
+    let mut xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
+    xs.extend([-100.0, -88.5, -87.5, -30.0, -1e-6, 0.0, 1e-6, 1e-30, 30.0, 87.5, 88.5, 100.0]);
+    let mut s = xs.clone();
+    sigmoid_inplace(&mut s);
+    let mut t = xs.clone();
+    tanh_inplace(&mut t);
+    for ((&x, &sv), &tv) in xs.iter().zip(&s).zip(&t) {
+        let (ws, wt) = (1.0 / (1.0 + (-(x as f64)).exp()), (x as f64).tanh());
+        assert!((sv as f64 - ws).abs() <= 2e-7 + 4e-7 * ws, "sigmoid({x}) = {sv}, want {ws}");
+        assert!((tv as f64 - wt).abs() <= 3e-7, "tanh({x}) = {tv}, want {wt}");
+        assert!(sv.is_finite() && tv.is_finite() && (0.0..=1.0).contains(&sv) && (-1.0..=1.0).contains(&tv));
+    }
+}

@@ -1,0 +1,291 @@
+//! The x86 nonlinearities and gate rows: a vectorized `exp` (Cephes' polynomial after range
+//! reduction) and the sigmoid and tanh built on it, element-wise over slices, and the fused
+//! LSTM and GRU gate arithmetic of one row, each for AVX-512 F and for AVX2 + FMA.
+
+use std::arch::x86_64::*;
+
+// exp(x) = 2^n · e^r, n = round(x / ln 2), r = x − n·ln 2 (in two parts), e^r by Cephes'
+// polynomial. Inputs are clamped so 2^n stays a normal number.
+const EXP_HI: f32 = 88.0;
+const EXP_LO: f32 = -87.0;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
+#[target_feature(enable = "avx512f")]
+fn exp512(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(LOG2E),
+    ));
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let r2 = _mm512_mul_ps(r, r);
+    let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+    _mm512_scalef_ps(y, n)
+}
+
+#[target_feature(enable = "avx512f")]
+fn sigmoid512(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    _mm512_div_ps(one, _mm512_add_ps(one, e))
+}
+
+#[target_feature(enable = "avx512f")]
+fn tanh512(x: __m512) -> __m512 {
+    // tanh|x| = (1 − e^{−2|x|}) / (1 + e^{−2|x|}), then the sign of x back.
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let bits = _mm512_castps_si512(x);
+    let ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, bits));
+    let one = _mm512_set1_ps(1.0);
+    let e = exp512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)));
+    let t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(bits, sign)))
+}
+
+/// An element-wise kernel over a slice, 16 lanes at a time (the tail through a mask).
+macro_rules! map512 {
+    ($name:ident, $f:ident) => {
+        #[target_feature(enable = "avx512f")]
+        pub fn $name(x: &mut [f32]) {
+            let mut chunks = x.chunks_exact_mut(16);
+            for ch in &mut chunks {
+                // SAFETY: `ch` holds exactly 16 floats.
+                unsafe { _mm512_storeu_ps(ch.as_mut_ptr(), $f(_mm512_loadu_ps(ch.as_ptr()))) };
+            }
+            let rest = chunks.into_remainder();
+            if !rest.is_empty() {
+                let mask: __mmask16 = (1u32 << rest.len()).wrapping_sub(1) as __mmask16;
+                // SAFETY: the mask covers exactly the `rest.len()` < 16 floats of `rest`.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(mask, rest.as_ptr());
+                    _mm512_mask_storeu_ps(rest.as_mut_ptr(), mask, $f(v));
+                }
+            }
+        }
+    };
+}
+map512!(sigmoid_avx512, sigmoid512);
+map512!(tanh_avx512, tanh512);
+
+#[target_feature(enable = "avx2,fma")]
+fn exp256(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    let n =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut p = _mm256_set1_ps(P[0]);
+    for &c in &P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    // 2^n from the exponent bits (n is in [-126, 127] after the clamp).
+    let pow2 =
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+    _mm256_mul_ps(y, pow2)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn sigmoid256(x: __m256) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    _mm256_div_ps(one, _mm256_add_ps(one, e))
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn tanh256(x: __m256) -> __m256 {
+    let sign = _mm256_set1_ps(-0.0);
+    let ax = _mm256_andnot_ps(sign, x);
+    let one = _mm256_set1_ps(1.0);
+    let e = exp256(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0)));
+    let t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    _mm256_or_ps(t, _mm256_and_ps(x, sign))
+}
+
+/// An element-wise kernel over a slice, 8 lanes at a time (the tail through a padded copy).
+macro_rules! map256 {
+    ($name:ident, $f:ident) => {
+        #[target_feature(enable = "avx2,fma")]
+        pub fn $name(x: &mut [f32]) {
+            let mut chunks = x.chunks_exact_mut(8);
+            for ch in &mut chunks {
+                // SAFETY: `ch` holds exactly 8 floats.
+                unsafe { _mm256_storeu_ps(ch.as_mut_ptr(), $f(_mm256_loadu_ps(ch.as_ptr()))) };
+            }
+            let rest = chunks.into_remainder();
+            if !rest.is_empty() {
+                let mut buf = [0f32; 8];
+                buf[..rest.len()].copy_from_slice(rest);
+                // SAFETY: `buf` holds 8 floats.
+                unsafe { _mm256_storeu_ps(buf.as_mut_ptr(), $f(_mm256_loadu_ps(buf.as_ptr()))) };
+                let n = rest.len();
+                rest.copy_from_slice(&buf[..n]);
+            }
+        }
+    };
+}
+map256!(sigmoid_avx2, sigmoid256);
+map256!(tanh_avx2, tanh256);
+
+/// The fused gate arithmetic of one row, written once over a vector type: `$v` lanes of
+/// `$t`, `$ld(mask, ptr)` / `$st(ptr, mask, v)` masked loads and stores, `$sig`/`$tanh` the
+/// nonlinearities and `$add`/`$sub`/`$mul` plain IEEE arithmetic.
+macro_rules! gate_rows {
+    ($feat:literal, $lstm:ident, $gru:ident, $lanes:literal, $mask:ty, $mk:ident, $ld:ident, $st:ident,
+     $set1:ident, $add:ident, $sub:ident, $mul:ident, $sig:ident, $tanh:ident) => {
+        /// # Safety
+        /// `g`, `b`: `4·H` floats, `c_prev`, `c`: `H` (checked by the caller).
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $lstm(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+            let hd = h.len();
+            let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
+            // The gates first, one block at a time (every vector independent of the
+            // others, so the core overlaps their long chains), then the states from the
+            // stored gates: 1.85 → 1.55 ns per unit on H = 256 against one pass doing both
+            // (whose every vector waited on its gates before its tanh(c)). The same
+            // operations on each value either way.
+            for (q, tanh) in [(0, false), (1, false), (2, true), (3, false)] {
+                let mut j = 0;
+                while j < hd {
+                    let m = $mk(hd - j);
+                    // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                    unsafe {
+                        let at = gp.add(q * hd + j);
+                        let x = $add($ld(m, at), $ld(m, bp.add(q * hd + j)));
+                        $st(at, m, if tanh { $tanh(x) } else { $sig(x) });
+                    }
+                    j += $lanes;
+                }
+            }
+            let mut j = 0;
+            while j < hd {
+                let m = $mk(hd - j);
+                // SAFETY: as above.
+                unsafe {
+                    let gate = |q: usize| $ld(m, gp.add(q * hd + j));
+                    let ct = $add($mul(gate(1), $ld(m, c_prev.as_ptr().add(j))), $mul(gate(0), gate(2)));
+                    $st(c.as_mut_ptr().add(j), m, ct);
+                    $st(h.as_mut_ptr().add(j), m, $mul(gate(3), $tanh(ct)));
+                }
+                j += $lanes;
+            }
+        }
+
+        /// # Safety
+        /// `g`, `b`: `3·H` floats, `rec`, `h_prev`, `extra`: `H` (checked by the caller).
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $gru(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
+            let hd = h.len();
+            let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
+            let one = $set1(1.0);
+            // r and z first (independent vectors, as in the LSTM row), then n and h.
+            let mut j = 0;
+            while j < 2 * hd {
+                let m = $mk(2 * hd - j);
+                // SAFETY: `m` covers only lanes below `2·hd - j`; `g` and `b` are `3·hd` long.
+                unsafe {
+                    let at = gp.add(j);
+                    $st(at, m, $sig($add($ld(m, at), $ld(m, bp.add(j)))));
+                }
+                j += $lanes;
+            }
+            let mut j = 0;
+            while j < hd {
+                let m = $mk(hd - j);
+                // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
+                unsafe {
+                    let (r, z) = ($ld(m, gp.add(j)), $ld(m, gp.add(hd + j)));
+                    let e = $ld(m, rec.as_ptr().add(j));
+                    let n = $tanh($add($ld(m, gp.add(2 * hd + j)), $mul(r, e)));
+                    $st(gp.add(2 * hd + j), m, n);
+                    $st(extra.as_mut_ptr().add(j), m, e);
+                    let hv = $add($mul($sub(one, z), n), $mul(z, $ld(m, h_prev.as_ptr().add(j))));
+                    $st(h.as_mut_ptr().add(j), m, hv);
+                }
+                j += $lanes;
+            }
+        }
+    };
+}
+
+#[inline(always)]
+fn mask16(left: usize) -> __mmask16 {
+    if left >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << left) - 1) as __mmask16
+    }
+}
+
+/// Lane mask for 8-lane AVX2 loads and stores: all ones in the first `min(left, 8)` lanes.
+#[target_feature(enable = "avx2,fma")]
+fn mask8(left: usize) -> __m256i {
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), idx)
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn ld512(m: __mmask16, p: *const f32) -> __m512 {
+    // SAFETY: the caller's mask covers readable lanes only.
+    unsafe { _mm512_maskz_loadu_ps(m, p) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn st512(p: *mut f32, m: __mmask16, v: __m512) {
+    // SAFETY: the caller's mask covers writable lanes only.
+    unsafe { _mm512_mask_storeu_ps(p, m, v) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ld256(m: __m256i, p: *const f32) -> __m256 {
+    // SAFETY: the caller's mask covers readable lanes only (masked-off lanes are not read).
+    unsafe { _mm256_maskload_ps(p, m) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn st256(p: *mut f32, m: __m256i, v: __m256) {
+    // SAFETY: the caller's mask covers writable lanes only (masked-off lanes are not written).
+    unsafe { _mm256_maskstore_ps(p, m, v) }
+}
+
+gate_rows!(
+    "avx512f",
+    lstm_avx512,
+    gru_avx512,
+    16,
+    __mmask16,
+    mask16,
+    ld512,
+    st512,
+    _mm512_set1_ps,
+    _mm512_add_ps,
+    _mm512_sub_ps,
+    _mm512_mul_ps,
+    sigmoid512,
+    tanh512
+);
+gate_rows!(
+    "avx2,fma",
+    lstm_avx2,
+    gru_avx2,
+    8,
+    __m256i,
+    mask8,
+    ld256,
+    st256,
+    _mm256_set1_ps,
+    _mm256_add_ps,
+    _mm256_sub_ps,
+    _mm256_mul_ps,
+    sigmoid256,
+    tanh256
+);

@@ -1,0 +1,518 @@
+//! The x86 products: dot products, the `c += a·b` tiles and their drivers for AVX-512 F
+//! (full-width tiles with L2 fetches of the next block) and AVX2 + FMA, and the AVX-512 16 × 16
+//! transpose. Kept in one file: the tiles and their drivers share their bounds arguments (each
+//! driver's `# Safety` rests on the tiles' and the other way round), and the AVX2 kernel is the
+//! AVX-512 one's structure at half width.
+
+use std::arch::x86_64::*;
+
+/// Horizontal sum of 16 lanes in a fixed tree.
+#[target_feature(enable = "avx512f")]
+fn hsum512(v: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    hsum256(_mm256_add_ps(lo, hi))
+}
+
+#[target_feature(enable = "avx")]
+fn hsum256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// # Safety
+/// `a` and `b` must each point to `n` readable floats.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot_avx512(a: *const f32, b: *const f32, n: usize) -> f32 {
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every load reads lanes below `n` (the tail through a mask).
+    unsafe {
+        while i + 32 <= n {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i + 16)), _mm512_loadu_ps(b.add(i + 16)), s1);
+            i += 32;
+        }
+        while i < n {
+            let left = (n - i).min(16);
+            let mask: __mmask16 = (1u32 << left).wrapping_sub(1) as __mmask16;
+            s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a.add(i)), _mm512_maskz_loadu_ps(mask, b.add(i)), s0);
+            i += left;
+        }
+    }
+    hsum512(_mm512_add_ps(s0, s1))
+}
+
+/// # Safety
+/// `a` and `b` must each point to `n` readable floats.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot_avx2(a: *const f32, b: *const f32, n: usize) -> f32 {
+    let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    let mut tail = 0f32;
+    // SAFETY: every load reads lanes below `n`.
+    unsafe {
+        while i + 16 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8)), _mm256_loadu_ps(b.add(i + 8)), s1);
+            i += 16;
+        }
+        while i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), s0);
+            i += 8;
+        }
+        while i < n {
+            tail = (*a.add(i)).mul_add(*b.add(i), tail);
+            i += 1;
+        }
+    }
+    hsum256(_mm256_add_ps(s0, s1)) + tail
+}
+
+/// `MR` rows × `NV` vectors of 16 columns of `c += a·b`; `last` masks the last vector.
+///
+/// # Safety
+/// Rows `0..MR` of `a` (`k` floats each, stride `lda`), rows `0..k` of `b` and rows `0..MR`
+/// of `c` (the columns the vectors and mask cover) must be readable (and `c` writable).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile512<const MR: usize, const NV: usize>(
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    last: __mmask16,
+) {
+    let mask = |v: usize| if v + 1 == NV { last } else { 0xFFFF };
+    // SAFETY: the caller guarantees every address below is inside its slice.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(mask(v), c.add(i * ldc + 16 * v));
+            }
+        }
+        for p in 0..k {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(mask(v), b.add(p * ldb + 16 * v));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let s = _mm512_set1_ps(*a.add(i * rsa + p * csa));
+                for (x, &w) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(s, w, *x);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm512_mask_storeu_ps(c.add(i * ldc + 16 * v), mask(v), x);
+            }
+        }
+    }
+}
+
+/// Cache lines a row tile fetches ahead into L2 ([`gemm_acc_avx512`]'s `next`): from `.0`
+/// up to `.1`, one at the steps `p` along `k` with `p & .2 == 0` (null pointers: none).
+type Ahead = (*const f32, *const f32, usize);
+
+/// The 16 × 16 transpose of the rows `v` (row `i` out = column `i` in).
+#[target_feature(enable = "avx512f")]
+fn transpose16(v: [__m512; 16]) -> [__m512; 16] {
+    let pd = _mm512_castps_pd;
+    let ps = _mm512_castpd_ps;
+    // Pairs of rows interleaved by 32 bits, then by 64 bits: within each 128-bit lane,
+    // four rows' elements in order.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a, b) = (4 * g, 4 * g + 2);
+        u[4 * g] = ps(_mm512_unpacklo_pd(pd(t[a]), pd(t[b])));
+        u[4 * g + 1] = ps(_mm512_unpackhi_pd(pd(t[a]), pd(t[b])));
+        u[4 * g + 2] = ps(_mm512_unpacklo_pd(pd(t[a + 1]), pd(t[b + 1])));
+        u[4 * g + 3] = ps(_mm512_unpackhi_pd(pd(t[a + 1]), pd(t[b + 1])));
+    }
+    // Then the 128-bit lanes: u[4g + j] holds, in lane l, elements 4l + j of rows 4g..4g+4.
+    let mut w = [_mm512_setzero_ps(); 16];
+    for j in 0..4 {
+        w[j] = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
+        w[4 + j] = _mm512_shuffle_f32x4::<0xdd>(u[j], u[4 + j]);
+        w[8 + j] = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
+        w[12 + j] = _mm512_shuffle_f32x4::<0xdd>(u[8 + j], u[12 + j]);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for j in 0..8 {
+        out[j] = _mm512_shuffle_f32x4::<0x88>(w[j], w[8 + j]);
+        out[8 + j] = _mm512_shuffle_f32x4::<0xdd>(w[j], w[8 + j]);
+    }
+    out
+}
+
+/// # Safety
+/// `src` holds `rows·k` values, `dst` `(k − 1)·ld + rows`, `ld ≥ rows` (checked by the caller).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn transpose_avx512(src: *const f32, rows: usize, k: usize, dst: *mut f32, ld: usize) {
+    let (r16, k16) = (rows / 16 * 16, k / 16 * 16);
+    // SAFETY: every address is `r·k + p` with r < rows, p < k in `src`, and `p·ld + r` in `dst`.
+    unsafe {
+        for r0 in (0..r16).step_by(16) {
+            for p0 in (0..k16).step_by(16) {
+                let mut v = [_mm512_setzero_ps(); 16];
+                for (i, x) in v.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(src.add((r0 + i) * k + p0));
+                }
+                for (i, x) in transpose16(v).into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((p0 + i) * ld + r0), x);
+                }
+            }
+        }
+        for r in 0..rows {
+            for p in if r < r16 { k16 } else { 0 }..k {
+                *dst.add(p * ld + r) = *src.add(r * k + p);
+            }
+        }
+    }
+}
+
+/// The full-width tile: `MR` rows × 64 columns, no masks, one pointer per row of `a` and the
+/// depth an offset from them.
+///
+/// # Safety
+/// As [`tile512`], for 64 columns. The lines of `ahead` are only prefetched (never read).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile512_full<const MR: usize, const FETCH: bool>(
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    (mut ahead, ahead_end, skip): Ahead,
+) {
+    // SAFETY: the caller guarantees every address below is inside its slice.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 4]; MR];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(c.add(i * ldc + 16 * v));
+            }
+        }
+        // One pointer per row of `a`, the depth an offset from them, four steps per iteration
+        // (the loop walked one pointer down the rows at every step: a chain of row-stride
+        // additions beside the 24 multiply-adds): +2–5% on the products alone (32×256×1024,
+        // 512×128×1024, 1024³; A/B alternating in one process), +0–3% on the workloads.
+        let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
+        let step = |acc: &mut [[__m512; 4]; MR], off: usize, bp: *const f32| {
+            let bv = [
+                _mm512_loadu_ps(bp),
+                _mm512_loadu_ps(bp.add(16)),
+                _mm512_loadu_ps(bp.add(32)),
+                _mm512_loadu_ps(bp.add(48)),
+            ];
+            for (row, &ar) in acc.iter_mut().zip(&rows) {
+                let s = _mm512_set1_ps(*ar.add(off));
+                for (x, &w) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(s, w, *x);
+                }
+            }
+        };
+        let (mut bp, mut off, mut p) = (b, 0, 0);
+        if FETCH {
+            // First the steps that fetch a line (each step, or every other one with
+            // `skip` 1), two per iteration, then the rest without a fetch. One loop per
+            // `skip`, with no branch inside: fetches behind a branch in the loop made the
+            // compiler spill accumulators (lstm-l −19%).
+            let lines = (ahead_end as usize).saturating_sub(ahead as usize).div_ceil(64);
+            let fetching = (lines << skip).min(k);
+            if skip == 0 {
+                while p + 2 <= fetching {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                    step(&mut acc, off, bp);
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(16) as *const i8);
+                    step(&mut acc, off + csa, bp.add(ldb));
+                    ahead = ahead.wrapping_add(32);
+                    (bp, off, p) = (bp.add(2 * ldb), off + 2 * csa, p + 2);
+                }
+            } else {
+                while p + 2 <= fetching {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                    step(&mut acc, off, bp);
+                    step(&mut acc, off + csa, bp.add(ldb));
+                    ahead = ahead.wrapping_add(16);
+                    (bp, off, p) = (bp.add(2 * ldb), off + 2 * csa, p + 2);
+                }
+            }
+            if p < fetching {
+                _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                step(&mut acc, off, bp);
+                (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
+            }
+        }
+        while p + 4 <= k {
+            step(&mut acc, off, bp);
+            step(&mut acc, off + csa, bp.add(ldb));
+            step(&mut acc, off + 2 * csa, bp.add(2 * ldb));
+            step(&mut acc, off + 3 * csa, bp.add(3 * ldb));
+            (bp, off, p) = (bp.add(4 * ldb), off + 4 * csa, p + 4);
+        }
+        while p < k {
+            step(&mut acc, off, bp);
+            (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm512_storeu_ps(c.add(i * ldc + 16 * v), x);
+            }
+        }
+    }
+}
+
+/// [`tile512_full`] for `rows` (1 to 6) rows, fetching `pf` ahead when `FETCH`.
+///
+/// # Safety
+/// As [`tile512_full`].
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn full_tile<const FETCH: bool>(
+    rows: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    pf: Ahead,
+) {
+    // SAFETY: the caller's bounds hold for `rows` rows.
+    unsafe {
+        match rows {
+            6 => tile512_full::<6, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            5 => tile512_full::<5, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            4 => tile512_full::<4, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            3 => tile512_full::<3, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            2 => tile512_full::<2, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+            _ => tile512_full::<1, FETCH>(k, a, rsa, csa, b, ldb, c, ldc, pf),
+        }
+    }
+}
+
+/// Depth of one pass over `k`: a `KC × 64` panel of `b` (64 KiB) stays in L2 while every
+/// row block of `a` streams past it.
+const KC: usize = 256;
+/// Elements of `c` (1 MiB of f32) beyond which [`gemm_acc_avx512`] prefetches its rows.
+const LARGE_C: usize = 1 << 18;
+
+/// # Safety
+/// As [`crate::kernels::dispatch::gemm_acc`]'s bounds, checked by it.
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_acc_avx512(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    next: &[f32],
+) {
+    const NR: usize = 64;
+    let large_c = m * ldc > LARGE_C;
+    // `next` goes to L2 over the full-width row tiles after the first (the first streams
+    // this call's block of `b` in from L3 at ~40% of the tiles' rate and is left alone),
+    // one line every two steps along `k`, or every step when there are few tiles.
+    // 64 × 512 × 2048 packed (the lstm-l step): +7%, 6400 × 512 × 2048: +5%.
+    let (mut fetch, fetch_end) = (next.as_ptr(), next.as_ptr().wrapping_add(next.len()));
+    let later_tiles = m.div_ceil(6).saturating_sub(1);
+    let skip = usize::from(later_tiles * k.min(KC).div_ceil(2) >= next.len().div_ceil(16));
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = (k - p0).min(KC);
+        let mut j = 0;
+        while j < n {
+            let cols = (n - j).min(NR);
+            let nv = cols.div_ceil(16);
+            let last: __mmask16 = (1u32 << (cols - 16 * (nv - 1))).wrapping_sub(1) as __mmask16;
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(if cols == NR { 6 } else { 4 });
+                // The next tile's rows of a large `c` (beyond L2) start on their way to L1
+                // while this one runs: each tile would otherwise stall on its first loads
+                // (+20% on a 6400 × 512 × 2048 product, measured in `gemm_compare`).
+                let ahead = if large_c { (i + 2 * rows).min(m) } else { 0 };
+                for r in i + rows..ahead {
+                    let row = c.wrapping_add(r * ldc + j);
+                    for v in 0..nv {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(16 * v) as *const i8);
+                    }
+                }
+                let fetching = i > 0 && cols == NR && fetch < fetch_end;
+                let pf: Ahead = if fetching {
+                    let from = fetch;
+                    fetch = fetch.wrapping_add(16 * kc.div_ceil(skip + 1)).min(fetch_end);
+                    (from, fetch, skip)
+                } else {
+                    (std::ptr::null(), std::ptr::null(), skip)
+                };
+                // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+cols are in bounds.
+                unsafe {
+                    let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
+                    match (rows, nv) {
+                        (_, _) if cols == NR && fetching => {
+                            full_tile::<true>(rows, kc, a, rsa, csa, b, ldb, c, ldc, pf)
+                        }
+                        (_, _) if cols == NR => full_tile::<false>(rows, kc, a, rsa, csa, b, ldb, c, ldc, pf),
+                        (4, 4) => tile512::<4, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (4, 3) => tile512::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (4, 2) => tile512::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (4, _) => tile512::<4, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (3, 4) => tile512::<3, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (3, 3) => tile512::<3, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (3, 2) => tile512::<3, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (3, _) => tile512::<3, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (2, 4) => tile512::<2, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (2, 3) => tile512::<2, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (2, 2) => tile512::<2, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (2, _) => tile512::<2, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (_, 4) => tile512::<1, 4>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (_, 3) => tile512::<1, 3>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (_, 2) => tile512::<1, 2>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                        (_, _) => tile512::<1, 1>(kc, a, rsa, csa, b, ldb, c, ldc, last),
+                    }
+                }
+                i += rows;
+            }
+            j += cols;
+        }
+        p0 += kc;
+    }
+}
+
+/// `MR` rows × `NV` vectors of 8 columns of `c += a·b` (full vectors only).
+///
+/// # Safety
+/// As [`tile512`], for `8·NV` columns.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256<const MR: usize, const NV: usize>(
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: the caller guarantees every address below is inside its slice.
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(c.add(i * ldc + 8 * v));
+            }
+        }
+        for p in 0..k {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(b.add(p * ldb + 8 * v));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let s = _mm256_set1_ps(*a.add(i * rsa + p * csa));
+                for (x, &w) in row.iter_mut().zip(&bv) {
+                    *x = _mm256_fmadd_ps(s, w, *x);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm256_storeu_ps(c.add(i * ldc + 8 * v), x);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`crate::kernels::dispatch::gemm_acc`]'s bounds, checked by it.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_acc_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    const NR: usize = 24;
+    let full = n / 8 * 8;
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = (k - p0).min(KC);
+        let mut j = 0;
+        while j < full {
+            let nv = ((full - j) / 8).min(NR / 8);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(4);
+                // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+8·nv are in bounds.
+                unsafe {
+                    let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
+                    match (rows, nv) {
+                        (4, 3) => tile256::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (4, 2) => tile256::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (4, _) => tile256::<4, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (3, 3) => tile256::<3, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (3, 2) => tile256::<3, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (3, _) => tile256::<3, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (2, 3) => tile256::<2, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (2, 2) => tile256::<2, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (2, _) => tile256::<2, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (_, 3) => tile256::<1, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (_, 2) => tile256::<1, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
+                        (_, _) => tile256::<1, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                    }
+                }
+                i += rows;
+            }
+            j += 8 * nv;
+        }
+        p0 += kc;
+    }
+    // Columns past the last full vector: the same fused chain, one element at a time.
+    for i in 0..m {
+        for j in full..n {
+            // SAFETY: (i, j) and every p < k are inside the checked bounds.
+            unsafe {
+                let o = c.add(i * ldc + j);
+                let mut s = *o;
+                for p in 0..k {
+                    s = (*a.add(i * rsa + p * csa)).mul_add(*b.add(p * ldb + j), s);
+                }
+                *o = s;
+            }
+        }
+    }
+}
