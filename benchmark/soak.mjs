@@ -44,7 +44,14 @@ for (let c = 1; c <= cycles; c++) {
     refused = true;
   }
   if (!refused) throw new Error('createStream on a bidirectional model did not throw');
-  const uni = sequential({ input: { features: 2 }, layers: [{ type: 'lstm', hiddenSize: 16 }, { type: 'dense', units: 2 }], seed: c });
+  const uni = sequential({
+    input: { features: 2 },
+    layers: [
+      { type: 'lstm', hiddenSize: 16 },
+      { type: 'dense', units: 2 },
+    ],
+    seed: c,
+  });
   const stream = uni.createStream();
   stream.step([0.1, 0.2]);
   uni.dispose();
