@@ -1,7 +1,17 @@
 /** Shared helpers of the vitest suite: reference cases, seeded data, argument builders. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gruBackward, gruForward, lstmBackward, lstmForward, rnnBackward, rnnForward, type FloatArray, type RecurrentWeights } from 'gyre';
+import {
+  gruBackward,
+  gruForward,
+  lstmBackward,
+  lstmForward,
+  rnnBackward,
+  rnnForward,
+  seededRandom,
+  type FloatArray,
+  type RecurrentWeights,
+} from 'gyre';
 
 export type CellName = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before';
 export const CELLS: CellName[] = ['rnn_tanh', 'rnn_relu', 'lstm', 'gru', 'gru_reset_before'];
@@ -105,16 +115,9 @@ export function fromReference<T extends FloatArray>(c: ReferenceCase, dtype: { f
   };
 }
 
-/** mulberry32 uniform numbers in [-scale, scale). */
+/** Uniform numbers in [-scale, scale) from gyre's seeded generator. */
 export function seeded(seed: number): (n: number, scale?: number) => Float64Array {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   return (n, scale = 1) => Float64Array.from({ length: n }, () => (next() * 2 - 1) * scale);
 }
 

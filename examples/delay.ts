@@ -6,7 +6,7 @@
  *
  * Run: `npm run demo` (after `npm install`). Options: `--steps N --seed S --delay K`.
  */
-import { lstmBackward, lstmForward, type RecurrentWeights } from 'gyre';
+import { lstmBackward, lstmForward, type RecurrentWeights, seededRandom } from 'gyre';
 
 /** Options of {@link trainDelay}. */
 export interface DelayOptions {
@@ -38,18 +38,6 @@ export interface DelayResult {
   testLoss: number;
   /** Mean squared error of always predicting 0 on the same test batches (the baseline). */
   baselineLoss: number;
-}
-
-/** mulberry32: a small seeded generator of uniform numbers in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Adam (Kingma & Ba) over a list of parameter arrays. */
@@ -94,7 +82,7 @@ export function trainDelay(options: DelayOptions = {}): DelayResult {
   const B = options.batch ?? 32;
   const T = options.steps ?? 24;
   const logEvery = options.logEvery ?? 25;
-  const rand = rng(options.seed ?? 1);
+  const rand = seededRandom(options.seed ?? 1);
   const uniform = (n: number, scale: number) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
 
   // PyTorch's initialisation: U(-1/sqrt(H), 1/sqrt(H)) for every LSTM tensor and the readout.

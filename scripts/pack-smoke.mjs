@@ -22,18 +22,6 @@ function log(message) {
   console.log(`  smoke: ${message}`);
 }
 
-/** A seeded generator (mulberry32), so the data and thus the losses are the same every run. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function installed() {
   // Both module systems must resolve the installed package, and to the same module.
   const cjs = require('gyre');
@@ -53,8 +41,9 @@ async function installed() {
   log(`native addon loaded from ${platformPackage}`);
 
   // A small LSTM regressor: predict the mean of a sequence of 12 numbers.
-  const { sequential, loadModel } = esm;
-  const rand = random(7);
+  // The installed package's own seeded generator, so the data and the losses are the same every run.
+  const { sequential, loadModel, seededRandom } = esm;
+  const rand = seededRandom(7);
   const x = [];
   const y = [];
   for (let i = 0; i < 256; i++) {

@@ -6,6 +6,8 @@
 // (forward, and a backward pass of about twice the forward's work). The readout, the
 // nonlinearities and the optimizer are not counted, for any library.
 
+import { seededRandom } from '../../dist/util/random.js';
+
 /** @typedef {{ name: string, cell: 'lstm'|'gru', input: number, hidden: number, steps: number, batch: number, output: number, loss: 'crossEntropy'|'mse', oneHot: boolean }} Workload */
 
 /** @type {Record<string, Workload>} */
@@ -39,17 +41,12 @@ export function parameterCount(w) {
   return gh * (w.input + w.hidden) + 2 * gh + w.output * w.hidden + w.output;
 }
 
-/** mulberry32: a small seeded generator, so every run and every library sees the same data. */
-export function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/**
+ * gyre's seeded generator (mulberry32), so every run and every library sees the same data. Its
+ * module is plain TypeScript output: importing it loads no native code into the baselines'
+ * processes.
+ */
+export const rng = seededRandom;
 
 /**
  * `sequences` synthetic sequences of workload `w`:
