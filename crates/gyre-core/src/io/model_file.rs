@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The `format` metadata value of a gyre model file.
 pub const FORMAT: &str = "gyre";
-/// Version of the file layout this build writes (and the newest it reads).
+/// Version of the model file (its layout and the configuration inside it) this build writes, and
+/// the newest it reads. The only format version: the configuration has none of its own.
 pub const FORMAT_VERSION: u32 = 1;
 
 const OPTIMIZER_PREFIX: &str = "optimizer/";

@@ -122,9 +122,6 @@ pub struct ModelConfig {
     pub layers: Vec<LayerConfig>,
 }
 
-/// Version of the configuration format.
-pub const FORMAT_VERSION: u32 = 1;
-
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum InputJson {

@@ -1,9 +1,9 @@
-//! Backpropagation through time over a [`Trace`]: the time loop backwards (in lanes or
+//! Backpropagation through time over a [`Trace`]: the time loop backwards (in shards or
 //! over the whole batch), then the weight gradients as products over all steps.
 
-use super::lanes::{in_row_blocks, lane_rows, lane_slices, lanes};
 use super::packing::{prev_state, StepRows};
 use super::pass::{contiguous, zeros};
+use super::shards::{in_row_blocks, shard_rows, shard_slices, shards};
 use super::trace::{PrevRun, SequenceGrads, Trace};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
@@ -22,9 +22,9 @@ pub(super) fn rows_from<F>(g: &[F], at: usize) -> &[F] {
     }
 }
 
-/// One lane's rows of the backward pass's buffers, per step, and its rows of the initial
+/// One shard's rows of the backward pass's buffers, per step, and its rows of the initial
 /// states' gradients.
-pub(super) struct BackwardLane<'a, F> {
+pub(super) struct BackwardShard<'a, F> {
     pub(super) seqs: (usize, usize),
     pub(super) dgx: Vec<&'a mut [F]>,
     pub(super) dgh: Vec<&'a mut [F]>,
@@ -42,15 +42,15 @@ pub(super) struct BackwardInputs<'a, F> {
     pub(super) d_cn: &'a [F],
 }
 
-/// The time loop of [`backward_sequence`] for one lane's sequences (see [`lanes`]); with
-/// `split_rows` (the whole batch as one lane) each step's rows are split over the pool instead.
-pub(super) fn backward_lane<F: Real, C: Cell<F>>(
+/// The time loop of [`backward_sequence`] for one shard's sequences (see [`shards`]); with
+/// `split_rows` (the whole batch as one shard) each step's rows are split over the pool instead.
+pub(super) fn backward_shard<F: Real, C: Cell<F>>(
     cell: &C,
     inp: &BackwardInputs<'_, F>,
-    lane: BackwardLane<'_, F>,
+    shard: BackwardShard<'_, F>,
     split_rows: bool,
 ) -> Result<()> {
-    let BackwardLane { seqs, mut dgx, mut dgh, d_h0, d_c0 } = lane;
+    let BackwardShard { seqs, mut dgx, mut dgh, d_h0, d_c0 } = shard;
     let trace = inp.trace;
     let (packing, reverse, hidden) = (&trace.packing, trace.reverse, trace.dims.hidden);
     let (gh, width, has_c) = (cell.gates() * hidden, cell.extra() * hidden, cell.has_cell_state());
@@ -66,14 +66,14 @@ pub(super) fn backward_lane<F: Real, C: Cell<F>>(
     let steps = packing.steps();
     for p in (0..steps).rev() {
         let t = packing.step(p, reverse);
-        let (r0, m) = lane_rows(packing, t, seqs);
+        let (r0, m) = shard_rows(packing, t, seqs);
         if m == 0 {
             continue;
         }
         let (s, e) = (r0 * hidden, (r0 + m) * hidden);
         // Rows the next processed step carries on; for the others this is the final step.
         let next = (p + 1 < steps).then(|| packing.step(p + 1, reverse));
-        let fin = next.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m)) * hidden..m * hidden;
+        let fin = next.map_or(0, |q| shard_rows(packing, q, seqs).1.min(m)) * hidden..m * hidden;
         match d_hn.is_empty() {
             true => dh[fin.clone()].fill(F::zero()),
             false => dh[fin.clone()].copy_from_slice(&d_hn[fin.clone()]),
@@ -90,7 +90,7 @@ pub(super) fn backward_lane<F: Real, C: Cell<F>>(
             }
         }
         let prev = (p > 0).then(|| packing.step(p - 1, reverse));
-        let (rq, mq) = prev.map_or((0, 0), |q| lane_rows(packing, q, seqs));
+        let (rq, mq) = prev.map_or((0, 0), |q| shard_rows(packing, q, seqs));
         let at = StepRows { s: r0, n: m, prev_off: rq, from_prev: mq.min(m) };
         let h_prev = prev_state(&trace.h, &mut h_gather, at, h0, hidden);
         let (c_prev, c): (&[F], &[F]) =
@@ -179,27 +179,27 @@ pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
     let b_hh = weights.bias_hh.as_standard_layout();
     let (w_hh, b_hh) = (&w_hh[..], contiguous("bias_hh", b_hh.as_slice())?);
 
-    // The time loop in lanes of sequences, or over the whole batch as one lane.
-    let bounds = lanes(packing, gh * (input + hidden));
-    let mut dgh_lanes = lane_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
+    // The time loop in shards of sequences, or over the whole batch as one shard.
+    let bounds = shards(packing, gh * (input + hidden));
+    let mut dgh_shards = shard_slices(&mut dgh, dgh_width, packing, &bounds).into_iter();
     let (mut d_h0_rest, mut d_c0_rest) = (&mut d_h0[..], &mut d_c0[..]);
     let c_width = if has_c { hidden } else { 0 };
-    let mut lanes = Vec::with_capacity(bounds.len() - 1);
-    for (j, dgx) in lane_slices(&mut dgx, gh, packing, &bounds).into_iter().enumerate() {
+    let mut shards = Vec::with_capacity(bounds.len() - 1);
+    for (j, dgx) in shard_slices(&mut dgx, gh, packing, &bounds).into_iter().enumerate() {
         let lb = bounds[j + 1] - bounds[j];
         let (d_h0, rest) = std::mem::take(&mut d_h0_rest).split_at_mut(lb * hidden);
         d_h0_rest = rest;
         let (d_c0, rest) = std::mem::take(&mut d_c0_rest).split_at_mut(lb * c_width);
         d_c0_rest = rest;
-        let dgh = dgh_lanes.next().unwrap_or_default();
-        lanes.push(BackwardLane { seqs: (bounds[j], bounds[j + 1]), dgx, dgh, d_h0, d_c0 });
+        let dgh = dgh_shards.next().unwrap_or_default();
+        shards.push(BackwardShard { seqs: (bounds[j], bounds[j + 1]), dgx, dgh, d_h0, d_c0 });
     }
     let inp = BackwardInputs { w_hh, b_hh, trace: &trace, d_output, d_hn, d_cn };
-    if lanes.len() > 1 {
+    if shards.len() > 1 {
         use rayon::prelude::*;
-        lanes.into_par_iter().map(|lane| backward_lane(cell, &inp, lane, false)).collect::<Result<Vec<()>>>()?;
+        shards.into_par_iter().map(|shard| backward_shard(cell, &inp, shard, false)).collect::<Result<Vec<()>>>()?;
     } else {
-        lanes.into_iter().try_for_each(|lane| backward_lane(cell, &inp, lane, true))?;
+        shards.into_iter().try_for_each(|shard| backward_shard(cell, &inp, shard, true))?;
     }
 
     let dgx_m = matrix("dgx", &dgx, rows, gh)?;

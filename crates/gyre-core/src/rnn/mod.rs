@@ -6,7 +6,7 @@
 //!   inference; `backward`: its backward walk;
 //! - `packing`: the packed row layout and the state each step starts from; `trace`: what a
 //!   training pass keeps; `pass`: a pass's setup (weights as the loop reads them, the input
-//!   projection); `lanes`: how a pass spreads over the thread pool;
+//!   projection); `shards`: how a pass spreads over the thread pool;
 //! - `functional`: the low-level functional API (one layer direction, explicit weights);
 //! - `weights`: one layer's weights in PyTorch's layout, and their gradients.
 //!
@@ -16,10 +16,10 @@ mod backward;
 pub(crate) mod cell;
 pub(crate) mod cells;
 pub(crate) mod functional;
-mod lanes;
 mod packing;
 mod pass;
 pub(crate) mod sequence;
+mod shards;
 #[cfg(test)]
 mod tests;
 mod trace;

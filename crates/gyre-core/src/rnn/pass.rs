@@ -2,8 +2,8 @@
 //! (transposed and packed once), the input projected a group of steps at a time, and the checks
 //! of the input and initial state.
 
-use super::lanes::PARALLEL_STEP_MIN_FLOPS;
 use super::packing::Packing;
+use super::shards::PARALLEL_STEP_MIN_FLOPS;
 use crate::error::{CoreError, Result};
 use crate::kernels::packed::{pack_transposed, packed_len};
 use crate::kernels::real::Real;

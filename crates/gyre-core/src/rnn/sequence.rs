@@ -9,9 +9,9 @@
 //! weight gradients are products over all steps at the end. Every buffer is allocated before
 //! the loop starts.
 
-use super::lanes::{in_row_blocks, lane_rows, lane_slices, lane_state, lanes, LaneStep};
 use super::packing::{step_state, Packing, StepRows};
 use super::pass::{check_pass, contiguous, input_rows, projection_groups, zeros, Prepared, Transposed};
+use super::shards::{in_row_blocks, shard_rows, shard_slices, shard_state, shards, ShardStep};
 use super::trace::Trace;
 use crate::error::Result;
 use crate::kernels::real::Real;
@@ -19,8 +19,8 @@ use crate::rnn::cell::{Cell, Dims, ForwardStep};
 use crate::rnn::weights::LayerWeights;
 use ndarray::ArrayView2;
 
-/// One lane's rows of the forward pass's buffers, per step.
-pub(super) struct ForwardLane<'a, F> {
+/// One shard's rows of the forward pass's buffers, per step.
+pub(super) struct ForwardShard<'a, F> {
     pub(super) seqs: (usize, usize),
     pub(super) gates: Vec<&'a mut [F]>,
     pub(super) h: Vec<&'a mut [F]>,
@@ -28,21 +28,21 @@ pub(super) struct ForwardLane<'a, F> {
     pub(super) extra: Vec<&'a mut [F]>,
 }
 
-/// The time loop of [`forward_sequence`] for one lane's sequences (see [`lanes`]), projecting
+/// The time loop of [`forward_sequence`] for one shard's sequences (see [`shards`]), projecting
 /// each step's input rows just before the step.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward_lane<F: Real, C: Cell<F>>(
+pub(super) fn forward_shard<F: Real, C: Cell<F>>(
     cell: &C,
     w: &Prepared<'_, F>,
     x: &[F],
     packing: &Packing,
     reverse: bool,
     dims: Dims,
-    lane: ForwardLane<'_, F>,
+    shard: ForwardShard<'_, F>,
     h0: &[F],
     c0: &[F],
 ) -> Result<()> {
-    let ForwardLane { seqs, mut gates, mut h, mut c, mut extra } = lane;
+    let ForwardShard { seqs, mut gates, mut h, mut c, mut extra } = shard;
     let (input, hidden) = (dims.input, dims.hidden);
     let (gh, lb, has_c) = (w.gh, seqs.1 - seqs.0, cell.has_cell_state());
     let mut scratch = zeros(lb * gh);
@@ -53,17 +53,17 @@ pub(super) fn forward_lane<F: Real, C: Cell<F>>(
     let mut prev: Option<usize> = None;
     for p in 0..packing.steps() {
         let t = packing.step(p, reverse);
-        let (r0, m) = lane_rows(packing, t, seqs);
+        let (r0, m) = shard_rows(packing, t, seqs);
         if m == 0 {
             prev = Some(t);
             continue;
         }
         w.project(&x[r0 * input..(r0 + m) * input], gates[t], false)?;
-        let from_prev = prev.map_or(0, |q| lane_rows(packing, q, seqs).1.min(m));
-        let at = LaneStep { prev, t, from_prev, rows: m };
-        let (h_prev, h_t) = lane_state(&mut h, &mut h_gather, at, h0, hidden);
+        let from_prev = prev.map_or(0, |q| shard_rows(packing, q, seqs).1.min(m));
+        let at = ShardStep { prev, t, from_prev, rows: m };
+        let (h_prev, h_t) = shard_state(&mut h, &mut h_gather, at, h0, hidden);
         let (c_prev, c_t): (&[F], &mut [F]) =
-            if has_c { lane_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
+            if has_c { shard_state(&mut c, &mut c_gather, at, c0, hidden) } else { (&[], &mut []) };
         let step = ForwardStep {
             dims: Dims { batch: m, ..dims },
             w_hh,
@@ -111,7 +111,7 @@ pub(super) struct StepBufs<'s, F> {
 
 /// What the one forward walk keeps besides the hidden states `h: [N, H]`, and so what it
 /// returns: [`Training`] keeps every step's gates, cell state and extra values for
-/// backpropagation (and may run in lanes); [`Inference`] keeps the gates of one projection
+/// backpropagation (and may run in shards); [`Inference`] keeps the gates of one projection
 /// group and the cell state of one step. The walk is compiled once per mode (no branch on the
 /// mode inside the time loop); both run the same arithmetic, so their outputs are the same bits.
 pub(super) trait Keep<F: Real>: Sized {
@@ -121,10 +121,10 @@ pub(super) trait Keep<F: Real>: Sized {
     /// The buffers of a pass of this shape.
     fn new(shape: PassShape) -> Self;
 
-    /// Runs the whole pass in lanes of sequences (see [`lanes`]) when the mode does and the
+    /// Runs the whole pass in shards of sequences (see [`shards`]) when the mode does and the
     /// pass is large enough, writing `h`; whether it did.
     #[allow(clippy::too_many_arguments)]
-    fn in_lanes<C: Cell<F>>(
+    fn in_shards<C: Cell<F>>(
         &mut self,
         _cell: &C,
         _w: &Prepared<'_, F>,
@@ -175,7 +175,7 @@ impl<F: Real> Keep<F> for Training<F> {
         Training { shape, gates, c, c_gather: Vec::new(), extra }
     }
 
-    fn in_lanes<C: Cell<F>>(
+    fn in_shards<C: Cell<F>>(
         &mut self,
         cell: &C,
         w: &Prepared<'_, F>,
@@ -187,25 +187,25 @@ impl<F: Real> Keep<F> for Training<F> {
     ) -> Result<bool> {
         let PassShape { dims, gh, width, has_c, .. } = self.shape;
         let hidden = dims.hidden;
-        let bounds = lanes(packing, gh * (dims.input + hidden));
+        let bounds = shards(packing, gh * (dims.input + hidden));
         if bounds.len() <= 2 {
-            // One lane: the walk's loop; its gathers of the cell state need this buffer.
+            // One shard: the walk's loop; its gathers of the cell state need this buffer.
             self.c_gather = zeros(if has_c { dims.batch * hidden } else { 0 });
             return Ok(false);
         }
         use rayon::prelude::*;
         let state_width = if has_c { hidden } else { 0 };
-        let lanes: Vec<ForwardLane<'_, F>> = lane_slices(&mut self.gates, gh, packing, &bounds)
+        let shards: Vec<ForwardShard<'_, F>> = shard_slices(&mut self.gates, gh, packing, &bounds)
             .into_iter()
-            .zip(lane_slices(h, hidden, packing, &bounds))
-            .zip(lane_slices(&mut self.c, state_width, packing, &bounds))
-            .zip(lane_slices(&mut self.extra, width, packing, &bounds))
+            .zip(shard_slices(h, hidden, packing, &bounds))
+            .zip(shard_slices(&mut self.c, state_width, packing, &bounds))
+            .zip(shard_slices(&mut self.extra, width, packing, &bounds))
             .enumerate()
-            .map(|(j, (((gates, h), c), extra))| ForwardLane { seqs: (bounds[j], bounds[j + 1]), gates, h, c, extra })
+            .map(|(j, (((gates, h), c), extra))| ForwardShard { seqs: (bounds[j], bounds[j + 1]), gates, h, c, extra })
             .collect();
-        lanes
+        shards
             .into_par_iter()
-            .map(|lane| forward_lane(cell, w, x, packing, reverse, dims, lane, h0, c0))
+            .map(|shard| forward_shard(cell, w, x, packing, reverse, dims, shard, h0, c0))
             .collect::<Result<Vec<()>>>()?;
         Ok(true)
     }
@@ -353,7 +353,7 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
     let shape = PassShape { rows, dims, gh, width: cell.extra() * hidden, has_c, group_rows };
     let mut keep = K::new(shape);
     let mut h = zeros(rows * hidden);
-    if keep.in_lanes(cell, &w, input_rows(&x, 0, rows)?, packing, reverse, &mut h, (h0, c0))? {
+    if keep.in_shards(cell, &w, input_rows(&x, 0, rows)?, packing, reverse, &mut h, (h0, c0))? {
         return Ok(keep.finish(h, packing, reverse, (h0, c0)));
     }
     let mut h_gather = zeros(batch * hidden);

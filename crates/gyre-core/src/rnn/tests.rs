@@ -4,10 +4,10 @@
 
 use super::backward::backward_sequence;
 use super::cell::{BackwardStep, Cell, Dims, ForwardStep};
-use super::lanes::lanes;
 use super::packing::Packing;
 use super::pass::Transposed;
 use super::sequence::{forward_sequence, infer_sequence};
+use super::shards::shards;
 use super::trace::{PrevRun, Trace};
 use super::weights::LayerWeights;
 use crate::error::{CoreError, Result};
@@ -277,11 +277,11 @@ fn prev_runs_give_each_row_the_state_it_started_from() {
     }
 }
 
-/// Lanes (training in a pool with threads) and row blocks (inference in one) give the bits
+/// Shards (training in a pool with threads) and row blocks (inference in one) give the bits
 /// of the single-threaded pass: outputs, states, every gradient, for every cell, variable
 /// lengths and both directions.
 #[test]
-fn lanes_and_row_blocks_give_the_bits_of_one_thread() {
+fn shards_and_row_blocks_give_the_bits_of_one_thread() {
     use crate::rnn::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
     let (input, hidden) = (5usize, 6usize);
     let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
@@ -314,7 +314,7 @@ fn lanes_and_row_blocks_give_the_bits_of_one_thread() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
     for lengths in [vec![9, 9, 8, 7, 7, 5, 5, 4, 3, 2, 2, 1, 1], vec![6; 12], vec![5; 8]] {
         let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
-        assert!(pool.install(|| lanes(&packing, 1)).len() > 2, "{lengths:?} runs in lanes");
+        assert!(pool.install(|| shards(&packing, 1)).len() > 2, "{lengths:?} runs in shards");
         let (rows, batch) = (packing.rows(), packing.batch());
         let x = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1) * 2.0);
         let h0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
@@ -336,8 +336,8 @@ fn lanes_and_row_blocks_give_the_bits_of_one_thread() {
             for rev in [false, true] {
                 let st = [&h0[..], c0, &d_out[..], &d_hn[..]];
                 let one = pass(&cell, &w, x.view(), &packing, st, rev);
-                let lanes = pool.install(|| pass(&cell, &w, x.view(), &packing, st, rev));
-                assert_eq!(one, lanes, "{cell:?}, {lengths:?}, reverse {rev}");
+                let shards = pool.install(|| pass(&cell, &w, x.view(), &packing, st, rev));
+                assert_eq!(one, shards, "{cell:?}, {lengths:?}, reverse {rev}");
                 // Inference splits each step's rows over the pool instead: the same bits.
                 let infer = || infer_sequence(&cell, &w, None, x.view(), &packing, rev, &h0, c0).expect("infer");
                 let (a, b) = (infer(), pool.install(infer));

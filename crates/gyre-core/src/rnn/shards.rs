@@ -1,30 +1,30 @@
-//! How a pass spreads over the thread pool: lanes of sequences that each run the whole time
+//! How a pass spreads over the thread pool: shards of sequences that each run the whole time
 //! loop on one thread, or one step's rows split into blocks. Each row's arithmetic is the same
-//! in any lane or block, so results do not depend on the number of threads.
+//! in any shard or block, so results do not depend on the number of threads.
 
 use super::packing::{gather_state, Packing};
 use crate::error::Result;
 use crate::kernels::real::Real;
 
-/// A pass of at least this many sequences per lane and multiply-adds runs its time loop in
-/// lanes (any size in unit tests, so that they run lanes whenever a pool has threads).
-pub(super) const LANE_MIN_SEQUENCES: usize = 4;
+/// A pass of at least this many sequences per shard and multiply-adds runs its time loop in
+/// shards (any size in unit tests, so that they run shards whenever a pool has threads).
+pub(super) const SHARD_MIN_SEQUENCES: usize = 4;
 #[cfg(not(test))]
-pub(super) const LANE_MIN_WORK: usize = 1 << 22;
+pub(super) const SHARD_MIN_WORK: usize = 1 << 22;
 #[cfg(test)]
-pub(super) const LANE_MIN_WORK: usize = 1;
+pub(super) const SHARD_MIN_WORK: usize = 1;
 
-/// The sequences of each lane, `bounds[j]..bounds[j + 1]`, for a pass of `work_per_row`
-/// multiply-adds per packed row: one lane per pool thread when the pass is large enough, each
-/// with about the same number of rows. A lane runs the whole time loop of its sequences on one
+/// The sequences of each shard, `bounds[j]..bounds[j + 1]`, for a pass of `work_per_row`
+/// multiply-adds per packed row: one shard per pool thread when the pass is large enough, each
+/// with about the same number of rows. A shard runs the whole time loop of its sequences on one
 /// thread without waiting for the others (rows of different sequences never meet), instead of
 /// every step being split and joined (a synchronization per step). Each row's arithmetic is
-/// the same in any lane, so the result does not depend on the lanes.
-pub(super) fn lanes(packing: &Packing, work_per_row: usize) -> Vec<usize> {
+/// the same in any shard, so the result does not depend on the shards.
+pub(super) fn shards(packing: &Packing, work_per_row: usize) -> Vec<usize> {
     let (batch, rows) = (packing.batch(), packing.rows());
     let threads = if crate::kernels::threads::can_split() { rayon::current_num_threads() } else { 1 };
-    let parts = threads.min(batch / LANE_MIN_SEQUENCES);
-    if parts < 2 || rows * work_per_row < LANE_MIN_WORK {
+    let parts = threads.min(batch / SHARD_MIN_SEQUENCES);
+    if parts < 2 || rows * work_per_row < SHARD_MIN_WORK {
         return vec![0, batch];
     }
     let mut bounds = vec![0];
@@ -39,27 +39,27 @@ pub(super) fn lanes(packing: &Packing, work_per_row: usize) -> Vec<usize> {
     bounds
 }
 
-/// Lane `b0..b1`'s rows at step `t`: the first packed row and how many.
-pub(super) fn lane_rows(packing: &Packing, t: usize, (b0, b1): (usize, usize)) -> (usize, usize) {
+/// Shard `b0..b1`'s rows at step `t`: the first packed row and how many.
+pub(super) fn shard_rows(packing: &Packing, t: usize, (b0, b1): (usize, usize)) -> (usize, usize) {
     let n = packing.rows_at(t);
     (packing.offset(t) + b0.min(n), b1.min(n) - b0.min(n))
 }
 
-/// `buf: [N, width]` cut into each lane's rows of each step: `out[lane][t]`.
-pub(super) fn lane_slices<'a, F>(
+/// `buf: [N, width]` cut into each shard's rows of each step: `out[shard][t]`.
+pub(super) fn shard_slices<'a, F>(
     mut buf: &'a mut [F],
     width: usize,
     packing: &Packing,
     bounds: &[usize],
 ) -> Vec<Vec<&'a mut [F]>> {
-    let lanes = bounds.len() - 1;
-    let mut out: Vec<Vec<&'a mut [F]>> = (0..lanes).map(|_| Vec::with_capacity(packing.steps())).collect();
+    let shards = bounds.len() - 1;
+    let mut out: Vec<Vec<&'a mut [F]>> = (0..shards).map(|_| Vec::with_capacity(packing.steps())).collect();
     for t in 0..packing.steps() {
         let n = packing.rows_at(t);
-        for (j, lane) in out.iter_mut().enumerate() {
+        for (j, shard) in out.iter_mut().enumerate() {
             let len = (bounds[j + 1].min(n) - bounds[j].min(n)) * width;
             let (a, rest) = std::mem::take(&mut buf).split_at_mut(len);
-            lane.push(a);
+            shard.push(a);
             buf = rest;
         }
     }
@@ -77,28 +77,28 @@ pub(super) fn read_write<'s, T>(v: &'s mut [&mut [T]], read: usize, write: usize
     }
 }
 
-/// Where one step of a lane stands: the step `t`, its `rows`, the lane's previous step `prev`
+/// Where one step of a shard stands: the step `t`, its `rows`, the shard's previous step `prev`
 /// (none at the first), and how many of the rows carry on from it (`from_prev`).
 #[derive(Clone, Copy)]
-pub(super) struct LaneStep {
+pub(super) struct ShardStep {
     pub(super) prev: Option<usize>,
     pub(super) t: usize,
     pub(super) from_prev: usize,
     pub(super) rows: usize,
 }
 
-/// The state lane step `at.t` (of `at.rows` rows) starts from and its own rows to write, from
-/// the lane's per-step rows `v`: step `at.prev`'s rows in place when all carry on, else the
+/// The state shard step `at.t` (of `at.rows` rows) starts from and its own rows to write, from
+/// the shard's per-step rows `v`: step `at.prev`'s rows in place when all carry on, else the
 /// `at.from_prev` that do and the initial state's rows `init` for the others, gathered into
 /// `gather`.
-pub(super) fn lane_state<'s, F: Real>(
+pub(super) fn shard_state<'s, F: Real>(
     v: &'s mut [&mut [F]],
     gather: &'s mut [F],
-    at: LaneStep,
+    at: ShardStep,
     init: &[F],
     hidden: usize,
 ) -> (&'s [F], &'s mut [F]) {
-    let LaneStep { prev, t, from_prev, rows: m } = at;
+    let ShardStep { prev, t, from_prev, rows: m } = at;
     let len = m * hidden;
     match prev {
         Some(q) if from_prev == m => {
