@@ -189,6 +189,9 @@ export interface DataArgs {
   values?: Float32Array
 }
 
+/** The table of codes, for a test that the TypeScript layer knows each one. */
+export declare function errorCodes(): Array<string>
+
 /** Loss and accuracy over a dataset. */
 export interface EvaluationResult {
   /** Mean loss. */

@@ -1,7 +1,7 @@
 //! The model binding: a native model object, training off the JavaScript thread with
 //! progress events and cancellation, evaluation and prediction (async and sync).
 
-use crate::js_error;
+use crate::error::{contain, BindingError, Failure, Result};
 use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::train::{self, Dataset, FitConfig, History, Observer, Progress, Targets};
@@ -14,10 +14,6 @@ use napi_derive::napi;
 use ndarray::{Array2, Array3};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-fn disposed() -> napi::Error {
-    napi::Error::new(Status::InvalidArg, "GYRE_DISPOSED: the model was disposed; its weights are gone")
-}
 
 /// Native bytes a model holds: weights, and optimizer buffers when there is an optimizer.
 fn native_bytes(t: &Trainable) -> i64 {
@@ -32,29 +28,6 @@ fn report(env: &Env, reported: &AtomicI64, now: i64) {
     if delta != 0 {
         let _ = env.adjust_external_memory(delta);
     }
-}
-
-fn busy() -> napi::Error {
-    napi::Error::new(
-        Status::InvalidArg,
-        "GYRE_BUSY: the model is training; wait for fit() to settle (or abort it) before this call",
-    )
-}
-
-fn internal(msg: impl std::fmt::Display) -> napi::Error {
-    napi::Error::new(Status::GenericFailure, format!("GYRE_INTERNAL: {msg}"))
-}
-
-/// Runs `f`, turning a panic into a `GYRE_INTERNAL` error instead of unwinding into Node.
-pub(crate) fn contain<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(internal(format!("panic: {msg}")))
-    })
 }
 
 /// A dataset as flat typed arrays: `samples` sequences of `steps` steps.
@@ -86,7 +59,7 @@ struct OwnedData {
 }
 
 impl OwnedData {
-    fn copy(d: &DataArgs, input: InputKind, what: &str) -> Result<Self, CoreError> {
+    fn copy(d: &DataArgs, input: InputKind, what: &str) -> gyre_core::Result<Self> {
         let (s, t) = (d.samples as usize, d.steps as usize);
         gyre_core::tensor::positive(&format!("{what} samples"), s)?;
         gyre_core::tensor::positive(&format!("{what} steps"), t)?;
@@ -123,7 +96,7 @@ impl OwnedData {
         })
     }
 
-    fn inputs(&self) -> Result<Inputs<'_, f32>, CoreError> {
+    fn inputs(&self) -> gyre_core::Result<Inputs<'_, f32>> {
         match (&self.features, &self.tokens) {
             (Some(f), _) => Ok(Inputs::Features(f.view())),
             (None, Some(t)) => Ok(Inputs::Tokens(t.view())),
@@ -131,7 +104,7 @@ impl OwnedData {
         }
     }
 
-    fn dataset(&self) -> Result<Dataset<'_, f32>, CoreError> {
+    fn dataset(&self) -> gyre_core::Result<Dataset<'_, f32>> {
         let targets = match (&self.classes, &self.values) {
             (Some(c), _) => Targets::Classes(c),
             (None, Some(v)) => Targets::Values(v),
@@ -241,22 +214,24 @@ pub struct NativeModel {
     config_json: String,
 }
 
-fn lock(m: &Mutex<Trainable>) -> napi::Result<MutexGuard<'_, Trainable>> {
+fn lock(m: &Mutex<Trainable>) -> Result<MutexGuard<'_, Trainable>> {
     m.try_lock().map_err(|e| match e {
-        std::sync::TryLockError::WouldBlock => busy(),
-        std::sync::TryLockError::Poisoned(_) => internal("the model's lock was poisoned by an earlier panic"),
+        std::sync::TryLockError::WouldBlock => BindingError::busy(),
+        std::sync::TryLockError::Poisoned(_) => {
+            BindingError::internal("the model's lock was poisoned by an earlier panic")
+        }
     })
 }
 
 impl NativeModel {
     /// The model for a call on the JavaScript thread: refused while a fit is pending or running
     /// (its task may not have taken the lock yet).
-    fn held(&self) -> napi::Result<MutexGuard<'_, Trainable>> {
+    fn held(&self) -> Result<MutexGuard<'_, Trainable>> {
         if self.disposed.load(Ordering::SeqCst) {
-            return Err(disposed());
+            return Err(BindingError::disposed());
         }
         if self.training.load(Ordering::SeqCst) {
-            return Err(busy());
+            return Err(BindingError::busy());
         }
         lock(&self.inner)
     }
@@ -308,7 +283,7 @@ impl Observer for Forwarder<'_> {
 fn prepared_optimizer(
     t: &mut Trainable,
     config: OptimizerConfig,
-) -> Result<(&mut Model<f32>, &mut Optimizer<f32>), CoreError> {
+) -> gyre_core::Result<(&mut Model<f32>, &mut Optimizer<f32>)> {
     let reuse = t.optimizer.as_ref().is_some_and(|o| *o.config() == config);
     if !reuse {
         t.optimizer = Some(train::optimizer_for(&t.model, config)?);
@@ -351,6 +326,7 @@ pub struct TrainBatchTask {
     optimizer: OptimizerConfig,
     epoch: usize,
     batch: usize,
+    failure: Failure,
 }
 
 impl Task for TrainBatchTask {
@@ -358,17 +334,19 @@ impl Task for TrainBatchTask {
     type JsValue = BatchResult;
 
     fn compute(&mut self) -> napi::Result<train::BatchOutcome> {
-        contain(|| {
-            let run = || -> Result<train::BatchOutcome, CoreError> {
-                let mut guard = self.inner.lock().map_err(|_| poisoned())?;
-                let t = &mut *guard;
-                let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
-                let set = self.data.dataset()?;
-                let (config, epoch, batch) = (&self.config, self.epoch, self.batch);
-                threads::install(|| train::train_batch(model, optimizer, &set, config, epoch, batch))?
-            };
-            run().map_err(js_error)
-        })
+        let r = contain(|| {
+            let mut guard = self.inner.lock().map_err(|_| poisoned())?;
+            let t = &mut *guard;
+            let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
+            let set = self.data.dataset()?;
+            let (config, epoch, batch) = (&self.config, self.epoch, self.batch);
+            Ok(threads::install(|| train::train_batch(model, optimizer, &set, config, epoch, batch))??)
+        });
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<BatchResult> {
+        self.failure.reject(env, err)
     }
 
     fn resolve(&mut self, _env: Env, o: train::BatchOutcome) -> napi::Result<BatchResult> {
@@ -400,10 +378,11 @@ pub struct FitTask {
     config: FitConfig,
     optimizer: OptimizerConfig,
     progress: Option<ProgressFn>,
+    failure: Failure,
 }
 
 impl FitTask {
-    fn run(&mut self) -> Result<History, CoreError> {
+    fn run(&mut self) -> gyre_core::Result<History> {
         let mut guard = self.inner.lock().map_err(|_| poisoned())?;
         let t = &mut *guard;
         let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
@@ -420,7 +399,12 @@ impl Task for FitTask {
     type JsValue = FitHistory;
 
     fn compute(&mut self) -> napi::Result<History> {
-        contain(|| self.run().map_err(js_error))
+        let r = contain(|| Ok(self.run()?));
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<FitHistory> {
+        self.failure.reject(env, err)
     }
 
     fn resolve(&mut self, _env: Env, h: History) -> napi::Result<FitHistory> {
@@ -445,9 +429,10 @@ pub struct PredictTask {
     inner: Arc<Mutex<Trainable>>,
     data: OwnedData,
     batch_size: usize,
+    failure: Failure,
 }
 
-fn predict_with(t: &Trainable, data: &OwnedData, batch_size: usize) -> Result<PredictResult, CoreError> {
+fn predict_with(t: &Trainable, data: &OwnedData, batch_size: usize) -> gyre_core::Result<PredictResult> {
     let inputs = data.inputs()?;
     let p = threads::install(|| train::predict(&t.model, inputs, data.lengths.as_deref(), batch_size))??;
     let states = p
@@ -492,10 +477,15 @@ impl Task for PredictTask {
     type JsValue = PredictResult;
 
     fn compute(&mut self) -> napi::Result<PredictResult> {
-        contain(|| {
-            let guard = self.inner.lock().map_err(|_| internal("the model's lock was poisoned"))?;
-            predict_with(&guard, &self.data, self.batch_size).map_err(js_error)
-        })
+        let r = contain(|| {
+            let guard = self.inner.lock().map_err(|_| BindingError::internal("the model's lock was poisoned"))?;
+            Ok(predict_with(&guard, &self.data, self.batch_size)?)
+        });
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<PredictResult> {
+        self.failure.reject(env, err)
     }
 
     fn resolve(&mut self, _env: Env, out: PredictResult) -> napi::Result<PredictResult> {
@@ -509,6 +499,7 @@ pub struct EvaluateTask {
     data: OwnedData,
     loss: String,
     batch_size: usize,
+    failure: Failure,
 }
 
 fn evaluate_with(
@@ -516,7 +507,7 @@ fn evaluate_with(
     data: &OwnedData,
     loss: &str,
     batch_size: usize,
-) -> Result<EvaluationResult, CoreError> {
+) -> gyre_core::Result<EvaluationResult> {
     let loss = loss_from_name(loss)?;
     let set = data.dataset()?;
     let e = threads::install(|| train::evaluate(&t.model, &set, loss, batch_size))??;
@@ -528,10 +519,15 @@ impl Task for EvaluateTask {
     type JsValue = EvaluationResult;
 
     fn compute(&mut self) -> napi::Result<EvaluationResult> {
-        contain(|| {
-            let guard = self.inner.lock().map_err(|_| internal("the model's lock was poisoned"))?;
-            evaluate_with(&guard, &self.data, &self.loss, self.batch_size).map_err(js_error)
-        })
+        let r = contain(|| {
+            let guard = self.inner.lock().map_err(|_| BindingError::internal("the model's lock was poisoned"))?;
+            Ok(evaluate_with(&guard, &self.data, &self.loss, self.batch_size)?)
+        });
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<EvaluationResult> {
+        self.failure.reject(env, err)
     }
 
     fn resolve(&mut self, _env: Env, out: EvaluationResult) -> napi::Result<EvaluationResult> {
@@ -539,8 +535,8 @@ impl Task for EvaluateTask {
     }
 }
 
-fn checked_batch_size(v: u32) -> napi::Result<usize> {
-    gyre_core::tensor::positive("batchSize", v as usize).map_err(js_error)
+fn checked_batch_size(v: u32) -> Result<usize> {
+    Ok(gyre_core::tensor::positive("batchSize", v as usize)?)
 }
 
 #[napi]
@@ -548,30 +544,30 @@ impl NativeModel {
     /// Builds a model from its JSON configuration, with weights initialised from `seed`
     /// (a non-negative integer below 2^53).
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, config_json: String, seed: f64) -> napi::Result<Self> {
+    pub fn new(env: Env, config_json: String, seed: f64) -> Result<Self> {
         if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
-            return Err(js_error(CoreError::InvalidArgument {
+            return Err(BindingError::from(CoreError::InvalidArgument {
                 what: "seed".into(),
                 expected: "an integer in [0, 2^53)".into(),
                 got: seed.to_string(),
             }));
         }
-        let config = ModelConfig::from_json(&config_json).map_err(js_error)?;
-        let model = Model::new(config, seed as u64).map_err(js_error)?;
+        let config = ModelConfig::from_json(&config_json)?;
+        let model = Model::new(config, seed as u64)?;
         Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
     }
 
     /// Loads a model file's bytes (see `toSafetensors`), checking them strictly.
     #[napi(factory, catch_unwind)]
-    pub fn from_safetensors(env: Env, bytes: Uint8Array) -> napi::Result<Self> {
-        let saved = gyre_core::io::model_file::load(&bytes).map_err(js_error)?;
+    pub fn from_safetensors(env: Env, bytes: Uint8Array) -> Result<Self> {
+        let saved = gyre_core::io::model_file::load(&bytes)?;
         Ok(Self::wrap(&env, Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user }))
     }
 
     /// Frees the weights now instead of at garbage collection; every later call fails with
     /// `GYRE_DISPOSED`. Refused while training.
     #[napi(catch_unwind)]
-    pub fn dispose(&self, env: Env) -> napi::Result<()> {
+    pub fn dispose(&self, env: Env) -> Result<()> {
         let mut g = self.held()?;
         self.disposed.store(true, Ordering::SeqCst);
         for t in &mut g.model.tensors {
@@ -598,56 +594,56 @@ impl NativeModel {
     /// The bytes of a `.safetensors` file holding the model (weights, configuration, trained
     /// epochs), its optimizer state when `includeOptimizer` and one exists, and `user`.
     #[napi(catch_unwind)]
-    pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> napi::Result<Buffer> {
+    pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> Result<Buffer> {
         let g = self.held()?;
         let optimizer = if include_optimizer { g.optimizer.as_ref() } else { None };
         let user = user.or_else(|| g.user.clone());
-        let bytes = gyre_core::io::model_file::save(&g.model, optimizer, user.as_deref()).map_err(js_error)?;
+        let bytes = gyre_core::io::model_file::save(&g.model, optimizer, user.as_deref())?;
         Ok(Buffer::from(bytes))
     }
 
     /// Layer `layer`'s tensors as a `.safetensors` file named as the PyTorch module's `state_dict`.
     #[napi(catch_unwind)]
-    pub fn export_layer(&self, layer: u32) -> napi::Result<Buffer> {
+    pub fn export_layer(&self, layer: u32) -> Result<Buffer> {
         let g = self.held()?;
-        Ok(Buffer::from(gyre_core::io::model_file::export_layer(&g.model, layer as usize).map_err(js_error)?))
+        Ok(Buffer::from(gyre_core::io::model_file::export_layer(&g.model, layer as usize)?))
     }
 
     /// Reads a PyTorch `state_dict` (`.safetensors` bytes) into layer `layer`; tensor names
     /// start with `prefix`.
     #[napi(catch_unwind)]
-    pub fn import_layer(&self, layer: u32, bytes: Uint8Array, prefix: String) -> napi::Result<()> {
+    pub fn import_layer(&self, layer: u32, bytes: Uint8Array, prefix: String) -> Result<()> {
         let mut g = self.held()?;
-        gyre_core::io::model_file::import_layer(&mut g.model, layer as usize, &bytes, &prefix).map_err(js_error)
+        Ok(gyre_core::io::model_file::import_layer(&mut g.model, layer as usize, &bytes, &prefix)?)
     }
 
     /// The `user` metadata the model was loaded with or last saved with.
     #[napi(catch_unwind)]
-    pub fn user_metadata(&self) -> napi::Result<Option<String>> {
+    pub fn user_metadata(&self) -> Result<Option<String>> {
         Ok(self.held()?.user.clone())
     }
 
     /// Epochs of training completed so far.
     #[napi(catch_unwind)]
-    pub fn trained_epochs(&self) -> napi::Result<u32> {
+    pub fn trained_epochs(&self) -> Result<u32> {
         Ok(self.held()?.model.trained_epochs as u32)
     }
 
     /// The model's configuration as JSON, every default written out.
     #[napi(catch_unwind)]
-    pub fn config_json(&self) -> napi::Result<String> {
+    pub fn config_json(&self) -> Result<String> {
         Ok(self.config_json.clone())
     }
 
     /// Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`).
     #[napi(catch_unwind)]
-    pub fn parameter_names(&self) -> napi::Result<Vec<String>> {
+    pub fn parameter_names(&self) -> Result<Vec<String>> {
         Ok(self.held()?.model.tensors.iter().map(|t| t.name.clone()).collect())
     }
 
     /// Shape of a parameter tensor.
     #[napi(catch_unwind)]
-    pub fn parameter_shape(&self, name: String) -> napi::Result<Vec<u32>> {
+    pub fn parameter_shape(&self, name: String) -> Result<Vec<u32>> {
         let g = self.held()?;
         let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         Ok(t.shape.iter().map(|&d| d as u32).collect())
@@ -655,7 +651,7 @@ impl NativeModel {
 
     /// A copy of a parameter tensor's values (row-major).
     #[napi(catch_unwind)]
-    pub fn get_parameter(&self, name: String) -> napi::Result<Float32Array> {
+    pub fn get_parameter(&self, name: String) -> Result<Float32Array> {
         let g = self.held()?;
         let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         Ok(Float32Array::new(t.data.clone()))
@@ -663,18 +659,18 @@ impl NativeModel {
 
     /// Replaces a parameter tensor's values; the length must match.
     #[napi(catch_unwind)]
-    pub fn set_parameter(&self, name: String, values: Float32Array) -> napi::Result<()> {
+    pub fn set_parameter(&self, name: String, values: Float32Array) -> Result<()> {
         let mut g = self.held()?;
         let t = g.model.tensors.iter_mut().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
         if values.len() != t.data.len() {
-            return Err(js_error(CoreError::ShapeMismatch {
+            return Err(BindingError::from(CoreError::ShapeMismatch {
                 what: name,
                 expected: format!("{:?} ({} values)", t.shape, t.data.len()),
                 got: format!("{} values", values.len()),
             }));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(js_error(CoreError::InvalidArgument {
+            return Err(BindingError::from(CoreError::InvalidArgument {
                 what: format!("{name}[{i}]"),
                 expected: "a finite number".into(),
                 got: values[i].to_string(),
@@ -686,7 +682,7 @@ impl NativeModel {
 
     /// Total number of parameter values.
     #[napi(catch_unwind)]
-    pub fn parameter_count(&self) -> napi::Result<u32> {
+    pub fn parameter_count(&self) -> Result<u32> {
         Ok(self.held()?.model.parameter_count() as u32)
     }
 
@@ -705,26 +701,23 @@ impl NativeModel {
         validation: Option<DataArgs>,
         options_json: String,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
-    ) -> napi::Result<AsyncTask<FitTask>> {
+    ) -> Result<AsyncTask<FitTask>> {
         if self.disposed.load(Ordering::SeqCst) {
-            return Err(disposed());
+            return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_json(&options_json).map_err(js_error)?;
-        let data = OwnedData::copy(&data, self.input, "train").map_err(js_error)?;
-        let validation =
-            validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose().map_err(js_error)?;
+        let (config, optimizer) = fit_from_json(&options_json)?;
+        let data = OwnedData::copy(&data, self.input, "train")?;
+        let validation = validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose()?;
         {
             let g = self.held()?;
-            config.validate(&g.model).map_err(js_error)?;
-            train::check_dataset(&g.model, &data.dataset().map_err(js_error)?, config.loss, "train")
-                .map_err(js_error)?;
+            config.validate(&g.model)?;
+            train::check_dataset(&g.model, &data.dataset()?, config.loss, "train")?;
             if let Some(v) = &validation {
-                train::check_dataset(&g.model, &v.dataset().map_err(js_error)?, config.loss, "validation")
-                    .map_err(js_error)?;
+                train::check_dataset(&g.model, &v.dataset()?, config.loss, "validation")?;
             }
         }
         if self.training.swap(true, Ordering::SeqCst) {
-            return Err(busy());
+            return Err(BindingError::busy());
         }
         self.abort.store(false, Ordering::SeqCst);
         Ok(AsyncTask::new(FitTask {
@@ -737,6 +730,7 @@ impl NativeModel {
             config,
             optimizer,
             progress: on_progress,
+            failure: Failure::default(),
         }))
     }
 
@@ -752,21 +746,21 @@ impl NativeModel {
         options_json: String,
         epoch: u32,
         batch: u32,
-    ) -> napi::Result<AsyncTask<TrainBatchTask>> {
+    ) -> Result<AsyncTask<TrainBatchTask>> {
         if self.disposed.load(Ordering::SeqCst) {
-            return Err(disposed());
+            return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_json(&options_json).map_err(js_error)?;
-        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        let (config, optimizer) = fit_from_json(&options_json)?;
+        let data = OwnedData::copy(&data, self.input, "")?;
         {
             let g = self.held()?;
-            config.validate(&g.model).map_err(js_error)?;
-            gyre_core::tensor::positive("epoch", epoch as usize).map_err(js_error)?;
-            gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-            train::check_dataset(&g.model, &data.dataset().map_err(js_error)?, config.loss, "").map_err(js_error)?;
+            config.validate(&g.model)?;
+            gyre_core::tensor::positive("epoch", epoch as usize)?;
+            gyre_core::tensor::positive("batch", batch as usize)?;
+            train::check_dataset(&g.model, &data.dataset()?, config.loss, "")?;
         }
         if self.training.swap(true, Ordering::SeqCst) {
-            return Err(busy());
+            return Err(BindingError::busy());
         }
         Ok(AsyncTask::new(TrainBatchTask {
             inner: self.inner.clone(),
@@ -777,13 +771,14 @@ impl NativeModel {
             optimizer,
             epoch: epoch as usize,
             batch: batch as usize,
+            failure: Failure::default(),
         }))
     }
 
     /// Records that `epochs` epochs of training are complete (training from a stream counts
     /// its own epochs); saved with the model and used to number later epochs.
     #[napi(catch_unwind)]
-    pub fn set_trained_epochs(&self, epochs: u32) -> napi::Result<()> {
+    pub fn set_trained_epochs(&self, epochs: u32) -> Result<()> {
         self.held()?.model.trained_epochs = epochs as usize;
         Ok(())
     }
@@ -799,34 +794,39 @@ impl NativeModel {
 
     /// The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<PredictResult>")]
-    pub fn predict(&self, data: DataArgs, batch_size: u32) -> napi::Result<AsyncTask<PredictTask>> {
+    pub fn predict(&self, data: DataArgs, batch_size: u32) -> Result<AsyncTask<PredictTask>> {
         drop(self.held()?);
-        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
-        Ok(AsyncTask::new(PredictTask { inner: self.inner.clone(), data, batch_size: checked_batch_size(batch_size)? }))
+        let data = OwnedData::copy(&data, self.input, "")?;
+        Ok(AsyncTask::new(PredictTask {
+            inner: self.inner.clone(),
+            data,
+            batch_size: checked_batch_size(batch_size)?,
+            failure: Failure::default(),
+        }))
     }
 
     /// Zero state for `batch` independent streams.
     #[napi(catch_unwind)]
-    pub fn create_state(&self, batch: u32) -> napi::Result<StreamState> {
-        gyre_core::tensor::positive("batch", batch as usize).map_err(js_error)?;
-        let state = self.held()?.model.stream_state(batch as usize).map_err(js_error)?;
+    pub fn create_state(&self, batch: u32) -> Result<StreamState> {
+        gyre_core::tensor::positive("batch", batch as usize)?;
+        let state = self.held()?.model.stream_state(batch as usize)?;
         Ok(StreamState { state, batch })
     }
 
     /// Restores a state saved with `StreamState.toArray` (its length must match).
     #[napi(catch_unwind)]
-    pub fn state_from_array(&self, batch: u32, values: Float32Array) -> napi::Result<StreamState> {
+    pub fn state_from_array(&self, batch: u32, values: Float32Array) -> Result<StreamState> {
         let mut s = self.create_state(batch)?;
         let want: usize = s.state.hidden.iter().chain(&s.state.cell).flatten().map(Vec::len).sum();
         if values.len() != want {
-            return Err(js_error(CoreError::ShapeMismatch {
+            return Err(BindingError::from(CoreError::ShapeMismatch {
                 what: "state".into(),
                 expected: format!("{want} values for {batch} streams"),
                 got: format!("{} values", values.len()),
             }));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(js_error(CoreError::InvalidArgument {
+            return Err(BindingError::from(CoreError::InvalidArgument {
                 what: format!("state[{i}]"),
                 expected: "a finite number".into(),
                 got: values[i].to_string(),
@@ -849,18 +849,18 @@ impl NativeModel {
         state: &mut StreamState,
         features: Option<Float32Array>,
         tokens: Option<Uint32Array>,
-    ) -> napi::Result<Float32Array> {
+    ) -> Result<Float32Array> {
         let b = state.batch as usize;
         let g = self.held()?;
         // A step's work is about one multiply-add per weight and stream.
         let work = b.saturating_mul(g.model.parameter_count());
         let out = match (self.input, features.as_deref(), tokens.as_deref()) {
             (InputKind::Features { size }, Some(x), _) => {
-                let x = gyre_core::tensor::tensor3("input", x, b, 1, size).map_err(js_error)?;
+                let x = gyre_core::tensor::tensor3("input", x, b, 1, size)?;
                 threads::install_sized(work, || g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Tokens { .. }, _, Some(x)) => {
-                let x = gyre_core::tensor::matrix("input", x, b, 1).map_err(js_error)?;
+                let x = gyre_core::tensor::matrix("input", x, b, 1)?;
                 threads::install_sized(work, || g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
             }
             (InputKind::Features { .. }, ..) => {
@@ -869,38 +869,38 @@ impl NativeModel {
             (InputKind::Tokens { .. }, ..) => {
                 Err(CoreError::Missing { what: "input".into(), context: "as a Uint32Array of token ids".into() })
             }
-        }
-        .map_err(js_error)?;
+        }?;
         Ok(Float32Array::new(out))
     }
 
     /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.
     #[napi(catch_unwind)]
-    pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> napi::Result<PredictResult> {
-        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+    pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> Result<PredictResult> {
+        let data = OwnedData::copy(&data, self.input, "")?;
         let g = self.held()?;
-        predict_with(&g, &data, checked_batch_size(batch_size)?).map_err(js_error)
+        Ok(predict_with(&g, &data, checked_batch_size(batch_size)?)?)
     }
 
     /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<EvaluationResult>")]
-    pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<AsyncTask<EvaluateTask>> {
+    pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<AsyncTask<EvaluateTask>> {
         drop(self.held()?);
-        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+        let data = OwnedData::copy(&data, self.input, "")?;
         Ok(AsyncTask::new(EvaluateTask {
             inner: self.inner.clone(),
             data,
             loss,
             batch_size: checked_batch_size(batch_size)?,
+            failure: Failure::default(),
         }))
     }
 
     /// Mean loss (and accuracy) over a dataset, on the calling thread.
     #[napi(catch_unwind)]
-    pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> napi::Result<EvaluationResult> {
-        let data = OwnedData::copy(&data, self.input, "").map_err(js_error)?;
+    pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<EvaluationResult> {
+        let data = OwnedData::copy(&data, self.input, "")?;
         let g = self.held()?;
-        evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?).map_err(js_error)
+        Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?)?)
     }
 }
 
@@ -943,8 +943,8 @@ impl StreamState {
     }
 }
 
-fn unknown_parameter(name: &str) -> napi::Error {
-    js_error(CoreError::InvalidArgument {
+fn unknown_parameter(name: &str) -> BindingError {
+    BindingError::from(CoreError::InvalidArgument {
         what: "parameter name".into(),
         expected: "one of the model's parameterNames()".into(),
         got: format!("{name:?}"),
@@ -953,14 +953,14 @@ fn unknown_parameter(name: &str) -> napi::Error {
 
 /// Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default).
 #[napi(catch_unwind)]
-pub fn set_num_threads(threads: u32) -> napi::Result<()> {
-    threads::set_num_threads(threads as usize).map_err(js_error)
+pub fn set_num_threads(threads: u32) -> Result<()> {
+    Ok(threads::set_num_threads(threads as usize)?)
 }
 
 /// The number of threads native calls run on.
 #[napi(catch_unwind)]
-pub fn get_num_threads() -> napi::Result<u32> {
-    threads::num_threads().map(|n| n as u32).map_err(js_error)
+pub fn get_num_threads() -> Result<u32> {
+    Ok(threads::num_threads()? as u32)
 }
 
 /// Index of the first value of `data` that is NaN or infinite, or -1. `data` holds sequences of
