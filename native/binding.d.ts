@@ -202,10 +202,8 @@ export interface EvaluationResult {
 
 /**
  * Index of the first value of `data` that is NaN or infinite, or -1. `data` holds sequences of
- * `per` values each; only the first `counts[s]` values of sequence `s` are read (all `per`
- * without `counts`: padded steps are never read by a model, so they are not checked). A bit
- * test per value that the compiler vectorizes, then a scan of the block that failed: the
- * inputs' check runs at memory speed instead of one JavaScript comparison per value.
+ * `per` values each; only the first `counts[s]` values of sequence `s` are read (all of `data`
+ * without `counts`). See [`scan::first_non_finite`].
  */
 export declare function firstNonFinite(data: Float32Array, per: number, counts?: Uint32Array | undefined | null): number
 

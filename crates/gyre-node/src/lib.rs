@@ -22,14 +22,19 @@ fn keep_freed_memory_briefly() {
 }
 
 use gyre_core::tensor::{matrix, tensor3, vector};
+use gyre_core::threads;
 use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
+pub mod data;
 #[cfg(debug_assertions)]
 pub mod debug;
 pub mod error;
 pub mod model;
+pub mod progress;
+pub mod stream;
+pub mod tasks;
 
 use error::Result;
 
@@ -292,3 +297,15 @@ dtype_api!(
     recurrent_forward_f64,
     recurrent_backward_f64
 );
+
+/// Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default).
+#[napi(catch_unwind)]
+pub fn set_num_threads(threads: u32) -> Result<()> {
+    Ok(threads::set_num_threads(threads as usize)?)
+}
+
+/// The number of threads native calls run on.
+#[napi(catch_unwind)]
+pub fn get_num_threads() -> Result<u32> {
+    Ok(threads::num_threads()? as u32)
+}
