@@ -213,6 +213,27 @@ describe('reproducibility', () => {
 });
 
 describe('model definition', () => {
+  it('answers its output width and whether it outputs a sequence from the native model', () => {
+    const summed = sequential({
+      input: { features: 2 },
+      layers: [
+        { type: 'gru', hiddenSize: 3, bidirectional: true },
+        { type: 'lstm', hiddenSize: 4, bidirectional: true, merge: 'sum', returnSequences: false },
+      ],
+    });
+    expect([summed.outputWidth, summed.outputsSequence]).toEqual([4, false]);
+    const concat = sequential({ input: { features: 2 }, layers: [{ type: 'rnn', hiddenSize: 3, bidirectional: true }] });
+    expect([concat.outputWidth, concat.outputsSequence]).toEqual([6, true]);
+    const dense = sequential({
+      input: { features: 2 },
+      layers: [
+        { type: 'lstm', hiddenSize: 3, returnSequences: false },
+        { type: 'dense', units: 5 },
+      ],
+    });
+    expect([dense.outputWidth, dense.outputsSequence]).toEqual([5, false]);
+  });
+
   it('keeps PyTorch names and writes every default into its config', () => {
     const model = sequential({
       input: { vocabSize: 20 },

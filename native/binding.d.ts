@@ -51,6 +51,18 @@ export declare class NativeModel {
   trainedEpochs(): number
   /** The model's configuration as JSON, every default written out. */
   configJson(): string
+  /** Features per row of the model's output (per step, or per sequence): its last layer's width. */
+  get outputWidth(): number
+  /**
+   * Whether the model outputs a sequence `[S, T, O]` (one target row per step) rather than
+   * `[S, O]` (one per sequence).
+   */
+  get outputsSequence(): boolean
+  /**
+   * Checks that `loss` (`crossEntropy`, `mse`, `binaryCrossEntropy`) fits the model's last
+   * layer; readable while training.
+   */
+  checkLoss(loss: string): void
   /** Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`). */
   parameterNames(): Array<string>
   /** Shape of a parameter tensor. */

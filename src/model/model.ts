@@ -16,7 +16,7 @@ import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, Shape
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
 import { about, fileError, readBytes } from '../util/files.js';
-import { type LayerSpec, type ModelSpec, outputsPerStep, outputWidth, specFromConfig, specJson } from './spec.js';
+import { type ModelSpec, specFromConfig, specJson } from './spec.js';
 import { Stream } from './stream.js';
 import {
   checkSample,
@@ -69,8 +69,6 @@ export class Model {
   readonly #tokens: boolean;
   readonly #features: number;
   #streaming = false;
-  /** The layers' configuration, parsed once on first use (it never changes). */
-  #layersCache: LayerSpec[] | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec);
@@ -198,6 +196,16 @@ export class Model {
     return specFromConfig(native.guard(() => this.#native.configJson()));
   }
 
+  /** Values per step (or per sequence) of the model's output: the width of its last layer. */
+  get outputWidth(): number {
+    return this.#native.outputWidth;
+  }
+
+  /** Whether the model outputs one row per step (`[samples, steps, units]`) rather than one per sequence. */
+  get outputsSequence(): boolean {
+    return this.#native.outputsSequence;
+  }
+
   /** Whether a fit is running. */
   get isTraining(): boolean {
     return this.#native.isTraining;
@@ -242,22 +250,10 @@ export class Model {
     return flattenInput(x, this.#tokens, this.#features, what);
   }
 
-  /** The loss must fit the last layer; checked before the targets are read. */
+  /** The loss must fit the last layer (the native model checks); checked before the targets are read. */
   #checkLoss(loss: unknown): LossName {
     oneOf('loss', loss, LOSSES);
-    const layers = this.#layers();
-    const last = layers[layers.length - 1]!;
-    const act = last.type === 'dense' ? (last.activation ?? 'linear') : undefined;
-    if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
-      throw new InvalidArgumentError(
-        `loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`,
-      );
-    }
-    if (loss === 'binaryCrossEntropy' && !(act === 'linear' || act === 'sigmoid')) {
-      throw new InvalidArgumentError(
-        `loss binaryCrossEntropy needs a last dense layer with 'linear' or 'sigmoid' activation, got ${act ?? last.type}`,
-      );
-    }
+    native.guard(() => this.#native.checkLoss(loss as LossName));
     return loss as LossName;
   }
 
@@ -284,20 +280,12 @@ export class Model {
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
-    const layers = this.#layers();
-    const perStep = outputsPerStep(layers);
-    const width = outputWidth(layers);
-    const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
+    const t = flattenTargets(y, loss === 'crossEntropy', this.outputWidth, flat.samples, flat.steps, this.outputsSequence, `${p}y`);
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
     if (bad >= 0)
       throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
     return { ...flat, ...t };
-  }
-
-  #layers(): LayerSpec[] {
-    this.#layersCache ??= this.config.layers;
-    return this.#layersCache;
   }
 
   /**
@@ -526,16 +514,13 @@ export class Model {
 
   /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
   #countedRows(args: native.DataArgs, loss: LossName): number {
-    const layers = this.#layers();
-    const perStep = outputsPerStep(layers);
-    const rows = perStep ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
-    return loss === 'crossEntropy' ? rows : rows * outputWidth(layers);
+    const rows = this.outputsSequence ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
+    return loss === 'crossEntropy' ? rows : rows * this.outputWidth;
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {
     const rows = flat.samples;
-    const layers = this.#layers();
-    const units = outputWidth(layers);
+    const units = this.outputWidth;
     const shape = r.output.length === rows * units ? [rows, units] : [rows, flat.steps, units];
     const states = r.states.map((st) => {
       const h = st.hidden.length / (st.count * rows);

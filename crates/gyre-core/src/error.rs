@@ -47,6 +47,16 @@ pub enum CoreError {
         /// What is wrong with it, with the numbers.
         detail: String,
     },
+    /// An option that does not suit the model, e.g. a loss its last layer cannot feed.
+    #[error("{what} needs {needs}, got {got}")]
+    Unsuited {
+        /// The option and its value (`loss crossEntropy`).
+        what: String,
+        /// What the model must have for it.
+        needs: String,
+        /// What the model has.
+        got: String,
+    },
     /// A required tensor or option is absent.
     #[error("{what} is required {context}")]
     Missing {
@@ -125,7 +135,7 @@ impl CoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             CoreError::ShapeMismatch { .. } => ErrorCode::ShapeMismatch,
-            CoreError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            CoreError::InvalidArgument { .. } | CoreError::Unsuited { .. } => ErrorCode::InvalidArgument,
             CoreError::Missing { .. } => ErrorCode::MissingArgument,
             CoreError::NonFinite { .. } => ErrorCode::NonFinite,
             CoreError::Format { .. } => ErrorCode::BadFile,

@@ -10,7 +10,7 @@ use crate::tasks::{
 };
 use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
 use gyre_core::optim::Optimizer;
-use gyre_core::train::{self, fit_from_json};
+use gyre_core::train::{self, fit_from_json, loss_from_name};
 use gyre_core::{threads, CoreError};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
 use napi::threadsafe_function::ThreadsafeFunction;
@@ -51,7 +51,9 @@ pub struct NativeModel {
     /// Bytes reported to V8 so far.
     reported: Arc<AtomicI64>,
     input: InputKind,
-    /// The configuration never changes: readable while training.
+    /// The architecture never changes: readable while training.
+    config: ModelConfig,
+    /// The configuration as JSON.
     config_json: String,
 }
 
@@ -81,6 +83,7 @@ impl NativeModel {
         let bytes = native_bytes(&t);
         let model = NativeModel {
             input: t.model.config().input,
+            config: t.model.config().clone(),
             config_json: t.model.config().to_json(),
             inner: Arc::new(Mutex::new(t)),
             training: Arc::new(AtomicBool::new(false)),
@@ -198,6 +201,26 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn config_json(&self) -> Result<String> {
         Ok(self.config_json.clone())
+    }
+
+    /// Features per row of the model's output (per step, or per sequence): its last layer's width.
+    #[napi(getter, catch_unwind)]
+    pub fn output_width(&self) -> u32 {
+        self.config.output_width() as u32
+    }
+
+    /// Whether the model outputs a sequence `[S, T, O]` (one target row per step) rather than
+    /// `[S, O]` (one per sequence).
+    #[napi(getter, catch_unwind)]
+    pub fn outputs_sequence(&self) -> bool {
+        self.config.outputs_sequence()
+    }
+
+    /// Checks that `loss` (`crossEntropy`, `mse`, `binaryCrossEntropy`) fits the model's last
+    /// layer; readable while training.
+    #[napi(catch_unwind)]
+    pub fn check_loss(&self, loss: String) -> Result<()> {
+        Ok(train::check_loss(&self.config, loss_from_name(&loss)?)?)
     }
 
     /// Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`).
