@@ -347,6 +347,20 @@ describe('options that shape training', () => {
     });
   });
 
+  it('takes the documented defaults for partial options: optimizer { type: adam } trains at learning rate 0.001, bit for bit', async () => {
+    const { x, y } = signTask(16, 5);
+    const weights = async (optimizer: unknown) => {
+      const m = sequential(classifier(7));
+      const options = { loss: 'crossEntropy' as const, epochs: 2, batchSize: 8, ...(optimizer === undefined ? {} : { optimizer }) };
+      const h = await m.fit(x, y, options as never);
+      expect(h.epochs.map((e) => e.learningRate)).toEqual([0.001, 0.001]);
+      return Object.fromEntries(Object.entries(m.parameters()).map(([k, v]) => [k, Array.from(v.data)]));
+    };
+    const explicit = await weights({ type: 'adam', learningRate: 0.001 });
+    expect(await weights({ type: 'adam' })).toEqual(explicit);
+    expect(await weights(undefined)).toEqual(explicit);
+  });
+
   it('reads its thread count from GYRE_NUM_THREADS', async () => {
     const { execFileSync } = await import('node:child_process');
     const out = execFileSync(process.execPath, ['-e', "console.log(require('gyre').getNumThreads())"], {

@@ -89,6 +89,11 @@ export declare class NativeModel {
    */
   trainBatch(data: DataArgs, optionsJson: string, epoch: number, batch: number): Promise<BatchResult>
   /**
+   * Checks training options (`optionsJson` as for `fit`) against the model and returns what
+   * training from a stream of batches needs of them, every default applied.
+   */
+  fitSettings(optionsJson: string): FitSettings
+  /**
    * Records that `epochs` epochs of training are complete (training from a stream counts
    * its own epochs); saved with the model and used to number later epochs.
    */
@@ -201,6 +206,16 @@ export interface DataArgs {
   values?: Float32Array
 }
 
+/** Early stopping with its defaults applied. */
+export interface EarlyStoppingSettings {
+  /** Epochs without improvement before stopping (default 1). */
+  patience: number
+  /** Smallest decrease that counts as an improvement (default 0). */
+  minDelta: number
+  /** Put back the best epoch's weights when stopping (default true). */
+  restoreBest: boolean
+}
+
 /** The table of codes, for a test that the TypeScript layer knows each one. */
 export declare function errorCodes(): Array<string>
 
@@ -227,6 +242,16 @@ export interface FitHistory {
   stoppedEarly: boolean
   /** Stopped by `abortTraining` (an AbortSignal). */
   aborted: boolean
+}
+
+/** Training options with their defaults applied: what `fitDataset` reads of them. */
+export interface FitSettings {
+  /** Passes over the data (default 1). */
+  epochs: number
+  /** Sequences per batch (default 32). */
+  batchSize: number
+  /** Early stopping, when the options ask for it. */
+  earlyStopping?: EarlyStoppingSettings
 }
 
 /** Outputs of a forward call. */

@@ -65,6 +65,7 @@ export const firstNonFinite = binding.firstNonFinite;
 
 export type {
   DataArgs,
+  FitSettings,
   BatchResult,
   ProgressEvent,
   FitHistory,

@@ -22,8 +22,6 @@ import {
   checkSample,
   type EpochProgressEvent,
   type Evaluation,
-  FIT_DATASET_KEYS,
-  FIT_KEYS,
   type FitDatasetOptions,
   type FitHistory,
   type FitOptions,
@@ -257,14 +255,15 @@ export class Model {
     return loss as LossName;
   }
 
-  /** The options shared by `fit` and `fitDataset`, checked: keys, the loss, `onProgress`, `signal`. */
+  /**
+   * The options shared by `fit` and `fitDataset`, checked: the loss, `onProgress`, `signal` here,
+   * every other option by the native side, which returns them with their defaults applied.
+   */
   #fitOptions(
     call: string,
     options: unknown,
-    keys: readonly string[],
-  ): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined } {
+  ): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined; json: string; settings: native.FitSettings } {
     const o = object('options', requiredOptions(call, options));
-    checkKeys('', o, keys);
     if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
     const loss = this.#checkLoss(o.loss);
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
@@ -274,7 +273,9 @@ export class Model {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
     }
-    return { o, loss, signal };
+    const json = nativeFitOptions(o);
+    const settings = native.guard(() => this.#native.fitSettings(json));
+    return { o, loss, signal, json, settings };
   }
 
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
@@ -297,7 +298,7 @@ export class Model {
    *   {@link TrainingAbortedError} when `signal` aborts.
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions('fit(x, y, options)', options, FIT_KEYS);
+    const { o, loss, signal, json } = this.#fitOptions('fit(x, y, options)', options);
     let data = this.#data(x, y, loss);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
@@ -319,7 +320,6 @@ export class Model {
       validation = cut(keep, data.samples);
       data = cut(0, keep);
     }
-    const nativeOptions = nativeFitOptions(o, loss);
     if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
     let epochEvents = 0;
@@ -338,7 +338,7 @@ export class Model {
           }
         }
       : undefined;
-    const promise = native.guard(() => this.#native.fit(data, validation, JSON.stringify(nativeOptions), callback));
+    const promise = native.guard(() => this.#native.fit(data, validation, json, callback));
     const abort = () => this.#native.abortTraining();
     signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -373,10 +373,15 @@ export class Model {
     data: Dataset<Sample | Sample[]> | Iterable<Sample | Sample[]> | AsyncIterable<Sample | Sample[]>,
     options: FitDatasetOptions,
   ): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions('fitDataset(data, options)', options, FIT_DATASET_KEYS);
-    const json = JSON.stringify(nativeFitOptions(o, loss));
-    const epochs = (o.epochs as number | undefined) ?? 1;
-    const batchSize = (o.batchSize as number | undefined) ?? 32;
+    // Options of fit that a stream has no use for: it is shuffled, and split, as a dataset.
+    const instead = { shuffle: 'shuffle the dataset itself (dataset.shuffle())', validationSplit: 'give validationData' };
+    for (const [key, hint] of Object.entries(instead)) {
+      if (options !== null && typeof options === 'object' && key in options) {
+        throw new InvalidArgumentError(`unknown option ${key} of fitDataset; ${hint}`);
+      }
+    }
+    const { o, loss, signal, json, settings } = this.#fitOptions('fitDataset(data, options)', options);
+    const { epochs, batchSize } = settings;
     const source = data instanceof Dataset ? data : Dataset.from(data as Iterable<Sample>);
     let validation: Dataset<Sample> | [SequenceInput, TargetInput] | undefined;
     if (o.validationData !== undefined) {
@@ -385,10 +390,7 @@ export class Model {
       else validation = v instanceof Dataset ? v : Dataset.from(v as Iterable<Sample>);
     }
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
-    const es = o.earlyStopping as { patience?: number; minDelta?: number; restoreBest?: boolean } | undefined;
-    if (es !== undefined) {
-      checkKeys('earlyStopping.', object('earlyStopping', es), ['patience', 'minDelta', 'restoreBest']);
-    }
+    const es = settings.earlyStopping ?? undefined;
     if (this.#streaming) throw new BusyError('the model is already training from a dataset; wait for fitDataset() to settle');
     this.#streaming = true;
     const history: FitHistory = { epochs: [], stoppedEarly: false };
@@ -457,9 +459,9 @@ export class Model {
         report(event);
         if (es) {
           const monitored = event.valLoss ?? event.loss;
-          if (monitored < best.loss - (es.minDelta ?? 0)) {
+          if (monitored < best.loss - es.minDelta) {
             best = { loss: monitored, epoch, weights: es.restoreBest ? this.#weights() : undefined };
-          } else if (epoch - best.epoch >= (es.patience ?? 0)) {
+          } else if (epoch - best.epoch >= es.patience) {
             history.stoppedEarly = true;
             if (best.weights) this.setParameters(best.weights);
             break;

@@ -57,6 +57,14 @@ pub enum CoreError {
         /// What the model has.
         got: String,
     },
+    /// An option the object it is in does not have.
+    #[error("unknown option {what}; expected {expected}")]
+    UnknownOption {
+        /// The option, by its path (`optimizer.learning_rate`).
+        what: String,
+        /// The options there are (`one of learningRate, beta1, ...`).
+        expected: String,
+    },
     /// A required tensor or option is absent.
     #[error("{what} is required {context}")]
     Missing {
@@ -135,7 +143,9 @@ impl CoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             CoreError::ShapeMismatch { .. } => ErrorCode::ShapeMismatch,
-            CoreError::InvalidArgument { .. } | CoreError::Unsuited { .. } => ErrorCode::InvalidArgument,
+            CoreError::InvalidArgument { .. } | CoreError::Unsuited { .. } | CoreError::UnknownOption { .. } => {
+                ErrorCode::InvalidArgument
+            }
             CoreError::Missing { .. } => ErrorCode::MissingArgument,
             CoreError::NonFinite { .. } => ErrorCode::NonFinite,
             CoreError::Format { .. } => ErrorCode::BadFile,

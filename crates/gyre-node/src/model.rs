@@ -363,6 +363,23 @@ impl NativeModel {
         }))
     }
 
+    /// Checks training options (`optionsJson` as for `fit`) against the model and returns what
+    /// training from a stream of batches needs of them, every default applied.
+    #[napi(catch_unwind)]
+    pub fn fit_settings(&self, options_json: String) -> Result<FitSettings> {
+        let (config, _) = fit_from_json(&options_json)?;
+        config.validate(&self.held()?.model)?;
+        Ok(FitSettings {
+            epochs: config.epochs as f64,
+            batch_size: config.batch_size as f64,
+            early_stopping: config.early_stopping.map(|e| EarlyStoppingSettings {
+                patience: e.patience as f64,
+                min_delta: e.min_delta,
+                restore_best: e.restore_best,
+            }),
+        })
+    }
+
     /// Records that `epochs` epochs of training are complete (training from a stream counts
     /// its own epochs); saved with the model and used to number later epochs.
     #[napi(catch_unwind)]
@@ -490,6 +507,28 @@ impl NativeModel {
         let g = self.held()?;
         Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?)?)
     }
+}
+
+/// Training options with their defaults applied: what `fitDataset` reads of them.
+#[napi(object)]
+pub struct FitSettings {
+    /// Passes over the data (default 1).
+    pub epochs: f64,
+    /// Sequences per batch (default 32).
+    pub batch_size: f64,
+    /// Early stopping, when the options ask for it.
+    pub early_stopping: Option<EarlyStoppingSettings>,
+}
+
+/// Early stopping with its defaults applied.
+#[napi(object)]
+pub struct EarlyStoppingSettings {
+    /// Epochs without improvement before stopping (default 1).
+    pub patience: f64,
+    /// Smallest decrease that counts as an improvement (default 0).
+    pub min_delta: f64,
+    /// Put back the best epoch's weights when stopping (default true).
+    pub restore_best: bool,
 }
 
 fn unknown_parameter(name: &str) -> BindingError {

@@ -471,7 +471,8 @@ mod tests {
         let what = |e: CoreError| match e {
             CoreError::ShapeMismatch { what, .. }
             | CoreError::InvalidArgument { what, .. }
-            | CoreError::Unsuited { what, .. } => what,
+            | CoreError::Unsuited { what, .. }
+            | CoreError::UnknownOption { what, .. } => what,
             CoreError::Missing { what, .. } | CoreError::NonFinite { what, .. } | CoreError::Format { what, .. } => {
                 what
             }
