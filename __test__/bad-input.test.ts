@@ -987,6 +987,15 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ['unknown option optimizer.learning_rate; expected one of learningRate, beta1, beta2, eps, weightDecay'],
   ],
   [
+    'a function as a schedule',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ schedule: () => 0.1 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['training options must hold numbers, strings, booleans, arrays and objects only'],
+  ],
+  [
     'earlyStopping: true',
     'classifier',
     xs,

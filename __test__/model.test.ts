@@ -358,6 +358,7 @@ describe('options that shape training', () => {
     };
     const explicit = await weights({ type: 'adam', learningRate: 0.001 });
     expect(await weights({ type: 'adam' })).toEqual(explicit);
+    expect(await weights({ type: 'adam', learningRate: undefined })).toEqual(explicit);
     expect(await weights(undefined)).toEqual(explicit);
   });
 

@@ -65,6 +65,7 @@ export const firstNonFinite = binding.firstNonFinite;
 
 export type {
   DataArgs,
+  FitOptions,
   FitSettings,
   BatchResult,
   ProgressEvent,

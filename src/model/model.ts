@@ -262,7 +262,13 @@ export class Model {
   #fitOptions(
     call: string,
     options: unknown,
-  ): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined; json: string; settings: native.FitSettings } {
+  ): {
+    o: Record<string, unknown>;
+    loss: LossName;
+    signal: AbortSignal | undefined;
+    nativeOptions: native.FitOptions;
+    settings: native.FitSettings;
+  } {
     const o = object('options', requiredOptions(call, options));
     if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
     const loss = this.#checkLoss(o.loss);
@@ -273,9 +279,9 @@ export class Model {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
     }
-    const json = nativeFitOptions(o);
-    const settings = native.guard(() => this.#native.fitSettings(json));
-    return { o, loss, signal, json, settings };
+    const nativeOptions = nativeFitOptions(o);
+    const settings = native.guard(() => this.#native.fitSettings(nativeOptions));
+    return { o, loss, signal, nativeOptions, settings };
   }
 
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
@@ -298,7 +304,7 @@ export class Model {
    *   {@link TrainingAbortedError} when `signal` aborts.
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
-    const { o, loss, signal, json } = this.#fitOptions('fit(x, y, options)', options);
+    const { o, loss, signal, nativeOptions } = this.#fitOptions('fit(x, y, options)', options);
     let data = this.#data(x, y, loss);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
@@ -338,7 +344,7 @@ export class Model {
           }
         }
       : undefined;
-    const promise = native.guard(() => this.#native.fit(data, validation, json, callback));
+    const promise = native.guard(() => this.#native.fit(data, validation, nativeOptions, callback));
     const abort = () => this.#native.abortTraining();
     signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -380,7 +386,7 @@ export class Model {
         throw new InvalidArgumentError(`unknown option ${key} of fitDataset; ${hint}`);
       }
     }
-    const { o, loss, signal, json, settings } = this.#fitOptions('fitDataset(data, options)', options);
+    const { o, loss, signal, nativeOptions, settings } = this.#fitOptions('fitDataset(data, options)', options);
     const { epochs, batchSize } = settings;
     const source = data instanceof Dataset ? data : Dataset.from(data as Iterable<Sample>);
     let validation: Dataset<Sample> | [SequenceInput, TargetInput] | undefined;
@@ -416,7 +422,7 @@ export class Model {
             loss,
             `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`,
           );
-          const r = await native.settle(native.guard(() => this.#native.trainBatch(args, json, epoch, batchNo)));
+          const r = await native.settle(native.guard(() => this.#native.trainBatch(args, nativeOptions, epoch, batchNo)));
           lossSum += r.loss * r.count;
           count += r.count;
           correct += r.correct;

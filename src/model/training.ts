@@ -181,15 +181,17 @@ export function checkSample(v: unknown, where: string): Sample {
 }
 
 /**
- * @internal The training options of `fit`/`fitDataset` for the native side, as JSON: every key
+ * @internal The training options of `fit`/`fitDataset` for the native side: every key
  * but those read in TypeScript. The native side checks them (unknown keys, types, ranges) and
- * applies the defaults; NaN and infinities are refused here, as JSON would turn them into null.
+ * applies the defaults; NaN and infinities are refused here, as the native reader takes them
+ * for null.
  */
-export function nativeFitOptions(o: Record<string, unknown>): string {
+export function nativeFitOptions(o: Record<string, unknown>): native.FitOptions {
   const nativeOptions: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(o)) if (!TS_KEYS.includes(key) && value !== undefined) nativeOptions[key] = value;
   assertFinite('', nativeOptions);
-  return JSON.stringify(nativeOptions);
+  // Checked natively, key by key: what does not match the type is an error naming its path.
+  return nativeOptions as unknown as native.FitOptions;
 }
 
 /** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */

@@ -32,6 +32,7 @@ pub mod data;
 pub mod debug;
 pub mod error;
 pub mod model;
+pub mod options;
 pub mod progress;
 pub mod stream;
 pub mod tasks;

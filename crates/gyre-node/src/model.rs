@@ -3,6 +3,7 @@
 
 use crate::data::{DataArgs, OwnedData};
 use crate::error::{BindingError, Failure, Result};
+use crate::options::read_options;
 use crate::progress::ProgressEvent;
 use crate::stream::StreamState;
 use crate::tasks::{
@@ -10,9 +11,9 @@ use crate::tasks::{
 };
 use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
 use gyre_core::optim::Optimizer;
-use gyre_core::train::{self, fit_from_json, loss_from_name};
+use gyre_core::train::{self, fit_from_value, loss_from_name};
 use gyre_core::{threads, CoreError};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array, Unknown};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -287,13 +288,14 @@ impl NativeModel {
         &self,
         data: DataArgs,
         validation: Option<DataArgs>,
-        options_json: String,
+        env: Env,
+        #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> Result<AsyncTask<FitTask>> {
         if self.disposed.load(Ordering::SeqCst) {
             return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_json(&options_json)?;
+        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
         let data = OwnedData::copy(&data, self.input, "train")?;
         let validation = validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose()?;
         {
@@ -322,7 +324,7 @@ impl NativeModel {
         }))
     }
 
-    /// One training update on the whole batch `data` (no shuffling; `optionsJson` as for
+    /// One training update on the whole batch `data` (no shuffling; `options` as for
     /// `fit`, whose `epochs`, `batchSize`, `shuffle` and `earlyStopping` are not used), as batch
     /// `batch` of epoch `epoch` (both 1-based; they pick the learning rate of the schedule and
     /// seed dropout). Runs off the JavaScript thread; the model is busy until it settles. The
@@ -330,15 +332,16 @@ impl NativeModel {
     #[napi(catch_unwind, ts_return_type = "Promise<BatchResult>")]
     pub fn train_batch(
         &self,
+        env: Env,
         data: DataArgs,
-        options_json: String,
+        #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
         epoch: u32,
         batch: u32,
     ) -> Result<AsyncTask<TrainBatchTask>> {
         if self.disposed.load(Ordering::SeqCst) {
             return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_json(&options_json)?;
+        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
         let data = OwnedData::copy(&data, self.input, "")?;
         {
             let g = self.held()?;
@@ -363,11 +366,15 @@ impl NativeModel {
         }))
     }
 
-    /// Checks training options (`optionsJson` as for `fit`) against the model and returns what
+    /// Checks training options (as for `fit`) against the model and returns what
     /// training from a stream of batches needs of them, every default applied.
     #[napi(catch_unwind)]
-    pub fn fit_settings(&self, options_json: String) -> Result<FitSettings> {
-        let (config, _) = fit_from_json(&options_json)?;
+    pub fn fit_settings(
+        &self,
+        env: Env,
+        #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
+    ) -> Result<FitSettings> {
+        let (config, _) = fit_from_value(read_options(&env, options)?)?;
         config.validate(&self.held()?.model)?;
         Ok(FitSettings {
             epochs: config.epochs as f64,
