@@ -1162,8 +1162,8 @@ describe('fit: bad data and options reject, and the model is unchanged', () => {
   it('option errors name the option path, never a parser position or an internal type name', async () => {
     const model = models.classifier;
     for (const [options, code, message] of [
-      [fitOptions({ epochs: '3' }), 'GYRE_INVALID_ARGUMENT', 'epochs must be a non-negative integer, got "3"'],
-      [fitOptions({ batchSize: 2.5 }), 'GYRE_INVALID_ARGUMENT', 'batchSize must be a non-negative integer, got 2.5'],
+      [fitOptions({ epochs: '3' }), 'GYRE_INVALID_ARGUMENT', 'epochs must be a positive integer, got "3"'],
+      [fitOptions({ batchSize: 2.5 }), 'GYRE_INVALID_ARGUMENT', 'batchSize must be a positive integer, got 2.5'],
       [fitOptions({ schedule: { type: 'step', gamma: 0.5 } }), 'GYRE_MISSING_ARGUMENT', 'schedule.stepSize is required in schedule'],
       [fitOptions({ optimizer: { learning_rate: 0.01 } }), 'GYRE_INVALID_ARGUMENT', 'optimizer.learning_rate'],
       [fitOptions({ earlyStopping: true }), 'GYRE_INVALID_ARGUMENT', 'earlyStopping'],

@@ -384,12 +384,17 @@ fn option_error(path: &str, message: &str) -> CoreError {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some((got, expected)) = rest.split_once(", expected ") {
                 let what = if path.is_empty() { "options" } else { path };
-                return CoreError::invalid(what, accepts(expected), received(got));
+                let accepted = if COUNTS.contains(&what) { "a positive integer".into() } else { accepts(expected) };
+                return CoreError::invalid(what, accepted, received(got));
             }
         }
     }
     CoreError::invalid(if path.is_empty() { "options" } else { path }, "a valid option", message)
 }
+
+/// The options that count something and must be at least 1 (the others that take an integer
+/// may be 0).
+const COUNTS: [&str; 5] = ["epochs", "batchSize", "tbpttSteps", "schedule.stepSize", "schedule.tMax"];
 
 /// What serde says a type expects, in the words of the options' docs.
 fn accepts(expected: &str) -> String {
@@ -495,7 +500,8 @@ mod tests {
             fit(r#"{"loss":"mse","earlyStopping":{"patient":2}}"#),
             "unknown option earlyStopping.patient; expected one of patience, minDelta, restoreBest"
         );
-        assert_eq!(fit(r#"{"loss":"mse","epochs":"3"}"#), r#"epochs must be a non-negative integer, got "3""#);
+        assert_eq!(fit(r#"{"loss":"mse","epochs":"3"}"#), r#"epochs must be a positive integer, got "3""#);
+        assert_eq!(fit(r#"{"loss":"mse","warmupEpochs":1.5}"#), "warmupEpochs must be a non-negative integer, got 1.5");
         assert_eq!(fit(r#"{"loss":"mse","seed":-1}"#), "seed must be a non-negative integer, got -1");
         assert_eq!(fit(r#"{"loss":"mse","shuffle":"yes"}"#), r#"shuffle must be a boolean, got "yes""#);
         assert_eq!(
