@@ -966,7 +966,7 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ys,
     fitOptions({ optimizer: { type: 'lbfgs', learningRate: 0.1 } }),
     'GYRE_INVALID_ARGUMENT',
-    ['lbfgs'],
+    ["optimizer.type must be one of 'sgd', 'adam', 'adamw', 'rmsprop', got \"lbfgs\""],
   ],
   [
     'momentum on adam',
@@ -975,7 +975,34 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ys,
     fitOptions({ optimizer: { type: 'adam', learningRate: 0.1, momentum: 0.9 } }),
     'GYRE_INVALID_ARGUMENT',
-    ['momentum'],
+    ['unknown option optimizer.momentum; expected one of learningRate, beta1, beta2, eps, weightDecay'],
+  ],
+  [
+    'a snake_case optimizer option',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ optimizer: { learning_rate: 0.01 } }),
+    'GYRE_INVALID_ARGUMENT',
+    ['unknown option optimizer.learning_rate; expected one of learningRate, beta1, beta2, eps, weightDecay'],
+  ],
+  [
+    'a function as a schedule',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ schedule: () => 0.1 }),
+    'GYRE_INVALID_ARGUMENT',
+    ['training options must hold numbers, strings, booleans, arrays and objects only'],
+  ],
+  [
+    'earlyStopping: true',
+    'classifier',
+    xs,
+    ys,
+    fitOptions({ earlyStopping: true }),
+    'GYRE_INVALID_ARGUMENT',
+    ['earlyStopping must be an object { patience?, minDelta?, restoreBest? }, got true'],
   ],
   [
     'an unknown fit option',
@@ -984,7 +1011,7 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ys,
     fitOptions({ learningRate: 0.1 }),
     'GYRE_INVALID_ARGUMENT',
-    ['unknown option learningRate'],
+    ['unknown option learningRate; expected one of loss, epochs, batchSize, shuffle, seed, optimizer, schedule'],
   ],
   ["epochs '3'", 'classifier', xs, ys, fitOptions({ epochs: '3' }), 'GYRE_INVALID_ARGUMENT', ['epochs', '"3"']],
   ['epochs 0', 'classifier', xs, ys, fitOptions({ epochs: 0 }), 'GYRE_INVALID_ARGUMENT', ['epochs', 'got 0']],
@@ -1000,7 +1027,7 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ys,
     fitOptions({ earlyStopping: { patient: 2 } }),
     'GYRE_INVALID_ARGUMENT',
-    ['patient'],
+    ['unknown option earlyStopping.patient; expected one of patience, minDelta, restoreBest'],
   ],
   ['an unknown schedule', 'classifier', xs, ys, fitOptions({ schedule: { type: 'cyclic' } }), 'GYRE_INVALID_ARGUMENT', ['cyclic']],
   [
@@ -1130,6 +1157,20 @@ describe('fit: bad data and options reject, and the model is unchanged', () => {
     expect(err).toBeInstanceOf(GyreError);
     expect(model.isTraining).toBe(false);
     expect(model.trainedEpochs).toBe(0);
+  });
+
+  it('option errors name the option path, never a parser position or an internal type name', async () => {
+    const model = models.classifier;
+    for (const [options, code, message] of [
+      [fitOptions({ epochs: '3' }), 'GYRE_INVALID_ARGUMENT', 'epochs must be a positive integer, got "3"'],
+      [fitOptions({ batchSize: 2.5 }), 'GYRE_INVALID_ARGUMENT', 'batchSize must be a positive integer, got 2.5'],
+      [fitOptions({ schedule: { type: 'step', gamma: 0.5 } }), 'GYRE_MISSING_ARGUMENT', 'schedule.stepSize is required in schedule'],
+      [fitOptions({ optimizer: { learning_rate: 0.01 } }), 'GYRE_INVALID_ARGUMENT', 'optimizer.learning_rate'],
+      [fitOptions({ earlyStopping: true }), 'GYRE_INVALID_ARGUMENT', 'earlyStopping'],
+    ] as [unknown, GyreErrorCode, string][]) {
+      const err = await rejectsGyre(() => model.fit(xs as never, ys as never, options as never), code, message);
+      expect(err.message).not.toMatch(/line \d+|column \d+|Json|struct |usize|f64/);
+    }
   });
 
   it('rejects with GYRE_ABORTED for an already aborted signal, before any batch', async () => {

@@ -5,9 +5,11 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { errorCodes, NativeModel, recurrentForwardF32 } from '../native/binding.js';
 import {
   GyreError,
   gruForward,
+  gyreErrorCodes,
   InvalidArgumentError,
   lstmBackward,
   lstmForward,
@@ -186,6 +188,47 @@ describe('bad input to the functional API', () => {
     const before = Array.from(args.weights.weight_hh_l0);
     expect(() => lstmBackward({ ...args, gradOutput: new Float32Array(1) })).toThrow(GyreError);
     expect(Array.from(args.weights.weight_hh_l0)).toEqual(before);
+  });
+});
+
+describe('error codes', () => {
+  it('every code of the native table is a GyreErrorCode', () => {
+    const codes = errorCodes();
+    expect(codes).toContain('GYRE_INTERNAL');
+    for (const code of codes) expect(gyreErrorCodes).toContain(code);
+  });
+
+  it('native errors carry the code as their code property, not in the message (sync and async)', async () => {
+    const f = (n: number) => new Float32Array(n);
+    let sync: unknown;
+    try {
+      recurrentForwardF32(
+        { cell: 'lstm', batch: 0, steps: 1, inputSize: 1, hiddenSize: 1 },
+        { input: f(1), weightIh: f(4), weightHh: f(4), biasIh: f(4), biasHh: f(4) },
+      );
+    } catch (e) {
+      sync = e;
+    }
+    expect(sync).toBeInstanceOf(Error);
+    expect((sync as { code: unknown }).code).toBe('GYRE_INVALID_ARGUMENT');
+    expect((sync as Error).message).toBe('batch must be a positive integer, got 0');
+    const model = new NativeModel(
+      JSON.stringify({
+        input: { type: 'features', size: 1 },
+        layers: [
+          { type: 'lstm', hiddenSize: 2 },
+          { type: 'dense', units: 1 },
+        ],
+      }),
+      0,
+    );
+    const rejected: unknown = await model.evaluate({ samples: 1, steps: 1, features: f(1), values: f(1) }, 'hinge', 4).then(
+      () => 'resolved',
+      (e: unknown) => e,
+    );
+    expect(rejected).toBeInstanceOf(Error);
+    expect((rejected as { code: unknown }).code).toBe('GYRE_INVALID_ARGUMENT');
+    expect((rejected as Error).message).toBe('loss must be one of crossEntropy, mse, binaryCrossEntropy, got "hinge"');
   });
 });
 

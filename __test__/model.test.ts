@@ -213,6 +213,27 @@ describe('reproducibility', () => {
 });
 
 describe('model definition', () => {
+  it('answers its output width and whether it outputs a sequence from the native model', () => {
+    const summed = sequential({
+      input: { features: 2 },
+      layers: [
+        { type: 'gru', hiddenSize: 3, bidirectional: true },
+        { type: 'lstm', hiddenSize: 4, bidirectional: true, merge: 'sum', returnSequences: false },
+      ],
+    });
+    expect([summed.outputWidth, summed.outputsSequence]).toEqual([4, false]);
+    const concat = sequential({ input: { features: 2 }, layers: [{ type: 'rnn', hiddenSize: 3, bidirectional: true }] });
+    expect([concat.outputWidth, concat.outputsSequence]).toEqual([6, true]);
+    const dense = sequential({
+      input: { features: 2 },
+      layers: [
+        { type: 'lstm', hiddenSize: 3, returnSequences: false },
+        { type: 'dense', units: 5 },
+      ],
+    });
+    expect([dense.outputWidth, dense.outputsSequence]).toEqual([5, false]);
+  });
+
   it('keeps PyTorch names and writes every default into its config', () => {
     const model = sequential({
       input: { vocabSize: 20 },
@@ -324,6 +345,21 @@ describe('options that shape training', () => {
     [0.05, 0.1, 0.05, 0.05, 0.025].forEach((want, i) => {
       expect(rates[i]).toBeCloseTo(want, 12);
     });
+  });
+
+  it('takes the documented defaults for partial options: optimizer { type: adam } trains at learning rate 0.001, bit for bit', async () => {
+    const { x, y } = signTask(16, 5);
+    const weights = async (optimizer: unknown) => {
+      const m = sequential(classifier(7));
+      const options = { loss: 'crossEntropy' as const, epochs: 2, batchSize: 8, ...(optimizer === undefined ? {} : { optimizer }) };
+      const h = await m.fit(x, y, options as never);
+      expect(h.epochs.map((e) => e.learningRate)).toEqual([0.001, 0.001]);
+      return Object.fromEntries(Object.entries(m.parameters()).map(([k, v]) => [k, Array.from(v.data)]));
+    };
+    const explicit = await weights({ type: 'adam', learningRate: 0.001 });
+    expect(await weights({ type: 'adam' })).toEqual(explicit);
+    expect(await weights({ type: 'adam', learningRate: undefined })).toEqual(explicit);
+    expect(await weights(undefined)).toEqual(explicit);
   });
 
   it('reads its thread count from GYRE_NUM_THREADS', async () => {

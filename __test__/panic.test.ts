@@ -42,13 +42,14 @@ describe('panics never take the process down', () => {
       let called = false;
       out.callback = catchSync(() => raw.debugPanicAfterCallback(() => { called = true; }));
       out.called = called;
-      raw.debugPanicAsync().then(() => { out.async = 'resolved'; }, (e) => { out.async = e.message; })
+      raw.debugPanicAsync().then(() => { out.async = 'resolved'; }, (e) => { out.async = e.message; out.asyncCode = e.code; })
         .finally(() => { out.alive = true; console.log(JSON.stringify(out)); });
     `);
     expect(r.sync).toMatch(/injected panic \(sync\)/);
     expect(r.callback).toMatch(/injected panic \(callback\)/);
     expect(r.called).toBe(true);
     expect(r.async).toMatch(/injected panic \(async\)/);
+    expect(r.asyncCode).toBe('GYRE_INTERNAL');
     expect(r.alive).toBe(true);
   });
 

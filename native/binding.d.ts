@@ -51,6 +51,18 @@ export declare class NativeModel {
   trainedEpochs(): number
   /** The model's configuration as JSON, every default written out. */
   configJson(): string
+  /** Features per row of the model's output (per step, or per sequence): its last layer's width. */
+  get outputWidth(): number
+  /**
+   * Whether the model outputs a sequence `[S, T, O]` (one target row per step) rather than
+   * `[S, O]` (one per sequence).
+   */
+  get outputsSequence(): boolean
+  /**
+   * Checks that `loss` (`crossEntropy`, `mse`, `binaryCrossEntropy`) fits the model's last
+   * layer; readable while training.
+   */
+  checkLoss(loss: string): void
   /** Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`). */
   parameterNames(): Array<string>
   /** Shape of a parameter tensor. */
@@ -67,15 +79,20 @@ export declare class NativeModel {
    * Trains off the JavaScript thread. The data are copied before this returns. Rejects with
    * `GYRE_BUSY` if a fit is already running on this model.
    */
-  fit(data: DataArgs, validation: DataArgs | undefined | null, optionsJson: string, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FitHistory>
+  fit(data: DataArgs, validation: DataArgs | undefined | null, options: FitOptions, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FitHistory>
   /**
-   * One training update on the whole batch `data` (no shuffling; `optionsJson` as for
+   * One training update on the whole batch `data` (no shuffling; `options` as for
    * `fit`, whose `epochs`, `batchSize`, `shuffle` and `earlyStopping` are not used), as batch
    * `batch` of epoch `epoch` (both 1-based; they pick the learning rate of the schedule and
    * seed dropout). Runs off the JavaScript thread; the model is busy until it settles. The
    * building block of training from a stream of batches.
    */
-  trainBatch(data: DataArgs, optionsJson: string, epoch: number, batch: number): Promise<BatchResult>
+  trainBatch(data: DataArgs, options: FitOptions, epoch: number, batch: number): Promise<BatchResult>
+  /**
+   * Checks training options (as for `fit`) against the model and returns what
+   * training from a stream of batches needs of them, every default applied.
+   */
+  fitSettings(options: FitOptions): FitSettings
   /**
    * Records that `epochs` epochs of training are complete (training from a stream counts
    * its own epochs); saved with the model and used to number later epochs.
@@ -189,6 +206,29 @@ export interface DataArgs {
   values?: Float32Array
 }
 
+/** Early stopping on the validation loss (else the training loss). */
+export interface EarlyStoppingOptions {
+  /** Epochs without improvement before stopping. Default 1. */
+  patience?: number
+  /** Smallest decrease that counts as an improvement. Default 0. */
+  minDelta?: number
+  /** Put back the best epoch's weights when stopping. Default true. */
+  restoreBest?: boolean
+}
+
+/** Early stopping with its defaults applied. */
+export interface EarlyStoppingSettings {
+  /** Epochs without improvement before stopping (default 1). */
+  patience: number
+  /** Smallest decrease that counts as an improvement (default 0). */
+  minDelta: number
+  /** Put back the best epoch's weights when stopping (default true). */
+  restoreBest: boolean
+}
+
+/** The table of codes, for a test that the TypeScript layer knows each one. */
+export declare function errorCodes(): Array<string>
+
 /** Loss and accuracy over a dataset. */
 export interface EvaluationResult {
   /** Mean loss. */
@@ -199,10 +239,8 @@ export interface EvaluationResult {
 
 /**
  * Index of the first value of `data` that is NaN or infinite, or -1. `data` holds sequences of
- * `per` values each; only the first `counts[s]` values of sequence `s` are read (all `per`
- * without `counts`: padded steps are never read by a model, so they are not checked). A bit
- * test per value that the compiler vectorizes, then a scan of the block that failed: the
- * inputs' check runs at memory speed instead of one JavaScript comparison per value.
+ * `per` values each; only the first `counts[s]` values of sequence `s` are read (all of `data`
+ * without `counts`). See [`scan::first_non_finite`].
  */
 export declare function firstNonFinite(data: Float32Array, per: number, counts?: Uint32Array | undefined | null): number
 
@@ -214,6 +252,44 @@ export interface FitHistory {
   stoppedEarly: boolean
   /** Stopped by `abortTraining` (an AbortSignal). */
   aborted: boolean
+}
+
+/** Training options of `fit`, `trainBatch` and `fitSettings`. */
+export interface FitOptions {
+  /** The loss: `crossEntropy` (integer classes), `mse`, `binaryCrossEntropy`. */
+  loss: 'crossEntropy' | 'mse' | 'binaryCrossEntropy'
+  /** Passes over the data. Default 1. */
+  epochs?: number
+  /** Sequences per batch. Default 32. */
+  batchSize?: number
+  /** Shuffle every epoch (seeded). Default true. */
+  shuffle?: boolean
+  /** Seed of shuffling and dropout. Default 0. */
+  seed?: number
+  /** The optimizer. Default `{ type: 'adam', learningRate: 0.001 }`. */
+  optimizer?: OptimizerOptions
+  /** Learning rate per epoch. Default constant. */
+  schedule?: ScheduleOptions
+  /** Epochs of linear learning-rate warmup. Default 0. */
+  warmupEpochs?: number
+  /** Clip the global gradient norm. Default: no clipping. */
+  clipNorm?: number
+  /** Clip every gradient element to `[-v, v]`. Default: no clipping. */
+  clipValue?: number
+  /** Truncated BPTT: update every this many steps. Default: whole sequences. */
+  tbpttSteps?: number
+  /** Early stopping. Default: none. */
+  earlyStopping?: EarlyStoppingOptions
+}
+
+/** Training options with their defaults applied: what `fitDataset` reads of them. */
+export interface FitSettings {
+  /** Passes over the data (default 1). */
+  epochs: number
+  /** Sequences per batch (default 32). */
+  batchSize: number
+  /** Early stopping, when the options ask for it. */
+  earlyStopping?: EarlyStoppingSettings
 }
 
 /** Outputs of a forward call. */
@@ -247,6 +323,32 @@ export interface LayerState {
   hidden: Float32Array
   /** `[K, S, H]` final cell states (LSTM only). */
   cell?: Float32Array
+}
+
+/** An optimizer (PyTorch semantics and defaults); each takes only its own fields. */
+export interface OptimizerOptions {
+  /** Default `'adam'`. */
+  type?: 'sgd' | 'adam' | 'adamw' | 'rmsprop'
+  /** Default 0.001 (`rmsprop`: 0.01). */
+  learningRate?: number
+  /** `sgd`, `rmsprop`. Default 0. */
+  momentum?: number
+  /** `sgd`. Default 0. */
+  dampening?: number
+  /** `sgd`. Default false. */
+  nesterov?: boolean
+  /** `adam`, `adamw`. Default 0.9. */
+  beta1?: number
+  /** `adam`, `adamw`. Default 0.999. */
+  beta2?: number
+  /** `adam`, `adamw`, `rmsprop`. Default 1e-8. */
+  eps?: number
+  /** `rmsprop`. Default 0.99. */
+  alpha?: number
+  /** `rmsprop`. Default false. */
+  centered?: boolean
+  /** Default 0 (`adamw`: 0.01). */
+  weightDecay?: number
 }
 
 /** Output of `predict`. */
@@ -353,6 +455,20 @@ export interface RecurrentTensorsF64 {
   gradHN?: Float64Array
   /** `[B, H]` gradient of `c_n`, LSTM only (backward only; zeros when absent). */
   gradCN?: Float64Array
+}
+
+/** A learning-rate schedule over epochs. */
+export interface ScheduleOptions {
+  /** The schedule. */
+  type: 'constant' | 'step' | 'exponential' | 'cosine'
+  /** `step`: epochs between decays. */
+  stepSize?: number
+  /** `step`, `exponential`: the factor per decay. */
+  gamma?: number
+  /** `cosine`: half period in epochs. */
+  tMax?: number
+  /** `cosine`: the lowest rate. Default 0. */
+  etaMin?: number
 }
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.StreamState = nativeBinding.StreamState
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.firstNonFinite = nativeBinding.firstNonFinite
 module.exports.getNumThreads = nativeBinding.getNumThreads
 module.exports.recurrentBackwardF32 = nativeBinding.recurrentBackwardF32

@@ -17,6 +17,23 @@ export type GyreErrorCode =
   | 'GYRE_DISPOSED'
   | 'GYRE_INTERNAL';
 
+const CODES: Record<GyreErrorCode, true> = {
+  GYRE_INVALID_ARGUMENT: true,
+  GYRE_SHAPE_MISMATCH: true,
+  GYRE_MISSING_ARGUMENT: true,
+  GYRE_NATIVE_UNAVAILABLE: true,
+  GYRE_NON_FINITE: true,
+  GYRE_BUSY: true,
+  GYRE_ABORTED: true,
+  GYRE_BAD_FILE: true,
+  GYRE_FILE: true,
+  GYRE_DISPOSED: true,
+  GYRE_INTERNAL: true,
+};
+
+/** Every {@link GyreErrorCode}. */
+export const gyreErrorCodes: readonly GyreErrorCode[] = Object.freeze(Object.keys(CODES) as GyreErrorCode[]);
+
 /** Base class of every error gyre throws. `code` is stable across versions. */
 export class GyreError extends Error {
   readonly code: GyreErrorCode;
@@ -102,6 +119,7 @@ export class InternalError extends GyreError {
   }
 }
 
+/** The GyreError class of each code the native addon sets. */
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => GyreError> = {
   GYRE_INVALID_ARGUMENT: InvalidArgumentError,
   GYRE_SHAPE_MISMATCH: ShapeMismatchError,
@@ -115,19 +133,18 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
 
 /**
  * @internal
- * Turns an error thrown by the native addon into a {@link GyreError}. The addon's messages
- * read `"<CODE>: <message>"`; anything else (a caught panic, a failed conversion) becomes an
- * {@link InternalError} or {@link InvalidArgumentError} that keeps the original as `cause`.
+ * Turns an error thrown by the native addon into a {@link GyreError}. The addon's errors carry
+ * gyre's code as their `code` property (`GYRE_SHAPE_MISMATCH`, ...) and the message alone; a
+ * failed argument conversion of napi-rs (`code` `InvalidArg`, `NumberExpected`, ...) becomes an
+ * {@link InvalidArgumentError}, anything else (a panic napi-rs caught) an {@link InternalError};
+ * both keep the original as `cause`.
  */
 export function fromNative(err: unknown): GyreError {
   if (err instanceof GyreError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  const match = /^(GYRE_[A-Z_]+): ([\s\S]*)$/.exec(message);
-  if (match) {
-    const Ctor = byCode[match[1]!] ?? InternalError;
-    return new Ctor(match[2]!, { cause: err });
-  }
   const code = (err as { code?: unknown } | null)?.code;
+  const Ctor = typeof code === 'string' ? byCode[code] : undefined;
+  if (Ctor) return new Ctor(message, { cause: err });
   if (code === 'InvalidArg' || code === 'NumberExpected' || code === 'ObjectExpected') {
     return new InvalidArgumentError(message, { cause: err });
   }

@@ -65,6 +65,8 @@ export const firstNonFinite = binding.firstNonFinite;
 
 export type {
   DataArgs,
+  FitOptions,
+  FitSettings,
   BatchResult,
   ProgressEvent,
   FitHistory,

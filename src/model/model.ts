@@ -16,14 +16,12 @@ import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, Shape
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
 import { about, fileError, readBytes } from '../util/files.js';
-import { type LayerSpec, type ModelSpec, outputsPerStep, outputWidth, specFromConfig, specJson } from './spec.js';
+import { type ModelSpec, specFromConfig, specJson } from './spec.js';
 import { Stream } from './stream.js';
 import {
   checkSample,
   type EpochProgressEvent,
   type Evaluation,
-  FIT_DATASET_KEYS,
-  FIT_KEYS,
   type FitDatasetOptions,
   type FitHistory,
   type FitOptions,
@@ -69,8 +67,6 @@ export class Model {
   readonly #tokens: boolean;
   readonly #features: number;
   #streaming = false;
-  /** The layers' configuration, parsed once on first use (it never changes). */
-  #layersCache: LayerSpec[] | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec);
@@ -198,6 +194,16 @@ export class Model {
     return specFromConfig(native.guard(() => this.#native.configJson()));
   }
 
+  /** Values per step (or per sequence) of the model's output: the width of its last layer. */
+  get outputWidth(): number {
+    return this.#native.outputWidth;
+  }
+
+  /** Whether the model outputs one row per step (`[samples, steps, units]`) rather than one per sequence. */
+  get outputsSequence(): boolean {
+    return this.#native.outputsSequence;
+  }
+
   /** Whether a fit is running. */
   get isTraining(): boolean {
     return this.#native.isTraining;
@@ -242,33 +248,28 @@ export class Model {
     return flattenInput(x, this.#tokens, this.#features, what);
   }
 
-  /** The loss must fit the last layer; checked before the targets are read. */
+  /** The loss must fit the last layer (the native model checks); checked before the targets are read. */
   #checkLoss(loss: unknown): LossName {
     oneOf('loss', loss, LOSSES);
-    const layers = this.#layers();
-    const last = layers[layers.length - 1]!;
-    const act = last.type === 'dense' ? (last.activation ?? 'linear') : undefined;
-    if (loss === 'crossEntropy' && !(act === 'linear' || act === 'softmax')) {
-      throw new InvalidArgumentError(
-        `loss crossEntropy needs a last dense layer with 'linear' or 'softmax' activation, got ${act ?? last.type}`,
-      );
-    }
-    if (loss === 'binaryCrossEntropy' && !(act === 'linear' || act === 'sigmoid')) {
-      throw new InvalidArgumentError(
-        `loss binaryCrossEntropy needs a last dense layer with 'linear' or 'sigmoid' activation, got ${act ?? last.type}`,
-      );
-    }
+    native.guard(() => this.#native.checkLoss(loss as LossName));
     return loss as LossName;
   }
 
-  /** The options shared by `fit` and `fitDataset`, checked: keys, the loss, `onProgress`, `signal`. */
+  /**
+   * The options shared by `fit` and `fitDataset`, checked: the loss, `onProgress`, `signal` here,
+   * every other option by the native side, which returns them with their defaults applied.
+   */
   #fitOptions(
     call: string,
     options: unknown,
-    keys: readonly string[],
-  ): { o: Record<string, unknown>; loss: LossName; signal: AbortSignal | undefined } {
+  ): {
+    o: Record<string, unknown>;
+    loss: LossName;
+    signal: AbortSignal | undefined;
+    nativeOptions: native.FitOptions;
+    settings: native.FitSettings;
+  } {
     const o = object('options', requiredOptions(call, options));
-    checkKeys('', o, keys);
     if (o.loss === undefined) throw new MissingArgumentError("options.loss is required: 'crossEntropy', 'mse' or 'binaryCrossEntropy'");
     const loss = this.#checkLoss(o.loss);
     if (o.onProgress !== undefined && typeof o.onProgress !== 'function') {
@@ -278,26 +279,20 @@ export class Model {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidArgumentError(`signal must be an AbortSignal, got ${describe(signal)}`);
     }
-    return { o, loss, signal };
+    const nativeOptions = nativeFitOptions(o);
+    const settings = native.guard(() => this.#native.fitSettings(nativeOptions));
+    return { o, loss, signal, nativeOptions, settings };
   }
 
   #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
-    const layers = this.#layers();
-    const perStep = outputsPerStep(layers);
-    const width = outputWidth(layers);
-    const t = flattenTargets(y, loss === 'crossEntropy', width, flat.samples, flat.steps, perStep, `${p}y`);
+    const t = flattenTargets(y, loss === 'crossEntropy', this.outputWidth, flat.samples, flat.steps, this.outputsSequence, `${p}y`);
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
     if (bad >= 0)
       throw new InvalidArgumentError(`${p}y must hold binaryCrossEntropy targets in [0, 1], got ${t.values![bad]} at index ${bad}`);
     return { ...flat, ...t };
-  }
-
-  #layers(): LayerSpec[] {
-    this.#layersCache ??= this.config.layers;
-    return this.#layersCache;
   }
 
   /**
@@ -309,7 +304,7 @@ export class Model {
    *   {@link TrainingAbortedError} when `signal` aborts.
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions('fit(x, y, options)', options, FIT_KEYS);
+    const { o, loss, signal, nativeOptions } = this.#fitOptions('fit(x, y, options)', options);
     let data = this.#data(x, y, loss);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
@@ -331,7 +326,6 @@ export class Model {
       validation = cut(keep, data.samples);
       data = cut(0, keep);
     }
-    const nativeOptions = nativeFitOptions(o, loss);
     if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
     let epochEvents = 0;
@@ -350,7 +344,7 @@ export class Model {
           }
         }
       : undefined;
-    const promise = native.guard(() => this.#native.fit(data, validation, JSON.stringify(nativeOptions), callback));
+    const promise = native.guard(() => this.#native.fit(data, validation, nativeOptions, callback));
     const abort = () => this.#native.abortTraining();
     signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -385,10 +379,15 @@ export class Model {
     data: Dataset<Sample | Sample[]> | Iterable<Sample | Sample[]> | AsyncIterable<Sample | Sample[]>,
     options: FitDatasetOptions,
   ): Promise<FitHistory> {
-    const { o, loss, signal } = this.#fitOptions('fitDataset(data, options)', options, FIT_DATASET_KEYS);
-    const json = JSON.stringify(nativeFitOptions(o, loss));
-    const epochs = (o.epochs as number | undefined) ?? 1;
-    const batchSize = (o.batchSize as number | undefined) ?? 32;
+    // Options of fit that a stream has no use for: it is shuffled, and split, as a dataset.
+    const instead = { shuffle: 'shuffle the dataset itself (dataset.shuffle())', validationSplit: 'give validationData' };
+    for (const [key, hint] of Object.entries(instead)) {
+      if (options !== null && typeof options === 'object' && key in options) {
+        throw new InvalidArgumentError(`unknown option ${key} of fitDataset; ${hint}`);
+      }
+    }
+    const { o, loss, signal, nativeOptions, settings } = this.#fitOptions('fitDataset(data, options)', options);
+    const { epochs, batchSize } = settings;
     const source = data instanceof Dataset ? data : Dataset.from(data as Iterable<Sample>);
     let validation: Dataset<Sample> | [SequenceInput, TargetInput] | undefined;
     if (o.validationData !== undefined) {
@@ -397,10 +396,7 @@ export class Model {
       else validation = v instanceof Dataset ? v : Dataset.from(v as Iterable<Sample>);
     }
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
-    const es = o.earlyStopping as { patience?: number; minDelta?: number; restoreBest?: boolean } | undefined;
-    if (es !== undefined) {
-      checkKeys('earlyStopping.', object('earlyStopping', es), ['patience', 'minDelta', 'restoreBest']);
-    }
+    const es = settings.earlyStopping ?? undefined;
     if (this.#streaming) throw new BusyError('the model is already training from a dataset; wait for fitDataset() to settle');
     this.#streaming = true;
     const history: FitHistory = { epochs: [], stoppedEarly: false };
@@ -426,7 +422,7 @@ export class Model {
             loss,
             `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`,
           );
-          const r = await native.settle(native.guard(() => this.#native.trainBatch(args, json, epoch, batchNo)));
+          const r = await native.settle(native.guard(() => this.#native.trainBatch(args, nativeOptions, epoch, batchNo)));
           lossSum += r.loss * r.count;
           count += r.count;
           correct += r.correct;
@@ -469,9 +465,9 @@ export class Model {
         report(event);
         if (es) {
           const monitored = event.valLoss ?? event.loss;
-          if (monitored < best.loss - (es.minDelta ?? 0)) {
+          if (monitored < best.loss - es.minDelta) {
             best = { loss: monitored, epoch, weights: es.restoreBest ? this.#weights() : undefined };
-          } else if (epoch - best.epoch >= (es.patience ?? 0)) {
+          } else if (epoch - best.epoch >= es.patience) {
             history.stoppedEarly = true;
             if (best.weights) this.setParameters(best.weights);
             break;
@@ -526,16 +522,13 @@ export class Model {
 
   /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
   #countedRows(args: native.DataArgs, loss: LossName): number {
-    const layers = this.#layers();
-    const perStep = outputsPerStep(layers);
-    const rows = perStep ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
-    return loss === 'crossEntropy' ? rows : rows * outputWidth(layers);
+    const rows = this.outputsSequence ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
+    return loss === 'crossEntropy' ? rows : rows * this.outputWidth;
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {
     const rows = flat.samples;
-    const layers = this.#layers();
-    const units = outputWidth(layers);
+    const units = this.outputWidth;
     const shape = r.output.length === rows * units ? [rows, units] : [rows, flat.steps, units];
     const states = r.states.map((st) => {
       const h = st.hidden.length / (st.count * rows);

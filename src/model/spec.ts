@@ -129,18 +129,3 @@ export function specFromConfig(json: string): ModelSpec {
     config.input.type === 'tokens' ? { vocabSize: config.input.vocabSize as number } : { features: config.input.size as number };
   return { input, layers: config.layers };
 }
-
-/** @internal Values per step (or per sequence) of the last layer's output. */
-export function outputWidth(layers: readonly LayerSpec[]): number {
-  const last = layers[layers.length - 1]!;
-  if (last.type === 'dense') return last.units;
-  if (last.type === 'embedding') return last.dim;
-  return last.bidirectional && last.merge !== 'sum' ? 2 * last.hiddenSize : last.hiddenSize;
-}
-
-/** @internal Whether the model's output (and so its targets) has one row per step rather than one per sequence. */
-export function outputsPerStep(layers: readonly LayerSpec[]): boolean {
-  let perStep = true;
-  for (const l of layers) if (l.type === 'rnn' || l.type === 'lstm' || l.type === 'gru') perStep = l.returnSequences ?? true;
-  return perStep;
-}

@@ -7,7 +7,7 @@ import type { Sample } from '../data/dataset.js';
 import type { SequenceInput, TargetInput } from '../data/flatten.js';
 import { GyreError, InvalidArgumentError } from '../errors.js';
 import type * as native from '../native.js';
-import { describe, intIn } from '../util/check.js';
+import { describe } from '../util/check.js';
 import type { Dataset } from '../data/dataset.js';
 
 /** The loss a model trains on. */
@@ -16,12 +16,15 @@ export type LossName = 'crossEntropy' | 'mse' | 'binaryCrossEntropy';
 /** @internal */
 export const LOSSES: readonly LossName[] = ['crossEntropy', 'mse', 'binaryCrossEntropy'];
 
-/** An optimizer and its hyperparameters (PyTorch semantics and defaults). */
+/**
+ * An optimizer and its hyperparameters (PyTorch semantics and defaults: `learningRate` 0.001,
+ * for `rmsprop` 0.01). The native side checks them and applies the defaults.
+ */
 export type OptimizerSpec =
-  | { type: 'sgd'; learningRate: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
-  | { type: 'adam'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
-  | { type: 'adamw'; learningRate: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
-  | { type: 'rmsprop'; learningRate: number; alpha?: number; eps?: number; momentum?: number; centered?: boolean; weightDecay?: number };
+  | { type: 'sgd'; learningRate?: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
+  | { type: 'adam'; learningRate?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'adamw'; learningRate?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+  | { type: 'rmsprop'; learningRate?: number; alpha?: number; eps?: number; momentum?: number; centered?: boolean; weightDecay?: number };
 
 /** A learning-rate schedule over epochs. */
 export type ScheduleSpec =
@@ -96,7 +99,7 @@ export interface FitOptions {
   validationData?: [SequenceInput, TargetInput];
   /** Fraction of the samples, taken from the end before shuffling, used as validation data. */
   validationSplit?: number;
-  /** Stop when the validation loss (else the training loss) stops improving. */
+  /** Stop when the validation loss (else the training loss) stops improving. Defaults: patience 1, minDelta 0, restoreBest true. */
   earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
   /** Called on the event loop after every batch and epoch. */
   onProgress?: (event: ProgressEvent) => void;
@@ -163,25 +166,8 @@ export function assertFinite(path: string, v: unknown): void {
   }
 }
 
-/** @internal */
-export const FIT_KEYS = [
-  'loss',
-  'epochs',
-  'batchSize',
-  'optimizer',
-  'schedule',
-  'warmupEpochs',
-  'shuffle',
-  'seed',
-  'clipNorm',
-  'clipValue',
-  'tbpttSteps',
-  'validationData',
-  'validationSplit',
-  'earlyStopping',
-  'onProgress',
-  'signal',
-];
+/** @internal The options of `fit` read in TypeScript; the native side checks every other one (and applies its default). */
+const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal'];
 
 /** @internal */
 export function isSample(v: unknown): v is Sample {
@@ -194,24 +180,18 @@ export function checkSample(v: unknown, where: string): Sample {
   return v;
 }
 
-/** @internal The native training options of `fit`/`fitDataset`, checked (finite numbers, integer counts). */
-export function nativeFitOptions(o: Record<string, unknown>, loss: LossName): Record<string, unknown> {
-  const nativeOptions: Record<string, unknown> = {
-    epochs: o.epochs ?? 1,
-    batchSize: o.batchSize ?? 32,
-    shuffle: o.shuffle ?? true,
-    seed: o.seed ?? 0,
-    loss,
-    optimizer: o.optimizer ?? { type: 'adam', learningRate: 0.001 },
-  };
-  for (const key of ['schedule', 'warmupEpochs', 'clipNorm', 'clipValue', 'tbpttSteps', 'earlyStopping']) {
-    if (o[key] !== undefined) nativeOptions[key] = o[key];
-  }
+/**
+ * @internal The training options of `fit`/`fitDataset` for the native side: every key
+ * but those read in TypeScript. The native side checks them (unknown keys, types, ranges) and
+ * applies the defaults; NaN and infinities are refused here, as the native reader takes them
+ * for null.
+ */
+export function nativeFitOptions(o: Record<string, unknown>): native.FitOptions {
+  const nativeOptions: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(o)) if (!TS_KEYS.includes(key) && value !== undefined) nativeOptions[key] = value;
   assertFinite('', nativeOptions);
-  for (const key of ['epochs', 'batchSize', 'seed', 'warmupEpochs', 'tbpttSteps']) {
-    if (nativeOptions[key] !== undefined) intIn(key, nativeOptions[key], key === 'seed' || key === 'warmupEpochs' ? 0 : 1);
-  }
-  return nativeOptions;
+  // Checked natively, key by key: what does not match the type is an error naming its path.
+  return nativeOptions as unknown as native.FitOptions;
 }
 
 /** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */
@@ -219,9 +199,6 @@ export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | '
   /** Data to report the loss on after every epoch: a dataset of samples, or `[x, y]` arrays. */
   validationData?: Dataset<Sample> | Iterable<Sample> | AsyncIterable<Sample> | [SequenceInput, TargetInput];
 }
-
-/** @internal */
-export const FIT_DATASET_KEYS = FIT_KEYS.filter((k) => k !== 'validationSplit' && k !== 'shuffle');
 
 /** @internal The event as the public type says it: batch events have `batch`, epoch events `learningRate`. */
 export function toProgress(e: native.ProgressEvent): ProgressEvent {

@@ -1,7 +1,6 @@
 /** {@link TextClassifier}: a sequence classifier of texts in one object (train, classify, evaluate, save, load). */
 import { InvalidArgumentError, ShapeMismatchError } from '../errors.js';
 import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
-import { outputWidth } from '../model/spec.js';
 import { describe, options } from '../util/check.js';
 import { checkTokenizer, compareCodePoints, type Tokenizer, tokenizerFromJSON } from './tokenizers.js';
 import { buildAndTrain, MODEL_KEYS, makeTokenizer, stringArray, type TextModelOptions, textMetadata } from './training.js';
@@ -68,7 +67,7 @@ export class TextClassifier {
         `the model must read token ids below the tokenizer's vocabSize ${tokenizer.vocabSize}, but its input is ${JSON.stringify(config.input)}`,
       );
     }
-    const width = outputWidth(config.layers);
+    const width = model.outputWidth;
     if (width !== labels.length) throw new InvalidArgumentError(`the model outputs ${width} values but there are ${labels.length} labels`);
     this.model = model;
     this.tokenizer = tokenizer;

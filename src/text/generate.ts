@@ -1,7 +1,6 @@
 /** Text generation from any token model, one token at a time through a stream ({@link generateText}). */
 import { InvalidArgumentError } from '../errors.js';
 import type { Model } from '../model/index.js';
-import { outputWidth } from '../model/spec.js';
 import { describe, optBool, optInt, options } from '../util/check.js';
 import { seededRandom } from '../util/random.js';
 import { type SampleOptions, sampleFrom } from './sampling.js';
@@ -52,7 +51,7 @@ export function checkTokenModel(model: Model, tokenizer: Tokenizer): { probabili
         'use the tokenizer the model was trained with',
     );
   }
-  const width = outputWidth(config.layers);
+  const width = model.outputWidth;
   if (width !== tokenizer.vocabSize) {
     throw new InvalidArgumentError(
       `the model outputs ${width} values per step but the tokenizer has vocabSize ${tokenizer.vocabSize}: ` +

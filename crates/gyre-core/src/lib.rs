@@ -27,7 +27,7 @@ pub mod random;
 mod rnn;
 pub mod train;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorCode, Result};
 pub use kernels::{tensor, threads, Real};
 pub use model::Model;
 pub use rnn::cells::Nonlinearity;

@@ -313,7 +313,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
     };
     let model = Model::<f64>::new(config, 1).unwrap();
     let err = model.stream_state(1).unwrap_err();
-    assert_eq!(err.code(), "GYRE_INVALID_ARGUMENT");
+    assert_eq!(err.code().as_str(), "GYRE_INVALID_ARGUMENT");
     assert_eq!(
         err.to_string(),
         "layers[1].bidirectional must be false for a stream (a stream runs one step at a time and cannot run \

@@ -151,7 +151,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
     let mut model = Model::<f32>::new(model_cfg.clone(), 1).unwrap();
     let mut opt = optimizer_for(&model, OptimizerConfig::sgd(0.1)).unwrap();
     let err = fit(&mut model, &mut opt, &data, None, &config_mse(1), &mut Recorder::new()).unwrap_err();
-    assert_eq!(err.code(), "GYRE_NON_FINITE");
+    assert_eq!(err.code().as_str(), "GYRE_NON_FINITE");
     assert!(matches!(err, CoreError::NonFinite { epoch: 1, batch: 3, .. }), "{err}");
     assert!(err.to_string().contains("epoch 1, batch 3"), "{err}");
 

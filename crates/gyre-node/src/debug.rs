@@ -4,7 +4,7 @@
 //! and never takes the process down. Release builds (what ships) have none of this.
 #![allow(clippy::panic)] // injecting panics is the point
 
-use crate::model::contain;
+use crate::error::{contain, Failure};
 use napi::bindgen_prelude::{AsyncTask, Function};
 use napi::{Env, Task};
 use napi_derive::napi;
@@ -16,14 +16,22 @@ pub fn debug_panic_sync() -> napi::Result<()> {
 }
 
 /// Background task whose computation panics.
-pub struct PanicTask;
+#[derive(Default)]
+pub struct PanicTask {
+    failure: Failure,
+}
 
 impl Task for PanicTask {
     type Output = ();
     type JsValue = ();
 
     fn compute(&mut self) -> napi::Result<()> {
-        contain(|| panic!("injected panic (async)"))
+        let r = contain(|| panic!("injected panic (async)"));
+        self.failure.keep(r)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<()> {
+        self.failure.reject(env, err)
     }
 
     fn resolve(&mut self, _env: Env, _: ()) -> napi::Result<()> {
@@ -34,7 +42,7 @@ impl Task for PanicTask {
 /// A Promise whose native computation panics.
 #[napi(catch_unwind, ts_return_type = "Promise<void>")]
 pub fn debug_panic_async() -> AsyncTask<PanicTask> {
-    AsyncTask::new(PanicTask)
+    AsyncTask::new(PanicTask::default())
 }
 
 /// Calls `callback`, then panics.

@@ -22,20 +22,22 @@ fn keep_freed_memory_briefly() {
 }
 
 use gyre_core::tensor::{matrix, tensor3, vector};
+use gyre_core::threads;
 use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
+pub mod data;
 #[cfg(debug_assertions)]
 pub mod debug;
+pub mod error;
 pub mod model;
+pub mod options;
+pub mod progress;
+pub mod stream;
+pub mod tasks;
 
-/// Errors cross the boundary as `InvalidArg` with the message `"<CODE>: <message>"`, where
-/// `<CODE>` is gyre's stable error code (`GYRE_SHAPE_MISMATCH`, ...); the TypeScript layer
-/// turns them into `GyreError` subclasses carrying that code.
-pub(crate) fn js_error(e: CoreError) -> napi::Error {
-    napi::Error::new(napi::Status::InvalidArg, format!("{}: {e}", e.code()))
-}
+use error::Result;
 
 /// Sizes and cell of one call of the functional recurrent API.
 #[napi(object)]
@@ -52,7 +54,7 @@ pub struct RecurrentSpec {
     pub hidden_size: u32,
 }
 
-fn cell_kind(name: &str) -> Result<CellKind, CoreError> {
+fn cell_kind(name: &str) -> gyre_core::Result<CellKind> {
     Ok(match name {
         "rnn_tanh" => CellKind::Rnn(Nonlinearity::Tanh),
         "rnn_relu" => CellKind::Rnn(Nonlinearity::Relu),
@@ -110,7 +112,7 @@ struct Call<'a, F> {
     h: usize,
 }
 
-fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> Result<Call<'a, F>, CoreError> {
+fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> gyre_core::Result<Call<'a, F>> {
     let kind = cell_kind(&spec.cell)?;
     let positive = gyre_core::tensor::positive;
     let b = positive("batch", spec.batch as usize)?;
@@ -146,7 +148,7 @@ fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> Result<Call
     })
 }
 
-fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Forward<F>, CoreError> {
+fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> gyre_core::Result<Forward<F>> {
     let call = prepare(spec, x)?;
     let out = gyre_core::threads::install(|| gyre_core::forward(call.kind, &call.weights, call.input, &call.initial))??;
     Ok(Forward {
@@ -156,7 +158,7 @@ fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Forward
     })
 }
 
-fn backward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> Result<Backward<F>, CoreError> {
+fn backward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> gyre_core::Result<Backward<F>> {
     let call = prepare(spec, x)?;
     let (b, t, h) = (call.b, call.t, call.h);
     let grads = OutputGrads {
@@ -256,15 +258,15 @@ macro_rules! dtype_api {
 
         /// Forward pass of one recurrent layer over a batch; see `RecurrentSpec` for shapes.
         #[napi(catch_unwind)]
-        pub fn $forward(spec: RecurrentSpec, args: $Args) -> napi::Result<$Fwd> {
-            let r = forward_impl(&spec, &args.tensors()).map_err(js_error)?;
+        pub fn $forward(spec: RecurrentSpec, args: $Args) -> Result<$Fwd> {
+            let r = forward_impl(&spec, &args.tensors())?;
             Ok($Fwd { output: $Array::new(r.output), h_n: $Array::new(r.h_n), c_n: r.c_n.map($Array::new) })
         }
 
         /// Backpropagation through time for the forward pass with the same arguments.
         #[napi(catch_unwind)]
-        pub fn $backward(spec: RecurrentSpec, args: $Args) -> napi::Result<$Bwd> {
-            let r = backward_impl(&spec, &args.tensors()).map_err(js_error)?;
+        pub fn $backward(spec: RecurrentSpec, args: $Args) -> Result<$Bwd> {
+            let r = backward_impl(&spec, &args.tensors())?;
             Ok($Bwd {
                 grad_input: $Array::new(r.grad_input),
                 grad_h0: $Array::new(r.grad_h0),
@@ -296,3 +298,15 @@ dtype_api!(
     recurrent_forward_f64,
     recurrent_backward_f64
 );
+
+/// Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default).
+#[napi(catch_unwind)]
+pub fn set_num_threads(threads: u32) -> Result<()> {
+    Ok(threads::set_num_threads(threads as usize)?)
+}
+
+/// The number of threads native calls run on.
+#[napi(catch_unwind)]
+pub fn get_num_threads() -> Result<u32> {
+    Ok(threads::num_threads()? as u32)
+}

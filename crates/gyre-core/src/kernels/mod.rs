@@ -7,9 +7,10 @@
 //! - `x86`: the AVX-512 and AVX2 + FMA kernels;
 //! - `packed`: the per-step products of the time loop, over packed operands, allocation-free;
 //! - `linalg`: whole-matrix products and reductions, split over the pool;
-//! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers.
+//! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers; [`scan`]: the
+//!   search of an input for NaN and infinite values.
 //!
-//! Public beyond the float bound: the thread pool and the views (the binding uses them), and
+//! Public beyond the float bound: the thread pool, the views and the scan (the binding uses them), and
 //! the f32 product with its packed form ([`gemm_acc`], [`pack`], [`gemm_acc_packed`],
 //! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
 //! [`AdamStep`], which [`Kernels::adam_update`] takes.
@@ -19,6 +20,7 @@ pub(crate) mod linalg;
 pub(crate) mod packed;
 pub(crate) mod portable;
 pub(crate) mod real;
+pub mod scan;
 pub(crate) mod table;
 pub mod tensor;
 #[cfg(test)]

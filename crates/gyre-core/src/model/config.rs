@@ -285,6 +285,51 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentConfig>
 }
 
 impl ModelConfig {
+    /// Features per row (per step, or per sequence) of the model's output: the last layer's.
+    pub fn output_width(&self) -> usize {
+        match self.layers.last() {
+            Some(LayerConfig::Embedding { dim }) => *dim,
+            Some(LayerConfig::Dense { units, .. }) => *units,
+            Some(LayerConfig::Recurrent(r)) => r.output_width(),
+            None => 0,
+        }
+    }
+
+    /// Whether the model outputs a sequence `[B, T, ·]` (else `[B, ·]`): the last recurrent
+    /// layer's `return_sequences` (true without one).
+    pub fn outputs_sequence(&self) -> bool {
+        let mut sequence = true;
+        for l in &self.layers {
+            if let LayerConfig::Recurrent(r) = l {
+                sequence = r.return_sequences;
+            }
+        }
+        sequence
+    }
+
+    /// The last layer as a user names it: a dense layer's activation (`softmax`, ...), else
+    /// its type (`lstm`, `embedding`, ...).
+    pub fn last_layer_name(&self) -> &'static str {
+        match self.layers.last() {
+            Some(LayerConfig::Dense { activation, .. }) => activation_name(*activation),
+            Some(LayerConfig::Embedding { .. }) => "embedding",
+            Some(LayerConfig::Recurrent(r)) => match r.cell {
+                CellKind::Rnn(_) => "rnn",
+                CellKind::Lstm => "lstm",
+                CellKind::Gru { .. } => "gru",
+            },
+            None => "no layer",
+        }
+    }
+
+    /// Activation of the last layer, if it is dense.
+    pub fn final_activation(&self) -> Option<Activation> {
+        match self.layers.last() {
+            Some(LayerConfig::Dense { activation, .. }) => Some(*activation),
+            _ => None,
+        }
+    }
+
     /// Parses the JSON form (see the module docs); unknown fields and values are errors
     /// naming them. Sizes are checked by [`crate::model::Model::new`].
     pub fn from_json(json: &str) -> Result<Self> {
@@ -375,6 +420,23 @@ mod tests {
         )
         .expect("defaults");
         assert!(minimal.to_json().contains(r#""numLayers":1"#));
+    }
+
+    #[test]
+    fn output_width_sequence_and_last_layer_come_from_the_layers() {
+        let c = ModelConfig::from_json(
+            r#"{"input":{"type":"features","size":2},"layers":[{"type":"gru","hiddenSize":3,"bidirectional":true},
+                {"type":"lstm","hiddenSize":4,"bidirectional":true,"merge":"sum","returnSequences":false}]}"#,
+        )
+        .expect("parse");
+        assert_eq!((c.output_width(), c.outputs_sequence(), c.last_layer_name()), (4, false, "lstm"));
+        let d = ModelConfig::from_json(
+            r#"{"input":{"type":"features","size":2},"layers":[{"type":"rnn","hiddenSize":3,"bidirectional":true},
+                {"type":"dense","units":5,"activation":"tanh"}]}"#,
+        )
+        .expect("parse");
+        assert_eq!((d.output_width(), d.outputs_sequence(), d.last_layer_name()), (5, true, "tanh"));
+        assert_eq!(d.final_activation(), Some(Activation::Tanh));
     }
 
     #[test]

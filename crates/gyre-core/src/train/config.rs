@@ -1,128 +1,43 @@
-//! The JSON form of training options and of an optimizer's configuration: what the TypeScript
-//! layer sends to `fit`, what a saved model carries of its optimizer. Field names are camelCase;
-//! unknown fields are errors.
+//! Training options and an optimizer's configuration as they come from JavaScript (JSON,
+//! camelCase): what the TypeScript layer sends to `fit` and `trainBatch`, what a saved model
+//! carries of its optimizer. Every default of an option is declared here, once; unknown fields
+//! are errors; every error names the option by its path (`optimizer.learningRate`,
+//! `earlyStopping.patience`) and what it accepts.
 
 use crate::error::{CoreError, Result};
-use crate::model::config::{bad, default_one, default_true, parse};
+use crate::model::config::{default_one, default_true};
 use crate::optim::{LrSchedule, OptimizerConfig, Schedule};
 use crate::train::{EarlyStopping, FitConfig, LossKind};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::Value;
 
-#[derive(Deserialize, Debug)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
-enum OptimizerJson {
-    #[serde(rename_all = "camelCase")]
-    Sgd {
-        learning_rate: f64,
-        #[serde(default)]
-        momentum: f64,
-        #[serde(default)]
-        dampening: f64,
-        #[serde(default)]
-        nesterov: bool,
-        #[serde(default)]
-        weight_decay: f64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Adam {
-        learning_rate: f64,
-        #[serde(default = "beta1")]
-        beta1: f64,
-        #[serde(default = "beta2")]
-        beta2: f64,
-        #[serde(default = "eps")]
-        eps: f64,
-        #[serde(default)]
-        weight_decay: f64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Adamw {
-        learning_rate: f64,
-        #[serde(default = "beta1")]
-        beta1: f64,
-        #[serde(default = "beta2")]
-        beta2: f64,
-        #[serde(default = "eps")]
-        eps: f64,
-        #[serde(default = "adamw_decay")]
-        weight_decay: f64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Rmsprop {
-        learning_rate: f64,
-        #[serde(default = "alpha")]
-        alpha: f64,
-        #[serde(default = "eps")]
-        eps: f64,
-        #[serde(default)]
-        momentum: f64,
-        #[serde(default)]
-        centered: bool,
-        #[serde(default)]
-        weight_decay: f64,
-    },
+/// Default passes over the data.
+fn default_epochs() -> usize {
+    1
 }
 
-fn beta1() -> f64 {
-    0.9
-}
-fn beta2() -> f64 {
-    0.999
-}
-fn eps() -> f64 {
-    1e-8
-}
-fn adamw_decay() -> f64 {
-    0.01
-}
-fn alpha() -> f64 {
-    0.99
+/// Default sequences per batch.
+fn default_batch_size() -> usize {
+    32
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
-enum ScheduleJson {
-    Constant,
-    #[serde(rename_all = "camelCase")]
-    Step {
-        step_size: usize,
-        gamma: f64,
-    },
-    Exponential {
-        gamma: f64,
-    },
-    #[serde(rename_all = "camelCase")]
-    Cosine {
-        t_max: usize,
-        #[serde(default)]
-        eta_min: f64,
-    },
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EarlyStoppingJson {
-    #[serde(default = "default_one")]
-    patience: usize,
-    #[serde(default)]
-    min_delta: f64,
-    #[serde(default = "default_true")]
-    restore_best: bool,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object of training options")]
 struct FitJson {
+    loss: String,
+    #[serde(default = "default_epochs")]
     epochs: usize,
+    #[serde(default = "default_batch_size")]
     batch_size: usize,
     #[serde(default = "default_true")]
     shuffle: bool,
     #[serde(default)]
     seed: u64,
-    loss: String,
-    optimizer: OptimizerJson,
     #[serde(default)]
-    schedule: Option<ScheduleJson>,
+    optimizer: Option<Value>,
+    #[serde(default)]
+    schedule: Option<Value>,
     #[serde(default)]
     warmup_epochs: usize,
     #[serde(default)]
@@ -135,38 +50,127 @@ struct FitJson {
     early_stopping: Option<EarlyStoppingJson>,
 }
 
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { patience?, minDelta?, restoreBest? }")]
+struct EarlyStoppingJson {
+    #[serde(default = "default_one")]
+    patience: usize,
+    #[serde(default)]
+    min_delta: f64,
+    #[serde(default = "default_true")]
+    restore_best: bool,
+}
+
+/// The optimizer of training options without one: Adam at its default learning rate.
+pub const DEFAULT_OPTIMIZER: &str = "adam";
+
+/// PyTorch's default learning rate of an optimizer: 0.001 (`sgd`, `adam`, `adamw`), 0.01
+/// (`rmsprop`).
+fn default_learning_rate(kind: &str) -> f64 {
+    if kind == "rmsprop" {
+        0.01
+    } else {
+        0.001
+    }
+}
+
+/// The fields of `{ type: 'sgd', ... }`; an absent field takes [`OptimizerConfig::sgd`]'s value.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object of sgd options")]
+struct SgdJson {
+    learning_rate: Option<f64>,
+    momentum: Option<f64>,
+    dampening: Option<f64>,
+    nesterov: Option<bool>,
+    weight_decay: Option<f64>,
+}
+
+/// The fields of `{ type: 'adam' | 'adamw', ... }`; an absent field takes
+/// [`OptimizerConfig::adam`]'s (or `adamw`'s) value.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object of adam options")]
+struct AdamJson {
+    learning_rate: Option<f64>,
+    beta1: Option<f64>,
+    beta2: Option<f64>,
+    eps: Option<f64>,
+    weight_decay: Option<f64>,
+}
+
+/// The fields of `{ type: 'rmsprop', ... }`; an absent field takes [`OptimizerConfig::rmsprop`]'s value.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object of rmsprop options")]
+struct RmspropJson {
+    learning_rate: Option<f64>,
+    alpha: Option<f64>,
+    eps: Option<f64>,
+    momentum: Option<f64>,
+    centered: Option<bool>,
+    weight_decay: Option<f64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { stepSize, gamma }")]
+struct StepJson {
+    step_size: usize,
+    gamma: f64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { gamma }")]
+struct ExponentialJson {
+    gamma: f64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { tMax, etaMin? }")]
+struct CosineJson {
+    t_max: usize,
+    #[serde(default)]
+    eta_min: f64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {}")]
+struct ConstantJson {}
+
 /// Parses a loss name: `crossEntropy`, `mse`, `binaryCrossEntropy`.
 pub fn loss_from_name(name: &str) -> Result<LossKind> {
     Ok(match name {
         "crossEntropy" => LossKind::CrossEntropy,
         "mse" => LossKind::MeanSquaredError,
         "binaryCrossEntropy" => LossKind::BinaryCrossEntropy,
-        other => return Err(bad("loss".into(), "one of crossEntropy, mse, binaryCrossEntropy", format!("{other:?}"))),
+        other => {
+            return Err(CoreError::invalid(
+                "loss",
+                "one of crossEntropy, mse, binaryCrossEntropy",
+                format!("{other:?}"),
+            ))
+        }
     })
 }
 
 /// Parses training options (JSON, camelCase) into the fit configuration and the optimizer.
+/// Absent options take their defaults: 1 epoch, batches of 32, shuffled with seed 0, Adam at
+/// learning rate 0.001, a constant schedule, no clipping, no truncation, no early stopping;
+/// `earlyStopping: {}` means patience 1, minDelta 0, restoreBest true; an optimizer without
+/// `type` is Adam, one without `learningRate` takes PyTorch's (0.001, rmsprop 0.01).
 pub fn fit_from_json(json: &str) -> Result<(FitConfig, OptimizerConfig)> {
-    let f: FitJson = parse("fit options", json)?;
-    let optimizer = optimizer_from(f.optimizer);
-    optimizer.validate().map_err(|e| match e {
-        CoreError::InvalidArgument { what, expected, got } => {
-            CoreError::InvalidArgument { what: format!("optimizer.{}", camel(&what)), expected, got }
-        }
-        other => other,
-    })?;
-    let decay = match f.schedule {
-        None | Some(ScheduleJson::Constant) => LrSchedule::Constant,
-        Some(ScheduleJson::Step { step_size, gamma }) => LrSchedule::Step { step_size, gamma },
-        Some(ScheduleJson::Exponential { gamma }) => LrSchedule::Exponential { gamma },
-        Some(ScheduleJson::Cosine { t_max, eta_min }) => LrSchedule::Cosine { t_max, eta_min },
+    fit_from_value(json_value("fit options", json)?)
+}
+
+/// [`fit_from_json`] for options already read into a JSON value (from a JavaScript object).
+pub fn fit_from_value(options: Value) -> Result<(FitConfig, OptimizerConfig)> {
+    let f: FitJson = read("", options)?;
+    let optimizer = match f.optimizer {
+        Some(v) => optimizer_from("optimizer", v)?,
+        None => OptimizerConfig::adam(default_learning_rate(DEFAULT_OPTIMIZER)),
     };
-    let schedule = Schedule::new(decay, f.warmup_epochs).map_err(|e| match e {
-        CoreError::InvalidArgument { what, expected, got } => {
-            CoreError::InvalidArgument { what: format!("schedule.{}", camel(&what)), expected, got }
-        }
-        other => other,
-    })?;
+    let decay = match f.schedule {
+        None => LrSchedule::Constant,
+        Some(v) => schedule_from("schedule", v)?,
+    };
+    let schedule = Schedule::new(decay, f.warmup_epochs).map_err(|e| prefixed("schedule", e))?;
     let config = FitConfig {
         epochs: f.epochs,
         batch_size: f.batch_size,
@@ -186,21 +190,82 @@ pub fn fit_from_json(json: &str) -> Result<(FitConfig, OptimizerConfig)> {
     Ok((config, optimizer))
 }
 
-fn optimizer_from(o: OptimizerJson) -> OptimizerConfig {
-    match o {
-        OptimizerJson::Sgd { learning_rate, momentum, dampening, nesterov, weight_decay } => {
-            OptimizerConfig::Sgd { lr: learning_rate, momentum, dampening, nesterov, weight_decay }
-        }
-        OptimizerJson::Adam { learning_rate, beta1, beta2, eps, weight_decay } => {
-            OptimizerConfig::Adam { lr: learning_rate, beta1, beta2, eps, weight_decay }
-        }
-        OptimizerJson::Adamw { learning_rate, beta1, beta2, eps, weight_decay } => {
-            OptimizerConfig::AdamW { lr: learning_rate, beta1, beta2, eps, weight_decay }
-        }
-        OptimizerJson::Rmsprop { learning_rate, alpha, eps, momentum, centered, weight_decay } => {
-            OptimizerConfig::RmsProp { lr: learning_rate, alpha, eps, momentum, centered, weight_decay }
+/// The optimizer of a `{ type, ... }` object at `path`, validated; absent fields take the
+/// defaults of [`OptimizerConfig::sgd`], `adam`, `adamw` or `rmsprop`.
+fn optimizer_from(path: &str, value: Value) -> Result<OptimizerConfig> {
+    let (kind, rest) = tagged(path, value, &["sgd", "adam", "adamw", "rmsprop"], Some(DEFAULT_OPTIMIZER))?;
+    let lr = |given: Option<f64>| given.unwrap_or_else(|| default_learning_rate(&kind));
+    fn set<T>(slot: &mut T, given: Option<T>) {
+        if let Some(v) = given {
+            *slot = v;
         }
     }
+    let config = match kind.as_str() {
+        "sgd" => {
+            let o: SgdJson = read(path, rest)?;
+            let mut c = OptimizerConfig::sgd(lr(o.learning_rate));
+            if let OptimizerConfig::Sgd { momentum, dampening, nesterov, weight_decay, .. } = &mut c {
+                set(momentum, o.momentum);
+                set(dampening, o.dampening);
+                set(nesterov, o.nesterov);
+                set(weight_decay, o.weight_decay);
+            }
+            c
+        }
+        "adam" | "adamw" => {
+            let o: AdamJson = read(path, rest)?;
+            let mut c = if kind == "adam" {
+                OptimizerConfig::adam(lr(o.learning_rate))
+            } else {
+                OptimizerConfig::adamw(lr(o.learning_rate))
+            };
+            if let OptimizerConfig::Adam { beta1, beta2, eps, weight_decay, .. }
+            | OptimizerConfig::AdamW { beta1, beta2, eps, weight_decay, .. } = &mut c
+            {
+                set(beta1, o.beta1);
+                set(beta2, o.beta2);
+                set(eps, o.eps);
+                set(weight_decay, o.weight_decay);
+            }
+            c
+        }
+        _ => {
+            let o: RmspropJson = read(path, rest)?;
+            let mut c = OptimizerConfig::rmsprop(lr(o.learning_rate));
+            if let OptimizerConfig::RmsProp { alpha, eps, momentum, centered, weight_decay, .. } = &mut c {
+                set(alpha, o.alpha);
+                set(eps, o.eps);
+                set(momentum, o.momentum);
+                set(centered, o.centered);
+                set(weight_decay, o.weight_decay);
+            }
+            c
+        }
+    };
+    config.validate().map_err(|e| prefixed(path, e))?;
+    Ok(config)
+}
+
+fn schedule_from(path: &str, value: Value) -> Result<LrSchedule> {
+    let (kind, rest) = tagged(path, value, &["constant", "step", "exponential", "cosine"], None)?;
+    Ok(match kind.as_str() {
+        "constant" => {
+            let ConstantJson {} = read(path, rest)?;
+            LrSchedule::Constant
+        }
+        "step" => {
+            let StepJson { step_size, gamma } = read(path, rest)?;
+            LrSchedule::Step { step_size, gamma }
+        }
+        "exponential" => {
+            let ExponentialJson { gamma } = read(path, rest)?;
+            LrSchedule::Exponential { gamma }
+        }
+        _ => {
+            let CosineJson { t_max, eta_min } = read(path, rest)?;
+            LrSchedule::Cosine { t_max, eta_min }
+        }
+    })
 }
 
 /// The JSON form of an optimizer (as in training options), every field written out.
@@ -222,9 +287,141 @@ pub fn optimizer_to_json(c: &OptimizerConfig) -> String {
 
 /// Parses the JSON form of an optimizer and validates it.
 pub fn optimizer_from_json(json: &str) -> Result<OptimizerConfig> {
-    let c = optimizer_from(parse("optimizer", json)?);
-    c.validate()?;
-    Ok(c)
+    optimizer_from("optimizer", json_value("optimizer", json)?)
+}
+
+fn json_value(what: &str, json: &str) -> Result<Value> {
+    serde_json::from_str(json).map_err(|e| CoreError::invalid(what, "valid JSON", e))
+}
+
+/// `{ type, ...rest }` at `path`: the type, one of `kinds` (`default` when absent, if there is
+/// one), and the other fields.
+fn tagged(path: &str, value: Value, kinds: &[&str], default: Option<&str>) -> Result<(String, Value)> {
+    let Value::Object(mut fields) = value else {
+        return Err(CoreError::invalid(
+            path,
+            format!("an object {{ type: {}, ... }}", quoted(kinds)),
+            describe(&value),
+        ));
+    };
+    match fields.remove("type") {
+        Some(Value::String(kind)) if kinds.contains(&kind.as_str()) => Ok((kind, Value::Object(fields))),
+        Some(other) => {
+            Err(CoreError::invalid(format!("{path}.type"), format!("one of {}", quoted(kinds)), describe(&other)))
+        }
+        None => match default {
+            Some(kind) => Ok((kind.to_string(), Value::Object(fields))),
+            None => {
+                Err(CoreError::Missing { what: format!("{path}.type"), context: format!("(one of {})", quoted(kinds)) })
+            }
+        },
+    }
+}
+
+fn quoted(kinds: &[&str]) -> String {
+    kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+}
+
+/// A JSON value as an error message shows it: `true`, `2.5`, `"abc"`, `an object`.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `e` with its option named under `path` (`lr` → `optimizer.learningRate`).
+fn prefixed(path: &str, e: CoreError) -> CoreError {
+    match e {
+        CoreError::InvalidArgument { what, expected, got } => {
+            CoreError::InvalidArgument { what: format!("{path}.{}", camel(&what)), expected, got }
+        }
+        other => other,
+    }
+}
+
+/// Reads `value` as `T`; an error names the option by its path under `path`.
+fn read<T: DeserializeOwned>(path: &str, value: Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        let full = match (path, at.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", a) => a.to_string(),
+            (p, a) => format!("{p}.{a}"),
+        };
+        option_error(&full, &e.inner().to_string())
+    })
+}
+
+/// serde's message about the option at `path` in gyre's words: `path must be <what it
+/// accepts>, got <value>`, `unknown option path.x; expected one of ...`, `path.x is required`.
+fn option_error(path: &str, message: &str) -> CoreError {
+    let join = |field: &str| {
+        if path.is_empty() || path == field || path.ends_with(&format!(".{field}")) {
+            if path.is_empty() {
+                field.to_string()
+            } else {
+                path.to_string()
+            }
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    let ticked = |s: &str| s.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let names = ticked(rest);
+        let field = names.first().cloned().unwrap_or_default();
+        let expected = if names.len() > 1 { format!("one of {}", names[1..].join(", ")) } else { "no options".into() };
+        return CoreError::UnknownOption { what: join(&field), expected };
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let field = ticked(rest).first().cloned().unwrap_or_default();
+        let within = if path.is_empty() { "in the options".to_string() } else { format!("in {path}") };
+        return CoreError::Missing { what: join(&field), context: within };
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((got, expected)) = rest.split_once(", expected ") {
+                let what = if path.is_empty() { "options" } else { path };
+                let accepted = if COUNTS.contains(&what) { "a positive integer".into() } else { accepts(expected) };
+                return CoreError::invalid(what, accepted, received(got));
+            }
+        }
+    }
+    CoreError::invalid(if path.is_empty() { "options" } else { path }, "a valid option", message)
+}
+
+/// The options that count something and must be at least 1 (the others that take an integer
+/// may be 0).
+const COUNTS: [&str; 5] = ["epochs", "batchSize", "tbpttSteps", "schedule.stepSize", "schedule.tMax"];
+
+/// What serde says a type expects, in the words of the options' docs.
+fn accepts(expected: &str) -> String {
+    match expected {
+        "usize" | "u64" | "u32" => "a non-negative integer".into(),
+        "f64" | "f32" => "a number".into(),
+        "a boolean" | "a string" => expected.into(),
+        other => other.into(),
+    }
+}
+
+/// serde's description of a received value as the value: `boolean `true`` → `true`.
+fn received(got: &str) -> String {
+    for prefix in ["boolean ", "integer ", "floating point "] {
+        if let Some(v) = got.strip_prefix(prefix) {
+            return v.trim_matches('`').to_string();
+        }
+    }
+    if let Some(v) = got.strip_prefix("string ") {
+        return v.to_string();
+    }
+    match got {
+        "map" => "an object".into(),
+        "sequence" => "an array".into(),
+        "unit value" => "null".into(),
+        other => other.into(),
+    }
 }
 
 /// `weight_decay` → `weightDecay`, `lr` → `learningRate` (the option names of the JSON form).
@@ -251,17 +448,20 @@ fn camel(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn fit(json: &str) -> String {
+        fit_from_json(json).expect_err("rejected").to_string()
+    }
+
     #[test]
     fn unknown_or_invalid_training_options_are_errors_naming_them() {
-        let fit = |json: &str| fit_from_json(json).expect_err("rejected").to_string();
         assert!(fit(r#"{"epochs":1,"batchSize":2,"loss":"mse","optimizer":{"type":"adam","learningRate":-1}}"#)
             .contains("optimizer.learningRate"));
         assert!(fit(r#"{"epochs":1,"batchSize":2,"loss":"hinge","optimizer":{"type":"sgd","learningRate":0.1}}"#)
             .contains("loss"));
-        assert!(fit(
-            r#"{"epochs":1,"batchSize":2,"loss":"mse","optimizer":{"type":"adam","learningRate":0.1,"beta3":1}}"#
-        )
-        .contains("beta3"));
+        assert_eq!(
+            fit(r#"{"loss":"mse","optimizer":{"type":"adam","learningRate":0.1,"beta3":1}}"#),
+            "unknown option optimizer.beta3; expected one of learningRate, beta1, beta2, eps, weightDecay"
+        );
         let (cfg, opt) = fit_from_json(
             r#"{"epochs":3,"batchSize":8,"loss":"crossEntropy","optimizer":{"type":"adamw","learningRate":0.01},
                 "schedule":{"type":"cosine","tMax":3},"earlyStopping":{"patience":2}}"#,
@@ -284,5 +484,66 @@ mod tests {
         ] {
             assert_eq!(optimizer_from_json(&optimizer_to_json(&o)).expect("round trip"), o);
         }
+    }
+
+    #[test]
+    fn messages_name_the_option_path_and_what_it_accepts() {
+        assert_eq!(
+            fit(r#"{"loss":"mse","optimizer":{"learning_rate":0.01}}"#),
+            "unknown option optimizer.learning_rate; expected one of learningRate, beta1, beta2, eps, weightDecay"
+        );
+        assert_eq!(
+            fit(r#"{"loss":"mse","earlyStopping":true}"#),
+            "earlyStopping must be an object { patience?, minDelta?, restoreBest? }, got true"
+        );
+        assert_eq!(
+            fit(r#"{"loss":"mse","earlyStopping":{"patient":2}}"#),
+            "unknown option earlyStopping.patient; expected one of patience, minDelta, restoreBest"
+        );
+        assert_eq!(fit(r#"{"loss":"mse","epochs":"3"}"#), r#"epochs must be a positive integer, got "3""#);
+        assert_eq!(fit(r#"{"loss":"mse","warmupEpochs":1.5}"#), "warmupEpochs must be a non-negative integer, got 1.5");
+        assert_eq!(fit(r#"{"loss":"mse","seed":-1}"#), "seed must be a non-negative integer, got -1");
+        assert_eq!(fit(r#"{"loss":"mse","shuffle":"yes"}"#), r#"shuffle must be a boolean, got "yes""#);
+        assert_eq!(
+            fit(r#"{"loss":"mse","optimizer":{"type":"lbfgs"}}"#),
+            r#"optimizer.type must be one of 'sgd', 'adam', 'adamw', 'rmsprop', got "lbfgs""#
+        );
+        assert_eq!(
+            fit(r#"{"loss":"mse","schedule":{"type":"step","gamma":0.5}}"#),
+            "schedule.stepSize is required in schedule"
+        );
+        assert_eq!(
+            fit(r#"{"loss":"mse","learningRate":0.1}"#),
+            "unknown option learningRate; expected one of loss, epochs, batchSize, shuffle, seed, optimizer, schedule, \
+             warmupEpochs, clipNorm, clipValue, tbpttSteps, earlyStopping"
+        );
+        for m in [fit(r#"{"loss":"mse","earlyStopping":true}"#), fit(r#"{"loss":"mse","epochs":"3"}"#)] {
+            assert!(!m.contains("line") && !m.contains("Json"), "{m}");
+        }
+    }
+
+    #[test]
+    fn partial_options_take_the_documented_defaults() {
+        let (cfg, opt) = fit_from_json(r#"{"loss":"mse"}"#).expect("defaults");
+        assert_eq!(opt, OptimizerConfig::adam(0.001));
+        assert_eq!((cfg.epochs, cfg.batch_size, cfg.shuffle, cfg.seed), (1, 32, true, 0));
+        let (_, opt) = fit_from_json(r#"{"loss":"mse","optimizer":{"type":"adam"}}"#).expect("adam");
+        assert_eq!(opt, OptimizerConfig::adam(0.001));
+        let (_, opt) = fit_from_json(r#"{"loss":"mse","optimizer":{"type":"rmsprop","centered":true}}"#).expect("rms");
+        assert_eq!(
+            opt,
+            OptimizerConfig::RmsProp {
+                lr: 0.01,
+                alpha: 0.99,
+                eps: 1e-8,
+                momentum: 0.0,
+                centered: true,
+                weight_decay: 0.0
+            }
+        );
+        let (_, opt) = fit_from_json(r#"{"loss":"mse","optimizer":{"learningRate":0.01}}"#).expect("adam by default");
+        assert_eq!(opt, OptimizerConfig::adam(0.01));
+        let (cfg, _) = fit_from_json(r#"{"loss":"mse","earlyStopping":{}}"#).expect("early stopping");
+        assert_eq!(cfg.early_stopping, Some(EarlyStopping { patience: 1, min_delta: 0.0, restore_best: true }));
     }
 }

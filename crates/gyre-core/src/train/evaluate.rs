@@ -19,7 +19,7 @@ pub struct Evaluation {
 
 /// Mean loss (and accuracy for cross-entropy) of `model` on `data`, without dropout.
 pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, batch_size: usize) -> Result<Evaluation> {
-    check_loss(model, loss)?;
+    check_loss(model.config(), loss)?;
     check_dataset(model, data, loss, "")?;
     crate::kernels::tensor::positive("batchSize", batch_size)?;
     let idx: Vec<usize> = (0..data.len()).collect();

@@ -7,7 +7,7 @@ use super::evaluate::evaluate;
 use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
-use crate::model::{Activation, Model, ModelState, PackedBatch};
+use crate::model::{Activation, Model, ModelConfig, ModelState, PackedBatch};
 use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, Param, Schedule};
 use crate::random::Rng;
 use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
@@ -92,27 +92,30 @@ impl FitConfig {
                 return Err(invalid("earlyStopping.minDelta", "a finite number >= 0", es.min_delta));
             }
         }
-        check_loss(model, self.loss)
+        check_loss(model.config(), self.loss)
     }
 }
 
-/// Checks that `loss` fits the model's last layer.
-pub fn check_loss<F: Real>(model: &Model<F>, loss: LossKind) -> Result<()> {
-    let act = model.final_activation();
+/// Checks that `loss` fits the model's last layer: cross-entropy reads the logits of a dense
+/// layer (`linear` or `softmax`) of at least 2 classes, binary cross-entropy those of a dense
+/// layer (`linear` or `sigmoid`).
+pub fn check_loss(config: &ModelConfig, loss: LossKind) -> Result<()> {
+    let act = config.final_activation();
+    let unsuited = |name: &str, activations: &str| CoreError::Unsuited {
+        what: format!("loss {name}"),
+        needs: format!("a last dense layer with {activations} activation"),
+        got: config.last_layer_name().into(),
+    };
     match loss {
-        LossKind::CrossEntropy if !matches!(act, Some(Activation::Linear | Activation::Softmax)) => Err(invalid(
-            "loss",
-            "a model ending in a dense layer with 'linear' or 'softmax' activation",
-            "crossEntropy",
-        )),
-        LossKind::CrossEntropy if model.output_width() < 2 => {
+        LossKind::CrossEntropy if !matches!(act, Some(Activation::Linear | Activation::Softmax)) => {
+            Err(unsuited("crossEntropy", "'linear' or 'softmax'"))
+        }
+        LossKind::CrossEntropy if config.output_width() < 2 => {
             Err(invalid("loss", "a last layer of at least 2 units (classes)", "crossEntropy"))
         }
-        LossKind::BinaryCrossEntropy if !matches!(act, Some(Activation::Linear | Activation::Sigmoid)) => Err(invalid(
-            "loss",
-            "a model ending in a dense layer with 'linear' or 'sigmoid' activation",
-            "binaryCrossEntropy",
-        )),
+        LossKind::BinaryCrossEntropy if !matches!(act, Some(Activation::Linear | Activation::Sigmoid)) => {
+            Err(unsuited("binaryCrossEntropy", "'linear' or 'sigmoid'"))
+        }
         _ => Ok(()),
     }
 }

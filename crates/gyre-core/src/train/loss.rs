@@ -469,7 +469,10 @@ mod tests {
         let logits = [0.0f64; 6];
         let mut grad = [0.0; 6];
         let what = |e: CoreError| match e {
-            CoreError::ShapeMismatch { what, .. } | CoreError::InvalidArgument { what, .. } => what,
+            CoreError::ShapeMismatch { what, .. }
+            | CoreError::InvalidArgument { what, .. }
+            | CoreError::Unsuited { what, .. }
+            | CoreError::UnknownOption { what, .. } => what,
             CoreError::Missing { what, .. } | CoreError::NonFinite { what, .. } | CoreError::Format { what, .. } => {
                 what
             }
