@@ -3,7 +3,7 @@
 //! activations, on variable-length batches; and a padded batch against each sequence alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
-use gyre_core::model::{Activation, InputKind, Inputs, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
+use gyre_core::model::{Activation, InputKind, Inputs, LayerSpec, Merge, Model, ModelSpec, RecurrentLayerSpec};
 use gyre_core::random::Rng;
 use gyre_core::{CellKind, Nonlinearity};
 use ndarray::{Array2, Array3};
@@ -16,8 +16,8 @@ const CELLS: [CellKind; 5] = [
     CellKind::Gru { reset_after: false },
 ];
 
-fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64) -> LayerConfig {
-    LayerConfig::Recurrent(RecurrentConfig {
+fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64) -> LayerSpec {
+    LayerSpec::Recurrent(RecurrentLayerSpec {
         cell,
         hidden_size: 3,
         num_layers: 2,
@@ -84,9 +84,9 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
             (Merge::Sum, false, Activation::Softmax),
             (Merge::Sum, true, Activation::Sigmoid),
         ] {
-            let config = ModelConfig {
+            let config = ModelSpec {
                 input: InputKind::Features { size: 2 },
-                layers: vec![recurrent(cell, merge, seq, 0.3), LayerConfig::Dense { units: 3, activation: act }],
+                layers: vec![recurrent(cell, merge, seq, 0.3), LayerSpec::Dense { units: 3, activation: act }],
             };
             let mut model = Model::<f64>::new(config, 10 + k as u64).unwrap();
             worst = worst.max(gradcheck(&mut model, Inputs::Features(x.view()), &lengths, 5));
@@ -97,13 +97,13 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
 
 #[test]
 fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
-            LayerConfig::Embedding { dim: 3 },
+            LayerSpec::Embedding { dim: 3 },
             recurrent(CellKind::Lstm, Merge::Concat, true, 0.0),
-            LayerConfig::Dense { units: 4, activation: Activation::Relu },
-            LayerConfig::Dense { units: 2, activation: Activation::Linear },
+            LayerSpec::Dense { units: 4, activation: Activation::Relu },
+            LayerSpec::Dense { units: 2, activation: Activation::Linear },
         ],
     };
     let mut model = Model::<f64>::new(config, 4).unwrap();
@@ -115,11 +115,11 @@ fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
 fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradients() {
     for cell in CELLS {
         for seq in [true, false] {
-            let config = ModelConfig {
+            let config = ModelSpec {
                 input: InputKind::Features { size: 2 },
                 layers: vec![
                     recurrent(cell, Merge::Concat, seq, 0.0),
-                    LayerConfig::Dense { units: 2, activation: Activation::Linear },
+                    LayerSpec::Dense { units: 2, activation: Activation::Linear },
                 ],
             };
             let model = Model::<f64>::new(config, 21).unwrap();
@@ -174,10 +174,10 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
 
 #[test]
 fn parameters_carry_pytorch_names_and_shapes() {
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Features { size: 5 },
         layers: vec![
-            LayerConfig::Recurrent(RecurrentConfig {
+            LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Gru { reset_after: true },
                 hidden_size: 4,
                 num_layers: 2,
@@ -186,7 +186,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
                 return_sequences: false,
                 dropout: 0.0,
             }),
-            LayerConfig::Dense { units: 3, activation: Activation::Softmax },
+            LayerSpec::Dense { units: 3, activation: Activation::Softmax },
         ],
     };
     let model = Model::<f32>::new(config, 1).unwrap();
@@ -202,16 +202,14 @@ fn parameters_carry_pytorch_names_and_shapes() {
 
 #[test]
 fn bad_configurations_and_inputs_are_errors_naming_the_field() {
-    let bad = |layers: Vec<LayerConfig>, input: InputKind| {
-        Model::<f32>::new(ModelConfig { input, layers }, 0).unwrap_err().to_string()
+    let bad = |layers: Vec<LayerSpec>, input: InputKind| {
+        Model::<f32>::new(ModelSpec { input, layers }, 0).unwrap_err().to_string()
     };
     let feats = InputKind::Features { size: 2 };
     assert!(bad(vec![], feats).contains("layers"));
-    assert!(
-        bad(vec![LayerConfig::Dense { units: 0, activation: Activation::Linear }], feats).contains("layers[0].units")
-    );
+    assert!(bad(vec![LayerSpec::Dense { units: 0, activation: Activation::Linear }], feats).contains("layers[0].units"));
     assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 1.5)], feats).contains("layers[0].dropout"));
-    assert!(bad(vec![LayerConfig::Embedding { dim: 2 }], feats).contains("layers[0].type"));
+    assert!(bad(vec![LayerSpec::Embedding { dim: 2 }], feats).contains("layers[0].type"));
     assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)], InputKind::Tokens { vocab_size: 3 })
         .contains("embedding"));
     assert!(bad(
@@ -221,7 +219,7 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     .contains("layers[1].type"));
 
     let model = Model::<f64>::new(
-        ModelConfig { input: feats, layers: vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)] },
+        ModelSpec { input: feats, layers: vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)] },
         0,
     )
     .unwrap();
@@ -234,7 +232,7 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     assert!(model.pack(Inputs::Features(wrong.view()), None).unwrap_err().to_string().contains("[2, 3, 2]"));
 
     let tok = Model::<f64>::new(
-        ModelConfig { input: InputKind::Tokens { vocab_size: 4 }, layers: vec![LayerConfig::Embedding { dim: 2 }] },
+        ModelSpec { input: InputKind::Tokens { vocab_size: 4 }, layers: vec![LayerSpec::Embedding { dim: 2 }] },
         0,
     )
     .unwrap();
@@ -246,10 +244,10 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
 #[test]
 fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
     for cell in CELLS {
-        let config = ModelConfig {
+        let config = ModelSpec {
             input: InputKind::Features { size: 2 },
             layers: vec![
-                LayerConfig::Recurrent(RecurrentConfig {
+                LayerSpec::Recurrent(RecurrentLayerSpec {
                     cell,
                     hidden_size: 4,
                     num_layers: 2,
@@ -258,7 +256,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
                     return_sequences: true,
                     dropout: 0.0,
                 }),
-                LayerConfig::Dense { units: 3, activation: Activation::Tanh },
+                LayerSpec::Dense { units: 3, activation: Activation::Tanh },
             ],
         };
         let model = Model::<f64>::new(config, 6).unwrap();
@@ -297,8 +295,8 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
 /// for it or not.
 #[test]
 fn a_bidirectional_model_is_refused_as_a_stream() {
-    let dense = LayerConfig::Dense { units: 2, activation: Activation::Linear };
-    let uni = LayerConfig::Recurrent(RecurrentConfig {
+    let dense = LayerSpec::Dense { units: 2, activation: Activation::Linear };
+    let uni = LayerSpec::Recurrent(RecurrentLayerSpec {
         cell: CellKind::Lstm,
         hidden_size: 3,
         num_layers: 1,
@@ -307,7 +305,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
         return_sequences: true,
         dropout: 0.0,
     });
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Features { size: 2 },
         layers: vec![uni, recurrent(CellKind::Gru { reset_after: true }, Merge::Sum, true, 0.0), dense],
     };

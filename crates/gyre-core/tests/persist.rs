@@ -4,7 +4,7 @@
 
 use gyre_core::io::model_file::{export_layer, import_layer, load, save};
 use gyre_core::io::safetensors::{parse, serialize};
-use gyre_core::model::{Activation, InputKind, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
+use gyre_core::model::{Activation, InputKind, LayerSpec, Merge, Model, ModelSpec, RecurrentLayerSpec};
 use gyre_core::optim::OptimizerConfig;
 use gyre_core::train::optimizer_for;
 use gyre_core::train::optimizer_to_json;
@@ -12,11 +12,11 @@ use gyre_core::{CellKind, CoreError};
 use std::collections::BTreeMap;
 
 fn model() -> Model<f32> {
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
-            LayerConfig::Embedding { dim: 3 },
-            LayerConfig::Recurrent(RecurrentConfig {
+            LayerSpec::Embedding { dim: 3 },
+            LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Lstm,
                 hidden_size: 4,
                 num_layers: 2,
@@ -25,7 +25,7 @@ fn model() -> Model<f32> {
                 return_sequences: true,
                 dropout: 0.0,
             }),
-            LayerConfig::Dense { units: 7, activation: Activation::Softmax },
+            LayerSpec::Dense { units: 7, activation: Activation::Softmax },
         ],
     };
     let mut m = Model::new(config, 3).unwrap();
@@ -180,9 +180,9 @@ fn a_layer_moves_to_and_from_pytorch_names() {
     assert_eq!(fresh, before, "a failed import changes nothing");
     assert!(export_layer(&m, 3).unwrap_err().to_string().contains("layer"));
     let gru_before = Model::<f32>::new(
-        ModelConfig {
+        ModelSpec {
             input: InputKind::Features { size: 2 },
-            layers: vec![LayerConfig::Recurrent(RecurrentConfig {
+            layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Gru { reset_after: false },
                 hidden_size: 2,
                 num_layers: 1,

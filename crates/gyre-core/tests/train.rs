@@ -2,7 +2,7 @@
 //! non-finite guard, cancellation, early stopping, truncated BPTT and validation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
-use gyre_core::model::{Activation, InputKind, Inputs, LayerConfig, Merge, Model, ModelConfig, RecurrentConfig};
+use gyre_core::model::{Activation, InputKind, Inputs, LayerSpec, Merge, Model, ModelSpec, RecurrentLayerSpec};
 use gyre_core::optim::{LrSchedule, OptimizerConfig, Schedule};
 use gyre_core::random::Rng;
 use gyre_core::train::{
@@ -46,10 +46,10 @@ fn sign_task(samples: usize, steps: usize, seed: u64) -> (Array3<f32>, Vec<usize
 }
 
 fn classifier(seed: u64, dropout: f64) -> Model<f32> {
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Features { size: 1 },
         layers: vec![
-            LayerConfig::Recurrent(RecurrentConfig {
+            LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Lstm,
                 hidden_size: 12,
                 num_layers: 2,
@@ -58,7 +58,7 @@ fn classifier(seed: u64, dropout: f64) -> Model<f32> {
                 return_sequences: false,
                 dropout,
             }),
-            LayerConfig::Dense { units: 2, activation: Activation::Softmax },
+            LayerSpec::Dense { units: 2, activation: Activation::Softmax },
         ],
     };
     Model::new(config, seed).unwrap()
@@ -129,10 +129,10 @@ fn the_same_seed_gives_bit_identical_weights_on_one_and_two_threads() {
 fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_weights() {
     let config_mse =
         |epochs| FitConfig { loss: LossKind::MeanSquaredError, shuffle: false, batch_size: 4, ..config(epochs) };
-    let model_cfg = ModelConfig {
+    let model_cfg = ModelSpec {
         input: InputKind::Features { size: 1 },
         layers: vec![
-            LayerConfig::Recurrent(RecurrentConfig {
+            LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Gru { reset_after: true },
                 hidden_size: 4,
                 num_layers: 1,
@@ -141,7 +141,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
                 return_sequences: false,
                 dropout: 0.0,
             }),
-            LayerConfig::Dense { units: 1, activation: Activation::Linear },
+            LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
     };
     let (x, lengths, _) = sign_task(12, 5, 9);
@@ -219,10 +219,10 @@ fn early_stopping_waits_for_patience_and_restores_the_best_weights() {
 }
 
 fn running_sum_model(seed: u64) -> Model<f32> {
-    let config = ModelConfig {
+    let config = ModelSpec {
         input: InputKind::Features { size: 1 },
         layers: vec![
-            LayerConfig::Recurrent(RecurrentConfig {
+            LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::Gru { reset_after: true },
                 hidden_size: 16,
                 num_layers: 1,
@@ -231,7 +231,7 @@ fn running_sum_model(seed: u64) -> Model<f32> {
                 return_sequences: true,
                 dropout: 0.0,
             }),
-            LayerConfig::Dense { units: 1, activation: Activation::Linear },
+            LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
     };
     Model::new(config, seed).unwrap()

@@ -9,7 +9,7 @@ use crate::stream::StreamState;
 use crate::tasks::{
     evaluate_with, predict_with, EvaluateTask, EvaluationResult, FitTask, PredictResult, PredictTask, TrainBatchTask,
 };
-use gyre_core::model::{InputKind, Inputs, Model, ModelConfig};
+use gyre_core::model::{InputKind, Inputs, Model, ModelSpec};
 use gyre_core::optim::Optimizer;
 use gyre_core::train::{self, fit_from_value, loss_from_name};
 use gyre_core::{threads, CoreError};
@@ -53,7 +53,7 @@ pub struct NativeModel {
     reported: Arc<AtomicI64>,
     input: InputKind,
     /// The architecture never changes: readable while training.
-    config: ModelConfig,
+    config: ModelSpec,
     /// The configuration as JSON.
     config_json: String,
 }
@@ -121,7 +121,7 @@ impl NativeModel {
                 got: seed.to_string(),
             }));
         }
-        let config = ModelConfig::from_json(&config_json)?;
+        let config = ModelSpec::from_json(&config_json)?;
         let model = Model::new(config, seed as u64)?;
         Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
     }

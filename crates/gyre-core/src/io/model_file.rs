@@ -9,7 +9,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::io::safetensors::{parse, serialize};
-use crate::model::{Model, ModelConfig};
+use crate::model::{Model, ModelSpec};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
 use crate::train::{optimizer_from_json, optimizer_to_json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,7 +120,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
         ));
     }
     let config_json = meta.get("config").ok_or_else(|| bad("__metadata__.config", "missing"))?;
-    let config = ModelConfig::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
+    let config = ModelSpec::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     let mut model = Model::<f32>::new(config, 0).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     if let Some(t) = meta.get("training") {
         let v = json("training", t)?;
@@ -230,7 +230,7 @@ fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
             got: layer.to_string(),
         });
     };
-    if let crate::model::LayerConfig::Recurrent(r) = l {
+    if let crate::model::LayerSpec::Recurrent(r) = l {
         if r.cell == (crate::rnn::functional::CellKind::Gru { reset_after: false }) {
             return Err(CoreError::InvalidArgument {
                 what: format!("layers[{layer}].resetAfter"),

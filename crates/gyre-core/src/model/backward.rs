@@ -1,7 +1,7 @@
 //! A model's backward pass: the gradient of every parameter from the gradient of its output,
 //! layer by layer from the last, through the recurrent layers' stacked layers and directions.
 
-use super::config::{LayerConfig, Merge, RecurrentConfig};
+use super::config::{LayerSpec, Merge, RecurrentLayerSpec};
 use super::forward::{Cache, ForwardTrace};
 use super::init::{invalid, LayerInfo, Model};
 use super::layers::{activation_backward, into_vec};
@@ -30,7 +30,7 @@ impl<F: Real> Model<F> {
             let last = i + 1 == self.layers.len();
             let cache = caches.pop().ok_or_else(|| invalid("trace", "a trace of this model", "a shorter trace"))?;
             match (info.config, cache) {
-                (LayerConfig::Dense { units, activation }, Cache::Dense { input, output }) => {
+                (LayerSpec::Dense { units, activation }, Cache::Dense { input, output }) => {
                     let mut d_pre = d;
                     if let (false, Some(output)) = (last && pre_activation, &output) {
                         activation_backward(activation, output, &mut d_pre);
@@ -51,13 +51,13 @@ impl<F: Real> Model<F> {
                     gemm(F::one(), d_pre.view(), wm, F::one(), dx.view_mut());
                     d = dx;
                 }
-                (LayerConfig::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
+                (LayerSpec::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
                     d = self.recurrent_backward(info, &r, inputs, traces, &masks, d, packing, &mut grads, i > 0)?;
                     if i == 0 {
                         break;
                     }
                 }
-                (LayerConfig::Embedding { dim }, Cache::Embedding { ids }) => {
+                (LayerSpec::Embedding { dim }, Cache::Embedding { ids }) => {
                     let g = &mut grads[info.first_tensor];
                     g.resize(self.tensors[info.first_tensor].data.len(), F::zero());
                     for (row, &id) in d.rows().into_iter().zip(&ids) {
@@ -75,7 +75,7 @@ impl<F: Real> Model<F> {
     fn recurrent_backward(
         &self,
         info: &LayerInfo,
-        r: &RecurrentConfig,
+        r: &RecurrentLayerSpec,
         mut inputs: Vec<Array2<F>>,
         mut traces: Vec<Trace<F>>,
         masks: &[Vec<F>],

@@ -1,4 +1,4 @@
-//! A model's architecture ([`ModelConfig`]: its input and layers) and its JSON form: what the
+//! A model's architecture ([`ModelSpec`]: its input and layers) and its JSON form: what the
 //! TypeScript layer sends, what a saved model carries. Field names are camelCase; unknown
 //! fields are errors.
 //!
@@ -55,7 +55,7 @@ pub enum Merge {
 
 /// A recurrent layer: `num_layers` stacked cells, each in one or two directions.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RecurrentConfig {
+pub struct RecurrentLayerSpec {
     /// The cell.
     pub cell: CellKind,
     /// Hidden size `H` of every stacked layer and direction.
@@ -73,7 +73,7 @@ pub struct RecurrentConfig {
     pub dropout: f64,
 }
 
-impl RecurrentConfig {
+impl RecurrentLayerSpec {
     /// Directions `D` of each stacked layer: 2 when bidirectional, else 1.
     pub fn directions(&self) -> usize {
         if self.bidirectional {
@@ -93,16 +93,16 @@ impl RecurrentConfig {
     }
 }
 
-/// One layer of a [`ModelConfig`].
+/// One layer of a [`ModelSpec`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LayerConfig {
+pub enum LayerSpec {
     /// Token ids to vectors: `weight [vocab_size, dim]`.
     Embedding {
         /// Vector size.
         dim: usize,
     },
     /// RNN, LSTM or GRU.
-    Recurrent(RecurrentConfig),
+    Recurrent(RecurrentLayerSpec),
     /// `y = act(x·Wᵀ + b)`, `weight [units, in]`, `bias [units]`; applied at every step of a
     /// sequence.
     Dense {
@@ -115,11 +115,11 @@ pub enum LayerConfig {
 
 /// A model's architecture.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelConfig {
+pub struct ModelSpec {
     /// What the model reads.
     pub input: InputKind,
     /// The layers, first to last.
-    pub layers: Vec<LayerConfig>,
+    pub layers: Vec<LayerSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -187,7 +187,7 @@ enum LayerJson {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ModelJson {
+struct SpecJson {
     input: InputJson,
     layers: Vec<LayerJson>,
 }
@@ -231,7 +231,7 @@ fn activation_name(a: Activation) -> &'static str {
     }
 }
 
-fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentConfig> {
+fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSpec> {
     let cell = match kind {
         "rnn" => {
             if r.reset_after.is_some() {
@@ -273,7 +273,7 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentConfig>
         "sum" => Merge::Sum,
         other => return Err(bad(format!("layers[{i}].merge"), "'concat' or 'sum'", format!("{other:?}"))),
     };
-    Ok(RecurrentConfig {
+    Ok(RecurrentLayerSpec {
         cell,
         hidden_size: r.hidden_size,
         num_layers: r.num_layers,
@@ -284,13 +284,13 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentConfig>
     })
 }
 
-impl ModelConfig {
+impl ModelSpec {
     /// Features per row (per step, or per sequence) of the model's output: the last layer's.
     pub fn output_width(&self) -> usize {
         match self.layers.last() {
-            Some(LayerConfig::Embedding { dim }) => *dim,
-            Some(LayerConfig::Dense { units, .. }) => *units,
-            Some(LayerConfig::Recurrent(r)) => r.output_width(),
+            Some(LayerSpec::Embedding { dim }) => *dim,
+            Some(LayerSpec::Dense { units, .. }) => *units,
+            Some(LayerSpec::Recurrent(r)) => r.output_width(),
             None => 0,
         }
     }
@@ -300,7 +300,7 @@ impl ModelConfig {
     pub fn outputs_sequence(&self) -> bool {
         let mut sequence = true;
         for l in &self.layers {
-            if let LayerConfig::Recurrent(r) = l {
+            if let LayerSpec::Recurrent(r) = l {
                 sequence = r.return_sequences;
             }
         }
@@ -311,9 +311,9 @@ impl ModelConfig {
     /// its type (`lstm`, `embedding`, ...).
     pub fn last_layer_name(&self) -> &'static str {
         match self.layers.last() {
-            Some(LayerConfig::Dense { activation, .. }) => activation_name(*activation),
-            Some(LayerConfig::Embedding { .. }) => "embedding",
-            Some(LayerConfig::Recurrent(r)) => match r.cell {
+            Some(LayerSpec::Dense { activation, .. }) => activation_name(*activation),
+            Some(LayerSpec::Embedding { .. }) => "embedding",
+            Some(LayerSpec::Recurrent(r)) => match r.cell {
                 CellKind::Rnn(_) => "rnn",
                 CellKind::Lstm => "lstm",
                 CellKind::Gru { .. } => "gru",
@@ -325,7 +325,7 @@ impl ModelConfig {
     /// Activation of the last layer, if it is dense.
     pub fn final_activation(&self) -> Option<Activation> {
         match self.layers.last() {
-            Some(LayerConfig::Dense { activation, .. }) => Some(*activation),
+            Some(LayerSpec::Dense { activation, .. }) => Some(*activation),
             _ => None,
         }
     }
@@ -333,7 +333,7 @@ impl ModelConfig {
     /// Parses the JSON form (see the module docs); unknown fields and values are errors
     /// naming them. Sizes are checked by [`crate::model::Model::new`].
     pub fn from_json(json: &str) -> Result<Self> {
-        let m: ModelJson = parse("model config", json)?;
+        let m: SpecJson = parse("model config", json)?;
         let input = match m.input {
             InputJson::Features { size } => InputKind::Features { size },
             InputJson::Tokens { vocab_size } => InputKind::Tokens { vocab_size },
@@ -344,17 +344,17 @@ impl ModelConfig {
             .enumerate()
             .map(|(i, l)| {
                 Ok(match l {
-                    LayerJson::Embedding { dim } => LayerConfig::Embedding { dim: *dim },
-                    LayerJson::Rnn(r) => LayerConfig::Recurrent(recurrent(i, "rnn", r)?),
-                    LayerJson::Lstm(r) => LayerConfig::Recurrent(recurrent(i, "lstm", r)?),
-                    LayerJson::Gru(r) => LayerConfig::Recurrent(recurrent(i, "gru", r)?),
+                    LayerJson::Embedding { dim } => LayerSpec::Embedding { dim: *dim },
+                    LayerJson::Rnn(r) => LayerSpec::Recurrent(recurrent(i, "rnn", r)?),
+                    LayerJson::Lstm(r) => LayerSpec::Recurrent(recurrent(i, "lstm", r)?),
+                    LayerJson::Gru(r) => LayerSpec::Recurrent(recurrent(i, "gru", r)?),
                     LayerJson::Dense { units, activation: a } => {
-                        LayerConfig::Dense { units: *units, activation: activation(i, a)? }
+                        LayerSpec::Dense { units: *units, activation: activation(i, a)? }
                     }
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ModelConfig { input, layers })
+        Ok(ModelSpec { input, layers })
     }
 
     /// The JSON form, with every default written out.
@@ -367,11 +367,11 @@ impl ModelConfig {
             .layers
             .iter()
             .map(|l| match *l {
-                LayerConfig::Embedding { dim } => LayerJson::Embedding { dim },
-                LayerConfig::Dense { units, activation } => {
+                LayerSpec::Embedding { dim } => LayerJson::Embedding { dim },
+                LayerSpec::Dense { units, activation } => {
                     LayerJson::Dense { units, activation: activation_name(activation).into() }
                 }
-                LayerConfig::Recurrent(r) => {
+                LayerSpec::Recurrent(r) => {
                     let mut j = RecurrentJson {
                         hidden_size: r.hidden_size,
                         num_layers: r.num_layers,
@@ -396,7 +396,7 @@ impl ModelConfig {
                 }
             })
             .collect();
-        serde_json::to_string(&ModelJson { input, layers }).unwrap_or_default()
+        serde_json::to_string(&SpecJson { input, layers }).unwrap_or_default()
     }
 }
 
@@ -405,32 +405,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn model_config_round_trips_with_defaults_written_out() {
+    fn model_spec_round_trips_with_defaults_written_out() {
         let json = r#"{"input":{"type":"tokens","vocabSize":30},"layers":[{"type":"embedding","dim":8},
             {"type":"gru","hiddenSize":16,"numLayers":2,"bidirectional":true,"merge":"sum","returnSequences":false,"resetAfter":false},
             {"type":"dense","units":3,"activation":"softmax"}]}"#;
-        let c = ModelConfig::from_json(json).expect("parse");
+        let c = ModelSpec::from_json(json).expect("parse");
         assert_eq!(c.layers.len(), 3);
-        let LayerConfig::Recurrent(r) = c.layers[1] else { panic!("recurrent") };
+        let LayerSpec::Recurrent(r) = c.layers[1] else { panic!("recurrent") };
         assert_eq!(r.cell, CellKind::Gru { reset_after: false });
         assert_eq!(r.merge, Merge::Sum);
-        assert_eq!(ModelConfig::from_json(&c.to_json()).expect("again"), c);
-        let minimal = ModelConfig::from_json(
-            r#"{"input":{"type":"features","size":2},"layers":[{"type":"lstm","hiddenSize":4}]}"#,
-        )
-        .expect("defaults");
+        assert_eq!(ModelSpec::from_json(&c.to_json()).expect("again"), c);
+        let minimal =
+            ModelSpec::from_json(r#"{"input":{"type":"features","size":2},"layers":[{"type":"lstm","hiddenSize":4}]}"#)
+                .expect("defaults");
         assert!(minimal.to_json().contains(r#""numLayers":1"#));
     }
 
     #[test]
     fn output_width_sequence_and_last_layer_come_from_the_layers() {
-        let c = ModelConfig::from_json(
+        let c = ModelSpec::from_json(
             r#"{"input":{"type":"features","size":2},"layers":[{"type":"gru","hiddenSize":3,"bidirectional":true},
                 {"type":"lstm","hiddenSize":4,"bidirectional":true,"merge":"sum","returnSequences":false}]}"#,
         )
         .expect("parse");
         assert_eq!((c.output_width(), c.outputs_sequence(), c.last_layer_name()), (4, false, "lstm"));
-        let d = ModelConfig::from_json(
+        let d = ModelSpec::from_json(
             r#"{"input":{"type":"features","size":2},"layers":[{"type":"rnn","hiddenSize":3,"bidirectional":true},
                 {"type":"dense","units":5,"activation":"tanh"}]}"#,
         )
@@ -441,7 +440,7 @@ mod tests {
 
     #[test]
     fn unknown_or_misplaced_options_are_errors_naming_them() {
-        let err = |json: &str| ModelConfig::from_json(json).expect_err("rejected").to_string();
+        let err = |json: &str| ModelSpec::from_json(json).expect_err("rejected").to_string();
         let base = |layer: &str| format!(r#"{{"input":{{"type":"features","size":2}},"layers":[{layer}]}}"#);
         assert!(err(&base(r#"{"type":"lstm","hiddensize":4}"#)).contains("hiddensize"));
         assert!(err(&base(r#"{"type":"lstm","hiddenSize":4,"resetAfter":true}"#)).contains("layers[0].resetAfter"));

@@ -8,7 +8,7 @@
 //! zero and each sequence's final state is its state at its own last step, in both directions.
 
 use super::batch::PackedBatch;
-use super::config::{Activation, LayerConfig, RecurrentConfig};
+use super::config::{Activation, LayerSpec, RecurrentLayerSpec};
 use super::init::{LayerInfo, Model};
 use super::layers::{activate, initial_state, recurrent_output, Act, LayerState};
 use super::state::ModelState;
@@ -114,12 +114,12 @@ impl<F: Real> Model<F> {
         let mut rec_index = 0;
         for (i, info) in self.layers.iter().enumerate() {
             match info.config {
-                LayerConfig::Embedding { dim } => {
+                LayerSpec::Embedding { dim } => {
                     let out = self.embed(dim, info, &batch.tokens);
                     caches.push(Cache::Embedding { ids: batch.tokens.clone() });
                     act = Act { data: out, sequence: true };
                 }
-                LayerConfig::Recurrent(r) => {
+                LayerSpec::Recurrent(r) => {
                     let init = LayerState::of(initial, rec_index);
                     let mut mode = Train::new(&mut *rng, training, &r);
                     let out = self.recurrent(info, &r, act.data.into(), &packing, init, &mut mode)?;
@@ -130,7 +130,7 @@ impl<F: Real> Model<F> {
                     caches.push(Cache::Recurrent { inputs, traces, masks });
                     act = out.act;
                 }
-                LayerConfig::Dense { units, activation } => {
+                LayerSpec::Dense { units, activation } => {
                     let pre = self.dense(info, units, act.data.view())?;
                     // A linear layer's output is its pre-activation, and its backward step needs
                     // neither: no copies. Otherwise the activated output is kept for backward.
@@ -174,10 +174,10 @@ impl<F: Real> Model<F> {
         let mut rec_index = 0;
         for (i, info) in self.layers.iter().enumerate() {
             match info.config {
-                LayerConfig::Embedding { dim } => {
+                LayerSpec::Embedding { dim } => {
                     act = self.embed(dim, info, &batch.tokens).into();
                 }
-                LayerConfig::Recurrent(r) => {
+                LayerSpec::Recurrent(r) => {
                     let init = LayerState::of(initial, rec_index);
                     let mut mode = Infer { prepared };
                     let out = self.recurrent(info, &r, act.view().into(), packing, init, &mut mode)?;
@@ -187,7 +187,7 @@ impl<F: Real> Model<F> {
                     act = out.act.data.into();
                     sequence = out.act.sequence;
                 }
-                LayerConfig::Dense { units, activation } => {
+                LayerSpec::Dense { units, activation } => {
                     let pre = self.dense(info, units, act.view())?;
                     let mut out = if i + 1 == self.layers.len() && activation != Activation::Linear {
                         let activated = pre.clone();
@@ -209,7 +209,7 @@ impl<F: Real> Model<F> {
     pub fn prepare(&self) -> Result<PreparedWeights<F>> {
         let mut transposed: Vec<Option<Transposed<F>>> = (0..self.tensors.len()).map(|_| None).collect();
         for info in &self.layers {
-            if let LayerConfig::Recurrent(r) = info.config {
+            if let LayerSpec::Recurrent(r) = info.config {
                 for k in 0..r.num_layers * r.directions() {
                     let first = info.first_tensor + 4 * k;
                     transposed[first] = Some(Transposed::of(&self.weights(first)?)?);
@@ -226,7 +226,7 @@ impl<F: Real> Model<F> {
     fn recurrent<M: LayerMode<F>>(
         &self,
         info: &LayerInfo,
-        r: &RecurrentConfig,
+        r: &RecurrentLayerSpec,
         input: CowArray<'_, F, Ix2>,
         packing: &Packing,
         init: Option<LayerState<'_, F>>,
@@ -335,7 +335,7 @@ struct Train<'r, F> {
 }
 
 impl<'r, F> Train<'r, F> {
-    fn new(rng: &'r mut Rng, training: bool, r: &RecurrentConfig) -> Self {
+    fn new(rng: &'r mut Rng, training: bool, r: &RecurrentLayerSpec) -> Self {
         let (inputs, traces) = (Vec::with_capacity(r.num_layers), Vec::with_capacity(r.num_layers * r.directions()));
         Train { rng, training, inputs, traces, masks: Vec::new() }
     }

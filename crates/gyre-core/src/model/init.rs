@@ -1,7 +1,7 @@
-//! A model's parameters: how a [`ModelConfig`] becomes named tensors initialised as PyTorch
+//! A model's parameters: how a [`ModelSpec`] becomes named tensors initialised as PyTorch
 //! does, the resolved sizes of each layer, and access to the parameters.
 
-use super::config::{Activation, InputKind, LayerConfig, ModelConfig};
+use super::config::{Activation, InputKind, LayerSpec, ModelSpec};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::kernels::tensor::{matrix, vector};
@@ -24,7 +24,7 @@ pub struct Tensor<F> {
 /// Resolved sizes of one layer.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct LayerInfo {
-    pub(super) config: LayerConfig,
+    pub(super) config: LayerSpec,
     /// Features per row going in.
     pub(super) input_width: usize,
     /// Features per row coming out.
@@ -38,7 +38,7 @@ pub(super) struct LayerInfo {
 /// A sequential model with its parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model<F> {
-    pub(super) config: ModelConfig,
+    pub(super) config: ModelSpec,
     pub(super) layers: Vec<LayerInfo>,
     /// The parameters, in layer order, under PyTorch-style names.
     pub tensors: Vec<Tensor<F>>,
@@ -54,7 +54,7 @@ pub const MAX_PARAMETERS: usize = 1 << 28;
 
 /// The number of parameter values `config` needs, checked against [`MAX_PARAMETERS`] with
 /// overflow-checked arithmetic, before anything is allocated.
-fn parameter_budget(config: &ModelConfig) -> Result<usize> {
+fn parameter_budget(config: &ModelSpec) -> Result<usize> {
     let too_big =
         |n: String| invalid("model size", format!("at most {MAX_PARAMETERS} parameters (1 GiB); reduce the sizes"), n);
     let mul = |a: usize, b: usize| a.checked_mul(b).ok_or_else(|| too_big(format!("{a} × {b} parameters")));
@@ -65,9 +65,9 @@ fn parameter_budget(config: &ModelConfig) -> Result<usize> {
     let mut total = 0usize;
     for layer in &config.layers {
         let (n, out) = match *layer {
-            LayerConfig::Embedding { dim } => (mul(width, dim)?, dim),
-            LayerConfig::Dense { units, .. } => (mul(units, width)?.saturating_add(units), units),
-            LayerConfig::Recurrent(r) => {
+            LayerSpec::Embedding { dim } => (mul(width, dim)?, dim),
+            LayerSpec::Dense { units, .. } => (mul(units, width)?.saturating_add(units), units),
+            LayerSpec::Recurrent(r) => {
                 let dirs = r.directions();
                 let gh = mul(r.cell.gates(), r.hidden_size)?;
                 let first = mul(gh, width)?.saturating_add(mul(gh, r.hidden_size)?).saturating_add(2 * gh);
@@ -108,7 +108,7 @@ impl<F: Real> Model<F> {
     /// [`CoreError::InvalidArgument`] naming the layer and field for a size of zero, a dropout
     /// outside `[0, 1)`, an embedding that is not first or is missing for token input, or a
     /// recurrent layer after a layer that does not output a sequence.
-    pub fn new(config: ModelConfig, seed: u64) -> Result<Self> {
+    pub fn new(config: ModelSpec, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let (mut width, mut sequence) = match config.input {
             InputKind::Features { size } => (crate::kernels::tensor::positive("input size", size)?, true),
@@ -129,7 +129,7 @@ impl<F: Real> Model<F> {
                 tensors.push(Tensor { name, shape, data, decay });
             };
             let (out_width, out_seq) = match *layer {
-                LayerConfig::Embedding { dim } => {
+                LayerSpec::Embedding { dim } => {
                     crate::kernels::tensor::positive(&what("dim"), dim)?;
                     if i != 0 || !matches!(config.input, InputKind::Tokens { .. }) {
                         return Err(invalid(
@@ -142,7 +142,7 @@ impl<F: Real> Model<F> {
                     tensors.push(Tensor { name: format!("{i}.weight"), shape: vec![width, dim], data, decay: true });
                     (dim, true)
                 }
-                LayerConfig::Recurrent(r) => {
+                LayerSpec::Recurrent(r) => {
                     crate::kernels::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
                     crate::kernels::tensor::positive(&what("numLayers"), r.num_layers)?;
                     if !(0.0..1.0).contains(&r.dropout) {
@@ -168,7 +168,7 @@ impl<F: Real> Model<F> {
                     let out = r.output_width();
                     (out, r.return_sequences)
                 }
-                LayerConfig::Dense { units, .. } => {
+                LayerSpec::Dense { units, .. } => {
                     crate::kernels::tensor::positive(&what("units"), units)?;
                     if i == 0 && matches!(config.input, InputKind::Tokens { .. }) {
                         return Err(invalid(what("type"), "an embedding first in a token model", "dense"));
@@ -181,7 +181,7 @@ impl<F: Real> Model<F> {
             };
             if matches!(config.input, InputKind::Tokens { .. })
                 && i == 0
-                && !matches!(layer, LayerConfig::Embedding { .. })
+                && !matches!(layer, LayerSpec::Embedding { .. })
             {
                 return Err(invalid(what("type"), "an embedding first in a token model", "another layer"));
             }
@@ -199,7 +199,7 @@ impl<F: Real> Model<F> {
     }
 
     /// The architecture.
-    pub fn config(&self) -> &ModelConfig {
+    pub fn config(&self) -> &ModelSpec {
         &self.config
     }
 
@@ -216,7 +216,7 @@ impl<F: Real> Model<F> {
     /// Activation of the last layer, if it is dense.
     pub fn final_activation(&self) -> Option<Activation> {
         match self.layers.last().map(|l| l.config) {
-            Some(LayerConfig::Dense { activation, .. }) => Some(activation),
+            Some(LayerSpec::Dense { activation, .. }) => Some(activation),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! product and its activations, a recurrent layer's output from its top layer, and the rows
 //! passed between layers.
 
-use super::config::{Activation, Merge, RecurrentConfig};
+use super::config::{Activation, Merge, RecurrentLayerSpec};
 use super::init::{LayerInfo, Model};
 use super::state::ModelState;
 use crate::error::{CoreError, Result};
@@ -84,7 +84,12 @@ pub(super) fn initial_state<'a, F: Real>(
 /// A recurrent layer's output from its top layer's packed outputs `x: [N, D·H]` and the final
 /// hidden states `hs` (`l·D + d` order): the sequence, or each sequence's final state; the two
 /// directions concatenated or summed.
-pub(super) fn recurrent_output<F: Real>(r: &RecurrentConfig, b: usize, x: Array2<F>, hs: &[Vec<F>]) -> Result<Act<F>> {
+pub(super) fn recurrent_output<F: Real>(
+    r: &RecurrentLayerSpec,
+    b: usize,
+    x: Array2<F>,
+    hs: &[Vec<F>],
+) -> Result<Act<F>> {
     let h = r.hidden_size;
     let dirs = r.directions();
     let merged = |a: Array2<F>| -> Array2<F> {

@@ -2,7 +2,7 @@
 //! streams), and streams: one time step at a time for many independent sequences.
 
 use super::batch::Inputs;
-use super::config::{InputKind, LayerConfig, RecurrentConfig};
+use super::config::{InputKind, LayerSpec, RecurrentLayerSpec};
 use super::init::{invalid, Model, MAX_PARAMETERS};
 use super::layers::into_vec;
 use crate::error::{CoreError, Result};
@@ -37,7 +37,7 @@ impl<F: Real> Model<F> {
             .layers
             .iter()
             .filter_map(|l| match l.config {
-                LayerConfig::Recurrent(r) => {
+                LayerSpec::Recurrent(r) => {
                     let n = r.num_layers * r.directions();
                     Some(n * r.hidden_size * if r.cell.has_cell_state() { 2 } else { 1 })
                 }
@@ -59,7 +59,7 @@ impl<F: Real> Model<F> {
     fn state_lengths(&self, batch: usize) -> Vec<usize> {
         let recurrent = || {
             self.layers.iter().filter_map(|l| match l.config {
-                LayerConfig::Recurrent(r) => Some((r.num_layers * r.directions(), r)),
+                LayerSpec::Recurrent(r) => Some((r.num_layers * r.directions(), r)),
                 _ => None,
             })
         };
@@ -72,7 +72,7 @@ impl<F: Real> Model<F> {
     fn zero_state_unchecked(&self, batch: usize) -> ModelState<F> {
         let mut state = ModelState::default();
         for info in &self.layers {
-            if let LayerConfig::Recurrent(r) = info.config {
+            if let LayerSpec::Recurrent(r) = info.config {
                 let n = r.num_layers * r.directions();
                 let lstm = r.cell.has_cell_state();
                 state.hidden.push(vec![vec![F::zero(); batch * r.hidden_size]; n]);
@@ -90,7 +90,7 @@ impl<F: Real> Model<F> {
     /// [`CoreError::InvalidArgument`] naming the first bidirectional layer.
     pub fn check_streamable(&self) -> Result<()> {
         for (i, info) in self.layers.iter().enumerate() {
-            if let LayerConfig::Recurrent(RecurrentConfig { bidirectional: true, .. }) = info.config {
+            if let LayerSpec::Recurrent(RecurrentLayerSpec { bidirectional: true, .. }) = info.config {
                 return Err(invalid(
                     format!("layers[{i}].bidirectional"),
                     format!(

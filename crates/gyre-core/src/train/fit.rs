@@ -7,7 +7,7 @@ use super::evaluate::evaluate;
 use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
-use crate::model::{Activation, Model, ModelConfig, ModelState, PackedBatch};
+use crate::model::{Activation, Model, ModelSpec, ModelState, PackedBatch};
 use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, Param, Schedule};
 use crate::random::Rng;
 use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
@@ -99,7 +99,7 @@ impl FitConfig {
 /// Checks that `loss` fits the model's last layer: cross-entropy reads the logits of a dense
 /// layer (`linear` or `softmax`) of at least 2 classes, binary cross-entropy those of a dense
 /// layer (`linear` or `sigmoid`).
-pub fn check_loss(config: &ModelConfig, loss: LossKind) -> Result<()> {
+pub fn check_loss(config: &ModelSpec, loss: LossKind) -> Result<()> {
     let act = config.final_activation();
     let unsuited = |name: &str, activations: &str| CoreError::Unsuited {
         what: format!("loss {name}"),
