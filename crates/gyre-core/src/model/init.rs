@@ -1,7 +1,7 @@
 //! A model's parameters: how a [`ModelSpec`] becomes named tensors initialised as PyTorch
 //! does, the resolved sizes of each layer, and access to the parameters.
 
-use super::config::{Activation, InputKind, LayerSpec, ModelSpec};
+use super::config::{InputKind, LayerSpec, ModelSpec};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::kernels::tensor::{matrix, vector};
@@ -29,8 +29,6 @@ pub(super) struct LayerInfo {
     pub(super) input_width: usize,
     /// Features per row coming out.
     pub(super) output_width: usize,
-    /// Whether the output is a sequence (else one row per sequence).
-    pub(super) sequence_out: bool,
     /// First tensor of the layer in [`Model::tensors`].
     pub(super) first_tensor: usize,
 }
@@ -185,13 +183,7 @@ impl<F: Real> Model<F> {
             {
                 return Err(invalid(what("type"), "an embedding first in a token model", "another layer"));
             }
-            layers.push(LayerInfo {
-                config: *layer,
-                input_width: width,
-                output_width: out_width,
-                sequence_out: out_seq,
-                first_tensor,
-            });
+            layers.push(LayerInfo { config: *layer, input_width: width, output_width: out_width, first_tensor });
             width = out_width;
             sequence = out_seq;
         }
@@ -203,22 +195,15 @@ impl<F: Real> Model<F> {
         &self.config
     }
 
-    /// Features per row of the model's output.
+    /// Features per row of the model's output (its spec's [`ModelSpec::output_width`]).
     pub fn output_width(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.output_width)
+        self.config.output_width()
     }
 
-    /// Whether the model outputs a sequence `[B, T, ·]` (else `[B, ·]`).
+    /// Whether the model outputs a sequence `[B, T, ·]` (else `[B, ·]`); its spec's
+    /// [`ModelSpec::outputs_sequence`].
     pub fn outputs_sequence(&self) -> bool {
-        self.layers.last().is_some_and(|l| l.sequence_out)
-    }
-
-    /// Activation of the last layer, if it is dense.
-    pub fn final_activation(&self) -> Option<Activation> {
-        match self.layers.last().map(|l| l.config) {
-            Some(LayerSpec::Dense { activation, .. }) => Some(activation),
-            _ => None,
-        }
+        self.config.outputs_sequence()
     }
 
     /// Total number of parameter values.
