@@ -13,7 +13,7 @@ use gyre_core::model::{InputKind, Inputs, Model, ModelSpec};
 use gyre_core::optim::Optimizer;
 use gyre_core::train::{self, fit_from_value, loss_from_name};
 use gyre_core::{threads, CoreError};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Float32ArraySlice, Uint32Array, Uint8Array, Unknown};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -456,12 +456,13 @@ impl NativeModel {
     /// One time step of every stream of `state`: `input` holds `[B, I]` features (or `[B]`
     /// token ids); returns the output `[B, O]` and advances `state` in place.
     #[napi(catch_unwind)]
-    pub fn step(
+    pub fn step<'env>(
         &self,
+        env: &'env Env,
         state: &mut StreamState,
         features: Option<Float32Array>,
         tokens: Option<Uint32Array>,
-    ) -> Result<Float32Array> {
+    ) -> Result<Float32ArraySlice<'env>> {
         let b = state.batch as usize;
         let g = self.held()?;
         // A step's work is about one multiply-add per weight and stream.
@@ -482,7 +483,10 @@ impl NativeModel {
                 Err(CoreError::Missing { what: "input".into(), context: "as a Uint32Array of token ids".into() })
             }
         }?;
-        Ok(Float32Array::new(out))
+        // Copied into memory V8 owns: handing the `Vec` over as an external buffer kept each
+        // step's output alive until a garbage collection, so the allocator took fresh pages
+        // (and the kernel zeroed them) at every step.
+        Ok(Float32ArraySlice::copy_from(env, out)?)
     }
 
     /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.

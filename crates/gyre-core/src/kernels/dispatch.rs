@@ -108,8 +108,13 @@ pub fn gemm_acc(
 
 /// `Σ a[i]·b[i]` over equally long slices, in a fixed order (lanes, then a fixed tree).
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_on(level(), a, b)
+}
+
+/// [`dot`] at `at`, or at the CPU's best level below it.
+pub(crate) fn dot_on(at: Level, a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    match level() {
+    match at.min(detect()) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; the kernel reads `n` elements of each slice.
         Level::Avx512 => unsafe { x86::dot_avx512(a.as_ptr(), b.as_ptr(), n) },
@@ -117,6 +122,35 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX2 and FMA detected; the kernel reads `n` elements of each slice.
         Level::Avx2 => unsafe { x86::dot_avx2(a.as_ptr(), b.as_ptr(), n) },
         _ => crate::kernels::portable::dot_portable(&a[..n], &b[..n]),
+    }
+}
+
+/// `out[r] += Σ_p x[p] · w[r·K + p]` for `w: [R, K]` row-major (`K = x.len()`, `R =
+/// out.len()`), each row's sum exactly as [`dot`] forms it (several rows per pass, sharing the
+/// loads of `x`).
+pub(crate) fn add_dots(x: &[f32], w: &[f32], out: &mut [f32]) {
+    add_dots_on(level(), x, w, out);
+}
+
+/// [`add_dots`] at `at`, or at the CPU's best level below it.
+pub(crate) fn add_dots_on(at: Level, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let k = x.len();
+    let rows = out.len().min(w.len().checked_div(k).unwrap_or(0));
+    if k == 0 || rows == 0 {
+        return;
+    }
+    match at.min(detect()) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F detected; `x` holds `k` floats, `w` at least `rows·k`, `out` `rows`.
+        Level::Avx512 => unsafe { x86::dots_avx512(x.as_ptr(), w.as_ptr(), k, rows, out.as_mut_ptr()) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA detected; the same bounds.
+        Level::Avx2 => unsafe { x86::dots_avx2(x.as_ptr(), w.as_ptr(), k, rows, out.as_mut_ptr()) },
+        _ => {
+            for (o, wr) in out.iter_mut().zip(w.chunks_exact(k)) {
+                *o += crate::kernels::portable::dot_portable(x, wr);
+            }
+        }
     }
 }
 

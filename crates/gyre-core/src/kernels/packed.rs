@@ -182,11 +182,7 @@ pub(crate) fn add_xwt<F: Real>(x: &[F], k: usize, w: &[F], out: &mut [F], out_st
         return;
     }
     let r = w.len() / k;
-    let row = |(xr, or): (&[F], &mut [F])| {
-        for (o, wr) in or[c0..c0 + r].iter_mut().zip(w.chunks_exact(k)) {
-            *o = *o + F::dot(xr, wr);
-        }
-    };
+    let row = |(xr, or): (&[F], &mut [F])| F::add_dots(xr, w, &mut or[c0..c0 + r]);
     x.chunks_exact(k).zip(out.chunks_exact_mut(out_stride)).for_each(row);
 }
 

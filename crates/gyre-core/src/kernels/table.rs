@@ -47,6 +47,19 @@ pub trait Kernels: Sized {
         dot_portable(a, b)
     }
 
+    /// `out[r] += x · w[r]` for the rows of `w: [R, K]` (`K = x.len()`, `R = out.len()`), each
+    /// sum exactly as [`Kernels::dot`] forms it.
+    fn add_dots(x: &[Self], w: &[Self], out: &mut [Self])
+    where
+        Self: Real,
+    {
+        if let Some(k) = std::num::NonZeroUsize::new(x.len()) {
+            for (o, wr) in out.iter_mut().zip(w.chunks_exact(k.get())) {
+                *o = *o + Self::dot(x, wr);
+            }
+        }
+    }
+
     /// One Adam update of `p` from `g` with moments `m`, `v` (PyTorch's arithmetic, element by
     /// element; `h` the step's hyper-parameters).
     fn adam_update(p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self], h: AdamStep<Self>)
@@ -175,6 +188,10 @@ impl Kernels for f32 {
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         super::dispatch::dot(a, b)
+    }
+
+    fn add_dots(x: &[f32], w: &[f32], out: &mut [f32]) {
+        super::dispatch::add_dots(x, w, out);
     }
 
     fn sigmoid_slice(x: &mut [f32]) {

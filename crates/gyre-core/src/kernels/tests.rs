@@ -219,7 +219,9 @@ fn dot_matches_f64_arithmetic() {
     for n in [0, 1, 7, 16, 31, 32, 33, 100, 256] {
         let (a, b) = (fill(n, 6), fill(n, 7));
         let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
-        assert!((dot(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "n {n}");
+        for at in LEVELS {
+            assert!((dot_on(at, &a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64), "{at:?} n {n}");
+        }
         assert!(
             (crate::kernels::portable::dot_portable(&a, &b) as f64 - want).abs() < 1e-5 * (1.0 + n as f64),
             "n {n}"
@@ -240,5 +242,23 @@ fn nonlinearities_match_the_scalar_oracle() {
         assert!((sv as f64 - ws).abs() <= 2e-7 + 4e-7 * ws, "sigmoid({x}) = {sv}, want {ws}");
         assert!((tv as f64 - wt).abs() <= 3e-7, "tanh({x}) = {tv}, want {wt}");
         assert!(sv.is_finite() && tv.is_finite() && (0.0..=1.0).contains(&sv) && (-1.0..=1.0).contains(&tv));
+    }
+}
+
+#[test]
+fn add_dots_gives_each_row_the_bits_of_its_own_dot_product_on_every_level() {
+    // Row counts around the 4-row blocks, depths around the vector widths and their tails.
+    for at in LEVELS {
+        for rows in [0, 1, 3, 4, 5, 9, 512] {
+            for k in [0, 1, 7, 8, 15, 16, 31, 32, 33, 128, 129] {
+                let (x, w, out0) = (fill(k, 8), fill(rows * k, 9), fill(rows, 10));
+                let mut out = out0.clone();
+                add_dots_on(at, &x, &w, &mut out);
+                for r in 0..rows {
+                    let want = out0[r] + dot_on(at, &x, &w[r * k..(r + 1) * k]);
+                    assert_eq!(out[r].to_bits(), want.to_bits(), "{at:?} rows {rows} k {k} row {r}");
+                }
+            }
+        }
     }
 }

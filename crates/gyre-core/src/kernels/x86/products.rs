@@ -8,14 +8,14 @@ use std::arch::x86_64::*;
 
 /// Horizontal sum of 16 lanes in a fixed tree.
 #[target_feature(enable = "avx512f")]
-fn hsum512(v: __m512) -> f32 {
+pub(super) fn hsum512(v: __m512) -> f32 {
     let lo = _mm512_castps512_ps256(v);
     let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
     hsum256(_mm256_add_ps(lo, hi))
 }
 
 #[target_feature(enable = "avx")]
-fn hsum256(v: __m256) -> f32 {
+pub(super) fn hsum256(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
