@@ -17,7 +17,7 @@ fn main() {
     );
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let shapes = [
-        ("sgemm roof", 1024, 1024, 1024, false),
+        ("sgemm 1024³", 1024, 1024, 1024, false),
         ("lstm-m recurrent step", 32, 256, 1024, false),
         ("lstm-m input projection", 2048, 128, 1024, false),
         ("lstm-l recurrent step", 64, 512, 2048, false),
