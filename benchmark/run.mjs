@@ -7,8 +7,8 @@
  *
  * How to run (after `npm install`, which builds dist/ and the native addon):
  *
- *   npm run bench                 # full run: about 9 minutes on a 2-core Xeon without PyTorch, ~11 with it
- *   npm run bench -- --quick      # CI smoke run: about 2½ minutes there
+ *   npm run bench                 # full run: about 11 minutes on a 2-core Xeon, 12 with PyTorch (limit ~15)
+ *   npm run bench -- --quick      # smoke run: about 2½ minutes there, 3 with PyTorch
  *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,pytorch,...] [--workloads lstm-m,...]
  *                          [--torch-python PATH] [--no-avx2-pass]
  *
