@@ -435,7 +435,7 @@ async function externalRoofs() {
 
   log('building the roof probe (cargo build --release -p gyre-core --example roof) ...');
   const cargo = ['--release', '-q', '-p', 'gyre-core', '--example', 'roof'];
-  const build = spawnSync('cargo', ['build', ...cargo], { cwd: root, encoding: 'utf8', timeout: SETTINGS.taskTimeoutMs });
+  const build = spawnSync('cargo', ['build', ...cargo], { cwd: root, encoding: 'utf8', timeout: 900_000 }); // a first build compiles the gemm crate
   if (build.status !== 0) {
     const error = build.error ? build.error.message : (build.stderr ?? '').trim().split('\n').slice(-5).join(' | ');
     failures.push({ library: 'roof', workload: 'cargo build --example roof', error });
