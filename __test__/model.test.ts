@@ -14,6 +14,7 @@ import {
   getNumThreads,
   sequential,
   setNumThreads,
+  simdLevel,
   type ModelSpec,
   type ProgressEvent,
 } from 'gyre';
@@ -360,6 +361,24 @@ describe('options that shape training', () => {
     expect(await weights({ type: 'adam' })).toEqual(explicit);
     expect(await weights({ type: 'adam', learningRate: undefined })).toEqual(explicit);
     expect(await weights(undefined)).toEqual(explicit);
+  });
+
+  it('reports its SIMD level, capped by GYRE_SIMD', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const levels = ['scalar', 'avx2', 'avx512'];
+    const under = (cap: string) =>
+      execFileSync(process.execPath, ['-e', "console.log(require('gyre').simdLevel())"], {
+        env: { ...process.env, GYRE_SIMD: cap },
+        encoding: 'utf8',
+      }).trim();
+    const best = under('avx512'); // the CPU's best
+    expect(levels).toContain(best);
+    if (process.arch !== 'x64') expect(best).toBe('scalar');
+    const lower = (cap: string) => levels[Math.min(levels.indexOf(cap), levels.indexOf(best))];
+    for (const cap of levels) expect(under(cap)).toBe(lower(cap));
+    // This process: the CPU's best unless the tests run under a cap.
+    const cap = process.env.GYRE_SIMD;
+    expect(simdLevel()).toBe(cap && levels.includes(cap) ? lower(cap) : best);
   });
 
   it('reads its thread count from GYRE_NUM_THREADS', async () => {

@@ -1,19 +1,32 @@
-#!/usr/bin/env node
 /**
- * gyre's benchmark suite: gyre against brain.js, TensorFlow.js (cpu and wasm backends) and
- * onnxruntime-node on four recurrent workloads, plus the machine's sgemm roof, streaming step
- * latency and the peak memory of training.
+ * gyre's benchmark suite: gyre against brain.js, TensorFlow.js (cpu and wasm backends),
+ * onnxruntime-node and PyTorch (CPU; when a python with torch is given) on four recurrent
+ * workloads, plus roofs that are not gyre's own (an external sgemm and the core's multiply-add
+ * peak), gyre's own 1024³ product against them, a second pass of gyre's rows on its AVX2 code
+ * (on AVX-512 machines), streaming step latency and the peak memory of training.
  *
  * How to run (after `npm install`, which builds dist/ and the native addon):
  *
- *   npm run bench                 # full run: about 9 minutes on a 2-core Xeon (limit ~15)
- *   npm run bench -- --quick      # CI smoke run: about 1¾ minutes there (limit ~2)
- *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,...] [--workloads lstm-m,...]
+ *   npm run bench                 # full run: about 11 minutes on a 2-core Xeon, 12 with PyTorch (limit ~15)
+ *   npm run bench -- --quick      # smoke run: about 2½ minutes there, 3 with PyTorch
+ *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,pytorch,...] [--workloads lstm-m,...]
+ *                          [--torch-python PATH] [--no-avx2-pass]
+ *
+ * PyTorch rows: PyTorch is never a dependency of gyre (npm never installs it). Give the suite a
+ * python that has torch, with `--torch-python PATH` or the environment variable
+ * GYRE_BENCH_TORCH_PYTHON=PATH, e.g. after
+ *
+ *   python3 -m venv ~/torchenv && ~/torchenv/bin/pip install torch numpy
+ *   npm run bench -- --torch-python ~/torchenv/bin/python
+ *
+ * (benchmark/torch_bench.py is what that python runs.) Without one, the PyTorch rows of the
+ * report say how to enable them and everything else runs as usual.
  *
  * It prints a markdown report to stdout (progress goes to stderr) and writes every number to
  * benchmark/results.json (or --out). Run it on an otherwise idle machine: other processes on
  * the same cores change every number. Each library × workload runs in its own child process
- * (benchmark/lib/worker.mjs), one after another.
+ * (benchmark/lib/worker.mjs for the Node libraries, benchmark/torch_bench.py for PyTorch), one
+ * after another.
  *
  * Workloads (float32, a dense readout at every step; benchmark/lib/workloads.mjs):
  *   lstm-s  LSTM, input 32 (one-hot), hidden 64, 16 steps, batch 1, softmax over 32, cross-entropy
@@ -23,13 +36,16 @@
  *
  * Columns of the main table:
  *   workload, mode   inference (forward with the readout) or training (forward, backward, an
- *                    optimizer update: Adam for gyre and tfjs; brain.js has its own per-sample
- *                    RMSProp-style update)
- *   library          gyre; onnxruntime (inference only; the model is gyre's toOnnx export);
- *                    tfjs-cpu / tfjs-wasm (TensorFlow.js backends); brain.js
+ *                    optimizer update: Adam for gyre, tfjs and PyTorch; brain.js has its own
+ *                    per-sample RMSProp-style update)
+ *   library          gyre; gyre [GYRE_SIMD=avx2] (the second pass, below); onnxruntime
+ *                    (inference only; the model is gyre's toOnnx export); pytorch (nn.LSTM /
+ *                    nn.GRU and nn.Linear, inference under torch.inference_mode, training with
+ *                    nn.MSELoss or nn.CrossEntropyLoss and torch.optim.Adam); tfjs-cpu /
+ *                    tfjs-wasm (TensorFlow.js backends); brain.js
  *   threads          threads the library computes on (gyre.setNumThreads, onnxruntime
- *                    intraOpNumThreads; brain.js and tfjs-cpu are single-threaded JavaScript,
- *                    tfjs-wasm reports its XNNPACK thread count)
+ *                    intraOpNumThreads, torch.set_num_threads; brain.js and tfjs-cpu are
+ *                    single-threaded JavaScript, tfjs-wasm reports its XNNPACK thread count)
  *   seq/s            sequences per second: sequences per repetition ÷ median repetition time
  *   GFLOP/s          effective: seq/s × recurrence matrix FLOPs per sequence, counted as
  *                    steps · 2·G·H·(I+H) (G = 4 LSTM, 3 GRU), × 3 for training; the same count
@@ -43,15 +59,33 @@
  *                    more than half the budget, that single warm-up run is the sample
  *                    ("warm-up only"): the rate reached is reported, not a skip.
  *
- * Further sections: gyre's 2-thread ÷ 1-thread speedup; the roof (gyre's sgemm GFLOP/s at
- * 1024³, measured through lstmForward, see lib/gyre.mjs roof()) and gyre's lstm-l training
- * GFLOP/s as a fraction of it; streaming latency of one `stream.step` (LSTM input 32, hidden
- * 128, batch 1); peak RSS of lstm-l training against the arithmetic of what training holds.
+ * The AVX2 pass: on a CPU where gyre runs its AVX-512 code, gyre's rows are measured a second
+ * time in processes started with GYRE_SIMD=avx2 (and gyre's 1024³ product too), and every
+ * ratio is reported for both levels. That exercises gyre's AVX2 kernels on this CPU; it does
+ * not stand for an AVX2 CPU, whose caches, ports and clocks differ. --no-avx2-pass skips it.
  *
- * --quick uses fewer repetitions, fewer batches and short time budgets, and skips lstm-l for
- * the slow baselines (brain.js, tfjs-cpu, tfjs-wasm), never for gyre or onnxruntime.
+ * Roofs (none of them gyre's code):
+ *   sgemm            an f32 1024³ product by numpy (OpenBLAS) when a python with numpy is at
+ *                    hand (the --torch-python one, else python3; benchmark/numpy_sgemm.py, one
+ *                    process per thread count with OPENBLAS_NUM_THREADS), else the faster of
+ *                    the Rust crates `gemm` and matrixmultiply (both are always measured).
+ *   FMA peak         fused multiply-adds on registers only, independent chains, at the CPU's
+ *                    widest level and at AVX2 width, 1 and 2 threads. The Rust parts are
+ *                    `cargo run --release -p gyre-core --example roof` (built by the suite).
+ * gyre's own 1024³ product (through lstmForward, lib/gyre.mjs product1024) and its lstm-l
+ * training GFLOP/s are reported as fractions of both, at each level and thread count.
+ *
+ * Further sections: gyre's 2-thread ÷ 1-thread speedup; the table the README's Benchmarks
+ * section is made from (per level: gyre 1/2 threads and gyre ÷ each baseline); streaming
+ * latency of one `stream.step` (LSTM input 32, hidden 128, batch 1); peak RSS of lstm-l
+ * training against the arithmetic of what training holds. The machine record includes the
+ * CPU (os.cpus() and /proc/cpuinfo: family, model, SIMD flags) and gyre's SIMD level.
+ *
+ * --quick uses fewer repetitions, fewer batches, short time budgets and fewer roof rounds, and
+ * skips lstm-l for the slow baselines (brain.js, tfjs-cpu, tfjs-wasm), never for gyre,
+ * onnxruntime or PyTorch.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,8 +100,17 @@ const root = path.resolve(here, '..');
 // ---------------------------------------------------------------------------------------------
 // Options and settings.
 
+const USAGE = 'usage: node benchmark/run.mjs [--quick] [--out FILE] [--libs a,b] [--workloads a,b] [--torch-python PATH] [--no-avx2-pass]';
+
 function parseArgs(argv) {
-  const o = { quick: false, out: path.join(here, 'results.json'), libs: null, workloads: null };
+  const o = {
+    quick: false,
+    out: path.join(here, 'results.json'),
+    libs: null,
+    workloads: null,
+    torchPython: process.env.GYRE_BENCH_TORCH_PYTHON || null,
+    avx2Pass: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]);
@@ -75,10 +118,12 @@ function parseArgs(argv) {
     else if (a.startsWith('--out')) o.out = path.resolve(value());
     else if (a.startsWith('--libs')) o.libs = value().split(',');
     else if (a.startsWith('--workloads')) o.workloads = value().split(',');
+    else if (a.startsWith('--torch-python')) o.torchPython = value();
+    else if (a === '--no-avx2-pass') o.avx2Pass = false;
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node benchmark/run.mjs [--quick] [--out FILE] [--libs a,b] [--workloads a,b]');
+      console.log(USAGE);
       process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
+    } else throw new Error(`unknown argument ${a}\n${USAGE}`);
   }
   return o;
 }
@@ -90,7 +135,7 @@ const SETTINGS = options.quick
   ? {
       mode: 'quick',
       threads: [1, 2],
-      reps: 3, // gyre and onnxruntime: timed repetitions after one warm-up...
+      reps: 3, // gyre, onnxruntime and PyTorch: timed repetitions after one warm-up...
       minReps: 2, // ...at least this many even past the budget
       fastBudgetMs: 3000,
       minTotalMs: 500, // ...and keep sampling short repetitions for this long
@@ -98,7 +143,8 @@ const SETTINGS = options.quick
       slowReps: 2, // brain.js and tfjs
       slowBudgetMs: { inference: 2000, training: 3000 },
       maxSlowSequences: 64,
-      roofPairs: 7,
+      productPairs: 7, // gyre's 1024³ product: pairs of calls
+      roofRounds: 5, // external sgemm: timed products; FMA probe: rounds (at most 7)
       streamSteps: 10000,
       memoryBatches: [1],
       taskTimeoutMs: 240_000,
@@ -114,43 +160,68 @@ const SETTINGS = options.quick
       slowReps: 5,
       slowBudgetMs: { inference: 12_000, training: 20_000 },
       maxSlowSequences: 256,
-      roofPairs: 21,
+      productPairs: 21,
+      roofRounds: 11,
       streamSteps: 10000,
       memoryBatches: [1, 4],
       taskTimeoutMs: 900_000,
     };
 
-const LIBRARIES = ['gyre', 'onnxruntime', 'tfjs-cpu', 'tfjs-wasm', 'brain.js'];
+const LIBRARIES = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-cpu', 'tfjs-wasm', 'brain.js'];
 const SLOW = new Set(['tfjs-cpu', 'tfjs-wasm', 'brain.js']);
+
+/** How to get the PyTorch rows, said wherever they are missing. */
+const TORCH_HOW =
+  'give the suite a python with torch: --torch-python PATH or GYRE_BENCH_TORCH_PYTHON=PATH ' +
+  '(e.g. python3 -m venv ~/torchenv && ~/torchenv/bin/pip install torch numpy); npm never installs PyTorch';
 
 // ---------------------------------------------------------------------------------------------
 // Running tasks in child processes.
 
-function runTask(task, env = {}) {
+/**
+ * Runs `command args` and resolves with the JSON of its last stdout line starting with
+ * `prefix` (`RESULT ` for the suite's workers: `{ ok, result | error }`; '' for a bare JSON
+ * line, wrapped as `{ ok: true, result }`), or `{ ok: false, error }`; plus `wallMs`.
+ */
+function runProcess(command, args, { env = {}, prefix = 'RESULT ' } = {}) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ['--expose-gc', path.join(here, 'lib', 'worker.mjs'), JSON.stringify(task)], {
-      cwd: root,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let spawnError = null;
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (err) => (spawnError = err));
     const timer = setTimeout(() => child.kill('SIGKILL'), SETTINGS.taskTimeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const wallMs = performance.now() - t0;
-      const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
-      if (line) return resolve({ ...JSON.parse(line.slice(7)), wallMs });
-      const why =
-        signal === 'SIGKILL'
+      const line = stdout
+        .split('\n')
+        .filter((l) => (prefix ? l.startsWith(prefix) : l.startsWith('{')))
+        .pop();
+      if (line) {
+        try {
+          const parsed = JSON.parse(line.slice(prefix.length));
+          return resolve({ ...(prefix ? parsed : { ok: true, result: parsed }), wallMs });
+        } catch (err) {
+          return resolve({ ok: false, error: `unreadable result (${err.message}): ${line.slice(0, 200)}`, wallMs });
+        }
+      }
+      const why = spawnError
+        ? `could not start ${command}: ${spawnError.message}`
+        : signal === 'SIGKILL'
           ? `killed after the ${SETTINGS.taskTimeoutMs / 1000} s task timeout`
           : `exited with code ${code}${signal ? ` (${signal})` : ''}`;
       resolve({ ok: false, error: `${why}; stderr: ${stderr.trim().split('\n').slice(-5).join(' | ')}`, wallMs });
     });
   });
+}
+
+/** A task of benchmark/lib/worker.mjs in its own Node process. */
+function runTask(task, env = {}) {
+  return runProcess(process.execPath, ['--expose-gc', path.join(here, 'lib', 'worker.mjs'), JSON.stringify(task)], { env });
 }
 
 function log(msg) {
@@ -165,6 +236,48 @@ function version(pkg) {
   }
 }
 
+/** What /proc/cpuinfo says of the first CPU (Linux; fields it lacks are left out). */
+function cpuInfo() {
+  let text;
+  try {
+    text = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const first = text.split(/\n\s*\n/)[0];
+  const field = (k) => first.match(new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim();
+  const int = (k) => (field(k) != null ? Number.parseInt(field(k), 10) : undefined);
+  const flags = new Set((field('flags') ?? field('Features') ?? '').split(/\s+/));
+  const simd = [
+    'sse4_2',
+    'avx',
+    'avx2',
+    'fma',
+    'avx512f',
+    'avx512bw',
+    'avx512vl',
+    'avx512_vnni',
+    'avx512_bf16',
+    'avx512_fp16',
+    'amx_tile',
+    'asimd',
+    'sve',
+  ];
+  const siblings = int('siblings');
+  const cores = int('cpu cores');
+  return {
+    modelName: field('model name') ?? field('Model') ?? null,
+    vendor: field('vendor_id') ?? field('CPU implementer') ?? null,
+    family: int('cpu family'),
+    model: int('model'),
+    stepping: int('stepping'),
+    mhz: field('cpu MHz') != null ? Number(field('cpu MHz')) : undefined,
+    simdFlags: simd.filter((f) => flags.has(f)),
+    threadsPerCore: siblings && cores ? siblings / cores : undefined,
+    hypervisor: flags.has('hypervisor'),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main.
 
@@ -172,6 +285,7 @@ const started = performance.now();
 const cpus = os.cpus();
 const machine = {
   cpu: cpus[0]?.model ?? 'unknown',
+  cpuInfo: cpuInfo(),
   cores: cpus.length,
   availableParallelism: os.availableParallelism?.() ?? cpus.length,
   memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
@@ -189,12 +303,58 @@ const versions = {
 
 const workloads = Object.keys(WORKLOADS).filter((w) => !options.workloads || options.workloads.includes(w));
 const libraries = LIBRARIES.filter((l) => !options.libs || options.libs.includes(l));
-log(`${SETTINGS.mode} run: ${libraries.join(', ')} on ${workloads.join(', ')}; ${machine.cores} × ${machine.cpu}, Node ${machine.node}`);
-
-const rows = [];
 const failures = [];
 const skipped = [];
 const taskWallMs = {};
+
+// gyre's SIMD level here (the default pass), and whether an AVX2 pass follows.
+const gyreInfo = libraries.includes('gyre') ? await runTask({ kind: 'info' }) : null;
+if (gyreInfo && !gyreInfo.ok) throw new Error(`gyre does not load: ${gyreInfo.error}`);
+const simdLevel = gyreInfo?.result.simdLevel ?? null;
+machine.simdLevel = simdLevel;
+const avx2Pass = options.avx2Pass && simdLevel === 'avx512';
+const levels = simdLevel ? [simdLevel, ...(avx2Pass ? ['avx2'] : [])] : [];
+
+// PyTorch: only with a python that has torch.
+const torch = { requested: libraries.includes('pytorch'), python: options.torchPython, available: false, reason: null };
+if (torch.requested) {
+  if (!torch.python) torch.reason = 'no python with torch given';
+  else {
+    const v = await runProcess(torch.python, [path.join(here, 'torch_bench.py'), '--versions']);
+    if (v.ok) {
+      torch.available = true;
+      versions.torch = v.result.torch;
+      torch.versions = v.result;
+    } else torch.reason = `${torch.python} cannot run PyTorch: ${v.error.split('\n').filter(Boolean).pop()}`;
+  }
+  if (!torch.available)
+    skipped.push({ library: 'pytorch', workload: '(every workload)', reason: `not run, ${torch.reason}: ${TORCH_HOW}` });
+}
+
+log(
+  `${SETTINGS.mode} run: ${libraries.filter((l) => l !== 'pytorch' || torch.available).join(', ')} on ${workloads.join(', ')}; ` +
+    `${machine.cores} × ${machine.cpu}, gyre SIMD ${simdLevel ?? '–'}${avx2Pass ? ' (+ an AVX2 pass)' : ''}, Node ${machine.node}` +
+    (torch.available ? `, PyTorch ${versions.torch} (${torch.python})` : ''),
+);
+if (torch.requested && !torch.available) log(`PyTorch rows not run: ${torch.reason}; ${TORCH_HOW}`);
+
+const rows = [];
+
+function addRows(lib, wname, r, label) {
+  if (!r.ok) {
+    failures.push({ library: label, workload: wname, error: r.error });
+    log(`  FAILED: ${r.error.split('\n')[0]}`);
+    return;
+  }
+  const w = WORKLOADS[wname];
+  for (const row of r.result) {
+    const full = { library: lib, workload: wname, ...row, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
+    rows.push(full);
+    log(
+      `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`,
+    );
+  }
+}
 
 for (const wname of workloads) {
   for (const lib of libraries) {
@@ -202,37 +362,47 @@ for (const wname of workloads) {
       skipped.push({ library: lib, workload: wname, reason: 'skipped in --quick (slow baseline on lstm-l)' });
       continue;
     }
+    if (lib === 'pytorch' && !torch.available) continue;
     log(`${lib} ${wname} ...`);
-    const r = await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
+    const r =
+      lib === 'pytorch'
+        ? await runProcess(torch.python, [
+            path.join(here, 'torch_bench.py'),
+            JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS }),
+          ])
+        : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
     taskWallMs[`${lib} ${wname}`] = Math.round(r.wallMs);
-    if (!r.ok) {
-      failures.push({ library: lib, workload: wname, error: r.error });
-      log(`  FAILED: ${r.error.split('\n')[0]}`);
-      continue;
-    }
-    const w = WORKLOADS[wname];
-    for (const row of r.result) {
-      const full = { library: lib, workload: wname, ...row, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
-      rows.push(full);
-      log(
-        `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`,
-      );
-    }
+    addRows(lib, wname, r, lib);
   }
 }
 
-// The roof and the streaming latency go through gyre's functional API and stream.step, which
-// (gyre 0.1.0) run on rayon's global pool rather than the pool setNumThreads sizes; so each
-// thread count gets its own process with that pool pinned by RAYON_NUM_THREADS (and
-// GYRE_NUM_THREADS, and setNumThreads, for whatever does use gyre's pool).
+// The AVX2 pass: gyre's rows again, on its AVX2 code.
+if (avx2Pass && libraries.includes('gyre')) {
+  for (const wname of workloads) {
+    log(`gyre ${wname} [GYRE_SIMD=avx2] ...`);
+    const r = await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_SIMD: 'avx2' });
+    taskWallMs[`gyre ${wname} [GYRE_SIMD=avx2]`] = Math.round(r.wallMs);
+    addRows('gyre', wname, r, 'gyre [GYRE_SIMD=avx2]');
+  }
+}
+
+// gyre's 1024³ product, the streaming latency and the memory peak go through gyre's
+// functional API and stream.step; each thread count gets its own process, with
+// RAYON_NUM_THREADS and GYRE_NUM_THREADS set as well as setNumThreads, so that whatever pool a
+// call runs on has that size.
 const extras = {};
-async function extra(kind, threads, batches) {
-  const label = threads
-    ? `gyre ${kind} (${threads} thread${threads > 1 ? 's' : ''})`
-    : `gyre ${kind}${batches ? ` (${batches} batch${batches > 1 ? 'es' : ''})` : ''}`;
+async function extra(kind, { threads, batches, simd } = {}) {
+  const label =
+    `gyre ${kind}` +
+    (threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : '') +
+    (batches ? ` (${batches} batch${batches > 1 ? 'es' : ''})` : '') +
+    (simd ? ` [GYRE_SIMD=${simd}]` : '');
   log(`${label} ...`);
   const settings = { ...SETTINGS, ...(threads ? { threads: [threads] } : {}), ...(batches ? { memoryBatches: batches } : {}) };
-  const env = threads ? { RAYON_NUM_THREADS: String(threads), GYRE_NUM_THREADS: String(threads) } : {};
+  const env = {
+    ...(threads ? { RAYON_NUM_THREADS: String(threads), GYRE_NUM_THREADS: String(threads) } : {}),
+    ...(simd ? { GYRE_SIMD: simd } : {}),
+  };
   const r = await runTask({ kind, settings }, env);
   taskWallMs[label] = Math.round(r.wallMs);
   if (!r.ok) {
@@ -242,43 +412,176 @@ async function extra(kind, threads, batches) {
   }
   extras[kind] = Array.isArray(r.result) ? [...(extras[kind] ?? []), ...r.result] : r.result;
 }
+
+// The roofs that are not gyre's: numpy's sgemm (when a python has numpy), the Rust crates'
+// sgemm and the FMA probe (examples/roof.rs, built here).
+const roofs = { sgemm: [], sgemmMeasured: [], fma: [], numpyPython: null, notes: [] };
+async function externalRoofs() {
+  const candidates = [...new Set([options.torchPython, 'python3'].filter(Boolean))];
+  roofs.numpyPython =
+    candidates.find((py) => spawnSync(py, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 60_000 }).status === 0) ?? null;
+  if (roofs.numpyPython) {
+    for (const threads of SETTINGS.threads) {
+      log(`numpy sgemm 1024³ (${threads} thread${threads > 1 ? 's' : ''}, ${roofs.numpyPython}) ...`);
+      const t = String(threads);
+      const r = await runProcess(roofs.numpyPython, [path.join(here, 'numpy_sgemm.py'), String(SETTINGS.roofRounds)], {
+        env: { OPENBLAS_NUM_THREADS: t, OMP_NUM_THREADS: t, MKL_NUM_THREADS: t },
+      });
+      taskWallMs[`numpy sgemm (${threads} threads)`] = Math.round(r.wallMs);
+      if (r.ok) roofs.sgemmMeasured.push({ ...r.result, threads });
+      else failures.push({ library: 'numpy', workload: `sgemm 1024³ (${threads} threads)`, error: r.error });
+    }
+  } else roofs.notes.push(`no python with numpy (tried ${candidates.join(', ')}): the sgemm roof is the faster Rust crate`);
+
+  log('building the roof probe (cargo build --release -p gyre-core --example roof) ...');
+  const cargo = ['--release', '-q', '-p', 'gyre-core', '--example', 'roof'];
+  const build = spawnSync('cargo', ['build', ...cargo], { cwd: root, encoding: 'utf8', timeout: 900_000 }); // a first build compiles the gemm crate
+  if (build.status !== 0) {
+    const error = build.error ? build.error.message : (build.stderr ?? '').trim().split('\n').slice(-5).join(' | ');
+    failures.push({ library: 'roof', workload: 'cargo build --example roof', error });
+    log(`  FAILED: ${error}`);
+  } else {
+    log('roof probe: Rust sgemm 1024³ and FMA peak ...');
+    const r = await runProcess(
+      'cargo',
+      ['run', ...cargo, '--', '--threads', SETTINGS.threads.join(','), '--rounds', String(SETTINGS.roofRounds)],
+      {
+        prefix: '',
+      },
+    );
+    taskWallMs['roof probe'] = Math.round(r.wallMs);
+    if (r.ok) {
+      roofs.sgemmMeasured.push(...r.result.sgemm);
+      roofs.fma = r.result.fma;
+      for (const f of roofs.fma) log(`  FMA ${f.width} ${f.threads} thr  ${f.gflops.toFixed(1)} GFLOP/s`);
+    } else failures.push({ library: 'roof', workload: 'roof probe', error: r.error });
+  }
+  for (const x of roofs.sgemmMeasured) log(`  sgemm ${x.library} ${x.threads} thr  ${x.gflops.toFixed(1)} GFLOP/s`);
+  // The roof: numpy where it ran, else the faster Rust crate.
+  for (const threads of SETTINGS.threads) {
+    const at = roofs.sgemmMeasured.filter((x) => x.threads === threads);
+    const numpy = at.find((x) => x.library === 'numpy');
+    const rust = at.filter((x) => x.library !== 'numpy').sort((a, b) => b.gflops - a.gflops)[0];
+    const pick = numpy ?? rust;
+    if (pick)
+      roofs.sgemm.push({
+        threads,
+        gflops: pick.gflops,
+        library: pick.library,
+        source:
+          pick.library === 'numpy'
+            ? `numpy ${pick.numpy} (${pick.openblas?.corename ? `OpenBLAS, ${pick.openblas.corename} kernels` : (pick.blas ?? 'its BLAS')})`
+            : `${pick.library} (faster Rust crate)`,
+      });
+  }
+}
+
 if (libraries.includes('gyre')) {
-  for (const threads of SETTINGS.threads) await extra('roof', threads);
-  for (const threads of SETTINGS.threads) await extra('stream', threads);
+  for (const simd of levels) {
+    for (const threads of SETTINGS.threads) await extra('product', { threads, simd: simd === simdLevel ? undefined : simd });
+  }
+  await externalRoofs();
+  for (const threads of SETTINGS.threads) await extra('stream', { threads });
   // Each fit in its own process: one batch (what training one batch holds) and, in a full
   // run, several (fit's copy of the whole training set grows with it).
-  for (const batches of SETTINGS.memoryBatches) await extra('memory', 0, batches);
+  for (const batches of SETTINGS.memoryBatches) await extra('memory', { batches });
 }
 
-// Ratios: gyre at the same thread count (1 for the single-threaded baselines) ÷ the row.
-const gyreRow = (workload, mode, threads) =>
-  rows.find((r) => r.library === 'gyre' && r.workload === workload && r.mode === mode && r.threads === threads);
+// Ratios: gyre at a level and the same thread count (1 for the single-threaded baselines) ÷ the row.
+const gyreRow = (workload, mode, threads, simd = simdLevel) =>
+  rows.find((r) => r.library === 'gyre' && r.simd === simd && r.workload === workload && r.mode === mode && r.threads === threads);
 for (const r of rows) {
   if (r.library === 'gyre') continue;
-  const g = gyreRow(r.workload, r.mode, r.threads) ?? gyreRow(r.workload, r.mode, 1);
-  if (g) {
-    r.gyreThreads = g.threads;
-    r.gyreRatio = g.seqPerSec / r.seqPerSec;
+  r.gyreRatios = {};
+  for (const simd of levels) {
+    const g = gyreRow(r.workload, r.mode, r.threads, simd) ?? gyreRow(r.workload, r.mode, 1, simd);
+    if (g) r.gyreRatios[simd] = g.seqPerSec / r.seqPerSec;
+    if (g && simd === simdLevel) {
+      r.gyreThreads = g.threads;
+      r.gyreRatio = g.seqPerSec / r.seqPerSec;
+    }
   }
 }
 
-// gyre's 2-thread ÷ 1-thread speedup.
+// gyre's 2-thread ÷ 1-thread speedup, at each level.
 const speedups = [];
-for (const wname of workloads) {
-  for (const mode of ['inference', 'training']) {
-    const one = gyreRow(wname, mode, 1);
-    const two = gyreRow(wname, mode, 2);
-    if (one && two)
-      speedups.push({ workload: wname, mode, oneThread: one.seqPerSec, twoThreads: two.seqPerSec, speedup: two.seqPerSec / one.seqPerSec });
+for (const simd of levels) {
+  for (const wname of workloads) {
+    for (const mode of ['inference', 'training']) {
+      const one = gyreRow(wname, mode, 1, simd);
+      const two = gyreRow(wname, mode, 2, simd);
+      if (one && two)
+        speedups.push({
+          simd,
+          workload: wname,
+          mode,
+          oneThread: one.seqPerSec,
+          twoThreads: two.seqPerSec,
+          speedup: two.seqPerSec / one.seqPerSec,
+        });
+    }
   }
 }
 
-// Fraction of the roof reached by gyre's lstm-l training, at each thread count.
-const roofFraction = [];
-for (const roof of extras.roof ?? []) {
-  const r = gyreRow('lstm-l', 'training', roof.threads);
-  if (r) roofFraction.push({ threads: roof.threads, trainingGflops: r.gflops, roofGflops: roof.gflops, fraction: r.gflops / roof.gflops });
+// gyre's 1024³ product and lstm-l training as fractions of the roofs, per level and threads.
+const widest = roofs.fma[0]?.width ?? null; // the probe measures the widest first
+const roofFractions = [];
+for (const simd of levels) {
+  for (const threads of SETTINGS.threads) {
+    const product = (extras.product ?? []).find((p) => p.simd === simd && p.threads === threads);
+    const training = gyreRow('lstm-l', 'training', threads, simd);
+    const sgemm = roofs.sgemm.find((x) => x.threads === threads);
+    const fmaOwn = roofs.fma.find((x) => x.width === simd && x.threads === threads);
+    const fmaWidest = roofs.fma.find((x) => x.width === widest && x.threads === threads);
+    const frac = (a, b) => (a != null && b ? a / b : null);
+    roofFractions.push({
+      simd,
+      threads,
+      productGflops: product?.gflops ?? null,
+      trainingGflops: training?.gflops ?? null,
+      sgemmRoofGflops: sgemm?.gflops ?? null,
+      sgemmRoofSource: sgemm?.source ?? null,
+      fmaPeakGflops: fmaOwn?.gflops ?? null,
+      fmaPeakWidth: fmaOwn?.width ?? null,
+      fmaWidestGflops: fmaWidest?.gflops ?? null,
+      productOfSgemm: frac(product?.gflops, sgemm?.gflops),
+      productOfFma: frac(product?.gflops, fmaOwn?.gflops),
+      trainingOfSgemm: frac(training?.gflops, sgemm?.gflops),
+      trainingOfFma: frac(training?.gflops, fmaOwn?.gflops),
+    });
+  }
 }
+
+// The table the README's Benchmarks section is made from: per level, gyre's seq/s on 1 and 2
+// threads and gyre ÷ each baseline (onnxruntime and PyTorch at 1 and 2 threads).
+const readmeTable = levels.map((simd) => ({
+  simd,
+  rows: workloads.flatMap((wname) =>
+    ['inference', 'training'].flatMap((mode) => {
+      const one = gyreRow(wname, mode, 1, simd);
+      const two = gyreRow(wname, mode, 2, simd);
+      if (!one && !two) return [];
+      const ratio = (lib, threads) => {
+        const x = rows.find(
+          (y) => y.library === lib && y.workload === wname && y.mode === mode && (threads == null || y.threads === threads),
+        );
+        return x?.gyreRatios?.[simd] ?? null;
+      };
+      return [
+        {
+          workload: wname,
+          mode,
+          gyre: { 1: one?.seqPerSec ?? null, 2: two?.seqPerSec ?? null },
+          'brain.js': ratio('brain.js'),
+          'tfjs-cpu': ratio('tfjs-cpu'),
+          'tfjs-wasm': ratio('tfjs-wasm'),
+          onnxruntime: { 1: ratio('onnxruntime', 1), 2: ratio('onnxruntime', 2) },
+          pytorch: { 1: ratio('pytorch', 1), 2: ratio('pytorch', 2) },
+        },
+      ];
+    }),
+  ),
+}));
 
 machine.loadAverageAtEnd = os.loadavg().map((v) => +v.toFixed(2));
 const durationS = (performance.now() - started) / 1000;
@@ -290,6 +593,9 @@ const results = {
   machine,
   versions,
   settings: SETTINGS,
+  levels,
+  avx2Pass,
+  torch: { ...torch, howToEnable: torch.available ? null : TORCH_HOW },
   workloads: Object.fromEntries(
     workloads.map((w) => [
       w,
@@ -298,8 +604,10 @@ const results = {
   ),
   rows,
   speedups,
-  roof: extras.roof ?? null,
-  roofFraction,
+  readmeTable,
+  gyreProduct: extras.product ?? null,
+  roofs,
+  roofFractions,
   stream: extras.stream ?? null,
   memory: extras.memory ?? null,
   failures,

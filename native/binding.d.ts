@@ -473,3 +473,10 @@ export interface ScheduleOptions {
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */
 export declare function setNumThreads(threads: number): void
+
+/**
+ * The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA) or `"scalar"` (the
+ * portable code, which is what other CPUs run): the CPU's best, capped by `GYRE_SIMD`
+ * (`scalar|avx2|avx512`) read when the addon first needs it.
+ */
+export declare function simdLevel(): 'avx512' | 'avx2' | 'scalar'

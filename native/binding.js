@@ -845,3 +845,4 @@ module.exports.recurrentBackwardF64 = nativeBinding.recurrentBackwardF64
 module.exports.recurrentForwardF32 = nativeBinding.recurrentForwardF32
 module.exports.recurrentForwardF64 = nativeBinding.recurrentForwardF64
 module.exports.setNumThreads = nativeBinding.setNumThreads
+module.exports.simdLevel = nativeBinding.simdLevel

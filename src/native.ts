@@ -61,6 +61,7 @@ export type NativeModel = Binding.NativeModel;
 export type StreamState = Binding.StreamState;
 export const setNumThreads = binding.setNumThreads;
 export const getNumThreads = binding.getNumThreads;
+export const simdLevel = binding.simdLevel;
 export const firstNonFinite = binding.firstNonFinite;
 
 export type {

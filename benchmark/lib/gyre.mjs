@@ -1,6 +1,6 @@
-// gyre: inference (model.predict) and training (model.fit) at each thread count, plus the
-// machine roof (a 1024³ sgemm through lstmForward), streaming step latency and the peak
-// memory of lstm-l training.
+// gyre: inference (model.predict) and training (model.fit) at each thread count, plus gyre's
+// own 1024³ sgemm (through lstmForward), streaming step latency and the peak memory of lstm-l
+// training. Every process reports the SIMD level it ran at (GYRE_SIMD caps it).
 import { performance } from 'node:perf_hooks';
 import gyre from '../../dist/index.js';
 import { WORKLOADS, gates, makeData, parameterCount, rng } from './workloads.mjs';
@@ -35,13 +35,14 @@ export async function bench(w, s) {
   const model = buildModel(w);
   const rows = [];
   const opts = { seqsPerRep: sequences, warmup: 1, reps: s.reps, minReps: s.minReps, budgetMs: s.fastBudgetMs, minTotalMs: s.minTotalMs };
+  const simd = gyre.simdLevel();
   for (const threads of s.threads) {
     gyre.setNumThreads(threads);
     const note = `${batches} batch(es) of ${w.batch} per call`;
     const inf = await measure(() => model.predict(x, { batchSize: w.batch }), opts);
-    rows.push({ mode: 'inference', threads, ...inf, note: `predict, ${note}` });
+    rows.push({ mode: 'inference', threads, simd, ...inf, note: `predict, ${note}` });
     const tr = await measure(() => model.fit(x, y, fitOptions(w)), opts);
-    rows.push({ mode: 'training', threads, ...tr, note: `fit, Adam, ${note}` });
+    rows.push({ mode: 'training', threads, simd, ...tr, note: `fit, Adam, ${note}` });
   }
   model.dispose();
   return rows;
@@ -53,15 +54,23 @@ function uniform(r, n, scale) {
   return a;
 }
 
+/** gyre's SIMD level and thread count in this process (its environment: GYRE_SIMD, GYRE_NUM_THREADS). */
+export function info() {
+  return { simdLevel: gyre.simdLevel(), threads: gyre.getNumThreads() };
+}
+
 /**
- * The machine roof: GFLOP/s of the matrix product gyre uses (its own SIMD kernel for f32,
- * AVX-512 or AVX2+FMA chosen at run time; benchmark/gemm.md compares it) at 1024×1024×1024. `lstmForward` with batch 1024, 1 step, input 1024 and hidden 256 computes its
- * input projection as one [1024×1024]×[1024×(4·256)] product, then one step (a [1024×256]×
- * [256×1024] recurrent product and the gates). The same call with input size 1 does everything
- * but the big product, so the product's time is the difference of the two; the calls alternate
- * and the median difference is used. Roof = 2·1024³ FLOPs / that time.
+ * gyre's own matrix product at 1024×1024×1024 (its SIMD kernel for f32, at the level in use;
+ * benchmark/gemm.md compares it), measured through the public API: `lstmForward` with batch
+ * 1024, 1 step, input 1024 and hidden 256 computes its input projection as one
+ * [1024×1024]×[1024×(4·256)] product (packing of the 4 MiB weight included), then one step (a
+ * [1024×256]×[256×1024] recurrent product and the gates). The same call with input size 1 does
+ * everything but the big product, so the product's time is the difference of the two; the
+ * calls alternate and the median difference is used. GFLOP/s = 2·1024³ FLOPs / that time.
+ * The suite compares it with the roofs that are not gyre's (an external sgemm and the core's
+ * multiply-add peak, run.mjs).
  */
-export function roof(s) {
+export function product1024(s) {
   const N = 1024;
   const H = 256;
   const r = rng(7);
@@ -86,7 +95,7 @@ export function roof(s) {
     const fullMs = [];
     const baseMs = [];
     const diffMs = [];
-    for (let i = 0; i < s.roofPairs; i++) {
+    for (let i = 0; i < s.productPairs; i++) {
       const a = time(full);
       const b = time(base);
       fullMs.push(a);
@@ -96,12 +105,13 @@ export function roof(s) {
     const productMs = median(diffMs);
     out.push({
       threads,
+      simd: gyre.simdLevel(),
       gflops: (2 * N ** 3) / (productMs / 1000) / 1e9,
       productMs,
       fullCallMs: median(fullMs),
       baseCallMs: median(baseMs),
-      pairs: s.roofPairs,
-      // The whole call's rate if all its time were the product: a lower bound of the roof.
+      pairs: s.productPairs,
+      // The whole call's rate if all its time were the product: a lower bound of the product's.
       wholeCallGflops: (2 * N ** 3) / (median(fullMs) / 1000) / 1e9,
     });
   }

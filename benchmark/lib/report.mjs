@@ -26,41 +26,74 @@ export function renderMarkdown(r, outPath) {
     `Machine: ${m.cpu}, ${m.cores} cores (available parallelism ${m.availableParallelism}), ${m.memoryGiB} GiB, ${m.platform}; Node ${m.node}. ` +
       `Load average ${m.loadAverageAtStart.join(' / ')} at start, ${m.loadAverageAtEnd.join(' / ')} at end. ${r.date}, ${r.durationS.toFixed(0)} s.`,
   );
+  const ci = m.cpuInfo;
+  if (ci || m.simdLevel) {
+    const parts = [];
+    if (ci?.family != null) parts.push(`family ${ci.family} model ${ci.model} stepping ${ci.stepping}`);
+    if (ci?.simdFlags?.length) parts.push(`SIMD flags ${ci.simdFlags.join(' ')}`);
+    if (ci?.threadsPerCore != null)
+      parts.push(`${ci.threadsPerCore} thread(s) per core as the OS sees it${ci.hypervisor ? ' (a virtual machine)' : ''}`);
+    out.push(
+      `CPU: ${ci?.modelName ?? m.cpu}${parts.length ? `; ${parts.join('; ')}` : ''}. ` +
+        `gyre's SIMD level: ${m.simdLevel ?? '–'}${r.avx2Pass ? '; its rows are measured again with GYRE_SIMD=avx2 (see below)' : ''}.`,
+    );
+  }
   out.push(
     `Versions: ${Object.entries(r.versions)
       .map(([k, v]) => `${k} ${v ?? '?'}`)
       .join(', ')}.`,
   );
+  const tv = r.torch?.versions;
+  if (tv)
+    out.push(
+      `PyTorch ${tv.torch} (${r.torch.python}, Python ${tv.python}; CPU capability ${tv.cpuCapability ?? '?'}, ${tv.parallelBackend ?? '?'} threads, oneDNN ${tv.mkldnn ? 'available' : 'absent'}; its default threading, torch.set_num_threads per row).`,
+    );
   out.push('');
   out.push(
     'seq/s: sequences per second (median repetition). GFLOP/s: effective, recurrence matrix FLOPs only, steps·2·G·H·(I+H) per sequence (G = 4 LSTM, 3 GRU), ×3 for training. ' +
-      'gyre ÷ it: gyre’s seq/s at the same thread count (1 for single-threaded baselines) over this row’s, > 1 = gyre faster. ' +
-      'samples: timed repetitions × sequences each, after a warm-up; "warm-up only": one unit already exceeded half the time budget, its single run is the sample.',
+      'gyre ÷ it: gyre’s seq/s (its default SIMD level) at the same thread count (1 for single-threaded baselines) over this row’s, > 1 = gyre faster. ' +
+      'samples: timed repetitions × sequences each, after a warm-up; "warm-up only": one unit already exceeded half the time budget (PyTorch: its warm-up repetition the whole budget), its single run is the sample.',
   );
   out.push('');
 
-  const order = ['gyre', 'onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
-  const rows = [...r.rows].sort(
+  const levels = r.levels ?? [];
+  const label = (x) => (x.library === 'gyre' && levels.length && x.simd !== levels[0] ? `gyre [GYRE_SIMD=${x.simd}]` : x.library);
+  const order = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
+  const workloadOrder = Object.keys(r.workloads);
+  const modeOrder = (mode) => (mode === 'inference' ? 0 : 1);
+  // Placeholder rows where PyTorch was asked for but no python with torch was given.
+  const torchMissing = r.torch?.requested && !r.torch.available;
+  const placeholders = torchMissing
+    ? workloadOrder.flatMap((workload) =>
+        ['inference', 'training'].map((mode) => ({ workload, mode, library: 'pytorch', placeholder: true, threads: 0 })),
+      )
+    : [];
+  const rows = [...r.rows, ...placeholders].sort(
     (a, b) =>
-      Object.keys(r.workloads).indexOf(a.workload) - Object.keys(r.workloads).indexOf(b.workload) ||
-      (a.mode === b.mode ? 0 : a.mode === 'inference' ? -1 : 1) ||
+      workloadOrder.indexOf(a.workload) - workloadOrder.indexOf(b.workload) ||
+      modeOrder(a.mode) - modeOrder(b.mode) ||
       order.indexOf(a.library) - order.indexOf(b.library) ||
+      levels.indexOf(a.simd) - levels.indexOf(b.simd) ||
       a.threads - b.threads,
   );
   out.push(
     table(
       ['workload', 'mode', 'library', 'threads', 'seq/s', 'GFLOP/s', 'gyre ÷ it', 'samples', 'notes'],
-      rows.map((x) => [
-        x.workload,
-        x.mode,
-        x.library,
-        String(x.threads),
-        num(x.seqPerSec),
-        num(x.gflops),
-        x.library === 'gyre' ? '' : x.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–',
-        `${x.reps} × ${x.seqsPerRep}${x.warmupOnly ? ' (warm-up only)' : ''}`,
-        x.note ?? '',
-      ]),
+      rows.map((x) =>
+        x.placeholder
+          ? [x.workload, x.mode, 'pytorch', '–', '–', '–', '–', '–', 'not run: needs --torch-python PATH (see Not measured)']
+          : [
+              x.workload,
+              x.mode,
+              label(x),
+              String(x.threads),
+              num(x.seqPerSec),
+              num(x.gflops),
+              x.library === 'gyre' ? '' : x.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–',
+              `${x.reps} × ${x.seqsPerRep}${x.warmupOnly ? ' (warm-up only)' : ''}`,
+              x.note ?? '',
+            ],
+      ),
       'lllrrrrrl',
     ),
   );
@@ -70,6 +103,8 @@ export function renderMarkdown(r, outPath) {
   const baselines = [
     ['onnxruntime', 1],
     ['onnxruntime', 2],
+    ['pytorch', 1],
+    ['pytorch', 2],
     ['tfjs-wasm', null],
     ['tfjs-cpu', null],
     ['brain.js', null],
@@ -87,7 +122,9 @@ export function renderMarkdown(r, outPath) {
     }
   }
   if (ratioLines.length) {
-    out.push('### gyre ÷ each baseline (seq/s ratio, gyre at the same thread count; > 1 = gyre faster)');
+    out.push(
+      `### gyre ÷ each baseline (seq/s ratio, gyre${levels.length ? ` at ${levels[0]}` : ''} and the same thread count; > 1 = gyre faster)`,
+    );
     out.push('');
     out.push(
       table(
@@ -99,61 +136,157 @@ export function renderMarkdown(r, outPath) {
     out.push('');
   }
 
+  // The table the README's Benchmarks section is made from, one per SIMD level.
+  for (const level of r.readmeTable ?? []) {
+    if (!level.rows.length) continue;
+    const pair = (p) =>
+      p[1] == null && p[2] == null ? '–' : `${p[1] != null ? `${num(p[1])}×` : '–'} / ${p[2] != null ? `${num(p[2])}×` : '–'}`;
+    const one = (v) => (v != null ? `${num(v)}×` : '–');
+    const ws = r.workloads;
+    const shape = (w) => `${w} (I ${ws[w].input}, H ${ws[w].hidden}, T ${ws[w].steps}, B ${ws[w].batch})`;
+    const seen = new Set();
+    out.push(
+      `### README table: gyre at ${level.simd}${level.simd !== levels[0] ? ` (GYRE_SIMD=${level.simd} on this ${levels[0]} CPU: gyre's AVX2 code, not an AVX2 CPU's caches, ports and clocks)` : ''}`,
+    );
+    out.push('');
+    out.push(
+      'gyre seq/s on 1 / 2 threads; every other column is gyre ÷ that library (seq/s, > 1 = gyre faster; single-threaded baselines against gyre on 1 thread).',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['workload', 'mode', 'gyre seq/s (1 / 2 threads)', 'brain.js', 'tfjs-cpu', 'tfjs-wasm', 'onnxruntime (1 / 2)', 'PyTorch (1 / 2)'],
+        level.rows.map((x) => {
+          const first = !seen.has(x.workload);
+          seen.add(x.workload);
+          return [
+            first ? shape(x.workload) : x.workload,
+            x.mode,
+            `${num(x.gyre[1])} / ${num(x.gyre[2])}`,
+            one(x['brain.js']),
+            one(x['tfjs-cpu']),
+            one(x['tfjs-wasm']),
+            x.mode === 'training' ? '—' : pair(x.onnxruntime),
+            torchMissing ? 'not run¹' : pair(x.pytorch),
+          ];
+        }),
+        'llrrrrrr',
+      ),
+    );
+    out.push('');
+    if (torchMissing) {
+      out.push(`¹ ${r.torch.howToEnable}.`);
+      out.push('');
+    }
+  }
+
   if (r.speedups.length) {
     out.push('### gyre: 2 threads ÷ 1 thread');
     out.push('');
     out.push(
       table(
-        ['workload', 'mode', '1 thread seq/s', '2 threads seq/s', 'speedup'],
-        r.speedups.map((s) => [s.workload, s.mode, num(s.oneThread), num(s.twoThreads), `${num(s.speedup, 2)}×`]),
-        'llrrr',
+        ['level', 'workload', 'mode', '1 thread seq/s', '2 threads seq/s', 'speedup'],
+        r.speedups.map((s) => [s.simd ?? '', s.workload, s.mode, num(s.oneThread), num(s.twoThreads), `${num(s.speedup, 2)}×`]),
+        'lllrrr',
       ),
     );
     out.push('');
   }
 
-  if (r.roof) {
-    out.push('### Roof: sgemm 1024×1024×1024 through gyre');
+  const roofs = r.roofs;
+  if (roofs && (roofs.sgemm.length || roofs.fma.length || r.gyreProduct)) {
+    out.push('### Roofs that are not gyre’s, and gyre against them');
     out.push('');
     out.push(
-      'lstmForward with batch 1024, 1 step, input 1024, hidden 256: its input projection is one [1024×1024]×[1024×1024] product (gyre’s SIMD matrix product, the one it uses for f32; benchmark/gemm.md compares it with matrixmultiply and the gemm crate). ' +
-        'The same call with input size 1 does everything else; the product time is the median difference of alternating calls. Roof = 2·1024³ FLOPs ÷ that time. ' +
-        'The functional API runs on rayon’s global thread pool, which gyre.setNumThreads does not size (gyre 0.1.0), so each thread count is measured in its own process with RAYON_NUM_THREADS set.',
+      'sgemm roof: an f32 1024×1024×1024 product by numpy (its BLAS, OpenBLAS in numpy’s wheels) when a python with numpy is at hand, else the faster of the Rust crates `gemm` and matrixmultiply; median of single products after a warm-up. ' +
+        'FMA peak: the core’s fused multiply-adds on registers only (independent chains, nothing from memory), at the CPU’s widest level and at AVX2 width; with 2 threads, both run the probe at once (summed rate); best of the rounds. ' +
+        'Both come from outside gyre’s code: benchmark/numpy_sgemm.py and `cargo run --release -p gyre-core --example roof`.',
     );
     out.push('');
-    out.push(
-      table(
-        [
-          'threads',
-          'roof GFLOP/s',
-          'product ms',
-          'whole call ms',
-          'call without product ms',
-          'lstm-l training GFLOP/s',
-          'fraction of roof',
-        ],
-        r.roof.map((x) => {
-          const f = r.roofFraction.find((y) => y.threads === x.threads);
-          return [
+    const roofLines = [
+      ...roofs.sgemm.map((x) => ['sgemm 1024³', String(x.threads), num(x.gflops), x.source]),
+      ...roofs.fma.map((x) => [
+        `FMA peak, ${x.width} (${x.bits}-bit)`,
+        String(x.threads),
+        num(x.gflops),
+        `median of the rounds ${num(x.medianGflops)}`,
+      ]),
+    ];
+    if (roofLines.length) {
+      out.push(table(['roof', 'threads', 'GFLOP/s', 'source'], roofLines, 'lrrl'));
+      out.push('');
+    }
+    if (roofs.sgemmMeasured.length) {
+      out.push('Every sgemm measured (the roof is numpy’s where it ran):');
+      out.push('');
+      out.push(
+        table(
+          ['library', 'threads', 'GFLOP/s (median)', 'best', 'ms per product', 'how'],
+          roofs.sgemmMeasured.map((x) => [
+            x.library === 'numpy' ? `numpy ${x.numpy}${x.openblas?.corename ? ` (OpenBLAS ${x.openblas.corename})` : ''}` : x.library,
             String(x.threads),
             num(x.gflops),
+            num(x.bestGflops),
             num(x.productMs),
-            num(x.fullCallMs),
-            num(x.baseCallMs),
-            f ? num(f.trainingGflops) : '–',
-            f ? `${(f.fraction * 100).toFixed(1)} %` : '–',
-          ];
-        }),
-      ),
-    );
-    out.push('');
+            x.how ?? '',
+          ]),
+          'lrrrrl',
+        ),
+      );
+      out.push('');
+    }
+    for (const note of roofs.notes ?? []) out.push(`- ${note}`);
+    if (roofs.notes?.length) out.push('');
+    if (r.roofFractions?.length) {
+      const pct = (v) => (v != null ? `${(v * 100).toFixed(1)} %` : '–');
+      out.push(
+        'gyre’s own 1024³ product (lstmForward with batch 1024, 1 step, input 1024, hidden 256: its input projection is that product, packing of the weight included; the same call with input size 1 does everything else, and the product time is the median difference of alternating calls) and gyre’s lstm-l training (effective GFLOP/s, the main table’s) as fractions of the sgemm roof and of the FMA peak at the width of gyre’s level:',
+      );
+      out.push('');
+      out.push(
+        table(
+          [
+            'gyre level',
+            'threads',
+            'gyre 1024³ GFLOP/s',
+            '÷ sgemm roof',
+            '÷ FMA peak',
+            'lstm-l training GFLOP/s',
+            '÷ sgemm roof',
+            '÷ FMA peak',
+            'sgemm roof',
+            'FMA peak (width)',
+          ],
+          r.roofFractions.map((x) => [
+            x.simd,
+            String(x.threads),
+            num(x.productGflops),
+            pct(x.productOfSgemm),
+            pct(x.productOfFma),
+            num(x.trainingGflops),
+            pct(x.trainingOfSgemm),
+            pct(x.trainingOfFma),
+            num(x.sgemmRoofGflops),
+            x.fmaPeakGflops != null ? `${num(x.fmaPeakGflops)} (${x.fmaPeakWidth})` : '–',
+          ]),
+          'lrrrrrrrrr',
+        ),
+      );
+      out.push('');
+      if (r.avx2Pass) {
+        out.push(
+          'The avx2 rows are gyre’s AVX2 kernels run on this AVX-512 CPU (GYRE_SIMD=avx2): they show what that code reaches here, not what an AVX2 CPU (other caches, ports and clocks) would.',
+        );
+        out.push('');
+      }
+    }
   }
 
   if (r.stream) {
     out.push('### Streaming: one `stream.step` (LSTM input 32, hidden 128, dense 32, batch 1)');
     out.push('');
     out.push(
-      'Each call timed alone with process.hrtime, JS ↔ native crossing and input checks included, after 1,000 warm-up steps; one process per thread count (RAYON_NUM_THREADS, as for the roof).',
+      'Each call timed alone with process.hrtime, JS ↔ native crossing and input checks included, after 1,000 warm-up steps; one process per thread count (RAYON_NUM_THREADS and GYRE_NUM_THREADS set).',
     );
     out.push('');
     out.push(

@@ -4,7 +4,8 @@
 //
 //   node benchmark/lib/worker.mjs '<task JSON>'
 //
-// Task: { kind: 'lib', lib, workload, settings } | { kind: 'roof' | 'stream' | 'memory', settings }.
+// Task: { kind: 'lib', lib, workload, settings } | { kind: 'product' | 'stream' | 'memory', settings }
+// | { kind: 'info' } (gyre's SIMD level and thread count in this process's environment).
 // Prints one line `RESULT <json>` on stdout; anything else on stdout/stderr is diagnostics.
 import { WORKLOADS } from './workloads.mjs';
 
@@ -30,8 +31,10 @@ async function main() {
           throw new Error(`unknown library ${task.lib}`);
       }
     }
-    case 'roof':
-      return (await import('./gyre.mjs')).roof(s);
+    case 'info':
+      return (await import('./gyre.mjs')).info();
+    case 'product':
+      return (await import('./gyre.mjs')).product1024(s);
     case 'stream':
       return (await import('./gyre.mjs')).streamLatency(s);
     case 'memory':

@@ -631,3 +631,14 @@ export function setNumThreads(threads: number): void {
 export function getNumThreads(): number {
   return native.guard(() => native.getNumThreads());
 }
+
+/**
+ * The SIMD level gyre's f32 kernels run at: `'avx512'`, `'avx2'` (AVX2 with FMA) or `'scalar'`
+ * (portable code compiled for the platform's baseline: the level of CPUs without AVX2, and of
+ * every non-x86 CPU). It is the CPU's best, capped by the `GYRE_SIMD` environment variable
+ * (`scalar`, `avx2` or `avx512`) read when native code first needs it. Levels may round
+ * differently (the SIMD products use fused multiply-adds, the portable code does not).
+ */
+export function simdLevel(): 'avx512' | 'avx2' | 'scalar' {
+  return native.guard(() => native.simdLevel());
+}

@@ -5,21 +5,9 @@
 //! Run: `cargo run --release -p gyre-core --example gemm_compare` (results: benchmark/gemm.md).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::time::Instant;
+mod common;
 
-fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
-    f();
-    let reps = ((3e9 / flops) as usize).max(3);
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    flops * reps as f64 / best / 1e9
-}
+use common::{best_gflops as gflops, crate_gemm, matrixmultiply, operands};
 
 fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
@@ -29,7 +17,7 @@ fn main() {
     );
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let shapes = [
-        ("sgemm roof", 1024, 1024, 1024, false),
+        ("sgemm 1024³", 1024, 1024, 1024, false),
         ("lstm-m recurrent step", 32, 256, 1024, false),
         ("lstm-m input projection", 2048, 128, 1024, false),
         ("lstm-l recurrent step", 64, 512, 2048, false),
@@ -40,8 +28,7 @@ fn main() {
     // (name, m, k, n, whether `a` is read transposed: the weight gradient's `dG: [k, m]`)
     for (name, m, k, n, transposed) in shapes {
         let (rsa, csa) = if transposed { (1, m) } else { (k, 1) };
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
+        let (a, b) = operands(m, k, n);
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * k * n) as f64;
         let ours = gflops(flops, || gyre_core::kernels::gemm_acc(m, n, k, &a, rsa, csa, &b, n, &mut c, n, &[]));
@@ -49,39 +36,8 @@ fn main() {
         let bp = gyre_core::kernels::pack(ndarray::ArrayView2::from_shape((k, n), &b).unwrap());
         let packed =
             gflops(flops, || gyre_core::kernels::gemm_acc_packed(m, k, &a, rsa, csa, &bp, k, 0, 0, n, &mut c, n));
-        let av = if transposed {
-            ndarray::ArrayView2::from_shape((k, m), &a).unwrap().reversed_axes()
-        } else {
-            ndarray::ArrayView2::from_shape((m, k), &a).unwrap()
-        };
-        let bv = ndarray::ArrayView2::from_shape((k, n), &b).unwrap();
-        let mut cv = ndarray::Array2::<f32>::zeros((m, n));
-        let mm = gflops(flops, || ndarray::linalg::general_mat_mul(1.0, &av, &bv, 1.0, &mut cv));
-        let cp = c.as_mut_ptr();
-        // SAFETY: row-major m×k, k×n and m×n buffers of exactly those sizes.
-        let crate_gemm = gflops(flops, || unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                cp,
-                1,
-                n as isize,
-                true,
-                a.as_ptr(),
-                csa as isize,
-                rsa as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
-        });
+        let mm = gflops(flops, || matrixmultiply(m, n, k, &a, rsa, csa, &b, &mut c, 1));
+        let crate_gemm = gflops(flops, || crate_gemm(m, n, k, &a, rsa, csa, &b, &mut c, 1));
         println!("| {name} | {m} × {k} × {n} | {packed:.1} | {ours:.1} | {mm:.1} | {crate_gemm:.1} |");
     }
 }
