@@ -340,7 +340,7 @@ if (torch.requested && !torch.available) log(`PyTorch rows not run: ${torch.reas
 
 const rows = [];
 
-function addRows(lib, wname, r, label) {
+function addRows(lib, wname, r, label, extra = {}) {
   if (!r.ok) {
     failures.push({ library: label, workload: wname, error: r.error });
     log(`  FAILED: ${r.error.split('\n')[0]}`);
@@ -348,7 +348,7 @@ function addRows(lib, wname, r, label) {
   }
   const w = WORKLOADS[wname];
   for (const row of r.result) {
-    const full = { library: lib, workload: wname, ...row, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
+    const full = { library: lib, workload: wname, ...row, ...extra, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
     rows.push(full);
     log(
       `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`,
@@ -376,6 +376,9 @@ for (const wname of workloads) {
   }
 }
 
+/** What caps PyTorch at AVX2: ATen's kernels, MKL's sgemm and oneDNN's. */
+const TORCH_AVX2_ENV = { ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' };
+
 // The AVX2 pass: gyre's rows again, on its AVX2 code.
 if (avx2Pass && libraries.includes('gyre')) {
   for (const wname of workloads) {
@@ -383,6 +386,20 @@ if (avx2Pass && libraries.includes('gyre')) {
     const r = await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_SIMD: 'avx2' });
     taskWallMs[`gyre ${wname} [GYRE_SIMD=avx2]`] = Math.round(r.wallMs);
     addRows('gyre', wname, r, 'gyre [GYRE_SIMD=avx2]');
+    // PyTorch capped to AVX2 as well (its own kernels, MKL's and oneDNN's), so that the AVX2
+    // table sets AVX2 code against AVX2 code; onnxruntime has no such switch and keeps its best.
+    if (torch.available) {
+      log(`pytorch ${wname} [AVX2] ...`);
+      const t = await runProcess(
+        torch.python,
+        [path.join(here, 'torch_bench.py'), JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS })],
+        {
+          env: TORCH_AVX2_ENV,
+        },
+      );
+      taskWallMs[`pytorch ${wname} [AVX2]`] = Math.round(t.wallMs);
+      addRows('pytorch', wname, t, 'pytorch [AVX2]', { simd: 'avx2', env: TORCH_AVX2_ENV });
+    }
   }
 }
 
@@ -494,6 +511,10 @@ for (const r of rows) {
   if (r.library === 'gyre') continue;
   r.gyreRatios = {};
   for (const simd of levels) {
+    // A baseline measured at one level (PyTorch capped to AVX2) is set against gyre at that level
+    // only, and replaces the uncapped one there.
+    if (r.simd && r.simd !== simd) continue;
+    if (!r.simd && rows.some((y) => y.library === r.library && y.workload === r.workload && y.simd === simd)) continue;
     const g = gyreRow(r.workload, r.mode, r.threads, simd) ?? gyreRow(r.workload, r.mode, 1, simd);
     if (g) r.gyreRatios[simd] = g.seqPerSec / r.seqPerSec;
     if (g && simd === simdLevel) {
@@ -563,7 +584,12 @@ const readmeTable = levels.map((simd) => ({
       if (!one && !two) return [];
       const ratio = (lib, threads) => {
         const x = rows.find(
-          (y) => y.library === lib && y.workload === wname && y.mode === mode && (threads == null || y.threads === threads),
+          (y) =>
+            y.library === lib &&
+            y.workload === wname &&
+            y.mode === mode &&
+            (threads == null || y.threads === threads) &&
+            y.gyreRatios?.[simd] != null,
         );
         return x?.gyreRatios?.[simd] ?? null;
       };

@@ -57,7 +57,12 @@ export function renderMarkdown(r, outPath) {
   out.push('');
 
   const levels = r.levels ?? [];
-  const label = (x) => (x.library === 'gyre' && levels.length && x.simd !== levels[0] ? `gyre [GYRE_SIMD=${x.simd}]` : x.library);
+  const label = (x) =>
+    x.library === 'gyre' && levels.length && x.simd !== levels[0]
+      ? `gyre [GYRE_SIMD=${x.simd}]`
+      : x.library === 'pytorch' && x.simd
+        ? `pytorch [${x.simd.toUpperCase()}]`
+        : x.library;
   const order = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
   const workloadOrder = Object.keys(r.workloads);
   const modeOrder = (mode) => (mode === 'inference' ? 0 : 1);
@@ -89,7 +94,11 @@ export function renderMarkdown(r, outPath) {
               String(x.threads),
               num(x.seqPerSec),
               num(x.gflops),
-              x.library === 'gyre' ? '' : x.gyreRatio != null ? `${num(x.gyreRatio)}×` : '–',
+              x.library === 'gyre'
+                ? ''
+                : (x.gyreRatio ?? x.gyreRatios?.[x.simd]) != null
+                  ? `${num(x.gyreRatio ?? x.gyreRatios[x.simd])}×${x.simd ? ` (gyre ${x.simd})` : ''}`
+                  : '–',
               `${x.reps} × ${x.seqsPerRep}${x.warmupOnly ? ' (warm-up only)' : ''}`,
               x.note ?? '',
             ],
@@ -150,7 +159,10 @@ export function renderMarkdown(r, outPath) {
     );
     out.push('');
     out.push(
-      'gyre seq/s on 1 / 2 threads; every other column is gyre ÷ that library (seq/s, > 1 = gyre faster; single-threaded baselines against gyre on 1 thread).',
+      'gyre seq/s on 1 / 2 threads; every other column is gyre ÷ that library (seq/s, > 1 = gyre faster; single-threaded baselines against gyre on 1 thread).' +
+        (level.simd !== levels[0] && level.rows.some((x) => x.pytorch?.[1] != null)
+          ? ` PyTorch here ran capped to ${level.simd.toUpperCase()} too (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); onnxruntime, TensorFlow.js and brain.js have no such switch and run at their best.`
+          : ''),
     );
     out.push('');
     out.push(
