@@ -54,6 +54,11 @@ pub(crate) fn read<T: DeserializeOwned>(path: &str, value: Value) -> Result<T> {
     read_in("the options", path, value)
 }
 
+/// [`read`] for the object `root` names in an error (`the model spec`), at its top level.
+pub(crate) fn read_root<T: DeserializeOwned>(root: &str, value: Value) -> Result<T> {
+    read_in(root, "", value)
+}
+
 fn read_in<T: DeserializeOwned>(root: &str, path: &str, value: Value) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let at = e.path().to_string();
@@ -228,6 +233,8 @@ mod tests {
             err(r#"{"hiddenSize":1,"hidden":1}"#),
             "unknown option layers[1].hidden; expected one of hiddenSize, seed"
         );
+        let root = read_root::<Sizes>("the model spec", serde_json::json!({})).expect_err("refused").to_string();
+        assert_eq!(root, "hiddenSize is required in the model spec");
         let ok: Sizes = read("", serde_json::json!({ "hiddenSize": 7 })).expect("valid");
         assert_eq!((ok.hidden_size, ok.seed), (Count(7), 0));
         assert_eq!(serde_json::to_string(&Count(7)).expect("serialize"), "7");
