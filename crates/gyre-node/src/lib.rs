@@ -34,6 +34,7 @@ pub mod error;
 pub mod model;
 pub mod options;
 pub mod progress;
+pub mod spec;
 pub mod stream;
 pub mod tasks;
 

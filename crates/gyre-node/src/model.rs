@@ -3,13 +3,13 @@
 
 use crate::data::{DataArgs, OwnedData};
 use crate::error::{BindingError, Failure, Result};
-use crate::options::read_options;
+use crate::options::read_js;
 use crate::progress::ProgressEvent;
 use crate::stream::StreamState;
 use crate::tasks::{
     evaluate_with, predict_with, EvaluateTask, EvaluationResult, FitTask, PredictResult, PredictTask, TrainBatchTask,
 };
-use gyre_core::model::{InputKind, Inputs, Model, ModelSpec};
+use gyre_core::model::{spec_from_value, InputKind, Inputs, Model, ModelSpec};
 use gyre_core::optim::Optimizer;
 use gyre_core::train::{self, fit_from_value, loss_from_name};
 use gyre_core::{threads, CoreError};
@@ -54,8 +54,6 @@ pub struct NativeModel {
     input: InputKind,
     /// The architecture never changes: readable while training.
     config: ModelSpec,
-    /// The configuration as JSON.
-    config_json: String,
 }
 
 fn lock(m: &Mutex<Trainable>) -> Result<MutexGuard<'_, Trainable>> {
@@ -85,7 +83,6 @@ impl NativeModel {
         let model = NativeModel {
             input: t.model.config().input,
             config: t.model.config().clone(),
-            config_json: t.model.config().to_json(),
             inner: Arc::new(Mutex::new(t)),
             training: Arc::new(AtomicBool::new(false)),
             abort: Arc::new(AtomicBool::new(false)),
@@ -110,19 +107,12 @@ fn checked_batch_size(v: u32) -> Result<usize> {
 
 #[napi]
 impl NativeModel {
-    /// Builds a model from its JSON configuration, with weights initialised from `seed`
-    /// (a non-negative integer below 2^53).
+    /// Builds a model from its spec (checked here: unknown options and bad values are errors
+    /// naming the option's path), with weights initialised from its `seed`.
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, config_json: String, seed: f64) -> Result<Self> {
-        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
-            return Err(BindingError::from(CoreError::InvalidArgument {
-                what: "seed".into(),
-                expected: "an integer in [0, 2^53)".into(),
-                got: seed.to_string(),
-            }));
-        }
-        let config = ModelSpec::from_json(&config_json)?;
-        let model = Model::new(config, seed as u64)?;
+    pub fn new(env: Env, #[napi(ts_arg_type = "ModelSpec")] spec: Unknown<'_>) -> Result<Self> {
+        let (config, seed) = spec_from_value(read_js(&env, "model spec", spec)?)?;
+        let model = Model::new(config, seed)?;
         Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
     }
 
@@ -198,10 +188,11 @@ impl NativeModel {
         Ok(self.held()?.model.trained_epochs as u32)
     }
 
-    /// The model's configuration as JSON, every default written out.
-    #[napi(catch_unwind)]
-    pub fn config_json(&self) -> Result<String> {
-        Ok(self.config_json.clone())
+    /// The model's spec with every default written out (without a seed): `new NativeModel(spec)`
+    /// builds the same architecture.
+    #[napi(catch_unwind, ts_return_type = "ModelSpec")]
+    pub fn spec(&self, env: Env) -> Result<Unknown<'_>> {
+        Ok(env.to_js_value(&self.config.to_object())?)
     }
 
     /// Features per row of the model's output (per step, or per sequence): its last layer's width.
@@ -295,7 +286,7 @@ impl NativeModel {
         if self.disposed.load(Ordering::SeqCst) {
             return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
+        let (config, optimizer) = fit_from_value(read_js(&env, "training options", options)?)?;
         let data = OwnedData::copy(&data, self.input, "train")?;
         let validation = validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose()?;
         {
@@ -341,7 +332,7 @@ impl NativeModel {
         if self.disposed.load(Ordering::SeqCst) {
             return Err(BindingError::disposed());
         }
-        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
+        let (config, optimizer) = fit_from_value(read_js(&env, "training options", options)?)?;
         let data = OwnedData::copy(&data, self.input, "")?;
         {
             let g = self.held()?;
@@ -374,7 +365,7 @@ impl NativeModel {
         env: Env,
         #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
     ) -> Result<FitSettings> {
-        let (config, _) = fit_from_value(read_options(&env, options)?)?;
+        let (config, _) = fit_from_value(read_js(&env, "training options", options)?)?;
         config.validate(&self.held()?.model)?;
         Ok(FitSettings {
             epochs: config.epochs as f64,

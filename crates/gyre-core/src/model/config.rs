@@ -1,7 +1,7 @@
 //! A model's architecture ([`ModelSpec`]: its input and layers) in its two forms. Field names
 //! are camelCase; unknown fields are errors; each default is declared here, once, for both.
 //!
-//! The spec as JavaScript gives it ([`spec_from_value`], [`ModelSpec::to_value`]): the input is
+//! The spec as JavaScript gives it ([`spec_from_value`], [`ModelSpec::to_object`]): the input is
 //! `{ features }` or `{ vocabSize }`, and a weight seed may come with it. An error names the
 //! option by its path and says what it accepts: `layers[1].hiddenSize must be a positive
 //! integer, got 0`, `unknown option layers[0].resetAfter; expected one of ...`.
@@ -515,19 +515,31 @@ impl ModelSpec {
         serde_json::to_string(&SpecJson { input, layers }).unwrap_or_default()
     }
 
-    /// The spec as JavaScript gives it (without a seed), with every default written out:
-    /// [`spec_from_value`] reads it back to the same architecture.
-    pub fn to_value(&self) -> Value {
+    /// The spec as JavaScript gives it (without a seed), with every default written out, to
+    /// serialize (to a JavaScript object, or [`serde_json::to_value`]) with its keys in the order
+    /// of the docs, `type` first: [`spec_from_value`] reads it back to the same architecture.
+    pub fn to_object(&self) -> SpecObject {
         let input = match self.input {
-            InputKind::Features { size } => serde_json::json!({ "features": size }),
-            InputKind::Tokens { vocab_size } => serde_json::json!({ "vocabSize": vocab_size }),
+            InputKind::Features { size } => GivenInput::Features { features: size },
+            InputKind::Tokens { vocab_size } => GivenInput::Tokens { vocab_size },
         };
-        let layers: Vec<LayerJson> = self.layers.iter().map(layer_json).collect();
-        let mut spec = serde_json::Map::new();
-        spec.insert("input".into(), input);
-        spec.insert("layers".into(), serde_json::to_value(layers).unwrap_or_default());
-        Value::Object(spec)
+        SpecObject { input, layers: self.layers.iter().map(layer_json).collect() }
     }
+}
+
+/// A model spec as JavaScript gives it, to serialize ([`ModelSpec::to_object`]).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct SpecObject {
+    input: GivenInput,
+    layers: Vec<LayerJson>,
+}
+
+/// `{ features }` or `{ vocabSize }`.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum GivenInput {
+    Features { features: usize },
+    Tokens { vocab_size: usize },
 }
 
 #[cfg(test)]
@@ -597,11 +609,15 @@ mod tests {
         spec_from_value(v)
     }
 
+    fn value(spec: &ModelSpec) -> Value {
+        serde_json::to_value(spec.to_object()).expect("serializes")
+    }
+
     #[test]
-    fn the_given_spec_round_trips_through_to_value_and_matches_the_file_form() {
+    fn the_given_spec_round_trips_through_to_object_and_matches_the_file_form() {
         for saved in SAVED {
             let spec = ModelSpec::from_json(saved).expect("saved spec");
-            let v = spec.to_value();
+            let v = value(&spec);
             assert!(v.get("seed").is_none());
             assert_eq!(given(v).expect("read back"), (spec, 0));
         }
@@ -614,11 +630,16 @@ mod tests {
         assert_eq!(seed, 9);
         assert_eq!(spec, ModelSpec::from_json(r#"{"input":{"type":"features","size":2},"layers":[{"type":"gru","hiddenSize":3},{"type":"dense","units":4}]}"#).expect("file form"));
         assert_eq!(
-            spec.to_value(),
+            value(&spec),
             serde_json::json!({ "input": { "features": 2 }, "layers": [
                 { "type": "gru", "hiddenSize": 3, "numLayers": 1, "bidirectional": false, "merge": "concat",
                   "returnSequences": true, "dropout": 0.0, "resetAfter": true },
                 { "type": "dense", "units": 4, "activation": "linear" }] })
+        );
+        assert_eq!(
+            serde_json::to_string(&spec.to_object()).expect("serializes"),
+            r#"{"input":{"features":2},"layers":[{"type":"gru","hiddenSize":3,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":true,"dropout":0.0,"resetAfter":true},{"type":"dense","units":4,"activation":"linear"}]}"#,
+            "keys in the order of the docs, type first"
         );
         let (tokens, _) =
             given(serde_json::json!({ "input": { "vocabSize": 5 }, "layers": [{ "type": "embedding", "dim": 2 }] }))
