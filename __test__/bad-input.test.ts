@@ -389,7 +389,12 @@ const specCases: [string, unknown, GyreErrorCode, string[]][] = [
     'GYRE_INVALID_ARGUMENT',
     ['layers[0].type', '"transformer"'],
   ],
-  ['a layer without a type', featureSpec([{ hiddenSize: 3 }]), 'GYRE_INVALID_ARGUMENT', ['layers[0].type', 'undefined']],
+  [
+    'a layer without a type',
+    featureSpec([{ hiddenSize: 3 }]),
+    'GYRE_MISSING_ARGUMENT',
+    ["layers[0].type is required (one of 'embedding', 'rnn', 'lstm', 'gru', 'dense')"],
+  ],
   [
     'misspelled hiddensize',
     featureSpec([{ type: 'lstm', hiddensize: 3 }]),
@@ -406,7 +411,7 @@ const specCases: [string, unknown, GyreErrorCode, string[]][] = [
     'misspelled input key',
     { input: { feature: 2 }, layers: [{ type: 'lstm', hiddenSize: 3 }] },
     'GYRE_MISSING_ARGUMENT',
-    ['input must give either vocabSize', 'features'],
+    ['input.features or input.vocabSize is required (floats per step, or token ids)'],
   ],
   [
     'resetAfter on an LSTM',
@@ -993,7 +998,7 @@ const fitCases: [string, Kind, unknown, unknown, unknown, GyreErrorCode, string[
     ys,
     fitOptions({ schedule: () => 0.1 }),
     'GYRE_INVALID_ARGUMENT',
-    ['training options must hold numbers, strings, booleans, arrays and objects only'],
+    ['schedule must be a number, string, boolean, array or object, got a function'],
   ],
   [
     'earlyStopping: true',

@@ -212,16 +212,13 @@ describe('error codes', () => {
     expect(sync).toBeInstanceOf(Error);
     expect((sync as { code: unknown }).code).toBe('GYRE_INVALID_ARGUMENT');
     expect((sync as Error).message).toBe('batch must be a positive integer, got 0');
-    const model = new NativeModel(
-      JSON.stringify({
-        input: { type: 'features', size: 1 },
-        layers: [
-          { type: 'lstm', hiddenSize: 2 },
-          { type: 'dense', units: 1 },
-        ],
-      }),
-      0,
-    );
+    const model = new NativeModel({
+      input: { features: 1 },
+      layers: [
+        { type: 'lstm', hiddenSize: 2 },
+        { type: 'dense', units: 1 },
+      ],
+    });
     const rejected: unknown = await model.evaluate({ samples: 1, steps: 1, features: f(1), values: f(1) }, 'hinge', 4).then(
       () => 'resolved',
       (e: unknown) => e,

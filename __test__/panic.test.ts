@@ -37,16 +37,18 @@ describe('panics never take the process down', () => {
     const r = inChild(`
       const raw = require(process.env.NAPI_RS_NATIVE_LIBRARY_PATH);
       const out = {};
-      const catchSync = (f) => { try { f(); return 'no error'; } catch (e) { return e.message; } };
-      out.sync = catchSync(() => raw.debugPanicSync());
+      const catchSync = (f) => { try { f(); return ['no error']; } catch (e) { return [e.message, e.code]; } };
+      [out.sync, out.syncCode] = catchSync(() => raw.debugPanicSync());
       let called = false;
-      out.callback = catchSync(() => raw.debugPanicAfterCallback(() => { called = true; }));
+      [out.callback, out.callbackCode] = catchSync(() => raw.debugPanicAfterCallback(() => { called = true; }));
       out.called = called;
       raw.debugPanicAsync().then(() => { out.async = 'resolved'; }, (e) => { out.async = e.message; out.asyncCode = e.code; })
         .finally(() => { out.alive = true; console.log(JSON.stringify(out)); });
     `);
     expect(r.sync).toMatch(/injected panic \(sync\)/);
+    expect(r.syncCode).toBe('GYRE_INTERNAL');
     expect(r.callback).toMatch(/injected panic \(callback\)/);
+    expect(r.callbackCode).toBe('GYRE_INTERNAL');
     expect(r.called).toBe(true);
     expect(r.async).toMatch(/injected panic \(async\)/);
     expect(r.asyncCode).toBe('GYRE_INTERNAL');

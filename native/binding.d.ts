@@ -15,10 +15,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  */
 export declare class NativeModel {
   /**
-   * Builds a model from its JSON configuration, with weights initialised from `seed`
-   * (a non-negative integer below 2^53).
+   * Builds a model from its spec (checked here: unknown options and bad values are errors
+   * naming the option's path), with weights initialised from its `seed`.
    */
-  constructor(configJson: string, seed: number)
+  constructor(spec: ModelSpec)
   /** Loads a model file's bytes (see `toSafetensors`), checking them strictly. */
   static fromSafetensors(bytes: Uint8Array): NativeModel
   /**
@@ -49,8 +49,11 @@ export declare class NativeModel {
   userMetadata(): string | null
   /** Epochs of training completed so far. */
   trainedEpochs(): number
-  /** The model's configuration as JSON, every default written out. */
-  configJson(): string
+  /**
+   * The model's spec with every default written out (without a seed): `new NativeModel(spec)`
+   * builds the same architecture.
+   */
+  spec(): ModelSpec
   /** Features per row of the model's output (per step, or per sequence): its last layer's width. */
   get outputWidth(): number
   /**
@@ -237,6 +240,12 @@ export interface EvaluationResult {
   accuracy?: number
 }
 
+/** `features` floats per step. */
+export interface FeatureInputSpec {
+  /** Floats per step. */
+  features: number
+}
+
 /**
  * Index of the first value of `data` that is NaN or infinite, or -1. `data` holds sequences of
  * `per` values each; only the first `counts[s]` values of sequence `s` are read (all of `data`
@@ -315,6 +324,41 @@ export interface ForwardResultF64 {
 /** The number of threads native calls run on. */
 export declare function getNumThreads(): number
 
+/**
+ * A layer of a `ModelSpec`. The recurrent layers (`rnn`, `lstm`, `gru`) share their options:
+ * `numLayers` (default 1), `bidirectional` (false), `merge` (`'concat'`), `returnSequences`
+ * (true), `dropout` between stacked layers (0, in [0, 1)).
+ */
+export type LayerSpec =
+  | { type: 'embedding'; /** Vector size. */
+  dim: number }
+  | { type: 'rnn'; /** Hidden size `H`. */
+    hiddenSize: number; /** Stacked layers. Default 1. */
+    numLayers?: number; /** A second cell running from the last step to the first. Default false. */
+    bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
+    merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
+    returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
+    dropout?: number; /** Default `'tanh'`. */
+  nonlinearity?: 'tanh' | 'relu' }
+  | { type: 'lstm'; /** Hidden size `H`. */
+    hiddenSize: number; /** Stacked layers. Default 1. */
+    numLayers?: number; /** A second cell running from the last step to the first. Default false. */
+    bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
+    merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
+    returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
+  dropout?: number }
+  | { type: 'gru'; /** Hidden size `H`. */
+    hiddenSize: number; /** Stacked layers. Default 1. */
+    numLayers?: number; /** A second cell running from the last step to the first. Default false. */
+    bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
+    merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
+    returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
+    dropout?: number; /** Reset gate after the recurrent product (PyTorch). Default true. */
+  resetAfter?: boolean }
+  | { type: 'dense'; /** Output features. */
+    units: number; /** Default `'linear'`. */
+  activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax' }
+
 /** Final states of one recurrent layer. */
 export interface LayerState {
   /** Number of stacked layers × directions `K`. */
@@ -323,6 +367,16 @@ export interface LayerState {
   hidden: Float32Array
   /** `[K, S, H]` final cell states (LSTM only). */
   cell?: Float32Array
+}
+
+/** A sequential model's architecture. */
+export interface ModelSpec {
+  /** What the model reads. */
+  input: TokenInputSpec | FeatureInputSpec
+  /** Layers, first to last. */
+  layers: Array<LayerSpec>
+  /** Seed of the weight initialisation, a non-negative integer below 2^53. Default 0. */
+  seed?: number
 }
 
 /** An optimizer (PyTorch semantics and defaults); each takes only its own fields. */
@@ -480,3 +534,9 @@ export declare function setNumThreads(threads: number): void
  * (`scalar|avx2|avx512`) read when the addon first needs it.
  */
 export declare function simdLevel(): 'avx512' | 'avx2' | 'scalar'
+
+/** Token ids below `vocabSize` per step; the first layer must be an embedding. */
+export interface TokenInputSpec {
+  /** Number of distinct tokens. */
+  vocabSize: number
+}

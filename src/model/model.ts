@@ -16,7 +16,7 @@ import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, Shape
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
 import { about, fileError, readBytes } from '../util/files.js';
-import { type ModelSpec, specFromConfig, specJson } from './spec.js';
+import type { ModelSpec } from './spec.js';
 import { Stream } from './stream.js';
 import {
   checkSample,
@@ -73,17 +73,12 @@ export class Model {
   /** @internal Wraps an existing native model (a loaded file). */
   constructor(handle: NativeHandle);
   constructor(spec: ModelSpec | NativeHandle) {
-    if (spec !== null && typeof spec === 'object' && FROM_NATIVE in spec) {
-      this.#native = spec[FROM_NATIVE];
-      const { input } = this.config;
-      this.#tokens = 'vocabSize' in input;
-      this.#features = 'features' in input ? input.features : 0;
-      return;
-    }
-    const { json, seed, tokens, features } = specJson(spec);
-    this.#native = native.guard(() => new native.NativeModel(json, seed));
-    this.#tokens = tokens;
-    this.#features = features;
+    const handle = spec !== null && typeof spec === 'object' && FROM_NATIVE in spec;
+    // The native side checks the spec, names a bad option by its path and applies the defaults.
+    this.#native = handle ? spec[FROM_NATIVE] : native.guard(() => new native.NativeModel(spec));
+    const { input } = this.config;
+    this.#tokens = 'vocabSize' in input;
+    this.#features = 'features' in input ? input.features : 0;
   }
 
   /**
@@ -191,7 +186,7 @@ export class Model {
    * weight seed is not kept): `sequential(model.config)` builds the same architecture.
    */
   get config(): ModelSpec {
-    return specFromConfig(native.guard(() => this.#native.configJson()));
+    return native.guard(() => this.#native.spec());
   }
 
   /** Values per step (or per sequence) of the model's output: the width of its last layer. */

@@ -158,14 +158,6 @@ export interface Prediction {
   states: { hidden: { data: Float32Array; shape: number[] }; cell?: { data: Float32Array; shape: number[] } }[];
 }
 
-/** @internal Every number inside `v` must be finite: JSON would turn NaN and Infinity into null. */
-export function assertFinite(path: string, v: unknown): void {
-  if (typeof v === 'number' && !Number.isFinite(v)) throw new InvalidArgumentError(`${path} must be a finite number, got ${v}`);
-  if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
-    for (const [k, x] of Object.entries(v)) assertFinite(path ? `${path}.${k}` : k, x);
-  }
-}
-
 /** @internal The options of `fit` read in TypeScript; the native side checks every other one (and applies its default). */
 const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal'];
 
@@ -182,15 +174,12 @@ export function checkSample(v: unknown, where: string): Sample {
 
 /**
  * @internal The training options of `fit`/`fitDataset` for the native side: every key
- * but those read in TypeScript. The native side checks them (unknown keys, types, ranges) and
- * applies the defaults; NaN and infinities are refused here, as the native reader takes them
- * for null.
+ * but those read in TypeScript. The native side checks them (unknown keys, types, ranges, NaN
+ * and infinities, each named by its path) and applies the defaults.
  */
 export function nativeFitOptions(o: Record<string, unknown>): native.FitOptions {
   const nativeOptions: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(o)) if (!TS_KEYS.includes(key) && value !== undefined) nativeOptions[key] = value;
-  assertFinite('', nativeOptions);
-  // Checked natively, key by key: what does not match the type is an error naming its path.
+  for (const [key, value] of Object.entries(o)) if (!TS_KEYS.includes(key)) nativeOptions[key] = value;
   return nativeOptions as unknown as native.FitOptions;
 }
 

@@ -23,6 +23,7 @@ pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod optim;
+mod options;
 pub mod random;
 mod rnn;
 pub mod train;

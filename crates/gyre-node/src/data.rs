@@ -1,6 +1,7 @@
 //! Datasets as JavaScript gives them (flat typed arrays) and their owned copies, and the scan of
 //! an input for non-finite values.
 
+use crate::error::{contain, Result};
 use gyre_core::kernels::scan;
 use gyre_core::model::{InputKind, Inputs};
 use gyre_core::train::{Dataset, Targets};
@@ -99,6 +100,6 @@ impl OwnedData {
 /// `per` values each; only the first `counts[s]` values of sequence `s` are read (all of `data`
 /// without `counts`). See [`scan::first_non_finite`].
 #[napi(catch_unwind)]
-pub fn first_non_finite(data: Float32Array, per: u32, counts: Option<Uint32Array>) -> i64 {
-    scan::first_non_finite(&data, per as usize, counts.as_deref()).map_or(-1, |i| i as i64)
+pub fn first_non_finite(data: Float32Array, per: u32, counts: Option<Uint32Array>) -> Result<i64> {
+    contain(|| Ok(scan::first_non_finite(&data, per as usize, counts.as_deref()).map_or(-1, |i| i as i64)))
 }

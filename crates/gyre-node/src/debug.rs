@@ -4,15 +4,15 @@
 //! and never takes the process down. Release builds (what ships) have none of this.
 #![allow(clippy::panic)] // injecting panics is the point
 
-use crate::error::{contain, Failure};
+use crate::error::{contain, Failure, Result};
 use napi::bindgen_prelude::{AsyncTask, Function};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-/// Panics on the calling thread.
+/// Panics on the calling thread, inside the guard every export's body runs in.
 #[napi(catch_unwind)]
-pub fn debug_panic_sync() -> napi::Result<()> {
-    panic!("injected panic (sync)")
+pub fn debug_panic_sync() -> Result<()> {
+    contain(|| panic!("injected panic (sync)"))
 }
 
 /// Background task whose computation panics.
@@ -45,11 +45,13 @@ pub fn debug_panic_async() -> AsyncTask<PanicTask> {
     AsyncTask::new(PanicTask::default())
 }
 
-/// Calls `callback`, then panics.
+/// Calls `callback`, then panics, inside the guard every export's body runs in.
 #[napi(catch_unwind)]
-pub fn debug_panic_after_callback(callback: Function<(), ()>) -> napi::Result<()> {
-    callback.call(())?;
-    panic!("injected panic (callback)")
+pub fn debug_panic_after_callback(callback: Function<(), ()>) -> Result<()> {
+    contain(|| {
+        callback.call(())?;
+        panic!("injected panic (callback)")
+    })
 }
 
 /// Whether the hook for training progress events is armed (`GYRE_DEBUG_PANIC=progress`).

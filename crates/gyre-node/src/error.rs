@@ -65,7 +65,8 @@ impl From<BindingError> for JsError<ErrorCode> {
     }
 }
 
-/// Runs `f`, turning a panic into a `GYRE_INTERNAL` error instead of unwinding into Node.
+/// Runs `f`, turning a panic into a `GYRE_INTERNAL` error instead of unwinding into Node: the
+/// body of every export, and every task's work off the JavaScript thread.
 pub(crate) fn contain<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let msg = p
@@ -103,6 +104,6 @@ impl Failure {
 
 /// The table of codes, for a test that the TypeScript layer knows each one.
 #[napi_derive::napi(catch_unwind)]
-pub fn error_codes() -> Vec<String> {
-    ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()
+pub fn error_codes() -> Result<Vec<String>> {
+    contain(|| Ok(ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect()))
 }

@@ -1,6 +1,9 @@
 //! Node.js binding of gyre-core. Conversion, validation and error mapping only: every
 //! function here turns JavaScript arguments into views, calls gyre-core and converts back.
-//! Each export catches panics (`catch_unwind`), so none can take the Node process down.
+//! Each export catches panics, so none can take the Node process down: its body runs in
+//! [`error::contain`], which turns a panic into a `GYRE_INTERNAL` error, and napi-rs's
+//! `catch_unwind` stays around it all (a panic outside the body, converting an argument, reaches
+//! JavaScript with napi-rs's code `GenericFailure`).
 
 /// The addon's allocator. Training allocates a batch's activations (megabytes) and frees them
 /// every batch; glibc's malloc hands such blocks back to the kernel each time, and the page
@@ -34,10 +37,11 @@ pub mod error;
 pub mod model;
 pub mod options;
 pub mod progress;
+pub mod spec;
 pub mod stream;
 pub mod tasks;
 
-use error::Result;
+use error::{contain, Result};
 
 /// Sizes and cell of one call of the functional recurrent API.
 #[napi(object)]
@@ -259,22 +263,26 @@ macro_rules! dtype_api {
         /// Forward pass of one recurrent layer over a batch; see `RecurrentSpec` for shapes.
         #[napi(catch_unwind)]
         pub fn $forward(spec: RecurrentSpec, args: $Args) -> Result<$Fwd> {
-            let r = forward_impl(&spec, &args.tensors())?;
-            Ok($Fwd { output: $Array::new(r.output), h_n: $Array::new(r.h_n), c_n: r.c_n.map($Array::new) })
+            contain(|| {
+                let r = forward_impl(&spec, &args.tensors())?;
+                Ok($Fwd { output: $Array::new(r.output), h_n: $Array::new(r.h_n), c_n: r.c_n.map($Array::new) })
+            })
         }
 
         /// Backpropagation through time for the forward pass with the same arguments.
         #[napi(catch_unwind)]
         pub fn $backward(spec: RecurrentSpec, args: $Args) -> Result<$Bwd> {
-            let r = backward_impl(&spec, &args.tensors())?;
-            Ok($Bwd {
-                grad_input: $Array::new(r.grad_input),
-                grad_h0: $Array::new(r.grad_h0),
-                grad_c0: r.grad_c0.map($Array::new),
-                grad_weight_ih: $Array::new(r.grad_weight_ih),
-                grad_weight_hh: $Array::new(r.grad_weight_hh),
-                grad_bias_ih: $Array::new(r.grad_bias_ih),
-                grad_bias_hh: $Array::new(r.grad_bias_hh),
+            contain(|| {
+                let r = backward_impl(&spec, &args.tensors())?;
+                Ok($Bwd {
+                    grad_input: $Array::new(r.grad_input),
+                    grad_h0: $Array::new(r.grad_h0),
+                    grad_c0: r.grad_c0.map($Array::new),
+                    grad_weight_ih: $Array::new(r.grad_weight_ih),
+                    grad_weight_hh: $Array::new(r.grad_weight_hh),
+                    grad_bias_ih: $Array::new(r.grad_bias_ih),
+                    grad_bias_hh: $Array::new(r.grad_bias_hh),
+                })
             })
         }
     };
@@ -302,13 +310,13 @@ dtype_api!(
 /// Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default).
 #[napi(catch_unwind)]
 pub fn set_num_threads(threads: u32) -> Result<()> {
-    Ok(threads::set_num_threads(threads as usize)?)
+    contain(|| Ok(threads::set_num_threads(threads as usize)?))
 }
 
 /// The number of threads native calls run on.
 #[napi(catch_unwind)]
 pub fn get_num_threads() -> Result<u32> {
-    Ok(threads::num_threads()? as u32)
+    contain(|| Ok(threads::num_threads()? as u32))
 }
 
 /// The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA) or `"scalar"` (the

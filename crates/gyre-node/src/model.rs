@@ -2,14 +2,14 @@
 //! calls that train, evaluate, predict and step it (the work itself runs in [`crate::tasks`]).
 
 use crate::data::{DataArgs, OwnedData};
-use crate::error::{BindingError, Failure, Result};
-use crate::options::read_options;
+use crate::error::{contain, BindingError, Failure, Result};
+use crate::options::read_js;
 use crate::progress::ProgressEvent;
 use crate::stream::StreamState;
 use crate::tasks::{
     evaluate_with, predict_with, EvaluateTask, EvaluationResult, FitTask, PredictResult, PredictTask, TrainBatchTask,
 };
-use gyre_core::model::{InputKind, Inputs, Model, ModelSpec};
+use gyre_core::model::{spec_from_value, InputKind, Inputs, Model, ModelSpec};
 use gyre_core::optim::Optimizer;
 use gyre_core::train::{self, fit_from_value, loss_from_name};
 use gyre_core::{threads, CoreError};
@@ -54,8 +54,6 @@ pub struct NativeModel {
     input: InputKind,
     /// The architecture never changes: readable while training.
     config: ModelSpec,
-    /// The configuration as JSON.
-    config_json: String,
 }
 
 fn lock(m: &Mutex<Trainable>) -> Result<MutexGuard<'_, Trainable>> {
@@ -85,7 +83,6 @@ impl NativeModel {
         let model = NativeModel {
             input: t.model.config().input,
             config: t.model.config().clone(),
-            config_json: t.model.config().to_json(),
             inner: Arc::new(Mutex::new(t)),
             training: Arc::new(AtomicBool::new(false)),
             abort: Arc::new(AtomicBool::new(false)),
@@ -110,175 +107,187 @@ fn checked_batch_size(v: u32) -> Result<usize> {
 
 #[napi]
 impl NativeModel {
-    /// Builds a model from its JSON configuration, with weights initialised from `seed`
-    /// (a non-negative integer below 2^53).
+    /// Builds a model from its spec (checked here: unknown options and bad values are errors
+    /// naming the option's path), with weights initialised from its `seed`.
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, config_json: String, seed: f64) -> Result<Self> {
-        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9_007_199_254_740_992.0) {
-            return Err(BindingError::from(CoreError::InvalidArgument {
-                what: "seed".into(),
-                expected: "an integer in [0, 2^53)".into(),
-                got: seed.to_string(),
-            }));
-        }
-        let config = ModelSpec::from_json(&config_json)?;
-        let model = Model::new(config, seed as u64)?;
-        Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
+    pub fn new(env: Env, #[napi(ts_arg_type = "ModelSpec")] spec: Unknown<'_>) -> Result<Self> {
+        contain(|| {
+            let (config, seed) = spec_from_value(read_js(&env, "model spec", spec)?)?;
+            let model = Model::new(config, seed)?;
+            Ok(Self::wrap(&env, Trainable { model, optimizer: None, user: None }))
+        })
     }
 
     /// Loads a model file's bytes (see `toSafetensors`), checking them strictly.
     #[napi(factory, catch_unwind)]
     pub fn from_safetensors(env: Env, bytes: Uint8Array) -> Result<Self> {
-        let saved = gyre_core::io::model_file::load(&bytes)?;
-        Ok(Self::wrap(&env, Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user }))
+        contain(|| {
+            let saved = gyre_core::io::model_file::load(&bytes)?;
+            Ok(Self::wrap(&env, Trainable { model: saved.model, optimizer: saved.optimizer, user: saved.user }))
+        })
     }
 
     /// Frees the weights now instead of at garbage collection; every later call fails with
     /// `GYRE_DISPOSED`. Refused while training.
     #[napi(catch_unwind)]
     pub fn dispose(&self, env: Env) -> Result<()> {
-        let mut g = self.held()?;
-        self.disposed.store(true, Ordering::SeqCst);
-        for t in &mut g.model.tensors {
-            t.data = Vec::new();
-        }
-        g.optimizer = None;
-        report(&env, &self.reported, 0);
-        Ok(())
+        contain(|| {
+            let mut g = self.held()?;
+            self.disposed.store(true, Ordering::SeqCst);
+            for t in &mut g.model.tensors {
+                t.data = Vec::new();
+            }
+            g.optimizer = None;
+            report(&env, &self.reported, 0);
+            Ok(())
+        })
     }
 
     /// Bytes of native memory this model holds (weights and optimizer state), as reported to
     /// V8 with `napi_adjust_external_memory`.
     #[napi(getter, catch_unwind)]
-    pub fn native_bytes(&self) -> f64 {
-        self.reported.load(Ordering::SeqCst) as f64
+    pub fn native_bytes(&self) -> Result<f64> {
+        contain(|| Ok(self.reported.load(Ordering::SeqCst) as f64))
     }
 
     /// Whether `dispose` was called.
     #[napi(getter, catch_unwind)]
-    pub fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::SeqCst)
+    pub fn is_disposed(&self) -> Result<bool> {
+        contain(|| Ok(self.disposed.load(Ordering::SeqCst)))
     }
 
     /// The bytes of a `.safetensors` file holding the model (weights, configuration, trained
     /// epochs), its optimizer state when `includeOptimizer` and one exists, and `user`.
     #[napi(catch_unwind)]
     pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> Result<Buffer> {
-        let g = self.held()?;
-        let optimizer = if include_optimizer { g.optimizer.as_ref() } else { None };
-        let user = user.or_else(|| g.user.clone());
-        let bytes = gyre_core::io::model_file::save(&g.model, optimizer, user.as_deref())?;
-        Ok(Buffer::from(bytes))
+        contain(|| {
+            let g = self.held()?;
+            let optimizer = if include_optimizer { g.optimizer.as_ref() } else { None };
+            let user = user.or_else(|| g.user.clone());
+            let bytes = gyre_core::io::model_file::save(&g.model, optimizer, user.as_deref())?;
+            Ok(Buffer::from(bytes))
+        })
     }
 
     /// Layer `layer`'s tensors as a `.safetensors` file named as the PyTorch module's `state_dict`.
     #[napi(catch_unwind)]
     pub fn export_layer(&self, layer: u32) -> Result<Buffer> {
-        let g = self.held()?;
-        Ok(Buffer::from(gyre_core::io::model_file::export_layer(&g.model, layer as usize)?))
+        contain(|| {
+            let g = self.held()?;
+            Ok(Buffer::from(gyre_core::io::model_file::export_layer(&g.model, layer as usize)?))
+        })
     }
 
     /// Reads a PyTorch `state_dict` (`.safetensors` bytes) into layer `layer`; tensor names
     /// start with `prefix`.
     #[napi(catch_unwind)]
     pub fn import_layer(&self, layer: u32, bytes: Uint8Array, prefix: String) -> Result<()> {
-        let mut g = self.held()?;
-        Ok(gyre_core::io::model_file::import_layer(&mut g.model, layer as usize, &bytes, &prefix)?)
+        contain(|| {
+            let mut g = self.held()?;
+            Ok(gyre_core::io::model_file::import_layer(&mut g.model, layer as usize, &bytes, &prefix)?)
+        })
     }
 
     /// The `user` metadata the model was loaded with or last saved with.
     #[napi(catch_unwind)]
     pub fn user_metadata(&self) -> Result<Option<String>> {
-        Ok(self.held()?.user.clone())
+        contain(|| Ok(self.held()?.user.clone()))
     }
 
     /// Epochs of training completed so far.
     #[napi(catch_unwind)]
     pub fn trained_epochs(&self) -> Result<u32> {
-        Ok(self.held()?.model.trained_epochs as u32)
+        contain(|| Ok(self.held()?.model.trained_epochs as u32))
     }
 
-    /// The model's configuration as JSON, every default written out.
-    #[napi(catch_unwind)]
-    pub fn config_json(&self) -> Result<String> {
-        Ok(self.config_json.clone())
+    /// The model's spec with every default written out (without a seed): `new NativeModel(spec)`
+    /// builds the same architecture.
+    #[napi(catch_unwind, ts_return_type = "ModelSpec")]
+    pub fn spec(&self, env: Env) -> Result<Unknown<'_>> {
+        contain(|| Ok(env.to_js_value(&self.config.to_object())?))
     }
 
     /// Features per row of the model's output (per step, or per sequence): its last layer's width.
     #[napi(getter, catch_unwind)]
-    pub fn output_width(&self) -> u32 {
-        self.config.output_width() as u32
+    pub fn output_width(&self) -> Result<u32> {
+        contain(|| Ok(self.config.output_width() as u32))
     }
 
     /// Whether the model outputs a sequence `[S, T, O]` (one target row per step) rather than
     /// `[S, O]` (one per sequence).
     #[napi(getter, catch_unwind)]
-    pub fn outputs_sequence(&self) -> bool {
-        self.config.outputs_sequence()
+    pub fn outputs_sequence(&self) -> Result<bool> {
+        contain(|| Ok(self.config.outputs_sequence()))
     }
 
     /// Checks that `loss` (`crossEntropy`, `mse`, `binaryCrossEntropy`) fits the model's last
     /// layer; readable while training.
     #[napi(catch_unwind)]
     pub fn check_loss(&self, loss: String) -> Result<()> {
-        Ok(train::check_loss(&self.config, loss_from_name(&loss)?)?)
+        contain(|| Ok(train::check_loss(&self.config, loss_from_name(&loss)?)?))
     }
 
     /// Names of the parameter tensors, in order (PyTorch style: `0.weight_ih_l0`, `1.weight`).
     #[napi(catch_unwind)]
     pub fn parameter_names(&self) -> Result<Vec<String>> {
-        Ok(self.held()?.model.tensors.iter().map(|t| t.name.clone()).collect())
+        contain(|| Ok(self.held()?.model.tensors.iter().map(|t| t.name.clone()).collect()))
     }
 
     /// Shape of a parameter tensor.
     #[napi(catch_unwind)]
     pub fn parameter_shape(&self, name: String) -> Result<Vec<u32>> {
-        let g = self.held()?;
-        let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
-        Ok(t.shape.iter().map(|&d| d as u32).collect())
+        contain(|| {
+            let g = self.held()?;
+            let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+            Ok(t.shape.iter().map(|&d| d as u32).collect())
+        })
     }
 
     /// A copy of a parameter tensor's values (row-major).
     #[napi(catch_unwind)]
     pub fn get_parameter(&self, name: String) -> Result<Float32Array> {
-        let g = self.held()?;
-        let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
-        Ok(Float32Array::new(t.data.clone()))
+        contain(|| {
+            let g = self.held()?;
+            let t = g.model.tensors.iter().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+            Ok(Float32Array::new(t.data.clone()))
+        })
     }
 
     /// Replaces a parameter tensor's values; the length must match.
     #[napi(catch_unwind)]
     pub fn set_parameter(&self, name: String, values: Float32Array) -> Result<()> {
-        let mut g = self.held()?;
-        let t = g.model.tensors.iter_mut().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
-        if values.len() != t.data.len() {
-            return Err(BindingError::from(CoreError::ShapeMismatch {
-                what: name,
-                expected: format!("{:?} ({} values)", t.shape, t.data.len()),
-                got: format!("{} values", values.len()),
-            }));
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(BindingError::from(CoreError::InvalidArgument {
-                what: format!("{name}[{i}]"),
-                expected: "a finite number".into(),
-                got: values[i].to_string(),
-            }));
-        }
-        t.data.copy_from_slice(&values);
-        Ok(())
+        contain(|| {
+            let mut g = self.held()?;
+            let t = g.model.tensors.iter_mut().find(|t| t.name == name).ok_or_else(|| unknown_parameter(&name))?;
+            if values.len() != t.data.len() {
+                return Err(BindingError::from(CoreError::ShapeMismatch {
+                    what: name,
+                    expected: format!("{:?} ({} values)", t.shape, t.data.len()),
+                    got: format!("{} values", values.len()),
+                }));
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(BindingError::from(CoreError::InvalidArgument {
+                    what: format!("{name}[{i}]"),
+                    expected: "a finite number".into(),
+                    got: values[i].to_string(),
+                }));
+            }
+            t.data.copy_from_slice(&values);
+            Ok(())
+        })
     }
 
     /// Total number of parameter values.
     #[napi(catch_unwind)]
     pub fn parameter_count(&self) -> Result<u32> {
-        Ok(self.held()?.model.parameter_count() as u32)
+        contain(|| Ok(self.held()?.model.parameter_count() as u32))
     }
 
     /// Whether a `fit` is running.
     #[napi(getter, catch_unwind)]
-    pub fn is_training(&self) -> bool {
-        self.training.load(Ordering::SeqCst)
+    pub fn is_training(&self) -> Result<bool> {
+        contain(|| Ok(self.training.load(Ordering::SeqCst)))
     }
 
     /// Trains off the JavaScript thread. The data are copied before this returns. Rejects with
@@ -292,36 +301,38 @@ impl NativeModel {
         #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> Result<AsyncTask<FitTask>> {
-        if self.disposed.load(Ordering::SeqCst) {
-            return Err(BindingError::disposed());
-        }
-        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
-        let data = OwnedData::copy(&data, self.input, "train")?;
-        let validation = validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose()?;
-        {
-            let g = self.held()?;
-            config.validate(&g.model)?;
-            train::check_dataset(&g.model, &data.dataset()?, config.loss, "train")?;
-            if let Some(v) = &validation {
-                train::check_dataset(&g.model, &v.dataset()?, config.loss, "validation")?;
+        contain(|| {
+            if self.disposed.load(Ordering::SeqCst) {
+                return Err(BindingError::disposed());
             }
-        }
-        if self.training.swap(true, Ordering::SeqCst) {
-            return Err(BindingError::busy());
-        }
-        self.abort.store(false, Ordering::SeqCst);
-        Ok(AsyncTask::new(FitTask {
-            inner: self.inner.clone(),
-            reported: self.reported.clone(),
-            training: self.training.clone(),
-            abort: self.abort.clone(),
-            data,
-            validation,
-            config,
-            optimizer,
-            progress: on_progress,
-            failure: Failure::default(),
-        }))
+            let (config, optimizer) = fit_from_value(read_js(&env, "training options", options)?)?;
+            let data = OwnedData::copy(&data, self.input, "train")?;
+            let validation = validation.map(|v| OwnedData::copy(&v, self.input, "validation")).transpose()?;
+            {
+                let g = self.held()?;
+                config.validate(&g.model)?;
+                train::check_dataset(&g.model, &data.dataset()?, config.loss, "train")?;
+                if let Some(v) = &validation {
+                    train::check_dataset(&g.model, &v.dataset()?, config.loss, "validation")?;
+                }
+            }
+            if self.training.swap(true, Ordering::SeqCst) {
+                return Err(BindingError::busy());
+            }
+            self.abort.store(false, Ordering::SeqCst);
+            Ok(AsyncTask::new(FitTask {
+                inner: self.inner.clone(),
+                reported: self.reported.clone(),
+                training: self.training.clone(),
+                abort: self.abort.clone(),
+                data,
+                validation,
+                config,
+                optimizer,
+                progress: on_progress,
+                failure: Failure::default(),
+            }))
+        })
     }
 
     /// One training update on the whole batch `data` (no shuffling; `options` as for
@@ -338,32 +349,34 @@ impl NativeModel {
         epoch: u32,
         batch: u32,
     ) -> Result<AsyncTask<TrainBatchTask>> {
-        if self.disposed.load(Ordering::SeqCst) {
-            return Err(BindingError::disposed());
-        }
-        let (config, optimizer) = fit_from_value(read_options(&env, options)?)?;
-        let data = OwnedData::copy(&data, self.input, "")?;
-        {
-            let g = self.held()?;
-            config.validate(&g.model)?;
-            gyre_core::tensor::positive("epoch", epoch as usize)?;
-            gyre_core::tensor::positive("batch", batch as usize)?;
-            train::check_dataset(&g.model, &data.dataset()?, config.loss, "")?;
-        }
-        if self.training.swap(true, Ordering::SeqCst) {
-            return Err(BindingError::busy());
-        }
-        Ok(AsyncTask::new(TrainBatchTask {
-            inner: self.inner.clone(),
-            reported: self.reported.clone(),
-            training: self.training.clone(),
-            data,
-            config,
-            optimizer,
-            epoch: epoch as usize,
-            batch: batch as usize,
-            failure: Failure::default(),
-        }))
+        contain(|| {
+            if self.disposed.load(Ordering::SeqCst) {
+                return Err(BindingError::disposed());
+            }
+            let (config, optimizer) = fit_from_value(read_js(&env, "training options", options)?)?;
+            let data = OwnedData::copy(&data, self.input, "")?;
+            {
+                let g = self.held()?;
+                config.validate(&g.model)?;
+                gyre_core::tensor::positive("epoch", epoch as usize)?;
+                gyre_core::tensor::positive("batch", batch as usize)?;
+                train::check_dataset(&g.model, &data.dataset()?, config.loss, "")?;
+            }
+            if self.training.swap(true, Ordering::SeqCst) {
+                return Err(BindingError::busy());
+            }
+            Ok(AsyncTask::new(TrainBatchTask {
+                inner: self.inner.clone(),
+                reported: self.reported.clone(),
+                training: self.training.clone(),
+                data,
+                config,
+                optimizer,
+                epoch: epoch as usize,
+                batch: batch as usize,
+                failure: Failure::default(),
+            }))
+        })
     }
 
     /// Checks training options (as for `fit`) against the model and returns what
@@ -374,16 +387,18 @@ impl NativeModel {
         env: Env,
         #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
     ) -> Result<FitSettings> {
-        let (config, _) = fit_from_value(read_options(&env, options)?)?;
-        config.validate(&self.held()?.model)?;
-        Ok(FitSettings {
-            epochs: config.epochs as f64,
-            batch_size: config.batch_size as f64,
-            early_stopping: config.early_stopping.map(|e| EarlyStoppingSettings {
-                patience: e.patience as f64,
-                min_delta: e.min_delta,
-                restore_best: e.restore_best,
-            }),
+        contain(|| {
+            let (config, _) = fit_from_value(read_js(&env, "training options", options)?)?;
+            config.validate(&self.held()?.model)?;
+            Ok(FitSettings {
+                epochs: config.epochs as f64,
+                batch_size: config.batch_size as f64,
+                early_stopping: config.early_stopping.map(|e| EarlyStoppingSettings {
+                    patience: e.patience as f64,
+                    min_delta: e.min_delta,
+                    restore_best: e.restore_best,
+                }),
+            })
         })
     }
 
@@ -391,66 +406,77 @@ impl NativeModel {
     /// its own epochs); saved with the model and used to number later epochs.
     #[napi(catch_unwind)]
     pub fn set_trained_epochs(&self, epochs: u32) -> Result<()> {
-        self.held()?.model.trained_epochs = epochs as usize;
-        Ok(())
+        contain(|| {
+            self.held()?.model.trained_epochs = epochs as usize;
+            Ok(())
+        })
     }
 
     /// Asks a running `fit` to stop before its next batch (the Promise then resolves with
     /// `aborted: true`); does nothing when no fit is running.
     #[napi(catch_unwind)]
-    pub fn abort_training(&self) {
-        if self.training.load(Ordering::SeqCst) {
-            self.abort.store(true, Ordering::SeqCst);
-        }
+    pub fn abort_training(&self) -> Result<()> {
+        contain(|| {
+            if self.training.load(Ordering::SeqCst) {
+                self.abort.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        })
     }
 
     /// The model's output, `[S, T, O]` or `[S, O]`, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<PredictResult>")]
     pub fn predict(&self, data: DataArgs, batch_size: u32) -> Result<AsyncTask<PredictTask>> {
-        drop(self.held()?);
-        let data = OwnedData::copy(&data, self.input, "")?;
-        Ok(AsyncTask::new(PredictTask {
-            inner: self.inner.clone(),
-            data,
-            batch_size: checked_batch_size(batch_size)?,
-            failure: Failure::default(),
-        }))
+        contain(|| {
+            drop(self.held()?);
+            let data = OwnedData::copy(&data, self.input, "")?;
+            Ok(AsyncTask::new(PredictTask {
+                inner: self.inner.clone(),
+                data,
+                batch_size: checked_batch_size(batch_size)?,
+                failure: Failure::default(),
+            }))
+        })
     }
 
     /// Zero state for `batch` independent streams.
     #[napi(catch_unwind)]
     pub fn create_state(&self, batch: u32) -> Result<StreamState> {
-        gyre_core::tensor::positive("batch", batch as usize)?;
-        let state = self.held()?.model.stream_state(batch as usize)?;
-        Ok(StreamState { state, batch })
+        contain(|| {
+            gyre_core::tensor::positive("batch", batch as usize)?;
+            let state = self.held()?.model.stream_state(batch as usize)?;
+            Ok(StreamState { state, batch })
+        })
     }
 
     /// Restores a state saved with `StreamState.toArray` (its length must match).
     #[napi(catch_unwind)]
     pub fn state_from_array(&self, batch: u32, values: Float32Array) -> Result<StreamState> {
-        let mut s = self.create_state(batch)?;
-        let want: usize = s.state.hidden.iter().chain(&s.state.cell).flatten().map(Vec::len).sum();
-        if values.len() != want {
-            return Err(BindingError::from(CoreError::ShapeMismatch {
-                what: "state".into(),
-                expected: format!("{want} values for {batch} streams"),
-                got: format!("{} values", values.len()),
-            }));
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(BindingError::from(CoreError::InvalidArgument {
-                what: format!("state[{i}]"),
-                expected: "a finite number".into(),
-                got: values[i].to_string(),
-            }));
-        }
-        let mut at = 0;
-        for v in s.state.hidden.iter_mut().chain(s.state.cell.iter_mut()).flatten() {
-            let n = v.len();
-            v.copy_from_slice(&values[at..at + n]);
-            at += n;
-        }
-        Ok(s)
+        contain(|| {
+            let mut s = self.create_state(batch)?;
+            let want: usize = s.state.hidden.iter().chain(&s.state.cell).flatten().map(Vec::len).sum();
+            if values.len() != want {
+                return Err(BindingError::from(CoreError::ShapeMismatch {
+                    what: "state".into(),
+                    expected: format!("{want} values for {batch} streams"),
+                    got: format!("{} values", values.len()),
+                }));
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(BindingError::from(CoreError::InvalidArgument {
+                    what: format!("state[{i}]"),
+                    expected: "a finite number".into(),
+                    got: values[i].to_string(),
+                }));
+            }
+            let mut at = 0;
+            for v in s.state.hidden.iter_mut().chain(s.state.cell.iter_mut()).flatten() {
+                let n = v.len();
+                v.copy_from_slice(&values[at..at + n]);
+                at += n;
+            }
+            Ok(s)
+        })
     }
 
     /// One time step of every stream of `state`: `input` holds `[B, I]` features (or `[B]`
@@ -463,60 +489,68 @@ impl NativeModel {
         features: Option<Float32Array>,
         tokens: Option<Uint32Array>,
     ) -> Result<Float32ArraySlice<'env>> {
-        let b = state.batch as usize;
-        let g = self.held()?;
-        // A step's work is about one multiply-add per weight and stream.
-        let work = b.saturating_mul(g.model.parameter_count());
-        let out = match (self.input, features.as_deref(), tokens.as_deref()) {
-            (InputKind::Features { size }, Some(x), _) => {
-                let x = gyre_core::tensor::tensor3("input", x, b, 1, size)?;
-                threads::install_sized(work, || g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
-            }
-            (InputKind::Tokens { .. }, _, Some(x)) => {
-                let x = gyre_core::tensor::matrix("input", x, b, 1)?;
-                threads::install_sized(work, || g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
-            }
-            (InputKind::Features { .. }, ..) => {
-                Err(CoreError::Missing { what: "input".into(), context: "as a Float32Array of features".into() })
-            }
-            (InputKind::Tokens { .. }, ..) => {
-                Err(CoreError::Missing { what: "input".into(), context: "as a Uint32Array of token ids".into() })
-            }
-        }?;
-        // Copied into memory V8 owns: handing the `Vec` over as an external buffer kept each
-        // step's output alive until a garbage collection, so the allocator took fresh pages
-        // (and the kernel zeroed them) at every step.
-        Ok(Float32ArraySlice::copy_from(env, out)?)
+        contain(|| {
+            let b = state.batch as usize;
+            let g = self.held()?;
+            // A step's work is about one multiply-add per weight and stream.
+            let work = b.saturating_mul(g.model.parameter_count());
+            let out = match (self.input, features.as_deref(), tokens.as_deref()) {
+                (InputKind::Features { size }, Some(x), _) => {
+                    let x = gyre_core::tensor::tensor3("input", x, b, 1, size)?;
+                    threads::install_sized(work, || g.model.step(Inputs::Features(x), &mut state.state)).and_then(|r| r)
+                }
+                (InputKind::Tokens { .. }, _, Some(x)) => {
+                    let x = gyre_core::tensor::matrix("input", x, b, 1)?;
+                    threads::install_sized(work, || g.model.step(Inputs::Tokens(x), &mut state.state)).and_then(|r| r)
+                }
+                (InputKind::Features { .. }, ..) => {
+                    Err(CoreError::Missing { what: "input".into(), context: "as a Float32Array of features".into() })
+                }
+                (InputKind::Tokens { .. }, ..) => {
+                    Err(CoreError::Missing { what: "input".into(), context: "as a Uint32Array of token ids".into() })
+                }
+            }?;
+            // Copied into memory V8 owns: handing the `Vec` over as an external buffer kept each
+            // step's output alive until a garbage collection, so the allocator took fresh pages
+            // (and the kernel zeroed them) at every step.
+            Ok(Float32ArraySlice::copy_from(env, out)?)
+        })
     }
 
     /// The model's output, `[S, T, O]` or `[S, O]`, on the calling thread.
     #[napi(catch_unwind)]
     pub fn predict_sync(&self, data: DataArgs, batch_size: u32) -> Result<PredictResult> {
-        let data = OwnedData::copy(&data, self.input, "")?;
-        let g = self.held()?;
-        Ok(predict_with(&g, &data, checked_batch_size(batch_size)?)?)
+        contain(|| {
+            let data = OwnedData::copy(&data, self.input, "")?;
+            let g = self.held()?;
+            Ok(predict_with(&g, &data, checked_batch_size(batch_size)?)?)
+        })
     }
 
     /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<EvaluationResult>")]
     pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<AsyncTask<EvaluateTask>> {
-        drop(self.held()?);
-        let data = OwnedData::copy(&data, self.input, "")?;
-        Ok(AsyncTask::new(EvaluateTask {
-            inner: self.inner.clone(),
-            data,
-            loss,
-            batch_size: checked_batch_size(batch_size)?,
-            failure: Failure::default(),
-        }))
+        contain(|| {
+            drop(self.held()?);
+            let data = OwnedData::copy(&data, self.input, "")?;
+            Ok(AsyncTask::new(EvaluateTask {
+                inner: self.inner.clone(),
+                data,
+                loss,
+                batch_size: checked_batch_size(batch_size)?,
+                failure: Failure::default(),
+            }))
+        })
     }
 
     /// Mean loss (and accuracy) over a dataset, on the calling thread.
     #[napi(catch_unwind)]
     pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<EvaluationResult> {
-        let data = OwnedData::copy(&data, self.input, "")?;
-        let g = self.held()?;
-        Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?)?)
+        contain(|| {
+            let data = OwnedData::copy(&data, self.input, "")?;
+            let g = self.held()?;
+            Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?)?)
+        })
     }
 }
 

@@ -1,22 +1,100 @@
-//! The types of the options JavaScript passes to training, for the generated `binding.d.ts`.
-//! Conversion does not go through them: the native side reads the JavaScript object with serde
-//! (`gyre_core::train::fit_from_value`), which rejects unknown keys and names a bad option by
-//! its path. The defaults stated here are the ones that reader applies.
-use crate::error::{BindingError, Result};
-use gyre_core::ErrorCode;
-use napi::bindgen_prelude::Unknown;
-use napi::Env;
+//! Reading an options object from JavaScript into a JSON value for the core's readers
+//! ([`read_js`]), and the types of the options JavaScript passes to training, for the generated
+//! `binding.d.ts`. Conversion does not go through those types: the core reads the JSON value
+//! with serde (`gyre_core::train::fit_from_value`), which rejects unknown keys and names a bad
+//! option by its path. The defaults stated here are the ones that reader applies.
+use crate::error::Result;
+use gyre_core::CoreError;
+use napi::bindgen_prelude::{JsObjectValue, JsValue, Object, Unknown};
+use napi::{Env, ValueType};
 use napi_derive::napi;
+use serde_json::Value;
 
-/// The options object as a JSON value for the core's reader (`undefined` and `NaN` read as null).
-pub(crate) fn read_options(env: &Env, options: Unknown<'_>) -> Result<serde_json::Value> {
-    env.from_js_value(options).map_err(|e| BindingError {
-        code: ErrorCode::InvalidArgument,
-        message: format!(
-            "training options must hold numbers, strings, booleans, arrays and objects only: {}",
-            e.reason
-        ),
+/// How deep options may nest: theirs is at most three levels; a deeper (or circular) object is
+/// refused rather than walked.
+const MAX_DEPTH: usize = 32;
+
+/// The JavaScript value `value` (`what` names it: `training options`, `model spec`) as a JSON
+/// value for the core's readers. A property whose value is `undefined` is absent, as in
+/// TypeScript's optional properties; `null` stays null. A value JSON cannot hold is an error
+/// naming its path: NaN and infinities (`optimizer.learningRate must be a finite number, got
+/// NaN`), functions, symbols, typed arrays.
+pub(crate) fn read_js(env: &Env, what: &str, value: Unknown<'_>) -> Result<Value> {
+    Ok(walk(env, what, "", value, 0)?)
+}
+
+fn walk(env: &Env, root: &str, path: &str, value: Unknown<'_>, depth: usize) -> gyre_core::Result<Value> {
+    let at = if path.is_empty() { root } else { path };
+    let refuse = |got: &str| invalid(at, "a number, string, boolean, array or object", got);
+    let failed = |e: napi::Error| invalid(at, "a readable value", e.reason);
+    Ok(match value.get_type().map_err(failed)? {
+        ValueType::Undefined | ValueType::Null => Value::Null,
+        ValueType::Boolean => Value::Bool(value.coerce_to_bool().map_err(failed)?),
+        ValueType::String => Value::String(env.from_js_value(value).map_err(failed)?),
+        ValueType::Number => number(at, env.from_js_value(value).map_err(failed)?)?,
+        ValueType::Object => {
+            if depth >= MAX_DEPTH {
+                return Err(invalid(
+                    root,
+                    format!("an object nested at most {MAX_DEPTH} levels deep, without cycles"),
+                    "a deeper one",
+                ));
+            }
+            let object: Object<'_> = value.coerce_to_object().map_err(failed)?;
+            if object.is_typedarray().map_err(failed)?
+                || object.is_buffer().map_err(failed)?
+                || object.is_arraybuffer().map_err(failed)?
+                || object.is_dataview().map_err(failed)?
+            {
+                return Err(refuse("a typed array or buffer"));
+            }
+            if object.is_array().map_err(failed)? {
+                let n = object.get_array_length().map_err(failed)?;
+                let mut items = Vec::with_capacity(n as usize);
+                for i in 0..n {
+                    let item: Unknown<'_> = object.get_element(i).map_err(failed)?;
+                    items.push(walk(env, root, &format!("{at}[{i}]"), item, depth + 1)?);
+                }
+                Value::Array(items)
+            } else {
+                let mut fields = serde_json::Map::new();
+                for key in Object::keys(&object).map_err(failed)? {
+                    let item: Unknown<'_> = object.get_named_property(&key).map_err(failed)?;
+                    if item.get_type().map_err(failed)? == ValueType::Undefined {
+                        continue;
+                    }
+                    let inner = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    fields.insert(key, walk(env, root, &inner, item, depth + 1)?);
+                }
+                Value::Object(fields)
+            }
+        }
+        ValueType::Function => return Err(refuse("a function")),
+        ValueType::Symbol => return Err(refuse("a symbol")),
+        ValueType::BigInt => return Err(refuse("a bigint")),
+        _ => return Err(refuse("a value of another kind")),
     })
+}
+
+fn invalid(what: &str, expected: impl Into<String>, got: impl ToString) -> CoreError {
+    CoreError::InvalidArgument { what: what.into(), expected: expected.into(), got: got.to_string() }
+}
+
+/// A JavaScript number as JSON: an integer as an integer (so that counts read as integers),
+/// NaN and infinities refused as JavaScript writes them.
+fn number(at: &str, x: f64) -> gyre_core::Result<Value> {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if !x.is_finite() {
+        let shown = if x.is_nan() {
+            "NaN"
+        } else if x > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        return Err(invalid(at, "a finite number", shown));
+    }
+    Ok(if x.fract() == 0.0 && x.abs() < LIMIT { Value::from(x as i64) } else { Value::from(x) })
 }
 
 /// Training options of `fit`, `trainBatch` and `fitSettings`.

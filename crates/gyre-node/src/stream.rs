@@ -1,5 +1,6 @@
 //! The recurrent state of independent streams, for step-by-step inference.
 
+use crate::error::{contain, Result};
 use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
 
@@ -15,29 +16,35 @@ pub struct StreamState {
 impl StreamState {
     /// Number of streams.
     #[napi(getter, catch_unwind)]
-    pub fn batch(&self) -> u32 {
-        self.batch
+    pub fn batch(&self) -> Result<u32> {
+        contain(|| Ok(self.batch))
     }
 
     /// Sets every state back to zeros (the start of new sequences).
     #[napi(catch_unwind)]
-    pub fn reset(&mut self) {
-        for v in self.state.hidden.iter_mut().chain(self.state.cell.iter_mut()).flatten() {
-            v.fill(0.0);
-        }
+    pub fn reset(&mut self) -> Result<()> {
+        contain(|| {
+            for v in self.state.hidden.iter_mut().chain(self.state.cell.iter_mut()).flatten() {
+                v.fill(0.0);
+            }
+            Ok(())
+        })
     }
 
     /// An independent copy.
     #[napi(catch_unwind)]
-    pub fn copy(&self) -> StreamState {
-        StreamState { state: self.state.clone(), batch: self.batch }
+    pub fn copy(&self) -> Result<StreamState> {
+        contain(|| Ok(StreamState { state: self.state.clone(), batch: self.batch }))
     }
 
     /// All state values in one array (hidden then cell states, layer by layer); pass it to
     /// `NativeModel.stateFromArray` to restore.
     #[napi(catch_unwind)]
-    pub fn to_array(&self) -> Float32Array {
-        let flat: Vec<f32> = self.state.hidden.iter().chain(&self.state.cell).flatten().flatten().copied().collect();
-        Float32Array::new(flat)
+    pub fn to_array(&self) -> Result<Float32Array> {
+        contain(|| {
+            let flat: Vec<f32> =
+                self.state.hidden.iter().chain(&self.state.cell).flatten().flatten().copied().collect();
+            Ok(Float32Array::new(flat))
+        })
     }
 }

@@ -1,18 +1,29 @@
-//! A model's architecture ([`ModelSpec`]: its input and layers) and its JSON form: what the
-//! TypeScript layer sends, what a saved model carries. Field names are camelCase; unknown
-//! fields are errors.
+//! A model's architecture ([`ModelSpec`]: its input and layers) in its two forms. Field names
+//! are camelCase; unknown fields are errors; each default is declared here, once, for both.
+//!
+//! The spec as JavaScript gives it ([`spec_from_value`], [`ModelSpec::to_object`]): the input is
+//! `{ features }` or `{ vocabSize }`, and a weight seed may come with it. An error names the
+//! option by its path and says what it accepts: `layers[1].hiddenSize must be a positive
+//! integer, got 0`, `unknown option layers[0].resetAfter; expected one of ...`.
 //!
 //! ```json
-//! { "input": { "type": "tokens", "vocabSize": 50 },
+//! { "input": { "vocabSize": 50 },
 //!   "layers": [ { "type": "embedding", "dim": 16 },
 //!               { "type": "lstm", "hiddenSize": 64, "numLayers": 2, "bidirectional": true },
-//!               { "type": "dense", "units": 50, "activation": "softmax" } ] }
+//!               { "type": "dense", "units": 50, "activation": "softmax" } ],
+//!   "seed": 1 }
 //! ```
+//!
+//! The JSON form a saved model carries ([`ModelSpec::from_json`], [`ModelSpec::to_json`]): the
+//! same layers, the input as `{ "type": "features", "size": 2 }` or `{ "type": "tokens",
+//! "vocabSize": 50 }`, no seed.
 
 use crate::error::{CoreError, Result};
+use crate::options::{describe, read, read_root, tagged, Count};
 use crate::rnn::cells::Nonlinearity;
 use crate::rnn::functional::CellKind;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// What the model reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +133,7 @@ pub struct ModelSpec {
     pub layers: Vec<LayerSpec>,
 }
 
+/// The input of the file form.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum InputJson {
@@ -140,6 +152,9 @@ pub(crate) fn default_one() -> usize {
 pub(crate) fn default_true() -> bool {
     true
 }
+fn default_num_layers() -> Count {
+    Count(1)
+}
 fn default_concat() -> String {
     "concat".into()
 }
@@ -147,12 +162,20 @@ fn default_linear() -> String {
     "linear".into()
 }
 
+/// The fields of `{ type: 'embedding', ... }`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EmbeddingJson {
+    dim: Count,
+}
+
+/// The fields of `{ type: 'rnn' | 'lstm' | 'gru', ... }`, with their defaults.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RecurrentJson {
-    hidden_size: usize,
-    #[serde(default = "default_one")]
-    num_layers: usize,
+    hidden_size: Count,
+    #[serde(default = "default_num_layers")]
+    num_layers: Count,
     #[serde(default)]
     bidirectional: bool,
     #[serde(default = "default_concat")]
@@ -169,28 +192,63 @@ struct RecurrentJson {
     reset_after: Option<bool>,
 }
 
+/// The fields of `{ type: 'dense', ... }`, with their defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DenseJson {
+    units: Count,
+    #[serde(default = "default_linear")]
+    activation: String,
+}
+
+/// A layer, in both forms.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum LayerJson {
-    Embedding {
-        dim: usize,
-    },
+    Embedding(EmbeddingJson),
     Rnn(RecurrentJson),
     Lstm(RecurrentJson),
     Gru(RecurrentJson),
-    Dense {
-        units: usize,
-        #[serde(default = "default_linear")]
-        activation: String,
-    },
+    Dense(DenseJson),
 }
 
+/// The layer types, as `type` names them.
+const LAYER_TYPES: [&str; 5] = ["embedding", "rnn", "lstm", "gru", "dense"];
+
+/// The file form.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SpecJson {
     input: InputJson,
     layers: Vec<LayerJson>,
 }
+
+/// The spec as JavaScript gives it; `input` and `layers` are read in steps, to keep paths.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GivenSpec {
+    input: Value,
+    layers: Value,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// `input: { features }`.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GivenFeatures {
+    features: Count,
+}
+
+/// `input: { vocabSize }`.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GivenTokens {
+    vocab_size: Count,
+}
+
+/// Seeds are integers JavaScript numbers hold exactly: below 2^53.
+const SEED_LIMIT: u64 = 1 << 53;
 
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| CoreError::InvalidArgument {
@@ -231,41 +289,45 @@ fn activation_name(a: Activation) -> &'static str {
     }
 }
 
+/// The options a recurrent layer of type `kind` takes: `one of hiddenSize, ...`.
+fn recurrent_options(kind: &str) -> String {
+    let mut options = vec!["hiddenSize", "numLayers", "bidirectional", "merge", "returnSequences", "dropout"];
+    match kind {
+        "rnn" => options.push("nonlinearity"),
+        "gru" => options.push("resetAfter"),
+        _ => {}
+    }
+    format!("one of {}", options.join(", "))
+}
+
+/// `option` given to a layer of type `kind` that does not have it.
+fn misplaced(i: usize, option: &str, kind: &str) -> CoreError {
+    CoreError::UnknownOption { what: format!("layers[{i}].{option}"), expected: recurrent_options(kind) }
+}
+
+/// The fields of a recurrent layer of type `kind` at `path`; an unknown one is an error listing
+/// the options of that type (the struct holds those of every type).
+fn read_recurrent(path: &str, kind: &str, fields: Value) -> Result<RecurrentJson> {
+    read(path, fields).map_err(|e| match e {
+        CoreError::UnknownOption { what, .. } => CoreError::UnknownOption { what, expected: recurrent_options(kind) },
+        other => other,
+    })
+}
+
 fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSpec> {
+    if r.nonlinearity.is_some() && kind != "rnn" {
+        return Err(misplaced(i, "nonlinearity", kind));
+    }
+    if r.reset_after.is_some() && kind != "gru" {
+        return Err(misplaced(i, "resetAfter", kind));
+    }
     let cell = match kind {
-        "rnn" => {
-            if r.reset_after.is_some() {
-                return Err(bad(
-                    format!("layers[{i}].resetAfter"),
-                    "absent: it is a GRU option",
-                    "a value for an rnn layer",
-                ));
-            }
-            match r.nonlinearity.as_deref().unwrap_or("tanh") {
-                "tanh" => CellKind::Rnn(Nonlinearity::Tanh),
-                "relu" => CellKind::Rnn(Nonlinearity::Relu),
-                other => {
-                    return Err(bad(format!("layers[{i}].nonlinearity"), "'tanh' or 'relu'", format!("{other:?}")))
-                }
-            }
-        }
-        _ if r.nonlinearity.is_some() => {
-            return Err(bad(
-                format!("layers[{i}].nonlinearity"),
-                "absent: it is an rnn option",
-                format!("a value for a {kind} layer"),
-            ))
-        }
-        "lstm" => {
-            if r.reset_after.is_some() {
-                return Err(bad(
-                    format!("layers[{i}].resetAfter"),
-                    "absent: it is a GRU option",
-                    "a value for an lstm layer",
-                ));
-            }
-            CellKind::Lstm
-        }
+        "rnn" => match r.nonlinearity.as_deref().unwrap_or("tanh") {
+            "tanh" => CellKind::Rnn(Nonlinearity::Tanh),
+            "relu" => CellKind::Rnn(Nonlinearity::Relu),
+            other => return Err(bad(format!("layers[{i}].nonlinearity"), "'tanh' or 'relu'", format!("{other:?}"))),
+        },
+        "lstm" => CellKind::Lstm,
         _ => CellKind::Gru { reset_after: r.reset_after.unwrap_or(true) },
     };
     let merge = match r.merge.as_str() {
@@ -275,13 +337,114 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSp
     };
     Ok(RecurrentLayerSpec {
         cell,
-        hidden_size: r.hidden_size,
-        num_layers: r.num_layers,
+        hidden_size: r.hidden_size.0,
+        num_layers: r.num_layers.0,
         bidirectional: r.bidirectional,
         merge,
         return_sequences: r.return_sequences,
         dropout: r.dropout,
     })
+}
+
+/// Layer `i` of either form, its values checked.
+fn layer_spec(i: usize, l: &LayerJson) -> Result<LayerSpec> {
+    Ok(match l {
+        LayerJson::Embedding(e) => LayerSpec::Embedding { dim: e.dim.0 },
+        LayerJson::Rnn(r) => LayerSpec::Recurrent(recurrent(i, "rnn", r)?),
+        LayerJson::Lstm(r) => LayerSpec::Recurrent(recurrent(i, "lstm", r)?),
+        LayerJson::Gru(r) => LayerSpec::Recurrent(recurrent(i, "gru", r)?),
+        LayerJson::Dense(d) => LayerSpec::Dense { units: d.units.0, activation: activation(i, &d.activation)? },
+    })
+}
+
+/// A layer as both forms write it, every default written out.
+fn layer_json(l: &LayerSpec) -> LayerJson {
+    match *l {
+        LayerSpec::Embedding { dim } => LayerJson::Embedding(EmbeddingJson { dim: Count(dim) }),
+        LayerSpec::Dense { units, activation } => {
+            LayerJson::Dense(DenseJson { units: Count(units), activation: activation_name(activation).into() })
+        }
+        LayerSpec::Recurrent(r) => {
+            let mut j = RecurrentJson {
+                hidden_size: Count(r.hidden_size),
+                num_layers: Count(r.num_layers),
+                bidirectional: r.bidirectional,
+                merge: if r.merge == Merge::Sum { "sum" } else { "concat" }.into(),
+                return_sequences: r.return_sequences,
+                dropout: r.dropout,
+                nonlinearity: None,
+                reset_after: None,
+            };
+            match r.cell {
+                CellKind::Rnn(n) => {
+                    j.nonlinearity = Some(if n == Nonlinearity::Relu { "relu" } else { "tanh" }.into());
+                    LayerJson::Rnn(j)
+                }
+                CellKind::Lstm => LayerJson::Lstm(j),
+                CellKind::Gru { reset_after } => {
+                    j.reset_after = Some(reset_after);
+                    LayerJson::Gru(j)
+                }
+            }
+        }
+    }
+}
+
+/// The input of the spec JavaScript gives: `{ features }` or `{ vocabSize }`.
+fn given_input(value: Value) -> Result<InputKind> {
+    let Value::Object(fields) = &value else {
+        return Err(CoreError::invalid("input", "an object { features } or { vocabSize }", describe(&value)));
+    };
+    if fields.contains_key("vocabSize") {
+        let GivenTokens { vocab_size } = read("input", value)?;
+        Ok(InputKind::Tokens { vocab_size: vocab_size.0 })
+    } else if fields.contains_key("features") {
+        let GivenFeatures { features } = read("input", value)?;
+        Ok(InputKind::Features { size: features.0 })
+    } else {
+        Err(CoreError::Missing {
+            what: "input.features or input.vocabSize".into(),
+            context: "(floats per step, or token ids)".into(),
+        })
+    }
+}
+
+/// Reads a model spec as JavaScript gives it (`{ input: { features } | { vocabSize }, layers,
+/// seed? }`, see the module docs) into the architecture and the weight seed (default 0).
+/// Absent layer options take their defaults; unknown options, values of the wrong type, counts
+/// below 1 and seeds beyond 2^53 are errors naming the option's path. Sizes and the order of
+/// the layers are checked by [`crate::model::Model::new`].
+pub fn spec_from_value(spec: Value) -> Result<(ModelSpec, u64)> {
+    if !spec.is_object() {
+        return Err(CoreError::invalid("model spec", "an object { input, layers, seed? }", describe(&spec)));
+    }
+    let given: GivenSpec = read_root("the model spec", spec)?;
+    let input = given_input(given.input)?;
+    let layers = match given.layers {
+        Value::Array(layers) if !layers.is_empty() => layers,
+        Value::Array(_) => return Err(CoreError::invalid("layers", "a non-empty array", "an empty array")),
+        other => return Err(CoreError::invalid("layers", "a non-empty array", describe(&other))),
+    };
+    let layers = layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let path = format!("layers[{i}]");
+            let (kind, rest) = tagged(&path, v, &LAYER_TYPES, None)?;
+            let layer = match kind.as_str() {
+                "embedding" => LayerJson::Embedding(read(&path, rest)?),
+                "rnn" => LayerJson::Rnn(read_recurrent(&path, &kind, rest)?),
+                "lstm" => LayerJson::Lstm(read_recurrent(&path, &kind, rest)?),
+                "gru" => LayerJson::Gru(read_recurrent(&path, &kind, rest)?),
+                _ => LayerJson::Dense(read(&path, rest)?),
+            };
+            layer_spec(i, &layer)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if given.seed >= SEED_LIMIT {
+        return Err(CoreError::invalid("seed", "a non-negative integer below 2^53", given.seed));
+    }
+    Ok((ModelSpec { input, layers }, given.seed))
 }
 
 impl ModelSpec {
@@ -330,74 +493,53 @@ impl ModelSpec {
         }
     }
 
-    /// Parses the JSON form (see the module docs); unknown fields and values are errors
-    /// naming them. Sizes are checked by [`crate::model::Model::new`].
+    /// Parses the JSON form a saved model carries (see the module docs); unknown fields and
+    /// values are errors naming them. Sizes are checked by [`crate::model::Model::new`].
     pub fn from_json(json: &str) -> Result<Self> {
         let m: SpecJson = parse("model config", json)?;
         let input = match m.input {
             InputJson::Features { size } => InputKind::Features { size },
             InputJson::Tokens { vocab_size } => InputKind::Tokens { vocab_size },
         };
-        let layers = m
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                Ok(match l {
-                    LayerJson::Embedding { dim } => LayerSpec::Embedding { dim: *dim },
-                    LayerJson::Rnn(r) => LayerSpec::Recurrent(recurrent(i, "rnn", r)?),
-                    LayerJson::Lstm(r) => LayerSpec::Recurrent(recurrent(i, "lstm", r)?),
-                    LayerJson::Gru(r) => LayerSpec::Recurrent(recurrent(i, "gru", r)?),
-                    LayerJson::Dense { units, activation: a } => {
-                        LayerSpec::Dense { units: *units, activation: activation(i, a)? }
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let layers = m.layers.iter().enumerate().map(|(i, l)| layer_spec(i, l)).collect::<Result<Vec<_>>>()?;
         Ok(ModelSpec { input, layers })
     }
 
-    /// The JSON form, with every default written out.
+    /// The JSON form a saved model carries, with every default written out.
     pub fn to_json(&self) -> String {
         let input = match self.input {
             InputKind::Features { size } => InputJson::Features { size },
             InputKind::Tokens { vocab_size } => InputJson::Tokens { vocab_size },
         };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| match *l {
-                LayerSpec::Embedding { dim } => LayerJson::Embedding { dim },
-                LayerSpec::Dense { units, activation } => {
-                    LayerJson::Dense { units, activation: activation_name(activation).into() }
-                }
-                LayerSpec::Recurrent(r) => {
-                    let mut j = RecurrentJson {
-                        hidden_size: r.hidden_size,
-                        num_layers: r.num_layers,
-                        bidirectional: r.bidirectional,
-                        merge: if r.merge == Merge::Sum { "sum" } else { "concat" }.into(),
-                        return_sequences: r.return_sequences,
-                        dropout: r.dropout,
-                        nonlinearity: None,
-                        reset_after: None,
-                    };
-                    match r.cell {
-                        CellKind::Rnn(n) => {
-                            j.nonlinearity = Some(if n == Nonlinearity::Relu { "relu" } else { "tanh" }.into());
-                            LayerJson::Rnn(j)
-                        }
-                        CellKind::Lstm => LayerJson::Lstm(j),
-                        CellKind::Gru { reset_after } => {
-                            j.reset_after = Some(reset_after);
-                            LayerJson::Gru(j)
-                        }
-                    }
-                }
-            })
-            .collect();
+        let layers = self.layers.iter().map(layer_json).collect();
         serde_json::to_string(&SpecJson { input, layers }).unwrap_or_default()
     }
+
+    /// The spec as JavaScript gives it (without a seed), with every default written out, to
+    /// serialize (to a JavaScript object, or [`serde_json::to_value`]) with its keys in the order
+    /// of the docs, `type` first: [`spec_from_value`] reads it back to the same architecture.
+    pub fn to_object(&self) -> SpecObject {
+        let input = match self.input {
+            InputKind::Features { size } => GivenInput::Features { features: size },
+            InputKind::Tokens { vocab_size } => GivenInput::Tokens { vocab_size },
+        };
+        SpecObject { input, layers: self.layers.iter().map(layer_json).collect() }
+    }
+}
+
+/// A model spec as JavaScript gives it, to serialize ([`ModelSpec::to_object`]).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct SpecObject {
+    input: GivenInput,
+    layers: Vec<LayerJson>,
+}
+
+/// `{ features }` or `{ vocabSize }`.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+enum GivenInput {
+    Features { features: usize },
+    Tokens { vocab_size: usize },
 }
 
 #[cfg(test)]
@@ -447,5 +589,154 @@ mod tests {
         assert!(err(&base(r#"{"type":"gru","hiddenSize":4,"nonlinearity":"relu"}"#)).contains("layers[0].nonlinearity"));
         assert!(err(&base(r#"{"type":"dense","units":4,"activation":"swish"}"#)).contains("layers[0].activation"));
         assert!(err(&base(r#"{"type":"conv","units":4}"#)).contains("conv"));
+    }
+
+    /// The configuration of a model file as the code before the spec crossed as an object wrote
+    /// it: such files read to the same spec and are written the same, byte for byte.
+    const SAVED: [&str; 2] = [
+        r#"{"input":{"type":"tokens","vocabSize":30},"layers":[{"type":"embedding","dim":8},{"type":"rnn","hiddenSize":16,"numLayers":2,"bidirectional":true,"merge":"sum","returnSequences":true,"dropout":0.25,"nonlinearity":"relu"},{"type":"gru","hiddenSize":4,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":true,"dropout":0.0,"resetAfter":false},{"type":"lstm","hiddenSize":5,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":false,"dropout":0.0},{"type":"dense","units":3,"activation":"softmax"}]}"#,
+        r#"{"input":{"type":"features","size":2},"layers":[{"type":"lstm","hiddenSize":3,"numLayers":1,"bidirectional":true,"merge":"concat","returnSequences":true,"dropout":0.0},{"type":"dense","units":1,"activation":"linear"}]}"#,
+    ];
+
+    #[test]
+    fn the_file_form_reads_and_writes_as_before() {
+        for saved in SAVED {
+            assert_eq!(ModelSpec::from_json(saved).expect("saved spec").to_json(), saved);
+        }
+    }
+
+    fn given(v: Value) -> Result<(ModelSpec, u64)> {
+        spec_from_value(v)
+    }
+
+    fn value(spec: &ModelSpec) -> Value {
+        serde_json::to_value(spec.to_object()).expect("serializes")
+    }
+
+    #[test]
+    fn the_given_spec_round_trips_through_to_object_and_matches_the_file_form() {
+        for saved in SAVED {
+            let spec = ModelSpec::from_json(saved).expect("saved spec");
+            let v = value(&spec);
+            assert!(v.get("seed").is_none());
+            assert_eq!(given(v).expect("read back"), (spec, 0));
+        }
+        let (spec, seed) = given(serde_json::json!({
+            "input": { "features": 2 },
+            "layers": [{ "type": "gru", "hiddenSize": 3 }, { "type": "dense", "units": 4 }],
+            "seed": 9,
+        }))
+        .expect("minimal");
+        assert_eq!(seed, 9);
+        assert_eq!(spec, ModelSpec::from_json(r#"{"input":{"type":"features","size":2},"layers":[{"type":"gru","hiddenSize":3},{"type":"dense","units":4}]}"#).expect("file form"));
+        assert_eq!(
+            value(&spec),
+            serde_json::json!({ "input": { "features": 2 }, "layers": [
+                { "type": "gru", "hiddenSize": 3, "numLayers": 1, "bidirectional": false, "merge": "concat",
+                  "returnSequences": true, "dropout": 0.0, "resetAfter": true },
+                { "type": "dense", "units": 4, "activation": "linear" }] })
+        );
+        assert_eq!(
+            serde_json::to_string(&spec.to_object()).expect("serializes"),
+            r#"{"input":{"features":2},"layers":[{"type":"gru","hiddenSize":3,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":true,"dropout":0.0,"resetAfter":true},{"type":"dense","units":4,"activation":"linear"}]}"#,
+            "keys in the order of the docs, type first"
+        );
+        let (tokens, _) =
+            given(serde_json::json!({ "input": { "vocabSize": 5 }, "layers": [{ "type": "embedding", "dim": 2 }] }))
+                .expect("tokens");
+        assert_eq!(tokens.input, InputKind::Tokens { vocab_size: 5 });
+    }
+
+    #[test]
+    fn given_spec_errors_name_the_option_path_and_what_it_accepts() {
+        let err = |v: Value| given(v).expect_err("refused").to_string();
+        let with = |layers: Value| serde_json::json!({ "input": { "features": 2 }, "layers": layers });
+        let layer = |l: Value| with(serde_json::json!([{ "type": "lstm", "hiddenSize": 3 }, l]));
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 0 }))),
+            "layers[1].hiddenSize must be a positive integer, got 0"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": -3 }))),
+            "layers[1].hiddenSize must be a positive integer, got -3"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 2.5 }))),
+            "layers[1].hiddenSize must be a positive integer, got 2.5"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "dense", "units": "4" }))),
+            r#"layers[1].units must be a positive integer, got "4""#
+        );
+        assert_eq!(err(layer(serde_json::json!({ "type": "gru" }))), "layers[1].hiddenSize is required in layers[1]");
+        assert_eq!(err(layer(serde_json::json!({ "type": "embedding" }))), "layers[1].dim is required in layers[1]");
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
+            "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
+             returnSequences, dropout"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
+            "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
+             returnSequences, dropout"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
+            "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
+             returnSequences, dropout, resetAfter"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "bidirectional": "yes" }))),
+            r#"layers[1].bidirectional must be a boolean, got "yes""#
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "dropout": "0.1" }))),
+            r#"layers[1].dropout must be a number, got "0.1""#
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "conv" }))),
+            r#"layers[1].type must be one of 'embedding', 'rnn', 'lstm', 'gru', 'dense', got "conv""#
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "units": 3 }))),
+            "layers[1].type is required (one of 'embedding', 'rnn', 'lstm', 'gru', 'dense')"
+        );
+        assert_eq!(
+            err(layer(Value::Null)),
+            "layers[1] must be an object { type: 'embedding', 'rnn', 'lstm', 'gru', 'dense', ... }, got null"
+        );
+        assert_eq!(err(with(serde_json::json!([]))), "layers must be a non-empty array, got an empty array");
+        assert_eq!(err(with(serde_json::json!({ "type": "lstm" }))), "layers must be a non-empty array, got an object");
+        assert_eq!(err(serde_json::json!({ "input": { "features": 2 } })), "layers is required in the model spec");
+        assert_eq!(
+            err(serde_json::json!({ "input": { "features": 2 }, "layer": [] })),
+            "unknown option layer; expected one of input, layers, seed"
+        );
+        let input = |i: Value| serde_json::json!({ "input": i, "layers": [{ "type": "dense", "units": 1 }] });
+        assert_eq!(
+            err(input(serde_json::json!({ "features": 0 }))),
+            "input.features must be a positive integer, got 0"
+        );
+        assert_eq!(
+            err(input(serde_json::json!({ "feature": 2 }))),
+            "input.features or input.vocabSize is required (floats per step, or token ids)"
+        );
+        assert_eq!(
+            err(input(serde_json::json!({ "features": 2, "vocabSize": 3 }))),
+            "unknown option input.features; expected one of vocabSize"
+        );
+        assert_eq!(err(input(serde_json::json!(2))), "input must be an object { features } or { vocabSize }, got 2");
+        let seed = |s: Value| serde_json::json!({ "input": { "features": 2 }, "layers": [{ "type": "dense", "units": 1 }], "seed": s });
+        assert_eq!(err(seed(serde_json::json!(-1))), "seed must be a non-negative integer, got -1");
+        assert_eq!(err(seed(serde_json::json!(1.5))), "seed must be a non-negative integer, got 1.5");
+        assert_eq!(
+            err(seed(serde_json::json!(1u64 << 53))),
+            "seed must be a non-negative integer below 2^53, got 9007199254740992"
+        );
+        assert_eq!(given(seed(serde_json::json!((1u64 << 53) - 1))).expect("largest seed").1, (1 << 53) - 1);
+        assert_eq!(err(Value::Null), "model spec must be an object { input, layers, seed? }, got null");
+        for m in [err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 0 }))), err(seed(serde_json::json!(-1)))] {
+            assert!(!m.contains("line") && !m.contains("Json") && !m.contains("usize") && !m.contains("u64"), "{m}");
+        }
     }
 }

@@ -144,7 +144,7 @@ impl<F: Real> Model<F> {
                     crate::kernels::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
                     crate::kernels::tensor::positive(&what("numLayers"), r.num_layers)?;
                     if !(0.0..1.0).contains(&r.dropout) {
-                        return Err(invalid(what("dropout"), "in [0, 1)", r.dropout));
+                        return Err(invalid(what("dropout"), "a number in [0, 1)", r.dropout));
                     }
                     if !sequence {
                         return Err(invalid(what("type"), "a layer after one that outputs a sequence", "recurrent"));

@@ -2,7 +2,7 @@
 //! dense layers, with its parameters under PyTorch-style names, a forward pass over a batch of
 //! variable-length sequences (for training and for inference) and its backward pass.
 //!
-//! - [`config`]: the architecture ([`ModelSpec`]) and its JSON form;
+//! - [`config`]: the architecture ([`ModelSpec`]), read from JavaScript's spec and in its JSON form;
 //! - `init`: parameters from a configuration, and their access;
 //! - `batch`: packing batches in, unpacking outputs;
 //! - `layers`: embedding, dense and activations, a recurrent layer's output;
@@ -19,7 +19,7 @@ mod layers;
 mod state;
 
 pub use batch::{Inputs, PackedBatch};
-pub use config::{Activation, InputKind, LayerSpec, Merge, ModelSpec, RecurrentLayerSpec};
+pub use config::{spec_from_value, Activation, InputKind, LayerSpec, Merge, ModelSpec, RecurrentLayerSpec};
 pub use forward::{ForwardTrace, Inference, PreparedWeights};
 pub use init::{Model, Tensor, MAX_PARAMETERS};
 pub use layers::activate;

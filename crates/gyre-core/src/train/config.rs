@@ -2,24 +2,24 @@
 //! camelCase): what the TypeScript layer sends to `fit` and `trainBatch`, what a saved model
 //! carries of its optimizer. Every default of an option is declared here, once; unknown fields
 //! are errors; every error names the option by its path (`optimizer.learningRate`,
-//! `earlyStopping.patience`) and what it accepts.
+//! `earlyStopping.patience`) and what it accepts (read with the helpers of `crate::options`).
 
 use crate::error::{CoreError, Result};
 use crate::model::config::{default_one, default_true};
 use crate::optim::{LrSchedule, OptimizerConfig, Schedule};
+use crate::options::{json_value, prefixed, read, tagged, Count};
 use crate::train::{EarlyStopping, FitConfig, LossKind};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
 /// Default passes over the data.
-fn default_epochs() -> usize {
-    1
+fn default_epochs() -> Count {
+    Count(1)
 }
 
 /// Default sequences per batch.
-fn default_batch_size() -> usize {
-    32
+fn default_batch_size() -> Count {
+    Count(32)
 }
 
 #[derive(Deserialize, Debug)]
@@ -27,9 +27,9 @@ fn default_batch_size() -> usize {
 struct FitJson {
     loss: String,
     #[serde(default = "default_epochs")]
-    epochs: usize,
+    epochs: Count,
     #[serde(default = "default_batch_size")]
-    batch_size: usize,
+    batch_size: Count,
     #[serde(default = "default_true")]
     shuffle: bool,
     #[serde(default)]
@@ -45,7 +45,7 @@ struct FitJson {
     #[serde(default)]
     clip_value: Option<f64>,
     #[serde(default)]
-    tbptt_steps: Option<usize>,
+    tbptt_steps: Option<Count>,
     #[serde(default)]
     early_stopping: Option<EarlyStoppingJson>,
 }
@@ -112,7 +112,7 @@ struct RmspropJson {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { stepSize, gamma }")]
 struct StepJson {
-    step_size: usize,
+    step_size: Count,
     gamma: f64,
 }
 
@@ -125,7 +125,7 @@ struct ExponentialJson {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { tMax, etaMin? }")]
 struct CosineJson {
-    t_max: usize,
+    t_max: Count,
     #[serde(default)]
     eta_min: f64,
 }
@@ -172,15 +172,15 @@ pub fn fit_from_value(options: Value) -> Result<(FitConfig, OptimizerConfig)> {
     };
     let schedule = Schedule::new(decay, f.warmup_epochs).map_err(|e| prefixed("schedule", e))?;
     let config = FitConfig {
-        epochs: f.epochs,
-        batch_size: f.batch_size,
+        epochs: f.epochs.0,
+        batch_size: f.batch_size.0,
         shuffle: f.shuffle,
         seed: f.seed,
         loss: loss_from_name(&f.loss)?,
         schedule,
         clip_norm: f.clip_norm,
         clip_value: f.clip_value,
-        tbptt_steps: f.tbptt_steps,
+        tbptt_steps: f.tbptt_steps.map(|k| k.0),
         early_stopping: f.early_stopping.map(|e| EarlyStopping {
             patience: e.patience,
             min_delta: e.min_delta,
@@ -255,7 +255,7 @@ fn schedule_from(path: &str, value: Value) -> Result<LrSchedule> {
         }
         "step" => {
             let StepJson { step_size, gamma } = read(path, rest)?;
-            LrSchedule::Step { step_size, gamma }
+            LrSchedule::Step { step_size: step_size.0, gamma }
         }
         "exponential" => {
             let ExponentialJson { gamma } = read(path, rest)?;
@@ -263,7 +263,7 @@ fn schedule_from(path: &str, value: Value) -> Result<LrSchedule> {
         }
         _ => {
             let CosineJson { t_max, eta_min } = read(path, rest)?;
-            LrSchedule::Cosine { t_max, eta_min }
+            LrSchedule::Cosine { t_max: t_max.0, eta_min }
         }
     })
 }
@@ -288,160 +288,6 @@ pub fn optimizer_to_json(c: &OptimizerConfig) -> String {
 /// Parses the JSON form of an optimizer and validates it.
 pub fn optimizer_from_json(json: &str) -> Result<OptimizerConfig> {
     optimizer_from("optimizer", json_value("optimizer", json)?)
-}
-
-fn json_value(what: &str, json: &str) -> Result<Value> {
-    serde_json::from_str(json).map_err(|e| CoreError::invalid(what, "valid JSON", e))
-}
-
-/// `{ type, ...rest }` at `path`: the type, one of `kinds` (`default` when absent, if there is
-/// one), and the other fields.
-fn tagged(path: &str, value: Value, kinds: &[&str], default: Option<&str>) -> Result<(String, Value)> {
-    let Value::Object(mut fields) = value else {
-        return Err(CoreError::invalid(
-            path,
-            format!("an object {{ type: {}, ... }}", quoted(kinds)),
-            describe(&value),
-        ));
-    };
-    match fields.remove("type") {
-        Some(Value::String(kind)) if kinds.contains(&kind.as_str()) => Ok((kind, Value::Object(fields))),
-        Some(other) => {
-            Err(CoreError::invalid(format!("{path}.type"), format!("one of {}", quoted(kinds)), describe(&other)))
-        }
-        None => match default {
-            Some(kind) => Ok((kind.to_string(), Value::Object(fields))),
-            None => {
-                Err(CoreError::Missing { what: format!("{path}.type"), context: format!("(one of {})", quoted(kinds)) })
-            }
-        },
-    }
-}
-
-fn quoted(kinds: &[&str]) -> String {
-    kinds.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
-}
-
-/// A JSON value as an error message shows it: `true`, `2.5`, `"abc"`, `an object`.
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-        other => other.to_string(),
-    }
-}
-
-/// `e` with its option named under `path` (`lr` → `optimizer.learningRate`).
-fn prefixed(path: &str, e: CoreError) -> CoreError {
-    match e {
-        CoreError::InvalidArgument { what, expected, got } => {
-            CoreError::InvalidArgument { what: format!("{path}.{}", camel(&what)), expected, got }
-        }
-        other => other,
-    }
-}
-
-/// Reads `value` as `T`; an error names the option by its path under `path`.
-fn read<T: DeserializeOwned>(path: &str, value: Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let at = e.path().to_string();
-        let full = match (path, at.as_str()) {
-            (p, ".") => p.to_string(),
-            ("", a) => a.to_string(),
-            (p, a) => format!("{p}.{a}"),
-        };
-        option_error(&full, &e.inner().to_string())
-    })
-}
-
-/// serde's message about the option at `path` in gyre's words: `path must be <what it
-/// accepts>, got <value>`, `unknown option path.x; expected one of ...`, `path.x is required`.
-fn option_error(path: &str, message: &str) -> CoreError {
-    let join = |field: &str| {
-        if path.is_empty() || path == field || path.ends_with(&format!(".{field}")) {
-            if path.is_empty() {
-                field.to_string()
-            } else {
-                path.to_string()
-            }
-        } else {
-            format!("{path}.{field}")
-        }
-    };
-    let ticked = |s: &str| s.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>();
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        let names = ticked(rest);
-        let field = names.first().cloned().unwrap_or_default();
-        let expected = if names.len() > 1 { format!("one of {}", names[1..].join(", ")) } else { "no options".into() };
-        return CoreError::UnknownOption { what: join(&field), expected };
-    }
-    if let Some(rest) = message.strip_prefix("missing field ") {
-        let field = ticked(rest).first().cloned().unwrap_or_default();
-        let within = if path.is_empty() { "in the options".to_string() } else { format!("in {path}") };
-        return CoreError::Missing { what: join(&field), context: within };
-    }
-    for prefix in ["invalid type: ", "invalid value: "] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some((got, expected)) = rest.split_once(", expected ") {
-                let what = if path.is_empty() { "options" } else { path };
-                let accepted = if COUNTS.contains(&what) { "a positive integer".into() } else { accepts(expected) };
-                return CoreError::invalid(what, accepted, received(got));
-            }
-        }
-    }
-    CoreError::invalid(if path.is_empty() { "options" } else { path }, "a valid option", message)
-}
-
-/// The options that count something and must be at least 1 (the others that take an integer
-/// may be 0).
-const COUNTS: [&str; 5] = ["epochs", "batchSize", "tbpttSteps", "schedule.stepSize", "schedule.tMax"];
-
-/// What serde says a type expects, in the words of the options' docs.
-fn accepts(expected: &str) -> String {
-    match expected {
-        "usize" | "u64" | "u32" => "a non-negative integer".into(),
-        "f64" | "f32" => "a number".into(),
-        "a boolean" | "a string" => expected.into(),
-        other => other.into(),
-    }
-}
-
-/// serde's description of a received value as the value: `boolean `true`` → `true`.
-fn received(got: &str) -> String {
-    for prefix in ["boolean ", "integer ", "floating point "] {
-        if let Some(v) = got.strip_prefix(prefix) {
-            return v.trim_matches('`').to_string();
-        }
-    }
-    if let Some(v) = got.strip_prefix("string ") {
-        return v.to_string();
-    }
-    match got {
-        "map" => "an object".into(),
-        "sequence" => "an array".into(),
-        "unit value" => "null".into(),
-        other => other.into(),
-    }
-}
-
-/// `weight_decay` → `weightDecay`, `lr` → `learningRate` (the option names of the JSON form).
-fn camel(s: &str) -> String {
-    if s == "lr" {
-        return "learningRate".into();
-    }
-    let mut out = String::new();
-    let mut up = false;
-    for c in s.chars() {
-        if c == '_' {
-            up = true;
-        } else if up {
-            out.extend(c.to_uppercase());
-            up = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
