@@ -5,6 +5,7 @@
 //! - `portable`: the portable bodies, the test oracle of the SIMD builds;
 //! - `dispatch`: the f32 kernels chosen for the CPU at run time (`GYRE_SIMD` caps the level);
 //! - `x86`: the AVX-512 and AVX2 + FMA kernels;
+//! - `gate_rows`: the fused LSTM and GRU gate rows, written once for every SIMD module;
 //! - `packed`: the per-step products of the time loop, over packed operands, allocation-free;
 //! - `linalg`: whole-matrix products and reductions, split over the pool;
 //! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers; [`scan`]: the
@@ -14,6 +15,10 @@
 //! the f32 product with its packed form ([`gemm_acc`], [`pack`], [`gemm_acc_packed`],
 //! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
 //! [`AdamStep`], which [`Kernels::adam_update`] takes.
+
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod gate_rows;
 
 pub(crate) mod dispatch;
 pub(crate) mod linalg;
