@@ -88,8 +88,9 @@ fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
     assert_eq!(c1, c2);
 }
 
-/// Every level (each runs at the CPU's best below it).
-const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+/// Every level (each runs at the CPU's best below it: on AArch64 every level above `Scalar` is
+/// NEON, on x86 `Neon` is the portable code).
+const LEVELS: [Level; 4] = [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512];
 
 #[test]
 fn gru_backward_row_and_add_rows_give_the_portable_bits_on_every_level() {
