@@ -9,14 +9,9 @@
 
 use std::arch::aarch64::*;
 
-// exp(x) = 2^n · e^r, n = round(x / ln 2), r = x − n·ln 2 (in two parts), e^r by Cephes'
-// polynomial. Inputs are clamped so 2^n stays a normal number.
-const EXP_HI: f32 = 88.0;
-const EXP_LO: f32 = -87.0;
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+// exp(x) = 2^n · e^r with Cephes' constants: see `kernels/portable.rs` (`exp_fused`, the
+// tests' model of it).
+use crate::kernels::portable::{EXP_HI, EXP_LO, EXP_POLY as P, LN2_HI, LN2_LO, LOG2E};
 
 #[target_feature(enable = "neon")]
 fn exp4(x: float32x4_t) -> float32x4_t {
