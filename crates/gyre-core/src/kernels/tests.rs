@@ -42,13 +42,69 @@ fn gemm_acc_matches_f64_arithmetic_on_every_shape_edge() {
     }
 }
 
+/// A `c += a·b` kernel over slices: `(m, n, k, a, rsa, csa, b, ldb, c, ldc)`.
+type Product = fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, &mut [f32], usize);
+
+/// Panics unless every address a product kernel may touch is inside its slice (what
+/// [`gemm_acc`] checks before it enters one).
+#[allow(clippy::too_many_arguments, dead_code)] // dead where no SIMD kernel exists
+fn check_bounds(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &[f32],
+    ldc: usize,
+) {
+    assert!(m > 0 && n > 0 && k > 0 && ldb >= n && ldc >= n);
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n);
+}
+
+/// The SIMD product kernels this CPU has, by level.
+#[allow(unsafe_code)] // calls into the kernels; each block says why it is sound
+fn simd_products() -> Vec<(Level, Product)> {
+    #[allow(unused_mut)]
+    let mut out: Vec<(Level, Product)> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86;
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push((Level::Avx2, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+                check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+                // SAFETY: AVX2 and FMA detected; the bounds were checked.
+                unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) }
+            }));
+        }
+        if is_x86_feature_detected!("avx512f") {
+            out.push((Level::Avx512, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+                check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+                // SAFETY: AVX-512 F detected; the bounds were checked.
+                unsafe {
+                    x86::gemm_acc_avx512(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, &[])
+                }
+            }));
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        use super::aarch64;
+        out.push((Level::Neon, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+            check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+            // SAFETY: NEON is in the target's baseline; the bounds were checked.
+            unsafe { aarch64::gemm_acc_neon(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) }
+        }));
+    }
+    out
+}
+
 #[test]
 fn simd_products_are_one_fused_chain_per_element() {
     // Every SIMD level (the portable code multiplies, then adds): each element of `c` is
     // `c ← fma(a[i, p], b[p, j], c)` for p = 0, 1, … in order, whatever tile it falls in.
-    if level() == Level::Scalar {
-        return;
-    }
     for &(m, n, k, transposed) in &[
         (1, 1, 1, false),
         (1, 70, 300, false),
@@ -61,16 +117,18 @@ fn simd_products_are_one_fused_chain_per_element() {
         let (rsa, csa) = if transposed { (1, m) } else { (k, 1) };
         let (ldb, ldc) = (n + 3, n + 1);
         let (a, b, c0) = (fill(m * k, 50), fill(k * ldb, 51), fill(m * ldc, 52));
-        let mut got = c0.clone();
-        gemm_acc(m, n, k, &a, rsa, csa, &b, ldb, &mut got, ldc, &[]);
-        let mut want = c0;
+        let mut want = c0.clone();
         for i in 0..m {
             for j in 0..n {
                 let o = &mut want[i * ldc + j];
                 *o = (0..k).fold(*o, |s, p| a[i * rsa + p * csa].mul_add(b[p * ldb + j], s));
             }
         }
-        assert_eq!(got, want, "{:?}: m{m} n{n} k{k} transposed {transposed}", level());
+        for (at, product) in simd_products() {
+            let mut got = c0.clone();
+            product(m, n, k, &a, rsa, csa, &b, ldb, &mut got, ldc);
+            assert_eq!(got, want, "{at:?}: m{m} n{n} k{k} transposed {transposed}");
+        }
     }
 }
 
