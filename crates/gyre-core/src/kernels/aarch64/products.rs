@@ -109,9 +109,9 @@ unsafe fn row_tile<const NV: usize>(
     }
 }
 
-/// Depth of one pass over `k`: a `KC × 16` strip of `b` (16 KiB) stays in L1 while every row
-/// tile streams past it (the packed products of `kernels/packed.rs` come in blocks of 128 deep
-/// already).
+/// Depth of one pass over `k`: a `KC × 16` strip of `b` (16 KiB; 32 KiB for the 32-column
+/// strips of one- or two-row products) stays in L1 while every row tile streams past it (the
+/// packed products of `kernels/packed.rs` come in blocks of 128 deep already).
 const KC: usize = 256;
 
 /// # Safety
