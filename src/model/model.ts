@@ -628,12 +628,13 @@ export function getNumThreads(): number {
 }
 
 /**
- * The SIMD level gyre's f32 kernels run at: `'avx512'`, `'avx2'` (AVX2 with FMA) or `'scalar'`
- * (portable code compiled for the platform's baseline: the level of CPUs without AVX2, and of
- * every non-x86 CPU). It is the CPU's best, capped by the `GYRE_SIMD` environment variable
- * (`scalar`, `avx2` or `avx512`) read when native code first needs it. Levels may round
- * differently (the SIMD products use fused multiply-adds, the portable code does not).
+ * The SIMD level gyre's f32 kernels run at: `'avx512'`, `'avx2'` (AVX2 with FMA), `'neon'`
+ * (every arm64 CPU) or `'scalar'` (portable code compiled for the platform's baseline: the
+ * level of x86 CPUs without AVX2 and of other architectures). It is the CPU's best, capped by
+ * the `GYRE_SIMD` environment variable (`scalar`, `avx2` or `avx512`; on arm64 only `scalar`
+ * lowers it) read when native code first needs it. Levels may round differently (the SIMD
+ * products use fused multiply-adds, the portable code does not).
  */
-export function simdLevel(): 'avx512' | 'avx2' | 'scalar' {
+export function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'scalar' {
   return native.guard(() => native.simdLevel());
 }

@@ -319,14 +319,15 @@ pub fn get_num_threads() -> Result<u32> {
     contain(|| Ok(threads::num_threads()? as u32))
 }
 
-/// The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA) or `"scalar"` (the
-/// portable code, which is what other CPUs run): the CPU's best, capped by `GYRE_SIMD`
-/// (`scalar|avx2|avx512`) read when the addon first needs it.
-#[napi(catch_unwind, ts_return_type = "'avx512' | 'avx2' | 'scalar'")]
+/// The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA), `"neon"` (every
+/// arm64 CPU) or `"scalar"` (the portable code, which is what other CPUs run): the CPU's best,
+/// capped by `GYRE_SIMD` (`scalar|avx2|avx512`) read when the addon first needs it.
+#[napi(catch_unwind, ts_return_type = "'avx512' | 'avx2' | 'neon' | 'scalar'")]
 pub fn simd_level() -> &'static str {
     match gyre_core::kernels::level() {
         gyre_core::kernels::Level::Avx512 => "avx512",
         gyre_core::kernels::Level::Avx2 => "avx2",
+        gyre_core::kernels::Level::Neon => "neon",
         gyre_core::kernels::Level::Scalar => "scalar",
     }
 }

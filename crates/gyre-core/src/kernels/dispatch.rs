@@ -1,7 +1,8 @@
-//! The f32 kernels' dispatch, chosen at run time: AVX-512, AVX2 + FMA, or portable scalar code (the
-//! fallback on other CPUs, and the oracle the SIMD paths are tested against). The shipped
-//! binary targets the baseline CPU of its triple; the wider paths are compiled with
-//! `#[target_feature]` and entered only after `is_x86_feature_detected!` says the CPU has them.
+//! The f32 kernels' dispatch, chosen at run time: AVX-512, AVX2 + FMA, NEON on AArch64, or
+//! portable scalar code (the fallback on other CPUs, and the oracle the SIMD paths are tested
+//! against). The shipped binary targets the baseline CPU of its triple; the wider x86 paths are
+//! compiled with `#[target_feature]` and entered only after `is_x86_feature_detected!` says the
+//! CPU has them. NEON is part of the AArch64 baseline: its kernels need no detection.
 //!
 //! - [`gemm_acc`]: `c += a · b` for row-major blocks — the per-step recurrent products. Every
 //!   output element is one chain of fused multiply-adds over `k` in order, whatever the block
@@ -11,19 +12,24 @@
 //!   (a degree-6 polynomial after range reduction, as in Cephes' `expf`), accurate to a few
 //!   units in the last place of the result's magnitude.
 //!
-//! `GYRE_SIMD=scalar|avx2|avx512` caps the level (for tests and comparisons); the default is
-//! the best the CPU supports.
+//! `GYRE_SIMD=scalar|avx2|avx512` caps the level (for tests and comparisons; `scalar` is the
+//! one cap on AArch64); the default is the best the CPU supports.
 #![allow(unsafe_code)] // SIMD intrinsics; every unsafe block states what makes it sound
 
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+use super::aarch64;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use std::sync::OnceLock;
 
-/// An instruction-set level.
+/// An instruction-set level. The order ranks each level against the portable one and the x86
+/// levels against each other (NEON and the x86 levels never meet on one CPU).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Portable Rust (what the compiler makes of it for the baseline target).
     Scalar,
+    /// AArch64 Advanced SIMD (NEON), which every AArch64 CPU has.
+    Neon,
     /// AVX2 with FMA (x86-64-v3).
     Avx2,
     /// AVX-512 F (x86-64-v4).
@@ -39,6 +45,9 @@ fn detect() -> Level {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             return Level::Avx2;
         }
+    }
+    if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+        return Level::Neon;
     }
     Level::Scalar
 }
@@ -69,7 +78,8 @@ pub fn level() -> Level {
 /// `next` (may be empty) is fetched into L2 while the product runs: the caller's next block of
 /// `b` (see [`crate::kernels::packed::gemm_acc_packed`]), so that the next call's first row tile reads
 /// it from L2 instead of waiting on L3. The AVX-512 kernel spreads the fetches over its row
-/// tiles after the first; the other levels ignore `next`. It changes no result.
+/// tiles after the first; the other levels (AVX2, NEON, portable) ignore `next`. It changes no
+/// result.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_acc(
     m: usize,
@@ -84,6 +94,8 @@ pub fn gemm_acc(
     ldc: usize,
     next: &[f32],
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = next; // only the AVX-512 kernel fetches ahead
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -101,6 +113,11 @@ pub fn gemm_acc(
         // SAFETY: the CPU has AVX2 and FMA (detected), and the bounds were checked above.
         Level::Avx2 => unsafe {
             x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+        },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline, and the bounds were checked above.
+        Level::Neon => unsafe {
+            aarch64::gemm_acc_neon(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
         },
         _ => crate::kernels::portable::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc),
     }
@@ -121,6 +138,9 @@ pub(crate) fn dot_on(at: Level, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel reads `n` elements of each slice.
         Level::Avx2 => unsafe { x86::dot_avx2(a.as_ptr(), b.as_ptr(), n) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; the kernel reads `n` elements of each slice.
+        Level::Neon => unsafe { aarch64::dot_neon(a.as_ptr(), b.as_ptr(), n) },
         _ => crate::kernels::portable::dot_portable(&a[..n], &b[..n]),
     }
 }
@@ -158,6 +178,8 @@ pub(crate) fn add_dots_on(at: Level, x: &[f32], w: &[f32], out: &mut [f32]) {
 /// of plain IEEE operations) compiled for the level in use, and `fn $on`, the same at a
 /// given level (capped to what the CPU has; for tests). The compiler vectorizes the portable
 /// code for each width, and every level gives the same bits (no fused multiply-adds are formed).
+/// On AArch64 the portable build is already the NEON one (NEON is in the baseline), so the
+/// `Neon` level runs it as it is.
 macro_rules! per_level {
     ($(#[$meta:meta])* pub(crate) fn $name:ident, $on:ident($($arg:ident: $ty:ty),* $(,)?) = $portable:path;) => {
         $(#[$meta])*
@@ -234,10 +256,10 @@ per_level! {
     pub(crate) fn add_rows, add_rows_on(out: &mut [f32], x: &[f32]) = crate::kernels::portable::add_rows_portable;
 }
 
-/// [`crate::kernels::Kernels::transpose`] for f32: 16 × 16 blocks through AVX-512 shuffles (one vector
-/// load and store per row of a block instead of a store per value; packing `Wᵀ` was 10% of
-/// batch-1 training), the edges and the other levels value by value. Moves values only: the
-/// same result on every level.
+/// [`crate::kernels::Kernels::transpose`] for f32: 16 × 16 blocks through AVX-512 shuffles, or 4 × 4
+/// through NEON ones (one vector load and store per row of a block instead of a store per
+/// value; packing `Wᵀ` was 10% of batch-1 training on x86), the edges and the other levels
+/// value by value. Moves values only: the same result on every level.
 pub(crate) fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld: usize) {
     if rows == 0 || k == 0 {
         return;
@@ -247,6 +269,9 @@ pub(crate) fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld:
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; `fits` bounds every address the kernel touches.
         Level::Avx512 if fits => unsafe { x86::transpose_avx512(src.as_ptr(), rows, k, dst.as_mut_ptr(), ld) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; `fits` bounds every address the kernel touches.
+        Level::Neon if fits => unsafe { aarch64::transpose_neon(src.as_ptr(), rows, k, dst.as_mut_ptr(), ld) },
         _ => crate::kernels::portable::transpose_portable(src, rows, k, dst, ld),
     }
 }
@@ -260,6 +285,9 @@ pub(crate) fn sigmoid_inplace(x: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel touches only `x`.
         Level::Avx2 => unsafe { x86::sigmoid_avx2(x) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; the kernel touches only `x`.
+        Level::Neon => unsafe { aarch64::sigmoid_neon(x) },
         _ => x.iter_mut().for_each(|v| *v = crate::kernels::real::sigmoid(*v)),
     }
 }
@@ -273,6 +301,9 @@ pub(crate) fn tanh_inplace(x: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the kernel touches only `x`.
         Level::Avx2 => unsafe { x86::tanh_avx2(x) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; the kernel touches only `x`.
+        Level::Neon => unsafe { aarch64::tanh_neon(x) },
         _ => x.iter_mut().for_each(|v| *v = v.tanh()),
     }
 }
@@ -292,6 +323,9 @@ pub(crate) fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], 
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
         Level::Avx2 if sized => unsafe { x86::lstm_avx2(g, b, c_prev, c, h) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; the sizes were checked, the kernel stays inside them.
+        Level::Neon if sized => unsafe { aarch64::lstm_neon(g, b, c_prev, c, h) },
         _ => crate::kernels::portable::lstm_row_portable(g, b, c_prev, c, h),
     }
 }
@@ -310,6 +344,9 @@ pub(crate) fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], ext
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the sizes were checked, the kernel stays inside them.
         Level::Avx2 if sized => unsafe { x86::gru_avx2(g, b, rec, h_prev, extra, h) },
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is in the target's baseline; the sizes were checked, the kernel stays inside them.
+        Level::Neon if sized => unsafe { aarch64::gru_neon(g, b, rec, h_prev, extra, h) },
         _ => crate::kernels::portable::gru_row_portable(g, b, rec, h_prev, extra, h),
     }
 }

@@ -4,7 +4,8 @@
 //! - `table`: the per-type kernel table [`Kernels`] (f32: the SIMD dispatch; f64: portable);
 //! - `portable`: the portable bodies, the test oracle of the SIMD builds;
 //! - `dispatch`: the f32 kernels chosen for the CPU at run time (`GYRE_SIMD` caps the level);
-//! - `x86`: the AVX-512 and AVX2 + FMA kernels;
+//! - `x86`: the AVX-512 and AVX2 + FMA kernels; `aarch64`: the NEON kernels;
+//! - `gate_rows`: the fused LSTM and GRU gate rows, written once for every SIMD module;
 //! - `packed`: the per-step products of the time loop, over packed operands, allocation-free;
 //! - `linalg`: whole-matrix products and reductions, split over the pool;
 //! - [`threads`]: the thread pool; [`tensor`]: checked views of flat buffers; [`scan`]: the
@@ -15,6 +16,12 @@
 //! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
 //! [`AdamStep`], which [`Kernels::adam_update`] takes.
 
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[macro_use]
+mod gate_rows;
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod aarch64;
 pub(crate) mod dispatch;
 pub(crate) mod linalg;
 pub(crate) mod packed;

@@ -204,6 +204,32 @@ pub(crate) fn gemm_acc_portable<F: Real>(
     }
 }
 
+// The SIMD kernels' `exp(x) = 2^n · e^r` (Cephes' `expf`): `n = round(x / ln 2)` (ties to
+// even), `r = x − n·ln 2` in two parts, `e^r` by a degree-6 polynomial; inputs clamped to
+// `[EXP_LO, EXP_HI]` so that `2^n` stays a normal number. Every SIMD level computes it with
+// these constants and the operations of `exp_fused`.
+pub(crate) const EXP_HI: f32 = 88.0;
+pub(crate) const EXP_LO: f32 = -87.0;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const EXP_POLY: [f32; 6] =
+    [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+
+/// The SIMD kernels' `exp`, one value at a time with the same operations (fused multiply-adds
+/// where they fuse): the model the tests hold every SIMD level's sigmoid and tanh to, bit for
+/// bit (for inputs other than NaN, which x86's clamp turns into a number).
+#[cfg(test)]
+pub(crate) fn exp_fused(x: f32) -> f32 {
+    let x = x.clamp(EXP_LO, EXP_HI);
+    let n = (x * LOG2E).round_ties_even();
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
+    let p = EXP_POLY[1..].iter().fold(EXP_POLY[0], |p, &c| p.mul_add(r, c));
+    let y = p.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// The portable [`crate::kernels::Kernels::dot`]: 8 independent lanes, summed in a fixed tree.
 pub(crate) fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
     const LANES: usize = 8;

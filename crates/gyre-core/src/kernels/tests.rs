@@ -42,6 +42,151 @@ fn gemm_acc_matches_f64_arithmetic_on_every_shape_edge() {
     }
 }
 
+/// A `c += a·b` kernel over slices: `(m, n, k, a, rsa, csa, b, ldb, c, ldc)`.
+type Product = fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, &mut [f32], usize);
+
+/// Panics unless every address a product kernel may touch is inside its slice (what
+/// [`gemm_acc`] checks before it enters one).
+#[allow(clippy::too_many_arguments, dead_code)] // dead where no SIMD kernel exists
+fn check_bounds(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &[f32],
+    ldc: usize,
+) {
+    assert!(m > 0 && n > 0 && k > 0 && ldb >= n && ldc >= n);
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n);
+}
+
+/// The SIMD product kernels this CPU has, by level.
+#[allow(unsafe_code)] // calls into the kernels; each block says why it is sound
+fn simd_products() -> Vec<(Level, Product)> {
+    #[allow(unused_mut)]
+    let mut out: Vec<(Level, Product)> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86;
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            out.push((Level::Avx2, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+                check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+                // SAFETY: AVX2 and FMA detected; the bounds were checked.
+                unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) }
+            }));
+        }
+        if is_x86_feature_detected!("avx512f") {
+            out.push((Level::Avx512, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+                check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+                // SAFETY: AVX-512 F detected; the bounds were checked.
+                unsafe {
+                    x86::gemm_acc_avx512(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, &[])
+                }
+            }));
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        use super::aarch64;
+        out.push((Level::Neon, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
+            check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
+            // SAFETY: NEON is in the target's baseline; the bounds were checked.
+            unsafe { aarch64::gemm_acc_neon(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) }
+        }));
+    }
+    out
+}
+
+#[test]
+fn simd_products_are_one_fused_chain_per_element() {
+    // Every SIMD level (the portable code multiplies, then adds): each element of `c` is
+    // `c ← fma(a[i, p], b[p, j], c)` for p = 0, 1, … in order, whatever tile it falls in.
+    for &(m, n, k, transposed) in &[
+        (1, 1, 1, false),
+        (1, 70, 300, false),
+        (2, 130, 9, false),
+        (3, 17, 5, true),
+        (7, 64, 257, false),
+        (13, 150, 40, true),
+        (250, 67, 130, false),
+    ] {
+        let (rsa, csa) = if transposed { (1, m) } else { (k, 1) };
+        let (ldb, ldc) = (n + 3, n + 1);
+        let (a, b, c0) = (fill(m * k, 50), fill(k * ldb, 51), fill(m * ldc, 52));
+        let mut want = c0.clone();
+        for i in 0..m {
+            for j in 0..n {
+                let o = &mut want[i * ldc + j];
+                *o = (0..k).fold(*o, |s, p| a[i * rsa + p * csa].mul_add(b[p * ldb + j], s));
+            }
+        }
+        for (at, product) in simd_products() {
+            let mut got = c0.clone();
+            product(m, n, k, &a, rsa, csa, &b, ldb, &mut got, ldc);
+            assert_eq!(got, want, "{at:?}: m{m} n{n} k{k} transposed {transposed}");
+        }
+    }
+}
+
+/// The SIMD sigmoid and tanh kernels this CPU has, by level.
+#[allow(clippy::type_complexity, unsafe_code)] // calls into the kernels; each block says why it is sound
+fn simd_nonlinearities() -> Vec<(Level, fn(&mut [f32]), fn(&mut [f32]))> {
+    #[allow(unused_mut)]
+    let mut out: Vec<(Level, fn(&mut [f32]), fn(&mut [f32]))> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86;
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY (both): AVX2 and FMA detected; the kernels touch only their slice.
+            out.push((Level::Avx2, |x| unsafe { x86::sigmoid_avx2(x) }, |x| unsafe { x86::tanh_avx2(x) }));
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY (both): AVX-512 F detected; the kernels touch only their slice.
+            out.push((Level::Avx512, |x| unsafe { x86::sigmoid_avx512(x) }, |x| unsafe { x86::tanh_avx512(x) }));
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    {
+        use super::aarch64;
+        // SAFETY (both): NEON is in the target's baseline; the kernels touch only their slice.
+        out.push((Level::Neon, |x| unsafe { aarch64::sigmoid_neon(x) }, |x| unsafe { aarch64::tanh_neon(x) }));
+    }
+    out
+}
+
+#[test]
+fn simd_nonlinearities_give_the_bits_of_one_fused_model() {
+    // One model for every SIMD level, so that they all give the same bits (NEON the same as
+    // AVX2 and AVX-512): `exp_fused`, then the same divisions.
+    use crate::kernels::portable::exp_fused;
+    let mut xs: Vec<f32> = (-9000..=9000).map(|i| i as f32 * 0.01).collect();
+    xs.extend(fill(4001, 53).iter().map(|v| v * 120.0));
+    xs.extend([-1e30, -88.5, -87.5, -1e-6, -0.0, 0.0, 1e-6, 1e-30, 87.5, 88.5, 1e30, f32::INFINITY, f32::NEG_INFINITY]);
+    let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp_fused(0.0 - x))).collect();
+    let tanh: Vec<f32> = xs
+        .iter()
+        .map(|&x| {
+            let e = exp_fused(x.abs() * -2.0);
+            ((1.0 - e) / (1.0 + e)).copysign(x)
+        })
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (at, sig, th) in simd_nonlinearities() {
+        // Lengths with and without a partial last vector.
+        for len in [xs.len(), xs.len() - 3] {
+            let (mut s, mut t) = (xs[..len].to_vec(), xs[..len].to_vec());
+            sig(&mut s);
+            th(&mut t);
+            assert_eq!(bits(&s), bits(&sigmoid[..len]), "sigmoid {at:?}");
+            assert_eq!(bits(&t), bits(&tanh[..len]), "tanh {at:?}");
+        }
+    }
+}
+
 #[test]
 fn gemm_acc_gives_the_same_bits_for_any_split_of_the_output() {
     let (m, n, k) = (13, 150, 40);
@@ -88,8 +233,9 @@ fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
     assert_eq!(c1, c2);
 }
 
-/// Every level (each runs at the CPU's best below it).
-const LEVELS: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Avx512];
+/// Every level (each runs at the CPU's best below it: on AArch64 every level above `Scalar` is
+/// NEON, on x86 `Neon` is the portable code).
+const LEVELS: [Level; 4] = [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512];
 
 #[test]
 fn gru_backward_row_and_add_rows_give_the_portable_bits_on_every_level() {

@@ -1,17 +1,13 @@
 //! The x86 nonlinearities and gate rows: a vectorized `exp` (Cephes' polynomial after range
 //! reduction) and the sigmoid and tanh built on it, element-wise over slices, and the fused
-//! LSTM and GRU gate arithmetic of one row, each for AVX-512 F and for AVX2 + FMA.
+//! LSTM and GRU gate arithmetic of one row (`kernels/gate_rows.rs`), each for AVX-512 F and for
+//! AVX2 + FMA.
 
 use std::arch::x86_64::*;
 
-// exp(x) = 2^n · e^r, n = round(x / ln 2), r = x − n·ln 2 (in two parts), e^r by Cephes'
-// polynomial. Inputs are clamped so 2^n stays a normal number.
-const EXP_HI: f32 = 88.0;
-const EXP_LO: f32 = -87.0;
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+// exp(x) = 2^n · e^r with Cephes' constants: see `kernels/portable.rs` (`exp_fused`, the
+// tests' model of it).
+use crate::kernels::portable::{EXP_HI, EXP_LO, EXP_POLY as P, LN2_HI, LN2_LO, LOG2E};
 
 #[target_feature(enable = "avx512f")]
 fn exp512(x: __m512) -> __m512 {
@@ -135,87 +131,6 @@ macro_rules! map256 {
 }
 map256!(sigmoid_avx2, sigmoid256);
 map256!(tanh_avx2, tanh256);
-
-/// The fused gate arithmetic of one row, written once over a vector type: `$v` lanes of
-/// `$t`, `$ld(mask, ptr)` / `$st(ptr, mask, v)` masked loads and stores, `$sig`/`$tanh` the
-/// nonlinearities and `$add`/`$sub`/`$mul` plain IEEE arithmetic.
-macro_rules! gate_rows {
-    ($feat:literal, $lstm:ident, $gru:ident, $lanes:literal, $mask:ty, $mk:ident, $ld:ident, $st:ident,
-     $set1:ident, $add:ident, $sub:ident, $mul:ident, $sig:ident, $tanh:ident) => {
-        /// # Safety
-        /// `g`, `b`: `4·H` floats, `c_prev`, `c`: `H` (checked by the caller).
-        #[target_feature(enable = $feat)]
-        pub unsafe fn $lstm(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
-            let hd = h.len();
-            let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
-            // The gates first, one block at a time (every vector independent of the
-            // others, so the core overlaps their long chains), then the states from the
-            // stored gates: 1.85 → 1.55 ns per unit on H = 256 against one pass doing both
-            // (whose every vector waited on its gates before its tanh(c)). The same
-            // operations on each value either way.
-            for (q, tanh) in [(0, false), (1, false), (2, true), (3, false)] {
-                let mut j = 0;
-                while j < hd {
-                    let m = $mk(hd - j);
-                    // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
-                    unsafe {
-                        let at = gp.add(q * hd + j);
-                        let x = $add($ld(m, at), $ld(m, bp.add(q * hd + j)));
-                        $st(at, m, if tanh { $tanh(x) } else { $sig(x) });
-                    }
-                    j += $lanes;
-                }
-            }
-            let mut j = 0;
-            while j < hd {
-                let m = $mk(hd - j);
-                // SAFETY: as above.
-                unsafe {
-                    let gate = |q: usize| $ld(m, gp.add(q * hd + j));
-                    let ct = $add($mul(gate(1), $ld(m, c_prev.as_ptr().add(j))), $mul(gate(0), gate(2)));
-                    $st(c.as_mut_ptr().add(j), m, ct);
-                    $st(h.as_mut_ptr().add(j), m, $mul(gate(3), $tanh(ct)));
-                }
-                j += $lanes;
-            }
-        }
-
-        /// # Safety
-        /// `g`, `b`: `3·H` floats, `rec`, `h_prev`, `extra`: `H` (checked by the caller).
-        #[target_feature(enable = $feat)]
-        pub unsafe fn $gru(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
-            let hd = h.len();
-            let (gp, bp) = (g.as_mut_ptr(), b.as_ptr());
-            let one = $set1(1.0);
-            // r and z first (independent vectors, as in the LSTM row), then n and h.
-            let mut j = 0;
-            while j < 2 * hd {
-                let m = $mk(2 * hd - j);
-                // SAFETY: `m` covers only lanes below `2·hd - j`; `g` and `b` are `3·hd` long.
-                unsafe {
-                    let at = gp.add(j);
-                    $st(at, m, $sig($add($ld(m, at), $ld(m, bp.add(j)))));
-                }
-                j += $lanes;
-            }
-            let mut j = 0;
-            while j < hd {
-                let m = $mk(hd - j);
-                // SAFETY: `m` covers only lanes below `hd - j`; every block is `hd` long.
-                unsafe {
-                    let (r, z) = ($ld(m, gp.add(j)), $ld(m, gp.add(hd + j)));
-                    let e = $ld(m, rec.as_ptr().add(j));
-                    let n = $tanh($add($ld(m, gp.add(2 * hd + j)), $mul(r, e)));
-                    $st(gp.add(2 * hd + j), m, n);
-                    $st(extra.as_mut_ptr().add(j), m, e);
-                    let hv = $add($mul($sub(one, z), n), $mul(z, $ld(m, h_prev.as_ptr().add(j))));
-                    $st(h.as_mut_ptr().add(j), m, hv);
-                }
-                j += $lanes;
-            }
-        }
-    };
-}
 
 #[inline(always)]
 fn mask16(left: usize) -> __mmask16 {
