@@ -166,9 +166,10 @@ pub(crate) fn add_dots_on(at: Level, x: &[f32], w: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA detected; the same bounds.
         Level::Avx2 => unsafe { x86::dots_avx2(x.as_ptr(), w.as_ptr(), k, rows, out.as_mut_ptr()) },
-        _ => {
+        // NEON and the portable code: one dot product per row.
+        other => {
             for (o, wr) in out.iter_mut().zip(w.chunks_exact(k)) {
-                *o += crate::kernels::portable::dot_portable(x, wr);
+                *o += dot_on(other, x, wr);
             }
         }
     }
