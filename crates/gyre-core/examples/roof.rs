@@ -170,6 +170,7 @@ fn probe_rate(threads: usize, iters: u64, flops_per_iter: f64, probe: fn(u64) ->
 type Width = (&'static str, u32, f64, fn(u64) -> f32);
 
 fn fma(threads: &[usize], rounds: usize) -> Vec<Value> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))] // the probes are x86 only
     let mut widths: Vec<Width> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {

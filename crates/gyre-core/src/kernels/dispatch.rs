@@ -94,6 +94,44 @@ pub fn gemm_acc(
     ldc: usize,
     next: &[f32],
 ) {
+    gemm_acc_at(level(), m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
+}
+
+/// [`gemm_acc`] at `at`, or at the CPU's best level below it (the tests run every level).
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_acc_on(
+    at: Level,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    gemm_acc_at(at, m, n, k, a, rsa, csa, b, ldb, c, ldc, &[]);
+}
+
+/// [`gemm_acc`] at `at`, or at the CPU's best level below it.
+#[allow(clippy::too_many_arguments)]
+fn gemm_acc_at(
+    at: Level,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    next: &[f32],
+) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = next; // only the AVX-512 kernel fetches ahead
     if m == 0 || n == 0 || k == 0 {
@@ -103,7 +141,7 @@ pub fn gemm_acc(
     if !fits || ldb < n || ldc < n {
         return crate::kernels::portable::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc);
     }
-    match level() {
+    match at.min(detect()) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512 F (detected), and the bounds were checked above.
         Level::Avx512 => unsafe {

@@ -90,19 +90,40 @@ pub fn gemm_acc_packed<F: Real>(
     c: &mut [F],
     ldc: usize,
 ) {
-    if m == 0 || k == 0 || cols == 0 {
+    packed_product(depth_block(m, cols), m, k, a, rsa, csa, bp, kb, p0, c0, cols, c, ldc);
+}
+
+/// [`gemm_acc_packed`] in blocks `depth` deep.
+#[allow(clippy::too_many_arguments)]
+fn packed_product<F: Real>(
+    depth: usize,
+    m: usize,
+    k: usize,
+    a: &[F],
+    rsa: usize,
+    csa: usize,
+    bp: &[F],
+    kb: usize,
+    p0: usize,
+    c0: usize,
+    cols: usize,
+    c: &mut [F],
+    ldc: usize,
+) {
+    if m == 0 || k == 0 || cols == 0 || depth == 0 {
         return;
     }
-    // Blocks of depth KC and of MC rows: a block of `a` (≤ 120 KiB) stays in L2 while every
-    // panel's matching `[KC, PANEL]` block (32 KiB) streams past it, held in L1 for all the
-    // block's rows. The sums run through `c` from one depth block to the next, in order: the
-    // same bits as one pass. Each call fetches the block of `b` the next call reads toward the
+    // Blocks of `depth` (KC, or KC_AVX2) and of MC rows: a block of `a` (≤ 120 KiB; 240 KiB at
+    // KC_AVX2) stays in L2 while every panel's matching `[depth, PANEL]` block (32 KiB, held in
+    // L1 for all the block's rows; 64 KiB at KC_AVX2, from L2) streams past it. The sums
+    // run through `c` from one depth block to the next, in order: the same bits as one pass,
+    // whatever the depth. Each call fetches the block of `b` the next call reads toward the
     // core when `b` is too large to stay in L2.
     let (q0, q1) = (c0 / PANEL, (c0 + cols).div_ceil(PANEL));
     let fetch = std::mem::size_of_val(bp) >= FETCH_MIN_BYTES;
-    // The `[KC, PANEL]` block of panel q at depth pk.
+    // The `[depth, PANEL]` block of panel q at depth pk.
     let block = |pk: usize, q: usize| {
-        let kc = (k - pk).min(KC);
+        let kc = (k - pk).min(depth);
         let at = q * PANEL * kb + (p0 + pk) * PANEL;
         &bp[at..at + kc * PANEL]
     };
@@ -120,9 +141,9 @@ pub fn gemm_acc_packed<F: Real>(
             s
         }
     };
-    let mut copy = if transposed { vec![F::zero(); stride * k.min(KC)] } else { Vec::new() };
-    for pk in (0..k).step_by(KC) {
-        let kc = (k - pk).min(KC);
+    let mut copy = if transposed { vec![F::zero(); stride * k.min(depth)] } else { Vec::new() };
+    for pk in (0..k).step_by(depth) {
+        let kc = (k - pk).min(depth);
         for i0 in (0..m).step_by(MC) {
             let mc = (m - i0).min(MC);
             let (a, rsa, csa) = if transposed {
@@ -143,8 +164,8 @@ pub fn gemm_acc_packed<F: Real>(
                     block(pk, q + 1)
                 } else if i0 + MC < m {
                     block(pk, q0)
-                } else if pk + KC < k {
-                    block(pk + KC, q0)
+                } else if pk + depth < k {
+                    block(pk + depth, q0)
                 } else {
                     &[]
                 };
@@ -157,6 +178,23 @@ pub fn gemm_acc_packed<F: Real>(
 /// Depth of one block of a packed product (measured against 192 and 256 on the workloads'
 /// shapes: +7–10% on the recurrent steps, where a `[256, 64]` block no longer fits L1).
 const KC: usize = 128;
+/// [`KC`] on the AVX2 level for products with a large `c` ([`DEEP_C_MIN`]), whose 6 × 16 tiles
+/// sweep a 64-column panel block four times per row tile: twice as deep halves the passes of
+/// `c` through the tiles (6400 × 512 × 2048 +9%, 1024³ +2%). Products with a smaller `c` keep
+/// [`KC`]: their row tiles reread a `[KC, PANEL]` block that a depth of 256 no longer holds in L1
+/// (7 × 256 × 1024 −4%, 1024 × 2048 × 128 with `a` transposed −3%).
+const KC_AVX2: usize = 256;
+/// Elements of `c` (2 MiB of f32) from which AVX2 products run [`KC_AVX2`] deep.
+const DEEP_C_MIN: usize = 1 << 19;
+
+/// The depth of the blocks of a product into `rows × cols` values of `c` at the level in use.
+fn depth_block(rows: usize, cols: usize) -> usize {
+    match crate::kernels::level() {
+        crate::kernels::Level::Avx2 if rows * cols >= DEEP_C_MIN => KC_AVX2,
+        _ => KC,
+    }
+}
+
 /// Rows of one block of a packed product (a multiple of the kernels' 6- and 4-row tiles).
 const MC: usize = 240;
 /// Size of a packed operand from which each call fetches its next block ahead
@@ -297,39 +335,46 @@ mod tests {
     #[test]
     fn a_product_fetching_its_next_blocks_ahead_gives_the_unpacked_bits() {
         // 2.3 MiB packed (≥ FETCH_MIN_BYTES): two row blocks, three depth blocks (the last
-        // short), a column range that starts and ends inside panels.
+        // short; two at KC_AVX2), a column range that starts and ends inside panels.
         let (m, k, n) = (250, 300, 2000);
         assert!(packed_len(k, n) * 4 >= FETCH_MIN_BYTES);
         let a: Vec<f32> = fill(m * k, 7).iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = fill(k * n, 8).iter().map(|&v| v as f32).collect();
         let bp = pack(ndarray::ArrayView2::from_shape((k, n), &b).expect("shape"));
         let (c0, cols) = (70, 1830);
-        let (mut got, mut want) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
-        gemm_acc_packed(m, k, &a, k, 1, &bp, k, 0, c0, cols, &mut got, n);
+        let mut want = vec![0.25f32; m * n];
         f32::gemm_acc(m, cols, k, &a, k, 1, &b[c0..], n, &mut want[c0..], n, &[]);
-        assert_eq!(got, want);
+        for depth in [KC, KC_AVX2] {
+            let mut got = vec![0.25f32; m * n];
+            packed_product(depth, m, k, &a, k, 1, &bp, k, 0, c0, cols, &mut got, n);
+            assert_eq!(got, want, "depth {depth}");
+        }
     }
 
     #[test]
     fn a_transposed_a_is_read_through_its_block_copies_with_the_same_bits() {
         // a: [m, k] read from `mem: [k, w]` (rsa 1, csa w) at column offset 3, as the weight
         // gradients read the gates' gradient; two row blocks (the second short), three depth
-        // blocks; f32 (the kernel) and f64 (the portable path).
+        // blocks (two at KC_AVX2); f32 (the kernel) and f64 (the portable path).
         let (m, k, n, w) = (250, 300, 70, 256);
         let mem = fill(k * w, 9);
         let b = fill(k * n, 10);
         let bp = pack(ndarray::ArrayView2::from_shape((k, n), &b).expect("shape"));
-        let (mut got, mut want) = (vec![0.5; m * n], vec![0.5; m * n]);
-        gemm_acc_packed(m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
-        crate::kernels::portable::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
-        assert_eq!(got, want);
         let f = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
         let (mem32, b32) = (f(&mem), f(&b));
         let bp32 = pack(ndarray::ArrayView2::from_shape((k, n), &b32).expect("shape"));
-        let (mut got, mut want) = (vec![0.5f32; m * n], vec![0.5f32; m * n]);
-        gemm_acc_packed(m, k, &mem32[3..], 1, w, &bp32, k, 0, 0, n, &mut got, n);
-        f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want, n, &[]);
-        assert_eq!(got, want);
+        let mut want = vec![0.5; m * n];
+        crate::kernels::portable::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
+        let mut want32 = vec![0.5f32; m * n];
+        f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want32, n, &[]);
+        for depth in [KC, KC_AVX2] {
+            let mut got = vec![0.5; m * n];
+            packed_product(depth, m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
+            assert_eq!(got, want, "f64, depth {depth}");
+            let mut got = vec![0.5f32; m * n];
+            packed_product(depth, m, k, &mem32[3..], 1, w, &bp32, k, 0, 0, n, &mut got, n);
+            assert_eq!(got, want32, "f32, depth {depth}");
+        }
     }
 
     #[test]

@@ -237,6 +237,57 @@ fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
 /// NEON, on x86 `Neon` is the portable code).
 const LEVELS: [Level; 4] = [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512];
 
+/// Both SIMD levels give each element's fused multiply-add chain over `k` in order, bit for bit
+/// (the `mul_add` loop below, which the one- and many-thread results and the two levels all
+/// share), on every tile shape and edge: rows 1 to 14 (every row tile and the 7- and 8-row
+/// splits), columns across vector, tile and 64-column block edges, depths across the kernels'
+/// depth blocks and their 4-step loops, `a` row-major or transposed, padded strides.
+#[test]
+fn gemm_acc_gives_the_fused_chain_bits_on_every_simd_level() {
+    let fused = |m: usize,
+                 n: usize,
+                 k: usize,
+                 a: &[f32],
+                 (rsa, csa): (usize, usize),
+                 b: &[f32],
+                 ldb: usize,
+                 c: &mut [f32],
+                 ldc: usize| {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = c[i * ldc + j];
+                for p in 0..k {
+                    s = a[i * rsa + p * csa].mul_add(b[p * ldb + j], s);
+                }
+                c[i * ldc + j] = s;
+            }
+        }
+    };
+    let cols = [1, 7, 8, 9, 16, 17, 23, 24, 25, 33, 40, 63, 64, 65, 100, 130];
+    for m in 1..=14 {
+        for (q, &n) in cols.iter().enumerate() {
+            // Depths 1, 6 and past the deepest block (257 on AVX2, 129 and 257 on AVX-512), in turn.
+            for k in [1 + 5 * (q % 2), 257 + 3 * (m % 2)] {
+                for transposed in [false, true] {
+                    let (rsa, csa, len) = if transposed { (1, m + 3, k * (m + 3)) } else { (k + 2, 1, m * (k + 2)) };
+                    let (ldb, ldc) = (n + 5, n + 2);
+                    let a = fill(len, 50 + m as u32);
+                    let b = fill(k * ldb, 51 + n as u32);
+                    let c0 = fill(m * ldc, 52);
+                    let mut want = c0.clone();
+                    fused(m, n, k, &a, (rsa, csa), &b, ldb, &mut want, ldc);
+                    for at in [Level::Avx2, Level::Avx512] {
+                        let mut got = c0.clone();
+                        gemm_acc_on(at, m, n, k, &a, rsa, csa, &b, ldb, &mut got, ldc);
+                        let diff = got.iter().zip(&want).position(|(x, y)| x.to_bits() != y.to_bits());
+                        assert_eq!(diff, None, "{at:?}: m{m} n{n} k{k} transposed {transposed}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gru_backward_row_and_add_rows_give_the_portable_bits_on_every_level() {
     for hd in [1, 7, 16, 100] {

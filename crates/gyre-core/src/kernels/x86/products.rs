@@ -1,8 +1,9 @@
 //! The x86 products: dot products, the `c += a·b` tiles and their drivers for AVX-512 F
 //! (full-width tiles with L2 fetches of the next block) and AVX2 + FMA, and the AVX-512 16 × 16
 //! transpose. Kept in one file: the tiles and their drivers share their bounds arguments (each
-//! driver's `# Safety` rests on the tiles' and the other way round), and the AVX2 kernel is the
-//! AVX-512 one's structure at half width.
+//! driver's `# Safety` rests on the tiles' and the other way round), and the AVX2 kernel
+//! follows the AVX-512 one's structure (a row tile sweeps a 64-column panel block, the
+//! unrolled loop with one pointer per row of `a`) with tiles shaped for 16 registers of 8 lanes.
 
 use std::arch::x86_64::*;
 
@@ -406,10 +407,13 @@ pub unsafe fn gemm_acc_avx512(
     }
 }
 
-/// `MR` rows × `NV` vectors of 8 columns of `c += a·b` (full vectors only).
+/// The AVX2 tile: `MR` rows × `NV` vectors of 8 columns, no masks, one pointer per row of `a`
+/// and the depth an offset from them, four steps per iteration.
 ///
 /// # Safety
-/// As [`tile512`], for `8·NV` columns.
+/// Rows `0..MR` of `a` (`k` steps, strides `rsa`, `csa`), rows `0..k` of `b` (`8·NV` columns,
+/// stride `ldb`) and rows `0..MR` of `c` (`8·NV` columns, stride `ldc`) must be inside their
+/// slices (`c` writable).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile256<const MR: usize, const NV: usize>(
@@ -430,17 +434,27 @@ unsafe fn tile256<const MR: usize, const NV: usize>(
                 *x = _mm256_loadu_ps(c.add(i * ldc + 8 * v));
             }
         }
-        for p in 0..k {
-            let mut bv = [_mm256_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm256_loadu_ps(b.add(p * ldb + 8 * v));
-            }
-            for (i, row) in acc.iter_mut().enumerate() {
-                let s = _mm256_set1_ps(*a.add(i * rsa + p * csa));
+        let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
+        let step = |acc: &mut [[__m256; NV]; MR], off: usize, bp: *const f32| {
+            let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
+            for (row, &ar) in acc.iter_mut().zip(&rows) {
+                let s = _mm256_set1_ps(*ar.add(off));
                 for (x, &w) in row.iter_mut().zip(&bv) {
                     *x = _mm256_fmadd_ps(s, w, *x);
                 }
             }
+        };
+        let (mut bp, mut off, mut p) = (b, 0, 0);
+        while p + 4 <= k {
+            step(&mut acc, off, bp);
+            step(&mut acc, off + csa, bp.add(ldb));
+            step(&mut acc, off + 2 * csa, bp.add(2 * ldb));
+            step(&mut acc, off + 3 * csa, bp.add(3 * ldb));
+            (bp, off, p) = (bp.add(4 * ldb), off + 4 * csa, p + 4);
+        }
+        while p < k {
+            step(&mut acc, off, bp);
+            (bp, off, p) = (bp.add(ldb), off + csa, p + 1);
         }
         for (i, row) in acc.iter().enumerate() {
             for (v, &x) in row.iter().enumerate() {
@@ -450,6 +464,115 @@ unsafe fn tile256<const MR: usize, const NV: usize>(
     }
 }
 
+/// [`tile256`] with the last vector's lanes masked by `last` (the right edge of an unpadded `b`
+/// and of `c`).
+///
+/// # Safety
+/// As [`tile256`], for the columns the vectors and the mask cover.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256_edge<const MR: usize, const NV: usize>(
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    last: __m256i,
+) {
+    let all = _mm256_set1_epi32(-1);
+    let mask = |v: usize| if v + 1 == NV { last } else { all };
+    // SAFETY: the caller guarantees every address below is inside its slice (the masked
+    // lanes are neither read nor written).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm256_maskload_ps(c.add(i * ldc + 8 * v), mask(v));
+            }
+        }
+        let rows: [*const f32; MR] = std::array::from_fn(|i| a.add(i * rsa));
+        let (mut bp, mut off) = (b, 0);
+        for _ in 0..k {
+            let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_maskload_ps(bp.add(8 * v), mask(v)));
+            for (row, &ar) in acc.iter_mut().zip(&rows) {
+                let s = _mm256_set1_ps(*ar.add(off));
+                for (x, &w) in row.iter_mut().zip(&bv) {
+                    *x = _mm256_fmadd_ps(s, w, *x);
+                }
+            }
+            (bp, off) = (bp.add(ldb), off + csa);
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm256_maskstore_ps(c.add(i * ldc + 8 * v), mask(v), x);
+            }
+        }
+    }
+}
+
+/// `MR` rows × `cols` columns: tiles of `8·NV` columns, then of 16, then one masked tile.
+///
+/// # Safety
+/// As [`tile256_edge`], for `MR` rows and `cols` columns.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip256<const MR: usize, const NV: usize>(
+    cols: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: every tile covers columns j.. of the caller's `cols` columns.
+    unsafe {
+        let mut j = 0;
+        while j + 8 * NV <= cols {
+            tile256::<MR, NV>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc);
+            j += 8 * NV;
+        }
+        while j + 16 <= cols {
+            tile256::<MR, 2>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc);
+            j += 16;
+        }
+        if j < cols {
+            let left = (cols - j) as i32;
+            let last =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32((left - 1) % 8 + 1), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            if left > 8 {
+                tile256_edge::<MR, 2>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc, last);
+            } else {
+                tile256_edge::<MR, 1>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc, last);
+            }
+        }
+    }
+}
+
+/// Depth of one pass of [`gemm_acc_avx2`] over `k` (a `[256, 64]` block of `b`, 64 KiB, in
+/// L2; a row tile's `a`, 6 KiB, in L1).
+const KC256: usize = 256;
+/// Columns of `b` one row tile sweeps before the next row tile starts (a packed panel).
+const NC256: usize = 64;
+
+/// The AVX2 + FMA product. For each depth block and each 64-column block (a packed panel), each
+/// row tile sweeps the block's columns in tiles of 6 × 16: two vectors, 12 accumulators of the
+/// 16 registers, two loads of `b` and six broadcasts of `a` per 12 multiply-adds. Tiles of
+/// fewer rows are wider, so that each keeps at least 8 chains of multiply-adds in flight (two
+/// FMA units × 4 cycles of latency): 4 and 3 rows × 24, 2 × 32, 1 × 64. A last row tile of 1
+/// or 2 rows then runs near the others' rate (7 rows as 6 + 1 and 8 as 6 + 2 measured 2–5%
+/// faster than as 4 + 3 and 4 + 4). The row tile's `a` stays in L1 while it sweeps the block;
+/// the next tile's rows of `c` are fetched meanwhile.
+///
+/// It replaced 4 × 24 tiles that swept each 24-column strip down all the rows, reading `a` at
+/// an address recomputed at every step (24 does not divide a 64-column panel: each ran as
+/// 24 + 24 + 16, the last tile with 8 accumulators): see `benchmark/gemm.md`.
+///
 /// # Safety
 /// As [`crate::kernels::dispatch::gemm_acc`]'s bounds, checked by it.
 #[target_feature(enable = "avx2,fma")]
@@ -466,53 +589,40 @@ pub unsafe fn gemm_acc_avx2(
     c: *mut f32,
     ldc: usize,
 ) {
-    const NR: usize = 24;
-    let full = n / 8 * 8;
     let mut p0 = 0;
     while p0 < k {
-        let kc = (k - p0).min(KC);
+        let kc = (k - p0).min(KC256);
         let mut j = 0;
-        while j < full {
-            let nv = ((full - j) / 8).min(NR / 8);
+        while j < n {
+            let cols = (n - j).min(NC256);
             let mut i = 0;
             while i < m {
-                let rows = (m - i).min(4);
-                // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+8·nv are in bounds.
+                let rows = (m - i).min(6);
+                // The next row tile's rows of `c` start on their way to L1 while this one runs,
+                // whatever the size of `c` (the packed products call with blocks of 240 rows, so
+                // `c` is not known to be large here: 2048 × 128 × 1024 +15–30%, the others ±2%).
+                for r in i + rows..(i + 2 * rows).min(m) {
+                    let row = c.wrapping_add(r * ldc + j);
+                    for v in (0..cols).step_by(16) {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(v) as *const i8);
+                    }
+                }
+                // SAFETY: rows i..i+rows, depth p0..p0+kc, columns j..j+cols are in bounds.
                 unsafe {
                     let (a, b, c) = (a.add(i * rsa + p0 * csa), b.add(p0 * ldb + j), c.add(i * ldc + j));
-                    match (rows, nv) {
-                        (4, 3) => tile256::<4, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (4, 2) => tile256::<4, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (4, _) => tile256::<4, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (3, 3) => tile256::<3, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (3, 2) => tile256::<3, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (3, _) => tile256::<3, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (2, 3) => tile256::<2, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (2, 2) => tile256::<2, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (2, _) => tile256::<2, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (_, 3) => tile256::<1, 3>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (_, 2) => tile256::<1, 2>(kc, a, rsa, csa, b, ldb, c, ldc),
-                        (_, _) => tile256::<1, 1>(kc, a, rsa, csa, b, ldb, c, ldc),
+                    match rows {
+                        6 => strip256::<6, 2>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
+                        5 => strip256::<5, 2>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
+                        4 => strip256::<4, 3>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
+                        3 => strip256::<3, 3>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
+                        2 => strip256::<2, 4>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
+                        _ => strip256::<1, 8>(cols, kc, a, rsa, csa, b, ldb, c, ldc),
                     }
                 }
                 i += rows;
             }
-            j += 8 * nv;
+            j += cols;
         }
         p0 += kc;
-    }
-    // Columns past the last full vector: the same fused chain, one element at a time.
-    for i in 0..m {
-        for j in full..n {
-            // SAFETY: (i, j) and every p < k are inside the checked bounds.
-            unsafe {
-                let o = c.add(i * ldc + j);
-                let mut s = *o;
-                for p in 0..k {
-                    s = (*a.add(i * rsa + p * csa)).mul_add(*b.add(p * ldb + j), s);
-                }
-                *o = s;
-            }
-        }
     }
 }
