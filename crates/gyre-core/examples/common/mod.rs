@@ -27,6 +27,59 @@ pub fn best_gflops(flops: f64, f: impl FnMut()) -> f64 {
     rates(flops, 3, 3e9, f).into_iter().fold(0.0, f64::max)
 }
 
+/// Nanoseconds this thread has run on a CPU (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`).
+#[cfg(unix)]
+fn cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+#[cfg(not(unix))]
+fn cpu_ns() -> Option<u64> {
+    None
+}
+
+/// Seconds `reps` calls of `f` take: this thread's time on the CPU, so that time spent
+/// descheduled while other processes run does not count (on a shared 2-core machine best-of-3
+/// wall-clock figures moved by 20–40%); wall-clock time where the system has no such clock.
+pub fn cpu_seconds(reps: usize, f: &mut dyn FnMut()) -> f64 {
+    let (wall, cpu) = (Instant::now(), cpu_ns());
+    for _ in 0..reps {
+        f();
+    }
+    match (cpu, cpu_ns()) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 * 1e-9,
+        _ => wall.elapsed().as_secs_f64(),
+    }
+}
+
+/// The level the two external products run at on this CPU in this build: ndarray takes
+/// matrixmultiply without its `avx512` feature and gyre-core takes `gemm` without `x86-v4`, so
+/// both run their AVX2 + FMA kernels even on an AVX-512 CPU, unless the example is built with
+/// gyre-core's `compare-avx512` feature.
+pub fn crates_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "compare-avx512") && is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return "AVX2 + FMA";
+        }
+        "below AVX2"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "their portable code"
+    }
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
