@@ -113,9 +113,9 @@ fn packed_product<F: Real>(
     if m == 0 || k == 0 || cols == 0 || depth == 0 {
         return;
     }
-    // Blocks of `depth` (KC, or KC_AVX2) and of MC rows: a block of `a` (≤ 120 KiB; 240 KiB at
-    // KC_AVX2) stays in L2 while every panel's matching `[depth, PANEL]` block (32 KiB, held in
-    // L1 for all the block's rows; 64 KiB at KC_AVX2, from L2) streams past it. The sums
+    // Blocks of `depth` (KC, or KC_DEEP) and of MC rows: a block of `a` (≤ 120 KiB; 240 KiB at
+    // KC_DEEP) stays in L2 while every panel's matching `[depth, PANEL]` block (32 KiB, held in
+    // L1 for all the block's rows; 64 KiB at KC_DEEP, from L2) streams past it. The sums
     // run through `c` from one depth block to the next, in order: the same bits as one pass,
     // whatever the depth. Each call fetches the block of `b` the next call reads toward the
     // core when `b` is too large to stay in L2.
@@ -178,19 +178,22 @@ fn packed_product<F: Real>(
 /// Depth of one block of a packed product (measured against 192 and 256 on the workloads'
 /// shapes: +7–10% on the recurrent steps, where a `[256, 64]` block no longer fits L1).
 const KC: usize = 128;
-/// [`KC`] on the AVX2 level for products with a large `c` ([`DEEP_C_MIN`]), whose 6 × 16 tiles
-/// sweep a 64-column panel block four times per row tile: twice as deep halves the passes of
-/// `c` through the tiles (6400 × 512 × 2048 +9%, 1024³ +2%). Products with a smaller `c` keep
-/// [`KC`]: their row tiles reread a `[KC, PANEL]` block that a depth of 256 no longer holds in L1
-/// (7 × 256 × 1024 −4%, 1024 × 2048 × 128 with `a` transposed −3%).
-const KC_AVX2: usize = 256;
-/// Elements of `c` (2 MiB of f32) from which AVX2 products run [`KC_AVX2`] deep.
+/// [`KC`] for products with a large `c` ([`DEEP_C_MIN`]) on the x86 levels: twice as deep halves
+/// the passes of `c` through the tiles' loads and stores where `c` lives beyond L2 (AVX2, whose
+/// 6 × 16 tiles sweep a 64-column panel block four times per row tile: 6400 × 512 × 2048 +9%,
+/// 1024³ +2%; AVX-512: +9% and +3%, 2048 × 6400 × 512 with `a` transposed +2%). Products with a
+/// smaller `c` (the recurrent steps, most weight gradients) keep [`KC`]: their row tiles reread
+/// a `[KC, PANEL]` block that a depth of 256 no longer holds in L1 (AVX2 with every product at
+/// 256: 7 × 256 × 1024 −4%, 1024 × 2048 × 128 with `a` transposed −3%).
+const KC_DEEP: usize = 256;
+/// Elements of `c` (2 MiB of f32) from which products run [`KC_DEEP`] deep.
 const DEEP_C_MIN: usize = 1 << 19;
 
 /// The depth of the blocks of a product into `rows × cols` values of `c` at the level in use.
 fn depth_block(rows: usize, cols: usize) -> usize {
+    use crate::kernels::Level;
     match crate::kernels::level() {
-        crate::kernels::Level::Avx2 if rows * cols >= DEEP_C_MIN => KC_AVX2,
+        Level::Avx2 | Level::Avx512 if rows * cols >= DEEP_C_MIN => KC_DEEP,
         _ => KC,
     }
 }
@@ -335,7 +338,7 @@ mod tests {
     #[test]
     fn a_product_fetching_its_next_blocks_ahead_gives_the_unpacked_bits() {
         // 2.3 MiB packed (≥ FETCH_MIN_BYTES): two row blocks, three depth blocks (the last
-        // short; two at KC_AVX2), a column range that starts and ends inside panels.
+        // short; two at KC_DEEP), a column range that starts and ends inside panels.
         let (m, k, n) = (250, 300, 2000);
         assert!(packed_len(k, n) * 4 >= FETCH_MIN_BYTES);
         let a: Vec<f32> = fill(m * k, 7).iter().map(|&v| v as f32).collect();
@@ -344,7 +347,7 @@ mod tests {
         let (c0, cols) = (70, 1830);
         let mut want = vec![0.25f32; m * n];
         f32::gemm_acc(m, cols, k, &a, k, 1, &b[c0..], n, &mut want[c0..], n, &[]);
-        for depth in [KC, KC_AVX2] {
+        for depth in [KC, KC_DEEP] {
             let mut got = vec![0.25f32; m * n];
             packed_product(depth, m, k, &a, k, 1, &bp, k, 0, c0, cols, &mut got, n);
             assert_eq!(got, want, "depth {depth}");
@@ -355,7 +358,7 @@ mod tests {
     fn a_transposed_a_is_read_through_its_block_copies_with_the_same_bits() {
         // a: [m, k] read from `mem: [k, w]` (rsa 1, csa w) at column offset 3, as the weight
         // gradients read the gates' gradient; two row blocks (the second short), three depth
-        // blocks (two at KC_AVX2); f32 (the kernel) and f64 (the portable path).
+        // blocks (two at KC_DEEP); f32 (the kernel) and f64 (the portable path).
         let (m, k, n, w) = (250, 300, 70, 256);
         let mem = fill(k * w, 9);
         let b = fill(k * n, 10);
@@ -367,7 +370,7 @@ mod tests {
         crate::kernels::portable::gemm_acc_portable(m, n, k, &mem[3..], 1, w, &b, n, &mut want, n);
         let mut want32 = vec![0.5f32; m * n];
         f32::gemm_acc(m, n, k, &mem32[3..], 1, w, &b32, n, &mut want32, n, &[]);
-        for depth in [KC, KC_AVX2] {
+        for depth in [KC, KC_DEEP] {
             let mut got = vec![0.5; m * n];
             packed_product(depth, m, k, &mem[3..], 1, w, &bp, k, 0, 0, n, &mut got, n);
             assert_eq!(got, want, "f64, depth {depth}");
