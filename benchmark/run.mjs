@@ -356,6 +356,12 @@ function addRows(lib, wname, r, label, extra = {}) {
   }
 }
 
+/** PyTorch on one workload (benchmark/torch_bench.py in the given python), with `env` added. */
+function torchTask(wname, env = {}) {
+  const task = JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS });
+  return runProcess(torch.python, [path.join(here, 'torch_bench.py'), task], { env });
+}
+
 for (const wname of workloads) {
   for (const lib of libraries) {
     if (options.quick && wname === 'lstm-l' && SLOW.has(lib)) {
@@ -364,13 +370,7 @@ for (const wname of workloads) {
     }
     if (lib === 'pytorch' && !torch.available) continue;
     log(`${lib} ${wname} ...`);
-    const r =
-      lib === 'pytorch'
-        ? await runProcess(torch.python, [
-            path.join(here, 'torch_bench.py'),
-            JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS }),
-          ])
-        : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
+    const r = lib === 'pytorch' ? await torchTask(wname) : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
     taskWallMs[`${lib} ${wname}`] = Math.round(r.wallMs);
     addRows(lib, wname, r, lib);
   }
@@ -390,13 +390,7 @@ if (avx2Pass && libraries.includes('gyre')) {
     // table sets AVX2 code against AVX2 code; onnxruntime has no such switch and keeps its best.
     if (torch.available) {
       log(`pytorch ${wname} [AVX2] ...`);
-      const t = await runProcess(
-        torch.python,
-        [path.join(here, 'torch_bench.py'), JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS })],
-        {
-          env: TORCH_AVX2_ENV,
-        },
-      );
+      const t = await torchTask(wname, TORCH_AVX2_ENV);
       taskWallMs[`pytorch ${wname} [AVX2]`] = Math.round(t.wallMs);
       addRows('pytorch', wname, t, 'pytorch [AVX2]', { simd: 'avx2', env: TORCH_AVX2_ENV });
     }

@@ -63,6 +63,12 @@ export function renderMarkdown(r, outPath) {
       : x.library === 'pytorch' && x.simd
         ? `pytorch [${x.simd.toUpperCase()}]`
         : x.library;
+  // gyre ÷ a baseline row: at gyre's best level, or, for a row measured at one level (PyTorch
+  // capped to AVX2), at that level.
+  const ratioCell = (x) => {
+    const ratio = x.gyreRatio ?? x.gyreRatios?.[x.simd];
+    return ratio == null ? '–' : `${num(ratio)}×${x.simd ? ` (gyre ${x.simd})` : ''}`;
+  };
   const order = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
   const workloadOrder = Object.keys(r.workloads);
   const modeOrder = (mode) => (mode === 'inference' ? 0 : 1);
@@ -94,11 +100,7 @@ export function renderMarkdown(r, outPath) {
               String(x.threads),
               num(x.seqPerSec),
               num(x.gflops),
-              x.library === 'gyre'
-                ? ''
-                : (x.gyreRatio ?? x.gyreRatios?.[x.simd]) != null
-                  ? `${num(x.gyreRatio ?? x.gyreRatios[x.simd])}×${x.simd ? ` (gyre ${x.simd})` : ''}`
-                  : '–',
+              x.library === 'gyre' ? '' : ratioCell(x),
               `${x.reps} × ${x.seqsPerRep}${x.warmupOnly ? ' (warm-up only)' : ''}`,
               x.note ?? '',
             ],
