@@ -61,8 +61,14 @@
  *
  * The AVX2 pass: on a CPU where gyre runs its AVX-512 code, gyre's rows are measured a second
  * time in processes started with GYRE_SIMD=avx2 (and gyre's 1024³ product too), and every
- * ratio is reported for both levels. That exercises gyre's AVX2 kernels on this CPU; it does
- * not stand for an AVX2 CPU, whose caches, ports and clocks differ. --no-avx2-pass skips it.
+ * ratio is reported for both levels. On Linux x86-64 with CPUID faulting (Intel since Ivy
+ * Bridge, KVM guests), benchmark/lib/avx2_cpu.c, built with `cc` and preloaded, makes the CPU
+ * look like an AVX2 + FMA one to every library in the process: onnxruntime, PyTorch and numpy's
+ * OpenBLAS are then measured again at AVX2 too, and the AVX2 rows set AVX2 code against AVX2
+ * code. Where it cannot be built or does not take, PyTorch alone is capped (by its environment
+ * variables) and onnxruntime keeps its AVX-512 code; the report says which. Either way this is
+ * this CPU running AVX2 code, not an AVX2 CPU, whose caches, ports and clocks differ.
+ * --no-avx2-pass skips it.
  *
  * Roofs (none of them gyre's code):
  *   sgemm            an f32 1024³ product by numpy (OpenBLAS) when a python with numpy is at
@@ -86,7 +92,7 @@
  * onnxruntime or PyTorch.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -315,6 +321,42 @@ machine.simdLevel = simdLevel;
 const avx2Pass = options.avx2Pass && simdLevel === 'avx512';
 const levels = simdLevel ? [simdLevel, ...(avx2Pass ? ['avx2'] : [])] : [];
 
+/**
+ * The AVX2 pass's CPU for every library (benchmark/lib/avx2_cpu.c): built with `cc` into
+ * target/bench/ and checked by loading gyre under it, which must then find AVX2 and no more.
+ * `{ preload, env }` where it takes, `{ preload: null, reason }` where it does not.
+ */
+async function avx2Cpu() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return { preload: null, reason: 'not Linux x86-64' };
+  const so = path.join(root, 'target', 'bench', 'avx2_cpu.so');
+  mkdirSync(path.dirname(so), { recursive: true });
+  const cc = process.env.CC || 'cc';
+  const build = spawnSync(cc, ['-O2', '-shared', '-fPIC', '-o', so, path.join(here, 'lib', 'avx2_cpu.c'), '-ldl'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (build.status !== 0)
+    return {
+      preload: null,
+      reason: `${cc} could not build benchmark/lib/avx2_cpu.c: ${(build.error?.message ?? build.stderr ?? '').trim().split('\n')[0]}`,
+    };
+  const env = { LD_PRELOAD: [so, process.env.LD_PRELOAD].filter(Boolean).join(' ') };
+  const check = await runTask({ kind: 'info' }, env);
+  if (!check.ok) return { preload: null, reason: `gyre does not load under it: ${check.error.split('\n')[0]}` };
+  if (check.result.simdLevel !== 'avx2')
+    return { preload: null, reason: `gyre still found ${check.result.simdLevel} under it (no CPUID faulting here?)` };
+  return { preload: path.relative(root, so), env };
+}
+const avx2Preload = avx2Pass ? await avx2Cpu() : { preload: null, reason: 'no AVX2 pass' };
+if (avx2Pass)
+  log(
+    avx2Preload.preload
+      ? `AVX2 pass: every library sees an AVX2 + FMA CPU (${avx2Preload.preload} preloaded)`
+      : `AVX2 pass: gyre and PyTorch capped by their switches, onnxruntime at its best (${avx2Preload.reason})`,
+  );
+/** The environment of every AVX2-pass process: the preload where it took. */
+const AVX2_ENV = avx2Preload.env ?? {};
+
 // PyTorch: only with a python that has torch.
 const torch = { requested: libraries.includes('pytorch'), python: options.torchPython, available: false, reason: null };
 if (torch.requested) {
@@ -379,20 +421,28 @@ for (const wname of workloads) {
 /** What caps PyTorch at AVX2: ATen's kernels, MKL's sgemm and oneDNN's. */
 const TORCH_AVX2_ENV = { ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', ONEDNN_MAX_CPU_ISA: 'AVX2' };
 
-// The AVX2 pass: gyre's rows again, on its AVX2 code.
+// The AVX2 pass: gyre's rows again, on its AVX2 code, and its baselines on theirs: PyTorch
+// capped by its own switches (its kernels, MKL's and oneDNN's) and, under the preload,
+// onnxruntime too (it has no switch of its own).
 if (avx2Pass && libraries.includes('gyre')) {
   for (const wname of workloads) {
     log(`gyre ${wname} [GYRE_SIMD=avx2] ...`);
-    const r = await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_SIMD: 'avx2' });
+    const r = await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { ...AVX2_ENV, GYRE_SIMD: 'avx2' });
     taskWallMs[`gyre ${wname} [GYRE_SIMD=avx2]`] = Math.round(r.wallMs);
     addRows('gyre', wname, r, 'gyre [GYRE_SIMD=avx2]');
-    // PyTorch capped to AVX2 as well (its own kernels, MKL's and oneDNN's), so that the AVX2
-    // table sets AVX2 code against AVX2 code; onnxruntime has no such switch and keeps its best.
+    if (avx2Preload.preload && libraries.includes('onnxruntime')) {
+      log(`onnxruntime ${wname} [AVX2] ...`);
+      const o = await runTask({ kind: 'lib', lib: 'onnxruntime', workload: wname, settings: SETTINGS }, AVX2_ENV);
+      taskWallMs[`onnxruntime ${wname} [AVX2]`] = Math.round(o.wallMs);
+      addRows('onnxruntime', wname, o, 'onnxruntime [AVX2]', { simd: 'avx2', env: { LD_PRELOAD: avx2Preload.preload } });
+    }
     if (torch.available) {
       log(`pytorch ${wname} [AVX2] ...`);
-      const t = await torchTask(wname, TORCH_AVX2_ENV);
+      const env = { ...AVX2_ENV, ...TORCH_AVX2_ENV };
+      const t = await torchTask(wname, env);
       taskWallMs[`pytorch ${wname} [AVX2]`] = Math.round(t.wallMs);
-      addRows('pytorch', wname, t, 'pytorch [AVX2]', { simd: 'avx2', env: TORCH_AVX2_ENV });
+      const shown = { ...TORCH_AVX2_ENV, ...(avx2Preload.preload ? { LD_PRELOAD: avx2Preload.preload } : {}) };
+      addRows('pytorch', wname, t, 'pytorch [AVX2]', { simd: 'avx2', env: shown });
     }
   }
 }
@@ -412,7 +462,7 @@ async function extra(kind, { threads, batches, simd } = {}) {
   const settings = { ...SETTINGS, ...(threads ? { threads: [threads] } : {}), ...(batches ? { memoryBatches: batches } : {}) };
   const env = {
     ...(threads ? { RAYON_NUM_THREADS: String(threads), GYRE_NUM_THREADS: String(threads) } : {}),
-    ...(simd ? { GYRE_SIMD: simd } : {}),
+    ...(simd ? { ...AVX2_ENV, GYRE_SIMD: simd } : {}),
   };
   const r = await runTask({ kind, settings }, env);
   taskWallMs[label] = Math.round(r.wallMs);
@@ -432,15 +482,20 @@ async function externalRoofs() {
   roofs.numpyPython =
     candidates.find((py) => spawnSync(py, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 60_000 }).status === 0) ?? null;
   if (roofs.numpyPython) {
-    for (const threads of SETTINGS.threads) {
-      log(`numpy sgemm 1024³ (${threads} thread${threads > 1 ? 's' : ''}, ${roofs.numpyPython}) ...`);
-      const t = String(threads);
-      const r = await runProcess(roofs.numpyPython, [path.join(here, 'numpy_sgemm.py'), String(SETTINGS.roofRounds)], {
-        env: { OPENBLAS_NUM_THREADS: t, OMP_NUM_THREADS: t, MKL_NUM_THREADS: t },
-      });
-      taskWallMs[`numpy sgemm (${threads} threads)`] = Math.round(r.wallMs);
-      if (r.ok) roofs.sgemmMeasured.push({ ...r.result, threads });
-      else failures.push({ library: 'numpy', workload: `sgemm 1024³ (${threads} threads)`, error: r.error });
+    // At the CPU's own level, and under the AVX2 preload (OpenBLAS then picks its Haswell
+    // kernels: the AVX2 rows' roof).
+    for (const simd of [levels[0], ...(avx2Preload.preload ? ['avx2'] : [])]) {
+      for (const threads of SETTINGS.threads) {
+        const at = `${threads} thread${threads > 1 ? 's' : ''}${simd === 'avx2' && levels[0] !== 'avx2' ? ', AVX2' : ''}`;
+        log(`numpy sgemm 1024³ (${at}, ${roofs.numpyPython}) ...`);
+        const t = String(threads);
+        const r = await runProcess(roofs.numpyPython, [path.join(here, 'numpy_sgemm.py'), String(SETTINGS.roofRounds)], {
+          env: { OPENBLAS_NUM_THREADS: t, OMP_NUM_THREADS: t, MKL_NUM_THREADS: t, ...(simd === levels[0] ? {} : AVX2_ENV) },
+        });
+        taskWallMs[`numpy sgemm (${at})`] = Math.round(r.wallMs);
+        if (r.ok) roofs.sgemmMeasured.push({ ...r.result, threads, ...(simd ? { simd } : {}) });
+        else failures.push({ library: 'numpy', workload: `sgemm 1024³ (${at})`, error: r.error });
+      }
     }
   } else roofs.notes.push(`no python with numpy (tried ${candidates.join(', ')}): the sgemm roof is the faster Rust crate`);
 
@@ -468,22 +523,28 @@ async function externalRoofs() {
     } else failures.push({ library: 'roof', workload: 'roof probe', error: r.error });
   }
   for (const x of roofs.sgemmMeasured) log(`  sgemm ${x.library} ${x.threads} thr  ${x.gflops.toFixed(1)} GFLOP/s`);
-  // The roof: numpy where it ran, else the faster Rust crate.
-  for (const threads of SETTINGS.threads) {
-    const at = roofs.sgemmMeasured.filter((x) => x.threads === threads);
-    const numpy = at.find((x) => x.library === 'numpy');
-    const rust = at.filter((x) => x.library !== 'numpy').sort((a, b) => b.gflops - a.gflops)[0];
-    const pick = numpy ?? rust;
-    if (pick)
-      roofs.sgemm.push({
-        threads,
-        gflops: pick.gflops,
-        library: pick.library,
-        source:
-          pick.library === 'numpy'
-            ? `numpy ${pick.numpy} (${pick.openblas?.corename ? `OpenBLAS, ${pick.openblas.corename} kernels` : (pick.blas ?? 'its BLAS')})`
-            : `${pick.library} (faster Rust crate)`,
-      });
+  // The roof at each level: numpy where it ran (at that level when it ran there, else at the
+  // CPU's own), else the faster Rust crate.
+  for (const simd of levels.length ? levels : [null]) {
+    for (const threads of SETTINGS.threads) {
+      const at = roofs.sgemmMeasured.filter((x) => x.threads === threads);
+      const numpy =
+        at.find((x) => x.library === 'numpy' && (x.simd ?? null) === simd) ??
+        at.find((x) => x.library === 'numpy' && (x.simd ?? null) === (levels[0] ?? null));
+      const rust = at.filter((x) => x.library !== 'numpy').sort((a, b) => b.gflops - a.gflops)[0];
+      const pick = numpy ?? rust;
+      if (pick)
+        roofs.sgemm.push({
+          simd,
+          threads,
+          gflops: pick.gflops,
+          library: pick.library,
+          source:
+            pick.library === 'numpy'
+              ? `numpy ${pick.numpy} (${pick.openblas?.corename ? `OpenBLAS, ${pick.openblas.corename} kernels` : (pick.blas ?? 'its BLAS')})`
+              : `${pick.library} (faster Rust crate)`,
+        });
+    }
   }
 }
 
@@ -545,7 +606,7 @@ for (const simd of levels) {
   for (const threads of SETTINGS.threads) {
     const product = (extras.product ?? []).find((p) => p.simd === simd && p.threads === threads);
     const training = gyreRow('lstm-l', 'training', threads, simd);
-    const sgemm = roofs.sgemm.find((x) => x.threads === threads);
+    const sgemm = roofs.sgemm.find((x) => x.threads === threads && x.simd === simd);
     const fmaOwn = roofs.fma.find((x) => x.width === simd && x.threads === threads);
     const fmaWidest = roofs.fma.find((x) => x.width === widest && x.threads === threads);
     const frac = (a, b) => (a != null && b ? a / b : null);
@@ -615,6 +676,7 @@ const results = {
   settings: SETTINGS,
   levels,
   avx2Pass,
+  avx2Cpu: avx2Pass ? { preload: avx2Preload.preload, reason: avx2Preload.reason ?? null } : null,
   torch: { ...torch, howToEnable: torch.available ? null : TORCH_HOW },
   workloads: Object.fromEntries(
     workloads.map((w) => [

@@ -35,7 +35,7 @@ export function renderMarkdown(r, outPath) {
       parts.push(`${ci.threadsPerCore} thread(s) per core as the OS sees it${ci.hypervisor ? ' (a virtual machine)' : ''}`);
     out.push(
       `CPU: ${ci?.modelName ?? m.cpu}${parts.length ? `; ${parts.join('; ')}` : ''}. ` +
-        `gyre's SIMD level: ${m.simdLevel ?? '–'}${r.avx2Pass ? '; its rows are measured again with GYRE_SIMD=avx2 (see below)' : ''}.`,
+        `gyre's SIMD level: ${m.simdLevel ?? '–'}${r.avx2Pass ? `; its rows are measured again with GYRE_SIMD=avx2 (see below)${r.avx2Cpu?.preload ? `, and onnxruntime's, PyTorch's and numpy's with the CPU shown to them as AVX2 + FMA only (${r.avx2Cpu.preload} preloaded: CPUID faulting)` : `; onnxruntime stays at its best there (${r.avx2Cpu?.reason ?? 'no AVX2 shim'})`}` : ''}.`,
     );
   }
   out.push(
@@ -60,8 +60,8 @@ export function renderMarkdown(r, outPath) {
   const label = (x) =>
     x.library === 'gyre' && levels.length && x.simd !== levels[0]
       ? `gyre [GYRE_SIMD=${x.simd}]`
-      : x.library === 'pytorch' && x.simd
-        ? `pytorch [${x.simd.toUpperCase()}]`
+      : x.library !== 'gyre' && x.simd
+        ? `${x.library} [${x.simd.toUpperCase()}]`
         : x.library;
   // gyre ÷ a baseline row: at gyre's best level, or, for a row measured at one level (PyTorch
   // capped to AVX2), at that level.
@@ -162,9 +162,11 @@ export function renderMarkdown(r, outPath) {
     out.push('');
     out.push(
       'gyre seq/s on 1 / 2 threads; every other column is gyre ÷ that library (seq/s, > 1 = gyre faster; single-threaded baselines against gyre on 1 thread).' +
-        (level.simd !== levels[0] && level.rows.some((x) => x.pytorch?.[1] != null)
-          ? ` PyTorch here ran capped to ${level.simd.toUpperCase()} too (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); onnxruntime, TensorFlow.js and brain.js have no such switch and run at their best.`
-          : ''),
+        (level.simd !== levels[0] && r.avx2Cpu?.preload
+          ? ` onnxruntime and PyTorch here ran at ${level.simd.toUpperCase()} too: every process of this pass saw the CPU as AVX2 + FMA only (${r.avx2Cpu.preload} preloaded), and PyTorch was capped by its own switches as well (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); TensorFlow.js and brain.js were not run again.`
+          : level.simd !== levels[0] && level.rows.some((x) => x.pytorch?.[1] != null)
+            ? ` PyTorch here ran capped to ${level.simd.toUpperCase()} too (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA); onnxruntime, TensorFlow.js and brain.js have no such switch and run at their best.`
+            : ''),
     );
     out.push('');
     out.push(
@@ -218,7 +220,12 @@ export function renderMarkdown(r, outPath) {
     );
     out.push('');
     const roofLines = [
-      ...roofs.sgemm.map((x) => ['sgemm 1024³', String(x.threads), num(x.gflops), x.source]),
+      ...roofs.sgemm.map((x) => [
+        `sgemm 1024³${x.simd && (r.levels ?? []).length > 1 ? ` (${x.simd} rows)` : ''}`,
+        String(x.threads),
+        num(x.gflops),
+        x.source,
+      ]),
       ...roofs.fma.map((x) => [
         `FMA peak, ${x.width} (${x.bits}-bit)`,
         String(x.threads),
