@@ -77,9 +77,9 @@ pub fn level() -> Level {
 ///
 /// `next` (may be empty) is fetched into L2 while the product runs: the caller's next block of
 /// `b` (see [`crate::kernels::packed::gemm_acc_packed`]), so that the next call's first row tile reads
-/// it from L2 instead of waiting on L3. The AVX-512 kernel spreads the fetches over its row
-/// tiles after the first; the other levels (AVX2, NEON, portable) ignore `next`. It changes no
-/// result.
+/// it from L2 instead of waiting on L3. The x86 kernels spread the fetches over their row
+/// tiles after the first (AVX-512 inside its tiles, AVX2 a share before each 16-column tile);
+/// NEON and the portable code ignore `next`. It changes no result.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_acc(
     m: usize,
@@ -133,7 +133,7 @@ fn gemm_acc_at(
     next: &[f32],
 ) {
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = next; // only the AVX-512 kernel fetches ahead
+    let _ = next; // only the x86 kernels fetch ahead
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -150,7 +150,7 @@ fn gemm_acc_at(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2 and FMA (detected), and the bounds were checked above.
         Level::Avx2 => unsafe {
-            x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+            x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, next)
         },
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         // SAFETY: NEON is in the target's baseline, and the bounds were checked above.

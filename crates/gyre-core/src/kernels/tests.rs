@@ -76,16 +76,14 @@ fn simd_products() -> Vec<(Level, Product)> {
             out.push((Level::Avx2, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
                 check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
                 // SAFETY: AVX2 and FMA detected; the bounds were checked.
-                unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc) }
+                unsafe { x86::gemm_acc_avx2(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, b) }
             }));
         }
         if is_x86_feature_detected!("avx512f") {
             out.push((Level::Avx512, |m, n, k, a, rsa, csa, b, ldb, c, ldc| {
                 check_bounds(m, n, k, a, rsa, csa, b, ldb, c, ldc);
                 // SAFETY: AVX-512 F detected; the bounds were checked.
-                unsafe {
-                    x86::gemm_acc_avx512(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, &[])
-                }
+                unsafe { x86::gemm_acc_avx512(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc, b) }
             }));
         }
     }
@@ -104,7 +102,8 @@ fn simd_products() -> Vec<(Level, Product)> {
 #[test]
 fn simd_products_are_one_fused_chain_per_element() {
     // Every SIMD level (the portable code multiplies, then adds): each element of `c` is
-    // `c ← fma(a[i, p], b[p, j], c)` for p = 0, 1, … in order, whatever tile it falls in.
+    // `c ← fma(a[i, p], b[p, j], c)` for p = 0, 1, … in order, whatever tile it falls in. The
+    // x86 kernels run with `b` as the block to fetch ahead, so their fetching paths run too.
     for &(m, n, k, transposed) in &[
         (1, 1, 1, false),
         (1, 70, 300, false),
