@@ -37,7 +37,7 @@ pub mod threads;
 mod x86;
 
 pub use dispatch::{gemm_acc, level, Level};
-pub use packed::{gemm_acc_packed, pack};
+pub use packed::{gemm_acc_packed, pack, Packed};
 pub use portable::AdamStep;
 pub use real::Real;
 pub use table::Kernels;

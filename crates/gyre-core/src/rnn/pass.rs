@@ -5,7 +5,7 @@
 use super::packing::Packing;
 use super::shards::PARALLEL_STEP_MIN_FLOPS;
 use crate::error::{CoreError, Result};
-use crate::kernels::packed::{pack_transposed, packed_len};
+use crate::kernels::packed::{pack_transposed, packed_len, Packed};
 use crate::kernels::real::Real;
 use crate::rnn::cell::Cell;
 use crate::rnn::weights::LayerWeights;
@@ -41,8 +41,8 @@ pub(super) const PROJECTION_BYTES: usize = 1 << 10;
 /// them itself, so results do not depend on whether they were given.
 #[derive(Clone, Debug)]
 pub(crate) struct Transposed<F> {
-    weight_ih: Vec<F>,
-    weight_hh: Vec<F>,
+    weight_ih: Packed<F>,
+    weight_hh: Packed<F>,
 }
 
 impl<F: Real> Transposed<F> {
@@ -62,11 +62,11 @@ pub(super) struct Prepared<'w, F: Real> {
     pub(super) gh: usize,
     pub(super) w_ih: ndarray::CowArray<'w, F, ndarray::Ix2>,
     /// `[I, G·H]` `W_ihᵀ` packed (empty for one-row passes: dot products over `W_ih`'s rows).
-    pub(super) w_ih_t: std::borrow::Cow<'w, [F]>,
+    pub(super) w_ih_t: std::borrow::Cow<'w, Packed<F>>,
     pub(super) b_ih: ndarray::CowArray<'w, F, ndarray::Ix1>,
     pub(super) w_hh: ndarray::CowArray<'w, F, ndarray::Ix2>,
     /// `[H, G·H]` `W_hhᵀ` packed, or empty (see [`TRANSPOSE_MIN_STEPS`]).
-    pub(super) w_hh_t: std::borrow::Cow<'w, [F]>,
+    pub(super) w_hh_t: std::borrow::Cow<'w, Packed<F>>,
     pub(super) b_hh: ndarray::CowArray<'w, F, ndarray::Ix1>,
 }
 
@@ -83,13 +83,13 @@ impl<'w, F: Real> Prepared<'w, F> {
         let w_hh = weights.weight_hh.as_standard_layout();
         let long = packing.steps() >= TRANSPOSE_MIN_STEPS;
         let w_ih_t = match (packing.rows() > 1, given) {
-            (false, _) => Cow::Borrowed(&[][..]),
-            (true, Some(t)) => Cow::Borrowed(&t.weight_ih[..]),
+            (false, _) => Cow::Owned(Packed::default()),
+            (true, Some(t)) => Cow::Borrowed(&t.weight_ih),
             (true, None) => Cow::Owned(pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, input)),
         };
         let w_hh_t = match (long, given) {
-            (false, _) => Cow::Borrowed(&[][..]),
-            (true, Some(t)) => Cow::Borrowed(&t.weight_hh[..]),
+            (false, _) => Cow::Owned(Packed::default()),
+            (true, Some(t)) => Cow::Borrowed(&t.weight_hh),
             (true, None) => Cow::Owned(pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, hidden)),
         };
         let gh = gates * hidden;
