@@ -9,6 +9,8 @@
  * | input `input` | float32 features, or **int64** token ids when the model starts with an embedding | `[batch, time, features]` / `[batch, time]` |
  * | input `sequence_lens` | int32, each in `1..time` | `[batch]` |
  * | output `output` | float32 | `[batch, time, units]` (zeros at steps ≥ the sequence's length), or `[batch, units]` |
+ * | inputs `initial_h.{i}.l{l}`, `initial_c.{i}.l{l}` (`state: true`) | float32 | `[batch, hiddenSize]` |
+ * | outputs `Y_h.{i}.l{l}`, `Y_c.{i}.l{l}` (`state: true`) | float32 | `[batch, hiddenSize]` |
  *
  * `batch` and `time` are symbolic. Values at padded steps are ignored (padded token ids need not
  * be valid). Embeddings become `Gather`; recurrent layers become one ONNX `LSTM` / `GRU` / `RNN`
@@ -32,6 +34,36 @@ export interface OnnxOptions {
   opset?: number;
   /** `producer_name` of the model. Default `'gyre'`. */
   producer?: string;
+  /**
+   * Carry the recurrent state across runs: for each recurrent layer `i`, stacked layer `l` and
+   * direction, the graph takes its starting state as inputs `initial_h.{i}.l{l}` (and
+   * `initial_c.{i}.l{l}` for an LSTM; `_reverse` appended for the backward direction of a
+   * bidirectional layer), `[batch, hiddenSize]` float32 each (zeros for a fresh start), and
+   * returns each sequence's final state as outputs `Y_h.{i}.l{l}` / `Y_c.{i}.l{l}` (the state
+   * after its last valid step; for the backward direction, after step 0), so that a server can
+   * run a stream in chunks, feeding one run's `Y_*` outputs as the next run's `initial_*`
+   * inputs (onnxruntime keeps no state between runs). Listed in {@link onnxStateNames}'s order,
+   * which is {@link Stream.toArray}'s. Default `false`.
+   */
+  state?: boolean;
+}
+
+/** One recurrent state tensor of a {@link toOnnx} export with `state: true`. */
+export interface OnnxStateName {
+  /** The graph input that takes the starting state, e.g. `initial_h.0.l0`. */
+  input: string;
+  /** The graph output that returns the final state, e.g. `Y_h.0.l0`. */
+  output: string;
+  /** `'h'` the hidden state, `'c'` an LSTM's cell state. */
+  kind: 'h' | 'c';
+  /** Index of the recurrent layer in `model.config.layers`. */
+  layer: number;
+  /** Stacked layer within it, `0..numLayers − 1`. */
+  stack: number;
+  /** `'forward'`, or `'reverse'` for a bidirectional layer's backward direction. */
+  direction: 'forward' | 'reverse';
+  /** Its shape's second dimension: `[batch, hiddenSize]`. */
+  hiddenSize: number;
 }
 
 /** The opset {@link toOnnx} declares by default. */
@@ -191,6 +223,12 @@ class Graph {
   readonly #used = new Set<string>();
   readonly #constants = new Map<string, string>();
 
+  /** Reserves `name` exactly (a graph input or output); throws if it is taken. */
+  claim(name: string): void {
+    if (this.#used.has(name)) throw new Error(`toOnnx: value name ${name} is used twice`);
+    this.#used.add(name);
+  }
+
   /** A fresh value name. */
   name(base: string): string {
     let name = base;
@@ -336,7 +374,31 @@ function checkLayer(where: string, layer: Layer): void {
   }
 }
 
-function recurrent(g: Graph, where: string, index: number, layer: Layer, input: Flow, params: Params): Flow {
+/** The state names of stacked layer `l` of recurrent layer `index`, direction `d`. */
+function stateName(prefix: string, index: number, l: number, d: number): string {
+  return `${prefix}.${index}.l${l}${d === 1 ? '_reverse' : ''}`;
+}
+
+/** The starting state `[D, B, H]` of one stacked layer from its per-direction graph inputs `[B, H]`. */
+function stateInput(g: Graph, kind: 'h' | 'c', index: number, l: number, dirs: number): string {
+  const parts = Array.from({ length: dirs }, (_, d) => {
+    const name = stateName(`initial_${kind}`, index, l, d);
+    g.claim(name);
+    return g.op('Unsqueeze', [name, g.int64([0])], `${name}_1bh`);
+  });
+  return dirs === 1 ? parts[0]! : g.op('Concat', parts, `initial_${kind}_l${index}_${l}`, { axis: 0 });
+}
+
+/** The per-direction graph outputs `[B, H]` of one stacked layer's final state `[D, B, H]`. */
+function stateOutput(g: Graph, kind: 'h' | 'c', value: string, index: number, l: number, dirs: number): void {
+  for (let d = 0; d < dirs; d++) {
+    const name = stateName(`Y_${kind}`, index, l, d);
+    g.claim(name);
+    g.node('Gather', [value, g.int64([d], true)], [name], { axis: 0 });
+  }
+}
+
+function recurrent(g: Graph, where: string, index: number, layer: Layer, input: Flow, params: Params, state: boolean): Flow {
   const type = layer.type as 'rnn' | 'lstm' | 'gru';
   const h = positiveInt(`toOnnx: ${where}: hiddenSize`, layer.hiddenSize);
   const numLayers = positiveInt(`toOnnx: ${where}: numLayers`, layer.numLayers ?? 1);
@@ -381,8 +443,21 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     const top = l === numLayers - 1;
     const wantY = !top || returnSequences;
     const Y = wantY ? g.name(`${base}_Y`) : '';
-    const Yh = top && !returnSequences ? g.name(`${base}_Y_h`) : '';
-    g.node(ONNX_OP[type]!, [x.name, W, R, B, 'sequence_lens'], Yh ? [Y, Yh] : [Y], attrs);
+    const Yh = (top && !returnSequences) || state ? g.name(`${base}_Y_h`) : '';
+    const inputs = [x.name, W, R, B, 'sequence_lens'];
+    const outputs = Yh ? [Y, Yh] : [Y];
+    if (state) {
+      inputs.push(stateInput(g, 'h', index, l, dirs));
+      if (type === 'lstm') {
+        inputs.push(stateInput(g, 'c', index, l, dirs));
+        outputs.push(g.name(`${base}_Y_c`));
+      }
+    }
+    g.node(ONNX_OP[type]!, inputs, outputs, attrs);
+    if (state) {
+      stateOutput(g, 'h', Yh, index, l, dirs);
+      if (type === 'lstm') stateOutput(g, 'c', outputs[2]!, index, l, dirs);
+    }
     if (top && !returnSequences) {
       // Y_h [D, B, H]: each sequence's final state (forward at its last step, reverse at step 0).
       if (dirs === 2 && merge === 'sum')
@@ -412,20 +487,23 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
  * `sequence_lens` (int32 `[batch]`, each length in `1..time`; give `time` for unpadded batches).
  * Padded steps are ignored and come out as zeros. Dropout is a training-time option and is
  * left out. Declares opset {@link ONNX_DEFAULT_OPSET} unless `options.opset` says otherwise.
+ * With `options.state`, the recurrent layers start from state inputs and return their final
+ * states as outputs ({@link OnnxOptions.state}, {@link onnxStateNames}): running a sequence in
+ * chunks, each run fed the previous run's final states, gives the outputs of one run over the
+ * whole sequence.
  * @throws {InvalidArgumentError} for bad options, or (naming the layer) a layer or option the
  *   export has no ONNX mapping for.
  */
 export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
-  if (model === null || typeof model !== 'object' || !('config' in model)) {
-    throw new InvalidArgumentError(
-      `toOnnx: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`,
-    );
-  }
+  checkModel('toOnnx', model);
   if (options === null || typeof options !== 'object')
     throw new InvalidArgumentError(`toOnnx: options must be an object, got ${String(options)}`);
   for (const key of Object.keys(options)) {
-    if (key !== 'opset' && key !== 'producer') throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer`);
+    if (key !== 'opset' && key !== 'producer' && key !== 'state')
+      throw new InvalidArgumentError(`unknown option ${key}; expected one of opset, producer, state`);
   }
+  const withState = options.state ?? false;
+  if (typeof withState !== 'boolean') throw new InvalidArgumentError(`state must be a boolean, got ${String(withState)}`);
   const opset = options.opset ?? ONNX_DEFAULT_OPSET;
   if (!Number.isInteger(opset) || opset < ONNX_MIN_OPSET || opset > ONNX_MAX_OPSET) {
     throw new InvalidArgumentError(`opset must be an integer in ${ONNX_MIN_OPSET}..${ONNX_MAX_OPSET}, got ${String(opset)}`);
@@ -455,6 +533,9 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   if (tokens !== (layers[0]!.type === 'embedding')) {
     throw unsupported('layers[0]', 'a token model must start with an embedding, and only a token model may');
   }
+  const states = withState ? stateNames(layers) : [];
+  if (withState && states.length === 0)
+    throw new InvalidArgumentError('state must be false for a model without recurrent layers (it has no state to carry), got true');
   const params = model.parameters();
 
   const g = new Graph();
@@ -497,7 +578,7 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
       case 'rnn':
       case 'lstm':
       case 'gru':
-        x = recurrent(g, where, i, layer, x, params);
+        x = recurrent(g, where, i, layer, x, params, withState);
         break;
       case 'dense': {
         const units = positiveInt(`toOnnx: ${where}: units`, layer.units);
@@ -542,7 +623,9 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   );
   graph.message(11, valueInfo('input', tokens ? INT64 : FLOAT, tokens ? ['batch', 'time'] : ['batch', 'time', width]));
   graph.message(11, valueInfo('sequence_lens', INT32, ['batch']));
+  for (const s of states) graph.message(11, valueInfo(s.input, FLOAT, ['batch', s.hiddenSize]));
   graph.message(12, valueInfo('output', FLOAT, x.sequence ? ['batch', 'time', x.width] : ['batch', x.width]));
+  for (const s of states) graph.message(12, valueInfo(s.output, FLOAT, ['batch', s.hiddenSize]));
 
   const m = new Message().int(1, irVersion(opset)).string(2, producer);
   const version = gyreVersion();
@@ -550,7 +633,53 @@ export function toOnnx(model: Model, options: OnnxOptions = {}): Uint8Array {
   m.message(7, graph);
   m.message(8, new Message().string(1, '').int(2, opset));
   m.message(14, new Message().string(1, 'gyre.config').string(2, JSON.stringify(config)));
+  if (withState) m.message(14, new Message().string(1, 'gyre.state').string(2, JSON.stringify(states)));
   return m.finish();
+}
+
+function checkModel(fn: string, model: Model): void {
+  if (model === null || typeof model !== 'object' || !('config' in model)) {
+    throw new InvalidArgumentError(
+      `${fn}: model must be a gyre Model, got ${model === null ? 'null' : typeof model === 'object' ? 'an object without a config' : typeof model}`,
+    );
+  }
+}
+
+/** The state tensors of the recurrent layers among `layers`, in {@link Stream.toArray}'s order. */
+function stateNames(layers: readonly Layer[]): OnnxStateName[] {
+  const hidden: OnnxStateName[] = [];
+  const cell: OnnxStateName[] = [];
+  if (!Array.isArray(layers)) return hidden;
+  layers.forEach((layer, i) => {
+    const type = layer.type;
+    if (type !== 'rnn' && type !== 'lstm' && type !== 'gru') return;
+    const where = `layers[${i}] (${type})`;
+    const hiddenSize = positiveInt(`toOnnx: ${where}: hiddenSize`, layer.hiddenSize);
+    const numLayers = positiveInt(`toOnnx: ${where}: numLayers`, layer.numLayers ?? 1);
+    const dirs = layer.bidirectional === true ? 2 : 1;
+    for (let l = 0; l < numLayers; l++) {
+      for (let d = 0; d < dirs; d++) {
+        const at = { layer: i, stack: l, direction: d === 1 ? ('reverse' as const) : ('forward' as const), hiddenSize };
+        hidden.push({ input: stateName('initial_h', i, l, d), output: stateName('Y_h', i, l, d), kind: 'h', ...at });
+        if (type === 'lstm') cell.push({ input: stateName('initial_c', i, l, d), output: stateName('Y_c', i, l, d), kind: 'c', ...at });
+      }
+    }
+  });
+  return [...hidden, ...cell];
+}
+
+/**
+ * The recurrent state inputs and outputs of `toOnnx(model, { state: true })`, hidden states
+ * first, then LSTM cell states, each by layer, stacked layer and direction: the order of
+ * {@link Stream.toArray}, so that a stream's saved state (`[batch, hiddenSize]` blocks, one after
+ * another) splits into the `initial_*` feeds in this order, and the `Y_*` outputs concatenated in
+ * this order are a state for {@link Model.restoreStream}. The export also stores this list as
+ * the metadata entry `gyre.state` (JSON).
+ * @throws {InvalidArgumentError} if `model` is not a gyre model.
+ */
+export function onnxStateNames(model: Model): OnnxStateName[] {
+  checkModel('onnxStateNames', model);
+  return stateNames(model.config.layers as unknown as Layer[]);
 }
 
 let cachedVersion: string | null | undefined;
