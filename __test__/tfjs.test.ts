@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GyreError, type Model } from 'gyre';
+import { GyreError, fromBuffer, sequential, type Model } from 'gyre';
 import { convertTfjs, importTfjs, loadTfjs } from 'gyre';
 import {
   artifactsOf,
@@ -41,8 +41,8 @@ function seq(layers: tf.layers.Layer[]): tf.Sequential {
 }
 
 /** Imports a tfjs model and checks gyre's prediction against tfjs' on `x`. */
-async function expectSame(model: tf.LayersModel, x: number[][][] | number[][], seed = 1): Promise<Model> {
-  randomizeWeights(model, seed);
+async function expectSame(model: tf.LayersModel, x: number[][][] | number[][], seed = 1, scale = 0.5): Promise<Model> {
+  randomizeWeights(model, seed, scale);
   const a = await artifactsOf(model);
   const gyre = importTfjs(a.modelJson, a.weightData);
   const want = tfPredict(model, x);
@@ -64,6 +64,72 @@ function caught(fn: () => unknown): { code: string; message: string; error: unkn
 
 describe('importTfjs matches tfjs predict', () => {
   const x = sequences(S, T, F, 11);
+
+  describe("with tfjs' default gates, hardSigmoid (clip(0.2·x + 0.5, 0, 1))", () => {
+    // Large weights and inputs, so that many gates sit on each flat part of the hard sigmoid.
+    const big = x.map((s) => s.map((v) => v.map((f) => 3 * f)));
+    const cases: [string, () => tf.layers.Layer[]][] = [
+      ['LSTM', () => [tf.layers.lstm({ units: 5, returnSequences: true, inputShape: [T, F] })]],
+      ['GRU (reset before)', () => [tf.layers.gru({ units: 4, returnSequences: true, inputShape: [T, F] })]],
+      [
+        'Bidirectional GRU, then LSTM + Dense',
+        () => [
+          tf.layers.bidirectional({ layer: tf.layers.gru({ units: 3, returnSequences: true }) as tf.RNN, inputShape: [T, F] }),
+          tf.layers.lstm({ units: 4 }),
+          tf.layers.dense({ units: 2 }),
+        ],
+      ],
+    ];
+    it.each(cases)('%s', async (_, layers) => {
+      const m = seq(layers());
+      const gyre = await expectSame(m, big, 21, 2);
+      for (const l of gyre.config.layers) if (l.type !== 'dense') expect(l).toMatchObject({ recurrentActivation: 'hardSigmoidTfjs' });
+      // The gates do saturate: the same weights with sigmoid gates give another function.
+      const spec = {
+        ...gyre.config,
+        layers: gyre.config.layers.map((l) => (l.type === 'dense' ? l : { ...l, recurrentActivation: 'sigmoid' as const })),
+      };
+      const sig = sequential(spec);
+      sig.setParameters(Object.fromEntries(Object.entries(gyre.parameters()).map(([k, v]) => [k, v.data])));
+      expect(maxDiff(sig.predictSync(big).data, gyre.predictSync(big).data)).toBeGreaterThan(1e-2);
+      // Saved and loaded, streamed step by step: the same function.
+      const again = fromBuffer(gyre.toBuffer());
+      expect(again.config).toEqual(gyre.config);
+      expect(maxDiff(again.predictSync(big).data, gyre.predictSync(big).data)).toBe(0);
+    });
+
+    it('a stream steps through the same function', async () => {
+      const m = seq([tf.layers.gru({ units: 4, returnSequences: true, inputShape: [T, F] })]);
+      const gyre = await expectSame(m, big, 22, 2);
+      const want = gyre.predictSync(big).data;
+      const stream = gyre.createStream(S);
+      for (let t = 0; t < T; t++) {
+        const y = stream.step(big.map((s) => s[t]!));
+        for (let s = 0; s < S; s++) {
+          for (let u = 0; u < 4; u++) expect(Math.abs(y[s * 4 + u]! - want[(s * T + t) * 4 + u]!)).toBeLessThan(TOL);
+        }
+      }
+    });
+
+    it('Keras 3 files mean relu6(x + 3) / 6, Keras 2 files the tfjs form', async () => {
+      const m = seq([tf.layers.lstm({ units: 3, inputShape: [T, F] })]);
+      randomizeWeights(m, 23, 2);
+      const a = await artifactsOf(m);
+      const withVersion = (v: string) => ({ ...a.modelJson, modelTopology: { ...a.modelJson.modelTopology, keras_version: v } });
+      expect(importTfjs(withVersion('3.6.0'), a.weightData).config.layers[0]).toMatchObject({ recurrentActivation: 'hardSigmoidKeras3' });
+      const k2 = importTfjs(withVersion('2.15.0'), a.weightData);
+      expect(k2.config.layers[0]).toMatchObject({ recurrentActivation: 'hardSigmoidTfjs' });
+      expect(maxDiff(k2.predictSync(big).data, tfPredict(m, big).data)).toBeLessThan(TOL);
+      // Absent from a Keras config: Keras' default, the sigmoid.
+      const topology = structuredClone(a.modelJson.modelTopology) as { config: { layers: { config: Record<string, unknown> }[] } };
+      delete topology.config.layers[0]!.config.recurrent_activation;
+      const absent = { ...a.modelJson, modelTopology: { ...topology, keras_version: '3.6.0' } };
+      expect(importTfjs(absent, a.weightData).config.layers[0]).not.toHaveProperty('recurrentActivation');
+      expect(importTfjs({ ...absent, modelTopology: topology }, a.weightData).config.layers[0]).toMatchObject({
+        recurrentActivation: 'hardSigmoidTfjs',
+      });
+    });
+  });
 
   it.each([true, false])('LSTM, returnSequences %s', async (returnSequences) => {
     const m = seq([tf.layers.lstm({ units: 5, recurrentActivation: 'sigmoid', returnSequences, inputShape: [T, F] })]);
@@ -179,7 +245,16 @@ describe('importTfjs matches tfjs predict', () => {
     const { parameters, spec } = convertTfjs(a.modelJson, bytes);
     expect(spec).toEqual({
       input: { features: 1 },
-      layers: [{ type: 'gru', hiddenSize: 2, numLayers: 1, bidirectional: false, returnSequences: false, resetAfter: false }],
+      layers: [
+        {
+          type: 'gru',
+          hiddenSize: 2,
+          numLayers: 1,
+          bidirectional: false,
+          returnSequences: false,
+          resetAfter: false,
+        },
+      ],
     });
     expect(Array.from(parameters['0.weight_ih_l0']!)).toEqual([2, 3, 0, 1, 4, 5]);
     // Row (r0) of weight_hh is recurrent column 2: 12, 18.
@@ -526,20 +601,23 @@ describe('unsupported models are errors naming the layer and option', () => {
   }
   const importOf = (a: Artifacts) => () => importTfjs(a.modelJson, a.weightData);
 
-  it("tfjs' default recurrent activation hardSigmoid", async () => {
-    const a = await artifacts([tf.layers.lstm({ units: 3, inputShape: [T, F] })]);
+  it('a recurrent activation other than sigmoid and hard_sigmoid', async () => {
+    const a = await artifacts([tf.layers.lstm({ units: 3, recurrentActivation: 'tanh', inputShape: [T, F] })]);
     const e = caught(importOf(a));
     expect(e.error).toBeInstanceOf(GyreError);
     expect(e.code).toBe('GYRE_INVALID_ARGUMENT');
-    expect(e.message).toMatch(/layer "lstm_LSTM\d+" \(LSTM, layers\[0\]\): recurrent_activation "hard_sigmoid" is not supported/);
+    expect(e.message).toMatch(/layer "lstm_LSTM\d+" \(LSTM, layers\[0\]\): recurrent_activation "tanh" is not supported/);
   });
 
-  it('hardSigmoid inside a Bidirectional names both layers', async () => {
+  it('inside a Bidirectional, naming both layers', async () => {
     const a = await artifacts([
-      tf.layers.bidirectional({ layer: tf.layers.gru({ units: 3, returnSequences: true }) as tf.RNN, inputShape: [T, F] }),
+      tf.layers.bidirectional({
+        layer: tf.layers.gru({ units: 3, recurrentActivation: 'relu', returnSequences: true }) as tf.RNN,
+        inputShape: [T, F],
+      }),
     ]);
     expect(caught(importOf(a)).message).toMatch(
-      /layer "bidirectional_Bidirectional\d+" .* wrapping "gru_GRU\d+" \(GRU\): recurrent_activation "hard_sigmoid"/,
+      /layer "bidirectional_Bidirectional\d+" .* wrapping "gru_GRU\d+" \(GRU\): recurrent_activation "relu"/,
     );
   });
 

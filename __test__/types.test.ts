@@ -186,8 +186,8 @@ describe('what the native readers accept is what the declared types say', () => 
     const byType = {
       embedding: { type: true, dim: true } satisfies Record<keyof NativeLayer<'embedding'>, true>,
       rnn: { type: true, ...r, nonlinearity: true } satisfies Record<keyof NativeLayer<'rnn'>, true>,
-      lstm: { type: true, ...r } satisfies Record<keyof NativeLayer<'lstm'>, true>,
-      gru: { type: true, ...r, resetAfter: true } satisfies Record<keyof NativeLayer<'gru'>, true>,
+      lstm: { type: true, ...r, recurrentActivation: true } satisfies Record<keyof NativeLayer<'lstm'>, true>,
+      gru: { type: true, ...r, resetAfter: true, recurrentActivation: true } satisfies Record<keyof NativeLayer<'gru'>, true>,
       dense: { type: true, units: true, activation: true } satisfies Record<keyof NativeLayer<'dense'>, true>,
     } satisfies Record<NativeLayerSpec['type'], Record<string, true>>;
     const required: Record<string, Record<string, number>> = { embedding: { dim: 1 }, dense: { units: 1 } };

@@ -346,7 +346,8 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-  dropout?: number }
+    dropout?: number; /** Activation of the gates. Default `'sigmoid'`. */
+  recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'gru'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
     numLayers?: number; /** A second cell running from the last step to the first. Default false. */
@@ -354,7 +355,8 @@ export type LayerSpec =
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
     dropout?: number; /** Reset gate after the recurrent product (PyTorch). Default true. */
-  resetAfter?: boolean }
+    resetAfter?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
+  recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'dense'; /** Output features. */
     units: number; /** Default `'linear'`. */
   activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax' }
@@ -461,6 +463,8 @@ export interface RecurrentSpec {
   inputSize: number
   /** Hidden size `H`. */
   hiddenSize: number
+  /** LSTM and GRU: `"sigmoid"` (default), `"hardSigmoidTfjs"` or `"hardSigmoidKeras3"`. */
+  recurrentActivation?: string
 }
 
 /** Flat row-major tensors of one call; shapes are given by the `RecurrentSpec`. */

@@ -21,6 +21,7 @@ import * as check from './util/check.js';
 import { describe } from './util/check.js';
 import { GyreError, InvalidArgumentError, MissingArgumentError } from './errors.js';
 import * as native from './native.js';
+import { RECURRENT_ACTIVATIONS, type RecurrentActivation } from './model/spec.js';
 
 /** A flat float array; results have the same type as the input. */
 export type FloatArray = Float32Array | Float64Array;
@@ -65,6 +66,8 @@ export interface RnnArgs<T extends FloatArray = FloatArray> extends RecurrentArg
 export interface LstmArgs<T extends FloatArray = FloatArray> extends RecurrentArgs<T> {
   /** `[B, H]` initial cell state. Default: zeros. */
   c0?: T;
+  /** Activation of the `i`, `f`, `o` gates ({@link RecurrentActivation}). Default: `'sigmoid'`. */
+  recurrentActivation?: RecurrentActivation;
 }
 
 /** Arguments of {@link gruForward}. */
@@ -75,6 +78,8 @@ export interface GruArgs<T extends FloatArray = FloatArray> extends RecurrentArg
    * Default: `true`.
    */
   resetAfter?: boolean;
+  /** Activation of the `r`, `z` gates ({@link RecurrentActivation}). Default: `'sigmoid'`. */
+  recurrentActivation?: RecurrentActivation;
 }
 
 /** Gradients of a loss with respect to the forward outputs; each defaults to zeros. */
@@ -150,8 +155,13 @@ function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed
     throw new InvalidArgumentError(`${fn}: input must be a Float32Array or Float64Array, got ${describe(input)}`);
   }
   const dtype = input.constructor as typeof Float32Array | typeof Float64Array;
+  const ra = a.recurrentActivation;
+  if (ra !== undefined && !(typeof ra === 'string' && (RECURRENT_ACTIVATIONS as readonly string[]).includes(ra))) {
+    throw new InvalidArgumentError(`${fn}: recurrentActivation must be one of ${RECURRENT_ACTIVATIONS.join(', ')}, got ${describe(ra)}`);
+  }
   const spec = {
     cell,
+    recurrentActivation: ra as RecurrentActivation | undefined,
     batch: check.positiveInt(`${fn}: batch`, a.batch, 0xffffffff),
     steps: check.positiveInt(`${fn}: steps`, a.steps, 0xffffffff),
     inputSize: check.positiveInt(`${fn}: inputSize`, a.inputSize, 0xffffffff),
@@ -241,8 +251,8 @@ function gruCell(fn: string, resetAfter: unknown): CellName {
 }
 
 const RNN_KEYS = [...BASE_KEYS, 'nonlinearity'];
-const LSTM_KEYS = [...BASE_KEYS, 'c0'];
-const GRU_KEYS = [...BASE_KEYS, 'resetAfter'];
+const LSTM_KEYS = [...BASE_KEYS, 'c0', 'recurrentActivation'];
+const GRU_KEYS = [...BASE_KEYS, 'resetAfter', 'recurrentActivation'];
 
 /**
  * Elman RNN over a batch of sequences: `h_t = act(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh)`.

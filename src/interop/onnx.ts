@@ -143,6 +143,16 @@ class Message {
     return this.bytes(field, value.finish());
   }
 
+  /** A packed repeated float field. */
+  packedFloats(field: number, values: readonly number[]): this {
+    const bytes = new Uint8Array(4 * values.length);
+    const view = new DataView(bytes.buffer);
+    values.forEach((v, i) => {
+      view.setFloat32(4 * i, v, true);
+    });
+    return this.bytes(field, bytes);
+  }
+
   /** A packed repeated int64 field. */
   packedInts(field: number, values: readonly number[]): this {
     const inner = new Message();
@@ -170,14 +180,21 @@ const INT32 = 6;
 const INT64 = 7;
 /** AttributeProto.AttributeType. */
 const ATTR_INT = 2;
+const ATTR_FLOATS = 6;
 const ATTR_STRING = 3;
 const ATTR_INTS = 7;
 const ATTR_STRINGS = 8;
 
-type AttrValue = number | string | readonly number[] | readonly string[];
+/** A list of floats (an int list is a plain `number[]`). */
+class Floats {
+  constructor(readonly values: readonly number[]) {}
+}
+
+type AttrValue = number | string | readonly number[] | readonly string[] | Floats;
 
 function attribute(name: string, value: AttrValue): Message {
   const a = new Message().string(1, name);
+  if (value instanceof Floats) return a.int(20, ATTR_FLOATS).packedFloats(7, value.values);
   if (typeof value === 'number') return a.int(20, ATTR_INT).int(3, value);
   if (typeof value === 'string') return a.int(20, ATTR_STRING).bytes(4, utf8.encode(value));
   if (value.length > 0 && typeof value[0] === 'string') {
@@ -300,8 +317,8 @@ const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'mer
 const LAYER_KEYS: Record<string, readonly string[]> = {
   embedding: ['type', 'dim'],
   rnn: [...RECURRENT_KEYS, 'nonlinearity'],
-  lstm: RECURRENT_KEYS,
-  gru: [...RECURRENT_KEYS, 'resetAfter'],
+  lstm: [...RECURRENT_KEYS, 'recurrentActivation'],
+  gru: [...RECURRENT_KEYS, 'resetAfter', 'recurrentActivation'],
   dense: ['type', 'units', 'activation'],
 };
 const ACTIVATIONS: Record<string, string | undefined> = {
@@ -310,6 +327,15 @@ const ACTIVATIONS: Record<string, string | undefined> = {
   tanh: 'Tanh',
   sigmoid: 'Sigmoid',
   softmax: 'Softmax',
+};
+/**
+ * ONNX `HardSigmoid` (`max(0, min(1, alpha·x + beta))`) alpha and beta of each hard sigmoid
+ * gate activation: TensorFlow.js's exactly; Keras 3's `relu6(x + 3) / 6` as `x/6 + 1/2`, equal
+ * but for the rounding of one multiplication.
+ */
+const HARD_SIGMOID: Record<string, readonly [number, number] | undefined> = {
+  hardSigmoidTfjs: [0.2, 0.5],
+  hardSigmoidKeras3: [1 / 6, 0.5],
 };
 /** PyTorch gate blocks in ONNX order: LSTM i,f,g,o → i,o,f,c; GRU r,z,n → z,r,h. */
 const GATE_ORDER: Record<string, readonly number[]> = { rnn: [0], lstm: [0, 3, 1, 2], gru: [1, 0, 2] };
@@ -417,6 +443,19 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     const ra = layer.resetAfter ?? true;
     if (typeof ra !== 'boolean') throw unsupported(where, `resetAfter must be a boolean, got ${String(ra)}`);
     attrs.linear_before_reset = ra ? 1 : 0;
+  }
+  if (type === 'lstm' || type === 'gru') {
+    // The gates' activation: ONNX's `activations` (f, g[, h] per direction) with HardSigmoid's
+    // alpha and beta, in the order the functions take them.
+    const act = layer.recurrentActivation ?? 'sigmoid';
+    const hard = typeof act === 'string' && Object.hasOwn(HARD_SIGMOID, act) ? HARD_SIGMOID[act] : undefined;
+    if (act !== 'sigmoid' && !hard) throw unsupported(where, `recurrentActivation ${JSON.stringify(act)} has no ONNX mapping`);
+    if (hard) {
+      const perDirection = type === 'lstm' ? ['HardSigmoid', 'Tanh', 'Tanh'] : ['HardSigmoid', 'Tanh'];
+      attrs.activations = Array.from({ length: dirs }, () => perDirection).flat();
+      attrs.activation_alpha = new Floats(Array<number>(dirs).fill(hard[0]));
+      attrs.activation_beta = new Floats(Array<number>(dirs).fill(hard[1]));
+    }
   }
   if (!input.sequence)
     throw unsupported(where, 'a recurrent layer needs a sequence input, but the layer before outputs one row per sequence');

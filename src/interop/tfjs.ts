@@ -24,8 +24,12 @@
  *
  * `use_bias: false` maps to zero biases (the same function; training in gyre may then move
  * them). Recurrent `dropout` / `recurrent_dropout` are training-time only and are not carried
- * over. Everything else that would change the function is an error naming the layer and the
- * option: `recurrent_activation` other than `sigmoid` (tfjs' default is `hard_sigmoid`), an
+ * over. `recurrent_activation` `sigmoid` or `hard_sigmoid` → `recurrentActivation`:
+ * `hard_sigmoid` is `'hardSigmoidTfjs'` (`clip(0.2·x + 0.5, 0, 1)`) in a model.json written by
+ * tfjs (`keras_version` `tfjs-layers …`, or none) or Keras 2, and `'hardSigmoidKeras3'`
+ * (`relu6(x + 3) / 6`) in one converted from Keras 3; absent, it is tfjs' default
+ * (`hardSigmoid`) for tfjs and Keras' (`sigmoid`) for Keras. Everything else that would change
+ * the function is an error naming the layer and the option: another `recurrent_activation`, an
  * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards`, `stateful`,
  * `return_state`, `time_major`, `Masking` / `mask_zero`, other merge modes, other layer classes
  * and non-Sequential models. Missing, duplicated or unknown weights are one error listing them.
@@ -36,7 +40,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { GyreError, InternalError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
-import { sequential, type LayerSpec, type Model, type ModelSpec } from '../model/index.js';
+import { sequential, type LayerSpec, type Model, type ModelSpec, type RecurrentActivation } from '../model/index.js';
 import { describe, positiveInt } from '../util/check.js';
 import { fileError, readBytes } from '../util/files.js';
 
@@ -104,6 +108,23 @@ interface RecurrentOptions {
   returnSequences: boolean;
   /** undefined: not in the config, read from the bias shape. */
   resetAfter: boolean | undefined;
+  /** The gates' activation (LSTM, GRU). */
+  recurrentActivation: RecurrentActivation;
+}
+
+/** Who wrote the model.json, which decides what `hard_sigmoid` means. */
+type Producer = 'tfjs' | 'keras2' | 'keras3';
+
+/**
+ * The producer from `modelTopology.keras_version`: `tfjs-layers …` (tfjs' `model.save`),
+ * `2.…` or `3.…` (Keras through `tensorflowjs_converter`). Without one, tfjs.
+ */
+function producerOf(json: Json): Producer {
+  const topology = isObject(json.modelTopology) ? json.modelTopology : {};
+  const v = topology.keras_version;
+  if (typeof v === 'string' && /^3\./.test(v)) return 'keras3';
+  if (typeof v === 'string' && /^2\./.test(v)) return 'keras2';
+  return 'tfjs';
 }
 
 type Parsed =
@@ -275,7 +296,7 @@ function decodeEntries(specs: TfjsWeightEntry[], bytes: Uint8Array): Entry[] {
 }
 
 /** Checks a SimpleRNN / LSTM / GRU config; `backward` allows `go_backwards` (Bidirectional's backward layer). */
-function recurrentOptions(label: string, cls: CellClass, c: Json, backward = false): RecurrentOptions {
+function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Producer, backward = false): RecurrentOptions {
   const units = positiveInt(`tfjs import: ${label}: units`, c.units);
   const act = activationName(c.activation) ?? 'tanh';
   let relu = false;
@@ -283,12 +304,15 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
   else if (act !== 'tanh') {
     fail(`${label}: activation ${raw(c.activation)} is not supported; gyre's ${cls} uses 'tanh'${cls === 'SimpleRNN' ? " or 'relu'" : ''}`);
   }
+  let recurrentActivation: RecurrentActivation = 'sigmoid';
   if (cls !== 'SimpleRNN') {
-    const rec = activationName(c.recurrent_activation);
-    if (rec !== 'sigmoid') {
+    // Absent: each producer's default (tfjs: hardSigmoid; Keras: sigmoid).
+    const rec = activationName(c.recurrent_activation) ?? (producer === 'tfjs' ? 'hardsigmoid' : 'sigmoid');
+    if (rec === 'hardsigmoid') recurrentActivation = producer === 'keras3' ? 'hardSigmoidKeras3' : 'hardSigmoidTfjs';
+    else if (rec !== 'sigmoid') {
       fail(
-        `${label}: recurrent_activation ${rec === undefined ? '(not given)' : raw(c.recurrent_activation)} is not supported; gyre's gates use the logistic 'sigmoid' ` +
-          `(tfjs defaults to 'hardSigmoid': build the layer with recurrentActivation: 'sigmoid', Keras recurrent_activation='sigmoid')`,
+        `${label}: recurrent_activation ${raw(c.recurrent_activation)} is not supported; gyre's gates take 'sigmoid' or 'hard_sigmoid' ` +
+          `(TensorFlow.js' and Keras 2's clip(0.2·x + 0.5, 0, 1), Keras 3's relu6(x + 3) / 6)`,
       );
     }
   }
@@ -304,7 +328,15 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, backward = fal
   }
   let resetAfter: boolean | undefined;
   if (cls === 'GRU' && c.reset_after !== undefined && c.reset_after !== null) resetAfter = Boolean(c.reset_after);
-  return { cell: cls, units, relu, useBias: c.use_bias !== false, returnSequences: Boolean(c.return_sequences), resetAfter };
+  return {
+    cell: cls,
+    units,
+    relu,
+    useBias: c.use_bias !== false,
+    returnSequences: Boolean(c.return_sequences),
+    resetAfter,
+    recurrentActivation,
+  };
 }
 
 function wrapped(label: string, c: Json, key: string): { cls: string; config: Json } {
@@ -315,7 +347,7 @@ function wrapped(label: string, c: Json, key: string): { cls: string; config: Js
 }
 
 /** Parses one Keras layer into its gyre form. */
-function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed {
+function parseLayer(label: string, cls: string, c: Json, first: boolean, producer: Producer): Parsed {
   switch (cls) {
     case 'Embedding': {
       if (!first) fail(`${label}: an Embedding must be the model's first layer`);
@@ -329,18 +361,18 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
     case 'SimpleRNN':
     case 'LSTM':
     case 'GRU':
-      return { kind: 'recurrent', opts: recurrentOptions(label, cls, c), bidirectional: false, merge: 'concat' };
+      return { kind: 'recurrent', opts: recurrentOptions(label, cls, c, producer), bidirectional: false, merge: 'concat' };
     case 'Bidirectional': {
       const inner = wrapped(label, c, 'layer');
       const innerLabel = `${label} wrapping ${describe(inner.config.name)} (${inner.cls})`;
       if (!(inner.cls in CELLS)) fail(`${innerLabel}: Bidirectional must wrap a SimpleRNN, LSTM or GRU`);
-      const opts = recurrentOptions(innerLabel, inner.cls as CellClass, inner.config);
+      const opts = recurrentOptions(innerLabel, inner.cls as CellClass, inner.config, producer);
       if (c.backward_layer !== undefined && c.backward_layer !== null) {
         const back = wrapped(label, c, 'backward_layer');
         const backLabel = `${label} backward_layer ${describe(back.config.name)} (${back.cls})`;
         if (back.cls !== inner.cls) fail(`${backLabel}: must be a ${inner.cls} like the forward layer`);
-        const b = recurrentOptions(backLabel, back.cls as CellClass, back.config, true);
-        for (const key of ['units', 'relu', 'useBias', 'returnSequences', 'resetAfter'] as const) {
+        const b = recurrentOptions(backLabel, back.cls as CellClass, back.config, producer, true);
+        for (const key of ['units', 'relu', 'useBias', 'returnSequences', 'resetAfter', 'recurrentActivation'] as const) {
           if (b[key] !== opts[key]) fail(`${backLabel}: its options must match the forward layer's (${key} differs)`);
         }
       }
@@ -352,7 +384,7 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
     case 'TimeDistributed': {
       const inner = wrapped(label, c, 'layer');
       if (inner.cls !== 'Dense') fail(`${label}: TimeDistributed is supported around a Dense layer only, got ${inner.cls}`);
-      return parseLayer(`${label} wrapping ${describe(inner.config.name)} (Dense)`, 'Dense', inner.config, first);
+      return parseLayer(`${label} wrapping ${describe(inner.config.name)} (Dense)`, 'Dense', inner.config, first, producer);
     }
     case 'Dense': {
       const act = activationName(c.activation) ?? 'linear';
@@ -374,7 +406,7 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean): Parsed
 }
 
 /** The Keras layers that become gyre layers, and the input feature count if the config gives it. */
-function parseTopology(layers: unknown[]): { layers: Layer[]; features: number | undefined } {
+function parseTopology(layers: unknown[], producer: Producer): { layers: Layer[]; features: number | undefined } {
   const out: Layer[] = [];
   const perClass = new Map<string, number>();
   let features: number | undefined;
@@ -403,7 +435,7 @@ function parseTopology(layers: unknown[]): { layers: Layer[]; features: number |
       continue;
     }
     if (IDENTITY_CLASSES.includes(cls)) continue;
-    const parsed = parseLayer(label, cls, c, out.length === 0);
+    const parsed = parseLayer(label, cls, c, out.length === 0, producer);
     let variables: Variable[];
     let directions: (Direction | undefined)[] = [undefined];
     if (parsed.kind === 'embedding') variables = ['embeddings'];
@@ -523,6 +555,11 @@ function reorderBias(src: Float32Array, offset: number, h: number, perm: number[
   return out;
 }
 
+/** `recurrentActivation` as `model.config` writes it: absent for the sigmoid. */
+function gateOption(a: RecurrentActivation): { recurrentActivation?: RecurrentActivation } {
+  return a === 'sigmoid' ? {} : { recurrentActivation: a };
+}
+
 function parseModelJson(modelJson: object | string): Json {
   if (typeof modelJson === 'string') {
     try {
@@ -541,7 +578,7 @@ function parseModelJson(modelJson: object | string): Json {
  */
 export function convertTfjs(modelJson: object | string, weightData: TfjsWeightData): TfjsConversion {
   const json = parseModelJson(modelJson);
-  const { layers, features: configFeatures } = parseTopology(sequentialLayers(json));
+  const { layers, features: configFeatures } = parseTopology(sequentialLayers(json), producerOf(json));
   const entries = decodeEntries(weightEntries(json), concatBytes(weightData));
   const slots = assignWeights(layers, entries);
 
@@ -604,8 +641,8 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
       type === 'rnn'
         ? { type, ...common, nonlinearity: o.relu ? 'relu' : 'tanh' }
         : type === 'gru'
-          ? { type, ...common, resetAfter: resetAfter ?? false }
-          : { type, ...common };
+          ? { type, ...common, resetAfter: resetAfter ?? false, ...gateOption(o.recurrentActivation) }
+          : { type, ...common, ...gateOption(o.recurrentActivation) };
     specLayers.push(spec);
     width = p.bidirectional && p.merge === 'concat' ? 2 * h : h;
   });

@@ -4,7 +4,8 @@
  * which are not exported from here.
  */
 export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequential, setNumThreads, simdLevel } from './model.js';
-export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
+export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentActivation, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
+export { RECURRENT_ACTIVATIONS } from './spec.js';
 export { Stream } from './stream.js';
 export {
   type BatchProgressEvent,

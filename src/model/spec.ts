@@ -30,6 +30,19 @@ export interface RecurrentLayerSpec {
   dropout?: number;
 }
 
+/**
+ * The activation of an LSTM's `i`, `f`, `o` gates and a GRU's `r`, `z` gates (Keras's and
+ * TensorFlow.js's `recurrentActivation`), each library's exact arithmetic:
+ * - `'sigmoid'`: `1 / (1 + e^−x)` (PyTorch, Keras 3's default, ONNX);
+ * - `'hardSigmoidTfjs'`: `clip(0.2·x + 0.5, 0, 1)`, TensorFlow.js `hardSigmoid` (the default of
+ *   its `lstm` and `gru` layers) and Keras 2's `hard_sigmoid`;
+ * - `'hardSigmoidKeras3'`: `relu6(x + 3) / 6`, Keras 3's `hard_sigmoid`.
+ */
+export type RecurrentActivation = 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3';
+
+/** The {@link RecurrentActivation} names. */
+export const RECURRENT_ACTIVATIONS: readonly RecurrentActivation[] = ['sigmoid', 'hardSigmoidTfjs', 'hardSigmoidKeras3'];
+
 /** A layer of a {@link ModelSpec}. */
 export type LayerSpec =
   | {
@@ -42,11 +55,17 @@ export type LayerSpec =
       /** Default `'tanh'`. */
       nonlinearity?: 'tanh' | 'relu';
     })
-  | (RecurrentLayerSpec & { type: 'lstm' })
+  | (RecurrentLayerSpec & {
+      type: 'lstm';
+      /** Activation of the `i`, `f`, `o` gates. Default `'sigmoid'`. */
+      recurrentActivation?: RecurrentActivation;
+    })
   | (RecurrentLayerSpec & {
       type: 'gru';
       /** Reset gate after the recurrent product (PyTorch). Default true. */
       resetAfter?: boolean;
+      /** Activation of the `r`, `z` gates. Default `'sigmoid'`. */
+      recurrentActivation?: RecurrentActivation;
     })
   | {
       /** `act(x·Wᵀ + b)`, applied at every step of a sequence. */

@@ -31,7 +31,7 @@ pub mod train;
 pub use error::{CoreError, ErrorCode, Result};
 pub use kernels::{tensor, threads, Real};
 pub use model::Model;
-pub use rnn::cells::Nonlinearity;
+pub use rnn::cells::{GateActivation, Nonlinearity};
 pub use rnn::functional::{
     backward, forward, CellKind, ForwardOutput, Gradients, InitialState, OutputGrads, RecurrentState,
 };

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
 mod common;
-use common::{random_problem, Problem, CELLS};
+use common::{random_problem, Problem, CELLS, HARD_CELLS};
 
 const EPS: f64 = 1e-6;
 const ATOL: f64 = 1e-6;
@@ -54,6 +54,29 @@ fn gradients_match_finite_differences_for_every_cell() {
         for (j, &(batch, steps, input, hidden)) in [(3, 7, 4, 5), (2, 4, 1, 3), (1, 1, 2, 2)].iter().enumerate() {
             worst =
                 worst.max(check(random_problem(cell, batch, steps, input, hidden, 1000 + 10 * k as u64 + j as u64)));
+        }
+        println!("gradcheck {cell}: largest |analytic - numeric| = {worst:.3e}");
+    }
+}
+
+/// The hard sigmoid gates, with weights large enough that some gates sit in each flat part
+/// (their gradient 0 there) and the rest on the slope.
+#[test]
+fn gradients_match_finite_differences_for_hard_sigmoid_gates() {
+    for (k, cell) in HARD_CELLS.iter().enumerate() {
+        let mut worst: f64 = 0.0;
+        for (j, &(batch, steps, input, hidden)) in [(3, 6, 4, 5), (2, 3, 2, 3)].iter().enumerate() {
+            let mut p = random_problem(cell, batch, steps, input, hidden, 2000 + 10 * k as u64 + j as u64);
+            p.weight_ih.mapv_inplace(|w| 4.0 * w);
+            p.weight_hh.mapv_inplace(|w| 4.0 * w);
+            p.x.mapv_inplace(|v| 2.0 * v);
+            // How many gate values are saturated: forward once and count h's extremes through
+            // the pre-activations of the first step's gates (x·W_ihᵀ + b alone reach past ±3).
+            let pre: Vec<f64> =
+                p.x.outer_iter().flat_map(|seq| seq.dot(&p.weight_ih.t()).into_iter().collect::<Vec<_>>()).collect();
+            let (low, high) = (pre.iter().filter(|&&v| v < -3.5).count(), pre.iter().filter(|&&v| v > 3.5).count());
+            assert!(low > 0 && high > 0 && low + high < pre.len(), "{cell}: {low} low, {high} high of {}", pre.len());
+            worst = worst.max(check(p));
         }
         println!("gradcheck {cell}: largest |analytic - numeric| = {worst:.3e}");
     }

@@ -11,9 +11,9 @@ use ndarray::{Array2, Array3};
 const CELLS: [CellKind; 5] = [
     CellKind::Rnn(Nonlinearity::Tanh),
     CellKind::Rnn(Nonlinearity::Relu),
-    CellKind::Lstm,
-    CellKind::Gru { reset_after: true },
-    CellKind::Gru { reset_after: false },
+    CellKind::LSTM,
+    CellKind::gru(true),
+    CellKind::gru(false),
 ];
 
 fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64) -> LayerSpec {
@@ -101,7 +101,7 @@ fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
-            recurrent(CellKind::Lstm, Merge::Concat, true, 0.0),
+            recurrent(CellKind::LSTM, Merge::Concat, true, 0.0),
             LayerSpec::Dense { units: 4, activation: Activation::Relu },
             LayerSpec::Dense { units: 2, activation: Activation::Linear },
         ],
@@ -178,7 +178,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
         input: InputKind::Features { size: 5 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Gru { reset_after: true },
+                cell: CellKind::gru(true),
                 hidden_size: 4,
                 num_layers: 2,
                 bidirectional: true,
@@ -208,18 +208,18 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     let feats = InputKind::Features { size: 2 };
     assert!(bad(vec![], feats).contains("layers"));
     assert!(bad(vec![LayerSpec::Dense { units: 0, activation: Activation::Linear }], feats).contains("layers[0].units"));
-    assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 1.5)], feats).contains("layers[0].dropout"));
+    assert!(bad(vec![recurrent(CellKind::LSTM, Merge::Concat, true, 1.5)], feats).contains("layers[0].dropout"));
     assert!(bad(vec![LayerSpec::Embedding { dim: 2 }], feats).contains("layers[0].type"));
-    assert!(bad(vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)], InputKind::Tokens { vocab_size: 3 })
+    assert!(bad(vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)], InputKind::Tokens { vocab_size: 3 })
         .contains("embedding"));
     assert!(bad(
-        vec![recurrent(CellKind::Lstm, Merge::Concat, false, 0.0), recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)],
+        vec![recurrent(CellKind::LSTM, Merge::Concat, false, 0.0), recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)],
         feats
     )
     .contains("layers[1].type"));
 
     let model = Model::<f64>::new(
-        ModelSpec { input: feats, layers: vec![recurrent(CellKind::Lstm, Merge::Concat, true, 0.0)] },
+        ModelSpec { input: feats, layers: vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)] },
         0,
     )
     .unwrap();
@@ -297,7 +297,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
 fn a_bidirectional_model_is_refused_as_a_stream() {
     let dense = LayerSpec::Dense { units: 2, activation: Activation::Linear };
     let uni = LayerSpec::Recurrent(RecurrentLayerSpec {
-        cell: CellKind::Lstm,
+        cell: CellKind::LSTM,
         hidden_size: 3,
         num_layers: 1,
         bidirectional: false,
@@ -307,7 +307,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
     });
     let config = ModelSpec {
         input: InputKind::Features { size: 2 },
-        layers: vec![uni, recurrent(CellKind::Gru { reset_after: true }, Merge::Sum, true, 0.0), dense],
+        layers: vec![uni, recurrent(CellKind::gru(true), Merge::Sum, true, 0.0), dense],
     };
     let model = Model::<f64>::new(config, 1).unwrap();
     let err = model.stream_state(1).unwrap_err();

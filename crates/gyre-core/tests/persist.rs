@@ -17,7 +17,7 @@ fn model() -> Model<f32> {
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
             LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Lstm,
+                cell: CellKind::LSTM,
                 hidden_size: 4,
                 num_layers: 2,
                 bidirectional: true,
@@ -183,7 +183,7 @@ fn a_layer_moves_to_and_from_pytorch_names() {
         ModelSpec {
             input: InputKind::Features { size: 2 },
             layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Gru { reset_after: false },
+                cell: CellKind::gru(false),
                 hidden_size: 2,
                 num_layers: 1,
                 bidirectional: false,

@@ -50,7 +50,7 @@ fn classifier(seed: u64, dropout: f64) -> Model<f32> {
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Lstm,
+                cell: CellKind::LSTM,
                 hidden_size: 12,
                 num_layers: 2,
                 bidirectional: true,
@@ -133,7 +133,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Gru { reset_after: true },
+                cell: CellKind::gru(true),
                 hidden_size: 4,
                 num_layers: 1,
                 bidirectional: false,
@@ -223,7 +223,7 @@ fn running_sum_model(seed: u64) -> Model<f32> {
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
-                cell: CellKind::Gru { reset_after: true },
+                cell: CellKind::gru(true),
                 hidden_size: 16,
                 num_layers: 1,
                 bidirectional: false,

@@ -26,7 +26,7 @@ fn keep_freed_memory_briefly() {
 
 use gyre_core::tensor::{matrix, tensor3, vector};
 use gyre_core::threads;
-use gyre_core::{CellKind, CoreError, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
+use gyre_core::{CellKind, CoreError, GateActivation, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
@@ -56,15 +56,32 @@ pub struct RecurrentSpec {
     pub input_size: u32,
     /// Hidden size `H`.
     pub hidden_size: u32,
+    /// LSTM and GRU: `"sigmoid"` (default), `"hardSigmoidTfjs"` or `"hardSigmoidKeras3"`.
+    pub recurrent_activation: Option<String>,
 }
 
-fn cell_kind(name: &str) -> gyre_core::Result<CellKind> {
+fn cell_kind(name: &str, recurrent_activation: Option<&str>) -> gyre_core::Result<CellKind> {
+    let recurrent = match recurrent_activation {
+        None => GateActivation::Sigmoid,
+        Some(a) => GateActivation::from_name(a).ok_or_else(|| CoreError::InvalidArgument {
+            what: "recurrentActivation".into(),
+            expected: "one of sigmoid, hardSigmoidTfjs, hardSigmoidKeras3".into(),
+            got: format!("{a:?}"),
+        })?,
+    };
+    if recurrent != GateActivation::Sigmoid && name.starts_with("rnn") {
+        return Err(CoreError::InvalidArgument {
+            what: "recurrentActivation".into(),
+            expected: "absent for a simple RNN (it has no gates)".into(),
+            got: format!("{:?}", recurrent.name()),
+        });
+    }
     Ok(match name {
         "rnn_tanh" => CellKind::Rnn(Nonlinearity::Tanh),
         "rnn_relu" => CellKind::Rnn(Nonlinearity::Relu),
-        "lstm" => CellKind::Lstm,
-        "gru" => CellKind::Gru { reset_after: true },
-        "gru_reset_before" => CellKind::Gru { reset_after: false },
+        "lstm" => CellKind::Lstm { recurrent },
+        "gru" => CellKind::Gru { reset_after: true, recurrent },
+        "gru_reset_before" => CellKind::Gru { reset_after: false, recurrent },
         other => {
             return Err(CoreError::InvalidArgument {
                 what: "cell".into(),
@@ -117,7 +134,7 @@ struct Call<'a, F> {
 }
 
 fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> gyre_core::Result<Call<'a, F>> {
-    let kind = cell_kind(&spec.cell)?;
+    let kind = cell_kind(&spec.cell, spec.recurrent_activation.as_deref())?;
     let positive = gyre_core::tensor::positive;
     let b = positive("batch", spec.batch as usize)?;
     let t = positive("steps", spec.steps as usize)?;

@@ -75,6 +75,9 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Activation of the gates. Default `'sigmoid'`.
+        #[napi(ts_type = "'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3'")]
+        recurrent_activation: Option<String>,
     },
     /// GRU.
     Gru {
@@ -93,6 +96,9 @@ pub enum LayerSpec {
         dropout: Option<f64>,
         /// Reset gate after the recurrent product (PyTorch). Default true.
         reset_after: Option<bool>,
+        /// Activation of the gates. Default `'sigmoid'`.
+        #[napi(ts_type = "'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3'")]
+        recurrent_activation: Option<String>,
     },
     /// `act(x·Wᵀ + b)`, applied at every step of a sequence.
     Dense {

@@ -231,11 +231,19 @@ fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
         });
     };
     if let crate::model::LayerSpec::Recurrent(r) = l {
-        if r.cell == (crate::rnn::functional::CellKind::Gru { reset_after: false }) {
+        if let crate::rnn::functional::CellKind::Gru { reset_after: false, .. } = r.cell {
             return Err(CoreError::InvalidArgument {
                 what: format!("layers[{layer}].resetAfter"),
                 expected: "true: PyTorch's GRU applies the reset gate after the recurrent product".into(),
                 got: "false".into(),
+            });
+        }
+        let act = r.cell.recurrent_activation();
+        if act != crate::rnn::cells::GateActivation::Sigmoid {
+            return Err(CoreError::InvalidArgument {
+                what: format!("layers[{layer}].recurrentActivation"),
+                expected: "'sigmoid': PyTorch's LSTM and GRU gates are sigmoids".into(),
+                got: format!("{:?}", act.name()),
             });
         }
     }

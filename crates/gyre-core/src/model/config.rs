@@ -20,7 +20,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::options::{describe, read, read_root, tagged, Count};
-use crate::rnn::cells::Nonlinearity;
+use crate::rnn::cells::{GateActivation, Nonlinearity};
 use crate::rnn::functional::CellKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -190,6 +190,9 @@ struct RecurrentJson {
     /// GRU only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reset_after: Option<bool>,
+    /// LSTM and GRU only: the gates' activation (see [`GateActivation::name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recurrent_activation: Option<String>,
 }
 
 /// The fields of `{ type: 'dense', ... }`, with their defaults.
@@ -294,8 +297,8 @@ fn recurrent_options(kind: &str) -> String {
     let mut options = vec!["hiddenSize", "numLayers", "bidirectional", "merge", "returnSequences", "dropout"];
     match kind {
         "rnn" => options.push("nonlinearity"),
-        "gru" => options.push("resetAfter"),
-        _ => {}
+        "gru" => options.extend(["resetAfter", "recurrentActivation"]),
+        _ => options.push("recurrentActivation"),
     }
     format!("one of {}", options.join(", "))
 }
@@ -321,14 +324,27 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSp
     if r.reset_after.is_some() && kind != "gru" {
         return Err(misplaced(i, "resetAfter", kind));
     }
+    if r.recurrent_activation.is_some() && kind == "rnn" {
+        return Err(misplaced(i, "recurrentActivation", kind));
+    }
+    let recurrent = match r.recurrent_activation.as_deref() {
+        None => GateActivation::Sigmoid,
+        Some(name) => GateActivation::from_name(name).ok_or_else(|| {
+            bad(
+                format!("layers[{i}].recurrentActivation"),
+                "'sigmoid', 'hardSigmoidTfjs' (clip(0.2·x + 0.5, 0, 1)) or 'hardSigmoidKeras3' (relu6(x + 3) / 6)",
+                format!("{name:?}"),
+            )
+        })?,
+    };
     let cell = match kind {
         "rnn" => match r.nonlinearity.as_deref().unwrap_or("tanh") {
             "tanh" => CellKind::Rnn(Nonlinearity::Tanh),
             "relu" => CellKind::Rnn(Nonlinearity::Relu),
             other => return Err(bad(format!("layers[{i}].nonlinearity"), "'tanh' or 'relu'", format!("{other:?}"))),
         },
-        "lstm" => CellKind::Lstm,
-        _ => CellKind::Gru { reset_after: r.reset_after.unwrap_or(true) },
+        "lstm" => CellKind::Lstm { recurrent },
+        _ => CellKind::Gru { reset_after: r.reset_after.unwrap_or(true), recurrent },
     };
     let merge = match r.merge.as_str() {
         "concat" => Merge::Concat,
@@ -357,7 +373,14 @@ fn layer_spec(i: usize, l: &LayerJson) -> Result<LayerSpec> {
     })
 }
 
-/// A layer as both forms write it, every default written out.
+/// `recurrentActivation` as both forms write it: absent for the sigmoid, so that the
+/// configuration of a model with sigmoid gates (every model before the option) is written as
+/// before, byte for byte.
+fn gate_activation_json(a: GateActivation) -> Option<String> {
+    (a != GateActivation::Sigmoid).then(|| a.name().into())
+}
+
+/// A layer as both forms write it, every default written out (but the sigmoid gates).
 fn layer_json(l: &LayerSpec) -> LayerJson {
     match *l {
         LayerSpec::Embedding { dim } => LayerJson::Embedding(EmbeddingJson { dim: Count(dim) }),
@@ -374,15 +397,20 @@ fn layer_json(l: &LayerSpec) -> LayerJson {
                 dropout: r.dropout,
                 nonlinearity: None,
                 reset_after: None,
+                recurrent_activation: None,
             };
             match r.cell {
                 CellKind::Rnn(n) => {
                     j.nonlinearity = Some(if n == Nonlinearity::Relu { "relu" } else { "tanh" }.into());
                     LayerJson::Rnn(j)
                 }
-                CellKind::Lstm => LayerJson::Lstm(j),
-                CellKind::Gru { reset_after } => {
+                CellKind::Lstm { recurrent } => {
+                    j.recurrent_activation = gate_activation_json(recurrent);
+                    LayerJson::Lstm(j)
+                }
+                CellKind::Gru { reset_after, recurrent } => {
                     j.reset_after = Some(reset_after);
+                    j.recurrent_activation = gate_activation_json(recurrent);
                     LayerJson::Gru(j)
                 }
             }
@@ -478,7 +506,7 @@ impl ModelSpec {
             Some(LayerSpec::Embedding { .. }) => "embedding",
             Some(LayerSpec::Recurrent(r)) => match r.cell {
                 CellKind::Rnn(_) => "rnn",
-                CellKind::Lstm => "lstm",
+                CellKind::Lstm { .. } => "lstm",
                 CellKind::Gru { .. } => "gru",
             },
             None => "no layer",
@@ -554,7 +582,7 @@ mod tests {
         let c = ModelSpec::from_json(json).expect("parse");
         assert_eq!(c.layers.len(), 3);
         let LayerSpec::Recurrent(r) = c.layers[1] else { panic!("recurrent") };
-        assert_eq!(r.cell, CellKind::Gru { reset_after: false });
+        assert_eq!(r.cell, CellKind::gru(false));
         assert_eq!(r.merge, Merge::Sum);
         assert_eq!(ModelSpec::from_json(&c.to_json()).expect("again"), c);
         let minimal =
@@ -602,6 +630,31 @@ mod tests {
     fn the_file_form_reads_and_writes_as_before() {
         for saved in SAVED {
             assert_eq!(ModelSpec::from_json(saved).expect("saved spec").to_json(), saved);
+        }
+    }
+
+    #[test]
+    fn a_hard_sigmoid_is_written_and_read_back_the_sigmoid_is_not_written() {
+        for (name, act) in [
+            ("hardSigmoidTfjs", GateActivation::HardSigmoidTfjs),
+            ("hardSigmoidKeras3", GateActivation::HardSigmoidKeras3),
+        ] {
+            let json = format!(
+                r#"{{"input":{{"type":"features","size":2}},"layers":[{{"type":"gru","hiddenSize":4,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":true,"dropout":0.0,"resetAfter":false,"recurrentActivation":"{name}"}},{{"type":"lstm","hiddenSize":5,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":false,"dropout":0.0,"recurrentActivation":"{name}"}}]}}"#
+            );
+            let spec = ModelSpec::from_json(&json).expect("spec");
+            let cells: Vec<CellKind> = spec
+                .layers
+                .iter()
+                .filter_map(|l| if let LayerSpec::Recurrent(r) = l { Some(r.cell) } else { None })
+                .collect();
+            assert_eq!(
+                cells,
+                [CellKind::Gru { reset_after: false, recurrent: act }, CellKind::Lstm { recurrent: act }]
+            );
+            assert_eq!(spec.to_json(), json);
+            let sigmoid = json.replace(&format!(r#","recurrentActivation":"{name}""#), "");
+            assert_eq!(ModelSpec::from_json(&json.replace(name, "sigmoid")).expect("sigmoid").to_json(), sigmoid);
         }
     }
 
@@ -673,17 +726,27 @@ mod tests {
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
             "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout"
+             returnSequences, dropout, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
             "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout"
+             returnSequences, dropout, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
             "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, resetAfter"
+             returnSequences, dropout, resetAfter, recurrentActivation"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": 3, "recurrentActivation": "sigmoid" }))),
+            "unknown option layers[1].recurrentActivation; expected one of hiddenSize, numLayers, bidirectional, \
+             merge, returnSequences, dropout, nonlinearity"
+        );
+        assert_eq!(
+            err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "recurrentActivation": "hard_sigmoid" }))),
+            "layers[1].recurrentActivation must be 'sigmoid', 'hardSigmoidTfjs' (clip(0.2·x + 0.5, 0, 1)) or \
+             'hardSigmoidKeras3' (relu6(x + 3) / 6), got \"hard_sigmoid\""
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "bidirectional": "yes" }))),

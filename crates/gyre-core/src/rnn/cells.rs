@@ -61,6 +61,71 @@ pub enum Nonlinearity {
     Relu,
 }
 
+/// The activation of the LSTM's `i, f, o` and the GRU's `r, z` gates ("recurrent activation"
+/// in Keras and TensorFlow.js). The hard sigmoids are each library's exact arithmetic in the
+/// float type, so that imported models compute what they computed there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GateActivation {
+    /// `1 / (1 + e^−x)`: PyTorch, Keras 3's default, ONNX's default.
+    #[default]
+    Sigmoid,
+    /// `clip(0.2·x + 0.5, 0, 1)`: TensorFlow.js `hardSigmoid` (the default recurrent activation
+    /// of its `lstm` and `gru` layers) and Keras 2's `hard_sigmoid`; ONNX `HardSigmoid` with
+    /// its default `alpha` 0.2, `beta` 0.5.
+    HardSigmoidTfjs,
+    /// `relu6(x + 3) / 6 = min(max(x + 3, 0), 6) / 6`: Keras 3's `hard_sigmoid`.
+    HardSigmoidKeras3,
+}
+
+impl GateActivation {
+    /// The name used in model configurations and options.
+    pub fn name(self) -> &'static str {
+        match self {
+            GateActivation::Sigmoid => "sigmoid",
+            GateActivation::HardSigmoidTfjs => "hardSigmoidTfjs",
+            GateActivation::HardSigmoidKeras3 => "hardSigmoidKeras3",
+        }
+    }
+
+    /// The activation named `name` (see [`GateActivation::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [GateActivation::Sigmoid, GateActivation::HardSigmoidTfjs, GateActivation::HardSigmoidKeras3]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+
+    /// One value (the hard sigmoids; the sigmoid as [`crate::kernels::real::Real`]'s scalar).
+    fn apply<F: Real>(self, x: F) -> F {
+        let (zero, one) = (F::zero(), F::one());
+        match self {
+            GateActivation::Sigmoid => crate::kernels::real::sigmoid(x),
+            GateActivation::HardSigmoidTfjs => (F::lit(0.2) * x + F::lit(0.5)).max(zero).min(one),
+            GateActivation::HardSigmoidKeras3 => (x + F::lit(3.0)).max(zero).min(F::lit(6.0)) / F::lit(6.0),
+        }
+    }
+
+    /// `x ← act(x)` element-wise (the sigmoid on the SIMD kernels for f32).
+    fn slice<F: Real>(self, x: &mut [F]) {
+        match self {
+            GateActivation::Sigmoid => F::sigmoid_slice(x),
+            hard => x.iter_mut().for_each(|v| *v = hard.apply(*v)),
+        }
+    }
+
+    /// The derivative at the input that gave `y = act(x)`: `y·(1 − y)` for the sigmoid; for a
+    /// hard sigmoid its slope where `0 < y < 1`, else 0.
+    fn grad<F: Real>(self, y: F) -> F {
+        let (zero, one) = (F::zero(), F::one());
+        let inside = y > zero && y < one;
+        match self {
+            GateActivation::Sigmoid => y * (one - y),
+            GateActivation::HardSigmoidTfjs if inside => F::lit(0.2),
+            GateActivation::HardSigmoidKeras3 if inside => one / F::lit(6.0),
+            _ => zero,
+        }
+    }
+}
+
 /// Elman RNN: `h = act(x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh)`. One gate block.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RnnCell {
@@ -101,9 +166,13 @@ impl<F: Real> Cell<F> for RnnCell {
 }
 
 /// LSTM with PyTorch's gate order `i, f, g, o`:
-/// `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`. Four gate blocks and a cell state.
+/// `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`, `σ` the gate activation. Four gate
+/// blocks and a cell state.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LstmCell;
+pub(crate) struct LstmCell {
+    /// `σ` of the `i`, `f`, `o` gates.
+    pub recurrent: GateActivation,
+}
 
 impl<F: Real> Cell<F> for LstmCell {
     fn gates(&self) -> usize {
@@ -121,7 +190,10 @@ impl<F: Real> Cell<F> for LstmCell {
         recurrent_acc(Recurrent::of(&s), s.h_prev, 0..4 * hd, s.gates);
         let states = s.c_prev.chunks_exact(hd).zip(s.c.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
         for (g, ((c_prev, c), h)) in s.gates.chunks_exact_mut(4 * hd).zip(states) {
-            F::lstm_row(g, s.b_hh, c_prev, c, h);
+            match self.recurrent {
+                GateActivation::Sigmoid => F::lstm_row(g, s.b_hh, c_prev, c, h),
+                act => lstm_row_with(act, g, s.b_hh, c_prev, c, h),
+            }
         }
         Ok(())
     }
@@ -136,10 +208,57 @@ impl<F: Real> Cell<F> for LstmCell {
         F::tanh_slice(tanh_c);
         let states = s.c_prev.chunks_exact(hd).zip(tanh_c.chunks_exact(hd));
         for (((g, dg), (c_prev, tanh_c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
-            F::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev);
+            match self.recurrent {
+                GateActivation::Sigmoid => F::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev),
+                act => lstm_backward_row_with(act, g, c_prev, tanh_c, dh, dc, dg, dc_prev),
+            }
         }
         recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..4 * hd, false, s.dh_prev);
         Ok(())
+    }
+}
+
+/// [`crate::kernels::Kernels::lstm_row`] with a hard sigmoid as the gate activation: the same
+/// steps, the gates in plain scalar arithmetic and `tanh` on the float type's kernels (so every
+/// SIMD level gives the same bits).
+fn lstm_row_with<F: Real>(act: GateActivation, g: &mut [F], b: &[F], c_prev: &[F], c: &mut [F], h: &mut [F]) {
+    let hd = h.len();
+    g.iter_mut().zip(b).for_each(|(x, &y)| *x = *x + y);
+    act.slice(&mut g[..2 * hd]);
+    F::tanh_slice(&mut g[2 * hd..3 * hd]);
+    act.slice(&mut g[3 * hd..]);
+    let (i, f, n) = (&g[..hd], &g[hd..2 * hd], &g[2 * hd..3 * hd]);
+    for j in 0..hd {
+        c[j] = f[j] * c_prev[j] + i[j] * n[j];
+    }
+    h.copy_from_slice(c);
+    F::tanh_slice(h);
+    h.iter_mut().zip(&g[3 * hd..]).for_each(|(v, &o)| *v = o * *v);
+}
+
+/// [`crate::kernels::Kernels::lstm_backward_row`] with a hard sigmoid as the gate activation.
+#[allow(clippy::too_many_arguments)]
+fn lstm_backward_row_with<F: Real>(
+    act: GateActivation,
+    g: &[F],
+    c_prev: &[F],
+    tanh_c: &[F],
+    dh: &[F],
+    dc: &[F],
+    dg: &mut [F],
+    dc_prev: &mut [F],
+) {
+    let hd = dh.len();
+    let one = F::one();
+    for j in 0..hd {
+        let (i, f, n, o) = (g[j], g[hd + j], g[2 * hd + j], g[3 * hd + j]);
+        let tc = tanh_c[j];
+        let dct = dc[j] + dh[j] * o * (one - tc * tc);
+        dg[j] = dct * n * act.grad(i);
+        dg[hd + j] = dct * c_prev[j] * act.grad(f);
+        dg[2 * hd + j] = dct * i * (one - n * n);
+        dg[3 * hd + j] = dh[j] * tc * act.grad(o);
+        dc_prev[j] = dct * f;
     }
 }
 
@@ -153,6 +272,8 @@ impl<F: Real> Cell<F> for LstmCell {
 pub(crate) struct GruCell {
     /// Apply the reset gate after the recurrent product (the default of PyTorch).
     pub reset_after: bool,
+    /// `σ` of the `r`, `z` gates.
+    pub recurrent: GateActivation,
 }
 
 impl<F: Real> Cell<F> for GruCell {
@@ -182,7 +303,10 @@ impl<F: Real> Cell<F> for GruCell {
             let rows = s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd));
             let states = s.h_prev.chunks_exact(hd).zip(extra.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
             for ((g, rec), ((hp, e), h)) in rows.zip(states) {
-                F::gru_row(g, s.b_hh, &rec[2 * hd..], hp, e, h);
+                match self.recurrent {
+                    GateActivation::Sigmoid => F::gru_row(g, s.b_hh, &rec[2 * hd..], hp, e, h),
+                    act => gru_row_with(act, g, s.b_hh, &rec[2 * hd..], hp, e, h),
+                }
             }
             return Ok(());
         }
@@ -191,7 +315,7 @@ impl<F: Real> Cell<F> for GruCell {
             s.gates.chunks_exact_mut(3 * hd).zip(s.h_prev.chunks_exact(hd)).zip(extra.chunks_exact_mut(hd))
         {
             g[..2 * hd].iter_mut().zip(s.b_hh).for_each(|(x, &b)| *x = *x + b);
-            F::sigmoid_slice(&mut g[..2 * hd]);
+            self.recurrent.slice(&mut g[..2 * hd]);
             for j in 0..hd {
                 rh[j] = g[j] * hp[j];
             }
@@ -218,7 +342,10 @@ impl<F: Real> Cell<F> for GruCell {
         let states = s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
         // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
         for ((g, dg), ((hp, e), dh)) in rows.zip(states) {
-            F::gru_backward_row(g, hp, e, dh, dg, self.reset_after);
+            match self.recurrent {
+                GateActivation::Sigmoid => F::gru_backward_row(g, hp, e, dh, dg, self.reset_after),
+                act => gru_backward_row_with(act, g, hp, e, dh, dg, self.reset_after),
+            }
         }
         // dh_prev = dh·z + (the gradient through the recurrent products), built in s.dh_prev.
         if self.reset_after {
@@ -248,7 +375,10 @@ impl<F: Real> Cell<F> for GruCell {
             {
                 for j in 0..hd {
                     let r = g[j];
-                    dg[j] = d_rh[j] * hp[j] * r * (one - r);
+                    dg[j] = match self.recurrent {
+                        GateActivation::Sigmoid => d_rh[j] * hp[j] * r * (one - r),
+                        act => d_rh[j] * hp[j] * act.grad(r),
+                    };
                     dh_prev[j] = d_rh[j] * r;
                 }
             }
@@ -286,6 +416,54 @@ impl<F: Real> Cell<F> for GruCell {
     }
 }
 
+/// [`crate::kernels::Kernels::gru_row`] with a hard sigmoid as the gate activation (scalar
+/// gates, `tanh` on the float type's kernels).
+fn gru_row_with<F: Real>(
+    act: GateActivation,
+    g: &mut [F],
+    b: &[F],
+    rec: &[F],
+    h_prev: &[F],
+    extra: &mut [F],
+    h: &mut [F],
+) {
+    let hd = h.len();
+    let one = F::one();
+    for j in 0..2 * hd {
+        g[j] = act.apply(g[j] + b[j]);
+    }
+    for j in 0..hd {
+        g[2 * hd + j] = g[2 * hd + j] + g[j] * rec[j];
+        extra[j] = rec[j];
+    }
+    F::tanh_slice(&mut g[2 * hd..]);
+    for j in 0..hd {
+        let (z, n) = (g[hd + j], g[2 * hd + j]);
+        h[j] = (one - z) * n + z * h_prev[j];
+    }
+}
+
+/// [`crate::kernels::Kernels::gru_backward_row`] with a hard sigmoid as the gate activation.
+fn gru_backward_row_with<F: Real>(
+    act: GateActivation,
+    g: &[F],
+    h_prev: &[F],
+    extra: &[F],
+    dh: &[F],
+    dg: &mut [F],
+    reset_after: bool,
+) {
+    let hd = dh.len();
+    let one = F::one();
+    for j in 0..hd {
+        let (r, z, n) = (g[j], g[hd + j], g[2 * hd + j]);
+        let dn = dh[j] * (one - z) * (one - n * n);
+        dg[2 * hd + j] = dn;
+        dg[hd + j] = dh[j] * (h_prev[j] - n) * act.grad(z);
+        dg[j] = if reset_after { dn * extra[j] * act.grad(r) } else { F::zero() };
+    }
+}
+
 /// Any of the three cells, chosen at run time from a [`crate::CellKind`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum AnyCell {
@@ -302,8 +480,8 @@ impl AnyCell {
     pub(crate) fn new(kind: crate::CellKind) -> Self {
         match kind {
             crate::CellKind::Rnn(nonlinearity) => AnyCell::Rnn(RnnCell { nonlinearity }),
-            crate::CellKind::Lstm => AnyCell::Lstm(LstmCell),
-            crate::CellKind::Gru { reset_after } => AnyCell::Gru(GruCell { reset_after }),
+            crate::CellKind::Lstm { recurrent } => AnyCell::Lstm(LstmCell { recurrent }),
+            crate::CellKind::Gru { reset_after, recurrent } => AnyCell::Gru(GruCell { reset_after, recurrent }),
         }
     }
 

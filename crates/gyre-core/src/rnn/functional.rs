@@ -4,7 +4,7 @@
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::rnn::cell::Cell;
-use crate::rnn::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
+use crate::rnn::cells::{GateActivation, GruCell, LstmCell, Nonlinearity, RnnCell};
 use crate::rnn::sequence::forward_sequence;
 use crate::rnn::weights::{LayerWeights, WeightGrads};
 use crate::rnn::{backward_sequence, Packing};
@@ -16,12 +16,35 @@ pub enum CellKind {
     /// Elman RNN with the given activation (1 gate block).
     Rnn(Nonlinearity),
     /// LSTM, gate order `i, f, g, o` (4 gate blocks, a cell state).
-    Lstm,
+    Lstm {
+        /// The activation of the `i`, `f`, `o` gates (default the sigmoid).
+        recurrent: GateActivation,
+    },
     /// GRU, gate order `r, z, n` (3 gate blocks); `reset_after` is PyTorch's convention.
     Gru {
         /// Apply the reset gate after the recurrent product (default true).
         reset_after: bool,
+        /// The activation of the `r`, `z` gates (default the sigmoid).
+        recurrent: GateActivation,
     },
+}
+
+impl CellKind {
+    /// PyTorch's LSTM (sigmoid gates).
+    pub const LSTM: CellKind = CellKind::Lstm { recurrent: GateActivation::Sigmoid };
+
+    /// PyTorch's GRU (sigmoid gates) with the reset gate after (`true`) or before the product.
+    pub const fn gru(reset_after: bool) -> CellKind {
+        CellKind::Gru { reset_after, recurrent: GateActivation::Sigmoid }
+    }
+
+    /// The gate activation of an LSTM or GRU (the sigmoid for the simple RNN, which has none).
+    pub fn recurrent_activation(self) -> GateActivation {
+        match self {
+            CellKind::Rnn(_) => GateActivation::Sigmoid,
+            CellKind::Lstm { recurrent } | CellKind::Gru { recurrent, .. } => recurrent,
+        }
+    }
 }
 
 impl CellKind {
@@ -29,14 +52,14 @@ impl CellKind {
     pub fn gates(self) -> usize {
         match self {
             CellKind::Rnn(_) => 1,
-            CellKind::Lstm => 4,
+            CellKind::Lstm { .. } => 4,
             CellKind::Gru { .. } => 3,
         }
     }
 
     /// Whether the cell carries a cell state `c` (LSTM only).
     pub fn has_cell_state(self) -> bool {
-        matches!(self, CellKind::Lstm)
+        matches!(self, CellKind::Lstm { .. })
     }
 }
 
@@ -218,7 +241,7 @@ fn backward_with<F: Real, C: Cell<F>>(
             ));
         }
     }
-    let kind = if kind_has_c { CellKind::Lstm } else { CellKind::Gru { reset_after: true } };
+    let kind = if kind_has_c { CellKind::LSTM } else { CellKind::gru(true) };
     check_state("grad_h_n", kind, grads.hidden.as_ref(), c.batch, c.hidden, false)?;
     check_state("grad_c_n", kind, grads.cell.as_ref(), c.batch, c.hidden, true)?;
 
@@ -260,8 +283,10 @@ pub fn forward<F: Real>(
     let c = check(kind, weights, &input, initial)?;
     match kind {
         CellKind::Rnn(nonlinearity) => forward_with(&RnnCell { nonlinearity }, weights, &input, initial, &c),
-        CellKind::Lstm => forward_with(&LstmCell, weights, &input, initial, &c),
-        CellKind::Gru { reset_after } => forward_with(&GruCell { reset_after }, weights, &input, initial, &c),
+        CellKind::Lstm { recurrent } => forward_with(&LstmCell { recurrent }, weights, &input, initial, &c),
+        CellKind::Gru { reset_after, recurrent } => {
+            forward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, &c)
+        }
     }
 }
 
@@ -282,7 +307,9 @@ pub fn backward<F: Real>(
     let c = check(kind, weights, &input, initial)?;
     match kind {
         CellKind::Rnn(nonlinearity) => backward_with(&RnnCell { nonlinearity }, weights, &input, initial, grads, &c),
-        CellKind::Lstm => backward_with(&LstmCell, weights, &input, initial, grads, &c),
-        CellKind::Gru { reset_after } => backward_with(&GruCell { reset_after }, weights, &input, initial, grads, &c),
+        CellKind::Lstm { recurrent } => backward_with(&LstmCell { recurrent }, weights, &input, initial, grads, &c),
+        CellKind::Gru { reset_after, recurrent } => {
+            backward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, grads, &c)
+        }
     }
 }

@@ -150,7 +150,9 @@ fn variable_lengths_forwards_and_in_reverse() {
 /// every cell, variable lengths, both directions and several projection groups.
 #[test]
 fn inference_pass_matches_the_training_pass() {
-    use crate::rnn::cells::{GruCell, LstmCell, Nonlinearity, RnnCell};
+    use crate::rnn::cells::{GateActivation, GruCell, LstmCell, Nonlinearity, RnnCell};
+    const ACTIVATIONS: [GateActivation; 3] =
+        [GateActivation::Sigmoid, GateActivation::HardSigmoidTfjs, GateActivation::HardSigmoidKeras3];
     let (input, hidden) = (3usize, 4usize);
     let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
     fn run<C: Cell<f64>>(cell: &C, w: &LayerWeights<f64>, x: ArrayView2<f64>, p: &Packing, h0: &[f64], c0: &[f64]) {
@@ -185,10 +187,16 @@ fn inference_pass_matches_the_training_pass() {
             match gates {
                 1 => run(&RnnCell { nonlinearity: Nonlinearity::Tanh }, &w, x.view(), &packing, &h0, &[]),
                 3 => {
-                    run(&GruCell { reset_after: true }, &w, x.view(), &packing, &h0, &[]);
-                    run(&GruCell { reset_after: false }, &w, x.view(), &packing, &h0, &[]);
+                    for recurrent in ACTIVATIONS {
+                        run(&GruCell { reset_after: true, recurrent }, &w, x.view(), &packing, &h0, &[]);
+                        run(&GruCell { reset_after: false, recurrent }, &w, x.view(), &packing, &h0, &[]);
+                    }
                 }
-                _ => run(&LstmCell, &w, x.view(), &packing, &h0, &c0),
+                _ => {
+                    for recurrent in ACTIVATIONS {
+                        run(&LstmCell { recurrent }, &w, x.view(), &packing, &h0, &c0);
+                    }
+                }
             }
         }
     }
@@ -282,7 +290,7 @@ fn prev_runs_give_each_row_the_state_it_started_from() {
 /// lengths and both directions.
 #[test]
 fn shards_and_row_blocks_give_the_bits_of_one_thread() {
-    use crate::rnn::cells::{AnyCell, GruCell, LstmCell, Nonlinearity, RnnCell};
+    use crate::rnn::cells::{AnyCell, GateActivation, GruCell, LstmCell, Nonlinearity, RnnCell};
     let (input, hidden) = (5usize, 6usize);
     let val = |i: usize, salt: usize| (((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 0.8;
     type Out = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
@@ -306,10 +314,13 @@ fn shards_and_row_blocks_give_the_bits_of_one_thread() {
         (h, c, g.h0, g.c0, flat(&g.input), weights)
     }
     let cells = [
-        AnyCell::Lstm(LstmCell),
-        AnyCell::Gru(GruCell { reset_after: true }),
-        AnyCell::Gru(GruCell { reset_after: false }),
+        AnyCell::Lstm(LstmCell::default()),
+        AnyCell::Gru(GruCell { reset_after: true, recurrent: GateActivation::Sigmoid }),
+        AnyCell::Gru(GruCell { reset_after: false, recurrent: GateActivation::Sigmoid }),
         AnyCell::Rnn(RnnCell { nonlinearity: Nonlinearity::Tanh }),
+        AnyCell::Lstm(LstmCell { recurrent: GateActivation::HardSigmoidTfjs }),
+        AnyCell::Gru(GruCell { reset_after: true, recurrent: GateActivation::HardSigmoidKeras3 }),
+        AnyCell::Gru(GruCell { reset_after: false, recurrent: GateActivation::HardSigmoidTfjs }),
     ];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
     for lengths in [vec![9, 9, 8, 7, 7, 5, 5, 4, 3, 2, 2, 1, 1], vec![6; 12], vec![5; 8]] {

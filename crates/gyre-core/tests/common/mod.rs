@@ -2,18 +2,27 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed expectation is the report
 
-use gyre_core::{CellKind, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
+use gyre_core::{CellKind, GateActivation, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
 use ndarray::{Array1, Array2, Array3};
 
 pub const CELLS: [&str; 5] = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"];
+/// LSTM and GRU with hard sigmoid gates (TensorFlow.js's and Keras 3's).
+pub const HARD_CELLS: [&str; 4] =
+    ["lstm_hard_tfjs", "lstm_hard_keras3", "gru_hard_tfjs", "gru_reset_before_hard_keras3"];
 
 pub fn kind(name: &str) -> CellKind {
     match name {
         "rnn_tanh" => CellKind::Rnn(Nonlinearity::Tanh),
         "rnn_relu" => CellKind::Rnn(Nonlinearity::Relu),
-        "lstm" => CellKind::Lstm,
-        "gru" => CellKind::Gru { reset_after: true },
-        "gru_reset_before" => CellKind::Gru { reset_after: false },
+        "lstm" => CellKind::LSTM,
+        "gru" => CellKind::gru(true),
+        "gru_reset_before" => CellKind::gru(false),
+        "lstm_hard_tfjs" => CellKind::Lstm { recurrent: GateActivation::HardSigmoidTfjs },
+        "lstm_hard_keras3" => CellKind::Lstm { recurrent: GateActivation::HardSigmoidKeras3 },
+        "gru_hard_tfjs" => CellKind::Gru { reset_after: true, recurrent: GateActivation::HardSigmoidTfjs },
+        "gru_reset_before_hard_keras3" => {
+            CellKind::Gru { reset_after: false, recurrent: GateActivation::HardSigmoidKeras3 }
+        }
         other => panic!("unknown cell {other}"),
     }
 }
