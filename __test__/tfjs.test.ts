@@ -65,6 +65,35 @@ function caught(fn: () => unknown): { code: string; message: string; error: unkn
 describe('importTfjs matches tfjs predict', () => {
   const x = sequences(S, T, F, 11);
 
+  it('a stateful GRU is a stream: stepping through successive batches gives the stateful outputs', async () => {
+    const m = seq([
+      tf.layers.gru({ units: 4, recurrentActivation: 'sigmoid', returnSequences: true, stateful: true, batchInputShape: [S, T, F] }),
+      tf.layers.timeDistributed({ layer: tf.layers.dropout({ rate: 0.5 }) }),
+      tf.layers.timeDistributed({ layer: tf.layers.dense({ units: 2 }) }),
+    ]);
+    randomizeWeights(m, 31);
+    const a = await artifactsOf(m);
+    const gyre = importTfjs(a.modelJson, a.weightData);
+    expect(gyre.config.layers.map((l) => l.type)).toEqual(['gru', 'dense']);
+    const x2 = sequences(S, T, F, 12);
+    const first = tfPredict(m, x);
+    const second = tfPredict(m, x2); // from the state the first call left
+    m.resetStates();
+    expect(maxDiff(gyre.predictSync(x).data, first.data)).toBeLessThan(TOL);
+    expect(maxDiff(gyre.predictSync(x2).data, second.data)).toBeGreaterThan(1e-3);
+    const stream = gyre.createStream(S);
+    for (const [batch, want] of [
+      [x, first],
+      [x2, second],
+    ] as const) {
+      for (let t = 0; t < T; t++) {
+        const y = stream.step(batch.map((s) => s[t]!));
+        for (let s = 0; s < S; s++)
+          for (let u = 0; u < 2; u++) expect(Math.abs(y[s * 2 + u]! - want.data[(s * T + t) * 2 + u]!)).toBeLessThan(TOL);
+      }
+    }
+  });
+
   describe("with tfjs' default gates, hardSigmoid (clip(0.2·x + 0.5, 0, 1))", () => {
     // Large weights and inputs, so that many gates sit on each flat part of the hard sigmoid.
     const big = x.map((s) => s.map((v) => v.map((f) => 3 * f)));
@@ -669,11 +698,6 @@ describe('unsupported models are errors naming the layer and option', () => {
       'go_backwards',
       () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', goBackwards: true, inputShape: [T, F] }),
       /"lstm_LSTM\d+" .*go_backwards true is not supported/,
-    ],
-    [
-      'stateful',
-      () => tf.layers.gru({ units: 3, recurrentActivation: 'sigmoid', stateful: true, batchInputShape: [2, T, F] }),
-      /"gru_GRU\d+" .*stateful true is not supported/,
     ],
     [
       'activation',

@@ -19,8 +19,12 @@
  * - `Bidirectional` (merge_mode `concat` or `sum`): the wrapped layer with `bidirectional:
  *   true`; the `backward_…` weights get the `_reverse` suffix.
  * - `Dense` (also inside `TimeDistributed`): `kernel [in, units]` → `weight [units, in]`.
- * - `Dropout`, `SpatialDropout1D`, `GaussianDropout`, `GaussianNoise`, `AlphaDropout`: identity
- *   at inference; skipped.
+ * - `Dropout`, `SpatialDropout1D`, `GaussianDropout`, `GaussianNoise`, `AlphaDropout` (also
+ *   inside `TimeDistributed`): identity at inference; skipped.
+ * - `stateful: true` recurrent layers: imported as they are. A Keras stateful model carries its
+ *   state from one batch to the next; in gyre that state is a stream's ({@link Model.createStream}):
+ *   stepping a stream through the batches' steps in order gives the stateful model's outputs,
+ *   and `predict` gives them from a fresh state (as after Keras' `reset_states()`).
  *
  * `use_bias: false` maps to zero biases (the same function; training in gyre may then move
  * them). Recurrent `dropout` / `recurrent_dropout` are training-time only and are not carried
@@ -30,7 +34,7 @@
  * (`relu6(x + 3) / 6`) in one converted from Keras 3; absent, it is tfjs' default
  * (`hardSigmoid`) for tfjs and Keras' (`sigmoid`) for Keras. Everything else that would change
  * the function is an error naming the layer and the option: another `recurrent_activation`, an
- * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards`, `stateful`,
+ * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards`,
  * `return_state`, `time_major`, `Masking` / `mask_zero`, other merge modes, other layer classes
  * and non-Sequential models. Missing, duplicated or unknown weights are one error listing them.
  * Optimizer weights (tfjs' `group: 'optimizer'`, Keras 3's `optimizer/…`) and random-generator
@@ -323,7 +327,9 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
         : `${label}: go_backwards true is not supported`,
     );
   }
-  for (const key of ['stateful', 'return_state', 'time_major']) {
+  // `stateful` is accepted: the layer computes the same function, and the state a Keras
+  // stateful model carries from one batch to the next is what a gyre stream carries.
+  for (const key of ['return_state', 'time_major']) {
     if (c[key]) fail(`${label}: ${key} true is not supported`);
   }
   let resetAfter: boolean | undefined;
@@ -383,7 +389,8 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean, produce
     }
     case 'TimeDistributed': {
       const inner = wrapped(label, c, 'layer');
-      if (inner.cls !== 'Dense') fail(`${label}: TimeDistributed is supported around a Dense layer only, got ${inner.cls}`);
+      if (inner.cls !== 'Dense')
+        fail(`${label}: TimeDistributed is supported around a Dense layer (or a dropout or noise layer, skipped) only, got ${inner.cls}`);
       return parseLayer(`${label} wrapping ${describe(inner.config.name)} (Dense)`, 'Dense', inner.config, first, producer);
     }
     case 'Dense': {
@@ -435,6 +442,7 @@ function parseTopology(layers: unknown[], producer: Producer): { layers: Layer[]
       continue;
     }
     if (IDENTITY_CLASSES.includes(cls)) continue;
+    if (cls === 'TimeDistributed' && isObject(c.layer) && IDENTITY_CLASSES.includes(String(c.layer.class_name))) continue;
     const parsed = parseLayer(label, cls, c, out.length === 0, producer);
     let variables: Variable[];
     let directions: (Direction | undefined)[] = [undefined];
