@@ -65,6 +65,77 @@ function caught(fn: () => unknown): { code: string; message: string; error: unkn
 describe('importTfjs matches tfjs predict', () => {
   const x = sequences(S, T, F, 11);
 
+  describe('masks become sequence lengths', () => {
+    /** Post-padded token ids: sequence s has lengths[s] ids in 1..9, then zeros. */
+    const lengths = [6, 3, 1];
+    const ids = lengths.map((len, s) => Array.from({ length: T }, (_, t) => (t < len ? 1 + ((s * 7 + t * 3) % 9) : 0)));
+
+    it('Embedding(mask_zero) + LSTM + Dense: predict without lengths equals tfjs', async () => {
+      const m = seq([
+        tf.layers.embedding({ inputDim: 10, outputDim: 4, maskZero: true, inputLength: T }),
+        tf.layers.lstm({ units: 5, recurrentActivation: 'sigmoid' }),
+        tf.layers.dense({ units: 2 }),
+      ]);
+      const gyre = await expectSame(m, ids, 41);
+      expect(gyre.config.input).toEqual({ vocabSize: 10, maskZero: true });
+      // The padding changes nothing: the same as the lengths given, and as the unpadded sequences.
+      const flat = Uint32Array.from(ids.flat());
+      const given = gyre.predictSync({ data: flat, shape: [S, T], lengths });
+      expect(maxDiff(given.data, gyre.predictSync(ids).data)).toBe(0);
+      const again = fromBuffer(gyre.toBuffer());
+      expect(again.config.input).toEqual({ vocabSize: 10, maskZero: true });
+      expect(maxDiff(again.predictSync(ids).data, given.data)).toBe(0);
+    });
+
+    it('Bidirectional LSTM over mask_zero: the backward direction starts at the last real step', async () => {
+      const m = seq([
+        tf.layers.embedding({ inputDim: 10, outputDim: 3, maskZero: true, inputLength: T }),
+        tf.layers.bidirectional({ layer: tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid' }) as tf.RNN }),
+      ]);
+      await expectSame(m, ids, 42);
+    });
+
+    it('Masking + GRU (sequences) + TimeDistributed(Dense): equal to tfjs at the real steps, zeros after', async () => {
+      const m = seq([
+        tf.layers.masking({ maskValue: -1, inputShape: [T, F] }),
+        tf.layers.gru({ units: 4, recurrentActivation: 'sigmoid', returnSequences: true }),
+        tf.layers.timeDistributed({ layer: tf.layers.dense({ units: 2 }) }),
+      ]);
+      randomizeWeights(m, 43);
+      const padded = x.map((seqs, s) => seqs.map((step, t) => (t < lengths[s]! ? step : step.map(() => -1))));
+      const a = await artifactsOf(m);
+      const gyre = importTfjs(a.modelJson, a.weightData);
+      expect(gyre.config.input).toEqual({ features: F, maskValue: -1 });
+      const want = tfPredict(m, padded).data;
+      const got = gyre.predictSync(padded).data;
+      lengths.forEach((len, s) => {
+        for (let t = 0; t < T; t++) {
+          for (let u = 0; u < 2; u++) {
+            const i = (s * T + t) * 2 + u;
+            if (t < len) expect(Math.abs(got[i]! - want[i]!)).toBeLessThan(TOL);
+            else expect(got[i]).toBe(0);
+          }
+        }
+      });
+    });
+
+    it('padding before a real step, or a sequence of padding only, is an error when the model reads it', async () => {
+      const m = seq([
+        tf.layers.embedding({ inputDim: 10, outputDim: 2, maskZero: true, inputLength: T }),
+        tf.layers.gru({ units: 2, recurrentActivation: 'sigmoid' }),
+      ]);
+      const a = await artifactsOf(m);
+      const gyre = importTfjs(a.modelJson, a.weightData);
+      const pre = [[0, 0, 3, 4, 5, 6], ...ids.slice(1)];
+      expect(() => gyre.predictSync(pre)).toThrow(
+        /x: sequence 0 has padding \(token 0\) at step 0 before a real step at 5; .*pad at the end/,
+      );
+      expect(() => gyre.predictSync([[0, 0, 0, 0, 0, 0]])).toThrow(/x: sequence 0 is all padding/);
+      // Lengths given explicitly are used as they are.
+      expect(gyre.predictSync({ data: Uint32Array.from(pre.flat()), shape: [S, T], lengths: [T, 3, 1] }).shape).toEqual([S, 2]);
+    });
+  });
+
   it('a stateful GRU is a stream: stepping through successive batches gives the stateful outputs', async () => {
     const m = seq([
       tf.layers.gru({ units: 4, recurrentActivation: 'sigmoid', returnSequences: true, stateful: true, batchInputShape: [S, T, F] }),
@@ -724,15 +795,18 @@ describe('unsupported models are errors naming the layer and option', () => {
         }),
       /"bidirectional_Bidirectional\d+" .*merge_mode "mul" is not supported/,
     ],
-    [
-      'mask_zero',
-      () => tf.layers.embedding({ inputDim: 5, outputDim: 2, maskZero: true, inputLength: T }),
-      /"embedding_Embedding\d+" .*mask_zero true is not supported/,
-    ],
-    ['Masking', () => tf.layers.masking({ maskValue: 0, inputShape: [T, F] }), /"masking_Masking\d+" .*Masking is not supported/],
   ])('%s', async (_, layer, message) => {
     const a = await artifacts([layer()]);
     expect(caught(importOf(a)).message).toMatch(message);
+  });
+
+  it('a Masking layer after another layer', async () => {
+    const a = await artifacts([
+      tf.layers.dense({ units: 3, inputShape: [T, F] }),
+      tf.layers.masking({ maskValue: 0 }),
+      tf.layers.lstm({ units: 2, recurrentActivation: 'sigmoid' }),
+    ]);
+    expect(caught(importOf(a)).message).toMatch(/"masking_Masking\d+" .*a Masking layer must come first/);
   });
 
   it('a functional model', async () => {

@@ -178,9 +178,9 @@ describe('what the native readers accept is what the declared types say', () => 
     const dense = { type: 'dense', units: 1 };
     const specKeys = { input: true, layers: true, seed: true } satisfies Record<keyof NativeModelSpec, true>;
     expect(sorted(readsSpec({ input: { features: 1 }, layers: [dense], ...probe }))).toEqual(sorted(keysOf(specKeys)));
-    const features = { features: true } satisfies Record<keyof NativeFeatureInput, true>;
+    const features = { features: true, maskValue: true } satisfies Record<keyof NativeFeatureInput, true>;
     expect(readsSpec({ input: { features: 1, ...probe }, layers: [dense] })).toEqual(keysOf(features));
-    const tokens = { vocabSize: true } satisfies Record<keyof NativeTokenInput, true>;
+    const tokens = { vocabSize: true, maskZero: true } satisfies Record<keyof NativeTokenInput, true>;
     expect(readsSpec({ input: { vocabSize: 2, ...probe }, layers: [dense] })).toEqual(keysOf(tokens));
     const r = { hiddenSize: true, numLayers: true, bidirectional: true, merge: true, returnSequences: true, dropout: true } as const;
     const byType = {

@@ -244,6 +244,11 @@ export interface EvaluationResult {
 export interface FeatureInputSpec {
   /** Floats per step. */
   features: number
+  /**
+   * A step whose features all equal this value is padding (Keras `Masking`): a sequence's
+   * length is read from it when none is given. Default: no mask.
+   */
+  maskValue?: number
 }
 
 /**
@@ -543,4 +548,9 @@ export declare function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'scalar'
 export interface TokenInputSpec {
   /** Number of distinct tokens. */
   vocabSize: number
+  /**
+   * Token 0 marks padding (Keras `mask_zero`): a sequence's length is read from it when none
+   * is given. Default false.
+   */
+  maskZero?: boolean
 }

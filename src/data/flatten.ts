@@ -39,6 +39,42 @@ export interface FlatSequences {
   lengths?: Uint32Array;
 }
 
+/**
+ * Each sequence's length read from a padding mask (`mask`: the token id, or the value every
+ * feature of a padding step equals): its steps up to its last step that is not padding.
+ * @throws {InvalidArgumentError} for a sequence that is all padding, or that has padding before
+ *   a later real step (a mask is read as lengths: padding must come last).
+ */
+export function lengthsFromMask(x: FlatSequences, mask: number, what = 'x'): Uint32Array {
+  const { samples, steps } = x;
+  const width = x.tokens ? 1 : (x.features?.length ?? 0) / Math.max(1, samples * steps);
+  const values: ArrayLike<number> = x.tokens ?? x.features ?? [];
+  // Features are float32: compared with the mask value as float32, as Keras compares them.
+  mask = x.tokens ? mask : Math.fround(mask);
+  const padding = (s: number, t: number): boolean => {
+    const o = (s * steps + t) * width;
+    for (let f = 0; f < width; f++) if (values[o + f] !== mask) return false;
+    return true;
+  };
+  const name = x.tokens ? `token ${mask}` : `steps whose features all equal maskValue ${mask}`;
+  const lengths = new Uint32Array(samples);
+  for (let s = 0; s < samples; s++) {
+    let last = steps - 1;
+    while (last >= 0 && padding(s, last)) last--;
+    if (last < 0) throw new InvalidArgumentError(`${what}: sequence ${s} is all padding (${name}); every sequence needs a real step`);
+    for (let t = 0; t < last; t++) {
+      if (padding(s, t)) {
+        throw new InvalidArgumentError(
+          `${what}: sequence ${s} has padding (${name}) at step ${t} before a real step at ${last}; the model reads its mask as ` +
+            `each sequence's length, so padding must come last (pad at the end, e.g. Keras pad_sequences(padding='post')), or give lengths`,
+        );
+      }
+    }
+    lengths[s] = last + 1;
+  }
+  return lengths;
+}
+
 function tokenId(what: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
     throw new InvalidArgumentError(`${what} must be a non-negative integer token id, got ${describe(v)}`);

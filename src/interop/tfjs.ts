@@ -6,8 +6,13 @@
  * Mapping, per Keras layer (one gyre layer per Keras layer, in order):
  * - `InputLayer` (and `batch_input_shape` / `batch_shape` / `input_shape` on the first layer):
  *   the input's feature count; skipped.
- * - `Embedding` (first layer, `mask_zero` false): `{ type: 'embedding' }`; `embeddings`
- *   `[vocab, dim]` → `i.weight` as is; the model reads token ids (`input: { vocabSize }`).
+ * - `Embedding` (first layer): `{ type: 'embedding' }`; `embeddings` `[vocab, dim]` →
+ *   `i.weight` as is; the model reads token ids (`input: { vocabSize }`); `mask_zero` →
+ *   `input.maskZero`.
+ * - `Masking` (before the first other layer) → `input.maskValue`. gyre reads a mask as each
+ *   sequence's length (its steps up to the last that is not padding): outputs at the real steps
+ *   are Keras', and at padding steps zeros (Keras repeats the last output there); padding
+ *   before a real step is an error when the model reads it.
  * - `SimpleRNN`, `LSTM`, `GRU`: `{ type: 'rnn' | 'lstm' | 'gru', numLayers: 1 }` with
  *   `returnSequences` = `return_sequences`. `kernel [I, G·H]` → `weight_ih_l0 [G·H, I]` and
  *   `recurrent_kernel [H, G·H]` → `weight_hh_l0 [G·H, H]` (transposed); gate blocks reordered
@@ -35,7 +40,7 @@
  * (`hardSigmoid`) for tfjs and Keras' (`sigmoid`) for Keras. Everything else that would change
  * the function is an error naming the layer and the option: another `recurrent_activation`, an
  * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards`,
- * `return_state`, `time_major`, `Masking` / `mask_zero`, other merge modes, other layer classes
+ * `return_state`, `time_major`, other merge modes, other layer classes
  * and non-Sequential models. Missing, duplicated or unknown weights are one error listing them.
  * Optimizer weights (tfjs' `group: 'optimizer'`, Keras 3's `optimizer/…`) and random-generator
  * state (`seed_generator…`) are ignored.
@@ -132,7 +137,7 @@ function producerOf(json: Json): Producer {
 }
 
 type Parsed =
-  | { kind: 'embedding'; vocab: number; dim: number }
+  | { kind: 'embedding'; vocab: number; dim: number; maskZero: boolean }
   | { kind: 'recurrent'; opts: RecurrentOptions; bidirectional: boolean; merge: 'concat' | 'sum' }
   | { kind: 'dense'; units: number; activation: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax'; useBias: boolean };
 
@@ -357,9 +362,9 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean, produce
   switch (cls) {
     case 'Embedding': {
       if (!first) fail(`${label}: an Embedding must be the model's first layer`);
-      if (c.mask_zero) fail(`${label}: mask_zero true is not supported (gyre has no masking; give sequences their own lengths instead)`);
       return {
         kind: 'embedding',
+        maskZero: c.mask_zero === true,
         vocab: positiveInt(`tfjs import: ${label}: input_dim`, c.input_dim),
         dim: positiveInt(`tfjs import: ${label}: output_dim`, c.output_dim),
       };
@@ -406,15 +411,19 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean, produce
       };
     }
     case 'Masking':
-      return fail(`${label}: Masking is not supported (gyre has no masks; give sequences their own lengths instead)`);
+      return fail(`${label}: a Masking layer must come first (gyre reads the mask as the lengths of the model's input sequences)`);
     default:
       return fail(`${label}: layer class ${JSON.stringify(cls)} is not supported; supported: ${SUPPORTED_CLASSES.join(', ')}`);
   }
 }
 
 /** The Keras layers that become gyre layers, and the input feature count if the config gives it. */
-function parseTopology(layers: unknown[], producer: Producer): { layers: Layer[]; features: number | undefined } {
+function parseTopology(
+  layers: unknown[],
+  producer: Producer,
+): { layers: Layer[]; features: number | undefined; maskValue: number | undefined } {
   const out: Layer[] = [];
+  let maskValue: number | undefined;
   const perClass = new Map<string, number>();
   let features: number | undefined;
   let seenInput = false;
@@ -442,6 +451,12 @@ function parseTopology(layers: unknown[], producer: Producer): { layers: Layer[]
       continue;
     }
     if (IDENTITY_CLASSES.includes(cls)) continue;
+    if (cls === 'Masking' && out.length === 0 && maskValue === undefined) {
+      const v = c.mask_value ?? 0;
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${label}: mask_value must be a finite number, got ${raw(c.mask_value)}`);
+      maskValue = v;
+      continue;
+    }
     if (cls === 'TimeDistributed' && isObject(c.layer) && IDENTITY_CLASSES.includes(String(c.layer.class_name))) continue;
     const parsed = parseLayer(label, cls, c, out.length === 0, producer);
     let variables: Variable[];
@@ -455,7 +470,8 @@ function parseTopology(layers: unknown[], producer: Producer): { layers: Layer[]
     out.push({ label, name, keras3Key, parsed, variables, directions });
   }
   if (out.length === 0) fail('the model has no layers to import');
-  return { layers: out, features };
+  if (maskValue !== undefined && out[0]!.parsed.kind === 'embedding') fail('a Masking layer cannot come before an Embedding');
+  return { layers: out, features, maskValue };
 }
 
 const slotKey = (layer: number, dir: Direction | undefined, v: Variable): string => `${layer}/${dir ?? ''}/${v}`;
@@ -586,7 +602,7 @@ function parseModelJson(modelJson: object | string): Json {
  */
 export function convertTfjs(modelJson: object | string, weightData: TfjsWeightData): TfjsConversion {
   const json = parseModelJson(modelJson);
-  const { layers, features: configFeatures } = parseTopology(sequentialLayers(json), producerOf(json));
+  const { layers, features: configFeatures, maskValue } = parseTopology(sequentialLayers(json), producerOf(json));
   const entries = decodeEntries(weightEntries(json), concatBytes(weightData));
   const slots = assignWeights(layers, entries);
 
@@ -597,7 +613,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
   layers.forEach((layer, i) => {
     const p = layer.parsed;
     if (p.kind === 'embedding') {
-      input = { vocabSize: p.vocab };
+      input = p.maskZero ? { vocabSize: p.vocab, maskZero: true } : { vocabSize: p.vocab };
       parameters[`${i}.weight`] = take(slots, layers, i, undefined, 'embeddings', [p.vocab, p.dim]);
       specLayers.push({ type: 'embedding', dim: p.dim });
       width = p.dim;
@@ -655,6 +671,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
     width = p.bidirectional && p.merge === 'concat' ? 2 * h : h;
   });
   if (input === undefined) throw new InternalError('tfjs import: no input size');
+  if (maskValue !== undefined && 'features' in input) input = { ...input, maskValue };
   return { spec: { input, layers: specLayers }, parameters };
 }
 

@@ -7,6 +7,7 @@ import {
   type FlatSequences,
   flattenInput,
   flattenTargets,
+  lengthsFromMask,
   type SequenceInput,
   sliceSequences,
   sliceTargets,
@@ -66,6 +67,8 @@ export class Model {
   readonly #native: native.NativeModel;
   readonly #tokens: boolean;
   readonly #features: number;
+  /** The input value that marks padding (the spec's `maskZero` / `maskValue`). */
+  readonly #mask: number | undefined;
   #streaming = false;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
@@ -79,6 +82,7 @@ export class Model {
     const { input } = this.config;
     this.#tokens = 'vocabSize' in input;
     this.#features = 'features' in input ? input.features : 0;
+    this.#mask = 'maskValue' in input ? input.maskValue : 'maskZero' in input && input.maskZero ? 0 : undefined;
   }
 
   /**
@@ -239,8 +243,11 @@ export class Model {
     for (const [name, v] of Object.entries(values)) native.guard(() => this.#native.setParameter(name, v));
   }
 
+  /** The input flattened; without `lengths`, a masked model reads them from its mask. */
   #input(x: unknown, what = 'x'): FlatSequences {
-    return flattenInput(x, this.#tokens, this.#features, what);
+    const flat = flattenInput(x, this.#tokens, this.#features, what);
+    if (this.#mask !== undefined && flat.lengths === undefined) flat.lengths = lengthsFromMask(flat, this.#mask, what);
+    return flat;
   }
 
   /** The loss must fit the last layer (the native model checks); checked before the targets are read. */

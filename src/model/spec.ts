@@ -7,11 +7,24 @@
 /** Token ids below `vocabSize` per step; the first layer must be an embedding. */
 export interface TokenInputSpec {
   vocabSize: number;
+  /**
+   * Token 0 marks padding (Keras `Embedding(mask_zero=True)`): when an input gives no
+   * `lengths`, each sequence's length is its steps up to its last non-zero token, and a 0
+   * before a later non-zero token is an error (gyre reads masks as lengths: pad at the end).
+   * Default false.
+   */
+  maskZero?: boolean;
 }
 
 /** `features` floats per step. */
 export interface FeatureInputSpec {
   features: number;
+  /**
+   * A step whose features all equal this value is padding (Keras `Masking(mask_value)`): when
+   * an input gives no `lengths`, each sequence's length is its steps up to its last step that
+   * is not all `maskValue`; a padding step before a later real one is an error. Default: none.
+   */
+  maskValue?: number;
 }
 
 /** Options shared by the recurrent layers. */

@@ -85,6 +85,7 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
             (Merge::Sum, true, Activation::Sigmoid),
         ] {
             let config = ModelSpec {
+                mask_value: None,
                 input: InputKind::Features { size: 2 },
                 layers: vec![recurrent(cell, merge, seq, 0.3), LayerSpec::Dense { units: 3, activation: act }],
             };
@@ -98,6 +99,7 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
 #[test]
 fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
@@ -116,6 +118,7 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
     for cell in CELLS {
         for seq in [true, false] {
             let config = ModelSpec {
+                mask_value: None,
                 input: InputKind::Features { size: 2 },
                 layers: vec![
                     recurrent(cell, Merge::Concat, seq, 0.0),
@@ -175,6 +178,7 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
 #[test]
 fn parameters_carry_pytorch_names_and_shapes() {
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Features { size: 5 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -203,7 +207,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
 #[test]
 fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     let bad = |layers: Vec<LayerSpec>, input: InputKind| {
-        Model::<f32>::new(ModelSpec { input, layers }, 0).unwrap_err().to_string()
+        Model::<f32>::new(ModelSpec { mask_value: None, input, layers }, 0).unwrap_err().to_string()
     };
     let feats = InputKind::Features { size: 2 };
     assert!(bad(vec![], feats).contains("layers"));
@@ -219,7 +223,7 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     .contains("layers[1].type"));
 
     let model = Model::<f64>::new(
-        ModelSpec { input: feats, layers: vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)] },
+        ModelSpec { mask_value: None, input: feats, layers: vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)] },
         0,
     )
     .unwrap();
@@ -232,7 +236,11 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     assert!(model.pack(Inputs::Features(wrong.view()), None).unwrap_err().to_string().contains("[2, 3, 2]"));
 
     let tok = Model::<f64>::new(
-        ModelSpec { input: InputKind::Tokens { vocab_size: 4 }, layers: vec![LayerSpec::Embedding { dim: 2 }] },
+        ModelSpec {
+            mask_value: None,
+            input: InputKind::Tokens { vocab_size: 4 },
+            layers: vec![LayerSpec::Embedding { dim: 2 }],
+        },
         0,
     )
     .unwrap();
@@ -245,6 +253,7 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
 fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
     for cell in CELLS {
         let config = ModelSpec {
+            mask_value: None,
             input: InputKind::Features { size: 2 },
             layers: vec![
                 LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -306,6 +315,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
         dropout: 0.0,
     });
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Features { size: 2 },
         layers: vec![uni, recurrent(CellKind::gru(true), Merge::Sum, true, 0.0), dense],
     };

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 fn model() -> Model<f32> {
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
@@ -181,6 +182,7 @@ fn a_layer_moves_to_and_from_pytorch_names() {
     assert!(export_layer(&m, 3).unwrap_err().to_string().contains("layer"));
     let gru_before = Model::<f32>::new(
         ModelSpec {
+            mask_value: None,
             input: InputKind::Features { size: 2 },
             layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::gru(false),

@@ -47,6 +47,7 @@ fn sign_task(samples: usize, steps: usize, seed: u64) -> (Array3<f32>, Vec<usize
 
 fn classifier(seed: u64, dropout: f64) -> Model<f32> {
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -130,6 +131,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
     let config_mse =
         |epochs| FitConfig { loss: LossKind::MeanSquaredError, shuffle: false, batch_size: 4, ..config(epochs) };
     let model_cfg = ModelSpec {
+        mask_value: None,
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -220,6 +222,7 @@ fn early_stopping_waits_for_patience_and_restores_the_best_weights() {
 
 fn running_sum_model(seed: u64) -> Model<f32> {
     let config = ModelSpec {
+        mask_value: None,
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {

@@ -22,6 +22,9 @@ pub struct ModelSpec {
 pub struct TokenInputSpec {
     /// Number of distinct tokens.
     pub vocab_size: u32,
+    /// Token 0 marks padding (Keras `mask_zero`): a sequence's length is read from it when none
+    /// is given. Default false.
+    pub mask_zero: Option<bool>,
 }
 
 /// `features` floats per step.
@@ -29,6 +32,9 @@ pub struct TokenInputSpec {
 pub struct FeatureInputSpec {
     /// Floats per step.
     pub features: u32,
+    /// A step whose features all equal this value is padding (Keras `Masking`): a sequence's
+    /// length is read from it when none is given. Default: no mask.
+    pub mask_value: Option<f64>,
 }
 
 /// A layer of a `ModelSpec`. The recurrent layers (`rnn`, `lstm`, `gru`) share their options:

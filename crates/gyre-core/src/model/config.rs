@@ -131,19 +131,32 @@ pub struct ModelSpec {
     pub input: InputKind,
     /// The layers, first to last.
     pub layers: Vec<LayerSpec>,
+    /// The input value that marks a padded step (Keras `Embedding(mask_zero=True)`: token 0;
+    /// `Masking(mask_value)`: a step whose features all equal it), from which the JavaScript
+    /// layer reads each sequence's length when none are given. `None`: no mask.
+    pub mask_value: Option<f64>,
 }
 
 /// The input of the file form.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 enum InputJson {
+    #[serde(rename_all = "camelCase")]
     Features {
         size: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mask_value: Option<f64>,
     },
     #[serde(rename_all = "camelCase")]
     Tokens {
         vocab_size: usize,
+        #[serde(default, skip_serializing_if = "is_false")]
+        mask_zero: bool,
     },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 pub(crate) fn default_one() -> usize {
@@ -241,6 +254,8 @@ struct GivenSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GivenFeatures {
     features: Count,
+    #[serde(default)]
+    mask_value: Option<f64>,
 }
 
 /// `input: { vocabSize }`.
@@ -248,6 +263,8 @@ struct GivenFeatures {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct GivenTokens {
     vocab_size: Count,
+    #[serde(default)]
+    mask_zero: bool,
 }
 
 /// Seeds are integers JavaScript numbers hold exactly: below 2^53.
@@ -418,17 +435,21 @@ fn layer_json(l: &LayerSpec) -> LayerJson {
     }
 }
 
-/// The input of the spec JavaScript gives: `{ features }` or `{ vocabSize }`.
-fn given_input(value: Value) -> Result<InputKind> {
+/// The input of the spec JavaScript gives: `{ features, maskValue? }` or `{ vocabSize,
+/// maskZero? }`, and its mask value.
+fn given_input(value: Value) -> Result<(InputKind, Option<f64>)> {
     let Value::Object(fields) = &value else {
         return Err(CoreError::invalid("input", "an object { features } or { vocabSize }", describe(&value)));
     };
     if fields.contains_key("vocabSize") {
-        let GivenTokens { vocab_size } = read("input", value)?;
-        Ok(InputKind::Tokens { vocab_size: vocab_size.0 })
+        let GivenTokens { vocab_size, mask_zero } = read("input", value)?;
+        Ok((InputKind::Tokens { vocab_size: vocab_size.0 }, mask_zero.then_some(0.0)))
     } else if fields.contains_key("features") {
-        let GivenFeatures { features } = read("input", value)?;
-        Ok(InputKind::Features { size: features.0 })
+        let GivenFeatures { features, mask_value } = read("input", value)?;
+        if let Some(v) = mask_value.filter(|v| !v.is_finite()) {
+            return Err(CoreError::invalid("input.maskValue", "a finite number", v));
+        }
+        Ok((InputKind::Features { size: features.0 }, mask_value))
     } else {
         Err(CoreError::Missing {
             what: "input.features or input.vocabSize".into(),
@@ -447,7 +468,7 @@ pub fn spec_from_value(spec: Value) -> Result<(ModelSpec, u64)> {
         return Err(CoreError::invalid("model spec", "an object { input, layers, seed? }", describe(&spec)));
     }
     let given: GivenSpec = read_root("the model spec", spec)?;
-    let input = given_input(given.input)?;
+    let (input, mask_value) = given_input(given.input)?;
     let layers = match given.layers {
         Value::Array(layers) if !layers.is_empty() => layers,
         Value::Array(_) => return Err(CoreError::invalid("layers", "a non-empty array", "an empty array")),
@@ -472,7 +493,7 @@ pub fn spec_from_value(spec: Value) -> Result<(ModelSpec, u64)> {
     if given.seed >= SEED_LIMIT {
         return Err(CoreError::invalid("seed", "a non-negative integer below 2^53", given.seed));
     }
-    Ok((ModelSpec { input, layers }, given.seed))
+    Ok((ModelSpec { input, layers, mask_value }, given.seed))
 }
 
 impl ModelSpec {
@@ -525,19 +546,22 @@ impl ModelSpec {
     /// values are errors naming them. Sizes are checked by [`crate::model::Model::new`].
     pub fn from_json(json: &str) -> Result<Self> {
         let m: SpecJson = parse("model config", json)?;
-        let input = match m.input {
-            InputJson::Features { size } => InputKind::Features { size },
-            InputJson::Tokens { vocab_size } => InputKind::Tokens { vocab_size },
+        let (input, mask_value) = match m.input {
+            InputJson::Features { size, mask_value } => (InputKind::Features { size }, mask_value),
+            InputJson::Tokens { vocab_size, mask_zero } => (InputKind::Tokens { vocab_size }, mask_zero.then_some(0.0)),
         };
+        if let Some(v) = mask_value.filter(|v| !v.is_finite()) {
+            return Err(CoreError::invalid("input.maskValue", "a finite number", v));
+        }
         let layers = m.layers.iter().enumerate().map(|(i, l)| layer_spec(i, l)).collect::<Result<Vec<_>>>()?;
-        Ok(ModelSpec { input, layers })
+        Ok(ModelSpec { input, layers, mask_value })
     }
 
     /// The JSON form a saved model carries, with every default written out.
     pub fn to_json(&self) -> String {
         let input = match self.input {
-            InputKind::Features { size } => InputJson::Features { size },
-            InputKind::Tokens { vocab_size } => InputJson::Tokens { vocab_size },
+            InputKind::Features { size } => InputJson::Features { size, mask_value: self.mask_value },
+            InputKind::Tokens { vocab_size } => InputJson::Tokens { vocab_size, mask_zero: self.mask_value.is_some() },
         };
         let layers = self.layers.iter().map(layer_json).collect();
         serde_json::to_string(&SpecJson { input, layers }).unwrap_or_default()
@@ -548,8 +572,10 @@ impl ModelSpec {
     /// of the docs, `type` first: [`spec_from_value`] reads it back to the same architecture.
     pub fn to_object(&self) -> SpecObject {
         let input = match self.input {
-            InputKind::Features { size } => GivenInput::Features { features: size },
-            InputKind::Tokens { vocab_size } => GivenInput::Tokens { vocab_size },
+            InputKind::Features { size } => GivenInput::Features { features: size, mask_value: self.mask_value },
+            InputKind::Tokens { vocab_size } => {
+                GivenInput::Tokens { vocab_size, mask_zero: self.mask_value.is_some().then_some(true) }
+            }
         };
         SpecObject { input, layers: self.layers.iter().map(layer_json).collect() }
     }
@@ -566,8 +592,16 @@ pub struct SpecObject {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged, rename_all_fields = "camelCase")]
 enum GivenInput {
-    Features { features: usize },
-    Tokens { vocab_size: usize },
+    Features {
+        features: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mask_value: Option<f64>,
+    },
+    Tokens {
+        vocab_size: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mask_zero: Option<bool>,
+    },
 }
 
 #[cfg(test)]
@@ -631,6 +665,28 @@ mod tests {
         for saved in SAVED {
             assert_eq!(ModelSpec::from_json(saved).expect("saved spec").to_json(), saved);
         }
+    }
+
+    #[test]
+    fn an_input_mask_is_written_and_read_back_in_both_forms() {
+        let layers = r#""layers":[{"type":"lstm","hiddenSize":2,"numLayers":1,"bidirectional":false,"merge":"concat","returnSequences":true,"dropout":0.0}]"#;
+        let features = format!(r#"{{"input":{{"type":"features","size":2,"maskValue":-1.5}},{layers}}}"#);
+        let spec = ModelSpec::from_json(&features).expect("features");
+        assert_eq!(spec.mask_value, Some(-1.5));
+        assert_eq!(spec.to_json(), features);
+        assert_eq!(given(value(&spec)).expect("given"), (spec.clone(), 0));
+        assert_eq!(value(&spec)["input"], serde_json::json!({ "features": 2, "maskValue": -1.5 }));
+        let tokens =
+            r#"{"input":{"type":"tokens","vocabSize":5,"maskZero":true},"layers":[{"type":"embedding","dim":2}]}"#;
+        let spec = ModelSpec::from_json(tokens).expect("tokens");
+        assert_eq!((spec.mask_value, spec.to_json().as_str()), (Some(0.0), tokens));
+        assert_eq!(value(&spec)["input"], serde_json::json!({ "vocabSize": 5, "maskZero": true }));
+        let err = |v: Value| given(v).expect_err("refused").to_string();
+        let with = |input: Value| serde_json::json!({ "input": input, "layers": [{ "type": "dense", "units": 1 }] });
+        assert!(err(with(serde_json::json!({ "features": 2, "maskZero": true }))).contains("input.maskZero"));
+        assert!(err(with(serde_json::json!({ "vocabSize": 2, "maskValue": 0 }))).contains("input.maskValue"));
+        assert!(err(with(serde_json::json!({ "features": 2, "maskValue": "0" }))).contains("input.maskValue"));
+        assert!(err(with(serde_json::json!({ "vocabSize": 2, "maskZero": 1 }))).contains("input.maskZero"));
     }
 
     #[test]
@@ -786,7 +842,7 @@ mod tests {
         );
         assert_eq!(
             err(input(serde_json::json!({ "features": 2, "vocabSize": 3 }))),
-            "unknown option input.features; expected one of vocabSize"
+            "unknown option input.features; expected one of vocabSize, maskZero"
         );
         assert_eq!(err(input(serde_json::json!(2))), "input must be an object { features } or { vocabSize }, got 2");
         let seed = |s: Value| serde_json::json!({ "input": { "features": 2 }, "layers": [{ "type": "dense", "units": 1 }], "seed": s });
