@@ -654,6 +654,22 @@ describe('loadTfjs', () => {
     });
   });
 
+  it('names the file in an error about what it holds', async () => {
+    const m = seq([tf.layers.lstm({ units: 3, recurrentActivation: 'tanh', inputShape: [T, F] })]);
+    const a = await artifactsOf(m);
+    await withDir(async (dir) => {
+      const path = join(dir, 'model.json');
+      await writeFile(path, JSON.stringify(a.modelJson));
+      await writeFile(join(dir, 'group1-shard1of1.bin'), a.weightData);
+      await expect(loadTfjs(path)).rejects.toMatchObject({
+        code: 'GYRE_INVALID_ARGUMENT',
+        message: expect.stringMatching(
+          new RegExp(`^tfjs import \\(${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): layer "lstm_LSTM\\d+" .*recurrent_activation "tanh"`),
+        ),
+      });
+    });
+  });
+
   it('reads shards and groups in manifest order, paths relative to model.json', async () => {
     const m = model();
     randomizeWeights(m, 33);

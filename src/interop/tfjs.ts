@@ -725,5 +725,11 @@ export async function loadTfjs(modelJsonPath: string): Promise<Model> {
       }
     }
   }
-  return importTfjs(json, shards);
+  try {
+    return importTfjs(json, shards);
+  } catch (err) {
+    // Name the file: `tfjs import (path/model.json): layer "lstm" (...): ...`.
+    if (err instanceof GyreError) err.message = err.message.replace(/^tfjs import: /, `tfjs import (${modelJsonPath}): `);
+    throw err;
+  }
 }
