@@ -60,6 +60,12 @@ afterAll(() => {
 const features = (layers: ModelSpec['layers'], seed = 1): ModelSpec => ({ input: { features: FEATURES }, layers, seed });
 
 const featureCases: Record<string, ModelSpec> = {
+  'goBackwards LSTM (sequences) then goBackwards GRU (final state) + dense': features([
+    { type: 'lstm', hiddenSize: 5, goBackwards: true },
+    { type: 'gru', hiddenSize: 4, goBackwards: true, returnSequences: false },
+    { type: 'dense', units: 2 },
+  ]),
+  'goBackwards RNN relu, sequences': features([{ type: 'rnn', hiddenSize: 4, nonlinearity: 'relu', goBackwards: true }]),
   'stacked bidirectional LSTM (sequences) + dense softmax': features([
     { type: 'lstm', hiddenSize: 8, numLayers: 2, bidirectional: true },
     { type: 'dense', units: 4, activation: 'softmax' },

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { type FitHistory, type Model, type ModelSpec, type ProgressEvent, sequential } from 'gyre';
+import { type FitHistory, fromBuffer, type Model, type ModelSpec, type ProgressEvent, sequential } from 'gyre';
 
 /** Parameter names and shapes: the architecture as the weights see it. */
 function architecture(model: Model): Record<string, number[]> {
@@ -146,5 +146,37 @@ describe('the published declarations', () => {
     }
     const stream = readFileSync(join(__dirname, '..', 'dist', 'model', 'stream.d.ts'), 'utf8');
     expect(stream).not.toContain('constructor');
+  });
+});
+
+describe('goBackwards and input masks in the spec', () => {
+  it('round-trip through model.config and files, and are refused where they cannot apply', () => {
+    const spec: ModelSpec = {
+      input: { features: 2, maskValue: -1 },
+      layers: [
+        { type: 'lstm', hiddenSize: 3, goBackwards: true },
+        { type: 'dense', units: 1 },
+      ],
+    };
+    const model = sequential(spec);
+    expect(model.config.input).toEqual({ features: 2, maskValue: -1 });
+    expect(model.config.layers[0]).toMatchObject({ goBackwards: true });
+    expect(fromBuffer(model.toBuffer()).config).toEqual(model.config);
+    expect(() => model.createStream(1)).toThrow(/layers\[0\]\.goBackwards must be false for a stream/);
+    expect(() => model.exportPyTorch(0)).toThrow(/layers\[0\]\.goBackwards/);
+    expect(() => sequential({ ...spec, layers: [{ type: 'gru', hiddenSize: 2, goBackwards: true, bidirectional: true }] })).toThrow(
+      /layers\[0\]\.goBackwards must be false for a bidirectional or stacked layer/,
+    );
+    expect(() => sequential({ ...spec, input: { features: 2, maskValue: Number.NaN } })).toThrow(/input\.maskValue/);
+    // Absent when false or unset: the configuration of other models is unchanged.
+    const plain = sequential({
+      input: { vocabSize: 4 },
+      layers: [
+        { type: 'embedding', dim: 2 },
+        { type: 'gru', hiddenSize: 2 },
+      ],
+    });
+    expect(plain.config.input).toEqual({ vocabSize: 4 });
+    expect(plain.config.layers[1]).not.toHaveProperty('goBackwards');
   });
 });

@@ -136,6 +136,18 @@ describe('importTfjs matches tfjs predict', () => {
     });
   });
 
+  it.each([true, false])(
+    'go_backwards LSTM then GRU, returnSequences %s: the outputs in the order the layer ran',
+    async (returnSequences) => {
+      const m = seq([
+        tf.layers.lstm({ units: 4, recurrentActivation: 'sigmoid', goBackwards: true, returnSequences: true, inputShape: [T, F] }),
+        tf.layers.gru({ units: 3, recurrentActivation: 'sigmoid', goBackwards: !returnSequences, returnSequences }),
+      ]);
+      const gyre = await expectSame(m, x, 44);
+      expect(gyre.config.layers.map((l) => ('goBackwards' in l ? l.goBackwards : false))).toEqual([true, !returnSequences]);
+    },
+  );
+
   it('a stateful GRU is a stream: stepping through successive batches gives the stateful outputs', async () => {
     const m = seq([
       tf.layers.gru({ units: 4, recurrentActivation: 'sigmoid', returnSequences: true, stateful: true, batchInputShape: [S, T, F] }),
@@ -664,7 +676,9 @@ describe('loadTfjs', () => {
       await expect(loadTfjs(path)).rejects.toMatchObject({
         code: 'GYRE_INVALID_ARGUMENT',
         message: expect.stringMatching(
-          new RegExp(`^tfjs import \\(${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): layer "lstm_LSTM\\d+" .*recurrent_activation "tanh"`),
+          new RegExp(
+            `^tfjs import \\(${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): layer "lstm_LSTM\\d+" .*recurrent_activation "tanh"`,
+          ),
         ),
       });
     });
@@ -782,9 +796,13 @@ describe('unsupported models are errors naming the layer and option', () => {
 
   it.each([
     [
-      'go_backwards',
-      () => tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', goBackwards: true, inputShape: [T, F] }),
-      /"lstm_LSTM\d+" .*go_backwards true is not supported/,
+      'go_backwards inside a Bidirectional',
+      () =>
+        tf.layers.bidirectional({
+          layer: tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid', goBackwards: true }) as tf.RNN,
+          inputShape: [T, F],
+        }),
+      /wrapping "lstm_LSTM\d+" \(LSTM\): go_backwards true inside a Bidirectional is not supported/,
     ],
     [
       'activation',

@@ -182,7 +182,15 @@ describe('what the native readers accept is what the declared types say', () => 
     expect(readsSpec({ input: { features: 1, ...probe }, layers: [dense] })).toEqual(keysOf(features));
     const tokens = { vocabSize: true, maskZero: true } satisfies Record<keyof NativeTokenInput, true>;
     expect(readsSpec({ input: { vocabSize: 2, ...probe }, layers: [dense] })).toEqual(keysOf(tokens));
-    const r = { hiddenSize: true, numLayers: true, bidirectional: true, merge: true, returnSequences: true, dropout: true } as const;
+    const r = {
+      hiddenSize: true,
+      numLayers: true,
+      bidirectional: true,
+      merge: true,
+      returnSequences: true,
+      dropout: true,
+      goBackwards: true,
+    } as const;
     const byType = {
       embedding: { type: true, dim: true } satisfies Record<keyof NativeLayer<'embedding'>, true>,
       rnn: { type: true, ...r, nonlinearity: true } satisfies Record<keyof NativeLayer<'rnn'>, true>,

@@ -343,7 +343,11 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /** Default `'tanh'`. */
+    dropout?: number; /**
+     * Run from the last step to the first and output in that order (Keras `go_backwards`;
+     * one direction, one stacked layer). Default false.
+     */
+    goBackwards?: boolean; /** Default `'tanh'`. */
   nonlinearity?: 'tanh' | 'relu' }
   | { type: 'lstm'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
@@ -351,7 +355,11 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /** Activation of the gates. Default `'sigmoid'`. */
+    dropout?: number; /**
+     * Run from the last step to the first and output in that order (Keras `go_backwards`;
+     * one direction, one stacked layer). Default false.
+     */
+    goBackwards?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
   recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'gru'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
@@ -359,7 +367,11 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /** Reset gate after the recurrent product (PyTorch). Default true. */
+    dropout?: number; /**
+     * Run from the last step to the first and output in that order (Keras `go_backwards`;
+     * one direction, one stacked layer). Default false.
+     */
+    goBackwards?: boolean; /** Reset gate after the recurrent product (PyTorch). Default true. */
     resetAfter?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
   recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'dense'; /** Output features. */

@@ -313,7 +313,7 @@ class Graph {
 type Layer = Record<string, unknown>;
 type Params = Record<string, { data: Float32Array; shape: number[] }>;
 
-const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout'];
+const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout', 'goBackwards'];
 const LAYER_KEYS: Record<string, readonly string[]> = {
   embedding: ['type', 'dim'],
   rnn: [...RECURRENT_KEYS, 'nonlinearity'],
@@ -432,7 +432,12 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
   const merge = layer.merge ?? 'concat';
   if (merge !== 'concat' && merge !== 'sum') throw unsupported(where, `merge ${JSON.stringify(merge)} has no ONNX mapping`);
   const returnSequences = layer.returnSequences !== false;
-  const attrs: Record<string, AttrValue> = { hidden_size: h, direction: bidirectional ? 'bidirectional' : 'forward' };
+  const goBackwards = layer.goBackwards === true;
+  if (goBackwards && (bidirectional || numLayers > 1)) throw unsupported(where, 'goBackwards on a bidirectional or stacked layer');
+  const attrs: Record<string, AttrValue> = {
+    hidden_size: h,
+    direction: bidirectional ? 'bidirectional' : goBackwards ? 'reverse' : 'forward',
+  };
   const dirs = bidirectional ? 2 : 1;
   if (type === 'rnn') {
     const nl = layer.nonlinearity ?? 'tanh';
@@ -509,7 +514,13 @@ function recurrent(g: Graph, where: string, index: number, layer: Layer, input: 
     if (top && dirs === 2 && merge === 'sum') {
       return { name: g.op('ReduceSum', [Y, g.int64([1])], `${base}_sum`, { keepdims: 0 }), width: h, sequence: true, timeMajor: true };
     }
-    if (dirs === 1) {
+    if (dirs === 1 && goBackwards) {
+      // Keras' order: the steps as the layer ran them, each sequence's last step first.
+      const y = g.op('Squeeze', [Y, g.int64([1])], `${base}_aligned`);
+      const lens = g.op('Cast', ['sequence_lens'], `${base}_lens64`, { to: INT64 });
+      const out = g.op('ReverseSequence', [y, lens], `${base}_out`, { batch_axis: 1, time_axis: 0 });
+      x = { name: out, width: h, sequence: true, timeMajor: true };
+    } else if (dirs === 1) {
       x = { name: g.op('Squeeze', [Y, g.int64([1])], `${base}_out`), width: h, sequence: true, timeMajor: true };
     } else {
       const t = g.op('Transpose', [Y], `${base}_tbdh`, { perm: [0, 2, 1, 3] });

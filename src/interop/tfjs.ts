@@ -20,7 +20,7 @@
  *   `bias` → `bias_ih_l0` with `bias_hh_l0 = 0`, except GRU `reset_after=True` whose `bias
  *   [2, 3H]` gives `bias_ih_l0` (row 0) and `bias_hh_l0` (row 1). SimpleRNN `activation`
  *   `tanh`/`relu` → `nonlinearity`; GRU `reset_after` → `resetAfter` (read from the bias
- *   shape when the config does not say).
+ *   shape when the config does not say); `go_backwards` → `goBackwards`.
  * - `Bidirectional` (merge_mode `concat` or `sum`): the wrapped layer with `bidirectional:
  *   true`; the `backward_…` weights get the `_reverse` suffix.
  * - `Dense` (also inside `TimeDistributed`): `kernel [in, units]` → `weight [units, in]`.
@@ -39,8 +39,8 @@
  * (`relu6(x + 3) / 6`) in one converted from Keras 3; absent, it is tfjs' default
  * (`hardSigmoid`) for tfjs and Keras' (`sigmoid`) for Keras. Everything else that would change
  * the function is an error naming the layer and the option: another `recurrent_activation`, an
- * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards`,
- * `return_state`, `time_major`, other merge modes, other layer classes
+ * `activation` other than `tanh` (SimpleRNN also `relu`), `go_backwards` inside a
+ * `Bidirectional`, `return_state`, `time_major`, other merge modes, other layer classes
  * and non-Sequential models. Missing, duplicated or unknown weights are one error listing them.
  * Optimizer weights (tfjs' `group: 'optimizer'`, Keras 3's `optimizer/…`) and random-generator
  * state (`seed_generator…`) are ignored.
@@ -119,6 +119,8 @@ interface RecurrentOptions {
   resetAfter: boolean | undefined;
   /** The gates' activation (LSTM, GRU). */
   recurrentActivation: RecurrentActivation;
+  /** Runs from the last step to the first (a plain layer's `go_backwards`). */
+  goBackwards: boolean;
 }
 
 /** Who wrote the model.json, which decides what `hard_sigmoid` means. */
@@ -325,13 +327,7 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
       );
     }
   }
-  if (Boolean(c.go_backwards) !== backward) {
-    fail(
-      backward
-        ? `${label}: the backward layer of a Bidirectional must have go_backwards true`
-        : `${label}: go_backwards true is not supported`,
-    );
-  }
+  if (backward && !c.go_backwards) fail(`${label}: the backward layer of a Bidirectional must have go_backwards true`);
   // `stateful` is accepted: the layer computes the same function, and the state a Keras
   // stateful model carries from one batch to the next is what a gyre stream carries.
   for (const key of ['return_state', 'time_major']) {
@@ -347,6 +343,7 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
     returnSequences: Boolean(c.return_sequences),
     resetAfter,
     recurrentActivation,
+    goBackwards: !backward && c.go_backwards === true,
   };
 }
 
@@ -378,6 +375,7 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean, produce
       const innerLabel = `${label} wrapping ${describe(inner.config.name)} (${inner.cls})`;
       if (!(inner.cls in CELLS)) fail(`${innerLabel}: Bidirectional must wrap a SimpleRNN, LSTM or GRU`);
       const opts = recurrentOptions(innerLabel, inner.cls as CellClass, inner.config, producer);
+      if (opts.goBackwards) fail(`${innerLabel}: go_backwards true inside a Bidirectional is not supported`);
       if (c.backward_layer !== undefined && c.backward_layer !== null) {
         const back = wrapped(label, c, 'backward_layer');
         const backLabel = `${label} backward_layer ${describe(back.config.name)} (${back.cls})`;
@@ -660,6 +658,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
       bidirectional: p.bidirectional,
       ...(p.bidirectional ? { merge: p.merge } : {}),
       returnSequences: o.returnSequences,
+      ...(o.goBackwards ? { goBackwards: true } : {}),
     };
     const spec: LayerSpec =
       type === 'rnn'

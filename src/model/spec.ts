@@ -41,6 +41,11 @@ export interface RecurrentLayerSpec {
   returnSequences?: boolean;
   /** Dropout between stacked layers while training, in [0, 1). Default 0. */
   dropout?: number;
+  /**
+   * Run from each sequence's last step to its first and output the steps in that order (Keras
+   * `go_backwards`); one direction and one stacked layer only. Default false.
+   */
+  goBackwards?: boolean;
 }
 
 /**

@@ -25,6 +25,7 @@ fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64)
         merge,
         return_sequences,
         dropout,
+        go_backwards: false,
     })
 }
 
@@ -94,6 +95,109 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
         }
         println!("model gradcheck {cell:?}: largest error {worst:.3e}");
     }
+}
+
+/// A `go_backwards` layer (its outputs reversed in time within each sequence's length) under
+/// another recurrent layer, on a variable-length batch: every gradient by finite differences.
+#[test]
+fn go_backwards_layers_match_finite_differences() {
+    let lengths = [3, 5, 1, 4];
+    let x = features(4, 5, 2, 13);
+    for (k, cell) in CELLS.into_iter().enumerate() {
+        for seq in [true, false] {
+            let backwards = LayerSpec::Recurrent(RecurrentLayerSpec {
+                cell,
+                hidden_size: 3,
+                num_layers: 1,
+                bidirectional: false,
+                merge: Merge::Concat,
+                return_sequences: true,
+                dropout: 0.0,
+                go_backwards: true,
+            });
+            let top = LayerSpec::Recurrent(RecurrentLayerSpec {
+                cell: CellKind::gru(true),
+                hidden_size: 2,
+                num_layers: 1,
+                bidirectional: false,
+                merge: Merge::Concat,
+                return_sequences: seq,
+                dropout: 0.0,
+                go_backwards: !seq,
+            });
+            let config = ModelSpec {
+                mask_value: None,
+                input: InputKind::Features { size: 2 },
+                layers: vec![backwards, top, LayerSpec::Dense { units: 2, activation: Activation::Tanh }],
+            };
+            let mut model = Model::<f64>::new(config, 30 + k as u64).unwrap();
+            gradcheck(&mut model, Inputs::Features(x.view()), &lengths, 7);
+        }
+    }
+}
+
+/// A `go_backwards` layer computes, for each sequence alone, the forward layer over the
+/// sequence reversed, its outputs in the reversed order.
+#[test]
+fn go_backwards_is_the_layer_over_the_reversed_sequence() {
+    let layer = |go_backwards: bool| {
+        LayerSpec::Recurrent(RecurrentLayerSpec {
+            cell: CellKind::LSTM,
+            hidden_size: 3,
+            num_layers: 1,
+            bidirectional: false,
+            merge: Merge::Concat,
+            return_sequences: true,
+            dropout: 0.0,
+            go_backwards,
+        })
+    };
+    let spec = |go_backwards| ModelSpec {
+        mask_value: None,
+        input: InputKind::Features { size: 2 },
+        layers: vec![layer(go_backwards)],
+    };
+    let (back, fwd) = (Model::<f64>::new(spec(true), 3).unwrap(), Model::<f64>::new(spec(false), 3).unwrap());
+    let lengths = [4usize, 2, 5];
+    let x = features(3, 5, 2, 17);
+    let out = |m: &Model<f64>, x: &Array3<f64>, lengths: &[usize]| {
+        let batch = m.pack(Inputs::Features(x.view()), Some(lengths)).unwrap();
+        let trace = m.forward(batch, false, &mut Rng::new(1), None).unwrap();
+        m.unpack(&trace.batch, trace.output.view(), trace.sequence)
+    };
+    let got = out(&back, &x, &lengths);
+    for (b, &len) in lengths.iter().enumerate() {
+        let mut rev = Array3::zeros((1, len, 2));
+        for t in 0..len {
+            for f in 0..2 {
+                rev[[0, t, f]] = x[[b, len - 1 - t, f]];
+            }
+        }
+        let want = out(&fwd, &rev, &[len]);
+        for t in 0..5 {
+            for u in 0..3 {
+                let g = got[(b * 5 + t) * 3 + u];
+                if t < len {
+                    assert!((g - want[t * 3 + u]).abs() < 1e-12, "sequence {b} step {t}");
+                } else {
+                    assert_eq!(g, 0.0, "padding");
+                }
+            }
+        }
+    }
+    let bad = ModelSpec {
+        mask_value: None,
+        input: InputKind::Features { size: 2 },
+        layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
+            bidirectional: true,
+            ..match layer(true) {
+                LayerSpec::Recurrent(r) => r,
+                _ => unreachable!(),
+            }
+        })],
+    };
+    assert!(Model::<f64>::new(bad, 0).unwrap_err().to_string().contains("layers[0].goBackwards"));
+    assert!(back.stream_state(1).unwrap_err().to_string().contains("layers[0].goBackwards"));
 }
 
 #[test]
@@ -189,6 +293,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
                 merge: Merge::Concat,
                 return_sequences: false,
                 dropout: 0.0,
+                go_backwards: false,
             }),
             LayerSpec::Dense { units: 3, activation: Activation::Softmax },
         ],
@@ -264,6 +369,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
                     merge: Merge::Concat,
                     return_sequences: true,
                     dropout: 0.0,
+                    go_backwards: false,
                 }),
                 LayerSpec::Dense { units: 3, activation: Activation::Tanh },
             ],
@@ -313,6 +419,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
         merge: Merge::Concat,
         return_sequences: true,
         dropout: 0.0,
+        go_backwards: false,
     });
     let config = ModelSpec {
         mask_value: None,

@@ -62,6 +62,9 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Run from the last step to the first and output in that order (Keras `go_backwards`;
+        /// one direction, one stacked layer). Default false.
+        go_backwards: Option<bool>,
         /// Default `'tanh'`.
         #[napi(ts_type = "'tanh' | 'relu'")]
         nonlinearity: Option<String>,
@@ -81,6 +84,9 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Run from the last step to the first and output in that order (Keras `go_backwards`;
+        /// one direction, one stacked layer). Default false.
+        go_backwards: Option<bool>,
         /// Activation of the gates. Default `'sigmoid'`.
         #[napi(ts_type = "'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3'")]
         recurrent_activation: Option<String>,
@@ -100,6 +106,9 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Run from the last step to the first and output in that order (Keras `go_backwards`;
+        /// one direction, one stacked layer). Default false.
+        go_backwards: Option<bool>,
         /// Reset gate after the recurrent product (PyTorch). Default true.
         reset_after: Option<bool>,
         /// Activation of the gates. Default `'sigmoid'`.

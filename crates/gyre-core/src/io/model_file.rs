@@ -238,6 +238,13 @@ fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
                 got: "false".into(),
             });
         }
+        if r.go_backwards {
+            return Err(CoreError::InvalidArgument {
+                what: format!("layers[{layer}].goBackwards"),
+                expected: "false: PyTorch's recurrent modules run forwards (or both ways, bidirectional)".into(),
+                got: "true".into(),
+            });
+        }
         let act = r.cell.recurrent_activation();
         if act != crate::rnn::cells::GateActivation::Sigmoid {
             return Err(CoreError::InvalidArgument {

@@ -79,7 +79,7 @@ impl<F: Real> Model<F> {
         mut inputs: Vec<Array2<F>>,
         mut traces: Vec<Trace<F>>,
         masks: &[Vec<F>],
-        d_out: Array2<F>,
+        mut d_out: Array2<F>,
         packing: &Packing,
         grads: &mut [Vec<F>],
         input_grad: bool,
@@ -93,6 +93,10 @@ impl<F: Real> Model<F> {
             let cols = if dirs == 2 && r.merge == Merge::Sum { 0..h } else { d * h..(d + 1) * h };
             a.slice(ndarray::s![.., cols]).iter().copied().collect()
         };
+        if r.go_backwards && r.return_sequences {
+            // The output was reversed in time; so is its gradient (the reversal is its own inverse).
+            super::layers::reverse_in_time(&mut d_out, packing);
+        }
         let mut d_seq: Vec<Vec<F>> = vec![Vec::new(); dirs];
         let mut d_fin: Vec<Vec<F>> = vec![Vec::new(); dirs];
         let target = if r.return_sequences { &mut d_seq } else { &mut d_fin };

@@ -82,6 +82,9 @@ pub struct RecurrentLayerSpec {
     pub return_sequences: bool,
     /// Dropout probability on the outputs of each stacked layer except the last, in training.
     pub dropout: f64,
+    /// Run from the last step to the first, and output the sequence in that order (Keras
+    /// `go_backwards`): one direction, one stacked layer.
+    pub go_backwards: bool,
 }
 
 impl RecurrentLayerSpec {
@@ -206,6 +209,9 @@ struct RecurrentJson {
     /// LSTM and GRU only: the gates' activation (see [`GateActivation::name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recurrent_activation: Option<String>,
+    /// Written only when true (files of other layers stay as they were).
+    #[serde(default, skip_serializing_if = "is_false")]
+    go_backwards: bool,
 }
 
 /// The fields of `{ type: 'dense', ... }`, with their defaults.
@@ -311,7 +317,8 @@ fn activation_name(a: Activation) -> &'static str {
 
 /// The options a recurrent layer of type `kind` takes: `one of hiddenSize, ...`.
 fn recurrent_options(kind: &str) -> String {
-    let mut options = vec!["hiddenSize", "numLayers", "bidirectional", "merge", "returnSequences", "dropout"];
+    let mut options =
+        vec!["hiddenSize", "numLayers", "bidirectional", "merge", "returnSequences", "dropout", "goBackwards"];
     match kind {
         "rnn" => options.push("nonlinearity"),
         "gru" => options.extend(["resetAfter", "recurrentActivation"]),
@@ -376,6 +383,7 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSp
         merge,
         return_sequences: r.return_sequences,
         dropout: r.dropout,
+        go_backwards: r.go_backwards,
     })
 }
 
@@ -412,6 +420,7 @@ fn layer_json(l: &LayerSpec) -> LayerJson {
                 merge: if r.merge == Merge::Sum { "sum" } else { "concat" }.into(),
                 return_sequences: r.return_sequences,
                 dropout: r.dropout,
+                go_backwards: r.go_backwards,
                 nonlinearity: None,
                 reset_after: None,
                 recurrent_activation: None,
@@ -782,22 +791,22 @@ mod tests {
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
             "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, recurrentActivation"
+             returnSequences, dropout, goBackwards, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
             "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, recurrentActivation"
+             returnSequences, dropout, goBackwards, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
             "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, resetAfter, recurrentActivation"
+             returnSequences, dropout, goBackwards, resetAfter, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": 3, "recurrentActivation": "sigmoid" }))),
             "unknown option layers[1].recurrentActivation; expected one of hiddenSize, numLayers, bidirectional, \
-             merge, returnSequences, dropout, nonlinearity"
+             merge, returnSequences, dropout, goBackwards, nonlinearity"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "recurrentActivation": "hard_sigmoid" }))),

@@ -10,7 +10,7 @@
 use super::batch::PackedBatch;
 use super::config::{Activation, LayerSpec, RecurrentLayerSpec};
 use super::init::{LayerInfo, Model};
-use super::layers::{activate, initial_state, recurrent_output, Act, LayerState};
+use super::layers::{activate, initial_state, recurrent_output, reverse_in_time, Act, LayerState};
 use super::state::ModelState;
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
@@ -248,7 +248,8 @@ impl<F: Real> Model<F> {
                 let first = info.first_tensor + 4 * k;
                 let w = self.weights(first)?;
                 let (h0, c0) = initial_state(init, k, has_c, &zeros, b, h)?;
-                let mut pass = mode.pass(&cell, &w, first, x.view(), packing, d == 1, (h0, c0))?;
+                let reverse = d == 1 || r.go_backwards;
+                let mut pass = mode.pass(&cell, &w, first, x.view(), packing, reverse, (h0, c0))?;
                 // A single direction's outputs are the layer's (moved where the mode allows).
                 match if dirs == 1 { M::take_outputs(&mut pass, n, h)? } else { None } {
                     Some(whole) => out = whole,
@@ -271,7 +272,12 @@ impl<F: Real> Model<F> {
             }
             x = out.into();
         }
-        let act = recurrent_output(r, b, x.into_owned(), &hidden)?;
+        let mut top = x.into_owned();
+        if r.go_backwards && r.return_sequences {
+            // Keras' order: the outputs in the order the layer ran, last step first.
+            reverse_in_time(&mut top, packing);
+        }
+        let act = recurrent_output(r, b, top, &hidden)?;
         Ok(RecurrentOut { act, hidden, cell: cell_states })
     }
 }

@@ -104,8 +104,9 @@ impl<F: Real> Model<F> {
     ///
     /// # Errors
     /// [`CoreError::InvalidArgument`] naming the layer and field for a size of zero, a dropout
-    /// outside `[0, 1)`, an embedding that is not first or is missing for token input, or a
-    /// recurrent layer after a layer that does not output a sequence.
+    /// outside `[0, 1)`, an embedding that is not first or is missing for token input, a
+    /// recurrent layer after a layer that does not output a sequence, or `go_backwards` on a
+    /// bidirectional or stacked layer.
     pub fn new(config: ModelSpec, seed: u64) -> Result<Self> {
         let mut rng = Rng::new(seed);
         let (mut width, mut sequence) = match config.input {
@@ -145,6 +146,14 @@ impl<F: Real> Model<F> {
                     crate::kernels::tensor::positive(&what("numLayers"), r.num_layers)?;
                     if !(0.0..1.0).contains(&r.dropout) {
                         return Err(invalid(what("dropout"), "a number in [0, 1)", r.dropout));
+                    }
+                    if r.go_backwards && (r.bidirectional || r.num_layers > 1) {
+                        return Err(invalid(
+                            what("goBackwards"),
+                            "false for a bidirectional or stacked layer (go backwards with one direction and one \
+                             stacked layer; stack such layers as separate layers)",
+                            true,
+                        ));
                     }
                     if !sequence {
                         return Err(invalid(what("type"), "a layer after one that outputs a sequence", "recurrent"));

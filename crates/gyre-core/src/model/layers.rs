@@ -111,6 +111,21 @@ pub(super) fn recurrent_output<F: Real>(
     Ok(Act { data: merged(finals), sequence: false })
 }
 
+/// Reverses each sequence's rows of the packed `x: [N, ·]` in time, within its length: the row
+/// of step `t` trades places with the row of step `len − 1 − t` (a `go_backwards` layer's
+/// output order; its own inverse, so also its gradient's).
+pub(super) fn reverse_in_time<F: Real>(x: &mut Array2<F>, packing: &crate::rnn::Packing) {
+    for s in 0..packing.batch() {
+        let len = packing.length(s);
+        for t in 0..len / 2 {
+            let (a, b) = (packing.offset(t) + s, packing.offset(len - 1 - t) + s);
+            for j in 0..x.ncols() {
+                x.swap([a, j], [b, j]);
+            }
+        }
+    }
+}
+
 /// Applies `activation` to each row of `x` in place.
 pub fn activate<F: Real>(activation: Activation, x: &mut Array2<F>) {
     match activation {

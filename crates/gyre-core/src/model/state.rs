@@ -87,7 +87,7 @@ impl<F: Real> Model<F> {
     /// on the last step).
     ///
     /// # Errors
-    /// [`CoreError::InvalidArgument`] naming the first bidirectional layer.
+    /// [`CoreError::InvalidArgument`] naming the first bidirectional or `go_backwards` layer.
     pub fn check_streamable(&self) -> Result<()> {
         for (i, info) in self.layers.iter().enumerate() {
             if let LayerSpec::Recurrent(RecurrentLayerSpec { bidirectional: true, .. }) = info.config {
@@ -96,6 +96,16 @@ impl<F: Real> Model<F> {
                     format!(
                         "false for a stream (a stream runs one step at a time and cannot run layer {i}'s backward \
                          direction, which needs the whole sequence; use predict)"
+                    ),
+                    true,
+                ));
+            }
+            if let LayerSpec::Recurrent(RecurrentLayerSpec { go_backwards: true, .. }) = info.config {
+                return Err(invalid(
+                    format!("layers[{i}].goBackwards"),
+                    format!(
+                        "false for a stream (a stream runs one step at a time and cannot run layer {i} from the \
+                         last step to the first, which needs the whole sequence; use predict)"
                     ),
                     true,
                 ));
