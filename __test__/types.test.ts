@@ -190,13 +190,14 @@ describe('what the native readers accept is what the declared types say', () => 
       returnSequences: true,
       dropout: true,
       goBackwards: true,
+      trainable: true,
     } as const;
     const byType = {
-      embedding: { type: true, dim: true } satisfies Record<keyof NativeLayer<'embedding'>, true>,
+      embedding: { type: true, dim: true, trainable: true } satisfies Record<keyof NativeLayer<'embedding'>, true>,
       rnn: { type: true, ...r, nonlinearity: true } satisfies Record<keyof NativeLayer<'rnn'>, true>,
       lstm: { type: true, ...r, recurrentActivation: true } satisfies Record<keyof NativeLayer<'lstm'>, true>,
       gru: { type: true, ...r, resetAfter: true, recurrentActivation: true } satisfies Record<keyof NativeLayer<'gru'>, true>,
-      dense: { type: true, units: true, activation: true } satisfies Record<keyof NativeLayer<'dense'>, true>,
+      dense: { type: true, units: true, activation: true, trainable: true } satisfies Record<keyof NativeLayer<'dense'>, true>,
     } satisfies Record<NativeLayerSpec['type'], Record<string, true>>;
     const required: Record<string, Record<string, number>> = { embedding: { dim: 1 }, dense: { units: 1 } };
     for (const [type, keys] of Object.entries(byType)) {

@@ -336,7 +336,8 @@ export declare function getNumThreads(): number
  */
 export type LayerSpec =
   | { type: 'embedding'; /** Vector size. */
-  dim: number }
+    dim: number; /** Training updates its weights. Default true. */
+  trainable?: boolean }
   | { type: 'rnn'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
     numLayers?: number; /** A second cell running from the last step to the first. Default false. */
@@ -347,7 +348,8 @@ export type LayerSpec =
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
-    goBackwards?: boolean; /** Default `'tanh'`. */
+    goBackwards?: boolean; /** Training updates its weights. Default true. */
+    trainable?: boolean; /** Default `'tanh'`. */
   nonlinearity?: 'tanh' | 'relu' }
   | { type: 'lstm'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
@@ -359,7 +361,8 @@ export type LayerSpec =
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
-    goBackwards?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
+    goBackwards?: boolean; /** Training updates its weights. Default true. */
+    trainable?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
   recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'gru'; /** Hidden size `H`. */
     hiddenSize: number; /** Stacked layers. Default 1. */
@@ -371,12 +374,14 @@ export type LayerSpec =
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
-    goBackwards?: boolean; /** Reset gate after the recurrent product (PyTorch). Default true. */
+    goBackwards?: boolean; /** Training updates its weights. Default true. */
+    trainable?: boolean; /** Reset gate after the recurrent product (PyTorch). Default true. */
     resetAfter?: boolean; /** Activation of the gates. Default `'sigmoid'`. */
   recurrentActivation?: 'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3' }
   | { type: 'dense'; /** Output features. */
     units: number; /** Default `'linear'`. */
-  activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax' }
+    activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax'; /** Training updates its weights. Default true. */
+  trainable?: boolean }
 
 /** Final states of one recurrent layer. */
 export interface LayerState {

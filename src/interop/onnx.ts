@@ -313,13 +313,24 @@ class Graph {
 type Layer = Record<string, unknown>;
 type Params = Record<string, { data: Float32Array; shape: number[] }>;
 
-const RECURRENT_KEYS = ['type', 'hiddenSize', 'numLayers', 'bidirectional', 'merge', 'returnSequences', 'dropout', 'goBackwards'];
+// `trainable` and `dropout` are about training: the export leaves them out.
+const RECURRENT_KEYS = [
+  'type',
+  'hiddenSize',
+  'numLayers',
+  'bidirectional',
+  'merge',
+  'returnSequences',
+  'dropout',
+  'goBackwards',
+  'trainable',
+];
 const LAYER_KEYS: Record<string, readonly string[]> = {
-  embedding: ['type', 'dim'],
+  embedding: ['type', 'dim', 'trainable'],
   rnn: [...RECURRENT_KEYS, 'nonlinearity'],
   lstm: [...RECURRENT_KEYS, 'recurrentActivation'],
   gru: [...RECURRENT_KEYS, 'resetAfter', 'recurrentActivation'],
-  dense: ['type', 'units', 'activation'],
+  dense: ['type', 'units', 'activation', 'trainable'],
 };
 const ACTIVATIONS: Record<string, string | undefined> = {
   linear: undefined,

@@ -31,6 +31,7 @@
  *   stepping a stream through the batches' steps in order gives the stateful model's outputs,
  *   and `predict` gives them from a fresh state (as after Keras' `reset_states()`).
  *
+ * A layer's `trainable: false` (or that of the layer a wrapper holds) → `trainable: false`.
  * `use_bias: false` maps to zero biases (the same function; training in gyre may then move
  * them). Recurrent `dropout` / `recurrent_dropout` are training-time only and are not carried
  * over. `recurrent_activation` `sigmoid` or `hard_sigmoid` → `recurrentActivation`:
@@ -153,6 +154,8 @@ interface Layer {
   parsed: Parsed;
   /** Variables in creation order (Keras 3's `vars/0`, `vars/1`, ...). */
   variables: Variable[];
+  /** Keras' `trainable` (of the layer or the layer a wrapper holds). */
+  trainable: boolean;
   directions: (Direction | undefined)[];
 }
 
@@ -465,7 +468,9 @@ function parseTopology(
       variables = parsed.opts.useBias ? ['kernel', 'recurrent_kernel', 'bias'] : ['kernel', 'recurrent_kernel'];
       if (parsed.bidirectional) directions = ['forward', 'backward'];
     }
-    out.push({ label, name, keras3Key, parsed, variables, directions });
+    const inner = isObject(c.layer) && isObject(c.layer.config) ? c.layer.config : {};
+    const trainable = c.trainable !== false && inner.trainable !== false;
+    out.push({ label, name, keras3Key, parsed, variables, directions, trainable });
   }
   if (out.length === 0) fail('the model has no layers to import');
   if (maskValue !== undefined && out[0]!.parsed.kind === 'embedding') fail('a Masking layer cannot come before an Embedding');
@@ -577,6 +582,11 @@ function reorderBias(src: Float32Array, offset: number, h: number, perm: number[
   return out;
 }
 
+/** `trainable` as `model.config` writes it: absent when true. */
+function frozen(layer: Layer): { trainable?: false } {
+  return layer.trainable ? {} : { trainable: false };
+}
+
 /** `recurrentActivation` as `model.config` writes it: absent for the sigmoid. */
 function gateOption(a: RecurrentActivation): { recurrentActivation?: RecurrentActivation } {
   return a === 'sigmoid' ? {} : { recurrentActivation: a };
@@ -613,7 +623,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
     if (p.kind === 'embedding') {
       input = p.maskZero ? { vocabSize: p.vocab, maskZero: true } : { vocabSize: p.vocab };
       parameters[`${i}.weight`] = take(slots, layers, i, undefined, 'embeddings', [p.vocab, p.dim]);
-      specLayers.push({ type: 'embedding', dim: p.dim });
+      specLayers.push({ type: 'embedding', dim: p.dim, ...frozen(layer) });
       width = p.dim;
       return;
     }
@@ -623,7 +633,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
       if (i === 0) input = { features: inWidth };
       parameters[`${i}.weight`] = transposeBlocks(kernel, inWidth, p.units, [0]);
       parameters[`${i}.bias`] = p.useBias ? take(slots, layers, i, undefined, 'bias', [p.units]) : new Float32Array(p.units);
-      specLayers.push({ type: 'dense', units: p.units, activation: p.activation });
+      specLayers.push({ type: 'dense', units: p.units, activation: p.activation, ...frozen(layer) });
       width = p.units;
       return;
     }
@@ -659,6 +669,7 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
       ...(p.bidirectional ? { merge: p.merge } : {}),
       returnSequences: o.returnSequences,
       ...(o.goBackwards ? { goBackwards: true } : {}),
+      ...frozen(layer),
     };
     const spec: LayerSpec =
       type === 'rnn'

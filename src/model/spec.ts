@@ -46,6 +46,8 @@ export interface RecurrentLayerSpec {
    * `go_backwards`); one direction and one stacked layer only. Default false.
    */
   goBackwards?: boolean;
+  /** Training updates its weights (false: frozen, no optimizer state). Default true. */
+  trainable?: boolean;
 }
 
 /**
@@ -67,6 +69,8 @@ export type LayerSpec =
       /** Token ids to `dim`-vectors; first layer of a token model. */
       type: 'embedding';
       dim: number;
+      /** Training updates its weights (false: frozen, e.g. pretrained vectors). Default true. */
+      trainable?: boolean;
     }
   | (RecurrentLayerSpec & {
       type: 'rnn';
@@ -91,6 +95,8 @@ export type LayerSpec =
       units: number;
       /** Default `'linear'`. */
       activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax';
+      /** Training updates its weights. Default true. */
+      trainable?: boolean;
     };
 
 /** A sequential model's architecture. */

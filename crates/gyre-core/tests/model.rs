@@ -87,6 +87,7 @@ fn stacked_bidirectional_layers_with_variable_lengths_match_finite_differences()
         ] {
             let config = ModelSpec {
                 mask_value: None,
+                frozen: vec![],
                 input: InputKind::Features { size: 2 },
                 layers: vec![recurrent(cell, merge, seq, 0.3), LayerSpec::Dense { units: 3, activation: act }],
             };
@@ -127,6 +128,7 @@ fn go_backwards_layers_match_finite_differences() {
             });
             let config = ModelSpec {
                 mask_value: None,
+                frozen: vec![],
                 input: InputKind::Features { size: 2 },
                 layers: vec![backwards, top, LayerSpec::Dense { units: 2, activation: Activation::Tanh }],
             };
@@ -154,6 +156,7 @@ fn go_backwards_is_the_layer_over_the_reversed_sequence() {
     };
     let spec = |go_backwards| ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 2 },
         layers: vec![layer(go_backwards)],
     };
@@ -187,6 +190,7 @@ fn go_backwards_is_the_layer_over_the_reversed_sequence() {
     }
     let bad = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 2 },
         layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
             bidirectional: true,
@@ -204,6 +208,7 @@ fn go_backwards_is_the_layer_over_the_reversed_sequence() {
 fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
@@ -223,6 +228,7 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
         for seq in [true, false] {
             let config = ModelSpec {
                 mask_value: None,
+                frozen: vec![],
                 input: InputKind::Features { size: 2 },
                 layers: vec![
                     recurrent(cell, Merge::Concat, seq, 0.0),
@@ -283,6 +289,7 @@ fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradient
 fn parameters_carry_pytorch_names_and_shapes() {
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 5 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -312,7 +319,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
 #[test]
 fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     let bad = |layers: Vec<LayerSpec>, input: InputKind| {
-        Model::<f32>::new(ModelSpec { mask_value: None, input, layers }, 0).unwrap_err().to_string()
+        Model::<f32>::new(ModelSpec { mask_value: None, frozen: vec![], input, layers }, 0).unwrap_err().to_string()
     };
     let feats = InputKind::Features { size: 2 };
     assert!(bad(vec![], feats).contains("layers"));
@@ -328,7 +335,12 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     .contains("layers[1].type"));
 
     let model = Model::<f64>::new(
-        ModelSpec { mask_value: None, input: feats, layers: vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)] },
+        ModelSpec {
+            mask_value: None,
+            frozen: vec![],
+            input: feats,
+            layers: vec![recurrent(CellKind::LSTM, Merge::Concat, true, 0.0)],
+        },
         0,
     )
     .unwrap();
@@ -343,6 +355,7 @@ fn bad_configurations_and_inputs_are_errors_naming_the_field() {
     let tok = Model::<f64>::new(
         ModelSpec {
             mask_value: None,
+            frozen: vec![],
             input: InputKind::Tokens { vocab_size: 4 },
             layers: vec![LayerSpec::Embedding { dim: 2 }],
         },
@@ -359,6 +372,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
     for cell in CELLS {
         let config = ModelSpec {
             mask_value: None,
+            frozen: vec![],
             input: InputKind::Features { size: 2 },
             layers: vec![
                 LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -423,6 +437,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
     });
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 2 },
         layers: vec![uni, recurrent(CellKind::gru(true), Merge::Sum, true, 0.0), dense],
     };

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 fn model() -> Model<f32> {
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Tokens { vocab_size: 7 },
         layers: vec![
             LayerSpec::Embedding { dim: 3 },
@@ -184,6 +185,7 @@ fn a_layer_moves_to_and_from_pytorch_names() {
     let gru_before = Model::<f32>::new(
         ModelSpec {
             mask_value: None,
+            frozen: vec![],
             input: InputKind::Features { size: 2 },
             layers: vec![LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::gru(false),

@@ -48,6 +48,7 @@ fn sign_task(samples: usize, steps: usize, seed: u64) -> (Array3<f32>, Vec<usize
 fn classifier(seed: u64, dropout: f64) -> Model<f32> {
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -133,6 +134,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
         |epochs| FitConfig { loss: LossKind::MeanSquaredError, shuffle: false, batch_size: 4, ..config(epochs) };
     let model_cfg = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -225,6 +227,7 @@ fn early_stopping_waits_for_patience_and_restores_the_best_weights() {
 fn running_sum_model(seed: u64) -> Model<f32> {
     let config = ModelSpec {
         mask_value: None,
+        frozen: vec![],
         input: InputKind::Features { size: 1 },
         layers: vec![
             LayerSpec::Recurrent(RecurrentLayerSpec {
@@ -363,4 +366,62 @@ fn train_batch_on_a_whole_dataset_equals_one_unshuffled_full_batch_epoch_of_fit(
     let err = train_batch(&mut model, &mut opt, &short, &cfg, 1, 1).unwrap_err();
     assert!(matches!(err, CoreError::ShapeMismatch { .. }), "{err}");
     assert_eq!(weights(&model), before);
+}
+
+/// A frozen layer (`trainable: false`) keeps its exact values through training and has no
+/// optimizer state, in memory or in the file; the model saves, loads and trains on exactly.
+#[test]
+fn a_frozen_layer_keeps_its_values_and_has_no_optimizer_state() {
+    let (x, lengths, y) = sign_task(64, 8, 9);
+    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let build = |frozen: Vec<usize>| {
+        let config = ModelSpec {
+            mask_value: None,
+            frozen,
+            input: InputKind::Features { size: 1 },
+            layers: vec![
+                LayerSpec::Dense { units: 4, activation: Activation::Tanh },
+                LayerSpec::Recurrent(RecurrentLayerSpec {
+                    cell: CellKind::gru(true),
+                    hidden_size: 6,
+                    num_layers: 1,
+                    bidirectional: false,
+                    merge: Merge::Concat,
+                    return_sequences: false,
+                    dropout: 0.0,
+                    go_backwards: false,
+                }),
+                LayerSpec::Dense { units: 2, activation: Activation::Softmax },
+            ],
+        };
+        Model::<f32>::new(config, 11).unwrap()
+    };
+    let mut model = build(vec![0, 2]);
+    let before = weights(&model);
+    let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.05)).unwrap();
+    assert_eq!(opt.sizes(), &[0, 0, 18 * 4, 18 * 6, 18, 18, 0, 0]);
+    fit(&mut model, &mut opt, &train, None, &config(3), &mut Recorder::new()).unwrap();
+    let after = weights(&model);
+    for (i, t) in model.tensors.iter().enumerate() {
+        assert_eq!(t.trainable, !matches!(i, 0 | 1 | 6 | 7), "{}", t.name);
+        assert_eq!(before[i] == after[i], !t.trainable, "{} changed: {}", t.name, before[i] != after[i]);
+    }
+    // Saved with its optimizer: no buffers for the frozen tensors; loads and trains on.
+    let bytes = gyre_core::io::model_file::save(&model, Some(&opt), None).unwrap();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).to_string();
+    assert!(text.contains("optimizer/1.weight_ih_l0/exp_avg") && !text.contains("optimizer/0.weight"), "{text}");
+    assert!(text.contains(r#"\"trainable\":false"#), "{text}");
+    let saved = gyre_core::io::model_file::load(&bytes).unwrap();
+    let (mut again, mut opt2) = (saved.model, saved.optimizer.unwrap());
+    assert_eq!(weights(&again), after);
+    assert_eq!(again.config().frozen, vec![0, 2]);
+    fit(&mut again, &mut opt2, &train, None, &config(1), &mut Recorder::new()).unwrap();
+    fit(&mut model, &mut opt, &train, None, &config(1), &mut Recorder::new()).unwrap();
+    assert_eq!(weights(&again), weights(&model), "resumes exactly");
+    assert_eq!(weights(&again)[0], before[0]);
+    // With nothing frozen, the same training moves every tensor.
+    let mut free = build(vec![]);
+    let mut opt3 = optimizer_for(&free, OptimizerConfig::adam(0.05)).unwrap();
+    fit(&mut free, &mut opt3, &train, None, &config(1), &mut Recorder::new()).unwrap();
+    assert!(weights(&free).iter().zip(&before).all(|(a, b)| a != b));
 }

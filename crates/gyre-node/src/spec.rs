@@ -46,6 +46,8 @@ pub enum LayerSpec {
     Embedding {
         /// Vector size.
         dim: u32,
+        /// Training updates its weights. Default true.
+        trainable: Option<bool>,
     },
     /// Simple RNN.
     Rnn {
@@ -65,6 +67,8 @@ pub enum LayerSpec {
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
+        /// Training updates its weights. Default true.
+        trainable: Option<bool>,
         /// Default `'tanh'`.
         #[napi(ts_type = "'tanh' | 'relu'")]
         nonlinearity: Option<String>,
@@ -87,6 +91,8 @@ pub enum LayerSpec {
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
+        /// Training updates its weights. Default true.
+        trainable: Option<bool>,
         /// Activation of the gates. Default `'sigmoid'`.
         #[napi(ts_type = "'sigmoid' | 'hardSigmoidTfjs' | 'hardSigmoidKeras3'")]
         recurrent_activation: Option<String>,
@@ -109,6 +115,8 @@ pub enum LayerSpec {
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
+        /// Training updates its weights. Default true.
+        trainable: Option<bool>,
         /// Reset gate after the recurrent product (PyTorch). Default true.
         reset_after: Option<bool>,
         /// Activation of the gates. Default `'sigmoid'`.
@@ -122,5 +130,7 @@ pub enum LayerSpec {
         /// Default `'linear'`.
         #[napi(ts_type = "'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax'")]
         activation: Option<String>,
+        /// Training updates its weights. Default true.
+        trainable: Option<bool>,
     },
 }

@@ -56,7 +56,7 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
             "optimizer".to_string(),
             format!(r#"{{"config":{},"step":{}}}"#, optimizer_to_json(o.config()), state.step),
         );
-        for (t, buffers) in model.tensors.iter().zip(&state.params) {
+        for (t, buffers) in model.tensors.iter().zip(&state.params).filter(|(t, _)| t.trainable) {
             for b in buffers {
                 owned.push((format!("{OPTIMIZER_PREFIX}{}/{}", t.name, b.name), t.shape.clone(), b.data.as_slice()));
             }
@@ -142,7 +142,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
     let mut expected: BTreeMap<String, Vec<usize>> =
         model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
     if let Some(c) = &optimizer_config {
-        for t in &model.tensors {
+        for t in model.tensors.iter().filter(|t| t.trainable) {
             for b in c.buffer_names() {
                 expected.insert(format!("{OPTIMIZER_PREFIX}{}/{b}", t.name), t.shape.clone());
             }
@@ -175,8 +175,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
                 .get("step")
                 .and_then(serde_json::Value::as_u64)
                 .ok_or_else(|| bad("__metadata__.optimizer", "no integer \"step\""))?;
-            let sizes: Vec<usize> = model.tensors.iter().map(|t| t.data.len()).collect();
-            let mut o = Optimizer::new(c, &sizes)?;
+            let mut o = Optimizer::new(c, &crate::train::optimizer_sizes(&model))?;
             let params = model
                 .tensors
                 .iter()

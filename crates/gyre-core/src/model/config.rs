@@ -138,6 +138,9 @@ pub struct ModelSpec {
     /// `Masking(mask_value)`: a step whose features all equal it), from which the JavaScript
     /// layer reads each sequence's length when none are given. `None`: no mask.
     pub mask_value: Option<f64>,
+    /// Indices of the layers that training leaves as they are (`trainable: false`): no
+    /// update, no optimizer state. Empty: every layer trains.
+    pub frozen: Vec<usize>,
 }
 
 /// The input of the file form.
@@ -183,6 +186,13 @@ fn default_linear() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EmbeddingJson {
     dim: Count,
+    /// Written only when false.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    trainable: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The fields of `{ type: 'rnn' | 'lstm' | 'gru', ... }`, with their defaults.
@@ -212,6 +222,9 @@ struct RecurrentJson {
     /// Written only when true (files of other layers stay as they were).
     #[serde(default, skip_serializing_if = "is_false")]
     go_backwards: bool,
+    /// Written only when false.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    trainable: bool,
 }
 
 /// The fields of `{ type: 'dense', ... }`, with their defaults.
@@ -221,6 +234,9 @@ struct DenseJson {
     units: Count,
     #[serde(default = "default_linear")]
     activation: String,
+    /// Written only when false.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    trainable: bool,
 }
 
 /// A layer, in both forms.
@@ -317,8 +333,16 @@ fn activation_name(a: Activation) -> &'static str {
 
 /// The options a recurrent layer of type `kind` takes: `one of hiddenSize, ...`.
 fn recurrent_options(kind: &str) -> String {
-    let mut options =
-        vec!["hiddenSize", "numLayers", "bidirectional", "merge", "returnSequences", "dropout", "goBackwards"];
+    let mut options = vec![
+        "hiddenSize",
+        "numLayers",
+        "bidirectional",
+        "merge",
+        "returnSequences",
+        "dropout",
+        "goBackwards",
+        "trainable",
+    ];
     match kind {
         "rnn" => options.push("nonlinearity"),
         "gru" => options.extend(["resetAfter", "recurrentActivation"]),
@@ -405,13 +429,30 @@ fn gate_activation_json(a: GateActivation) -> Option<String> {
     (a != GateActivation::Sigmoid).then(|| a.name().into())
 }
 
-/// A layer as both forms write it, every default written out (but the sigmoid gates).
-fn layer_json(l: &LayerSpec) -> LayerJson {
+/// Whether a layer of either form trains.
+fn layer_trainable(l: &LayerJson) -> bool {
+    match l {
+        LayerJson::Embedding(e) => e.trainable,
+        LayerJson::Rnn(r) | LayerJson::Lstm(r) | LayerJson::Gru(r) => r.trainable,
+        LayerJson::Dense(d) => d.trainable,
+    }
+}
+
+/// The indices of the layers that do not train.
+fn frozen_of(layers: &[LayerJson]) -> Vec<usize> {
+    layers.iter().enumerate().filter(|(_, l)| !layer_trainable(l)).map(|(i, _)| i).collect()
+}
+
+/// A layer as both forms write it, every default written out (but the sigmoid gates, and
+/// `trainable` unless false).
+fn layer_json(l: &LayerSpec, trainable: bool) -> LayerJson {
     match *l {
-        LayerSpec::Embedding { dim } => LayerJson::Embedding(EmbeddingJson { dim: Count(dim) }),
-        LayerSpec::Dense { units, activation } => {
-            LayerJson::Dense(DenseJson { units: Count(units), activation: activation_name(activation).into() })
-        }
+        LayerSpec::Embedding { dim } => LayerJson::Embedding(EmbeddingJson { dim: Count(dim), trainable }),
+        LayerSpec::Dense { units, activation } => LayerJson::Dense(DenseJson {
+            units: Count(units),
+            activation: activation_name(activation).into(),
+            trainable,
+        }),
         LayerSpec::Recurrent(r) => {
             let mut j = RecurrentJson {
                 hidden_size: Count(r.hidden_size),
@@ -421,6 +462,7 @@ fn layer_json(l: &LayerSpec) -> LayerJson {
                 return_sequences: r.return_sequences,
                 dropout: r.dropout,
                 go_backwards: r.go_backwards,
+                trainable,
                 nonlinearity: None,
                 reset_after: None,
                 recurrent_activation: None,
@@ -496,16 +538,28 @@ pub fn spec_from_value(spec: Value) -> Result<(ModelSpec, u64)> {
                 "gru" => LayerJson::Gru(read_recurrent(&path, &kind, rest)?),
                 _ => LayerJson::Dense(read(&path, rest)?),
             };
-            layer_spec(i, &layer)
+            Ok((layer_spec(i, &layer)?, layer))
         })
         .collect::<Result<Vec<_>>>()?;
     if given.seed >= SEED_LIMIT {
         return Err(CoreError::invalid("seed", "a non-negative integer below 2^53", given.seed));
     }
-    Ok((ModelSpec { input, layers, mask_value }, given.seed))
+    let jsons: Vec<LayerJson> = layers.iter().map(|(_, j)| j.clone()).collect();
+    let frozen = frozen_of(&jsons);
+    let layers = layers.into_iter().map(|(l, _)| l).collect();
+    Ok((ModelSpec { input, layers, mask_value, frozen }, given.seed))
 }
 
 impl ModelSpec {
+    /// Whether layer `i` trains (it is not in [`ModelSpec::frozen`]).
+    pub fn trainable(&self, i: usize) -> bool {
+        !self.frozen.contains(&i)
+    }
+
+    fn layer_jsons(&self) -> Vec<LayerJson> {
+        self.layers.iter().enumerate().map(|(i, l)| layer_json(l, self.trainable(i))).collect()
+    }
+
     /// Features per row (per step, or per sequence) of the model's output: the last layer's.
     pub fn output_width(&self) -> usize {
         match self.layers.last() {
@@ -563,7 +617,7 @@ impl ModelSpec {
             return Err(CoreError::invalid("input.maskValue", "a finite number", v));
         }
         let layers = m.layers.iter().enumerate().map(|(i, l)| layer_spec(i, l)).collect::<Result<Vec<_>>>()?;
-        Ok(ModelSpec { input, layers, mask_value })
+        Ok(ModelSpec { input, layers, mask_value, frozen: frozen_of(&m.layers) })
     }
 
     /// The JSON form a saved model carries, with every default written out.
@@ -572,7 +626,7 @@ impl ModelSpec {
             InputKind::Features { size } => InputJson::Features { size, mask_value: self.mask_value },
             InputKind::Tokens { vocab_size } => InputJson::Tokens { vocab_size, mask_zero: self.mask_value.is_some() },
         };
-        let layers = self.layers.iter().map(layer_json).collect();
+        let layers = self.layer_jsons();
         serde_json::to_string(&SpecJson { input, layers }).unwrap_or_default()
     }
 
@@ -586,7 +640,7 @@ impl ModelSpec {
                 GivenInput::Tokens { vocab_size, mask_zero: self.mask_value.is_some().then_some(true) }
             }
         };
-        SpecObject { input, layers: self.layers.iter().map(layer_json).collect() }
+        SpecObject { input, layers: self.layer_jsons() }
     }
 }
 
@@ -791,22 +845,22 @@ mod tests {
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
             "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, recurrentActivation"
+             returnSequences, dropout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
             "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, recurrentActivation"
+             returnSequences, dropout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
             "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, resetAfter, recurrentActivation"
+             returnSequences, dropout, goBackwards, trainable, resetAfter, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": 3, "recurrentActivation": "sigmoid" }))),
             "unknown option layers[1].recurrentActivation; expected one of hiddenSize, numLayers, bidirectional, \
-             merge, returnSequences, dropout, goBackwards, nonlinearity"
+             merge, returnSequences, dropout, goBackwards, trainable, nonlinearity"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "recurrentActivation": "hard_sigmoid" }))),

@@ -19,6 +19,8 @@ pub struct Tensor<F> {
     pub data: Vec<F>,
     /// Whether weight decay applies (weights yes, biases no).
     pub decay: bool,
+    /// Whether training updates it (its layer is not frozen).
+    pub trainable: bool,
 }
 
 /// Resolved sizes of one layer.
@@ -125,7 +127,7 @@ impl<F: Real> Model<F> {
             let mut uniform = |name: String, shape: Vec<usize>, bound: f64, decay: bool, rng: &mut Rng| {
                 let n = shape.iter().product();
                 let data = (0..n).map(|_| F::lit(rng.range(-bound, bound))).collect();
-                tensors.push(Tensor { name, shape, data, decay });
+                tensors.push(Tensor { name, shape, data, decay, trainable: true });
             };
             let (out_width, out_seq) = match *layer {
                 LayerSpec::Embedding { dim } => {
@@ -138,7 +140,8 @@ impl<F: Real> Model<F> {
                         ));
                     }
                     let data = (0..width * dim).map(|_| F::lit(rng.normal())).collect();
-                    tensors.push(Tensor { name: format!("{i}.weight"), shape: vec![width, dim], data, decay: true });
+                    let name = format!("{i}.weight");
+                    tensors.push(Tensor { name, shape: vec![width, dim], data, decay: true, trainable: true });
                     (dim, true)
                 }
                 LayerSpec::Recurrent(r) => {
@@ -191,6 +194,9 @@ impl<F: Real> Model<F> {
                 && !matches!(layer, LayerSpec::Embedding { .. })
             {
                 return Err(invalid(what("type"), "an embedding first in a token model", "another layer"));
+            }
+            if !config.trainable(i) {
+                tensors[first_tensor..].iter_mut().for_each(|t| t.trainable = false);
             }
             layers.push(LayerInfo { config: *layer, input_width: width, output_width: out_width, first_tensor });
             width = out_width;

@@ -216,6 +216,12 @@ fn update<F: Real>(
     if !loss.is_finite() {
         return Err(non_finite("loss", loss));
     }
+    // Frozen tensors have no gradient: left out of the norm, the clipping and the step.
+    for (g, t) in grads.iter_mut().zip(&model.tensors) {
+        if !t.trainable {
+            *g = Vec::new();
+        }
+    }
     let mut views: Vec<&mut [F]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
     let max = config.clip_norm.map_or(F::infinity(), F::lit);
     let norm = to_f64(clip_grad_norm(&mut views, max));
@@ -225,8 +231,12 @@ fn update<F: Real>(
     if let Some(v) = config.clip_value {
         clip_grad_value(&mut views, F::lit(v));
     }
-    let mut params: Vec<Param<F>> =
-        model.tensors.iter_mut().zip(&grads).map(|(t, g)| Param::new(&mut t.data, g, t.decay)).collect();
+    let mut params: Vec<Param<F>> = model
+        .tensors
+        .iter_mut()
+        .zip(&grads)
+        .map(|(t, g)| Param::new(if t.trainable { &mut t.data } else { &mut [] }, g, t.decay))
+        .collect();
     optimizer.step(&mut params, F::lit(lr))
 }
 
@@ -349,8 +359,12 @@ fn epoch_rng(seed: u64, epoch: usize) -> Rng {
 
 /// An optimizer for `model`'s parameters.
 pub fn optimizer_for<F: Real>(model: &Model<F>, config: OptimizerConfig) -> Result<Optimizer<F>> {
-    let sizes: Vec<usize> = model.tensors.iter().map(|t| t.data.len()).collect();
-    Optimizer::new(config, &sizes)
+    Optimizer::new(config, &optimizer_sizes(model))
+}
+
+/// The optimizer's parameter sizes for `model`: each tensor's, 0 for a frozen one (no state).
+pub fn optimizer_sizes<F: Real>(model: &Model<F>) -> Vec<usize> {
+    model.tensors.iter().map(|t| if t.trainable { t.data.len() } else { 0 }).collect()
 }
 
 /// Trains `model` on `train` (and reports the loss on `validation` after every epoch).

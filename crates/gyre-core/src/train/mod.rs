@@ -18,4 +18,6 @@ pub use batches::{check_dataset, Dataset, Targets};
 pub use config::{fit_from_json, fit_from_value, loss_from_name, optimizer_from_json, optimizer_to_json};
 pub use evaluate::{evaluate, predict, Evaluation, Predicted};
 pub use events::{History, Observer, Progress};
-pub use fit::{check_loss, fit, optimizer_for, train_batch, BatchOutcome, EarlyStopping, FitConfig, LossKind};
+pub use fit::{
+    check_loss, fit, optimizer_for, optimizer_sizes, train_batch, BatchOutcome, EarlyStopping, FitConfig, LossKind,
+};
