@@ -23,3 +23,4 @@ export {
   type UnknownTokens,
 } from './tokenizers.js';
 export type { TextCell, TextModelOptions, TextTrainOptions } from './training.js';
+export { loadWordVectors, type WordVectors, type WordVectorsOptions } from './vectors.js';
