@@ -163,8 +163,28 @@ describe('what the native readers accept is what the declared types say', () => 
       step: { stepSize: true, gamma: true } satisfies Record<Exclude<keyof Extract<ScheduleSpec, { type: 'step' }>, 'type'>, true>,
       exponential: { gamma: true } satisfies Record<Exclude<keyof Extract<ScheduleSpec, { type: 'exponential' }>, 'type'>, true>,
       cosine: { tMax: true, etaMin: true } satisfies Record<Exclude<keyof Extract<ScheduleSpec, { type: 'cosine' }>, 'type'>, true>,
+      reduceOnPlateau: {
+        factor: true,
+        patience: true,
+        threshold: true,
+        thresholdMode: true,
+        cooldown: true,
+        minLr: true,
+      } satisfies Record<Exclude<keyof Extract<ScheduleSpec, { type: 'reduceOnPlateau' }>, 'type'>, true>,
     } satisfies Record<ScheduleSpec['type'], Record<string, true>>;
-    const declared = { type: true, stepSize: true, gamma: true, tMax: true, etaMin: true } satisfies Record<keyof NativeSchedule, true>;
+    const declared = {
+      type: true,
+      stepSize: true,
+      gamma: true,
+      tMax: true,
+      etaMin: true,
+      factor: true,
+      patience: true,
+      threshold: true,
+      thresholdMode: true,
+      cooldown: true,
+      minLr: true,
+    } satisfies Record<keyof NativeSchedule, true>;
     const all = new Set<string>();
     for (const [type, keys] of Object.entries(byType)) {
       const read = readsFit({ schedule: { type, ...probe } });

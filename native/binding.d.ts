@@ -540,7 +540,7 @@ export interface RecurrentTensorsF64 {
 /** A learning-rate schedule over epochs. */
 export interface ScheduleOptions {
   /** The schedule. */
-  type: 'constant' | 'step' | 'exponential' | 'cosine'
+  type: 'constant' | 'step' | 'exponential' | 'cosine' | 'reduceOnPlateau'
   /** `step`: epochs between decays. */
   stepSize?: number
   /** `step`, `exponential`: the factor per decay. */
@@ -549,6 +549,18 @@ export interface ScheduleOptions {
   tMax?: number
   /** `cosine`: the lowest rate. Default 0. */
   etaMin?: number
+  /** `reduceOnPlateau`: multiplies the rate at each reduction, in (0, 1). Default 0.1. */
+  factor?: number
+  /** `reduceOnPlateau`: epochs without improvement tolerated. Default 10. */
+  patience?: number
+  /** `reduceOnPlateau`: how much lower counts as better. Default 1e-4. */
+  threshold?: number
+  /** `reduceOnPlateau`: `'rel'` (default) or `'abs'`. */
+  thresholdMode?: 'rel' | 'abs'
+  /** `reduceOnPlateau`: epochs after a reduction before counting again. Default 0. */
+  cooldown?: number
+  /** `reduceOnPlateau`: the lowest rate. Default 0. */
+  minLr?: number
 }
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */

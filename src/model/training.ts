@@ -31,7 +31,25 @@ export type ScheduleSpec =
   | { type: 'constant' }
   | { type: 'step'; stepSize: number; gamma: number }
   | { type: 'exponential'; gamma: number }
-  | { type: 'cosine'; tMax: number; etaMin?: number };
+  | { type: 'cosine'; tMax: number; etaMin?: number }
+  /**
+   * PyTorch's `ReduceLROnPlateau` (mode `'min'`) on the validation loss (else the training
+   * loss), ticked at each epoch's end: the rate is multiplied by `factor` (not below `minLr`)
+   * when the loss has not improved (below `best·(1 − threshold)`, or `best − threshold` with
+   * `thresholdMode: 'abs'`) for more than `patience` epochs; then `cooldown` epochs pass before
+   * counting again. Its state is kept with the model (and saved), so training resumes exactly.
+   * Defaults: `factor` 0.1, `patience` 10, `threshold` 1e-4, `thresholdMode` `'rel'`,
+   * `cooldown` 0, `minLr` 0.
+   */
+  | {
+      type: 'reduceOnPlateau';
+      factor?: number;
+      patience?: number;
+      threshold?: number;
+      thresholdMode?: 'rel' | 'abs';
+      cooldown?: number;
+      minLr?: number;
+    };
 
 /** What every {@link ProgressEvent} carries. */
 interface ProgressBase {

@@ -159,7 +159,7 @@ pub struct OptimizerOptions {
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct ScheduleOptions {
     /// The schedule.
-    #[napi(js_name = "type", ts_type = "'constant' | 'step' | 'exponential' | 'cosine'")]
+    #[napi(js_name = "type", ts_type = "'constant' | 'step' | 'exponential' | 'cosine' | 'reduceOnPlateau'")]
     pub kind: String,
     /// `step`: epochs between decays.
     pub step_size: Option<u32>,
@@ -169,6 +169,19 @@ pub struct ScheduleOptions {
     pub t_max: Option<u32>,
     /// `cosine`: the lowest rate. Default 0.
     pub eta_min: Option<f64>,
+    /// `reduceOnPlateau`: multiplies the rate at each reduction, in (0, 1). Default 0.1.
+    pub factor: Option<f64>,
+    /// `reduceOnPlateau`: epochs without improvement tolerated. Default 10.
+    pub patience: Option<u32>,
+    /// `reduceOnPlateau`: how much lower counts as better. Default 1e-4.
+    pub threshold: Option<f64>,
+    /// `reduceOnPlateau`: `'rel'` (default) or `'abs'`.
+    #[napi(ts_type = "'rel' | 'abs'")]
+    pub threshold_mode: Option<String>,
+    /// `reduceOnPlateau`: epochs after a reduction before counting again. Default 0.
+    pub cooldown: Option<u32>,
+    /// `reduceOnPlateau`: the lowest rate. Default 0.
+    pub min_lr: Option<f64>,
 }
 
 /// Early stopping on the validation loss (else the training loss).

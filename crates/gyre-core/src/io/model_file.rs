@@ -43,7 +43,12 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
     meta.insert("config".to_string(), model.config().to_json());
-    meta.insert("training".to_string(), serde_json::json!({ "epochs": model.trained_epochs }).to_string());
+    let mut training = serde_json::json!({ "epochs": model.trained_epochs });
+    if let Some(p) = model.plateau.filter(|p| p.best.is_finite() && p.lr.is_finite()) {
+        training["plateau"] = serde_json::json!({
+            "lr": p.lr, "best": p.best, "badEpochs": p.bad_epochs, "cooldownLeft": p.cooldown_left });
+    }
+    meta.insert("training".to_string(), training.to_string());
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
@@ -128,6 +133,19 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
             v.get("epochs")
                 .and_then(serde_json::Value::as_u64)
                 .ok_or_else(|| bad("__metadata__.training", "no integer \"epochs\""))? as usize;
+        if let Some(p) = v.get("plateau") {
+            let num = |k: &str| p.get(k).and_then(serde_json::Value::as_f64).filter(|x| x.is_finite());
+            let count = |k: &str| p.get(k).and_then(serde_json::Value::as_u64).map(|x| x as usize);
+            let (Some(lr), Some(best), Some(bad_epochs), Some(cooldown_left)) =
+                (num("lr"), num("best"), count("badEpochs"), count("cooldownLeft"))
+            else {
+                return Err(bad(
+                    "__metadata__.training.plateau",
+                    "needs finite lr and best, integer badEpochs and cooldownLeft",
+                ));
+            };
+            model.plateau = Some(crate::optim::Plateau { lr, best, bad_epochs, cooldown_left });
+        }
     }
     let optimizer_meta = meta.get("optimizer").map(|o| json("optimizer", o)).transpose()?;
     let optimizer_config = optimizer_meta

@@ -46,6 +46,9 @@ pub struct Model<F> {
     /// next epoch, seeds its shuffle and dropout, and ticks the learning-rate schedule, so
     /// that training resumed later matches uninterrupted training.
     pub trained_epochs: usize,
+    /// The state of a `reduceOnPlateau` learning-rate schedule, once one has run (kept across
+    /// `fit` calls and saves, so that training resumed later matches uninterrupted training).
+    pub plateau: Option<crate::optim::Plateau>,
 }
 
 /// The most parameter values a model may have (1 GiB of f32): larger requests are errors, not
@@ -202,7 +205,7 @@ impl<F: Real> Model<F> {
             width = out_width;
             sequence = out_seq;
         }
-        Ok(Model { config, layers, tensors, trained_epochs: 0 })
+        Ok(Model { config, layers, tensors, trained_epochs: 0, plateau: None })
     }
 
     /// The architecture.

@@ -47,4 +47,4 @@ mod tests;
 
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use optimizer::{NamedBuffer, Optimizer, OptimizerConfig, OptimizerState, Param};
-pub use schedule::{LrSchedule, Schedule};
+pub use schedule::{LrSchedule, Plateau, Schedule};

@@ -34,6 +34,76 @@ pub enum LrSchedule {
         /// Minimum learning rate, finite and `≥ 0`.
         eta_min: f64,
     },
+    /// `torch.optim.lr_scheduler.ReduceLROnPlateau` in mode `'min'`, ticked once per epoch
+    /// with the monitored loss (see [`Plateau`]): the rate is multiplied by `factor` (not
+    /// below `min_lr`) when the loss has not improved for more than `patience` epochs, then
+    /// `cooldown` epochs pass before counting again. Not a function of `t` alone: its state
+    /// lives in the model ([`crate::Model`]'s `plateau`).
+    Plateau {
+        /// Multiplies the rate at each reduction, in `(0, 1)`.
+        factor: f64,
+        /// Epochs without improvement tolerated before a reduction.
+        patience: usize,
+        /// How much better counts as better, finite and `≥ 0`.
+        threshold: f64,
+        /// `threshold` relative (`best·(1 − threshold)`, PyTorch's default) or absolute.
+        relative: bool,
+        /// Epochs after a reduction before bad epochs count again.
+        cooldown: usize,
+        /// The lowest rate, finite and `≥ 0`.
+        min_lr: f64,
+    },
+}
+
+/// The state of a [`LrSchedule::Plateau`] schedule between epochs (and `fit` calls, and
+/// saves): PyTorch's `ReduceLROnPlateau` fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plateau {
+    /// The current rate (before warmup).
+    pub lr: f64,
+    /// The best monitored loss so far (`+∞` before the first epoch).
+    pub best: f64,
+    /// Epochs since the last improvement.
+    pub bad_epochs: usize,
+    /// Epochs of cooldown left.
+    pub cooldown_left: usize,
+}
+
+impl Plateau {
+    /// The state before the first epoch, at rate `lr`.
+    pub fn new(lr: f64) -> Self {
+        Plateau { lr, best: f64::INFINITY, bad_epochs: 0, cooldown_left: 0 }
+    }
+
+    /// One epoch's tick with its monitored loss `current` (PyTorch's `step(metrics)`): updates
+    /// the state and returns the rate for the next epoch. `schedule` must be a
+    /// [`LrSchedule::Plateau`]; others leave the state as it is.
+    pub fn step(&mut self, schedule: &LrSchedule, current: f64) -> f64 {
+        let LrSchedule::Plateau { factor, patience, threshold, relative, cooldown, min_lr } = *schedule else {
+            return self.lr;
+        };
+        let better = if relative { current < self.best * (1.0 - threshold) } else { current < self.best - threshold };
+        if better {
+            self.best = current;
+            self.bad_epochs = 0;
+        } else {
+            self.bad_epochs += 1;
+        }
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.bad_epochs = 0;
+        }
+        if self.bad_epochs > patience {
+            let new_lr = (self.lr * factor).max(min_lr);
+            // PyTorch's eps: changes smaller than 1e-8 are not made.
+            if self.lr - new_lr > 1e-8 {
+                self.lr = new_lr;
+            }
+            self.cooldown_left = cooldown;
+            self.bad_epochs = 0;
+        }
+        self.lr
+    }
 }
 
 impl LrSchedule {
@@ -55,6 +125,13 @@ impl LrSchedule {
                 }
                 non_negative("eta_min", eta_min)
             }
+            LrSchedule::Plateau { factor, threshold, min_lr, .. } => {
+                if !(factor > 0.0 && factor < 1.0) {
+                    return Err(CoreError::invalid("factor", "a number in (0, 1)", factor));
+                }
+                non_negative("threshold", threshold)?;
+                non_negative("min_lr", min_lr)
+            }
         }
     }
 
@@ -63,7 +140,8 @@ impl LrSchedule {
     /// rates.
     pub fn lr_at(&self, base_lr: f64, t: usize) -> f64 {
         match *self {
-            LrSchedule::Constant => base_lr,
+            // The plateau's rate is its state's; `fit` reads it from there.
+            LrSchedule::Constant | LrSchedule::Plateau { .. } => base_lr,
             LrSchedule::Step { step_size, gamma } => base_lr * gamma.powf((t / step_size.max(1)) as f64),
             LrSchedule::Exponential { gamma } => base_lr * gamma.powf(t as f64),
             LrSchedule::Cosine { t_max, eta_min } => {

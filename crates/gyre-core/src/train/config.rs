@@ -134,6 +134,41 @@ struct CosineJson {
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {}")]
 struct ConstantJson {}
 
+/// `torch.optim.lr_scheduler.ReduceLROnPlateau`'s options and defaults (mode `'min'`).
+#[derive(Deserialize, Debug)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    expecting = "an object { factor?, patience?, threshold?, thresholdMode?, cooldown?, minLr? }"
+)]
+struct PlateauJson {
+    #[serde(default = "plateau_factor")]
+    factor: f64,
+    #[serde(default = "plateau_patience")]
+    patience: usize,
+    #[serde(default = "plateau_threshold")]
+    threshold: f64,
+    #[serde(default = "plateau_mode")]
+    threshold_mode: String,
+    #[serde(default)]
+    cooldown: usize,
+    #[serde(default)]
+    min_lr: f64,
+}
+
+fn plateau_factor() -> f64 {
+    0.1
+}
+fn plateau_patience() -> usize {
+    10
+}
+fn plateau_threshold() -> f64 {
+    1e-4
+}
+fn plateau_mode() -> String {
+    "rel".into()
+}
+
 /// Parses a loss name: `crossEntropy`, `mse`, `binaryCrossEntropy`.
 pub fn loss_from_name(name: &str) -> Result<LossKind> {
     Ok(match name {
@@ -247,7 +282,7 @@ fn optimizer_from(path: &str, value: Value) -> Result<OptimizerConfig> {
 }
 
 fn schedule_from(path: &str, value: Value) -> Result<LrSchedule> {
-    let (kind, rest) = tagged(path, value, &["constant", "step", "exponential", "cosine"], None)?;
+    let (kind, rest) = tagged(path, value, &["constant", "step", "exponential", "cosine", "reduceOnPlateau"], None)?;
     Ok(match kind.as_str() {
         "constant" => {
             let ConstantJson {} = read(path, rest)?;
@@ -261,9 +296,24 @@ fn schedule_from(path: &str, value: Value) -> Result<LrSchedule> {
             let ExponentialJson { gamma } = read(path, rest)?;
             LrSchedule::Exponential { gamma }
         }
-        _ => {
+        "cosine" => {
             let CosineJson { t_max, eta_min } = read(path, rest)?;
             LrSchedule::Cosine { t_max: t_max.0, eta_min }
+        }
+        _ => {
+            let PlateauJson { factor, patience, threshold, threshold_mode, cooldown, min_lr } = read(path, rest)?;
+            let relative = match threshold_mode.as_str() {
+                "rel" => true,
+                "abs" => false,
+                other => {
+                    return Err(CoreError::invalid(
+                        format!("{path}.thresholdMode"),
+                        "'rel' or 'abs'",
+                        format!("{other:?}"),
+                    ))
+                }
+            };
+            LrSchedule::Plateau { factor, patience, threshold, relative, cooldown, min_lr }
         }
     })
 }

@@ -8,7 +8,7 @@ use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::model::{Activation, Model, ModelSpec, ModelState, PackedBatch};
-use crate::optim::{clip_grad_norm, clip_grad_value, Optimizer, OptimizerConfig, Param, Schedule};
+use crate::optim::{clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, OptimizerConfig, Param, Plateau, Schedule};
 use crate::random::Rng;
 use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
 use ndarray::Array2;
@@ -344,12 +344,21 @@ pub fn train_batch<F: Real>(
     crate::kernels::tensor::positive("epoch", epoch)?;
     crate::kernels::tensor::positive("batch", batch)?;
     check_dataset(model, data, config.loss, "")?;
-    let lr = config.schedule.lr_at(optimizer.config().lr(), epoch - 1);
+    let lr = config.schedule.lr_at(epoch_base_lr(model, config, optimizer.config().lr()), epoch - 1);
     let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
     let idx: Vec<usize> = (0..data.len()).collect();
     let at = BatchAt { lr, epoch, batch };
     let BatchTotals { loss_sum, count, correct } = run_batch(model, optimizer, config, data, &idx, &mut rng, at)?;
     Ok(BatchOutcome { loss: loss_sum / count.max(1) as f64, count, correct, learning_rate: lr })
+}
+
+/// The rate an epoch's schedule starts from: the plateau's current rate with a
+/// `reduceOnPlateau` schedule that has run, else the optimizer's `base_lr`.
+fn epoch_base_lr<F: Real>(model: &Model<F>, config: &FitConfig, base_lr: f64) -> f64 {
+    match (&config.schedule.decay, model.plateau) {
+        (LrSchedule::Plateau { .. }, Some(p)) => p.lr,
+        _ => base_lr,
+    }
 }
 
 /// The generator of epoch `epoch` (1-based) of a run seeded with `seed`.
@@ -397,7 +406,7 @@ pub fn fit<F: Real>(
         // Numbered across fit calls: epoch n has the same shuffle, dropout masks and learning
         // rate whether training ran in one call or was resumed.
         let epoch = model.trained_epochs + 1;
-        let lr = config.schedule.lr_at(base_lr, epoch - 1);
+        let lr = config.schedule.lr_at(epoch_base_lr(model, config, base_lr), epoch - 1);
         let mut rng = epoch_rng(config.seed, epoch);
         order.sort_unstable();
         if config.shuffle {
@@ -443,6 +452,11 @@ pub fn fit<F: Real>(
             samples_per_second: seen as f64 / secs,
         };
         model.trained_epochs = epoch;
+        if matches!(config.schedule.decay, LrSchedule::Plateau { .. }) {
+            let monitored = validation.map_or(loss, |v| v.loss);
+            let state = model.plateau.get_or_insert(Plateau::new(base_lr));
+            state.step(&config.schedule.decay, monitored);
+        }
         observer.progress(event);
         history.epochs.push(event);
         if let Some(es) = config.early_stopping {
