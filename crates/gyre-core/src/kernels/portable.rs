@@ -19,6 +19,12 @@ pub(crate) fn lstm_row_portable<F: Real>(g: &mut [F], b: &[F], c_prev: &[F], c: 
     }
 }
 
+/// `p · σ'` for the logistic sigmoid from its output `y`: `p·y·(1 − y)`, in that order.
+#[inline(always)]
+pub(crate) fn times_sigmoid_grad<F: Real>(p: F, y: F) -> F {
+    p * y * (F::one() - y)
+}
+
 /// The portable [`crate::kernels::Kernels::lstm_backward_row`], inlined into each SIMD build of it (plain IEEE
 /// operations: every build gives the same bits).
 #[inline(always)]
@@ -30,6 +36,23 @@ pub(crate) fn lstm_backward_row_portable<F: Real>(
     dc: &[F],
     dg: &mut [F],
     dc_prev: &mut [F],
+) {
+    lstm_backward_row_by(g, c_prev, tanh_c, dh, dc, dg, dc_prev, times_sigmoid_grad);
+}
+
+/// [`lstm_backward_row_portable`] for any gate activation: `times_grad(p, y)` is `p` times the
+/// activation's derivative at the input that gave the gate value `y`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lstm_backward_row_by<F: Real>(
+    g: &[F],
+    c_prev: &[F],
+    tanh_c: &[F],
+    dh: &[F],
+    dc: &[F],
+    dg: &mut [F],
+    dc_prev: &mut [F],
+    times_grad: impl Fn(F, F) -> F,
 ) {
     let hd = dh.len();
     let one = F::one();
@@ -46,10 +69,10 @@ pub(crate) fn lstm_backward_row_portable<F: Real>(
         let (i, f, n, o) = (gi[j], gf[j], gn[j], go[j]);
         let tc = tanh_c[j];
         let dct = dc[j] + dh[j] * o * (one - tc * tc);
-        di[j] = dct * n * i * (one - i);
-        df[j] = dct * c_prev[j] * f * (one - f);
+        di[j] = times_grad(dct * n, i);
+        df[j] = times_grad(dct * c_prev[j], f);
         dn[j] = dct * i * (one - n * n);
-        d_o[j] = dh[j] * tc * o * (one - o);
+        d_o[j] = times_grad(dh[j] * tc, o);
         dc_prev[j] = dct * f;
     }
 }
@@ -64,6 +87,21 @@ pub(crate) fn gru_backward_row_portable<F: Real>(
     dg: &mut [F],
     reset_after: bool,
 ) {
+    gru_backward_row_by(g, h_prev, extra, dh, dg, reset_after, times_sigmoid_grad);
+}
+
+/// [`gru_backward_row_portable`] for any gate activation (`times_grad` as for
+/// [`lstm_backward_row_by`]).
+#[inline(always)]
+pub(crate) fn gru_backward_row_by<F: Real>(
+    g: &[F],
+    h_prev: &[F],
+    extra: &[F],
+    dh: &[F],
+    dg: &mut [F],
+    reset_after: bool,
+    times_grad: impl Fn(F, F) -> F,
+) {
     let hd = dh.len();
     let one = F::one();
     let (gr, rest) = g.split_at(hd);
@@ -74,13 +112,13 @@ pub(crate) fn gru_backward_row_portable<F: Real>(
     for j in 0..hd {
         let (z, n) = (gz[j], gn[j]);
         dn[j] = dh[j] * (one - z) * (one - n * n);
-        dz[j] = dh[j] * (h_prev[j] - n) * z * (one - z);
+        dz[j] = times_grad(dh[j] * (h_prev[j] - n), z);
     }
     if reset_after {
         let (extra, dn) = (&extra[..hd], &dn[..hd]);
         for j in 0..hd {
             let r = gr[j];
-            dr[j] = dn[j] * extra[j] * r * (one - r);
+            dr[j] = times_grad(dn[j] * extra[j], r);
         }
     } else {
         dr.fill(F::zero());

@@ -439,8 +439,8 @@ fn layer_trainable(l: &LayerJson) -> bool {
 }
 
 /// The indices of the layers that do not train.
-fn frozen_of(layers: &[LayerJson]) -> Vec<usize> {
-    layers.iter().enumerate().filter(|(_, l)| !layer_trainable(l)).map(|(i, _)| i).collect()
+fn frozen_of<'a>(layers: impl IntoIterator<Item = &'a LayerJson>) -> Vec<usize> {
+    layers.into_iter().enumerate().filter(|(_, l)| !layer_trainable(l)).map(|(i, _)| i).collect()
 }
 
 /// A layer as both forms write it, every default written out (but the sigmoid gates, and
@@ -544,8 +544,7 @@ pub fn spec_from_value(spec: Value) -> Result<(ModelSpec, u64)> {
     if given.seed >= SEED_LIMIT {
         return Err(CoreError::invalid("seed", "a non-negative integer below 2^53", given.seed));
     }
-    let jsons: Vec<LayerJson> = layers.iter().map(|(_, j)| j.clone()).collect();
-    let frozen = frozen_of(&jsons);
+    let frozen = frozen_of(layers.iter().map(|(_, j)| j));
     let layers = layers.into_iter().map(|(l, _)| l).collect();
     Ok((ModelSpec { input, layers, mask_value, frozen }, given.seed))
 }

@@ -7,6 +7,7 @@
 use crate::error::Result;
 use crate::kernels::linalg::{gemm, gemm_t_cols};
 use crate::kernels::packed::{add_xw, add_xwt, add_yw};
+use crate::kernels::portable::{gru_backward_row_by, lstm_backward_row_by};
 use crate::kernels::real::Real;
 use crate::rnn::cell::{BackwardStep, Cell, ForwardStep};
 use std::ops::Range;
@@ -112,15 +113,16 @@ impl GateActivation {
         }
     }
 
-    /// The derivative at the input that gave `y = act(x)`: `y·(1 − y)` for the sigmoid; for a
-    /// hard sigmoid its slope where `0 < y < 1`, else 0.
-    fn grad<F: Real>(self, y: F) -> F {
+    /// `p` times the derivative at the input that gave `y = act(x)`: `p·y·(1 − y)` for the
+    /// sigmoid (the SIMD backward rows' order); for a hard sigmoid `p` times its slope where
+    /// `0 < y < 1`, else 0.
+    fn times_grad<F: Real>(self, p: F, y: F) -> F {
         let (zero, one) = (F::zero(), F::one());
         let inside = y > zero && y < one;
         match self {
-            GateActivation::Sigmoid => y * (one - y),
-            GateActivation::HardSigmoidTfjs if inside => F::lit(0.2),
-            GateActivation::HardSigmoidKeras3 if inside => one / F::lit(6.0),
+            GateActivation::Sigmoid => crate::kernels::portable::times_sigmoid_grad(p, y),
+            GateActivation::HardSigmoidTfjs if inside => p * F::lit(0.2),
+            GateActivation::HardSigmoidKeras3 if inside => p * (one / F::lit(6.0)),
             _ => zero,
         }
     }
@@ -210,7 +212,7 @@ impl<F: Real> Cell<F> for LstmCell {
         for (((g, dg), (c_prev, tanh_c)), ((dh, dc), dc_prev)) in rows.zip(states).zip(grads) {
             match self.recurrent {
                 GateActivation::Sigmoid => F::lstm_backward_row(g, c_prev, tanh_c, dh, dc, dg, dc_prev),
-                act => lstm_backward_row_with(act, g, c_prev, tanh_c, dh, dc, dg, dc_prev),
+                act => lstm_backward_row_by(g, c_prev, tanh_c, dh, dc, dg, dc_prev, |p, y| act.times_grad(p, y)),
             }
         }
         recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..4 * hd, false, s.dh_prev);
@@ -234,32 +236,6 @@ fn lstm_row_with<F: Real>(act: GateActivation, g: &mut [F], b: &[F], c_prev: &[F
     h.copy_from_slice(c);
     F::tanh_slice(h);
     h.iter_mut().zip(&g[3 * hd..]).for_each(|(v, &o)| *v = o * *v);
-}
-
-/// [`crate::kernels::Kernels::lstm_backward_row`] with a hard sigmoid as the gate activation.
-#[allow(clippy::too_many_arguments)]
-fn lstm_backward_row_with<F: Real>(
-    act: GateActivation,
-    g: &[F],
-    c_prev: &[F],
-    tanh_c: &[F],
-    dh: &[F],
-    dc: &[F],
-    dg: &mut [F],
-    dc_prev: &mut [F],
-) {
-    let hd = dh.len();
-    let one = F::one();
-    for j in 0..hd {
-        let (i, f, n, o) = (g[j], g[hd + j], g[2 * hd + j], g[3 * hd + j]);
-        let tc = tanh_c[j];
-        let dct = dc[j] + dh[j] * o * (one - tc * tc);
-        dg[j] = dct * n * act.grad(i);
-        dg[hd + j] = dct * c_prev[j] * act.grad(f);
-        dg[2 * hd + j] = dct * i * (one - n * n);
-        dg[3 * hd + j] = dh[j] * tc * act.grad(o);
-        dc_prev[j] = dct * f;
-    }
 }
 
 /// GRU with PyTorch's gate order `r, z, n`: `r = σ(·)`, `z = σ(·)`, `h = (1 − z)·n + z·h_prev`,
@@ -337,14 +313,13 @@ impl<F: Real> Cell<F> for GruCell {
 
     fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
-        let one = F::one();
         let rows = s.gates.chunks_exact(3 * hd).zip(s.dgx.chunks_exact_mut(3 * hd));
         let states = s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
         // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
         for ((g, dg), ((hp, e), dh)) in rows.zip(states) {
             match self.recurrent {
                 GateActivation::Sigmoid => F::gru_backward_row(g, hp, e, dh, dg, self.reset_after),
-                act => gru_backward_row_with(act, g, hp, e, dh, dg, self.reset_after),
+                act => gru_backward_row_by(g, hp, e, dh, dg, self.reset_after, |p, y| act.times_grad(p, y)),
             }
         }
         // dh_prev = dh·z + (the gradient through the recurrent products), built in s.dh_prev.
@@ -375,10 +350,7 @@ impl<F: Real> Cell<F> for GruCell {
             {
                 for j in 0..hd {
                     let r = g[j];
-                    dg[j] = match self.recurrent {
-                        GateActivation::Sigmoid => d_rh[j] * hp[j] * r * (one - r),
-                        act => d_rh[j] * hp[j] * act.grad(r),
-                    };
+                    dg[j] = self.recurrent.times_grad(d_rh[j] * hp[j], r);
                     dh_prev[j] = d_rh[j] * r;
                 }
             }
@@ -440,27 +412,6 @@ fn gru_row_with<F: Real>(
     for j in 0..hd {
         let (z, n) = (g[hd + j], g[2 * hd + j]);
         h[j] = (one - z) * n + z * h_prev[j];
-    }
-}
-
-/// [`crate::kernels::Kernels::gru_backward_row`] with a hard sigmoid as the gate activation.
-fn gru_backward_row_with<F: Real>(
-    act: GateActivation,
-    g: &[F],
-    h_prev: &[F],
-    extra: &[F],
-    dh: &[F],
-    dg: &mut [F],
-    reset_after: bool,
-) {
-    let hd = dh.len();
-    let one = F::one();
-    for j in 0..hd {
-        let (r, z, n) = (g[j], g[hd + j], g[2 * hd + j]);
-        let dn = dh[j] * (one - z) * (one - n * n);
-        dg[2 * hd + j] = dn;
-        dg[hd + j] = dh[j] * (h_prev[j] - n) * act.grad(z);
-        dg[j] = if reset_after { dn * extra[j] * act.grad(r) } else { F::zero() };
     }
 }
 
