@@ -84,7 +84,8 @@ export interface TfjsConversion {
   parameters: Record<string, Float32Array>;
 }
 
-type Json = Record<string, unknown>;
+/** @internal */
+export type Json = Record<string, unknown>;
 type Variable = 'kernel' | 'recurrent_kernel' | 'bias' | 'embeddings';
 type Direction = 'forward' | 'backward';
 type CellClass = 'SimpleRNN' | 'LSTM' | 'GRU';
@@ -125,7 +126,8 @@ interface RecurrentOptions {
 }
 
 /** Who wrote the model.json, which decides what `hard_sigmoid` means. */
-type Producer = 'tfjs' | 'keras2' | 'keras3';
+/** @internal */
+export type Producer = 'tfjs' | 'keras2' | 'keras3';
 
 /**
  * The producer from `modelTopology.keras_version`: `tfjs-layers …` (tfjs' `model.save`),
@@ -159,7 +161,8 @@ interface Layer {
   directions: (Direction | undefined)[];
 }
 
-interface Entry {
+/** @internal One stored weight: its name (a path in the file), shape, and values when it is a float. */
+export interface Entry {
   name: string;
   shape: number[];
   values: Float32Array | undefined;
@@ -202,12 +205,11 @@ function shapeOf(v: unknown): unknown[] | undefined {
   return Array.isArray(v) ? v : undefined;
 }
 
-/** The Sequential config's layer list, from tfjs' or the converter's topology. */
-function sequentialLayers(modelJson: Json): unknown[] {
-  let topology = modelJson.modelTopology;
+/** The Sequential config's layer list, from tfjs' or the converter's topology (or Keras 3's config.json). */
+/** @internal */
+export function sequentialLayers(topology: unknown): unknown[] {
   if (!isObject(topology)) fail(`model.json has no modelTopology object (got ${describe(topology)}); only Layers models can be imported`);
-  if (isObject(topology.model_config)) topology = topology.model_config;
-  const t = topology as Json;
+  const t = isObject(topology.model_config) ? topology.model_config : topology;
   if (t.class_name !== 'Sequential') {
     fail(`only Sequential models can be imported; the model is a ${describe(t.class_name)}`);
   }
@@ -610,9 +612,18 @@ function parseModelJson(modelJson: object | string): Json {
  */
 export function convertTfjs(modelJson: object | string, weightData: TfjsWeightData): TfjsConversion {
   const json = parseModelJson(modelJson);
-  const { layers, features: configFeatures, maskValue } = parseTopology(sequentialLayers(json), producerOf(json));
-  const entries = decodeEntries(weightEntries(json), concatBytes(weightData));
-  const slots = assignWeights(layers, entries);
+  const layers = sequentialLayers(json.modelTopology);
+  return convertLayers(layers, producerOf(json), () => decodeEntries(weightEntries(json), concatBytes(weightData)));
+}
+
+/**
+ * @internal A Keras Sequential config's layer list (from tfjs' model.json or Keras' own
+ * config.json) and its stored weights (read only once the layers are known to convert) → a gyre
+ * spec and parameters.
+ */
+export function convertLayers(configLayers: unknown[], producer: Producer, readEntries: () => Entry[]): TfjsConversion {
+  const { layers, features: configFeatures, maskValue } = parseTopology(configLayers, producer);
+  const slots = assignWeights(layers, readEntries());
 
   const specLayers: LayerSpec[] = [];
   const parameters: Record<string, Float32Array> = {};
@@ -695,7 +706,11 @@ export function convertTfjs(modelJson: object | string, weightData: TfjsWeightDa
  *   weights; {@link ShapeMismatchError} for weights of the wrong shape or too few/many bytes.
  */
 export function importTfjs(modelJson: object | string, weightData: TfjsWeightData): Model {
-  const { spec, parameters } = convertTfjs(modelJson, weightData);
+  return modelOf(convertTfjs(modelJson, weightData));
+}
+
+/** @internal The gyre model of a conversion, its parameters loaded. */
+export function modelOf({ spec, parameters }: TfjsConversion): Model {
   const model = sequential(spec);
   const expected = model.parameters();
   const names = Object.keys(expected);
