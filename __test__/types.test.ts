@@ -20,7 +20,7 @@ import {
 } from '../native/binding.js';
 
 /** The options of `fit` read in TypeScript, never sent to the native side. */
-type TypeScriptOnly = 'validationData' | 'validationSplit' | 'onProgress' | 'signal';
+type TypeScriptOnly = 'validationData' | 'validationSplit' | 'onProgress' | 'signal' | 'checkpoint';
 type Sent = Omit<FitOptions, TypeScriptOnly>;
 
 describe('training option types', () => {

@@ -80,9 +80,11 @@ export declare class NativeModel {
   get isTraining(): boolean
   /**
    * Trains off the JavaScript thread. The data are copied before this returns. Rejects with
-   * `GYRE_BUSY` if a fit is already running on this model.
+   * `GYRE_BUSY` if a fit is already running on this model. With `snapshots`, each epoch
+   * event given to `onProgress` carries a copy of the model as it was at the epoch's end
+   * (weights, optimizer state, trained epochs and metadata), a `NativeModel` of its own.
    */
-  fit(data: DataArgs, validation: DataArgs | undefined | null, options: FitOptions, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FitHistory>
+  fit(data: DataArgs, validation: DataArgs | undefined | null, options: FitOptions, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null, snapshots?: boolean | undefined | null): Promise<FitHistory>
   /**
    * One training update on the whole batch `data` (no shuffling; `options` as for
    * `fit`, whose `epochs`, `batchSize`, `shuffle` and `earlyStopping` are not used), as batch
@@ -459,6 +461,8 @@ export interface ProgressEvent {
   learningRate?: number
   /** Training samples per second. */
   samplesPerSecond: number
+  /** The model at the epoch's end (epoch events of a `fit` that asked for snapshots). */
+  snapshot?: NativeModel
 }
 
 /** Backpropagation through time for the forward pass with the same arguments. */

@@ -9,6 +9,7 @@ export { RECURRENT_ACTIVATIONS } from './spec.js';
 export { Stream } from './stream.js';
 export {
   type BatchProgressEvent,
+  type CheckpointOptions,
   type EpochProgressEvent,
   type Evaluation,
   type FitDatasetOptions,

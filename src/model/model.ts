@@ -16,7 +16,8 @@ import {
 import { BusyError, GyreError, InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
-import { about, fileError, readBytes } from '../util/files.js';
+import { about, readBytes, writeAtomically } from '../util/files.js';
+import { Checkpointer } from './checkpoint.js';
 import type { ModelSpec } from './spec.js';
 import { Stream } from './stream.js';
 import {
@@ -70,6 +71,8 @@ export class Model {
   /** The input value that marks padding (the spec's `maskZero` / `maskValue`). */
   readonly #mask: number | undefined;
   #streaming = false;
+  /** During an epoch event's `onProgress` call of `fit`: the model as it was at that epoch's end. */
+  #epochSnapshot: Model | undefined;
 
   /** Use {@link sequential}, {@link loadModel} or {@link fromBuffer}. */
   constructor(spec: ModelSpec);
@@ -157,6 +160,8 @@ export class Model {
       object('metadata', o.metadata);
       user = JSON.stringify(o.metadata);
     }
+    // Inside an epoch event's onProgress during fit: the model as it was at that epoch's end.
+    if (this.#epochSnapshot) return this.#epochSnapshot.toBuffer(options);
     return native.guard(() => this.#native.toSafetensors(options.includeOptimizer ?? true, user));
   }
 
@@ -167,22 +172,7 @@ export class Model {
    */
   async save(path: string, options: SaveOptions = {}): Promise<void> {
     nonEmptyString('path', path);
-    const bytes = this.toBuffer(options);
-    const { open, rename, rm } = await import('node:fs/promises');
-    const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-    try {
-      const fh = await open(tmp, 'w');
-      try {
-        await fh.writeFile(bytes);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, path);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw fileError(err, 'write model file', path);
-    }
+    await writeAtomically(path, this.toBuffer(options), 'write model file');
   }
 
   /**
@@ -330,31 +320,51 @@ export class Model {
     }
     if (signal?.aborted) throw new TrainingAbortedError({ epochs: [], stoppedEarly: false }, { cause: signal.reason });
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
+    const checkpoint = o.checkpoint === undefined ? undefined : new Checkpointer(o.checkpoint, validation !== undefined);
     let epochEvents = 0;
     // A throwing onProgress must not become an uncaught exception (it would end the process):
     // it stops training like an abort, and fit rejects with it as the cause.
     let thrown: { error: unknown } | undefined;
-    const callback = onProgress
-      ? (e: native.ProgressEvent) => {
-          if (e.kind === 'epoch') epochEvents++;
-          if (thrown) return;
-          try {
-            onProgress(toProgress(e));
-          } catch (error) {
-            thrown = { error };
-            this.#native.abortTraining();
+    const stop = () => this.#native.abortTraining();
+    const callback =
+      onProgress || checkpoint
+        ? (e: native.ProgressEvent) => {
+            if (e.kind === 'epoch') epochEvents++;
+            // Epoch events carry a copy of the model as it was at the epoch's end.
+            const snapshot = e.snapshot ? Model.fromNative(e.snapshot) : undefined;
+            try {
+              if (thrown) return;
+              if (snapshot && checkpoint) checkpoint.consider(toEpoch(e), snapshot, stop);
+              if (!onProgress) return;
+              this.#epochSnapshot = snapshot;
+              try {
+                onProgress(toProgress(e));
+              } catch (error) {
+                thrown = { error };
+                stop();
+              } finally {
+                this.#epochSnapshot = undefined;
+              }
+            } finally {
+              snapshot?.dispose();
+            }
           }
-        }
-      : undefined;
-    const promise = native.guard(() => this.#native.fit(data, validation, nativeOptions, callback));
-    const abort = () => this.#native.abortTraining();
-    signal?.addEventListener('abort', abort, { once: true });
+        : undefined;
+    const promise = native.guard(() => this.#native.fit(data, validation, nativeOptions, callback, callback !== undefined));
+    signal?.addEventListener('abort', stop, { once: true });
     try {
-      const h = await native.settle(promise);
-      // Progress events travel on their own queue: let the last ones arrive before resolving.
-      for (let i = 0; callback && epochEvents < h.epochs.length && i < 1000; i++) {
-        await new Promise((resolve) => setImmediate(resolve));
+      let h: native.FitHistory;
+      try {
+        h = await native.settle(promise);
+        // Progress events travel on their own queue: let the last ones arrive before resolving.
+        for (let i = 0; callback && epochEvents < h.epochs.length && i < 1000; i++) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        // Settle only once every checkpoint is on disk (or has failed).
+        await checkpoint?.idle();
       }
+      checkpoint?.rethrow();
       const history: FitHistory = { epochs: h.epochs.map(toEpoch), stoppedEarly: h.stoppedEarly };
       if (thrown) {
         throw progressThrew(history, thrown.error);
@@ -362,7 +372,7 @@ export class Model {
       if (h.aborted) throw new TrainingAbortedError(history, { cause: signal?.reason });
       return history;
     } finally {
-      signal?.removeEventListener('abort', abort);
+      signal?.removeEventListener('abort', stop);
     }
   }
 
@@ -398,6 +408,7 @@ export class Model {
       else validation = v instanceof Dataset ? v : Dataset.from(v as Iterable<Sample>);
     }
     const onProgress = o.onProgress as ((e: ProgressEvent) => void) | undefined;
+    const checkpoint = o.checkpoint === undefined ? undefined : new Checkpointer(o.checkpoint, validation !== undefined);
     const es = settings.earlyStopping ?? undefined;
     if (this.#streaming) throw new BusyError('the model is already training from a dataset; wait for fitDataset() to settle');
     this.#streaming = true;
@@ -465,6 +476,8 @@ export class Model {
         }
         history.epochs.push(event);
         report(event);
+        // Between batches the model is free: the checkpoint is written before the next epoch.
+        if (checkpoint) await checkpoint.writeNow(event, this);
         if (es) {
           const monitored = event.valLoss ?? event.loss;
           if (monitored < best.loss - es.minDelta) {

@@ -119,10 +119,39 @@ export interface FitOptions {
   validationSplit?: number;
   /** Stop when the validation loss (else the training loss) stops improving. Defaults: patience 1, minDelta 0, restoreBest true. */
   earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
-  /** Called on the event loop after every batch and epoch. */
+  /** Writes the model to a file at epoch ends; see {@link CheckpointOptions}. */
+  checkpoint?: CheckpointOptions;
+  /**
+   * Called on the event loop after every batch and epoch. From an epoch event's call,
+   * `model.save()` and `model.toBuffer()` work while `fit` goes on: they give the model as it
+   * was at that epoch's end (weights, optimizer state, epochs trained); other calls on the model
+   * are busy until `fit` settles.
+   */
   onProgress?: (event: ProgressEvent) => void;
   /** Stops training before the next batch; fit then rejects with a {@link TrainingAbortedError}. */
   signal?: AbortSignal;
+}
+
+/**
+ * Checkpoints: `fit` and `fitDataset` write the model (as {@link Model.save} does: atomically,
+ * the optimizer state included, so training resumes exactly from the file) at the end of
+ * epochs, while training goes on. `fit` settles only once the last checkpoint is on disk; a
+ * checkpoint that cannot be written stops training and `fit` rejects with its `FileError`.
+ */
+export interface CheckpointOptions {
+  /** The file; `{epoch}` in it is replaced by the epoch's number (one file per epoch). */
+  path: string;
+  /**
+   * What `saveBestOnly` compares: `'valLoss'` (needs validation data) or `'loss'`. Default:
+   * `'valLoss'` when there is validation data, else `'loss'`.
+   */
+  monitor?: 'loss' | 'valLoss';
+  /** Write only when the monitored loss is lower than at every earlier checkpointed epoch of this call. Default false. */
+  saveBestOnly?: boolean;
+  /** Consider the epochs whose number (counted across calls, as `trainedEpochs`) is a multiple of this. Default 1: every epoch. */
+  every?: number;
+  /** Keep the optimizer state in the file (default true), as {@link SaveOptions.includeOptimizer}. */
+  includeOptimizer?: boolean;
 }
 
 /** What {@link Model.fit} resolves to. */
@@ -177,7 +206,7 @@ export interface Prediction {
 }
 
 /** @internal The options of `fit` read in TypeScript; the native side checks every other one (and applies its default). */
-const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal'];
+const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal', 'checkpoint'];
 
 /** @internal */
 export function isSample(v: unknown): v is Sample {

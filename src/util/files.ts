@@ -4,7 +4,7 @@
  * no such file or directory (ENOENT)`), never Node's bare `ENOENT`; and errors about a file's
  * content are prefixed with its path.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { FileError, GyreError } from '../errors.js';
 
 const REASONS: Record<string, string> = {
@@ -58,5 +58,27 @@ export async function* readingFile<T>(source: AsyncIterable<T>, path: string): A
     yield* source;
   } catch (err) {
     throw fileError(err, 'read', path);
+  }
+}
+
+/**
+ * @internal Writes `bytes` to `path` so that an interrupted write never destroys the file that
+ * was there: a temporary file in the same folder, flushed to disk, then renamed over `path`. A
+ * failure is a {@link FileError} (`doing`: e.g. `write model file`) and leaves no temporary file.
+ */
+export async function writeAtomically(path: string, bytes: Uint8Array, doing = 'write'): Promise<void> {
+  const tmp = `${path}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2, 8)}.tmp`;
+  try {
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw fileError(err, doing, path);
   }
 }

@@ -307,6 +307,45 @@ fn bad_datasets_and_options_are_errors_naming_them() {
     assert!(OptimizerConfig::adam(f64::INFINITY).validate().is_err());
 }
 
+/// Keeps the model and optimizer `epoch_end` shows it, and the events in the order they came.
+struct Snapshots {
+    taken: Vec<(Model<f32>, gyre_core::optim::Optimizer<f32>)>,
+    order: Vec<&'static str>,
+}
+
+impl Observer for Snapshots {
+    fn progress(&mut self, event: Progress) {
+        if matches!(event, Progress::Epoch { .. }) {
+            self.order.push("epoch event");
+        }
+    }
+    fn epoch_end(&mut self, model: &Model<f32>, optimizer: &gyre_core::optim::Optimizer<f32>) {
+        self.order.push("epoch_end");
+        self.taken.push((model.clone(), optimizer.clone()));
+    }
+}
+
+#[test]
+fn epoch_end_shows_each_epochs_model_and_optimizer_and_training_resumes_from_them_exactly() {
+    let (x, lengths, y) = sign_task(64, 6, 15);
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let cfg = FitConfig { schedule: Schedule::new(LrSchedule::Exponential { gamma: 0.5 }, 1).unwrap(), ..config(3) };
+    let mut whole = classifier(5, 0.2);
+    let mut opt = optimizer_for(&whole, OptimizerConfig::adamw(0.01)).unwrap();
+    let mut snaps = Snapshots { taken: Vec::new(), order: Vec::new() };
+    fit(&mut whole, &mut opt, &data, None, &cfg, &mut snaps).unwrap();
+    assert_eq!(snaps.order, ["epoch_end", "epoch event"].repeat(3));
+    assert_eq!(snaps.taken.iter().map(|(m, _)| m.trained_epochs).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(weights(&snaps.taken[2].0), weights(&whole));
+
+    // Epoch 1's snapshot, as after a save and load, trains on to the uninterrupted result.
+    let (mut resumed, opt1) = snaps.taken.swap_remove(0);
+    let mut opt2 = optimizer_for(&resumed, OptimizerConfig::adamw(0.01)).unwrap();
+    opt2.load_state(opt1.state()).unwrap();
+    fit(&mut resumed, &mut opt2, &data, None, &FitConfig { epochs: 2, ..cfg }, &mut Recorder::new()).unwrap();
+    assert_eq!(weights(&resumed), weights(&whole));
+}
+
 #[test]
 fn training_resumed_in_a_second_call_matches_uninterrupted_training() {
     let (x, lengths, y) = sign_task(64, 6, 15);

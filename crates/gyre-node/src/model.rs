@@ -78,7 +78,7 @@ impl NativeModel {
         lock(&self.inner)
     }
 
-    fn wrap(env: &Env, t: Trainable) -> Self {
+    pub(crate) fn wrap(env: &Env, t: Trainable) -> Self {
         let bytes = native_bytes(&t);
         let model = NativeModel {
             input: t.model.config().input,
@@ -291,7 +291,9 @@ impl NativeModel {
     }
 
     /// Trains off the JavaScript thread. The data are copied before this returns. Rejects with
-    /// `GYRE_BUSY` if a fit is already running on this model.
+    /// `GYRE_BUSY` if a fit is already running on this model. With `snapshots`, each epoch
+    /// event given to `onProgress` carries a copy of the model as it was at the epoch's end
+    /// (weights, optimizer state, trained epochs and metadata), a `NativeModel` of its own.
     #[napi(catch_unwind, ts_return_type = "Promise<FitHistory>")]
     pub fn fit(
         &self,
@@ -300,6 +302,7 @@ impl NativeModel {
         env: Env,
         #[napi(ts_arg_type = "FitOptions")] options: Unknown<'_>,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
+        snapshots: Option<bool>,
     ) -> Result<AsyncTask<FitTask>> {
         contain(|| {
             if self.disposed.load(Ordering::SeqCst) {
@@ -330,6 +333,7 @@ impl NativeModel {
                 config,
                 optimizer,
                 progress: on_progress,
+                snapshots: snapshots.unwrap_or(false),
                 failure: Failure::default(),
             }))
         })

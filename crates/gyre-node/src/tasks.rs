@@ -125,6 +125,8 @@ pub struct FitTask {
     pub(crate) config: FitConfig,
     pub(crate) optimizer: OptimizerConfig,
     pub(crate) progress: Option<ProgressFn>,
+    /// Each epoch event carries a copy of the model as it was then.
+    pub(crate) snapshots: bool,
     pub(crate) failure: Failure,
 }
 
@@ -132,10 +134,11 @@ impl FitTask {
     fn run(&mut self) -> gyre_core::Result<History> {
         let mut guard = self.inner.lock().map_err(|_| poisoned())?;
         let t = &mut *guard;
+        let snapshots = self.snapshots.then(|| t.user.clone());
         let (model, optimizer) = prepared_optimizer(t, self.optimizer)?;
         let train_set = self.data.dataset()?;
         let val_set = self.validation.as_ref().map(OwnedData::dataset).transpose()?;
-        let mut observer = Forwarder { progress: self.progress.as_ref(), abort: &self.abort };
+        let mut observer = Forwarder { progress: self.progress.as_ref(), abort: &self.abort, snapshots, pending: None };
         let config = &self.config;
         threads::install(|| train::fit(model, optimizer, &train_set, val_set.as_ref(), config, &mut observer))?
     }

@@ -2,6 +2,8 @@
 //! that receives them (and may stop training), and the history a fit returns.
 
 use super::evaluate::Evaluation;
+use crate::model::Model;
+use crate::optim::Optimizer;
 
 /// A progress event of [`fit`](fn@crate::train::fit).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,8 +38,8 @@ pub enum Progress {
     },
 }
 
-/// Receives progress and may stop training between batches.
-pub trait Observer {
+/// Receives progress and may stop training between batches; `F` is the model's float type.
+pub trait Observer<F = f32> {
     /// Called after every batch and epoch.
     fn progress(&mut self, event: Progress);
     /// Polled before every batch; `true` stops training, leaving the weights of the last
@@ -45,6 +47,11 @@ pub trait Observer {
     fn should_stop(&mut self) -> bool {
         false
     }
+    /// Called at the end of every epoch, just before its `Progress::Epoch`, with the model and
+    /// its optimizer as they are then (the epoch counted, the plateau schedule stepped; before
+    /// early stopping restores a best epoch): the moment a checkpoint is taken. A model saved
+    /// from here with its optimizer resumes exactly. The default does nothing.
+    fn epoch_end(&mut self, _model: &Model<F>, _optimizer: &Optimizer<F>) {}
 }
 
 /// What [`fit`](fn@crate::train::fit) did.

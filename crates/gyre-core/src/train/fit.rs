@@ -388,7 +388,7 @@ pub fn fit<F: Real>(
     train: &Dataset<F>,
     validation: Option<&Dataset<F>>,
     config: &FitConfig,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Observer<F>,
 ) -> Result<History> {
     config.validate(model)?;
     check_dataset(model, train, config.loss, "train")?;
@@ -457,6 +457,7 @@ pub fn fit<F: Real>(
             let state = model.plateau.get_or_insert(Plateau::new(base_lr));
             state.step(&config.schedule.decay, monitored);
         }
+        observer.epoch_end(model, optimizer);
         observer.progress(event);
         history.epochs.push(event);
         if let Some(es) = config.early_stopping {
