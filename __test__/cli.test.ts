@@ -110,7 +110,11 @@ describe('gyre train / generate / eval / info on a text corpus', () => {
   it('evaluates and describes the model', () => {
     const e = gyre('eval', 'names.safetensors', 'names.txt');
     expect(e.code).toBe(0);
-    expect(e.stdout).toMatch(/cross-entropy [\d.]+ per token \(perplexity [\d.]+\), next-token accuracy [\d.]+ over 80 texts/);
+    const m = /cross-entropy [\d.]+ per token \(perplexity [\d.]+\), next-token accuracy ([\d.]+) \(top-5 ([\d.]+)\) over 80 texts/.exec(
+      e.stdout,
+    );
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBeGreaterThanOrEqual(Number(m![1]));
     const i = gyre('info', 'names.safetensors');
     expect(i.stdout).toMatch(/names\.safetensors: text model, [\d,]+ parameters, 30 epoch\(s\) trained/);
     expect(i.stdout).toMatch(/tokenizer: char-level, \d+ ids/);
@@ -139,7 +143,7 @@ describe('gyre train / forecast on a CSV series', () => {
     const table = gyre('forecast', 'wave.safetensors', 'wave.csv');
     expect(table.stdout).toMatch(/step\tvalue\n\+1\t[\d.]+/);
     expect(gyre('eval', 'wave.safetensors', 'wave.csv').stdout).toMatch(
-      /MAE [\d.]+, MSE [\d.]+ over \d+ windows; repeat-last-value baseline MAE/,
+      /MAE [\d.]+, RMSE [\d.]+ \(MSE [\d.]+\) over \d+ windows; repeat-last-value baseline MAE/,
     );
     expect(gyre('info', 'wave.safetensors').stdout).toMatch(/window: 12 steps in, 1 out; columns value/);
   });
@@ -147,10 +151,41 @@ describe('gyre train / forecast on a CSV series', () => {
 
 describe('gyre train --task classify on JSON lines', () => {
   it('trains a sequence classifier and evaluates it', () => {
-    const t = gyre('train', 'ab.jsonl', '--out', 'ab.safetensors', '--epochs', '15', '--hidden', '8', '--lr', '0.02', '--quiet');
+    const t = gyre(
+      'train',
+      'ab.jsonl',
+      '--out',
+      'ab.safetensors',
+      '--epochs',
+      '15',
+      '--hidden',
+      '8',
+      '--lr',
+      '0.02',
+      '--quiet',
+      '--report',
+      'ab.html',
+    );
     expect(t.code).toBe(0);
+    // Per-label figures and the confusion matrix, after training and in the report.
+    expect(t.stdout).toMatch(/on the \d+ training texts:\n\s*label\s+precision\s+recall\s+f1\s+support\n\s+as\s/);
+    const html = readFileSync(at('ab.html'), 'utf8');
+    expect(html).toMatch(
+      /<h2>Confusion matrix on the \d+ training texts<\/h2><table class="confusion"><tr><th>label \\ predicted<\/th><th>as<\/th><th>bs<\/th><\/tr>/,
+    );
     const e = gyre('eval', 'ab.safetensors', 'ab.jsonl');
     expect(e.stdout).toMatch(/accuracy 1\.000/);
+    const lines = e.stdout.split('\n');
+    expect(lines.find((l) => /^\s*macro\s/.test(l))).toMatch(/^\s*macro\s+1\.000\s+1\.000\s+1\.000$/);
+    const counts = readFileSync(at('ab.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { label: string }).label);
+    const as = counts.filter((l) => l === 'as').length;
+    const bs = counts.length - as;
+    const at_ = lines.indexOf('confusion (rows: label, columns: predicted):');
+    expect(lines[at_ + 2]).toMatch(new RegExp(`^\\s*as\\s+${as}\\s+0$`));
+    expect(lines[at_ + 3]).toMatch(new RegExp(`^\\s*bs\\s+0\\s+${bs}$`));
     expect(gyre('info', 'ab.safetensors').stdout).toMatch(/labels: as, bs/);
   });
 });

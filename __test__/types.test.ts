@@ -14,6 +14,7 @@ import {
   type LayerSpec as NativeLayerSpec,
   type ModelSpec as NativeModelSpec,
   NativeModel,
+  type MetricsOptions as NativeMetrics,
   type OptimizerOptions as NativeOptimizer,
   type ScheduleOptions as NativeSchedule,
   type TokenInputSpec as NativeTokenInput,
@@ -110,10 +111,13 @@ describe('what the native readers accept is what the declared types say', () => 
       clipValue: true,
       tbpttSteps: true,
       earlyStopping: true,
+      metrics: true,
     } satisfies Record<keyof NativeFitOptions, true>;
     expect(sorted(readsFit(probe))).toEqual(sorted(keysOf(fitKeys)));
     const earlyStopping = { patience: true, minDelta: true, restoreBest: true } satisfies Record<keyof NativeEarlyStopping, true>;
     expect(sorted(readsFit({ earlyStopping: probe }))).toEqual(sorted(keysOf(earlyStopping)));
+    const metrics = { topK: true, confusion: true } satisfies Record<keyof NativeMetrics, true>;
+    expect(sorted(readsFit({ metrics: probe }))).toEqual(sorted(keysOf(metrics)));
   });
 
   it('optimizers: each type its own options, together the declared ones', () => {

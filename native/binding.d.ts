@@ -121,10 +121,10 @@ export declare class NativeModel {
   step(state: StreamState, features?: Float32Array | undefined | null, tokens?: Uint32Array | undefined | null): Float32Array
   /** The model's output, `[S, T, O]` or `[S, O]`, on the calling thread. */
   predictSync(data: DataArgs, batchSize: number): PredictResult
-  /** Mean loss (and accuracy) over a dataset, computed off the JavaScript thread. */
-  evaluate(data: DataArgs, loss: string, batchSize: number): Promise<EvaluationResult>
-  /** Mean loss (and accuracy) over a dataset, on the calling thread. */
-  evaluateSync(data: DataArgs, loss: string, batchSize: number): EvaluationResult
+  /** Mean loss and metrics over a dataset, computed off the JavaScript thread. */
+  evaluate(data: DataArgs, loss: string, batchSize: number, metrics?: MetricsOptions | undefined | null): Promise<EvaluationResult>
+  /** Mean loss and metrics over a dataset, on the calling thread. */
+  evaluateSync(data: DataArgs, loss: string, batchSize: number, metrics?: MetricsOptions | undefined | null): EvaluationResult
 }
 
 /**
@@ -234,12 +234,23 @@ export interface EarlyStoppingSettings {
 /** The table of codes, for a test that the TypeScript layer knows each one. */
 export declare function errorCodes(): Array<string>
 
-/** Loss and accuracy over a dataset. */
+/** Loss and metrics over a dataset. */
 export interface EvaluationResult {
   /** Mean loss. */
   loss: number
   /** Accuracy (cross-entropy only). */
   accuracy?: number
+  /** Top-k accuracy (cross-entropy with `metrics.topK`). */
+  topKAccuracy?: number
+  /** Mean absolute error (mse only). */
+  mae?: number
+  /** Root mean squared error (mse only). */
+  rmse?: number
+  /**
+   * `[classes × classes]` counts, row-major, row = target class, column = predicted class
+   * (cross-entropy with `metrics.confusion`).
+   */
+  confusion?: Array<number>
 }
 
 /** `features` floats per step. */
@@ -296,6 +307,8 @@ export interface FitOptions {
   tbpttSteps?: number
   /** Early stopping. Default: none. */
   earlyStopping?: EarlyStoppingOptions
+  /** Metrics of each epoch's validation evaluation beyond the loss (crossEntropy). Default: none. */
+  metrics?: MetricsOptions
 }
 
 /** Training options with their defaults applied: what `fitDataset` reads of them. */
@@ -395,6 +408,17 @@ export interface LayerState {
   cell?: Float32Array
 }
 
+/**
+ * Metrics computed beyond the loss, the accuracy (crossEntropy) and the mean absolute error and
+ * RMSE (mse): both for the crossEntropy loss.
+ */
+export interface MetricsOptions {
+  /** Top-k accuracy: the target among the k largest outputs. */
+  topK?: number
+  /** The confusion matrix `[classes, classes]` (row: target, column: predicted). Default false. */
+  confusion?: boolean
+}
+
 /** A sequential model's architecture. */
 export interface ModelSpec {
   /** What the model reads. */
@@ -459,6 +483,8 @@ export interface ProgressEvent {
   valAccuracy?: number
   /** Learning rate of the epoch (epoch events). */
   learningRate?: number
+  /** The validation evaluation with every metric (epoch events with validation data). */
+  validation?: EvaluationResult
   /** Training samples per second. */
   samplesPerSecond: number
   /** The model at the epoch's end (epoch events of a `fit` that asked for snapshots). */

@@ -72,6 +72,7 @@ export type {
   ProgressEvent,
   FitHistory,
   EvaluationResult,
+  MetricsOptions,
   PredictResult,
   LayerState,
   RecurrentSpec,

@@ -13,8 +13,15 @@ import { Command, InvalidArgumentError as UsageError, Option } from 'commander';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { GyreError, InvalidArgumentError } from '../errors.js';
 import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../model/index.js';
-import { htmlReport, terminalLossChart } from './report.js';
-import { TextClassifier, TextGenerator, textSequences, tokenizerFromJSON, type TextLabel } from '../text/index.js';
+import { htmlReport, terminalLossChart, type TrainingRun } from './report.js';
+import {
+  type ClassifierEvaluation,
+  TextClassifier,
+  TextGenerator,
+  textSequences,
+  tokenizerFromJSON,
+  type TextLabel,
+} from '../text/index.js';
 import { Forecaster } from '../data/timeseries.js';
 import { seededRandom } from '../util/random.js';
 
@@ -444,8 +451,41 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     if (last?.accuracy !== undefined) results.trainingAccuracy = last.accuracy;
     if (last?.valAccuracy !== undefined) results.validationAccuracy = last.valAccuracy;
     results.labels = clf.labels.join(', ');
-    finish(io, progress!, out, settings, results, f.report, data);
+    // Per-label figures and the confusion matrix on the held-out texts (the training texts without a split).
+    const held = f.validation ? Math.round(texts.length * f.validation) : 0;
+    const evalTexts = held > 0 ? texts.slice(texts.length - held) : texts;
+    const e = clf.evaluate(evalTexts, (held > 0 ? labels!.slice(texts.length - held) : labels)!);
+    const on = held > 0 ? `the ${held} validation texts` : `the ${texts.length} training texts`;
+    results[`macro F1 (${on})`] = e.macro.f1;
+    finish(io, progress!, out, settings, results, f.report, data, {
+      title: `Confusion matrix on ${on}`,
+      labels: clf.labels.map(String),
+      matrix: e.confusion,
+    });
+    io.out(`on ${on}:`);
+    for (const line of classReport(e)) io.out(line);
   }
+}
+
+/** Per-label precision, recall, F1 and support, the macro means, then the confusion matrix, as aligned lines. */
+function classReport(e: ClassifierEvaluation): string[] {
+  const names = e.perLabel.map((p) => String(p.label));
+  const w = Math.max(5, ...names.map((n) => n.length));
+  const pad = (v: string, n = w) => v.padStart(n);
+  const lines = [`${pad('label')}  precision  recall      f1  support`];
+  for (const p of e.perLabel) {
+    lines.push(
+      `${pad(String(p.label))}  ${pad(p.precision.toFixed(3), 9)}  ${pad(p.recall.toFixed(3), 6)}  ${pad(p.f1.toFixed(3), 6)}  ${pad(String(p.support), 7)}`,
+    );
+  }
+  lines.push(
+    `${pad('macro')}  ${pad(e.macro.precision.toFixed(3), 9)}  ${pad(e.macro.recall.toFixed(3), 6)}  ${pad(e.macro.f1.toFixed(3), 6)}`,
+  );
+  const cell = Math.max(w, ...e.confusion.flat().map((v) => String(v).length));
+  lines.push(`confusion (rows: label, columns: predicted):`);
+  lines.push(`${pad('', w)}  ${names.map((n) => pad(n, cell)).join(' ')}`);
+  for (const [k, row] of e.confusion.entries()) lines.push(`${pad(names[k]!)}  ${row.map((v) => pad(String(v), cell)).join(' ')}`);
+  return lines;
 }
 
 /** "an LSTM", "a GRU", "an RNN". */
@@ -461,6 +501,7 @@ function finish(
   results: Record<string, string | number>,
   report: string | undefined,
   data: string,
+  confusion?: TrainingRun['confusion'],
 ): void {
   const epochs = progress.events.filter((e) => e.kind === 'epoch');
   const last = epochs.at(-1);
@@ -477,7 +518,14 @@ function finish(
   if (report) {
     writeFileSync(
       report,
-      htmlReport({ title: `gyre train ${data}`, settings, events: progress.events, results, seconds: progress.seconds }),
+      htmlReport({
+        title: `gyre train ${data}`,
+        settings,
+        events: progress.events,
+        results,
+        seconds: progress.seconds,
+        ...(confusion ? { confusion } : {}),
+      }),
     );
     io.out(`report written to ${report}`);
   }
@@ -556,21 +604,24 @@ async function evaluate(
     const gen = TextGenerator.fromModel(model);
     const { texts } = readTexts(data, 'text', f);
     const { x, y } = textSequences(texts, gen.tokenizer, { maxLength: f.maxLength });
-    const e = await model.evaluate(x, y, { loss: 'crossEntropy' });
+    const e = await model.evaluate(x, y, { loss: 'crossEntropy', metrics: { topK: 5 } });
     io.out(
-      `${data}: cross-entropy ${e.loss.toFixed(4)} per token (perplexity ${Math.exp(e.loss).toFixed(2)}), next-token accuracy ${e.accuracy!.toFixed(3)} over ${texts.length} texts`,
+      `${data}: cross-entropy ${e.loss.toFixed(4)} per token (perplexity ${Math.exp(e.loss).toFixed(2)}), next-token accuracy ${e.accuracy!.toFixed(3)} (top-5 ${e.topKAccuracy!.toFixed(3)}) over ${texts.length} texts`,
     );
   } else if (task === 'forecast') {
     const fc = Forecaster.fromModel(model);
     const saved = (model.metadata.gyre as { columns?: unknown }).columns;
     const { series } = csvSeries(data, f.column ?? (Array.isArray(saved) ? (saved as string[]) : undefined));
     const e = await fc.evaluate(series);
-    io.out(`${data}: MAE ${fmt(e.mae)}, MSE ${fmt(e.mse)} over ${e.windows} windows; repeat-last-value baseline MAE ${fmt(e.naiveMae)}`);
+    io.out(
+      `${data}: MAE ${fmt(e.mae)}, RMSE ${fmt(Math.sqrt(e.mse))} (MSE ${fmt(e.mse)}) over ${e.windows} windows; repeat-last-value baseline MAE ${fmt(e.naiveMae)}`,
+    );
   } else if (task === 'classify') {
     const clf = TextClassifier.fromModel(model);
     const { texts, labels } = readTexts(data, 'classify', f);
     const e = clf.evaluate(texts, labels!);
     io.out(`${data}: accuracy ${e.accuracy.toFixed(3)}, cross-entropy ${e.loss.toFixed(4)} over ${texts.length} texts`);
+    for (const line of classReport(e)) io.out(line);
   } else {
     throw new CliError(`${path} is a plain model (no gyre task in its metadata); gyre eval needs a model made by gyre train`);
   }

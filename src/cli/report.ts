@@ -18,6 +18,8 @@ export interface TrainingRun {
   results?: Record<string, string | number>;
   /** Wall-clock seconds of training. */
   seconds: number;
+  /** A classifier's confusion matrix: `matrix[label][predicted]`, both in `labels` order. */
+  confusion?: { title: string; labels: string[]; matrix: number[][] };
 }
 
 /** Keeps at most `n` points, averaging consecutive values (so a long curve keeps its shape). */
@@ -99,6 +101,24 @@ export function svgChart(title: string, series: { name: string; values: readonly
   );
 }
 
+/** A confusion matrix as an HTML table, each cell shaded by its share of its row. */
+function confusionTable(c: NonNullable<TrainingRun['confusion']>): string {
+  const head = `<tr><th>label \\ predicted</th>${c.labels.map((l) => `<th>${escapeHtml(l)}</th>`).join('')}</tr>`;
+  const rows = c.matrix
+    .map((row, k) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      const cells = row
+        .map((v) => {
+          const share = total > 0 ? v / total : 0;
+          return `<td style="background:rgba(37,99,235,${(0.85 * share).toFixed(3)})">${v}</td>`;
+        })
+        .join('');
+      return `<tr><th>${escapeHtml(c.labels[k] ?? String(k))}</th>${cells}</tr>`;
+    })
+    .join('');
+  return `<h2>${escapeHtml(c.title)}</h2><table class="confusion">${head}${rows}</table>`;
+}
+
 /** A self-contained HTML report of a training run: curves, settings, per-epoch table, results. */
 export function htmlReport(run: TrainingRun): string {
   const epochs = run.events.filter((e) => e.kind === 'epoch');
@@ -153,6 +173,7 @@ ${charts.join('\n')}
 <h2>Settings</h2>${table(run.settings)}
 <h2>Epochs</h2>${perEpoch}
 ${run.results ? `<h2>Results</h2>${table(run.results)}` : ''}
+${run.confusion ? confusionTable(run.confusion) : ''}
 </body></html>
 `;
 }

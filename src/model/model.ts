@@ -23,6 +23,7 @@ import { Stream } from './stream.js';
 import {
   checkSample,
   type EpochProgressEvent,
+  type EvaluateOptions,
   type Evaluation,
   type FitDatasetOptions,
   type FitHistory,
@@ -30,12 +31,14 @@ import {
   isSample,
   LOSSES,
   type LossName,
+  type MetricsOptions,
   nativeFitOptions,
   type Prediction,
   type PredictOptions,
   type ProgressEvent,
   progressThrew,
   toEpoch,
+  toEvaluation,
   toProgress,
   TrainingAbortedError,
 } from './training.js';
@@ -470,9 +473,10 @@ export class Model {
         };
         if (loss === 'crossEntropy') event.accuracy = correct / Math.max(count, 1);
         if (validation !== undefined) {
-          const v = await this.#evaluateSource(validation, loss, batchSize);
+          const v = await this.#evaluateSource(validation, loss, batchSize, o.metrics as MetricsOptions | undefined);
           event.valLoss = v.loss;
           if (v.accuracy !== undefined) event.valAccuracy = v.accuracy;
+          event.validation = v;
         }
         history.epochs.push(event);
         report(event);
@@ -513,10 +517,17 @@ export class Model {
     }
   }
 
-  /** Loss (and accuracy) over a dataset read batch by batch, weighted by the rows each batch counts. */
-  async #evaluateSource(source: Dataset<Sample> | [SequenceInput, TargetInput], loss: LossName, batchSize: number): Promise<Evaluation> {
-    if (!(source instanceof Dataset)) return this.evaluate(source[0], source[1], { loss, batchSize });
-    let [sum, rows, hits] = [0, 0, 0];
+  /** Loss and metrics over a dataset read batch by batch, each batch weighted by the rows it counts. */
+  async #evaluateSource(
+    source: Dataset<Sample> | [SequenceInput, TargetInput],
+    loss: LossName,
+    batchSize: number,
+    metrics: MetricsOptions | undefined,
+  ): Promise<Evaluation> {
+    if (!(source instanceof Dataset)) return this.evaluate(source[0], source[1], { loss, batchSize, ...(metrics ? { metrics } : {}) });
+    const nativeMetrics = metricsOption(metrics);
+    let [sum, rows, hits, topK, abs, squares] = [0, 0, 0, 0, 0, 0];
+    let confusion: number[] | undefined;
     let batchNo = 0;
     for await (const batch of source.batch(batchSize)) {
       batchNo++;
@@ -525,14 +536,29 @@ export class Model {
         loss,
         `validation batch ${batchNo}`,
       );
-      const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize)));
+      const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize, nativeMetrics)));
       const n = this.#countedRows(args, loss);
       sum += r.loss * n;
       rows += n;
-      if (r.accuracy != null) hits += r.accuracy * n;
+      if (r.accuracy != null) hits += Math.round(r.accuracy * n);
+      if (r.topKAccuracy != null) topK += Math.round(r.topKAccuracy * n);
+      if (r.mae != null) abs += r.mae * n;
+      if (r.rmse != null) squares += r.rmse * r.rmse * n;
+      if (r.confusion != null) {
+        confusion ??= new Array<number>(r.confusion.length).fill(0);
+        r.confusion.forEach((v, i) => {
+          confusion![i]! += v;
+        });
+      }
     }
     if (rows === 0) throw new InvalidArgumentError('the validation dataset yielded no samples');
-    return loss === 'crossEntropy' ? { loss: sum / rows, accuracy: hits / rows } : { loss: sum / rows };
+    return toEvaluation({
+      loss: sum / rows,
+      ...(loss === 'crossEntropy' ? { accuracy: hits / rows } : {}),
+      ...(nativeMetrics?.topK !== undefined ? { topKAccuracy: topK / rows } : {}),
+      ...(loss === 'mse' ? { mae: abs / rows, rmse: Math.sqrt(squares / rows) } : {}),
+      ...(confusion ? { confusion } : {}),
+    });
   }
 
   /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
@@ -593,25 +619,47 @@ export class Model {
     return this.#prediction(flat, r);
   }
 
-  /** Mean loss (and accuracy for cross-entropy) over a dataset, off the event loop. */
-  async evaluate(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Promise<Evaluation> {
-    const o = object('options', requiredOptions('evaluate(x, y, options)', options));
-    checkKeys('', o, ['batchSize', 'loss']);
-    const data = this.#data(x, y, this.#checkLoss(o.loss));
-    const r = await native.settle(
-      native.guard(() => this.#native.evaluate(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64))),
-    );
-    return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
+  /**
+   * Loss and metrics over a dataset, off the event loop: the mean loss, the accuracy
+   * (crossEntropy), the mean absolute error and RMSE (mse), and with `metrics` the top-k
+   * accuracy and the confusion matrix with precision, recall and F1 per class and their macro
+   * means (crossEntropy).
+   */
+  async evaluate(x: SequenceInput, y: TargetInput, options: EvaluateOptions): Promise<Evaluation> {
+    const { data, loss, batchSize, metrics } = this.#evaluateArgs('evaluate(x, y, options)', x, y, options);
+    return toEvaluation(await native.settle(native.guard(() => this.#native.evaluate(data, loss, batchSize, metrics))));
   }
 
-  /** Mean loss (and accuracy for cross-entropy) over a dataset, on the calling thread. */
-  evaluateSync(x: SequenceInput, y: TargetInput, options: PredictOptions & { loss: LossName }): Evaluation {
-    const o = object('options', requiredOptions('evaluateSync(x, y, options)', options));
-    checkKeys('', o, ['batchSize', 'loss']);
-    const data = this.#data(x, y, this.#checkLoss(o.loss));
-    const r = native.guard(() => this.#native.evaluateSync(data, options.loss, positiveInt('batchSize', options.batchSize ?? 64)));
-    return r.accuracy == null ? { loss: r.loss } : { loss: r.loss, accuracy: r.accuracy };
+  /** Loss and metrics over a dataset, on the calling thread; see {@link Model.evaluate}. */
+  evaluateSync(x: SequenceInput, y: TargetInput, options: EvaluateOptions): Evaluation {
+    const { data, loss, batchSize, metrics } = this.#evaluateArgs('evaluateSync(x, y, options)', x, y, options);
+    return toEvaluation(native.guard(() => this.#native.evaluateSync(data, loss, batchSize, metrics)));
   }
+
+  #evaluateArgs(
+    call: string,
+    x: SequenceInput,
+    y: TargetInput,
+    options: EvaluateOptions,
+  ): { data: native.DataArgs; loss: LossName; batchSize: number; metrics: native.MetricsOptions | undefined } {
+    const o = object('options', requiredOptions(call, options));
+    checkKeys('', o, ['batchSize', 'loss', 'metrics']);
+    const loss = this.#checkLoss(o.loss);
+    const data = this.#data(x, y, loss);
+    const batchSize = positiveInt('batchSize', o.batchSize ?? 64);
+    return { data, loss, batchSize, metrics: metricsOption(o.metrics) };
+  }
+}
+
+/** The `metrics` option, checked (the native side checks that it fits the loss). */
+function metricsOption(v: unknown): native.MetricsOptions | undefined {
+  if (v === undefined) return undefined;
+  const m = object('metrics', v);
+  checkKeys('metrics.', m, ['topK', 'confusion']);
+  const out: native.MetricsOptions = {};
+  if (m.topK !== undefined) out.topK = positiveInt('metrics.topK', m.topK);
+  if (m.confusion !== undefined) out.confusion = bool('metrics.confusion', m.confusion);
+  return out;
 }
 
 /**

@@ -79,6 +79,8 @@ export interface EpochProgressEvent extends ProgressBase {
   valLoss?: number;
   /** Validation accuracy (cross-entropy with validation data). */
   valAccuracy?: number;
+  /** The whole validation evaluation, every metric of `fit`'s `metrics` option included (with validation data). */
+  validation?: Evaluation;
   /** The epoch's learning rate. */
   learningRate: number;
 }
@@ -119,6 +121,8 @@ export interface FitOptions {
   validationSplit?: number;
   /** Stop when the validation loss (else the training loss) stops improving. Defaults: patience 1, minDelta 0, restoreBest true. */
   earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
+  /** Metrics of each epoch's validation evaluation beyond the loss (its event's `validation`). */
+  metrics?: MetricsOptions;
   /** Writes the model to a file at epoch ends; see {@link CheckpointOptions}. */
   checkpoint?: CheckpointOptions;
   /**
@@ -162,11 +166,97 @@ export interface FitHistory {
   stoppedEarly: boolean;
 }
 
-/** Loss and accuracy over a dataset. */
+/**
+ * Metrics computed beyond the loss, for the crossEntropy loss (the accuracy, and for mse the
+ * mean absolute error and RMSE, come without asking): `evaluate`'s `metrics` option, and
+ * `fit`'s for each epoch's validation evaluation.
+ */
+export interface MetricsOptions {
+  /** Top-k accuracy: the fraction of rows whose target's output is among their k largest. */
+  topK?: number;
+  /** The confusion matrix, and precision, recall and F1 per class and their macro means. Default false. */
+  confusion?: boolean;
+}
+
+/**
+ * Loss and metrics over a dataset. The loss is the mean training minimizes; the metrics count
+ * every row the loss counts (a sequence, or a real step of one for a model that outputs
+ * sequences), each once.
+ */
 export interface Evaluation {
   loss: number;
-  /** Cross-entropy only. */
+  /** The fraction of rows whose largest output is the target class (crossEntropy). */
   accuracy?: number;
+  /** The fraction of rows whose target is among the `metrics.topK` largest outputs (fewer than k outputs larger than it). */
+  topKAccuracy?: number;
+  /** Mean absolute error over every output value (mse). */
+  mae?: number;
+  /** Root mean squared error over every output value (mse). */
+  rmse?: number;
+  /** `confusion[target][predicted]`: rows counted by their target class and largest output (`metrics.confusion`). */
+  confusion?: number[][];
+  /** Per class: right predictions of it ÷ predictions of it (0 when it is never predicted). */
+  precision?: number[];
+  /** Per class: right predictions of it ÷ rows of it (0 when no row has it). */
+  recall?: number[];
+  /** Per class: 2·precision·recall ÷ (precision + recall) (0 when both are 0). */
+  f1?: number[];
+  /**
+   * Unweighted means of `precision`, `recall` and `f1` over the classes that occur as a target
+   * or a prediction (scikit-learn's `average='macro'` with `zero_division=0`).
+   */
+  macro?: { precision: number; recall: number; f1: number };
+}
+
+/** @internal An evaluation as the native side returns it, with the class metrics derived from its confusion matrix. */
+export function toEvaluation(r: native.EvaluationResult): Evaluation {
+  const out: Evaluation = { loss: r.loss };
+  if (r.accuracy != null) out.accuracy = r.accuracy;
+  if (r.topKAccuracy != null) out.topKAccuracy = r.topKAccuracy;
+  if (r.mae != null) out.mae = r.mae;
+  if (r.rmse != null) out.rmse = r.rmse;
+  if (r.confusion != null) Object.assign(out, classMetrics(r.confusion));
+  return out;
+}
+
+/** @internal The confusion matrix of `flat` (`[C × C]`, row = target) and the per-class and macro metrics from it. */
+export function classMetrics(flat: ArrayLike<number>): Required<Pick<Evaluation, 'confusion' | 'precision' | 'recall' | 'f1' | 'macro'>> {
+  const c = Math.round(Math.sqrt(flat.length));
+  const confusion = Array.from({ length: c }, (_, t) => Array.from({ length: c }, (_, p) => flat[t * c + p]!));
+  const ratio = (a: number, b: number) => (b > 0 ? a / b : 0);
+  const precision: number[] = [];
+  const recall: number[] = [];
+  const f1: number[] = [];
+  let [sp, sr, sf, present] = [0, 0, 0, 0];
+  for (let k = 0; k < c; k++) {
+    const tp = confusion[k]![k]!;
+    let [rows, predicted] = [0, 0];
+    for (let j = 0; j < c; j++) {
+      rows += confusion[k]![j]!;
+      predicted += confusion[j]![k]!;
+    }
+    const p = ratio(tp, predicted);
+    const r = ratio(tp, rows);
+    const f = ratio(2 * p * r, p + r);
+    precision.push(p);
+    recall.push(r);
+    f1.push(f);
+    if (rows > 0 || predicted > 0) {
+      sp += p;
+      sr += r;
+      sf += f;
+      present++;
+    }
+  }
+  return { confusion, precision, recall, f1, macro: { precision: ratio(sp, present), recall: ratio(sr, present), f1: ratio(sf, present) } };
+}
+
+/** Options of {@link Model.evaluate}. */
+export interface EvaluateOptions extends PredictOptions {
+  /** The loss, as for `fit`. */
+  loss: LossName;
+  /** Metrics beyond the loss. */
+  metrics?: MetricsOptions;
 }
 
 /** Options of {@link Model.predict} and {@link Model.evaluate}. */
@@ -259,5 +349,6 @@ export function toEpoch(e: native.ProgressEvent): EpochProgressEvent {
   if (e.accuracy != null) out.accuracy = e.accuracy;
   if (e.valLoss != null) out.valLoss = e.valLoss;
   if (e.valAccuracy != null) out.valAccuracy = e.valAccuracy;
+  if (e.validation != null) out.validation = toEvaluation(e.validation);
   return out;
 }

@@ -1,6 +1,6 @@
 /** {@link TextClassifier}: a sequence classifier of texts in one object (train, classify, evaluate, save, load). */
 import { InvalidArgumentError, ShapeMismatchError } from '../errors.js';
-import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
+import { type Evaluation, type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
 import { describe, options } from '../util/check.js';
 import { checkTokenizer, compareCodePoints, type Tokenizer, tokenizerFromJSON } from './tokenizers.js';
 import { buildAndTrain, MODEL_KEYS, makeTokenizer, stringArray, type TextModelOptions, textMetadata } from './training.js';
@@ -26,6 +26,20 @@ function sortLabels(a: TextLabel, b: TextLabel): number {
 function labelOf(what: string, v: unknown): TextLabel {
   if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) return v;
   throw new InvalidArgumentError(`${what} must be a string or a finite number, got ${describe(v)}`);
+}
+
+/** What {@link TextClassifier.evaluate} returns. */
+export interface ClassifierEvaluation {
+  /** Mean cross-entropy. */
+  loss: number;
+  /** The fraction of texts given their label. */
+  accuracy: number;
+  /** Unweighted means over the labels that occur (as a label or a prediction); see {@link Evaluation.macro}. */
+  macro: { precision: number; recall: number; f1: number };
+  /** Per label, in {@link TextClassifier.labels} order: precision, recall, F1 and the texts that have it. */
+  perLabel: { label: TextLabel; precision: number; recall: number; f1: number; support: number }[];
+  /** `confusion[label][predicted]`, both in {@link TextClassifier.labels} order. */
+  confusion: number[][];
 }
 
 /**
@@ -136,11 +150,13 @@ export class TextClassifier {
   }
 
   /**
-   * Mean cross-entropy and accuracy over labelled texts.
+   * Mean cross-entropy, accuracy, and per label precision, recall and F1 (with their macro
+   * means and the confusion matrix, rows and columns in {@link TextClassifier.labels} order)
+   * over labelled texts.
    * @throws {ShapeMismatchError} when texts and labels differ in length; {@link InvalidArgumentError}
    *   for an empty text or a label the classifier does not know.
    */
-  evaluate(texts: string[], labels: TextLabel[]): { loss: number; accuracy: number } {
+  evaluate(texts: string[], labels: TextLabel[]): ClassifierEvaluation {
     const x = TextClassifier.#encode(this.tokenizer, texts, 'texts');
     if (!Array.isArray(labels)) throw new InvalidArgumentError(`labels must be an array of strings or numbers, got ${describe(labels)}`);
     if (labels.length !== x.length) throw new ShapeMismatchError(`labels must have one entry per text (${x.length}), got ${labels.length}`);
@@ -152,8 +168,21 @@ export class TextClassifier {
         );
       return c;
     });
-    const r = this.model.evaluateSync(x, y, { loss: 'crossEntropy' });
-    return { loss: r.loss, accuracy: r.accuracy ?? Number.NaN };
+    const r = this.model.evaluateSync(x, y, { loss: 'crossEntropy', metrics: { confusion: true } });
+    const confusion = r.confusion!;
+    return {
+      loss: r.loss,
+      accuracy: r.accuracy ?? Number.NaN,
+      macro: r.macro!,
+      perLabel: this.labels.map((label, k) => ({
+        label,
+        precision: r.precision![k]!,
+        recall: r.recall![k]!,
+        f1: r.f1![k]!,
+        support: confusion[k]!.reduce((a, b) => a + b, 0),
+      })),
+      confusion,
+    };
   }
 
   /** Writes the model with `metadata: { gyre: { task: 'classify', tokenizer, labels } }` (see `Model.save`). */

@@ -3,7 +3,7 @@
  * brain.js-style {@link TextGenerator} and {@link TextClassifier}. The modules beside this one
  * also share internal helpers, which are not exported from here.
  */
-export { TextClassifier, type Classification, type TextLabel } from './classifier.js';
+export { TextClassifier, type Classification, type ClassifierEvaluation, type TextLabel } from './classifier.js';
 export { oneHot, textSequences, type TextSequenceOptions } from './encoding.js';
 export { generateText, type GenerateOptions } from './generate.js';
 export { TextGenerator } from './generator.js';

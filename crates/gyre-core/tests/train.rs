@@ -6,7 +6,7 @@ use gyre_core::model::{Activation, InputKind, Inputs, LayerSpec, Merge, Model, M
 use gyre_core::optim::{LrSchedule, OptimizerConfig, Schedule};
 use gyre_core::random::Rng;
 use gyre_core::train::{
-    evaluate, fit, optimizer_for, predict, train_batch, Dataset, EarlyStopping, FitConfig, LossKind, Observer,
+    evaluate, fit, optimizer_for, predict, train_batch, Dataset, EarlyStopping, FitConfig, LossKind, Metrics, Observer,
     Progress, Targets,
 };
 use gyre_core::{CellKind, CoreError};
@@ -79,6 +79,7 @@ fn config(epochs: usize) -> FitConfig {
         clip_value: None,
         tbptt_steps: None,
         early_stopping: None,
+        metrics: Metrics::default(),
     }
 }
 
@@ -93,17 +94,17 @@ fn a_stacked_bidirectional_lstm_learns_to_classify_variable_length_sequences() {
     let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
     let val = Dataset { inputs: Inputs::Features(vx.view()), lengths: Some(&vl), targets: Targets::Classes(&vy) };
     let mut model = classifier(3, 0.1);
-    let before = evaluate(&model, &val, LossKind::CrossEntropy, 32).unwrap();
+    let before = evaluate(&model, &val, LossKind::CrossEntropy, 32, Metrics::default()).unwrap();
     let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
     let mut rec = Recorder::new();
     let history = fit(&mut model, &mut opt, &train, Some(&val), &config(25), &mut rec).unwrap();
     assert_eq!(history.epochs.len(), 25);
     assert_eq!(rec.batches, 25 * 16);
-    let after = evaluate(&model, &val, LossKind::CrossEntropy, 32).unwrap();
+    let after = evaluate(&model, &val, LossKind::CrossEntropy, 32, Metrics::default()).unwrap();
     println!("validation loss {:.4} -> {:.4}, accuracy {:?}", before.loss, after.loss, after.accuracy);
     assert!(after.loss < 0.5 * before.loss, "{before:?} -> {after:?}");
     assert!(after.accuracy.unwrap() > 0.9, "{after:?}");
-    let Progress::Epoch { validation: Some(v), .. } = history.epochs[24] else { panic!("no validation") };
+    let Progress::Epoch { validation: Some(v), .. } = &history.epochs[24] else { panic!("no validation") };
     assert!((v.loss - after.loss).abs() < 1e-6);
     let probs = predict(&model, Inputs::Features(vx.view()), Some(&vl), 7).unwrap().output;
     assert_eq!(probs.len(), 64 * 2);
@@ -269,8 +270,9 @@ fn truncated_bptt_carries_state_across_chunks_and_equals_full_bptt_with_one_chun
         model
     };
     assert_eq!(weights(&train(None, 3)), weights(&train(Some(steps), 3)), "one chunk is plain BPTT");
-    let before = evaluate(&running_sum_model(8), &data, LossKind::MeanSquaredError, 64).unwrap().loss;
-    let after = evaluate(&train(Some(4), 30), &data, LossKind::MeanSquaredError, 64).unwrap().loss;
+    let before =
+        evaluate(&running_sum_model(8), &data, LossKind::MeanSquaredError, 64, Metrics::default()).unwrap().loss;
+    let after = evaluate(&train(Some(4), 30), &data, LossKind::MeanSquaredError, 64, Metrics::default()).unwrap().loss;
     println!("tbptt(4) running sum: mse {before:.4} -> {after:.4}");
     assert!(after < 0.2 * before, "{before} -> {after}");
 }
@@ -463,4 +465,65 @@ fn a_frozen_layer_keeps_its_values_and_has_no_optimizer_state() {
     let mut opt3 = optimizer_for(&free, OptimizerConfig::adam(0.05)).unwrap();
     fit(&mut free, &mut opt3, &train, None, &config(1), &mut Recorder::new()).unwrap();
     assert!(weights(&free).iter().zip(&before).all(|(a, b)| a != b));
+}
+
+#[test]
+fn evaluate_metrics_equal_those_counted_by_hand_from_predict_in_any_batching() {
+    let (x, lengths, _) = sign_task(40, 6, 21);
+    let mut r = Rng::new(4);
+    let classes: Vec<u32> = (0..40).map(|_| r.below(5) as u32).collect();
+    let mut spec = running_sum_model(1).config().clone();
+    if let LayerSpec::Recurrent(l) = &mut spec.layers[0] {
+        l.return_sequences = false;
+    }
+    spec.layers[1] = LayerSpec::Dense { units: 5, activation: Activation::Softmax };
+    let model = Model::new(spec, 9).unwrap();
+    let data =
+        Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&classes) };
+    let probs = predict(&model, Inputs::Features(x.view()), Some(&lengths), 64).unwrap().output;
+    let (mut top2, mut correct, mut confusion) = (0, 0, vec![0u64; 25]);
+    for (s, &t) in classes.iter().enumerate() {
+        let row = &probs[s * 5..(s + 1) * 5];
+        let t = t as usize;
+        let larger = row.iter().filter(|&&p| p > row[t]).count();
+        top2 += usize::from(larger < 2);
+        let best = (0..5).fold(0, |b, i| if row[i] > row[b] { i } else { b });
+        correct += usize::from(best == t);
+        confusion[t * 5 + best] += 1;
+    }
+    let metrics = Metrics { top_k: Some(2), confusion: true };
+    for batch in [3, 16, 64] {
+        let e = evaluate(&model, &data, LossKind::CrossEntropy, batch, metrics).unwrap();
+        assert_eq!(e.accuracy, Some(correct as f64 / 40.0));
+        assert_eq!(e.top_k_accuracy, Some(top2 as f64 / 40.0));
+        assert_eq!(e.confusion.as_deref(), Some(confusion.as_slice()));
+        assert_eq!((e.mae, e.rmse), (None, None));
+    }
+    assert!(top2 > correct, "top-2 must count more rows than top-1 here");
+    let all = evaluate(&model, &data, LossKind::CrossEntropy, 8, Metrics { top_k: Some(5), confusion: false }).unwrap();
+    assert_eq!((all.top_k_accuracy, all.confusion), (Some(1.0), None));
+
+    // The squared error: MAE and RMSE over every real step's output, padded steps left out.
+    let model = running_sum_model(2);
+    let y: Vec<f32> = (0..40 * 6).map(|i| ((i * 7) % 11) as f32 / 11.0).collect();
+    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let out = predict(&model, Inputs::Features(x.view()), Some(&lengths), 64).unwrap().output;
+    let (mut abs, mut sq, mut n) = (0f64, 0f64, 0usize);
+    for s in 0..40 {
+        for t in 0..lengths[s] {
+            let d = f64::from(out[s * 6 + t]) - f64::from(y[s * 6 + t]);
+            abs += d.abs();
+            sq += d * d;
+            n += 1;
+        }
+    }
+    for batch in [5, 64] {
+        let e = evaluate(&model, &data, LossKind::MeanSquaredError, batch, Metrics::default()).unwrap();
+        assert!((e.mae.unwrap() - abs / n as f64).abs() < 1e-12, "{e:?} {} {}", abs / n as f64, (sq / n as f64).sqrt());
+        assert!((e.rmse.unwrap() - (sq / n as f64).sqrt()).abs() < 1e-12, "{e:?}");
+        assert!((e.loss - sq / n as f64).abs() < 1e-6, "{e:?}");
+        assert_eq!((e.accuracy, e.top_k_accuracy, e.confusion), (None, None, None));
+    }
+    let err = evaluate(&model, &data, LossKind::MeanSquaredError, 5, Metrics { top_k: Some(0), confusion: false });
+    assert!(err.unwrap_err().to_string().contains("metrics.topK"));
 }

@@ -3,11 +3,12 @@
 
 use crate::data::{DataArgs, OwnedData};
 use crate::error::{contain, BindingError, Failure, Result};
-use crate::options::read_js;
+use crate::options::{read_js, MetricsOptions};
 use crate::progress::ProgressEvent;
 use crate::stream::StreamState;
 use crate::tasks::{
-    evaluate_with, predict_with, EvaluateTask, EvaluationResult, FitTask, PredictResult, PredictTask, TrainBatchTask,
+    evaluate_with, metrics_of, predict_with, EvaluateTask, EvaluationResult, FitTask, PredictResult, PredictTask,
+    TrainBatchTask,
 };
 use gyre_core::model::{spec_from_value, InputKind, Inputs, Model, ModelSpec};
 use gyre_core::optim::Optimizer;
@@ -531,9 +532,15 @@ impl NativeModel {
         })
     }
 
-    /// Mean loss (and accuracy) over a dataset, computed off the JavaScript thread.
+    /// Mean loss and metrics over a dataset, computed off the JavaScript thread.
     #[napi(catch_unwind, ts_return_type = "Promise<EvaluationResult>")]
-    pub fn evaluate(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<AsyncTask<EvaluateTask>> {
+    pub fn evaluate(
+        &self,
+        data: DataArgs,
+        loss: String,
+        batch_size: u32,
+        metrics: Option<MetricsOptions>,
+    ) -> Result<AsyncTask<EvaluateTask>> {
         contain(|| {
             drop(self.held()?);
             let data = OwnedData::copy(&data, self.input, "")?;
@@ -542,18 +549,25 @@ impl NativeModel {
                 data,
                 loss,
                 batch_size: checked_batch_size(batch_size)?,
+                metrics: metrics_of(metrics.as_ref()),
                 failure: Failure::default(),
             }))
         })
     }
 
-    /// Mean loss (and accuracy) over a dataset, on the calling thread.
+    /// Mean loss and metrics over a dataset, on the calling thread.
     #[napi(catch_unwind)]
-    pub fn evaluate_sync(&self, data: DataArgs, loss: String, batch_size: u32) -> Result<EvaluationResult> {
+    pub fn evaluate_sync(
+        &self,
+        data: DataArgs,
+        loss: String,
+        batch_size: u32,
+        metrics: Option<MetricsOptions>,
+    ) -> Result<EvaluationResult> {
         contain(|| {
             let data = OwnedData::copy(&data, self.input, "")?;
             let g = self.held()?;
-            Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?)?)
+            Ok(evaluate_with(&g, &data, &loss, checked_batch_size(batch_size)?, metrics_of(metrics.as_ref()))?)
         })
     }
 }

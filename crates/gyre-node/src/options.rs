@@ -125,6 +125,18 @@ pub struct FitOptions {
     pub tbptt_steps: Option<u32>,
     /// Early stopping. Default: none.
     pub early_stopping: Option<EarlyStoppingOptions>,
+    /// Metrics of each epoch's validation evaluation beyond the loss (crossEntropy). Default: none.
+    pub metrics: Option<MetricsOptions>,
+}
+
+/// Metrics computed beyond the loss, the accuracy (crossEntropy) and the mean absolute error and
+/// RMSE (mse): both for the crossEntropy loss.
+#[napi(object)]
+pub struct MetricsOptions {
+    /// Top-k accuracy: the target among the k largest outputs.
+    pub top_k: Option<u32>,
+    /// The confusion matrix `[classes, classes]` (row: target, column: predicted). Default false.
+    pub confusion: Option<bool>,
 }
 
 /// An optimizer (PyTorch semantics and defaults); each takes only its own fields.

@@ -2,6 +2,7 @@
 //! waiting for JavaScript, and the history `fit` resolves to.
 
 use crate::model::{NativeModel, Trainable};
+use crate::tasks::EvaluationResult;
 use gyre_core::model::Model;
 use gyre_core::optim::Optimizer;
 use gyre_core::train::{Observer, Progress};
@@ -53,6 +54,8 @@ pub struct ProgressEvent {
     pub val_accuracy: Option<f64>,
     /// Learning rate of the epoch (epoch events).
     pub learning_rate: Option<f64>,
+    /// The validation evaluation with every metric (epoch events with validation data).
+    pub validation: Option<EvaluationResult>,
     /// Training samples per second.
     pub samples_per_second: f64,
     /// The model at the epoch's end (epoch events of a `fit` that asked for snapshots).
@@ -61,8 +64,8 @@ pub struct ProgressEvent {
 }
 
 pub(crate) fn event(p: &Progress) -> ProgressEvent {
-    match *p {
-        Progress::Batch { epoch, batch, batches, loss, samples_per_second } => ProgressEvent {
+    match p {
+        &Progress::Batch { epoch, batch, batches, loss, samples_per_second } => ProgressEvent {
             kind: "batch".into(),
             epoch: epoch as u32,
             batch: Some(batch as u32),
@@ -72,20 +75,22 @@ pub(crate) fn event(p: &Progress) -> ProgressEvent {
             val_loss: None,
             val_accuracy: None,
             learning_rate: None,
+            validation: None,
             samples_per_second,
             snapshot: None,
         },
         Progress::Epoch { epoch, loss, accuracy, validation, learning_rate, samples_per_second } => ProgressEvent {
             kind: "epoch".into(),
-            epoch: epoch as u32,
+            epoch: *epoch as u32,
             batch: None,
             batches: None,
-            loss,
-            accuracy,
-            val_loss: validation.map(|v| v.loss),
-            val_accuracy: validation.and_then(|v| v.accuracy),
-            learning_rate: Some(learning_rate),
-            samples_per_second,
+            loss: *loss,
+            accuracy: *accuracy,
+            val_loss: validation.as_ref().map(|v| v.loss),
+            val_accuracy: validation.as_ref().and_then(|v| v.accuracy),
+            learning_rate: Some(*learning_rate),
+            validation: validation.as_ref().map(EvaluationResult::from),
+            samples_per_second: *samples_per_second,
             snapshot: None,
         },
     }

@@ -5,6 +5,7 @@
 use crate::data::OwnedData;
 use crate::error::{contain, BindingError, Failure};
 use crate::model::{native_bytes, report, Trainable};
+use crate::options::MetricsOptions;
 use crate::progress::{event, FitHistory, Forwarder, ProgressFn};
 use gyre_core::model::Model;
 use gyre_core::optim::{Optimizer, OptimizerConfig};
@@ -16,13 +17,43 @@ use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Loss and accuracy over a dataset.
+/// Loss and metrics over a dataset.
 #[napi(object)]
 pub struct EvaluationResult {
     /// Mean loss.
     pub loss: f64,
     /// Accuracy (cross-entropy only).
     pub accuracy: Option<f64>,
+    /// Top-k accuracy (cross-entropy with `metrics.topK`).
+    pub top_k_accuracy: Option<f64>,
+    /// Mean absolute error (mse only).
+    pub mae: Option<f64>,
+    /// Root mean squared error (mse only).
+    pub rmse: Option<f64>,
+    /// `[classes × classes]` counts, row-major, row = target class, column = predicted class
+    /// (cross-entropy with `metrics.confusion`).
+    pub confusion: Option<Vec<f64>>,
+}
+
+impl From<&train::Evaluation> for EvaluationResult {
+    fn from(e: &train::Evaluation) -> Self {
+        EvaluationResult {
+            loss: e.loss,
+            accuracy: e.accuracy,
+            top_k_accuracy: e.top_k_accuracy,
+            mae: e.mae,
+            rmse: e.rmse,
+            confusion: e.confusion.as_ref().map(|c| c.iter().map(|&n| n as f64).collect()),
+        }
+    }
+}
+
+/// The core's metrics of an evaluation's options.
+pub(crate) fn metrics_of(m: Option<&MetricsOptions>) -> train::Metrics {
+    m.map_or_else(train::Metrics::default, |m| train::Metrics {
+        top_k: m.top_k.map(|k| k as usize),
+        confusion: m.confusion.unwrap_or(false),
+    })
 }
 
 /// The model's optimizer for `config`: the one it has when its configuration is the same
@@ -249,6 +280,7 @@ pub struct EvaluateTask {
     pub(crate) data: OwnedData,
     pub(crate) loss: String,
     pub(crate) batch_size: usize,
+    pub(crate) metrics: train::Metrics,
     pub(crate) failure: Failure,
 }
 
@@ -257,11 +289,12 @@ pub(crate) fn evaluate_with(
     data: &OwnedData,
     loss: &str,
     batch_size: usize,
+    metrics: train::Metrics,
 ) -> gyre_core::Result<EvaluationResult> {
     let loss = loss_from_name(loss)?;
     let set = data.dataset()?;
-    let e = threads::install(|| train::evaluate(&t.model, &set, loss, batch_size))??;
-    Ok(EvaluationResult { loss: e.loss, accuracy: e.accuracy })
+    let e = threads::install(|| train::evaluate(&t.model, &set, loss, batch_size, metrics))??;
+    Ok(EvaluationResult::from(&e))
 }
 
 impl Task for EvaluateTask {
@@ -271,7 +304,7 @@ impl Task for EvaluateTask {
     fn compute(&mut self) -> napi::Result<EvaluationResult> {
         let r = contain(|| {
             let guard = self.inner.lock().map_err(|_| BindingError::internal("the model's lock was poisoned"))?;
-            Ok(evaluate_with(&guard, &self.data, &self.loss, self.batch_size)?)
+            Ok(evaluate_with(&guard, &self.data, &self.loss, self.batch_size, self.metrics)?)
         });
         self.failure.keep(r)
     }

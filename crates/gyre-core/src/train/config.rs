@@ -8,7 +8,7 @@ use crate::error::{CoreError, Result};
 use crate::model::config::{default_one, default_true};
 use crate::optim::{LrSchedule, OptimizerConfig, Schedule};
 use crate::options::{json_value, prefixed, read, tagged, Count};
-use crate::train::{EarlyStopping, FitConfig, LossKind};
+use crate::train::{EarlyStopping, FitConfig, LossKind, Metrics};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -48,6 +48,17 @@ struct FitJson {
     tbptt_steps: Option<Count>,
     #[serde(default)]
     early_stopping: Option<EarlyStoppingJson>,
+    #[serde(default)]
+    metrics: Option<MetricsJson>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object { topK?, confusion? }")]
+struct MetricsJson {
+    #[serde(default)]
+    top_k: Option<Count>,
+    #[serde(default)]
+    confusion: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -221,6 +232,7 @@ pub fn fit_from_value(options: Value) -> Result<(FitConfig, OptimizerConfig)> {
             min_delta: e.min_delta,
             restore_best: e.restore_best,
         }),
+        metrics: f.metrics.map(|m| Metrics { top_k: m.top_k.map(|k| k.0), confusion: m.confusion }).unwrap_or_default(),
     };
     Ok((config, optimizer))
 }
@@ -411,7 +423,7 @@ mod tests {
         assert_eq!(
             fit(r#"{"loss":"mse","learningRate":0.1}"#),
             "unknown option learningRate; expected one of loss, epochs, batchSize, shuffle, seed, optimizer, schedule, \
-             warmupEpochs, clipNorm, clipValue, tbpttSteps, earlyStopping"
+             warmupEpochs, clipNorm, clipValue, tbpttSteps, earlyStopping, metrics"
         );
         for m in [fit(r#"{"loss":"mse","earlyStopping":true}"#), fit(r#"{"loss":"mse","epochs":"3"}"#)] {
             assert!(!m.contains("line") && !m.contains("Json"), "{m}");

@@ -8,46 +8,152 @@ use crate::kernels::real::Real;
 use crate::model::{Inputs, Model};
 use rayon::prelude::*;
 
-/// Loss and metrics over a dataset.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Which metrics [`evaluate`] computes beyond the loss (and, for cross-entropy, the accuracy;
+/// for the squared error, the mean absolute error and its root).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Top-k accuracy (cross-entropy): the fraction of rows whose target's output is among
+    /// their `k` largest (fewer than `k` outputs larger than it).
+    pub top_k: Option<usize>,
+    /// The confusion matrix (cross-entropy).
+    pub confusion: bool,
+}
+
+/// Loss and metrics over a dataset. The loss is the (weighted) mean the training minimizes;
+/// the metrics count every row (or element) that the loss counts, unweighted.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
     /// Mean loss over every counted row.
     pub loss: f64,
     /// Fraction of rows whose largest output is the target class (cross-entropy only).
     pub accuracy: Option<f64>,
+    /// Fraction of rows whose target is among the `Metrics::top_k` largest outputs.
+    pub top_k_accuracy: Option<f64>,
+    /// Mean absolute error over every counted element (squared-error loss only).
+    pub mae: Option<f64>,
+    /// Root of the mean squared error over every counted element (squared-error loss only).
+    pub rmse: Option<f64>,
+    /// `[C, C]` row-major counts: row = target class, column = predicted (largest output)
+    /// class (cross-entropy with `Metrics::confusion`).
+    pub confusion: Option<Vec<u64>>,
 }
 
-/// Mean loss (and accuracy for cross-entropy) of `model` on `data`, without dropout.
-pub fn evaluate<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKind, batch_size: usize) -> Result<Evaluation> {
+/// One batch's sums for [`evaluate`], added in batch order.
+#[derive(Default)]
+struct Sums {
+    loss: f64,
+    count: usize,
+    correct: usize,
+    top_k: usize,
+    abs: f64,
+    squares: f64,
+    elements: usize,
+    confusion: Vec<u64>,
+}
+
+/// The index of the first largest value of `row` (NaN never wins).
+pub(super) fn arg_max<F: Real>(row: impl IntoIterator<Item = F>) -> usize {
+    row.into_iter().enumerate().fold((0, F::neg_infinity()), |b, (i, x)| if x > b.1 { (i, x) } else { b }).0
+}
+
+/// Mean loss and metrics of `model` on `data`, without dropout: the accuracy for cross-entropy,
+/// the mean absolute error and RMSE for the squared error, and those `metrics` asks for.
+/// `metrics.top_k` must be positive.
+pub fn evaluate<F: Real>(
+    model: &Model<F>,
+    data: &Dataset<F>,
+    loss: LossKind,
+    batch_size: usize,
+    metrics: Metrics,
+) -> Result<Evaluation> {
     check_loss(model.config(), loss)?;
     check_dataset(model, data, loss, "")?;
     crate::kernels::tensor::positive("batchSize", batch_size)?;
+    if let Some(k) = metrics.top_k {
+        crate::kernels::tensor::positive("metrics.topK", k)?;
+    }
+    let classes = model.output_width();
+    let ce = loss == LossKind::CrossEntropy;
+    if !ce && (metrics.top_k.is_some() || metrics.confusion) {
+        let what = if metrics.top_k.is_some() { "metrics.topK" } else { "metrics.confusion" };
+        return Err(CoreError::invalid(what, "used with the crossEntropy loss", format!("{loss:?}")));
+    }
+    let confusion = ce && metrics.confusion;
+    if confusion {
+        classes.checked_mul(classes).filter(|&n| n <= 1 << 26).ok_or_else(|| {
+            CoreError::invalid("metrics.confusion", "a model of at most 8192 classes", format!("{classes} classes"))
+        })?;
+    }
     let idx: Vec<usize> = (0..data.len()).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
     // Batches run side by side on the pool; their sums are added in batch order.
-    let one = |chunk: &[usize]| -> Result<(f64, usize, usize)> {
+    let one = |chunk: &[usize]| -> Result<Sums> {
         let b = Batch::Samples(*data, chunk);
         let packed = b.pack(model)?;
         let inferred = model.infer(&packed, None, prepared.as_ref())?;
         let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b)?;
-        Ok((l.loss * l.count as f64, l.count, l.correct))
+        let mut sums = Sums { loss: l.loss * l.count as f64, count: l.count, correct: l.correct, ..Sums::default() };
+        let (class_ids, values, samples) = b.targets();
+        if ce && (metrics.top_k.is_some() || confusion) {
+            let targets = model.pack_rows_of(&packed, class_ids, samples, 1, inferred.sequence);
+            if confusion {
+                sums.confusion = vec![0; classes * classes];
+            }
+            for (row, &t) in inferred.logits().rows().into_iter().zip(&targets) {
+                let t = t as usize;
+                if let Some(k) = metrics.top_k {
+                    let target = row.get(t).copied().unwrap_or_else(F::nan);
+                    sums.top_k += usize::from(row.iter().filter(|&&x| x > target).count() < k && !target.is_nan());
+                }
+                if confusion {
+                    if let Some(c) = sums.confusion.get_mut(t * classes + arg_max(row.iter().copied())) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        if loss == LossKind::MeanSquaredError {
+            let targets = model.pack_rows_of(&packed, values, samples, classes, inferred.sequence);
+            for (&p, &y) in inferred.output.iter().zip(&targets) {
+                let d = p.to_f64().unwrap_or(f64::NAN) - y.to_f64().unwrap_or(f64::NAN);
+                sums.abs += d.abs();
+                sums.squares += d * d;
+            }
+            sums.elements = targets.len();
+        }
+        Ok(sums)
     };
-    let parts: Vec<Result<_>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
+    let parts: Vec<Result<Sums>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
         idx.par_chunks(batch_size).map(one).collect()
     } else {
         idx.chunks(batch_size).map(one).collect()
     };
-    let (mut sum, mut count, mut correct) = (0.0, 0usize, 0usize);
+    let mut total =
+        Sums { confusion: if confusion { vec![0; classes * classes] } else { Vec::new() }, ..Sums::default() };
     for p in parts {
-        let (s, c, k) = p?;
-        sum += s;
-        count += c;
-        correct += k;
+        let p = p?;
+        total.loss += p.loss;
+        total.count += p.count;
+        total.correct += p.correct;
+        total.top_k += p.top_k;
+        total.abs += p.abs;
+        total.squares += p.squares;
+        total.elements += p.elements;
+        for (t, c) in total.confusion.iter_mut().zip(&p.confusion) {
+            *t += c;
+        }
     }
+    let rows = total.count.max(1) as f64;
+    let elements = total.elements.max(1) as f64;
+    let mse = loss == LossKind::MeanSquaredError;
     Ok(Evaluation {
-        loss: sum / count.max(1) as f64,
-        accuracy: (loss == LossKind::CrossEntropy).then(|| correct as f64 / count.max(1) as f64),
+        loss: total.loss / rows,
+        accuracy: ce.then(|| total.correct as f64 / rows),
+        top_k_accuracy: (ce && metrics.top_k.is_some()).then(|| total.top_k as f64 / rows),
+        mae: mse.then(|| total.abs / elements),
+        rmse: mse.then(|| (total.squares / elements).sqrt()),
+        confusion: confusion.then_some(total.confusion),
     })
 }
 

@@ -6,7 +6,7 @@ use crate::model::Model;
 use crate::optim::Optimizer;
 
 /// A progress event of [`fit`](fn@crate::train::fit).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
     /// After every batch.
     Batch {

@@ -3,7 +3,7 @@
 //! validation, early stopping, progress events and cancellation between batches.
 
 use super::batches::{check_dataset, chunks, gather, slice_batch, Batch, Chunk, Dataset};
-use super::evaluate::evaluate;
+use super::evaluate::{evaluate, Metrics};
 use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
@@ -62,6 +62,8 @@ pub struct FitConfig {
     pub tbptt_steps: Option<usize>,
     /// Early stopping.
     pub early_stopping: Option<EarlyStopping>,
+    /// The metrics of each epoch's validation evaluation.
+    pub metrics: Metrics,
 }
 
 pub(super) fn invalid(what: &str, expected: &str, got: impl ToString) -> CoreError {
@@ -80,6 +82,15 @@ impl FitConfig {
                     return Err(invalid(what, "a positive finite number", v));
                 }
             }
+        }
+        if self.metrics.top_k.is_some() || self.metrics.confusion {
+            let what = if self.metrics.top_k.is_some() { "metrics.topK" } else { "metrics.confusion" };
+            if self.loss != LossKind::CrossEntropy {
+                return Err(invalid(what, "used with the crossEntropy loss", format!("{:?}", self.loss)));
+            }
+        }
+        if let Some(k) = self.metrics.top_k {
+            crate::kernels::tensor::positive("metrics.topK", k)?;
         }
         if let Some(k) = self.tbptt_steps {
             crate::kernels::tensor::positive("tbpttSteps", k)?;
@@ -438,10 +449,11 @@ pub fn fit<F: Real>(
         }
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let validation = match validation {
-            Some(v) => Some(evaluate(model, v, config.loss, config.batch_size)?),
+            Some(v) => Some(evaluate(model, v, config.loss, config.batch_size, config.metrics)?),
             None => None,
         };
         let loss = loss_sum / count.max(1) as f64;
+        let val_loss = validation.as_ref().map(|v| v.loss);
         let accuracy = (config.loss == LossKind::CrossEntropy).then(|| correct as f64 / count.max(1) as f64);
         let event = Progress::Epoch {
             epoch,
@@ -453,15 +465,15 @@ pub fn fit<F: Real>(
         };
         model.trained_epochs = epoch;
         if matches!(config.schedule.decay, LrSchedule::Plateau { .. }) {
-            let monitored = validation.map_or(loss, |v| v.loss);
+            let monitored = val_loss.unwrap_or(loss);
             let state = model.plateau.get_or_insert(Plateau::new(base_lr));
             state.step(&config.schedule.decay, monitored);
         }
         observer.epoch_end(model, optimizer);
-        observer.progress(event);
+        observer.progress(event.clone());
         history.epochs.push(event);
         if let Some(es) = config.early_stopping {
-            let monitored = validation.map_or(loss, |v| v.loss);
+            let monitored = val_loss.unwrap_or(loss);
             if monitored < best.0 - es.min_delta {
                 let weights = es.restore_best.then(|| model.tensors.iter().map(|t| t.data.clone()).collect());
                 best = (monitored, epoch, weights);

@@ -16,7 +16,7 @@ pub mod loss;
 
 pub use batches::{check_dataset, Dataset, Targets};
 pub use config::{fit_from_json, fit_from_value, loss_from_name, optimizer_from_json, optimizer_to_json};
-pub use evaluate::{evaluate, predict, Evaluation, Predicted};
+pub use evaluate::{evaluate, predict, Evaluation, Metrics, Predicted};
 pub use events::{History, Observer, Progress};
 pub use fit::{
     check_loss, fit, optimizer_for, optimizer_sizes, train_batch, BatchOutcome, EarlyStopping, FitConfig, LossKind,
