@@ -21,7 +21,7 @@ import {
 } from '../native/binding.js';
 
 /** The options of `fit` read in TypeScript, never sent to the native side. */
-type TypeScriptOnly = 'validationData' | 'validationSplit' | 'onProgress' | 'signal' | 'checkpoint';
+type TypeScriptOnly = 'validationData' | 'validationSplit' | 'onProgress' | 'signal' | 'checkpoint' | 'sampleWeight';
 type Sent = Omit<FitOptions, TypeScriptOnly>;
 
 describe('training option types', () => {
@@ -112,6 +112,7 @@ describe('what the native readers accept is what the declared types say', () => 
       tbpttSteps: true,
       earlyStopping: true,
       metrics: true,
+      classWeight: true,
     } satisfies Record<keyof NativeFitOptions, true>;
     expect(sorted(readsFit(probe))).toEqual(sorted(keysOf(fitKeys)));
     const earlyStopping = { patience: true, minDelta: true, restoreBest: true } satisfies Record<keyof NativeEarlyStopping, true>;

@@ -187,6 +187,8 @@ export interface BatchResult {
   loss: number
   /** Rows the loss counts (sequences, steps or values, by loss and model). */
   count: number
+  /** The denominator of `loss`: the counted rows' total weight (`count` without weights). */
+  weight: number
   /** Rows predicted right (cross-entropy; else 0). */
   correct: number
   /** The learning rate of the update (the schedule's, at this epoch). */
@@ -209,6 +211,8 @@ export interface DataArgs {
   classes?: Uint32Array
   /** Float targets: `[S, O]`, or `[S, T, O]` for a model that outputs a sequence. */
   values?: Float32Array
+  /** `[S]` each sample's weight in the loss (default: all 1). */
+  weights?: Float32Array
 }
 
 /** Early stopping on the validation loss (else the training loss). */
@@ -238,6 +242,11 @@ export declare function errorCodes(): Array<string>
 export interface EvaluationResult {
   /** Mean loss. */
   loss: number
+  /**
+   * The denominator of `loss`: the counted rows' total weight (their count without sample
+   * weights), for combining evaluations of several batches.
+   */
+  weight: number
   /** Accuracy (cross-entropy only). */
   accuracy?: number
   /** Top-k accuracy (cross-entropy with `metrics.topK`). */
@@ -309,6 +318,11 @@ export interface FitOptions {
   earlyStopping?: EarlyStoppingOptions
   /** Metrics of each epoch's validation evaluation beyond the loss (crossEntropy). Default: none. */
   metrics?: MetricsOptions
+  /**
+   * Weights of the training loss by target: one per class (crossEntropy), or `[w0, w1]`
+   * (binaryCrossEntropy). Default: none.
+   */
+  classWeight?: Array<number>
 }
 
 /** Training options with their defaults applied: what `fitDataset` reads of them. */

@@ -154,6 +154,8 @@ export function padSequences(
 export interface Sample {
   x: readonly number[] | readonly (readonly number[])[];
   y: number | readonly number[] | readonly (readonly number[])[];
+  /** The sample's weight in the training loss (`fit`'s `sampleWeight`); default 1. */
+  weight?: number;
 }
 
 type Source<T> = () => AsyncIterator<T> | Iterator<T>;

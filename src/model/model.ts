@@ -279,10 +279,11 @@ export class Model {
     return { o, loss, signal, nativeOptions, settings };
   }
 
-  #data(x: unknown, y: unknown, loss: LossName, what = ''): native.DataArgs {
+  #data(x: unknown, y: unknown, loss: LossName, what = '', sampleWeight?: unknown): native.DataArgs {
     const p = what ? `${what}.` : '';
     const flat = this.#input(x, `${p}x`);
     const t = flattenTargets(y, loss === 'crossEntropy', this.outputWidth, flat.samples, flat.steps, this.outputsSequence, `${p}y`);
+    if (sampleWeight !== undefined) return { ...flat, ...t, weights: sampleWeights(sampleWeight, flat.samples, `${p}sampleWeight`) };
     // Checked here, before training: the native loop finds a bad target only when it reaches its batch.
     const bad = loss === 'binaryCrossEntropy' && t.values ? t.values.findIndex((v) => !(v >= 0 && v <= 1)) : -1;
     if (bad >= 0)
@@ -300,7 +301,7 @@ export class Model {
    */
   async fit(x: SequenceInput, y: TargetInput, options: FitOptions): Promise<FitHistory> {
     const { o, loss, signal, nativeOptions } = this.#fitOptions('fit(x, y, options)', options);
-    let data = this.#data(x, y, loss);
+    let data = this.#data(x, y, loss, '', o.sampleWeight);
     let validation: native.DataArgs | undefined;
     if (o.validationData !== undefined) {
       if (o.validationSplit !== undefined) throw new InvalidArgumentError('give validationData or validationSplit, not both');
@@ -317,6 +318,7 @@ export class Model {
       const cut = (from: number, to: number): native.DataArgs => ({
         ...sliceSequences(data as FlatSequences, from, to),
         ...sliceTargets(data, data.samples, from, to),
+        ...(data.weights ? { weights: data.weights.subarray(from, to) } : {}),
       });
       validation = cut(keep, data.samples);
       data = cut(0, keep);
@@ -439,8 +441,8 @@ export class Model {
             `batch ${batchNo} of epoch ${epoch} (samples ${seen}..${seen + samples.length - 1} of the epoch)`,
           );
           const r = await native.settle(native.guard(() => this.#native.trainBatch(args, nativeOptions, epoch, batchNo)));
-          lossSum += r.loss * r.count;
-          count += r.count;
+          lossSum += r.loss * r.weight;
+          count += r.weight;
           correct += r.correct;
           seen += samples.length;
           learningRate = r.learningRate;
@@ -506,10 +508,13 @@ export class Model {
   /** Native arrays of a batch of samples; a bad sample's error names the batch. */
   #batchArgs(samples: Sample[], loss: LossName, where: string): native.DataArgs {
     try {
+      const weighted = samples.some((s) => s.weight !== undefined);
       return this.#data(
         samples.map((s) => s.x as number[][]),
         samples.map((s) => s.y) as TargetInput,
         loss,
+        '',
+        weighted ? samples.map((s) => s.weight ?? 1) : undefined,
       );
     } catch (err) {
       if (err instanceof GyreError) err.message = `${where}: ${err.message}`;
@@ -526,7 +531,7 @@ export class Model {
   ): Promise<Evaluation> {
     if (!(source instanceof Dataset)) return this.evaluate(source[0], source[1], { loss, batchSize, ...(metrics ? { metrics } : {}) });
     const nativeMetrics = metricsOption(metrics);
-    let [sum, rows, hits, topK, abs, squares] = [0, 0, 0, 0, 0, 0];
+    let [sum, weight, rows, hits, topK, abs, squares] = [0, 0, 0, 0, 0, 0, 0];
     let confusion: number[] | undefined;
     let batchNo = 0;
     for await (const batch of source.batch(batchSize)) {
@@ -538,7 +543,8 @@ export class Model {
       );
       const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize, nativeMetrics)));
       const n = this.#countedRows(args, loss);
-      sum += r.loss * n;
+      sum += r.loss * r.weight;
+      weight += r.weight;
       rows += n;
       if (r.accuracy != null) hits += Math.round(r.accuracy * n);
       if (r.topKAccuracy != null) topK += Math.round(r.topKAccuracy * n);
@@ -553,7 +559,8 @@ export class Model {
     }
     if (rows === 0) throw new InvalidArgumentError('the validation dataset yielded no samples');
     return toEvaluation({
-      loss: sum / rows,
+      loss: weight > 0 ? sum / weight : 0,
+      weight,
       ...(loss === 'crossEntropy' ? { accuracy: hits / rows } : {}),
       ...(nativeMetrics?.topK !== undefined ? { topKAccuracy: topK / rows } : {}),
       ...(loss === 'mse' ? { mae: abs / rows, rmse: Math.sqrt(squares / rows) } : {}),
@@ -643,12 +650,30 @@ export class Model {
     options: EvaluateOptions,
   ): { data: native.DataArgs; loss: LossName; batchSize: number; metrics: native.MetricsOptions | undefined } {
     const o = object('options', requiredOptions(call, options));
-    checkKeys('', o, ['batchSize', 'loss', 'metrics']);
+    checkKeys('', o, ['batchSize', 'loss', 'metrics', 'sampleWeight']);
     const loss = this.#checkLoss(o.loss);
-    const data = this.#data(x, y, loss);
+    const data = this.#data(x, y, loss, '', o.sampleWeight);
     const batchSize = positiveInt('batchSize', o.batchSize ?? 64);
     return { data, loss, batchSize, metrics: metricsOption(o.metrics) };
   }
+}
+
+/** `sampleWeight`: one finite non-negative number per sample, as float32. */
+function sampleWeights(v: unknown, samples: number, what: string): Float32Array {
+  if (!Array.isArray(v) && !(v instanceof Float32Array) && !(v instanceof Float64Array)) {
+    throw new InvalidArgumentError(`${what} must be an array of numbers (one per sample), got ${describe(v)}`);
+  }
+  const w = v as ArrayLike<unknown>;
+  if (w.length !== samples) throw new ShapeMismatchError(`${what} must have one weight per sample (${samples}), got ${w.length}`);
+  const out = new Float32Array(samples);
+  for (let i = 0; i < samples; i++) {
+    const x = w[i];
+    if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) {
+      throw new InvalidArgumentError(`${what}[${i}] must be a finite non-negative number, got ${describe(x)}`);
+    }
+    out[i] = x;
+  }
+  return out;
 }
 
 /** The `metrics` option, checked (the native side checks that it fits the loss). */

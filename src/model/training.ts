@@ -123,6 +123,19 @@ export interface FitOptions {
   earlyStopping?: { patience?: number; minDelta?: number; restoreBest?: boolean };
   /** Metrics of each epoch's validation evaluation beyond the loss (its event's `validation`). */
   metrics?: MetricsOptions;
+  /**
+   * Weights of the training loss by target, PyTorch's `weight` of `CrossEntropyLoss`: one
+   * non-negative number per class (crossEntropy), or `[w0, w1]` (binaryCrossEntropy: each value
+   * weighs `w1·y + w0·(1 - y)`). A batch's loss is then `Σ w·l / Σ w`. Evaluation and the
+   * validation loss are not weighted by it (as Keras' `class_weight`).
+   */
+  classWeight?: number[];
+  /**
+   * Each training sample's weight in the loss (one finite non-negative number per sample; every
+   * step of a sequence weighs its sample's weight): `Σ w·l / Σ w`, times the class weight. With
+   * `validationSplit` the held-out samples keep theirs, and the validation loss is weighted.
+   */
+  sampleWeight?: readonly number[] | Float32Array | Float64Array;
   /** Writes the model to a file at epoch ends; see {@link CheckpointOptions}. */
   checkpoint?: CheckpointOptions;
   /**
@@ -257,6 +270,8 @@ export interface EvaluateOptions extends PredictOptions {
   loss: LossName;
   /** Metrics beyond the loss. */
   metrics?: MetricsOptions;
+  /** Each sample's weight in the loss, as `fit`'s `sampleWeight` (the metrics are not weighted). */
+  sampleWeight?: readonly number[] | Float32Array | Float64Array;
 }
 
 /** Options of {@link Model.predict} and {@link Model.evaluate}. */
@@ -296,7 +311,7 @@ export interface Prediction {
 }
 
 /** @internal The options of `fit` read in TypeScript; the native side checks every other one (and applies its default). */
-const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal', 'checkpoint'];
+const TS_KEYS: readonly string[] = ['validationData', 'validationSplit', 'onProgress', 'signal', 'checkpoint', 'sampleWeight'];
 
 /** @internal */
 export function isSample(v: unknown): v is Sample {
@@ -321,7 +336,7 @@ export function nativeFitOptions(o: Record<string, unknown>): native.FitOptions 
 }
 
 /** Options of {@link Model.fitDataset}: those of `fit`, with validation data as a dataset. */
-export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | 'validationSplit' | 'shuffle'> {
+export interface FitDatasetOptions extends Omit<FitOptions, 'validationData' | 'validationSplit' | 'shuffle' | 'sampleWeight'> {
   /** Data to report the loss on after every epoch: a dataset of samples, or `[x, y]` arrays. */
   validationData?: Dataset<Sample> | Iterable<Sample> | AsyncIterable<Sample> | [SequenceInput, TargetInput];
 }

@@ -80,6 +80,7 @@ fn config(epochs: usize) -> FitConfig {
         tbptt_steps: None,
         early_stopping: None,
         metrics: Metrics::default(),
+        class_weight: None,
     }
 }
 
@@ -91,8 +92,18 @@ fn weights(m: &Model<f32>) -> Vec<Vec<u32>> {
 fn a_stacked_bidirectional_lstm_learns_to_classify_variable_length_sequences() {
     let (x, lengths, y) = sign_task(256, 10, 1);
     let (vx, vl, vy) = sign_task(64, 10, 2);
-    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
-    let val = Dataset { inputs: Inputs::Features(vx.view()), lengths: Some(&vl), targets: Targets::Classes(&vy) };
+    let train = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
+    let val = Dataset {
+        inputs: Inputs::Features(vx.view()),
+        lengths: Some(&vl),
+        targets: Targets::Classes(&vy),
+        weights: None,
+    };
     let mut model = classifier(3, 0.1);
     let before = evaluate(&model, &val, LossKind::CrossEntropy, 32, Metrics::default()).unwrap();
     let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
@@ -114,7 +125,12 @@ fn a_stacked_bidirectional_lstm_learns_to_classify_variable_length_sequences() {
 #[test]
 fn the_same_seed_gives_bit_identical_weights_on_one_and_two_threads() {
     let (x, lengths, y) = sign_task(96, 8, 4);
-    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let train = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
@@ -154,7 +170,12 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
     let (x, lengths, _) = sign_task(12, 5, 9);
     let mut y: Vec<f32> = (0..12).map(|i| i as f32 / 12.0).collect();
     y[9] = f32::NAN; // the third batch of four
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Values(&y),
+        weights: None,
+    };
     let mut model = Model::<f32>::new(model_cfg.clone(), 1).unwrap();
     let mut opt = optimizer_for(&model, OptimizerConfig::sgd(0.1)).unwrap();
     let err = fit(&mut model, &mut opt, &data, None, &config_mse(1), &mut Recorder::new()).unwrap_err();
@@ -168,6 +189,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
         inputs: Inputs::Features(first8.view()),
         lengths: Some(&lengths[..8]),
         targets: Targets::Values(&y[..8]),
+        weights: None,
     };
     let mut reference = Model::<f32>::new(model_cfg, 1).unwrap();
     let mut opt2 = optimizer_for(&reference, OptimizerConfig::sgd(0.1)).unwrap();
@@ -178,7 +200,12 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
 #[test]
 fn stopping_between_batches_leaves_the_weights_of_the_last_completed_batch() {
     let (x, lengths, y) = sign_task(64, 6, 11);
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let cfg = FitConfig { shuffle: false, ..config(5) };
     let mut model = classifier(2, 0.0);
     let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
@@ -192,6 +219,7 @@ fn stopping_between_batches_leaves_the_weights_of_the_last_completed_batch() {
         inputs: Inputs::Features(first48.view()),
         lengths: Some(&lengths[..48]),
         targets: Targets::Classes(&y[..48]),
+        weights: None,
     };
     let mut reference = classifier(2, 0.0);
     let mut opt2 = optimizer_for(&reference, OptimizerConfig::adam(0.01)).unwrap();
@@ -202,7 +230,12 @@ fn stopping_between_batches_leaves_the_weights_of_the_last_completed_batch() {
 #[test]
 fn early_stopping_waits_for_patience_and_restores_the_best_weights() {
     let (x, lengths, y) = sign_task(32, 6, 12);
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     // A min_delta no epoch can beat: the first epoch is the best, then patience runs out.
     let es = EarlyStopping { patience: 2, min_delta: 1e9, restore_best: true };
     let cfg = FitConfig { early_stopping: Some(es), shuffle: false, ..config(10) };
@@ -260,7 +293,12 @@ fn truncated_bptt_carries_state_across_chunks_and_equals_full_bptt_with_one_chun
             y[s * steps + t] = acc * 0.3;
         }
     }
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Values(&y),
+        weights: None,
+    };
     let base = FitConfig { loss: LossKind::MeanSquaredError, ..config(3) };
     let train = |tbptt: Option<usize>, epochs: usize| {
         let mut model = running_sum_model(8);
@@ -286,7 +324,12 @@ fn bad_datasets_and_options_are_errors_naming_them() {
         let mut opt = optimizer_for(&m, OptimizerConfig::adam(0.01)).unwrap();
         fit(&mut m, &mut opt, data, None, cfg, &mut Recorder::new()).unwrap_err().to_string()
     };
-    let ok = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let ok = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let short = Dataset { targets: Targets::Classes(&y[..7]), ..ok };
     assert!(run(&short, &config(1)).contains("train y"), "{}", run(&short, &config(1)));
     let mut bad_y = y.clone();
@@ -330,7 +373,12 @@ impl Observer for Snapshots {
 #[test]
 fn epoch_end_shows_each_epochs_model_and_optimizer_and_training_resumes_from_them_exactly() {
     let (x, lengths, y) = sign_task(64, 6, 15);
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let cfg = FitConfig { schedule: Schedule::new(LrSchedule::Exponential { gamma: 0.5 }, 1).unwrap(), ..config(3) };
     let mut whole = classifier(5, 0.2);
     let mut opt = optimizer_for(&whole, OptimizerConfig::adamw(0.01)).unwrap();
@@ -351,7 +399,12 @@ fn epoch_end_shows_each_epochs_model_and_optimizer_and_training_resumes_from_the
 #[test]
 fn training_resumed_in_a_second_call_matches_uninterrupted_training() {
     let (x, lengths, y) = sign_task(64, 6, 15);
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let cfg = FitConfig { schedule: Schedule::new(LrSchedule::Exponential { gamma: 0.5 }, 1).unwrap(), ..config(3) };
     let mut whole = classifier(5, 0.2);
     let mut opt = optimizer_for(&whole, OptimizerConfig::adamw(0.01)).unwrap();
@@ -375,7 +428,12 @@ fn train_batch_on_a_whole_dataset_equals_one_unshuffled_full_batch_epoch_of_fit(
     let (samples, steps) = (24, 10);
     let (x, lengths, _) = sign_task(samples, steps, 21);
     let y: Vec<f32> = (0..samples * steps).map(|i| x[[i / steps, i % steps, 0]] * 0.5).collect();
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Values(&y),
+        weights: None,
+    };
     for tbptt in [None, Some(3)] {
         let cfg = FitConfig {
             loss: LossKind::MeanSquaredError,
@@ -414,7 +472,12 @@ fn train_batch_on_a_whole_dataset_equals_one_unshuffled_full_batch_epoch_of_fit(
 #[test]
 fn a_frozen_layer_keeps_its_values_and_has_no_optimizer_state() {
     let (x, lengths, y) = sign_task(64, 8, 9);
-    let train = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&y) };
+    let train = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: None,
+    };
     let build = |frozen: Vec<usize>| {
         let config = ModelSpec {
             mask_value: None,
@@ -478,8 +541,12 @@ fn evaluate_metrics_equal_those_counted_by_hand_from_predict_in_any_batching() {
     }
     spec.layers[1] = LayerSpec::Dense { units: 5, activation: Activation::Softmax };
     let model = Model::new(spec, 9).unwrap();
-    let data =
-        Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Classes(&classes) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&classes),
+        weights: None,
+    };
     let probs = predict(&model, Inputs::Features(x.view()), Some(&lengths), 64).unwrap().output;
     let (mut top2, mut correct, mut confusion) = (0, 0, vec![0u64; 25]);
     for (s, &t) in classes.iter().enumerate() {
@@ -506,7 +573,12 @@ fn evaluate_metrics_equal_those_counted_by_hand_from_predict_in_any_batching() {
     // The squared error: MAE and RMSE over every real step's output, padded steps left out.
     let model = running_sum_model(2);
     let y: Vec<f32> = (0..40 * 6).map(|i| ((i * 7) % 11) as f32 / 11.0).collect();
-    let data = Dataset { inputs: Inputs::Features(x.view()), lengths: Some(&lengths), targets: Targets::Values(&y) };
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Values(&y),
+        weights: None,
+    };
     let out = predict(&model, Inputs::Features(x.view()), Some(&lengths), 64).unwrap().output;
     let (mut abs, mut sq, mut n) = (0f64, 0f64, 0usize);
     for s in 0..40 {
@@ -526,4 +598,124 @@ fn evaluate_metrics_equal_those_counted_by_hand_from_predict_in_any_batching() {
     }
     let err = evaluate(&model, &data, LossKind::MeanSquaredError, 5, Metrics { top_k: Some(0), confusion: false });
     assert!(err.unwrap_err().to_string().contains("metrics.topK"));
+}
+
+/// The mean loss of each sample alone, at the model's weights.
+fn per_sample_losses(model: &Model<f32>, x: &Array3<f32>, lengths: &[usize], y: &[u32]) -> Vec<f64> {
+    (0..y.len())
+        .map(|s| {
+            let xs = x.slice(ndarray::s![s..s + 1, .., ..]).to_owned();
+            let d = Dataset {
+                inputs: Inputs::Features(xs.view()),
+                lengths: Some(&lengths[s..s + 1]),
+                targets: Targets::Classes(&y[s..s + 1]),
+                weights: None,
+            };
+            evaluate(model, &d, LossKind::CrossEntropy, 1, Metrics::default()).unwrap().loss
+        })
+        .collect()
+}
+
+#[test]
+fn sample_and_class_weights_give_the_weighted_mean_loss_counted_by_hand() {
+    let (x, lengths, y) = sign_task(24, 6, 31);
+    let model = classifier(8, 0.0);
+    let l = per_sample_losses(&model, &x, &lengths, &y);
+    let sw: Vec<f32> = (0..24).map(|s| [1.0, 0.5, 2.0, 0.0][s % 4]).collect();
+    let cw = [0.25, 3.0];
+    let hand = |w: &dyn Fn(usize) -> f64| {
+        let (num, den) = (0..24).fold((0.0, 0.0), |(n, d), s| (n + w(s) * l[s], d + w(s)));
+        num / den
+    };
+    // evaluate: the sample weights (class weights are for training only).
+    let data = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: Some(&sw),
+    };
+    for batch in [5, 64] {
+        let e = evaluate(&model, &data, LossKind::CrossEntropy, batch, Metrics::default()).unwrap();
+        assert!((e.loss - hand(&|s| f64::from(sw[s]))).abs() < 1e-6, "{} vs {}", e.loss, hand(&|s| f64::from(sw[s])));
+        assert!((e.weight - sw.iter().map(|&w| f64::from(w)).sum::<f64>()).abs() < 1e-9);
+    }
+    // Training: the epoch's loss (one batch of all samples, taken before its update) is
+    // Σ cw[y]·sw·l / Σ cw[y]·sw.
+    let cfg = FitConfig { batch_size: 64, shuffle: false, class_weight: Some(cw.to_vec()), ..config(1) };
+    let mut m = model.clone();
+    let mut opt = optimizer_for(&m, OptimizerConfig::sgd(0.1)).unwrap();
+    let h = fit(&mut m, &mut opt, &data, None, &cfg, &mut Recorder::new()).unwrap();
+    let Progress::Epoch { loss, .. } = h.epochs[0] else { panic!("no epoch") };
+    let want = hand(&|s| cw[y[s] as usize] * f64::from(sw[s]));
+    assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+
+    // Equal class weights change nothing but rounding (the mean is normalized).
+    let run = |class_weight: Option<Vec<f64>>| {
+        let mut m = model.clone();
+        let mut opt = optimizer_for(&m, OptimizerConfig::sgd(0.5)).unwrap();
+        let plain = Dataset { weights: None, ..data };
+        fit(&mut m, &mut opt, &plain, None, &FitConfig { class_weight, ..cfg.clone() }, &mut Recorder::new()).unwrap();
+        m.tensors.iter().flat_map(|t| t.data.clone()).collect::<Vec<f32>>()
+    };
+    let (a, b) = (run(None), run(Some(vec![3.0, 3.0])));
+    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6));
+}
+
+#[test]
+fn a_sample_of_weight_two_trains_as_the_sample_twice_and_weight_zero_as_absent() {
+    let (x, lengths, y) = sign_task(12, 5, 33);
+    let mut sw = vec![1f32; 12];
+    sw[0] = 2.0;
+    sw[5] = 0.0;
+    // The same data with sample 0 repeated and sample 5 left out.
+    let keep: Vec<usize> = std::iter::once(0).chain((0..12).filter(|&s| s != 5)).collect();
+    let x2 = x.select(ndarray::Axis(0), &keep);
+    let (l2, y2): (Vec<usize>, Vec<u32>) = keep.iter().map(|&s| (lengths[s], y[s])).unzip();
+    let weighted = Dataset {
+        inputs: Inputs::Features(x.view()),
+        lengths: Some(&lengths),
+        targets: Targets::Classes(&y),
+        weights: Some(&sw),
+    };
+    let repeated = Dataset {
+        inputs: Inputs::Features(x2.view()),
+        lengths: Some(&l2),
+        targets: Targets::Classes(&y2),
+        weights: None,
+    };
+    let cfg = FitConfig { batch_size: 64, shuffle: false, epochs: 3, ..config(3) };
+    let train = |d: &Dataset<f32>| {
+        let mut m = classifier(4, 0.0);
+        let mut opt = optimizer_for(&m, OptimizerConfig::adam(0.01)).unwrap();
+        let h = fit(&mut m, &mut opt, d, None, &cfg, &mut Recorder::new()).unwrap();
+        (m.tensors.iter().flat_map(|t| t.data.clone()).collect::<Vec<f32>>(), h)
+    };
+    let ((a, ha), (b, hb)) = (train(&weighted), train(&repeated));
+    let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "weights differ by {worst}");
+    for (ea, eb) in ha.epochs.iter().zip(&hb.epochs) {
+        let (Progress::Epoch { loss: la, .. }, Progress::Epoch { loss: lb, .. }) = (ea, eb) else { panic!() };
+        assert!((la - lb).abs() < 1e-5, "{la} vs {lb}");
+    }
+    // With truncated BPTT too (the weights follow each chunk's sequences): weights of 1 are no weights, bit for bit.
+    let (xs, ls, _) = sign_task(16, 8, 35);
+    let mut target = vec![0f32; 16 * 8];
+    for (s, v) in target.iter_mut().enumerate() {
+        *v = xs[[s / 8, s % 8, 0]] * 0.5;
+    }
+    let ones = vec![1f32; 16];
+    let run = |sample_weights: Option<&[f32]>| {
+        let d = Dataset {
+            inputs: Inputs::Features(xs.view()),
+            lengths: Some(&ls),
+            targets: Targets::Values(&target),
+            weights: sample_weights,
+        };
+        let mut m = running_sum_model(3);
+        let mut opt = optimizer_for(&m, OptimizerConfig::adam(0.01)).unwrap();
+        let c = FitConfig { loss: LossKind::MeanSquaredError, tbptt_steps: Some(3), ..config(2) };
+        fit(&mut m, &mut opt, &d, None, &c, &mut Recorder::new()).unwrap();
+        weights(&m)
+    };
+    assert_eq!(run(Some(&ones)), run(None));
 }

@@ -27,6 +27,8 @@ pub struct DataArgs {
     pub classes: Option<Uint32Array>,
     /// Float targets: `[S, O]`, or `[S, T, O]` for a model that outputs a sequence.
     pub values: Option<Float32Array>,
+    /// `[S]` each sample's weight in the loss (default: all 1).
+    pub weights: Option<Float32Array>,
 }
 
 /// An owned copy of [`DataArgs`]: training never reads JavaScript memory after the call.
@@ -36,6 +38,7 @@ pub(crate) struct OwnedData {
     pub(crate) lengths: Option<Vec<usize>>,
     pub(crate) classes: Option<Vec<u32>>,
     pub(crate) values: Option<Vec<f32>>,
+    pub(crate) weights: Option<Vec<f32>>,
 }
 
 impl OwnedData {
@@ -73,6 +76,7 @@ impl OwnedData {
             lengths: d.lengths.as_deref().map(|l| l.iter().map(|&v| v as usize).collect()),
             classes: d.classes.as_deref().map(<[u32]>::to_vec),
             values: d.values.as_deref().map(threads::copied).transpose()?,
+            weights: d.weights.as_deref().map(<[f32]>::to_vec),
         })
     }
 
@@ -92,7 +96,12 @@ impl OwnedData {
                 return Err(CoreError::Missing { what: "y".into(), context: "for training and evaluation".into() })
             }
         };
-        Ok(Dataset { inputs: self.inputs()?, lengths: self.lengths.as_deref(), targets })
+        Ok(Dataset {
+            inputs: self.inputs()?,
+            lengths: self.lengths.as_deref(),
+            targets,
+            weights: self.weights.as_deref(),
+        })
     }
 }
 

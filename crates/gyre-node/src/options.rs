@@ -127,6 +127,9 @@ pub struct FitOptions {
     pub early_stopping: Option<EarlyStoppingOptions>,
     /// Metrics of each epoch's validation evaluation beyond the loss (crossEntropy). Default: none.
     pub metrics: Option<MetricsOptions>,
+    /// Weights of the training loss by target: one per class (crossEntropy), or `[w0, w1]`
+    /// (binaryCrossEntropy). Default: none.
+    pub class_weight: Option<Vec<f64>>,
 }
 
 /// Metrics computed beyond the loss, the accuracy (crossEntropy) and the mean absolute error and

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 pub struct EvaluationResult {
     /// Mean loss.
     pub loss: f64,
+    /// The denominator of `loss`: the counted rows' total weight (their count without sample
+    /// weights), for combining evaluations of several batches.
+    pub weight: f64,
     /// Accuracy (cross-entropy only).
     pub accuracy: Option<f64>,
     /// Top-k accuracy (cross-entropy with `metrics.topK`).
@@ -39,6 +42,7 @@ impl From<&train::Evaluation> for EvaluationResult {
     fn from(e: &train::Evaluation) -> Self {
         EvaluationResult {
             loss: e.loss,
+            weight: e.weight,
             accuracy: e.accuracy,
             top_k_accuracy: e.top_k_accuracy,
             mae: e.mae,
@@ -88,6 +92,8 @@ pub struct BatchResult {
     pub loss: f64,
     /// Rows the loss counts (sequences, steps or values, by loss and model).
     pub count: u32,
+    /// The denominator of `loss`: the counted rows' total weight (`count` without weights).
+    pub weight: f64,
     /// Rows predicted right (cross-entropy; else 0).
     pub correct: u32,
     /// The learning rate of the update (the schedule's, at this epoch).
@@ -131,6 +137,7 @@ impl Task for TrainBatchTask {
         Ok(BatchResult {
             loss: o.loss,
             count: o.count as u32,
+            weight: o.weight,
             correct: o.correct as u32,
             learning_rate: o.learning_rate,
         })

@@ -180,6 +180,31 @@ impl<F: Real> Model<F> {
         self.pack_rows_of(batch, values, None, width, sequence)
     }
 
+    /// Per row of `batch` (as [`Model::pack_rows_of`] orders them), the value of its sequence in
+    /// `per_sample` (indexed by the entries of `samples`, or by position without it): a sample
+    /// weight for every row, every step of a sequence included when `sequence`.
+    pub fn pack_sample_values<T: Copy + Default>(
+        &self,
+        batch: &PackedBatch<F>,
+        per_sample: &[T],
+        samples: Option<&[usize]>,
+        sequence: bool,
+    ) -> Vec<T> {
+        let p = &batch.packing;
+        let value = |j: usize| per_sample.get(samples.map_or(j, |s| s[j])).copied().unwrap_or_default();
+        if sequence {
+            let mut out = vec![T::default(); p.rows()];
+            for t in 0..p.steps() {
+                for i in 0..p.rows_at(t) {
+                    out[p.offset(t) + i] = value(batch.order[i]);
+                }
+            }
+            out
+        } else {
+            batch.order.iter().map(|&o| value(o)).collect()
+        }
+    }
+
     /// As [`Model::pack_rows`], for a batch made of the sequences `samples` of a larger set
     /// (`values` holds all of them; [`Model::pack_samples`]); `None`: `values` is the batch's.
     pub fn pack_rows_of<T: Copy + Default>(

@@ -26,6 +26,10 @@ pub struct Dataset<'a, F> {
     pub lengths: Option<&'a [usize]>,
     /// The targets.
     pub targets: Targets<'a, F>,
+    /// Each sample's weight in the loss, `[S]` (finite, non-negative): the loss is the
+    /// weighted mean `Σ w·l / Σ w` over the counted rows (every step of a sequence weighs its
+    /// sample's weight). `None`: every sample 1.
+    pub weights: Option<&'a [F]>,
 }
 
 impl<F: Real> Dataset<'_, F> {
@@ -65,6 +69,14 @@ pub fn check_dataset<F: Real>(model: &Model<F>, data: &Dataset<F>, loss: LossKin
                     id,
                 ));
             }
+        }
+    }
+    if let Some(w) = data.weights {
+        if w.len() != s {
+            return Err(CoreError::shape(format!("{what}sampleWeight"), format!("[{s}]"), format!("[{}]", w.len())));
+        }
+        if let Some((i, &v)) = w.iter().enumerate().find(|(_, &v)| !(v.is_finite() && v >= F::zero())) {
+            return Err(invalid(&format!("{what}sampleWeight[{i}]"), "a finite non-negative number", v));
         }
     }
     let per = if model.outputs_sequence() { t } else { 1 };
@@ -112,6 +124,8 @@ pub(super) struct BatchData<F> {
     pub(super) lengths: Vec<usize>,
     pub(super) classes: Vec<u32>,
     pub(super) values: Vec<F>,
+    /// Each sequence's weight (empty: all 1).
+    pub(super) weights: Vec<F>,
 }
 
 impl<F: Real> BatchData<F> {
@@ -150,6 +164,14 @@ impl<F: Real> Batch<'_, '_, F> {
             Batch::Own(b) => (&b.classes, &b.values, None),
         }
     }
+
+    /// The sample weights the batch's sequences are taken from (indexed as the targets), if any.
+    pub(super) fn sample_weights(&self) -> Option<&[F]> {
+        match self {
+            Batch::Samples(d, _) => d.weights,
+            Batch::Own(b) => (!b.weights.is_empty()).then_some(b.weights.as_slice()),
+        }
+    }
 }
 
 /// Gathers samples `idx` of `data`.
@@ -168,7 +190,8 @@ pub(super) fn gather<F: Real>(data: &Dataset<F>, idx: &[usize], per: usize, out_
             idx.iter().for_each(|&i| values.extend_from_slice(&y[i * w..(i + 1) * w]));
         }
     }
-    BatchData { features, tokens, lengths, classes, values }
+    let weights = data.weights.map(|w| idx.iter().map(|&i| w[i]).collect()).unwrap_or_default();
+    BatchData { features, tokens, lengths, classes, values, weights }
 }
 
 /// One truncated-BPTT chunk of a batch sorted by decreasing length: its first `samples`
@@ -216,5 +239,6 @@ pub(super) fn slice_batch<F: Real>(
             }
         }
     }
-    BatchData { features, tokens, lengths: lens, classes, values }
+    let weights = data.weights.iter().take(n).copied().collect();
+    BatchData { features, tokens, lengths: lens, classes, values, weights }
 }

@@ -50,6 +50,8 @@ struct FitJson {
     early_stopping: Option<EarlyStoppingJson>,
     #[serde(default)]
     metrics: Option<MetricsJson>,
+    #[serde(default)]
+    class_weight: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -233,6 +235,7 @@ pub fn fit_from_value(options: Value) -> Result<(FitConfig, OptimizerConfig)> {
             restore_best: e.restore_best,
         }),
         metrics: f.metrics.map(|m| Metrics { top_k: m.top_k.map(|k| k.0), confusion: m.confusion }).unwrap_or_default(),
+        class_weight: f.class_weight,
     };
     Ok((config, optimizer))
 }
@@ -423,7 +426,7 @@ mod tests {
         assert_eq!(
             fit(r#"{"loss":"mse","learningRate":0.1}"#),
             "unknown option learningRate; expected one of loss, epochs, batchSize, shuffle, seed, optimizer, schedule, \
-             warmupEpochs, clipNorm, clipValue, tbpttSteps, earlyStopping, metrics"
+             warmupEpochs, clipNorm, clipValue, tbpttSteps, earlyStopping, metrics, classWeight"
         );
         for m in [fit(r#"{"loss":"mse","earlyStopping":true}"#), fit(r#"{"loss":"mse","epochs":"3"}"#)] {
             assert!(!m.contains("line") && !m.contains("Json"), "{m}");

@@ -23,8 +23,11 @@ pub struct Metrics {
 /// the metrics count every row (or element) that the loss counts, unweighted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
-    /// Mean loss over every counted row.
+    /// Mean loss over every counted row (weighted by the dataset's sample weights).
     pub loss: f64,
+    /// The denominator of `loss`: the total weight of the counted rows (their count without
+    /// sample weights), for combining the evaluations of several parts of a dataset.
+    pub weight: f64,
     /// Fraction of rows whose largest output is the target class (cross-entropy only).
     pub accuracy: Option<f64>,
     /// Fraction of rows whose target is among the `Metrics::top_k` largest outputs.
@@ -42,6 +45,7 @@ pub struct Evaluation {
 #[derive(Default)]
 struct Sums {
     loss: f64,
+    weight: f64,
     count: usize,
     correct: usize,
     top_k: usize,
@@ -92,15 +96,22 @@ pub fn evaluate<F: Real>(
         let b = Batch::Samples(*data, chunk);
         let packed = b.pack(model)?;
         let inferred = model.infer(&packed, None, prepared.as_ref())?;
-        let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b)?;
-        let mut sums = Sums { loss: l.loss * l.count as f64, count: l.count, correct: l.correct, ..Sums::default() };
+        let l = batch_loss(model, loss, &packed, inferred.logits(), &inferred.output, inferred.sequence, &b, None)?;
+        let mut sums =
+            Sums { loss: l.loss * l.weight, weight: l.weight, count: l.count, correct: l.correct, ..Sums::default() };
         let (class_ids, values, samples) = b.targets();
+        // Rows of sample weight 0 are absent from the metrics as from the loss.
+        let row_weights = b.sample_weights().map(|w| model.pack_sample_values(&packed, w, samples, inferred.sequence));
+        let counted = |r: usize| row_weights.as_ref().is_none_or(|w| w[r] > F::zero());
         if ce && (metrics.top_k.is_some() || confusion) {
             let targets = model.pack_rows_of(&packed, class_ids, samples, 1, inferred.sequence);
             if confusion {
                 sums.confusion = vec![0; classes * classes];
             }
-            for (row, &t) in inferred.logits().rows().into_iter().zip(&targets) {
+            for (r, (row, &t)) in inferred.logits().rows().into_iter().zip(&targets).enumerate() {
+                if !counted(r) {
+                    continue;
+                }
                 let t = t as usize;
                 if let Some(k) = metrics.top_k {
                     let target = row.get(t).copied().unwrap_or_else(F::nan);
@@ -115,12 +126,15 @@ pub fn evaluate<F: Real>(
         }
         if loss == LossKind::MeanSquaredError {
             let targets = model.pack_rows_of(&packed, values, samples, classes, inferred.sequence);
-            for (&p, &y) in inferred.output.iter().zip(&targets) {
+            for (i, (&p, &y)) in inferred.output.iter().zip(&targets).enumerate() {
+                if !counted(i / classes.max(1)) {
+                    continue;
+                }
                 let d = p.to_f64().unwrap_or(f64::NAN) - y.to_f64().unwrap_or(f64::NAN);
                 sums.abs += d.abs();
                 sums.squares += d * d;
+                sums.elements += 1;
             }
-            sums.elements = targets.len();
         }
         Ok(sums)
     };
@@ -134,6 +148,7 @@ pub fn evaluate<F: Real>(
     for p in parts {
         let p = p?;
         total.loss += p.loss;
+        total.weight += p.weight;
         total.count += p.count;
         total.correct += p.correct;
         total.top_k += p.top_k;
@@ -148,7 +163,8 @@ pub fn evaluate<F: Real>(
     let elements = total.elements.max(1) as f64;
     let mse = loss == LossKind::MeanSquaredError;
     Ok(Evaluation {
-        loss: total.loss / rows,
+        loss: if total.weight > 0.0 { total.loss / total.weight } else { 0.0 },
+        weight: total.weight,
         accuracy: ce.then(|| total.correct as f64 / rows),
         top_k_accuracy: (ce && metrics.top_k.is_some()).then(|| total.top_k as f64 / rows),
         mae: mse.then(|| total.abs / elements),

@@ -10,7 +10,9 @@ use crate::kernels::real::Real;
 use crate::model::{Activation, Model, ModelSpec, ModelState, PackedBatch};
 use crate::optim::{clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, OptimizerConfig, Param, Plateau, Schedule};
 use crate::random::Rng;
-use crate::train::loss::{binary_cross_entropy_with_logits, mean_squared_error, softmax_cross_entropy};
+use crate::train::loss::{
+    binary_cross_entropy_with_logits_weighted, mean_squared_error_weighted, softmax_cross_entropy,
+};
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -64,6 +66,10 @@ pub struct FitConfig {
     pub early_stopping: Option<EarlyStopping>,
     /// The metrics of each epoch's validation evaluation.
     pub metrics: Metrics,
+    /// Weights of the training loss by target: one per class (crossEntropy) or `[w0, w1]`
+    /// (binaryCrossEntropy, each element weighing `w1·y + w0·(1 - y)`). Evaluation and the
+    /// validation loss are not weighted by it.
+    pub class_weight: Option<Vec<f64>>,
 }
 
 pub(super) fn invalid(what: &str, expected: &str, got: impl ToString) -> CoreError {
@@ -91,6 +97,29 @@ impl FitConfig {
         }
         if let Some(k) = self.metrics.top_k {
             crate::kernels::tensor::positive("metrics.topK", k)?;
+        }
+        if let Some(w) = &self.class_weight {
+            let want = match self.loss {
+                LossKind::CrossEntropy => model.output_width(),
+                LossKind::BinaryCrossEntropy => 2,
+                LossKind::MeanSquaredError => {
+                    return Err(invalid("classWeight", "used with crossEntropy or binaryCrossEntropy", "mse"))
+                }
+            };
+            if w.len() != want {
+                let what = if self.loss == LossKind::CrossEntropy { "one weight per class" } else { "[w0, w1]" };
+                return Err(CoreError::shape(
+                    "classWeight",
+                    format!("{what}: {want} numbers"),
+                    format!("{} numbers", w.len()),
+                ));
+            }
+            if let Some((i, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
+                return Err(invalid(&format!("classWeight[{i}]"), "a finite non-negative number", v));
+            }
+            if w.iter().all(|&v| v == 0.0) {
+                return Err(invalid("classWeight", "at least one positive weight", "all zeros"));
+            }
         }
         if let Some(k) = self.tbptt_steps {
             crate::kernels::tensor::positive("tbpttSteps", k)?;
@@ -135,11 +164,17 @@ pub fn check_loss(config: &ModelSpec, loss: LossKind) -> Result<()> {
 pub(super) struct BatchLoss<F> {
     pub(super) loss: f64,
     pub(super) count: usize,
+    /// The denominator of `loss`: the total weight of the counted rows (`count` unweighted).
+    pub(super) weight: f64,
     pub(super) correct: usize,
     pub(super) grad: Array2<F>,
     pub(super) pre_activation: bool,
 }
 
+/// The batch's mean loss, its gradient and counts. `class_weight` weighs each row by its target
+/// (crossEntropy: by class id; binaryCrossEntropy: `[w0, w1]`, each element `w1·y + w0·(1 - y)`),
+/// and the data's sample weights each row by its sequence: the loss is then `Σ w·l / Σ w`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn batch_loss<F: Real>(
     model: &Model<F>,
     loss: LossKind,
@@ -148,6 +183,7 @@ pub(super) fn batch_loss<F: Real>(
     output: &Array2<F>,
     sequence: bool,
     data: &Batch<'_, '_, F>,
+    class_weight: Option<&[f64]>,
 ) -> Result<BatchLoss<F>> {
     let (classes, values, samples) = data.targets();
     let width = model.output_width();
@@ -157,19 +193,42 @@ pub(super) fn batch_loss<F: Real>(
     fn contiguous<F: Real>(a: &Array2<F>) -> ndarray::CowArray<'_, F, ndarray::Ix2> {
         a.as_standard_layout()
     }
+    // Each row's sample weight, when the data have them.
+    let row_weights = data.sample_weights().map(|w| model.pack_sample_values(batch, w, samples, sequence));
+    let lit = |v: f64| F::from(v).unwrap_or_else(F::nan);
     match loss {
         LossKind::CrossEntropy => {
             let targets = model.pack_rows_of(batch, classes, samples, 1, sequence);
+            let weights: Option<Vec<F>> = match (class_weight, &row_weights) {
+                (None, None) => None,
+                (cw, rw) => Some(
+                    targets
+                        .iter()
+                        .enumerate()
+                        .map(|(r, &t)| {
+                            let c = cw.map_or(F::one(), |cw| lit(cw.get(t as usize).copied().unwrap_or(f64::NAN)));
+                            c * rw.as_ref().map_or(F::one(), |w| w[r])
+                        })
+                        .collect(),
+                ),
+            };
             let l = contiguous(logits);
             let ls = l.as_slice().ok_or_else(|| invalid("logits", "contiguous", "strided"))?;
-            let v = softmax_cross_entropy(ls, rows, width, &targets, None, g)?;
+            let v = softmax_cross_entropy(ls, rows, width, &targets, weights.as_deref(), g)?;
+            // Rows of weight 0 are absent: they count in no metric either.
             let mut correct = 0;
-            for (row, &t) in l.rows().into_iter().zip(&targets) {
-                let best =
-                    row.iter().enumerate().fold((0, F::neg_infinity()), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
-                correct += usize::from(best.0 == t as usize);
+            for (r, (row, &t)) in l.rows().into_iter().zip(&targets).enumerate() {
+                let counted = weights.as_ref().is_none_or(|w| w[r] > F::zero());
+                correct += usize::from(counted && super::evaluate::arg_max(row.iter().copied()) == t as usize);
             }
-            Ok(BatchLoss { loss: to_f64(v.loss), count: v.count, correct, grad, pre_activation: true })
+            Ok(BatchLoss {
+                loss: to_f64(v.loss),
+                count: v.count,
+                weight: to_f64(v.weight),
+                correct,
+                grad,
+                pre_activation: true,
+            })
         }
         LossKind::MeanSquaredError | LossKind::BinaryCrossEntropy => {
             let targets = model.pack_rows_of(batch, values, samples, width, sequence);
@@ -179,13 +238,47 @@ pub(super) fn batch_loss<F: Real>(
                 (contiguous(logits), true)
             };
             let xs = x.as_slice().ok_or_else(|| invalid("output", "contiguous", "strided"))?;
-            let v = if loss == LossKind::MeanSquaredError {
-                mean_squared_error(xs, &targets, None, g)?
-            } else {
-                binary_cross_entropy_with_logits(xs, &targets, None, g)?
+            // Per element: its row's sample weight, times (binaryCrossEntropy) its target's class weight.
+            let weights: Option<Vec<F>> = match (class_weight, &row_weights) {
+                (None, None) => None,
+                (cw, rw) => Some(
+                    targets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &y)| {
+                            let c = cw.map_or(F::one(), |cw| {
+                                let (w0, w1) =
+                                    (lit(cw.first().copied().unwrap_or(1.0)), lit(cw.get(1).copied().unwrap_or(1.0)));
+                                w1 * y + w0 * (F::one() - y)
+                            });
+                            c * rw.as_ref().map_or(F::one(), |w| w[i / width.max(1)])
+                        })
+                        .collect(),
+                ),
             };
-            Ok(BatchLoss { loss: to_f64(v.loss), count: v.count, correct: 0, grad, pre_activation: pre })
+            let v = if loss == LossKind::MeanSquaredError {
+                mean_squared_error_weighted(xs, &targets, None, weights.as_deref(), g)?
+            } else {
+                binary_cross_entropy_with_logits_weighted(xs, &targets, None, weights.as_deref(), g)?
+            };
+            Ok(BatchLoss {
+                loss: to_f64(v.loss),
+                count: v.count,
+                weight: to_f64(v.weight),
+                correct: 0,
+                grad,
+                pre_activation: pre,
+            })
         }
+    }
+}
+
+/// `Σ loss·weight / Σ weight`, 0 when nothing counted.
+fn mean(loss_sum: f64, weight: f64) -> f64 {
+    if weight > 0.0 {
+        loss_sum / weight
+    } else {
+        0.0
     }
 }
 
@@ -206,8 +299,11 @@ struct BatchAt {
 /// correct predictions (cross-entropy only).
 #[derive(Clone, Copy, Debug, Default)]
 struct BatchTotals {
+    /// Σ loss·weight over the batch's updates.
     loss_sum: f64,
     count: usize,
+    /// Σ weight: the denominator of the batch's mean loss.
+    weight: f64,
     correct: usize,
 }
 
@@ -255,6 +351,7 @@ fn update<F: Real>(
 struct StepLoss {
     loss: f64,
     count: usize,
+    weight: f64,
     correct: usize,
 }
 
@@ -276,9 +373,19 @@ fn train_step<F: Real>(
         (b.features, b.tokens) = (None, None);
     }
     let mut trace = model.forward(packed, true, rng, init)?;
-    let l = batch_loss(model, config.loss, &trace.batch, trace.logits(), &trace.output, trace.sequence, &data)?;
+    let class_weight = config.class_weight.as_deref();
+    let l = batch_loss(
+        model,
+        config.loss,
+        &trace.batch,
+        trace.logits(),
+        &trace.output,
+        trace.sequence,
+        &data,
+        class_weight,
+    )?;
     drop(data);
-    let step = StepLoss { loss: l.loss, count: l.count, correct: l.correct };
+    let step = StepLoss { loss: l.loss, count: l.count, weight: l.weight, correct: l.correct };
     let state = std::mem::take(&mut trace.state);
     let grads = model.backward(trace, l.grad, l.pre_activation)?;
     update(model, optimizer, grads, config, l.loss, at)?;
@@ -300,7 +407,7 @@ fn run_batch<F: Real>(
     let width = model.output_width();
     let Some(k) = config.tbptt_steps else {
         let (l, _) = train_step(model, optimizer, config, Batch::Samples(*train, idx), None, rng, at)?;
-        return Ok(BatchTotals { loss_sum: l.loss * l.count as f64, count: l.count, correct: l.correct });
+        return Ok(BatchTotals { loss_sum: l.loss * l.weight, count: l.count, weight: l.weight, correct: l.correct });
     };
     // Sort by decreasing length so every chunk's samples are a prefix.
     let lengths: Vec<usize> = idx.iter().map(|&i| train.lengths.map_or(train.inputs.dims().1, |l| l[i])).collect();
@@ -316,8 +423,9 @@ fn run_batch<F: Real>(
         let init = state.map(|(st, b)| truncate_state(st, b, n));
         let (l, next) = train_step(model, optimizer, config, Batch::Own(chunk), init.as_ref(), rng, at)?;
         state = Some((next, n));
-        totals.loss_sum += l.loss * l.count as f64;
+        totals.loss_sum += l.loss * l.weight;
         totals.count += l.count;
+        totals.weight += l.weight;
         totals.correct += l.correct;
     }
     Ok(totals)
@@ -330,6 +438,9 @@ pub struct BatchOutcome {
     pub loss: f64,
     /// Rows the loss counts (sequences, steps or values, by loss and model).
     pub count: usize,
+    /// The denominator of `loss`: the total weight of the counted rows (`count` without
+    /// weights), for combining batches as `Σ loss·weight / Σ weight`.
+    pub weight: f64,
     /// Rows whose largest output is the target class (cross-entropy only; else 0).
     pub correct: usize,
     /// The learning rate of the update.
@@ -359,8 +470,9 @@ pub fn train_batch<F: Real>(
     let mut rng = epoch_rng(config.seed ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03), epoch);
     let idx: Vec<usize> = (0..data.len()).collect();
     let at = BatchAt { lr, epoch, batch };
-    let BatchTotals { loss_sum, count, correct } = run_batch(model, optimizer, config, data, &idx, &mut rng, at)?;
-    Ok(BatchOutcome { loss: loss_sum / count.max(1) as f64, count, correct, learning_rate: lr })
+    let BatchTotals { loss_sum, count, weight, correct } =
+        run_batch(model, optimizer, config, data, &idx, &mut rng, at)?;
+    Ok(BatchOutcome { loss: mean(loss_sum, weight), count, weight, correct, learning_rate: lr })
 }
 
 /// The rate an epoch's schedule starts from: the plateau's current rate with a
@@ -424,7 +536,7 @@ pub fn fit<F: Real>(
             rng.shuffle(&mut order);
         }
         let started = Instant::now();
-        let (mut loss_sum, mut count, mut correct, mut seen) = (0.0, 0usize, 0usize, 0usize);
+        let (mut loss_sum, mut weight, mut count, mut correct, mut seen) = (0.0, 0.0, 0usize, 0usize, 0usize);
         for (bi, idx) in order.chunks(config.batch_size).enumerate() {
             if observer.should_stop() {
                 history.aborted = true;
@@ -435,6 +547,7 @@ pub fn fit<F: Real>(
             let totals = run_batch(model, optimizer, config, train, idx, &mut batch_rng, at)?;
             let (bl, bc, bk) = (totals.loss_sum, totals.count, totals.correct);
             loss_sum += bl;
+            weight += totals.weight;
             count += bc;
             correct += bk;
             seen += idx.len();
@@ -443,7 +556,7 @@ pub fn fit<F: Real>(
                 epoch,
                 batch: bi + 1,
                 batches,
-                loss: bl / bc.max(1) as f64,
+                loss: mean(bl, totals.weight),
                 samples_per_second: seen as f64 / secs,
             });
         }
@@ -452,7 +565,7 @@ pub fn fit<F: Real>(
             Some(v) => Some(evaluate(model, v, config.loss, config.batch_size, config.metrics)?),
             None => None,
         };
-        let loss = loss_sum / count.max(1) as f64;
+        let loss = mean(loss_sum, weight);
         let val_loss = validation.as_ref().map(|v| v.loss);
         let accuracy = (config.loss == LossKind::CrossEntropy).then(|| correct as f64 / count.max(1) as f64);
         let event = Progress::Epoch {

@@ -160,12 +160,31 @@ pub fn mean_squared_error<F: Real>(
     row_mask: Option<(&[bool], usize)>,
     grad: &mut [F],
 ) -> Result<LossValue<F>> {
+    mean_squared_error_weighted(pred, target, row_mask, None, grad)
+}
+
+/// [`mean_squared_error`] with `weights` (one finite non-negative weight per element, the length
+/// of `pred`): the loss is `Σ w·(pred - target)² / Σ w` over the counted elements and the
+/// gradient `2·w·(pred - target) / Σ w`; an element of weight 0 counts for nothing (its values
+/// are still checked). `None` weighs every element 1 (the same bits as [`mean_squared_error`]).
+///
+/// # Errors
+/// As [`mean_squared_error`], and [`CoreError::InvalidArgument`] naming the index of a negative
+/// or non-finite weight; [`CoreError::ShapeMismatch`] naming `weights` if its length differs.
+pub fn mean_squared_error_weighted<F: Real>(
+    pred: &[F],
+    target: &[F],
+    row_mask: Option<(&[bool], usize)>,
+    weights: Option<&[F]>,
+    grad: &mut [F],
+) -> Result<LossValue<F>> {
     let two = F::lit(2.0);
     elementwise(
         "pred",
         pred,
         target,
         row_mask,
+        weights,
         grad,
         |_, _| Ok(()),
         |x, y| {
@@ -195,6 +214,22 @@ pub fn binary_cross_entropy_with_logits<F: Real>(
     row_mask: Option<(&[bool], usize)>,
     grad: &mut [F],
 ) -> Result<LossValue<F>> {
+    binary_cross_entropy_with_logits_weighted(logits, target, row_mask, None, grad)
+}
+
+/// [`binary_cross_entropy_with_logits`] with `weights` (one finite non-negative weight per
+/// element, as PyTorch's `weight` argument): the loss is `Σ w·l / Σ w` over the counted elements
+/// and the gradient `w·(σ(x) - y) / Σ w`. `None` weighs every element 1.
+///
+/// # Errors
+/// As [`binary_cross_entropy_with_logits`], and as [`mean_squared_error_weighted`] for `weights`.
+pub fn binary_cross_entropy_with_logits_weighted<F: Real>(
+    logits: &[F],
+    target: &[F],
+    row_mask: Option<(&[bool], usize)>,
+    weights: Option<&[F]>,
+    grad: &mut [F],
+) -> Result<LossValue<F>> {
     let check = |i: usize, y: F| {
         if y >= F::zero() && y <= F::one() {
             Ok(())
@@ -202,7 +237,7 @@ pub fn binary_cross_entropy_with_logits<F: Real>(
             Err(CoreError::invalid("target", "in [0, 1]", format!("{y} at index {i}")))
         }
     };
-    elementwise("logits", logits, target, row_mask, grad, check, |x, y| {
+    elementwise("logits", logits, target, row_mask, weights, grad, check, |x, y| {
         let loss = x.max(F::zero()) - x * y + (-x.abs()).exp().ln_1p();
         (loss, sigmoid(x) - y)
     })
@@ -240,11 +275,13 @@ fn exp_shifted<F: Real>(row: &mut [F]) -> (F, F) {
 /// The shared driver of the element-wise losses: checks the shapes, validates the counted
 /// targets with `check(index, y)`, then writes `d/dx / count` into `grad` and returns the mean
 /// of the per-element losses `f(x, y) = (loss, d loss / dx)`.
+#[allow(clippy::too_many_arguments)]
 fn elementwise<F: Real>(
     what: &str,
     input: &[F],
     target: &[F],
     row_mask: Option<(&[bool], usize)>,
+    weights: Option<&[F]>,
     grad: &mut [F],
     check: impl Fn(usize, F) -> Result<()>,
     f: impl Fn(F, F) -> (F, F),
@@ -255,6 +292,11 @@ fn elementwise<F: Real>(
     }
     if grad.len() != len {
         return Err(CoreError::shape("grad", format!("[{len}] (like {what})"), format!("[{}]", grad.len())));
+    }
+    if let Some(w) = weights {
+        if w.len() != len {
+            return Err(CoreError::shape("weights", format!("[{len}] (like {what})"), format!("[{}]", w.len())));
+        }
     }
     const ALL: &[bool] = &[true];
     let (mask, width) = match row_mask {
@@ -277,31 +319,56 @@ fn elementwise<F: Real>(
     };
 
     let mut count = 0usize;
+    let mut total = F::zero();
     for (r, (ys, &on)) in target.chunks(width).zip(mask).enumerate() {
         if on {
             for (j, &y) in ys.iter().enumerate() {
-                check(r * width + j, y)?;
+                let i = r * width + j;
+                check(i, y)?;
+                if let Some(w) = weights.and_then(|w| w.get(i).copied()) {
+                    if !(w.is_finite() && w >= F::zero()) {
+                        return Err(CoreError::invalid(
+                            "weights",
+                            "finite and non-negative",
+                            format!("{w} at index {i}"),
+                        ));
+                    }
+                    total = total + w;
+                    count += usize::from(w > F::zero());
+                } else {
+                    count += 1;
+                }
             }
-            count += ys.len();
         }
     }
 
     grad.fill(F::zero());
-    if count == 0 {
+    if count == 0 || (weights.is_some() && total == F::zero()) {
         return Ok(LossValue::none());
     }
-    let weight = F::from(count).unwrap_or_else(F::nan);
+    let weight = if weights.is_some() { total } else { F::from(count).unwrap_or_else(F::nan) };
     let inv = F::one() / weight;
     let mut loss = F::zero();
     let rows_iter = input.chunks(width).zip(target.chunks(width)).zip(grad.chunks_mut(width)).zip(mask);
-    for (((xs, ys), gs), &on) in rows_iter {
+    for (r, (((xs, ys), gs), &on)) in rows_iter.enumerate() {
         if !on {
             continue;
         }
-        for ((&x, &y), g) in xs.iter().zip(ys).zip(gs.iter_mut()) {
-            let (l, d) = f(x, y);
-            loss = loss + l;
-            *g = d * inv;
+        for (j, ((&x, &y), g)) in xs.iter().zip(ys).zip(gs.iter_mut()).enumerate() {
+            match weights.and_then(|w| w.get(r * width + j).copied()) {
+                // Weight 0: nothing of the element is read into the sums.
+                Some(w) if w == F::zero() => {}
+                Some(w) => {
+                    let (l, d) = f(x, y);
+                    loss = loss + w * l;
+                    *g = w * d * inv;
+                }
+                None => {
+                    let (l, d) = f(x, y);
+                    loss = loss + l;
+                    *g = d * inv;
+                }
+            }
         }
     }
     Ok(LossValue { loss: loss * inv, count, weight })
@@ -737,5 +804,47 @@ mod tests {
         p[4 + 1] -= 1.0;
         let want: Vec<f64> = p.iter().map(|v| v / 2.0).collect();
         assert_close(&grad, &want, 1e-15);
+    }
+
+    #[test]
+    fn weighted_elementwise_losses_are_weighted_means_with_their_gradients() {
+        let (x, y) = (fill(12, 1), fill(12, 2).iter().map(|v| (v / 4.0 + 0.5).clamp(0.0, 1.0)).collect::<Vec<_>>());
+        let w: Vec<f64> = (0..12).map(|i| [0.0, 0.5, 2.0, 1.0][i % 4]).collect();
+        let total: f64 = w.iter().sum();
+        type Weighted =
+            fn(&[f64], &[f64], Option<(&[bool], usize)>, Option<&[f64]>, &mut [f64]) -> Result<LossValue<f64>>;
+        type PerElement = fn(f64, f64) -> f64;
+        let per: [(Weighted, PerElement); 2] = [
+            (mean_squared_error_weighted, |x, y| (x - y) * (x - y)),
+            (binary_cross_entropy_with_logits_weighted, |x, y| {
+                -y * sigmoid(x).ln() - (1.0 - y) * (1.0 - sigmoid(x)).ln()
+            }),
+        ];
+        for (f, l) in per {
+            let mut grad = vec![f64::NAN; 12];
+            let v = f(&x, &y, None, Some(&w), &mut grad).unwrap();
+            // By hand: Σ w·l / Σ w; the elements of weight 0 are not counted.
+            let want: f64 = x.iter().zip(&y).zip(&w).map(|((&x, &y), &w)| w * l(x, y)).sum::<f64>() / total;
+            assert!(close(v.loss, want, 1e-12, 1e-12), "{} vs {want}", v.loss);
+            assert_eq!((v.count, v.weight), (9, total));
+            let loss_at = |x: &[f64]| {
+                let mut g = vec![0.0; 12];
+                f(x, &y, None, Some(&w), &mut g).unwrap().loss
+            };
+            check_grad(loss_at, &x, &grad);
+            // Weights of 1 are the unweighted loss, bit for bit.
+            let (mut g1, mut g2) = (vec![0.0; 12], vec![0.0; 12]);
+            let a = f(&x, &y, None, Some(&[1.0; 12]), &mut g1).unwrap();
+            let b = f(&x, &y, None, None, &mut g2).unwrap();
+            assert_eq!((a.loss.to_bits(), a.weight), (b.loss.to_bits(), b.weight));
+            assert_eq!(g1, g2);
+        }
+        let mut grad = vec![0.0; 12];
+        let bad = mean_squared_error_weighted(&x, &y, None, Some(&[-1.0; 12]), &mut grad).unwrap_err().to_string();
+        assert!(bad.contains("weights") && bad.contains("-1 at index 0"), "{bad}");
+        let short = mean_squared_error_weighted(&x, &y, None, Some(&[1.0; 3]), &mut grad).unwrap_err().to_string();
+        assert!(short.contains("weights"), "{short}");
+        let none = mean_squared_error_weighted(&x, &y, None, Some(&[0.0; 12]), &mut grad).unwrap();
+        assert_eq!((none.loss, none.count), (0.0, 0));
     }
 }
