@@ -638,6 +638,7 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
     trainedEpochs: model.trainedEpochs,
     input: model.config.input,
     layers: model.config.layers,
+    summary: model.summary(),
   };
   if (g.tokenizer !== undefined) {
     const t = tokenizerFromJSON(g.tokenizer);
@@ -654,14 +655,7 @@ async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<voi
   );
   const input = model.config.input;
   io.out(`  input: ${'vocabSize' in input ? `token ids below ${input.vocabSize}` : `${input.features} feature(s) per step`}`);
-  model.config.layers.forEach((l, i) => {
-    const { type, ...rest } = l;
-    io.out(
-      `  layer ${i}: ${String(type)} ${Object.entries(rest)
-        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-        .join(' ')}`,
-    );
-  });
+  for (const line of model.summary({ format: 'text' }).split('\n').slice(1, -1)) io.out(`  ${line}`);
   const tk = summary.tokenizer as { kind: string; vocabSize: number } | undefined;
   if (tk) io.out(`  tokenizer: ${tk.kind}-level, ${tk.vocabSize} ids (0 unknown, 1 end of text)`);
   if (summary.labels) io.out(`  labels: ${(summary.labels as unknown[]).map(String).join(', ')}`);

@@ -7,6 +7,7 @@ export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequenti
 export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentActivation, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
 export { RECURRENT_ACTIVATIONS } from './spec.js';
 export { Stream } from './stream.js';
+export type { ClassPrediction, ClassScore, LayerSummary, ModelSummary } from './summary.js';
 export {
   type BatchProgressEvent,
   type CheckpointOptions,

@@ -18,6 +18,7 @@ import * as native from '../native.js';
 import { bool, checkKeys, describe, intIn, nonEmptyString, numberIn, object, oneOf, positiveInt, string } from '../util/check.js';
 import { about, readBytes, writeAtomically } from '../util/files.js';
 import { Checkpointer } from './checkpoint.js';
+import { type ClassPrediction, classScoring, type ModelSummary, rankClasses, summarize, summaryText } from './summary.js';
 import type { ModelSpec } from './spec.js';
 import { Stream } from './stream.js';
 import {
@@ -624,6 +625,69 @@ export class Model {
     const flat = this.#input(x);
     const r = native.guard(() => this.#native.predictSync(flat, positiveInt('batchSize', options.batchSize ?? 64)));
     return this.#prediction(flat, r);
+  }
+
+  /**
+   * A classifier's predicted classes, off the event loop: per sequence (or, for a model that
+   * outputs sequences, per real step of each sequence) the most probable class, its probability,
+   * and the `topK` (default 1) most probable classes with theirs, most probable first. The last
+   * layer must be a dense layer with softmax (its outputs are the probabilities), linear (its
+   * outputs are logits, softmaxed here) or one sigmoid unit (P(class 1); classes 0 and 1).
+   * @throws {InvalidArgumentError} for a model whose last layer is not such, or a bad `topK`.
+   */
+  async predictClasses(
+    x: SequenceInput,
+    options: PredictOptions & { topK?: number } = {},
+  ): Promise<ClassPrediction[] | ClassPrediction[][]> {
+    const { flat, scoring, topK, batchSize } = this.#classArgs(x, options);
+    const r = await native.settle(native.guard(() => this.#native.predict(flat, batchSize)));
+    return this.#classes(flat, this.#prediction(flat, r), scoring, topK);
+  }
+
+  /** {@link Model.predictClasses} on the calling thread. */
+  predictClassesSync(x: SequenceInput, options: PredictOptions & { topK?: number } = {}): ClassPrediction[] | ClassPrediction[][] {
+    const { flat, scoring, topK, batchSize } = this.#classArgs(x, options);
+    const r = native.guard(() => this.#native.predictSync(flat, batchSize));
+    return this.#classes(flat, this.#prediction(flat, r), scoring, topK);
+  }
+
+  #classArgs(x: SequenceInput, options: unknown) {
+    const o = object('options', options);
+    checkKeys('', o, ['batchSize', 'topK']);
+    const scoring = classScoring(this.config);
+    const topK = o.topK === undefined ? 1 : positiveInt('topK', o.topK);
+    const batchSize = positiveInt('batchSize', o.batchSize ?? 64);
+    return { flat: this.#input(x), scoring, topK, batchSize };
+  }
+
+  #classes(
+    flat: FlatSequences,
+    p: Prediction,
+    scoring: 'probabilities' | 'logits' | 'binary',
+    topK: number,
+  ): ClassPrediction[] | ClassPrediction[][] {
+    const width = this.outputWidth;
+    const row = (r: number) => rankClasses(p.data.subarray(r * width, (r + 1) * width), width, scoring, topK);
+    if (!this.outputsSequence) return Array.from({ length: flat.samples }, (_, s) => row(s));
+    return Array.from({ length: flat.samples }, (_, s) =>
+      Array.from({ length: flat.lengths ? flat.lengths[s]! : flat.steps }, (_, t) => row(s * flat.steps + t)),
+    );
+  }
+
+  /**
+   * Layer by layer: the output shape, the parameter count and whether training updates them,
+   * with the totals; as JSON (default) or, with `{ format: 'text' }`, as an aligned table.
+   */
+  summary(): ModelSummary;
+  summary(options: { format: 'json' }): ModelSummary;
+  summary(options: { format: 'text' }): string;
+  summary(options: { format?: 'json' | 'text' } = {}): ModelSummary | string {
+    const o = object('options', options);
+    checkKeys('', o, ['format']);
+    const format = o.format === undefined ? 'json' : oneOf('format', o.format, ['json', 'text'] as const);
+    const lengths = Object.fromEntries(Object.entries(this.parameters()).map(([k, v]) => [k, v.data.length]));
+    const s = summarize(this.config, lengths);
+    return format === 'text' ? summaryText(s) : s;
   }
 
   /**
