@@ -57,6 +57,9 @@ describe('gyre train / generate / eval / info on a text corpus', () => {
       'report.html',
       '--seed',
       '1',
+      // A memorisation test: every name trains, every epoch runs.
+      '--validation',
+      '0',
     );
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
@@ -146,6 +149,31 @@ describe('gyre train / forecast on a CSV series', () => {
       /MAE [\d.]+, RMSE [\d.]+ \(MSE [\d.]+\) over \d+ windows; repeat-last-value baseline MAE/,
     );
     expect(gyre('info', 'wave.safetensors').stdout).toMatch(/window: 12 steps in, 1 out; columns value/);
+  });
+});
+
+describe('gyre train defaults on a text corpus', () => {
+  it('holds out 10%, stops early keeping the best epoch, and prints a 4-gram baseline beside the model (eval too)', () => {
+    const t = gyre('train', 'names.txt', '--out', 'held.safetensors', '--epochs', '40', '--hidden', '16', '--lr', '0.05', '--quiet');
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/validation loss [\d.]+/);
+    const m =
+      /cross-entropy on the 8 held-out sequences: ([\d.]+) nats\/token; character 4-gram baseline \(Witten-Bell, fitted on the training sequences\) ([\d.]+)/.exec(
+        t.stdout,
+      );
+    expect(m).not.toBeNull();
+    // The run stops before 40 epochs once the held-out loss stops improving, and keeps the best.
+    const epochs = Number(/after (\d+) epochs/.exec(t.stdout)![1]);
+    expect(epochs).toBeLessThan(40);
+    const best = /kept the best epoch, (\d+) \(validation loss ([\d.]+)\)/.exec(t.stdout);
+    expect(best).not.toBeNull();
+    expect(Number(best![2])).toBeCloseTo(Number(m![1]), 3);
+    const e = gyre('eval', 'held.safetensors', 'names.txt');
+    expect(e.stdout).toMatch(/names\.txt: character 4-gram baseline \(Witten-Bell, fitted on the training sequences\) [\d.]+ per token/);
+    expectCleanFailure(
+      gyre('train', 'names.txt', '--dropout', '0.3'),
+      /--dropout applies between stacked recurrent layers: give --layers 2 or more/,
+    );
   });
 });
 

@@ -23,6 +23,7 @@ import {
   type TextLabel,
 } from '../text/index.js';
 import { Forecaster } from '../data/timeseries.js';
+import { NgramModel } from '../text/ngram.js';
 import { seededRandom } from '../util/random.js';
 
 /** An error the user caused, reported as one line. */
@@ -64,6 +65,13 @@ const fraction = (v: string) => {
   if (v.trim() === '' || !(n > 0 && n < 1)) throw new UsageError(`must be a number in (0, 1), got ${JSON.stringify(v)}`);
   return n;
 };
+const fractionOrZero = (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !(n >= 0 && n < 1)) throw new UsageError(`must be a number in [0, 1), got ${JSON.stringify(v)}`);
+  return n;
+};
+/** The fraction `gyre train` holds out of a text or classification corpus by default. */
+const DEFAULT_VALIDATION = 0.1;
 const nonNegative = (v: string) => {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
@@ -325,6 +333,8 @@ interface TrainFlags {
   lr?: number;
   seed: number;
   validation?: number;
+  patience: number;
+  dropout: number;
   report?: string;
   tokenizer: 'char' | 'word';
   maxLength: number;
@@ -362,6 +372,8 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
       seed: number;
       onProgress: (e: ProgressEvent) => void;
       validationSplit?: number;
+      earlyStopping?: { patience: number; restoreBest: true };
+      dropout?: number;
     } = {
       cell: f.cell,
       numLayers: f.layers,
@@ -370,7 +382,19 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
       seed: f.seed,
       onProgress: progress.onProgress,
     };
-    if (f.validation !== undefined) o.validationSplit = f.validation;
+    // Text and classification hold out 10% by default, stop once it stops improving and keep
+    // the best epoch (--validation 0 / --patience 0 turn that off).
+    const split = f.validation ?? (task === 'forecast' ? 0 : DEFAULT_VALIDATION);
+    if (split > 0) {
+      o.validationSplit = split;
+      if (f.patience > 0) o.earlyStopping = { patience: f.patience, restoreBest: true };
+      Object.assign(settings, { validation: split, patience: f.patience });
+    }
+    if (f.dropout > 0) {
+      if (f.layers < 2) throw new CliError('--dropout applies between stacked recurrent layers: give --layers 2 or more');
+      o.dropout = f.dropout;
+      settings.dropout = f.dropout;
+    }
     return o;
   };
   if (task === 'text') {
@@ -388,13 +412,28 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
       maxLength: f.maxLength,
     });
     progress!.stop();
-    await gen.save(out);
+    // The baseline: a character (token) 4-gram fitted on the sequences the model trained on,
+    // scored on the held-out ones (the whole corpus without a split), beside the model's loss.
+    const { x, y } = textSequences(texts, gen.tokenizer, { maxLength: f.maxLength });
+    const split = f.validation ?? DEFAULT_VALIDATION;
+    const keep = split > 0 ? x.length - Math.round(x.length * split) : x.length;
+    const ngram = new NgramModel(4, gen.tokenizer.vocabSize).fit(x.slice(0, keep), y.slice(0, keep));
+    const [hx, hy] = keep < x.length ? [x.slice(keep), y.slice(keep)] : [x, y];
+    const heldOut = keep < x.length ? `the ${x.length - keep} held-out sequences` : `the ${x.length} training sequences`;
+    const modelLoss = (await gen.model.evaluate(hx, hy, { loss: 'crossEntropy' })).loss;
+    const baseline = ngram.crossEntropy(hx, hy);
+    results[`cross-entropy on ${heldOut} (nats/token)`] = modelLoss;
+    results[`4-gram baseline on ${heldOut} (nats/token)`] = baseline;
+    await gen.save(out, { baseline: ngram });
     const samples = Array.from({ length: f.samples }, (_, i) =>
       gen.generate({ temperature: f.temperature, randomSeed: f.seed * 1000 + i, maxLength: f.maxLength }).trim(),
     );
     results.vocabulary = gen.tokenizer.vocabSize;
     results.samples = samples.join(', ');
     finish(io, progress!, out, settings, results, f.report, data);
+    io.out(
+      `cross-entropy on ${heldOut}: ${modelLoss.toFixed(4)} nats/token; character 4-gram baseline (Witten-Bell, fitted on the training sequences) ${baseline.toFixed(4)}`,
+    );
     io.out(`samples (temperature ${f.temperature}):`);
     for (const s of samples) io.out(`  ${s}`);
   } else if (task === 'forecast') {
@@ -513,6 +552,10 @@ function finish(
     if (last.accuracy !== undefined) parts.push(`accuracy ${last.accuracy.toFixed(3)}`);
     if (last.valAccuracy !== undefined) parts.push(`validation accuracy ${last.valAccuracy.toFixed(3)}`);
     io.out(`${parts.join(', ')} after ${epochs.length} epochs in ${progress.seconds.toFixed(1)} s`);
+    if (settings.patience !== undefined && last.valLoss !== undefined) {
+      const best = epochs.reduce((b, e) => ((e.valLoss ?? Infinity) < (b.valLoss ?? Infinity) ? e : b));
+      if (best !== last) io.out(`kept the best epoch, ${best.epoch} (validation loss ${best.valLoss!.toFixed(4)})`);
+    }
   }
   io.out(`model saved to ${out}`);
   if (report) {
@@ -608,6 +651,13 @@ async function evaluate(
     io.out(
       `${data}: cross-entropy ${e.loss.toFixed(4)} per token (perplexity ${Math.exp(e.loss).toFixed(2)}), next-token accuracy ${e.accuracy!.toFixed(3)} (top-5 ${e.topKAccuracy!.toFixed(3)}) over ${texts.length} texts`,
     );
+    const stored = (model.metadata.gyre as { baseline?: unknown }).baseline;
+    if (stored !== undefined) {
+      const ngram = NgramModel.fromJSON(stored);
+      io.out(
+        `${data}: character ${ngram.order}-gram baseline (Witten-Bell, fitted on the training sequences) ${ngram.crossEntropy(x, y).toFixed(4)} per token`,
+      );
+    }
   } else if (task === 'forecast') {
     const fc = Forecaster.fromModel(model);
     const saved = (model.metadata.gyre as { columns?: unknown }).columns;
@@ -700,7 +750,13 @@ function program(io: CliIO): Command {
     .option('--batch-size <n>', 'sequences per batch', int(1), 32)
     .option('--lr <rate>', 'Adam learning rate (default: 0.005, forecast 0.01)', positive)
     .option('--seed <n>', 'seed of weights, shuffling and sampling', int(0), 0)
-    .option('--validation <fraction>', 'fraction held out to report a validation loss', fraction)
+    .option(
+      '--validation <fraction>',
+      'fraction held out to report a validation loss, stop early and keep the best epoch (default: 0.1 text and classify; 0: none)',
+      fractionOrZero,
+    )
+    .option('--patience <n>', 'epochs without a better validation loss before stopping (0: train every epoch)', int(0), 3)
+    .option('--dropout <p>', 'dropout between stacked recurrent layers (with --layers 2 or more)', fractionOrZero, 0)
     .option('--report <file.html>', 'write a self-contained HTML report with the training curves')
     .addOption(new Option('--tokenizer <kind>', 'text: character- or word-level').choices(['char', 'word']).default('char'))
     .option('--max-length <n>', 'text: steps per training sequence (longer texts are cut)', int(1), 64)

@@ -1,8 +1,10 @@
 /** {@link TextGenerator}: a character- or word-level language model in one object (train, generate, save, load). */
 import { type FitHistory, loadModel, type Model, type SaveOptions } from '../model/index.js';
-import { optInt, options } from '../util/check.js';
+import { InvalidArgumentError } from '../errors.js';
+import { describe, optInt, options } from '../util/check.js';
 import { textSequences } from './encoding.js';
 import { checkTokenModel, type GenerateOptions, generateText } from './generate.js';
+import { NgramModel } from './ngram.js';
 import { checkTokenizer, type Tokenizer, tokenizerFromJSON } from './tokenizers.js';
 import { buildAndTrain, MODEL_KEYS, makeTokenizer, stringArray, type TextTrainOptions, textMetadata } from './training.js';
 
@@ -53,9 +55,15 @@ export class TextGenerator {
   }
 
   /** Writes the model with `metadata: { gyre: { task: 'text', tokenizer } }` (see `Model.save`). */
-  async save(path: string, options_: Pick<SaveOptions, 'includeOptimizer'> = {}): Promise<void> {
-    const o = options('options', options_, ['includeOptimizer']);
-    const save: SaveOptions = { metadata: { gyre: { task: 'text', tokenizer: this.tokenizer.toJSON() } } };
+  async save(path: string, options_: Pick<SaveOptions, 'includeOptimizer'> & { baseline?: NgramModel } = {}): Promise<void> {
+    const o = options('options', options_, ['includeOptimizer', 'baseline']);
+    const gyre: Record<string, unknown> = { task: 'text', tokenizer: this.tokenizer.toJSON() };
+    if (o.baseline !== undefined) {
+      if (!(o.baseline instanceof NgramModel))
+        throw new InvalidArgumentError(`baseline must be an NgramModel, got ${describe(o.baseline)}`);
+      gyre.baseline = o.baseline.toJSON();
+    }
+    const save: SaveOptions = { metadata: { gyre } };
     if (o.includeOptimizer !== undefined) save.includeOptimizer = o.includeOptimizer as boolean;
     await this.model.save(path, save);
   }

@@ -6,6 +6,7 @@
 export { TextClassifier, type Classification, type ClassifierEvaluation, type TextLabel } from './classifier.js';
 export { oneHot, textSequences, type TextSequenceOptions } from './encoding.js';
 export { generateText, type GenerateOptions } from './generate.js';
+export { NgramModel } from './ngram.js';
 export { TextGenerator } from './generator.js';
 export { sampleFrom, type SampleOptions } from './sampling.js';
 export {

@@ -35,6 +35,10 @@ export interface TextModelOptions {
   seed?: number;
   /** Fraction of the sequences kept apart to report a validation loss; see {@link FitOptions.validationSplit}. */
   validationSplit?: number;
+  /** Stop when the validation loss stops improving and keep the best epoch; see {@link FitOptions.earlyStopping}. */
+  earlyStopping?: FitOptions['earlyStopping'];
+  /** Dropout between stacked recurrent layers (`numLayers` 2 or more). Default 0. */
+  dropout?: number;
   /** Progress reports; see {@link FitOptions.onProgress}. */
   onProgress?: FitOptions['onProgress'];
   /** Stops training; `train` then rejects with a `TrainingAbortedError`. */
@@ -59,6 +63,8 @@ export const MODEL_KEYS = [
   'learningRate',
   'seed',
   'validationSplit',
+  'earlyStopping',
+  'dropout',
   'onProgress',
   'signal',
 ];
@@ -101,7 +107,7 @@ export async function buildAndTrain(
   const seed = optInt('seed', o.seed, 0, 0, 0xffffffff);
   const layers: LayerSpec[] = [
     { type: 'embedding', dim: embeddingDim },
-    { type: cell, hiddenSize, numLayers, returnSequences },
+    { type: cell, hiddenSize, numLayers, returnSequences, ...(o.dropout === undefined ? {} : { dropout: o.dropout as number }) },
     { type: 'dense', units, activation: 'linear' },
   ];
   const model = sequential({ input: { vocabSize: tokenizer.vocabSize }, layers, seed });
@@ -114,6 +120,7 @@ export async function buildAndTrain(
     seed,
   };
   if (o.validationSplit !== undefined) fit.validationSplit = o.validationSplit as number;
+  if (o.earlyStopping !== undefined) fit.earlyStopping = o.earlyStopping as FitOptions['earlyStopping'];
   if (o.onProgress !== undefined) fit.onProgress = o.onProgress as FitOptions['onProgress'];
   if (o.signal !== undefined) fit.signal = o.signal as AbortSignal;
   const history = await model.fit(x, y, fit);
