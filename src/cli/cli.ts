@@ -49,10 +49,12 @@ const defaultIO = (): CliIO => ({
 // Argument parsers: a bad value is a usage error naming the flag, in the words of the library's
 // checks (src/util/check.ts), quoting the text given.
 
-const int = (min: 0 | 1) => (v: string) => {
+const int = (min: number) => (v: string) => {
   const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
-    throw new UsageError(`must be a ${min === 1 ? 'positive' : 'non-negative'} integer, got ${JSON.stringify(v)}`);
+  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) {
+    const what = min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`;
+    throw new UsageError(`must be ${what}, got ${JSON.stringify(v)}`);
+  }
   return n;
 };
 const positive = (v: string) => {
@@ -77,6 +79,12 @@ const nonNegative = (v: string) => {
   if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`must be a finite number ≥ 0, got ${JSON.stringify(v)}`);
   return n;
 };
+const lags = (v: string) =>
+  v.split(',').map((part) => {
+    const n = Number(part.trim());
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`must be positive integers, comma-separated, got ${JSON.stringify(v)}`);
+    return n;
+  });
 const list = (v: string, prev: string[] = []) => [
   ...prev,
   ...v
@@ -342,6 +350,8 @@ interface TrainFlags {
   inputLength: number;
   horizon: number;
   holdout: number;
+  difference?: number[];
+  period?: number;
   textField: string;
   labelField: string;
   samples: number;
@@ -456,24 +466,30 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
     io.err(
       `training ${cellName(f.cell)} forecaster on ${trainPart.length} steps of ${columns.join(', ')} from ${data} (the last ${test} held out)`,
     );
+    if (f.difference) settings.difference = f.difference.join(',');
     const fc = await Forecaster.train(trainPart, {
       ...common(epochs),
       inputLength: f.inputLength,
       horizon: f.horizon,
       hiddenSize,
       learningRate,
+      ...(f.difference ? { difference: f.difference } : {}),
+      ...(f.period !== undefined ? { period: f.period } : {}),
     });
     progress!.stop();
     await fc.model.save(out, { includeOptimizer: false, metadata: { gyre: { ...fc.metadata, columns } } });
+    if (fc.period !== undefined) settings.period = fc.period;
     if (test > 0) {
-      // The held-out steps, with the inputLength steps before them as context.
-      const evaluation = fc.evaluateSync(series.slice(series.length - test - f.inputLength));
+      // The held-out steps, with the inputLength (and differencing) steps before them as context.
+      const context = f.inputLength + (f.difference ?? []).reduce((a, b) => a + b, 0);
+      const evaluation = fc.evaluateSync(series.slice(Math.max(0, series.length - test - context)));
       Object.assign(results, { heldOutMae: evaluation.mae, naiveMae: evaluation.naiveMae, heldOutMse: evaluation.mse });
+      if (evaluation.seasonalNaiveMae !== undefined) results.seasonalNaiveMae = evaluation.seasonalNaiveMae;
     }
     finish(io, progress!, out, settings, results, f.report, data);
     if (test > 0)
       io.out(
-        `held-out MAE ${fmt(results.heldOutMae as number)} (repeat-last-value baseline ${fmt(results.naiveMae as number)}) over ${test} steps`,
+        `held-out MAE ${fmt(results.heldOutMae as number)} (repeat-last-value baseline ${fmt(results.naiveMae as number)}${results.seasonalNaiveMae === undefined ? '' : `, seasonal-naive (period ${fc.period}) ${fmt(results.seasonalNaiveMae as number)}`}) over ${test} steps`,
       );
   } else {
     const read = readTexts(data, task, f);
@@ -664,7 +680,7 @@ async function evaluate(
     const { series } = csvSeries(data, f.column ?? (Array.isArray(saved) ? (saved as string[]) : undefined));
     const e = await fc.evaluate(series);
     io.out(
-      `${data}: MAE ${fmt(e.mae)}, RMSE ${fmt(Math.sqrt(e.mse))} (MSE ${fmt(e.mse)}) over ${e.windows} windows; repeat-last-value baseline MAE ${fmt(e.naiveMae)}`,
+      `${data}: MAE ${fmt(e.mae)}, RMSE ${fmt(Math.sqrt(e.mse))} (MSE ${fmt(e.mse)}) over ${e.windows} windows; repeat-last-value baseline MAE ${fmt(e.naiveMae)}${e.seasonalNaiveMae === undefined ? '' : `, seasonal-naive (period ${e.period}) MAE ${fmt(e.seasonalNaiveMae)}`}`,
     );
   } else if (task === 'classify') {
     const clf = TextClassifier.fromModel(model);
@@ -771,6 +787,12 @@ function program(io: CliIO): Command {
       nonNegative,
       0.1,
     )
+    .option(
+      '--difference <lags>',
+      'forecast: difference the series at these lags before normalizing (1: trend; a season: seasonal), comma-separated',
+      lags,
+    )
+    .option('--period <n>', 'forecast: season length of the seasonal-naive baseline (default: detected)', int(2))
     .option('--text-field <name>', 'jsonl/csv: field with the text', 'text')
     .option('--label-field <name>', 'classify: field with the label', 'label')
     .option('-q, --quiet', 'no progress display')

@@ -153,6 +153,13 @@ function checkTargets(what: string, v: unknown, features: number): number[] {
   return [...(v as number[])];
 }
 
+/** Differencing lags: a positive integer or a list of them (absent: none). */
+function checkLags(what: string, v: unknown): number[] {
+  if (v === undefined) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((lag, i) => intIn(Array.isArray(v) ? `${what}[${i}]` : what, lag, 1, 100000));
+}
+
 /** The validated window geometry. */
 function windowPlan(series: Series, options: WindowOptions, what: string) {
   const o = object('options', options);
@@ -380,6 +387,93 @@ export class Normalizer {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Differencing
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * @internal The coefficients of the differencing operator `Π (1 − B^lag)` over `lags` (`B` the
+ * backshift): `d_t = Σ_j c[j]·v_{t−j}`, `c[0] = 1`, `c.length − 1` the steps it consumes.
+ * `[1]` is the first difference, `[24]` a seasonal one, `[1, 24]` both.
+ */
+export function differenceCoefficients(lags: readonly number[]): number[] {
+  let c = [1];
+  for (const lag of lags) {
+    const next = new Array<number>(c.length + lag).fill(0);
+    c.forEach((v, j) => {
+      next[j]! += v;
+      next[j + lag]! -= v;
+    });
+    c = next;
+  }
+  return c;
+}
+
+/** @internal `[time, f]` → `[time − D, f]`: row `r` is `d` at step `r + D` (`D = c.length − 1`). */
+export function differenced(s: Series, c: readonly number[]): Series {
+  const [time, f] = s.shape;
+  const D = c.length - 1;
+  const out = new Float32Array(Math.max(0, time - D) * f);
+  for (let t = D; t < time; t++) {
+    for (let k = 0; k < f; k++) {
+      let d = 0;
+      for (let j = 0; j <= D; j++) if (c[j] !== 0) d += c[j]! * s.data[(t - j) * f + k]!;
+      out[(t - D) * f + k] = d;
+    }
+  }
+  return { data: out, shape: [time - D, f] };
+}
+
+/** @internal `v_t = d_t − Σ_{j≥1} c[j]·v_{t−j}`: a value from its difference and the values before it (`past(j)` = `v_{t−j}`). */
+export function undifference(d: number, c: readonly number[], past: (j: number) => number): number {
+  let v = d;
+  for (let j = 1; j < c.length; j++) if (c[j] !== 0) v -= c[j]! * past(j);
+  return v;
+}
+
+/**
+ * @internal The season of a series' feature `feature`, if it has a clear one: among the peaks
+ * of the autocorrelation of its first differences over lags `2..time/3` (at most 1000), after
+ * the first lag where it turns negative, the shortest within 10% of the highest, when that
+ * reaches 0.2 (then it or a neighbour, whichever has the smallest mean |v_t − v_{t−lag}|);
+ * else undefined.
+ */
+export function detectPeriod(s: Series, feature: number): number | undefined {
+  const [time, f] = s.shape;
+  const x: number[] = [];
+  for (let t = 1; t < time; t++) x.push(s.data[t * f + feature]! - s.data[(t - 1) * f + feature]!);
+  const n = x.length;
+  const mean = x.reduce((a, b) => a + b, 0) / Math.max(n, 1);
+  const dev = x.map((v) => v - mean);
+  const var0 = dev.reduce((a, v) => a + v * v, 0);
+  if (!(var0 > 0)) return undefined;
+  const r: number[] = [];
+  const top = Math.min(Math.floor(n / 3), 1000);
+  for (let lag = 2; lag <= top; lag++) {
+    let acc = 0;
+    for (let t = 0; t + lag < n; t++) acc += dev[t]! * dev[t + lag]!;
+    r.push(acc / var0);
+  }
+  // Past the first dip below zero (a smooth series correlates with itself over short lags),
+  // the peaks: a season's multiples correlate about as well as the season itself, so the
+  // shortest peak within 10% of the highest.
+  const dip = r.findIndex((v) => v < 0);
+  if (dip < 0) return undefined;
+  const peaks: number[] = [];
+  for (let i = dip + 1; i + 1 < r.length; i++) if (r[i]! >= r[i - 1]! && r[i]! >= r[i + 1]!) peaks.push(i);
+  const max = Math.max(-Infinity, ...peaks.map((i) => r[i]!));
+  if (!(max >= 0.2)) return undefined;
+  const peak = 2 + peaks.find((i) => r[i]! >= 0.9 * max)!;
+  // Noise moves a peak by a step: of it and its neighbours, the lag whose seasonal difference
+  // v_t − v_{t−lag} is smallest on average.
+  const spread = (lag: number) => {
+    let acc = 0;
+    for (let t = lag; t < time; t++) acc += Math.abs(s.data[t * f + feature]! - s.data[(t - lag) * f + feature]!);
+    return acc / (time - lag);
+  };
+  return [peak - 1, peak, peak + 1].filter((lag) => lag >= 2).reduce((a, b) => (spread(b) < spread(a) ? b : a));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Forecasting
 // ---------------------------------------------------------------------------------------------
 
@@ -395,6 +489,18 @@ export interface ForecasterTrainOptions {
   targets?: number[];
   /** Normalization fitted on the training series. Default `'zscore'`. */
   normalize?: NormalizeMethod;
+  /**
+   * Difference the series before normalizing, at these lags: `[1]` models the changes from one
+   * step to the next (a series with a trend leaves the range it was fitted on; its changes do
+   * not), `[24]` the changes from one season to the next (seasonal differencing), `[1, 24]` both.
+   * Forecasts add the differences back onto the history. Default none.
+   */
+  difference?: number | number[];
+  /**
+   * The season length, for the seasonal-naive baseline {@link Forecaster.evaluate} reports.
+   * Default: detected from the autocorrelation of the training series' first differences.
+   */
+  period?: number;
   /** The recurrent cell. Default `'lstm'`. */
   cell?: 'lstm' | 'gru' | 'rnn';
   /** Hidden size of the recurrent layer. Default 32. */
@@ -423,6 +529,8 @@ const TRAIN_KEYS = [
   'stride',
   'targets',
   'normalize',
+  'difference',
+  'period',
   'cell',
   'hiddenSize',
   'numLayers',
@@ -445,6 +553,12 @@ export interface ForecastEvaluation {
   naiveMse: number;
   /** Mean absolute error of the naive forecast, the baseline to beat. */
   naiveMae: number;
+  /** The season length of the seasonal-naive baseline (given to `train` or detected), when there is one. */
+  period?: number;
+  /** Mean squared error of the seasonal-naive forecast: every target repeats its value one season before (the last season observed). */
+  seasonalNaiveMse?: number;
+  /** Mean absolute error of the seasonal-naive forecast. */
+  seasonalNaiveMae?: number;
   /** Number of windows evaluated (stride 1). */
   windows: number;
 }
@@ -457,6 +571,10 @@ export interface ForecastMetadata {
   horizon: number;
   targets: number[];
   features: number;
+  /** The differencing lags (absent: none). */
+  difference?: number[];
+  /** The season of the seasonal-naive baseline (absent: none). */
+  period?: number;
 }
 
 /**
@@ -480,8 +598,14 @@ export class Forecaster {
   readonly targets: number[];
   /** Features per step of the series. */
   readonly features: number;
+  /** The differencing lags (empty: none); the model reads and predicts the differenced, normalized series. */
+  readonly difference: number[];
+  /** The season length of the seasonal-naive baseline, when there is one. */
+  readonly period: number | undefined;
   /** The training history; null for a forecaster that was loaded. */
   readonly history: FitHistory | null;
+  /** {@link differenceCoefficients} of `difference`. */
+  readonly #c: number[];
 
   /** Use {@link Forecaster.train}, {@link Forecaster.load} or {@link Forecaster.fromModel}. */
   private constructor(parts: {
@@ -491,6 +615,8 @@ export class Forecaster {
     horizon: number;
     targets: number[];
     features: number;
+    difference: number[];
+    period: number | undefined;
     history: FitHistory | null;
   }) {
     this.model = parts.model;
@@ -499,7 +625,15 @@ export class Forecaster {
     this.horizon = parts.horizon;
     this.targets = parts.targets;
     this.features = parts.features;
+    this.difference = parts.difference;
+    this.period = parts.period;
     this.history = parts.history;
+    this.#c = differenceCoefficients(parts.difference);
+  }
+
+  /** Steps of history the differencing consumes before the first differenced value. */
+  get #lag(): number {
+    return this.#c.length - 1;
   }
 
   /**
@@ -525,9 +659,20 @@ export class Forecaster {
     const seed = intIn('seed', o.seed ?? 0, 0, 0xffffffff);
     const geometry: WindowOptions = { inputLength: o.inputLength as number };
     for (const key of ['horizon', 'stride', 'targets'] as const) if (o[key] !== undefined) geometry[key] = o[key] as never;
-    const plan = windowPlan(s, geometry, 'series');
-    const normalizer = Normalizer.fit(s, { method: normalize });
-    const w = windows(normalizer.transform(s), geometry);
+    const difference = checkLags('difference', o.difference);
+    const c = differenceCoefficients(difference);
+    const D = c.length - 1;
+    const inputLength = intIn('inputLength', o.inputLength, 1);
+    if (D > 0 && s.shape[0] <= D + inputLength) {
+      throw new InvalidArgumentError(
+        `series is too short: differencing at lags [${difference.join(', ')}] uses its first ${D} steps, leaving ${Math.max(0, s.shape[0] - D)} for windows of inputLength ${inputLength} and the horizon`,
+      );
+    }
+    const ds = D > 0 ? differenced(s, c) : s;
+    const plan = windowPlan(ds, geometry, D > 0 ? 'the differenced series' : 'series');
+    const period = o.period === undefined ? detectPeriod(s, plan.targets[0]!) : intIn('period', o.period, 2);
+    const normalizer = Normalizer.fit(ds, { method: normalize });
+    const w = windows(normalizer.transform(ds), geometry);
     const model = sequential({
       input: { features },
       layers: [
@@ -548,6 +693,8 @@ export class Forecaster {
       horizon: plan.horizon,
       targets: plan.targets,
       features,
+      difference,
+      period,
       history,
     });
   }
@@ -593,7 +740,9 @@ export class Forecaster {
         `the model must end in a dense layer of horizon × targets = ${horizon * targets.length} units, got ${last ? `${last.type} (${describe('units' in last ? last.units : undefined)} units)` : 'no layers'}`,
       );
     }
-    return new Forecaster({ model, normalizer, inputLength, horizon, targets, features, history: null });
+    const difference = g.difference === undefined ? [] : checkLags(`${p}difference`, g.difference);
+    const period = g.period === undefined ? undefined : intIn(`${p}period`, g.period, 2);
+    return new Forecaster({ model, normalizer, inputLength, horizon, targets, features, difference, period, history: null });
   }
 
   /** Reads a forecaster written by {@link Forecaster.save}; see {@link Forecaster.fromModel}. */
@@ -610,7 +759,7 @@ export class Forecaster {
 
   /** The metadata {@link Forecaster.save} stores under `gyre`. */
   get metadata(): ForecastMetadata {
-    return {
+    const m: ForecastMetadata = {
       task: 'forecast',
       normalizer: this.normalizer.toJSON(),
       inputLength: this.inputLength,
@@ -618,6 +767,9 @@ export class Forecaster {
       targets: [...this.targets],
       features: this.features,
     };
+    if (this.difference.length > 0) m.difference = [...this.difference];
+    if (this.period !== undefined) m.period = this.period;
+    return m;
   }
 
   /**
@@ -672,6 +824,7 @@ export class Forecaster {
         `steps ${steps} is beyond the model's horizon ${this.horizon}: recursive forecasting feeds predictions back as input, so it needs every feature predicted, but this forecaster predicts ${k} of ${f} features (targets [${this.targets.join(', ')}])`,
       );
     }
+    if (this.#lag > 0) return this.#forecastDifferenced(history, steps);
     const window = this.#window(history, 'history');
     const L = this.inputLength;
     const out = new Float32Array(steps * k);
@@ -701,36 +854,110 @@ export class Forecaster {
     return { data: out, shape: [steps, k] };
   }
 
+  /** {@link Forecaster.forecast} of a differencing forecaster: each predicted difference added back onto the values before it. */
+  #forecastDifferenced(history: SeriesInput, steps: number): { data: Float32Array; shape: [number, number] } {
+    const s = toSeries(history, 'history');
+    const [time, f] = s.shape;
+    if (f !== this.features) {
+      throw new ShapeMismatchError(`history has ${f} feature(s) per step, but the forecaster was trained on ${this.features}`);
+    }
+    const D = this.#lag;
+    const L = this.inputLength;
+    const need = L + D;
+    if (time < need) {
+      throw new InvalidArgumentError(
+        `history has ${time} steps, but the forecaster needs at least inputLength + ${D} = ${need} (its differencing at lags [${this.difference.join(', ')}] uses ${D} steps before the window)`,
+      );
+    }
+    const k = this.targets.length;
+    const hist = Array.from(s.data.subarray((time - need) * f));
+    const out = new Float32Array(steps * k);
+    for (let done = 0; done < steps; ) {
+      const rows = hist.length / f;
+      const recent = { data: Float32Array.from(hist.slice((rows - need) * f)), shape: [need, f] as [number, number] };
+      const window = this.normalizer.transform(differenced(recent, this.#c)).data;
+      const pred = this.model.predictSync({ data: window, shape: [1, L, f] }).data;
+      const take = Math.min(this.horizon, steps - done);
+      const next = new Array<number>(take * f).fill(0);
+      const at = (t: number, feat: number) => (t < rows ? hist[t * f + feat]! : next[(t - rows) * f + feat]!);
+      for (let step = 0; step < take; step++) {
+        for (let j = 0; j < k; j++) {
+          const feat = this.targets[j]!;
+          const d = this.normalizer.inverseValue(pred[step * k + j]!, feat);
+          const v = undifference(d, this.#c, (back) => at(rows + step - back, feat));
+          next[step * f + feat] = v;
+          out[(done + step) * k + j] = v;
+        }
+      }
+      done += take;
+      // Recursive forecasts (every feature a target, checked by forecast): the predicted rows join the history.
+      hist.push(...next);
+    }
+    return { data: out, shape: [steps, k] };
+  }
+
   #evaluation(series: SeriesInput) {
     const s = toSeries(series);
     if (s.shape[1] !== this.features) {
       throw new ShapeMismatchError(`series has ${s.shape[1]} feature(s) per step, but the forecaster was trained on ${this.features}`);
     }
     const geometry = { inputLength: this.inputLength, horizon: this.horizon, targets: this.targets };
-    const w = windows(this.normalizer.transform(s), geometry);
+    const D = this.#lag;
+    if (D > 0 && s.shape[0] < D + this.inputLength + this.horizon) {
+      throw new InvalidArgumentError(
+        `series is too short for one window: it needs at least ${D + this.inputLength + this.horizon} steps (differencing ${D} + inputLength ${this.inputLength} + horizon ${this.horizon}), got ${s.shape[0]}`,
+      );
+    }
+    const w = windows(this.normalizer.transform(D > 0 ? differenced(s, this.#c) : s), geometry);
     const score = (pred: Float32Array): ForecastEvaluation => {
       const [n, width] = w.y.shape;
       const k = this.targets.length;
       const f = this.features;
-      let se = 0;
-      let ae = 0;
-      let naiveSe = 0;
-      let naiveAe = 0;
+      const P = this.period;
+      // The seasonal-naive baseline needs a whole season before the first window's end.
+      const seasonal = P !== undefined && D + this.inputLength >= P;
+      let [se, ae, naiveSe, naiveAe, seasonalSe, seasonalAe] = [0, 0, 0, 0, 0, 0];
+      const recon = new Array<number>(this.horizon * f).fill(0);
       for (let i = 0; i < n; i++) {
-        const lastRow = (i + this.inputLength - 1) * f;
+        // The window's last observed step, in the series' own steps.
+        const last = i + D + this.inputLength - 1;
         for (let c = 0; c < width; c++) {
+          const step = Math.floor(c / k);
           const feat = this.targets[c % k]!;
-          const truth = s.data[(i + this.inputLength + Math.floor(c / k)) * f + feat]!;
-          const d = this.normalizer.inverseValue(pred[i * width + c]!, feat) - truth;
-          const dn = s.data[lastRow + feat]! - truth;
+          const t = last + 1 + step;
+          const truth = s.data[t * f + feat]!;
+          let v = this.normalizer.inverseValue(pred[i * width + c]!, feat);
+          if (D > 0) {
+            v = undifference(v, this.#c, (back) =>
+              t - back <= last ? s.data[(t - back) * f + feat]! : recon[(t - back - last - 1) * f + feat]!,
+            );
+            recon[step * f + feat] = v;
+          }
+          const d = v - truth;
+          const dn = s.data[last * f + feat]! - truth;
           se += d * d;
           ae += Math.abs(d);
           naiveSe += dn * dn;
           naiveAe += Math.abs(dn);
+          if (seasonal) {
+            const ds = s.data[(t - P! * Math.ceil((t - last) / P!)) * f + feat]! - truth;
+            seasonalSe += ds * ds;
+            seasonalAe += Math.abs(ds);
+          }
         }
       }
       const count = n * width;
-      return { mse: se / count, mae: ae / count, naiveMse: naiveSe / count, naiveMae: naiveAe / count, windows: n };
+      const out: ForecastEvaluation = {
+        mse: se / count,
+        mae: ae / count,
+        naiveMse: naiveSe / count,
+        naiveMae: naiveAe / count,
+        windows: n,
+      };
+      if (seasonal) {
+        Object.assign(out, { period: P, seasonalNaiveMse: seasonalSe / count, seasonalNaiveMae: seasonalAe / count });
+      }
+      return out;
     };
     return { x: w.x, score };
   }
@@ -738,7 +965,10 @@ export class Forecaster {
   /**
    * Scores the model's direct forecasts (its own horizon, no recursion) over every window of a
    * series `[time, features]` (stride 1), in original units, next to the naive baseline that
-   * repeats each target's last observed value. Runs off the event loop.
+   * repeats each target's last observed value and, with a `period`, the seasonal-naive one that
+   * repeats the value one season before. The series is the context and the test together: the
+   * first forecast is of step `inputLength` (plus the differencing's steps), so pass a held-out
+   * test part with the `inputLength` (+ differencing) steps before it. Runs off the event loop.
    * @throws {InvalidArgumentError} for a series shorter than `inputLength + horizon`.
    * @throws {ShapeMismatchError} for a series with another number of features.
    */
