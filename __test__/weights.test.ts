@@ -110,6 +110,25 @@ describe('sample and class weights', () => {
     for (const k of Object.keys(pa)) expect(Array.from(pb[k]!.data)).toEqual(Array.from(pa[k]!.data));
   });
 
+  it('fitDataset: validation samples of weight 0 are left out of the validation loss and metrics', async () => {
+    const m = classifier();
+    const samples = x.map((q, s) => ({ x: q, y: classes[s]!, weight: sw[s]! }));
+    const h = await m.fitDataset(Dataset.from(samples.slice(0, 12)), {
+      loss: 'crossEntropy',
+      epochs: 1,
+      batchSize: 4,
+      validationData: Dataset.from(samples.slice(12)),
+    });
+    const kept = samples.slice(12).filter((s) => s.weight > 0);
+    const v = m.evaluateSync(
+      kept.map((s) => s.x),
+      kept.map((s) => s.y),
+      { loss: 'crossEntropy', sampleWeight: kept.map((s) => s.weight) },
+    );
+    expect(h.epochs[0]!.valLoss).toBeCloseTo(v.loss, 6);
+    expect(h.epochs[0]!.valAccuracy).toBeCloseTo(v.accuracy!, 12);
+  });
+
   it('bad weights are errors naming the option', async () => {
     const m = classifier();
     const train = (o: object) => m.fit(x, classes, { loss: 'crossEntropy', ...o } as never);

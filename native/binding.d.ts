@@ -247,6 +247,8 @@ export interface EvaluationResult {
    * weights), for combining evaluations of several batches.
    */
   weight: number
+  /** The rows the accuracies count (those of nonzero weight). */
+  count: number
   /** Accuracy (cross-entropy only). */
   accuracy?: number
   /** Top-k accuracy (cross-entropy with `metrics.topK`). */

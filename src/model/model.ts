@@ -543,7 +543,8 @@ export class Model {
         `validation batch ${batchNo}`,
       );
       const r = await native.settle(native.guard(() => this.#native.evaluate(args, loss, batchSize, nativeMetrics)));
-      const n = this.#countedRows(args, loss);
+      // The rows the metrics count (for mse, values): those of nonzero sample weight.
+      const n = r.count;
       sum += r.loss * r.weight;
       weight += r.weight;
       rows += n;
@@ -562,17 +563,12 @@ export class Model {
     return toEvaluation({
       loss: weight > 0 ? sum / weight : 0,
       weight,
+      count: rows,
       ...(loss === 'crossEntropy' ? { accuracy: hits / rows } : {}),
       ...(nativeMetrics?.topK !== undefined ? { topKAccuracy: topK / rows } : {}),
       ...(loss === 'mse' ? { mae: abs / rows, rmse: Math.sqrt(squares / rows) } : {}),
       ...(confusion ? { confusion } : {}),
     });
-  }
-
-  /** Rows a batch's mean loss averages over: sequences or steps, times the output width for float losses. */
-  #countedRows(args: native.DataArgs, loss: LossName): number {
-    const rows = this.outputsSequence ? (args.lengths ? args.lengths.reduce((a, b) => a + b, 0) : args.samples * args.steps) : args.samples;
-    return loss === 'crossEntropy' ? rows : rows * this.outputWidth;
   }
 
   #prediction(flat: FlatSequences, r: native.PredictResult): Prediction {

@@ -25,6 +25,8 @@ pub struct EvaluationResult {
     /// The denominator of `loss`: the counted rows' total weight (their count without sample
     /// weights), for combining evaluations of several batches.
     pub weight: f64,
+    /// The rows the accuracies count (those of nonzero weight).
+    pub count: f64,
     /// Accuracy (cross-entropy only).
     pub accuracy: Option<f64>,
     /// Top-k accuracy (cross-entropy with `metrics.topK`).
@@ -43,6 +45,7 @@ impl From<&train::Evaluation> for EvaluationResult {
         EvaluationResult {
             loss: e.loss,
             weight: e.weight,
+            count: e.count as f64,
             accuracy: e.accuracy,
             top_k_accuracy: e.top_k_accuracy,
             mae: e.mae,

@@ -28,6 +28,8 @@ pub struct Evaluation {
     /// The denominator of `loss`: the total weight of the counted rows (their count without
     /// sample weights), for combining the evaluations of several parts of a dataset.
     pub weight: f64,
+    /// The rows the metrics count (those of nonzero weight): the denominator of the accuracies.
+    pub count: usize,
     /// Fraction of rows whose largest output is the target class (cross-entropy only).
     pub accuracy: Option<f64>,
     /// Fraction of rows whose target is among the `Metrics::top_k` largest outputs.
@@ -165,6 +167,7 @@ pub fn evaluate<F: Real>(
     Ok(Evaluation {
         loss: if total.weight > 0.0 { total.loss / total.weight } else { 0.0 },
         weight: total.weight,
+        count: total.count,
         accuracy: ce.then(|| total.correct as f64 / rows),
         top_k_accuracy: (ce && metrics.top_k.is_some()).then(|| total.top_k as f64 / rows),
         mae: mse.then(|| total.abs / elements),
