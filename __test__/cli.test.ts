@@ -170,10 +170,10 @@ describe('gyre train defaults on a text corpus', () => {
     expect(Number(best![2])).toBeCloseTo(Number(m![1]), 3);
     const e = gyre('eval', 'held.safetensors', 'names.txt');
     expect(e.stdout).toMatch(/names\.txt: character 4-gram baseline \(Witten-Bell, fitted on the training sequences\) [\d.]+ per token/);
-    expectCleanFailure(
-      gyre('train', 'names.txt', '--dropout', '0.3'),
-      /--dropout applies between stacked recurrent layers: give --layers 2 or more/,
-    );
+    const d = gyre('train', 'names.txt', '--out', 'drop.safetensors', '--epochs', '2', '--hidden', '8', '--dropout', '0.3', '--quiet');
+    expect(d.code).toBe(0);
+    const spec = JSON.parse(gyre('info', 'drop.safetensors', '--json').stdout) as { layers: { inputDropout?: number; dropout?: number }[] };
+    expect(spec.layers[1]).toMatchObject({ inputDropout: 0.3, dropout: 0.3 });
   });
 });
 

@@ -214,6 +214,7 @@ describe('what the native readers accept is what the declared types say', () => 
       merge: true,
       returnSequences: true,
       dropout: true,
+      inputDropout: true,
       goBackwards: true,
       trainable: true,
     } as const;

@@ -375,7 +375,8 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /**
+    dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
+    inputDropout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
@@ -388,7 +389,8 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /**
+    dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
+    inputDropout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
@@ -401,7 +403,8 @@ export type LayerSpec =
     bidirectional?: boolean; /** How the two directions combine in the output. Default `'concat'`. */
     merge?: 'concat' | 'sum'; /** Output every step (true) or each sequence's final state (false). Default true. */
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
-    dropout?: number; /**
+    dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
+    inputDropout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */

@@ -401,7 +401,7 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
       Object.assign(settings, { validation: split, patience: f.patience });
     }
     if (f.dropout > 0) {
-      if (f.layers < 2) throw new CliError('--dropout applies between stacked recurrent layers: give --layers 2 or more');
+      if (task === 'forecast') throw new CliError('--dropout is for text and classification models');
       o.dropout = f.dropout;
       settings.dropout = f.dropout;
     }
@@ -772,7 +772,12 @@ function program(io: CliIO): Command {
       fractionOrZero,
     )
     .option('--patience <n>', 'epochs without a better validation loss before stopping (0: train every epoch)', int(0), 3)
-    .option('--dropout <p>', 'dropout between stacked recurrent layers (with --layers 2 or more)', fractionOrZero, 0)
+    .option(
+      '--dropout <p>',
+      "text and classify: dropout on the recurrent layer's input (one mask per sequence) and between stacked layers",
+      fractionOrZero,
+      0,
+    )
     .option('--report <file.html>', 'write a self-contained HTML report with the training curves')
     .addOption(new Option('--tokenizer <kind>', 'text: character- or word-level').choices(['char', 'word']).default('char'))
     .option('--max-length <n>', 'text: steps per training sequence (longer texts are cut)', int(1), 64)

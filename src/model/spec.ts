@@ -42,6 +42,11 @@ export interface RecurrentLayerSpec {
   /** Dropout between stacked layers while training, in [0, 1). Default 0. */
   dropout?: number;
   /**
+   * Dropout on the layer's input in training: one mask per sequence and input feature, the
+   * same at every step (variational dropout, Gal & Ghahramani 2016; Keras' `dropout`). Default 0.
+   */
+  inputDropout?: number;
+  /**
    * Run from each sequence's last step to its first and output the steps in that order (Keras
    * `go_backwards`); one direction and one stacked layer only. Default false.
    */

@@ -37,7 +37,7 @@ export interface TextModelOptions {
   validationSplit?: number;
   /** Stop when the validation loss stops improving and keep the best epoch; see {@link FitOptions.earlyStopping}. */
   earlyStopping?: FitOptions['earlyStopping'];
-  /** Dropout between stacked recurrent layers (`numLayers` 2 or more). Default 0. */
+  /** Dropout on the recurrent layer's input (the embedding's output; one mask per sequence) and between stacked recurrent layers. Default 0. */
   dropout?: number;
   /** Progress reports; see {@link FitOptions.onProgress}. */
   onProgress?: FitOptions['onProgress'];
@@ -107,7 +107,13 @@ export async function buildAndTrain(
   const seed = optInt('seed', o.seed, 0, 0, 0xffffffff);
   const layers: LayerSpec[] = [
     { type: 'embedding', dim: embeddingDim },
-    { type: cell, hiddenSize, numLayers, returnSequences, ...(o.dropout === undefined ? {} : { dropout: o.dropout as number }) },
+    {
+      type: cell,
+      hiddenSize,
+      numLayers,
+      returnSequences,
+      ...(o.dropout === undefined ? {} : { dropout: o.dropout as number, inputDropout: o.dropout as number }),
+    },
     { type: 'dense', units, activation: 'linear' },
   ];
   const model = sequential({ input: { vocabSize: tokenizer.vocabSize }, layers, seed });

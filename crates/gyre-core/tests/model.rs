@@ -26,6 +26,7 @@ fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64)
         return_sequences,
         dropout,
         go_backwards: false,
+        input_dropout: 0.0,
     })
 }
 
@@ -115,6 +116,7 @@ fn go_backwards_layers_match_finite_differences() {
                 return_sequences: true,
                 dropout: 0.0,
                 go_backwards: true,
+                input_dropout: 0.0,
             });
             let top = LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::gru(true),
@@ -125,6 +127,7 @@ fn go_backwards_layers_match_finite_differences() {
                 return_sequences: seq,
                 dropout: 0.0,
                 go_backwards: !seq,
+                input_dropout: 0.0,
             });
             let config = ModelSpec {
                 mask_value: None,
@@ -151,6 +154,7 @@ fn go_backwards_is_the_layer_over_the_reversed_sequence() {
             merge: Merge::Concat,
             return_sequences: true,
             dropout: 0.0,
+            input_dropout: 0.0,
             go_backwards,
         })
     };
@@ -220,6 +224,70 @@ fn embedding_recurrent_and_dense_stack_matches_finite_differences() {
     let mut model = Model::<f64>::new(config, 4).unwrap();
     let ids = Array2::from_shape_fn((3, 4), |(b, t)| ((b * 5 + t * 3) % 7) as u32);
     gradcheck(&mut model, Inputs::Tokens(ids.view()), &[4, 2, 3], 9);
+}
+
+/// Input dropout (one mask per sequence and input feature, the same at every step) on every
+/// cell, on a first layer after an embedding and on a second recurrent layer: every gradient by
+/// finite differences with the masks fixed (the same seed), the embedding's and the lower
+/// layer's included (they reach them through the masks).
+#[test]
+fn input_dropout_matches_finite_differences_with_the_masks_fixed() {
+    let ids = Array2::from_shape_fn((4, 5), |(b, t)| ((b * 5 + t * 3) % 7) as u32);
+    for (k, cell) in CELLS.into_iter().enumerate() {
+        let with_input_dropout = |p: f64, seq: bool| {
+            let LayerSpec::Recurrent(mut r) = recurrent(cell, Merge::Concat, seq, 0.2) else { unreachable!() };
+            r.input_dropout = p;
+            LayerSpec::Recurrent(r)
+        };
+        let config = ModelSpec {
+            mask_value: None,
+            frozen: vec![],
+            input: InputKind::Tokens { vocab_size: 7 },
+            layers: vec![
+                LayerSpec::Embedding { dim: 4 },
+                with_input_dropout(0.4, true),
+                with_input_dropout(0.3, false),
+                LayerSpec::Dense { units: 2, activation: Activation::Linear },
+            ],
+        };
+        let mut model = Model::<f64>::new(config, 30 + k as u64).unwrap();
+        let worst = gradcheck(&mut model, Inputs::Tokens(ids.view()), &[5, 2, 4, 3], 17);
+        println!("input dropout gradcheck {cell:?}: largest error {worst:.3e}");
+    }
+}
+
+/// The same mask at every step of a sequence, zeros where it drops, `1 / (1 − p)` elsewhere; off
+/// outside training.
+#[test]
+fn input_dropout_drops_whole_features_of_a_sequence_and_only_in_training() {
+    let LayerSpec::Recurrent(mut r) = recurrent(CellKind::LSTM, Merge::Concat, true, 0.0) else { unreachable!() };
+    r.input_dropout = 0.5;
+    r.num_layers = 1;
+    r.bidirectional = false;
+    let config = ModelSpec {
+        mask_value: None,
+        frozen: vec![],
+        input: InputKind::Features { size: 6 },
+        layers: vec![LayerSpec::Recurrent(r)],
+    };
+    let model = Model::<f64>::new(config, 2).unwrap();
+    let x = Array3::from_elem((3, 4, 6), 1.0);
+    let batch = model.pack(Inputs::Features(x.view()), Some(&[4, 2, 3])).unwrap();
+    let trace = model.forward(batch, true, &mut Rng::new(8), None).unwrap();
+    let seen = trace.layer_input(0).unwrap();
+    // Rows are packed time-major in sorted order: step t's rows are the sequences still running.
+    let packing_rows = [(0, 3), (3, 3), (6, 2), (8, 1)];
+    for &(offset, rows) in &packing_rows {
+        for i in 0..rows {
+            assert_eq!(seen.row(offset + i), seen.row(i), "sequence {i} reads the same mask at every step");
+        }
+    }
+    assert!(seen.iter().all(|&v| v == 0.0 || v == 2.0));
+    assert!(seen.iter().any(|&v| v == 0.0) && seen.iter().any(|&v| v == 2.0));
+    let off = model
+        .forward(model.pack(Inputs::Features(x.view()), Some(&[4, 2, 3])).unwrap(), false, &mut Rng::new(8), None)
+        .unwrap();
+    assert!(off.layer_input(0).unwrap().iter().all(|&v| v == 1.0));
 }
 
 #[test]
@@ -301,6 +369,7 @@ fn parameters_carry_pytorch_names_and_shapes() {
                 return_sequences: false,
                 dropout: 0.0,
                 go_backwards: false,
+                input_dropout: 0.0,
             }),
             LayerSpec::Dense { units: 3, activation: Activation::Softmax },
         ],
@@ -384,6 +453,7 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
                     return_sequences: true,
                     dropout: 0.0,
                     go_backwards: false,
+                    input_dropout: 0.0,
                 }),
                 LayerSpec::Dense { units: 3, activation: Activation::Tanh },
             ],
@@ -434,6 +504,7 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
         return_sequences: true,
         dropout: 0.0,
         go_backwards: false,
+        input_dropout: 0.0,
     });
     let config = ModelSpec {
         mask_value: None,

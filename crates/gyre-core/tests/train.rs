@@ -60,6 +60,7 @@ fn classifier(seed: u64, dropout: f64) -> Model<f32> {
                 return_sequences: false,
                 dropout,
                 go_backwards: false,
+                input_dropout: 0.0,
             }),
             LayerSpec::Dense { units: 2, activation: Activation::Softmax },
         ],
@@ -134,7 +135,12 @@ fn the_same_seed_gives_bit_identical_weights_on_one_and_two_threads() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let mut model = classifier(7, 0.2);
+            // Dropout between the stacked layers and on the layer's input.
+            let mut spec = classifier(7, 0.2).config().clone();
+            if let LayerSpec::Recurrent(r) = &mut spec.layers[0] {
+                r.input_dropout = 0.3;
+            }
+            let mut model = Model::new(spec, 7).unwrap();
             let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
             fit(&mut model, &mut opt, &train, None, &config(3), &mut Recorder::new()).unwrap();
             weights(&model)
@@ -163,6 +169,7 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
                 return_sequences: false,
                 dropout: 0.0,
                 go_backwards: false,
+                input_dropout: 0.0,
             }),
             LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
@@ -273,6 +280,7 @@ fn running_sum_model(seed: u64) -> Model<f32> {
                 return_sequences: true,
                 dropout: 0.0,
                 go_backwards: false,
+                input_dropout: 0.0,
             }),
             LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
@@ -494,6 +502,7 @@ fn a_frozen_layer_keeps_its_values_and_has_no_optimizer_state() {
                     return_sequences: false,
                     dropout: 0.0,
                     go_backwards: false,
+                    input_dropout: 0.0,
                 }),
                 LayerSpec::Dense { units: 2, activation: Activation::Softmax },
             ],

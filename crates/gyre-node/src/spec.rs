@@ -64,6 +64,8 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
+        input_dropout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
@@ -88,6 +90,8 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
+        input_dropout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
@@ -112,6 +116,8 @@ pub enum LayerSpec {
         return_sequences: Option<bool>,
         /// Dropout between stacked layers while training, in [0, 1). Default 0.
         dropout: Option<f64>,
+        /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
+        input_dropout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,

@@ -51,8 +51,12 @@ impl<F: Real> Model<F> {
                     gemm(F::one(), d_pre.view(), wm, F::one(), dx.view_mut());
                     d = dx;
                 }
-                (LayerSpec::Recurrent(r), Cache::Recurrent { inputs, traces, masks }) => {
+                (LayerSpec::Recurrent(r), Cache::Recurrent { inputs, traces, masks, input_mask }) => {
                     d = self.recurrent_backward(info, &r, inputs, traces, &masks, d, packing, &mut grads, i > 0)?;
+                    if let Some(mask) = input_mask.filter(|_| i > 0) {
+                        // The input was read through its dropout mask: so is its gradient.
+                        super::forward::mask_by_sequence(&mut d, &mask, packing);
+                    }
                     if i == 0 {
                         break;
                     }

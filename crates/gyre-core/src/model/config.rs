@@ -82,6 +82,9 @@ pub struct RecurrentLayerSpec {
     pub return_sequences: bool,
     /// Dropout probability on the outputs of each stacked layer except the last, in training.
     pub dropout: f64,
+    /// Dropout probability on the layer's input, in training: one mask per sequence and input
+    /// feature, the same at every step (variational, Gal & Ghahramani 2016; Keras' `dropout`).
+    pub input_dropout: f64,
     /// Run from the last step to the first, and output the sequence in that order (Keras
     /// `go_backwards`): one direction, one stacked layer.
     pub go_backwards: bool,
@@ -195,6 +198,11 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// For `skip_serializing_if`: an option left at 0.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// The fields of `{ type: 'rnn' | 'lstm' | 'gru', ... }`, with their defaults.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -210,6 +218,9 @@ struct RecurrentJson {
     return_sequences: bool,
     #[serde(default)]
     dropout: f64,
+    /// Written only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    input_dropout: f64,
     /// RNN only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonlinearity: Option<String>,
@@ -340,6 +351,7 @@ fn recurrent_options(kind: &str) -> String {
         "merge",
         "returnSequences",
         "dropout",
+        "inputDropout",
         "goBackwards",
         "trainable",
     ];
@@ -407,6 +419,7 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSp
         merge,
         return_sequences: r.return_sequences,
         dropout: r.dropout,
+        input_dropout: r.input_dropout,
         go_backwards: r.go_backwards,
     })
 }
@@ -461,6 +474,7 @@ fn layer_json(l: &LayerSpec, trainable: bool) -> LayerJson {
                 merge: if r.merge == Merge::Sum { "sum" } else { "concat" }.into(),
                 return_sequences: r.return_sequences,
                 dropout: r.dropout,
+                input_dropout: r.input_dropout,
                 go_backwards: r.go_backwards,
                 trainable,
                 nonlinearity: None,
@@ -844,22 +858,22 @@ mod tests {
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
             "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, trainable, recurrentActivation"
+             returnSequences, dropout, inputDropout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
             "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, trainable, recurrentActivation"
+             returnSequences, dropout, inputDropout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
             "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, goBackwards, trainable, resetAfter, recurrentActivation"
+             returnSequences, dropout, inputDropout, goBackwards, trainable, resetAfter, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": 3, "recurrentActivation": "sigmoid" }))),
             "unknown option layers[1].recurrentActivation; expected one of hiddenSize, numLayers, bidirectional, \
-             merge, returnSequences, dropout, goBackwards, trainable, nonlinearity"
+             merge, returnSequences, dropout, inputDropout, goBackwards, trainable, nonlinearity"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "recurrentActivation": "hard_sigmoid" }))),

@@ -31,6 +31,8 @@ pub(super) enum Cache<F> {
         inputs: Vec<Array2<F>>,
         traces: Vec<Trace<F>>,
         masks: Vec<Vec<F>>,
+        /// The input dropout mask, `[B, I]` by sorted sequence, when it applied.
+        input_mask: Option<Vec<F>>,
     },
     /// `output`: the activated output, kept for a nonlinear activation's backward step.
     Dense {
@@ -54,6 +56,17 @@ pub struct ForwardTrace<F> {
     pub sequence: bool,
     /// Final recurrent states, sorted order.
     pub state: ModelState<F>,
+}
+
+impl<F> ForwardTrace<F> {
+    /// The input `[N, I]` the first stacked layer of layer `layer` read (after its input
+    /// dropout), packed rows; `None` unless `layer` is a recurrent layer.
+    pub fn layer_input(&self, layer: usize) -> Option<ArrayView2<'_, F>> {
+        match self.caches.get(layer)? {
+            Cache::Recurrent { inputs, .. } => inputs.first().map(|x| x.view()),
+            _ => None,
+        }
+    }
 }
 
 /// What an inference pass returns ([`Model::infer`]): outputs and states, nothing for backward.
@@ -126,8 +139,8 @@ impl<F: Real> Model<F> {
                     state.hidden.push(out.hidden);
                     state.cell.push(out.cell);
                     rec_index += 1;
-                    let Train { inputs, traces, masks, .. } = mode;
-                    caches.push(Cache::Recurrent { inputs, traces, masks });
+                    let Train { inputs, traces, masks, input_mask, .. } = mode;
+                    caches.push(Cache::Recurrent { inputs, traces, masks, input_mask });
                     act = out.act;
                 }
                 LayerSpec::Dense { units, activation } => {
@@ -240,7 +253,7 @@ impl<F: Real> Model<F> {
         let n = packing.rows();
         let zeros = vec![F::zero(); b * h];
         let (mut hidden, mut cell_states) = (Vec::new(), Vec::new());
-        let mut x = input;
+        let mut x = mode.layer_input(input, r.input_dropout, packing);
         for l in 0..r.num_layers {
             let mut out = Array2::zeros((0, 0));
             for d in 0..dirs {
@@ -328,6 +341,10 @@ trait LayerMode<F: Real> {
 
     /// Between two stacked layers, on the lower one's output `out: [N, D·H]`.
     fn between_layers(&mut self, out: &mut Array2<F>, dropout: f64);
+
+    /// The layer's input `[N, I]` as its first stacked layer reads it: with the input dropout
+    /// `p` applied in training.
+    fn layer_input<'x>(&mut self, x: CowArray<'x, F, Ix2>, p: f64, packing: &Packing) -> CowArray<'x, F, Ix2>;
 }
 
 /// Training: each direction's [`Trace`], each stacked layer's input and dropout mask, kept for
@@ -338,12 +355,25 @@ struct Train<'r, F> {
     inputs: Vec<Array2<F>>,
     traces: Vec<Trace<F>>,
     masks: Vec<Vec<F>>,
+    input_mask: Option<Vec<F>>,
 }
 
 impl<'r, F> Train<'r, F> {
     fn new(rng: &'r mut Rng, training: bool, r: &RecurrentLayerSpec) -> Self {
         let (inputs, traces) = (Vec::with_capacity(r.num_layers), Vec::with_capacity(r.num_layers * r.directions()));
-        Train { rng, training, inputs, traces, masks: Vec::new() }
+        Train { rng, training, inputs, traces, masks: Vec::new(), input_mask: None }
+    }
+}
+
+/// Multiplies each packed row of `x: [N, I]` by its sequence's row of `mask: [B, I]` (sorted
+/// batch order): one mask per sequence, the same at every step.
+pub(super) fn mask_by_sequence<F: Real>(x: &mut Array2<F>, mask: &[F], packing: &Packing) {
+    let width = x.ncols();
+    for t in 0..packing.steps() {
+        for i in 0..packing.rows_at(t) {
+            let m = &mask[i * width..(i + 1) * width];
+            x.row_mut(packing.offset(t) + i).iter_mut().zip(m).for_each(|(v, &k)| *v = *v * k);
+        }
     }
 }
 
@@ -395,6 +425,21 @@ impl<F: Real> LayerMode<F> for Train<'_, F> {
             self.masks.push(mask);
         }
     }
+
+    fn layer_input<'x>(&mut self, x: CowArray<'x, F, Ix2>, p: f64, packing: &Packing) -> CowArray<'x, F, Ix2> {
+        if !(self.training && p > 0.0) {
+            return x;
+        }
+        let keep = 1.0 - p;
+        let rng = &mut *self.rng;
+        let mask: Vec<F> = (0..packing.batch() * x.ncols())
+            .map(|_| if rng.uniform() < keep { F::lit(1.0 / keep) } else { F::zero() })
+            .collect();
+        let mut owned = x.into_owned();
+        mask_by_sequence(&mut owned, &mask, packing);
+        self.input_mask = Some(mask);
+        owned.into()
+    }
 }
 
 /// Inference: outputs and final states only; `prepared` saves each pass its transposes.
@@ -438,4 +483,8 @@ impl<F: Real> LayerMode<F> for Infer<'_, F> {
     fn keep_input(&mut self, _x: CowArray<'_, F, Ix2>) {}
 
     fn between_layers(&mut self, _out: &mut Array2<F>, _dropout: f64) {}
+
+    fn layer_input<'x>(&mut self, x: CowArray<'x, F, Ix2>, _p: f64, _packing: &Packing) -> CowArray<'x, F, Ix2> {
+        x
+    }
 }
