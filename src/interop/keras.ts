@@ -20,13 +20,25 @@
  * HDF5 library is built or loaded).
  * @module
  */
-import { unzipSync } from 'fflate';
-import * as hdf5 from 'jsfive';
+import type * as Fflate from 'fflate';
+import type * as Hdf5 from 'jsfive';
 import { BadFileError, GyreError, InvalidArgumentError, MissingArgumentError } from '../errors.js';
 import type { Model } from '../model/index.js';
 import { describe } from '../util/check.js';
 import { readBytes } from '../util/files.js';
 import { convertLayers, type Entry, type Json, modelOf, type Producer, sequentialLayers, type TfjsConversion } from './tfjs.js';
+
+// Loaded on first use: together they would add ~30 ms to every `require('gyre')`.
+let fflate: typeof Fflate | undefined;
+let jsfive: typeof Hdf5 | undefined;
+function unzipSync(data: Uint8Array): Record<string, Uint8Array> {
+  if (fflate === undefined) fflate = require('fflate') as typeof Fflate;
+  return fflate.unzipSync(data);
+}
+function hdf5(): typeof Hdf5 {
+  if (jsfive === undefined) jsfive = require('jsfive') as typeof Hdf5;
+  return jsfive;
+}
 
 /** Options of {@link loadKeras} and {@link importKeras}. */
 export interface KerasOptions {
@@ -64,35 +76,35 @@ function parseJson(text: string, what: string): Json {
   return v;
 }
 
-function openHdf5(bytes: Uint8Array, what: string): hdf5.File {
+function openHdf5(bytes: Uint8Array, what: string): Hdf5.File {
   try {
-    return new hdf5.File(bytes.slice().buffer, what);
+    return new (hdf5().File)(bytes.slice().buffer, what);
   } catch (err) {
     return bad(`${what} is not a readable HDF5 file (${(err as Error).message})`, err);
   }
 }
 
 /** The datasets under `root` (the file, or a legacy file's `model_weights`), by path (`layers/lstm/cell/vars/0`). */
-function readWeights(root: hdf5.Group, what: string): Entry[] {
+function readWeights(root: Hdf5.Group, what: string): Entry[] {
   const out: Entry[] = [];
-  const walk = (group: hdf5.Group, prefix: string): void => {
+  const walk = (group: Hdf5.Group, prefix: string): void => {
     for (const key of group.keys) {
       const name = prefix ? `${prefix}/${key}` : key;
-      let member: hdf5.Group | hdf5.Dataset | null;
+      let member: Hdf5.Group | Hdf5.Dataset | null;
       try {
         member = group.get(key);
       } catch (err) {
         bad(`${what}: cannot read ${JSON.stringify(name)} (${(err as Error).message})`, err);
       }
-      if (member instanceof hdf5.Group) walk(member, name);
-      else if (member instanceof hdf5.Dataset) out.push(entryOf(member, name, what));
+      if (member instanceof hdf5().Group) walk(member, name);
+      else if (member instanceof hdf5().Dataset) out.push(entryOf(member, name, what));
     }
   };
   walk(root, '');
   return out;
 }
 
-function readAttrs(group: hdf5.Group): Json {
+function readAttrs(group: Hdf5.Group): Json {
   try {
     const a: unknown = group.attrs;
     return isObject(a) ? a : {};
@@ -101,7 +113,7 @@ function readAttrs(group: hdf5.Group): Json {
   }
 }
 
-function entryOf(d: hdf5.Dataset, name: string, what: string): Entry {
+function entryOf(d: Hdf5.Dataset, name: string, what: string): Entry {
   const dtype = typeof d.dtype === 'string' ? d.dtype : JSON.stringify(d.dtype);
   const shape = [...d.shape];
   // Floats of any width (mixed-precision models store float16) are read as float32; other
@@ -178,7 +190,7 @@ function convertKeras(data: Uint8Array, config: object | string | undefined): Tf
       if (config !== undefined)
         throw new InvalidArgumentError('Keras import: options.config is for .weights.h5 files; this .h5 file holds its own config');
       const weights = file.get('model_weights');
-      if (!(weights instanceof hdf5.Group)) bad('the legacy .h5 model has a model_config but no model_weights group');
+      if (!(weights instanceof hdf5().Group)) bad('the legacy .h5 model has a model_config but no model_weights group');
       return convert(parseJson(attrs.model_config, 'the model_config attribute'), producerOf(attrs.keras_version), () =>
         readWeights(weights, 'the HDF5 file'),
       );
