@@ -26,7 +26,7 @@ import { BadFileError, GyreError, InvalidArgumentError, MissingArgumentError } f
 import type { Model } from '../model/index.js';
 import { describe } from '../util/check.js';
 import { readBytes } from '../util/files.js';
-import { convertLayers, type Entry, type Json, modelOf, type Producer, sequentialLayers, type TfjsConversion } from './tfjs.js';
+import { convertLayers, type Entry, isObject, type Json, modelOf, type Producer, sequentialLayers, type TfjsConversion } from './tfjs.js';
 
 // Loaded on first use: together they would add ~30 ms to every `require('gyre')`.
 let fflate: typeof Fflate | undefined;
@@ -55,10 +55,6 @@ const HDF5 = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
 
 function startsWith(bytes: Uint8Array, magic: number[]): boolean {
   return magic.every((b, i) => bytes[i] === b);
-}
-
-function isObject(v: unknown): v is Json {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function bad(message: string, cause?: unknown): never {

@@ -172,7 +172,8 @@ export interface Entry {
   group: string | undefined;
 }
 
-function isObject(v: unknown): v is Json {
+/** @internal */
+export function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 

@@ -103,8 +103,7 @@ pub fn evaluate<F: Real>(
             Sums { loss: l.loss * l.weight, weight: l.weight, count: l.count, correct: l.correct, ..Sums::default() };
         let (class_ids, values, samples) = b.targets();
         // Rows of sample weight 0 are absent from the metrics as from the loss.
-        let row_weights = b.sample_weights().map(|w| model.pack_sample_values(&packed, w, samples, inferred.sequence));
-        let counted = |r: usize| row_weights.as_ref().is_none_or(|w| w[r] > F::zero());
+        let counted = |r: usize| l.row_weights.as_ref().is_none_or(|w| w[r] > F::zero());
         if ce && (metrics.top_k.is_some() || confusion) {
             let targets = model.pack_rows_of(&packed, class_ids, samples, 1, inferred.sequence);
             if confusion {

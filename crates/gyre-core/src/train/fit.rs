@@ -169,6 +169,27 @@ pub(super) struct BatchLoss<F> {
     pub(super) correct: usize,
     pub(super) grad: Array2<F>,
     pub(super) pre_activation: bool,
+    /// Each row's sample weight (packed row order), when the data have them.
+    pub(super) row_weights: Option<Vec<F>>,
+}
+
+/// Per target value (rows of `per_row` values): its class weight `class_of(target)` times its
+/// row's sample weight; `None` when neither applies (every weight 1).
+fn target_weights<T: Copy, F: Real>(
+    targets: &[T],
+    per_row: usize,
+    class_of: Option<impl Fn(T) -> F>,
+    row_weights: Option<&[F]>,
+) -> Option<Vec<F>> {
+    if class_of.is_none() && row_weights.is_none() {
+        return None;
+    }
+    let per_row = per_row.max(1);
+    let weights = targets.iter().enumerate().map(|(i, &t)| {
+        let c = class_of.as_ref().map_or(F::one(), |f| f(t));
+        c * row_weights.map_or(F::one(), |w| w[i / per_row])
+    });
+    Some(weights.collect())
 }
 
 /// The batch's mean loss, its gradient and counts. `class_weight` weighs each row by its target
@@ -199,19 +220,8 @@ pub(super) fn batch_loss<F: Real>(
     match loss {
         LossKind::CrossEntropy => {
             let targets = model.pack_rows_of(batch, classes, samples, 1, sequence);
-            let weights: Option<Vec<F>> = match (class_weight, &row_weights) {
-                (None, None) => None,
-                (cw, rw) => Some(
-                    targets
-                        .iter()
-                        .enumerate()
-                        .map(|(r, &t)| {
-                            let c = cw.map_or(F::one(), |cw| lit(cw.get(t as usize).copied().unwrap_or(f64::NAN)));
-                            c * rw.as_ref().map_or(F::one(), |w| w[r])
-                        })
-                        .collect(),
-                ),
-            };
+            let class_of = class_weight.map(|cw| move |t: u32| lit(cw.get(t as usize).copied().unwrap_or(f64::NAN)));
+            let weights = target_weights(&targets, 1, class_of, row_weights.as_deref());
             let l = contiguous(logits);
             let ls = l.as_slice().ok_or_else(|| invalid("logits", "contiguous", "strided"))?;
             let v = softmax_cross_entropy(ls, rows, width, &targets, weights.as_deref(), g)?;
@@ -228,6 +238,7 @@ pub(super) fn batch_loss<F: Real>(
                 correct,
                 grad,
                 pre_activation: true,
+                row_weights,
             })
         }
         LossKind::MeanSquaredError | LossKind::BinaryCrossEntropy => {
@@ -239,23 +250,11 @@ pub(super) fn batch_loss<F: Real>(
             };
             let xs = x.as_slice().ok_or_else(|| invalid("output", "contiguous", "strided"))?;
             // Per element: its row's sample weight, times (binaryCrossEntropy) its target's class weight.
-            let weights: Option<Vec<F>> = match (class_weight, &row_weights) {
-                (None, None) => None,
-                (cw, rw) => Some(
-                    targets
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &y)| {
-                            let c = cw.map_or(F::one(), |cw| {
-                                let (w0, w1) =
-                                    (lit(cw.first().copied().unwrap_or(1.0)), lit(cw.get(1).copied().unwrap_or(1.0)));
-                                w1 * y + w0 * (F::one() - y)
-                            });
-                            c * rw.as_ref().map_or(F::one(), |w| w[i / width.max(1)])
-                        })
-                        .collect(),
-                ),
-            };
+            let class_of = class_weight.map(|cw| {
+                let (w0, w1) = (lit(cw.first().copied().unwrap_or(1.0)), lit(cw.get(1).copied().unwrap_or(1.0)));
+                move |y: F| w1 * y + w0 * (F::one() - y)
+            });
+            let weights = target_weights(&targets, width, class_of, row_weights.as_deref());
             let v = if loss == LossKind::MeanSquaredError {
                 mean_squared_error_weighted(xs, &targets, None, weights.as_deref(), g)?
             } else {
@@ -268,6 +267,7 @@ pub(super) fn batch_loss<F: Real>(
                 correct: 0,
                 grad,
                 pre_activation: pre,
+                row_weights,
             })
         }
     }
