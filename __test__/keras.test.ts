@@ -196,18 +196,22 @@ describe('malformed files and unsupported models are errors naming the file', ()
     await expect(loadKeras(path)).rejects.toThrow(/layer "lstm" \(LSTM/);
   });
 
-  it("a recurrent layer's dropout (on its inputs) becomes inputDropout; recurrent_dropout is not carried over", async () => {
+  it("a recurrent layer's dropout (on its inputs) becomes inputDropout, its recurrent_dropout recurrentDropout", async () => {
     const path = await editedArchive((c) => {
       lstmConfig(c).dropout = 0.25;
       lstmConfig(c).recurrent_dropout = 0.1;
     });
     const m = await loadKeras(path);
-    expect(m.config.layers[0]).toMatchObject({ type: 'lstm', inputDropout: 0.25 });
+    expect(m.config.layers[0]).toMatchObject({ type: 'lstm', inputDropout: 0.25, recurrentDropout: 0.1 });
     expect(diffFromKeras(m, 'lstm')).toBeLessThan(TOL);
-    const bad = await editedArchive((c) => {
-      lstmConfig(c).dropout = 1.5;
-    });
-    await expect(loadKeras(bad)).rejects.toThrow(/layer "lstm" \(LSTM, layers\[1\]\): dropout must be a number in \[0, 1\), got 1\.5/);
+    for (const key of ['dropout', 'recurrent_dropout']) {
+      const bad = await editedArchive((c) => {
+        lstmConfig(c)[key] = 1.5;
+      });
+      await expect(loadKeras(bad)).rejects.toThrow(
+        new RegExp(`layer "lstm" \\(LSTM, layers\\[1\\]\\): ${key} must be a number in \\[0, 1\\), got 1\\.5`),
+      );
+    }
   });
 
   it('a functional model', async () => {

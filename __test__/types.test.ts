@@ -215,6 +215,8 @@ describe('what the native readers accept is what the declared types say', () => 
       returnSequences: true,
       dropout: true,
       inputDropout: true,
+      recurrentDropout: true,
+      zoneout: true,
       goBackwards: true,
       trainable: true,
     } as const;

@@ -377,6 +377,14 @@ export type LayerSpec =
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
     dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
     inputDropout?: number; /**
+     * Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+     * at every step (Keras `recurrent_dropout`). Default 0.
+     */
+    recurrentDropout?: number; /**
+     * Zoneout: in training a unit keeps its previous state with this probability at each
+     * step; otherwise the expectation. Default 0.
+     */
+    zoneout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
@@ -391,6 +399,14 @@ export type LayerSpec =
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
     dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
     inputDropout?: number; /**
+     * Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+     * at every step (Keras `recurrent_dropout`). Default 0.
+     */
+    recurrentDropout?: number; /**
+     * Zoneout: in training a unit keeps its previous state with this probability at each
+     * step; otherwise the expectation. Default 0.
+     */
+    zoneout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */
@@ -405,6 +421,14 @@ export type LayerSpec =
     returnSequences?: boolean; /** Dropout between stacked layers while training, in [0, 1). Default 0. */
     dropout?: number; /** Dropout on the layer's input: one mask per sequence and feature, the same at every step (0). */
     inputDropout?: number; /**
+     * Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+     * at every step (Keras `recurrent_dropout`). Default 0.
+     */
+    recurrentDropout?: number; /**
+     * Zoneout: in training a unit keeps its previous state with this probability at each
+     * step; otherwise the expectation. Default 0.
+     */
+    zoneout?: number; /**
      * Run from the last step to the first and output in that order (Keras `go_backwards`;
      * one direction, one stacked layer). Default false.
      */

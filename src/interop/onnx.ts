@@ -313,7 +313,7 @@ class Graph {
 type Layer = Record<string, unknown>;
 type Params = Record<string, { data: Float32Array; shape: number[] }>;
 
-// `trainable` and `dropout` are about training: the export leaves them out.
+// `trainable` and the dropouts are about training: the export leaves them out.
 const RECURRENT_KEYS = [
   'type',
   'hiddenSize',
@@ -322,6 +322,8 @@ const RECURRENT_KEYS = [
   'merge',
   'returnSequences',
   'dropout',
+  'inputDropout',
+  'recurrentDropout',
   'goBackwards',
   'trainable',
 ];
@@ -406,6 +408,12 @@ function timeMajor(g: Graph, x: Flow): Flow {
 function checkLayer(where: string, layer: Layer): void {
   const keys = LAYER_KEYS[layer.type as string];
   if (!keys) throw unsupported(where, `layer type ${JSON.stringify(layer.type)} has no ONNX mapping`);
+  if (typeof layer.zoneout === 'number' && layer.zoneout > 0) {
+    throw unsupported(
+      where,
+      `zoneout ${layer.zoneout} has no ONNX mapping (ONNX's recurrent operators have no zoneout, whose inference is an expectation)`,
+    );
+  }
   for (const key of Object.keys(layer)) {
     if (!keys.includes(key)) throw unsupported(where, `option ${key} has no ONNX mapping`);
   }

@@ -33,8 +33,9 @@
  *
  * A layer's `trainable: false` (or that of the layer a wrapper holds) → `trainable: false`.
  * `use_bias: false` maps to zero biases (the same function; training in gyre may then move
- * them). A recurrent layer's `dropout` (on its inputs, one mask per sequence) → `inputDropout`;
- * `recurrent_dropout` is training-time only and is not carried over. `recurrent_activation` `sigmoid` or `hard_sigmoid` → `recurrentActivation`:
+ * them). A recurrent layer's `dropout` (on its inputs, one mask per sequence) → `inputDropout`,
+ * its `recurrent_dropout` (on the state the recurrent products read) → `recurrentDropout`: both
+ * act in training only. `recurrent_activation` `sigmoid` or `hard_sigmoid` → `recurrentActivation`:
  * `hard_sigmoid` is `'hardSigmoidTfjs'` (`clip(0.2·x + 0.5, 0, 1)`) in a model.json written by
  * tfjs (`keras_version` `tfjs-layers …`, or none) or Keras 2, and `'hardSigmoidKeras3'`
  * (`relu6(x + 3) / 6`) in one converted from Keras 3; absent, it is tfjs' default
@@ -125,6 +126,8 @@ interface RecurrentOptions {
   goBackwards: boolean;
   /** Keras' `dropout` (on the inputs, one mask per sequence): gyre's `inputDropout`. */
   inputDropout: number;
+  /** Keras' `recurrent_dropout` (on the state the products read): gyre's `recurrentDropout`. */
+  recurrentDropout: number;
 }
 
 /** Who wrote the model.json, which decides what `hard_sigmoid` means. */
@@ -343,10 +346,14 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
   }
   let resetAfter: boolean | undefined;
   if (cls === 'GRU' && c.reset_after !== undefined && c.reset_after !== null) resetAfter = Boolean(c.reset_after);
-  const d = c.dropout ?? 0;
-  if (typeof d !== 'number' || !(d >= 0 && d < 1)) fail(`${label}: dropout must be a number in [0, 1), got ${raw(c.dropout)}`);
+  const probability = (key: 'dropout' | 'recurrent_dropout'): number => {
+    const d = c[key] ?? 0;
+    if (typeof d !== 'number' || !(d >= 0 && d < 1)) fail(`${label}: ${key} must be a number in [0, 1), got ${raw(c[key])}`);
+    return d;
+  };
   return {
-    inputDropout: d,
+    inputDropout: probability('dropout'),
+    recurrentDropout: probability('recurrent_dropout'),
     cell: cls,
     units,
     relu,
@@ -392,7 +399,16 @@ function parseLayer(label: string, cls: string, c: Json, first: boolean, produce
         const backLabel = `${label} backward_layer ${describe(back.config.name)} (${back.cls})`;
         if (back.cls !== inner.cls) fail(`${backLabel}: must be a ${inner.cls} like the forward layer`);
         const b = recurrentOptions(backLabel, back.cls as CellClass, back.config, producer, true);
-        for (const key of ['units', 'relu', 'useBias', 'returnSequences', 'resetAfter', 'recurrentActivation', 'inputDropout'] as const) {
+        for (const key of [
+          'units',
+          'relu',
+          'useBias',
+          'returnSequences',
+          'resetAfter',
+          'recurrentActivation',
+          'inputDropout',
+          'recurrentDropout',
+        ] as const) {
           if (b[key] !== opts[key]) fail(`${backLabel}: its options must match the forward layer's (${key} differs)`);
         }
       }
@@ -687,6 +703,7 @@ export function convertLayers(configLayers: unknown[], producer: Producer, readE
       returnSequences: o.returnSequences,
       ...(o.goBackwards ? { goBackwards: true } : {}),
       ...(o.inputDropout > 0 ? { inputDropout: o.inputDropout } : {}),
+      ...(o.recurrentDropout > 0 ? { recurrentDropout: o.recurrentDropout } : {}),
       ...frozen(layer),
     };
     const spec: LayerSpec =

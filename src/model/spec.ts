@@ -47,6 +47,21 @@ export interface RecurrentLayerSpec {
    */
   inputDropout?: number;
   /**
+   * Dropout on the hidden state each step's recurrent products read, in training: one mask per
+   * sequence and hidden unit, the same at every step (variational, Gal & Ghahramani 2016; Keras'
+   * `recurrent_dropout`). The state carried on and output is not masked (nor the GRU's
+   * `z·h_prev`). Off outside training. Default 0.
+   */
+  recurrentDropout?: number;
+  /**
+   * Zoneout (Krueger et al. 2017): in training each hidden unit, with an LSTM's cell state,
+   * keeps its previous value at a step with this probability, drawn at every step; outside
+   * training (predict, evaluate, streams) the step runs the expectation
+   * `p·previous + (1 − p)·new`. ONNX and PyTorch have no such layer: such a model does not export
+   * there. Default 0.
+   */
+  zoneout?: number;
+  /**
    * Run from each sequence's last step to its first and output the steps in that order (Keras
    * `go_backwards`); one direction and one stacked layer only. Default false.
    */

@@ -27,6 +27,8 @@ fn recurrent(cell: CellKind, merge: Merge, return_sequences: bool, dropout: f64)
         dropout,
         go_backwards: false,
         input_dropout: 0.0,
+        recurrent_dropout: 0.0,
+        zoneout: 0.0,
     })
 }
 
@@ -117,6 +119,8 @@ fn go_backwards_layers_match_finite_differences() {
                 dropout: 0.0,
                 go_backwards: true,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             });
             let top = LayerSpec::Recurrent(RecurrentLayerSpec {
                 cell: CellKind::gru(true),
@@ -128,6 +132,8 @@ fn go_backwards_layers_match_finite_differences() {
                 dropout: 0.0,
                 go_backwards: !seq,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             });
             let config = ModelSpec {
                 mask_value: None,
@@ -155,6 +161,8 @@ fn go_backwards_is_the_layer_over_the_reversed_sequence() {
             return_sequences: true,
             dropout: 0.0,
             input_dropout: 0.0,
+            recurrent_dropout: 0.0,
+            zoneout: 0.0,
             go_backwards,
         })
     };
@@ -290,6 +298,73 @@ fn input_dropout_drops_whole_features_of_a_sequence_and_only_in_training() {
     assert!(off.layer_input(0).unwrap().iter().all(|&v| v == 1.0));
 }
 
+/// Recurrent dropout and zoneout on every cell, in a stacked bidirectional layer fed by input
+/// dropout and feeding a second recurrent layer: every gradient by finite differences with the
+/// masks fixed (the same seed draws them), through the lower layer and the embedding.
+#[test]
+fn recurrent_dropout_and_zoneout_match_finite_differences_with_the_masks_fixed() {
+    let ids = Array2::from_shape_fn((4, 5), |(b, t)| ((b * 5 + t * 3) % 7) as u32);
+    for (k, cell) in CELLS.into_iter().enumerate() {
+        let noisy = |seq: bool, recurrent_dropout: f64, zoneout: f64| {
+            let LayerSpec::Recurrent(mut r) = recurrent(cell, Merge::Concat, seq, 0.2) else { unreachable!() };
+            (r.input_dropout, r.recurrent_dropout, r.zoneout) = (0.2, recurrent_dropout, zoneout);
+            LayerSpec::Recurrent(r)
+        };
+        let config = ModelSpec {
+            mask_value: None,
+            frozen: vec![],
+            input: InputKind::Tokens { vocab_size: 7 },
+            layers: vec![
+                LayerSpec::Embedding { dim: 3 },
+                noisy(true, 0.4, 0.3),
+                noisy(false, 0.3, 0.25),
+                LayerSpec::Dense { units: 2, activation: Activation::Linear },
+            ],
+        };
+        let mut model = Model::<f64>::new(config, 40 + k as u64).unwrap();
+        let worst = gradcheck(&mut model, Inputs::Tokens(ids.view()), &[5, 2, 4, 3], 23);
+        println!("recurrent dropout and zoneout gradcheck {cell:?}: largest error {worst:.3e}");
+    }
+}
+
+/// Recurrent dropout is off outside training and zoneout runs its expectation there: the
+/// evaluation forward pass and inference give the same bits, unlike training's draws; a layer
+/// without either computes what it did before (zoneout 0 is no blend at all).
+#[test]
+fn outside_training_recurrent_dropout_is_off_and_zoneout_is_its_expectation() {
+    let x = features(3, 6, 2, 9);
+    let lengths = [6, 4, 5];
+    for cell in CELLS {
+        let spec = |recurrent_dropout: f64, zoneout: f64| {
+            let LayerSpec::Recurrent(mut r) = recurrent(cell, Merge::Concat, true, 0.0) else { unreachable!() };
+            (r.recurrent_dropout, r.zoneout) = (recurrent_dropout, zoneout);
+            ModelSpec {
+                mask_value: None,
+                frozen: vec![],
+                input: InputKind::Features { size: 2 },
+                layers: vec![LayerSpec::Recurrent(r)],
+            }
+        };
+        let out = |model: &Model<f64>, training: bool| {
+            let batch = model.pack(Inputs::Features(x.view()), Some(&lengths)).unwrap();
+            model.forward(batch, training, &mut Rng::new(4), None).unwrap().output
+        };
+        let infer = |model: &Model<f64>| {
+            let batch = model.pack(Inputs::Features(x.view()), Some(&lengths)).unwrap();
+            model.infer(&batch, None, None).unwrap().output
+        };
+        let plain = Model::<f64>::new(spec(0.0, 0.0), 3).unwrap();
+        let dropped = Model::<f64>::new(spec(0.5, 0.0), 3).unwrap();
+        assert_eq!(infer(&dropped), infer(&plain), "{cell:?}: recurrent dropout off in inference");
+        assert_eq!(out(&dropped, false), infer(&plain), "{cell:?}: and in evaluation");
+        assert_ne!(out(&dropped, true), infer(&plain), "{cell:?}: on in training");
+        let zoned = Model::<f64>::new(spec(0.0, 0.4), 3).unwrap();
+        assert_eq!(out(&zoned, false), infer(&zoned), "{cell:?}: zoneout's expectation in both");
+        assert_ne!(infer(&zoned), infer(&plain), "{cell:?}: the expectation blends");
+        assert_ne!(out(&zoned, true), infer(&zoned), "{cell:?}: training draws");
+    }
+}
+
 #[test]
 fn a_padded_batch_gives_each_sequences_own_outputs_and_the_sum_of_their_gradients() {
     for cell in CELLS {
@@ -370,6 +445,8 @@ fn parameters_carry_pytorch_names_and_shapes() {
                 dropout: 0.0,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             }),
             LayerSpec::Dense { units: 3, activation: Activation::Softmax },
         ],
@@ -454,6 +531,8 @@ fn stepping_one_step_at_a_time_reproduces_the_whole_sequence() {
                     dropout: 0.0,
                     go_backwards: false,
                     input_dropout: 0.0,
+                    recurrent_dropout: 0.0,
+                    zoneout: 0.0,
                 }),
                 LayerSpec::Dense { units: 3, activation: Activation::Tanh },
             ],
@@ -505,6 +584,8 @@ fn a_bidirectional_model_is_refused_as_a_stream() {
         dropout: 0.0,
         go_backwards: false,
         input_dropout: 0.0,
+        recurrent_dropout: 0.0,
+        zoneout: 0.0,
     });
     let config = ModelSpec {
         mask_value: None,

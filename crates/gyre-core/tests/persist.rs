@@ -28,6 +28,8 @@ fn model() -> Model<f32> {
                 dropout: 0.0,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             }),
             LayerSpec::Dense { units: 7, activation: Activation::Softmax },
         ],
@@ -198,12 +200,25 @@ fn a_layer_moves_to_and_from_pytorch_names() {
                 dropout: 0.0,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             })],
         },
         0,
     )
     .unwrap();
     assert!(export_layer(&gru_before, 0).unwrap_err().to_string().contains("resetAfter"));
+    // Zoneout has no PyTorch module; recurrent dropout (training only) exports.
+    let mut spec = gru_before.config().clone();
+    if let LayerSpec::Recurrent(r) = &mut spec.layers[0] {
+        (r.cell, r.recurrent_dropout, r.zoneout) = (CellKind::gru(true), 0.3, 0.1);
+    }
+    let err = export_layer(&Model::<f32>::new(spec.clone(), 0).unwrap(), 0).unwrap_err().to_string();
+    assert!(err.contains("layers[0].zoneout") && err.contains("0.1"), "{err}");
+    if let LayerSpec::Recurrent(r) = &mut spec.layers[0] {
+        r.zoneout = 0.0;
+    }
+    assert!(export_layer(&Model::<f32>::new(spec, 0).unwrap(), 0).is_ok());
 }
 
 #[test]

@@ -61,6 +61,8 @@ fn classifier(seed: u64, dropout: f64) -> Model<f32> {
                 dropout,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             }),
             LayerSpec::Dense { units: 2, activation: Activation::Softmax },
         ],
@@ -135,10 +137,10 @@ fn the_same_seed_gives_bit_identical_weights_on_one_and_two_threads() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            // Dropout between the stacked layers and on the layer's input.
+            // Dropout between the stacked layers, on the layer's input and its hidden state; zoneout.
             let mut spec = classifier(7, 0.2).config().clone();
             if let LayerSpec::Recurrent(r) = &mut spec.layers[0] {
-                r.input_dropout = 0.3;
+                (r.input_dropout, r.recurrent_dropout, r.zoneout) = (0.3, 0.25, 0.1);
             }
             let mut model = Model::new(spec, 7).unwrap();
             let mut opt = optimizer_for(&model, OptimizerConfig::adam(0.01)).unwrap();
@@ -170,6 +172,8 @@ fn a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_wei
                 dropout: 0.0,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             }),
             LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
@@ -281,6 +285,8 @@ fn running_sum_model(seed: u64) -> Model<f32> {
                 dropout: 0.0,
                 go_backwards: false,
                 input_dropout: 0.0,
+                recurrent_dropout: 0.0,
+                zoneout: 0.0,
             }),
             LayerSpec::Dense { units: 1, activation: Activation::Linear },
         ],
@@ -503,6 +509,8 @@ fn a_frozen_layer_keeps_its_values_and_has_no_optimizer_state() {
                     dropout: 0.0,
                     go_backwards: false,
                     input_dropout: 0.0,
+                    recurrent_dropout: 0.0,
+                    zoneout: 0.0,
                 }),
                 LayerSpec::Dense { units: 2, activation: Activation::Softmax },
             ],

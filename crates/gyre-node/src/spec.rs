@@ -66,6 +66,12 @@ pub enum LayerSpec {
         dropout: Option<f64>,
         /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
         input_dropout: Option<f64>,
+        /// Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+        /// at every step (Keras `recurrent_dropout`). Default 0.
+        recurrent_dropout: Option<f64>,
+        /// Zoneout: in training a unit keeps its previous state with this probability at each
+        /// step; otherwise the expectation. Default 0.
+        zoneout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
@@ -92,6 +98,12 @@ pub enum LayerSpec {
         dropout: Option<f64>,
         /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
         input_dropout: Option<f64>,
+        /// Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+        /// at every step (Keras `recurrent_dropout`). Default 0.
+        recurrent_dropout: Option<f64>,
+        /// Zoneout: in training a unit keeps its previous state with this probability at each
+        /// step; otherwise the expectation. Default 0.
+        zoneout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,
@@ -118,6 +130,12 @@ pub enum LayerSpec {
         dropout: Option<f64>,
         /// Dropout on the layer's input: one mask per sequence and feature, the same at every step (0).
         input_dropout: Option<f64>,
+        /// Dropout on the hidden state each step reads: one mask per sequence and unit, the same
+        /// at every step (Keras `recurrent_dropout`). Default 0.
+        recurrent_dropout: Option<f64>,
+        /// Zoneout: in training a unit keeps its previous state with this probability at each
+        /// step; otherwise the expectation. Default 0.
+        zoneout: Option<f64>,
         /// Run from the last step to the first and output in that order (Keras `go_backwards`;
         /// one direction, one stacked layer). Default false.
         go_backwards: Option<bool>,

@@ -224,7 +224,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
 ///
 /// # Errors
 /// When `layer` is out of range, or is a GRU with the reset gate before the product (PyTorch's
-/// GRU has no such variant).
+/// GRU has no such variant), or runs backwards, hard-sigmoid gates or zoneout.
 pub fn export_layer(model: &Model<f32>, layer: usize) -> Result<Vec<u8>> {
     check_layer(model, layer)?;
     let prefix = format!("{layer}.");
@@ -260,6 +260,15 @@ fn check_layer(model: &Model<f32>, layer: usize) -> Result<()> {
                 what: format!("layers[{layer}].goBackwards"),
                 expected: "false: PyTorch's recurrent modules run forwards (or both ways, bidirectional)".into(),
                 got: "true".into(),
+            });
+        }
+        if r.zoneout > 0.0 {
+            return Err(CoreError::InvalidArgument {
+                what: format!("layers[{layer}].zoneout"),
+                expected: "0: PyTorch's recurrent modules have no zoneout (its inference, an expectation, would be \
+                           lost)"
+                    .into(),
+                got: r.zoneout.to_string(),
             });
         }
         let act = r.cell.recurrent_activation();

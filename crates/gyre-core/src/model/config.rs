@@ -85,6 +85,14 @@ pub struct RecurrentLayerSpec {
     /// Dropout probability on the layer's input, in training: one mask per sequence and input
     /// feature, the same at every step (variational, Gal & Ghahramani 2016; Keras' `dropout`).
     pub input_dropout: f64,
+    /// Dropout probability on the hidden state the cell reads at each step, in training: one
+    /// mask per sequence and hidden unit, the same at every step (variational, Gal &
+    /// Ghahramani 2016; Keras' `recurrent_dropout`). The state carried on is not masked.
+    pub recurrent_dropout: f64,
+    /// Zoneout probability (Krueger et al. 2017): in training each hidden unit (and its cell
+    /// state) keeps its previous value at a step with this probability, drawn at every step;
+    /// outside training the step runs the expectation, `p·previous + (1 − p)·new`.
+    pub zoneout: f64,
     /// Run from the last step to the first, and output the sequence in that order (Keras
     /// `go_backwards`): one direction, one stacked layer.
     pub go_backwards: bool,
@@ -221,6 +229,12 @@ struct RecurrentJson {
     /// Written only when not 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     input_dropout: f64,
+    /// Written only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    recurrent_dropout: f64,
+    /// Written only when not 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    zoneout: f64,
     /// RNN only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonlinearity: Option<String>,
@@ -352,6 +366,8 @@ fn recurrent_options(kind: &str) -> String {
         "returnSequences",
         "dropout",
         "inputDropout",
+        "recurrentDropout",
+        "zoneout",
         "goBackwards",
         "trainable",
     ];
@@ -420,6 +436,8 @@ fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSp
         return_sequences: r.return_sequences,
         dropout: r.dropout,
         input_dropout: r.input_dropout,
+        recurrent_dropout: r.recurrent_dropout,
+        zoneout: r.zoneout,
         go_backwards: r.go_backwards,
     })
 }
@@ -475,6 +493,8 @@ fn layer_json(l: &LayerSpec, trainable: bool) -> LayerJson {
                 return_sequences: r.return_sequences,
                 dropout: r.dropout,
                 input_dropout: r.input_dropout,
+                recurrent_dropout: r.recurrent_dropout,
+                zoneout: r.zoneout,
                 go_backwards: r.go_backwards,
                 trainable,
                 nonlinearity: None,
@@ -858,22 +878,22 @@ mod tests {
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddensize": 3 }))),
             "unknown option layers[1].hiddensize; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, inputDropout, goBackwards, trainable, recurrentActivation"
+             returnSequences, dropout, inputDropout, recurrentDropout, zoneout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "lstm", "hiddenSize": 3, "resetAfter": true }))),
             "unknown option layers[1].resetAfter; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, inputDropout, goBackwards, trainable, recurrentActivation"
+             returnSequences, dropout, inputDropout, recurrentDropout, zoneout, goBackwards, trainable, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "nonlinearity": "relu" }))),
             "unknown option layers[1].nonlinearity; expected one of hiddenSize, numLayers, bidirectional, merge, \
-             returnSequences, dropout, inputDropout, goBackwards, trainable, resetAfter, recurrentActivation"
+             returnSequences, dropout, inputDropout, recurrentDropout, zoneout, goBackwards, trainable, resetAfter, recurrentActivation"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "rnn", "hiddenSize": 3, "recurrentActivation": "sigmoid" }))),
             "unknown option layers[1].recurrentActivation; expected one of hiddenSize, numLayers, bidirectional, \
-             merge, returnSequences, dropout, inputDropout, goBackwards, trainable, nonlinearity"
+             merge, returnSequences, dropout, inputDropout, recurrentDropout, zoneout, goBackwards, trainable, nonlinearity"
         );
         assert_eq!(
             err(layer(serde_json::json!({ "type": "gru", "hiddenSize": 3, "recurrentActivation": "hard_sigmoid" }))),

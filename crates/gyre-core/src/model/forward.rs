@@ -18,8 +18,9 @@ use crate::kernels::tensor::matrix;
 use crate::random::Rng;
 use crate::rnn::cell::Cell;
 use crate::rnn::cells::AnyCell;
-use crate::rnn::sequence::{forward_sequence, infer_sequence, Outputs};
+use crate::rnn::sequence::{forward_with_noise, infer_with_noise, Outputs};
 use crate::rnn::weights::LayerWeights;
+use crate::rnn::Noise;
 use crate::rnn::{Packing, Trace, Transposed};
 use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
@@ -262,7 +263,8 @@ impl<F: Real> Model<F> {
                 let w = self.weights(first)?;
                 let (h0, c0) = initial_state(init, k, has_c, &zeros, b, h)?;
                 let reverse = d == 1 || r.go_backwards;
-                let mut pass = mode.pass(&cell, &w, first, x.view(), packing, reverse, (h0, c0))?;
+                let noise = (r.recurrent_dropout, r.zoneout);
+                let mut pass = mode.pass(&cell, &w, first, x.view(), packing, reverse, (h0, c0), noise)?;
                 // A single direction's outputs are the layer's (moved where the mode allows).
                 match if dirs == 1 { M::take_outputs(&mut pass, n, h)? } else { None } {
                     Some(whole) => out = whole,
@@ -310,10 +312,10 @@ trait LayerMode<F: Real> {
     type Pass;
 
     /// One direction's pass over `x: [N, I]` with the weights whose first tensor is `first`,
-    /// from `init = (h0, c0)`.
+    /// from `init = (h0, c0)`, with the layer's `(recurrent dropout, zoneout)` probabilities.
     #[allow(clippy::too_many_arguments)]
     fn pass(
-        &self,
+        &mut self,
         cell: &AnyCell,
         w: &LayerWeights<F>,
         first: usize,
@@ -321,6 +323,7 @@ trait LayerMode<F: Real> {
         packing: &Packing,
         reverse: bool,
         init: (&[F], &[F]),
+        noise: (f64, f64),
     ) -> Result<Self::Pass>;
 
     /// `[N, H]` the pass's outputs.
@@ -381,7 +384,7 @@ impl<F: Real> LayerMode<F> for Train<'_, F> {
     type Pass = Trace<F>;
 
     fn pass(
-        &self,
+        &mut self,
         cell: &AnyCell,
         w: &LayerWeights<F>,
         _first: usize,
@@ -389,8 +392,28 @@ impl<F: Real> LayerMode<F> for Train<'_, F> {
         packing: &Packing,
         reverse: bool,
         (h0, c0): (&[F], &[F]),
+        (recurrent_dropout, zoneout): (f64, f64),
     ) -> Result<Trace<F>> {
-        forward_sequence(cell, w, x, packing, reverse, h0, c0)
+        let units = w.weight_hh.ncols();
+        let mut noise = Noise::none();
+        if self.training && recurrent_dropout > 0.0 {
+            let keep = 1.0 - recurrent_dropout;
+            let rng = &mut *self.rng;
+            noise.recurrent = (0..packing.batch() * units)
+                .map(|_| if rng.uniform() < keep { F::lit(1.0 / keep) } else { F::zero() })
+                .collect();
+        }
+        if zoneout > 0.0 {
+            if self.training {
+                let rng = &mut *self.rng;
+                noise.zone = (0..packing.rows() * units)
+                    .map(|_| if rng.uniform() < zoneout { F::one() } else { F::zero() })
+                    .collect();
+            } else {
+                noise.zoneout = F::lit(zoneout);
+            }
+        }
+        forward_with_noise(cell, w, x, packing, reverse, h0, c0, noise)
     }
 
     fn outputs(pass: &Trace<F>) -> &[F] {
@@ -451,7 +474,7 @@ impl<F: Real> LayerMode<F> for Infer<'_, F> {
     type Pass = Outputs<F>;
 
     fn pass(
-        &self,
+        &mut self,
         cell: &AnyCell,
         w: &LayerWeights<F>,
         first: usize,
@@ -459,9 +482,12 @@ impl<F: Real> LayerMode<F> for Infer<'_, F> {
         packing: &Packing,
         reverse: bool,
         (h0, c0): (&[F], &[F]),
+        (_, zoneout): (f64, f64),
     ) -> Result<Outputs<F>> {
         let given = self.prepared.and_then(|p| p.transposed.get(first)?.as_ref());
-        infer_sequence(cell, w, given, x, packing, reverse, h0, c0)
+        // Recurrent dropout is off; zoneout runs its expectation.
+        let noise = Noise::expected_zoneout(F::lit(zoneout));
+        infer_with_noise(cell, w, given, x, packing, reverse, h0, c0, noise)
     }
 
     fn outputs(pass: &Outputs<F>) -> &[F] {

@@ -150,8 +150,14 @@ impl<F: Real> Model<F> {
                 LayerSpec::Recurrent(r) => {
                     crate::kernels::tensor::positive(&what("hiddenSize"), r.hidden_size)?;
                     crate::kernels::tensor::positive(&what("numLayers"), r.num_layers)?;
-                    if !(0.0..1.0).contains(&r.input_dropout) {
-                        return Err(invalid(what("inputDropout"), "a number in [0, 1)", r.input_dropout));
+                    for (name, p) in [
+                        ("inputDropout", r.input_dropout),
+                        ("recurrentDropout", r.recurrent_dropout),
+                        ("zoneout", r.zoneout),
+                    ] {
+                        if !(0.0..1.0).contains(&p) {
+                            return Err(invalid(what(name), "a number in [0, 1)", p));
+                        }
                     }
                     if !(0.0..1.0).contains(&r.dropout) {
                         return Err(invalid(what("dropout"), "a number in [0, 1)", r.dropout));

@@ -61,6 +61,13 @@ pub(super) fn backward_shard<F: Real, C: Cell<F>>(
     let (mut dc, mut dc_prev) = (zeros(state_len), zeros(state_len));
     let mut scratch = zeros(lb * gh);
     let (mut h_gather, mut c_gather) = (zeros(lb * hidden), zeros(state_len));
+    let noise = &trace.noise;
+    // The state the cells read through the recurrent dropout mask, and the total gradients of
+    // the states a step ends in where zoneout lets part of them skip the cell.
+    let masked_len = if noise.recurrent.is_empty() { 0 } else { lb * hidden };
+    let (mut h_masked, mut dh_carry) = (zeros(masked_len), zeros(masked_len));
+    let zone_len = if noise.zone.is_empty() { 0 } else { lb * hidden };
+    let (mut dh_saved, mut dc_saved) = (zeros(zone_len), zeros(if has_c { zone_len } else { 0 }));
     let (h0, c0) = (&trace.h0[b0 * hidden..], if has_c { &trace.c0[b0 * hidden..] } else { &[][..] });
     let (d_hn, d_cn) = (rows_from(inp.d_hn, b0 * hidden), rows_from(inp.d_cn, b0 * hidden));
     let steps = packing.steps();
@@ -92,7 +99,12 @@ pub(super) fn backward_shard<F: Real, C: Cell<F>>(
         let prev = (p > 0).then(|| packing.step(p - 1, reverse));
         let (rq, mq) = prev.map_or((0, 0), |q| shard_rows(packing, q, seqs));
         let at = StepRows { s: r0, n: m, prev_off: rq, from_prev: mq.min(m) };
-        let h_prev = prev_state(&trace.h, &mut h_gather, at, h0, hidden);
+        let h_carry = prev_state(&trace.h, &mut h_gather, at, h0, hidden);
+        let h_prev = noise.cell_input(h_carry, b0, hidden, &mut h_masked);
+        noise.split_grad(r0, hidden, &mut dh[..m * hidden], &mut dh_saved);
+        if has_c {
+            noise.split_grad(r0, hidden, &mut dc[..m * hidden], &mut dc_saved);
+        }
         let (c_prev, c): (&[F], &[F]) =
             if has_c { (prev_state(&trace.c, &mut c_gather, at, c0, hidden), &trace.c[s..e]) } else { (&[], &[]) };
         let (dc_t, dc_prev_t): (&[F], &mut [F]) =
@@ -106,6 +118,7 @@ pub(super) fn backward_shard<F: Real, C: Cell<F>>(
             b_hh: inp.b_hh,
             gates,
             h_prev,
+            h_carry: if masked_len == 0 { &[] } else { h_carry },
             c_prev,
             h: &trace.h[s..e],
             c,
@@ -115,6 +128,7 @@ pub(super) fn backward_shard<F: Real, C: Cell<F>>(
             dgx: &mut *dgx[t],
             dgh: dgh_t,
             dh_prev: &mut dh_prev[..m * hidden],
+            dh_carry: &mut dh_carry[..masked_len.min(m * hidden)],
             dc_prev: dc_prev_t,
             scratch: &mut scratch[..m * gh],
         };
@@ -122,6 +136,10 @@ pub(super) fn backward_shard<F: Real, C: Cell<F>>(
             in_row_blocks(step, m, m * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.backward_step(s))?;
         } else {
             cell.backward_step(step)?;
+        }
+        noise.carry_grad((r0, b0), hidden, &dh_carry, &dh_saved, &mut dh_prev[..m * hidden]);
+        if has_c {
+            noise.carry_grad((r0, b0), hidden, &[], &dc_saved, &mut dc_prev[..m * hidden]);
         }
         // Rows that started this step from the initial state hand their gradient to it.
         let from_prev = at.from_prev * hidden;
@@ -155,6 +173,7 @@ pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
     input_grad: bool,
 ) -> Result<SequenceGrads<F>> {
     let mut trace = trace;
+    trace.noise.check_differentiable()?;
     let mut dgx = std::mem::take(&mut trace.gates);
     let Dims { batch, input, hidden } = trace.dims;
     let packing = &trace.packing;
@@ -208,7 +227,10 @@ pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
     let mut weight_ih = Array2::zeros((gh, input));
     gemm(F::one(), dgx_m.t(), x, F::one(), weight_ih.view_mut());
     let mut weight_hh = Array2::zeros((gh, hidden));
-    let (h, h0) = (matrix("h", &trace.h, rows, hidden)?, matrix("h0", &trace.h0, batch, hidden)?);
+    // The states the cells read: through the recurrent dropout mask when there is one.
+    let (h_read, h0_read) = masked_states(&trace);
+    let h = matrix("h", h_read.as_deref().unwrap_or(&trace.h), rows, hidden)?;
+    let h0 = matrix("h0", h0_read.as_deref().unwrap_or(&trace.h0), batch, hidden)?;
     let extra = matrix("extra", &trace.extra, rows, width)?;
     // Σ over steps of dghᵀ · (the state each step started from), one product per run of rows.
     for PrevRun { r0, len, from_h, src0 } in trace.prev_runs() {
@@ -235,4 +257,23 @@ pub(crate) fn backward_sequence<F: Real, C: Cell<F>>(
         c0: d_c0,
         weights: WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh },
     })
+}
+
+/// The trace's hidden states `h: [N, H]` and `h0: [B, H]` times their sequences' recurrent
+/// dropout mask, as the cells read them; `None` without one.
+#[allow(clippy::type_complexity)]
+fn masked_states<F: Real>(trace: &Trace<F>) -> (Option<Vec<F>>, Option<Vec<F>>) {
+    let mask = &trace.noise.recurrent;
+    if mask.is_empty() {
+        return (None, None);
+    }
+    let (packing, hidden) = (&trace.packing, trace.dims.hidden);
+    let mut h = trace.h.clone();
+    for t in 0..packing.steps() {
+        let at = packing.offset(t) * hidden;
+        let rows = &mut h[at..at + packing.rows_at(t) * hidden];
+        rows.iter_mut().zip(mask).for_each(|(v, &m)| *v = *v * m);
+    }
+    let h0 = trace.h0.iter().zip(mask).map(|(&v, &m)| v * m).collect();
+    (Some(h), Some(h0))
 }

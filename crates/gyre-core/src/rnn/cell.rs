@@ -33,8 +33,12 @@ pub(crate) struct ForwardStep<'a, 'w, F> {
     /// `[B, G·H]`. In: the input projection `x_t · W_ihᵀ + b_ih`. Out: whatever the cell keeps
     /// for its backward step (the activated gates).
     pub gates: &'a mut [F],
-    /// `[B, H]` hidden state before the step.
+    /// `[B, H]` hidden state before the step, as the recurrent products read it (through the
+    /// recurrent dropout mask, [`crate::rnn::Noise`]).
     pub h_prev: &'a [F],
+    /// `[B, H]` the hidden state before the step as a carry reads it (the GRU's `z·h_prev`):
+    /// unmasked. Empty when it is `h_prev` (no recurrent dropout).
+    pub h_carry: &'a [F],
     /// `[B, H]` cell state before the step (empty for cells without one).
     pub c_prev: &'a [F],
     /// `[B, H]` out: hidden state after the step.
@@ -57,8 +61,11 @@ pub(crate) struct BackwardStep<'a, 'w, F> {
     pub b_hh: &'w [F],
     /// `[B, G·H]` the gates the forward step kept.
     pub gates: &'a [F],
-    /// `[B, H]` hidden state before the step.
+    /// `[B, H]` hidden state before the step, as the recurrent products read it.
     pub h_prev: &'a [F],
+    /// `[B, H]` the hidden state before the step as a carry reads it; empty when it is `h_prev`
+    /// (see [`ForwardStep::h_carry`]).
+    pub h_carry: &'a [F],
     /// `[B, H]` cell state before the step (empty without one).
     pub c_prev: &'a [F],
     /// `[B, H]` hidden state after the step.
@@ -79,6 +86,10 @@ pub(crate) struct BackwardStep<'a, 'w, F> {
     pub dgh: &'a mut [F],
     /// `[B, H]` out: gradient with respect to `h_prev`.
     pub dh_prev: &'a mut [F],
+    /// `[B, H]` out, when `h_carry` is given: the gradient with respect to `h_carry`, written
+    /// (not added) by cells with a carry (GRU) and left as it is (zeros) by the others. Empty
+    /// when `h_carry` is: the carry's gradient is then part of `dh_prev`.
+    pub dh_carry: &'a mut [F],
     /// `[B, H]` out: gradient with respect to `c_prev` (empty without a cell state).
     pub dc_prev: &'a mut [F],
     /// `[B, G·H]` workspace, contents undefined on entry.
@@ -103,6 +114,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
         let n = self.dims.batch;
         let (g0, g1) = split_mut(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
+        let (hc0, hc1) = split_ref(self.h_carry, rows, n);
         let (cp0, cp1) = split_ref(self.c_prev, rows, n);
         let (h0, h1) = split_mut(self.h, rows, n);
         let (c0, c1) = split_mut(self.c, rows, n);
@@ -118,6 +130,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g0,
                 h_prev: hp0,
+                h_carry: hc0,
                 c_prev: cp0,
                 h: h0,
                 c: c0,
@@ -131,6 +144,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g1,
                 h_prev: hp1,
+                h_carry: hc1,
                 c_prev: cp1,
                 h: h1,
                 c: c1,
@@ -147,6 +161,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
         let n = self.dims.batch;
         let (g0, g1) = split_ref(self.gates, rows, n);
         let (hp0, hp1) = split_ref(self.h_prev, rows, n);
+        let (hc0, hc1) = split_ref(self.h_carry, rows, n);
         let (cp0, cp1) = split_ref(self.c_prev, rows, n);
         let (h0, h1) = split_ref(self.h, rows, n);
         let (c0, c1) = split_ref(self.c, rows, n);
@@ -156,6 +171,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
         let (dgx0, dgx1) = split_mut(self.dgx, rows, n);
         let (dgh0, dgh1) = split_mut(self.dgh, rows, n);
         let (dhp0, dhp1) = split_mut(self.dh_prev, rows, n);
+        let (dhc0, dhc1) = split_mut(self.dh_carry, rows, n);
         let (dcp0, dcp1) = split_mut(self.dc_prev, rows, n);
         let (s0, s1) = split_mut(self.scratch, rows, n);
         let dims = |batch| Dims { batch, ..self.dims };
@@ -167,6 +183,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g0,
                 h_prev: hp0,
+                h_carry: hc0,
                 c_prev: cp0,
                 h: h0,
                 c: c0,
@@ -176,6 +193,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
                 dgx: dgx0,
                 dgh: dgh0,
                 dh_prev: dhp0,
+                dh_carry: dhc0,
                 dc_prev: dcp0,
                 scratch: s0,
             },
@@ -185,6 +203,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g1,
                 h_prev: hp1,
+                h_carry: hc1,
                 c_prev: cp1,
                 h: h1,
                 c: c1,
@@ -194,6 +213,7 @@ impl<'a, 'w, F> BackwardStep<'a, 'w, F> {
                 dgx: dgx1,
                 dgh: dgh1,
                 dh_prev: dhp1,
+                dh_carry: dhc1,
                 dc_prev: dcp1,
                 scratch: s1,
             },

@@ -270,6 +270,8 @@ impl<F: Real> Cell<F> for GruCell {
         let hd = s.dims.hidden;
         let one = F::one();
         let (w, scratch, extra) = (Recurrent::of(&s), s.scratch, s.extra);
+        // The products read h_prev (through the recurrent dropout mask); z·h_prev the carry.
+        let carry = if s.h_carry.is_empty() { s.h_prev } else { s.h_carry };
         // r and z: the product accumulates straight into the gates (b_hh added in the row pass).
         recurrent_acc(w, s.h_prev, 0..2 * hd, s.gates);
         if self.reset_after {
@@ -277,7 +279,7 @@ impl<F: Real> Cell<F> for GruCell {
             // backward. One fused pass per row (SIMD for f32).
             recurrent_product(w, s.h_prev, 2 * hd..3 * hd, scratch);
             let rows = s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd));
-            let states = s.h_prev.chunks_exact(hd).zip(extra.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
+            let states = carry.chunks_exact(hd).zip(extra.chunks_exact_mut(hd)).zip(s.h.chunks_exact_mut(hd));
             for ((g, rec), ((hp, e), h)) in rows.zip(states) {
                 match self.recurrent {
                     GateActivation::Sigmoid => F::gru_row(g, s.b_hh, &rec[2 * hd..], hp, e, h),
@@ -297,7 +299,7 @@ impl<F: Real> Cell<F> for GruCell {
             }
         }
         recurrent_product(w, extra, 2 * hd..3 * hd, scratch);
-        let states = s.h_prev.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd));
+        let states = carry.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd));
         for ((g, rec), (hp, h)) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)).zip(states) {
             for j in 2 * hd..3 * hd {
                 g[j] = g[j] + rec[j];
@@ -314,7 +316,8 @@ impl<F: Real> Cell<F> for GruCell {
     fn backward_step(&self, s: BackwardStep<'_, '_, F>) -> Result<()> {
         let hd = s.dims.hidden;
         let rows = s.gates.chunks_exact(3 * hd).zip(s.dgx.chunks_exact_mut(3 * hd));
-        let states = s.h_prev.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
+        let carry = if s.h_carry.is_empty() { s.h_prev } else { s.h_carry };
+        let states = carry.chunks_exact(hd).zip(s.extra.chunks_exact(hd)).zip(s.dh.chunks_exact(hd));
         // Reset-after: dr = dn·(h_prev·W_hnᵀ + b_hn). Reset-before needs dn·W_hn first.
         for ((g, dg), ((hp, e), dh)) in rows.zip(states) {
             match self.recurrent {
@@ -356,11 +359,23 @@ impl<F: Real> Cell<F> for GruCell {
             }
             recurrent_grad(s.w_hh, s.dims.hidden, s.dgx, 0..2 * hd, true, s.dh_prev);
         }
-        for ((dh_prev, dh), g) in
-            s.dh_prev.chunks_exact_mut(hd).zip(s.dh.chunks_exact(hd)).zip(s.gates.chunks_exact(3 * hd))
-        {
-            for j in 0..hd {
-                dh_prev[j] = dh_prev[j] + dh[j] * g[hd + j];
+        // The carry's gradient dh·z: into dh_prev, or on its own when the carry read the
+        // unmasked state.
+        if s.h_carry.is_empty() {
+            for ((dh_prev, dh), g) in
+                s.dh_prev.chunks_exact_mut(hd).zip(s.dh.chunks_exact(hd)).zip(s.gates.chunks_exact(3 * hd))
+            {
+                for j in 0..hd {
+                    dh_prev[j] = dh_prev[j] + dh[j] * g[hd + j];
+                }
+            }
+        } else {
+            for ((dh_carry, dh), g) in
+                s.dh_carry.chunks_exact_mut(hd).zip(s.dh.chunks_exact(hd)).zip(s.gates.chunks_exact(3 * hd))
+            {
+                for j in 0..hd {
+                    dh_carry[j] = dh[j] * g[hd + j];
+                }
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! - `cells`: the simple RNN, LSTM and GRU cells;
 //! - `sequence`: the time-loop driver's forward walk over a packed batch, for training and
 //!   inference; `backward`: its backward walk;
+//! - `noise`: recurrent dropout and zoneout around each step;
 //! - `packing`: the packed row layout and the state each step starts from; `trace`: what a
 //!   training pass keeps; `pass`: a pass's setup (weights as the loop reads them, the input
 //!   projection); `shards`: how a pass spreads over the thread pool;
@@ -16,6 +17,7 @@ mod backward;
 pub(crate) mod cell;
 pub(crate) mod cells;
 pub(crate) mod functional;
+pub(crate) mod noise;
 mod packing;
 mod pass;
 pub(crate) mod sequence;
@@ -26,6 +28,7 @@ mod trace;
 pub(crate) mod weights;
 
 pub(crate) use backward::backward_sequence;
+pub(crate) use noise::Noise;
 pub(crate) use packing::Packing;
 pub(crate) use pass::Transposed;
 pub(crate) use trace::Trace;

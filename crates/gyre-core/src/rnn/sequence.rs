@@ -9,6 +9,7 @@
 //! weight gradients are products over all steps at the end. Every buffer is allocated before
 //! the loop starts.
 
+use super::noise::Noise;
 use super::packing::{step_state, Packing, StepRows};
 use super::pass::{check_pass, contiguous, input_rows, projection_groups, zeros, Prepared, Transposed};
 use super::shards::{in_row_blocks, shard_rows, shard_slices, shard_state, shards, ShardStep};
@@ -41,12 +42,14 @@ pub(super) fn forward_shard<F: Real, C: Cell<F>>(
     shard: ForwardShard<'_, F>,
     h0: &[F],
     c0: &[F],
+    noise: &Noise<F>,
 ) -> Result<()> {
     let ForwardShard { seqs, mut gates, mut h, mut c, mut extra } = shard;
     let (input, hidden) = (dims.input, dims.hidden);
     let (gh, lb, has_c) = (w.gh, seqs.1 - seqs.0, cell.has_cell_state());
     let mut scratch = zeros(lb * gh);
     let mut h_gather = zeros(lb * hidden);
+    let mut h_masked = zeros(if noise.recurrent.is_empty() { 0 } else { lb * hidden });
     let mut c_gather = zeros(if has_c { lb * hidden } else { 0 });
     let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
     let (h0, c0) = (&h0[seqs.0 * hidden..], if has_c { &c0[seqs.0 * hidden..] } else { &[][..] });
@@ -70,14 +73,19 @@ pub(super) fn forward_shard<F: Real, C: Cell<F>>(
             w_hh_t: &w.w_hh_t,
             b_hh,
             gates: &mut *gates[t],
-            h_prev,
+            h_prev: noise.cell_input(h_prev, seqs.0, hidden, &mut h_masked),
+            h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
             c_prev,
-            h: h_t,
-            c: c_t,
+            h: &mut *h_t,
+            c: &mut *c_t,
             extra: &mut *extra[t],
             scratch: &mut scratch[..m * gh],
         };
         cell.forward_step(step)?;
+        if noise.zones() {
+            noise.zone_out(r0, hidden, h_prev, h_t);
+            noise.zone_out(r0, hidden, c_prev, c_t);
+        }
         prev = Some(t);
     }
     Ok(())
@@ -133,6 +141,7 @@ pub(super) trait Keep<F: Real>: Sized {
         _reverse: bool,
         _h: &mut [F],
         _init: (&[F], &[F]),
+        _noise: &Noise<F>,
     ) -> Result<bool> {
         Ok(false)
     }
@@ -148,8 +157,8 @@ pub(super) trait Keep<F: Real>: Sized {
     #[inline(always)]
     fn after_step(&mut self, _packing: &Packing, _p: usize, _reverse: bool, _at: StepRows) {}
 
-    /// The pass's result from the hidden states `h: [N, H]`.
-    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, init: (&[F], &[F])) -> Self::Out;
+    /// The pass's result from the hidden states `h: [N, H]`, run with `noise`.
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, init: (&[F], &[F]), noise: Noise<F>) -> Self::Out;
 }
 
 /// The training pass's buffers: everything backpropagation needs ([`Trace`]).
@@ -184,6 +193,7 @@ impl<F: Real> Keep<F> for Training<F> {
         reverse: bool,
         h: &mut [F],
         (h0, c0): (&[F], &[F]),
+        noise: &Noise<F>,
     ) -> Result<bool> {
         let PassShape { dims, gh, width, has_c, .. } = self.shape;
         let hidden = dims.hidden;
@@ -205,7 +215,7 @@ impl<F: Real> Keep<F> for Training<F> {
             .collect();
         shards
             .into_par_iter()
-            .map(|shard| forward_shard(cell, w, x, packing, reverse, dims, shard, h0, c0))
+            .map(|shard| forward_shard(cell, w, x, packing, reverse, dims, shard, h0, c0, noise))
             .collect::<Result<Vec<()>>>()?;
         Ok(true)
     }
@@ -230,10 +240,10 @@ impl<F: Real> Keep<F> for Training<F> {
         }
     }
 
-    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, (h0, c0): (&[F], &[F])) -> Trace<F> {
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, (h0, c0): (&[F], &[F]), noise: Noise<F>) -> Trace<F> {
         let Training { shape, gates, c, extra, .. } = self;
         let (h0, c0) = (h0.to_vec(), if shape.has_c { c0.to_vec() } else { Vec::new() });
-        Trace { dims: shape.dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra }
+        Trace { dims: shape.dims, packing: packing.clone(), reverse, gates, h, c, h0, c0, extra, noise }
     }
 }
 
@@ -309,7 +319,7 @@ impl<F: Real> Keep<F> for Inference<F> {
         }
     }
 
-    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, _init: (&[F], &[F])) -> Outputs<F> {
+    fn finish(self, h: Vec<F>, packing: &Packing, reverse: bool, _init: (&[F], &[F]), _noise: Noise<F>) -> Outputs<F> {
         let Dims { batch, hidden, .. } = self.shape.dims;
         let trace_rows = |b: usize| packing.offset(if reverse { 0 } else { packing.length(b) - 1 }) + b;
         let mut h_n = Vec::with_capacity(batch * hidden);
@@ -338,9 +348,11 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
     reverse: bool,
     h0: &[F],
     c0: &[F],
+    noise: Noise<F>,
 ) -> Result<K::Out> {
     let hidden = weights.weight_hh.ncols();
     check_pass(cell, &x, packing, hidden, h0, c0)?;
+    noise.check(packing.batch(), packing.rows(), hidden)?;
     let (rows, input) = x.dim();
     let gh = cell.gates() * hidden;
     let batch = packing.batch();
@@ -353,10 +365,11 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
     let shape = PassShape { rows, dims, gh, width: cell.extra() * hidden, has_c, group_rows };
     let mut keep = K::new(shape);
     let mut h = zeros(rows * hidden);
-    if keep.in_shards(cell, &w, input_rows(&x, 0, rows)?, packing, reverse, &mut h, (h0, c0))? {
-        return Ok(keep.finish(h, packing, reverse, (h0, c0)));
+    if keep.in_shards(cell, &w, input_rows(&x, 0, rows)?, packing, reverse, &mut h, (h0, c0), &noise)? {
+        return Ok(keep.finish(h, packing, reverse, (h0, c0), noise));
     }
     let mut h_gather = zeros(batch * hidden);
+    let mut h_masked = zeros(if noise.recurrent.is_empty() { 0 } else { batch * hidden });
     let mut scratch = zeros(batch * gh);
     let (w_hh, b_hh) = (contiguous("weight_hh", w.w_hh.as_slice())?, contiguous("bias_hh", w.b_hh.as_slice())?);
     for group in groups {
@@ -373,18 +386,23 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
                 w_hh_t: &w.w_hh_t,
                 b_hh,
                 gates,
-                h_prev,
+                h_prev: noise.cell_input(h_prev, 0, hidden, &mut h_masked),
+                h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
                 c_prev,
-                h: h_t,
-                c,
+                h: &mut *h_t,
+                c: &mut *c,
                 extra,
                 scratch: &mut scratch[..n * gh],
             };
             in_row_blocks(step, n, n * gh * hidden, &|s, r| s.split_rows(r), &|s| cell.forward_step(s))?;
+            if noise.zones() {
+                noise.zone_out(at.s, hidden, h_prev, h_t);
+                noise.zone_out(at.s, hidden, c_prev, c);
+            }
             keep.after_step(packing, p, reverse, at);
         }
     }
-    Ok(keep.finish(h, packing, reverse, (h0, c0)))
+    Ok(keep.finish(h, packing, reverse, (h0, c0), noise))
 }
 
 /// Runs `cell` over the packed input `x: [N, I]` from `h0: [B, H]` and `c0: [B, H]` (empty for
@@ -400,7 +418,23 @@ pub(crate) fn forward_sequence<F: Real, C: Cell<F>>(
     h0: &[F],
     c0: &[F],
 ) -> Result<Trace<F>> {
-    walk::<F, C, Training<F>>(cell, weights, None, x, packing, reverse, h0, c0)
+    forward_with_noise(cell, weights, x, packing, reverse, h0, c0, Noise::none())
+}
+
+/// [`forward_sequence`] with recurrent dropout and zoneout ([`Noise`]), kept in the trace for
+/// [`crate::rnn::backward_sequence`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_with_noise<F: Real, C: Cell<F>>(
+    cell: &C,
+    weights: &LayerWeights<F>,
+    x: ArrayView2<F>,
+    packing: &Packing,
+    reverse: bool,
+    h0: &[F],
+    c0: &[F],
+    noise: Noise<F>,
+) -> Result<Trace<F>> {
+    walk::<F, C, Training<F>>(cell, weights, None, x, packing, reverse, h0, c0, noise)
 }
 
 /// [`forward_sequence`] without what backpropagation needs ([`walk`] in [`Inference`] mode):
@@ -419,5 +453,21 @@ pub(crate) fn infer_sequence<F: Real, C: Cell<F>>(
     h0: &[F],
     c0: &[F],
 ) -> Result<Outputs<F>> {
-    walk::<F, C, Inference<F>>(cell, weights, transposed, x, packing, reverse, h0, c0)
+    infer_with_noise(cell, weights, transposed, x, packing, reverse, h0, c0, Noise::none())
+}
+
+/// [`infer_sequence`] with `noise`: zoneout's expectation (masks are training's).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn infer_with_noise<F: Real, C: Cell<F>>(
+    cell: &C,
+    weights: &LayerWeights<F>,
+    transposed: Option<&Transposed<F>>,
+    x: ArrayView2<F>,
+    packing: &Packing,
+    reverse: bool,
+    h0: &[F],
+    c0: &[F],
+    noise: Noise<F>,
+) -> Result<Outputs<F>> {
+    walk::<F, C, Inference<F>>(cell, weights, transposed, x, packing, reverse, h0, c0, noise)
 }

@@ -243,6 +243,7 @@ fn prev_runs_give_each_row_the_state_it_started_from() {
                 h0: (0..batch).map(|b| -(b as f64) - 1.0).collect(),
                 c0: Vec::new(),
                 extra: Vec::new(),
+                noise: super::noise::Noise::none(),
             };
             let mut want = vec![f64::NAN; rows];
             for p in 0..packing.steps() {
@@ -280,6 +281,7 @@ fn prev_runs_give_each_row_the_state_it_started_from() {
             h0: vec![0.0; 3],
             c0: Vec::new(),
             extra: Vec::new(),
+            noise: super::noise::Noise::none(),
         };
         assert_eq!(trace.prev_runs().len(), 2, "reverse {reverse}");
     }
@@ -358,6 +360,354 @@ fn shards_and_row_blocks_give_the_bits_of_one_thread() {
                     "inference, {cell:?}, {lengths:?}, reverse {rev}"
                 );
                 assert_eq!(one.0, b.h, "inference against training, {cell:?}");
+            }
+        }
+    }
+}
+
+/// The cells of the noise tests: every kind and gate variant that has its own backward code.
+fn noise_cells() -> [crate::rnn::cells::AnyCell; 5] {
+    use crate::rnn::cells::{AnyCell, GateActivation, GruCell, LstmCell, Nonlinearity, RnnCell};
+    [
+        AnyCell::Lstm(LstmCell::default()),
+        AnyCell::Gru(GruCell { reset_after: true, recurrent: GateActivation::Sigmoid }),
+        AnyCell::Gru(GruCell { reset_after: false, recurrent: GateActivation::Sigmoid }),
+        AnyCell::Rnn(RnnCell { nonlinearity: Nonlinearity::Tanh }),
+        AnyCell::Rnn(RnnCell { nonlinearity: Nonlinearity::Relu }),
+    ]
+}
+
+/// A layer's weights for `gates` gate blocks (owned; see [`OwnedWeights::view`]).
+struct OwnedWeights {
+    w_ih: Array2<f64>,
+    w_hh: Array2<f64>,
+    b_ih: Array1<f64>,
+    b_hh: Array1<f64>,
+}
+
+impl OwnedWeights {
+    fn new(gates: usize, input: usize, hidden: usize, salt: usize) -> Self {
+        let val = |i: usize, s: usize| (((i * 7919 + (s + salt) * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.2;
+        let gh = gates * hidden;
+        OwnedWeights {
+            w_ih: Array2::from_shape_fn((gh, input), |(i, j)| val(i * input + j, 4)),
+            w_hh: Array2::from_shape_fn((gh, hidden), |(i, j)| val(i * hidden + j, 5)),
+            b_ih: Array1::from_shape_fn(gh, |i| val(i, 6)),
+            b_hh: Array1::from_shape_fn(gh, |i| val(i, 7)),
+        }
+    }
+    fn view(&self) -> LayerWeights<'_, f64> {
+        LayerWeights {
+            weight_ih: self.w_ih.view(),
+            weight_hh: self.w_hh.view(),
+            bias_ih: self.b_ih.view(),
+            bias_hh: self.b_hh.view(),
+        }
+    }
+}
+
+/// Recurrent dropout and zoneout masks for a pass: the recurrent mask `0` or `1 / (1 − 0.4)`
+/// per sequence and unit, the zoneout draws `0` or `1` per packed row and unit (about 30%).
+fn draws(packing: &Packing, hidden: usize, seed: u64) -> super::noise::Noise<f64> {
+    let mut rng = crate::random::Rng::new(seed);
+    let recurrent = (0..packing.batch() * hidden).map(|_| if rng.uniform() < 0.6 { 1.0 / 0.6 } else { 0.0 }).collect();
+    let zone = (0..packing.rows() * hidden).map(|_| if rng.uniform() < 0.3 { 1.0 } else { 0.0 }).collect();
+    super::noise::Noise { recurrent, zone, zoneout: 0.3 }
+}
+
+/// Recurrent dropout and zoneout against the same recurrence written one sequence and one step
+/// at a time (each step a batch-1 call of the cell, its products on the masked state and the
+/// GRU's carry on the unmasked one, then the blend):
+/// training's drawn masks and inference's expectation, for every cell, variable lengths and
+/// both directions; the driver's masks are one per sequence for every step.
+#[test]
+fn recurrent_dropout_and_zoneout_are_the_recurrence_written_step_by_step() {
+    use super::noise::Noise;
+    use super::sequence::{forward_with_noise, infer_with_noise};
+    let (input, hidden) = (3usize, 4usize);
+    let lengths = [6usize, 5, 5, 2];
+    let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
+    let (rows, batch) = (packing.rows(), packing.batch());
+    let val = |i: usize, s: usize| (((i * 7919 + s * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.6;
+    let x = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1));
+    let h0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
+    let c0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 3)).collect();
+    for cell in noise_cells() {
+        let (gates, has_c) = (Cell::<f64>::gates(&cell), Cell::<f64>::has_cell_state(&cell));
+        let (gh, width) = (gates * hidden, Cell::<f64>::extra(&cell) * hidden);
+        let owned = OwnedWeights::new(gates, input, hidden, 0);
+        let w = owned.view();
+        let c0: &[f64] = if has_c { &c0 } else { &[] };
+        for reverse in [false, true] {
+            for noise in [draws(&packing, hidden, 11), Noise::expected_zoneout(0.3)] {
+                let mut want_h = vec![0.0; rows * hidden];
+                let mut want_c = vec![0.0; if has_c { rows * hidden } else { 0 }];
+                for (b, &len) in lengths.iter().enumerate() {
+                    let mut h = h0[b * hidden..(b + 1) * hidden].to_vec();
+                    let mut c = if has_c { c0[b * hidden..(b + 1) * hidden].to_vec() } else { vec![] };
+                    for k in 0..len {
+                        let t = if reverse { len - 1 - k } else { k };
+                        let row = packing.offset(t) + b;
+                        let mut g: Vec<f64> = (0..gh)
+                            .map(|i| owned.b_ih[i] + (0..input).map(|j| x[[row, j]] * owned.w_ih[[i, j]]).sum::<f64>())
+                            .collect();
+                        let read: Vec<f64> = match noise.recurrent.is_empty() {
+                            true => h.clone(),
+                            false => (0..hidden).map(|j| h[j] * noise.recurrent[b * hidden + j]).collect(),
+                        };
+                        let (mut h_new, mut c_new) = (vec![0.0; hidden], vec![0.0; c.len()]);
+                        let (mut extra, mut scratch) = (vec![0.0; width], vec![0.0; gh]);
+                        let step = ForwardStep {
+                            dims: Dims { batch: 1, input, hidden },
+                            w_hh: owned.w_hh.as_slice().expect("contiguous"),
+                            w_hh_t: &[],
+                            b_hh: owned.b_hh.as_slice().expect("contiguous"),
+                            gates: &mut g,
+                            h_prev: &read,
+                            h_carry: &h,
+                            c_prev: &c,
+                            h: &mut h_new,
+                            c: &mut c_new,
+                            extra: &mut extra,
+                            scratch: &mut scratch,
+                        };
+                        cell.forward_step(step).expect("step");
+                        let d = |j: usize| if noise.zone.is_empty() { 0.3 } else { noise.zone[row * hidden + j] };
+                        for j in 0..hidden {
+                            h[j] = d(j) * h[j] + (1.0 - d(j)) * h_new[j];
+                            if has_c {
+                                c[j] = d(j) * c[j] + (1.0 - d(j)) * c_new[j];
+                            }
+                        }
+                        want_h[row * hidden..(row + 1) * hidden].copy_from_slice(&h);
+                        if has_c {
+                            want_c[row * hidden..(row + 1) * hidden].copy_from_slice(&c);
+                        }
+                    }
+                }
+                let what = format!("{cell:?}, reverse {reverse}, drawn {}", !noise.zone.is_empty());
+                let trace = forward_with_noise(&cell, &w, x.view(), &packing, reverse, &h0, c0, noise.clone())
+                    .expect("forward");
+                let close = |a: &[f64], b: &[f64], part: &str| {
+                    assert_eq!(a.len(), b.len());
+                    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                        assert!((p - q).abs() < 1e-12, "{what}: {part}[{i}] {p} vs {q}");
+                    }
+                };
+                close(&trace.h, &want_h, "h");
+                close(&trace.c, &want_c, "c");
+                // Inference runs the expectation only: the masks are training's.
+                if noise.zone.is_empty() {
+                    let o =
+                        infer_with_noise(&cell, &w, None, x.view(), &packing, reverse, &h0, c0, noise).expect("infer");
+                    assert_eq!(
+                        (&o.h, &o.h_n, &o.c_n),
+                        (&trace.h, &trace.final_hidden(), &trace.final_cell()),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Backpropagation through recurrent dropout and zoneout with the masks fixed, against central
+/// finite differences in f64 of `L = Σ g·h + Σ g_n·h_n + Σ g_c·c_n`, for the input, both initial
+/// states and every weight; every cell, variable lengths, both directions; and the same bits on
+/// a pool of threads (shards) as on one. A pass that ran zoneout's expectation is refused.
+#[test]
+fn recurrent_dropout_and_zoneout_gradients_match_finite_differences() {
+    let (input, hidden) = (2usize, 3usize);
+    let val = |i: usize, s: usize| (((i * 7919 + s * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.6;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+    for lengths in [vec![5usize, 4, 4, 2, 1], vec![9, 9, 8, 7, 7, 5, 5, 4, 3, 2, 2, 1, 1]] {
+        let packing = Packing::from_sorted_lengths(&lengths).expect("packing");
+        let (rows, batch) = (packing.rows(), packing.batch());
+        let sharded = pool.install(|| shards(&packing, 1)).len() > 2;
+        let x0 = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1));
+        let h00: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
+        let c00: Vec<f64> = (0..batch * hidden).map(|i| val(i, 3)).collect();
+        let g_out: Vec<f64> = (0..rows * hidden).map(|i| val(i, 8)).collect();
+        let g_hn: Vec<f64> = (0..batch * hidden).map(|i| val(i, 9)).collect();
+        let g_cn: Vec<f64> = (0..batch * hidden).map(|i| val(i, 10)).collect();
+        let noise = draws(&packing, hidden, 5);
+        for cell in noise_cells() {
+            let (gates, has_c) = (Cell::<f64>::gates(&cell), Cell::<f64>::has_cell_state(&cell));
+            let base = OwnedWeights::new(gates, input, hidden, 3);
+            let c00: &[f64] = if has_c { &c00 } else { &[] };
+            let g_cn: &[f64] = if has_c { &g_cn } else { &[] };
+            for reverse in [false, true] {
+                let what = format!("{cell:?}, {lengths:?}, reverse {reverse}");
+                let run = |o: &OwnedWeights, x: &Array2<f64>, h0: &[f64], c0: &[f64]| {
+                    let t = super::sequence::forward_with_noise(
+                        &cell,
+                        &o.view(),
+                        x.view(),
+                        &packing,
+                        reverse,
+                        h0,
+                        c0,
+                        noise.clone(),
+                    )
+                    .expect("forward");
+                    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+                    let loss = dot(&t.h, &g_out) + dot(&t.final_hidden(), &g_hn) + dot(&t.final_cell(), g_cn);
+                    (loss, t)
+                };
+                let grads = |o: &OwnedWeights| {
+                    let (_, t) = run(o, &x0, &h00, c00);
+                    backward_sequence(&cell, &o.view(), x0.view(), t, &g_out, &g_hn, g_cn, true).expect("backward")
+                };
+                let g = grads(&base);
+                if !sharded {
+                    // The small batch checks the gradients; the large one that shards give the same bits.
+                    let eps = 1e-6;
+                    let check = |analytic: f64, up: f64, down: f64, name: String| {
+                        let numeric = (up - down) / (2.0 * eps);
+                        let err = (analytic - numeric).abs();
+                        assert!(
+                            err <= 1e-7 + 1e-5 * numeric.abs(),
+                            "{what}: {name}: analytic {analytic}, numeric {numeric}"
+                        );
+                    };
+                    for k in 0..x0.len() {
+                        let (mut up, mut down) = (x0.clone(), x0.clone());
+                        up.as_slice_mut().expect("x")[k] += eps;
+                        down.as_slice_mut().expect("x")[k] -= eps;
+                        let a = g.input.as_slice().expect("dx")[k];
+                        check(a, run(&base, &up, &h00, c00).0, run(&base, &down, &h00, c00).0, format!("x[{k}]"));
+                    }
+                    for k in 0..h00.len() {
+                        let (mut up, mut down) = (h00.clone(), h00.clone());
+                        up[k] += eps;
+                        down[k] -= eps;
+                        check(g.h0[k], run(&base, &x0, &up, c00).0, run(&base, &x0, &down, c00).0, format!("h0[{k}]"));
+                    }
+                    for k in 0..c00.len() {
+                        let (mut up, mut down) = (c00.to_vec(), c00.to_vec());
+                        up[k] += eps;
+                        down[k] -= eps;
+                        check(
+                            g.c0[k],
+                            run(&base, &x0, &h00, &up).0,
+                            run(&base, &x0, &h00, &down).0,
+                            format!("c0[{k}]"),
+                        );
+                    }
+                    type Field = fn(&mut OwnedWeights) -> &mut [f64];
+                    let fields: [(&str, Field, &[f64]); 4] = [
+                        (
+                            "weight_ih",
+                            |o| o.w_ih.as_slice_mut().expect("w"),
+                            g.weights.weight_ih.as_slice().expect("g"),
+                        ),
+                        (
+                            "weight_hh",
+                            |o| o.w_hh.as_slice_mut().expect("w"),
+                            g.weights.weight_hh.as_slice().expect("g"),
+                        ),
+                        ("bias_ih", |o| o.b_ih.as_slice_mut().expect("w"), g.weights.bias_ih.as_slice().expect("g")),
+                        ("bias_hh", |o| o.b_hh.as_slice_mut().expect("w"), g.weights.bias_hh.as_slice().expect("g")),
+                    ];
+                    for (name, field, analytic) in fields {
+                        for (k, &a) in analytic.iter().enumerate() {
+                            let mut up = OwnedWeights::new(gates, input, hidden, 3);
+                            let mut down = OwnedWeights::new(gates, input, hidden, 3);
+                            field(&mut up)[k] += eps;
+                            field(&mut down)[k] -= eps;
+                            let (l_up, l_down) = (run(&up, &x0, &h00, c00).0, run(&down, &x0, &h00, c00).0);
+                            check(a, l_up, l_down, format!("{name}[{k}]"));
+                        }
+                    }
+                } else {
+                    let many = pool.install(|| grads(&base));
+                    let flat = |s: &super::trace::SequenceGrads<f64>| {
+                        let w = &s.weights;
+                        let mut v: Vec<f64> = s.input.iter().chain(&s.h0).chain(&s.c0).copied().collect();
+                        v.extend(
+                            w.weight_ih
+                                .iter()
+                                .chain(w.weight_hh.iter())
+                                .chain(w.bias_ih.iter())
+                                .chain(w.bias_hh.iter()),
+                        );
+                        v
+                    };
+                    assert_eq!(flat(&g), flat(&many), "{what}: shards");
+                    let (one, _) = run(&base, &x0, &h00, c00);
+                    let (two, _) = pool.install(|| run(&base, &x0, &h00, c00));
+                    assert_eq!(one.to_bits(), two.to_bits(), "{what}: forward in shards");
+                }
+            }
+            // The expectation blends away the cell's states: its trace cannot be differentiated.
+            let expected = super::noise::Noise::expected_zoneout(0.3);
+            let t = super::sequence::forward_with_noise(
+                &cell,
+                &base.view(),
+                x0.view(),
+                &packing,
+                false,
+                &h00,
+                c00,
+                expected,
+            )
+            .expect("forward");
+            let err =
+                backward_sequence(&cell, &base.view(), x0.view(), t, &g_out, &[], &[], false).expect_err("refused");
+            assert!(err.to_string().contains("zoneout"), "{err}");
+        }
+    }
+}
+
+/// With every unit of the recurrent dropout mask dropped, the products see a zero state: one
+/// step is each cell's formula with `h_prev = 0` in every product, written out here, and the
+/// GRU still carries `z·h_prev` of the unmasked state (Keras' `recurrent_dropout`).
+#[test]
+fn a_fully_dropped_hidden_state_leaves_the_products_and_keeps_the_grus_carry() {
+    use super::noise::Noise;
+    let (input, hidden) = (2usize, 3usize);
+    let packing = Packing::uniform(2, 1).expect("packing");
+    let x = Array2::from_shape_fn((2, input), |(r, j)| 0.3 * r as f64 - 0.4 * j as f64 + 0.1);
+    let h0: Vec<f64> = (0..2 * hidden).map(|i| 0.2 * i as f64 - 0.5).collect();
+    let c0: Vec<f64> = (0..2 * hidden).map(|i| 0.5 - 0.15 * i as f64).collect();
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    for cell in noise_cells() {
+        let (gates, has_c) = (Cell::<f64>::gates(&cell), Cell::<f64>::has_cell_state(&cell));
+        let o = OwnedWeights::new(gates, input, hidden, 1);
+        let c0: &[f64] = if has_c { &c0 } else { &[] };
+        let noise = Noise { recurrent: vec![0.0; 2 * hidden], ..Noise::none() };
+        let t = super::sequence::forward_with_noise(&cell, &o.view(), x.view(), &packing, false, &h0, c0, noise)
+            .expect("forward");
+        for b in 0..2 {
+            // Gate block k, unit j, with the products of a zero state: x·W_ihᵀ + b_ih (+ b_hh).
+            let pre = |k: usize, j: usize, with_b_hh: bool| {
+                let i = k * hidden + j;
+                let x_part = (0..input).map(|q| x[[b, q]] * o.w_ih[[i, q]]).sum::<f64>() + o.b_ih[i];
+                x_part + if with_b_hh { o.b_hh[i] } else { 0.0 }
+            };
+            for j in 0..hidden {
+                let want = match cell {
+                    crate::rnn::cells::AnyCell::Rnn(r) => match r.nonlinearity {
+                        crate::rnn::cells::Nonlinearity::Tanh => pre(0, j, true).tanh(),
+                        crate::rnn::cells::Nonlinearity::Relu => pre(0, j, true).max(0.0),
+                    },
+                    crate::rnn::cells::AnyCell::Lstm(_) => {
+                        let (i, f, g, og) =
+                            (sig(pre(0, j, true)), sig(pre(1, j, true)), pre(2, j, true).tanh(), sig(pre(3, j, true)));
+                        let c = f * c0[b * hidden + j] + i * g;
+                        assert!((t.c[b * hidden + j] - c).abs() < 1e-12, "{cell:?}: c");
+                        og * c.tanh()
+                    }
+                    crate::rnn::cells::AnyCell::Gru(g) => {
+                        let (r, z) = (sig(pre(0, j, true)), sig(pre(1, j, true)));
+                        let b_hn = o.b_hh[2 * hidden + j];
+                        // After: r·(0·W_hnᵀ + b_hn); before: (r·0)·W_hnᵀ + b_hn.
+                        let n = (pre(2, j, false) + if g.reset_after { r * b_hn } else { b_hn }).tanh();
+                        (1.0 - z) * n + z * h0[b * hidden + j]
+                    }
+                };
+                let got = t.h[b * hidden + j];
+                assert!((got - want).abs() < 1e-12, "{cell:?}, sequence {b}, unit {j}: {got} vs {want}");
             }
         }
     }

@@ -1,5 +1,6 @@
 //! What a training pass keeps for backpropagation ([`Trace`]), and the gradients of one pass.
 
+use super::noise::Noise;
 use super::packing::{Packing, StepRows};
 use crate::kernels::real::Real;
 use crate::rnn::cell::Dims;
@@ -29,6 +30,9 @@ pub(crate) struct Trace<F> {
     pub c0: Vec<F>,
     /// `[N, E·H]` the cell's extra values.
     pub extra: Vec<F>,
+    /// The recurrent dropout and zoneout the pass ran with (see [`Noise`]): `h` and `c` are the
+    /// states after zoneout.
+    pub noise: Noise<F>,
 }
 
 /// A run of packed rows that started from consecutive rows of one source: rows
