@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { classifyNames } from '../dist/examples/classify-names.js';
 import { forecastBirths } from '../dist/examples/forecast-births.js';
 import { readNames, trainNames } from '../dist/examples/names.js';
+import { readReviews, runTask, score } from '../dist/examples/sentiment.js';
 
 describe('examples on real data', () => {
   it('the name generator learns the names list and generates name-like strings', async () => {
@@ -33,5 +34,42 @@ describe('examples on real data', () => {
   it('the name classifier beats always answering the larger class', async () => {
     const r = await classifyNames({ epochs: 3 });
     expect(r.accuracy).toBeGreaterThan(r.baseline + 0.15);
+  });
+
+  it('the sentiment example reads the labelled corpus and both of its models learn it', async () => {
+    const reviews = readReviews();
+    expect(reviews.length).toBeGreaterThan(2950);
+    for (const source of ['imdb', 'amazon', 'yelp']) {
+      const some = reviews.filter((r) => r.source === source);
+      expect(some.filter((r) => r.positive === 1).length / some.length).toBeCloseTo(0.5, 1);
+    }
+    const texts = reviews.map((r) => r.text);
+    const r = await runTask(
+      texts,
+      reviews.map((v) => (v.positive ? 'positive' : 'negative')),
+      { epochs: 6, balanced: true },
+    );
+    // Balanced classes: always one label scores about 50%.
+    expect(r.gru.accuracy).toBeGreaterThan(0.7);
+    expect(r.baseline.accuracy).toBeGreaterThan(0.75);
+    expect(r.gru.perLabel.reduce((s, c) => s + c.support, 0)).toBe(texts.length - Math.floor(texts.length * 0.8));
+    // 'balanced' weights are n / (K·n_k): the movie class (a third) weighs about 1.5.
+    const movie = await runTask(
+      texts.slice(0, 1200),
+      reviews.slice(0, 1200).map((v) => (v.source === 'imdb' ? 'movie' : 'product/food')),
+      { epochs: 2, balanced: true },
+    );
+    const n = 960;
+    const movies = reviews.slice(0, n).filter((v) => v.source === 'imdb').length;
+    expect(movie.classWeight).toEqual([n / (2 * movies), n / (2 * (n - movies))]);
+  });
+
+  it("the sentiment example's scores are precision, recall and F1 per label", () => {
+    const s = score(['a', 'b'], ['a', 'a', 'b', 'b', 'b'], ['a', 'b', 'b', 'b', 'a']);
+    expect(s.accuracy).toBe(3 / 5);
+    expect(s.perLabel[0]).toEqual({ label: 'a', precision: 1 / 2, recall: 1 / 2, f1: 1 / 2, support: 2 });
+    expect(s.perLabel[1]!.precision).toBe(2 / 3);
+    expect(s.perLabel[1]!.recall).toBe(2 / 3);
+    expect(s.macroF1).toBeCloseTo((1 / 2 + 2 / 3) / 2, 12);
   });
 });

@@ -517,4 +517,35 @@ describe('TextClassifier', () => {
     // Unknown characters read as the unknown id rather than failing.
     expect(clf.classify(['aza'])).toHaveLength(1);
   });
+
+  it("weighs labels by classWeight: 'balanced' is n / (K·n_k), a label's weight reaches training, and recurrentDropout is the layer's", async () => {
+    // 3 texts of label 'x', 1 of 'y': balanced weights 4 / (2·3) and 4 / (2·1).
+    const few = ['ab', 'abc', 'ba', 'cc'];
+    const tags = ['x', 'x', 'x', 'y'];
+    const opts = { hiddenSize: 4, epochs: 2, batchSize: 2, seed: 3, recurrentDropout: 0.2 };
+    const probs = async (classWeight?: 'balanced' | Record<string, number>) => {
+      const clf = await TextClassifier.train(few, tags, { ...opts, ...(classWeight === undefined ? {} : { classWeight }) });
+      expect(clf.model.config.layers[1]).toMatchObject({ recurrentDropout: 0.2 });
+      return clf.classify(few).flatMap((c) => c.probabilities);
+    };
+    const plain = await probs();
+    const balanced = await probs('balanced');
+    expect(balanced).toEqual(await probs({ x: 4 / 6, y: 2 }));
+    expect(balanced).not.toEqual(plain);
+    // The loss is a weighted mean: scaling every weight by 2 (exact in floats) changes nothing;
+    // a label left out weighs 1.
+    expect(await probs({ x: 4 / 3, y: 4 })).toEqual(balanced);
+    expect(await probs({ x: 1 })).toEqual(plain);
+    expect(await probs({ y: 3 })).not.toEqual(plain);
+    // Numbers as labels are keyed by their string.
+    const numeric = await TextClassifier.train(few, [1, 1, 1, 2], { ...opts, classWeight: { 2: 3 } });
+    expect(numeric.classify(few).flatMap((c) => c.probabilities)).toEqual(await probs({ y: 3 }));
+    await expect(TextClassifier.train(few, tags, { classWeight: { z: 2 } })).rejects.toThrow(
+      /classWeight\.z: "z" is not one of the labels "x", "y"/,
+    );
+    await expect(TextClassifier.train(few, tags, { classWeight: { x: 0 } })).rejects.toThrow(
+      /classWeight\.x must be a positive finite number, got 0/,
+    );
+    await expect(TextClassifier.train(few, tags, { classWeight: 'even' as never })).rejects.toThrow(InvalidArgumentError);
+  });
 });

@@ -28,6 +28,46 @@ function labelOf(what: string, v: unknown): TextLabel {
   throw new InvalidArgumentError(`${what} must be a string or a finite number, got ${describe(v)}`);
 }
 
+/** Options of {@link TextClassifier.train}. */
+export interface TextClassifierOptions extends TextModelOptions {
+  /**
+   * Each label's weight in the training loss (PyTorch's weighted mean; see
+   * `FitOptions.classWeight`): `'balanced'` gives label `k` the weight
+   * `n / (K · n_k)` (`n` texts, `K` labels, `n_k` texts with label `k`: scikit-learn's rule, so
+   * every label weighs as much in all), or an object from label (as its string) to a positive
+   * weight, labels left out weighing 1. Default: 1 for every label.
+   */
+  classWeight?: 'balanced' | Record<string, number>;
+}
+
+/** The per-class weights of {@link TextClassifierOptions.classWeight}, in class-id order. */
+function classWeights(v: unknown, labels: readonly TextLabel[], y: number[]): number[] | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'balanced') {
+    const counts = labels.map(() => 0);
+    for (const c of y) counts[c]!++;
+    return counts.map((n) => y.length / (labels.length * n));
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new InvalidArgumentError(`classWeight must be 'balanced' or an object from label to weight, got ${describe(v)}`);
+  }
+  const byName = new Map(labels.map((l, i) => [String(l), i]));
+  const weights = labels.map(() => 1);
+  for (const [key, w] of Object.entries(v)) {
+    const i = byName.get(key);
+    if (i === undefined) {
+      throw new InvalidArgumentError(
+        `classWeight.${key}: ${JSON.stringify(key)} is not one of the labels ${labels.map(describe).join(', ')}`,
+      );
+    }
+    if (typeof w !== 'number' || !Number.isFinite(w) || w <= 0) {
+      throw new InvalidArgumentError(`classWeight.${key} must be a positive finite number, got ${describe(w)}`);
+    }
+    weights[i] = w;
+  }
+  return weights;
+}
+
 /** What {@link TextClassifier.evaluate} returns. */
 export interface ClassifierEvaluation {
   /** Mean cross-entropy. */
@@ -99,12 +139,12 @@ export class TextClassifier {
    *   {@link InvalidArgumentError} for an empty text (naming its index), fewer than two
    *   distinct labels, or a bad option (the Promise rejects).
    */
-  static async train(texts: string[], labels: TextLabel[], options_: TextModelOptions = {}): Promise<TextClassifier> {
+  static async train(texts: string[], labels: TextLabel[], options_: TextClassifierOptions = {}): Promise<TextClassifier> {
     stringArray('texts', texts);
     if (!Array.isArray(labels)) throw new InvalidArgumentError(`labels must be an array of strings or numbers, got ${describe(labels)}`);
     if (labels.length !== texts.length)
       throw new ShapeMismatchError(`labels must have one entry per text (${texts.length}), got ${labels.length}`);
-    const o = options('options', options_, MODEL_KEYS);
+    const o = options('options', options_, [...MODEL_KEYS, 'classWeight']);
     const distinct = [...new Set(labels.map((l, i) => labelOf(`labels[${i}]`, l)))].sort(sortLabels);
     if (distinct.length < 2) throw new InvalidArgumentError(`labels must hold at least 2 distinct labels, got ${distinct.length}`);
     texts.forEach((t, i) => {
@@ -114,7 +154,8 @@ export class TextClassifier {
     const x = TextClassifier.#encode(tokenizer, texts, 'texts');
     const ids = new Map(distinct.map((l, i) => [l, i]));
     const y = labels.map((l) => ids.get(l)!);
-    const { model, history } = await buildAndTrain(o, tokenizer, distinct.length, false, 64, x, y);
+    const weights = classWeights(o.classWeight, distinct, y);
+    const { model, history } = await buildAndTrain(o, tokenizer, distinct.length, false, 64, x, y, weights);
     return new TextClassifier(model, tokenizer, distinct, history);
   }
 

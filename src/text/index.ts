@@ -3,7 +3,13 @@
  * brain.js-style {@link TextGenerator} and {@link TextClassifier}. The modules beside this one
  * also share internal helpers, which are not exported from here.
  */
-export { TextClassifier, type Classification, type ClassifierEvaluation, type TextLabel } from './classifier.js';
+export {
+  TextClassifier,
+  type Classification,
+  type ClassifierEvaluation,
+  type TextClassifierOptions,
+  type TextLabel,
+} from './classifier.js';
 export { oneHot, textSequences, type TextSequenceOptions } from './encoding.js';
 export { generateText, type GenerateOptions } from './generate.js';
 export { NgramModel } from './ngram.js';

@@ -39,6 +39,8 @@ export interface TextModelOptions {
   earlyStopping?: FitOptions['earlyStopping'];
   /** Dropout on the recurrent layer's input (the embedding's output; one mask per sequence) and between stacked recurrent layers. Default 0. */
   dropout?: number;
+  /** Dropout on the hidden state the recurrent layer's products read; see {@link RecurrentLayerSpec.recurrentDropout}. Default 0. */
+  recurrentDropout?: number;
   /** Progress reports; see {@link FitOptions.onProgress}. */
   onProgress?: FitOptions['onProgress'];
   /** Stops training; `train` then rejects with a `TrainingAbortedError`. */
@@ -65,6 +67,7 @@ export const MODEL_KEYS = [
   'validationSplit',
   'earlyStopping',
   'dropout',
+  'recurrentDropout',
   'onProgress',
   'signal',
 ];
@@ -96,6 +99,7 @@ export async function buildAndTrain(
   defaultHidden: number,
   x: number[][],
   y: number[][] | number[],
+  classWeight?: number[],
 ): Promise<{ model: Model; history: FitHistory }> {
   const cell = oneOf<TextCell>('cell', o.cell ?? 'lstm', ['lstm', 'gru', 'rnn']);
   const hiddenSize = optInt('hiddenSize', o.hiddenSize, defaultHidden, 1);
@@ -113,6 +117,7 @@ export async function buildAndTrain(
       numLayers,
       returnSequences,
       ...(o.dropout === undefined ? {} : { dropout: o.dropout as number, inputDropout: o.dropout as number }),
+      ...(o.recurrentDropout === undefined ? {} : { recurrentDropout: o.recurrentDropout as number }),
     },
     { type: 'dense', units, activation: 'linear' },
   ];
@@ -125,6 +130,7 @@ export async function buildAndTrain(
     clipNorm: 5,
     seed,
   };
+  if (classWeight !== undefined) fit.classWeight = classWeight;
   if (o.validationSplit !== undefined) fit.validationSplit = o.validationSplit as number;
   if (o.earlyStopping !== undefined) fit.earlyStopping = o.earlyStopping as FitOptions['earlyStopping'];
   if (o.onProgress !== undefined) fit.onProgress = o.onProgress as FitOptions['onProgress'];
