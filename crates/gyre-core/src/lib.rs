@@ -14,10 +14,15 @@
 //! recurrent product and one fused pass over the gates run, and weight gradients are products
 //! over all steps.
 //!
+//! Beside the recurrent layers, [`attention`]: a decoder's attention over an encoder's outputs
+//! (Luong's dot and general scores, Bahdanau's additive), forward and backward over batches.
+//!
 //! Inside, folders show the layers, each using only those below it: `train` → `model` →
-//! `rnn` (cells and the time loop) → [`kernels`] (float bound, SIMD kernels, products).
+//! `rnn` (cells and the time loop) and `attention` → [`kernels`] (float bound, SIMD kernels,
+//! products).
 #![deny(unsafe_code)]
 
+pub mod attention;
 mod error;
 pub mod io;
 pub mod kernels;
@@ -28,6 +33,7 @@ pub mod random;
 mod rnn;
 pub mod train;
 
+pub use attention::{attention_backward, attention_forward, Attention, AttentionGrads, AttentionScore};
 pub use error::{CoreError, ErrorCode, Result};
 pub use kernels::{tensor, threads, Real};
 pub use model::Model;
