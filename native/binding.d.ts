@@ -145,6 +145,136 @@ export declare class StreamState {
   toArray(): Float32Array
 }
 
+/** Gradients of `Σ context·gradContext + Σ weights·gradWeights`; recomputes the forward pass. */
+export declare function attentionBackwardF32(spec: AttentionSpec, args: AttentionTensorsF32): AttentionGradsF32
+
+/** Gradients of `Σ context·gradContext + Σ weights·gradWeights`; recomputes the forward pass. */
+export declare function attentionBackwardF64(spec: AttentionSpec, args: AttentionTensorsF64): AttentionGradsF64
+
+/** Attention of a batch of queries over a memory; see `AttentionSpec` for shapes. */
+export declare function attentionForwardF32(spec: AttentionSpec, args: AttentionTensorsF32): AttentionResultF32
+
+/** Attention of a batch of queries over a memory; see `AttentionSpec` for shapes. */
+export declare function attentionForwardF64(spec: AttentionSpec, args: AttentionTensorsF64): AttentionResultF64
+
+/** Gradients returned by an attention backward call. */
+export interface AttentionGradsF32 {
+  /** `[B, Tq, Hq]` */
+  gradQuery: Float32Array
+  /** `[B, Tk, Hk]` */
+  gradMemory: Float32Array
+  /** `[Hq, Hk]` (general) */
+  gradWeight?: Float32Array
+  /** `[A, Hq]` (additive) */
+  gradQueryWeight?: Float32Array
+  /** `[A, Hk]` (additive) */
+  gradKeyWeight?: Float32Array
+  /** `[A]` (additive) */
+  gradBias?: Float32Array
+  /** `[A]` (additive) */
+  gradV?: Float32Array
+}
+
+/** Gradients returned by an attention backward call. */
+export interface AttentionGradsF64 {
+  /** `[B, Tq, Hq]` */
+  gradQuery: Float64Array
+  /** `[B, Tk, Hk]` */
+  gradMemory: Float64Array
+  /** `[Hq, Hk]` (general) */
+  gradWeight?: Float64Array
+  /** `[A, Hq]` (additive) */
+  gradQueryWeight?: Float64Array
+  /** `[A, Hk]` (additive) */
+  gradKeyWeight?: Float64Array
+  /** `[A]` (additive) */
+  gradBias?: Float64Array
+  /** `[A]` (additive) */
+  gradV?: Float64Array
+}
+
+/** Outputs of an attention forward call. */
+export interface AttentionResultF32 {
+  /** `[B, Tq, Hk]` */
+  context: Float32Array
+  /** `[B, Tq, Tk]` (0 at padded memory steps) */
+  weights: Float32Array
+}
+
+/** Outputs of an attention forward call. */
+export interface AttentionResultF64 {
+  /** `[B, Tq, Hk]` */
+  context: Float64Array
+  /** `[B, Tq, Tk]` (0 at padded memory steps) */
+  weights: Float64Array
+}
+
+/** Sizes and score of one call of the functional attention API. */
+export interface AttentionSpec {
+  /** `"dot" | "general" | "additive"`. */
+  score: string
+  /** Sequences `B`. */
+  batch: number
+  /** Query (decoder) steps `Tq`. */
+  querySteps: number
+  /** Query width `Hq`. */
+  querySize: number
+  /** Memory (encoder) steps `Tk`. */
+  memorySteps: number
+  /** Memory width `Hk`. */
+  memorySize: number
+  /** Attention units `A` (additive only). */
+  units?: number
+}
+
+/** Flat row-major tensors of one attention call; shapes are given by the `AttentionSpec`. */
+export interface AttentionTensorsF32 {
+  /** `[B, Tq, Hq]` the queries (decoder states). */
+  query: Float32Array
+  /** `[B, Tk, Hk]` the memory (encoder outputs). */
+  memory: Float32Array
+  /** `[B]` each sequence's valid memory steps (all `Tk` when absent). */
+  lengths?: Uint32Array
+  /** `[Hq, Hk]` (general). */
+  weight?: Float32Array
+  /** `[A, Hq]` (additive). */
+  queryWeight?: Float32Array
+  /** `[A, Hk]` (additive). */
+  keyWeight?: Float32Array
+  /** `[A]` (additive). */
+  bias?: Float32Array
+  /** `[A]` (additive). */
+  v?: Float32Array
+  /** `[B, Tq, Hk]` gradient of the context (backward only; zeros when absent). */
+  gradContext?: Float32Array
+  /** `[B, Tq, Tk]` gradient of the attention weights (backward only; zeros when absent). */
+  gradWeights?: Float32Array
+}
+
+/** Flat row-major tensors of one attention call; shapes are given by the `AttentionSpec`. */
+export interface AttentionTensorsF64 {
+  /** `[B, Tq, Hq]` the queries (decoder states). */
+  query: Float64Array
+  /** `[B, Tk, Hk]` the memory (encoder outputs). */
+  memory: Float64Array
+  /** `[B]` each sequence's valid memory steps (all `Tk` when absent). */
+  lengths?: Uint32Array
+  /** `[Hq, Hk]` (general). */
+  weight?: Float64Array
+  /** `[A, Hq]` (additive). */
+  queryWeight?: Float64Array
+  /** `[A, Hk]` (additive). */
+  keyWeight?: Float64Array
+  /** `[A]` (additive). */
+  bias?: Float64Array
+  /** `[A]` (additive). */
+  v?: Float64Array
+  /** `[B, Tq, Hk]` gradient of the context (backward only; zeros when absent). */
+  gradContext?: Float64Array
+  /** `[B, Tq, Tk]` gradient of the attention weights (backward only; zeros when absent). */
+  gradWeights?: Float64Array
+}
+
 /** Gradients returned by a backward call. */
 export interface BackwardResultF32 {
   /** `[B, T, I]` */

@@ -319,3 +319,188 @@ export function gruBackward<T extends FloatArray>(args: GruBackwardArgs<T>): Rec
   const r = backward('gruBackward', gruCell('gruBackward', a?.resetAfter), a, [...GRU_KEYS, ...GRAD_KEYS]);
   return { gradInput: r.gradInput as T, gradH0: r.gradH0 as T, gradWeights: r.gradWeights as RecurrentWeights<T> };
 }
+
+/** How {@link attentionForward} scores a query against a memory step. */
+export type AttentionScoreName = 'dot' | 'general' | 'additive';
+
+/**
+ * The parameters of an attention score: none for `'dot'`; `weight: [Hq, Hk]` for `'general'`;
+ * `query_weight: [A, Hq]`, `key_weight: [A, Hk]`, `bias: [A]`, `v: [A]` for `'additive'`.
+ */
+export interface AttentionParams<T extends FloatArray = FloatArray> {
+  weight?: T;
+  query_weight?: T;
+  key_weight?: T;
+  bias?: T;
+  v?: T;
+}
+
+/** Arguments of {@link attentionForward}. */
+export interface AttentionArgs<T extends FloatArray = FloatArray> {
+  /**
+   * `'dot'`: `s = q·k` (Luong; `Hq = Hk`); `'general'`: `s = q·(W k)` (Luong);
+   * `'additive'`: `s = v·tanh(W_q q + W_k k + b)` (Bahdanau).
+   */
+  score: AttentionScoreName;
+  /** `[B, Tq, Hq]` the queries (a decoder's states). */
+  query: T;
+  /** `[B, Tk, Hk]` the memory attended over (an encoder's outputs). */
+  memory: T;
+  /** Sequences `B`. */
+  batch: number;
+  /** Query steps `Tq`. */
+  querySteps: number;
+  /** Query width `Hq`. */
+  querySize: number;
+  /** Memory steps `Tk`. */
+  memorySteps: number;
+  /** Memory width `Hk`. */
+  memorySize: number;
+  /** `[B]` each sequence's valid memory steps (0 … `Tk`; padded steps get weight 0). Default: all `Tk`. */
+  lengths?: readonly number[] | Uint32Array;
+  /** The score's parameters by name ({@link AttentionParams}); none for `'dot'`. */
+  params?: AttentionParams<T>;
+}
+
+/** Arguments of {@link attentionBackward}: those of the forward call plus output gradients. */
+export interface AttentionBackwardArgs<T extends FloatArray = FloatArray> extends AttentionArgs<T> {
+  /** `[B, Tq, Hk]` gradient of `context`. Default: zeros. */
+  gradContext?: T;
+  /** `[B, Tq, Tk]` gradient of the attention `weights`. Default: zeros. */
+  gradWeights?: T;
+}
+
+/** Result of {@link attentionForward}. */
+export interface AttentionOutput<T extends FloatArray = FloatArray> {
+  /** `[B, Tq, Hk]` each query's context `Σ_j α_ij k_j`. */
+  context: T;
+  /** `[B, Tq, Tk]` the attention weights `α` (softmax over the valid steps; 0 past a sequence's length). */
+  weights: T;
+}
+
+/** Result of {@link attentionBackward}. */
+export interface AttentionGradients<T extends FloatArray = FloatArray> {
+  /** `[B, Tq, Hq]` */
+  gradQuery: T;
+  /** `[B, Tk, Hk]` (0 at padded steps) */
+  gradMemory: T;
+  /** The parameters' gradients, by the same names and shapes. */
+  gradParams: AttentionParams<T>;
+}
+
+const ATTENTION_KEYS = ['score', 'query', 'memory', 'batch', 'querySteps', 'querySize', 'memorySteps', 'memorySize', 'lengths', 'params'];
+const ATTENTION_PARAMS: Record<AttentionScoreName, readonly (keyof AttentionParams)[]> = {
+  dot: [],
+  general: ['weight'],
+  additive: ['query_weight', 'key_weight', 'bias', 'v'],
+};
+
+function prepareAttention(fn: string, a: Record<string, unknown>, allowed: readonly string[]) {
+  if (a === null || typeof a !== 'object') throw new InvalidArgumentError(`${fn}: expected an options object, got ${describe(a)}`);
+  checkKeys(fn, '', a, allowed);
+  const score = a.score;
+  if (score !== 'dot' && score !== 'general' && score !== 'additive') {
+    throw new InvalidArgumentError(`${fn}: score must be 'dot', 'general' or 'additive', got ${describe(score)}`);
+  }
+  const query = a.query;
+  if (!isFloatArray(query)) throw new InvalidArgumentError(`${fn}: query must be a Float32Array or Float64Array, got ${describe(query)}`);
+  const dtype = query.constructor as typeof Float32Array | typeof Float64Array;
+  const tensor = (name: string, v: unknown): FloatArray | undefined => {
+    if (v === undefined) return undefined;
+    if (!(v instanceof dtype)) throw new InvalidArgumentError(`${fn}: ${name} must be a ${dtype.name} like query, got ${describe(v)}`);
+    return v;
+  };
+  const memory = tensor('memory', a.memory);
+  if (memory === undefined) throw new MissingArgumentError(`${fn}: memory is required`);
+  const params = (a.params ?? {}) as Record<string, unknown>;
+  if (params === null || typeof params !== 'object' || isFloatArray(params)) {
+    throw new InvalidArgumentError(`${fn}: params must be an object of tensors by name, got ${describe(a.params)}`);
+  }
+  const names = ATTENTION_PARAMS[score];
+  checkKeys(fn, 'params.', params, names);
+  for (const name of names) {
+    if (params[name] === undefined) throw new MissingArgumentError(`${fn}: params.${name} is required for the ${score} score`);
+  }
+  const batch = check.positiveInt(`${fn}: batch`, a.batch, 0xffffffff);
+  const memorySteps = check.positiveInt(`${fn}: memorySteps`, a.memorySteps, 0xffffffff);
+  let lengths: Uint32Array | undefined;
+  if (a.lengths !== undefined) {
+    const l = a.lengths;
+    if (!(l instanceof Uint32Array) && !Array.isArray(l)) {
+      throw new InvalidArgumentError(`${fn}: lengths must be an array of ${batch} integers, got ${describe(l)}`);
+    }
+    lengths = Uint32Array.from(l as ArrayLike<number>, (v, i) => check.intIn(`${fn}: lengths[${i}]`, v, 0, memorySteps));
+    if (lengths.length !== batch)
+      throw new InvalidArgumentError(`${fn}: lengths must have ${batch} entries (one per sequence), got ${lengths.length}`);
+  }
+  const v = tensor('params.v', params.v);
+  const spec: native.AttentionSpec = {
+    score,
+    batch,
+    querySteps: check.positiveInt(`${fn}: querySteps`, a.querySteps, 0xffffffff),
+    querySize: check.positiveInt(`${fn}: querySize`, a.querySize, 0xffffffff),
+    memorySteps,
+    memorySize: check.positiveInt(`${fn}: memorySize`, a.memorySize, 0xffffffff),
+    ...(score === 'additive' && v !== undefined ? { units: v.length } : {}),
+  };
+  const tensors = {
+    query,
+    memory,
+    lengths,
+    weight: tensor('params.weight', params.weight),
+    queryWeight: tensor('params.query_weight', params.query_weight),
+    keyWeight: tensor('params.key_weight', params.key_weight),
+    bias: tensor('params.bias', params.bias),
+    v,
+    gradContext: tensor('gradContext', a.gradContext),
+    gradWeights: tensor('gradWeights', a.gradWeights),
+  };
+  return { spec, tensors, f64: query instanceof Float64Array, names };
+}
+
+/**
+ * Attention of a batch of queries (a decoder's states) over a memory (an encoder's outputs),
+ * masked by each sequence's length: `α_i = softmax_j(s(q_i, k_j))` over `j < lengths[b]` and
+ * `context_i = Σ_j α_ij k_j`. Sequences run side by side on the native pool.
+ * @returns `context: [B, Tq, Hk]` and `weights: [B, Tq, Tk]`, same dtype as `query`.
+ * @throws {GyreError} naming the argument when a size, type, shape or length is wrong.
+ */
+export function attentionForward<T extends FloatArray>(args: AttentionArgs<T>): AttentionOutput<T> {
+  const fn = 'attentionForward';
+  const { spec, tensors, f64 } = prepareAttention(fn, args as unknown as Record<string, unknown>, ATTENTION_KEYS);
+  const r = named(fn, () =>
+    f64
+      ? native.attentionForwardF64(spec, tensors as native.AttentionTensorsF64)
+      : native.attentionForwardF32(spec, tensors as native.AttentionTensorsF32),
+  );
+  return { context: r.context as T, weights: r.weights as T };
+}
+
+/**
+ * Gradients of `L = Σ context·gradContext + Σ weights·gradWeights` with respect to the queries,
+ * the memory and the score's parameters; recomputes the forward pass.
+ * @returns `gradQuery: [B, Tq, Hq]`, `gradMemory: [B, Tk, Hk]`, `gradParams` by name.
+ */
+export function attentionBackward<T extends FloatArray>(args: AttentionBackwardArgs<T>): AttentionGradients<T> {
+  const fn = 'attentionBackward';
+  const { spec, tensors, f64, names } = prepareAttention(fn, args as unknown as Record<string, unknown>, [
+    ...ATTENTION_KEYS,
+    'gradContext',
+    'gradWeights',
+  ]);
+  const r = named(fn, () =>
+    f64
+      ? native.attentionBackwardF64(spec, tensors as native.AttentionTensorsF64)
+      : native.attentionBackwardF32(spec, tensors as native.AttentionTensorsF32),
+  );
+  const byName: AttentionParams<FloatArray> = {
+    weight: r.gradWeight,
+    query_weight: r.gradQueryWeight,
+    key_weight: r.gradKeyWeight,
+    bias: r.gradBias,
+    v: r.gradV,
+  };
+  const gradParams: AttentionParams<T> = {};
+  for (const name of names) gradParams[name] = byName[name] as T;
+  return { gradQuery: r.gradQuery as T, gradMemory: r.gradMemory as T, gradParams };
+}

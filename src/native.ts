@@ -82,9 +82,16 @@ export type {
   ForwardResultF64,
   BackwardResultF32,
   BackwardResultF64,
+  AttentionSpec,
+  AttentionTensorsF32,
+  AttentionTensorsF64,
 } from '../native/binding.js';
 
 export const recurrentForwardF32 = guarded(binding.recurrentForwardF32);
 export const recurrentForwardF64 = guarded(binding.recurrentForwardF64);
 export const recurrentBackwardF32 = guarded(binding.recurrentBackwardF32);
 export const recurrentBackwardF64 = guarded(binding.recurrentBackwardF64);
+export const attentionForwardF32 = guarded(binding.attentionForwardF32);
+export const attentionForwardF64 = guarded(binding.attentionForwardF64);
+export const attentionBackwardF32 = guarded(binding.attentionBackwardF32);
+export const attentionBackwardF64 = guarded(binding.attentionBackwardF64);

@@ -30,6 +30,7 @@ use gyre_core::{CellKind, CoreError, GateActivation, InitialState, LayerWeights,
 use napi::bindgen_prelude::{Float32Array, Float64Array};
 use napi_derive::napi;
 
+pub mod attention;
 pub mod data;
 #[cfg(debug_assertions)]
 pub mod debug;
