@@ -123,7 +123,7 @@ describe('attention arguments', () => {
     expect(() => attentionForward({ ...base, params: {} })).toThrow(MissingArgumentError);
     expect(() => attentionForward({ ...base, params: { weight: new Float32Array(8), v: new Float32Array(1) } })).toThrow(/params\.v/);
     expect(() => attentionForward({ ...base, params: { weight: new Float32Array(7) } })).toThrow(ShapeMismatchError);
-    expect(() => attentionForward({ ...base, params: { weight: new Float64Array(8) } })).toThrow(
+    expect(() => attentionForward({ ...base, params: { weight: new Float64Array(8) as never } })).toThrow(
       /params\.weight must be a Float32Array like query/,
     );
     expect(() => attentionForward({ ...base, score: 'dot', params: {} })).toThrow(/memory.*width/);
