@@ -16,12 +16,23 @@
 //! `L = Σ c·grad_context + Σ α·grad_weights` with respect to the queries, the memory and every
 //! parameter.
 //!
+//! [`decoder_forward`] / [`decoder_backward`] run a recurrent decoder that attends at every step
+//! (with Luong's input feeding as an option), through time.
+//!
 //! Sequences run side by side on the pool; each one's arithmetic is the same on any number of
 //! threads, and the parameter gradients are summed over the sequences in order afterwards, so
 //! results are the same bits on 1 or N threads.
 
+mod decoder;
+#[cfg(test)]
+#[path = "decoder_tests.rs"]
+mod decoder_tests;
 #[cfg(test)]
 mod tests;
+
+pub use decoder::{
+    decoder_backward, decoder_forward, DecoderGrads, DecoderOutput, DecoderOutputGrads, DecoderSpec, DecoderWeights,
+};
 
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::gemm;

@@ -1,0 +1,668 @@
+//! An attention decoder (Luong, Pham & Manning 2015): a recurrent cell that attends over an
+//! encoder's outputs at every step, forward and backward through time over a batch.
+//!
+//! At step `t`, for every sequence of the batch (teacher forcing: the inputs `x_t` are given):
+//!
+//! 1. the cell reads `x_t`, or with input feeding `[x_t; h̃_{t−1}]` (`h̃_{−1} = 0`), from
+//!    `(h_{t−1}, c_{t−1})`: `h_t` (and `c_t`);
+//! 2. attention of `h_t` over the sequence's valid memory steps ([`super::AttentionScore`]):
+//!    weights `α_t` and context `ctx_t = Σ_j α_tj k_j`;
+//! 3. the attentional state `h̃_t = tanh(W_c [ctx_t; h_t] + b_c)`, `W_c: [H, Hk + H]`: the
+//!    decoder's output at `t`.
+//!
+//! Every sequence runs all `Tq` steps (a loss over targets of several lengths ignores the steps
+//! past each one's end; their gradients are then 0 and change nothing). The memory's keys are
+//! projected once per call (`general`: `K Wᵀ`; `additive`: `K W_kᵀ`), not once per step.
+//! Products over the batch run on the kernels' matrix products, so results are the same bits on
+//! 1 or N threads.
+
+use super::AttentionScore;
+use crate::error::{CoreError, Result};
+use crate::kernels::linalg::gemm;
+use crate::kernels::packed::{pack, pack_transposed};
+use crate::kernels::real::Real;
+use crate::rnn::cell::{BackwardStep, Cell, Dims, ForwardStep};
+use crate::rnn::cells::AnyCell;
+use crate::rnn::weights::{LayerWeights, WeightGrads};
+use crate::{CellKind, InitialState};
+use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis};
+
+/// The decoder's own weights besides the attention score's.
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderWeights<'a, F> {
+    /// The cell's, in PyTorch's layout: `weight_ih: [G·H, I]`, or `[G·H, I + H]` with input
+    /// feeding (the input's columns first, then `h̃`'s); `weight_hh: [G·H, H]`; biases `[G·H]`.
+    pub cell: LayerWeights<'a, F>,
+    /// `W_c: [H, Hk + H]`, the context's columns first, then `h`'s.
+    pub combine_weight: ArrayView2<'a, F>,
+    /// `b_c: [H]`.
+    pub combine_bias: ArrayView1<'a, F>,
+}
+
+/// A decoder call's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderSpec<'a, F> {
+    /// The cell.
+    pub cell: CellKind,
+    /// The attention score and its parameters (queries are the cell's `h`, width `H`).
+    pub score: AttentionScore<'a, F>,
+    /// Feed `h̃_{t−1}` to the cell beside `x_t` (Luong's input feeding).
+    pub input_feeding: bool,
+}
+
+/// What [`decoder_forward`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderOutput<F> {
+    /// `[B, Tq, H]` the attentional states `h̃`.
+    pub output: Array3<F>,
+    /// `[B, Tq, Tk]` the attention weights of every step (0 at padded memory steps).
+    pub weights: Array3<F>,
+    /// `[B, H]` the cell's hidden state after the last step.
+    pub hidden: Array2<F>,
+    /// `[B, H]` its cell state (LSTM only).
+    pub cell: Option<Array2<F>>,
+}
+
+/// Gradients of a loss with respect to [`DecoderOutput`]'s values; `None` stands for zeros.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DecoderOutputGrads<'a, F> {
+    /// `[B, Tq, H]`
+    pub output: Option<ArrayView3<'a, F>>,
+    /// `[B, Tq, Tk]`
+    pub weights: Option<ArrayView3<'a, F>>,
+    /// `[B, H]`
+    pub hidden: Option<ArrayView2<'a, F>>,
+    /// `[B, H]` (LSTM only)
+    pub cell: Option<ArrayView2<'a, F>>,
+}
+
+/// What [`decoder_backward`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderGrads<F> {
+    /// `[B, Tq, I]`
+    pub input: Array3<F>,
+    /// `[B, Tk, Hk]` (0 at padded steps)
+    pub memory: Array3<F>,
+    /// `[B, H]`
+    pub h0: Array2<F>,
+    /// `[B, H]` (LSTM only)
+    pub c0: Option<Array2<F>>,
+    /// The cell's weights.
+    pub cell: WeightGrads<F>,
+    /// The attention score's parameters, by [`AttentionScore::param_names`].
+    pub attention: Vec<(&'static str, Vec<F>)>,
+    /// `[H, Hk + H]`
+    pub combine_weight: Array2<F>,
+    /// `[H]`
+    pub combine_bias: Array1<F>,
+}
+
+/// Sizes of one call.
+#[derive(Clone, Copy)]
+struct Sizes {
+    b: usize,
+    tq: usize,
+    i: usize,
+    h: usize,
+    tk: usize,
+    hk: usize,
+    gh: usize,
+    /// The cell's input width: `I`, or `I + H` with input feeding.
+    cell_in: usize,
+}
+
+fn check<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: &ArrayView3<F>,
+    memory: &ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+) -> Result<Sizes> {
+    let (b, tq, i) = x.dim();
+    let (bm, tk, hk) = memory.dim();
+    let h = w.cell.weight_hh.ncols();
+    let gh = spec.cell.gates() * h;
+    let cell_in = if spec.input_feeding { i + h } else { i };
+    let shape = |what: &str, got: &[usize], want: &[usize]| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(CoreError::shape(what, format!("{want:?}"), format!("{got:?}")))
+        }
+    };
+    if bm != b {
+        return Err(CoreError::shape("memory", format!("{b} sequences (as the input)"), format!("{bm}")));
+    }
+    if lengths.len() != b {
+        return Err(CoreError::shape(
+            "lengths",
+            format!("{b} values (one per sequence)"),
+            format!("{}", lengths.len()),
+        ));
+    }
+    if let Some((n, &l)) = lengths.iter().enumerate().find(|(_, &l)| l > tk) {
+        return Err(CoreError::invalid(format!("lengths[{n}]"), format!("at most the memory's {tk} steps"), l));
+    }
+    shape("weight_ih", w.cell.weight_ih.shape(), &[gh, cell_in])?;
+    shape("weight_hh", w.cell.weight_hh.shape(), &[gh, h])?;
+    shape("bias_ih", w.cell.bias_ih.shape(), &[gh])?;
+    shape("bias_hh", w.cell.bias_hh.shape(), &[gh])?;
+    shape("combine_weight", w.combine_weight.shape(), &[h, hk + h])?;
+    shape("combine_bias", w.combine_bias.shape(), &[h])?;
+    spec.score.check(h, hk)?;
+    if let Some(h0) = init.hidden {
+        shape("h0", h0.shape(), &[b, h])?;
+    }
+    match (init.cell, spec.cell.has_cell_state()) {
+        (Some(c0), true) => shape("c0", c0.shape(), &[b, h])?,
+        (Some(_), false) => {
+            return Err(CoreError::invalid("c0", "absent: only an LSTM has a cell state", "a tensor"));
+        }
+        _ => {}
+    }
+    Ok(Sizes { b, tq, i, h, tk, hk, gh, cell_in })
+}
+
+/// The memory's keys as every step's scores read them, per sequence over its valid steps:
+/// `dot`: `K`; `general`: `K Wᵀ` (`[L, H]`); `additive`: `K W_kᵀ` (`[L, A]`).
+fn project_memory<F: Real>(score: &AttentionScore<'_, F>, memory: &ArrayView3<F>, lengths: &[usize]) -> Vec<Array2<F>> {
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(n, &l)| {
+            let k = memory.slice(s![n, ..l, ..]);
+            match score {
+                AttentionScore::Dot => k.to_owned(),
+                AttentionScore::General { weight } => {
+                    let mut u = Array2::zeros((l, weight.nrows()));
+                    gemm(F::one(), k, weight.t(), F::zero(), u.view_mut());
+                    u
+                }
+                AttentionScore::Additive { key_weight, .. } => {
+                    let mut u = Array2::zeros((l, key_weight.nrows()));
+                    gemm(F::one(), k, key_weight.t(), F::zero(), u.view_mut());
+                    u
+                }
+            }
+        })
+        .collect()
+}
+
+/// The attention weights `alpha: [L]` of query `q: [H]` over projected keys `u: [L, ·]`.
+fn attend<F: Real>(score: &AttentionScore<'_, F>, q: ArrayView1<F>, u: ArrayView2<F>, alpha: &mut [F], aq: &mut [F]) {
+    match score {
+        AttentionScore::Dot | AttentionScore::General { .. } => {
+            for (a, row) in alpha.iter_mut().zip(u.rows()) {
+                *a = row.iter().zip(q.iter()).fold(F::zero(), |acc, (&x, &y)| acc + x * y);
+            }
+        }
+        AttentionScore::Additive { query_weight, bias, v, .. } => {
+            for (o, (row, &bb)) in aq.iter_mut().zip(query_weight.rows().into_iter().zip(bias.iter())) {
+                *o = row.iter().zip(q.iter()).fold(bb, |acc, (&x, &y)| acc + x * y);
+            }
+            for (a, row) in alpha.iter_mut().zip(u.rows()) {
+                *a = row
+                    .iter()
+                    .zip(aq.iter())
+                    .zip(v.iter())
+                    .fold(F::zero(), |acc, ((&k, &qq), &vv)| acc + vv * (qq + k).tanh());
+            }
+        }
+    }
+    let top = alpha.iter().copied().fold(F::neg_infinity(), F::max);
+    let mut sum = F::zero();
+    for a in alpha.iter_mut() {
+        *a = (*a - top).exp();
+        sum = sum + *a;
+    }
+    alpha.iter_mut().for_each(|a| *a = *a / sum);
+}
+
+/// Everything the forward pass keeps for backward, time-major.
+struct Trace<F> {
+    /// `[Tq, B, G·H]` the gates the cell kept.
+    gates: Array3<F>,
+    /// `[Tq, B, E·H]` the cell's extra values.
+    extra: Array3<F>,
+    /// `[Tq + 1, B, H]` `h_{t−1}` at row `t` (row 0 `h0`).
+    h: Array3<F>,
+    /// `[Tq + 1, B, H]` the same for `c` (LSTM; else empty).
+    c: Array3<F>,
+    /// `[Tq + 1, B, H]` `h̃_{t−1}` at row `t` (row 0 zeros).
+    h_tilde: Array3<F>,
+    /// `[Tq, B, Hk]` the contexts.
+    context: Array3<F>,
+    /// `[B, Tq, Tk]` the attention weights.
+    weights: Array3<F>,
+    /// `[B·Tq, G·H]` `x W_xᵀ + b_ih`, rows batch-major.
+    projected: Array2<F>,
+    /// Per sequence, the keys as the scores read them ([`project_memory`]).
+    keys: Vec<Array2<F>>,
+}
+
+fn run_forward<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView3<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+) -> Result<(Sizes, Trace<F>)> {
+    let z = check(spec, w, &x, &memory, lengths, init)?;
+    let Sizes { b, tq, i, h, tk, hk, gh, .. } = z;
+    let cell = AnyCell::new(spec.cell);
+    let has_c = spec.cell.has_cell_state();
+    let width = Cell::<F>::extra(&cell) * h;
+    // The input's part of every step's gates at once: [B·Tq, I] × [I, G·H].
+    let x_rows = x
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((b * tq, i))
+        .map_err(|e| CoreError::shape("input", "[B·Tq, I]", e.to_string()))?;
+    let w_x = w.cell.weight_ih.slice(s![.., ..i]);
+    let mut projected = Array2::from_shape_fn((b * tq, gh), |(_, c)| w.cell.bias_ih[c]);
+    gemm(F::one(), x_rows.view(), w_x.t(), F::one(), projected.view_mut());
+    let w_hh = w.cell.weight_hh.as_standard_layout();
+    let w_hh_s = w_hh.as_slice().ok_or_else(|| CoreError::shape("weight_hh", "contiguous", "strided"))?;
+    let w_hh_t = pack_transposed(w_hh_s, h);
+    let b_hh = w.cell.bias_hh.as_standard_layout();
+    let b_hh_s = b_hh.as_slice().ok_or_else(|| CoreError::shape("bias_hh", "contiguous", "strided"))?;
+    let keys = project_memory(&spec.score, &memory, lengths);
+    let units = match spec.score {
+        AttentionScore::Additive { bias, .. } => bias.len(),
+        _ => 0,
+    };
+    let mut t = Trace {
+        gates: Array3::zeros((tq, b, gh)),
+        extra: Array3::zeros((tq, b, width)),
+        h: Array3::zeros((tq + 1, b, h)),
+        c: Array3::zeros((if has_c { tq + 1 } else { 0 }, b, h)),
+        h_tilde: Array3::zeros((tq + 1, b, h)),
+        context: Array3::zeros((tq, b, hk)),
+        weights: Array3::zeros((b, tq, tk)),
+        projected,
+        keys,
+    };
+    if let Some(h0) = init.hidden {
+        t.h.index_axis_mut(Axis(0), 0).assign(&h0);
+    }
+    if let (Some(c0), true) = (init.cell, has_c) {
+        t.c.index_axis_mut(Axis(0), 0).assign(&c0);
+    }
+    let mut scratch = vec![F::zero(); b * gh];
+    let mut alpha = vec![F::zero(); tk];
+    let mut aq = vec![F::zero(); units];
+    let mut joined = Array2::zeros((b, hk + h));
+    let mut h_next = Array2::zeros((b, h));
+    let mut c_next = Array2::zeros((b, if has_c { h } else { 0 }));
+    for step in 0..tq {
+        let mut gates = t.gates.index_axis_mut(Axis(0), step);
+        for n in 0..b {
+            gates.row_mut(n).assign(&t.projected.row(n * tq + step));
+        }
+        if spec.input_feeding {
+            let w_f = w.cell.weight_ih.slice(s![.., i..]);
+            gemm(F::one(), t.h_tilde.index_axis(Axis(0), step), w_f.t(), F::one(), gates.view_mut());
+        }
+        {
+            let h_prev = t.h.index_axis(Axis(0), step);
+            let c_prev_view = has_c.then(|| t.c.index_axis(Axis(0), step));
+            let c_prev = c_prev_view.as_ref().and_then(|v| v.as_slice()).unwrap_or(&[]);
+            let mut extra = t.extra.index_axis_mut(Axis(0), step);
+            let fs = ForwardStep {
+                dims: Dims { batch: b, input: z.cell_in, hidden: h },
+                w_hh: w_hh_s,
+                w_hh_t: &w_hh_t,
+                b_hh: b_hh_s,
+                gates: gates.as_slice_mut().ok_or_else(|| CoreError::shape("gates", "contiguous", "strided"))?,
+                h_prev: h_prev.as_slice().ok_or_else(|| CoreError::shape("h", "contiguous", "strided"))?,
+                h_carry: &[],
+                c_prev,
+                h: h_next.as_slice_mut().ok_or_else(|| CoreError::shape("h", "contiguous", "strided"))?,
+                c: c_next.as_slice_mut().unwrap_or(&mut []),
+                extra: extra.as_slice_mut().ok_or_else(|| CoreError::shape("extra", "contiguous", "strided"))?,
+                scratch: &mut scratch,
+            };
+            cell.forward_step(fs)?;
+        }
+        t.h.index_axis_mut(Axis(0), step + 1).assign(&h_next);
+        if has_c {
+            t.c.index_axis_mut(Axis(0), step + 1).assign(&c_next);
+        }
+        // Attention of every sequence's h_t over its memory.
+        for (n, &l) in lengths.iter().enumerate() {
+            let mut ctx = t.context.slice_mut(s![step, n, ..]);
+            ctx.fill(F::zero());
+            if l == 0 {
+                continue;
+            }
+            attend(&spec.score, h_next.row(n), t.keys[n].view(), &mut alpha[..l], &mut aq);
+            for (j, &a) in alpha[..l].iter().enumerate() {
+                t.weights[[n, step, j]] = a;
+                ctx.iter_mut().zip(memory.slice(s![n, j, ..])).for_each(|(c, &k)| *c = *c + a * k);
+            }
+        }
+        // h̃_t = tanh(W_c [ctx_t; h_t] + b_c).
+        joined.slice_mut(s![.., ..hk]).assign(&t.context.index_axis(Axis(0), step));
+        joined.slice_mut(s![.., hk..]).assign(&h_next);
+        let mut ht = t.h_tilde.index_axis_mut(Axis(0), step + 1);
+        for mut row in ht.rows_mut() {
+            row.assign(&w.combine_bias);
+        }
+        gemm(F::one(), joined.view(), w.combine_weight.t(), F::one(), ht.view_mut());
+        ht.mapv_inplace(|v| v.tanh());
+    }
+    Ok((z, t))
+}
+
+/// The attention decoder over `x: [B, Tq, I]` (teacher forcing) and the memory
+/// `memory: [B, Tk, Hk]`, sequence `b` attending over its first `lengths[b]` steps, from
+/// `init` (zeros when absent): `h̃ [B, Tq, H]`, the attention weights `[B, Tq, Tk]` and the
+/// cell's final states.
+///
+/// # Errors
+/// When a shape disagrees (naming the array and both shapes), a length exceeds `Tk`, or the
+/// score's parameters do not fit.
+pub fn decoder_forward<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView3<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+) -> Result<DecoderOutput<F>> {
+    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    let mut output = Array3::zeros((z.b, z.tq, z.h));
+    for step in 0..z.tq {
+        output.slice_mut(s![.., step, ..]).assign(&t.h_tilde.index_axis(Axis(0), step + 1));
+    }
+    let cell = spec.cell.has_cell_state().then(|| t.c.index_axis(Axis(0), z.tq).to_owned());
+    Ok(DecoderOutput { output, weights: t.weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell })
+}
+
+/// Backpropagation through time of [`decoder_forward`] (recomputed): the gradients of
+/// `Σ output·g.output + Σ weights·g.weights + Σ hidden·g.hidden (+ Σ cell·g.cell)`.
+///
+/// # Errors
+/// As [`decoder_forward`], and when a gradient's shape is not its output's.
+pub fn decoder_backward<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView3<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+    g: &DecoderOutputGrads<'_, F>,
+) -> Result<DecoderGrads<F>> {
+    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    let Sizes { b, tq, i, h, tk, hk, gh, cell_in } = z;
+    let has_c = spec.cell.has_cell_state();
+    for (what, got, want) in [
+        ("grad_output", g.output.map(|a| a.shape().to_vec()), vec![b, tq, h]),
+        ("grad_weights", g.weights.map(|a| a.shape().to_vec()), vec![b, tq, tk]),
+        ("grad_hidden", g.hidden.map(|a| a.shape().to_vec()), vec![b, h]),
+        ("grad_cell", g.cell.map(|a| a.shape().to_vec()), vec![b, h]),
+    ] {
+        if let Some(got) = got {
+            if got != want {
+                return Err(CoreError::shape(what, format!("{want:?}"), format!("{got:?}")));
+            }
+        }
+    }
+    if g.cell.is_some() && !has_c {
+        return Err(CoreError::invalid("grad_cell", "absent: only an LSTM has a cell state", "a tensor"));
+    }
+    let cell = AnyCell::new(spec.cell);
+    let width = Cell::<F>::extra(&cell) * h;
+    let dgh_width = Cell::<F>::recurrent_grad_blocks(&cell) * h;
+    let w_hh_packed = pack(w.cell.weight_hh);
+    let b_hh = w.cell.bias_hh.as_standard_layout();
+    let b_hh_s = b_hh.as_slice().ok_or_else(|| CoreError::shape("bias_hh", "contiguous", "strided"))?;
+    let units = match spec.score {
+        AttentionScore::Additive { bias, .. } => bias.len(),
+        _ => 0,
+    };
+
+    let mut dgx_all = Array3::<F>::zeros((tq, b, gh));
+    let mut dgh_all = Array3::<F>::zeros((tq, b, dgh_width));
+    let mut d_memory = Array3::<F>::zeros((b, tk, hk));
+    let mut d_keys: Vec<Array2<F>> = t.keys.iter().map(|k| Array2::zeros(k.dim())).collect();
+    let mut d_wc = Array2::<F>::zeros((h, hk + h));
+    let mut d_bc = Array1::<F>::zeros(h);
+    let mut d_wq = Array2::<F>::zeros((units, h));
+    let mut d_batt = Array1::<F>::zeros(units);
+    let mut d_v = Array1::<F>::zeros(units);
+    // Gradients flowing back into step t from later steps.
+    let mut dh = match g.hidden {
+        Some(gh0) => gh0.to_owned(),
+        None => Array2::zeros((b, h)),
+    };
+    let mut dc = match (g.cell, has_c) {
+        (Some(gc), _) => gc.to_owned(),
+        (None, true) => Array2::zeros((b, h)),
+        _ => Array2::zeros((b, 0)),
+    };
+    let mut d_htilde_next = Array2::<F>::zeros((b, h));
+    let mut joined = Array2::<F>::zeros((b, hk + h));
+    let mut dz = Array2::<F>::zeros((b, h));
+    let mut d_joined = Array2::<F>::zeros((b, hk + h));
+    let mut dh_prev = Array2::<F>::zeros((b, h));
+    let mut dc_prev = Array2::<F>::zeros((b, if has_c { h } else { 0 }));
+    let mut gates_copy = vec![F::zero(); b * gh];
+    let mut scratch = vec![F::zero(); b * gh];
+    let (mut alpha, mut d_alpha, mut aq) = (vec![F::zero(); tk], vec![F::zero(); tk], vec![F::zero(); units]);
+    for step in (0..tq).rev() {
+        // h̃_t = tanh(W_c [ctx; h] + b_c): dz = dh̃ ⊙ (1 − h̃²).
+        let ht = t.h_tilde.index_axis(Axis(0), step + 1);
+        for n in 0..b {
+            for j in 0..h {
+                let mut d = d_htilde_next[[n, j]];
+                if let Some(go) = g.output {
+                    d = d + go[[n, step, j]];
+                }
+                let v = ht[[n, j]];
+                dz[[n, j]] = d * (F::one() - v * v);
+            }
+        }
+        let h_t = t.h.index_axis(Axis(0), step + 1);
+        joined.slice_mut(s![.., ..hk]).assign(&t.context.index_axis(Axis(0), step));
+        joined.slice_mut(s![.., hk..]).assign(&h_t);
+        gemm(F::one(), dz.t(), joined.view(), F::one(), d_wc.view_mut());
+        d_bc = d_bc + dz.sum_axis(Axis(0));
+        gemm(F::one(), dz.view(), w.combine_weight, F::zero(), d_joined.view_mut());
+        // dh_t: from later steps, from the combination, from the attention's query.
+        for n in 0..b {
+            for j in 0..h {
+                dh[[n, j]] = dh[[n, j]] + d_joined[[n, hk + j]];
+            }
+        }
+        for (n, &l) in lengths.iter().enumerate() {
+            if l == 0 {
+                continue;
+            }
+            let q = h_t.row(n);
+            let keys = t.keys[n].view();
+            let k = memory.slice(s![n, ..l, ..]);
+            alpha[..l].iter_mut().zip(t.weights.slice(s![n, step, ..l])).for_each(|(a, &w)| *a = w);
+            let d_ctx = d_joined.slice(s![n, ..hk]);
+            for j in 0..l {
+                let mut d = k.row(j).iter().zip(d_ctx.iter()).fold(F::zero(), |acc, (&a, &bb)| acc + a * bb);
+                if let Some(gw) = g.weights {
+                    d = d + gw[[n, step, j]];
+                }
+                d_alpha[j] = d;
+                // The value path: dk_j += α_j dctx.
+                let a = alpha[j];
+                d_memory.slice_mut(s![n, j, ..]).iter_mut().zip(d_ctx.iter()).for_each(|(m, &c)| *m = *m + a * c);
+            }
+            let dot = alpha[..l].iter().zip(&d_alpha[..l]).fold(F::zero(), |acc, (&a, &d)| acc + a * d);
+            for j in 0..l {
+                d_alpha[j] = alpha[j] * (d_alpha[j] - dot);
+            }
+            let ds = &d_alpha[..l];
+            let mut dq = dh.row_mut(n);
+            match spec.score {
+                AttentionScore::Dot | AttentionScore::General { .. } => {
+                    // s_j = u_j · q: dq += Σ ds_j u_j; du_j += ds_j q.
+                    for (j, &d) in ds.iter().enumerate() {
+                        let u = keys.row(j);
+                        dq.iter_mut().zip(u.iter()).for_each(|(o, &uu)| *o = *o + d * uu);
+                        d_keys[n].row_mut(j).iter_mut().zip(q.iter()).for_each(|(o, &qq)| *o = *o + d * qq);
+                    }
+                }
+                AttentionScore::Additive { query_weight, bias, v, .. } => {
+                    for (o, (row, &bb)) in aq.iter_mut().zip(query_weight.rows().into_iter().zip(bias.iter())) {
+                        *o = row.iter().zip(q.iter()).fold(bb, |acc, (&x, &y)| acc + x * y);
+                    }
+                    let mut daq = vec![F::zero(); units];
+                    for (j, &d) in ds.iter().enumerate() {
+                        for c in 0..units {
+                            let tt = (aq[c] + keys[[j, c]]).tanh();
+                            let gz = d * v[c] * (F::one() - tt * tt);
+                            daq[c] = daq[c] + gz;
+                            d_keys[n][[j, c]] = d_keys[n][[j, c]] + gz;
+                            d_v[c] = d_v[c] + d * tt;
+                        }
+                    }
+                    for c in 0..units {
+                        d_batt[c] = d_batt[c] + daq[c];
+                        for jj in 0..h {
+                            d_wq[[c, jj]] = d_wq[[c, jj]] + daq[c] * q[jj];
+                            dq[jj] = dq[jj] + daq[c] * query_weight[[c, jj]];
+                        }
+                    }
+                }
+            }
+        }
+        // The cell's step backward.
+        {
+            let gates = t.gates.index_axis(Axis(0), step);
+            gates_copy
+                .copy_from_slice(gates.as_slice().ok_or_else(|| CoreError::shape("gates", "contiguous", "strided"))?);
+            let h_prev = t.h.index_axis(Axis(0), step);
+            let c_views = has_c.then(|| (t.c.index_axis(Axis(0), step), t.c.index_axis(Axis(0), step + 1)));
+            let c_prev = c_views.as_ref().and_then(|v| v.0.as_slice()).unwrap_or(&[]);
+            let c_t = c_views.as_ref().and_then(|v| v.1.as_slice()).unwrap_or(&[]);
+            let extra = t.extra.index_axis(Axis(0), step);
+            let mut dgx = dgx_all.index_axis_mut(Axis(0), step);
+            let mut dgh = dgh_all.index_axis_mut(Axis(0), step);
+            let bs = BackwardStep {
+                dims: Dims { batch: b, input: cell_in, hidden: h },
+                w_hh: &w_hh_packed,
+                b_hh: b_hh_s,
+                gates: &gates_copy,
+                h_prev: h_prev.as_slice().unwrap_or(&[]),
+                h_carry: &[],
+                c_prev,
+                h: h_t.as_slice().unwrap_or(&[]),
+                c: c_t,
+                extra: extra.as_slice().unwrap_or(&[]),
+                dh: dh.as_slice().unwrap_or(&[]),
+                dc: dc.as_slice().unwrap_or(&[]),
+                dgx: dgx.as_slice_mut().ok_or_else(|| CoreError::shape("dgx", "contiguous", "strided"))?,
+                dgh: dgh.as_slice_mut().unwrap_or(&mut []),
+                dh_prev: dh_prev.as_slice_mut().ok_or_else(|| CoreError::shape("dh", "contiguous", "strided"))?,
+                dh_carry: &mut [],
+                dc_prev: dc_prev.as_slice_mut().unwrap_or(&mut []),
+                scratch: &mut scratch,
+            };
+            cell.backward_step(bs)?;
+        }
+        // Input feeding: the gates read h̃_{t−1} through W_ih's last H columns.
+        if spec.input_feeding {
+            let w_f = w.cell.weight_ih.slice(s![.., i..]);
+            gemm(F::one(), dgx_all.index_axis(Axis(0), step), w_f, F::zero(), d_htilde_next.view_mut());
+        } else {
+            d_htilde_next.fill(F::zero());
+        }
+        std::mem::swap(&mut dh, &mut dh_prev);
+        if has_c {
+            std::mem::swap(&mut dc, &mut dc_prev);
+        }
+    }
+
+    // Weight gradients over all steps (rows time-major: step t's batch rows).
+    let n_rows = tq * b;
+    let as2 = |a: &Array3<F>, rows: usize, cols: usize| -> Result<Array2<F>> {
+        a.as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((rows, cols))
+            .map_err(|e| CoreError::shape("trace", format!("[{rows}, {cols}]"), e.to_string()))
+    };
+    let dgx2 = as2(&dgx_all, n_rows, gh)?;
+    let dgh2 = as2(&dgh_all, n_rows, dgh_width)?;
+    // The cell's input rows: [x_t; h̃_{t−1}] for every step, time-major.
+    let mut cell_input = Array2::<F>::zeros((n_rows, cell_in));
+    for step in 0..tq {
+        for n in 0..b {
+            let mut row = cell_input.row_mut(step * b + n);
+            row.slice_mut(s![..i]).assign(&x.slice(s![n, step, ..]));
+            if spec.input_feeding {
+                row.slice_mut(s![i..]).assign(&t.h_tilde.slice(s![step, n, ..]));
+            }
+        }
+    }
+    let mut weight_ih = Array2::<F>::zeros((gh, cell_in));
+    gemm(F::one(), dgx2.t(), cell_input.view(), F::zero(), weight_ih.view_mut());
+    let h_prev_rows = as2(&t.h.slice(s![..tq, .., ..]).to_owned(), n_rows, h)?;
+    let extra_rows = as2(&t.extra, n_rows, width)?;
+    let mut weight_hh = Array2::<F>::zeros((gh, h));
+    cell.weight_hh_grad(dgx2.view(), dgh2.view(), h_prev_rows.view(), extra_rows.view(), weight_hh.view_mut())?;
+    let bias_ih = dgx2.sum_axis(Axis(0));
+    let mut bias_hh = bias_ih.clone();
+    if dgh_width > 0 {
+        bias_hh.slice_mut(s![gh - dgh_width..]).assign(&dgh2.sum_axis(Axis(0)));
+    }
+    let mut d_input = Array3::<F>::zeros((b, tq, i));
+    let mut dx_rows = Array2::<F>::zeros((n_rows, i));
+    gemm(F::one(), dgx2.view(), w.cell.weight_ih.slice(s![.., ..i]), F::zero(), dx_rows.view_mut());
+    for step in 0..tq {
+        for n in 0..b {
+            d_input.slice_mut(s![n, step, ..]).assign(&dx_rows.row(step * b + n));
+        }
+    }
+    // The keys' projections back to the memory and the score's weights.
+    let mut attention: Vec<(&'static str, Vec<F>)> = Vec::new();
+    match spec.score {
+        AttentionScore::Dot => {
+            for (n, dk) in d_keys.iter().enumerate() {
+                let l = lengths[n];
+                d_memory.slice_mut(s![n, ..l, ..]).zip_mut_with(dk, |m, &d| *m = *m + d);
+            }
+        }
+        AttentionScore::General { weight } => {
+            let mut dw = Array2::<F>::zeros(weight.dim());
+            for (n, du) in d_keys.iter().enumerate() {
+                let l = lengths[n];
+                let k = memory.slice(s![n, ..l, ..]);
+                gemm(F::one(), du.t(), k, F::one(), dw.view_mut());
+                gemm(F::one(), du.view(), weight, F::one(), d_memory.slice_mut(s![n, ..l, ..]));
+            }
+            attention.push(("weight", dw.into_raw_vec_and_offset().0));
+        }
+        AttentionScore::Additive { key_weight, .. } => {
+            let mut dwk = Array2::<F>::zeros(key_weight.dim());
+            for (n, da) in d_keys.iter().enumerate() {
+                let l = lengths[n];
+                let k = memory.slice(s![n, ..l, ..]);
+                gemm(F::one(), da.t(), k, F::one(), dwk.view_mut());
+                gemm(F::one(), da.view(), key_weight, F::one(), d_memory.slice_mut(s![n, ..l, ..]));
+            }
+            attention.push(("query_weight", d_wq.into_raw_vec_and_offset().0));
+            attention.push(("key_weight", dwk.into_raw_vec_and_offset().0));
+            attention.push(("bias", d_batt.into_raw_vec_and_offset().0));
+            attention.push(("v", d_v.into_raw_vec_and_offset().0));
+        }
+    }
+    Ok(DecoderGrads {
+        input: d_input,
+        memory: d_memory,
+        h0: dh,
+        c0: has_c.then_some(dc),
+        cell: WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh },
+        attention,
+        combine_weight: d_wc,
+        combine_bias: d_bc,
+    })
+}
