@@ -13,6 +13,10 @@ Written one query and one memory step at a time with explicit loops (unlike gyre
 matrix products), in float64.  The backward pass is derived by hand, and every gradient element
 is checked against central finite differences before anything is written.
 
+And the attention decoder (decoder_cases): the same scores after a torch.nn-style cell, with
+Luong's attentional state and input feeding, forward written out with loops; its gradients by
+central finite differences (rechecked within 1e-10: finite differences carry rounding).
+
 Usage:
     python3 attention.py           # (re)write attention.json next to this file
     python3 attention.py --check   # regenerate in memory, compare to attention.json
@@ -162,6 +166,168 @@ def finite_difference_check(score, p, lengths, grads):
     return worst
 
 
+# --------------------------------------------------------------------------
+# The attention decoder (crates/gyre-core/src/attention/decoder.rs): per step the cell reads
+# x_t (or [x_t; h~_{t-1}] with input feeding, h~_{-1} = 0), attention of its h_t over the
+# memory gives ctx_t, and h~_t = tanh(Wc [ctx_t; h_t] + bc).  Cells as torch.nn's
+# (LSTM i,f,g,o; GRU r,z,n).  Forward written out here; its gradients by central finite
+# differences of the same loss (this reference checks the decoder's semantics and the
+# gradients to ~1e-9; gyre's own backward is also checked by finite differences in Rust).
+# --------------------------------------------------------------------------
+
+# (name, cell, score, input feeding, batch, query steps, input, hidden, memory steps, memory width, units, lengths)
+DECODER_CASES = [
+    ("decoder_lstm_general_feed", "lstm", "general", True, 2, 3, 2, 3, 4, 2, 0, [4, 2]),
+    ("decoder_lstm_additive", "lstm", "additive", False, 2, 3, 2, 3, 4, 2, 3, [3, 0]),
+    ("decoder_lstm_dot_feed", "lstm", "dot", True, 2, 2, 1, 3, 3, 3, 0, [1, 3]),
+    ("decoder_gru_dot_feed", "gru", "dot", True, 2, 3, 2, 3, 4, 3, 0, [4, 1]),
+    ("decoder_gru_additive_feed", "gru", "additive", True, 2, 3, 2, 2, 4, 3, 3, [2, 4]),
+    ("decoder_gru_reset_before_general", "gru_reset_before", "general", False, 2, 3, 2, 3, 3, 2, 0, [3, 2]),
+    ("decoder_rnn_tanh_dot", "rnn_tanh", "dot", False, 2, 3, 2, 3, 4, 3, 0, [2, 4]),
+    ("decoder_rnn_relu_additive_feed", "rnn_relu", "additive", True, 2, 3, 2, 3, 4, 2, 3, [4, 3]),
+]
+
+DECODER_GATES = {"lstm": 4, "gru": 3, "gru_reset_before": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def cell_step(cell, p, x, h, c):
+    a_i = p["weight_ih"] @ x + p["bias_ih"]
+    a_h = p["weight_hh"] @ h + p["bias_hh"]
+    if cell in ("rnn_tanh", "rnn_relu"):
+        a = a_i + a_h
+        return (np.tanh(a) if cell == "rnn_tanh" else np.maximum(a, 0.0)), None
+    if cell == "lstm":
+        i, f, g, o = np.split(a_i + a_h, 4)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+    H = h.shape[0]
+    r = sigmoid(a_i[:H] + a_h[:H])
+    z = sigmoid(a_i[H:2 * H] + a_h[H:2 * H])
+    if cell == "gru":
+        n = np.tanh(a_i[2 * H:] + r * a_h[2 * H:])
+    else:
+        n = np.tanh(a_i[2 * H:] + p["weight_hh"][2 * H:] @ (r * h) + p["bias_hh"][2 * H:])
+    return (1.0 - z) * n + z * h, None
+
+
+def decoder_forward(cell, score, feed, p, lengths):
+    x, memory = p["x"], p["memory"]
+    B, Tq, _ = x.shape
+    Tk, Hk = memory.shape[1], memory.shape[2]
+    H = p["weight_hh"].shape[1]
+    out = np.zeros((B, Tq, H))
+    weights = np.zeros((B, Tq, Tk))
+    h_n = np.zeros((B, H))
+    c_n = np.zeros((B, H))
+    for n in range(B):
+        h = p["h0"][n].copy()
+        c = p["c0"][n].copy() if cell == "lstm" else None
+        h_tilde = np.zeros(H)
+        L = lengths[n]
+        for t in range(Tq):
+            inp = np.concatenate([x[n, t], h_tilde]) if feed else x[n, t]
+            h, c = cell_step(cell, p, inp, h, c)
+            ctx = np.zeros(Hk)
+            if L > 0:
+                s = np.array([score_of(score, p, h, memory[n, j]) for j in range(L)])
+                e = np.exp(s - s.max())
+                alpha = e / e.sum()
+                weights[n, t, :L] = alpha
+                for j in range(L):
+                    ctx += alpha[j] * memory[n, j]
+            h_tilde = np.tanh(p["combine_weight"] @ np.concatenate([ctx, h]) + p["combine_bias"])
+            out[n, t] = h_tilde
+        h_n[n] = h
+        if cell == "lstm":
+            c_n[n] = c
+    return out, weights, h_n, c_n
+
+
+def decoder_loss(cell, score, feed, p, lengths):
+    out, w, h_n, c_n = decoder_forward(cell, score, feed, p, lengths)
+    loss = np.sum(out * p["grad_output"]) + np.sum(w * p["grad_weights"]) + np.sum(h_n * p["grad_hidden"])
+    if cell == "lstm":
+        loss += np.sum(c_n * p["grad_cell"])
+    return float(loss)
+
+
+def decoder_inputs(seed, cell, score, feed, b, tq, i, h, tk, hk, a):
+    rng = np.random.default_rng(seed)
+    g = DECODER_GATES[cell]
+    p = {
+        "x": rng.uniform(-1, 1, (b, tq, i)),
+        "memory": rng.uniform(-1, 1, (b, tk, hk)),
+        "h0": rng.uniform(-0.5, 0.5, (b, h)),
+        "weight_ih": rng.uniform(-0.7, 0.7, (g * h, i + h if feed else i)),
+        "weight_hh": rng.uniform(-0.7, 0.7, (g * h, h)),
+        "bias_ih": rng.uniform(-0.3, 0.3, (g * h,)),
+        "bias_hh": rng.uniform(-0.3, 0.3, (g * h,)),
+        "combine_weight": rng.uniform(-0.7, 0.7, (h, hk + h)),
+        "combine_bias": rng.uniform(-0.3, 0.3, (h,)),
+        "grad_output": rng.uniform(-1, 1, (b, tq, h)),
+        "grad_weights": rng.uniform(-1, 1, (b, tq, tk)),
+        "grad_hidden": rng.uniform(-1, 1, (b, h)),
+    }
+    if cell == "lstm":
+        p["c0"] = rng.uniform(-0.5, 0.5, (b, h))
+        p["grad_cell"] = rng.uniform(-1, 1, (b, h))
+    if score == "general":
+        p["weight"] = rng.uniform(-0.8, 0.8, (h, hk))
+    if score == "additive":
+        p["query_weight"] = rng.uniform(-0.8, 0.8, (a, h))
+        p["key_weight"] = rng.uniform(-0.8, 0.8, (a, hk))
+        p["bias"] = rng.uniform(-0.5, 0.5, (a,))
+        p["v"] = rng.uniform(-1, 1, (a,))
+    return p
+
+
+DECODER_DIFFERENTIABLE = ["x", "memory", "h0", "c0", "weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                          "combine_weight", "combine_bias", "weight", "query_weight", "key_weight", "bias", "v"]
+
+
+def decoder_gradients(cell, score, feed, p, lengths):
+    grads = {}
+    for name in DECODER_DIFFERENTIABLE:
+        if name not in p:
+            continue
+        flat_p = p[name].reshape(-1)
+        g = np.zeros(flat_p.size)
+        for idx in range(flat_p.size):
+            orig = flat_p[idx]
+            flat_p[idx] = orig + FD_EPS
+            up = decoder_loss(cell, score, feed, p, lengths)
+            flat_p[idx] = orig - FD_EPS
+            down = decoder_loss(cell, score, feed, p, lengths)
+            flat_p[idx] = orig
+            g[idx] = (up - down) / (2 * FD_EPS)
+        grads[name] = g
+    return grads
+
+
+def build_decoder(verbose):
+    cases = []
+    for seed, (name, cell, score, feed, b, tq, i, h, tk, hk, a, lengths) in enumerate(DECODER_CASES):
+        p = decoder_inputs(200 + seed, cell, score, feed, b, tq, i, h, tk, hk, a)
+        out, w, h_n, c_n = decoder_forward(cell, score, feed, p, lengths)
+        grads = decoder_gradients(cell, score, feed, p, lengths)
+        outputs = {"output": flat(out), "weights": flat(w), "hidden": flat(h_n)}
+        if cell == "lstm":
+            outputs["cell"] = flat(c_n)
+        cases.append({
+            "name": name, "cell": cell, "score": score, "input_feeding": feed, "batch": b, "query_steps": tq,
+            "input_size": i, "hidden_size": h, "memory_steps": tk, "memory_size": hk, "units": a,
+            "lengths": lengths, "inputs": {k: flat(v) for k, v in p.items()}, "outputs": outputs,
+            "gradients": {k: flat(v) for k, v in grads.items()},
+        })
+        if verbose:
+            print(f"  {name:34s} forward and {sum(len(v) for v in grads.values())} finite-difference gradients", file=sys.stderr)
+    return cases
+
+
 def flat(a):
     return [float(v) for v in np.asarray(a).reshape(-1)]
 
@@ -184,7 +350,9 @@ def build(verbose):
             "outputs": {"context": flat(context), "weights": flat(weights)},
             "gradients": {k: flat(v) for k, v in grads.items()},
         })
-    return {"generator": "attention.py", "numpy_version": np.__version__, "cases": cases}, worst
+    doc = {"generator": "attention.py", "numpy_version": np.__version__, "cases": cases,
+           "decoder_cases": build_decoder(verbose)}
+    return doc, worst
 
 
 def dumps(doc):
@@ -192,13 +360,18 @@ def dumps(doc):
 
 
 def compare(expected, actual):
+    return compare_list(expected["cases"], actual.get("cases", [])) + compare_list(
+        expected["decoder_cases"], actual.get("decoder_cases", []), tol=1e-10)
+
+
+def compare_list(expected, actual, tol=CHECK_TOL):
     problems = []
-    exp, act = {c["name"]: c for c in expected["cases"]}, {c["name"]: c for c in actual.get("cases", [])}
+    exp, act = {c["name"]: c for c in expected}, {c["name"]: c for c in actual}
     for n in sorted(exp.keys() ^ act.keys()):
         problems.append(f"{n}: {'missing from' if n in exp else 'unexpected in'} attention.json")
     for n in sorted(exp.keys() & act.keys()):
         e, a = exp[n], act[n]
-        for k in ("score", "batch", "query_steps", "query_size", "memory_steps", "memory_size", "units", "lengths"):
+        for k in sorted(set(e) - {"name", "inputs", "outputs", "gradients"}):
             if e[k] != a.get(k):
                 problems.append(f"{n}/{k}: expected {e[k]!r}, got {a.get(k)!r}")
         for section in ("inputs", "outputs", "gradients"):
@@ -208,8 +381,8 @@ def compare(expected, actual):
                     problems.append(f"{n}/{section}/{field}: {'missing' if field in es else 'unexpected'}")
                     continue
                 ev, av = np.asarray(es[field], float), np.asarray(as_[field], float)
-                if ev.shape != av.shape or (ev.size and not float(np.max(np.abs(ev - av))) <= CHECK_TOL):
-                    problems.append(f"{n}/{section}/{field}: differs by more than {CHECK_TOL:g}")
+                if ev.shape != av.shape or (ev.size and not float(np.max(np.abs(ev - av))) <= tol):
+                    problems.append(f"{n}/{section}/{field}: differs by more than {tol:g}")
     return problems
 
 
