@@ -227,18 +227,159 @@ struct Trace<F> {
     extra: Array3<F>,
     /// `[Tq + 1, B, H]` `h_{t−1}` at row `t` (row 0 `h0`).
     h: Array3<F>,
-    /// `[Tq + 1, B, H]` the same for `c` (LSTM; else empty).
+    /// `[Tq + 1, B, H]` the same for `c` (LSTM; else `[Tq + 1, B, 0]`).
     c: Array3<F>,
     /// `[Tq + 1, B, H]` `h̃_{t−1}` at row `t` (row 0 zeros).
     h_tilde: Array3<F>,
     /// `[Tq, B, Hk]` the contexts.
     context: Array3<F>,
-    /// `[B, Tq, Tk]` the attention weights.
+    /// `[Tq, B, Tk]` the attention weights.
     weights: Array3<F>,
     /// `[B·Tq, G·H]` `x W_xᵀ + b_ih`, rows batch-major.
     projected: Array2<F>,
     /// Per sequence, the keys as the scores read them ([`project_memory`]).
     keys: Vec<Array2<F>>,
+}
+
+/// The per-call pieces of a decoder step, and its workspaces for up to `rows` rows: one step of
+/// rows that each belong to a sequence of the memory (a sequence of the batch in training, a
+/// hypothesis of one in beam search).
+pub(super) struct Stepper<F: Real> {
+    cell: AnyCell,
+    has_c: bool,
+    h: usize,
+    hk: usize,
+    gh: usize,
+    cell_in: usize,
+    w_hh: Array2<F>,
+    w_hh_t: crate::kernels::packed::Packed<F>,
+    b_hh: Array1<F>,
+    /// Per sequence, the keys as the scores read them ([`project_memory`]).
+    keys: Vec<Array2<F>>,
+    scratch: Vec<F>,
+    alpha: Vec<F>,
+    aq: Vec<F>,
+    joined: Array2<F>,
+}
+
+/// One step's buffers, `[R, ·]` each: the gates (in: the input's part; out: what the cell keeps),
+/// the states before and after, the cell's extra values, the context, the attention weights
+/// (`[R, Tk]`) and the attentional state `h̃`.
+pub(super) struct StepRows<'a, F> {
+    pub(super) gates: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) h_tilde_prev: ArrayView2<'a, F>,
+    pub(super) h_prev: ArrayView2<'a, F>,
+    pub(super) c_prev: ArrayView2<'a, F>,
+    pub(super) extra: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) h: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) c: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) context: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) weights: ndarray::ArrayViewMut2<'a, F>,
+    pub(super) h_tilde: ndarray::ArrayViewMut2<'a, F>,
+}
+
+fn contiguous<'a, F>(what: &str, s: Option<&'a [F]>) -> Result<&'a [F]> {
+    s.ok_or_else(|| CoreError::shape(what, "a contiguous row-major layout", "a strided view"))
+}
+
+fn contiguous_mut<'a, F>(what: &str, s: Option<&'a mut [F]>) -> Result<&'a mut [F]> {
+    s.ok_or_else(|| CoreError::shape(what, "a contiguous row-major layout", "a strided view"))
+}
+
+impl<F: Real> Stepper<F> {
+    pub(super) fn new(
+        spec: &DecoderSpec<'_, F>,
+        w: &DecoderWeights<'_, F>,
+        memory: &ArrayView3<F>,
+        lengths: &[usize],
+        rows: usize,
+    ) -> Result<Self> {
+        let cell = AnyCell::new(spec.cell);
+        let (h, hk) = (w.cell.weight_hh.ncols(), memory.dim().2);
+        let gh = spec.cell.gates() * h;
+        let w_hh = w.cell.weight_hh.as_standard_layout().into_owned();
+        let w_hh_t = pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, h);
+        let units = match spec.score {
+            AttentionScore::Additive { bias, .. } => bias.len(),
+            _ => 0,
+        };
+        Ok(Stepper {
+            cell,
+            has_c: spec.cell.has_cell_state(),
+            h,
+            hk,
+            gh,
+            cell_in: w.cell.weight_ih.ncols(),
+            w_hh,
+            w_hh_t,
+            b_hh: w.cell.bias_hh.as_standard_layout().into_owned(),
+            keys: project_memory(&spec.score, memory, lengths),
+            scratch: vec![F::zero(); rows * gh],
+            alpha: vec![F::zero(); memory.dim().1],
+            aq: vec![F::zero(); units],
+            joined: Array2::zeros((rows, hk + h)),
+        })
+    }
+
+    /// One step of `r` rows, row `k` attending over sequence `seq[k]`'s memory: the cell (its
+    /// gates' input part given, input feeding added here), the attention and `h̃`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn step(
+        &mut self,
+        spec: &DecoderSpec<'_, F>,
+        w: &DecoderWeights<'_, F>,
+        memory: &ArrayView3<F>,
+        lengths: &[usize],
+        seq: &[usize],
+        mut b: StepRows<'_, F>,
+    ) -> Result<()> {
+        let (r, h, hk) = (seq.len(), self.h, self.hk);
+        let i = self.cell_in - if spec.input_feeding { h } else { 0 };
+        if spec.input_feeding {
+            let w_f = w.cell.weight_ih.slice(s![.., i..]);
+            gemm(F::one(), b.h_tilde_prev, w_f.t(), F::one(), b.gates.view_mut());
+        }
+        let fs = ForwardStep {
+            dims: Dims { batch: r, input: self.cell_in, hidden: h },
+            w_hh: contiguous("weight_hh", self.w_hh.as_slice())?,
+            w_hh_t: &self.w_hh_t,
+            b_hh: contiguous("bias_hh", self.b_hh.as_slice())?,
+            gates: contiguous_mut("gates", b.gates.as_slice_mut())?,
+            h_prev: contiguous("h", b.h_prev.as_slice())?,
+            h_carry: &[],
+            c_prev: if self.has_c { contiguous("c", b.c_prev.as_slice())? } else { &[] },
+            h: contiguous_mut("h", b.h.as_slice_mut())?,
+            c: if self.has_c { contiguous_mut("c", b.c.as_slice_mut())? } else { &mut [] },
+            extra: contiguous_mut("extra", b.extra.as_slice_mut())?,
+            scratch: &mut self.scratch[..r * self.gh],
+        };
+        self.cell.forward_step(fs)?;
+        // Attention of every row's h_t over its sequence's memory.
+        for (k, &n) in seq.iter().enumerate() {
+            let l = lengths[n];
+            let mut ctx = b.context.row_mut(k);
+            ctx.fill(F::zero());
+            b.weights.row_mut(k).fill(F::zero());
+            if l == 0 {
+                continue;
+            }
+            attend(&spec.score, b.h.row(k), self.keys[n].view(), &mut self.alpha[..l], &mut self.aq);
+            for (j, &a) in self.alpha[..l].iter().enumerate() {
+                b.weights[[k, j]] = a;
+                ctx.iter_mut().zip(memory.slice(s![n, j, ..])).for_each(|(c, &m)| *c = *c + a * m);
+            }
+        }
+        // h̃_t = tanh(W_c [ctx_t; h_t] + b_c).
+        let mut joined = self.joined.slice_mut(s![..r, ..]);
+        joined.slice_mut(s![.., ..hk]).assign(&b.context);
+        joined.slice_mut(s![.., hk..]).assign(&b.h);
+        for mut row in b.h_tilde.rows_mut() {
+            row.assign(&w.combine_bias);
+        }
+        gemm(F::one(), joined.view(), w.combine_weight.t(), F::one(), b.h_tilde.view_mut());
+        b.h_tilde.mapv_inplace(|v| v.tanh());
+        Ok(())
+    }
 }
 
 fn run_forward<F: Real>(
@@ -251,9 +392,9 @@ fn run_forward<F: Real>(
 ) -> Result<(Sizes, Trace<F>)> {
     let z = check(spec, w, &x, &memory, lengths, init)?;
     let Sizes { b, tq, i, h, tk, hk, gh, .. } = z;
-    let cell = AnyCell::new(spec.cell);
-    let has_c = spec.cell.has_cell_state();
-    let width = Cell::<F>::extra(&cell) * h;
+    let mut stepper = Stepper::new(spec, w, &memory, lengths, b)?;
+    let has_c = stepper.has_c;
+    let width = Cell::<F>::extra(&stepper.cell) * h;
     // The input's part of every step's gates at once: [B·Tq, I] × [I, G·H].
     let x_rows = x
         .as_standard_layout()
@@ -263,26 +404,16 @@ fn run_forward<F: Real>(
     let w_x = w.cell.weight_ih.slice(s![.., ..i]);
     let mut projected = Array2::from_shape_fn((b * tq, gh), |(_, c)| w.cell.bias_ih[c]);
     gemm(F::one(), x_rows.view(), w_x.t(), F::one(), projected.view_mut());
-    let w_hh = w.cell.weight_hh.as_standard_layout();
-    let w_hh_s = w_hh.as_slice().ok_or_else(|| CoreError::shape("weight_hh", "contiguous", "strided"))?;
-    let w_hh_t = pack_transposed(w_hh_s, h);
-    let b_hh = w.cell.bias_hh.as_standard_layout();
-    let b_hh_s = b_hh.as_slice().ok_or_else(|| CoreError::shape("bias_hh", "contiguous", "strided"))?;
-    let keys = project_memory(&spec.score, &memory, lengths);
-    let units = match spec.score {
-        AttentionScore::Additive { bias, .. } => bias.len(),
-        _ => 0,
-    };
     let mut t = Trace {
         gates: Array3::zeros((tq, b, gh)),
         extra: Array3::zeros((tq, b, width)),
         h: Array3::zeros((tq + 1, b, h)),
-        c: Array3::zeros((if has_c { tq + 1 } else { 0 }, b, h)),
+        c: Array3::zeros((tq + 1, b, if has_c { h } else { 0 })),
         h_tilde: Array3::zeros((tq + 1, b, h)),
         context: Array3::zeros((tq, b, hk)),
-        weights: Array3::zeros((b, tq, tk)),
+        weights: Array3::zeros((tq, b, tk)),
         projected,
-        keys,
+        keys: Vec::new(),
     };
     if let Some(h0) = init.hidden {
         t.h.index_axis_mut(Axis(0), 0).assign(&h0);
@@ -290,69 +421,31 @@ fn run_forward<F: Real>(
     if let (Some(c0), true) = (init.cell, has_c) {
         t.c.index_axis_mut(Axis(0), 0).assign(&c0);
     }
-    let mut scratch = vec![F::zero(); b * gh];
-    let mut alpha = vec![F::zero(); tk];
-    let mut aq = vec![F::zero(); units];
-    let mut joined = Array2::zeros((b, hk + h));
-    let mut h_next = Array2::zeros((b, h));
-    let mut c_next = Array2::zeros((b, if has_c { h } else { 0 }));
+    let seq: Vec<usize> = (0..b).collect();
     for step in 0..tq {
-        let mut gates = t.gates.index_axis_mut(Axis(0), step);
+        let Trace { gates, extra, h: hs, c: cs, h_tilde, context, weights, projected, .. } = &mut t;
+        let mut gates = gates.index_axis_mut(Axis(0), step);
         for n in 0..b {
-            gates.row_mut(n).assign(&t.projected.row(n * tq + step));
+            gates.row_mut(n).assign(&projected.row(n * tq + step));
         }
-        if spec.input_feeding {
-            let w_f = w.cell.weight_ih.slice(s![.., i..]);
-            gemm(F::one(), t.h_tilde.index_axis(Axis(0), step), w_f.t(), F::one(), gates.view_mut());
-        }
-        {
-            let h_prev = t.h.index_axis(Axis(0), step);
-            let c_prev_view = has_c.then(|| t.c.index_axis(Axis(0), step));
-            let c_prev = c_prev_view.as_ref().and_then(|v| v.as_slice()).unwrap_or(&[]);
-            let mut extra = t.extra.index_axis_mut(Axis(0), step);
-            let fs = ForwardStep {
-                dims: Dims { batch: b, input: z.cell_in, hidden: h },
-                w_hh: w_hh_s,
-                w_hh_t: &w_hh_t,
-                b_hh: b_hh_s,
-                gates: gates.as_slice_mut().ok_or_else(|| CoreError::shape("gates", "contiguous", "strided"))?,
-                h_prev: h_prev.as_slice().ok_or_else(|| CoreError::shape("h", "contiguous", "strided"))?,
-                h_carry: &[],
-                c_prev,
-                h: h_next.as_slice_mut().ok_or_else(|| CoreError::shape("h", "contiguous", "strided"))?,
-                c: c_next.as_slice_mut().unwrap_or(&mut []),
-                extra: extra.as_slice_mut().ok_or_else(|| CoreError::shape("extra", "contiguous", "strided"))?,
-                scratch: &mut scratch,
-            };
-            cell.forward_step(fs)?;
-        }
-        t.h.index_axis_mut(Axis(0), step + 1).assign(&h_next);
-        if has_c {
-            t.c.index_axis_mut(Axis(0), step + 1).assign(&c_next);
-        }
-        // Attention of every sequence's h_t over its memory.
-        for (n, &l) in lengths.iter().enumerate() {
-            let mut ctx = t.context.slice_mut(s![step, n, ..]);
-            ctx.fill(F::zero());
-            if l == 0 {
-                continue;
-            }
-            attend(&spec.score, h_next.row(n), t.keys[n].view(), &mut alpha[..l], &mut aq);
-            for (j, &a) in alpha[..l].iter().enumerate() {
-                t.weights[[n, step, j]] = a;
-                ctx.iter_mut().zip(memory.slice(s![n, j, ..])).for_each(|(c, &k)| *c = *c + a * k);
-            }
-        }
-        // h̃_t = tanh(W_c [ctx_t; h_t] + b_c).
-        joined.slice_mut(s![.., ..hk]).assign(&t.context.index_axis(Axis(0), step));
-        joined.slice_mut(s![.., hk..]).assign(&h_next);
-        let mut ht = t.h_tilde.index_axis_mut(Axis(0), step + 1);
-        for mut row in ht.rows_mut() {
-            row.assign(&w.combine_bias);
-        }
-        gemm(F::one(), joined.view(), w.combine_weight.t(), F::one(), ht.view_mut());
-        ht.mapv_inplace(|v| v.tanh());
+        let (h_before, mut h_after) = hs.view_mut().split_at(Axis(0), step + 1);
+        let (c_before, mut c_after) = cs.view_mut().split_at(Axis(0), step + 1);
+        let (ht_before, mut ht_after) = h_tilde.view_mut().split_at(Axis(0), step + 1);
+        let rows = StepRows {
+            gates,
+            h_tilde_prev: ht_before.index_axis(Axis(0), step),
+            h_prev: h_before.index_axis(Axis(0), step),
+            c_prev: c_before.index_axis(Axis(0), step),
+            extra: extra.index_axis_mut(Axis(0), step),
+            h: h_after.index_axis_mut(Axis(0), 0),
+            c: c_after.index_axis_mut(Axis(0), 0),
+            context: context.index_axis_mut(Axis(0), step),
+            weights: weights.index_axis_mut(Axis(0), step),
+            h_tilde: ht_after.index_axis_mut(Axis(0), 0),
+        };
+        stepper.step(spec, w, &memory, lengths, &seq, rows)?;
     }
+    t.keys = stepper.keys;
     Ok((z, t))
 }
 
@@ -378,7 +471,8 @@ pub fn decoder_forward<F: Real>(
         output.slice_mut(s![.., step, ..]).assign(&t.h_tilde.index_axis(Axis(0), step + 1));
     }
     let cell = spec.cell.has_cell_state().then(|| t.c.index_axis(Axis(0), z.tq).to_owned());
-    Ok(DecoderOutput { output, weights: t.weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell })
+    let weights = t.weights.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
+    Ok(DecoderOutput { output, weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell })
 }
 
 /// Backpropagation through time of [`decoder_forward`] (recomputed): the gradients of
@@ -484,7 +578,7 @@ pub fn decoder_backward<F: Real>(
             let q = h_t.row(n);
             let keys = t.keys[n].view();
             let k = memory.slice(s![n, ..l, ..]);
-            alpha[..l].iter_mut().zip(t.weights.slice(s![n, step, ..l])).for_each(|(a, &w)| *a = w);
+            alpha[..l].iter_mut().zip(t.weights.slice(s![step, n, ..l])).for_each(|(a, &w)| *a = w);
             let d_ctx = d_joined.slice(s![n, ..hk]);
             for j in 0..l {
                 let mut d = k.row(j).iter().zip(d_ctx.iter()).fold(F::zero(), |acc, (&a, &bb)| acc + a * bb);
