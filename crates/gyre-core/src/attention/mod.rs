@@ -17,12 +17,17 @@
 //! parameter.
 //!
 //! [`decoder_forward`] / [`decoder_backward`] run a recurrent decoder that attends at every step
-//! (with Luong's input feeding as an option), through time.
+//! (with Luong's input feeding as an option), through time; [`beam_search`] decodes with it one
+//! token at a time (greedy decoding is its width-1 case).
 //!
 //! Sequences run side by side on the pool; each one's arithmetic is the same on any number of
 //! threads, and the parameter gradients are summed over the sequences in order afterwards, so
 //! results are the same bits on 1 or N threads.
 
+mod beam;
+#[cfg(test)]
+#[path = "beam_tests.rs"]
+mod beam_tests;
 mod decoder;
 #[cfg(test)]
 #[path = "decoder_tests.rs"]
@@ -30,6 +35,7 @@ mod decoder_tests;
 #[cfg(test)]
 mod tests;
 
+pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead};
 pub use decoder::{
     decoder_backward, decoder_forward, DecoderGrads, DecoderOutput, DecoderOutputGrads, DecoderSpec, DecoderWeights,
 };

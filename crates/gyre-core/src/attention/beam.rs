@@ -1,0 +1,256 @@
+//! Decoding the attention decoder one token at a time: beam search (Wu et al. 2016's length
+//! normalization as an option), and greedy decoding as its width-1 case. All live hypotheses of
+//! all sequences run each step as one batch of rows.
+//!
+//! A token `y_t` enters the decoder as its embedding row; the decoder's `h̃_t` gives the logits
+//! `W_o h̃_t + b_o` over the vocabulary, whose log-softmax scores the next token. A hypothesis's
+//! `log_prob` is the sum of its tokens' log-probabilities (the end token's included): exactly the
+//! log-probability the model gives the output under teacher forcing.
+
+use super::decoder::{DecoderSpec, DecoderWeights, StepRows, Stepper};
+use crate::error::{CoreError, Result};
+use crate::kernels::linalg::gemm;
+use crate::kernels::real::Real;
+use crate::InitialState;
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3};
+
+/// The token side of a decoder: the embedding its inputs are read from and the output layer
+/// that scores the next token.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenHead<'a, F> {
+    /// `[V, I]` the decoder's input embedding (row `v` for token `v`).
+    pub embedding: ArrayView2<'a, F>,
+    /// `[V, H]` the output layer's weight.
+    pub weight: ArrayView2<'a, F>,
+    /// `[V]` its bias.
+    pub bias: ArrayView1<'a, F>,
+}
+
+/// How [`beam_search`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BeamOptions {
+    /// Hypotheses kept per sequence at each step (1: greedy decoding).
+    pub beam_width: usize,
+    /// Tokens generated at most (the end token counts).
+    pub max_length: usize,
+    /// The token the decoder starts from.
+    pub start: usize,
+    /// The token that ends a hypothesis.
+    pub end: usize,
+    /// `α` of Wu et al. (2016)'s length normalization: finished hypotheses are ranked by
+    /// `log_prob / ((5 + |Y|) / 6)^α`; 0 ranks them by `log_prob`.
+    pub length_penalty: f64,
+    /// Hypotheses returned per sequence (at most `beam_width`).
+    pub n_best: usize,
+}
+
+/// One decoded output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis<F> {
+    /// The tokens generated, the end token last when `finished`.
+    pub tokens: Vec<usize>,
+    /// Σ log p of the tokens.
+    pub log_prob: f64,
+    /// The ranking score: `log_prob` over the length penalty.
+    pub score: f64,
+    /// Whether it ended with the end token (else `max_length` cut it).
+    pub finished: bool,
+    /// `[tokens, Tk]` the attention weights of each generated token's step.
+    pub attention: Array2<F>,
+}
+
+/// A live hypothesis: its tokens so far, score, and the attention rows of its steps.
+#[derive(Clone)]
+struct Live<F> {
+    tokens: Vec<usize>,
+    log_prob: f64,
+    attention: Vec<Vec<F>>,
+}
+
+fn penalty(length: usize, alpha: f64) -> f64 {
+    if alpha == 0.0 {
+        1.0
+    } else {
+        ((5.0 + length as f64) / 6.0).powf(alpha)
+    }
+}
+
+/// Beam search of the decoder over `memory: [B, Tk, Hk]` (sequence `b` attending over its first
+/// `lengths[b]` steps) from `init` (`[B, H]` states; zeros when absent): per sequence the
+/// `n_best` hypotheses, best first (ties: the earlier-found first).
+///
+/// # Errors
+/// When a shape disagrees, a token id is outside the vocabulary, or an option is 0.
+pub fn beam_search<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    head: &TokenHead<'_, F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+    opts: &BeamOptions,
+) -> Result<Vec<Vec<Hypothesis<F>>>> {
+    let (b, tk, _) = memory.dim();
+    let (v, e) = head.embedding.dim();
+    let h = w.cell.weight_hh.ncols();
+    let has_c = spec.cell.has_cell_state();
+    for (what, n) in [("beamWidth", opts.beam_width), ("maxLength", opts.max_length), ("nBest", opts.n_best)] {
+        if n == 0 {
+            return Err(CoreError::invalid(what, "a positive integer", 0));
+        }
+    }
+    for (what, id) in [("start", opts.start), ("end", opts.end)] {
+        if id >= v {
+            return Err(CoreError::invalid(what, format!("a token id below the vocabulary size {v}"), id));
+        }
+    }
+    if head.weight.dim() != (v, h) || head.bias.len() != v {
+        return Err(CoreError::shape(
+            "output weight and bias",
+            format!("[{v}, {h}] and [{v}] (the embedding's vocabulary, the decoder's width)"),
+            format!("{:?} and [{}]", head.weight.dim(), head.bias.len()),
+        ));
+    }
+    // The checks of a teacher-forced pass, on one step of the start token.
+    let probe = ndarray::Array3::from_shape_fn((b, 1, e), |(_, _, c)| head.embedding[[opts.start, c]]);
+    super::decoder::decoder_forward(spec, w, probe.view(), memory, lengths, init)?;
+
+    let width = opts.beam_width;
+    let rows_max = b * width;
+    let mut stepper = Stepper::new(spec, w, &memory, lengths, rows_max)?;
+    let gh = spec.cell.gates() * h;
+    let i = e;
+    // Every token's input projection, once: [V, I] × [I, G·H] + b_ih.
+    let mut token_gates = Array2::from_shape_fn((v, gh), |(_, c)| w.cell.bias_ih[c]);
+    gemm(F::one(), head.embedding, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), token_gates.view_mut());
+    let extra_width = {
+        use crate::rnn::cell::Cell;
+        Cell::<F>::extra(&crate::rnn::cells::AnyCell::new(spec.cell)) * h
+    };
+    // Row state, [rows, ·]: the current rows first, the next step's written beside them.
+    let zeros = |cols: usize| Array2::<F>::zeros((rows_max, cols));
+    let (mut hs, mut cs, mut hts) = (zeros(h), zeros(if has_c { h } else { 0 }), zeros(h));
+    let (mut h_new, mut c_new, mut ht_new) = (zeros(h), zeros(if has_c { h } else { 0 }), zeros(h));
+    let (mut gates, mut extra, mut context, mut weights) =
+        (zeros(gh), zeros(extra_width), zeros(memory.dim().2), zeros(tk));
+    let mut logits = zeros(v);
+    // Each sequence starts as one hypothesis on row n.
+    let mut live: Vec<Vec<Live<F>>> =
+        (0..b).map(|_| vec![Live { tokens: Vec::new(), log_prob: 0.0, attention: Vec::new() }]).collect();
+    let mut finished: Vec<Vec<Hypothesis<F>>> = (0..b).map(|_| Vec::new()).collect();
+    let mut seq: Vec<usize> = (0..b).collect();
+    for n in 0..b {
+        if let Some(h0) = init.hidden {
+            hs.row_mut(n).assign(&h0.row(n));
+        }
+        if let (Some(c0), true) = (init.cell, has_c) {
+            cs.row_mut(n).assign(&c0.row(n));
+        }
+    }
+    for step in 0..opts.max_length {
+        let r = seq.len();
+        if r == 0 {
+            break;
+        }
+        // The rows' last tokens (the start token first).
+        let mut k = 0;
+        for hyps in &live {
+            for hyp in hyps {
+                let token = hyp.tokens.last().copied().unwrap_or(opts.start);
+                gates.row_mut(k).assign(&token_gates.row(token));
+                k += 1;
+            }
+        }
+        let rows = StepRows {
+            gates: gates.slice_mut(s![..r, ..]),
+            h_tilde_prev: hts.slice(s![..r, ..]),
+            h_prev: hs.slice(s![..r, ..]),
+            c_prev: cs.slice(s![..r, ..]),
+            extra: extra.slice_mut(s![..r, ..]),
+            h: h_new.slice_mut(s![..r, ..]),
+            c: c_new.slice_mut(s![..r, ..]),
+            context: context.slice_mut(s![..r, ..]),
+            weights: weights.slice_mut(s![..r, ..]),
+            h_tilde: ht_new.slice_mut(s![..r, ..]),
+        };
+        stepper.step(spec, w, &memory, lengths, &seq, rows)?;
+        // Log-softmax of the logits, in f64.
+        let mut lg = logits.slice_mut(s![..r, ..]);
+        for mut row in lg.rows_mut() {
+            row.assign(&head.bias);
+        }
+        gemm(F::one(), ht_new.slice(s![..r, ..]), head.weight.t(), F::one(), lg.view_mut());
+        let log_probs: Vec<Vec<f64>> = lg
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let vals: Vec<f64> = row.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect();
+                let top = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = top + vals.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
+                vals.iter().map(|x| x - lse).collect()
+            })
+            .collect();
+        // Per sequence: the best `width` extensions of its live hypotheses.
+        let last = step + 1 == opts.max_length;
+        let mut next_live: Vec<Vec<Live<F>>> = Vec::with_capacity(b);
+        let mut sources: Vec<usize> = Vec::new();
+        let mut next_seq: Vec<usize> = Vec::new();
+        let mut row0 = 0;
+        for (n, hyps) in live.iter().enumerate() {
+            let mut cands: Vec<(f64, usize, usize)> = Vec::new();
+            for (j, hyp) in hyps.iter().enumerate() {
+                for (token, &lp) in log_probs[row0 + j].iter().enumerate() {
+                    cands.push((hyp.log_prob + lp, j, token));
+                }
+            }
+            // Best first; ties by hypothesis, then token (stable order).
+            cands.sort_by(|a, b| {
+                b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+            });
+            let mut kept = Vec::new();
+            for &(lp, j, token) in &cands {
+                if kept.len() >= width || finished[n].len() >= width {
+                    break;
+                }
+                let hyp = &hyps[j];
+                let mut tokens = hyp.tokens.clone();
+                tokens.push(token);
+                let mut attention = hyp.attention.clone();
+                attention.push(weights.row(row0 + j).to_vec());
+                if token == opts.end || last {
+                    let done = token == opts.end;
+                    let rows = attention.len();
+                    let flat: Vec<F> = attention.into_iter().flatten().collect();
+                    let attention = Array2::from_shape_vec((rows, tk), flat)
+                        .map_err(|e| CoreError::shape("attention", format!("[{rows}, {tk}]"), e.to_string()))?;
+                    let score = lp / penalty(tokens.len(), opts.length_penalty);
+                    finished[n].push(Hypothesis { tokens, log_prob: lp, score, finished: done, attention });
+                } else {
+                    sources.push(row0 + j);
+                    next_seq.push(n);
+                    kept.push(Live { tokens, log_prob: lp, attention });
+                }
+            }
+            row0 += hyps.len();
+            next_live.push(kept);
+        }
+        // The surviving rows' states, in their new order.
+        for (k, &src) in sources.iter().enumerate() {
+            hs.row_mut(k).assign(&h_new.row(src));
+            hts.row_mut(k).assign(&ht_new.row(src));
+            if has_c {
+                cs.row_mut(k).assign(&c_new.row(src));
+            }
+        }
+        live = next_live;
+        seq = next_seq;
+    }
+    let mut out = Vec::with_capacity(b);
+    for mut done in finished {
+        // Stable: equal scores keep the order they were found in.
+        done.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+        done.truncate(opts.n_best);
+        out.push(done);
+    }
+    Ok(out)
+}
