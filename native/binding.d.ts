@@ -325,6 +325,30 @@ export interface BatchResult {
   learningRate: number
 }
 
+/** Beam search options (see `gyre_core::attention::BeamOptions`). */
+export interface BeamCallOptions {
+  /** Vocabulary size `V` of the embedding and the output layer. */
+  vocabSize: number
+  /** Hypotheses kept per sequence (1: greedy). */
+  beamWidth: number
+  /** Tokens generated at most (the end token counts). */
+  maxLength: number
+  /** The first input token. */
+  start: number
+  /** The token that ends a hypothesis. */
+  end: number
+  /** Wu et al.'s `α` (0: rank by log-probability). */
+  lengthPenalty: number
+  /** Hypotheses returned per sequence. */
+  nBest: number
+}
+
+/** Beam search with the attention decoder, an input embedding and an output layer. */
+export declare function beamSearchF32(spec: DecoderCallSpec, args: DecoderTensorsF32, options: BeamCallOptions): Array<Array<HypothesisF32>>
+
+/** Beam search with the attention decoder, an input embedding and an output layer. */
+export declare function beamSearchF64(spec: DecoderCallSpec, args: DecoderTensorsF64, options: BeamCallOptions): Array<Array<HypothesisF64>>
+
 /** A dataset as flat typed arrays: `samples` sequences of `steps` steps. */
 export interface DataArgs {
   /** Number of sequences `S`. */
@@ -343,6 +367,236 @@ export interface DataArgs {
   values?: Float32Array
   /** `[S]` each sample's weight in the loss (default: all 1). */
   weights?: Float32Array
+}
+
+/** Backpropagation through time of the attention decoder (recomputes the forward pass). */
+export declare function decoderBackwardF32(spec: DecoderCallSpec, args: DecoderTensorsF32): DecoderGradsF32
+
+/** Backpropagation through time of the attention decoder (recomputes the forward pass). */
+export declare function decoderBackwardF64(spec: DecoderCallSpec, args: DecoderTensorsF64): DecoderGradsF64
+
+/** Sizes, cell and score of one call of the attention decoder API. */
+export interface DecoderCallSpec {
+  /** `"rnn_tanh" | "rnn_relu" | "lstm" | "gru" | "gru_reset_before"`. */
+  cell: string
+  /** LSTM and GRU: `"sigmoid"` (default), `"hardSigmoidTfjs"` or `"hardSigmoidKeras3"`. */
+  recurrentActivation?: string
+  /** `"dot" | "general" | "additive"`. */
+  score: string
+  /** Feed `h̃_{t−1}` to the cell beside `x_t`. */
+  inputFeeding: boolean
+  /** Sequences `B`. */
+  batch: number
+  /** Decoder steps `Tq` (teacher forcing; 0 for beam search). */
+  steps: number
+  /** Input width `I` (the embedding's, for beam search). */
+  inputSize: number
+  /** Hidden size `H`. */
+  hiddenSize: number
+  /** Memory steps `Tk`. */
+  memorySteps: number
+  /** Memory width `Hk`. */
+  memorySize: number
+  /** Attention units `A` (additive only). */
+  units?: number
+}
+
+/** The attention decoder over a batch (teacher forcing); see `DecoderCallSpec`. */
+export declare function decoderForwardF32(spec: DecoderCallSpec, args: DecoderTensorsF32): DecoderResultF32
+
+/** The attention decoder over a batch (teacher forcing); see `DecoderCallSpec`. */
+export declare function decoderForwardF64(spec: DecoderCallSpec, args: DecoderTensorsF64): DecoderResultF64
+
+/** Gradients of a decoder backward call. */
+export interface DecoderGradsF32 {
+  /** `[B, Tq, I]` */
+  gradInput: Float32Array
+  /** `[B, Tk, Hk]` */
+  gradMemory: Float32Array
+  /** `[B, H]` */
+  gradH0: Float32Array
+  /** `[B, H]` (LSTM only) */
+  gradC0?: Float32Array
+  /** `[G·H, I (+ H)]` */
+  gradWeightIh: Float32Array
+  /** `[G·H, H]` */
+  gradWeightHh: Float32Array
+  /** `[G·H]` */
+  gradBiasIh: Float32Array
+  /** `[G·H]` */
+  gradBiasHh: Float32Array
+  /** `[H, Hk + H]` */
+  gradCombineWeight: Float32Array
+  /** `[H]` */
+  gradCombineBias: Float32Array
+  /** `[H, Hk]` (general) */
+  gradWeight?: Float32Array
+  /** `[A, H]` (additive) */
+  gradQueryWeight?: Float32Array
+  /** `[A, Hk]` (additive) */
+  gradKeyWeight?: Float32Array
+  /** `[A]` (additive) */
+  gradBias?: Float32Array
+  /** `[A]` (additive) */
+  gradV?: Float32Array
+}
+
+/** Gradients of a decoder backward call. */
+export interface DecoderGradsF64 {
+  /** `[B, Tq, I]` */
+  gradInput: Float64Array
+  /** `[B, Tk, Hk]` */
+  gradMemory: Float64Array
+  /** `[B, H]` */
+  gradH0: Float64Array
+  /** `[B, H]` (LSTM only) */
+  gradC0?: Float64Array
+  /** `[G·H, I (+ H)]` */
+  gradWeightIh: Float64Array
+  /** `[G·H, H]` */
+  gradWeightHh: Float64Array
+  /** `[G·H]` */
+  gradBiasIh: Float64Array
+  /** `[G·H]` */
+  gradBiasHh: Float64Array
+  /** `[H, Hk + H]` */
+  gradCombineWeight: Float64Array
+  /** `[H]` */
+  gradCombineBias: Float64Array
+  /** `[H, Hk]` (general) */
+  gradWeight?: Float64Array
+  /** `[A, H]` (additive) */
+  gradQueryWeight?: Float64Array
+  /** `[A, Hk]` (additive) */
+  gradKeyWeight?: Float64Array
+  /** `[A]` (additive) */
+  gradBias?: Float64Array
+  /** `[A]` (additive) */
+  gradV?: Float64Array
+}
+
+/** Outputs of a decoder forward call. */
+export interface DecoderResultF32 {
+  /** `[B, Tq, H]` the attentional states `h̃`. */
+  output: Float32Array
+  /** `[B, Tq, Tk]` the attention weights. */
+  attention: Float32Array
+  /** `[B, H]` */
+  hN: Float32Array
+  /** `[B, H]` (LSTM only) */
+  cN?: Float32Array
+}
+
+/** Outputs of a decoder forward call. */
+export interface DecoderResultF64 {
+  /** `[B, Tq, H]` the attentional states `h̃`. */
+  output: Float64Array
+  /** `[B, Tq, Tk]` the attention weights. */
+  attention: Float64Array
+  /** `[B, H]` */
+  hN: Float64Array
+  /** `[B, H]` (LSTM only) */
+  cN?: Float64Array
+}
+
+/** Flat row-major tensors of one decoder call; shapes are given by the `DecoderCallSpec`. */
+export interface DecoderTensorsF32 {
+  /** `[B, Tq, I]` the decoder's inputs (teacher forcing; absent for beam search). */
+  input?: Float32Array
+  /** `[B, Tk, Hk]` the memory (encoder outputs). */
+  memory: Float32Array
+  /** `[B]` valid memory steps (all `Tk` when absent). */
+  lengths?: Uint32Array
+  /** `[B, H]` initial hidden state (zeros when absent). */
+  h0?: Float32Array
+  /** `[B, H]` initial cell state, LSTM only (zeros when absent). */
+  c0?: Float32Array
+  /** `[G·H, I (+ H with input feeding)]` */
+  weightIh: Float32Array
+  /** `[G·H, H]` */
+  weightHh: Float32Array
+  /** `[G·H]` */
+  biasIh: Float32Array
+  /** `[G·H]` */
+  biasHh: Float32Array
+  /** `[H, Hk + H]` */
+  combineWeight: Float32Array
+  /** `[H]` */
+  combineBias: Float32Array
+  /** `[H, Hk]` the general score's parameter. */
+  weight?: Float32Array
+  /** `[A, H]` (additive). */
+  queryWeight?: Float32Array
+  /** `[A, Hk]` (additive). */
+  keyWeight?: Float32Array
+  /** `[A]` (additive). */
+  bias?: Float32Array
+  /** `[A]` (additive). */
+  v?: Float32Array
+  /** `[B, Tq, H]` backward: gradient of the output (zeros when absent). */
+  gradOutput?: Float32Array
+  /** `[B, Tq, Tk]` backward: gradient of the attention weights (zeros when absent). */
+  gradAttention?: Float32Array
+  /** `[B, H]` backward: gradient of `h_n` (zeros when absent). */
+  gradHN?: Float32Array
+  /** `[B, H]` backward: gradient of `c_n`, LSTM only (zeros when absent). */
+  gradCN?: Float32Array
+  /** `[V, I]` beam search: the input embedding. */
+  embedding?: Float32Array
+  /** `[V, H]` beam search: the output layer's weight. */
+  outputWeight?: Float32Array
+  /** `[V]` beam search: its bias. */
+  outputBias?: Float32Array
+}
+
+/** Flat row-major tensors of one decoder call; shapes are given by the `DecoderCallSpec`. */
+export interface DecoderTensorsF64 {
+  /** `[B, Tq, I]` the decoder's inputs (teacher forcing; absent for beam search). */
+  input?: Float64Array
+  /** `[B, Tk, Hk]` the memory (encoder outputs). */
+  memory: Float64Array
+  /** `[B]` valid memory steps (all `Tk` when absent). */
+  lengths?: Uint32Array
+  /** `[B, H]` initial hidden state (zeros when absent). */
+  h0?: Float64Array
+  /** `[B, H]` initial cell state, LSTM only (zeros when absent). */
+  c0?: Float64Array
+  /** `[G·H, I (+ H with input feeding)]` */
+  weightIh: Float64Array
+  /** `[G·H, H]` */
+  weightHh: Float64Array
+  /** `[G·H]` */
+  biasIh: Float64Array
+  /** `[G·H]` */
+  biasHh: Float64Array
+  /** `[H, Hk + H]` */
+  combineWeight: Float64Array
+  /** `[H]` */
+  combineBias: Float64Array
+  /** `[H, Hk]` the general score's parameter. */
+  weight?: Float64Array
+  /** `[A, H]` (additive). */
+  queryWeight?: Float64Array
+  /** `[A, Hk]` (additive). */
+  keyWeight?: Float64Array
+  /** `[A]` (additive). */
+  bias?: Float64Array
+  /** `[A]` (additive). */
+  v?: Float64Array
+  /** `[B, Tq, H]` backward: gradient of the output (zeros when absent). */
+  gradOutput?: Float64Array
+  /** `[B, Tq, Tk]` backward: gradient of the attention weights (zeros when absent). */
+  gradAttention?: Float64Array
+  /** `[B, H]` backward: gradient of `h_n` (zeros when absent). */
+  gradHN?: Float64Array
+  /** `[B, H]` backward: gradient of `c_n`, LSTM only (zeros when absent). */
+  gradCN?: Float64Array
+  /** `[V, I]` beam search: the input embedding. */
+  embedding?: Float64Array
+  /** `[V, H]` beam search: the output layer's weight. */
+  outputWeight?: Float64Array
+  /** `[V]` beam search: its bias. */
+  outputBias?: Float64Array
 }
 
 /** Early stopping on the validation loss (else the training loss). */
@@ -489,6 +743,34 @@ export interface ForwardResultF64 {
 
 /** The number of threads native calls run on. */
 export declare function getNumThreads(): number
+
+/** One hypothesis of a beam search. */
+export interface HypothesisF32 {
+  /** The generated token ids (the end token last when finished). */
+  tokens: Uint32Array
+  /** Σ log p of the tokens. */
+  logProb: number
+  /** The ranking score (`logProb` over the length penalty). */
+  score: number
+  /** Ended with the end token (else cut at `maxLength`). */
+  finished: boolean
+  /** `[tokens, Tk]` the attention weights of each token's step. */
+  attention: Float32Array
+}
+
+/** One hypothesis of a beam search. */
+export interface HypothesisF64 {
+  /** The generated token ids (the end token last when finished). */
+  tokens: Uint32Array
+  /** Σ log p of the tokens. */
+  logProb: number
+  /** The ranking score (`logProb` over the length penalty). */
+  score: number
+  /** Ended with the end token (else cut at `maxLength`). */
+  finished: boolean
+  /** `[tokens, Tk]` the attention weights of each token's step. */
+  attention: Float64Array
+}
 
 /**
  * A layer of a `ModelSpec`. The recurrent layers (`rnn`, `lstm`, `gru`) share their options:

@@ -504,3 +504,372 @@ export function attentionBackward<T extends FloatArray>(args: AttentionBackwardA
   for (const name of names) gradParams[name] = byName[name] as T;
   return { gradQuery: r.gradQuery as T, gradMemory: r.gradMemory as T, gradParams };
 }
+
+/** The weights of an attention decoder: its cell's by PyTorch name, and the combination `W_c`, `b_c`. */
+export interface DecoderWeights<T extends FloatArray = FloatArray> extends RecurrentWeights<T> {
+  /** `[H, Hk + H]` the combination `h̃ = tanh(W_c [ctx; h] + b_c)`, the context's columns first. */
+  combine_weight: T;
+  /** `[H]` */
+  combine_bias: T;
+}
+
+/** Arguments shared by {@link attentionDecoderForward}, {@link attentionDecoderBackward} and {@link beamSearch}. */
+export interface DecoderBaseArgs<T extends FloatArray = FloatArray> {
+  /** The cell: `'rnn'`, `'lstm'` or `'gru'`. */
+  cell: 'rnn' | 'lstm' | 'gru';
+  /** RNN only. Default `'tanh'`. */
+  nonlinearity?: 'tanh' | 'relu';
+  /** GRU only. Default `true`. */
+  resetAfter?: boolean;
+  /** LSTM and GRU gates ({@link RecurrentActivation}). Default `'sigmoid'`. */
+  recurrentActivation?: RecurrentActivation;
+  /** The attention score ({@link AttentionArgs.score}); queries are the cell's `h` (width `H`). */
+  score: AttentionScoreName;
+  /** Luong's input feeding: the cell reads `[x_t; h̃_{t−1}]` (`weight_ih_l0` then has `I + H` columns). Default `false`. */
+  inputFeeding?: boolean;
+  /** `[B, Tk, Hk]` the memory (an encoder's outputs). */
+  memory: T;
+  /** Sequences `B`. */
+  batch: number;
+  /** Input width `I`. */
+  inputSize: number;
+  /** Hidden size `H`. */
+  hiddenSize: number;
+  /** Memory steps `Tk`. */
+  memorySteps: number;
+  /** Memory width `Hk`. */
+  memorySize: number;
+  /** `[B]` valid memory steps per sequence. Default: all `Tk`. */
+  lengths?: readonly number[] | Uint32Array;
+  /** The cell's and the combination's weights. */
+  weights: DecoderWeights<T>;
+  /** The score's parameters ({@link AttentionParams}). */
+  params?: AttentionParams<T>;
+  /** `[B, H]` initial hidden state (e.g. the encoder's final one). Default: zeros. */
+  h0?: T;
+  /** `[B, H]` initial cell state, LSTM only. Default: zeros. */
+  c0?: T;
+}
+
+/** Arguments of {@link attentionDecoderForward}. */
+export interface DecoderArgs<T extends FloatArray = FloatArray> extends DecoderBaseArgs<T> {
+  /** `[B, Tq, I]` the decoder's inputs (teacher forcing: the embedded previous targets). */
+  input: T;
+  /** Decoder steps `Tq`. */
+  steps: number;
+}
+
+/** Arguments of {@link attentionDecoderBackward}. */
+export interface DecoderBackwardArgs<T extends FloatArray = FloatArray> extends DecoderArgs<T> {
+  /** `[B, Tq, H]` gradient of `output`. Default: zeros. */
+  gradOutput?: T;
+  /** `[B, Tq, Tk]` gradient of `attention`. Default: zeros. */
+  gradAttention?: T;
+  /** `[B, H]` gradient of `hN`. Default: zeros. */
+  gradHN?: T;
+  /** `[B, H]` gradient of `cN` (LSTM). Default: zeros. */
+  gradCN?: T;
+}
+
+/** Result of {@link attentionDecoderForward}. */
+export interface DecoderOutput<T extends FloatArray = FloatArray> {
+  /** `[B, Tq, H]` the attentional states `h̃_t`. */
+  output: T;
+  /** `[B, Tq, Tk]` the attention weights of every step. */
+  attention: T;
+  /** `[B, H]` the cell's hidden state after the last step. */
+  hN: T;
+  /** `[B, H]` its cell state (LSTM only). */
+  cN?: T;
+}
+
+/** Result of {@link attentionDecoderBackward}. */
+export interface DecoderGradients<T extends FloatArray = FloatArray> {
+  /** `[B, Tq, I]` */
+  gradInput: T;
+  /** `[B, Tk, Hk]` */
+  gradMemory: T;
+  /** `[B, H]` */
+  gradH0: T;
+  /** `[B, H]` (LSTM only) */
+  gradC0?: T;
+  /** By the names of {@link DecoderWeights}. */
+  gradWeights: DecoderWeights<T>;
+  /** By the names of {@link AttentionParams}. */
+  gradParams: AttentionParams<T>;
+}
+
+/** Arguments of {@link beamSearch}: a decoder and its token side. */
+export interface BeamSearchArgs<T extends FloatArray = FloatArray> extends DecoderBaseArgs<T> {
+  /** `[V, I]` the embedding the decoder's input tokens are read from. */
+  embedding: T;
+  /** `[V, H]` the output layer scoring the next token from `h̃` (logits `W_o h̃ + b_o`). */
+  outputWeight: T;
+  /** `[V]` */
+  outputBias: T;
+  /** The token id decoding starts from. */
+  start: number;
+  /** The token id that ends a hypothesis. */
+  end: number;
+  /** Hypotheses kept per sequence (1: greedy decoding). Default 4. */
+  beamWidth?: number;
+  /** Tokens generated at most (the end token counts). */
+  maxLength: number;
+  /** Wu et al. (2016)'s `α`: finished hypotheses are ranked by `logProb / ((5 + |Y|) / 6)^α`. Default 0 (by `logProb`). */
+  lengthPenalty?: number;
+  /** Hypotheses returned per sequence (at most `beamWidth`). Default 1. */
+  nBest?: number;
+}
+
+/** One output of {@link beamSearch}. */
+export interface BeamHypothesis<T extends FloatArray = FloatArray> {
+  /** The generated token ids, the end token last when `finished`. */
+  tokens: number[];
+  /** The model's log-probability of `tokens` (Σ of each token's log-softmax). */
+  logProb: number;
+  /** The ranking score: `logProb` over the length penalty. */
+  score: number;
+  /** It ended with the end token (else `maxLength` cut it). */
+  finished: boolean;
+  /** `[tokens.length, Tk]` the attention weights of each generated token's step. */
+  attention: T;
+}
+
+const DECODER_BASE_KEYS = [
+  'cell',
+  'nonlinearity',
+  'resetAfter',
+  'recurrentActivation',
+  'score',
+  'inputFeeding',
+  'memory',
+  'batch',
+  'inputSize',
+  'hiddenSize',
+  'memorySteps',
+  'memorySize',
+  'lengths',
+  'weights',
+  'params',
+  'h0',
+  'c0',
+];
+const DECODER_WEIGHT_NAMES = [...WEIGHT_NAMES, 'combine_weight', 'combine_bias'] as const;
+
+function prepareDecoder(fn: string, a: Record<string, unknown>, allowed: readonly string[], withInput: boolean) {
+  if (a === null || typeof a !== 'object') throw new InvalidArgumentError(`${fn}: expected an options object, got ${describe(a)}`);
+  checkKeys(fn, '', a, allowed);
+  const memory = a.memory;
+  if (!isFloatArray(memory))
+    throw new InvalidArgumentError(`${fn}: memory must be a Float32Array or Float64Array, got ${describe(memory)}`);
+  // The score's parameters and lengths, checked as attentionForward checks them.
+  const att = prepareAttention(
+    fn,
+    {
+      score: a.score,
+      query: memory,
+      memory,
+      batch: a.batch,
+      querySteps: 1,
+      querySize: a.hiddenSize,
+      memorySteps: a.memorySteps,
+      memorySize: a.memorySize,
+      ...(a.lengths === undefined ? {} : { lengths: a.lengths }),
+      ...(a.params === undefined ? {} : { params: a.params }),
+    },
+    ATTENTION_KEYS,
+  );
+  const dtype = memory.constructor as typeof Float32Array | typeof Float64Array;
+  const tensor = (name: string, v: unknown, required: boolean): FloatArray | undefined => {
+    if (v === undefined) {
+      if (required) throw new MissingArgumentError(`${fn}: ${name} is required`);
+      return undefined;
+    }
+    if (!(v instanceof dtype)) throw new InvalidArgumentError(`${fn}: ${name} must be a ${dtype.name} like memory, got ${describe(v)}`);
+    return v;
+  };
+  const cellName = a.cell;
+  let cell: CellName;
+  if (cellName === 'lstm') cell = 'lstm';
+  else if (cellName === 'gru') cell = gruCell(fn, a.resetAfter);
+  else if (cellName === 'rnn') cell = rnnCell(fn, a.nonlinearity);
+  else throw new InvalidArgumentError(`${fn}: cell must be 'rnn', 'lstm' or 'gru', got ${describe(cellName)}`);
+  const ra = a.recurrentActivation;
+  if (ra !== undefined && !(typeof ra === 'string' && (RECURRENT_ACTIVATIONS as readonly string[]).includes(ra))) {
+    throw new InvalidArgumentError(`${fn}: recurrentActivation must be one of ${RECURRENT_ACTIVATIONS.join(', ')}, got ${describe(ra)}`);
+  }
+  const feeding = a.inputFeeding ?? false;
+  if (typeof feeding !== 'boolean') throw new InvalidArgumentError(`${fn}: inputFeeding must be a boolean, got ${describe(feeding)}`);
+  const w = a.weights;
+  if (w === undefined) throw new MissingArgumentError(`${fn}: weights is required`);
+  if (w === null || typeof w !== 'object' || isFloatArray(w)) {
+    throw new InvalidArgumentError(`${fn}: weights must be an object of tensors by name, got ${describe(w)}`);
+  }
+  checkKeys(fn, 'weights.', w, DECODER_WEIGHT_NAMES);
+  const weights = w as Record<string, unknown>;
+  const spec: native.DecoderCallSpec = {
+    cell,
+    recurrentActivation: ra as RecurrentActivation | undefined,
+    score: att.spec.score,
+    inputFeeding: feeding,
+    batch: att.spec.batch,
+    steps: withInput ? check.positiveInt(`${fn}: steps`, a.steps, 0xffffffff) : 0,
+    inputSize: check.positiveInt(`${fn}: inputSize`, a.inputSize, 0xffffffff),
+    hiddenSize: att.spec.querySize,
+    memorySteps: att.spec.memorySteps,
+    memorySize: att.spec.memorySize,
+    ...(att.spec.units === undefined ? {} : { units: att.spec.units }),
+  };
+  const tensors = {
+    input: withInput ? tensor('input', a.input, true) : undefined,
+    memory,
+    lengths: att.tensors.lengths,
+    h0: tensor('h0', a.h0, false),
+    c0: tensor('c0', a.c0, false),
+    weightIh: tensor('weights.weight_ih_l0', weights.weight_ih_l0, true)!,
+    weightHh: tensor('weights.weight_hh_l0', weights.weight_hh_l0, true)!,
+    biasIh: tensor('weights.bias_ih_l0', weights.bias_ih_l0, true)!,
+    biasHh: tensor('weights.bias_hh_l0', weights.bias_hh_l0, true)!,
+    combineWeight: tensor('weights.combine_weight', weights.combine_weight, true)!,
+    combineBias: tensor('weights.combine_bias', weights.combine_bias, true)!,
+    weight: att.tensors.weight,
+    queryWeight: att.tensors.queryWeight,
+    keyWeight: att.tensors.keyWeight,
+    bias: att.tensors.bias,
+    v: att.tensors.v,
+    gradOutput: tensor('gradOutput', a.gradOutput, false),
+    gradAttention: tensor('gradAttention', a.gradAttention, false),
+    gradHN: tensor('gradHN', a.gradHN, false),
+    gradCN: tensor('gradCN', a.gradCN, false),
+    embedding: tensor('embedding', a.embedding, false),
+    outputWeight: tensor('outputWeight', a.outputWeight, false),
+    outputBias: tensor('outputBias', a.outputBias, false),
+  };
+  return { spec, tensors, f64: memory instanceof Float64Array, names: att.names };
+}
+
+/**
+ * An attention decoder over a batch, with teacher forcing: at every step the cell reads `x_t`
+ * (with input feeding `[x_t; h̃_{t−1}]`), its `h_t` attends over the memory (masked by
+ * `lengths`) giving `ctx_t`, and the output is Luong's attentional state
+ * `h̃_t = tanh(W_c [ctx_t; h_t] + b_c)`.
+ * @returns `output: [B, Tq, H]`, `attention: [B, Tq, Tk]`, `hN` (and `cN`), same dtype as `memory`.
+ * @throws {GyreError} naming the argument when a size, type, shape or length is wrong.
+ */
+export function attentionDecoderForward<T extends FloatArray>(args: DecoderArgs<T>): DecoderOutput<T> {
+  const fn = 'attentionDecoderForward';
+  const { spec, tensors, f64 } = prepareDecoder(
+    fn,
+    args as unknown as Record<string, unknown>,
+    [...DECODER_BASE_KEYS, 'input', 'steps'],
+    true,
+  );
+  const r = named(fn, () =>
+    f64
+      ? native.decoderForwardF64(spec, tensors as native.DecoderTensorsF64)
+      : native.decoderForwardF32(spec, tensors as native.DecoderTensorsF32),
+  );
+  return { output: r.output as T, attention: r.attention as T, hN: r.hN as T, ...(r.cN ? { cN: r.cN as T } : {}) };
+}
+
+/**
+ * Backpropagation through time of {@link attentionDecoderForward} (recomputed): the gradients of
+ * `Σ output·gradOutput + Σ attention·gradAttention + Σ hN·gradHN (+ Σ cN·gradCN)`.
+ * @returns `gradInput`, `gradMemory`, `gradH0` (and `gradC0`), `gradWeights` and `gradParams` by name.
+ */
+export function attentionDecoderBackward<T extends FloatArray>(args: DecoderBackwardArgs<T>): DecoderGradients<T> {
+  const fn = 'attentionDecoderBackward';
+  const keys = [...DECODER_BASE_KEYS, 'input', 'steps', 'gradOutput', 'gradAttention', 'gradHN', 'gradCN'];
+  const { spec, tensors, f64, names } = prepareDecoder(fn, args as unknown as Record<string, unknown>, keys, true);
+  const r = named(fn, () =>
+    f64
+      ? native.decoderBackwardF64(spec, tensors as native.DecoderTensorsF64)
+      : native.decoderBackwardF32(spec, tensors as native.DecoderTensorsF32),
+  );
+  const byName: AttentionParams<FloatArray> = {
+    weight: r.gradWeight,
+    query_weight: r.gradQueryWeight,
+    key_weight: r.gradKeyWeight,
+    bias: r.gradBias,
+    v: r.gradV,
+  };
+  const gradParams: AttentionParams<T> = {};
+  for (const name of names) gradParams[name] = byName[name] as T;
+  return {
+    gradInput: r.gradInput as T,
+    gradMemory: r.gradMemory as T,
+    gradH0: r.gradH0 as T,
+    ...(r.gradC0 ? { gradC0: r.gradC0 as T } : {}),
+    gradWeights: {
+      weight_ih_l0: r.gradWeightIh as T,
+      weight_hh_l0: r.gradWeightHh as T,
+      bias_ih_l0: r.gradBiasIh as T,
+      bias_hh_l0: r.gradBiasHh as T,
+      combine_weight: r.gradCombineWeight as T,
+      combine_bias: r.gradCombineBias as T,
+    },
+    gradParams,
+  };
+}
+
+/**
+ * Beam search with an attention decoder: from `start`, each step embeds every live
+ * hypothesis's last token, runs the decoder one step for all of them at once, scores the next
+ * token by the log-softmax of `W_o h̃ + b_o`, and keeps the `beamWidth` best extensions per
+ * sequence; a hypothesis ends at `end` or `maxLength`. Width 1 is greedy decoding.
+ * @returns per sequence its `nBest` hypotheses, best first.
+ * @throws {GyreError} naming the argument when a size, type, shape, token id or option is wrong.
+ */
+export function beamSearch<T extends FloatArray>(args: BeamSearchArgs<T>): BeamHypothesis<T>[][] {
+  const fn = 'beamSearch';
+  const a = args as unknown as Record<string, unknown>;
+  const keys = [
+    ...DECODER_BASE_KEYS,
+    'embedding',
+    'outputWeight',
+    'outputBias',
+    'start',
+    'end',
+    'beamWidth',
+    'maxLength',
+    'lengthPenalty',
+    'nBest',
+  ];
+  const { spec, tensors, f64 } = prepareDecoder(fn, a, keys, false);
+  for (const name of ['embedding', 'outputWeight', 'outputBias'] as const) {
+    if (tensors[name] === undefined) throw new MissingArgumentError(`${fn}: ${name} is required`);
+  }
+  const vocabSize = tensors.embedding!.length / spec.inputSize;
+  if (!Number.isInteger(vocabSize) || vocabSize < 1) {
+    throw new InvalidArgumentError(
+      `${fn}: embedding must be [V, inputSize] (a whole number of rows of ${spec.inputSize}), got ${tensors.embedding!.length} values`,
+    );
+  }
+  const lengthPenalty = a.lengthPenalty ?? 0;
+  if (typeof lengthPenalty !== 'number' || !Number.isFinite(lengthPenalty) || lengthPenalty < 0) {
+    throw new InvalidArgumentError(`${fn}: lengthPenalty must be a finite number ≥ 0, got ${describe(a.lengthPenalty)}`);
+  }
+  const options: native.BeamCallOptions = {
+    vocabSize,
+    beamWidth: check.positiveInt(`${fn}: beamWidth`, a.beamWidth ?? 4, 0xffffffff),
+    maxLength: check.positiveInt(`${fn}: maxLength`, a.maxLength, 0xffffffff),
+    start: check.intIn(`${fn}: start`, a.start, 0, vocabSize - 1),
+    end: check.intIn(`${fn}: end`, a.end, 0, vocabSize - 1),
+    lengthPenalty,
+    nBest: check.positiveInt(`${fn}: nBest`, a.nBest ?? 1, 0xffffffff),
+  };
+  const found = named(fn, () =>
+    f64
+      ? native.beamSearchF64(spec, tensors as native.DecoderTensorsF64, options)
+      : native.beamSearchF32(spec, tensors as native.DecoderTensorsF32, options),
+  );
+  return found.map((hyps) =>
+    hyps.map((h) => ({
+      tokens: Array.from(h.tokens),
+      logProb: h.logProb,
+      score: h.score,
+      finished: h.finished,
+      attention: h.attention as T,
+    })),
+  );
+}

@@ -85,6 +85,10 @@ export type {
   AttentionSpec,
   AttentionTensorsF32,
   AttentionTensorsF64,
+  DecoderCallSpec,
+  DecoderTensorsF32,
+  DecoderTensorsF64,
+  BeamCallOptions,
 } from '../native/binding.js';
 
 export const recurrentForwardF32 = guarded(binding.recurrentForwardF32);
@@ -95,3 +99,9 @@ export const attentionForwardF32 = guarded(binding.attentionForwardF32);
 export const attentionForwardF64 = guarded(binding.attentionForwardF64);
 export const attentionBackwardF32 = guarded(binding.attentionBackwardF32);
 export const attentionBackwardF64 = guarded(binding.attentionBackwardF64);
+export const decoderForwardF32 = guarded(binding.decoderForwardF32);
+export const decoderForwardF64 = guarded(binding.decoderForwardF64);
+export const decoderBackwardF32 = guarded(binding.decoderBackwardF32);
+export const decoderBackwardF64 = guarded(binding.decoderBackwardF64);
+export const beamSearchF32 = guarded(binding.beamSearchF32);
+export const beamSearchF64 = guarded(binding.beamSearchF64);

@@ -61,7 +61,7 @@ pub struct RecurrentSpec {
     pub recurrent_activation: Option<String>,
 }
 
-fn cell_kind(name: &str, recurrent_activation: Option<&str>) -> gyre_core::Result<CellKind> {
+pub(crate) fn cell_kind(name: &str, recurrent_activation: Option<&str>) -> gyre_core::Result<CellKind> {
     let recurrent = match recurrent_activation {
         None => GateActivation::Sigmoid,
         Some(a) => GateActivation::from_name(a).ok_or_else(|| CoreError::InvalidArgument {
