@@ -39,7 +39,8 @@ pub use kernels::{tensor, threads, Real};
 pub use model::Model;
 pub use rnn::cells::{GateActivation, Nonlinearity};
 pub use rnn::functional::{
-    backward, forward, CellKind, ForwardOutput, Gradients, InitialState, OutputGrads, RecurrentState,
+    backward, backward_sequences, forward, forward_sequences, CellKind, ForwardOutput, Gradients, InitialState,
+    OutputGrads, RecurrentState, SequenceOptions,
 };
 pub use rnn::weights::{LayerWeights, WeightGrads};
 pub use train::fit;

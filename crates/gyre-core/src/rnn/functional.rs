@@ -8,7 +8,7 @@ use crate::rnn::cells::{GateActivation, GruCell, LstmCell, Nonlinearity, RnnCell
 use crate::rnn::sequence::forward_sequence;
 use crate::rnn::weights::{LayerWeights, WeightGrads};
 use crate::rnn::{backward_sequence, Packing};
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
 
 /// Which cell a layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,30 +152,90 @@ fn check<F: Real>(kind: CellKind, w: &LayerWeights<F>, x: &ArrayView3<F>, init: 
     Ok(Checked { batch, steps, hidden })
 }
 
-/// `[B, T, X]` batch-first to `[T·B, X]` time-major.
-fn time_major<F: Real>(x: &ArrayView3<F>) -> Array2<F> {
-    let (b, t, f) = x.dim();
-    let mut out = Array2::zeros((t * b, f));
-    for (row, mut dst) in out.axis_chunks_iter_mut(Axis(0), b).enumerate() {
-        dst.assign(&x.index_axis(Axis(1), row));
-    }
-    out
+/// How the sequences of a functional call run: their lengths and direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SequenceOptions<'a> {
+    /// `[B]` each sequence's steps (1 … `T`; the steps past them are padding: outputs 0 there,
+    /// inputs unread, the final state taken at the sequence's last step). `None`: all `T`.
+    pub lengths: Option<&'a [usize]>,
+    /// Run each sequence from its last step to its first (outputs stay at their steps; the
+    /// final state is the one after the first step).
+    pub reverse: bool,
 }
 
-/// `[T·B, X]` time-major to `[B, T, X]` batch-first.
-fn batch_first<F: Real>(x: ArrayView2<F>, batch: usize) -> Array3<F> {
-    let steps = x.nrows() / batch.max(1);
-    let mut out = Array3::zeros((batch, steps, x.ncols()));
-    for (t, src) in x.axis_chunks_iter(Axis(0), batch.max(1)).enumerate() {
-        out.index_axis_mut(Axis(1), t).assign(&src);
-    }
-    out
+/// Where each sequence's steps are in the packed rows: the batch sorted by decreasing length
+/// (`order[i]` the original index of sorted sequence `i`, stable), packed time-major.
+struct Layout {
+    order: Vec<usize>,
+    packing: Packing,
 }
 
-fn state_or_zeros<F: Real>(s: Option<&ArrayView2<F>>, batch: usize, hidden: usize) -> Vec<F> {
-    match s {
-        Some(s) => s.iter().copied().collect(),
-        None => vec![F::zero(); batch * hidden],
+impl Layout {
+    fn new(batch: usize, steps: usize, lengths: Option<&[usize]>) -> Result<Self> {
+        let Some(lengths) = lengths else {
+            return Ok(Layout { order: (0..batch).collect(), packing: Packing::uniform(batch, steps)? });
+        };
+        if lengths.len() != batch {
+            return Err(CoreError::shape(
+                "lengths",
+                format!("{batch} values (one per sequence)"),
+                format!("{}", lengths.len()),
+            ));
+        }
+        if let Some((i, &l)) = lengths.iter().enumerate().find(|(_, &l)| l == 0 || l > steps) {
+            return Err(CoreError::invalid(format!("lengths[{i}]"), format!("an integer in 1..={steps}"), l));
+        }
+        let mut order: Vec<usize> = (0..batch).collect();
+        order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
+        let sorted: Vec<usize> = order.iter().map(|&b| lengths[b]).collect();
+        Ok(Layout { order, packing: Packing::from_sorted_lengths(&sorted)? })
+    }
+
+    /// `[B, T, X]` batch-first to the packed `[N, X]` rows.
+    fn pack<F: Real>(&self, x: &ArrayView3<F>) -> Array2<F> {
+        let mut out = Array2::zeros((self.packing.rows(), x.dim().2));
+        for t in 0..self.packing.steps() {
+            let at = self.packing.offset(t);
+            for i in 0..self.packing.rows_at(t) {
+                out.row_mut(at + i).assign(&x.slice(ndarray::s![self.order[i], t, ..]));
+            }
+        }
+        out
+    }
+
+    /// Packed `[N, X]` rows to `[B, T, X]` batch-first, zeros at the padded steps.
+    fn unpack<F: Real>(&self, rows: ArrayView2<F>, steps: usize) -> Array3<F> {
+        let mut out = Array3::zeros((self.order.len(), steps, rows.ncols()));
+        for t in 0..self.packing.steps() {
+            let at = self.packing.offset(t);
+            for i in 0..self.packing.rows_at(t) {
+                out.slice_mut(ndarray::s![self.order[i], t, ..]).assign(&rows.row(at + i));
+            }
+        }
+        out
+    }
+
+    /// `[B, H]` states in the original order to the sorted order, flat.
+    fn sort_states<F: Real>(&self, s: Option<&ArrayView2<F>>, hidden: usize) -> Vec<F> {
+        let mut out = vec![F::zero(); self.order.len() * hidden];
+        if let Some(s) = s {
+            for (i, &b) in self.order.iter().enumerate() {
+                out[i * hidden..(i + 1) * hidden].iter_mut().zip(s.row(b)).for_each(|(o, &v)| *o = v);
+            }
+        }
+        out
+    }
+
+    /// Flat `[B, H]` states in the sorted order back to the original order.
+    fn unsort_states<F: Real>(&self, what: &str, s: &[F], hidden: usize) -> Result<Array2<F>> {
+        let mut out = Array2::zeros((self.order.len(), hidden));
+        for (i, &b) in self.order.iter().enumerate() {
+            let row = s
+                .get(i * hidden..(i + 1) * hidden)
+                .ok_or_else(|| CoreError::shape(what, "[batch, hidden]", "fewer values"))?;
+            out.row_mut(b).assign(&ndarray::ArrayView1::from(row));
+        }
+        Ok(out)
     }
 }
 
@@ -185,12 +245,13 @@ fn run_forward<F: Real, C: Cell<F>>(
     x: &ArrayView3<F>,
     init: &InitialState<F>,
     c: &Checked,
+    layout: &Layout,
+    reverse: bool,
 ) -> Result<(Array2<F>, crate::rnn::Trace<F>)> {
-    let xt = time_major(x);
-    let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
-    let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
-    let packing = Packing::uniform(c.batch, c.steps)?;
-    let trace = forward_sequence(cell, w, xt.view(), &packing, false, &h0, &c0)?;
+    let xt = layout.pack(x);
+    let h0 = layout.sort_states(init.hidden.as_ref(), c.hidden);
+    let c0 = if cell.has_cell_state() { layout.sort_states(init.cell.as_ref(), c.hidden) } else { Vec::new() };
+    let trace = forward_sequence(cell, w, xt.view(), &layout.packing, reverse, &h0, &c0)?;
     Ok((xt, trace))
 }
 
@@ -200,26 +261,19 @@ fn forward_with<F: Real, C: Cell<F>>(
     x: &ArrayView3<F>,
     init: &InitialState<F>,
     c: &Checked,
+    opts: &SequenceOptions,
 ) -> Result<ForwardOutput<F>> {
-    let xt = time_major(x);
-    let h0 = state_or_zeros(init.hidden.as_ref(), c.batch, c.hidden);
-    let c0 = if cell.has_cell_state() { state_or_zeros(init.cell.as_ref(), c.batch, c.hidden) } else { Vec::new() };
-    let packing = Packing::uniform(c.batch, c.steps)?;
-    let o = crate::rnn::sequence::infer_sequence(cell, w, None, xt.view(), &packing, false, &h0, &c0)?;
-    let out = crate::kernels::tensor::matrix("output", &o.h, c.steps * c.batch, c.hidden)?;
+    let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
+    let xt = layout.pack(x);
+    let h0 = layout.sort_states(init.hidden.as_ref(), c.hidden);
+    let c0 = if cell.has_cell_state() { layout.sort_states(init.cell.as_ref(), c.hidden) } else { Vec::new() };
+    let o = crate::rnn::sequence::infer_sequence(cell, w, None, xt.view(), &layout.packing, opts.reverse, &h0, &c0)?;
+    let out = crate::kernels::tensor::matrix("output", &o.h, layout.packing.rows(), c.hidden)?;
     let state = RecurrentState {
-        hidden: Array2::from_shape_vec((c.batch, c.hidden), o.h_n)
-            .map_err(|e| CoreError::shape("h_n", "[batch, hidden]", e.to_string()))?,
-        cell: if cell.has_cell_state() {
-            Some(
-                Array2::from_shape_vec((c.batch, c.hidden), o.c_n)
-                    .map_err(|e| CoreError::shape("c_n", "[batch, hidden]", e.to_string()))?,
-            )
-        } else {
-            None
-        },
+        hidden: layout.unsort_states("h_n", &o.h_n, c.hidden)?,
+        cell: if cell.has_cell_state() { Some(layout.unsort_states("c_n", &o.c_n, c.hidden)?) } else { None },
     };
-    Ok(ForwardOutput { output: batch_first(out, c.batch), state })
+    Ok(ForwardOutput { output: layout.unpack(out, c.steps), state })
 }
 
 fn backward_with<F: Real, C: Cell<F>>(
@@ -229,6 +283,7 @@ fn backward_with<F: Real, C: Cell<F>>(
     init: &InitialState<F>,
     grads: &OutputGrads<F>,
     c: &Checked,
+    opts: &SequenceOptions,
 ) -> Result<Gradients<F>> {
     let kind_has_c = cell.has_cell_state();
     if let Some(g) = &grads.output {
@@ -245,21 +300,19 @@ fn backward_with<F: Real, C: Cell<F>>(
     check_state("grad_h_n", kind, grads.hidden.as_ref(), c.batch, c.hidden, false)?;
     check_state("grad_c_n", kind, grads.cell.as_ref(), c.batch, c.hidden, true)?;
 
-    let (xt, trace) = run_forward(cell, w, x, init, c)?;
-    let d_out =
-        grads.output.as_ref().map(time_major).map(|a| a.iter().copied().collect::<Vec<F>>()).unwrap_or_default();
-    let d_hn: Vec<F> = grads.hidden.map(|g| g.iter().copied().collect()).unwrap_or_default();
-    let d_cn: Vec<F> = grads.cell.map(|g| g.iter().copied().collect()).unwrap_or_default();
+    let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
+    let (xt, trace) = run_forward(cell, w, x, init, c, &layout, opts.reverse)?;
+    let d_out = grads.output.as_ref().map(|g| layout.pack(g).iter().copied().collect::<Vec<F>>()).unwrap_or_default();
+    let d_hn: Vec<F> =
+        if grads.hidden.is_some() { layout.sort_states(grads.hidden.as_ref(), c.hidden) } else { Vec::new() };
+    let d_cn: Vec<F> =
+        if grads.cell.is_some() { layout.sort_states(grads.cell.as_ref(), c.hidden) } else { Vec::new() };
     let g = backward_sequence(cell, w, xt.view(), trace, &d_out, &d_hn, &d_cn, true)?;
-    let to2 = |what: &str, v: Vec<F>| {
-        Array2::from_shape_vec((c.batch, c.hidden), v)
-            .map_err(|e| CoreError::shape(what, "[batch, hidden]", e.to_string()))
-    };
     Ok(Gradients {
-        input: batch_first(g.input.view(), c.batch),
+        input: layout.unpack(g.input.view(), c.steps),
         initial: RecurrentState {
-            hidden: to2("grad_h0", g.h0)?,
-            cell: if kind_has_c { Some(to2("grad_c0", g.c0)?) } else { None },
+            hidden: layout.unsort_states("grad_h0", &g.h0, c.hidden)?,
+            cell: if kind_has_c { Some(layout.unsort_states("grad_c0", &g.c0, c.hidden)?) } else { None },
         },
         weights: g.weights,
     })
@@ -280,12 +333,26 @@ pub fn forward<F: Real>(
     input: ArrayView3<F>,
     initial: &InitialState<F>,
 ) -> Result<ForwardOutput<F>> {
+    forward_sequences(kind, weights, input, initial, &SequenceOptions::default())
+}
+
+/// [`forward`] over sequences of their own lengths, in either direction ([`SequenceOptions`]).
+///
+/// # Errors
+/// As [`forward`], and when a length is 0 or exceeds `T`, or there is not one per sequence.
+pub fn forward_sequences<F: Real>(
+    kind: CellKind,
+    weights: &LayerWeights<F>,
+    input: ArrayView3<F>,
+    initial: &InitialState<F>,
+    opts: &SequenceOptions,
+) -> Result<ForwardOutput<F>> {
     let c = check(kind, weights, &input, initial)?;
     match kind {
-        CellKind::Rnn(nonlinearity) => forward_with(&RnnCell { nonlinearity }, weights, &input, initial, &c),
-        CellKind::Lstm { recurrent } => forward_with(&LstmCell { recurrent }, weights, &input, initial, &c),
+        CellKind::Rnn(nonlinearity) => forward_with(&RnnCell { nonlinearity }, weights, &input, initial, &c, opts),
+        CellKind::Lstm { recurrent } => forward_with(&LstmCell { recurrent }, weights, &input, initial, &c, opts),
         CellKind::Gru { reset_after, recurrent } => {
-            forward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, &c)
+            forward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, &c, opts)
         }
     }
 }
@@ -304,12 +371,32 @@ pub fn backward<F: Real>(
     initial: &InitialState<F>,
     grads: &OutputGrads<F>,
 ) -> Result<Gradients<F>> {
+    backward_sequences(kind, weights, input, initial, grads, &SequenceOptions::default())
+}
+
+/// [`backward`] for [`forward_sequences`] with the same options: the gradients at padded steps
+/// are 0 (their inputs are not read; their outputs' gradients are ignored).
+///
+/// # Errors
+/// As [`backward`] and [`forward_sequences`].
+pub fn backward_sequences<F: Real>(
+    kind: CellKind,
+    weights: &LayerWeights<F>,
+    input: ArrayView3<F>,
+    initial: &InitialState<F>,
+    grads: &OutputGrads<F>,
+    opts: &SequenceOptions,
+) -> Result<Gradients<F>> {
     let c = check(kind, weights, &input, initial)?;
     match kind {
-        CellKind::Rnn(nonlinearity) => backward_with(&RnnCell { nonlinearity }, weights, &input, initial, grads, &c),
-        CellKind::Lstm { recurrent } => backward_with(&LstmCell { recurrent }, weights, &input, initial, grads, &c),
+        CellKind::Rnn(nonlinearity) => {
+            backward_with(&RnnCell { nonlinearity }, weights, &input, initial, grads, &c, opts)
+        }
+        CellKind::Lstm { recurrent } => {
+            backward_with(&LstmCell { recurrent }, weights, &input, initial, grads, &c, opts)
+        }
         CellKind::Gru { reset_after, recurrent } => {
-            backward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, grads, &c)
+            backward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, grads, &c, opts)
         }
     }
 }
