@@ -972,12 +972,16 @@ export interface RecurrentSpec {
   hiddenSize: number
   /** LSTM and GRU: `"sigmoid"` (default), `"hardSigmoidTfjs"` or `"hardSigmoidKeras3"`. */
   recurrentActivation?: string
+  /** Run each sequence from its last step to its first. Default false. */
+  reverse?: boolean
 }
 
 /** Flat row-major tensors of one call; shapes are given by the `RecurrentSpec`. */
 export interface RecurrentTensorsF32 {
   /** `[B, T, I]` input sequence, batch-first. */
   input: Float32Array
+  /** `[B]` each sequence's steps (1 … T; all T when absent). */
+  lengths?: Uint32Array
   /** `[B, H]` initial hidden state (zeros when absent). */
   h0?: Float32Array
   /** `[B, H]` initial cell state, LSTM only (zeros when absent). */
@@ -1002,6 +1006,8 @@ export interface RecurrentTensorsF32 {
 export interface RecurrentTensorsF64 {
   /** `[B, T, I]` input sequence, batch-first. */
   input: Float64Array
+  /** `[B]` each sequence's steps (1 … T; all T when absent). */
+  lengths?: Uint32Array
   /** `[B, H]` initial hidden state (zeros when absent). */
   h0?: Float64Array
   /** `[B, H]` initial cell state, LSTM only (zeros when absent). */

@@ -54,6 +54,16 @@ export interface RecurrentArgs<T extends FloatArray = FloatArray> {
   weights: RecurrentWeights<T>;
   /** `[B, H]` initial hidden state. Default: zeros. */
   h0?: T;
+  /**
+   * `[B]` each sequence's steps (1 … `T`): the steps past them are padding (outputs 0 there,
+   * inputs unread; `hN` is taken at the sequence's own last step). Default: all `T`.
+   */
+  lengths?: readonly number[] | Uint32Array;
+  /**
+   * Run each sequence from its last step to its first (the backward half of a bidirectional
+   * layer; outputs stay at their steps, `hN` is the state after the first step). Default `false`.
+   */
+  reverse?: boolean;
 }
 
 /** Arguments of {@link rnnForward}. */
@@ -133,7 +143,7 @@ export interface LstmGradients<T extends FloatArray = FloatArray> extends Recurr
 
 type CellName = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before';
 const WEIGHT_NAMES = ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0'] as const;
-const BASE_KEYS = ['input', 'batch', 'steps', 'inputSize', 'hiddenSize', 'weights', 'h0'];
+const BASE_KEYS = ['input', 'batch', 'steps', 'inputSize', 'hiddenSize', 'weights', 'h0', 'lengths', 'reverse'];
 const GRAD_KEYS = ['gradOutput', 'gradHN'];
 
 function isFloatArray(v: unknown): v is FloatArray {
@@ -159,9 +169,12 @@ function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed
   if (ra !== undefined && !(typeof ra === 'string' && (RECURRENT_ACTIVATIONS as readonly string[]).includes(ra))) {
     throw new InvalidArgumentError(`${fn}: recurrentActivation must be one of ${RECURRENT_ACTIVATIONS.join(', ')}, got ${describe(ra)}`);
   }
+  const reverse = a.reverse ?? false;
+  if (typeof reverse !== 'boolean') throw new InvalidArgumentError(`${fn}: reverse must be a boolean, got ${describe(a.reverse)}`);
   const spec = {
     cell,
     recurrentActivation: ra as RecurrentActivation | undefined,
+    reverse,
     batch: check.positiveInt(`${fn}: batch`, a.batch, 0xffffffff),
     steps: check.positiveInt(`${fn}: steps`, a.steps, 0xffffffff),
     inputSize: check.positiveInt(`${fn}: inputSize`, a.inputSize, 0xffffffff),
@@ -184,8 +197,20 @@ function prepare(fn: string, cell: CellName, a: Record<string, unknown>, allowed
   }
   checkKeys(fn, 'weights.', w, WEIGHT_NAMES);
   const weights = w as Record<string, unknown>;
+  let lengths: Uint32Array | undefined;
+  if (a.lengths !== undefined) {
+    const l = a.lengths;
+    if (!(l instanceof Uint32Array) && !Array.isArray(l)) {
+      throw new InvalidArgumentError(`${fn}: lengths must be an array of ${spec.batch} integers, got ${describe(l)}`);
+    }
+    lengths = Uint32Array.from(l as ArrayLike<number>, (v, i) => check.intIn(`${fn}: lengths[${i}]`, v, 1, spec.steps));
+    if (lengths.length !== spec.batch) {
+      throw new InvalidArgumentError(`${fn}: lengths must have ${spec.batch} entries (one per sequence), got ${lengths.length}`);
+    }
+  }
   const tensors = {
     input,
+    lengths,
     h0: tensor('h0', a.h0, false),
     c0: tensor('c0', a.c0, false),
     weightIh: tensor('weights.weight_ih_l0', weights.weight_ih_l0, true)!,

@@ -27,7 +27,7 @@ fn keep_freed_memory_briefly() {
 use gyre_core::tensor::{matrix, tensor3, vector};
 use gyre_core::threads;
 use gyre_core::{CellKind, CoreError, GateActivation, InitialState, LayerWeights, Nonlinearity, OutputGrads, Real};
-use napi::bindgen_prelude::{Float32Array, Float64Array};
+use napi::bindgen_prelude::{Float32Array, Float64Array, Uint32Array};
 use napi_derive::napi;
 
 pub mod attention;
@@ -59,6 +59,8 @@ pub struct RecurrentSpec {
     pub hidden_size: u32,
     /// LSTM and GRU: `"sigmoid"` (default), `"hardSigmoidTfjs"` or `"hardSigmoidKeras3"`.
     pub recurrent_activation: Option<String>,
+    /// Run each sequence from its last step to its first. Default false.
+    pub reverse: Option<bool>,
 }
 
 pub(crate) fn cell_kind(name: &str, recurrent_activation: Option<&str>) -> gyre_core::Result<CellKind> {
@@ -96,6 +98,7 @@ pub(crate) fn cell_kind(name: &str, recurrent_activation: Option<&str>) -> gyre_
 /// Borrowed flat tensors of one call, whichever the element type.
 struct Tensors<'a, F> {
     input: &'a [F],
+    lengths: Option<&'a [u32]>,
     h0: Option<&'a [F]>,
     c0: Option<&'a [F]>,
     weight_ih: &'a [F],
@@ -170,9 +173,18 @@ fn prepare<'a, F: Real>(spec: &RecurrentSpec, x: &Tensors<'a, F>) -> gyre_core::
     })
 }
 
+/// The lengths and direction of a call.
+fn sequences<'a>(spec: &RecurrentSpec, lengths: &'a Option<Vec<usize>>) -> gyre_core::SequenceOptions<'a> {
+    gyre_core::SequenceOptions { lengths: lengths.as_deref(), reverse: spec.reverse.unwrap_or(false) }
+}
+
 fn forward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> gyre_core::Result<Forward<F>> {
     let call = prepare(spec, x)?;
-    let out = gyre_core::threads::install(|| gyre_core::forward(call.kind, &call.weights, call.input, &call.initial))??;
+    let lengths = x.lengths.map(|l| l.iter().map(|&v| v as usize).collect::<Vec<usize>>());
+    let opts = sequences(spec, &lengths);
+    let out = gyre_core::threads::install(|| {
+        gyre_core::forward_sequences(call.kind, &call.weights, call.input, &call.initial, &opts)
+    })??;
     Ok(Forward {
         output: out.output.into_iter().collect(),
         h_n: out.state.hidden.into_iter().collect(),
@@ -188,8 +200,10 @@ fn backward_impl<F: Real>(spec: &RecurrentSpec, x: &Tensors<F>) -> gyre_core::Re
         hidden: x.grad_h_n.map(|g| matrix("grad_h_n", g, b, h)).transpose()?,
         cell: x.grad_c_n.map(|g| matrix("grad_c_n", g, b, h)).transpose()?,
     };
+    let lengths = x.lengths.map(|l| l.iter().map(|&v| v as usize).collect::<Vec<usize>>());
+    let opts = sequences(spec, &lengths);
     let g = gyre_core::threads::install(|| {
-        gyre_core::backward(call.kind, &call.weights, call.input, &call.initial, &grads)
+        gyre_core::backward_sequences(call.kind, &call.weights, call.input, &call.initial, &grads, &opts)
     })??;
     Ok(Backward {
         grad_input: g.input.into_iter().collect(),
@@ -211,6 +225,8 @@ macro_rules! dtype_api {
         pub struct $Args {
             /// `[B, T, I]` input sequence, batch-first.
             pub input: $Array,
+            /// `[B]` each sequence's steps (1 … T; all T when absent).
+            pub lengths: Option<Uint32Array>,
             /// `[B, H]` initial hidden state (zeros when absent).
             pub h0: Option<$Array>,
             /// `[B, H]` initial cell state, LSTM only (zeros when absent).
@@ -235,6 +251,7 @@ macro_rules! dtype_api {
             fn tensors(&self) -> Tensors<'_, $F> {
                 Tensors {
                     input: &self.input,
+                    lengths: self.lengths.as_deref(),
                     h0: self.h0.as_deref(),
                     c0: self.c0.as_deref(),
                     weight_ih: &self.weight_ih,
