@@ -420,6 +420,23 @@ const ATTENTION_PARAMS: Record<AttentionScoreName, readonly (keyof AttentionPara
   additive: ['query_weight', 'key_weight', 'bias', 'v'],
 };
 
+/** The score parameters' gradients of a native result, by name, for the score's parameters `names`. */
+function scoreGrads<T extends FloatArray>(
+  r: { gradWeight?: FloatArray; gradQueryWeight?: FloatArray; gradKeyWeight?: FloatArray; gradBias?: FloatArray; gradV?: FloatArray },
+  names: readonly (keyof AttentionParams)[],
+): AttentionParams<T> {
+  const byName: AttentionParams<FloatArray> = {
+    weight: r.gradWeight,
+    query_weight: r.gradQueryWeight,
+    key_weight: r.gradKeyWeight,
+    bias: r.gradBias,
+    v: r.gradV,
+  };
+  const out: AttentionParams<T> = {};
+  for (const name of names) out[name] = byName[name] as T;
+  return out;
+}
+
 function prepareAttention(fn: string, a: Record<string, unknown>, allowed: readonly string[]) {
   if (a === null || typeof a !== 'object') throw new InvalidArgumentError(`${fn}: expected an options object, got ${describe(a)}`);
   checkKeys(fn, '', a, allowed);
@@ -518,15 +535,7 @@ export function attentionBackward<T extends FloatArray>(args: AttentionBackwardA
       ? native.attentionBackwardF64(spec, tensors as native.AttentionTensorsF64)
       : native.attentionBackwardF32(spec, tensors as native.AttentionTensorsF32),
   );
-  const byName: AttentionParams<FloatArray> = {
-    weight: r.gradWeight,
-    query_weight: r.gradQueryWeight,
-    key_weight: r.gradKeyWeight,
-    bias: r.gradBias,
-    v: r.gradV,
-  };
-  const gradParams: AttentionParams<T> = {};
-  for (const name of names) gradParams[name] = byName[name] as T;
+  const gradParams = scoreGrads<T>(r, names);
   return { gradQuery: r.gradQuery as T, gradMemory: r.gradMemory as T, gradParams };
 }
 
@@ -811,15 +820,7 @@ export function attentionDecoderBackward<T extends FloatArray>(args: DecoderBack
       ? native.decoderBackwardF64(spec, tensors as native.DecoderTensorsF64)
       : native.decoderBackwardF32(spec, tensors as native.DecoderTensorsF32),
   );
-  const byName: AttentionParams<FloatArray> = {
-    weight: r.gradWeight,
-    query_weight: r.gradQueryWeight,
-    key_weight: r.gradKeyWeight,
-    bias: r.gradBias,
-    v: r.gradV,
-  };
-  const gradParams: AttentionParams<T> = {};
-  for (const name of names) gradParams[name] = byName[name] as T;
+  const gradParams = scoreGrads<T>(r, names);
   return {
     gradInput: r.gradInput as T,
     gradMemory: r.gradMemory as T,

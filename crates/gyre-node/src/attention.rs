@@ -142,6 +142,17 @@ fn backward_impl<F: Real>(spec: &AttentionSpec, t: &Tensors<'_, F>) -> gyre_core
     })
 }
 
+/// The score parameters' gradients in the result objects' order (`weight`, `query_weight`,
+/// `key_weight`, `bias`, `v`), each converted by `wrap`; absent for the score's others.
+fn score_grads<F, T>(params: Vec<(&'static str, Vec<F>)>, wrap: impl Fn(Vec<F>) -> T) -> [Option<T>; 5] {
+    let mut out = [None, None, None, None, None];
+    for (name, values) in params {
+        let k = ["weight", "query_weight", "key_weight", "bias", "v"].iter().position(|&n| n == name).unwrap_or(4);
+        out[k] = Some(wrap(values));
+    }
+    out
+}
+
 /// Declares, for one element type, the tensor argument object, the two result objects and the
 /// forward and backward exports.
 macro_rules! dtype_api {
@@ -230,26 +241,17 @@ macro_rules! dtype_api {
         pub fn $backward(spec: AttentionSpec, args: $Args) -> Result<$Bwd> {
             contain(|| {
                 let r = backward_impl(&spec, &args.tensors())?;
-                let mut out = $Bwd {
+                let [grad_weight, grad_query_weight, grad_key_weight, grad_bias, grad_v] =
+                    score_grads(r.params, $Array::new);
+                Ok($Bwd {
                     grad_query: $Array::new(r.query),
                     grad_memory: $Array::new(r.memory),
-                    grad_weight: None,
-                    grad_query_weight: None,
-                    grad_key_weight: None,
-                    grad_bias: None,
-                    grad_v: None,
-                };
-                for (name, values) in r.params {
-                    let slot = match name {
-                        "weight" => &mut out.grad_weight,
-                        "query_weight" => &mut out.grad_query_weight,
-                        "key_weight" => &mut out.grad_key_weight,
-                        "bias" => &mut out.grad_bias,
-                        _ => &mut out.grad_v,
-                    };
-                    *slot = Some($Array::new(values));
-                }
-                Ok(out)
+                    grad_weight,
+                    grad_query_weight,
+                    grad_key_weight,
+                    grad_bias,
+                    grad_v,
+                })
             })
         }
     };
@@ -727,7 +729,9 @@ macro_rules! decoder_api {
                 let r = decoder_backward_impl(&spec, &args.tensors())?;
                 let [wih, whh, bih, bhh] = r.cell;
                 let [cw, cb] = r.combine;
-                let mut out = $Bwd {
+                let [grad_weight, grad_query_weight, grad_key_weight, grad_bias, grad_v] =
+                    score_grads(r.params, $Array::new);
+                Ok($Bwd {
                     grad_input: $Array::new(r.input),
                     grad_memory: $Array::new(r.memory),
                     grad_h0: $Array::new(r.h0),
@@ -738,23 +742,12 @@ macro_rules! decoder_api {
                     grad_bias_hh: $Array::new(bhh),
                     grad_combine_weight: $Array::new(cw),
                     grad_combine_bias: $Array::new(cb),
-                    grad_weight: None,
-                    grad_query_weight: None,
-                    grad_key_weight: None,
-                    grad_bias: None,
-                    grad_v: None,
-                };
-                for (name, values) in r.params {
-                    let slot = match name {
-                        "weight" => &mut out.grad_weight,
-                        "query_weight" => &mut out.grad_query_weight,
-                        "key_weight" => &mut out.grad_key_weight,
-                        "bias" => &mut out.grad_bias,
-                        _ => &mut out.grad_v,
-                    };
-                    *slot = Some($Array::new(values));
-                }
-                Ok(out)
+                    grad_weight,
+                    grad_query_weight,
+                    grad_key_weight,
+                    grad_bias,
+                    grad_v,
+                })
             })
         }
 
