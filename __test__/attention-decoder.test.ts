@@ -14,6 +14,7 @@ import {
   type AttentionScoreName,
   attentionDecoderBackward,
   attentionDecoderForward,
+  attentionDecoderStep,
   beamSearch,
   type DecoderArgs,
   InvalidArgumentError,
@@ -126,6 +127,38 @@ describe('the attention decoder against the NumPy decoder', () => {
       params: Object.fromEntries(Object.entries(a.params ?? {}).map(([k, v]) => [k, Float32Array.from(v)])),
     });
     close(f32.output, c.outputs.output!, 2e-5, 'f32 output');
+  });
+});
+
+describe('attentionDecoderStep', () => {
+  it.each(doc.decoder_cases.map((c) => [c.name, c] as const))('stepping %s gives the whole pass', (_, c) => {
+    const a = args(c);
+    const whole = attentionDecoderForward(a);
+    const { input, steps, ...base } = a;
+    const [B, T, I, H, TK] = [c.batch, steps, c.input_size, c.hidden_size, c.memory_steps];
+    let state: { h0: Float64Array; c0?: Float64Array; hTilde?: Float64Array } = { h0: a.h0!, ...(a.c0 ? { c0: a.c0 } : {}) };
+    for (let t = 0; t < T; t++) {
+      const x = new Float64Array(B * I);
+      for (let b = 0; b < B; b++) x.set(input.subarray((b * T + t) * I, (b * T + t + 1) * I), b * I);
+      const r = attentionDecoderStep({ ...base, ...state, input: x });
+      for (let b = 0; b < B; b++) {
+        close(
+          r.output.subarray(b * H, (b + 1) * H),
+          Array.from(whole.output.subarray((b * T + t) * H, (b * T + t + 1) * H)),
+          1e-12,
+          `output ${t}`,
+        );
+        close(
+          r.attention.subarray(b * TK, (b + 1) * TK),
+          Array.from(whole.attention.subarray((b * T + t) * TK, (b * T + t + 1) * TK)),
+          1e-12,
+          `attention ${t}`,
+        );
+      }
+      state = { h0: r.hN, ...(r.cN ? { c0: r.cN } : {}), hTilde: r.hTilde };
+    }
+    close(state.h0, Array.from(whole.hN), 1e-12, 'hN');
+    expect(() => attentionDecoderStep({ ...base, input: new Float64Array(B * I), hTilde: new Float64Array(H) })).toThrow(/hTilde/);
   });
 });
 

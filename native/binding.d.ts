@@ -499,6 +499,40 @@ export interface DecoderResultF64 {
   cN?: Float64Array
 }
 
+/** One step of the attention decoder from a given state (`input: [B, I]`). */
+export declare function decoderStepF32(spec: DecoderCallSpec, args: DecoderTensorsF32): DecoderStepF32
+
+/** A decoder step's output and new state. */
+export interface DecoderStepF32 {
+  /** `[B, H]` the step's `h̃`. */
+  output: Float32Array
+  /** `[B, Tk]` its attention weights. */
+  attention: Float32Array
+  /** `[B, H]` the cell's new hidden state. */
+  hN: Float32Array
+  /** `[B, H]` its new cell state (LSTM only). */
+  cN?: Float32Array
+  /** `[B, H]` the new `h̃` (the next step's input feeding). */
+  hTilde: Float32Array
+}
+
+/** One step of the attention decoder from a given state (`input: [B, I]`). */
+export declare function decoderStepF64(spec: DecoderCallSpec, args: DecoderTensorsF64): DecoderStepF64
+
+/** A decoder step's output and new state. */
+export interface DecoderStepF64 {
+  /** `[B, H]` the step's `h̃`. */
+  output: Float64Array
+  /** `[B, Tk]` its attention weights. */
+  attention: Float64Array
+  /** `[B, H]` the cell's new hidden state. */
+  hN: Float64Array
+  /** `[B, H]` its new cell state (LSTM only). */
+  cN?: Float64Array
+  /** `[B, H]` the new `h̃` (the next step's input feeding). */
+  hTilde: Float64Array
+}
+
 /** Flat row-major tensors of one decoder call; shapes are given by the `DecoderCallSpec`. */
 export interface DecoderTensorsF32 {
   /** `[B, Tq, I]` the decoder's inputs (teacher forcing; absent for beam search). */
@@ -547,6 +581,8 @@ export interface DecoderTensorsF32 {
   outputWeight?: Float32Array
   /** `[V]` beam search: its bias. */
   outputBias?: Float32Array
+  /** `[B, H]` a step: the previous step's `h̃` (zeros when absent: the first step). */
+  hTilde?: Float32Array
 }
 
 /** Flat row-major tensors of one decoder call; shapes are given by the `DecoderCallSpec`. */
@@ -597,6 +633,8 @@ export interface DecoderTensorsF64 {
   outputWeight?: Float64Array
   /** `[V]` beam search: its bias. */
   outputBias?: Float64Array
+  /** `[B, H]` a step: the previous step's `h̃` (zeros when absent: the first step). */
+  hTilde?: Float64Array
 }
 
 /** Early stopping on the validation loss (else the training loss). */

@@ -633,6 +633,60 @@ export interface DecoderGradients<T extends FloatArray = FloatArray> {
   gradParams: AttentionParams<T>;
 }
 
+/** Arguments of {@link attentionDecoderStep}: a decoder, the step's inputs and the state after the previous step. */
+export interface DecoderStepArgs<T extends FloatArray = FloatArray> extends DecoderBaseArgs<T> {
+  /** `[B, I]` this step's inputs (e.g. the embedded previous tokens). */
+  input: T;
+  /** `[B, H]` the previous step's `h̃` (its `hTilde`). Default: zeros (the first step). */
+  hTilde?: T;
+}
+
+/** Result of {@link attentionDecoderStep}: the step's output and the state to pass to the next step. */
+export interface DecoderStepOutput<T extends FloatArray = FloatArray> {
+  /** `[B, H]` the step's `h̃`. */
+  output: T;
+  /** `[B, Tk]` its attention weights. */
+  attention: T;
+  /** `[B, H]` the next step's `h0`. */
+  hN: T;
+  /** `[B, H]` the next step's `c0` (LSTM only). */
+  cN?: T;
+  /** `[B, H]` the next step's `hTilde`. */
+  hTilde: T;
+}
+
+/**
+ * One step of the attention decoder, for serving a token at a time: the state after the
+ * previous step goes in as `h0` (and `c0`) and `hTilde`, the next one comes out as `hN` (and
+ * `cN`) and `hTilde`. Stepping through a sequence gives {@link attentionDecoderForward}'s outputs.
+ * @throws {GyreError} naming the argument when a size, type or shape is wrong.
+ */
+export function attentionDecoderStep<T extends FloatArray>(args: DecoderStepArgs<T>): DecoderStepOutput<T> {
+  const fn = 'attentionDecoderStep';
+  const a = args as unknown as Record<string, unknown>;
+  const { spec, tensors, f64 } = prepareDecoder(fn, a, [...DECODER_BASE_KEYS, 'input', 'hTilde'], false);
+  const dtype = a.memory instanceof Float64Array ? Float64Array : Float32Array;
+  for (const name of ['input', 'hTilde'] as const) {
+    const v = a[name];
+    if (v === undefined) {
+      if (name === 'input') throw new MissingArgumentError(`${fn}: input is required`);
+      continue;
+    }
+    if (!(v instanceof dtype)) throw new InvalidArgumentError(`${fn}: ${name} must be a ${dtype.name} like memory, got ${describe(v)}`);
+  }
+  const step = { ...tensors, input: a.input as FloatArray, hTilde: a.hTilde as FloatArray | undefined };
+  const r = named(fn, () =>
+    f64 ? native.decoderStepF64(spec, step as native.DecoderTensorsF64) : native.decoderStepF32(spec, step as native.DecoderTensorsF32),
+  );
+  return {
+    output: r.output as T,
+    attention: r.attention as T,
+    hN: r.hN as T,
+    ...(r.cN ? { cN: r.cN as T } : {}),
+    hTilde: r.hTilde as T,
+  };
+}
+
 /** Arguments of {@link beamSearch}: a decoder and its token side. */
 export interface BeamSearchArgs<T extends FloatArray = FloatArray> extends DecoderBaseArgs<T> {
   /** `[V, I]` the embedding the decoder's input tokens are read from. */

@@ -103,5 +103,7 @@ export const decoderForwardF32 = guarded(binding.decoderForwardF32);
 export const decoderForwardF64 = guarded(binding.decoderForwardF64);
 export const decoderBackwardF32 = guarded(binding.decoderBackwardF32);
 export const decoderBackwardF64 = guarded(binding.decoderBackwardF64);
+export const decoderStepF32 = guarded(binding.decoderStepF32);
+export const decoderStepF64 = guarded(binding.decoderStepF64);
 export const beamSearchF32 = guarded(binding.beamSearchF32);
 export const beamSearchF64 = guarded(binding.beamSearchF64);

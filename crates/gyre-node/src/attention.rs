@@ -6,6 +6,7 @@ use gyre_core::tensor::{matrix, tensor3, vector};
 use gyre_core::{attention_backward, attention_forward, AttentionScore, CoreError, Real};
 use napi::bindgen_prelude::{Float32Array, Float64Array, Uint32Array};
 use napi_derive::napi;
+use ndarray::Array2;
 
 /// Sizes and score of one call of the functional attention API.
 #[napi(object)]
@@ -343,6 +344,7 @@ struct DecoderTensors<'a, F> {
     embedding: Option<&'a [F]>,
     output_weight: Option<&'a [F]>,
     output_bias: Option<&'a [F]>,
+    h_tilde: Option<&'a [F]>,
 }
 
 /// Runs `f` with the decoder's spec, weights, memory, lengths and initial state as views.
@@ -494,6 +496,26 @@ fn decoder_backward_impl<F: Real>(
     })
 }
 
+/// One decoder step from the state in `t` (`h0`, `c0`, `h_tilde`): the output, the attention
+/// weights and the new state.
+fn decoder_step_impl<F: Real>(spec: &DecoderCallSpec, t: &DecoderTensors<'_, F>) -> gyre_core::Result<[Vec<F>; 5]> {
+    let (b, i, h) = (spec.batch as usize, spec.input_size as usize, spec.hidden_size as usize);
+    let input =
+        t.input.ok_or_else(|| CoreError::Missing { what: "input".into(), context: "for a decoder step".into() })?;
+    let x = matrix("input", input, b, i)?;
+    with_decoder(spec, t, |dspec, w, memory, lengths, init| {
+        let mut state = gyre_core::attention::DecoderState::start(dspec, b, h, init)?;
+        if let Some(ht) = t.h_tilde {
+            state.h_tilde.assign(&matrix("hTilde", ht, b, h)?);
+        }
+        let (out, att) = gyre_core::threads::install(|| {
+            gyre_core::attention::decoder_step(dspec, w, x, memory, lengths, &mut state)
+        })??;
+        let flat = |a: Array2<F>| a.into_iter().collect::<Vec<F>>();
+        Ok([flat(out), flat(att), flat(state.hidden), flat(state.cell), flat(state.h_tilde)])
+    })
+}
+
 /// One hypothesis of a beam search, converted.
 struct Found<F> {
     tokens: Vec<u32>,
@@ -556,7 +578,19 @@ fn beam_impl<F: Real>(
 
 /// Declares, for one element type, the decoder's tensor object, its results and its exports.
 macro_rules! decoder_api {
-    ($Array:ident, $F:ty, $Args:ident, $Fwd:ident, $Bwd:ident, $Hyp:ident, $forward:ident, $backward:ident, $beam:ident) => {
+    (
+        $Array:ident,
+        $F:ty,
+        $Args:ident,
+        $Fwd:ident,
+        $Bwd:ident,
+        $StepOut:ident,
+        $Hyp:ident,
+        $forward:ident,
+        $backward:ident,
+        $step:ident,
+        $beam:ident
+    ) => {
         /// Flat row-major tensors of one decoder call; shapes are given by the `DecoderCallSpec`.
         #[napi(object)]
         pub struct $Args {
@@ -606,6 +640,8 @@ macro_rules! decoder_api {
             pub output_weight: Option<$Array>,
             /// `[V]` beam search: its bias.
             pub output_bias: Option<$Array>,
+            /// `[B, H]` a step: the previous step's `h̃` (zeros when absent: the first step).
+            pub h_tilde: Option<$Array>,
         }
 
         impl $Args {
@@ -641,6 +677,7 @@ macro_rules! decoder_api {
                     embedding: self.embedding.as_deref(),
                     output_weight: self.output_weight.as_deref(),
                     output_bias: self.output_bias.as_deref(),
+                    h_tilde: self.h_tilde.as_deref(),
                 }
             }
         }
@@ -691,6 +728,21 @@ macro_rules! decoder_api {
             pub grad_bias: Option<$Array>,
             /// `[A]` (additive)
             pub grad_v: Option<$Array>,
+        }
+
+        /// A decoder step's output and new state.
+        #[napi(object)]
+        pub struct $StepOut {
+            /// `[B, H]` the step's `h̃`.
+            pub output: $Array,
+            /// `[B, Tk]` its attention weights.
+            pub attention: $Array,
+            /// `[B, H]` the cell's new hidden state.
+            pub h_n: $Array,
+            /// `[B, H]` its new cell state (LSTM only).
+            pub c_n: Option<$Array>,
+            /// `[B, H]` the new `h̃` (the next step's input feeding).
+            pub h_tilde: $Array,
         }
 
         /// One hypothesis of a beam search.
@@ -751,6 +803,22 @@ macro_rules! decoder_api {
             })
         }
 
+        /// One step of the attention decoder from a given state (`input: [B, I]`).
+        #[napi(catch_unwind)]
+        pub fn $step(spec: DecoderCallSpec, args: $Args) -> Result<$StepOut> {
+            contain(|| {
+                let [output, attention, h, c, ht] = decoder_step_impl(&spec, &args.tensors())?;
+                let lstm = !c.is_empty();
+                Ok($StepOut {
+                    output: $Array::new(output),
+                    attention: $Array::new(attention),
+                    h_n: $Array::new(h),
+                    c_n: lstm.then(|| $Array::new(c)),
+                    h_tilde: $Array::new(ht),
+                })
+            })
+        }
+
         /// Beam search with the attention decoder, an input embedding and an output layer.
         #[napi(catch_unwind)]
         pub fn $beam(spec: DecoderCallSpec, args: $Args, options: BeamCallOptions) -> Result<Vec<Vec<$Hyp>>> {
@@ -781,9 +849,11 @@ decoder_api!(
     DecoderTensorsF32,
     DecoderResultF32,
     DecoderGradsF32,
+    DecoderStepF32,
     HypothesisF32,
     decoder_forward_f32,
     decoder_backward_f32,
+    decoder_step_f32,
     beam_search_f32
 );
 decoder_api!(
@@ -792,8 +862,10 @@ decoder_api!(
     DecoderTensorsF64,
     DecoderResultF64,
     DecoderGradsF64,
+    DecoderStepF64,
     HypothesisF64,
     decoder_forward_f64,
     decoder_backward_f64,
+    decoder_step_f64,
     beam_search_f64
 );

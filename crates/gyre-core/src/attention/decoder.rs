@@ -475,6 +475,99 @@ pub fn decoder_forward<F: Real>(
     Ok(DecoderOutput { output, weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell })
 }
 
+/// A decoder's state between steps, `[B, H]` each: the cell's hidden state, its cell state (an
+/// LSTM's; `[B, 0]` otherwise) and the last attentional state `h̃` (zeros before the first
+/// step; read by input feeding).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderState<F> {
+    /// `[B, H]`
+    pub hidden: Array2<F>,
+    /// `[B, H]` (LSTM) or `[B, 0]`.
+    pub cell: Array2<F>,
+    /// `[B, H]`
+    pub h_tilde: Array2<F>,
+}
+
+impl<F: Real> DecoderState<F> {
+    /// The state before the first step: `init`'s states (zeros when absent) and `h̃ = 0`.
+    ///
+    /// # Errors
+    /// When an initial state is not `[batch, hidden]`.
+    pub fn start(spec: &DecoderSpec<'_, F>, batch: usize, hidden: usize, init: &InitialState<'_, F>) -> Result<Self> {
+        let has_c = spec.cell.has_cell_state();
+        let mut s = DecoderState {
+            hidden: Array2::zeros((batch, hidden)),
+            cell: Array2::zeros((batch, if has_c { hidden } else { 0 })),
+            h_tilde: Array2::zeros((batch, hidden)),
+        };
+        if let Some(h0) = init.hidden {
+            if h0.dim() != (batch, hidden) {
+                return Err(CoreError::shape("h0", format!("[{batch}, {hidden}]"), format!("{:?}", h0.shape())));
+            }
+            s.hidden.assign(&h0);
+        }
+        if let (Some(c0), true) = (init.cell, has_c) {
+            if c0.dim() != (batch, hidden) {
+                return Err(CoreError::shape("c0", format!("[{batch}, {hidden}]"), format!("{:?}", c0.shape())));
+            }
+            s.cell.assign(&c0);
+        }
+        Ok(s)
+    }
+}
+
+/// One step of the decoder for serving a token at a time: `x: [B, I]` the step's inputs,
+/// `state` the state after the previous step ([`DecoderState::start`] before the first),
+/// updated in place; returns the step's output `h̃: [B, H]` and attention weights `[B, Tk]`.
+/// Stepping through a sequence gives [`decoder_forward`]'s outputs.
+///
+/// # Errors
+/// As [`decoder_forward`], and when the state does not fit (nothing is changed then).
+pub fn decoder_step<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView2<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    state: &mut DecoderState<F>,
+) -> Result<(Array2<F>, Array2<F>)> {
+    let (b, i) = x.dim();
+    let x3 = x.insert_axis(Axis(1));
+    let init =
+        InitialState { hidden: Some(state.hidden.view()), cell: spec.cell.has_cell_state().then(|| state.cell.view()) };
+    let z = check(spec, w, &x3, &memory, lengths, &init)?;
+    let h = z.h;
+    if state.h_tilde.dim() != (b, h) || state.cell.nrows() != b {
+        return Err(CoreError::shape("state", format!("the state of {b} sequences of width {h}"), "another shape"));
+    }
+    let mut stepper = Stepper::new(spec, w, &memory, lengths, b)?;
+    let width = Cell::<F>::extra(&stepper.cell) * h;
+    let mut gates = Array2::from_shape_fn((b, z.gh), |(_, c)| w.cell.bias_ih[c]);
+    gemm(F::one(), x, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), gates.view_mut());
+    let (mut extra, mut h_new, mut c_new) =
+        (Array2::zeros((b, width)), Array2::zeros((b, h)), Array2::zeros(state.cell.raw_dim()));
+    let (mut context, mut weights, mut h_tilde) =
+        (Array2::zeros((b, z.hk)), Array2::zeros((b, z.tk)), Array2::zeros((b, h)));
+    let seq: Vec<usize> = (0..b).collect();
+    let rows = StepRows {
+        gates: gates.view_mut(),
+        h_tilde_prev: state.h_tilde.view(),
+        h_prev: state.hidden.view(),
+        c_prev: state.cell.view(),
+        extra: extra.view_mut(),
+        h: h_new.view_mut(),
+        c: c_new.view_mut(),
+        context: context.view_mut(),
+        weights: weights.view_mut(),
+        h_tilde: h_tilde.view_mut(),
+    };
+    stepper.step(spec, w, &memory, lengths, &seq, rows)?;
+    state.hidden = h_new;
+    state.cell = c_new;
+    state.h_tilde = h_tilde.clone();
+    Ok((h_tilde, weights))
+}
+
 /// Backpropagation through time of [`decoder_forward`] (recomputed): the gradients of
 /// `Σ output·g.output + Σ weights·g.weights + Σ hidden·g.hidden (+ Σ cell·g.cell)`.
 ///

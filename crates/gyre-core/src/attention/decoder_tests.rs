@@ -293,3 +293,48 @@ fn a_pool_of_threads_gives_the_bits_of_one() {
         assert_eq!(run(), pool.install(run), "score {score}");
     }
 }
+
+/// Stepping the decoder a step at a time (the serving path) gives the teacher-forced pass's
+/// outputs, attention weights and final states, for every cell, score and input feeding; a
+/// state of another shape is refused and left as it was.
+#[test]
+fn stepping_one_step_at_a_time_is_the_whole_pass() {
+    for kind in KINDS {
+        for score in 0..3 {
+            for input_feeding in [false, true] {
+                let case = Case::new(kind, score, input_feeding);
+                let whole = case.forward();
+                let spec = case.spec();
+                let mut state = DecoderState::start(&spec, B, H, &case.init()).expect("state");
+                for t in 0..TQ {
+                    let x = case.x.slice(ndarray::s![.., t, ..]);
+                    let (out, weights) =
+                        decoder_step(&spec, &case.weights(), x, case.memory.view(), &case.lengths, &mut state)
+                            .expect("step");
+                    for (a, b) in out.iter().zip(whole.output.slice(ndarray::s![.., t, ..])) {
+                        assert!((a - b).abs() < 1e-12, "{kind:?} {score} {input_feeding}: output at {t}");
+                    }
+                    for (a, b) in weights.iter().zip(whole.weights.slice(ndarray::s![.., t, ..])) {
+                        assert!((a - b).abs() < 1e-12, "{kind:?} {score} {input_feeding}: attention at {t}");
+                    }
+                }
+                for (a, b) in state.hidden.iter().zip(whole.hidden.iter()) {
+                    assert!((a - b).abs() < 1e-12);
+                }
+                if let Some(c) = &whole.cell {
+                    assert!(state.cell.iter().zip(c.iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+                }
+            }
+        }
+    }
+    let case = Case::new(CellKind::LSTM, 1, true);
+    let spec = case.spec();
+    let mut state = DecoderState::start(&spec, B, H, &case.init()).expect("state");
+    state.h_tilde = Array2::zeros((B, H + 1));
+    let before = state.clone();
+    let x = case.x.slice(ndarray::s![.., 0, ..]);
+    let err =
+        decoder_step(&spec, &case.weights(), x, case.memory.view(), &case.lengths, &mut state).expect_err("refused");
+    assert!(err.to_string().contains("state"), "{err}");
+    assert_eq!(state, before);
+}

@@ -37,7 +37,8 @@ mod tests;
 
 pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead};
 pub use decoder::{
-    decoder_backward, decoder_forward, DecoderGrads, DecoderOutput, DecoderOutputGrads, DecoderSpec, DecoderWeights,
+    decoder_backward, decoder_forward, decoder_step, DecoderGrads, DecoderOutput, DecoderOutputGrads, DecoderSpec,
+    DecoderState, DecoderWeights,
 };
 
 use crate::error::{CoreError, Result};
