@@ -639,6 +639,7 @@ pub fn decoder_backward<F: Real>(
     let mut gates_copy = vec![F::zero(); b * gh];
     let mut scratch = vec![F::zero(); b * gh];
     let (mut alpha, mut d_alpha, mut aq) = (vec![F::zero(); tk], vec![F::zero(); tk], vec![F::zero(); units]);
+    let mut daq = vec![F::zero(); units];
     for step in (0..tq).rev() {
         // h̃_t = tanh(W_c [ctx; h] + b_c): dz = dh̃ ⊙ (1 − h̃²).
         let ht = t.h_tilde.index_axis(Axis(0), step + 1);
@@ -656,7 +657,9 @@ pub fn decoder_backward<F: Real>(
         joined.slice_mut(s![.., ..hk]).assign(&t.context.index_axis(Axis(0), step));
         joined.slice_mut(s![.., hk..]).assign(&h_t);
         gemm(F::one(), dz.t(), joined.view(), F::one(), d_wc.view_mut());
-        d_bc = d_bc + dz.sum_axis(Axis(0));
+        for row in dz.rows() {
+            d_bc.iter_mut().zip(row).for_each(|(d, &v)| *d = *d + v);
+        }
         gemm(F::one(), dz.view(), w.combine_weight, F::zero(), d_joined.view_mut());
         // dh_t: from later steps, from the combination, from the attention's query.
         for n in 0..b {
@@ -702,7 +705,7 @@ pub fn decoder_backward<F: Real>(
                     for (o, (row, &bb)) in aq.iter_mut().zip(query_weight.rows().into_iter().zip(bias.iter())) {
                         *o = row.iter().zip(q.iter()).fold(bb, |acc, (&x, &y)| acc + x * y);
                     }
-                    let mut daq = vec![F::zero(); units];
+                    daq.fill(F::zero());
                     for (j, &d) in ds.iter().enumerate() {
                         for c in 0..units {
                             let tt = (aq[c] + keys[[j, c]]).tanh();
