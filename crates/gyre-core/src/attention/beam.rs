@@ -67,6 +67,9 @@ struct Live<F> {
     attention: Vec<Vec<F>>,
 }
 
+/// The widest beam [`beam_search`] takes: its buffers and candidates grow with the width.
+pub const MAX_BEAM_WIDTH: usize = 1024;
+
 fn penalty(length: usize, alpha: f64) -> f64 {
     if alpha == 0.0 {
         1.0
@@ -99,6 +102,9 @@ pub fn beam_search<F: Real>(
             return Err(CoreError::invalid(what, "a positive integer", 0));
         }
     }
+    if opts.beam_width > MAX_BEAM_WIDTH {
+        return Err(CoreError::invalid("beamWidth", format!("at most {MAX_BEAM_WIDTH}"), opts.beam_width));
+    }
     for (what, id) in [("start", opts.start), ("end", opts.end)] {
         if id >= v {
             return Err(CoreError::invalid(what, format!("a token id below the vocabulary size {v}"), id));
@@ -116,7 +122,9 @@ pub fn beam_search<F: Real>(
     super::decoder::decoder_forward(spec, w, probe.view(), memory, lengths, init)?;
 
     let width = opts.beam_width;
-    let rows_max = b * width;
+    // Live hypotheses per sequence: at most the width, and at most V^t after t steps.
+    let prefixes = (1..opts.max_length).fold(1usize, |n, _| n.saturating_mul(v)).max(1);
+    let rows_max = b * width.min(prefixes);
     let mut stepper = Stepper::new(spec, w, &memory, lengths, rows_max)?;
     let gh = spec.cell.gates() * h;
     let i = e;
@@ -199,9 +207,16 @@ pub fn beam_search<F: Real>(
         for (n, hyps) in live.iter().enumerate() {
             let mut cands: Vec<(f64, usize, usize)> = Vec::new();
             for (j, hyp) in hyps.iter().enumerate() {
-                for (token, &lp) in log_probs[row0 + j].iter().enumerate() {
-                    cands.push((hyp.log_prob + lp, j, token));
+                // Only a hypothesis's `width` best tokens can be among the sequence's `width` best.
+                let row = &log_probs[row0 + j];
+                let mut tokens: Vec<usize> = (0..v).collect();
+                if width < v {
+                    tokens.select_nth_unstable_by(width - 1, |&a, &b| {
+                        row[b].partial_cmp(&row[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b))
+                    });
+                    tokens.truncate(width);
                 }
+                cands.extend(tokens.into_iter().map(|token| (hyp.log_prob + row[token], j, token)));
             }
             // Best first; ties by hypothesis, then token (stable order).
             cands.sort_by(|a, b| {

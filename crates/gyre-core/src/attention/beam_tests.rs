@@ -240,6 +240,7 @@ fn bad_options_are_errors_naming_them() {
     };
     let ok = BeamOptions { beam_width: 2, max_length: 4, start: START, end: END, length_penalty: 0.0, n_best: 1 };
     assert!(run(BeamOptions { beam_width: 0, ..ok }).contains("beamWidth"));
+    assert!(run(BeamOptions { beam_width: MAX_BEAM_WIDTH + 1, ..ok }).contains("at most 1024"));
     assert!(run(BeamOptions { max_length: 0, ..ok }).contains("maxLength"));
     assert!(run(BeamOptions { end: V, ..ok }).contains("end"));
     let short = Array1::zeros(V - 1);

@@ -35,7 +35,7 @@ mod decoder_tests;
 #[cfg(test)]
 mod tests;
 
-pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead};
+pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead, MAX_BEAM_WIDTH};
 pub use decoder::{
     decoder_backward, decoder_forward, decoder_step, DecoderGrads, DecoderOutput, DecoderOutputGrads, DecoderSpec,
     DecoderState, DecoderWeights,
