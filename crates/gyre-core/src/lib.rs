@@ -31,6 +31,7 @@ pub mod optim;
 mod options;
 pub mod random;
 mod rnn;
+pub mod seq2seq;
 pub mod train;
 
 pub use attention::{attention_backward, attention_forward, Attention, AttentionGrads, AttentionScore};

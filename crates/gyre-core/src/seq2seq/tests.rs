@@ -1,0 +1,236 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::optim::{Optimizer, OptimizerConfig};
+
+fn config(cell: &str, layers: usize, bidirectional: bool, score: ScoreConfig, input_feeding: bool) -> Seq2SeqConfig {
+    Seq2SeqConfig {
+        cell: cell.into(),
+        source_vocab: 7,
+        target_vocab: 6,
+        embedding: 3,
+        hidden: 4,
+        layers,
+        bidirectional,
+        score,
+        input_feeding,
+        start: 1,
+        end: 2,
+    }
+}
+
+fn batch() -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+    (vec![vec![3, 4, 5, 6], vec![0, 6], vec![5, 5, 3]], vec![vec![3, 4, 5], vec![], vec![5, 0, 3, 4]])
+}
+
+fn refs(v: &[Vec<usize>]) -> Vec<&[usize]> {
+    v.iter().map(Vec::as_slice).collect()
+}
+
+/// Every parameter tensor's gradient, at a few entries each, against central differences of
+/// the loss in f64.
+fn gradcheck(c: Seq2SeqConfig, eps: f64) {
+    let model = Seq2Seq::<f64>::new(c.clone(), 11).unwrap();
+    let (src, tgt) = batch();
+    let (src, tgt) = (refs(&src), refs(&tgt));
+    let opts = LossOptions { label_smoothing: eps };
+    let (_, grads) = model.loss_and_gradient(&src, &tgt, &opts).unwrap();
+    let mut worst = 0.0f64;
+    let mut rng = Rng::new(3);
+    for (k, (name, _, values)) in model.params().enumerate() {
+        for _ in 0..4 {
+            let i = rng.below(values.len());
+            let at = |delta: f64| {
+                let mut m = model.clone();
+                m.values[k][i] += delta;
+                m.loss(&src, &tgt, &opts).unwrap()
+            };
+            let h = 1e-6;
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            // Relative, with a floor of 1e-4 under which the difference is absolute (the central
+            // difference's rounding error is about 1e-10 here).
+            let err = (numeric - grads[k][i]).abs() / numeric.abs().max(grads[k][i].abs()).max(1e-4);
+            assert!(err < 1e-5, "{name}[{i}]: analytic {} vs numeric {numeric} ({c:?})", grads[k][i]);
+            worst = worst.max(err);
+        }
+    }
+    assert!(worst < 1e-5);
+}
+
+#[test]
+fn gradients_match_finite_differences_for_every_parameter() {
+    gradcheck(config("lstm", 2, true, ScoreConfig::General, true), 0.1);
+    gradcheck(config("gru", 1, false, ScoreConfig::Additive { units: 5 }, false), 0.0);
+    gradcheck(config("rnn", 1, true, ScoreConfig::Dot, true), 0.2);
+    gradcheck(config("gru", 2, true, ScoreConfig::Dot, false), 0.0);
+}
+
+#[test]
+fn the_loss_is_the_negative_log_probability_beam_search_gives_the_same_output() {
+    // Two independent paths: the teacher-forced loss over a target, and the log-probability
+    // beam search accumulates step by step while it finds that target.
+    let model = Seq2Seq::<f64>::new(config("lstm", 1, true, ScoreConfig::General, true), 5).unwrap();
+    let sources: Vec<Vec<usize>> = vec![vec![3, 4, 5], vec![6, 6, 0, 1]];
+    let found = model
+        .transduce(&refs(&sources), &DecodeOptions { beam_width: 3, max_length: 6, length_penalty: 0.0, n_best: 3 })
+        .unwrap();
+    for (src, hyps) in sources.iter().zip(&found) {
+        for hyp in hyps.iter().filter(|h| h.finished) {
+            let body = &hyp.tokens[..hyp.tokens.len() - 1];
+            let loss = model.loss(&[src], &[body], &LossOptions::default()).unwrap();
+            let nll = loss * hyp.tokens.len() as f64;
+            assert!((nll + hyp.log_prob).abs() < 1e-9, "{nll} vs {}", -hyp.log_prob);
+        }
+    }
+}
+
+#[test]
+fn label_smoothing_matches_its_definition() {
+    // With ε, loss = (1 − ε)·NLL + ε·mean_k(−log p_k); checked against the ε = 0 loss and the
+    // ε = 1 loss (the uniform part alone).
+    let model = Seq2Seq::<f64>::new(config("gru", 1, false, ScoreConfig::General, false), 2).unwrap();
+    let (src, tgt) = batch();
+    let (src, tgt) = (refs(&src), refs(&tgt));
+    let l = |e: f64| model.loss(&src, &tgt, &LossOptions { label_smoothing: e }).unwrap();
+    let (nll, uniform) = (l(0.0), l(1.0));
+    assert!((l(0.1) - (0.9 * nll + 0.1 * uniform)).abs() < 1e-12);
+    assert!(uniform > nll * 0.0 && nll > 0.0);
+}
+
+/// Pairs of digit strings and their reversal, ids 3… for the digits.
+fn reversal(rng: &mut Rng, n: usize) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+    let src: Vec<Vec<usize>> = (0..n).map(|_| (0..2 + rng.below(5)).map(|_| 3 + rng.below(6)).collect()).collect();
+    let tgt = src.iter().map(|s| s.iter().rev().copied().collect()).collect();
+    (src, tgt)
+}
+
+fn toy_config() -> Seq2SeqConfig {
+    Seq2SeqConfig {
+        cell: "lstm".into(),
+        source_vocab: 9,
+        target_vocab: 9,
+        embedding: 16,
+        hidden: 32,
+        layers: 1,
+        bidirectional: true,
+        score: ScoreConfig::General,
+        input_feeding: true,
+        start: 1,
+        end: 2,
+    }
+}
+
+fn train(
+    model: &mut Seq2Seq<f32>,
+    opt: &mut Optimizer<f32>,
+    src: &[Vec<usize>],
+    tgt: &[Vec<usize>],
+    epochs: std::ops::Range<usize>,
+) -> f64 {
+    let mut last = 0.0;
+    for epoch in epochs {
+        let opts = EpochOptions {
+            batch_size: 32,
+            lr: 0.01,
+            clip_norm: Some(5.0),
+            loss: LossOptions { label_smoothing: 0.05 },
+            seed: epoch as u64,
+            epoch: epoch + 1,
+        };
+        last = model.train_epoch(opt, &refs(src), &refs(tgt), &opts).unwrap();
+    }
+    last
+}
+
+#[test]
+fn learns_to_reverse_held_out_sequences_and_decodes_them_exactly() {
+    let mut rng = Rng::new(1);
+    let (src, tgt) = reversal(&mut rng, 640);
+    let (test_src, test_tgt) = reversal(&mut rng, 100);
+    let mut model = Seq2Seq::<f32>::new(toy_config(), 1).unwrap();
+    let mut opt =
+        Optimizer::new(OptimizerConfig::adam(0.01), &model.params().map(|p| p.2.len()).collect::<Vec<_>>()).unwrap();
+    let exact = |m: &Seq2Seq<f32>, width: usize| {
+        let out = m
+            .transduce(
+                &refs(&test_src),
+                &DecodeOptions { beam_width: width, max_length: 10, length_penalty: 0.0, n_best: 1 },
+            )
+            .unwrap();
+        out.iter()
+            .zip(&test_tgt)
+            .filter(|(h, t)| h[0].tokens[..h[0].tokens.len() - 1] == t[..] && h[0].finished)
+            .count()
+    };
+    assert!(exact(&model, 1) < 10, "untrained");
+    let loss = train(&mut model, &mut opt, &src, &tgt, 0..12);
+    assert!(loss < 0.3, "training loss {loss}");
+    let (greedy, beam) = (exact(&model, 1), exact(&model, 4));
+    assert!(greedy >= 90 && beam >= 90, "held-out exact: greedy {greedy}, beam {beam} of 100");
+}
+
+#[test]
+fn a_saved_model_and_optimizer_resume_training_bit_for_bit() {
+    let mut rng = Rng::new(4);
+    let (src, tgt) = reversal(&mut rng, 96);
+    let mut model = Seq2Seq::<f32>::new(toy_config(), 9).unwrap();
+    let sizes: Vec<usize> = model.params().map(|p| p.2.len()).collect();
+    let mut opt = Optimizer::new(OptimizerConfig::adam(0.01), &sizes).unwrap();
+    train(&mut model, &mut opt, &src, &tgt, 0..1);
+    let bytes = save(&model, 1, Some(&opt), Some("{\"k\":1}")).unwrap();
+    let loaded = load(&bytes).unwrap();
+    assert_eq!(loaded.model, model);
+    assert_eq!((loaded.epochs, loaded.user.as_deref()), (1, Some("{\"k\":1}")));
+    let (mut resumed, mut resumed_opt) = (loaded.model, loaded.optimizer.unwrap());
+    train(&mut model, &mut opt, &src, &tgt, 1..2);
+    train(&mut resumed, &mut resumed_opt, &src, &tgt, 1..2);
+    assert_eq!(resumed, model);
+    // Without an optimizer, and a damaged file named.
+    assert!(load(&save(&model, 2, None, None).unwrap()).unwrap().optimizer.is_none());
+    let mut config = toy_config();
+    config.hidden = 8;
+    let other = Seq2Seq::<f32>::new(config, 0).unwrap();
+    // The configuration in the header says hidden 9 while the tensors have hidden 8.
+    let mut bytes = save(&other, 0, None, None).unwrap();
+    let pattern = b"hidden\\\":8";
+    let at = bytes.windows(pattern.len()).position(|w| w == pattern).unwrap();
+    bytes[at + pattern.len() - 1] = b'9';
+    let err = load(&bytes).unwrap_err().to_string();
+    assert!(err.contains("has shape") && err.contains("encoder.rnn"), "{err}");
+}
+
+#[test]
+fn training_gives_the_same_bits_on_one_and_two_threads() {
+    let mut rng = Rng::new(6);
+    let (src, tgt) = reversal(&mut rng, 128);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut model = Seq2Seq::<f32>::new(toy_config(), 3).unwrap();
+            let sizes: Vec<usize> = model.params().map(|p| p.2.len()).collect();
+            let mut opt = Optimizer::new(OptimizerConfig::adam(0.01), &sizes).unwrap();
+            train(&mut model, &mut opt, &src, &tgt, 0..2);
+            model
+        })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn bad_input_is_an_error_that_names_it() {
+    let model = Seq2Seq::<f32>::new(toy_config(), 0).unwrap();
+    let opts = LossOptions::default();
+    let msg = |r: Result<f64>| r.unwrap_err().to_string();
+    assert!(msg(model.loss(&[&[3, 4], &[]], &[&[3], &[4]], &opts)).contains("sources[1]"));
+    assert!(msg(model.loss(&[&[3, 40]], &[&[3]], &opts)).contains("sources[0][1]"));
+    assert!(msg(model.loss(&[&[3]], &[&[3, 9]], &opts)).contains("targets[0][1]"));
+    assert!(msg(model.loss(&[&[3]], &[], &opts)).contains("targets"));
+    let decode = DecodeOptions { beam_width: 0, max_length: 5, length_penalty: 0.0, n_best: 1 };
+    assert!(model.transduce(&[&[3]], &decode).unwrap_err().to_string().contains("beam"));
+    let mut c = toy_config();
+    c.end = 20;
+    assert!(Seq2Seq::<f32>::new(c, 0).unwrap_err().to_string().contains("end"));
+    let json = toy_config().to_json().replace("\"layers\":1", "\"layers\":1,\"depth\":2");
+    assert!(Seq2SeqConfig::from_json(&json).unwrap_err().to_string().contains("depth"));
+    assert_eq!(Seq2SeqConfig::from_json(&toy_config().to_json()).unwrap(), toy_config());
+}

@@ -1,0 +1,339 @@
+//! The teacher-forced loss of a [`Seq2Seq`], its gradient, and an epoch of optimizer steps.
+
+use super::{embed, Seq2Seq};
+use crate::attention::{decoder_backward, decoder_forward, DecoderOutputGrads};
+use crate::error::{CoreError, Result};
+use crate::kernels::linalg::{column_sums, gemm};
+use crate::kernels::real::Real;
+use crate::optim::{clip_grad_norm, Optimizer, Param};
+use crate::random::Rng;
+use crate::rnn::functional::{backward_sequences, InitialState, OutputGrads, SequenceOptions};
+use ndarray::{s, Array2, Array3};
+
+/// Options of [`Seq2Seq::loss`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LossOptions {
+    /// `ε` of label smoothing (PyTorch's `label_smoothing`): the target distribution is
+    /// `(1 − ε)·onehot + ε/Vt` over all `Vt` target ids; 0 for plain cross-entropy.
+    pub label_smoothing: f64,
+}
+
+/// Options of [`Seq2Seq::train_epoch`].
+#[derive(Clone, Copy, Debug)]
+pub struct EpochOptions {
+    /// Pairs per optimizer step.
+    pub batch_size: usize,
+    /// The learning rate of this epoch.
+    pub lr: f64,
+    /// Clip the gradient's global L2 norm to this (PyTorch's `clip_grad_norm_`); `None`: no
+    /// clipping.
+    pub clip_norm: Option<f64>,
+    /// The loss's options.
+    pub loss: LossOptions,
+    /// Seeds the order of the pairs.
+    pub seed: u64,
+    /// 1-based, for the error of a non-finite loss.
+    pub epoch: usize,
+}
+
+/// The loss of one batch and, when asked, its gradient by parameter.
+pub(crate) struct BatchLoss<F> {
+    /// Mean loss per target token (its end token included).
+    pub(crate) mean: f64,
+    /// Target tokens in the batch (ends included).
+    pub(crate) tokens: usize,
+    /// Gradients of `mean`, in the model's parameter order.
+    pub(crate) grads: Option<Vec<Vec<F>>>,
+}
+
+/// Scatters the rows of `dx: [B, T, E]` into a `[rows, E]` table's gradient by id.
+fn scatter<F: Real>(ids: &[&[usize]], dx: &Array3<F>, grad: &mut [F], e: usize) {
+    for (n, seq) in ids.iter().enumerate() {
+        for (k, &id) in seq.iter().enumerate() {
+            let row = &mut grad[id * e..(id + 1) * e];
+            for (g, &d) in row.iter_mut().zip(dx.slice(s![n, k, ..]).iter()) {
+                *g = *g + d;
+            }
+        }
+    }
+}
+
+impl<F: Real> Seq2Seq<F> {
+    /// An error unless every target has ids below `Vt` (named `what[i][k]`).
+    fn check_targets(&self, what: &str, targets: &[&[usize]]) -> Result<()> {
+        for (i, tgt) in targets.iter().enumerate() {
+            if let Some(k) = tgt.iter().position(|&t| t >= self.config.target_vocab) {
+                return Err(CoreError::invalid(
+                    format!("{what}[{i}][{k}]"),
+                    format!("a target id below targetVocab {}", self.config.target_vocab),
+                    tgt[k],
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a batch of pairs: as many targets as sources, sources non-empty, ids in range.
+    fn check_pairs(&self, sources: &[&[usize]], targets: &[&[usize]]) -> Result<()> {
+        if sources.len() != targets.len() {
+            return Err(CoreError::shape(
+                "targets",
+                format!("{} sequences (one per source)", sources.len()),
+                targets.len().to_string(),
+            ));
+        }
+        if sources.is_empty() {
+            return Err(CoreError::invalid("sources", "at least one pair", "none"));
+        }
+        self.check_sources("sources", sources)?;
+        self.check_targets("targets", targets)
+    }
+
+    /// The teacher-forced loss of a batch: the mean over every target token (each target's
+    /// tokens and its end token) of the cross-entropy of the decoder's prediction, with label
+    /// smoothing when asked; with `grads`, its gradient for every parameter.
+    pub(crate) fn batch_loss(
+        &self,
+        sources: &[&[usize]],
+        targets: &[&[usize]],
+        opts: &LossOptions,
+        grads: bool,
+    ) -> Result<BatchLoss<F>> {
+        let c = &self.config;
+        let v = self.views()?;
+        let (b, d, vt, e) = (sources.len(), c.decoder_hidden(), c.target_vocab, c.embedding);
+        let enc = self.encode(&v, sources)?;
+        // The decoder reads start, y_1 … y_n and predicts y_1 … y_n, end.
+        let dec_in: Vec<Vec<usize>> =
+            targets.iter().map(|t| std::iter::once(c.start).chain(t.iter().copied()).collect()).collect();
+        let dec_refs: Vec<&[usize]> = dec_in.iter().map(Vec::as_slice).collect();
+        let tq = dec_in.iter().map(Vec::len).max().unwrap_or(1);
+        let y_in = embed(v.head.embedding, &dec_refs, tq);
+        let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|a| a.view()) };
+        let dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
+        let flat = dec
+            .output
+            .view()
+            .into_shape_with_order((b * tq, d))
+            .map_err(|e| CoreError::invalid("decoder output", "contiguous", e))?;
+        let mut logits = Array2::zeros((b * tq, vt));
+        gemm(F::one(), flat, v.head.weight.t(), F::zero(), logits.view_mut());
+        for mut row in logits.rows_mut() {
+            row.zip_mut_with(&v.head.bias, |l, &b| *l = *l + b);
+        }
+        let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
+        let eps = opts.label_smoothing;
+        let (scale, spread) = (F::lit(1.0 / tokens as f64), eps / vt as f64);
+        let mut total = 0.0f64;
+        for (r, mut row) in logits.rows_mut().into_iter().enumerate() {
+            let (n, step) = (r / tq, r % tq);
+            let target = match targets[n].len().cmp(&step) {
+                std::cmp::Ordering::Greater => targets[n][step],
+                std::cmp::Ordering::Equal => c.end,
+                std::cmp::Ordering::Less => {
+                    row.fill(F::zero());
+                    continue;
+                }
+            };
+            let top = row.iter().copied().fold(F::neg_infinity(), F::max);
+            let sum: f64 = row.iter().map(|&l| (l - top).exp().to_f64().unwrap_or(0.0)).sum();
+            let log_z = top.to_f64().unwrap_or(0.0) + sum.ln();
+            // −Σ q_k log p_k with q = (1 − ε)·onehot + ε/V.
+            let mut loss = -(1.0 - eps) * (row[target].to_f64().unwrap_or(0.0) - log_z);
+            if eps > 0.0 {
+                let mean_logit: f64 = row.iter().map(|l| l.to_f64().unwrap_or(0.0)).sum::<f64>() / vt as f64;
+                loss -= eps * (mean_logit - log_z);
+            }
+            total += loss;
+            if grads {
+                // ∂/∂logit_k = p_k − q_k, over the batch's tokens.
+                for (k, l) in row.iter_mut().enumerate() {
+                    let p = ((*l).to_f64().unwrap_or(0.0) - log_z).exp();
+                    let q = spread + if k == target { 1.0 - eps } else { 0.0 };
+                    *l = F::lit(p - q) * scale;
+                }
+            }
+        }
+        let mean = total / tokens as f64;
+        if !grads {
+            return Ok(BatchLoss { mean, tokens, grads: None });
+        }
+        let mut out: Vec<Vec<F>> = self.values.iter().map(|p| vec![F::zero(); p.len()]).collect();
+        // The output layer.
+        let k_ow = self.index("decoder.output.weight")?;
+        let mut d_ow = Array2::zeros((vt, d));
+        gemm(F::one(), logits.t(), flat, F::zero(), d_ow.view_mut());
+        out[k_ow] = d_ow.iter().copied().collect();
+        let k_ob = self.index("decoder.output.bias")?;
+        let mut d_ob = ndarray::Array1::zeros(vt);
+        column_sums(logits.view(), d_ob.view_mut());
+        out[k_ob] = d_ob.to_vec();
+        let mut d_h = Array3::zeros((b, tq, d));
+        {
+            let d_h2 = d_h
+                .view_mut()
+                .into_shape_with_order((b * tq, d))
+                .map_err(|e| CoreError::invalid("grad", "contiguous", e))?;
+            gemm(F::one(), logits.view(), v.head.weight, F::zero(), d_h2);
+        }
+        // The decoder.
+        let g = decoder_backward(
+            &v.spec,
+            &v.decoder,
+            y_in.view(),
+            enc.memory.view(),
+            &enc.lengths,
+            &init,
+            &DecoderOutputGrads { output: Some(d_h.view()), ..Default::default() },
+        )?;
+        scatter(&dec_refs, &g.input, &mut out[self.index("decoder.embedding.weight")?], e);
+        for (name, grad) in [
+            ("decoder.rnn.weight_ih", g.cell.weight_ih.as_slice()),
+            ("decoder.rnn.weight_hh", g.cell.weight_hh.as_slice()),
+            ("decoder.rnn.bias_ih", g.cell.bias_ih.as_slice()),
+            ("decoder.rnn.bias_hh", g.cell.bias_hh.as_slice()),
+            ("decoder.combine.weight", g.combine_weight.as_slice()),
+            ("decoder.combine.bias", g.combine_bias.as_slice()),
+        ] {
+            let k = self.index(name)?;
+            out[k].copy_from_slice(grad.ok_or_else(|| CoreError::invalid(name, "a contiguous gradient", "strided"))?);
+        }
+        for (name, grad) in &g.attention {
+            let k = self.index(&format!("decoder.attention.{name}"))?;
+            out[k].copy_from_slice(grad);
+        }
+        // The encoder, top layer first: its outputs' gradient is the memory's, its final
+        // states' the decoder's initial states'.
+        let h = c.hidden;
+        let mut d_out = g.memory;
+        for k in (0..c.layers).rev() {
+            let mut d_in = Array3::<F>::zeros(enc.inputs[k].raw_dim());
+            for (dir, w) in v.encoder[k].iter().enumerate() {
+                let part = s![.., dir * h..(dir + 1) * h];
+                let d_o = d_out.slice(s![.., .., dir * h..(dir + 1) * h]).to_owned();
+                let top = k + 1 == c.layers;
+                let d_hn = top.then(|| g.h0.slice(part).to_owned());
+                let d_cn = if top { g.c0.as_ref().map(|a| a.slice(part).to_owned()) } else { None };
+                let og = OutputGrads {
+                    output: Some(d_o.view()),
+                    hidden: d_hn.as_ref().map(|a| a.view()),
+                    cell: d_cn.as_ref().map(|a| a.view()),
+                };
+                let opts = SequenceOptions { lengths: Some(&enc.lengths), reverse: dir == 1 };
+                let eg = backward_sequences(v.cell, w, enc.inputs[k].view(), &InitialState::default(), &og, &opts)?;
+                d_in.zip_mut_with(&eg.input, |a, &g| *a = *a + g);
+                let suffix = format!("_l{k}{}", if dir == 1 { "_reverse" } else { "" });
+                for (name, grad) in [
+                    ("weight_ih", eg.weights.weight_ih.as_slice()),
+                    ("weight_hh", eg.weights.weight_hh.as_slice()),
+                    ("bias_ih", eg.weights.bias_ih.as_slice()),
+                    ("bias_hh", eg.weights.bias_hh.as_slice()),
+                ] {
+                    let name = format!("encoder.rnn.{name}{suffix}");
+                    let idx = self.index(&name)?;
+                    out[idx].copy_from_slice(
+                        grad.ok_or_else(|| CoreError::invalid(name, "a contiguous gradient", "strided"))?,
+                    );
+                }
+            }
+            d_out = d_in;
+        }
+        scatter(sources, &d_out, &mut out[self.index("encoder.embedding.weight")?], e);
+        Ok(BatchLoss { mean, tokens, grads: Some(out) })
+    }
+
+    /// The mean teacher-forced cross-entropy per target token (each target's tokens and its
+    /// end) over pairs `(sources[i], targets[i])`, in batches of 256 pairs.
+    ///
+    /// # Errors
+    /// Unequal counts, an empty source, an id out of range (named `sources[i][k]` or
+    /// `targets[i][k]`).
+    pub fn loss(&self, sources: &[&[usize]], targets: &[&[usize]], opts: &LossOptions) -> Result<f64> {
+        self.check_pairs(sources, targets)?;
+        let (mut total, mut tokens) = (0.0, 0usize);
+        for (src, tgt) in sources.chunks(256).zip(targets.chunks(256)) {
+            let l = self.batch_loss(src, tgt, opts, false)?;
+            total += l.mean * l.tokens as f64;
+            tokens += l.tokens;
+        }
+        Ok(total / tokens as f64)
+    }
+
+    /// The loss of one batch and its gradient, in the model's parameter order.
+    ///
+    /// # Errors
+    /// As [`Seq2Seq::loss`].
+    pub fn loss_and_gradient(
+        &self,
+        sources: &[&[usize]],
+        targets: &[&[usize]],
+        opts: &LossOptions,
+    ) -> Result<(f64, Vec<Vec<F>>)> {
+        self.check_pairs(sources, targets)?;
+        let l = self.batch_loss(sources, targets, opts, true)?;
+        Ok((l.mean, l.grads.unwrap_or_default()))
+    }
+
+    /// One epoch: the pairs in a seeded random order, in batches of `batch_size`, one
+    /// optimizer step per batch (weight decay, where configured, on matrices only); the mean
+    /// loss per target token over the epoch (each batch's loss before its step).
+    ///
+    /// # Errors
+    /// As [`Seq2Seq::loss`]; `batchSize` 0; an optimizer made for other parameters; a
+    /// non-finite loss or gradient, leaving the weights as they were before that batch.
+    pub fn train_epoch(
+        &mut self,
+        optimizer: &mut Optimizer<F>,
+        sources: &[&[usize]],
+        targets: &[&[usize]],
+        opts: &EpochOptions,
+    ) -> Result<f64> {
+        self.check_pairs(sources, targets)?;
+        if opts.batch_size == 0 {
+            return Err(CoreError::invalid("batchSize", "a positive integer", 0));
+        }
+        let sizes: Vec<usize> = self.values.iter().map(Vec::len).collect();
+        if optimizer.sizes() != sizes.as_slice() {
+            return Err(CoreError::invalid("optimizer", "one made for this model's parameters", "another model's"));
+        }
+        let mut order: Vec<usize> = (0..sources.len()).collect();
+        Rng::new(opts.seed).shuffle(&mut order);
+        let (mut total, mut tokens) = (0.0, 0usize);
+        for (batch, chunk) in order.chunks(opts.batch_size).enumerate() {
+            let src: Vec<&[usize]> = chunk.iter().map(|&i| sources[i]).collect();
+            let tgt: Vec<&[usize]> = chunk.iter().map(|&i| targets[i]).collect();
+            let l = self.batch_loss(&src, &tgt, &opts.loss, true)?;
+            let mut grads = l.grads.unwrap_or_default();
+            let non_finite = |what: &str, value: f64| CoreError::NonFinite {
+                what: what.into(),
+                value: value.to_string(),
+                epoch: opts.epoch,
+                batch: batch + 1,
+            };
+            if !l.mean.is_finite() {
+                return Err(non_finite("loss", l.mean));
+            }
+            let mut refs: Vec<&mut [F]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+            let norm = match opts.clip_norm {
+                Some(max) => clip_grad_norm(&mut refs, F::lit(max)).to_f64().unwrap_or(f64::NAN),
+                None => {
+                    refs.iter().flat_map(|g| g.iter()).map(|&g| (g * g).to_f64().unwrap_or(0.0)).sum::<f64>().sqrt()
+                }
+            };
+            if !norm.is_finite() {
+                return Err(non_finite("gradient norm", norm));
+            }
+            let mut params: Vec<Param<'_, F>> = self
+                .values
+                .iter_mut()
+                .zip(&grads)
+                .zip(&self.shapes)
+                .map(|((v, g), s)| Param::new(v, g, s.len() == 2))
+                .collect();
+            optimizer.step(&mut params, F::lit(opts.lr))?;
+            total += l.mean * l.tokens as f64;
+            tokens += l.tokens;
+        }
+        Ok(total / tokens as f64)
+    }
+}
