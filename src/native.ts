@@ -59,6 +59,8 @@ export async function settle<R>(promise: Promise<R>): Promise<R> {
 export const NativeModel = binding.NativeModel;
 export type NativeModel = Binding.NativeModel;
 export type StreamState = Binding.StreamState;
+export const NativeSeq2Seq = binding.NativeSeq2Seq;
+export type NativeSeq2Seq = Binding.NativeSeq2Seq;
 export const setNumThreads = binding.setNumThreads;
 export const getNumThreads = binding.getNumThreads;
 export const simdLevel = binding.simdLevel;

@@ -14,6 +14,17 @@ export { oneHot, textSequences, type TextSequenceOptions } from './encoding.js';
 export { generateText, type GenerateOptions } from './generate.js';
 export { NgramModel } from './ngram.js';
 export { TextGenerator } from './generator.js';
+export {
+  editDistance,
+  Seq2Seq,
+  type Seq2SeqEpoch,
+  type Seq2SeqEvaluation,
+  type Seq2SeqTrainOptions,
+  type TextPair,
+  type TransduceOptions,
+  type TransduceResult,
+  type Transduction,
+} from './seq2seq.js';
 export { sampleFrom, type SampleOptions } from './sampling.js';
 export {
   CharTokenizer,

@@ -33,6 +33,11 @@ impl BindingError {
         }
     }
 
+    /// The object is running another call and cannot serve this one (`what` says which).
+    pub fn busy_with(what: &str) -> Self {
+        BindingError { code: ErrorCode::Busy, message: format!("{what}; await it before this call") }
+    }
+
     /// The model was disposed.
     pub fn disposed() -> Self {
         BindingError { code: ErrorCode::Disposed, message: "the model was disposed; its weights are gone".into() }

@@ -38,6 +38,7 @@ pub mod error;
 pub mod model;
 pub mod options;
 pub mod progress;
+pub mod seq2seq;
 pub mod spec;
 pub mod stream;
 pub mod tasks;

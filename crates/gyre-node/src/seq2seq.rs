@@ -1,0 +1,512 @@
+//! The native encoder–decoder object ([`gyre_core::seq2seq::Seq2Seq`]): built from its JSON
+//! configuration or a file's bytes; an epoch of training, the loss and beam-search
+//! transduction run off the JavaScript thread.
+
+use crate::error::{contain, BindingError, Failure, Result};
+use crate::model::report;
+use gyre_core::optim::{Optimizer, OptimizerConfig};
+use gyre_core::seq2seq::{self, DecodeOptions, EpochOptions, LossOptions, Seq2Seq, Seq2SeqConfig};
+use gyre_core::threads;
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+struct State {
+    model: Seq2Seq<f32>,
+    optimizer: Option<Optimizer<f32>>,
+    epochs: usize,
+    user: Option<String>,
+}
+
+fn bytes_of(s: &State) -> i64 {
+    let buffers = s.optimizer.as_ref().map_or(0, |o| o.config().buffer_names().len());
+    (s.model.param_count() * (1 + buffers) * std::mem::size_of::<f32>()) as i64
+}
+
+/// An encoder–decoder with attention in native memory (see `gyre_core::seq2seq`).
+#[napi(custom_finalize)]
+pub struct NativeSeq2Seq {
+    inner: Arc<Mutex<State>>,
+    /// Set while a task is queued or running: other calls are refused (`GYRE_BUSY`).
+    busy: Arc<AtomicBool>,
+    disposed: Arc<AtomicBool>,
+    reported: Arc<AtomicI64>,
+    config: Seq2SeqConfig,
+}
+
+impl napi::bindgen_prelude::ObjectFinalize for NativeSeq2Seq {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        report(&env, &self.reported, 0);
+        Ok(())
+    }
+}
+
+/// `[N]` sequences from their concatenated ids and their lengths.
+fn sequences(what: &str, ids: &[u32], lengths: &[u32]) -> Result<Vec<Vec<usize>>> {
+    let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+    if total != ids.len() as u64 {
+        return Err(gyre_core::CoreError::InvalidArgument {
+            what: format!("{what}.lengths"),
+            expected: format!("lengths summing to the {} ids", ids.len()),
+            got: total.to_string(),
+        }
+        .into());
+    }
+    let mut out = Vec::with_capacity(lengths.len());
+    let mut at = 0usize;
+    for &l in lengths {
+        let l = l as usize;
+        out.push(ids[at..at + l].iter().map(|&t| t as usize).collect());
+        at += l;
+    }
+    Ok(out)
+}
+
+fn refs(v: &[Vec<usize>]) -> Vec<&[usize]> {
+    v.iter().map(Vec::as_slice).collect()
+}
+
+impl NativeSeq2Seq {
+    fn wrap(env: &Env, s: State) -> Self {
+        let bytes = bytes_of(&s);
+        let m = NativeSeq2Seq {
+            config: s.model.config().clone(),
+            inner: Arc::new(Mutex::new(s)),
+            busy: Arc::new(AtomicBool::new(false)),
+            disposed: Arc::new(AtomicBool::new(false)),
+            reported: Arc::new(AtomicI64::new(0)),
+        };
+        report(env, &m.reported, bytes);
+        m
+    }
+
+    fn held(&self) -> Result<MutexGuard<'_, State>> {
+        if self.disposed.load(Ordering::SeqCst) {
+            return Err(BindingError::disposed());
+        }
+        let busy =
+            || BindingError::busy_with("the encoder–decoder is running another call (training, loss or transduce)");
+        if self.busy.load(Ordering::SeqCst) {
+            return Err(busy());
+        }
+        self.inner.try_lock().map_err(|e| match e {
+            std::sync::TryLockError::WouldBlock => busy(),
+            std::sync::TryLockError::Poisoned(_) => BindingError::internal("the model's lock was poisoned"),
+        })
+    }
+
+    /// Marks the model busy for a task (refused when it already is).
+    fn claim(&self) -> Result<Job> {
+        drop(self.held()?);
+        self.busy.store(true, Ordering::SeqCst);
+        Ok(Job {
+            inner: self.inner.clone(),
+            busy: self.busy.clone(),
+            reported: self.reported.clone(),
+            failure: Failure::default(),
+        })
+    }
+}
+
+/// What every task of this model carries: the model, its busy flag (cleared when the task
+/// settles) and how its failure reaches JavaScript.
+pub struct Job {
+    inner: Arc<Mutex<State>>,
+    busy: Arc<AtomicBool>,
+    reported: Arc<AtomicI64>,
+    failure: Failure,
+}
+
+impl Job {
+    fn run<T>(&mut self, f: impl FnOnce(&mut State) -> gyre_core::Result<T> + Send) -> napi::Result<T>
+    where
+        T: Send,
+    {
+        let inner = self.inner.clone();
+        let r = contain(|| {
+            let mut guard = inner.lock().map_err(|_| BindingError::internal("the model's lock was poisoned"))?;
+            let state = &mut *guard;
+            Ok(threads::install(|| f(state))??)
+        });
+        self.failure.keep(r)
+    }
+
+    fn settle(&mut self, env: &Env) {
+        self.busy.store(false, Ordering::SeqCst);
+        if let Ok(s) = self.inner.lock() {
+            report(env, &self.reported, bytes_of(&s));
+        }
+    }
+}
+
+/// Options of `NativeSeq2Seq.trainEpoch`.
+#[napi(object)]
+pub struct Seq2SeqEpochOptions {
+    /// Pairs per optimizer step.
+    pub batch_size: u32,
+    /// This epoch's learning rate.
+    pub learning_rate: f64,
+    /// Clip the gradient's global L2 norm to this; absent: no clipping.
+    pub clip_norm: Option<f64>,
+    /// Label smoothing ε (0: none).
+    pub label_smoothing: f64,
+    /// Seeds the order of the pairs.
+    pub seed: u32,
+    /// The optimizer's JSON form (`{"type":"adam","learningRate":…}`), used when the model has
+    /// none yet.
+    pub optimizer: String,
+}
+
+/// Options of `NativeSeq2Seq.transduce`.
+#[napi(object)]
+pub struct Seq2SeqDecodeOptions {
+    /// Beams kept per source (1: greedy).
+    pub beam_width: u32,
+    /// The most tokens an output has, its end token included.
+    pub max_length: u32,
+    /// Wu et al.'s α (0: raw log-probability).
+    pub length_penalty: f64,
+    /// Outputs per source, best first.
+    pub n_best: u32,
+}
+
+/// One decoded output.
+#[napi(object)]
+pub struct Seq2SeqHypothesis {
+    /// Target ids, the end token last when `finished`.
+    pub tokens: Vec<u32>,
+    /// The model's log-probability of `tokens`.
+    pub log_prob: f64,
+    /// The ranking score (the log-probability over Wu et al.'s length penalty).
+    pub score: f64,
+    /// Whether the output ended with the end token (else it reached `maxLength`).
+    pub finished: bool,
+    /// `[tokens.length, sourceLength]`: each output step's attention over the source tokens.
+    pub attention: Float32Array,
+    /// The source's length (the attention's columns).
+    pub source_length: u32,
+}
+
+/// Background task of `trainEpoch`.
+pub struct TrainEpochTask {
+    job: Job,
+    sources: Vec<Vec<usize>>,
+    targets: Vec<Vec<usize>>,
+    opts: EpochOptions,
+    optimizer: String,
+}
+
+impl Task for TrainEpochTask {
+    type Output = f64;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> napi::Result<f64> {
+        let (sources, targets, opts, optimizer) = (&self.sources, &self.targets, self.opts, &self.optimizer);
+        self.job.run(|s| {
+            if s.optimizer.is_none() {
+                let config: OptimizerConfig = gyre_core::train::optimizer_from_json(optimizer)?;
+                let sizes: Vec<usize> = s.model.params().map(|(_, _, v)| v.len()).collect();
+                s.optimizer = Some(Optimizer::new(config, &sizes)?);
+            }
+            let Some(o) = s.optimizer.as_mut() else { return Ok(f64::NAN) };
+            let loss = s.model.train_epoch(
+                o,
+                &refs(sources),
+                &refs(targets),
+                &EpochOptions { epoch: s.epochs + 1, ..opts },
+            )?;
+            s.epochs += 1;
+            Ok(loss)
+        })
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<f64> {
+        self.job.settle(&env);
+        self.job.failure.reject(env, err)
+    }
+
+    fn resolve(&mut self, env: Env, out: f64) -> napi::Result<f64> {
+        self.job.settle(&env);
+        Ok(out)
+    }
+}
+
+/// Background task of `loss`.
+pub struct LossTask {
+    job: Job,
+    sources: Vec<Vec<usize>>,
+    targets: Vec<Vec<usize>>,
+    opts: LossOptions,
+}
+
+impl Task for LossTask {
+    type Output = f64;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> napi::Result<f64> {
+        let (sources, targets, opts) = (&self.sources, &self.targets, self.opts);
+        self.job.run(|s| s.model.loss(&refs(sources), &refs(targets), &opts))
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<f64> {
+        self.job.settle(&env);
+        self.job.failure.reject(env, err)
+    }
+
+    fn resolve(&mut self, env: Env, out: f64) -> napi::Result<f64> {
+        self.job.settle(&env);
+        Ok(out)
+    }
+}
+
+/// Background task of `transduce`.
+pub struct TransduceTask {
+    job: Job,
+    sources: Vec<Vec<usize>>,
+    opts: DecodeOptions,
+}
+
+/// A hypothesis before it becomes JavaScript's.
+pub struct Found {
+    tokens: Vec<u32>,
+    log_prob: f64,
+    score: f64,
+    finished: bool,
+    attention: Vec<f32>,
+    source_length: u32,
+}
+
+impl Task for TransduceTask {
+    type Output = Vec<Vec<Found>>;
+    type JsValue = Vec<Vec<Seq2SeqHypothesis>>;
+
+    fn compute(&mut self) -> napi::Result<Vec<Vec<Found>>> {
+        let (sources, opts) = (&self.sources, self.opts);
+        self.job.run(|s| {
+            let found = s.model.transduce(&refs(sources), &opts)?;
+            Ok(found
+                .into_iter()
+                .zip(sources)
+                .map(|(hyps, src)| {
+                    hyps.into_iter()
+                        .map(|h| {
+                            let n = src.len();
+                            let attention = h
+                                .attention
+                                .rows()
+                                .into_iter()
+                                .flat_map(|r| r.iter().take(n).copied().collect::<Vec<_>>())
+                                .collect();
+                            Found {
+                                tokens: h.tokens.iter().map(|&t| t as u32).collect(),
+                                log_prob: h.log_prob,
+                                score: h.score,
+                                finished: h.finished,
+                                attention,
+                                source_length: n as u32,
+                            }
+                        })
+                        .collect()
+                })
+                .collect())
+        })
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Vec<Vec<Seq2SeqHypothesis>>> {
+        self.job.settle(&env);
+        self.job.failure.reject(env, err)
+    }
+
+    fn resolve(&mut self, env: Env, out: Vec<Vec<Found>>) -> napi::Result<Vec<Vec<Seq2SeqHypothesis>>> {
+        self.job.settle(&env);
+        Ok(out
+            .into_iter()
+            .map(|hyps| {
+                hyps.into_iter()
+                    .map(|f| Seq2SeqHypothesis {
+                        tokens: f.tokens,
+                        log_prob: f.log_prob,
+                        score: f.score,
+                        finished: f.finished,
+                        attention: Float32Array::new(f.attention),
+                        source_length: f.source_length,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+#[napi]
+impl NativeSeq2Seq {
+    /// A new model from its configuration's JSON (camelCase: `cell`, `sourceVocab`,
+    /// `targetVocab`, `embedding`, `hidden`, `layers`, `bidirectional`, `score`,
+    /// `inputFeeding`, `start`, `end`), weights from `seed`.
+    #[napi(constructor, catch_unwind)]
+    pub fn new(env: Env, config: String, seed: u32) -> Result<Self> {
+        contain(|| {
+            let config = Seq2SeqConfig::from_json(&config)?;
+            let model = Seq2Seq::new(config, u64::from(seed))?;
+            Ok(Self::wrap(&env, State { model, optimizer: None, epochs: 0, user: None }))
+        })
+    }
+
+    /// Loads a file's bytes (see `toSafetensors`), checked strictly.
+    #[napi(factory, catch_unwind)]
+    pub fn from_safetensors(env: Env, bytes: Uint8Array) -> Result<Self> {
+        contain(|| {
+            let saved = seq2seq::load(&bytes)?;
+            Ok(Self::wrap(
+                &env,
+                State { model: saved.model, optimizer: saved.optimizer, epochs: saved.epochs, user: saved.user },
+            ))
+        })
+    }
+
+    /// The file's bytes: weights, configuration, epochs, `user` metadata and, when asked and
+    /// present, the optimizer's state.
+    #[napi(catch_unwind)]
+    pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> Result<Buffer> {
+        contain(|| {
+            let s = self.held()?;
+            let optimizer = if include_optimizer { s.optimizer.as_ref() } else { None };
+            Ok(seq2seq::save(&s.model, s.epochs, optimizer, user.as_deref().or(s.user.as_deref()))?.into())
+        })
+    }
+
+    /// The configuration's JSON.
+    #[napi(getter, catch_unwind)]
+    pub fn config_json(&self) -> Result<String> {
+        contain(|| Ok(self.config.to_json()))
+    }
+
+    /// The `user` metadata the file was loaded with, if any.
+    #[napi(getter, catch_unwind)]
+    pub fn user(&self) -> Result<Option<String>> {
+        contain(|| Ok(self.held()?.user.clone()))
+    }
+
+    /// Epochs trained.
+    #[napi(getter, catch_unwind)]
+    pub fn epochs(&self) -> Result<u32> {
+        contain(|| Ok(self.held()?.epochs as u32))
+    }
+
+    /// The number of scalar parameters.
+    #[napi(getter, catch_unwind)]
+    pub fn param_count(&self) -> Result<f64> {
+        contain(|| Ok(self.held()?.model.param_count() as f64))
+    }
+
+    /// Every parameter's name and shape, in the model's order.
+    #[napi(catch_unwind)]
+    pub fn param_shapes(&self) -> Result<Vec<Seq2SeqParam>> {
+        contain(|| {
+            Ok(self
+                .held()?
+                .model
+                .params()
+                .map(|(n, s, _)| Seq2SeqParam { name: n.to_string(), shape: s.iter().map(|&d| d as u32).collect() })
+                .collect())
+        })
+    }
+
+    /// Whether the model holds an optimizer state (after training, or loaded with one).
+    #[napi(getter, catch_unwind)]
+    pub fn has_optimizer(&self) -> Result<bool> {
+        contain(|| Ok(self.held()?.optimizer.is_some()))
+    }
+
+    /// Frees the weights now; later calls fail with `GYRE_DISPOSED`.
+    #[napi(catch_unwind)]
+    pub fn dispose(&self, env: Env) -> Result<()> {
+        contain(|| {
+            let mut s = self.held()?;
+            self.disposed.store(true, Ordering::SeqCst);
+            s.optimizer = None;
+            report(&env, &self.reported, 0);
+            Ok(())
+        })
+    }
+
+    /// One epoch of training over pairs given as concatenated ids and lengths (targets
+    /// without start and end tokens); resolves to the epoch's mean loss per target token.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn train_epoch(
+        &self,
+        source_ids: Uint32Array,
+        source_lengths: Uint32Array,
+        target_ids: Uint32Array,
+        target_lengths: Uint32Array,
+        options: Seq2SeqEpochOptions,
+    ) -> Result<AsyncTask<TrainEpochTask>> {
+        contain(|| {
+            let sources = sequences("sources", &source_ids, &source_lengths)?;
+            let targets = sequences("targets", &target_ids, &target_lengths)?;
+            let opts = EpochOptions {
+                batch_size: options.batch_size as usize,
+                lr: options.learning_rate,
+                clip_norm: options.clip_norm,
+                loss: LossOptions { label_smoothing: options.label_smoothing },
+                seed: u64::from(options.seed),
+                epoch: 0,
+            };
+            Ok(AsyncTask::new(TrainEpochTask {
+                job: self.claim()?,
+                sources,
+                targets,
+                opts,
+                optimizer: options.optimizer,
+            }))
+        })
+    }
+
+    /// The mean teacher-forced cross-entropy per target token of pairs (as `trainEpoch`).
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn loss(
+        &self,
+        source_ids: Uint32Array,
+        source_lengths: Uint32Array,
+        target_ids: Uint32Array,
+        target_lengths: Uint32Array,
+        label_smoothing: f64,
+    ) -> Result<AsyncTask<LossTask>> {
+        contain(|| {
+            let sources = sequences("sources", &source_ids, &source_lengths)?;
+            let targets = sequences("targets", &target_ids, &target_lengths)?;
+            Ok(AsyncTask::new(LossTask { job: self.claim()?, sources, targets, opts: LossOptions { label_smoothing } }))
+        })
+    }
+
+    /// Beam-search decoding of sources (concatenated ids and lengths): per source, up to
+    /// `nBest` hypotheses, best first.
+    #[napi(catch_unwind, ts_return_type = "Promise<Array<Array<Seq2SeqHypothesis>>>")]
+    pub fn transduce(
+        &self,
+        source_ids: Uint32Array,
+        source_lengths: Uint32Array,
+        options: Seq2SeqDecodeOptions,
+    ) -> Result<AsyncTask<TransduceTask>> {
+        contain(|| {
+            let sources = sequences("sources", &source_ids, &source_lengths)?;
+            let opts = DecodeOptions {
+                beam_width: options.beam_width as usize,
+                max_length: options.max_length as usize,
+                length_penalty: options.length_penalty,
+                n_best: options.n_best as usize,
+            };
+            Ok(AsyncTask::new(TransduceTask { job: self.claim()?, sources, opts }))
+        })
+    }
+}
+
+/// A parameter's name and shape.
+#[napi(object)]
+pub struct Seq2SeqParam {
+    /// Its name (`encoder.rnn.weight_ih_l0`, …).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<u32>,
+}
