@@ -127,6 +127,49 @@ export declare class NativeModel {
   evaluateSync(data: DataArgs, loss: string, batchSize: number, metrics?: MetricsOptions | undefined | null): EvaluationResult
 }
 
+/** An encoder–decoder with attention in native memory (see `gyre_core::seq2seq`). */
+export declare class NativeSeq2Seq {
+  /**
+   * A new model from its configuration's JSON (camelCase: `cell`, `sourceVocab`,
+   * `targetVocab`, `embedding`, `hidden`, `layers`, `bidirectional`, `score`,
+   * `inputFeeding`, `start`, `end`), weights from `seed`.
+   */
+  constructor(config: string, seed: number)
+  /** Loads a file's bytes (see `toSafetensors`), checked strictly. */
+  static fromSafetensors(bytes: Uint8Array): NativeSeq2Seq
+  /**
+   * The file's bytes: weights, configuration, epochs, `user` metadata and, when asked and
+   * present, the optimizer's state.
+   */
+  toSafetensors(includeOptimizer: boolean, user?: string | undefined | null): Buffer
+  /** The configuration's JSON. */
+  get configJson(): string
+  /** The `user` metadata the file was loaded with, if any. */
+  get user(): string | null
+  /** Epochs trained. */
+  get epochs(): number
+  /** The number of scalar parameters. */
+  get paramCount(): number
+  /** Every parameter's name and shape, in the model's order. */
+  paramShapes(): Array<Seq2SeqParam>
+  /** Whether the model holds an optimizer state (after training, or loaded with one). */
+  get hasOptimizer(): boolean
+  /** Frees the weights now; later calls fail with `GYRE_DISPOSED`. */
+  dispose(): void
+  /**
+   * One epoch of training over pairs given as concatenated ids and lengths (targets
+   * without start and end tokens); resolves to the epoch's mean loss per target token.
+   */
+  trainEpoch(sourceIds: Uint32Array, sourceLengths: Uint32Array, targetIds: Uint32Array, targetLengths: Uint32Array, options: Seq2SeqEpochOptions): Promise<number>
+  /** The mean teacher-forced cross-entropy per target token of pairs (as `trainEpoch`). */
+  loss(sourceIds: Uint32Array, sourceLengths: Uint32Array, targetIds: Uint32Array, targetLengths: Uint32Array, labelSmoothing: number): Promise<number>
+  /**
+   * Beam-search decoding of sources (concatenated ids and lengths): per source, up to
+   * `nBest` hypotheses, best first.
+   */
+  transduce(sourceIds: Uint32Array, sourceLengths: Uint32Array, options: Seq2SeqDecodeOptions): Promise<Array<Array<Seq2SeqHypothesis>>>
+}
+
 /**
  * The recurrent state of `batch` independent streams of one model, for step-by-step
  * inference (a server keeping many live sequences holds one per sequence or per group).
@@ -1090,6 +1133,61 @@ export interface ScheduleOptions {
   cooldown?: number
   /** `reduceOnPlateau`: the lowest rate. Default 0. */
   minLr?: number
+}
+
+/** Options of `NativeSeq2Seq.transduce`. */
+export interface Seq2SeqDecodeOptions {
+  /** Beams kept per source (1: greedy). */
+  beamWidth: number
+  /** The most tokens an output has, its end token included. */
+  maxLength: number
+  /** Wu et al.'s α (0: raw log-probability). */
+  lengthPenalty: number
+  /** Outputs per source, best first. */
+  nBest: number
+}
+
+/** Options of `NativeSeq2Seq.trainEpoch`. */
+export interface Seq2SeqEpochOptions {
+  /** Pairs per optimizer step. */
+  batchSize: number
+  /** This epoch's learning rate. */
+  learningRate: number
+  /** Clip the gradient's global L2 norm to this; absent: no clipping. */
+  clipNorm?: number
+  /** Label smoothing ε (0: none). */
+  labelSmoothing: number
+  /** Seeds the order of the pairs. */
+  seed: number
+  /**
+   * The optimizer's JSON form (`{"type":"adam","learningRate":…}`), used when the model has
+   * none yet.
+   */
+  optimizer: string
+}
+
+/** One decoded output. */
+export interface Seq2SeqHypothesis {
+  /** Target ids, the end token last when `finished`. */
+  tokens: Array<number>
+  /** The model's log-probability of `tokens`. */
+  logProb: number
+  /** The ranking score (the log-probability over Wu et al.'s length penalty). */
+  score: number
+  /** Whether the output ended with the end token (else it reached `maxLength`). */
+  finished: boolean
+  /** `[tokens.length, sourceLength]`: each output step's attention over the source tokens. */
+  attention: Float32Array
+  /** The source's length (the attention's columns). */
+  sourceLength: number
+}
+
+/** A parameter's name and shape. */
+export interface Seq2SeqParam {
+  /** Its name (`encoder.rnn.weight_ih_l0`, …). */
+  name: string
+  /** Its shape. */
+  shape: Array<number>
 }
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */

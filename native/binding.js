@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeModel = nativeBinding.NativeModel
+module.exports.NativeSeq2Seq = nativeBinding.NativeSeq2Seq
 module.exports.StreamState = nativeBinding.StreamState
 module.exports.attentionBackwardF32 = nativeBinding.attentionBackwardF32
 module.exports.attentionBackwardF64 = nativeBinding.attentionBackwardF64
