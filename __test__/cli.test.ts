@@ -218,6 +218,63 @@ describe('gyre train --task classify on JSON lines', () => {
   });
 });
 
+describe('gyre train / transduce / eval / info on source–target pairs', () => {
+  it('trains an encoder–decoder, reports held-out error rates, transduces with a beam and draws the attention', () => {
+    // Reversing letter strings: 400 pairs, 40 held out.
+    let x = 7;
+    const next = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const pairs = Array.from({ length: 400 }, () => {
+      const s = Array.from({ length: 2 + Math.floor(next() * 4) }, () => 'abcde'[Math.floor(next() * 5)]).join('');
+      return `${s}\t${[...s].reverse().join('')}`;
+    });
+    writeFileSync(at('reverse.tsv'), `${pairs.join('\n')}\n`);
+    const t = gyre(
+      'train',
+      'reverse.tsv',
+      '--hidden',
+      '32',
+      '--epochs',
+      '12',
+      '--lr',
+      '0.01',
+      '--validation',
+      '0.1',
+      '--report',
+      'reverse.html',
+      '--seed',
+      '2',
+    );
+    expect(t.stderr).toMatch(/training an encoder–decoder .* on 360 pairs from reverse\.tsv \(40 held out\)/);
+    expect(t.code).toBe(0);
+    const m = /held out: exact match ([\d.]+)%, token error rate ([\d.]+)% \(beam 5\)/.exec(t.stdout);
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(80);
+    expect(existsSync(at('reverse.safetensors'))).toBe(true);
+    const html = readFileSync(at('reverse.html'), 'utf8');
+    expect(html).toMatch(/Attention on 3 held-out example\(s\)/);
+    expect(html).toMatch(/<table class="attention">/);
+    const r = gyre('transduce', 'reverse.safetensors', 'abcd', 'eed', '--beam', '3');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('abcd\tdcba\need\tdee\n');
+    const n = gyre('transduce', 'reverse.safetensors', 'abc', '--beam', '3', '--n-best', '2', '--json');
+    const parsed = JSON.parse(n.stdout) as { source: string; outputs: { text: string; score: number }[] }[];
+    expect(parsed[0]!.outputs).toHaveLength(2);
+    expect(parsed[0]!.outputs[0]!.text).toBe('cba');
+    const e = gyre('eval', 'reverse.safetensors', 'reverse.tsv', '--beam', '1');
+    expect(e.stdout).toMatch(
+      /reverse\.tsv: exact match [\d.]+% \(sequence error rate [\d.]+%\), token error rate [\d.]+%, cross-entropy [\d.]+ per token, over 400 pairs \(beam 1\)/,
+    );
+    const i = gyre('info', 'reverse.safetensors');
+    expect(i.stdout).toMatch(/seq2seq model, [\d,]+ parameters, \d+ epoch\(s\) trained/);
+    expectCleanFailure(
+      gyre('transduce', 'reverse.safetensors', 'abc', '--beam', '2', '--n-best', '3'),
+      /--n-best \(3\) must not exceed --beam \(2\)/,
+    );
+    writeFileSync(at('bad.tsv'), 'abc\tcba\nno tab here\n');
+    expectCleanFailure(gyre('train', 'bad.tsv'), /bad\.tsv line 2: expected "source<TAB>target"/);
+  }, 120_000);
+});
+
 describe('bad input ends in one clear line and exit code 1', () => {
   it('an empty corpus', () => {
     writeFileSync(at('empty.txt'), '\n\n');

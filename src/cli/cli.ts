@@ -16,11 +16,17 @@ import { loadModel, setNumThreads, type Model, type ProgressEvent } from '../mod
 import { htmlReport, terminalLossChart, type TrainingRun } from './report.js';
 import {
   type ClassifierEvaluation,
+  CharTokenizer,
+  Seq2Seq,
+  type Seq2SeqEvaluation,
+  type TextPair,
   TextClassifier,
   TextGenerator,
   textSequences,
   tokenizerFromJSON,
   type TextLabel,
+  type Tokenizer,
+  WordTokenizer,
 } from '../text/index.js';
 import { Forecaster } from '../data/timeseries.js';
 import { NgramModel } from '../text/ngram.js';
@@ -29,7 +35,7 @@ import { seededRandom } from '../util/random.js';
 /** An error the user caused, reported as one line. */
 class CliError extends Error {}
 
-type Task = 'text' | 'forecast' | 'classify';
+type Task = 'text' | 'forecast' | 'classify' | 'seq2seq';
 
 /** Where the CLI writes; tests pass their own. */
 export interface CliIO {
@@ -197,6 +203,35 @@ function readTexts(path: string, task: Task, opts: { textField: string; labelFie
   return labels ? { texts, labels } : { texts };
 }
 
+/** Source–target pairs of a file with one `source<TAB>target` pair per line (empty lines skipped). */
+function readPairs(path: string): TextPair[] {
+  const pairs: TextPair[] = [];
+  readText(path)
+    .split(/\r?\n/)
+    .forEach((line, i) => {
+      if (line.trim() === '') return;
+      const tab = line.indexOf('\t');
+      if (tab <= 0) throw new CliError(`${path} line ${i + 1}: expected "source<TAB>target", got ${JSON.stringify(line.slice(0, 60))}`);
+      pairs.push([line.slice(0, tab), line.slice(tab + 1).trimEnd()]);
+    });
+  if (pairs.length === 0) throw new CliError(`${path} has no pairs (one "source<TAB>target" per line)`);
+  return pairs;
+}
+
+/** Whether a file is an encoder–decoder's (its safetensors header says `"format": "gyre-seq2seq"`). */
+function isSeq2SeqFile(path: string): boolean {
+  const bytes = readFileSync(path);
+  if (bytes.length < 8) return false;
+  const n = Number(bytes.readBigUInt64LE(0));
+  if (n > bytes.length - 8) return false;
+  try {
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as { __metadata__?: { format?: unknown } };
+    return header.__metadata__?.format === 'gyre-seq2seq';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The texts (and labels) in a seeded random order: files are often sorted (alphabetically, by
  * class), and the validation split takes the last samples.
@@ -217,6 +252,7 @@ function taskOf(path: string, explicit: string | undefined): Task {
   const ext = extname(path).toLowerCase();
   if (ext === '.csv') return 'forecast';
   if (ext === '.jsonl' || ext === '.ndjson') return 'classify';
+  if (ext === '.tsv') return 'seq2seq';
   return 'text';
 }
 
@@ -244,6 +280,7 @@ const TRAINED_BY: Record<Task, string> = {
   text: 'gyre train <file.txt>',
   forecast: 'gyre train <file.csv>',
   classify: 'gyre train <file.jsonl> --task classify',
+  seq2seq: 'gyre train <pairs.tsv>',
 };
 
 async function openTask(path: string, want: Task, command: string): Promise<Model> {
@@ -357,10 +394,14 @@ interface TrainFlags {
   samples: number;
   temperature: number;
   quiet?: boolean;
+  targetTokenizer?: 'char' | 'word';
+  labelSmoothing: number;
+  beam: number;
 }
 
 async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
   const task = taskOf(data, f.task);
+  if (task === 'seq2seq') return trainSeq2Seq(io, data, f);
   const out = f.out ?? `${basename(data, extname(data))}.safetensors`;
   const settings: Record<string, string | number | boolean> = {
     data,
@@ -522,6 +563,118 @@ async function train(io: CliIO, data: string, f: TrainFlags): Promise<void> {
   }
 }
 
+/** A tokenizer of `kind` over `texts`: characters as they are, words as written (no lowercasing: targets come back as given). */
+function pairTokenizer(kind: 'char' | 'word', texts: string[]): Tokenizer {
+  return kind === 'word' ? WordTokenizer.fromCorpus(texts, { lowercase: false }) : CharTokenizer.fromCorpus(texts);
+}
+
+/** One line of an encoder–decoder evaluation. */
+function seq2seqLine(e: Seq2SeqEvaluation, beam: number): string {
+  return `exact match ${(100 * e.exactMatch).toFixed(2)}% (sequence error rate ${(100 * (1 - e.exactMatch)).toFixed(2)}%), token error rate ${(100 * e.tokenErrorRate).toFixed(2)}%, cross-entropy ${e.loss.toFixed(4)} per token, over ${e.count} pairs (beam ${beam})`;
+}
+
+async function trainSeq2Seq(io: CliIO, data: string, f: TrainFlags): Promise<void> {
+  if (f.dropout > 0) throw new CliError('--dropout is not an option of the encoder–decoder');
+  const out = f.out ?? `${basename(data, extname(data))}.safetensors`;
+  const all = readPairs(data);
+  // Files are often sorted: the held-out pairs are a seeded random share.
+  const random = seededRandom(f.seed);
+  const order = all.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const split = f.validation ?? DEFAULT_VALIDATION;
+  const held = Math.round(all.length * split);
+  const trainPairs = order.slice(0, all.length - held).map((i) => all[i]!);
+  const heldPairs = order.slice(all.length - held).map((i) => all[i]!);
+  const epochs = f.epochs ?? 20;
+  const hiddenSize = f.hidden ?? 128;
+  const learningRate = f.lr ?? 0.002;
+  const targetKind = f.targetTokenizer ?? f.tokenizer;
+  const settings: Record<string, string | number | boolean> = {
+    data,
+    task: 'seq2seq',
+    pairs: all.length,
+    heldOut: heldPairs.length,
+    cell: f.cell,
+    layers: f.layers,
+    hiddenSize,
+    sourceTokenizer: f.tokenizer,
+    targetTokenizer: targetKind,
+    epochs,
+    batchSize: f.batchSize,
+    learningRate,
+    labelSmoothing: f.labelSmoothing,
+    patience: f.patience,
+    beam: f.beam,
+    seed: f.seed,
+  };
+  io.err(
+    `training an encoder–decoder (bidirectional ${cellName(f.cell).split(' ')[1]} encoder, attention decoder) on ${trainPairs.length} pairs from ${data}${heldPairs.length > 0 ? ` (${heldPairs.length} held out)` : ''}`,
+  );
+  const progress = new Progress(io, epochs, Boolean(f.quiet));
+  const s2s = await Seq2Seq.train(trainPairs, {
+    sourceTokenizer: pairTokenizer(
+      f.tokenizer,
+      trainPairs.map((p) => p[0]),
+    ),
+    targetTokenizer: pairTokenizer(
+      targetKind,
+      trainPairs.map((p) => p[1]),
+    ),
+    cell: f.cell,
+    hiddenSize,
+    numLayers: f.layers,
+    epochs,
+    batchSize: f.batchSize,
+    learningRate,
+    labelSmoothing: f.labelSmoothing,
+    validation: heldPairs,
+    patience: f.patience > 0 ? f.patience : epochs,
+    seed: f.seed,
+    onEpoch: (e) => {
+      const event: ProgressEvent = {
+        kind: 'epoch',
+        epoch: e.epoch,
+        loss: e.loss,
+        learningRate: e.learningRate,
+        samplesPerSecond: trainPairs.length / e.seconds,
+      };
+      if (e.validationLoss !== undefined) event.valLoss = e.validationLoss;
+      progress.onProgress(event);
+    },
+  });
+  progress.stop();
+  await s2s.save(out);
+  const results: Record<string, string | number> = { parameters: s2s.parameterCount };
+  let attention: TrainingRun['attention'];
+  if (heldPairs.length > 0) {
+    const e = await s2s.evaluate(heldPairs, { beamWidth: f.beam });
+    Object.assign(results, {
+      [`exact match on the ${heldPairs.length} held-out pairs`]: e.exactMatch,
+      'token error rate (held out)': e.tokenErrorRate,
+      'cross-entropy per token (held out)': e.loss,
+    });
+    const shown = await s2s.transduce(
+      heldPairs.slice(0, 3).map((p) => p[0]),
+      { beamWidth: f.beam },
+    );
+    attention = {
+      title: `Attention on ${shown.length} held-out example(s) (beam ${f.beam})`,
+      examples: shown.map((r) => ({ source: r.sourceTokens, output: [...r.tokens, '⟨end⟩'], weights: r.attention })),
+    };
+    for (const [k, r] of shown.entries()) results[`example ${k + 1}`] = `${heldPairs[k]![0]} → ${r.text} (reference ${heldPairs[k]![1]})`;
+  }
+  finish(io, progress, out, settings, results, f.report, data, undefined, attention);
+  if (heldPairs.length > 0) {
+    const e = results[`exact match on the ${heldPairs.length} held-out pairs`] as number;
+    io.out(
+      `held out: exact match ${(100 * e).toFixed(2)}%, token error rate ${(100 * (results['token error rate (held out)'] as number)).toFixed(2)}% (beam ${f.beam})`,
+    );
+  }
+}
+
 /** Per-label precision, recall, F1 and support, the macro means, then the confusion matrix, as aligned lines. */
 function classReport(e: ClassifierEvaluation): string[] {
   const names = e.perLabel.map((p) => String(p.label));
@@ -557,6 +710,7 @@ function finish(
   report: string | undefined,
   data: string,
   confusion?: TrainingRun['confusion'],
+  attention?: TrainingRun['attention'],
 ): void {
   const epochs = progress.events.filter((e) => e.kind === 'epoch');
   const last = epochs.at(-1);
@@ -584,6 +738,7 @@ function finish(
         results,
         seconds: progress.seconds,
         ...(confusion ? { confusion } : {}),
+        ...(attention ? { attention } : {}),
       }),
     );
     io.out(`report written to ${report}`);
@@ -626,6 +781,35 @@ async function generate(
   }
 }
 
+async function transduce(
+  io: CliIO,
+  path: string,
+  texts: string[],
+  f: { beam: number; nBest: number; lengthPenalty: number; json?: boolean },
+): Promise<void> {
+  readText(path);
+  if (!isSeq2SeqFile(path))
+    throw new CliError(`${path} is not an encoder–decoder; gyre transduce needs a model made by ${TRAINED_BY.seq2seq}`);
+  if (f.nBest > f.beam) throw new CliError(`--n-best (${f.nBest}) must not exceed --beam (${f.beam})`);
+  const s2s = await Seq2Seq.load(path);
+  const out = await s2s.transduce(texts, { beamWidth: f.beam, nBest: f.nBest, lengthPenalty: f.lengthPenalty });
+  if (f.json) {
+    io.out(
+      JSON.stringify(
+        out.map((r, i) => ({
+          source: texts[i],
+          outputs: r.nBest.map((h) => ({ text: h.text, logProb: h.logProb, score: h.score, finished: h.finished })),
+        })),
+      ),
+    );
+    return;
+  }
+  for (const [i, r] of out.entries()) {
+    if (f.nBest === 1) io.out(`${texts[i]}\t${r.text}`);
+    else for (const h of r.nBest) io.out(`${texts[i]}\t${h.text}\t${h.score.toFixed(4)}`);
+  }
+}
+
 async function forecast(io: CliIO, path: string, data: string, f: { steps?: number; column?: string[]; json?: boolean }): Promise<void> {
   const model = await openTask(path, 'forecast', 'forecast');
   const fc = Forecaster.fromModel(model);
@@ -656,8 +840,14 @@ async function evaluate(
   io: CliIO,
   path: string,
   data: string,
-  f: { column?: string[]; textField: string; labelField: string; maxLength: number },
+  f: { column?: string[]; textField: string; labelField: string; maxLength: number; beam: number },
 ): Promise<void> {
+  readText(path);
+  if (isSeq2SeqFile(path)) {
+    const s2s = await Seq2Seq.load(path);
+    io.out(`${data}: ${seq2seqLine(await s2s.evaluate(readPairs(data), { beamWidth: f.beam }), f.beam)}`);
+    return;
+  }
   const { model, task } = await openModel(path);
   if (task === 'text') {
     const gen = TextGenerator.fromModel(model);
@@ -694,6 +884,32 @@ async function evaluate(
 }
 
 async function info(io: CliIO, path: string, f: { json?: boolean }): Promise<void> {
+  readText(path);
+  if (isSeq2SeqFile(path)) {
+    const s2s = await Seq2Seq.load(path);
+    const summary = {
+      file: path,
+      task: 'seq2seq',
+      parameters: s2s.parameterCount,
+      trainedEpochs: s2s.epochs,
+      config: s2s.config,
+      sourceTokenizer: { kind: s2s.sourceTokenizer.kind, vocabSize: s2s.sourceTokenizer.vocabSize },
+      targetTokenizer: { kind: s2s.targetTokenizer.kind, vocabSize: s2s.targetTokenizer.vocabSize },
+    };
+    if (f.json) {
+      io.out(JSON.stringify(summary, null, 2));
+      return;
+    }
+    const c = s2s.config as { cell: string; hidden: number; layers: number; bidirectional: boolean; score: unknown; inputFeeding: boolean };
+    io.out(`${path}: seq2seq model, ${s2s.parameterCount.toLocaleString('en-US')} parameters, ${s2s.epochs} epoch(s) trained`);
+    io.out(
+      `  encoder: ${c.layers} ${c.bidirectional ? 'bidirectional ' : ''}${c.cell} layer(s), hidden ${c.hidden}; decoder: ${c.cell} with ${typeof c.score === 'string' ? c.score : 'additive'} attention${c.inputFeeding ? ' and input feeding' : ''}`,
+    );
+    io.out(
+      `  source tokenizer: ${summary.sourceTokenizer.kind}-level, ${summary.sourceTokenizer.vocabSize} ids; target: ${summary.targetTokenizer.kind}-level, ${summary.targetTokenizer.vocabSize} ids`,
+    );
+    return;
+  }
   const { model, task } = await openModel(path);
   const meta = model.metadata;
   const g = (meta.gyre ?? {}) as Record<string, unknown>;
@@ -754,11 +970,13 @@ function program(io: CliIO): Command {
   cmd
     .command('train')
     .description(
-      'train a model on a data file and save it: .txt → text generator (one text per line), .csv → forecaster, .jsonl → text classifier',
+      'train a model on a data file and save it: .txt → text generator (one text per line), .csv → forecaster, .jsonl → text classifier, .tsv → encoder–decoder (source<TAB>target per line)',
     )
     .argument('<data>', 'data file (.txt, .csv, .jsonl)')
     .option('-o, --out <file>', 'model file to write (default: <data name>.safetensors)')
-    .addOption(new Option('--task <task>', 'what to learn (default: from the file extension)').choices(['text', 'forecast', 'classify']))
+    .addOption(
+      new Option('--task <task>', 'what to learn (default: from the file extension)').choices(['text', 'forecast', 'classify', 'seq2seq']),
+    )
     .addOption(new Option('--cell <cell>', 'recurrent cell').choices(['lstm', 'gru', 'rnn']).default('lstm'))
     .option('--hidden <n>', 'hidden size (default: 128 text, 32 forecast, 64 classify)', int(1))
     .option('--layers <n>', 'stacked recurrent layers', int(1), 1)
@@ -800,6 +1018,11 @@ function program(io: CliIO): Command {
     .option('--period <n>', 'forecast: season length of the seasonal-naive baseline (default: detected)', int(2))
     .option('--text-field <name>', 'jsonl/csv: field with the text', 'text')
     .option('--label-field <name>', 'classify: field with the label', 'label')
+    .addOption(
+      new Option('--target-tokenizer <kind>', 'seq2seq: tokenizer of the targets (default: --tokenizer)').choices(['char', 'word']),
+    )
+    .option('--label-smoothing <eps>', 'seq2seq: label smoothing of the cross-entropy', fractionOrZero, 0)
+    .option('--beam <n>', 'seq2seq: beam width of the held-out evaluation', int(1), 5)
     .option('-q, --quiet', 'no progress display')
     .action(async (data: string, flags: TrainFlags) => {
       if (flags.holdout >= 1) throw new CliError(`--holdout must be below 1, got ${flags.holdout}`);
@@ -839,7 +1062,19 @@ function program(io: CliIO): Command {
     .option('--text-field <name>', 'jsonl/csv: field with the text', 'text')
     .option('--label-field <name>', 'classify: field with the label', 'label')
     .option('--max-length <n>', 'text: steps per sequence', int(1), 64)
+    .option('--beam <n>', 'seq2seq: beam width', int(1), 5)
     .action(async (path: string, data: string, flags) => evaluate(io, path, data, flags));
+
+  cmd
+    .command('transduce')
+    .description('turn texts into their targets with an encoder–decoder made by gyre train <pairs.tsv>')
+    .argument('<model>', 'model file')
+    .argument('<texts...>', 'source texts')
+    .option('--beam <n>', 'beam width (1: greedy)', int(1), 5)
+    .option('--n-best <n>', 'outputs per text, best first, with their scores', int(1), 1)
+    .option('--length-penalty <alpha>', 'Wu et al. length penalty α', nonNegative, 0)
+    .option('--json', 'print JSON')
+    .action(async (path: string, texts: string[], flags) => transduce(io, path, texts, flags));
 
   cmd
     .command('info')

@@ -20,6 +20,8 @@ export interface TrainingRun {
   seconds: number;
   /** A classifier's confusion matrix: `matrix[label][predicted]`, both in `labels` order. */
   confusion?: { title: string; labels: string[]; matrix: number[][] };
+  /** An encoder–decoder's attention on a few examples: `weights[output token][source token]`. */
+  attention?: { title: string; examples: { source: string[]; output: string[]; weights: number[][] }[] };
 }
 
 /** Keeps at most `n` points, averaging consecutive values (so a long curve keeps its shape). */
@@ -119,6 +121,23 @@ function confusionTable(c: NonNullable<TrainingRun['confusion']>): string {
   return `<h2>${escapeHtml(c.title)}</h2><table class="confusion">${head}${rows}</table>`;
 }
 
+/** Attention heat maps: one table per example, output tokens down, source tokens across, each cell shaded by its weight. */
+function attentionMaps(a: NonNullable<TrainingRun['attention']>): string {
+  const maps = a.examples.map((ex) => {
+    const head = `<tr><th></th>${ex.source.map((t) => `<th>${escapeHtml(t)}</th>`).join('')}</tr>`;
+    const rows = ex.weights
+      .map((row, k) => {
+        const cells = row
+          .map((w) => `<td title="${w.toFixed(3)}" style="background:rgba(37,99,235,${(0.9 * w).toFixed(3)})"></td>`)
+          .join('');
+        return `<tr><th>${escapeHtml(ex.output[k] ?? '')}</th>${cells}</tr>`;
+      })
+      .join('');
+    return `<table class="attention">${head}${rows}</table>`;
+  });
+  return `<h2>${escapeHtml(a.title)}</h2>${maps.join('\n')}`;
+}
+
 /** A self-contained HTML report of a training run: curves, settings, per-epoch table, results. */
 export function htmlReport(run: TrainingRun): string {
   const epochs = run.events.filter((e) => e.kind === 'epoch');
@@ -165,7 +184,7 @@ export function htmlReport(run: TrainingRun): string {
     '</table>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gyre training report: ${escapeHtml(run.title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:720px;margin:2em auto;color:#111}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;font-size:13px}figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}pre{background:#f6f8fa;padding:8px}</style>
+<style>body{font-family:system-ui,sans-serif;max-width:720px;margin:2em auto;color:#111}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;font-size:13px}figure{margin:1.5em 0}figcaption{font-weight:600;margin-bottom:4px}pre{background:#f6f8fa;padding:8px}table.attention td{width:18px;height:18px;padding:0}</style>
 </head><body>
 <h1>Training report</h1>
 <p>${escapeHtml(run.title)} — ${epochs.length} epoch(s), ${batches.length} batches, ${run.seconds.toFixed(1)} s.</p>
@@ -174,6 +193,7 @@ ${charts.join('\n')}
 <h2>Epochs</h2>${perEpoch}
 ${run.results ? `<h2>Results</h2>${table(run.results)}` : ''}
 ${run.confusion ? confusionTable(run.confusion) : ''}
+${run.attention ? attentionMaps(run.attention) : ''}
 </body></html>
 `;
 }

@@ -71,6 +71,8 @@ export interface Seq2SeqEpoch {
   validationLoss?: number;
   /** The learning rate of this epoch. */
   learningRate: number;
+  /** Wall-clock seconds of the epoch's training (validation not included). */
+  seconds: number;
 }
 
 /** How {@link Seq2Seq.transduce} decodes. */
@@ -293,6 +295,7 @@ export class Seq2Seq {
     let bad = 0;
     const optimizer = JSON.stringify({ type: 'adam', learningRate });
     for (let epoch = 1; epoch <= epochs; epoch++) {
+      const started = performance.now();
       const loss = await native.settle(
         native.guard(() =>
           n.trainEpoch(data.src.ids, data.src.lengths, data.tgt.ids, data.tgt.lengths, {
@@ -305,7 +308,7 @@ export class Seq2Seq {
           }),
         ),
       );
-      const event: Seq2SeqEpoch = { epoch, loss, learningRate };
+      const event: Seq2SeqEpoch = { epoch, loss, learningRate, seconds: (performance.now() - started) / 1000 };
       if (validation) {
         const v = await native.settle(
           native.guard(() => n.loss(validation.src.ids, validation.src.lengths, validation.tgt.ids, validation.tgt.lengths, 0)),
