@@ -222,7 +222,10 @@ describe('gyre train / transduce / eval / info on source–target pairs', () => 
   it('trains an encoder–decoder, reports held-out error rates, transduces with a beam and draws the attention', () => {
     // Reversing letter strings: 400 pairs, 40 held out.
     let x = 7;
-    const next = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const next = () => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x / 2147483648;
+    };
     const pairs = Array.from({ length: 400 }, () => {
       const s = Array.from({ length: 2 + Math.floor(next() * 4) }, () => 'abcde'[Math.floor(next() * 5)]).join('');
       return `${s}\t${[...s].reverse().join('')}`;
