@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { classifyNames } from '../dist/examples/classify-names.js';
 import { forecastBirths } from '../dist/examples/forecast-births.js';
+import { cmudictPairs, runG2p, split } from '../dist/examples/g2p.js';
 import { readNames, trainNames } from '../dist/examples/names.js';
 import { readReviews, runTask, score } from '../dist/examples/sentiment.js';
 
@@ -63,6 +64,24 @@ describe('examples on real data', () => {
     const movies = reviews.slice(0, n).filter((v) => v.source === 'imdb').length;
     expect(movie.classWeight).toEqual([n / (2 * movies), n / (2 * (n - movies))]);
   });
+
+  it('the grapheme-to-phoneme example reads CMUdict without stress and learns pronunciations', async () => {
+    const pairs = await cmudictPairs();
+    expect(pairs.length).toBe(124920);
+    const phones = new Set(pairs.flatMap((p) => p[1].split(' ')));
+    expect(phones.size).toBe(39);
+    expect([...phones].every((p) => /^[A-Z]+$/.test(p))).toBe(true);
+    expect(pairs.find((p) => p[0] === 'phoneme')?.[1]).toBe('F OW N IY M');
+    const { train, test } = split(pairs, 1000);
+    expect([train.length, test.length]).toEqual([900, 100]);
+    expect(new Set([...train, ...test].map((p) => p[0])).size).toBe(1000);
+    const r = await runG2p({ words: 3000, epochs: 3, hiddenSize: 48, beamWidth: 3 });
+    expect([r.trainWords, r.testWords]).toEqual([2700, 300]);
+    // Untrained, nearly every phoneme is wrong; three short epochs get most of them right.
+    expect(r.greedy.per).toBeLessThan(0.45);
+    expect(r.beam.per).toBeLessThan(0.45);
+    expect(r.examples).toHaveLength(5);
+  }, 60_000);
 
   it("the sentiment example's scores are precision, recall and F1 per label", () => {
     const s = score(['a', 'b'], ['a', 'a', 'b', 'b', 'b'], ['a', 'b', 'b', 'b', 'a']);
