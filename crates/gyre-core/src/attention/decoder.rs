@@ -18,7 +18,7 @@
 
 use super::AttentionScore;
 use crate::error::{CoreError, Result};
-use crate::kernels::linalg::gemm;
+use crate::kernels::linalg::{gemm, DOT_FORM_MAX_ROWS};
 use crate::kernels::packed::{pack, pack_transposed};
 use crate::kernels::real::Real;
 use crate::rnn::cell::{BackwardStep, Cell, Dims, ForwardStep};
@@ -260,6 +260,11 @@ pub(super) struct Stepper<F: Real> {
     alpha: Vec<F>,
     aq: Vec<F>,
     joined: Array2<F>,
+    /// `W_ih`'s input-feeding columns transposed, `[H, G·H]` row-major (empty without input
+    /// feeding), and `W_cᵀ`, `[Hk + H, H]`: the products of more than a few rows read them in
+    /// place, where the transposed views would be copied to row-major at every step.
+    w_feed_t: Array2<F>,
+    combine_t: Array2<F>,
 }
 
 /// One step's buffers, `[R, ·]` each: the gates (in: the input's part; out: what the cell keeps),
@@ -318,6 +323,12 @@ impl<F: Real> Stepper<F> {
             alpha: vec![F::zero(); memory.dim().1],
             aq: vec![F::zero(); units],
             joined: Array2::zeros((rows, hk + h)),
+            w_feed_t: if spec.input_feeding {
+                w.cell.weight_ih.slice(s![.., w.cell.weight_ih.ncols() - h..]).t().as_standard_layout().into_owned()
+            } else {
+                Array2::zeros((0, 0))
+            },
+            combine_t: w.combine_weight.t().as_standard_layout().into_owned(),
         })
     }
 
@@ -335,9 +346,12 @@ impl<F: Real> Stepper<F> {
     ) -> Result<()> {
         let (r, h, hk) = (seq.len(), self.h, self.hk);
         let i = self.cell_in - if spec.input_feeding { h } else { 0 };
+        // A few rows: dot products with W's rows in place; more: the row-major transposes.
+        let few = r <= DOT_FORM_MAX_ROWS;
         if spec.input_feeding {
             let w_f = w.cell.weight_ih.slice(s![.., i..]);
-            gemm(F::one(), b.h_tilde_prev, w_f.t(), F::one(), b.gates.view_mut());
+            let w_f_t = if few { w_f.t() } else { self.w_feed_t.view() };
+            gemm(F::one(), b.h_tilde_prev, w_f_t, F::one(), b.gates.view_mut());
         }
         let fs = ForwardStep {
             dims: Dims { batch: r, input: self.cell_in, hidden: h },
@@ -376,7 +390,8 @@ impl<F: Real> Stepper<F> {
         for mut row in b.h_tilde.rows_mut() {
             row.assign(&w.combine_bias);
         }
-        gemm(F::one(), joined.view(), w.combine_weight.t(), F::one(), b.h_tilde.view_mut());
+        let combine_t = if few { w.combine_weight.t() } else { self.combine_t.view() };
+        gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
         b.h_tilde.mapv_inplace(|v| v.tanh());
         Ok(())
     }
@@ -466,13 +481,40 @@ pub fn decoder_forward<F: Real>(
     init: &InitialState<'_, F>,
 ) -> Result<DecoderOutput<F>> {
     let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    Ok(output_of(spec, &z, &t))
+}
+
+/// What [`decoder_forward`] returns, from a pass's trace.
+fn output_of<F: Real>(spec: &DecoderSpec<'_, F>, z: &Sizes, t: &Trace<F>) -> DecoderOutput<F> {
     let mut output = Array3::zeros((z.b, z.tq, z.h));
     for step in 0..z.tq {
         output.slice_mut(s![.., step, ..]).assign(&t.h_tilde.index_axis(Axis(0), step + 1));
     }
     let cell = spec.cell.has_cell_state().then(|| t.c.index_axis(Axis(0), z.tq).to_owned());
-    let weights = t.weights.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
-    Ok(DecoderOutput { output, weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell })
+    let weights = t.weights.view().permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
+    DecoderOutput { output, weights, hidden: t.h.index_axis(Axis(0), z.tq).to_owned(), cell }
+}
+
+/// [`decoder_forward`] and [`decoder_backward`] in one pass (the forward is not run twice):
+/// `grad` receives the forward's outputs and returns the gradient of the outputs `[B, Tq, H]`
+/// (and anything else the caller wants back, such as the loss); the gradients are those of
+/// `Σ output·grad_output`, as [`decoder_backward`] gives them.
+///
+/// # Errors
+/// As [`decoder_backward`], and what `grad` returns.
+pub fn decoder_forward_backward<F: Real, T>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView3<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    init: &InitialState<'_, F>,
+    grad: impl FnOnce(&DecoderOutput<F>) -> Result<(Array3<F>, T)>,
+) -> Result<(DecoderGrads<F>, T)> {
+    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    let (g_out, extra) = grad(&output_of(spec, &z, &t))?;
+    let g = DecoderOutputGrads { output: Some(g_out.view()), ..Default::default() };
+    Ok((backward_traced(spec, w, x, memory, lengths, &g, z, t)?, extra))
 }
 
 /// A decoder's state between steps, `[B, H]` each: the cell's hidden state, its cell state (an
@@ -583,6 +625,21 @@ pub fn decoder_backward<F: Real>(
     g: &DecoderOutputGrads<'_, F>,
 ) -> Result<DecoderGrads<F>> {
     let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    backward_traced(spec, w, x, memory, lengths, g, z, t)
+}
+
+/// The backward pass of [`decoder_backward`] from a forward pass's sizes and trace.
+#[allow(clippy::too_many_arguments)]
+fn backward_traced<F: Real>(
+    spec: &DecoderSpec<'_, F>,
+    w: &DecoderWeights<'_, F>,
+    x: ArrayView3<F>,
+    memory: ArrayView3<F>,
+    lengths: &[usize],
+    g: &DecoderOutputGrads<'_, F>,
+    z: Sizes,
+    t: Trace<F>,
+) -> Result<DecoderGrads<F>> {
     let Sizes { b, tq, i, h, tk, hk, gh, cell_in } = z;
     let has_c = spec.cell.has_cell_state();
     for (what, got, want) in [
@@ -604,6 +661,12 @@ pub fn decoder_backward<F: Real>(
     let width = Cell::<F>::extra(&cell) * h;
     let dgh_width = Cell::<F>::recurrent_grad_blocks(&cell) * h;
     let w_hh_packed = pack(w.cell.weight_hh);
+    // W_ih's input-feeding columns in row-major order, once (the step's product reads them).
+    let w_feed = if spec.input_feeding {
+        w.cell.weight_ih.slice(s![.., w.cell.weight_ih.ncols() - h..]).as_standard_layout().into_owned()
+    } else {
+        Array2::zeros((0, 0))
+    };
     let b_hh = w.cell.bias_hh.as_standard_layout();
     let b_hh_s = b_hh.as_slice().ok_or_else(|| CoreError::shape("bias_hh", "contiguous", "strided"))?;
     let units = match spec.score {
@@ -761,8 +824,7 @@ pub fn decoder_backward<F: Real>(
         }
         // Input feeding: the gates read h̃_{t−1} through W_ih's last H columns.
         if spec.input_feeding {
-            let w_f = w.cell.weight_ih.slice(s![.., i..]);
-            gemm(F::one(), dgx_all.index_axis(Axis(0), step), w_f, F::zero(), d_htilde_next.view_mut());
+            gemm(F::one(), dgx_all.index_axis(Axis(0), step), w_feed.view(), F::zero(), d_htilde_next.view_mut());
         } else {
             d_htilde_next.fill(F::zero());
         }

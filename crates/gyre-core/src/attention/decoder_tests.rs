@@ -338,3 +338,40 @@ fn stepping_one_step_at_a_time_is_the_whole_pass() {
     assert!(err.to_string().contains("state"), "{err}");
     assert_eq!(state, before);
 }
+
+/// The one-pass forward and backward gives the bits of the two calls, its closure seeing the
+/// forward's outputs, for every cell, score and input feeding.
+#[test]
+fn forward_backward_in_one_pass_is_the_two_calls() {
+    for kind in KINDS {
+        for score in 0..3 {
+            for input_feeding in [false, true] {
+                let case = Case::new(kind, score, input_feeding);
+                let up = Array3::from_shape_fn((B, TQ, H), |(a, b, c)| val(a * 29 + b * 7 + c, 21));
+                let whole = case.forward();
+                let apart = decoder_backward(
+                    &case.spec(),
+                    &case.weights(),
+                    case.x.view(),
+                    case.memory.view(),
+                    &case.lengths,
+                    &case.init(),
+                    &DecoderOutputGrads { output: Some(up.view()), ..Default::default() },
+                )
+                .expect("backward");
+                let (together, seen) = decoder_forward_backward(
+                    &case.spec(),
+                    &case.weights(),
+                    case.x.view(),
+                    case.memory.view(),
+                    &case.lengths,
+                    &case.init(),
+                    |out| Ok((up.clone(), out.clone())),
+                )
+                .expect("one pass");
+                assert_eq!(seen, whole, "{kind:?} {score} {input_feeding}");
+                assert_eq!(together, apart, "{kind:?} {score} {input_feeding}");
+            }
+        }
+    }
+}

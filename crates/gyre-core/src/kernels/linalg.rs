@@ -18,7 +18,7 @@ use rayon::slice::ParallelSliceMut;
 /// training with 1 << 18).
 const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 /// Products with at most this many rows against a transposed `b` use dot products (no copy).
-const DOT_FORM_MAX_ROWS: usize = 8;
+pub(crate) const DOT_FORM_MAX_ROWS: usize = 8;
 /// Products with at least this many rows run on a packed copy of `b`.
 const PACK_MIN_ROWS: usize = 64;
 /// Smallest block of output rows or columns handed to one task.

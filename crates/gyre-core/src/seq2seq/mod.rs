@@ -46,6 +46,7 @@ use crate::rnn::functional::{forward_sequences, CellKind, InitialState, Sequence
 use crate::rnn::weights::LayerWeights;
 use crate::AttentionScore;
 use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// The attention score of a [`Seq2SeqConfig`].
@@ -484,7 +485,8 @@ impl<F: Real> Seq2Seq<F> {
         Ok(Encoded { inputs, lengths, memory, h0, c0 })
     }
 
-    /// Decodes each source by beam search (width 1: greedy), in chunks of 256 sources;
+    /// Decodes each source by beam search (width 1: greedy), in chunks of 32 sources run side
+    /// by side on the pool;
     /// `[source][n_best]` hypotheses, best first, each with its tokens (the end token last when
     /// it finished), log-probability, score and attention rows `[steps, Ts]`.
     ///
@@ -502,11 +504,19 @@ impl<F: Real> Seq2Seq<F> {
             length_penalty: opts.length_penalty,
             n_best: opts.n_best,
         };
+        // Chunks of sources decode side by side on the pool (each on its own: the same output on
+        // any number of threads).
+        let parts: Vec<Result<Vec<Vec<Hypothesis<F>>>>> = sources
+            .par_chunks(32)
+            .map(|chunk| {
+                let enc = self.encode(&v, chunk)?;
+                let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
+                beam_search(&v.spec, &v.decoder, &v.head, enc.memory.view(), &enc.lengths, &init, &beam)
+            })
+            .collect();
         let mut out = Vec::with_capacity(sources.len());
-        for chunk in sources.chunks(256) {
-            let enc = self.encode(&v, chunk)?;
-            let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
-            out.extend(beam_search(&v.spec, &v.decoder, &v.head, enc.memory.view(), &enc.lengths, &init, &beam)?);
+        for part in parts {
+            out.extend(part?);
         }
         Ok(out)
     }

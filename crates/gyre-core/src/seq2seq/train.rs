@@ -1,7 +1,7 @@
 //! The teacher-forced loss of a [`Seq2Seq`], its gradient, and an epoch of optimizer steps.
 
-use super::{embed, Seq2Seq};
-use crate::attention::{decoder_backward, decoder_forward, DecoderOutputGrads};
+use super::{embed, Seq2Seq, Views};
+use crate::attention::{decoder_forward, decoder_forward_backward};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
@@ -9,6 +9,11 @@ use crate::optim::{clip_grad_norm, Optimizer, Param};
 use crate::random::Rng;
 use crate::rnn::functional::{backward_sequences, InitialState, OutputGrads, SequenceOptions};
 use ndarray::{s, Array2, Array3};
+use rayon::prelude::*;
+
+/// Pairs per shard of a batch: shards run side by side on the pool; fixed, so that the sums
+/// (and the bits) do not depend on the number of threads.
+const SHARD: usize = 16;
 
 /// Options of [`Seq2Seq::loss`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,6 +49,13 @@ pub(crate) struct BatchLoss<F> {
     pub(crate) tokens: usize,
     /// Gradients of `mean`, in the model's parameter order.
     pub(crate) grads: Option<Vec<Vec<F>>>,
+}
+
+/// The output layer's gradients and the decoder outputs'.
+struct HeadGrads<F> {
+    d_weight: Array2<F>,
+    d_bias: ndarray::Array1<F>,
+    d_output: Array3<F>,
 }
 
 /// Scatters the rows of `dx: [B, T, E]` into a `[rows, E]` table's gradient by id.
@@ -89,9 +101,9 @@ impl<F: Real> Seq2Seq<F> {
         self.check_targets("targets", targets)
     }
 
-    /// The teacher-forced loss of a batch: the mean over every target token (each target's
-    /// tokens and its end token) of the cross-entropy of the decoder's prediction, with label
-    /// smoothing when asked; with `grads`, its gradient for every parameter.
+    /// The teacher-forced loss of a batch, in shards of [`SHARD`] pairs run side by side on
+    /// the pool (fixed shards, their gradients summed in order: the same bits on any number of
+    /// threads); see [`Seq2Seq::shard_loss`].
     pub(crate) fn batch_loss(
         &self,
         sources: &[&[usize]],
@@ -99,9 +111,47 @@ impl<F: Real> Seq2Seq<F> {
         opts: &LossOptions,
         grads: bool,
     ) -> Result<BatchLoss<F>> {
+        let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
+        let parts: Vec<Result<BatchLoss<F>>> = sources
+            .par_chunks(SHARD)
+            .zip(targets.par_chunks(SHARD))
+            .map(|(s, t)| self.shard_loss(s, t, opts, grads, tokens))
+            .collect();
+        let mut total = 0.0;
+        let mut sum: Option<Vec<Vec<F>>> = None;
+        for part in parts {
+            let part = part?;
+            total += part.mean * part.tokens as f64;
+            match (sum.as_mut(), part.grads) {
+                (None, g) => sum = g,
+                (Some(acc), Some(g)) => {
+                    for (a, g) in acc.iter_mut().zip(g) {
+                        for (x, y) in a.iter_mut().zip(g) {
+                            *x = *x + y;
+                        }
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+        Ok(BatchLoss { mean: total / tokens as f64, tokens, grads: sum })
+    }
+
+    /// The teacher-forced loss of a shard: the mean over every target token (each target's
+    /// tokens and its end token) of the cross-entropy of the decoder's prediction, with label
+    /// smoothing when asked; with `grads`, the gradient for every parameter of the shard's summed
+    /// loss over `batch_tokens` (its share of the batch's mean).
+    fn shard_loss(
+        &self,
+        sources: &[&[usize]],
+        targets: &[&[usize]],
+        opts: &LossOptions,
+        grads: bool,
+        batch_tokens: usize,
+    ) -> Result<BatchLoss<F>> {
         let c = &self.config;
         let v = self.views()?;
-        let (b, d, vt, e) = (sources.len(), c.decoder_hidden(), c.target_vocab, c.embedding);
+        let e = c.embedding;
         let enc = self.encode(&v, sources)?;
         // The decoder reads start, y_1 … y_n and predicts y_1 … y_n, end.
         let dec_in: Vec<Vec<usize>> =
@@ -110,82 +160,31 @@ impl<F: Real> Seq2Seq<F> {
         let tq = dec_in.iter().map(Vec::len).max().unwrap_or(1);
         let y_in = embed(v.head.embedding, &dec_refs, tq);
         let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|a| a.view()) };
-        let dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
-        let flat = dec
-            .output
-            .view()
-            .into_shape_with_order((b * tq, d))
-            .map_err(|e| CoreError::invalid("decoder output", "contiguous", e))?;
-        let mut logits = Array2::zeros((b * tq, vt));
-        gemm(F::one(), flat, v.head.weight.t(), F::zero(), logits.view_mut());
-        for mut row in logits.rows_mut() {
-            row.zip_mut_with(&v.head.bias, |l, &b| *l = *l + b);
-        }
         let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
-        let eps = opts.label_smoothing;
-        let (scale, spread) = (F::lit(1.0 / tokens as f64), eps / vt as f64);
-        let mut total = 0.0f64;
-        for (r, mut row) in logits.rows_mut().into_iter().enumerate() {
-            let (n, step) = (r / tq, r % tq);
-            let target = match targets[n].len().cmp(&step) {
-                std::cmp::Ordering::Greater => targets[n][step],
-                std::cmp::Ordering::Equal => c.end,
-                std::cmp::Ordering::Less => {
-                    row.fill(F::zero());
-                    continue;
-                }
-            };
-            let top = row.iter().copied().fold(F::neg_infinity(), F::max);
-            let sum: f64 = row.iter().map(|&l| (l - top).exp().to_f64().unwrap_or(0.0)).sum();
-            let log_z = top.to_f64().unwrap_or(0.0) + sum.ln();
-            // −Σ q_k log p_k with q = (1 − ε)·onehot + ε/V.
-            let mut loss = -(1.0 - eps) * (row[target].to_f64().unwrap_or(0.0) - log_z);
-            if eps > 0.0 {
-                let mean_logit: f64 = row.iter().map(|l| l.to_f64().unwrap_or(0.0)).sum::<f64>() / vt as f64;
-                loss -= eps * (mean_logit - log_z);
-            }
-            total += loss;
-            if grads {
-                // ∂/∂logit_k = p_k − q_k, over the batch's tokens.
-                for (k, l) in row.iter_mut().enumerate() {
-                    let p = ((*l).to_f64().unwrap_or(0.0) - log_z).exp();
-                    let q = spread + if k == target { 1.0 - eps } else { 0.0 };
-                    *l = F::lit(p - q) * scale;
-                }
-            }
-        }
-        let mean = total / tokens as f64;
         if !grads {
-            return Ok(BatchLoss { mean, tokens, grads: None });
+            let dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
+            let (total, _) = self.head(&v, targets, &dec.output, opts, None)?;
+            return Ok(BatchLoss { mean: total / tokens as f64, tokens, grads: None });
         }
-        let mut out: Vec<Vec<F>> = self.values.iter().map(|p| vec![F::zero(); p.len()]).collect();
-        // The output layer.
-        let k_ow = self.index("decoder.output.weight")?;
-        let mut d_ow = Array2::zeros((vt, d));
-        gemm(F::one(), logits.t(), flat, F::zero(), d_ow.view_mut());
-        out[k_ow] = d_ow.iter().copied().collect();
-        let k_ob = self.index("decoder.output.bias")?;
-        let mut d_ob = ndarray::Array1::zeros(vt);
-        column_sums(logits.view(), d_ob.view_mut());
-        out[k_ob] = d_ob.to_vec();
-        let mut d_h = Array3::zeros((b, tq, d));
-        {
-            let d_h2 = d_h
-                .view_mut()
-                .into_shape_with_order((b * tq, d))
-                .map_err(|e| CoreError::invalid("grad", "contiguous", e))?;
-            gemm(F::one(), logits.view(), v.head.weight, F::zero(), d_h2);
-        }
-        // The decoder.
-        let g = decoder_backward(
+        // The decoder's forward pass, the loss and its gradient at the decoder's outputs, and the
+        // decoder's backward pass, from one trace.
+        let (g, (total, d_weight, d_bias)) = decoder_forward_backward(
             &v.spec,
             &v.decoder,
             y_in.view(),
             enc.memory.view(),
             &enc.lengths,
             &init,
-            &DecoderOutputGrads { output: Some(d_h.view()), ..Default::default() },
+            |dec| {
+                let (total, head) = self.head(&v, targets, &dec.output, opts, Some(batch_tokens))?;
+                let head = head.ok_or_else(|| CoreError::invalid("gradient", "computed", "none"))?;
+                Ok((head.d_output, (total, head.d_weight, head.d_bias)))
+            },
         )?;
+        let mean = total / tokens as f64;
+        let mut out: Vec<Vec<F>> = self.values.iter().map(|p| vec![F::zero(); p.len()]).collect();
+        out[self.index("decoder.output.weight")?] = d_weight.iter().copied().collect();
+        out[self.index("decoder.output.bias")?] = d_bias.to_vec();
         scatter(&dec_refs, &g.input, &mut out[self.index("decoder.embedding.weight")?], e);
         for (name, grad) in [
             ("decoder.rnn.weight_ih", g.cell.weight_ih.as_slice()),
@@ -240,6 +239,79 @@ impl<F: Real> Seq2Seq<F> {
         }
         scatter(sources, &d_out, &mut out[self.index("encoder.embedding.weight")?], e);
         Ok(BatchLoss { mean, tokens, grads: Some(out) })
+    }
+
+    /// The output layer and the loss over the decoder's outputs `[B, Tq, D]`: the summed loss of
+    /// every target token and, with `batch_tokens`, the gradients of the loss summed over
+    /// `batch_tokens` (the output layer's and the decoder outputs').
+    fn head(
+        &self,
+        v: &Views<'_, F>,
+        targets: &[&[usize]],
+        output: &Array3<F>,
+        opts: &LossOptions,
+        batch_tokens: Option<usize>,
+    ) -> Result<(f64, Option<HeadGrads<F>>)> {
+        let c = &self.config;
+        let (b, tq, d) = output.dim();
+        let vt = c.target_vocab;
+        let flat = output
+            .view()
+            .into_shape_with_order((b * tq, d))
+            .map_err(|e| CoreError::invalid("decoder output", "contiguous", e))?;
+        let mut logits = Array2::zeros((b * tq, vt));
+        gemm(F::one(), flat, v.head.weight.t(), F::zero(), logits.view_mut());
+        for mut row in logits.rows_mut() {
+            row.zip_mut_with(&v.head.bias, |l, &b| *l = *l + b);
+        }
+        let eps = opts.label_smoothing;
+        let (scale, spread) = (F::lit(1.0 / batch_tokens.unwrap_or(1) as f64), eps / vt as f64);
+        let mut total = 0.0f64;
+        for (r, mut row) in logits.rows_mut().into_iter().enumerate() {
+            let (n, step) = (r / tq, r % tq);
+            let target = match targets[n].len().cmp(&step) {
+                std::cmp::Ordering::Greater => targets[n][step],
+                std::cmp::Ordering::Equal => c.end,
+                std::cmp::Ordering::Less => {
+                    row.fill(F::zero());
+                    continue;
+                }
+            };
+            let top = row.iter().copied().fold(F::neg_infinity(), F::max);
+            let sum: f64 = row.iter().map(|&l| (l - top).exp().to_f64().unwrap_or(0.0)).sum();
+            let log_z = top.to_f64().unwrap_or(0.0) + sum.ln();
+            // −Σ q_k log p_k with q = (1 − ε)·onehot + ε/V.
+            let mut loss = -(1.0 - eps) * (row[target].to_f64().unwrap_or(0.0) - log_z);
+            if eps > 0.0 {
+                let mean_logit: f64 = row.iter().map(|l| l.to_f64().unwrap_or(0.0)).sum::<f64>() / vt as f64;
+                loss -= eps * (mean_logit - log_z);
+            }
+            total += loss;
+            if batch_tokens.is_some() {
+                // ∂/∂logit_k = p_k − q_k, over the batch's tokens.
+                for (k, l) in row.iter_mut().enumerate() {
+                    let p = ((*l).to_f64().unwrap_or(0.0) - log_z).exp();
+                    let q = spread + if k == target { 1.0 - eps } else { 0.0 };
+                    *l = F::lit(p - q) * scale;
+                }
+            }
+        }
+        if batch_tokens.is_none() {
+            return Ok((total, None));
+        }
+        let mut d_weight = Array2::zeros((vt, d));
+        gemm(F::one(), logits.t(), flat, F::zero(), d_weight.view_mut());
+        let mut d_bias = ndarray::Array1::zeros(vt);
+        column_sums(logits.view(), d_bias.view_mut());
+        let mut d_output = Array3::zeros((b, tq, d));
+        {
+            let d2 = d_output
+                .view_mut()
+                .into_shape_with_order((b * tq, d))
+                .map_err(|e| CoreError::invalid("grad", "contiguous", e))?;
+            gemm(F::one(), logits.view(), v.head.weight, F::zero(), d2);
+        }
+        Ok((total, Some(HeadGrads { d_weight, d_bias, d_output })))
     }
 
     /// The mean teacher-forced cross-entropy per target token (each target's tokens and its
