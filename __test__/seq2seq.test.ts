@@ -104,6 +104,7 @@ describe('Seq2Seq', () => {
 
   it('names the option or the pair at fault', async () => {
     await expect(Seq2Seq.train([['ab', 'ba']], { hiddenSize: 0 })).rejects.toThrow(/hiddenSize/);
+    await expect(Seq2Seq.train([['ab', 'ba']], { dropout: 1 })).rejects.toThrow(/dropout/);
     await expect(Seq2Seq.train([['ab', 'ba']], { attention: 'general', attentionUnits: 4 })).rejects.toThrow(/attentionUnits/);
     await expect(Seq2Seq.train([['ab', 'ba']], { depth: 2 } as never)).rejects.toThrow(/depth/);
     await expect(Seq2Seq.train([['ab', 3]] as never)).rejects.toThrow(/pairs\[0\]/);
@@ -124,6 +125,7 @@ describe('Seq2Seq', () => {
       cell: 'gru',
       attention: 'additive',
       labelSmoothing: 0.1,
+      dropout: 0.2,
       hiddenSize: 16,
       epochs: 2,
       validation: 0,

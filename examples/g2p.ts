@@ -57,6 +57,8 @@ export interface G2pOptions {
   epochs: number;
   hiddenSize: number;
   beamWidth: number;
+  /** Dropout in training (default 0). */
+  dropout?: number;
   /** Called with a line of progress. */
   log?: (line: string) => void;
 }
@@ -93,6 +95,7 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
     batchSize: 64,
     learningRate: 0.002,
     labelSmoothing: 0.1,
+    dropout: o.dropout ?? 0,
     validation: 0.05,
     patience: 3,
     seed: 1,

@@ -1157,6 +1157,11 @@ export interface Seq2SeqEpochOptions {
   clipNorm?: number
   /** Label smoothing ε (0: none). */
   labelSmoothing: number
+  /**
+   * Dropout probability on the embeddings, between encoder layers and before the output
+   * layer (0: none).
+   */
+  dropout: number
   /** Seeds the order of the pairs. */
   seed: number
   /**

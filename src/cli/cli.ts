@@ -574,7 +574,6 @@ function seq2seqLine(e: Seq2SeqEvaluation, beam: number): string {
 }
 
 async function trainSeq2Seq(io: CliIO, data: string, f: TrainFlags): Promise<void> {
-  if (f.dropout > 0) throw new CliError('--dropout is not an option of the encoder–decoder');
   const out = f.out ?? `${basename(data, extname(data))}.safetensors`;
   const all = readPairs(data);
   // Files are often sorted: the held-out pairs are a seeded random share.
@@ -606,6 +605,7 @@ async function trainSeq2Seq(io: CliIO, data: string, f: TrainFlags): Promise<voi
     batchSize: f.batchSize,
     learningRate,
     labelSmoothing: f.labelSmoothing,
+    dropout: f.dropout,
     patience: f.patience,
     beam: f.beam,
     seed: f.seed,
@@ -630,6 +630,7 @@ async function trainSeq2Seq(io: CliIO, data: string, f: TrainFlags): Promise<voi
     batchSize: f.batchSize,
     learningRate,
     labelSmoothing: f.labelSmoothing,
+    dropout: f.dropout,
     validation: heldPairs,
     patience: f.patience > 0 ? f.patience : epochs,
     seed: f.seed,
@@ -992,7 +993,7 @@ function program(io: CliIO): Command {
     .option('--patience <n>', 'epochs without a better validation loss before stopping (0: train every epoch)', int(0), 3)
     .option(
       '--dropout <p>',
-      "text and classify: dropout on the recurrent layer's input (one mask per sequence) and between stacked layers",
+      "text and classify: dropout on the recurrent layer's input (one mask per sequence) and between stacked layers; seq2seq: on the embeddings, between encoder layers and before the output layer",
       fractionOrZero,
       0,
     )

@@ -44,6 +44,12 @@ export interface Seq2SeqTrainOptions {
   learningRate?: number;
   /** Label smoothing ε in [0, 1). Default 0. */
   labelSmoothing?: number;
+  /**
+   * Dropout probability in [0, 1) in training: on the source and target embeddings, between
+   * encoder layers and on the attentional vector before the output layer (inverted dropout,
+   * seeded). Default 0.
+   */
+  dropout?: number;
   /** Clip the gradient's global norm to this. Default 5. */
   clipNorm?: number;
   /**
@@ -138,6 +144,7 @@ const TRAIN_KEYS = [
   'batchSize',
   'learningRate',
   'labelSmoothing',
+  'dropout',
   'clipNorm',
   'validation',
   'patience',
@@ -228,6 +235,7 @@ export class Seq2Seq {
     const batchSize = optInt('batchSize', o.batchSize, 64, 1);
     let learningRate = o.learningRate === undefined ? 0.002 : numberIn('learningRate', o.learningRate, 0, Number.POSITIVE_INFINITY, '()');
     const labelSmoothing = o.labelSmoothing === undefined ? 0 : numberIn('labelSmoothing', o.labelSmoothing, 0, 1, '[)');
+    const dropout = o.dropout === undefined ? 0 : numberIn('dropout', o.dropout, 0, 1, '[)');
     const clipNorm = o.clipNorm === undefined ? 5 : numberIn('clipNorm', o.clipNorm, 0, Number.POSITIVE_INFINITY, '()');
     const patience = optInt('patience', o.patience, 3, 1);
     const onEpoch = o.onEpoch;
@@ -303,6 +311,7 @@ export class Seq2Seq {
             learningRate,
             clipNorm,
             labelSmoothing,
+            dropout,
             seed: (seed + epoch) >>> 0,
             optimizer,
           }),

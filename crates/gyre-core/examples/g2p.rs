@@ -8,8 +8,9 @@
 //!
 //! Run: `npm install --no-save cmu-pronouncing-dictionary@3.0.0` (its `index.js` holds the
 //! dictionary), then
-//! `cargo run --release -p gyre-core --example g2p -- node_modules/cmu-pronouncing-dictionary/index.js [words] [epochs] [hidden] [smoothing]`
-//! (`words`: how many dictionary words to use, 0 for all; default 20000, 8 epochs, hidden 128, label smoothing 0).
+//! `cargo run --release -p gyre-core --example g2p -- node_modules/cmu-pronouncing-dictionary/index.js [words] [epochs] [hidden] [smoothing] [dropout]`
+//! (`words`: how many dictionary words to use, 0 for all; default 20000, 8 epochs, hidden 128, label smoothing 0,
+//! dropout 0).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // an example run by hand: a failure is the report
 
 use gyre_core::optim::{Optimizer, OptimizerConfig};
@@ -54,6 +55,7 @@ fn main() {
     let epochs: usize = args.get(3).map_or(8, |a| a.parse().expect("epochs"));
     let h: usize = args.get(4).map_or(128, |a| a.parse().expect("hidden"));
     let smoothing: f64 = args.get(5).map_or(0.0, |a| a.parse().expect("label smoothing"));
+    let dropout: f64 = args.get(6).map_or(0.0, |a| a.parse().expect("dropout"));
     let text = std::fs::read_to_string(path).expect("read the dictionary");
     // Lines `  "word": "PH1 ON0 EH",`: words of letters and apostrophes, stress digits dropped.
     let mut entries: Vec<(String, Vec<String>)> = Vec::new();
@@ -133,7 +135,7 @@ fn main() {
             batch_size: 64,
             lr: 0.002 * 0.7f64.powi(epoch.saturating_sub(3) as i32),
             clip_norm: Some(5.0),
-            loss: LossOptions { label_smoothing: smoothing },
+            loss: LossOptions { label_smoothing: smoothing, dropout, seed: 0 },
             seed: epoch as u64,
             epoch: epoch + 1,
         };

@@ -152,6 +152,9 @@ pub struct Seq2SeqEpochOptions {
     pub clip_norm: Option<f64>,
     /// Label smoothing ε (0: none).
     pub label_smoothing: f64,
+    /// Dropout probability on the embeddings, between encoder layers and before the output
+    /// layer (0: none).
+    pub dropout: f64,
     /// Seeds the order of the pairs.
     pub seed: u32,
     /// The optimizer's JSON form (`{"type":"adam","learningRate":…}`), used when the model has
@@ -449,7 +452,7 @@ impl NativeSeq2Seq {
                 batch_size: options.batch_size as usize,
                 lr: options.learning_rate,
                 clip_norm: options.clip_norm,
-                loss: LossOptions { label_smoothing: options.label_smoothing },
+                loss: LossOptions { label_smoothing: options.label_smoothing, dropout: options.dropout, seed: 0 },
                 seed: u64::from(options.seed),
                 epoch: 0,
             };
@@ -476,7 +479,12 @@ impl NativeSeq2Seq {
         contain(|| {
             let sources = sequences("sources", &source_ids, &source_lengths)?;
             let targets = sequences("targets", &target_ids, &target_lengths)?;
-            Ok(AsyncTask::new(LossTask { job: self.claim()?, sources, targets, opts: LossOptions { label_smoothing } }))
+            Ok(AsyncTask::new(LossTask {
+                job: self.claim()?,
+                sources,
+                targets,
+                opts: LossOptions { label_smoothing, ..Default::default() },
+            }))
         })
     }
 

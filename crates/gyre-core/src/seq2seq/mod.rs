@@ -214,8 +214,10 @@ pub(crate) struct Views<'a, F> {
 
 /// The encoder's work on a batch of sources, kept for the backward pass.
 pub(crate) struct Encoded<F> {
-    /// `[layer]`: each layer's input, `[B, Ts, In]` (the embedded sources first).
+    /// `[layer]`: each layer's input, `[B, Ts, In]` (the embedded sources first), after dropout.
     pub(crate) inputs: Vec<Array3<F>>,
+    /// `[layer]`: the dropout mask (scaled: 0 or `1/(1 − p)`) each input was multiplied by.
+    pub(crate) masks: Vec<Option<Array3<F>>>,
     /// `[B]`: each source's length.
     pub(crate) lengths: Vec<usize>,
     /// The top layer's outputs, `[B, Ts, D]`.
@@ -224,6 +226,33 @@ pub(crate) struct Encoded<F> {
     pub(crate) h0: Array2<F>,
     /// `[B, D]`: its initial cell state (LSTM).
     pub(crate) c0: Option<Array2<F>>,
+}
+
+/// Inverted dropout with a seeded generator: each value kept with probability `1 − p` and
+/// scaled by `1/(1 − p)`, or zeroed.
+pub(crate) struct Dropout {
+    p: f64,
+    rng: Rng,
+}
+
+impl Dropout {
+    pub(crate) fn new(p: f64, seed: u64) -> Self {
+        Dropout { p, rng: Rng::new(seed) }
+    }
+
+    /// Multiplies `x` by a fresh mask and returns the mask.
+    pub(crate) fn apply<F: Real, D: ndarray::Dimension>(
+        &mut self,
+        x: &mut ndarray::Array<F, D>,
+    ) -> ndarray::Array<F, D> {
+        let keep = F::lit(1.0 / (1.0 - self.p));
+        let mut mask = ndarray::Array::<F, D>::zeros(x.raw_dim());
+        for (m, v) in mask.iter_mut().zip(x.iter_mut()) {
+            *m = if self.rng.uniform() < self.p { F::zero() } else { keep };
+            *v = *v * *m;
+        }
+        mask
+    }
 }
 
 /// `[B, T, E]`: the rows of `table` for each sequence's ids, zeros past its end.
@@ -458,14 +487,27 @@ impl<F: Real> Seq2Seq<F> {
 
     /// Runs the encoder over a batch of (checked) sources.
     pub(crate) fn encode(&self, v: &Views<'_, F>, sources: &[&[usize]]) -> Result<Encoded<F>> {
+        self.encode_noisy(v, sources, None)
+    }
+
+    /// [`Seq2Seq::encode`], with dropout on every layer's input (the embedded sources, then each
+    /// layer's outputs) when `noise` is given; the masks are kept in [`Encoded::masks`].
+    pub(crate) fn encode_noisy(
+        &self,
+        v: &Views<'_, F>,
+        sources: &[&[usize]],
+        mut noise: Option<&mut Dropout>,
+    ) -> Result<Encoded<F>> {
         let c = &self.config;
         let (b, h, d) = (sources.len(), c.hidden, c.decoder_hidden());
         let ts = sources.iter().map(|s| s.len()).max().unwrap_or(0);
         let lengths: Vec<usize> = sources.iter().map(|s| s.len()).collect();
         let mut inputs = vec![embed(v.src_embedding, sources, ts)];
+        let mut masks = Vec::new();
         let mut h0 = Array2::zeros((b, d));
         let mut c0 = v.cell.has_cell_state().then(|| Array2::zeros((b, d)));
         for (k, layer) in v.encoder.iter().enumerate() {
+            masks.push(noise.as_deref_mut().map(|n| n.apply(&mut inputs[k])));
             let mut out = Array3::zeros((b, ts, d));
             for (dir, w) in layer.iter().enumerate() {
                 let opts = SequenceOptions { lengths: Some(&lengths), reverse: dir == 1 };
@@ -482,7 +524,7 @@ impl<F: Real> Seq2Seq<F> {
             inputs.push(out);
         }
         let memory = inputs.pop().unwrap_or_else(|| Array3::zeros((b, ts, d)));
-        Ok(Encoded { inputs, lengths, memory, h0, c0 })
+        Ok(Encoded { inputs, masks, lengths, memory, h0, c0 })
     }
 
     /// Decodes each source by beam search (width 1: greedy), in chunks of 32 sources run side

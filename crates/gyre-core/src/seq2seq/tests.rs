@@ -29,11 +29,12 @@ fn refs(v: &[Vec<usize>]) -> Vec<&[usize]> {
 
 /// Every parameter tensor's gradient, at a few entries each, against central differences of
 /// the loss in f64.
-fn gradcheck(c: Seq2SeqConfig, eps: f64) {
+fn gradcheck(c: Seq2SeqConfig, eps: f64, dropout: f64) {
     let model = Seq2Seq::<f64>::new(c.clone(), 11).unwrap();
     let (src, tgt) = batch();
     let (src, tgt) = (refs(&src), refs(&tgt));
-    let opts = LossOptions { label_smoothing: eps };
+    // With dropout, the masks are fixed by the seed: every evaluation draws the same ones.
+    let opts = LossOptions { label_smoothing: eps, dropout, seed: 5 };
     let (_, grads) = model.loss_and_gradient(&src, &tgt, &opts).unwrap();
     let mut worst = 0.0f64;
     let mut rng = Rng::new(3);
@@ -59,10 +60,28 @@ fn gradcheck(c: Seq2SeqConfig, eps: f64) {
 
 #[test]
 fn gradients_match_finite_differences_for_every_parameter() {
-    gradcheck(config("lstm", 2, true, ScoreConfig::General, true), 0.1);
-    gradcheck(config("gru", 1, false, ScoreConfig::Additive { units: 5 }, false), 0.0);
-    gradcheck(config("rnn", 1, true, ScoreConfig::Dot, true), 0.2);
-    gradcheck(config("gru", 2, true, ScoreConfig::Dot, false), 0.0);
+    gradcheck(config("lstm", 2, true, ScoreConfig::General, true), 0.1, 0.0);
+    gradcheck(config("gru", 1, false, ScoreConfig::Additive { units: 5 }, false), 0.0, 0.0);
+    gradcheck(config("rnn", 1, true, ScoreConfig::Dot, true), 0.2, 0.0);
+    gradcheck(config("gru", 2, true, ScoreConfig::Dot, false), 0.0, 0.0);
+    // Dropout on the embeddings, between encoder layers and before the output layer.
+    gradcheck(config("lstm", 2, true, ScoreConfig::General, true), 0.1, 0.3);
+    gradcheck(config("gru", 1, false, ScoreConfig::Additive { units: 5 }, false), 0.0, 0.5);
+}
+
+#[test]
+fn dropout_changes_the_loss_with_its_seed_and_is_off_at_zero() {
+    let model = Seq2Seq::<f64>::new(config("lstm", 2, true, ScoreConfig::General, true), 4).unwrap();
+    let (src, tgt) = batch();
+    let (src, tgt) = (refs(&src), refs(&tgt));
+    let l =
+        |dropout: f64, seed: u64| model.loss(&src, &tgt, &LossOptions { label_smoothing: 0.0, dropout, seed }).unwrap();
+    assert_eq!(l(0.0, 1), l(0.0, 2));
+    assert_eq!(l(0.4, 1), l(0.4, 1));
+    assert_ne!(l(0.4, 1), l(0.4, 2));
+    assert_ne!(l(0.4, 1), l(0.0, 1));
+    let err = model.loss(&src, &tgt, &LossOptions { dropout: 1.0, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("dropout"), "{err}");
 }
 
 #[test]
@@ -91,7 +110,7 @@ fn label_smoothing_matches_its_definition() {
     let model = Seq2Seq::<f64>::new(config("gru", 1, false, ScoreConfig::General, false), 2).unwrap();
     let (src, tgt) = batch();
     let (src, tgt) = (refs(&src), refs(&tgt));
-    let l = |e: f64| model.loss(&src, &tgt, &LossOptions { label_smoothing: e }).unwrap();
+    let l = |e: f64| model.loss(&src, &tgt, &LossOptions { label_smoothing: e, ..Default::default() }).unwrap();
     let (nll, uniform) = (l(0.0), l(1.0));
     assert!((l(0.1) - (0.9 * nll + 0.1 * uniform)).abs() < 1e-12);
     assert!(uniform > nll * 0.0 && nll > 0.0);
@@ -133,7 +152,7 @@ fn train(
             batch_size: 32,
             lr: 0.01,
             clip_norm: Some(5.0),
-            loss: LossOptions { label_smoothing: 0.05 },
+            loss: LossOptions { label_smoothing: 0.05, dropout: 0.1, seed: 0 },
             seed: epoch as u64,
             epoch: epoch + 1,
         };
@@ -164,7 +183,7 @@ fn learns_to_reverse_held_out_sequences_and_decodes_them_exactly() {
     };
     assert!(exact(&model, 1) < 10, "untrained");
     let loss = train(&mut model, &mut opt, &src, &tgt, 0..12);
-    assert!(loss < 0.3, "training loss {loss}");
+    assert!(loss < 0.4, "training loss {loss} (label smoothing and dropout included)");
     let (greedy, beam) = (exact(&model, 1), exact(&model, 4));
     assert!(greedy >= 90 && beam >= 90, "held-out exact: greedy {greedy}, beam {beam} of 100");
 }

@@ -1,6 +1,6 @@
 //! The teacher-forced loss of a [`Seq2Seq`], its gradient, and an epoch of optimizer steps.
 
-use super::{embed, Seq2Seq, Views};
+use super::{embed, Dropout, Seq2Seq, Views};
 use crate::attention::{decoder_forward, decoder_forward_backward};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
@@ -21,6 +21,11 @@ pub struct LossOptions {
     /// `ε` of label smoothing (PyTorch's `label_smoothing`): the target distribution is
     /// `(1 − ε)·onehot + ε/Vt` over all `Vt` target ids; 0 for plain cross-entropy.
     pub label_smoothing: f64,
+    /// Dropout probability in `[0, 1)` on the source and target embeddings, between encoder
+    /// layers and on the attentional vector before the output layer (0: none; training only).
+    pub dropout: f64,
+    /// Seeds the dropout masks (each shard of a batch its own, from this seed).
+    pub seed: u64,
 }
 
 /// Options of [`Seq2Seq::train_epoch`].
@@ -112,10 +117,19 @@ impl<F: Real> Seq2Seq<F> {
         grads: bool,
     ) -> Result<BatchLoss<F>> {
         let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
+        if !(0.0..1.0).contains(&opts.dropout) {
+            return Err(CoreError::invalid("dropout", "a probability in [0, 1)", opts.dropout));
+        }
         let parts: Vec<Result<BatchLoss<F>>> = sources
             .par_chunks(SHARD)
             .zip(targets.par_chunks(SHARD))
-            .map(|(s, t)| self.shard_loss(s, t, opts, grads, tokens))
+            .enumerate()
+            .map(|(i, (s, t))| {
+                let mut noise = (opts.dropout > 0.0).then(|| {
+                    Dropout::new(opts.dropout, opts.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                });
+                self.shard_loss(s, t, opts, grads, tokens, noise.as_mut())
+            })
             .collect();
         let mut total = 0.0;
         let mut sum: Option<Vec<Vec<F>>> = None;
@@ -148,21 +162,26 @@ impl<F: Real> Seq2Seq<F> {
         opts: &LossOptions,
         grads: bool,
         batch_tokens: usize,
+        mut noise: Option<&mut Dropout>,
     ) -> Result<BatchLoss<F>> {
         let c = &self.config;
         let v = self.views()?;
         let e = c.embedding;
-        let enc = self.encode(&v, sources)?;
+        let enc = self.encode_noisy(&v, sources, noise.as_deref_mut())?;
         // The decoder reads start, y_1 … y_n and predicts y_1 … y_n, end.
         let dec_in: Vec<Vec<usize>> =
             targets.iter().map(|t| std::iter::once(c.start).chain(t.iter().copied()).collect()).collect();
         let dec_refs: Vec<&[usize]> = dec_in.iter().map(Vec::as_slice).collect();
         let tq = dec_in.iter().map(Vec::len).max().unwrap_or(1);
-        let y_in = embed(v.head.embedding, &dec_refs, tq);
+        let mut y_in = embed(v.head.embedding, &dec_refs, tq);
+        let y_mask = noise.as_deref_mut().map(|n| n.apply(&mut y_in));
         let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|a| a.view()) };
         let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
         if !grads {
-            let dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
+            let mut dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
+            if let Some(n) = noise.as_deref_mut() {
+                n.apply(&mut dec.output);
+            }
             let (total, _) = self.head(&v, targets, &dec.output, opts, None)?;
             return Ok(BatchLoss { mean: total / tokens as f64, tokens, grads: None });
         }
@@ -176,8 +195,14 @@ impl<F: Real> Seq2Seq<F> {
             &enc.lengths,
             &init,
             |dec| {
-                let (total, head) = self.head(&v, targets, &dec.output, opts, Some(batch_tokens))?;
-                let head = head.ok_or_else(|| CoreError::invalid("gradient", "computed", "none"))?;
+                // Dropout on h̃ before the output layer (the fed-back h̃ is the undropped one).
+                let mut out = dec.output.clone();
+                let mask = noise.map(|n| n.apply(&mut out));
+                let (total, head) = self.head(&v, targets, &out, opts, Some(batch_tokens))?;
+                let mut head = head.ok_or_else(|| CoreError::invalid("gradient", "computed", "none"))?;
+                if let Some(m) = mask {
+                    head.d_output.zip_mut_with(&m, |g, &m| *g = *g * m);
+                }
                 Ok((head.d_output, (total, head.d_weight, head.d_bias)))
             },
         )?;
@@ -185,7 +210,11 @@ impl<F: Real> Seq2Seq<F> {
         let mut out: Vec<Vec<F>> = self.values.iter().map(|p| vec![F::zero(); p.len()]).collect();
         out[self.index("decoder.output.weight")?] = d_weight.iter().copied().collect();
         out[self.index("decoder.output.bias")?] = d_bias.to_vec();
-        scatter(&dec_refs, &g.input, &mut out[self.index("decoder.embedding.weight")?], e);
+        let mut d_y = g.input;
+        if let Some(m) = &y_mask {
+            d_y.zip_mut_with(m, |g, &m| *g = *g * m);
+        }
+        scatter(&dec_refs, &d_y, &mut out[self.index("decoder.embedding.weight")?], e);
         for (name, grad) in [
             ("decoder.rnn.weight_ih", g.cell.weight_ih.as_slice()),
             ("decoder.rnn.weight_hh", g.cell.weight_hh.as_slice()),
@@ -234,6 +263,9 @@ impl<F: Real> Seq2Seq<F> {
                         grad.ok_or_else(|| CoreError::invalid(name, "a contiguous gradient", "strided"))?,
                     );
                 }
+            }
+            if let Some(Some(m)) = enc.masks.get(k) {
+                d_in.zip_mut_with(m, |g, &m| *g = *g * m);
             }
             d_out = d_in;
         }
@@ -374,7 +406,8 @@ impl<F: Real> Seq2Seq<F> {
         for (batch, chunk) in order.chunks(opts.batch_size).enumerate() {
             let src: Vec<&[usize]> = chunk.iter().map(|&i| sources[i]).collect();
             let tgt: Vec<&[usize]> = chunk.iter().map(|&i| targets[i]).collect();
-            let l = self.batch_loss(&src, &tgt, &opts.loss, true)?;
+            let loss = LossOptions { seed: opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ batch as u64, ..opts.loss };
+            let l = self.batch_loss(&src, &tgt, &loss, true)?;
             let mut grads = l.grads.unwrap_or_default();
             let non_finite = |what: &str, value: f64| CoreError::NonFinite {
                 what: what.into(),
