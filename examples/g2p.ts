@@ -13,11 +13,12 @@
  *
  * The model: a bidirectional LSTM encoder over the letters (character tokenizer), an LSTM decoder
  * started from the encoder's two final states side by side, Luong's general attention with input
- * feeding, label smoothing 0.1, Adam; decoded greedily and by beam search.
+ * feeding, label smoothing 0.1, dropout (0.2 by default), Adam; decoded greedily and by beam
+ * search.
  *
- * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam]` (`words`:
- * how many dictionary words, `all` for every one; default 20000 words, 10 epochs, hidden 128,
- * beam 5). The README gives the figures of a run on every word.
+ * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam] [dropout]`
+ * (`words`: how many dictionary words, `all` for every one; default 20000 words, 10 epochs,
+ * hidden 128, beam 5, dropout 0.2). The README gives the figures of a run on every word.
  */
 import { Seq2Seq, type TextPair, WordTokenizer, seededRandom } from 'gyre';
 
@@ -129,12 +130,13 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
 }
 
 async function main(): Promise<void> {
-  const [words = '20000', epochs = '10', hidden = '128', beam = '5'] = process.argv.slice(2);
+  const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2'] = process.argv.slice(2);
   const r = await runG2p({
     words: words === 'all' ? undefined : Number(words),
     epochs: Number(epochs),
     hiddenSize: Number(hidden),
     beamWidth: Number(beam),
+    dropout: Number(dropout),
     log: (l) => console.log(l),
   });
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
