@@ -152,6 +152,8 @@ export declare class NativeSeq2Seq {
   get paramCount(): number
   /** Every parameter's name and shape, in the model's order. */
   paramShapes(): Array<Seq2SeqParam>
+  /** Every parameter's name, shape and values (a copy), in the model's order. */
+  params(): Array<Seq2SeqParamValues>
   /** Whether the model holds an optimizer state (after training, or loaded with one). */
   get hasOptimizer(): boolean
   /** Frees the weights now; later calls fail with `GYRE_DISPOSED`. */
@@ -1193,6 +1195,16 @@ export interface Seq2SeqParam {
   name: string
   /** Its shape. */
   shape: Array<number>
+}
+
+/** A parameter's name, shape and values. */
+export interface Seq2SeqParamValues {
+  /** Its name (`encoder.rnn.weight_ih_l0`, …). */
+  name: string
+  /** Its shape. */
+  shape: Array<number>
+  /** Its values, row-major. */
+  values: Float32Array
 }
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */

@@ -25,6 +25,7 @@ import { rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, MissingArgumentError, ShapeMismatchError } from '../errors.js';
 import type { Model } from '../model/index.js';
+import type { Seq2Seq } from '../text/seq2seq.js';
 import { positiveInt } from '../util/check.js';
 import { fileError } from '../util/files.js';
 
@@ -778,4 +779,272 @@ export async function saveOnnx(model: Model, path: string, options: OnnxOptions 
     await unlink(tmp).catch(() => undefined);
     throw fileError(e, 'write ONNX file', path);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoder–decoders.
+
+/** {@link seq2seqToOnnx}'s two models. */
+export interface Seq2SeqOnnx {
+  /**
+   * The encoder: inputs `source` (int64 token ids `[batch, time]`) and `sequence_lens` (int32
+   * `[batch]`, each in `1..time`); outputs `memory` (`[batch, time, D]`, zeros past each
+   * length), `h0` (`[batch, D]`: the top layer's final states, forward then backward) and, for
+   * an LSTM, `c0`.
+   */
+  encoder: Uint8Array;
+  /**
+   * One decoder step: inputs `token` (int64 `[batch]`: the start id first, then each row's last
+   * token), `h`, `c` (LSTM), `h_tilde` (input feeding; zeros at the first step), all
+   * `[batch, D]`, `memory` and `sequence_lens` (the encoder's, one row per decoded row); outputs
+   * `log_probs` (`[batch, targetVocab]`, the log-softmax of the next token), `h_next`,
+   * `c_next` (LSTM), `h_tilde_next` and `attention` (`[batch, time]`). Run in a beam loop it
+   * gives `Seq2Seq.transduce`'s outputs and log-probabilities.
+   */
+  decoderStep: Uint8Array;
+}
+
+/** A model's protobuf bytes around a built graph. */
+function finishModel(
+  g: Graph,
+  name: string,
+  doc: string,
+  inputs: Message[],
+  outputs: Message[],
+  opset: number,
+  meta: Record<string, string>,
+): Uint8Array {
+  const graph = new Message();
+  for (const n of g.nodes) graph.message(1, n);
+  graph.string(2, name);
+  for (const t of g.initializers) graph.message(5, t);
+  graph.string(10, doc);
+  for (const i of inputs) graph.message(11, i);
+  for (const o of outputs) graph.message(12, o);
+  const m = new Message().int(1, irVersion(opset)).string(2, 'gyre');
+  const version = gyreVersion();
+  if (version) m.string(3, version);
+  m.message(7, graph);
+  m.message(8, new Message().string(1, '').int(2, opset));
+  for (const [k, v] of Object.entries(meta)) m.message(14, new Message().string(1, k).string(2, v));
+  return m.finish();
+}
+
+/** `W` `[rows, cols]` row-major, transposed to `[cols, rows]`. */
+function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w[r * cols + c]!;
+  return out;
+}
+
+/** The ONNX attributes of a recurrent node of `cell` (PyTorch's GRU resets after the product). */
+function cellAttrs(cell: string, hidden: number, dirs: number): Record<string, AttrValue> {
+  const attrs: Record<string, AttrValue> = { hidden_size: hidden, direction: dirs === 2 ? 'bidirectional' : 'forward' };
+  if (cell === 'gru') attrs.linear_before_reset = 1;
+  if (cell === 'rnn') attrs.activations = Array<string>(dirs).fill('Tanh');
+  return attrs;
+}
+
+/**
+ * An encoder–decoder as two ONNX models (default opset 17, standard operators): the encoder
+ * over whole sources, and one decoder step for a beam loop in onnxruntime (it keeps no state:
+ * the step's states go in and come out). See {@link Seq2SeqOnnx} for the inputs and outputs.
+ * @throws {InvalidArgumentError} for a bad option.
+ */
+export function seq2seqToOnnx(model: Seq2Seq, options: { opset?: number } = {}): Seq2SeqOnnx {
+  if (model === null || typeof model !== 'object' || typeof (model as Partial<Seq2Seq>).parameters !== 'function') {
+    throw new InvalidArgumentError(`seq2seqToOnnx: model must be a Seq2Seq, got ${String(model)}`);
+  }
+  for (const key of Object.keys(options ?? {})) {
+    if (key !== 'opset') throw new InvalidArgumentError(`unknown option ${key}; expected opset`);
+  }
+  const opset = options.opset ?? ONNX_DEFAULT_OPSET;
+  if (!Number.isInteger(opset) || opset < ONNX_MIN_OPSET || opset > ONNX_MAX_OPSET) {
+    throw new InvalidArgumentError(`opset must be an integer in ${ONNX_MIN_OPSET}..${ONNX_MAX_OPSET}, got ${String(opset)}`);
+  }
+  const c = model.config as {
+    cell: 'lstm' | 'gru' | 'rnn';
+    sourceVocab: number;
+    targetVocab: number;
+    embedding: number;
+    hidden: number;
+    layers: number;
+    bidirectional: boolean;
+    score: 'dot' | 'general' | { additive: { units: number } };
+    inputFeeding: boolean;
+  };
+  const params = model.parameters();
+  const dirs = c.bidirectional ? 2 : 1;
+  const h = c.hidden;
+  const d = h * dirs;
+  const e = c.embedding;
+  const order = GATE_ORDER[c.cell]!;
+  const gates = order.length;
+  const lstm = c.cell === 'lstm';
+  const meta = { 'gyre.seq2seq': JSON.stringify(c) };
+
+  // The encoder.
+  const g = new Graph();
+  for (const n of ['source', 'sequence_lens', 'memory', 'h0', 'c0']) g.claim(n);
+  const shape = g.op('Shape', ['source'], 'source_shape');
+  const steps = g.op('Gather', [shape, g.int64([1], true)], 'time', { axis: 0 });
+  const range = g.op('Range', [g.int64([0], true), steps, g.int64([1], true)], 'steps');
+  const lens = g.op('Cast', ['sequence_lens'], 'lens64', { to: INT64 });
+  const mask = g.op(
+    'Less',
+    [g.op('Unsqueeze', [range, g.int64([0])], 'steps_1t'), g.op('Unsqueeze', [lens, g.int64([1])], 'lens_b1')],
+    'mask',
+  );
+  const ids = g.op('Transpose', [g.op('Where', [mask, 'source', g.int64([0], true)], 'ids')], 'ids_tb', { perm: [1, 0] });
+  const srcEmb = g.init('source_embedding', [c.sourceVocab, e], parameter(params, 'encoder.embedding.weight', [c.sourceVocab, e]));
+  let x = g.op('Gather', [srcEmb, ids], 'embedded', { axis: 0 });
+  let yh = '';
+  let yc = '';
+  for (let l = 0; l < c.layers; l++) {
+    const inWidth = l === 0 ? e : d;
+    const w: Float32Array[] = [];
+    const r: Float32Array[] = [];
+    const b: Float32Array[] = [];
+    for (let k = 0; k < dirs; k++) {
+      const sfx = `_l${l}${k === 1 ? '_reverse' : ''}`;
+      w.push(reorderGates(parameter(params, `encoder.rnn.weight_ih${sfx}`, [gates * h, inWidth]), h, inWidth, order));
+      r.push(reorderGates(parameter(params, `encoder.rnn.weight_hh${sfx}`, [gates * h, h]), h, h, order));
+      b.push(reorderGates(parameter(params, `encoder.rnn.bias_ih${sfx}`, [gates * h]), h, 1, order));
+      b.push(reorderGates(parameter(params, `encoder.rnn.bias_hh${sfx}`, [gates * h]), h, 1, order));
+    }
+    const W = g.init(`encoder_W${l}`, [dirs, gates * h, inWidth], concat(w));
+    const R = g.init(`encoder_R${l}`, [dirs, gates * h, h], concat(r));
+    const B = g.init(`encoder_B${l}`, [dirs, 2 * gates * h], concat(b));
+    const Y = g.name(`encoder_Y${l}`);
+    yh = g.name(`encoder_Y_h${l}`);
+    const outs = [Y, yh];
+    if (lstm) {
+      yc = g.name(`encoder_Y_c${l}`);
+      outs.push(yc);
+    }
+    g.node(ONNX_OP[c.cell]!, [x, W, R, B, 'sequence_lens'], outs, cellAttrs(c.cell, h, dirs));
+    // Y [T, dirs, B, H] → [T, B, dirs·H].
+    const t = g.op('Transpose', [Y], `encoder_tbdh${l}`, { perm: [0, 2, 1, 3] });
+    x = g.op('Reshape', [t, g.int64([0, 0, d])], `encoder_out${l}`);
+  }
+  g.node('Transpose', [x], ['memory'], { perm: [1, 0, 2] });
+  // Final states [dirs, B, H] → [B, dirs·H]: forward then backward, side by side.
+  const joinStates = (value: string, out: string) => {
+    g.node('Reshape', [g.op('Transpose', [value], `${out}_bdh`, { perm: [1, 0, 2] }), g.int64([0, d])], [out]);
+  };
+  joinStates(yh, 'h0');
+  if (lstm) joinStates(yc, 'c0');
+  const encInputs = [valueInfo('source', INT64, ['batch', 'time']), valueInfo('sequence_lens', INT32, ['batch'])];
+  const encOutputs = [valueInfo('memory', FLOAT, ['batch', 'time', d]), valueInfo('h0', FLOAT, ['batch', d])];
+  if (lstm) encOutputs.push(valueInfo('c0', FLOAT, ['batch', d]));
+  const encoder = finishModel(
+    g,
+    'gyre_seq2seq_encoder',
+    'source: int64 token ids [batch, time]; sequence_lens: int32 [batch]; memory [batch, time, D]; h0 (and c0) [batch, D]',
+    encInputs,
+    encOutputs,
+    opset,
+    meta,
+  );
+
+  // One decoder step.
+  const s = new Graph();
+  for (const n of ['token', 'h', 'c', 'h_tilde', 'memory', 'sequence_lens', 'log_probs', 'h_next', 'c_next', 'h_tilde_next', 'attention'])
+    s.claim(n);
+  const tgtEmb = s.init('target_embedding', [c.targetVocab, e], parameter(params, 'decoder.embedding.weight', [c.targetVocab, e]));
+  let input = s.op('Gather', [tgtEmb, 'token'], 'embedded', { axis: 0 });
+  const cellIn = e + (c.inputFeeding ? d : 0);
+  if (c.inputFeeding) input = s.op('Concat', [input, 'h_tilde'], 'fed', { axis: 1 });
+  const W = s.init(
+    'decoder_W',
+    [1, gates * d, cellIn],
+    reorderGates(parameter(params, 'decoder.rnn.weight_ih', [gates * d, cellIn]), d, cellIn, order),
+  );
+  const R = s.init('decoder_R', [1, gates * d, d], reorderGates(parameter(params, 'decoder.rnn.weight_hh', [gates * d, d]), d, d, order));
+  const B = s.init(
+    'decoder_B',
+    [1, 2 * gates * d],
+    concat([
+      reorderGates(parameter(params, 'decoder.rnn.bias_ih', [gates * d]), d, 1, order),
+      reorderGates(parameter(params, 'decoder.rnn.bias_hh', [gates * d]), d, 1, order),
+    ]),
+  );
+  const x1 = s.op('Unsqueeze', [input, s.int64([0])], 'x_1bi');
+  const cellInputs = [x1, W, R, B, '', s.op('Unsqueeze', ['h', s.int64([0])], 'h_1bd')];
+  const cellOutputs = ['', s.name('Y_h')];
+  if (lstm) {
+    cellInputs.push(s.op('Unsqueeze', ['c', s.int64([0])], 'c_1bd'));
+    cellOutputs.push(s.name('Y_c'));
+  }
+  s.node(ONNX_OP[c.cell]!, cellInputs, cellOutputs, cellAttrs(c.cell, d, 1));
+  const hn = s.op('Squeeze', [cellOutputs[1]!, s.int64([0])], 'h_new');
+  // Scores [B, T] of h over the memory, masked past each length.
+  let scores: string;
+  if (c.score === 'dot' || c.score === 'general') {
+    const q =
+      c.score === 'dot'
+        ? hn
+        : s.op('MatMul', [hn, s.init('attention_W', [d, d], parameter(params, 'decoder.attention.weight', [d, d]))], 'query');
+    scores = s.op(
+      'Squeeze',
+      [s.op('MatMul', ['memory', s.op('Unsqueeze', [q, s.int64([2])], 'query_bd1')], 'scores_bt1'), s.int64([2])],
+      'scores',
+    );
+  } else {
+    const a = c.score.additive.units;
+    const wq = s.init('attention_Wq_t', [d, a], transposed(parameter(params, 'decoder.attention.query_weight', [a, d]), a, d));
+    const wk = s.init('attention_Wk_t', [d, a], transposed(parameter(params, 'decoder.attention.key_weight', [a, d]), a, d));
+    const bias = s.init('attention_b', [a], parameter(params, 'decoder.attention.bias', [a]).slice());
+    const v = s.init('attention_v', [a, 1], parameter(params, 'decoder.attention.v', [a]).slice());
+    const qa = s.op('Unsqueeze', [s.op('MatMul', [hn, wq], 'query_a'), s.int64([1])], 'query_b1a');
+    const ka = s.op('MatMul', ['memory', wk], 'keys_a');
+    const t = s.op('Tanh', [s.op('Add', [s.op('Add', [ka, qa], 'keys_query'), bias], 'pre')], 'energy');
+    scores = s.op('Squeeze', [s.op('MatMul', [t, v], 'scores_bt1'), s.int64([2])], 'scores');
+  }
+  const mshape = s.op('Shape', ['memory'], 'memory_shape');
+  const msteps = s.op('Gather', [mshape, s.int64([1], true)], 'time', { axis: 0 });
+  const mrange = s.op('Range', [s.int64([0], true), msteps, s.int64([1], true)], 'steps');
+  const mlens = s.op('Cast', ['sequence_lens'], 'lens64', { to: INT64 });
+  const valid = s.op(
+    'Less',
+    [s.op('Unsqueeze', [mrange, s.int64([0])], 'steps_1t'), s.op('Unsqueeze', [mlens, s.int64([1])], 'lens_b1')],
+    'valid',
+  );
+  const masked = s.op('Where', [valid, scores, s.float(Number.NEGATIVE_INFINITY)], 'masked');
+  s.node('Softmax', [masked], ['attention'], { axis: -1 });
+  const context = s.op(
+    'Squeeze',
+    [s.op('MatMul', [s.op('Unsqueeze', ['attention', s.int64([1])], 'attention_b1t'), 'memory'], 'context_b1d'), s.int64([1])],
+    'context',
+  );
+  const joined = s.op('Concat', [context, hn], 'joined', { axis: 1 });
+  const wc = s.init('combine_W_t', [2 * d, d], transposed(parameter(params, 'decoder.combine.weight', [d, 2 * d]), d, 2 * d));
+  const bc = s.init('combine_b', [d], parameter(params, 'decoder.combine.bias', [d]).slice());
+  s.node('Tanh', [s.op('Add', [s.op('MatMul', [joined, wc], 'combined'), bc], 'combined_b')], ['h_tilde_next']);
+  const wo = s.init(
+    'output_W_t',
+    [d, c.targetVocab],
+    transposed(parameter(params, 'decoder.output.weight', [c.targetVocab, d]), c.targetVocab, d),
+  );
+  const bo = s.init('output_b', [c.targetVocab], parameter(params, 'decoder.output.bias', [c.targetVocab]).slice());
+  s.node('LogSoftmax', [s.op('Add', [s.op('MatMul', ['h_tilde_next', wo], 'logits_w'), bo], 'logits')], ['log_probs'], { axis: -1 });
+  s.node('Identity', [hn], ['h_next']);
+  if (lstm) s.node('Squeeze', [cellOutputs[2]!, s.int64([0])], ['c_next']);
+  const stepInputs = [valueInfo('token', INT64, ['batch']), valueInfo('h', FLOAT, ['batch', d])];
+  if (lstm) stepInputs.push(valueInfo('c', FLOAT, ['batch', d]));
+  if (c.inputFeeding) stepInputs.push(valueInfo('h_tilde', FLOAT, ['batch', d]));
+  stepInputs.push(valueInfo('memory', FLOAT, ['batch', 'time', d]), valueInfo('sequence_lens', INT32, ['batch']));
+  const stepOutputs = [valueInfo('log_probs', FLOAT, ['batch', c.targetVocab]), valueInfo('h_next', FLOAT, ['batch', d])];
+  if (lstm) stepOutputs.push(valueInfo('c_next', FLOAT, ['batch', d]));
+  stepOutputs.push(valueInfo('h_tilde_next', FLOAT, ['batch', d]), valueInfo('attention', FLOAT, ['batch', 'time']));
+  const decoderStep = finishModel(
+    s,
+    'gyre_seq2seq_decoder_step',
+    'one decoder step: token int64 [batch], h (c, h_tilde) [batch, D], memory [batch, time, D], sequence_lens int32 [batch] → log_probs [batch, V], h_next (c_next), h_tilde_next, attention [batch, time]',
+    stepInputs,
+    stepOutputs,
+    opset,
+    meta,
+  );
+  return { encoder, decoderStep };
 }

@@ -380,6 +380,13 @@ export class Seq2Seq {
     return native.guard(() => this.#native.paramShapes());
   }
 
+  /** Every parameter by name (copies; PyTorch's names where PyTorch has the module), with its shape. */
+  parameters(): Record<string, { data: Float32Array; shape: number[] }> {
+    const out: Record<string, { data: Float32Array; shape: number[] }> = {};
+    for (const p of native.guard(() => this.#native.params())) out[p.name] = { data: p.values, shape: p.shape };
+    return out;
+  }
+
   /**
    * Decodes each text by beam search (greedy with `beamWidth: 1`), off the event loop.
    * @throws {InvalidArgumentError} for a text without tokens or a bad option.

@@ -416,6 +416,23 @@ impl NativeSeq2Seq {
         })
     }
 
+    /// Every parameter's name, shape and values (a copy), in the model's order.
+    #[napi(catch_unwind)]
+    pub fn params(&self) -> Result<Vec<Seq2SeqParamValues>> {
+        contain(|| {
+            Ok(self
+                .held()?
+                .model
+                .params()
+                .map(|(n, s, v)| Seq2SeqParamValues {
+                    name: n.to_string(),
+                    shape: s.iter().map(|&d| d as u32).collect(),
+                    values: Float32Array::new(v.to_vec()),
+                })
+                .collect())
+        })
+    }
+
     /// Whether the model holds an optimizer state (after training, or loaded with one).
     #[napi(getter, catch_unwind)]
     pub fn has_optimizer(&self) -> Result<bool> {
@@ -508,6 +525,17 @@ impl NativeSeq2Seq {
             Ok(AsyncTask::new(TransduceTask { job: self.claim()?, sources, opts }))
         })
     }
+}
+
+/// A parameter's name, shape and values.
+#[napi(object)]
+pub struct Seq2SeqParamValues {
+    /// Its name (`encoder.rnn.weight_ih_l0`, …).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<u32>,
+    /// Its values, row-major.
+    pub values: Float32Array,
 }
 
 /// A parameter's name and shape.
