@@ -49,7 +49,9 @@ async function onnxBeam(
     const r = live.length;
     const join = (f: (x: (typeof live)[number]) => Float32Array) => {
       const out = new Float32Array(r * o.d);
-      live.forEach((x, i) => out.set(f(x), i * o.d));
+      live.forEach((x, i) => {
+        out.set(f(x), i * o.d);
+      });
       return new ort.Tensor('float32', out, [r, o.d]);
     };
     const mem = new Float32Array(r * t * o.d);
@@ -150,7 +152,9 @@ describe('seq2seqToOnnx', () => {
     });
     const d = (batch.h0!.dims[1] as number) ?? 0;
     const h0 = (batch.h0!.data as Float32Array).slice(d, 2 * d);
-    Array.from(alone.h0!.data as Float32Array).forEach((v, k) => expect(h0[k]).toBeCloseTo(v, 6));
+    Array.from(alone.h0!.data as Float32Array).forEach((v, k) => {
+      expect(h0[k]).toBeCloseTo(v, 6);
+    });
     const mem = batch.memory!.data as Float32Array;
     // The padded steps of the second source are zeros.
     for (let k = 6 * d + 2 * d; k < 12 * d; k++) expect(mem[k]).toBe(0);
