@@ -152,6 +152,7 @@ const SETTINGS = options.quick
       productPairs: 7, // gyre's 1024³ product: pairs of calls
       roofRounds: 5, // external sgemm: timed products; FMA probe: rounds (at most 7)
       streamSteps: 10000,
+      seq2seqEpochs: 1,
       memoryBatches: [1],
       taskTimeoutMs: 240_000,
     }
@@ -169,6 +170,7 @@ const SETTINGS = options.quick
       productPairs: 21,
       roofRounds: 11,
       streamSteps: 10000,
+      seq2seqEpochs: 3,
       memoryBatches: [1, 4],
       taskTimeoutMs: 900_000,
     };
@@ -557,6 +559,8 @@ if (libraries.includes('gyre')) {
   // Each fit in its own process: one batch (what training one batch holds) and, in a full
   // run, several (fit's copy of the whole training set grows with it).
   for (const batches of SETTINGS.memoryBatches) await extra('memory', { batches });
+  // The encoder–decoder: each thread count in its own process.
+  for (const threads of SETTINGS.threads) await extra('seq2seq', { threads });
 }
 
 // Ratios: gyre at a level and the same thread count (1 for the single-threaded baselines) ÷ the row.
@@ -692,6 +696,7 @@ const results = {
   roofFractions,
   stream: extras.stream ?? null,
   memory: extras.memory ?? null,
+  seq2seq: extras.seq2seq ?? null,
   failures,
   skipped,
   taskWallMs,

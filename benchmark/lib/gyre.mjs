@@ -224,3 +224,58 @@ export async function memoryPeak(s) {
   model.dispose();
   return [result];
 }
+
+/**
+ * The encoder–decoder (`Seq2Seq`) on a grapheme-to-phoneme-shaped task: 2,048 pairs of 4–10
+ * source letters (26) and their targets (each letter mapped to one of 39 symbols, in reverse
+ * order), a bidirectional LSTM encoder of hidden 128 and an LSTM decoder of 256 with general
+ * attention and input feeding, batches of 64. Per thread count: training pairs/s (the median of
+ * `s.seq2seqEpochs` one-epoch runs after one warm-up epoch) and decoding pairs/s, greedy and with
+ * a beam of 5 (all sources in one `transduce` call, median of 3). TensorFlow.js has no attention
+ * layer, so there is no baseline row for it.
+ */
+export async function seq2seqBench(s) {
+  const r = rng(17);
+  const symbols = Array.from({ length: 39 }, (_, i) => `P${i}`);
+  const pairs = Array.from({ length: 2048 }, () => {
+    const letters = Array.from({ length: 4 + Math.floor(((r() + 1) / 2) * 7) }, () => Math.floor(((r() + 1) / 2) * 26) % 26);
+    return [
+      String.fromCharCode(...letters.map((l) => 97 + l)),
+      letters
+        .map((l) => symbols[(l * 7) % 39])
+        .reverse()
+        .join(' '),
+    ];
+  });
+  const options = { targetTokenizer: 'word', hiddenSize: 128, batchSize: 64, validation: 0, seed: 1 };
+  const out = [];
+  for (const threads of s.threads) {
+    gyre.setNumThreads(threads);
+    await gyre.Seq2Seq.train(pairs, { ...options, epochs: 1 });
+    const trainMs = [];
+    let model;
+    for (let k = 0; k < s.seq2seqEpochs; k++) {
+      const t0 = performance.now();
+      model = await gyre.Seq2Seq.train(pairs, { ...options, epochs: 1 });
+      trainMs.push(performance.now() - t0);
+    }
+    const sources = pairs.map((p) => p[0]);
+    const decode = async (beamWidth) => {
+      const ms = [];
+      for (let k = 0; k < 3; k++) {
+        const t0 = performance.now();
+        await model.transduce(sources, { beamWidth, maxLength: 16 });
+        ms.push(performance.now() - t0);
+      }
+      return pairs.length / (median(ms) / 1000);
+    };
+    out.push({
+      threads,
+      pairs: pairs.length,
+      trainingPairsPerSec: pairs.length / (median(trainMs) / 1000),
+      greedyPairsPerSec: await decode(1),
+      beam5PairsPerSec: await decode(5),
+    });
+  }
+  return out;
+}

@@ -319,6 +319,22 @@ export function renderMarkdown(r, outPath) {
     out.push('');
   }
 
+  if (r.seq2seq) {
+    out.push('### Encoder–decoder (`Seq2Seq`): 2,048 letter → symbol pairs, bidirectional LSTM 128 → attention LSTM 256, batch 64');
+    out.push('');
+    out.push(
+      'Training: median of one-epoch `Seq2Seq.train` runs (Adam, no validation) after a warm-up epoch; decoding: `transduce` of all 2,048 sources at once (maxLength 16), median of 3. One process per thread count. TensorFlow.js has no attention layer: no baseline row.',
+    );
+    out.push('');
+    out.push(
+      table(
+        ['threads', 'training pairs/s', 'greedy pairs/s', 'beam 5 pairs/s'],
+        r.seq2seq.map((x) => [String(x.threads), num(x.trainingPairsPerSec, 0), num(x.greedyPairsPerSec, 0), num(x.beam5PairsPerSec, 0)]),
+      ),
+    );
+    out.push('');
+  }
+
   // One entry per fit measured (an object in results written before there were several).
   const memory = r.memory ? [r.memory].flat() : [];
   if (memory.length > 0) {

@@ -4,7 +4,7 @@
 //
 //   node benchmark/lib/worker.mjs '<task JSON>'
 //
-// Task: { kind: 'lib', lib, workload, settings } | { kind: 'product' | 'stream' | 'memory', settings }
+// Task: { kind: 'lib', lib, workload, settings } | { kind: 'product' | 'stream' | 'memory' | 'seq2seq', settings }
 // | { kind: 'info' } (gyre's SIMD level and thread count in this process's environment).
 // Prints one line `RESULT <json>` on stdout; anything else on stdout/stderr is diagnostics.
 import { WORKLOADS } from './workloads.mjs';
@@ -39,6 +39,8 @@ async function main() {
       return (await import('./gyre.mjs')).streamLatency(s);
     case 'memory':
       return (await import('./gyre.mjs')).memoryPeak(s);
+    case 'seq2seq':
+      return (await import('./gyre.mjs')).seq2seqBench(s);
     default:
       throw new Error(`unknown task kind ${task.kind}`);
   }
