@@ -79,6 +79,36 @@ describe('Seq2Seq', () => {
     }
   });
 
+  it('streams the decoder a token at a time: the most likely ids are the greedy output', async () => {
+    const texts = ['cafe', 'dab'];
+    const greedy = await model.transduce(texts);
+    const stream = model.stream(texts);
+    expect(stream.batch).toBe(2);
+    expect(stream.sourceLengths).toEqual([4, 3]);
+    let step = stream.step();
+    const outs: number[][] = [[], []];
+    const logProb = [0, 0];
+    for (let k = 0; k < 10; k++) {
+      const next = step.logProbs.map((lp) => lp.indexOf(Math.max(...lp)));
+      next.forEach((id, i) => {
+        if (outs[i]!.at(-1) === stream.endId) return;
+        outs[i]!.push(id);
+        logProb[i]! += step.logProbs[i]![id]!;
+      });
+      expect(step.attention[0]).toHaveLength(4);
+      step = stream.step(next.map((id) => (id === stream.endId ? stream.startId : id)));
+    }
+    texts.forEach((_, i) => {
+      expect(outs[i]!.at(-1)).toBe(stream.endId);
+      expect(model.targetTokenizer.decode(outs[i]!.slice(0, -1))).toBe(greedy[i]!.text);
+      expect(logProb[i]).toBeCloseTo(greedy[i]!.logProb, 8);
+    });
+    expect(stream.steps).toBe(11);
+    expect(() => stream.step([1])).toThrow(/one per source/);
+    expect(() => stream.step([1, stream.vocabSize])).toThrow(/tokens\[1\]/);
+    expect(stream.steps).toBe(11);
+  });
+
   it('saves and loads as one file with both tokenizers', async () => {
     const path = join(dir, 'reverse.safetensors');
     await model.save(path, { includeOptimizer: true });

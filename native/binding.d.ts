@@ -154,6 +154,11 @@ export declare class NativeSeq2Seq {
   paramShapes(): Array<Seq2SeqParam>
   /** Every parameter's name, shape and values (a copy), in the model's order. */
   params(): Array<Seq2SeqParamValues>
+  /**
+   * A decoder stream over sources given as concatenated ids and lengths (the encoder runs
+   * now, on this thread).
+   */
+  stream(sourceIds: Uint32Array, sourceLengths: Uint32Array): NativeSeq2SeqStream
   /** Whether the model holds an optimizer state (after training, or loaded with one). */
   get hasOptimizer(): boolean
   /** Frees the weights now; later calls fail with `GYRE_DISPOSED`. */
@@ -170,6 +175,19 @@ export declare class NativeSeq2Seq {
    * `nBest` hypotheses, best first.
    */
   transduce(sourceIds: Uint32Array, sourceLengths: Uint32Array, options: Seq2SeqDecodeOptions): Promise<Array<Array<Seq2SeqHypothesis>>>
+}
+
+/**
+ * A decoder stream of a [`NativeSeq2Seq`]: the encoder's work on a batch of sources and the
+ * decoder's state, advanced a token per row at a time.
+ */
+export declare class NativeSeq2SeqStream {
+  /** One decoder step: `tokens[i]` (a target id; the start id first) enters row `i`. */
+  step(tokens: Uint32Array): Seq2SeqStepResult
+  /** Tokens stepped so far. */
+  get steps(): number
+  /** Each source's length. */
+  get sourceLengths(): Array<number>
 }
 
 /**
@@ -1205,6 +1223,14 @@ export interface Seq2SeqParamValues {
   shape: Array<number>
   /** Its values, row-major. */
   values: Float32Array
+}
+
+/** What `NativeSeq2SeqStream.step` returns. */
+export interface Seq2SeqStepResult {
+  /** `[batch, targetVocab]`: each row's log-probabilities of its next token. */
+  logProbs: Float64Array
+  /** `[batch, time]`: each row's attention over its source (zeros past its length). */
+  attention: Float32Array
 }
 
 /** Sets the number of threads native calls run on (`GYRE_NUM_THREADS` sets the default). */

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeSeq2Seq = nativeBinding.NativeSeq2Seq
+module.exports.NativeSeq2SeqStream = nativeBinding.NativeSeq2SeqStream
 module.exports.StreamState = nativeBinding.StreamState
 module.exports.attentionBackwardF32 = nativeBinding.attentionBackwardF32
 module.exports.attentionBackwardF64 = nativeBinding.attentionBackwardF64

@@ -61,6 +61,7 @@ export type NativeModel = Binding.NativeModel;
 export type StreamState = Binding.StreamState;
 export const NativeSeq2Seq = binding.NativeSeq2Seq;
 export type NativeSeq2Seq = Binding.NativeSeq2Seq;
+export type NativeSeq2SeqStream = Binding.NativeSeq2SeqStream;
 export const setNumThreads = binding.setNumThreads;
 export const getNumThreads = binding.getNumThreads;
 export const simdLevel = binding.simdLevel;

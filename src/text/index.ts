@@ -17,6 +17,7 @@ export { TextGenerator } from './generator.js';
 export {
   editDistance,
   Seq2Seq,
+  Seq2SeqStream,
   type Seq2SeqEpoch,
   type Seq2SeqEvaluation,
   type Seq2SeqTrainOptions,

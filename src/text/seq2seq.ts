@@ -183,6 +183,62 @@ function packed(seqs: number[][]): { ids: Uint32Array; lengths: Uint32Array } {
   return { ids, lengths };
 }
 
+/**
+ * A decoder stream ({@link Seq2Seq.stream}): the encoder has read the sources; each
+ * {@link Seq2SeqStream.step} feeds one target id per source and returns the log-probabilities of
+ * the next one, for serving a token at a time (your own search, constraints, streaming output).
+ */
+export class Seq2SeqStream {
+  /** Sources (rows) of the stream. */
+  readonly batch: number;
+  /** Target ids: the target tokenizer's plus the start id. */
+  readonly vocabSize: number;
+  /** The id the decoder reads first (the default of the first step). */
+  readonly startId: number;
+  /** The id that ends an output. */
+  readonly endId: number;
+  /** Each source's tokens (the attention's columns). */
+  readonly sourceLengths: number[];
+  readonly #native: native.NativeSeq2SeqStream;
+
+  /** @internal */
+  constructor(n: native.NativeSeq2SeqStream, vocabSize: number, startId: number) {
+    this.#native = n;
+    this.sourceLengths = native.guard(() => n.sourceLengths);
+    this.batch = this.sourceLengths.length;
+    this.vocabSize = vocabSize;
+    this.startId = startId;
+    this.endId = END_ID;
+  }
+
+  /** Tokens stepped so far. */
+  get steps(): number {
+    return native.guard(() => this.#native.steps);
+  }
+
+  /**
+   * Feeds one target id per source (default: the start id for every source) and returns, per
+   * source, the log-probabilities of the next id (`vocabSize` values) and the attention over its
+   * source tokens.
+   * @throws {InvalidArgumentError} for ids out of range or not one per source (the stream is unchanged).
+   */
+  step(tokens?: readonly number[]): { logProbs: Float64Array[]; attention: Float32Array[] } {
+    const ids = tokens ?? Array<number>(this.batch).fill(this.startId);
+    if (!Array.isArray(ids) || ids.length !== this.batch) {
+      throw new InvalidArgumentError(`tokens must be ${this.batch} target id(s), one per source, got ${describe(tokens)}`);
+    }
+    ids.forEach((t, i) => {
+      intIn(`tokens[${i}]`, t, 0, this.vocabSize - 1);
+    });
+    const r = native.guard(() => this.#native.step(Uint32Array.from(ids)));
+    const width = r.attention.length / this.batch;
+    return {
+      logProbs: Array.from({ length: this.batch }, (_, i) => r.logProbs.slice(i * this.vocabSize, (i + 1) * this.vocabSize)),
+      attention: Array.from({ length: this.batch }, (_, i) => r.attention.slice(i * width, i * width + this.sourceLengths[i]!)),
+    };
+  }
+}
+
 /** Levenshtein distance between two token lists. */
 export function editDistance<T>(a: readonly T[], b: readonly T[]): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -378,6 +434,22 @@ export class Seq2Seq {
   /** Every parameter's name and shape (PyTorch's names where PyTorch has the module). */
   parameterShapes(): { name: string; shape: number[] }[] {
     return native.guard(() => this.#native.paramShapes());
+  }
+
+  /**
+   * A decoder stream over `texts` (the encoder runs now): step it a token at a time
+   * ({@link Seq2SeqStream}). Stepping the start id and then each most likely id gives
+   * `transduce`'s greedy output and log-probability.
+   * @throws {InvalidArgumentError} for a text without tokens.
+   */
+  stream(texts: string | readonly string[]): Seq2SeqStream {
+    const list = typeof texts === 'string' ? [texts] : texts;
+    if (!Array.isArray(list) || list.length === 0 || list.some((t) => typeof t !== 'string')) {
+      throw new InvalidArgumentError(`texts must be a string or a non-empty array of strings, got ${describe(texts)}`);
+    }
+    const src = packed(list.map((t, i) => this.#source(`texts[${i}]`, t)));
+    const n = native.guard(() => this.#native.stream(src.ids, src.lengths));
+    return new Seq2SeqStream(n, this.targetTokenizer.vocabSize + 1, this.targetTokenizer.vocabSize);
   }
 
   /** Every parameter by name (copies; PyTorch's names where PyTorch has the module), with its shape. */

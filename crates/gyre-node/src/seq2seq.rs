@@ -7,7 +7,7 @@ use crate::model::report;
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::seq2seq::{self, DecodeOptions, EpochOptions, LossOptions, Seq2Seq, Seq2SeqConfig};
 use gyre_core::threads;
-use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Float64Array, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -433,6 +433,22 @@ impl NativeSeq2Seq {
         })
     }
 
+    /// A decoder stream over sources given as concatenated ids and lengths (the encoder runs
+    /// now, on this thread).
+    #[napi(catch_unwind)]
+    pub fn stream(&self, source_ids: Uint32Array, source_lengths: Uint32Array) -> Result<NativeSeq2SeqStream> {
+        contain(|| {
+            let sources = sequences("sources", &source_ids, &source_lengths)?;
+            let stream = self.held()?.model.stream(&refs(&sources))?;
+            Ok(NativeSeq2SeqStream {
+                inner: self.inner.clone(),
+                busy: self.busy.clone(),
+                disposed: self.disposed.clone(),
+                stream,
+            })
+        })
+    }
+
     /// Whether the model holds an optimizer state (after training, or loaded with one).
     #[napi(getter, catch_unwind)]
     pub fn has_optimizer(&self) -> Result<bool> {
@@ -524,6 +540,62 @@ impl NativeSeq2Seq {
             };
             Ok(AsyncTask::new(TransduceTask { job: self.claim()?, sources, opts }))
         })
+    }
+}
+
+/// A decoder stream of a [`NativeSeq2Seq`]: the encoder's work on a batch of sources and the
+/// decoder's state, advanced a token per row at a time.
+#[napi]
+pub struct NativeSeq2SeqStream {
+    inner: Arc<Mutex<State>>,
+    busy: Arc<AtomicBool>,
+    disposed: Arc<AtomicBool>,
+    stream: seq2seq::Seq2SeqStream<f32>,
+}
+
+/// What `NativeSeq2SeqStream.step` returns.
+#[napi(object)]
+pub struct Seq2SeqStepResult {
+    /// `[batch, targetVocab]`: each row's log-probabilities of its next token.
+    pub log_probs: Float64Array,
+    /// `[batch, time]`: each row's attention over its source (zeros past its length).
+    pub attention: Float32Array,
+}
+
+#[napi]
+impl NativeSeq2SeqStream {
+    /// One decoder step: `tokens[i]` (a target id; the start id first) enters row `i`.
+    #[napi(catch_unwind)]
+    pub fn step(&mut self, tokens: Uint32Array) -> Result<Seq2SeqStepResult> {
+        contain(|| {
+            if self.disposed.load(Ordering::SeqCst) {
+                return Err(BindingError::disposed());
+            }
+            let busy =
+                || BindingError::busy_with("the encoder–decoder is running another call (training, loss or transduce)");
+            if self.busy.load(Ordering::SeqCst) {
+                return Err(busy());
+            }
+            let s = self.inner.try_lock().map_err(|_| busy())?;
+            let tokens: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
+            let (log_probs, attention) = s.model.stream_step(&mut self.stream, &tokens)?;
+            Ok(Seq2SeqStepResult {
+                log_probs: Float64Array::new(log_probs.iter().copied().collect()),
+                attention: Float32Array::new(attention.iter().copied().collect()),
+            })
+        })
+    }
+
+    /// Tokens stepped so far.
+    #[napi(getter, catch_unwind)]
+    pub fn steps(&self) -> Result<u32> {
+        contain(|| Ok(self.stream.steps as u32))
+    }
+
+    /// Each source's length.
+    #[napi(getter, catch_unwind)]
+    pub fn source_lengths(&self) -> Result<Vec<u32>> {
+        contain(|| Ok(self.stream.lengths().iter().map(|&l| l as u32).collect()))
     }
 }
 

@@ -201,6 +201,29 @@ pub struct DecodeOptions {
     pub n_best: usize,
 }
 
+/// A decoder stream over one batch of sources ([`Seq2Seq::stream`]): the encoder's work on them
+/// and the decoder's state, advanced one token per row at a time by [`Seq2Seq::stream_step`].
+#[derive(Clone, Debug)]
+pub struct Seq2SeqStream<F> {
+    memory: ndarray::Array3<F>,
+    lengths: Vec<usize>,
+    state: crate::attention::DecoderState<F>,
+    /// Tokens stepped so far.
+    pub steps: usize,
+}
+
+impl<F> Seq2SeqStream<F> {
+    /// Rows (sources) of the stream.
+    pub fn batch(&self) -> usize {
+        self.lengths.len()
+    }
+
+    /// Each source's length (the attention's columns).
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+}
+
 /// The weights of one forward pass, as views of a [`Seq2Seq`]'s parameters.
 pub(crate) struct Views<'a, F> {
     pub(crate) cell: CellKind,
@@ -525,6 +548,67 @@ impl<F: Real> Seq2Seq<F> {
         }
         let memory = inputs.pop().unwrap_or_else(|| Array3::zeros((b, ts, d)));
         Ok(Encoded { inputs, masks, lengths, memory, h0, c0 })
+    }
+
+    /// A decoder stream over `sources`: the encoder runs once, the decoder waits for its first
+    /// token (the start id, or any other prefix the caller feeds).
+    ///
+    /// # Errors
+    /// An empty source or an id out of range (named `sources[i][k]`).
+    pub fn stream(&self, sources: &[&[usize]]) -> Result<Seq2SeqStream<F>> {
+        self.check_sources("sources", sources)?;
+        let v = self.views()?;
+        let enc = self.encode(&v, sources)?;
+        let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
+        let state = crate::attention::DecoderState::start(&v.spec, sources.len(), self.config.decoder_hidden(), &init)?;
+        Ok(Seq2SeqStream { memory: enc.memory, lengths: enc.lengths, state, steps: 0 })
+    }
+
+    /// One decoder step of a stream: `tokens[i]` (a target id) enters row `i`; returns each
+    /// row's log-probabilities of the next token `[B, Vt]` and its attention over its source
+    /// `[B, Ts]` (zeros past the source's length). Stepping the start id and then each chosen
+    /// token gives [`Seq2Seq::transduce`]'s log-probabilities.
+    ///
+    /// # Errors
+    /// Not one token per row, or a token id out of range (named `tokens[i]`); the stream is left
+    /// as it was.
+    pub fn stream_step(&self, stream: &mut Seq2SeqStream<F>, tokens: &[usize]) -> Result<(Array2<f64>, Array2<F>)> {
+        let b = stream.batch();
+        if tokens.len() != b {
+            return Err(CoreError::shape("tokens", format!("{b} (one per row)"), tokens.len().to_string()));
+        }
+        if let Some(i) = tokens.iter().position(|&t| t >= self.config.target_vocab) {
+            return Err(CoreError::invalid(
+                format!("tokens[{i}]"),
+                format!("a target id below targetVocab {}", self.config.target_vocab),
+                tokens[i],
+            ));
+        }
+        let v = self.views()?;
+        let x = embed(v.head.embedding, &tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>(), 1);
+        let x = x.index_axis(ndarray::Axis(1), 0);
+        let (h_tilde, attention) = crate::attention::decoder_step(
+            &v.spec,
+            &v.decoder,
+            x,
+            stream.memory.view(),
+            &stream.lengths,
+            &mut stream.state,
+        )?;
+        let mut logits = Array2::<F>::zeros((b, self.config.target_vocab));
+        for mut row in logits.rows_mut() {
+            row.assign(&v.head.bias);
+        }
+        crate::kernels::linalg::gemm(F::one(), h_tilde.view(), v.head.weight.t(), F::one(), logits.view_mut());
+        // Log-softmax in f64, as beam search scores tokens.
+        let mut log_probs = logits.mapv(|x| x.to_f64().unwrap_or(f64::NAN));
+        for mut row in log_probs.rows_mut() {
+            let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = top + row.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
+            row.mapv_inplace(|x| x - lse);
+        }
+        stream.steps += 1;
+        Ok((log_probs, attention))
     }
 
     /// Decodes each source by beam search (width 1: greedy), in chunks of 32 sources run side

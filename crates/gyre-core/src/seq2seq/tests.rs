@@ -104,6 +104,38 @@ fn the_loss_is_the_negative_log_probability_beam_search_gives_the_same_output() 
 }
 
 #[test]
+fn a_stream_stepped_with_the_greedy_tokens_gives_the_greedy_decode() {
+    let model = Seq2Seq::<f64>::new(config("gru", 2, true, ScoreConfig::Additive { units: 3 }, true), 8).unwrap();
+    let sources: Vec<Vec<usize>> = vec![vec![3, 4, 5], vec![6, 0]];
+    let greedy = model
+        .transduce(&refs(&sources), &DecodeOptions { beam_width: 1, max_length: 5, length_penalty: 0.0, n_best: 1 })
+        .unwrap();
+    let mut stream = model.stream(&refs(&sources)).unwrap();
+    let mut tokens = vec![1usize, 1];
+    let mut lp = [0.0f64; 2];
+    for k in 0..5 {
+        let (log_probs, attention) = model.stream_step(&mut stream, &tokens).unwrap();
+        for (i, hyp) in greedy.iter().enumerate() {
+            let Some(&want) = hyp[0].tokens.get(k) else { continue };
+            let best = (0..6).max_by(|&a, &b| log_probs[[i, a]].total_cmp(&log_probs[[i, b]])).unwrap();
+            assert_eq!(best, want, "row {i} step {k}");
+            lp[i] += log_probs[[i, best]];
+            for (j, &a) in attention.row(i).iter().enumerate() {
+                assert!((a - hyp[0].attention[[k, j]]).abs() < 1e-12);
+            }
+            tokens[i] = best;
+        }
+    }
+    for (i, hyp) in greedy.iter().enumerate() {
+        assert!((lp[i] - hyp[0].log_prob).abs() < 1e-9, "{} vs {}", lp[i], hyp[0].log_prob);
+    }
+    assert_eq!(stream.steps, 5);
+    assert!(model.stream_step(&mut stream, &[1]).unwrap_err().to_string().contains("tokens"));
+    assert!(model.stream_step(&mut stream, &[1, 9]).unwrap_err().to_string().contains("tokens[1]"));
+    assert_eq!(stream.steps, 5);
+}
+
+#[test]
 fn label_smoothing_matches_its_definition() {
     // With ε, loss = (1 − ε)·NLL + ε·mean_k(−log p_k); checked against the ε = 0 loss and the
     // ε = 1 loss (the uniform part alone).
