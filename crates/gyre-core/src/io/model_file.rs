@@ -33,7 +33,7 @@ pub struct Saved {
     pub user: Option<String>,
 }
 
-fn bad(what: impl Into<String>, detail: impl Into<String>) -> CoreError {
+pub(crate) fn bad(what: impl Into<String>, detail: impl Into<String>) -> CoreError {
     CoreError::Format { what: what.into(), detail: detail.into() }
 }
 
@@ -73,7 +73,11 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
 
 /// Fails with one error listing the `expected` names absent from `present` and the `present`
 /// names not expected (labelled `extra_label`).
-fn check_names<V>(expected: &BTreeMap<String, V>, present: &BTreeSet<&str>, extra_label: &str) -> Result<()> {
+pub(crate) fn check_names<V>(
+    expected: &BTreeMap<String, V>,
+    present: &BTreeSet<&str>,
+    extra_label: &str,
+) -> Result<()> {
     let missing: Vec<&str> = expected.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
     let extra: Vec<&str> = present.iter().copied().filter(|n| !expected.contains_key(*n)).collect();
     let mut detail = Vec::new();
@@ -89,7 +93,7 @@ fn check_names<V>(expected: &BTreeMap<String, V>, present: &BTreeSet<&str>, extr
     Err(bad("tensors", detail.join("; ")))
 }
 
-fn json(what: &str, text: &str) -> Result<serde_json::Value> {
+pub(crate) fn json(what: &str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| bad(format!("__metadata__.{what}"), format!("invalid JSON: {e}")))
 }
 

@@ -6,6 +6,7 @@
 
 use super::{Seq2Seq, Seq2SeqConfig};
 use crate::error::{CoreError, Result};
+use crate::io::model_file::{bad, check_names, json};
 use crate::io::safetensors::{parse, serialize};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
 use crate::train::{optimizer_from_json, optimizer_to_json};
@@ -27,10 +28,6 @@ pub struct SavedSeq2Seq {
     pub optimizer: Option<Optimizer<f32>>,
     /// The `user` metadata string, when present.
     pub user: Option<String>,
-}
-
-fn bad(what: impl Into<String>, detail: impl Into<String>) -> CoreError {
-    CoreError::Format { what: what.into(), detail: detail.into() }
 }
 
 /// The bytes of a file holding `model`, its trained `epochs`, `optimizer` (if given) and
@@ -102,9 +99,6 @@ pub fn load(bytes: &[u8]) -> Result<SavedSeq2Seq> {
     let config_json = meta.get("config").ok_or_else(|| bad("__metadata__.config", "missing"))?;
     let config = Seq2SeqConfig::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     let shapes = Seq2Seq::<f32>::param_shapes(&config)?;
-    let json = |what: &str, text: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(text).map_err(|e| bad(format!("__metadata__.{what}"), format!("invalid JSON: {e}")))
-    };
     let epochs = match meta.get("training") {
         Some(t) => json("training", t)?
             .get("epochs")
@@ -129,18 +123,7 @@ pub fn load(bytes: &[u8]) -> Result<SavedSeq2Seq> {
         }
     }
     let present: BTreeSet<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
-    let missing: Vec<&str> = expected.keys().map(String::as_str).filter(|n| !present.contains(n)).collect();
-    let extra: Vec<&str> = present.iter().copied().filter(|n| !expected.contains_key(*n)).collect();
-    if !missing.is_empty() || !extra.is_empty() {
-        let mut detail = Vec::new();
-        if !missing.is_empty() {
-            detail.push(format!("missing {}", missing.join(", ")));
-        }
-        if !extra.is_empty() {
-            detail.push(format!("not in the configuration: {}", extra.join(", ")));
-        }
-        return Err(bad("tensors", detail.join("; ")));
-    }
+    check_names(&expected, &present, "not in the configuration")?;
     let mut values: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     for t in &file.tensors {
         let want = &expected[t.name.as_str()];
