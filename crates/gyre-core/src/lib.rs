@@ -24,6 +24,7 @@
 
 pub mod attention;
 mod error;
+pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod model;
