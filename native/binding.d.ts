@@ -9,6 +9,34 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A model graph in native memory (see `gyre_core::graph`). */
+export declare class NativeGraph {
+  /** A new graph from its JSON (`{ inputs, nodes, outputs, seed }`), weights from its seed. */
+  constructor(spec: string)
+  /** Loads a file's bytes (see `toSafetensors`), checked strictly. */
+  static fromSafetensors(bytes: Uint8Array): NativeGraph
+  /** The file's bytes: weights, the graph, epochs and `user` metadata. */
+  toSafetensors(user?: string | undefined | null): Buffer
+  /** The graph's JSON, every default written out. */
+  get specJson(): string
+  /** The `user` metadata the file was loaded with, if any. */
+  get user(): string | null
+  /** Epochs trained. */
+  get epochs(): number
+  /** Every parameter's name, shape and values (a copy), in the graph's order. */
+  params(): Array<GraphParam>
+  /** Replaces parameter `name`'s values (its number of values, finite). */
+  setParam(name: string, values: Float32Array): void
+  /** Frees the weights now; later calls fail with `GYRE_DISPOSED`. */
+  dispose(): void
+  /** One epoch of training; resolves to the epoch's mean loss (summed over the outputs). */
+  trainEpoch(data: GraphDataArgs, options: GraphEpochArgs): Promise<number>
+  /** The mean loss (summed over the outputs) of data with targets. */
+  evaluate(data: GraphDataArgs, lossNames: Array<string>, batchSize: number): Promise<number>
+  /** Every output for every sample, and every attention node's weights. */
+  predict(data: GraphDataArgs, batchSize: number): Promise<GraphPredictResult>
+}
+
 /**
  * A sequential model living in native memory. Its weights (and optimizer state) are
  * reported to V8 as external memory, so the garbage collector sees their weight.
@@ -844,6 +872,88 @@ export interface ForwardResultF64 {
 
 /** The number of threads native calls run on. */
 export declare function getNumThreads(): number
+
+/** One attention node's weights from `NativeGraph.predict`. */
+export interface GraphAttention {
+  /** The node's name. */
+  name: string
+  /** `[samples, Tq, Tk]`. */
+  shape: Array<number>
+  /** Row-major weights, 0 past each memory's length. */
+  values: Float32Array
+}
+
+/** A graph's data: one entry per input, in the graph's order, and per output for training. */
+export interface GraphDataArgs {
+  /** Number of samples. */
+  samples: number
+  /** One per graph input. */
+  inputs: Array<GraphInputArgs>
+  /** One per graph output (training and evaluation). */
+  targets?: Array<GraphTargetArgs>
+}
+
+/** Options of `NativeGraph.trainEpoch`. */
+export interface GraphEpochArgs {
+  /** Samples per optimizer step. */
+  batchSize: number
+  /** This epoch's learning rate. */
+  learningRate: number
+  /** Clip the gradient's global L2 norm to this; absent: no clipping. */
+  clipNorm?: number
+  /** One per output: `'mse'` or `'crossEntropy'`. */
+  losses: Array<string>
+  /** Seeds the order of the samples; absent: in order. */
+  shuffleSeed?: number
+  /** The optimizer's JSON form, used when the graph has none yet. */
+  optimizer: string
+}
+
+/** One input's data for `samples` sequences. */
+export interface GraphInputArgs {
+  /** `T`, the padded steps. */
+  steps: number
+  /** `[samples]` each sequence's steps, 1 … `T`. */
+  lengths: Uint32Array
+  /** `[samples, T, features]` for an input of float steps. */
+  floats?: Float32Array
+  /** `[samples, T]` for an input of token ids. */
+  tokens?: Uint32Array
+}
+
+/** One output of `NativeGraph.predict`. */
+export interface GraphOutput {
+  /** `[samples, T, W]` or `[samples, W]`. */
+  shape: Array<number>
+  /** Row-major values. */
+  values: Float32Array
+}
+
+/** A parameter's name, shape and values. */
+export interface GraphParam {
+  /** Its name (`enc.weight_ih_l0`, …). */
+  name: string
+  /** Its shape. */
+  shape: Array<number>
+  /** Its values, row-major. */
+  values: Float32Array
+}
+
+/** What `NativeGraph.predict` resolves to. */
+export interface GraphPredictResult {
+  /** One per graph output, in order. */
+  outputs: Array<GraphOutput>
+  /** One per attention node, in node order. */
+  attention: Array<GraphAttention>
+}
+
+/** One output's targets. */
+export interface GraphTargetArgs {
+  /** Class ids (`[samples, T]` or `[samples]`) for the cross-entropy loss. */
+  classes?: Uint32Array
+  /** Values (`[samples, T, W]` or `[samples, W]`) for the squared error. */
+  values?: Float32Array
+}
 
 /** One hypothesis of a beam search. */
 export interface HypothesisF32 {

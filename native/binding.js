@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeGraph = nativeBinding.NativeGraph
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeSeq2Seq = nativeBinding.NativeSeq2Seq
 module.exports.NativeSeq2SeqStream = nativeBinding.NativeSeq2SeqStream

@@ -6,6 +6,27 @@
 export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequential, setNumThreads, simdLevel } from './model.js';
 export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentActivation, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
 export { RECURRENT_ACTIVATIONS } from './spec.js';
+export {
+  graph,
+  GraphBuilder,
+  type GraphAttentionScore,
+  type GraphEpoch,
+  type GraphFitOptions,
+  type GraphInputs,
+  type GraphInputSpec,
+  type GraphLayerSpec,
+  type GraphLossName,
+  GraphModel,
+  type GraphNodeSpec,
+  type GraphPrediction,
+  type GraphRecurrentOptions,
+  type GraphSpec,
+  type GraphStateRef,
+  type GraphTargets,
+  type GraphValue,
+  type GraphValueKind,
+  type RecurrentValue,
+} from './graph.js';
 export { Stream } from './stream.js';
 export type { ClassPrediction, ClassScore, LayerSummary, ModelSummary } from './summary.js';
 export {

@@ -35,10 +35,12 @@ pub mod data;
 #[cfg(debug_assertions)]
 pub mod debug;
 pub mod error;
+pub mod graph;
 pub mod model;
 pub mod options;
 pub mod progress;
 pub mod seq2seq;
+pub mod shared;
 pub mod spec;
 pub mod stream;
 pub mod tasks;

@@ -772,8 +772,9 @@ impl<F: Real> Graph<F> {
         Ok(pgrads)
     }
 
-    /// The summed loss of the outputs of `pass` against targets `idx` of `data`, and when
-    /// `grads`, each output's gradient (and the logits' gradient of softmax outputs).
+    /// The losses of the outputs of `pass` against targets `idx` of `data` (per output: the sum
+    /// and the number of terms its mean divides by), and when `grads`, the gradient of the sum
+    /// of the outputs' means: each output's (and the logits' of softmax outputs).
     #[allow(clippy::type_complexity)]
     fn loss(
         &self,
@@ -782,8 +783,8 @@ impl<F: Real> Graph<F> {
         idx: &[usize],
         losses: &[GraphLoss],
         grads: bool,
-    ) -> Result<(f64, Vec<Grad<F>>, Vec<Option<Array2<F>>>)> {
-        let mut total = 0.0;
+    ) -> Result<(Vec<(f64, usize)>, Vec<Grad<F>>, Vec<Option<Array2<F>>>)> {
+        let mut terms = Vec::with_capacity(self.outputs.len());
         let mut outs = Vec::with_capacity(self.outputs.len());
         let mut logits = Vec::with_capacity(self.outputs.len());
         for (k, &v) in self.outputs.iter().enumerate() {
@@ -820,7 +821,7 @@ impl<F: Real> Graph<F> {
                             g[[r, c]] = g[[r, c]] - F::one() / count;
                         }
                     }
-                    total += sum / valid.len().max(1) as f64;
+                    terms.push((sum, valid.len()));
                     outs.push(None);
                     logits.push(grads.then_some(g));
                 }
@@ -835,7 +836,7 @@ impl<F: Real> Graph<F> {
                             }
                         }
                     }
-                    total += sum / (valid.len().max(1) * width) as f64;
+                    terms.push((sum, valid.len() * width));
                     let gv = match dims {
                         Some((b, t, _)) => Val::Seq(unflat3(g, b, t)?),
                         None => Val::Vector(g),
@@ -846,7 +847,7 @@ impl<F: Real> Graph<F> {
                 _ => return Err(CoreError::invalid(format!("losses[{k}]"), "a loss that fits the targets", "another")),
             }
         }
-        Ok((total, outs, logits))
+        Ok((terms, outs, logits))
     }
 
     /// The loss over samples `idx` of `data` (checked with [`Graph::check_data`] first) and its
@@ -862,28 +863,32 @@ impl<F: Real> Graph<F> {
     ) -> Result<(f64, Vec<Vec<F>>)> {
         let (vals, lengths) = self.batch_inputs(data, idx);
         let pass = self.forward(vals, lengths)?;
-        let (loss, outs, logits) = self.loss(&pass, data, idx, losses, true)?;
-        Ok((loss, self.backward(&pass, outs, logits)?))
+        let (terms, outs, logits) = self.loss(&pass, data, idx, losses, true)?;
+        Ok((mean_sum(&terms), self.backward(&pass, outs, logits)?))
     }
 
-    /// The mean loss over `data` (every sample weighted equally), in batches of `batch_size`.
+    /// The loss over all of `data`: per output, the mean over every valid step (and unit) of
+    /// every sample, summed over the outputs; the same for any `batch_size` (up to rounding).
     ///
     /// # Errors
     /// As [`Graph::check_data`].
     pub fn evaluate(&self, data: &GraphData<F>, losses: &[GraphLoss], batch_size: usize) -> Result<f64> {
         self.check_data(data, Some(losses))?;
         let order: Vec<usize> = (0..data.samples).collect();
-        let mut total = 0.0;
+        let mut terms = vec![(0.0, 0usize); self.outputs.len()];
         for chunk in order.chunks(batch_size.max(1)) {
             let (vals, lengths) = self.batch_inputs(data, chunk);
             let pass = self.forward(vals, lengths)?;
-            total += self.loss(&pass, data, chunk, losses, false)?.0 * chunk.len() as f64;
+            for (t, (sum, count)) in terms.iter_mut().zip(self.loss(&pass, data, chunk, losses, false)?.0) {
+                t.0 += sum;
+                t.1 += count;
+            }
         }
-        Ok(total / data.samples as f64)
+        Ok(mean_sum(&terms))
     }
 
-    /// One epoch of optimizer steps over `data`; returns the mean of the batches' losses,
-    /// weighted by their samples. The parameters are untouched by a batch whose loss or
+    /// One epoch of optimizer steps over `data`, each on the sum of the outputs' batch means;
+    /// returns the mean of the batches' losses, weighted by their samples (as Keras reports it). The parameters are untouched by a batch whose loss or
     /// gradient is not finite (the error names the epoch and batch).
     ///
     /// # Errors
@@ -1017,6 +1022,11 @@ impl<F: Real> Graph<F> {
         }
         Ok(GraphPrediction { outputs, attention })
     }
+}
+
+/// `Σ sum / count` over the outputs.
+fn mean_sum(terms: &[(f64, usize)]) -> f64 {
+    terms.iter().map(|&(sum, count)| sum / count.max(1) as f64).sum()
 }
 
 fn internal(what: &str) -> CoreError {
