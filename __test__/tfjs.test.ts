@@ -847,7 +847,9 @@ describe('unsupported models are errors naming the layer and option', () => {
     const input = tf.input({ shape: [T, F] });
     const output = tf.layers.lstm({ units: 3, recurrentActivation: 'sigmoid' }).apply(input) as tf.SymbolicTensor;
     const a = await artifactsOf(tf.model({ inputs: input, outputs: output }));
-    expect(caught(importOf(a)).message).toMatch(/only Sequential models can be imported; the model is a "Model"/);
+    expect(caught(importOf(a)).message).toMatch(
+      /only Sequential models can be imported as a sequential model; the model is a "Model" \(a functional model: import it with importTfjsGraph/,
+    );
   });
 
   it('an Embedding that is not first', () => {

@@ -9,6 +9,7 @@ export * from './data/dataset.js';
 export type { SequenceInput, SequenceTensor, TargetInput } from './data/flatten.js';
 export * from './interop/onnx.js';
 export * from './interop/tfjs.js';
+export * from './interop/tfjs-graph.js';
 export * from './interop/keras.js';
 export * from './text/index.js';
 export * from './data/timeseries.js';

@@ -26,6 +26,8 @@ import { BadFileError, GyreError, InvalidArgumentError, MissingArgumentError } f
 import type { Model } from '../model/index.js';
 import { describe } from '../util/check.js';
 import { readBytes } from '../util/files.js';
+import type { GraphModel } from '../model/graph.js';
+import { convertGraph, graphModelOf } from './tfjs-graph.js';
 import { convertLayers, type Entry, isObject, type Json, modelOf, type Producer, sequentialLayers, type TfjsConversion } from './tfjs.js';
 
 // Loaded on first use: together they would add ~30 ms to every `require('gyre')`.
@@ -131,7 +133,10 @@ function producerOf(version: unknown): Producer {
   return typeof version === 'string' && /^2\./.test(version) ? 'keras2' : 'keras3';
 }
 
-function convert(config: Json, producer: Producer, weights: () => Entry[]): TfjsConversion {
+/** Turns a Keras config and its weights into a gyre model's parts. */
+type Converter<T> = (config: Json, producer: Producer, weights: () => Entry[]) => T;
+
+function sequentialOf(config: Json, producer: Producer, weights: () => Entry[]): TfjsConversion {
   return convertLayers(sequentialLayers(config), producer, weights);
 }
 
@@ -151,7 +156,7 @@ function configOf(config: object | string | undefined): Json {
  * The conversion of a Keras file's bytes: a `.keras` archive, or a `.weights.h5` file with
  * `config` (the file's kind is read from its first bytes, not its name).
  */
-function convertKeras(data: Uint8Array, config: object | string | undefined): TfjsConversion {
+function convertKeras<T>(data: Uint8Array, config: object | string | undefined, convert: Converter<T>): T {
   if (startsWith(data, ZIP)) {
     if (config !== undefined)
       throw new InvalidArgumentError('Keras import: options.config is for .weights.h5 files; a .keras archive holds its own config');
@@ -220,7 +225,7 @@ export function importKeras(data: Uint8Array | ArrayBuffer, options: KerasOption
   const bytes = bytesOf(data);
   if (!isObject(options)) throw new InvalidArgumentError(`Keras import: options must be an object, got ${describe(options)}`);
   try {
-    return modelOf(convertKeras(bytes, (options as KerasOptions).config));
+    return modelOf(convertKeras(bytes, (options as KerasOptions).config, sequentialOf));
   } catch (err) {
     if (err instanceof GyreError) err.message = err.message.replace(/^tfjs import: /, 'Keras import: ');
     throw err;
@@ -242,7 +247,37 @@ export async function loadKeras(path: string, options: KerasOptions = {}): Promi
     config = (await readBytes(config, 'read Keras config')).toString('utf8');
   }
   try {
-    return modelOf(convertKeras(bytes, config));
+    return modelOf(convertKeras(bytes, config, sequentialOf));
+  } catch (err) {
+    if (err instanceof GyreError) err.message = err.message.replace(/^(tfjs|Keras) import: /, `Keras import (${path}): `);
+    throw err;
+  }
+}
+
+/**
+ * Builds a {@link GraphModel} from a Keras file holding a functional model (`keras.Model(inputs,
+ * outputs)`): a `.keras` archive, a legacy `.h5` model, or a `.weights.h5` file with
+ * `options.config`. Recurrent layers with `return_state` and `initial_state` map as
+ * {@link importTfjsGraph} says. Errors as {@link importKeras}.
+ */
+export function importKerasGraph(data: Uint8Array | ArrayBuffer, options: KerasOptions = {}): GraphModel {
+  const bytes = bytesOf(data);
+  if (!isObject(options)) throw new InvalidArgumentError(`Keras import: options must be an object, got ${describe(options)}`);
+  try {
+    const { spec, parameters } = convertKeras(bytes, (options as KerasOptions).config, convertGraph);
+    return graphModelOf(spec, parameters);
+  } catch (err) {
+    if (err instanceof GyreError) err.message = err.message.replace(/^tfjs import: /, 'Keras import: ');
+    throw err;
+  }
+}
+
+/** Reads a Keras file holding a functional model from disk: {@link importKerasGraph} of its bytes; errors name the path. */
+export async function loadKerasGraph(path: string, options: KerasOptions = {}): Promise<GraphModel> {
+  if (typeof path !== 'string') throw new InvalidArgumentError(`loadKerasGraph: path must be a string, got ${describe(path)}`);
+  const bytes = await readBytes(path, 'read Keras file');
+  try {
+    return importKerasGraph(bytes, options);
   } catch (err) {
     if (err instanceof GyreError) err.message = err.message.replace(/^(tfjs|Keras) import: /, `Keras import (${path}): `);
     throw err;

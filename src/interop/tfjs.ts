@@ -87,11 +87,15 @@ export interface TfjsConversion {
 
 /** @internal */
 export type Json = Record<string, unknown>;
-type Variable = 'kernel' | 'recurrent_kernel' | 'bias' | 'embeddings';
-type Direction = 'forward' | 'backward';
-type CellClass = 'SimpleRNN' | 'LSTM' | 'GRU';
+/** @internal */
+export type Variable = 'kernel' | 'recurrent_kernel' | 'bias' | 'embeddings';
+/** @internal */
+export type Direction = 'forward' | 'backward';
+/** @internal */
+export type CellClass = 'SimpleRNN' | 'LSTM' | 'GRU';
 
-const CELLS: Record<CellClass, { type: 'rnn' | 'lstm' | 'gru'; gates: number; perm: number[] }> = {
+/** @internal */
+export const CELLS: Record<CellClass, { type: 'rnn' | 'lstm' | 'gru'; gates: number; perm: number[] }> = {
   SimpleRNN: { type: 'rnn', gates: 1, perm: [0] },
   // Keras i, f, c, o is PyTorch's i, f, g, o.
   LSTM: { type: 'lstm', gates: 4, perm: [0, 1, 2, 3] },
@@ -99,7 +103,8 @@ const CELLS: Record<CellClass, { type: 'rnn' | 'lstm' | 'gru'; gates: number; pe
   GRU: { type: 'gru', gates: 3, perm: [1, 0, 2] },
 };
 
-const IDENTITY_CLASSES = ['Dropout', 'SpatialDropout1D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout'];
+/** @internal */
+export const IDENTITY_CLASSES = ['Dropout', 'SpatialDropout1D', 'GaussianDropout', 'GaussianNoise', 'AlphaDropout'];
 const SUPPORTED_CLASSES = [
   'InputLayer',
   'Embedding',
@@ -128,6 +133,8 @@ interface RecurrentOptions {
   inputDropout: number;
   /** Keras' `recurrent_dropout` (on the state the products read): gyre's `recurrentDropout`. */
   recurrentDropout: number;
+  /** Keras' `return_state` (a functional model's layers only: {@link importTfjsGraph}). */
+  returnState: boolean;
 }
 
 /** Who wrote the model.json, which decides what `hard_sigmoid` means. */
@@ -138,7 +145,8 @@ export type Producer = 'tfjs' | 'keras2' | 'keras3';
  * The producer from `modelTopology.keras_version`: `tfjs-layers …` (tfjs' `model.save`),
  * `2.…` or `3.…` (Keras through `tensorflowjs_converter`). Without one, tfjs.
  */
-function producerOf(json: Json): Producer {
+/** @internal */
+export function producerOf(json: Json): Producer {
   const topology = isObject(json.modelTopology) ? json.modelTopology : {};
   const v = topology.keras_version;
   if (typeof v === 'string' && /^3\./.test(v)) return 'keras3';
@@ -146,13 +154,15 @@ function producerOf(json: Json): Producer {
   return 'tfjs';
 }
 
-type Parsed =
+/** @internal */
+export type Parsed =
   | { kind: 'embedding'; vocab: number; dim: number; maskZero: boolean }
   | { kind: 'recurrent'; opts: RecurrentOptions; bidirectional: boolean; merge: 'concat' | 'sum' }
   | { kind: 'dense'; units: number; activation: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax'; useBias: boolean };
 
 /** A Keras layer that becomes a gyre layer. */
-interface Layer {
+/** @internal */
+export interface Layer {
   label: string;
   /** The Keras layer's name (tfjs / Keras 2 weight paths start with it). */
   name: string;
@@ -180,12 +190,14 @@ export function isObject(v: unknown): v is Json {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function fail(message: string): never {
+/** @internal */
+export function fail(message: string): never {
   throw new InvalidArgumentError(`tfjs import: ${message}`);
 }
 
 /** Keras' `to_snake_case` (Keras 3 names saved weights by it). */
-function snakeCase(name: string): string {
+/** @internal */
+export function snakeCase(name: string): string {
   return name
     .replace(/\W+/g, '')
     .replace(/(.)([A-Z][a-z]+)/g, '$1_$2')
@@ -207,7 +219,8 @@ function raw(v: unknown): string {
   return v === undefined ? 'undefined' : JSON.stringify(v);
 }
 
-function shapeOf(v: unknown): unknown[] | undefined {
+/** @internal */
+export function shapeOf(v: unknown): unknown[] | undefined {
   return Array.isArray(v) ? v : undefined;
 }
 
@@ -217,14 +230,20 @@ export function sequentialLayers(topology: unknown): unknown[] {
   if (!isObject(topology)) fail(`model.json has no modelTopology object (got ${describe(topology)}); only Layers models can be imported`);
   const t = isObject(topology.model_config) ? topology.model_config : topology;
   if (t.class_name !== 'Sequential') {
-    fail(`only Sequential models can be imported; the model is a ${describe(t.class_name)}`);
+    fail(
+      `only Sequential models can be imported as a sequential model; the model is a ${describe(t.class_name)}` +
+        (t.class_name === 'Model' || t.class_name === 'Functional'
+          ? ' (a functional model: import it with importTfjsGraph, or loadKerasGraph for a Keras file)'
+          : ''),
+    );
   }
   if (Array.isArray(t.config)) return t.config;
   if (isObject(t.config) && Array.isArray(t.config.layers)) return t.config.layers;
   return fail('the Sequential config has no layers array');
 }
 
-function weightEntries(modelJson: Json): TfjsWeightEntry[] {
+/** @internal */
+export function weightEntries(modelJson: Json): TfjsWeightEntry[] {
   const list: unknown[] = [];
   if (Array.isArray(modelJson.weightsManifest)) {
     for (const [g, group] of modelJson.weightsManifest.entries()) {
@@ -248,7 +267,8 @@ function weightEntries(modelJson: Json): TfjsWeightEntry[] {
   });
 }
 
-function concatBytes(data: TfjsWeightData): Uint8Array {
+/** @internal */
+export function concatBytes(data: TfjsWeightData): Uint8Array {
   const toBytes = (b: unknown, what: string): Uint8Array => {
     if (b instanceof ArrayBuffer) return new Uint8Array(b);
     if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -275,7 +295,8 @@ function halfToFloat(h: number): number {
 }
 
 /** Splits the weight bytes by the manifest and decodes float weights (float32 or quantized). */
-function decodeEntries(specs: TfjsWeightEntry[], bytes: Uint8Array): Entry[] {
+/** @internal */
+export function decodeEntries(specs: TfjsWeightEntry[], bytes: Uint8Array): Entry[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let offset = 0;
   const out: Entry[] = [];
@@ -341,9 +362,7 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
   if (backward && !c.go_backwards) fail(`${label}: the backward layer of a Bidirectional must have go_backwards true`);
   // `stateful` is accepted: the layer computes the same function, and the state a Keras
   // stateful model carries from one batch to the next is what a gyre stream carries.
-  for (const key of ['return_state', 'time_major']) {
-    if (c[key]) fail(`${label}: ${key} true is not supported`);
-  }
+  if (c.time_major) fail(`${label}: time_major true is not supported`);
   let resetAfter: boolean | undefined;
   if (cls === 'GRU' && c.reset_after !== undefined && c.reset_after !== null) resetAfter = Boolean(c.reset_after);
   const probability = (key: 'dropout' | 'recurrent_dropout'): number => {
@@ -362,6 +381,7 @@ function recurrentOptions(label: string, cls: CellClass, c: Json, producer: Prod
     resetAfter,
     recurrentActivation,
     goBackwards: !backward && c.go_backwards === true,
+    returnState: c.return_state === true,
   };
 }
 
@@ -373,10 +393,11 @@ function wrapped(label: string, c: Json, key: string): { cls: string; config: Js
 }
 
 /** Parses one Keras layer into its gyre form. */
-function parseLayer(label: string, cls: string, c: Json, first: boolean, producer: Producer): Parsed {
+/** @internal */
+export function parseLayer(label: string, cls: string, c: Json, first: boolean, producer: Producer): Parsed {
   switch (cls) {
     case 'Embedding': {
-      if (!first) fail(`${label}: an Embedding must be the model's first layer`);
+      if (!first) fail(`${label}: an Embedding must be the model's first layer (of a Sequential; a functional model's reads an input)`);
       return {
         kind: 'embedding',
         maskZero: c.mask_zero === true,
@@ -484,14 +505,10 @@ function parseTopology(
     }
     if (cls === 'TimeDistributed' && isObject(c.layer) && IDENTITY_CLASSES.includes(String(c.layer.class_name))) continue;
     const parsed = parseLayer(label, cls, c, out.length === 0, producer);
-    let variables: Variable[];
-    let directions: (Direction | undefined)[] = [undefined];
-    if (parsed.kind === 'embedding') variables = ['embeddings'];
-    else if (parsed.kind === 'dense') variables = parsed.useBias ? ['kernel', 'bias'] : ['kernel'];
-    else {
-      variables = parsed.opts.useBias ? ['kernel', 'recurrent_kernel', 'bias'] : ['kernel', 'recurrent_kernel'];
-      if (parsed.bidirectional) directions = ['forward', 'backward'];
+    if (parsed.kind === 'recurrent' && parsed.opts.returnState) {
+      fail(`${label}: return_state true is not supported in a Sequential model (a functional model's states import with importTfjsGraph)`);
     }
+    const { variables, directions } = variablesOf(parsed);
     const inner = isObject(c.layer) && isObject(c.layer.config) ? c.layer.config : {};
     const trainable = c.trainable !== false && inner.trainable !== false;
     out.push({ label, name, keras3Key, parsed, variables, directions, trainable });
@@ -501,10 +518,21 @@ function parseTopology(
   return { layers: out, features, maskValue };
 }
 
+/** @internal The variables a parsed layer stores, and its directions. */
+export function variablesOf(parsed: Parsed): { variables: Variable[]; directions: (Direction | undefined)[] } {
+  if (parsed.kind === 'embedding') return { variables: ['embeddings'], directions: [undefined] };
+  if (parsed.kind === 'dense') return { variables: parsed.useBias ? ['kernel', 'bias'] : ['kernel'], directions: [undefined] };
+  return {
+    variables: parsed.opts.useBias ? ['kernel', 'recurrent_kernel', 'bias'] : ['kernel', 'recurrent_kernel'],
+    directions: parsed.bidirectional ? ['forward', 'backward'] : [undefined],
+  };
+}
+
 const slotKey = (layer: number, dir: Direction | undefined, v: Variable): string => `${layer}/${dir ?? ''}/${v}`;
 
 /** Assigns every manifest weight to a (layer, direction, variable) slot by its name. */
-function assignWeights(layers: Layer[], entries: Entry[]): Map<string, Entry> {
+/** @internal */
+export function assignWeights(layers: Layer[], entries: Entry[]): Map<string, Entry> {
   const keras3 = entries.some((e) => /(^|\/)vars\/\d+$/.test(e.name));
   const slots = new Map<string, Entry>();
   const extra: string[] = [];
@@ -607,16 +635,19 @@ function reorderBias(src: Float32Array, offset: number, h: number, perm: number[
 }
 
 /** `trainable` as `model.config` writes it: absent when true. */
-function frozen(layer: Layer): { trainable?: false } {
+/** @internal */
+export function frozen(layer: Layer): { trainable?: false } {
   return layer.trainable ? {} : { trainable: false };
 }
 
 /** `recurrentActivation` as `model.config` writes it: absent for the sigmoid. */
-function gateOption(a: RecurrentActivation): { recurrentActivation?: RecurrentActivation } {
+/** @internal */
+export function gateOption(a: RecurrentActivation): { recurrentActivation?: RecurrentActivation } {
   return a === 'sigmoid' ? {} : { recurrentActivation: a };
 }
 
-function parseModelJson(modelJson: object | string): Json {
+/** @internal */
+export function parseModelJson(modelJson: object | string): Json {
   if (typeof modelJson === 'string') {
     try {
       modelJson = JSON.parse(modelJson) as object;
@@ -626,6 +657,59 @@ function parseModelJson(modelJson: object | string): Json {
   }
   if (!isObject(modelJson)) fail(`modelJson must be an object or a JSON string, got ${describe(modelJson)}`);
   return modelJson;
+}
+
+/**
+ * @internal Layer `i`'s weights in gyre's layout under `prefix` (`{prefix}.weight_ih_l0`,
+ * `{prefix}.weight`, …), added to `out`; `width` is its input width when known. Returns the
+ * input width the kernel has and, for a GRU, whether the reset gate comes after the product.
+ */
+export function layerParameters(
+  slots: Map<string, Entry>,
+  layers: Layer[],
+  i: number,
+  width: number | undefined,
+  prefix: string,
+  out: Record<string, Float32Array>,
+): { inWidth: number; resetAfter: boolean | undefined } {
+  const p = layers[i]!.parsed;
+  if (p.kind === 'embedding') {
+    out[`${prefix}.weight`] = take(slots, layers, i, undefined, 'embeddings', [p.vocab, p.dim]);
+    return { inWidth: p.vocab, resetAfter: undefined };
+  }
+  if (p.kind === 'dense') {
+    const kernel = take(slots, layers, i, undefined, 'kernel', [width, p.units]);
+    const inWidth = kernel.length / p.units;
+    out[`${prefix}.weight`] = transposeBlocks(kernel, inWidth, p.units, [0]);
+    out[`${prefix}.bias`] = p.useBias ? take(slots, layers, i, undefined, 'bias', [p.units]) : new Float32Array(p.units);
+    return { inWidth, resetAfter: undefined };
+  }
+  const o = p.opts;
+  const { gates, perm } = CELLS[o.cell];
+  const h = o.units;
+  let resetAfter = o.resetAfter;
+  let inWidth = width ?? 0;
+  for (const dir of layers[i]!.directions) {
+    const suffix = dir === 'backward' ? '_reverse' : '';
+    const kernel = take(slots, layers, i, dir, 'kernel', [width, gates * h]);
+    inWidth = kernel.length / (gates * h);
+    const recurrent = take(slots, layers, i, dir, 'recurrent_kernel', [h, gates * h]);
+    out[`${prefix}.weight_ih_l0${suffix}`] = transposeBlocks(kernel, inWidth, h, perm);
+    out[`${prefix}.weight_hh_l0${suffix}`] = transposeBlocks(recurrent, h, h, perm);
+    let bih: Float32Array = new Float32Array(gates * h);
+    let bhh: Float32Array = new Float32Array(gates * h);
+    if (o.useBias) {
+      const e = slots.get(slotKey(i, dir, 'bias'))!;
+      if (o.cell === 'GRU' && resetAfter === undefined) resetAfter = e.shape.length === 2;
+      const twoRows = o.cell === 'GRU' && resetAfter === true;
+      const bias = take(slots, layers, i, dir, 'bias', twoRows ? [2, gates * h] : [gates * h]);
+      bih = reorderBias(bias, 0, h, perm);
+      if (twoRows) bhh = reorderBias(bias, gates * h, h, perm);
+    }
+    out[`${prefix}.bias_ih_l0${suffix}`] = bih;
+    out[`${prefix}.bias_hh_l0${suffix}`] = bhh;
+  }
+  return { inWidth, resetAfter };
 }
 
 /**
@@ -653,48 +737,28 @@ export function convertLayers(configLayers: unknown[], producer: Producer, readE
   let width: number | undefined = configFeatures;
   layers.forEach((layer, i) => {
     const p = layer.parsed;
+    const converted = layerParameters(slots, layers, i, width, String(i), parameters);
+    if (i === 0)
+      input =
+        p.kind === 'embedding'
+          ? p.maskZero
+            ? { vocabSize: p.vocab, maskZero: true }
+            : { vocabSize: p.vocab }
+          : { features: converted.inWidth };
     if (p.kind === 'embedding') {
-      input = p.maskZero ? { vocabSize: p.vocab, maskZero: true } : { vocabSize: p.vocab };
-      parameters[`${i}.weight`] = take(slots, layers, i, undefined, 'embeddings', [p.vocab, p.dim]);
       specLayers.push({ type: 'embedding', dim: p.dim, ...frozen(layer) });
       width = p.dim;
       return;
     }
     if (p.kind === 'dense') {
-      const kernel = take(slots, layers, i, undefined, 'kernel', [width, p.units]);
-      const inWidth = kernel.length / p.units;
-      if (i === 0) input = { features: inWidth };
-      parameters[`${i}.weight`] = transposeBlocks(kernel, inWidth, p.units, [0]);
-      parameters[`${i}.bias`] = p.useBias ? take(slots, layers, i, undefined, 'bias', [p.units]) : new Float32Array(p.units);
       specLayers.push({ type: 'dense', units: p.units, activation: p.activation, ...frozen(layer) });
       width = p.units;
       return;
     }
     const o = p.opts;
-    const { type, gates, perm } = CELLS[o.cell];
+    const { type } = CELLS[o.cell];
     const h = o.units;
-    let resetAfter = o.resetAfter;
-    for (const dir of layer.directions) {
-      const suffix = dir === 'backward' ? '_reverse' : '';
-      const kernel = take(slots, layers, i, dir, 'kernel', [width, gates * h]);
-      const inWidth = kernel.length / (gates * h);
-      if (i === 0) input = { features: inWidth };
-      const recurrent = take(slots, layers, i, dir, 'recurrent_kernel', [h, gates * h]);
-      parameters[`${i}.weight_ih_l0${suffix}`] = transposeBlocks(kernel, inWidth, h, perm);
-      parameters[`${i}.weight_hh_l0${suffix}`] = transposeBlocks(recurrent, h, h, perm);
-      let bih: Float32Array = new Float32Array(gates * h);
-      let bhh: Float32Array = new Float32Array(gates * h);
-      if (o.useBias) {
-        const e = slots.get(slotKey(i, dir, 'bias'))!;
-        if (o.cell === 'GRU' && resetAfter === undefined) resetAfter = e.shape.length === 2;
-        const twoRows = o.cell === 'GRU' && resetAfter === true;
-        const bias = take(slots, layers, i, dir, 'bias', twoRows ? [2, gates * h] : [gates * h]);
-        bih = reorderBias(bias, 0, h, perm);
-        if (twoRows) bhh = reorderBias(bias, gates * h, h, perm);
-      }
-      parameters[`${i}.bias_ih_l0${suffix}`] = bih;
-      parameters[`${i}.bias_hh_l0${suffix}`] = bhh;
-    }
+    const resetAfter = converted.resetAfter;
     const common = {
       hiddenSize: h,
       numLayers: 1,
@@ -753,6 +817,18 @@ export function modelOf({ spec, parameters }: TfjsConversion): Model {
  * model with {@link importTfjs}.
  */
 export async function loadTfjs(modelJsonPath: string): Promise<Model> {
+  const { json, shards } = await readTfjs(modelJsonPath);
+  try {
+    return importTfjs(json, shards);
+  } catch (err) {
+    // Name the file: `tfjs import (path/model.json): layer "lstm" (...): ...`.
+    if (err instanceof GyreError) err.message = err.message.replace(/^tfjs import: /, `tfjs import (${modelJsonPath}): `);
+    throw err;
+  }
+}
+
+/** @internal model.json and the weight files its manifest names, relative to it. */
+export async function readTfjs(modelJsonPath: string): Promise<{ json: Json; shards: Uint8Array[] }> {
   if (typeof modelJsonPath !== 'string') throw new InvalidArgumentError(`modelJsonPath must be a string, got ${describe(modelJsonPath)}`);
   const json = parseModelJson((await readBytes(modelJsonPath, 'read tfjs model.json')).toString('utf8'));
   const dir = dirname(resolve(modelJsonPath));
@@ -774,11 +850,5 @@ export async function loadTfjs(modelJsonPath: string): Promise<Model> {
       }
     }
   }
-  try {
-    return importTfjs(json, shards);
-  } catch (err) {
-    // Name the file: `tfjs import (path/model.json): layer "lstm" (...): ...`.
-    if (err instanceof GyreError) err.message = err.message.replace(/^tfjs import: /, `tfjs import (${modelJsonPath}): `);
-    throw err;
-  }
+  return { json, shards };
 }
