@@ -289,8 +289,8 @@ export function convertGraph(
     const f = inputFeatures.get(name);
     return f ?? widthOf.get(name);
   };
-  weightLayers.forEach((l, i) => {
-    const node = nodes.find((n) => n.name === nodeOfWeights[i])!;
+  nodeOfWeights.forEach((name, i) => {
+    const node = nodes.find((n) => n.name === name)!;
     const converted = layerParameters(slots, weightLayers, i, inWidth(node.inputs[0]!), node.name, parameters);
     if (node.layer.type === 'gru') node.layer.resetAfter = converted.resetAfter ?? false;
   });
