@@ -26,7 +26,7 @@ describe('functional Keras 3 files as graphs', () => {
     it(`${name}: the same outputs as Keras' predict`, async () => {
       const g = await loadKerasGraph(join(dir, `${name}.keras`));
       const p = await g.predict(c.inputs);
-      for (const [out, want] of Object.entries(c.outputs)) expect(maxDiff(p.outputs[out]!.data, want)).toBeLessThan(2e-5);
+      for (const [out, want] of Object.entries(c.outputs)) expect(maxDiff(p.outputs[out]!.data, want)).toBeLessThan(1e-5);
       g.dispose();
     });
   }

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { importTfjs, importTfjsGraph, loadTfjsGraph } from 'gyre';
 import { artifactsOf, maxDiff, randomizeWeights, sequences } from './tfjs-helpers';
 
-const TOL = 2e-5;
+const TOL = 1e-5;
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
