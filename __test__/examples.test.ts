@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { classifyNames } from '../dist/examples/classify-names.js';
 import { forecastBirths } from '../dist/examples/forecast-births.js';
-import { cmudictPairs, runG2p, split } from '../dist/examples/g2p.js';
+import { cmudictEntries, pairsOf, runG2p, scoreOutputs, split } from '../dist/examples/g2p.js';
 import { readNames, trainNames } from '../dist/examples/names.js';
 import { readReviews, runTask, score } from '../dist/examples/sentiment.js';
 
@@ -66,15 +66,20 @@ describe('examples on real data', () => {
   });
 
   it('the grapheme-to-phoneme example reads CMUdict without stress and learns pronunciations', async () => {
-    const pairs = await cmudictPairs();
-    expect(pairs.length).toBe(124920);
-    const phones = new Set(pairs.flatMap((p) => p[1].split(' ')));
+    const entries = await cmudictEntries();
+    expect(entries.length).toBe(124920);
+    expect(pairsOf(entries).length).toBe(133659);
+    const phones = new Set(pairsOf(entries).flatMap((p) => p[1].split(' ')));
     expect(phones.size).toBe(39);
     expect([...phones].every((p) => /^[A-Z]+$/.test(p))).toBe(true);
-    expect(pairs.find((p) => p[0] === 'phoneme')?.[1]).toBe('F OW N IY M');
-    const { train, test } = split(pairs, 1000);
+    expect(entries.find((e) => e.word === 'phoneme')?.pronunciations).toEqual(['F OW N IY M']);
+    // A word's variants (`read(2)`) are its other pronunciations; any of them scores as right.
+    expect(entries.find((e) => e.word === 'read')?.pronunciations).toEqual(['R EH D', 'R IY D']);
+    expect(scoreOutputs([{ word: 'read', pronunciations: ['R EH D', 'R IY D'] }], ['R IY D'])).toEqual({ wer: 0, per: 0 });
+    expect(scoreOutputs([{ word: 'read', pronunciations: ['R EH D', 'R IY D'] }], ['R IY T'])).toEqual({ wer: 1, per: 1 / 3 });
+    const { train, test } = split(entries, 1000);
     expect([train.length, test.length]).toEqual([900, 100]);
-    expect(new Set([...train, ...test].map((p) => p[0])).size).toBe(1000);
+    expect(new Set([...train, ...test].map((e) => e.word)).size).toBe(1000);
     const r = await runG2p({ words: 3000, epochs: 3, hiddenSize: 48, beamWidth: 3 });
     expect([r.trainWords, r.testWords]).toEqual([2700, 300]);
     // Untrained, nearly every phoneme is wrong; three short epochs get most of them right.
