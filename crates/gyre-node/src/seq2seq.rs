@@ -2,43 +2,46 @@
 //! configuration or a file's bytes; an epoch of training, the loss and beam-search
 //! transduction run off the JavaScript thread.
 
-use crate::error::{contain, BindingError, Failure, Result};
+use crate::error::{contain, BindingError, Result};
 use crate::model::report;
+use crate::shared::{Call, Native, Shared};
+use gyre_core::attention::Hypothesis;
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::seq2seq::{self, DecodeOptions, EpochOptions, LossOptions, Seq2Seq, Seq2SeqConfig};
-use gyre_core::threads;
 use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Float64Array, Uint32Array, Uint8Array};
-use napi::{Env, Task};
+use napi::Env;
 use napi_derive::napi;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-struct State {
+/// The native state of a [`NativeSeq2Seq`]: the model, its optimizer once trained, epochs,
+/// `user` metadata.
+pub struct State {
     model: Seq2Seq<f32>,
     optimizer: Option<Optimizer<f32>>,
     epochs: usize,
     user: Option<String>,
 }
 
-fn bytes_of(s: &State) -> i64 {
-    let buffers = s.optimizer.as_ref().map_or(0, |o| o.config().buffer_names().len());
-    (s.model.param_count() * (1 + buffers) * std::mem::size_of::<f32>()) as i64
+impl Native for State {
+    const BUSY: &'static str = "the encoder–decoder is running another call (training, loss or transduce)";
+
+    fn bytes(&self) -> i64 {
+        let buffers = self.optimizer.as_ref().map_or(0, |o| o.config().buffer_names().len());
+        (self.model.param_count() * (1 + buffers) * std::mem::size_of::<f32>()) as i64
+    }
 }
 
 /// An encoder–decoder with attention in native memory (see `gyre_core::seq2seq`).
 #[napi(custom_finalize)]
 pub struct NativeSeq2Seq {
-    inner: Arc<Mutex<State>>,
-    /// Set while a task is queued or running: other calls are refused (`GYRE_BUSY`).
-    busy: Arc<AtomicBool>,
-    disposed: Arc<AtomicBool>,
-    reported: Arc<AtomicI64>,
+    shared: Shared<State>,
     config: Seq2SeqConfig,
 }
 
 impl napi::bindgen_prelude::ObjectFinalize for NativeSeq2Seq {
     fn finalize(self, env: Env) -> napi::Result<()> {
-        report(&env, &self.reported, 0);
+        report(&env, &self.shared.reported, 0);
         Ok(())
     }
 }
@@ -70,74 +73,7 @@ fn refs(v: &[Vec<usize>]) -> Vec<&[usize]> {
 
 impl NativeSeq2Seq {
     fn wrap(env: &Env, s: State) -> Self {
-        let bytes = bytes_of(&s);
-        let m = NativeSeq2Seq {
-            config: s.model.config().clone(),
-            inner: Arc::new(Mutex::new(s)),
-            busy: Arc::new(AtomicBool::new(false)),
-            disposed: Arc::new(AtomicBool::new(false)),
-            reported: Arc::new(AtomicI64::new(0)),
-        };
-        report(env, &m.reported, bytes);
-        m
-    }
-
-    fn held(&self) -> Result<MutexGuard<'_, State>> {
-        if self.disposed.load(Ordering::SeqCst) {
-            return Err(BindingError::disposed());
-        }
-        let busy =
-            || BindingError::busy_with("the encoder–decoder is running another call (training, loss or transduce)");
-        if self.busy.load(Ordering::SeqCst) {
-            return Err(busy());
-        }
-        self.inner.try_lock().map_err(|e| match e {
-            std::sync::TryLockError::WouldBlock => busy(),
-            std::sync::TryLockError::Poisoned(_) => BindingError::internal("the model's lock was poisoned"),
-        })
-    }
-
-    /// Marks the model busy for a task (refused when it already is).
-    fn claim(&self) -> Result<Job> {
-        drop(self.held()?);
-        self.busy.store(true, Ordering::SeqCst);
-        Ok(Job {
-            inner: self.inner.clone(),
-            busy: self.busy.clone(),
-            reported: self.reported.clone(),
-            failure: Failure::default(),
-        })
-    }
-}
-
-/// What every task of this model carries: the model, its busy flag (cleared when the task
-/// settles) and how its failure reaches JavaScript.
-pub struct Job {
-    inner: Arc<Mutex<State>>,
-    busy: Arc<AtomicBool>,
-    reported: Arc<AtomicI64>,
-    failure: Failure,
-}
-
-impl Job {
-    fn run<T>(&mut self, f: impl FnOnce(&mut State) -> gyre_core::Result<T> + Send) -> napi::Result<T>
-    where
-        T: Send,
-    {
-        let inner = self.inner.clone();
-        let r = contain(|| {
-            let mut guard = inner.lock().map_err(|_| BindingError::internal("the model's lock was poisoned"))?;
-            let state = &mut *guard;
-            Ok(threads::install(|| f(state))??)
-        });
-        self.failure.keep(r)
-    }
-
-    fn settle(&mut self, env: &Env) {
-        self.busy.store(false, Ordering::SeqCst);
-        if let Ok(s) = self.inner.lock() {
-            report(env, &self.reported, bytes_of(&s));
-        }
+        NativeSeq2Seq { config: s.model.config().clone(), shared: Shared::new(env, s) }
     }
 }
 
@@ -192,86 +128,7 @@ pub struct Seq2SeqHypothesis {
     pub source_length: u32,
 }
 
-/// Background task of `trainEpoch`.
-pub struct TrainEpochTask {
-    job: Job,
-    sources: Vec<Vec<usize>>,
-    targets: Vec<Vec<usize>>,
-    opts: EpochOptions,
-    optimizer: String,
-}
-
-impl Task for TrainEpochTask {
-    type Output = f64;
-    type JsValue = f64;
-
-    fn compute(&mut self) -> napi::Result<f64> {
-        let (sources, targets, opts, optimizer) = (&self.sources, &self.targets, self.opts, &self.optimizer);
-        self.job.run(|s| {
-            if s.optimizer.is_none() {
-                let config: OptimizerConfig = gyre_core::train::optimizer_from_json(optimizer)?;
-                let sizes: Vec<usize> = s.model.params().map(|(_, _, v)| v.len()).collect();
-                s.optimizer = Some(Optimizer::new(config, &sizes)?);
-            }
-            let Some(o) = s.optimizer.as_mut() else { return Ok(f64::NAN) };
-            let loss = s.model.train_epoch(
-                o,
-                &refs(sources),
-                &refs(targets),
-                &EpochOptions { epoch: s.epochs + 1, ..opts },
-            )?;
-            s.epochs += 1;
-            Ok(loss)
-        })
-    }
-
-    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<f64> {
-        self.job.settle(&env);
-        self.job.failure.reject(env, err)
-    }
-
-    fn resolve(&mut self, env: Env, out: f64) -> napi::Result<f64> {
-        self.job.settle(&env);
-        Ok(out)
-    }
-}
-
-/// Background task of `loss`.
-pub struct LossTask {
-    job: Job,
-    sources: Vec<Vec<usize>>,
-    targets: Vec<Vec<usize>>,
-    opts: LossOptions,
-}
-
-impl Task for LossTask {
-    type Output = f64;
-    type JsValue = f64;
-
-    fn compute(&mut self) -> napi::Result<f64> {
-        let (sources, targets, opts) = (&self.sources, &self.targets, self.opts);
-        self.job.run(|s| s.model.loss(&refs(sources), &refs(targets), &opts))
-    }
-
-    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<f64> {
-        self.job.settle(&env);
-        self.job.failure.reject(env, err)
-    }
-
-    fn resolve(&mut self, env: Env, out: f64) -> napi::Result<f64> {
-        self.job.settle(&env);
-        Ok(out)
-    }
-}
-
-/// Background task of `transduce`.
-pub struct TransduceTask {
-    job: Job,
-    sources: Vec<Vec<usize>>,
-    opts: DecodeOptions,
-}
-
-/// A hypothesis before it becomes JavaScript's.
+/// A decoded output before it becomes JavaScript's.
 pub struct Found {
     tokens: Vec<u32>,
     log_prob: f64,
@@ -281,65 +138,46 @@ pub struct Found {
     source_length: u32,
 }
 
-impl Task for TransduceTask {
-    type Output = Vec<Vec<Found>>;
-    type JsValue = Vec<Vec<Seq2SeqHypothesis>>;
-
-    fn compute(&mut self) -> napi::Result<Vec<Vec<Found>>> {
-        let (sources, opts) = (&self.sources, self.opts);
-        self.job.run(|s| {
-            let found = s.model.transduce(&refs(sources), &opts)?;
-            Ok(found
+fn found(hyps: Vec<Hypothesis<f32>>, n: usize) -> Vec<Found> {
+    hyps.into_iter()
+        .map(|h| Found {
+            tokens: h.tokens.iter().map(|&t| t as u32).collect(),
+            log_prob: h.log_prob,
+            score: h.score,
+            finished: h.finished,
+            attention: h
+                .attention
+                .rows()
                 .into_iter()
-                .zip(sources)
-                .map(|(hyps, src)| {
-                    hyps.into_iter()
-                        .map(|h| {
-                            let n = src.len();
-                            let attention = h
-                                .attention
-                                .rows()
-                                .into_iter()
-                                .flat_map(|r| r.iter().take(n).copied().collect::<Vec<_>>())
-                                .collect();
-                            Found {
-                                tokens: h.tokens.iter().map(|&t| t as u32).collect(),
-                                log_prob: h.log_prob,
-                                score: h.score,
-                                finished: h.finished,
-                                attention,
-                                source_length: n as u32,
-                            }
-                        })
-                        .collect()
-                })
-                .collect())
+                .flat_map(|r| r.iter().take(n).copied().collect::<Vec<_>>())
+                .collect(),
+            source_length: n as u32,
         })
-    }
+        .collect()
+}
 
-    fn reject(&mut self, env: Env, err: napi::Error) -> napi::Result<Vec<Vec<Seq2SeqHypothesis>>> {
-        self.job.settle(&env);
-        self.job.failure.reject(env, err)
-    }
+fn hypotheses_to_js(out: Vec<Vec<Found>>) -> Vec<Vec<Seq2SeqHypothesis>> {
+    out.into_iter()
+        .map(|hyps| {
+            hyps.into_iter()
+                .map(|f| Seq2SeqHypothesis {
+                    tokens: f.tokens,
+                    log_prob: f.log_prob,
+                    score: f.score,
+                    finished: f.finished,
+                    attention: Float32Array::new(f.attention),
+                    source_length: f.source_length,
+                })
+                .collect()
+        })
+        .collect()
+}
 
-    fn resolve(&mut self, env: Env, out: Vec<Vec<Found>>) -> napi::Result<Vec<Vec<Seq2SeqHypothesis>>> {
-        self.job.settle(&env);
-        Ok(out
-            .into_iter()
-            .map(|hyps| {
-                hyps.into_iter()
-                    .map(|f| Seq2SeqHypothesis {
-                        tokens: f.tokens,
-                        log_prob: f.log_prob,
-                        score: f.score,
-                        finished: f.finished,
-                        attention: Float32Array::new(f.attention),
-                        source_length: f.source_length,
-                    })
-                    .collect()
-            })
-            .collect())
-    }
+/// The task of `transduce`: per source, its hypotheses.
+pub type TransduceTask = Call<State, Vec<Vec<Found>>, Vec<Vec<Seq2SeqHypothesis>>>;
+
+fn same<T>(v: T) -> T {
+    v
 }
 
 #[napi]
@@ -373,7 +211,7 @@ impl NativeSeq2Seq {
     #[napi(catch_unwind)]
     pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> Result<Buffer> {
         contain(|| {
-            let s = self.held()?;
+            let s = self.shared.held()?;
             let optimizer = if include_optimizer { s.optimizer.as_ref() } else { None };
             Ok(seq2seq::save(&s.model, s.epochs, optimizer, user.as_deref().or(s.user.as_deref()))?.into())
         })
@@ -388,19 +226,19 @@ impl NativeSeq2Seq {
     /// The `user` metadata the file was loaded with, if any.
     #[napi(getter, catch_unwind)]
     pub fn user(&self) -> Result<Option<String>> {
-        contain(|| Ok(self.held()?.user.clone()))
+        contain(|| Ok(self.shared.held()?.user.clone()))
     }
 
     /// Epochs trained.
     #[napi(getter, catch_unwind)]
     pub fn epochs(&self) -> Result<u32> {
-        contain(|| Ok(self.held()?.epochs as u32))
+        contain(|| Ok(self.shared.held()?.epochs as u32))
     }
 
     /// The number of scalar parameters.
     #[napi(getter, catch_unwind)]
     pub fn param_count(&self) -> Result<f64> {
-        contain(|| Ok(self.held()?.model.param_count() as f64))
+        contain(|| Ok(self.shared.held()?.model.param_count() as f64))
     }
 
     /// Every parameter's name and shape, in the model's order.
@@ -408,6 +246,7 @@ impl NativeSeq2Seq {
     pub fn param_shapes(&self) -> Result<Vec<Seq2SeqParam>> {
         contain(|| {
             Ok(self
+                .shared
                 .held()?
                 .model
                 .params()
@@ -421,6 +260,7 @@ impl NativeSeq2Seq {
     pub fn params(&self) -> Result<Vec<Seq2SeqParamValues>> {
         contain(|| {
             Ok(self
+                .shared
                 .held()?
                 .model
                 .params()
@@ -439,11 +279,11 @@ impl NativeSeq2Seq {
     pub fn stream(&self, source_ids: Uint32Array, source_lengths: Uint32Array) -> Result<NativeSeq2SeqStream> {
         contain(|| {
             let sources = sequences("sources", &source_ids, &source_lengths)?;
-            let stream = self.held()?.model.stream(&refs(&sources))?;
+            let stream = self.shared.held()?.model.stream(&refs(&sources))?;
             Ok(NativeSeq2SeqStream {
-                inner: self.inner.clone(),
-                busy: self.busy.clone(),
-                disposed: self.disposed.clone(),
+                inner: self.shared.inner.clone(),
+                busy: self.shared.busy.clone(),
+                disposed: self.shared.disposed.clone(),
                 stream,
             })
         })
@@ -452,18 +292,15 @@ impl NativeSeq2Seq {
     /// Whether the model holds an optimizer state (after training, or loaded with one).
     #[napi(getter, catch_unwind)]
     pub fn has_optimizer(&self) -> Result<bool> {
-        contain(|| Ok(self.held()?.optimizer.is_some()))
+        contain(|| Ok(self.shared.held()?.optimizer.is_some()))
     }
 
     /// Frees the weights now; later calls fail with `GYRE_DISPOSED`.
     #[napi(catch_unwind)]
     pub fn dispose(&self, env: Env) -> Result<()> {
         contain(|| {
-            let mut s = self.held()?;
-            self.disposed.store(true, Ordering::SeqCst);
-            s.optimizer = None;
-            report(&env, &self.reported, 0);
-            Ok(())
+            self.shared.held()?.optimizer = None;
+            self.shared.dispose(&env)
         })
     }
 
@@ -477,7 +314,7 @@ impl NativeSeq2Seq {
         target_ids: Uint32Array,
         target_lengths: Uint32Array,
         options: Seq2SeqEpochOptions,
-    ) -> Result<AsyncTask<TrainEpochTask>> {
+    ) -> Result<AsyncTask<Call<State, f64, f64>>> {
         contain(|| {
             let sources = sequences("sources", &source_ids, &source_lengths)?;
             let targets = sequences("targets", &target_ids, &target_lengths)?;
@@ -489,13 +326,27 @@ impl NativeSeq2Seq {
                 seed: u64::from(options.seed),
                 epoch: 0,
             };
-            Ok(AsyncTask::new(TrainEpochTask {
-                job: self.claim()?,
-                sources,
-                targets,
-                opts,
-                optimizer: options.optimizer,
-            }))
+            let optimizer = options.optimizer;
+            let task = self.shared.task(
+                move |s: &mut State| {
+                    if s.optimizer.is_none() {
+                        let config: OptimizerConfig = gyre_core::train::optimizer_from_json(&optimizer)?;
+                        let sizes: Vec<usize> = s.model.params().map(|(_, _, v)| v.len()).collect();
+                        s.optimizer = Some(Optimizer::new(config, &sizes)?);
+                    }
+                    let Some(o) = s.optimizer.as_mut() else { return Ok(f64::NAN) };
+                    let loss = s.model.train_epoch(
+                        o,
+                        &refs(&sources),
+                        &refs(&targets),
+                        &EpochOptions { epoch: s.epochs + 1, ..opts },
+                    )?;
+                    s.epochs += 1;
+                    Ok(loss)
+                },
+                same,
+            )?;
+            Ok(AsyncTask::new(task))
         })
     }
 
@@ -508,16 +359,14 @@ impl NativeSeq2Seq {
         target_ids: Uint32Array,
         target_lengths: Uint32Array,
         label_smoothing: f64,
-    ) -> Result<AsyncTask<LossTask>> {
+    ) -> Result<AsyncTask<Call<State, f64, f64>>> {
         contain(|| {
             let sources = sequences("sources", &source_ids, &source_lengths)?;
             let targets = sequences("targets", &target_ids, &target_lengths)?;
-            Ok(AsyncTask::new(LossTask {
-                job: self.claim()?,
-                sources,
-                targets,
-                opts: LossOptions { label_smoothing, ..Default::default() },
-            }))
+            let opts = LossOptions { label_smoothing, ..Default::default() };
+            let task =
+                self.shared.task(move |s: &mut State| s.model.loss(&refs(&sources), &refs(&targets), &opts), same)?;
+            Ok(AsyncTask::new(task))
         })
     }
 
@@ -538,7 +387,14 @@ impl NativeSeq2Seq {
                 length_penalty: options.length_penalty,
                 n_best: options.n_best as usize,
             };
-            Ok(AsyncTask::new(TransduceTask { job: self.claim()?, sources, opts }))
+            let task = self.shared.task(
+                move |s: &mut State| {
+                    let hyps = s.model.transduce(&refs(&sources), &opts)?;
+                    Ok(hyps.into_iter().zip(&sources).map(|(h, src)| found(h, src.len())).collect())
+                },
+                hypotheses_to_js,
+            )?;
+            Ok(AsyncTask::new(task))
         })
     }
 }
@@ -571,8 +427,7 @@ impl NativeSeq2SeqStream {
             if self.disposed.load(Ordering::SeqCst) {
                 return Err(BindingError::disposed());
             }
-            let busy =
-                || BindingError::busy_with("the encoder–decoder is running another call (training, loss or transduce)");
+            let busy = || BindingError::busy_with(<State as Native>::BUSY);
             if self.busy.load(Ordering::SeqCst) {
                 return Err(busy());
             }
