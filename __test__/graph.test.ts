@@ -13,7 +13,10 @@ import {
   BadFileError,
   BusyError,
   DisposedError,
+  type GraphInputSpec,
+  type GraphLayerSpec,
   GraphModel,
+  type GraphNodeSpec,
   graph,
   InvalidArgumentError,
   MissingArgumentError,
@@ -247,5 +250,57 @@ describe('bad graphs and bad data', () => {
     model.dispose();
     await expect(model.predict({ x: xs, t: [[1, 2]] })).rejects.toThrow(DisposedError);
     expect(() => GraphModel.fromBuffer(new Uint8Array([1, 2, 3]))).toThrow(BadFileError);
+  });
+});
+
+/** Every key of `T` (the object must name each one: the compiler holds it to the type). */
+function keysOf<T>(all: { [K in keyof Required<T>]: true }): string[] {
+  return Object.keys(all).sort();
+}
+
+/** The keys the native reader accepts at `layer` (from its error for an unknown key). */
+function nativeKeys(layer: Record<string, unknown>, where: 'layer' | 'node' | 'input' = 'layer'): string[] {
+  const node = { name: 'a', layer, inputs: ['x'], ...(where === 'node' ? { zz: 1 } : {}) };
+  const input = { name: 'x', features: 2, ...(where === 'input' ? { zz: 1 } : {}) };
+  try {
+    GraphModel.fromSpec({ inputs: [input as GraphInputSpec], nodes: [node as GraphNodeSpec], outputs: ['a'] });
+  } catch (err) {
+    const m = /expected (one of (.*)|no options)$/.exec((err as Error).message);
+    if (m)
+      return m[2] === undefined
+        ? []
+        : m[2]
+            .split(', ')
+            .filter((k) => k !== 'type')
+            .sort();
+    throw err;
+  }
+  throw new Error('accepted');
+}
+
+describe("the graph spec's TypeScript types", () => {
+  it('name exactly the options the native reader takes', () => {
+    type Of<T> = Omit<Extract<GraphLayerSpec, T>, 'type'>;
+    expect(
+      keysOf<Of<{ hiddenSize: number }>>({
+        hiddenSize: true,
+        numLayers: true,
+        bidirectional: true,
+        returnSequences: true,
+        returnState: true,
+        nonlinearity: true,
+        resetAfter: true,
+        recurrentActivation: true,
+      }),
+    ).toEqual(nativeKeys({ type: 'lstm', hiddenSize: 2, zz: 1 }));
+    expect(keysOf<Of<{ units: number }>>({ units: true, activation: true })).toEqual(nativeKeys({ type: 'dense', units: 2, zz: 1 }));
+    expect(keysOf<Of<{ embeddingDim: number }>>({ embeddingDim: true })).toEqual(nativeKeys({ type: 'embedding', embeddingDim: 2, zz: 1 }));
+    expect(keysOf<Of<{ type: 'attention' }>>({ score: true })).toEqual(nativeKeys({ type: 'attention', zz: 1 }));
+    expect(nativeKeys({ type: 'concatenate', zz: 1 })).toEqual([]);
+    expect(keysOf<GraphNodeSpec>({ name: true, layer: true, inputs: true, initialState: true })).toEqual(
+      nativeKeys({ type: 'dense', units: 1 }, 'node'),
+    );
+    type AnyInput = { name: string; features: number; vocabSize: number };
+    expect(keysOf<AnyInput>({ name: true, features: true, vocabSize: true })).toEqual(nativeKeys({ type: 'dense', units: 1 }, 'input'));
   });
 });
