@@ -1,5 +1,5 @@
 //! Grapheme-to-phoneme conversion with CMUdict on the encoder–decoder of `gyre_core::seq2seq`: letters in, ARPAbet phonemes out (stress digits dropped, as the
-//! published results do), one pronunciation per word (the npm package keeps one), words split
+//! published results do), one pronunciation per word (the first listed: the variants `word(2)`, … are skipped), words split
 //! 90/10 at random (seeded). A bidirectional LSTM encoder over the letters, an LSTM decoder from
 //! both final states side by side with the general attention score and input feeding, trained
 //! with Adam on per-step cross-entropy over each target's own length; greedy and beam decoding
