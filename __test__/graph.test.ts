@@ -164,6 +164,34 @@ describe('a forecaster with two inputs', () => {
   });
 });
 
+describe('dropout in a graph', () => {
+  it('drops in fit (seeded: the same seed gives the same run) and is the identity in predict and evaluate', async () => {
+    const build = () => {
+      const g = graph();
+      const x = g.input('x', { features: 3 });
+      const h = g.dropout(g.lstm(x, { hiddenSize: 8 }), { rate: 0.5, name: 'drop' });
+      return g.model([g.dense(h, { units: 2, name: 'y' })], { seed: 2 });
+    };
+    const random = seededRandom(3);
+    const xs = Array.from({ length: 40 }, () => Array.from({ length: 5 }, () => [random(), random(), random()]));
+    const ys = xs.map((s) => s.map((v) => [v[0]! - v[1]!, v[2]!]));
+    const [a, b] = [build(), build()];
+    const before = (await a.predict({ x: xs })).outputs.y!.data;
+    expect((await a.predict({ x: xs })).outputs.y!.data).toEqual(before);
+    expect(await a.evaluate({ x: xs }, { y: ys })).toBe(await a.evaluate({ x: xs }, { y: ys }));
+    const ha = await a.fit({ x: xs }, { y: ys }, { epochs: 3, seed: 4 });
+    const hb = await b.fit({ x: xs }, { y: ys }, { epochs: 3, seed: 4 });
+    expect(ha).toEqual(hb);
+    // Training's loss is over dropped activations: it differs from evaluate's on the same weights.
+    const c = build();
+    const [first] = await c.fit({ x: xs }, { y: ys }, { epochs: 1, learningRate: 1e-12, seed: 1 });
+    expect(first!.loss).not.toBeCloseTo(await c.evaluate({ x: xs }, { y: ys }), 6);
+    const g = graph();
+    expect(() => g.dropout(g.input('x', { features: 1 }), { rate: 1 })).toThrow(/rate/);
+    for (const m of [a, b, c]) m.dispose();
+  });
+});
+
 describe('a sequential model is the case of one chain', () => {
   it('GraphModel.fromSequential predicts what the sequential model predicts, under the same parameter names', async () => {
     const seq = sequential({
@@ -297,6 +325,7 @@ describe("the graph spec's TypeScript types", () => {
     expect(keysOf<Of<{ embeddingDim: number }>>({ embeddingDim: true })).toEqual(nativeKeys({ type: 'embedding', embeddingDim: 2, zz: 1 }));
     expect(keysOf<Of<{ type: 'attention' }>>({ score: true })).toEqual(nativeKeys({ type: 'attention', zz: 1 }));
     expect(nativeKeys({ type: 'concatenate', zz: 1 })).toEqual([]);
+    expect(keysOf<Of<{ type: 'dropout' }>>({ rate: true })).toEqual(nativeKeys({ type: 'dropout', rate: 0.1, zz: 1 }));
     expect(keysOf<GraphNodeSpec>({ name: true, layer: true, inputs: true, initialState: true })).toEqual(
       nativeKeys({ type: 'dense', units: 1 }, 'node'),
     );

@@ -905,6 +905,8 @@ export interface GraphEpochArgs {
   losses: Array<string>
   /** Seeds the order of the samples; absent: in order. */
   shuffleSeed?: number
+  /** Seeds the dropout nodes' masks (each batch its own from it). */
+  dropoutSeed: number
   /** The optimizer's JSON form, used when the graph has none yet. */
   optimizer: string
 }

@@ -5,8 +5,8 @@
  *
  * What maps how: `InputLayer` → a graph input (float steps, or token ids when an `Embedding`
  * reads it); `Embedding`, `SimpleRNN` / `LSTM` / `GRU` (and `Bidirectional` with `concat`
- * merging), `Dense` (also inside `TimeDistributed`) and `Concatenate` (last axis) → the graph's
- * layers; dropout and noise layers are skipped. States: `LSTM(return_state=True)` outputs
+ * merging), `Dense` (also inside `TimeDistributed`), `Concatenate` (last axis) and `Dropout` → the
+ * graph's layers; other dropout and noise layers are skipped (they are the identity in prediction). States: `LSTM(return_state=True)` outputs
  * `[output, h, c]` (a `GRU` or `SimpleRNN` `[output, h]`; a `Bidirectional` `[output, h_fwd,
  * (c_fwd,) h_bwd, (c_bwd)]`); a recurrent layer's `initial_state` must be the states of one
  * recurrent layer — `[h, c]` of a one-directional layer, a `Bidirectional`'s forward and backward
@@ -177,6 +177,13 @@ export function convertGraph(
     }
     const first = k.inputs[0];
     if (first === undefined) fail(`${label(k)}: reads no tensor`);
+    if (k.cls === 'Dropout' && typeof c.rate === 'number' && c.rate > 0 && c.rate < 1) {
+      const from = value(first, label(k));
+      nodes.push({ name: k.name, layer: { type: 'dropout', rate: c.rate }, inputs: [from] });
+      widthOf.set(k.name, widthOf.get(from) ?? inputFeatures.get(from) ?? 0);
+      tensors.set(`${k.name}:0`, { kind: 'value', name: k.name });
+      continue;
+    }
     if (
       IDENTITY_CLASSES.includes(k.cls) ||
       (k.cls === 'TimeDistributed' && isObject(c.layer) && IDENTITY_CLASSES.includes(String(c.layer.class_name)))

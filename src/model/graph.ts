@@ -36,7 +36,8 @@ export type GraphLayerSpec =
     }
   | { type: 'dense'; units: number; activation?: 'linear' | 'relu' | 'tanh' | 'sigmoid' | 'softmax' }
   | { type: 'concatenate' }
-  | { type: 'attention'; score?: GraphAttentionScore };
+  | { type: 'attention'; score?: GraphAttentionScore }
+  | { type: 'dropout'; rate: number };
 
 /** A node of a graph: a layer applied to earlier inputs and nodes, by name. */
 export interface GraphNodeSpec {
@@ -272,6 +273,21 @@ export class GraphBuilder {
     );
   }
 
+  /**
+   * Inverted dropout in training (each value zeroed with probability `rate`, the others scaled by
+   * `1/(1 − rate)`, seeded by `fit`'s `seed` and the epoch); the identity in `predict` and `evaluate`.
+   */
+  dropout(x: GraphValue, o: { rate: number; name?: string }): GraphValue {
+    const opts = options('dropout options', o, ['rate', 'name']);
+    const g = this.#own('dropout input', x);
+    if (g.kind === 'tokens')
+      throw new InvalidArgumentError(
+        `dropout input must be a sequence or a vector (token ids go through an embedding first), got input ${describe(g.name)}`,
+      );
+    const rate = numberIn('rate', opts.rate, 0, 1, '[)');
+    return this.#add({ name: this.#name(opts.name, 'dropout'), layer: { type: 'dropout', rate }, inputs: [g.name] }, g.kind, g.width);
+  }
+
   /** Values side by side along the features: sequences over the same input's steps, or vectors. */
   concatenate(xs: readonly GraphValue[], o: { name?: string } = {}): GraphValue {
     const opts = options('concatenate options', o, ['name']);
@@ -368,7 +384,7 @@ export interface GraphFitOptions {
   losses?: Record<string, GraphLossName>;
   /** Shuffle the samples every epoch, seeded (true). */
   shuffle?: boolean;
-  /** Seeds the shuffle (0). */
+  /** Seeds the shuffle and the dropout masks (0). */
   seed?: number;
   /** Held-out data: its loss is reported every epoch. */
   validationData?: { x: GraphInputs; y: GraphTargets };
@@ -424,6 +440,7 @@ function outputInfo(spec: GraphSpec): ValueInfo[] {
     else if (l.type === 'concatenate')
       v = { kind, width: n.inputs.reduce((s, x) => s + (info.get(x)?.width ?? 0), 0), source, softmax: false };
     else if (l.type === 'attention') v = { kind: 'sequence', width: info.get(n.inputs[1] ?? '')?.width ?? 0, source, softmax: false };
+    else if (l.type === 'dropout') v = { kind, width: first?.width ?? 0, source, softmax: false };
     else {
       const width = l.hiddenSize * (l.bidirectional ? 2 : 1);
       v = { kind: l.returnSequences === false ? 'vector' : 'sequence', width, source, softmax: false };
@@ -644,6 +661,7 @@ export class GraphModel {
             clipNorm,
             losses,
             shuffleSeed: shuffle ? (seed + epoch * 0x9e3779b1) >>> 0 : undefined,
+            dropoutSeed: (seed * 31 + epoch) >>> 0,
             optimizer: JSON.stringify(optimizer),
           }),
         ),

@@ -90,6 +90,8 @@ pub struct GraphEpochArgs {
     pub losses: Vec<String>,
     /// Seeds the order of the samples; absent: in order.
     pub shuffle_seed: Option<u32>,
+    /// Seeds the dropout nodes' masks (each batch its own from it).
+    pub dropout_seed: u32,
     /// The optimizer's JSON form, used when the graph has none yet.
     pub optimizer: String,
 }
@@ -305,6 +307,7 @@ impl NativeGraph {
                 clip_norm: options.clip_norm,
                 losses: losses(&options.losses)?,
                 shuffle: options.shuffle_seed.map(u64::from),
+                dropout_seed: u64::from(options.dropout_seed),
                 epoch: 0,
             };
             let optimizer = options.optimizer;

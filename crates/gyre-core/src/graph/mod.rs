@@ -349,6 +349,19 @@ fn wire(spec: &GraphSpec) -> Result<(Vec<Wired>, Vec<usize>, Params)> {
                 params.push((format!("{p}.bias"), vec![units], Init::Uniform(bound)));
                 out
             }
+            Layer::Dropout { .. } => {
+                count(1)?;
+                match input_shapes[0] {
+                    Shape::Tokens { .. } => {
+                        return Err(CoreError::invalid(
+                            at(i, "inputs[0]"),
+                            "a sequence or a vector (token ids go through an embedding first)",
+                            format!("{:?}", node.inputs[0]),
+                        ))
+                    }
+                    other => other,
+                }
+            }
             Layer::Concatenate => {
                 if inputs.len() < 2 {
                     return Err(CoreError::invalid(
@@ -456,5 +469,6 @@ fn layer_name(l: &Layer) -> &'static str {
         Layer::Dense { .. } => "dense",
         Layer::Concatenate => "concatenate",
         Layer::Attention(_) => "attention",
+        Layer::Dropout { .. } => "dropout",
     }
 }

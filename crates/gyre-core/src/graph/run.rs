@@ -82,6 +82,8 @@ pub struct GraphEpochOptions {
     pub losses: Vec<GraphLoss>,
     /// Seeds the order of the samples (none: in order).
     pub shuffle: Option<u64>,
+    /// Seeds the dropout masks (each batch its own, from this seed).
+    pub dropout_seed: u64,
     /// 1-based, for the error of a non-finite loss.
     pub epoch: usize,
 }
@@ -97,13 +99,13 @@ pub struct GraphPrediction<F> {
 
 /// A value between nodes.
 #[derive(Clone, Debug)]
-enum Val<F> {
+pub(super) enum Val<F> {
     Tokens(Array2<usize>),
     Seq(Array3<F>),
     Vector(Array2<F>),
 }
 
-enum Cache<F> {
+pub(super) enum Cache<F> {
     None,
     /// Each stacked layer's input and final states (`[B, H·dirs]`).
     Recurrent {
@@ -117,14 +119,18 @@ enum Cache<F> {
     Attention {
         weights: Array3<F>,
     },
+    /// The mask (0 or `1/(1 − rate)`) the input was multiplied by, in training.
+    Dropout {
+        mask: Val<F>,
+    },
 }
 
 /// A forward pass over one batch.
-struct Pass<F> {
+pub(super) struct Pass<F> {
     vals: Vec<Val<F>>,
     /// Per input: the batch's lengths.
     lengths: Vec<Vec<usize>>,
-    caches: Vec<Cache<F>>,
+    pub(super) caches: Vec<Cache<F>>,
 }
 
 /// Gradients of a value: a sequence's or vector's, or none.
@@ -368,7 +374,7 @@ impl<F: Real> Graph<F> {
     }
 
     /// The inputs of samples `idx`, each cut to its longest sequence among them.
-    fn batch_inputs(&self, data: &GraphData<F>, idx: &[usize]) -> (Vec<Val<F>>, Vec<Vec<usize>>) {
+    pub(super) fn batch_inputs(&self, data: &GraphData<F>, idx: &[usize]) -> (Vec<Val<F>>, Vec<Vec<usize>>) {
         let mut vals = Vec::with_capacity(data.inputs.len());
         let mut lengths = Vec::with_capacity(data.inputs.len());
         for input in &data.inputs {
@@ -409,18 +415,20 @@ impl<F: Real> Graph<F> {
         }
     }
 
-    /// The forward pass over a batch's inputs.
-    fn forward(&self, vals: Vec<Val<F>>, lengths: Vec<Vec<usize>>) -> Result<Pass<F>> {
+    /// The forward pass over a batch's inputs; in training (`dropout` seeds the masks) dropout
+    /// nodes drop, outside it they are the identity.
+    pub(super) fn forward(&self, vals: Vec<Val<F>>, lengths: Vec<Vec<usize>>, dropout: Option<u64>) -> Result<Pass<F>> {
         let mut pass = Pass { vals, lengths, caches: Vec::with_capacity(self.wired.len()) };
         for (k, node) in self.spec.nodes.iter().enumerate() {
-            let (val, cache) = self.forward_node(&pass, k, &node.layer)?;
+            let seed = dropout.map(|s| s ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let (val, cache) = self.forward_node(&pass, k, &node.layer, seed)?;
             pass.vals.push(val);
             pass.caches.push(cache);
         }
         Ok(pass)
     }
 
-    fn forward_node(&self, pass: &Pass<F>, k: usize, layer: &Layer) -> Result<(Val<F>, Cache<F>)> {
+    fn forward_node(&self, pass: &Pass<F>, k: usize, layer: &Layer, seed: Option<u64>) -> Result<(Val<F>, Cache<F>)> {
         let w = &self.wired[k];
         let input = &pass.vals[w.inputs[0]];
         let lengths = self.seq_lengths(pass, w.inputs[0]);
@@ -513,6 +521,24 @@ impl<F: Real> Graph<F> {
                     }
                     None => Ok((Val::Vector(y.clone()), Cache::Dense { out: y })),
                 }
+            }
+            Layer::Dropout { rate } => {
+                let Some(seed) = seed.filter(|_| rate > 0.0) else { return Ok((input.clone(), Cache::None)) };
+                let mut rng = Rng::new(seed);
+                let keep = F::lit(1.0 / (1.0 - rate));
+                let mut draw = |_: &F| if rng.uniform() < rate { F::zero() } else { keep };
+                let (out, mask) = match input {
+                    Val::Seq(x) => {
+                        let m = x.map(&mut draw);
+                        (Val::Seq(&m * x), Val::Seq(m))
+                    }
+                    Val::Vector(x) => {
+                        let m = x.map(&mut draw);
+                        (Val::Vector(&m * x), Val::Vector(m))
+                    }
+                    Val::Tokens(_) => return Err(internal("a dropout layer's input")),
+                };
+                Ok((out, Cache::Dropout { mask }))
             }
             Layer::Concatenate => {
                 let parts: Vec<&Val<F>> = w.inputs.iter().map(|&v| &pass.vals[v]).collect();
@@ -729,6 +755,15 @@ impl<F: Real> Graph<F> {
                     };
                     add_into(&mut grads[w.inputs[0]], gin);
                 }
+                Layer::Dropout { .. } => {
+                    let Some(g) = g else { continue };
+                    let g = match (g, &pass.caches[k]) {
+                        (Val::Seq(g), Cache::Dropout { mask: Val::Seq(m) }) => Val::Seq(&g * m),
+                        (Val::Vector(g), Cache::Dropout { mask: Val::Vector(m) }) => Val::Vector(&g * m),
+                        (g, _) => g,
+                    };
+                    add_into(&mut grads[w.inputs[0]], g);
+                }
                 Layer::Concatenate => {
                     let Some(g) = g else { continue };
                     let mut at = 0;
@@ -851,7 +886,8 @@ impl<F: Real> Graph<F> {
     }
 
     /// The loss over samples `idx` of `data` (checked with [`Graph::check_data`] first) and its
-    /// gradient by parameter, in [`Graph::params`]'s order.
+    /// gradient by parameter, in [`Graph::params`]'s order; `dropout` seeds the dropout nodes'
+    /// masks (training), `None` runs them as the identity.
     ///
     /// # Errors
     /// As [`Graph::check_data`].
@@ -860,9 +896,10 @@ impl<F: Real> Graph<F> {
         data: &GraphData<F>,
         idx: &[usize],
         losses: &[GraphLoss],
+        dropout: Option<u64>,
     ) -> Result<(f64, Vec<Vec<F>>)> {
         let (vals, lengths) = self.batch_inputs(data, idx);
-        let pass = self.forward(vals, lengths)?;
+        let pass = self.forward(vals, lengths, dropout)?;
         let (terms, outs, logits) = self.loss(&pass, data, idx, losses, true)?;
         Ok((mean_sum(&terms), self.backward(&pass, outs, logits)?))
     }
@@ -878,7 +915,7 @@ impl<F: Real> Graph<F> {
         let mut terms = vec![(0.0, 0usize); self.outputs.len()];
         for chunk in order.chunks(batch_size.max(1)) {
             let (vals, lengths) = self.batch_inputs(data, chunk);
-            let pass = self.forward(vals, lengths)?;
+            let pass = self.forward(vals, lengths, None)?;
             for (t, (sum, count)) in terms.iter_mut().zip(self.loss(&pass, data, chunk, losses, false)?.0) {
                 t.0 += sum;
                 t.1 += count;
@@ -912,7 +949,8 @@ impl<F: Real> Graph<F> {
         }
         let mut total = 0.0;
         for (batch, chunk) in order.chunks(opts.batch_size).enumerate() {
-            let (loss, mut grads) = self.loss_and_gradient(data, chunk, &opts.losses)?;
+            let seed = opts.dropout_seed ^ (batch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let (loss, mut grads) = self.loss_and_gradient(data, chunk, &opts.losses, Some(seed))?;
             let non_finite = |what: &str, value: f64| CoreError::NonFinite {
                 what: what.into(),
                 value: value.to_string(),
@@ -985,7 +1023,7 @@ impl<F: Real> Graph<F> {
         let order: Vec<usize> = (0..n).collect();
         for chunk in order.chunks(batch_size.max(1)) {
             let (vals, lengths) = self.batch_inputs(data, chunk);
-            let pass = self.forward(vals, lengths)?;
+            let pass = self.forward(vals, lengths, None)?;
             for (k, &v) in self.outputs.iter().enumerate() {
                 let (shape, buf) = &mut outputs[k];
                 match &pass.vals[v] {

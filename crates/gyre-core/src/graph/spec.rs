@@ -78,7 +78,7 @@ impl RecurrentNode {
 }
 
 /// What a node computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Layer {
     /// Token ids to `[B, T, dim]` rows of a table `[vocab, dim]` (the vocabulary is the input's).
     Embedding {
@@ -99,10 +99,16 @@ pub enum Layer {
     /// Attention of a query sequence (first input) over a memory sequence (second), masked by
     /// the memory's lengths: the context `[B, Tq, Hk]`.
     Attention(ScoreConfig),
+    /// Inverted dropout in training (each value zeroed with probability `rate`, the others scaled
+    /// by `1/(1 − rate)`, seeded); the identity outside training.
+    Dropout {
+        /// In `[0, 1)`.
+        rate: f64,
+    },
 }
 
 /// One node: a layer applied to earlier inputs and nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeSpec {
     /// Its name (unique among inputs and nodes).
     pub name: String,
@@ -115,7 +121,7 @@ pub struct NodeSpec {
 }
 
 /// A model graph.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GraphSpec {
     /// The inputs, in the order data is given.
     pub inputs: Vec<InputSpec>,
@@ -197,6 +203,12 @@ struct RawConcatenate {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawDropout {
+    rate: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RawAttention {
     #[serde(default)]
     score: Option<ScoreConfig>,
@@ -210,7 +222,7 @@ fn yes() -> bool {
     true
 }
 
-const LAYER_TYPES: [&str; 7] = ["embedding", "lstm", "gru", "rnn", "dense", "concatenate", "attention"];
+const LAYER_TYPES: [&str; 8] = ["embedding", "lstm", "gru", "rnn", "dense", "concatenate", "attention", "dropout"];
 
 fn activation(path: &str, name: Option<&str>) -> Result<Activation> {
     Ok(match name.unwrap_or("linear") {
@@ -308,6 +320,13 @@ fn layer(path: &str, v: Value) -> Result<Layer> {
             read::<RawConcatenate>(path, rest)?;
             Layer::Concatenate
         }
+        "dropout" => {
+            let rate = read::<RawDropout>(path, rest)?.rate;
+            if !(0.0..1.0).contains(&rate) {
+                return Err(CoreError::invalid(format!("{path}.rate"), "a probability in [0, 1)", rate));
+            }
+            Layer::Dropout { rate }
+        }
         "attention" => {
             let a: RawAttention = read(path, rest)?;
             let score = a.score.unwrap_or(ScoreConfig::Dot);
@@ -404,6 +423,7 @@ fn layer_value(l: &Layer) -> Value {
             json!({ "type": "dense", "units": units, "activation": activation_name(activation) })
         }
         Layer::Concatenate => json!({ "type": "concatenate" }),
+        Layer::Dropout { rate } => json!({ "type": "dropout", "rate": rate }),
         Layer::Attention(score) => json!({ "type": "attention", "score": score }),
         Layer::Recurrent(r) => {
             let mut o = json!({

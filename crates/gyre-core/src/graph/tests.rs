@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::needless_range_loop)]
 
+use super::run::{Cache, Val};
 use super::*;
 use crate::optim::{Optimizer, OptimizerConfig};
 use crate::rnn::functional::{forward_sequences, CellKind, InitialState, SequenceOptions};
@@ -20,7 +21,8 @@ fn enc_dec(cell: &str, layers: usize, bidirectional: bool, score: serde_json::Va
             { "name": "dec", "layer": { "type": cell, "hiddenSize": 3 * dirs, "numLayers": layers }, "inputs": ["te"], "initialState": "enc" },
             { "name": "ctx", "layer": { "type": "attention", "score": score }, "inputs": ["dec", "enc"] },
             { "name": "cat", "layer": { "type": "concatenate" }, "inputs": ["dec", "ctx"] },
-            { "name": "out", "layer": { "type": "dense", "units": 6, "activation": "softmax" }, "inputs": ["cat"] },
+            { "name": "drop", "layer": { "type": "dropout", "rate": 0.3 }, "inputs": ["cat"] },
+            { "name": "out", "layer": { "type": "dense", "units": 6, "activation": "softmax" }, "inputs": ["drop"] },
             { "name": "last", "layer": { "type": "gru", "hiddenSize": 2, "returnSequences": false }, "inputs": ["enc"] },
             { "name": "value", "layer": { "type": "dense", "units": 2, "activation": "tanh" }, "inputs": ["last"] }
         ],
@@ -55,12 +57,12 @@ fn data<F: Real>() -> GraphData<F> {
 const LOSSES: [GraphLoss; 2] = [GraphLoss::CrossEntropy, GraphLoss::Mse];
 
 /// Every parameter tensor's gradient, at a few entries each, against central differences of
-/// the loss in f64.
+/// the loss in f64 (the dropout masks fixed by their seed).
 fn gradcheck(spec: GraphSpec) {
     let graph = Graph::<f64>::new(spec.clone()).unwrap();
     let d = data::<f64>();
     let idx = [0, 1, 2];
-    let (_, grads) = graph.loss_and_gradient(&d, &idx, &LOSSES).unwrap();
+    let (_, grads) = graph.loss_and_gradient(&d, &idx, &LOSSES, Some(5)).unwrap();
     let mut rng = Rng::new(9);
     for (k, (name, _, values)) in graph.params().enumerate() {
         for _ in 0..4 {
@@ -68,7 +70,7 @@ fn gradcheck(spec: GraphSpec) {
             let at = |delta: f64| {
                 let mut g = graph.clone();
                 g.values[k][i] += delta;
-                g.loss_and_gradient(&d, &idx, &LOSSES).unwrap().0
+                g.loss_and_gradient(&d, &idx, &LOSSES, Some(5)).unwrap().0
             };
             let h = 1e-6;
             let numeric = (at(h) - at(-h)) / (2.0 * h);
@@ -119,13 +121,13 @@ fn a_float_graph_with_two_inputs_checks_its_gradient() {
         ],
         targets: vec![GraphTarget::Values(vec![0.3, -0.1, 0.2, 0.0])],
     };
-    let (_, grads) = graph.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse]).unwrap();
+    let (_, grads) = graph.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse], None).unwrap();
     for (k, (name, _, values)) in graph.params().enumerate() {
         for i in 0..values.len().min(5) {
             let at = |delta: f64| {
                 let mut g = graph.clone();
                 g.values[k][i] += delta;
-                g.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse]).unwrap().0
+                g.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse], None).unwrap().0
             };
             let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
             let err = (numeric - grads[k][i]).abs() / numeric.abs().max(grads[k][i].abs()).max(1e-4);
@@ -241,6 +243,7 @@ fn training_learns_to_reverse_sequences_and_save_load_keeps_the_predictions() {
             clip_norm: Some(5.0),
             losses: losses.clone(),
             shuffle: Some(epoch),
+            dropout_seed: 7,
             epoch: epoch as usize,
         };
         graph.train_epoch(&mut opt, &d, &opts).unwrap();
@@ -360,6 +363,7 @@ fn bad_data_is_an_error_that_names_the_input_and_leaves_the_weights() {
         clip_norm: None,
         losses: LOSSES.to_vec(),
         shuffle: None,
+        dropout_seed: 7,
         epoch: 1,
     };
     let mut d = data::<f32>();
@@ -396,6 +400,7 @@ fn one_and_two_threads_give_the_same_bits() {
                 clip_norm: None,
                 losses: LOSSES.to_vec(),
                 shuffle: Some(1),
+                dropout_seed: 7,
                 epoch: 1,
             };
             graph.train_epoch(&mut opt, &data::<f32>(), &opts).unwrap();
@@ -403,4 +408,34 @@ fn one_and_two_threads_give_the_same_bits() {
         })
     };
     assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn dropout_drops_in_training_only_with_its_seed() {
+    let graph = Graph::<f64>::new(enc_dec("lstm", 1, true, serde_json::json!("general"))).unwrap();
+    let d = data::<f64>();
+    let idx = [0, 1, 2];
+    let loss = |seed: Option<u64>| graph.loss_and_gradient(&d, &idx, &LOSSES, seed).unwrap().0;
+    // Outside training the identity: evaluate's loss is the loss without masks.
+    assert!((graph.evaluate(&d, &LOSSES, 8).unwrap() - loss(None)).abs() < 1e-12);
+    assert_eq!(loss(Some(1)), loss(Some(1)));
+    assert_ne!(loss(Some(1)), loss(Some(2)));
+    assert_ne!(loss(Some(1)), loss(None));
+    // About `rate` of the values are dropped, the rest scaled by 1/(1 − rate).
+    let (vals, lengths) = graph.batch_inputs(&d, &idx);
+    let pass = graph.forward(vals, lengths, Some(3)).unwrap();
+    let k = graph.spec.nodes.iter().position(|n| n.name == "drop").unwrap();
+    let Cache::Dropout { mask: Val::Seq(m) } = &pass.caches[k] else { panic!("no mask") };
+    let zeros = m.iter().filter(|&&v| v == 0.0).count() as f64 / m.len() as f64;
+    assert!((zeros - 0.3).abs() < 0.1, "{zeros}");
+    assert!(m.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-12));
+    let e = match GraphSpec::from_value(serde_json::json!({
+        "inputs": [ { "name": "x", "features": 2 } ],
+        "nodes": [ { "name": "d", "layer": { "type": "dropout", "rate": 1.0 }, "inputs": ["x"] } ],
+        "outputs": ["d"]
+    })) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(e.contains("nodes[0].layer.rate"), "{e}");
 }
