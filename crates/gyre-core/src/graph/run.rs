@@ -10,6 +10,7 @@ use crate::attention::{attention_backward, attention_forward};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
+use crate::model::layers::activation_backward;
 use crate::model::{activate, Activation};
 use crate::optim::{clip_grad_norm, Optimizer, Param};
 use crate::random::Rng;
@@ -171,22 +172,6 @@ fn unflat3<F: Real>(x: Array2<F>, b: usize, t: usize) -> Result<Array3<F>> {
         .into_owned()
         .into_shape_with_order((b, t, w))
         .map_err(|e| CoreError::shape("a sequence", format!("[{b}, {t}, {w}]"), e.to_string()))
-}
-
-/// Turns `d` (gradient after the activation) into the gradient before it, given the output `y`.
-fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>, d: &mut Array2<F>) {
-    match activation {
-        Activation::Linear => {}
-        Activation::Relu => d.zip_mut_with(y, |g, &v| *g = if v > F::zero() { *g } else { F::zero() }),
-        Activation::Tanh => d.zip_mut_with(y, |g, &v| *g = *g * (F::one() - v * v)),
-        Activation::Sigmoid => d.zip_mut_with(y, |g, &v| *g = *g * v * (F::one() - v)),
-        Activation::Softmax => {
-            for (mut g, yr) in d.rows_mut().into_iter().zip(y.rows()) {
-                let dot = g.iter().zip(yr).fold(F::zero(), |s, (&a, &b)| s + a * b);
-                g.zip_mut_with(&yr, |a, &b| *a = b * (*a - dot));
-            }
-        }
-    }
 }
 
 impl<F: Real> Graph<F> {

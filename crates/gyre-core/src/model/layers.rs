@@ -146,7 +146,7 @@ pub fn activate<F: Real>(activation: Activation, x: &mut Array2<F>) {
 
 /// Turns `d` (gradient after the activation) into the gradient before it, given the
 /// activation's output `y`.
-pub(super) fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>, d: &mut Array2<F>) {
+pub(crate) fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>, d: &mut Array2<F>) {
     match activation {
         Activation::Linear => {}
         Activation::Relu => d.zip_mut_with(y, |g, &v| *g = if v > F::zero() { *g } else { F::zero() }),

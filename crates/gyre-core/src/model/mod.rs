@@ -15,7 +15,7 @@ mod batch;
 pub mod config;
 mod forward;
 mod init;
-mod layers;
+pub(crate) mod layers;
 mod state;
 
 pub use batch::{Inputs, PackedBatch};
