@@ -242,25 +242,44 @@ describe('defaults', () => {
 });
 
 describe('no native binary', () => {
-  it('require("gyre") throws NativeUnavailableError naming the platform and what to do from an npm install', () => {
-    // A child process in which the generated loader cannot be found, as on a platform without a binary.
+  /** Loads gyre in a child process where neither the platform's addon nor the WebAssembly build can be found. */
+  const loadWithout = (env: NodeJS.ProcessEnv) => {
     const script = `
       const Module = require('node:module');
       const resolve = Module._resolveFilename;
       Module._resolveFilename = function (request, ...rest) {
-        if (request.endsWith('native/binding.js')) throw Object.assign(new Error('not here'), { code: 'MODULE_NOT_FOUND' });
+        if (request.endsWith('.node') || request.startsWith('gyre-') || request.includes('wasi')) {
+          throw Object.assign(new Error('not here: ' + request), { code: 'MODULE_NOT_FOUND' });
+        }
         return resolve.call(this, request, ...rest);
       };
       try { require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))}); console.log('loaded'); }
       catch (err) { console.log(JSON.stringify({ name: err.name, code: err.code, message: err.message })); }
     `;
-    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-    const err = JSON.parse(out) as { name: string; code: string; message: string };
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', env });
+    return JSON.parse(out) as { name: string; code: string; message: string };
+  };
+
+  it('require("gyre") throws NativeUnavailableError naming the platform, both packages and what to do from an npm install', () => {
+    const { GYRE_WASM: _, ...env } = process.env;
+    const err = loadWithout(env);
     expect(err.name).toBe('NativeUnavailableError');
     expect(err.code).toBe('GYRE_NATIVE_UNAVAILABLE');
     expect(err.message).toContain(`${process.platform}-${process.arch}`);
     expect(err.message).toMatch(/Install the package gyre-/);
+    expect(err.message).toContain('the WebAssembly package gyre-wasm32-wasi');
     expect(err.message).toContain('in a git clone of gyre, `npm install` builds the addon');
     expect(err.message).not.toContain('build:native');
+  });
+
+  it('GYRE_WASM=1 without the WebAssembly build names it and how to get it; other values are refused', () => {
+    const err = loadWithout({ ...process.env, GYRE_WASM: '1' });
+    expect(err.code).toBe('GYRE_NATIVE_UNAVAILABLE');
+    expect(err.message).toContain('GYRE_WASM=1');
+    expect(err.message).toContain('npm install --force gyre-wasm32-wasi');
+    const bad = loadWithout({ ...process.env, GYRE_WASM: 'yes' });
+    expect(bad.code).toBe('GYRE_NATIVE_UNAVAILABLE');
+    expect(bad.message).toContain('GYRE_WASM must be 1');
+    expect(bad.message).toContain('"yes"');
   });
 });

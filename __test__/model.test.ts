@@ -15,6 +15,7 @@ import {
   sequential,
   setNumThreads,
   simdLevel,
+  backend,
   type ModelSpec,
   type ProgressEvent,
 } from 'gyre';
@@ -373,6 +374,14 @@ describe('options that shape training', () => {
       }).trim();
     const best = under('avx512'); // the CPU's best
     const cap = process.env.GYRE_SIMD;
+    if (backend() === 'wasm') {
+      // The WebAssembly build: simd128 (chosen when it was built); only `scalar` lowers it.
+      expect(best).toBe('simd128');
+      expect(under('avx2')).toBe('simd128');
+      expect(under('scalar')).toBe('scalar');
+      expect(simdLevel()).toBe(cap === 'scalar' ? 'scalar' : 'simd128');
+      return;
+    }
     if (process.arch === 'arm64') {
       // NEON on every arm64 CPU; only `scalar` lowers it.
       expect(best).toBe('neon');

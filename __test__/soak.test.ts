@@ -7,18 +7,24 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { sequential } from 'gyre';
+import { backend, sequential } from 'gyre';
 
 describe('soak', () => {
-  it('keeps resident memory flat over 300 create/fit/predict/save/load/dispose cycles', () => {
-    const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, '..', 'benchmark', 'soak.mjs'), '300'], {
-      encoding: 'utf8',
-    });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as { growthMiB: number; cycles: number };
-    console.log(`soak: ${JSON.stringify(r)}`);
-    expect(r.cycles).toBe(300);
-    expect(r.growthMiB).toBeLessThanOrEqual(10);
-  }, 300_000);
+  // About the native addon's allocator: a WebAssembly instance's memory only grows (to its
+  // high-water mark), so resident memory does not measure its leaks.
+  it.skipIf(backend() === 'wasm')(
+    'keeps resident memory flat over 300 create/fit/predict/save/load/dispose cycles',
+    () => {
+      const out = execFileSync(process.execPath, ['--expose-gc', join(__dirname, '..', 'benchmark', 'soak.mjs'), '300'], {
+        encoding: 'utf8',
+      });
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { growthMiB: number; cycles: number };
+      console.log(`soak: ${JSON.stringify(r)}`);
+      expect(r.cycles).toBe(300);
+      expect(r.growthMiB).toBeLessThanOrEqual(10);
+    },
+    300_000,
+  );
 
   it('reports native weight memory to V8 and releases it on dispose', async () => {
     const model = sequential({

@@ -1350,10 +1350,11 @@ export declare function setNumThreads(threads: number): void
 
 /**
  * The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA), `"neon"` (every
- * arm64 CPU) or `"scalar"` (the portable code, which is what other CPUs run): the CPU's best,
- * capped by `GYRE_SIMD` (`scalar|avx2|avx512`) read when the addon first needs it.
+ * arm64 CPU), `"simd128"` (the WebAssembly build) or `"scalar"` (the portable code, which is
+ * what other CPUs run): the CPU's best, capped by `GYRE_SIMD` (`scalar|avx2|avx512`) read when
+ * the addon first needs it.
  */
-export declare function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'scalar'
+export declare function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'simd128' | 'scalar'
 
 /** Token ids below `vocabSize` per step; the first layer must be an embedding. */
 export interface TokenInputSpec {

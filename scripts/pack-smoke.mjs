@@ -36,9 +36,19 @@ async function installed() {
   const gyreDir = dirname(require.resolve('gyre/package.json'));
   const platformDir = dirname(require.resolve(`${platformPackage}/package.json`));
   const addons = Object.keys(require.cache).filter((file) => file.endsWith('.node'));
-  assert.deepEqual(addons, [join(platformDir, `gyre.${platform}.node`)], 'loaded native addons');
-  assert.ok(!addons[0].startsWith(gyreDir + sep), 'addon loaded from outside the gyre package');
-  log(`native addon loaded from ${platformPackage}`);
+  if (platform === 'wasm32-wasi') {
+    // The WebAssembly package alone: no native addon anywhere, its loader from its own package.
+    assert.deepEqual(addons, [], 'no native addon is loaded');
+    assert.ok(require.cache[join(platformDir, 'gyre.wasi.cjs')], `the loader of ${platformPackage} is loaded`);
+    assert.equal(cjs.backend(), 'wasm', 'backend()');
+    assert.equal(cjs.simdLevel(), 'simd128', 'simdLevel()');
+    log(`WebAssembly build loaded from ${platformPackage} (simd128, ${cjs.getNumThreads()} threads)`);
+  } else {
+    assert.deepEqual(addons, [join(platformDir, `gyre.${platform}.node`)], 'loaded native addons');
+    assert.ok(!addons[0].startsWith(gyreDir + sep), 'addon loaded from outside the gyre package');
+    assert.equal(cjs.backend(), 'native', 'backend()');
+    log(`native addon loaded from ${platformPackage}`);
+  }
 
   // A small LSTM regressor: predict the mean of a sequence of 12 numbers.
   // The installed package's own seeded generator, so the data and the losses are the same every run.

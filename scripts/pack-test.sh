@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install test of the published form of gyre: packs the main package and this platform's
-# package (gyre-<platform>, from npm/<platform>/ plus the built addon) the way a release does,
+# package (gyre-<platform>, from npm/<platform>/ plus the built addon; with
+# GYRE_PACK_PLATFORM=wasm32-wasi the WebAssembly package instead) the way a release does,
 # installs both tarballs into an empty project with no network, no npm cache and no Rust
 # toolchain on PATH, and runs scripts/pack-smoke.mjs there (require + import, fit, predict,
 # save, load). Then removes the platform package and checks that loading gyre fails with
@@ -8,7 +9,8 @@
 #
 # Needs: dist/ (npm run build:ts) and the addon (npm run build:native). Environment:
 #   GYRE_NATIVE_BINARY  the .node file to pack (default native/gyre.<platform>.node)
-#   GYRE_PACK_PLATFORM  the platform suffix (default: this machine's, e.g. linux-x64-gnu)
+#   GYRE_PACK_PLATFORM  the platform suffix (default: this machine's, e.g. linux-x64-gnu), or
+#                       wasm32-wasi: the WebAssembly package alone (npm run build:wasm)
 #   KEEP_TMP=1          keep the temporary directory for inspection
 set -euo pipefail
 
@@ -60,10 +62,18 @@ platform=${GYRE_PACK_PLATFORM:-$(node -p '
     : p === "win32" ? "-msvc" : "";
   `${p}-${a}${abi}`')}
 platform_desc="gyre-$platform, node $(node --version), npm $(npm --version)"
-binary=${GYRE_NATIVE_BINARY:-$repo/native/gyre.$platform.node}
+# The WebAssembly package (platform wasm32-wasi) carries the module, its loaders and workers
+# (npm/wasm32-wasi/package.json "files", from npm run build:wasm) instead of a .node file.
+if [[ "$platform" == wasm32-wasi ]]; then
+  binary=$repo/native/gyre.wasm32-wasi.wasm
+  artifact=gyre.wasm32-wasi.wasm
+else
+  binary=${GYRE_NATIVE_BINARY:-$repo/native/gyre.$platform.node}
+  artifact=gyre.$platform.node
+fi
 version=$(node -p 'require(process.argv[1]).version' "$repo/package.json")
 [[ -f "$repo/npm/$platform/package.json" ]] || fail "no npm/$platform/ (napi create-npm-dirs)"
-[[ -f "$binary" ]] || fail "no $binary: build it with npm run build:native"
+[[ -f "$binary" ]] || fail "no $binary: build it with npm run build:$([[ "$platform" == wasm32-wasi ]] && echo wasm || echo native)"
 [[ -f "$repo/dist/index.js" ]] || fail "no dist/index.js: build it with npm run build:ts"
 [[ "$(node -p 'require(process.argv[1]).version' "$repo/npm/$platform/package.json")" == "$version" ]] ||
   fail "npm/$platform/package.json is not at version $version"
@@ -113,11 +123,18 @@ echo "$(basename "$main_tgz"): $(wc -l <"$tmp/main.files") files, $(du -k "$main
 
 step "pack gyre-$platform"
 cp -R "$repo/npm/$platform" "$tmp/platform"
-cp "$binary" "$tmp/platform/gyre.$platform.node"
+if [[ "$platform" == wasm32-wasi ]]; then
+  for file in $(node -p 'require(process.argv[1]).files.join(" ")' "$repo/npm/$platform/package.json"); do
+    [[ -f "$repo/native/$file" ]] || fail "no native/$file: build it with npm run build:wasm"
+    cp "$repo/native/$file" "$tmp/platform/$file"
+  done
+else
+  cp "$binary" "$tmp/platform/$artifact"
+fi
 (cd "$tmp/platform" && quiet npm pack --ignore-scripts --pack-destination "$tmp/pack")
 platform_tgz=$tmp/pack/gyre-$platform-$version.tgz
 [[ -f "$platform_tgz" ]] || fail "npm pack did not write $platform_tgz"
-tar -tzf "$platform_tgz" | grep -qx "package/gyre.$platform.node" || fail "gyre.$platform.node is not in $platform_tgz"
+tar -tzf "$platform_tgz" | grep -qx "package/$artifact" || fail "$artifact is not in $platform_tgz"
 echo "$(basename "$platform_tgz"): $(du -k "$platform_tgz" | cut -f1) kB"
 
 step "pack the runtime dependencies"
@@ -125,10 +142,10 @@ step "pack the runtime dependencies"
 # install; here the test has no network, so their tarballs are packed from node_modules (the
 # transitive closure of package.json's "dependencies") and installed alongside.
 mkdir -p "$tmp/deps"
-deps=$(node - "$repo" <<'JS'
+deps=$(node - "$repo" "$tmp/platform" <<'JS'
 const { readFileSync, existsSync } = require('node:fs');
 const { join, dirname } = require('node:path');
-const repo = process.argv[2];
+const [repo, platformDir] = process.argv.slice(2);
 const seen = new Map();
 // Resolves like Node: the nearest node_modules/<name> from the requiring package upwards.
 function resolve(name, from) {
@@ -138,10 +155,10 @@ function resolve(name, from) {
     if (dir === dirname(dir) || dir === dirname(repo)) throw new Error(`cannot find ${name} from ${from}`);
   }
 }
-function visit(dir) {
+function visit(dir, from = dir) {
   const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
   for (const name of Object.keys(pkg.dependencies ?? {})) {
-    const at = resolve(name, dir);
+    const at = resolve(name, from);
     if (!seen.has(at)) {
       seen.set(at, name);
       visit(at);
@@ -149,6 +166,8 @@ function visit(dir) {
   }
 }
 visit(repo);
+// The platform package's own (the WebAssembly runtime), as installed in the repository.
+visit(platformDir, repo);
 console.log([...seen.keys()].join('\n'));
 JS
 )
@@ -172,10 +191,14 @@ cp "$repo/scripts/pack-smoke.mjs" "$tmp/project/pack-smoke.mjs"
 # other platforms' optional packages cannot be resolved then, which npm must tolerate.
 clean_env=(env -i "PATH=$tmp/bin" "HOME=$tmp/home" "TMPDIR=$tmp" "GYRE_PACK_PLATFORM=$platform"
   "npm_config_cache=$tmp/home/.npm" "npm_config_update_notifier=false")
-(cd "$tmp/project" && "${clean_env[@]}" npm install --offline --no-audit --no-fund \
+# The WebAssembly package declares cpu wasm32, which npm installs on another CPU only when
+# forced (the README says so: npm install --force gyre-wasm32-wasi).
+cpu=()
+[[ "$platform" == wasm32-wasi ]] && cpu=(--force)
+(cd "$tmp/project" && "${clean_env[@]}" npm install --offline --no-audit --no-fund "${cpu[@]}" \
   --registry=http://127.0.0.1:9/ "$main_tgz" "$platform_tgz" "${dep_tgzs[@]}") 2>&1 | sed 's/^/  npm: /'
 [[ -f "$tmp/project/node_modules/gyre/package.json" ]] || fail "gyre was not installed"
-[[ -f "$tmp/project/node_modules/gyre-$platform/gyre.$platform.node" ]] || fail "gyre-$platform was not installed"
+[[ -f "$tmp/project/node_modules/gyre-$platform/$artifact" ]] || fail "gyre-$platform was not installed"
 installed=$(cd "$tmp/project/node_modules" && echo gyre*)
 [[ -x "$tmp/project/node_modules/.bin/gyre" ]] || fail "the gyre command was not installed in node_modules/.bin"
 [[ "$installed" == "gyre gyre-$platform" ]] || fail "installed packages: $installed"

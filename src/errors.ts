@@ -141,8 +141,14 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
  */
 export function fromNative(err: unknown): GyreError {
   if (err instanceof GyreError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  const code = (err as { code?: unknown } | null)?.code;
+  let message = err instanceof Error ? err.message : String(err);
+  let code = (err as { code?: unknown } | null)?.code;
+  // The WebAssembly build's asynchronous calls reject with the code at the head of the message.
+  const tagged = code === 'GenericFailure' ? /^\[(GYRE_[A-Z_]+)\] /.exec(message) : null;
+  if (tagged) {
+    code = tagged[1];
+    message = message.slice(tagged[0].length);
+  }
   const Ctor = typeof code === 'string' ? byCode[code] : undefined;
   if (Ctor) return new Ctor(message, { cause: err });
   if (code === 'InvalidArg' || code === 'NumberExpected' || code === 'ObjectExpected') {

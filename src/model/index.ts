@@ -3,7 +3,7 @@
  * options and events, streams, loading. The modules beside this one share internal helpers,
  * which are not exported from here.
  */
-export { fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequential, setNumThreads, simdLevel } from './model.js';
+export { backend, fromBuffer, getNumThreads, loadModel, Model, type SaveOptions, sequential, setNumThreads, simdLevel } from './model.js';
 export type { FeatureInputSpec, LayerSpec, ModelSpec, RecurrentActivation, RecurrentLayerSpec, TokenInputSpec } from './spec.js';
 export { RECURRENT_ACTIVATIONS } from './spec.js';
 export {

@@ -781,13 +781,24 @@ export function getNumThreads(): number {
 }
 
 /**
- * The SIMD level gyre's f32 kernels run at: `'avx512'`, `'avx2'` (AVX2 with FMA), `'neon'`
- * (every arm64 CPU) or `'scalar'` (portable code compiled for the platform's baseline: the
- * level of x86 CPUs without AVX2 and of other architectures). It is the CPU's best, capped by
- * the `GYRE_SIMD` environment variable (`scalar`, `avx2` or `avx512`; on arm64 only `scalar`
- * lowers it) read when native code first needs it. Levels may round differently (the SIMD
- * products use fused multiply-adds, the portable code does not).
+ * Which build runs gyre's kernels: `'native'`, the platform's addon (`gyre-linux-x64-gnu`, ...),
+ * or `'wasm'`, the WebAssembly package `gyre-wasm32-wasi` (the same Rust code, slower), which
+ * loads where no addon fits the platform, or everywhere when the environment variable
+ * `GYRE_WASM=1` asks for it (for tests and comparisons).
  */
-export function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'scalar' {
+export function backend(): 'native' | 'wasm' {
+  return native.backend;
+}
+
+/**
+ * The SIMD level gyre's f32 kernels run at: `'avx512'`, `'avx2'` (AVX2 with FMA), `'neon'`
+ * (every arm64 CPU), `'simd128'` (the WebAssembly build) or `'scalar'` (portable code compiled
+ * for the platform's baseline: the level of x86 CPUs without AVX2 and of other architectures).
+ * It is the CPU's best, capped by the `GYRE_SIMD` environment variable (`scalar`, `avx2` or
+ * `avx512`; on arm64 and in WebAssembly only `scalar` lowers it) read when native code first
+ * needs it. Levels may round differently (the x86 and arm64 SIMD products use fused
+ * multiply-adds; the portable code and `simd128` do not, and give the same bits).
+ */
+export function simdLevel(): 'avx512' | 'avx2' | 'neon' | 'simd128' | 'scalar' {
   return native.guard(() => native.simdLevel());
 }

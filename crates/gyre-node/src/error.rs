@@ -101,9 +101,21 @@ impl Failure {
     /// error napi made itself is internal).
     pub(crate) fn reject<T>(&mut self, env: Env, err: napi::Error) -> napi::Result<T> {
         let e = self.0.take().unwrap_or_else(|| BindingError::from(err));
-        let value = JsError::from(e).into_unknown(env);
-        // An `Error` made from a JavaScript value rejects the Promise with that very value.
-        Err(napi::Error::from(value))
+        #[cfg(target_family = "wasm")]
+        {
+            // In the WebAssembly build napi-rs does not hand a retained JavaScript value back
+            // from a task (it makes a fresh `Error` with code `GenericFailure`): the code
+            // travels at the head of the message instead, and the TypeScript layer's
+            // `fromNative` moves it back to `code`.
+            let _ = env;
+            Err(napi::Error::new(Status::GenericFailure, format!("[{}] {}", e.code.as_str(), e.message)))
+        }
+        #[cfg(not(target_family = "wasm"))]
+        {
+            let value = JsError::from(e).into_unknown(env);
+            // An `Error` made from a JavaScript value rejects the Promise with that very value.
+            Err(napi::Error::from(value))
+        }
     }
 }
 

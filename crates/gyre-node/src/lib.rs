@@ -8,16 +8,19 @@
 /// The addon's allocator. Training allocates a batch's activations (megabytes) and frees them
 /// every batch; glibc's malloc hands such blocks back to the kernel each time, and the page
 /// faults of getting them again cost more than the gate nonlinearities. mimalloc keeps them.
+#[cfg(not(target_family = "wasm"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in the v2 header).
+#[cfg(not(target_family = "wasm"))]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory stays with the allocator for a second (arenas: ten) before it goes back to the
 /// system, instead of 10 ms: one training or prediction batch after another reuses the same
 /// pages instead of faulting fresh zeroed ones in (12% of lstm-m inference time, measured
 /// with `perf`). Runs when the addon is loaded.
+#[cfg(not(target_family = "wasm"))]
 #[napi_derive::module_init]
 fn keep_freed_memory_briefly() {
     // SAFETY: sets a global option of the allocator; mimalloc documents it as callable at any time.
@@ -358,14 +361,16 @@ pub fn get_num_threads() -> Result<u32> {
 }
 
 /// The SIMD level the f32 kernels run at: `"avx512"`, `"avx2"` (with FMA), `"neon"` (every
-/// arm64 CPU) or `"scalar"` (the portable code, which is what other CPUs run): the CPU's best,
-/// capped by `GYRE_SIMD` (`scalar|avx2|avx512`) read when the addon first needs it.
-#[napi(catch_unwind, ts_return_type = "'avx512' | 'avx2' | 'neon' | 'scalar'")]
+/// arm64 CPU), `"simd128"` (the WebAssembly build) or `"scalar"` (the portable code, which is
+/// what other CPUs run): the CPU's best, capped by `GYRE_SIMD` (`scalar|avx2|avx512`) read when
+/// the addon first needs it.
+#[napi(catch_unwind, ts_return_type = "'avx512' | 'avx2' | 'neon' | 'simd128' | 'scalar'")]
 pub fn simd_level() -> &'static str {
     match gyre_core::kernels::level() {
         gyre_core::kernels::Level::Avx512 => "avx512",
         gyre_core::kernels::Level::Avx2 => "avx2",
         gyre_core::kernels::Level::Neon => "neon",
+        gyre_core::kernels::Level::Simd128 => "simd128",
         gyre_core::kernels::Level::Scalar => "scalar",
     }
 }

@@ -1,6 +1,7 @@
-//! The f32 kernels' dispatch, chosen at run time: AVX-512, AVX2 + FMA, NEON on AArch64, or
-//! portable scalar code (the fallback on other CPUs, and the oracle the SIMD paths are tested
-//! against). The shipped binary targets the baseline CPU of its triple; the wider x86 paths are
+//! The f32 kernels' dispatch, chosen at run time: AVX-512, AVX2 + FMA, NEON on AArch64,
+//! `simd128` in WebAssembly builds that enable it (chosen at build time: WebAssembly has no
+//! run-time detection), or portable scalar code (the fallback on other CPUs, and the oracle the
+//! SIMD paths are tested against). The shipped binary targets the baseline CPU of its triple; the wider x86 paths are
 //! compiled with `#[target_feature]` and entered only after `is_x86_feature_detected!` says the
 //! CPU has them. NEON is part of the AArch64 baseline: its kernels need no detection.
 //!
@@ -18,18 +19,22 @@
 
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 use super::aarch64;
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+use super::wasm32;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use std::sync::OnceLock;
 
 /// An instruction-set level. The order ranks each level against the portable one and the x86
-/// levels against each other (NEON and the x86 levels never meet on one CPU).
+/// levels against each other (NEON, `simd128` and the x86 levels never meet in one build).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Portable Rust (what the compiler makes of it for the baseline target).
     Scalar,
     /// AArch64 Advanced SIMD (NEON), which every AArch64 CPU has.
     Neon,
+    /// WebAssembly 128-bit SIMD, in builds compiled with it (no fused multiply-add).
+    Simd128,
     /// AVX2 with FMA (x86-64-v3).
     Avx2,
     /// AVX-512 F (x86-64-v4).
@@ -48,6 +53,9 @@ fn detect() -> Level {
     }
     if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
         return Level::Neon;
+    }
+    if cfg!(all(target_family = "wasm", target_feature = "simd128")) {
+        return Level::Simd128;
     }
     Level::Scalar
 }
@@ -156,6 +164,11 @@ fn gemm_acc_at(
         // SAFETY: NEON is in the target's baseline, and the bounds were checked above.
         Level::Neon => unsafe {
             aarch64::gemm_acc_neon(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
+        },
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+        // SAFETY: the build has simd128, and the bounds were checked above.
+        Level::Simd128 => unsafe {
+            wasm32::gemm_acc_simd128(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), ldb, c.as_mut_ptr(), ldc)
         },
         _ => crate::kernels::portable::gemm_acc_portable(m, n, k, a, rsa, csa, b, ldb, c, ldc),
     }
@@ -304,6 +317,8 @@ pub(crate) fn transpose(src: &[f32], rows: usize, k: usize, dst: &mut [f32], ld:
         return;
     }
     let fits = src.len() >= rows * k && dst.len() > (k - 1) * ld + rows - 1 && ld >= rows;
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon"))))]
+    let _ = fits; // only the x86 and NEON transposes need it
     match level() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; `fits` bounds every address the kernel touches.
@@ -327,6 +342,8 @@ pub(crate) fn sigmoid_inplace(x: &mut [f32]) {
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         // SAFETY: NEON is in the target's baseline; the kernel touches only `x`.
         Level::Neon => unsafe { aarch64::sigmoid_neon(x) },
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+        Level::Simd128 => wasm32::sigmoid_simd128(x),
         _ => x.iter_mut().for_each(|v| *v = crate::kernels::real::sigmoid(*v)),
     }
 }
@@ -343,6 +360,8 @@ pub(crate) fn tanh_inplace(x: &mut [f32]) {
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         // SAFETY: NEON is in the target's baseline; the kernel touches only `x`.
         Level::Neon => unsafe { aarch64::tanh_neon(x) },
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+        Level::Simd128 => wasm32::tanh_simd128(x),
         _ => x.iter_mut().for_each(|v| *v = v.tanh()),
     }
 }
@@ -365,6 +384,9 @@ pub(crate) fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], 
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         // SAFETY: NEON is in the target's baseline; the sizes were checked, the kernel stays inside them.
         Level::Neon if sized => unsafe { aarch64::lstm_neon(g, b, c_prev, c, h) },
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+        // SAFETY: the build has simd128; the sizes were checked, the kernel stays inside them.
+        Level::Simd128 if sized => unsafe { wasm32::lstm_simd128(g, b, c_prev, c, h) },
         _ => crate::kernels::portable::lstm_row_portable(g, b, c_prev, c, h),
     }
 }
@@ -386,6 +408,9 @@ pub(crate) fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], ext
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         // SAFETY: NEON is in the target's baseline; the sizes were checked, the kernel stays inside them.
         Level::Neon if sized => unsafe { aarch64::gru_neon(g, b, rec, h_prev, extra, h) },
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+        // SAFETY: the build has simd128; the sizes were checked, the kernel stays inside them.
+        Level::Simd128 if sized => unsafe { wasm32::gru_simd128(g, b, rec, h_prev, extra, h) },
         _ => crate::kernels::portable::gru_row_portable(g, b, rec, h_prev, extra, h),
     }
 }

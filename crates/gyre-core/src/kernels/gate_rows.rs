@@ -1,5 +1,5 @@
 //! The fused LSTM and GRU gate rows, written once over a vector type and instantiated by each
-//! SIMD module (`x86` for AVX-512 F and AVX2 + FMA, `aarch64` for NEON): the gates of a row
+//! SIMD module (`x86` for AVX-512 F and AVX2 + FMA, `aarch64` for NEON, `wasm32` for `simd128`): the gates of a row
 //! first, block by block, then the state update from the stored gates. Only plain IEEE
 //! additions, subtractions and multiplications beside the level's sigmoid and tanh, so each
 //! level gives the bits of its own `sigmoid_inplace`/`tanh_inplace` plus the portable state

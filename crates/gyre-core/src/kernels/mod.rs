@@ -4,7 +4,8 @@
 //! - `table`: the per-type kernel table [`Kernels`] (f32: the SIMD dispatch; f64: portable);
 //! - `portable`: the portable bodies, the test oracle of the SIMD builds;
 //! - `dispatch`: the f32 kernels chosen for the CPU at run time (`GYRE_SIMD` caps the level);
-//! - `x86`: the AVX-512 and AVX2 + FMA kernels; `aarch64`: the NEON kernels;
+//! - `x86`: the AVX-512 and AVX2 + FMA kernels; `aarch64`: the NEON kernels; `wasm32`: the
+//!   WebAssembly `simd128` kernels;
 //! - `gate_rows`: the fused LSTM and GRU gate rows, written once for every SIMD module;
 //! - `packed`: the per-step products of the time loop, over packed operands, allocation-free;
 //! - `linalg`: whole-matrix products and reductions, split over the pool;
@@ -16,7 +17,11 @@
 //! [`level`]) that `examples/gemm_compare.rs` measures against other products, and
 //! [`AdamStep`], which [`Kernels::adam_update`] takes.
 
-#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_feature = "neon")))]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon"),
+    all(target_family = "wasm", target_feature = "simd128")
+))]
 #[macro_use]
 mod gate_rows;
 
@@ -33,6 +38,8 @@ pub mod tensor;
 #[cfg(test)]
 mod tests;
 pub mod threads;
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+mod wasm32;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -268,6 +268,21 @@ pub(crate) fn exp_fused(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// [`exp_fused`] with every multiply-add unfused (multiply, round, add, round): the model the
+/// tests hold the WebAssembly `simd128` sigmoid and tanh to, bit for bit (that level has no
+/// fused multiply-add).
+#[cfg(test)]
+#[cfg_attr(not(all(target_family = "wasm", target_feature = "simd128")), allow(dead_code))]
+pub(crate) fn exp_unfused(x: f32) -> f32 {
+    let x = x.clamp(EXP_LO, EXP_HI);
+    let n = (x * LOG2E).round_ties_even();
+    let r = x - n * LN2_HI;
+    let r = r - n * LN2_LO;
+    let p = EXP_POLY[1..].iter().fold(EXP_POLY[0], |p, &c| p * r + c);
+    let y = (p * (r * r) + r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// The portable [`crate::kernels::Kernels::dot`]: 8 independent lanes, summed in a fixed tree.
 pub(crate) fn dot_portable<F: Real>(a: &[F], b: &[F]) -> F {
     const LANES: usize = 8;

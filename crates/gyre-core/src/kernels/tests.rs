@@ -232,15 +232,72 @@ fn gemm_acc_reads_a_transposed_a_exactly_as_a_copied_one() {
     assert_eq!(c1, c2);
 }
 
+/// The WebAssembly `simd128` product is the portable chain (multiply, then add, over `k` in
+/// order) bit for bit, on every tile shape and edge: rows across its 4-row tiles, columns across
+/// its 4- and 8-column tiles and the scalar edge, depths across its depth blocks, `a` row-major
+/// or transposed, padded strides.
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+#[test]
+fn simd128_products_give_the_portable_bits() {
+    assert_eq!(level(), Level::Simd128);
+    let cols = [1, 3, 4, 5, 8, 9, 12, 16, 17, 63, 64, 65, 130];
+    for m in 1..=10 {
+        for (q, &n) in cols.iter().enumerate() {
+            for k in [1 + 5 * (q % 2), 257 + 3 * (m % 2)] {
+                for transposed in [false, true] {
+                    let (rsa, csa, len) = if transposed { (1, m + 3, k * (m + 3)) } else { (k + 2, 1, m * (k + 2)) };
+                    let (ldb, ldc) = (n + 5, n + 2);
+                    let (a, b, c0) = (fill(len, 60 + m as u32), fill(k * ldb, 61 + n as u32), fill(m * ldc, 62));
+                    let mut want = c0.clone();
+                    crate::kernels::portable::gemm_acc_portable(m, n, k, &a, rsa, csa, &b, ldb, &mut want, ldc);
+                    let mut got = c0.clone();
+                    gemm_acc(m, n, k, &a, rsa, csa, &b, ldb, &mut got, ldc, &[]);
+                    let diff = got.iter().zip(&want).position(|(x, y)| x.to_bits() != y.to_bits());
+                    assert_eq!(diff, None, "m{m} n{n} k{k} transposed {transposed}");
+                }
+            }
+        }
+    }
+}
+
+/// The WebAssembly `simd128` sigmoid and tanh give the bits of one unfused model of the `exp`
+/// every level shares (`exp_unfused`), then the same divisions.
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+#[test]
+fn simd128_nonlinearities_give_the_bits_of_the_unfused_model() {
+    use crate::kernels::portable::exp_unfused;
+    let mut xs: Vec<f32> = (-9000..=9000).map(|i| i as f32 * 0.01).collect();
+    xs.extend(fill(4001, 53).iter().map(|v| v * 120.0));
+    xs.extend([-1e30, -88.5, -87.5, -1e-6, -0.0, 0.0, 1e-6, 1e-30, 87.5, 88.5, 1e30, f32::INFINITY, f32::NEG_INFINITY]);
+    let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp_unfused(0.0 - x))).collect();
+    let tanh: Vec<f32> = xs
+        .iter()
+        .map(|&x| {
+            let e = exp_unfused(x.abs() * -2.0);
+            ((1.0 - e) / (1.0 + e)).copysign(x)
+        })
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for len in [xs.len(), xs.len() - 3] {
+        let (mut s, mut t) = (xs[..len].to_vec(), xs[..len].to_vec());
+        sigmoid_inplace(&mut s);
+        tanh_inplace(&mut t);
+        assert_eq!(bits(&s), bits(&sigmoid[..len]), "sigmoid");
+        assert_eq!(bits(&t), bits(&tanh[..len]), "tanh");
+    }
+}
+
 /// Every level (each runs at the CPU's best below it: on AArch64 every level above `Scalar` is
 /// NEON, on x86 `Neon` is the portable code).
-const LEVELS: [Level; 4] = [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512];
+const LEVELS: [Level; 5] = [Level::Scalar, Level::Neon, Level::Simd128, Level::Avx2, Level::Avx512];
 
 /// Both SIMD levels give each element's fused multiply-add chain over `k` in order, bit for bit
 /// (the `mul_add` loop below, which the one- and many-thread results and the two levels all
 /// share), on every tile shape and edge: rows 1 to 14 (every row tile and the 7- and 8-row
 /// splits), columns across vector, tile and 64-column block edges, depths across the kernels'
 /// depth blocks and their 4-step loops, `a` row-major or transposed, padded strides.
+/// (WebAssembly has no fused multiply-add: its product is held to the portable chain instead.)
+#[cfg(not(target_family = "wasm"))]
 #[test]
 fn gemm_acc_gives_the_fused_chain_bits_on_every_simd_level() {
     let fused = |m: usize,
