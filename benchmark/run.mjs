@@ -38,7 +38,9 @@
  *   workload, mode   inference (forward with the readout) or training (forward, backward, an
  *                    optimizer update: Adam for gyre, tfjs and PyTorch; brain.js has its own
  *                    per-sample RMSProp-style update)
- *   library          gyre; gyre [GYRE_SIMD=avx2] (the second pass, below); onnxruntime
+ *   library          gyre; gyre [GYRE_SIMD=avx2] (the second pass, below); gyre-wasm (gyre's
+ *                    WebAssembly build, gyre-wasm32-wasi, in processes started with GYRE_WASM=1;
+ *                    where it is not built, the report says how); onnxruntime
  *                    (inference only; the model is gyre's toOnnx export); pytorch (nn.LSTM /
  *                    nn.GRU and nn.Linear, inference under torch.inference_mode, training with
  *                    nn.MSELoss or nn.CrossEntropyLoss and torch.optim.Adam); tfjs-cpu /
@@ -81,7 +83,8 @@
  * gyre's own 1024³ product (through lstmForward, lib/gyre.mjs product1024) and its lstm-l
  * training GFLOP/s are reported as fractions of both, at each level and thread count.
  *
- * Further sections: gyre's 2-thread ÷ 1-thread speedup; the table the README's Benchmarks
+ * Further sections: gyre's WebAssembly build ÷ TensorFlow.js' WebAssembly backend (and native
+ * gyre ÷ its WebAssembly build); gyre's 2-thread ÷ 1-thread speedup; the table the README's Benchmarks
  * section is made from (per level: gyre 1/2 threads and gyre ÷ each baseline); streaming
  * latency of one `stream.step` (LSTM input 32, hidden 128, batch 1); peak RSS of lstm-l
  * training against the arithmetic of what training holds. The machine record includes the
@@ -175,7 +178,7 @@ const SETTINGS = options.quick
       taskTimeoutMs: 900_000,
     };
 
-const LIBRARIES = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-cpu', 'tfjs-wasm', 'brain.js'];
+const LIBRARIES = ['gyre', 'gyre-wasm', 'onnxruntime', 'pytorch', 'tfjs-cpu', 'tfjs-wasm', 'brain.js'];
 const SLOW = new Set(['tfjs-cpu', 'tfjs-wasm', 'brain.js']);
 
 /** How to get the PyTorch rows, said wherever they are missing. */
@@ -359,6 +362,22 @@ if (avx2Pass)
 /** The environment of every AVX2-pass process: the preload where it took. */
 const AVX2_ENV = avx2Preload.env ?? {};
 
+// gyre's WebAssembly build (gyre-wasm32-wasi): the gyre rows again in processes started with
+// GYRE_WASM=1, where it is built (npm run build:wasm) or installed.
+const WASM_HOW = 'build it with `npm run build:wasm` (needs `rustup target add wasm32-wasip1-threads`)';
+const gyreWasm = { requested: libraries.includes('gyre-wasm'), available: false, reason: null };
+if (gyreWasm.requested) {
+  const check = await runTask({ kind: 'info' }, { GYRE_WASM: '1' });
+  if (check.ok && check.result.simdLevel === 'simd128') gyreWasm.available = true;
+  else gyreWasm.reason = check.ok ? `it runs at ${check.result.simdLevel}, not simd128` : check.error.split('\n')[0];
+  if (!gyreWasm.available)
+    skipped.push({
+      library: 'gyre-wasm',
+      workload: '(every workload)',
+      reason: `not run, no WebAssembly build (${gyreWasm.reason}): ${WASM_HOW}`,
+    });
+}
+
 // PyTorch: only with a python that has torch.
 const torch = { requested: libraries.includes('pytorch'), python: options.torchPython, available: false, reason: null };
 if (torch.requested) {
@@ -413,8 +432,14 @@ for (const wname of workloads) {
       continue;
     }
     if (lib === 'pytorch' && !torch.available) continue;
+    if (lib === 'gyre-wasm' && !gyreWasm.available) continue;
     log(`${lib} ${wname} ...`);
-    const r = lib === 'pytorch' ? await torchTask(wname) : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
+    const r =
+      lib === 'pytorch'
+        ? await torchTask(wname)
+        : lib === 'gyre-wasm'
+          ? await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_WASM: '1' })
+          : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
     taskWallMs[`${lib} ${wname}`] = Math.round(r.wallMs);
     addRows(lib, wname, r, lib);
   }
@@ -571,8 +596,9 @@ for (const r of rows) {
   r.gyreRatios = {};
   for (const simd of levels) {
     // A baseline measured at one level (PyTorch capped to AVX2) is set against gyre at that level
-    // only, and replaces the uncapped one there.
-    if (r.simd && r.simd !== simd) continue;
+    // only, and replaces the uncapped one there (gyre's WebAssembly rows, at simd128, against
+    // native gyre at each level).
+    if (r.simd && r.simd !== simd && r.library !== 'gyre-wasm') continue;
     if (!r.simd && rows.some((y) => y.library === r.library && y.workload === r.workload && y.simd === simd)) continue;
     const g = gyreRow(r.workload, r.mode, r.threads, simd) ?? gyreRow(r.workload, r.mode, 1, simd);
     if (g) r.gyreRatios[simd] = g.seqPerSec / r.seqPerSec;
@@ -580,6 +606,33 @@ for (const r of rows) {
       r.gyreThreads = g.threads;
       r.gyreRatio = g.seqPerSec / r.seqPerSec;
     }
+  }
+}
+
+// gyre's WebAssembly build ÷ TensorFlow.js' WebAssembly backend, on 1 and 2 threads (tfjs-wasm
+// runs once, on its own XNNPACK thread count).
+const wasmRatios = [];
+for (const wname of workloads) {
+  for (const mode of ['inference', 'training']) {
+    const tfjs = rows.find((r) => r.library === 'tfjs-wasm' && r.workload === wname && r.mode === mode);
+    const wasm = (threads) =>
+      rows.find((r) => r.library === 'gyre-wasm' && r.workload === wname && r.mode === mode && r.threads === threads);
+    const one = wasm(1);
+    const two = wasm(2);
+    if (!one && !two) continue;
+    wasmRatios.push({
+      workload: wname,
+      mode,
+      gyreWasm: { 1: one?.seqPerSec ?? null, 2: two?.seqPerSec ?? null },
+      tfjsWasm: tfjs?.seqPerSec ?? null,
+      tfjsWasmThreads: tfjs?.threads ?? null,
+      ratio: { 1: tfjs && one ? one.seqPerSec / tfjs.seqPerSec : null, 2: tfjs && two ? two.seqPerSec / tfjs.seqPerSec : null },
+      // Native gyre (its default level) ÷ its WebAssembly build, same threads.
+      nativeOverWasm: {
+        1: one && gyreRow(wname, mode, 1) ? gyreRow(wname, mode, 1).seqPerSec / one.seqPerSec : null,
+        2: two && gyreRow(wname, mode, 2) ? gyreRow(wname, mode, 2).seqPerSec / two.seqPerSec : null,
+      },
+    });
   }
 }
 
@@ -682,6 +735,8 @@ const results = {
   avx2Pass,
   avx2Cpu: avx2Pass ? { preload: avx2Preload.preload, reason: avx2Preload.reason ?? null } : null,
   torch: { ...torch, howToEnable: torch.available ? null : TORCH_HOW },
+  gyreWasm: { ...gyreWasm, howToEnable: gyreWasm.available ? null : WASM_HOW },
+  wasmRatios,
   workloads: Object.fromEntries(
     workloads.map((w) => [
       w,

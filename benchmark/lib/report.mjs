@@ -69,7 +69,7 @@ export function renderMarkdown(r, outPath) {
     const ratio = x.gyreRatio ?? x.gyreRatios?.[x.simd];
     return ratio == null ? '–' : `${num(ratio)}×${x.simd ? ` (gyre ${x.simd})` : ''}`;
   };
-  const order = ['gyre', 'onnxruntime', 'pytorch', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
+  const order = ['gyre', 'gyre-wasm', 'onnxruntime', 'pytorch', 'tfjs-wasm', 'tfjs-cpu', 'brain.js'];
   const workloadOrder = Object.keys(r.workloads);
   const modeOrder = (mode) => (mode === 'inference' ? 0 : 1);
   // Placeholder rows where PyTorch was asked for but no python with torch was given.
@@ -194,6 +194,42 @@ export function renderMarkdown(r, outPath) {
       out.push(`¹ ${r.torch.howToEnable}.`);
       out.push('');
     }
+  }
+
+  if (r.wasmRatios?.length) {
+    out.push("### WebAssembly: gyre's WebAssembly build ÷ TensorFlow.js' WebAssembly backend");
+    out.push('');
+    out.push(
+      'gyre-wasm: gyre-wasm32-wasi (simd128, worker threads) in Node; tfjs-wasm: @tensorflow/tfjs-backend-wasm (XNNPACK, its own thread count). ' +
+        'Targets: training ≥ 3× on lstm-m and gru-m, inference ≥ 1× on every workload. Last column: native gyre (its default level) ÷ gyre-wasm, same threads.',
+    );
+    out.push('');
+    const ratio = (v) => (v != null ? `${num(v)}×` : '–');
+    out.push(
+      table(
+        [
+          'workload',
+          'mode',
+          'gyre-wasm seq/s (1 / 2 threads)',
+          'tfjs-wasm seq/s (threads)',
+          'gyre-wasm ÷ tfjs-wasm (1 / 2)',
+          'native ÷ wasm (1 / 2)',
+        ],
+        r.wasmRatios.map((x) => [
+          x.workload,
+          x.mode,
+          `${num(x.gyreWasm[1])} / ${num(x.gyreWasm[2])}`,
+          x.tfjsWasm != null ? `${num(x.tfjsWasm)} (${x.tfjsWasmThreads})` : '–',
+          `${ratio(x.ratio[1])} / ${ratio(x.ratio[2])}`,
+          `${ratio(x.nativeOverWasm[1])} / ${ratio(x.nativeOverWasm[2])}`,
+        ]),
+        'llrrrr',
+      ),
+    );
+    out.push('');
+  } else if (r.gyreWasm?.requested && !r.gyreWasm.available) {
+    out.push(`gyre's WebAssembly rows were not run: ${r.gyreWasm.reason}; ${r.gyreWasm.howToEnable}.`);
+    out.push('');
   }
 
   if (r.speedups.length) {

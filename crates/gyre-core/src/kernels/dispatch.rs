@@ -105,8 +105,10 @@ pub fn gemm_acc(
     gemm_acc_at(level(), m, n, k, a, rsa, csa, b, ldb, c, ldc, next);
 }
 
-/// [`gemm_acc`] at `at`, or at the CPU's best level below it (the tests run every level).
+/// [`gemm_acc`] at `at`, or at the CPU's best level below it (the tests run every level; the
+/// WebAssembly build has one).
 #[cfg(test)]
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_acc_on(
     at: Level,

@@ -52,7 +52,28 @@ pub fn num_threads() -> Result<usize> {
 
 /// Runs `f` on the pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
-    Ok(pool()?.install(f))
+    let pool = pool()?;
+    #[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+    {
+        // Every pool thread, then the caller, sees the memory as large as it now is (below).
+        pool.broadcast(|_| refresh_memory_size());
+        let r = pool.install(f);
+        refresh_memory_size();
+        Ok(r)
+    }
+    #[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
+    Ok(pool.install(f))
+}
+
+/// WebAssembly with threads: makes this thread see the shared memory's current size. V8
+/// updates a memory's size only on the thread that grew it; another thread bounds-checks its
+/// atomics, `memory.fill` and `memory.copy` against its old size (and traps on pages grown
+/// since) until it runs `memory.grow(0)`, which reloads the size (the V8 bug napi-rs works
+/// around in its allocator and scheduler, fixed in later V8: v8/v8@34241014). gyre runs it on
+/// every pool thread before a call's work and on the caller after it.
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+pub fn refresh_memory_size() {
+    core::arch::wasm32::memory_grow::<0>(0);
 }
 
 /// Runs `f` on the pool, or right here when `work` (multiply-adds, roughly) is too small to
@@ -91,7 +112,9 @@ pub(crate) fn zeroed<F: Copy + Default + Send + Sync>(len: usize) -> Vec<F> {
 
 /// A copy of `src`; a large one is copied by every thread of the configured pool.
 pub fn copied<T: Copy + Send + Sync>(src: &[T]) -> Result<Vec<T>> {
-    if src.len() < PARALLEL_FILL_MIN {
+    // In the WebAssembly build a pool copy of a caller's (JavaScript's) input came back the
+    // wrong length; there it copies on the calling thread (as the input scan does: scan.rs).
+    if src.len() < PARALLEL_FILL_MIN || cfg!(target_family = "wasm") {
         return Ok(src.to_vec());
     }
     install(|| {
