@@ -1,6 +1,8 @@
 // Builds gyre's browser entry into dist/browser/: gyre.js (one ES module: the TypeScript API
 // on the WebAssembly build, with @napi-rs/wasm-runtime), wasi-worker-browser.mjs (the module
-// each WebAssembly thread runs) and gyre.wasm32-wasi.wasm, fetched next to gyre.js. Bundled by
+// each WebAssembly thread runs), and the two builds gyre.js fetches from beside itself:
+// gyre.wasm32-wasi.wasm (threads, for cross-origin isolated pages) and gyre.wasm32-wasip1.wasm
+// (one thread, for the others). Bundled by
 // rolldown; Node's built-in modules become stubs that throw when called, naming the browser's
 // way instead. Bundled from src/ (TypeScript); needs the WebAssembly build (npm run build:wasm).
 //
@@ -13,7 +15,8 @@ import { build } from 'rolldown';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist', 'browser');
-for (const file of ['native/gyre.wasi-browser.js', 'native/wasi-worker-browser.mjs', 'native/gyre.wasm32-wasi.wasm']) {
+const WASM = ['native/gyre.wasm32-wasi.wasm', 'native/wasip1/gyre.wasm32-wasip1.wasm'];
+for (const file of ['native/gyre.wasi-browser.js', 'native/wasi-worker-browser.mjs', 'native/wasip1/gyre.wasip1-browser.js', ...WASM]) {
   if (!existsSync(path.join(root, file))) {
     console.error(`no ${file}: build the WebAssembly build first (npm run build:wasm)`);
     process.exit(1);
@@ -71,14 +74,14 @@ const common = {
 await build({
   ...common,
   input: path.join(root, 'src', 'browser.ts'),
-  // One file: the WebAssembly binding is imported dynamically (after the isolation check) but
-  // kept inside it.
-  output: { file: path.join(out, 'gyre.js'), format: 'esm', sourcemap: false, codeSplitting: false },
+  // The two WebAssembly loaders are imported dynamically (the page's isolation picks one):
+  // each becomes a chunk beside gyre.js, fetched only when picked.
+  output: { dir: out, entryFileNames: 'gyre.js', chunkFileNames: '[name]-[hash].js', format: 'esm', sourcemap: false },
 });
 await build({
   ...common,
   input: path.join(root, 'native', 'wasi-worker-browser.mjs'),
   output: { file: path.join(out, 'wasi-worker-browser.mjs'), format: 'esm' },
 });
-copyFileSync(path.join(root, 'native', 'gyre.wasm32-wasi.wasm'), path.join(out, 'gyre.wasm32-wasi.wasm'));
-console.log(`built ${path.relative(root, out)}/: gyre.js, wasi-worker-browser.mjs, gyre.wasm32-wasi.wasm`);
+for (const file of WASM) copyFileSync(path.join(root, file), path.join(out, path.basename(file)));
+console.log(`built ${path.relative(root, out)}/: gyre.js, wasi-worker-browser.mjs, ${WASM.map((f) => path.basename(f)).join(', ')}`);

@@ -22,14 +22,15 @@ function names(generator, count, randomSeed) {
 }
 
 try {
-  // Imported here, so that a page gyre cannot run in (not cross-origin isolated) says why.
+  // Imported here, so that a failure to load shows on the page.
   const { backend, fromBuffer, getNumThreads, simdLevel, TextGenerator } = await import('/dist/browser/gyre.js');
   result.backend = backend();
   result.simdLevel = simdLevel();
   result.threads = getNumThreads();
   result.crossOriginIsolated = globalThis.crossOriginIsolated === true;
   $('runtime').textContent =
-    `gyre ${result.backend} (${result.simdLevel}), ${result.threads} thread(s)` + (result.crossOriginIsolated ? ', cross-origin isolated' : '');
+    `gyre ${result.backend} (${result.simdLevel}), ${result.threads} thread(s)` +
+    (result.crossOriginIsolated ? ', cross-origin isolated' : ' (not cross-origin isolated: the build without threads)');
 
   // 1. A model file, as `gyre train` or `model.save` wrote it.
   const response = await fetch(modelUrl);

@@ -36,9 +36,19 @@ fn pool() -> Result<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
+/// WebAssembly without threads (the browser build for pages that are not cross-origin
+/// isolated): no pool; every call runs on the calling thread.
+const THREADLESS: bool = cfg!(all(target_family = "wasm", not(gyre_wasm_threads)));
+
 /// Sets the number of threads of later calls (calls already running keep theirs).
 pub fn set_num_threads(threads: usize) -> Result<()> {
     crate::kernels::tensor::positive("threads", threads)?;
+    if THREADLESS {
+        return match threads {
+            1 => Ok(()),
+            _ => Err(CoreError::invalid("threads", "1 (this WebAssembly build has no threads)", threads)),
+        };
+    }
     let p = build(threads)?;
     let mut guard = POOL.lock().map_err(|_| CoreError::invalid("thread pool", "usable", "poisoned"))?;
     *guard = Some(p);
@@ -47,13 +57,19 @@ pub fn set_num_threads(threads: usize) -> Result<()> {
 
 /// The number of threads calls run on.
 pub fn num_threads() -> Result<usize> {
+    if THREADLESS {
+        return Ok(1);
+    }
     Ok(pool()?.current_num_threads())
 }
 
 /// Runs `f` on the pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
+    if THREADLESS {
+        return Ok(f());
+    }
     let pool = pool()?;
-    #[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+    #[cfg(gyre_wasm_threads)]
     {
         // Every pool thread, then the caller, sees the memory as large as it now is (below).
         pool.broadcast(|_| refresh_memory_size());
@@ -61,7 +77,7 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
         refresh_memory_size();
         Ok(r)
     }
-    #[cfg(not(all(target_family = "wasm", target_feature = "atomics")))]
+    #[cfg(not(gyre_wasm_threads))]
     Ok(pool.install(f))
 }
 
@@ -71,7 +87,7 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
 /// since) until it runs `memory.grow(0)`, which reloads the size (the V8 bug napi-rs works
 /// around in its allocator and scheduler, fixed in later V8: v8/v8@34241014). gyre runs it on
 /// every pool thread before a call's work and on the caller after it.
-#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+#[cfg(gyre_wasm_threads)]
 pub fn refresh_memory_size() {
     core::arch::wasm32::memory_grow::<0>(0);
 }
