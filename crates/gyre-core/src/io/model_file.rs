@@ -8,7 +8,7 @@
 //! Optimizer buffers are tensors named `optimizer/{parameter}/{buffer}`.
 
 use crate::error::{CoreError, Result};
-use crate::io::safetensors::{parse, serialize};
+use crate::io::safetensors::{parse, serialize, TensorView};
 use crate::model::{Model, ModelSpec};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
 use crate::train::{optimizer_from_json, optimizer_to_json};
@@ -97,6 +97,72 @@ pub(crate) fn json(what: &str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| bad(format!("__metadata__.{what}"), format!("invalid JSON: {e}")))
 }
 
+/// Checks a gyre file's `format` (`want`; another value is "`\"{other}\" {wrong}`", none is
+/// `missing`) and its `format_version` (1 to `newest`): the first checks of every gyre loader.
+pub(crate) fn check_format(
+    meta: &BTreeMap<String, String>,
+    want: &str,
+    newest: u32,
+    wrong: &str,
+    missing: &str,
+) -> Result<()> {
+    match meta.get("format").map(String::as_str) {
+        Some(f) if f == want => {}
+        Some(other) => return Err(bad("__metadata__.format", format!("\"{other}\" {wrong}"))),
+        None => return Err(bad("__metadata__", missing.to_string())),
+    }
+    let version: u32 = meta
+        .get("format_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("__metadata__.format_version", "missing or not an integer"))?;
+    if version == 0 || version > newest {
+        return Err(bad(
+            "__metadata__.format_version",
+            format!("{version} is not readable by this version of gyre (it reads 1..={newest})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The `training` metadata (parsed) and its `epochs` (0 and `None` when the file has none).
+pub(crate) fn training(meta: &BTreeMap<String, String>) -> Result<(usize, Option<serde_json::Value>)> {
+    let Some(t) = meta.get("training") else { return Ok((0, None)) };
+    let v = json("training", t)?;
+    let epochs = v
+        .get("epochs")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad("__metadata__.training", "no integer \"epochs\""))? as usize;
+    Ok((epochs, Some(v)))
+}
+
+/// Every tensor of a file as f32 by name, after checking that the names are exactly those of
+/// `expected` (extra ones reported as "not in `of`"), each with its expected shape ("has shape
+/// … but `of` needs …") and finite values.
+pub(crate) fn checked_tensors(
+    tensors: &[TensorView<'_>],
+    expected: &BTreeMap<String, Vec<usize>>,
+    of: &str,
+) -> Result<BTreeMap<String, Vec<f32>>> {
+    let present: BTreeSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+    check_names(expected, &present, &format!("not in {of}"))?;
+    let mut values = BTreeMap::new();
+    for t in tensors {
+        let want = &expected[t.name.as_str()];
+        if &t.shape != want {
+            return Err(bad(
+                format!("tensor \"{}\"", t.name),
+                format!("has shape {:?} but {of} needs {want:?}", t.shape),
+            ));
+        }
+        let data = t.to_f32()?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!("tensor \"{}\"", t.name), format!("value {} at index {i} is not finite", data[i])));
+        }
+        values.insert(t.name.clone(), data);
+    }
+    Ok(values)
+}
+
 /// Loads a model file written by [`save`], checking everything against everything: the
 /// format, the configuration, every expected tensor present with its exact shape and finite
 /// values, no tensor the configuration does not account for.
@@ -108,35 +174,19 @@ pub(crate) fn json(what: &str, text: &str) -> Result<serde_json::Value> {
 pub fn load(bytes: &[u8]) -> Result<Saved> {
     let file = parse(bytes)?;
     let meta = &file.metadata;
-    match meta.get("format").map(String::as_str) {
-        Some(FORMAT) => {}
-        Some(other) => return Err(bad("__metadata__.format", format!("\"{other}\" is not a gyre model"))),
-        None => {
-            return Err(bad(
-                "__metadata__",
-                "no \"format\": not a gyre model file (to read weights from PyTorch, import them into a model's layer)",
-            ))
-        }
-    }
-    let version: u32 = meta
-        .get("format_version")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad("__metadata__.format_version", "missing or not an integer"))?;
-    if version == 0 || version > FORMAT_VERSION {
-        return Err(bad(
-            "__metadata__.format_version",
-            format!("{version} is not readable by this version of gyre (it reads 1..={FORMAT_VERSION})"),
-        ));
-    }
+    check_format(
+        meta,
+        FORMAT,
+        FORMAT_VERSION,
+        "is not a gyre model",
+        "no \"format\": not a gyre model file (to read weights from PyTorch, import them into a model's layer)",
+    )?;
     let config_json = meta.get("config").ok_or_else(|| bad("__metadata__.config", "missing"))?;
     let config = ModelSpec::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     let mut model = Model::<f32>::new(config, 0).map_err(|e| bad("__metadata__.config", e.to_string()))?;
-    if let Some(t) = meta.get("training") {
-        let v = json("training", t)?;
-        model.trained_epochs =
-            v.get("epochs")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| bad("__metadata__.training", "no integer \"epochs\""))? as usize;
+    let (epochs, training) = training(meta)?;
+    model.trained_epochs = epochs;
+    if let Some(v) = training {
         if let Some(p) = v.get("plateau") {
             let num = |k: &str| p.get(k).and_then(serde_json::Value::as_f64).filter(|x| x.is_finite());
             let count = |k: &str| p.get(k).and_then(serde_json::Value::as_u64).map(|x| x as usize);
@@ -170,23 +220,7 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
             }
         }
     }
-    let present: BTreeSet<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
-    check_names(&expected, &present, "not in the configuration")?;
-    let mut values: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
-    for t in &file.tensors {
-        let want = &expected[t.name.as_str()];
-        if &t.shape != want {
-            return Err(bad(
-                format!("tensor \"{}\"", t.name),
-                format!("has shape {:?} but the configuration needs {:?}", t.shape, want),
-            ));
-        }
-        let data = t.to_f32()?;
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(bad(format!("tensor \"{}\"", t.name), format!("value {} at index {i} is not finite", data[i])));
-        }
-        values.insert(t.name.as_str(), data);
-    }
+    let mut values = checked_tensors(&file.tensors, &expected, "the configuration")?;
     let params: Vec<Vec<f32>> =
         model.tensors.iter().map(|t| values.remove(t.name.as_str()).unwrap_or_default()).collect();
     model.set_parameters(params)?;

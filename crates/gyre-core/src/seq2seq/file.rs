@@ -6,11 +6,11 @@
 
 use super::{Seq2Seq, Seq2SeqConfig};
 use crate::error::{CoreError, Result};
-use crate::io::model_file::{bad, check_names, json};
+use crate::io::model_file::{bad, check_format, checked_tensors, json, training};
 use crate::io::safetensors::{parse, serialize};
 use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
 use crate::train::{optimizer_from_json, optimizer_to_json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The `format` metadata value of an encoder–decoder file.
 pub const FORMAT: &str = "gyre-seq2seq";
@@ -79,33 +79,17 @@ pub fn save(
 pub fn load(bytes: &[u8]) -> Result<SavedSeq2Seq> {
     let file = parse(bytes)?;
     let meta = &file.metadata;
-    match meta.get("format").map(String::as_str) {
-        Some(FORMAT) => {}
-        Some(other) => {
-            return Err(bad("__metadata__.format", format!("\"{other}\" is not an encoder–decoder (seq2seq) model")))
-        }
-        None => return Err(bad("__metadata__", "no \"format\": not a gyre file")),
-    }
-    let version: u32 = meta
-        .get("format_version")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad("__metadata__.format_version", "missing or not an integer"))?;
-    if version == 0 || version > FORMAT_VERSION {
-        return Err(bad(
-            "__metadata__.format_version",
-            format!("{version} is not readable by this version of gyre (it reads 1..={FORMAT_VERSION})"),
-        ));
-    }
+    check_format(
+        meta,
+        FORMAT,
+        FORMAT_VERSION,
+        "is not an encoder–decoder (seq2seq) model",
+        "no \"format\": not a gyre file",
+    )?;
     let config_json = meta.get("config").ok_or_else(|| bad("__metadata__.config", "missing"))?;
     let config = Seq2SeqConfig::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     let shapes = Seq2Seq::<f32>::param_shapes(&config)?;
-    let epochs = match meta.get("training") {
-        Some(t) => json("training", t)?
-            .get("epochs")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| bad("__metadata__.training", "no integer \"epochs\""))? as usize,
-        None => 0,
-    };
+    let (epochs, _) = training(meta)?;
     let optimizer_meta = meta.get("optimizer").map(|o| json("optimizer", o)).transpose()?;
     let optimizer_config = optimizer_meta
         .as_ref()
@@ -122,23 +106,7 @@ pub fn load(bytes: &[u8]) -> Result<SavedSeq2Seq> {
             }
         }
     }
-    let present: BTreeSet<&str> = file.tensors.iter().map(|t| t.name.as_str()).collect();
-    check_names(&expected, &present, "not in the configuration")?;
-    let mut values: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    for t in &file.tensors {
-        let want = &expected[t.name.as_str()];
-        if &t.shape != want {
-            return Err(bad(
-                format!("tensor \"{}\"", t.name),
-                format!("has shape {:?} but the configuration needs {want:?}", t.shape),
-            ));
-        }
-        let data = t.to_f32()?;
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(bad(format!("tensor \"{}\"", t.name), format!("value {} at index {i} is not finite", data[i])));
-        }
-        values.insert(t.name.clone(), data);
-    }
+    let mut values = checked_tensors(&file.tensors, &expected, "the configuration")?;
     let params: Vec<(String, Vec<f32>)> =
         shapes.iter().map(|(n, _)| (n.clone(), values.remove(n).unwrap_or_default())).collect();
     let model = Seq2Seq::from_params(config, params)?;
