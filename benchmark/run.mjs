@@ -619,6 +619,10 @@ for (const wname of workloads) {
       rows.find((r) => r.library === 'gyre-wasm' && r.workload === wname && r.mode === mode && r.threads === threads);
     const one = wasm(1);
     const two = wasm(2);
+    const nativeOver = (row, threads) => {
+      const native = row && gyreRow(wname, mode, threads);
+      return native ? native.seqPerSec / row.seqPerSec : null;
+    };
     if (!one && !two) continue;
     wasmRatios.push({
       workload: wname,
@@ -628,10 +632,7 @@ for (const wname of workloads) {
       tfjsWasmThreads: tfjs?.threads ?? null,
       ratio: { 1: tfjs && one ? one.seqPerSec / tfjs.seqPerSec : null, 2: tfjs && two ? two.seqPerSec / tfjs.seqPerSec : null },
       // Native gyre (its default level) ÷ its WebAssembly build, same threads.
-      nativeOverWasm: {
-        1: one && gyreRow(wname, mode, 1) ? gyreRow(wname, mode, 1).seqPerSec / one.seqPerSec : null,
-        2: two && gyreRow(wname, mode, 2) ? gyreRow(wname, mode, 2).seqPerSec / two.seqPerSec : null,
-      },
+      nativeOverWasm: { 1: nativeOver(one, 1), 2: nativeOver(two, 2) },
     });
   }
 }

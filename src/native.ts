@@ -40,8 +40,7 @@ export type NativeSeq2SeqStream = Binding.NativeSeq2SeqStream;
 export const NativeGraph = binding.NativeGraph;
 export type NativeGraph = Binding.NativeGraph;
 export type GraphDataArgs = Binding.GraphDataArgs;
-/** Sets the pool's size (in the WebAssembly build, its new worker threads start quietly). */
-export const setNumThreads = (threads: number): void => quiet(() => binding.setNumThreads(threads));
+export const setNumThreads = binding.setNumThreads;
 export const getNumThreads = binding.getNumThreads;
 export const simdLevel = binding.simdLevel;
 export const firstNonFinite = binding.firstNonFinite;

@@ -157,25 +157,24 @@ fn simd_nonlinearities() -> Vec<(Level, fn(&mut [f32]), fn(&mut [f32]))> {
     out
 }
 
-#[test]
-fn simd_nonlinearities_give_the_bits_of_one_fused_model() {
-    // One model for every SIMD level, so that they all give the same bits (NEON the same as
-    // AVX2 and AVX-512): `exp_fused`, then the same divisions.
-    use crate::kernels::portable::exp_fused;
+/// The nonlinearity kernels `(level, sigmoid, tanh)` against one scalar model of them: `exp`,
+/// then the same divisions, bit for bit, on a grid, random values and the clamp's edges, for
+/// lengths with and without a partial last vector.
+#[allow(clippy::type_complexity)]
+fn assert_nonlinearities_follow(exp: fn(f32) -> f32, kernels: &[(Level, fn(&mut [f32]), fn(&mut [f32]))]) {
     let mut xs: Vec<f32> = (-9000..=9000).map(|i| i as f32 * 0.01).collect();
     xs.extend(fill(4001, 53).iter().map(|v| v * 120.0));
     xs.extend([-1e30, -88.5, -87.5, -1e-6, -0.0, 0.0, 1e-6, 1e-30, 87.5, 88.5, 1e30, f32::INFINITY, f32::NEG_INFINITY]);
-    let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp_fused(0.0 - x))).collect();
+    let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp(0.0 - x))).collect();
     let tanh: Vec<f32> = xs
         .iter()
         .map(|&x| {
-            let e = exp_fused(x.abs() * -2.0);
+            let e = exp(x.abs() * -2.0);
             ((1.0 - e) / (1.0 + e)).copysign(x)
         })
         .collect();
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (at, sig, th) in simd_nonlinearities() {
-        // Lengths with and without a partial last vector.
+    for &(at, sig, th) in kernels {
         for len in [xs.len(), xs.len() - 3] {
             let (mut s, mut t) = (xs[..len].to_vec(), xs[..len].to_vec());
             sig(&mut s);
@@ -184,6 +183,13 @@ fn simd_nonlinearities_give_the_bits_of_one_fused_model() {
             assert_eq!(bits(&t), bits(&tanh[..len]), "tanh {at:?}");
         }
     }
+}
+
+#[test]
+fn simd_nonlinearities_give_the_bits_of_one_fused_model() {
+    // One model for every SIMD level, so that they all give the same bits (NEON the same as
+    // AVX2 and AVX-512): `exp_fused`, then the same divisions.
+    assert_nonlinearities_follow(crate::kernels::portable::exp_fused, &simd_nonlinearities());
 }
 
 #[test]
@@ -265,26 +271,11 @@ fn simd128_products_give_the_portable_bits() {
 #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[test]
 fn simd128_nonlinearities_give_the_bits_of_the_unfused_model() {
-    use crate::kernels::portable::exp_unfused;
-    let mut xs: Vec<f32> = (-9000..=9000).map(|i| i as f32 * 0.01).collect();
-    xs.extend(fill(4001, 53).iter().map(|v| v * 120.0));
-    xs.extend([-1e30, -88.5, -87.5, -1e-6, -0.0, 0.0, 1e-6, 1e-30, 87.5, 88.5, 1e30, f32::INFINITY, f32::NEG_INFINITY]);
-    let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp_unfused(0.0 - x))).collect();
-    let tanh: Vec<f32> = xs
-        .iter()
-        .map(|&x| {
-            let e = exp_unfused(x.abs() * -2.0);
-            ((1.0 - e) / (1.0 + e)).copysign(x)
-        })
-        .collect();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for len in [xs.len(), xs.len() - 3] {
-        let (mut s, mut t) = (xs[..len].to_vec(), xs[..len].to_vec());
-        sigmoid_inplace(&mut s);
-        tanh_inplace(&mut t);
-        assert_eq!(bits(&s), bits(&sigmoid[..len]), "sigmoid");
-        assert_eq!(bits(&t), bits(&tanh[..len]), "tanh");
-    }
+    assert_eq!(level(), Level::Simd128);
+    assert_nonlinearities_follow(
+        crate::kernels::portable::exp_unfused,
+        &[(Level::Simd128, sigmoid_inplace as fn(&mut [f32]), tanh_inplace as fn(&mut [f32]))],
+    );
 }
 
 /// Every level (each runs at the CPU's best below it: on AArch64 every level above `Scalar` is
