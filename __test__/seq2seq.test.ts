@@ -126,6 +126,34 @@ describe('Seq2Seq', () => {
     expect(() => Seq2Seq.fromBuffer(new Uint8Array([1, 2, 3]))).toThrow(BadFileError);
   });
 
+  it('resumes from a checkpoint to the weights of an uninterrupted run, its schedule included', async () => {
+    const pairs = reversal(300, 7);
+    // Learning rate 0.05 makes some epochs worse on validation, so halving is part of what resumes.
+    const shape = { hiddenSize: 12, embeddingDim: 8 };
+    const o = { batchSize: 16, seed: 4, dropout: 0.1, patience: 10 };
+    const whole = await Seq2Seq.train(pairs, { ...shape, ...o, learningRate: 0.05, epochs: 6 });
+    expect(whole.history.map((e) => e.epoch)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(new Set(whole.history.map((e) => e.learningRate)).size).toBeGreaterThan(1);
+    const path = join(dir, 'checkpoint.safetensors');
+    const first = await Seq2Seq.train(pairs, { ...shape, ...o, learningRate: 0.05, epochs: 3, checkpoint: path });
+    const resumed = await Seq2Seq.load(path);
+    expect(resumed.history).toEqual(first.history.map((e) => ({ ...e })));
+    await resumed.fit(pairs, { ...o, epochs: 3, checkpoint: path });
+    expect(resumed.history.map((e) => [e.epoch, e.loss, e.validationLoss, e.learningRate])).toEqual(
+      whole.history.map((e) => [e.epoch, e.loss, e.validationLoss, e.learningRate]),
+    );
+    expect(resumed.parameters()).toEqual(whole.parameters());
+    // The checkpoint holds the last epoch's model and the whole history.
+    const last = await Seq2Seq.load(path);
+    expect(last.epochs).toBe(6);
+    expect(last.history).toHaveLength(6);
+    // fit takes only the training options, each checked.
+    await expect(resumed.fit(pairs, { hiddenSize: 4 } as never)).rejects.toThrow(/hiddenSize/);
+    await expect(resumed.fit(pairs, { checkpoint: '' })).rejects.toThrow(/checkpoint/);
+    await expect(resumed.fit([], {})).rejects.toThrow(/pairs/);
+    expect(resumed.history).toHaveLength(6);
+  }, 60_000);
+
   it('refuses a second call while one runs', async () => {
     const pending = model.transduce(['abc']);
     await expect(model.transduce(['abc'])).rejects.toThrow(BusyError);

@@ -19,11 +19,15 @@
  * feeding, label smoothing 0.1, dropout (0.2 by default), Adam; decoded greedily and by beam
  * search.
  *
- * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam] [dropout]`
+ * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam] [dropout] [layers] [checkpoint]`
  * (`words`: how many dictionary words, `all` for every one; default 20000 words, 10 epochs,
- * hidden 128, beam 5, dropout 0.2). The README gives the figures of a run on every word.
+ * hidden 128, beam 5, dropout 0.2, 1 encoder layer). With a `checkpoint` file, the model is
+ * written there after every epoch, and a run started again with the same arguments resumes from
+ * it (to the weights an uninterrupted run reaches): a long run can be stopped and taken up later.
+ * The README gives the figures of a run on every word.
  */
-import { editDistance, Seq2Seq, type TextPair, WordTokenizer, seededRandom } from 'gyre';
+import { existsSync } from 'node:fs';
+import { editDistance, Seq2Seq, type Seq2SeqEpoch, type TextPair, WordTokenizer, seededRandom } from 'gyre';
 
 /** A dictionary word and its pronunciations (phonemes without stress, space-separated), the first as listed first. */
 export interface G2pEntry {
@@ -104,6 +108,10 @@ export interface G2pOptions {
   beamWidth: number;
   /** Dropout in training (default 0). */
   dropout?: number;
+  /** Stacked encoder layers (default 1). */
+  numLayers?: number;
+  /** A file written after every epoch, and resumed from when it exists. */
+  checkpoint?: string;
   /** Called with a line of progress. */
   log?: (line: string) => void;
 }
@@ -122,6 +130,20 @@ export interface G2pResult {
   model: Seq2Seq;
 }
 
+/** Whether a history ends in `patience` epochs without a better validation loss (training stopped there). */
+function stopped(history: readonly Seq2SeqEpoch[], patience: number): boolean {
+  let best = Number.POSITIVE_INFINITY;
+  let bad = 0;
+  for (const e of history) {
+    if (e.validationLoss === undefined) continue;
+    if (e.validationLoss < best) {
+      best = e.validationLoss;
+      bad = 0;
+    } else bad++;
+  }
+  return bad >= patience;
+}
+
 /** Trains on the training words and scores the test words greedily and with the beam. */
 export async function runG2p(o: G2pOptions): Promise<G2pResult> {
   const log = o.log ?? (() => {});
@@ -130,29 +152,45 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
   log(
     `${trainWords.length + test.length} words (${trainWords.length} to train, ${train.length} pronunciations; ${test.length} to test); hidden ${o.hiddenSize} per encoder direction`,
   );
-  const started = performance.now();
-  const model = await Seq2Seq.train(train, {
-    sourceTokenizer: 'char',
-    targetTokenizer: WordTokenizer.fromCorpus(
-      train.map((p) => p[1]),
-      { lowercase: false },
-    ),
-    hiddenSize: o.hiddenSize,
-    embeddingDim: 64,
+  const fit = {
     epochs: o.epochs,
     batchSize: 64,
-    learningRate: 0.002,
     labelSmoothing: 0.1,
     dropout: o.dropout ?? 0,
     validation: 0.05,
     patience: 3,
     seed: 1,
-    onEpoch: (e) =>
+    checkpoint: o.checkpoint,
+    onEpoch: (e: Seq2SeqEpoch) =>
       log(
         `epoch ${e.epoch}: loss ${e.loss.toFixed(4)}, validation ${e.validationLoss?.toFixed(4)}, learning rate ${e.learningRate} (${e.seconds.toFixed(0)} s)`,
       ),
-  });
-  const trainSeconds = (performance.now() - started) / 1000;
+  };
+  const started = performance.now();
+  let model: Seq2Seq;
+  let earlier = 0;
+  if (o.checkpoint !== undefined && existsSync(o.checkpoint)) {
+    model = await Seq2Seq.load(o.checkpoint);
+    earlier = model.history.reduce((t, e) => t + e.seconds, 0);
+    log(`resuming from ${o.checkpoint} after epoch ${model.history.length} (${earlier.toFixed(0)} s of training so far)`);
+    const left = o.epochs - model.history.length;
+    if (left > 0 && !stopped(model.history, fit.patience)) await model.fit(train, { ...fit, epochs: left });
+  } else {
+    model = await Seq2Seq.train(train, {
+      ...fit,
+      sourceTokenizer: 'char',
+      targetTokenizer: WordTokenizer.fromCorpus(
+        train.map((p) => p[1]),
+        { lowercase: false },
+      ),
+      hiddenSize: o.hiddenSize,
+      numLayers: o.numLayers ?? 1,
+      embeddingDim: 64,
+      learningRate: 0.002,
+    });
+  }
+  // Training time over every run that trained the model (validation not included when resumed).
+  const trainSeconds = earlier + (performance.now() - started) / 1000;
   const rates = async (beamWidth: number) => {
     const outs = await model.transduce(
       test.map((e) => e.word),
@@ -184,13 +222,15 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
 }
 
 async function main(): Promise<void> {
-  const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2'] = process.argv.slice(2);
+  const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2', layers = '1', checkpoint] = process.argv.slice(2);
   const r = await runG2p({
     words: words === 'all' ? undefined : Number(words),
     epochs: Number(epochs),
     hiddenSize: Number(hidden),
     beamWidth: Number(beam),
     dropout: Number(dropout),
+    numLayers: Number(layers),
+    checkpoint,
     log: (l) => console.log(l),
   });
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;

@@ -19,6 +19,7 @@ export {
   Seq2Seq,
   Seq2SeqStream,
   type Seq2SeqEpoch,
+  type Seq2SeqFitOptions,
   type Seq2SeqEvaluation,
   type Seq2SeqTrainOptions,
   type TextPair,

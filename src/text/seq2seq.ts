@@ -14,8 +14,8 @@ import { checkTokenizer } from './tokenizers.js';
 /** A source text and its target text. */
 export type TextPair = readonly [source: string, target: string];
 
-/** How {@link Seq2Seq.train} builds and trains the model. */
-export interface Seq2SeqTrainOptions {
+/** How {@link Seq2Seq.train} builds the model (and, through {@link Seq2SeqFitOptions}, trains it). */
+export interface Seq2SeqTrainOptions extends Seq2SeqFitOptions {
   /** Tokenizer of the sources: `'char'` (default), `'word'`, or one built beforehand. */
   sourceTokenizer?: 'char' | 'word' | Tokenizer;
   /** Tokenizer of the targets: `'char'` (default), `'word'`, or one built beforehand. */
@@ -36,11 +36,22 @@ export interface Seq2SeqTrainOptions {
   attentionUnits?: number;
   /** Feed the previous attentional vector into the decoder's next input (Luong et al. 2015). Default true. */
   inputFeeding?: boolean;
-  /** Epochs at most. Default 20. */
+}
+
+/**
+ * How {@link Seq2Seq.fit} (and {@link Seq2Seq.train}) trains. A model that has trained before
+ * (its `history`, kept in its file) goes on with its schedule: unless `learningRate` is given,
+ * the learning rate of its last epoch (halved when that epoch did not improve the validation
+ * loss), and the best validation loss and the count of epochs without improvement go on from its
+ * history; epochs are numbered on from it, and the seeds of each epoch follow that number, so
+ * training resumed from a checkpoint gives the weights an uninterrupted run gives.
+ */
+export interface Seq2SeqFitOptions {
+  /** Epochs at most (in this call). Default 20. */
   epochs?: number;
   /** Pairs per step. Default 64. */
   batchSize?: number;
-  /** Adam's learning rate. Default 0.002. */
+  /** Adam's learning rate. Default: the schedule's next one for a model that has trained, else 0.002. */
   learningRate?: number;
   /** Label smoothing ε in [0, 1). Default 0. */
   labelSmoothing?: number;
@@ -56,7 +67,7 @@ export interface Seq2SeqTrainOptions {
    * Held-out pairs for validation: a fraction in [0, 1) of the pairs (default 0.1, taken at
    * random by `seed`) or the pairs themselves. With validation, the learning rate is halved after
    * an epoch whose validation loss does not improve, training stops after `patience` such
-   * epochs, and the model of the best epoch is kept.
+   * epochs, and the model of the best epoch is kept (when that epoch is one of this call's).
    */
   validation?: number | readonly TextPair[];
   /** Epochs without improvement before stopping. Default 3. */
@@ -65,11 +76,16 @@ export interface Seq2SeqTrainOptions {
   seed?: number;
   /** Called after every epoch. */
   onEpoch?: (event: Seq2SeqEpoch) => void;
+  /**
+   * A file written (atomically, with the optimizer state and the history) at the end of every
+   * epoch: the model as that epoch left it, from which `Seq2Seq.load(path)` and `fit` resume.
+   */
+  checkpoint?: string;
 }
 
-/** What {@link Seq2SeqTrainOptions.onEpoch} receives. */
+/** What {@link Seq2SeqFitOptions.onEpoch} receives. */
 export interface Seq2SeqEpoch {
-  /** 1-based. */
+  /** 1-based, counted over every call that trained the model. */
   epoch: number;
   /** Mean training loss per target token (label smoothing included). */
   loss: number;
@@ -129,6 +145,20 @@ export interface Seq2SeqEvaluation {
   loss: number;
 }
 
+const FIT_KEYS = [
+  'epochs',
+  'batchSize',
+  'learningRate',
+  'labelSmoothing',
+  'dropout',
+  'clipNorm',
+  'validation',
+  'patience',
+  'seed',
+  'onEpoch',
+  'checkpoint',
+];
+
 const TRAIN_KEYS = [
   'sourceTokenizer',
   'targetTokenizer',
@@ -140,16 +170,7 @@ const TRAIN_KEYS = [
   'attention',
   'attentionUnits',
   'inputFeeding',
-  'epochs',
-  'batchSize',
-  'learningRate',
-  'labelSmoothing',
-  'dropout',
-  'clipNorm',
-  'validation',
-  'patience',
-  'seed',
-  'onEpoch',
+  ...FIT_KEYS,
 ];
 
 function pairList(what: string, pairs: unknown): TextPair[] {
@@ -162,6 +183,93 @@ function pairList(what: string, pairs: unknown): TextPair[] {
     if (p[0].length === 0) throw new InvalidArgumentError(`${what}[${i}][0] (the source) must not be empty`);
   });
   return pairs as TextPair[];
+}
+
+/** {@link Seq2SeqFitOptions} checked, with the defaults, and the pairs split for validation. */
+interface CheckedFit {
+  epochs: number;
+  batchSize: number;
+  /** Undefined: the schedule's next one. */
+  learningRate: number | undefined;
+  labelSmoothing: number;
+  dropout: number;
+  clipNorm: number;
+  patience: number;
+  seed: number;
+  onEpoch: ((e: Seq2SeqEpoch) => void) | undefined;
+  checkpoint: string | undefined;
+  train: TextPair[];
+  held: TextPair[];
+}
+
+function checkFit(o: Seq2SeqFitOptions, all: TextPair[], history: readonly Seq2SeqEpoch[]): CheckedFit {
+  const seed = optInt('seed', o.seed, 0, 0, 0xffffffff);
+  const onEpoch = o.onEpoch;
+  if (onEpoch !== undefined && typeof onEpoch !== 'function')
+    throw new InvalidArgumentError(`onEpoch must be a function, got ${describe(onEpoch)}`);
+  if (o.checkpoint !== undefined && (typeof o.checkpoint !== 'string' || o.checkpoint.length === 0))
+    throw new InvalidArgumentError(`checkpoint must be a file path, got ${describe(o.checkpoint)}`);
+  // The validation split.
+  let train = all;
+  let held: TextPair[] = [];
+  if (Array.isArray(o.validation)) {
+    held = pairList('validation', o.validation);
+  } else {
+    const fraction = o.validation === undefined ? (all.length >= 20 ? 0.1 : 0) : numberIn('validation', o.validation, 0, 1, '[)');
+    const count = Math.floor(all.length * fraction);
+    if (count > 0) {
+      const random = seededRandom(seed);
+      const order = all.map((_, i) => i);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      const heldSet = new Set(order.slice(0, count));
+      held = all.filter((_, i) => heldSet.has(i));
+      train = all.filter((_, i) => !heldSet.has(i));
+    }
+  }
+  return {
+    epochs: optInt('epochs', o.epochs, 20, 1),
+    batchSize: optInt('batchSize', o.batchSize, 64, 1),
+    learningRate:
+      o.learningRate === undefined
+        ? history.length === 0
+          ? 0.002
+          : undefined
+        : numberIn('learningRate', o.learningRate, 0, Number.POSITIVE_INFINITY, '()'),
+    labelSmoothing: o.labelSmoothing === undefined ? 0 : numberIn('labelSmoothing', o.labelSmoothing, 0, 1, '[)'),
+    dropout: o.dropout === undefined ? 0 : numberIn('dropout', o.dropout, 0, 1, '[)'),
+    clipNorm: o.clipNorm === undefined ? 5 : numberIn('clipNorm', o.clipNorm, 0, Number.POSITIVE_INFINITY, '()'),
+    patience: optInt('patience', o.patience, 3, 1),
+    seed,
+    onEpoch,
+    checkpoint: o.checkpoint,
+    train,
+    held,
+  };
+}
+
+/** The history kept in a file (an empty one when the file has none or it is malformed). */
+function historyFrom(v: unknown): Seq2SeqEpoch[] {
+  if (!Array.isArray(v)) return [];
+  const ok = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+  const out: Seq2SeqEpoch[] = [];
+  for (const e of v as Record<string, unknown>[]) {
+    if (typeof e !== 'object' || e === null || !ok(e.epoch) || !ok(e.learningRate) || !ok(e.seconds)) return [];
+    // A non-finite loss was written as null.
+    if (!ok(e.loss) && e.loss !== null) return [];
+    if (e.validationLoss !== undefined && !ok(e.validationLoss)) return [];
+    const event: Seq2SeqEpoch = {
+      epoch: e.epoch as number,
+      loss: ok(e.loss) ? (e.loss as number) : Number.NaN,
+      learningRate: e.learningRate as number,
+      seconds: e.seconds as number,
+    };
+    if (e.validationLoss !== undefined) event.validationLoss = e.validationLoss as number;
+    out.push(event);
+  }
+  return out;
 }
 
 function tokenizerFor(what: string, v: unknown, texts: string[]): Tokenizer {
@@ -266,9 +374,9 @@ export class Seq2Seq {
   readonly sourceTokenizer: Tokenizer;
   /** The tokenizer of the targets (the model's output ids are its ids, plus one start id). */
   readonly targetTokenizer: Tokenizer;
-  /** The per-epoch figures of {@link Seq2Seq.train}, when built by it. */
+  /** The per-epoch figures of every {@link Seq2Seq.train} and {@link Seq2Seq.fit} call (kept in the file). */
   readonly history: Seq2SeqEpoch[];
-  readonly #native: native.NativeSeq2Seq;
+  #native: native.NativeSeq2Seq;
 
   private constructor(n: native.NativeSeq2Seq, source: Tokenizer, target: Tokenizer, history: Seq2SeqEpoch[] = []) {
     this.#native = n;
@@ -278,54 +386,26 @@ export class Seq2Seq {
   }
 
   /**
-   * Builds tokenizers (unless given) and a model, and trains it on `pairs`; see
-   * {@link Seq2SeqTrainOptions} for the defaults. Runs off the event loop.
+   * Builds tokenizers (unless given) and a model, and trains it on `pairs` ({@link Seq2Seq.fit});
+   * see {@link Seq2SeqTrainOptions} for the defaults. Runs off the event loop.
    * @throws {InvalidArgumentError} for empty or malformed pairs or a bad option (naming it).
    */
   static async train(pairs: readonly TextPair[], options_: Seq2SeqTrainOptions = {}): Promise<Seq2Seq> {
     const all = pairList('pairs', pairs);
     if (all.length === 0) throw new InvalidArgumentError('pairs must hold at least one pair, got none');
     const o = options('options', options_, TRAIN_KEYS);
-    const seed = optInt('seed', o.seed, 0, 0, 0xffffffff);
-    const epochs = optInt('epochs', o.epochs, 20, 1);
-    const batchSize = optInt('batchSize', o.batchSize, 64, 1);
-    let learningRate = o.learningRate === undefined ? 0.002 : numberIn('learningRate', o.learningRate, 0, Number.POSITIVE_INFINITY, '()');
-    const labelSmoothing = o.labelSmoothing === undefined ? 0 : numberIn('labelSmoothing', o.labelSmoothing, 0, 1, '[)');
-    const dropout = o.dropout === undefined ? 0 : numberIn('dropout', o.dropout, 0, 1, '[)');
-    const clipNorm = o.clipNorm === undefined ? 5 : numberIn('clipNorm', o.clipNorm, 0, Number.POSITIVE_INFINITY, '()');
-    const patience = optInt('patience', o.patience, 3, 1);
-    const onEpoch = o.onEpoch;
-    if (onEpoch !== undefined && typeof onEpoch !== 'function')
-      throw new InvalidArgumentError(`onEpoch must be a function, got ${describe(onEpoch)}`);
-    // The validation split.
-    let train = all;
-    let held: TextPair[] = [];
-    if (Array.isArray(o.validation)) {
-      held = pairList('validation', o.validation);
-    } else {
-      const fraction = o.validation === undefined ? (all.length >= 20 ? 0.1 : 0) : numberIn('validation', o.validation, 0, 1, '[)');
-      const count = Math.floor(all.length * fraction);
-      if (count > 0) {
-        const random = seededRandom(seed);
-        const order = all.map((_, i) => i);
-        for (let i = order.length - 1; i > 0; i--) {
-          const j = Math.floor(random() * (i + 1));
-          [order[i], order[j]] = [order[j]!, order[i]!];
-        }
-        const heldSet = new Set(order.slice(0, count));
-        held = all.filter((_, i) => heldSet.has(i));
-        train = all.filter((_, i) => !heldSet.has(i));
-      }
-    }
+    const fitOptions: Seq2SeqFitOptions = {};
+    for (const k of FIT_KEYS) if (o[k] !== undefined) (fitOptions as Record<string, unknown>)[k] = o[k];
+    const fit = checkFit(fitOptions, all, []);
     const source = tokenizerFor(
       'sourceTokenizer',
       o.sourceTokenizer,
-      train.map((p) => p[0]),
+      fit.train.map((p) => p[0]),
     );
     const target = tokenizerFor(
       'targetTokenizer',
       o.targetTokenizer,
-      train.map((p) => p[1]),
+      fit.train.map((p) => p[1]),
     );
     const hidden = optInt('hiddenSize', o.hiddenSize, 128, 1);
     const bidirectional = optBool('bidirectional', o.bidirectional, true);
@@ -349,31 +429,69 @@ export class Seq2Seq {
       start: target.vocabSize,
       end: END_ID,
     };
-    const n = native.guard(() => new native.NativeSeq2Seq(JSON.stringify(config), seed));
-    const history: Seq2SeqEpoch[] = [];
-    const s = new Seq2Seq(n, source, target, history);
-    const data = s.#pairs('pairs', train);
-    const validation = held.length > 0 ? s.#pairs('validation', held) : undefined;
+    const n = native.guard(() => new native.NativeSeq2Seq(JSON.stringify(config), fit.seed));
+    const s = new Seq2Seq(n, source, target);
+    await s.#fit(fit);
+    return s;
+  }
+
+  /**
+   * Trains on `pairs` for up to `epochs` more epochs, from the weights and Adam's state the model
+   * has (a checkpoint, or a file saved with `includeOptimizer`, resumes exactly; see
+   * {@link Seq2SeqFitOptions}), appending to {@link Seq2Seq.history}. Runs off the event loop;
+   * with validation, the model of the best epoch of this call is kept.
+   * @throws {InvalidArgumentError} for empty or malformed pairs or a bad option (naming it).
+   */
+  async fit(pairs: readonly TextPair[], options_: Seq2SeqFitOptions = {}): Promise<Seq2Seq> {
+    const all = pairList('pairs', pairs);
+    if (all.length === 0) throw new InvalidArgumentError('pairs must hold at least one pair, got none');
+    await this.#fit(checkFit(options('options', options_, FIT_KEYS) as Seq2SeqFitOptions, all, this.history));
+    return this;
+  }
+
+  async #fit(f: CheckedFit): Promise<void> {
+    const data = this.#pairs('pairs', f.train);
+    const validation = f.held.length > 0 ? this.#pairs('validation', f.held) : undefined;
+    // The schedule goes on from the history (see Seq2SeqFitOptions).
     let best = Number.POSITIVE_INFINITY;
-    let bestBytes: Uint8Array | undefined;
     let bad = 0;
+    for (const e of this.history) {
+      if (e.validationLoss === undefined) continue;
+      if (e.validationLoss < best) {
+        best = e.validationLoss;
+        bad = 0;
+      } else bad++;
+    }
+    const last = this.history[this.history.length - 1];
+    let learningRate =
+      f.learningRate ??
+      (last === undefined ? 0.002 : last.validationLoss !== undefined && bad > 0 ? last.learningRate / 2 : last.learningRate);
+    let bestBytes: Uint8Array | undefined;
+    let restore = false;
     const optimizer = JSON.stringify({ type: 'adam', learningRate });
-    for (let epoch = 1; epoch <= epochs; epoch++) {
+    for (let i = 0; i < f.epochs; i++) {
+      const n = this.#native;
+      const epoch =
+        Math.max(
+          native.guard(() => n.epochs),
+          this.history[this.history.length - 1]?.epoch ?? 0,
+        ) + 1;
       const started = performance.now();
       const loss = await native.settle(
         native.guard(() =>
           n.trainEpoch(data.src.ids, data.src.lengths, data.tgt.ids, data.tgt.lengths, {
-            batchSize,
+            batchSize: f.batchSize,
             learningRate,
-            clipNorm,
-            labelSmoothing,
-            dropout,
-            seed: (seed + epoch) >>> 0,
+            clipNorm: f.clipNorm,
+            labelSmoothing: f.labelSmoothing,
+            dropout: f.dropout,
+            seed: (f.seed + epoch) >>> 0,
             optimizer,
           }),
         ),
       );
       const event: Seq2SeqEpoch = { epoch, loss, learningRate, seconds: (performance.now() - started) / 1000 };
+      this.history.push(event);
       if (validation) {
         const v = await native.settle(
           native.guard(() => n.loss(validation.src.ids, validation.src.lengths, validation.tgt.ids, validation.tgt.lengths, 0)),
@@ -382,22 +500,23 @@ export class Seq2Seq {
         if (v < best) {
           best = v;
           bad = 0;
-          bestBytes = native.guard(() => n.toSafetensors(true, null));
+          restore = false;
+          bestBytes = this.toBuffer({ includeOptimizer: true });
         } else {
           bad++;
+          restore = bestBytes !== undefined;
           learningRate /= 2;
         }
       }
-      history.push(event);
-      if (onEpoch) (onEpoch as (e: Seq2SeqEpoch) => void)(event);
-      if (bad >= patience) break;
+      if (f.checkpoint !== undefined) await this.save(f.checkpoint, { includeOptimizer: true });
+      if (f.onEpoch) f.onEpoch(event);
+      if (bad >= f.patience) break;
     }
-    if (bestBytes !== undefined && bad > 0) {
+    if (restore && bestBytes !== undefined) {
       const restored = native.guard(() => native.NativeSeq2Seq.fromSafetensors(bestBytes));
-      n.dispose();
-      return new Seq2Seq(restored, source, target, history);
+      this.#native.dispose();
+      this.#native = restored;
     }
-    return s;
   }
 
   /** Encodes pairs with the tokenizers (unknown tokens map to id 0). */
@@ -533,7 +652,12 @@ export class Seq2Seq {
   toBuffer(options_: { includeOptimizer?: boolean } = {}): Buffer {
     const o = options('options', options_, ['includeOptimizer']);
     const user = JSON.stringify({
-      gyre: { task: 'seq2seq', sourceTokenizer: this.sourceTokenizer.toJSON(), targetTokenizer: this.targetTokenizer.toJSON() },
+      gyre: {
+        task: 'seq2seq',
+        sourceTokenizer: this.sourceTokenizer.toJSON(),
+        targetTokenizer: this.targetTokenizer.toJSON(),
+        history: this.history,
+      },
     });
     return native.guard(() => this.#native.toSafetensors(optBool('includeOptimizer', o.includeOptimizer, false), user));
   }
@@ -549,7 +673,7 @@ export class Seq2Seq {
    */
   static fromBuffer(bytes: Uint8Array): Seq2Seq {
     const n = native.guard(() => native.NativeSeq2Seq.fromSafetensors(bytes));
-    let meta: { gyre?: { task?: unknown; sourceTokenizer?: unknown; targetTokenizer?: unknown } } = {};
+    let meta: { gyre?: { task?: unknown; sourceTokenizer?: unknown; targetTokenizer?: unknown; history?: unknown } } = {};
     try {
       meta = JSON.parse(n.user ?? '{}');
     } catch {
@@ -559,7 +683,7 @@ export class Seq2Seq {
     if (g?.task !== 'seq2seq' || g.sourceTokenizer === undefined || g.targetTokenizer === undefined) {
       throw new InvalidArgumentError('the model file has no seq2seq tokenizers (it was not written by Seq2Seq.save)');
     }
-    return new Seq2Seq(n, tokenizerFromJSON(g.sourceTokenizer), tokenizerFromJSON(g.targetTokenizer));
+    return new Seq2Seq(n, tokenizerFromJSON(g.sourceTokenizer), tokenizerFromJSON(g.targetTokenizer), historyFrom(g.history));
   }
 
   /** Reads a file written by {@link Seq2Seq.save}. */
