@@ -162,7 +162,7 @@ fn check_decoder<F: Real>(case: &Value, tol: f64, grad_tol: f64) -> f64 {
     };
     let init = InitialState { hidden: Some(h0.view()), cell: c0.as_ref().map(|c| c.view()) };
     let f64s = |it: &mut dyn Iterator<Item = &F>| it.map(|x| x.to_f64().expect("finite")).collect::<Vec<f64>>();
-    let out = decoder_forward(&spec, &weights, x.view(), memory.view(), &lengths, &init).expect("forward");
+    let out = decoder_forward(&spec, &weights, None, x.view(), memory.view(), &lengths, &init).expect("forward");
     let o = &case["outputs"];
     let mut worst = close(&format!("{name} output"), f64s(&mut out.output.iter()), &floats(o, "output"), tol);
     worst = worst.max(close(&format!("{name} weights"), f64s(&mut out.weights.iter()), &floats(o, "weights"), tol));

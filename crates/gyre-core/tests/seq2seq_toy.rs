@@ -178,7 +178,7 @@ fn train_step(p: &mut Params, src: &[Vec<usize>]) -> f32 {
     let enc = encode(p, src);
     let y_in = embed(p.two("tgt_embedding"), &dec_in, tt);
     let init = InitialState { hidden: Some(enc.h0.view()), cell: Some(enc.c0.view()) };
-    let dec = decoder_forward(&p.spec(), &p.dec(), y_in.view(), enc.memory.view(), &enc.lengths, &init).unwrap();
+    let dec = decoder_forward(&p.spec(), &p.dec(), None, y_in.view(), enc.memory.view(), &enc.lengths, &init).unwrap();
     // Logits, softmax cross-entropy over each target's own steps and its gradient (mean over the
     // target tokens; the steps past a target's end get none).
     let n = targets.iter().map(Vec::len).sum::<usize>() as f32;

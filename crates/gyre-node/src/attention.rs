@@ -433,8 +433,9 @@ fn decoder_forward_impl<F: Real>(
         t.input.ok_or_else(|| CoreError::Missing { what: "input".into(), context: "for the decoder".into() })?;
     let x = tensor3("input", input, b, tq, i)?;
     with_decoder(spec, t, |dspec, w, memory, lengths, init| {
-        let o =
-            gyre_core::threads::install(|| gyre_core::attention::decoder_forward(dspec, w, x, memory, lengths, init))??;
+        let o = gyre_core::threads::install(|| {
+            gyre_core::attention::decoder_forward(dspec, w, None, x, memory, lengths, init)
+        })??;
         Ok(DecoderForward {
             output: o.output.into_iter().collect(),
             attention: o.weights.into_iter().collect(),

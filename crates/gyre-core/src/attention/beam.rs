@@ -119,13 +119,14 @@ pub fn beam_search<F: Real>(
     }
     // The checks of a teacher-forced pass, on one step of the start token.
     let probe = ndarray::Array3::from_shape_fn((b, 1, e), |(_, _, c)| head.embedding[[opts.start, c]]);
-    super::decoder::decoder_forward(spec, w, probe.view(), memory, lengths, init)?;
+    let prep = super::decoder::DecoderPrep::new(spec, w, false)?;
+    super::decoder::decoder_forward(spec, w, Some(&prep), probe.view(), memory, lengths, init)?;
 
     let width = opts.beam_width;
     // Live hypotheses per sequence: at most the width, and at most V^t after t steps.
     let prefixes = (1..opts.max_length).fold(1usize, |n, _| n.saturating_mul(v)).max(1);
     let rows_max = b * width.min(prefixes);
-    let mut stepper = Stepper::new(spec, w, &memory, lengths, rows_max)?;
+    let mut stepper = Stepper::new(spec, w, &prep, &memory, lengths, rows_max)?;
     let gh = spec.cell.gates() * h;
     let i = e;
     // Every token's input projection, once: [V, I] × [I, G·H] + b_ih.

@@ -121,8 +121,9 @@ impl Net {
         let h0 = self.h0.slice(ndarray::s![n..n + 1, ..]);
         let c0 = self.c0.slice(ndarray::s![n..n + 1, ..]);
         let init = InitialState { hidden: Some(h0), cell: self.kind.has_cell_state().then_some(c0) };
-        let out = decoder_forward(&self.spec(), &self.weights(), x.view(), memory, &self.lengths[n..n + 1], &init)
-            .expect("forward");
+        let out =
+            decoder_forward(&self.spec(), &self.weights(), None, x.view(), memory, &self.lengths[n..n + 1], &init)
+                .expect("forward");
         let mut log_probs = Vec::new();
         for t in 0..inputs.len() {
             let logits: Vec<f64> = (0..V)

@@ -164,27 +164,105 @@ fn check<F: Real>(
     Ok(Sizes { b, tq, i, h, tk, hk, gh, cell_in })
 }
 
+/// The decoder's weights in the forms its passes read them, made once per set of weights and
+/// shared by every pass over those weights (the shards of a training batch; a beam search's
+/// probe and search): `W_hh` row-major and its transpose packed, `W_ih`'s input columns and its
+/// input-feeding columns transposed, `W_cᵀ`, the score's key weight transposed and, for
+/// backward passes, `W_hh` packed and the input-feeding columns row-major. A pass reads the same
+/// values whether it is given one or makes its own: the same bits.
+#[derive(Debug)]
+pub struct DecoderPrep<F> {
+    /// `[G·H, H]`
+    w_hh: Array2<F>,
+    /// `W_hhᵀ: [H, G·H]` packed.
+    w_hh_t: crate::kernels::packed::Packed<F>,
+    /// `[G·H]`
+    b_hh: Array1<F>,
+    /// `W_ih`'s input columns transposed, `[I, G·H]`.
+    w_x_t: Array2<F>,
+    /// `W_ih`'s input-feeding columns transposed, `[H, G·H]` (empty without input feeding).
+    w_feed_t: Array2<F>,
+    /// `W_cᵀ: [Hk + H, H]`
+    combine_t: Array2<F>,
+    /// The score's weight on the keys transposed (`general`: `Wᵀ`, `additive`: `W_kᵀ`; empty
+    /// for `dot`).
+    key_t: Array2<F>,
+    /// For backward passes (empty otherwise): `W_hh` packed as the `b` of `dG · W_hh`, and the
+    /// input-feeding columns row-major `[G·H, H]`.
+    w_hh_packed: crate::kernels::packed::Packed<F>,
+    w_feed: Array2<F>,
+    /// Whether this was made for backward passes too.
+    backward: bool,
+}
+
+impl<F: Real> DecoderPrep<F> {
+    /// The forms of `w` (the weights of `spec`'s decoder) that forward passes read and, with
+    /// `backward`, those backward passes read too.
+    ///
+    /// Weights whose shapes do not fit `spec` are refused by the passes (naming them), not here.
+    ///
+    /// # Errors
+    /// Never for weights of any shape (the `Result` is the packing's).
+    pub fn new(spec: &DecoderSpec<'_, F>, w: &DecoderWeights<'_, F>, backward: bool) -> Result<Self> {
+        let h = w.cell.weight_hh.ncols();
+        let cell_in = w.cell.weight_ih.ncols();
+        let i = cell_in.saturating_sub(if spec.input_feeding { h } else { 0 });
+        let w_hh = w.cell.weight_hh.as_standard_layout().into_owned();
+        let w_hh_t = pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, h);
+        let w_feed_cols = w.cell.weight_ih.slice(s![.., i..]);
+        let key_t = match spec.score {
+            AttentionScore::Dot => Array2::zeros((0, 0)),
+            AttentionScore::General { weight } => weight.t().as_standard_layout().into_owned(),
+            AttentionScore::Additive { key_weight, .. } => key_weight.t().as_standard_layout().into_owned(),
+        };
+        Ok(DecoderPrep {
+            w_hh_t,
+            b_hh: w.cell.bias_hh.as_standard_layout().into_owned(),
+            w_x_t: w.cell.weight_ih.slice(s![.., ..i]).t().as_standard_layout().into_owned(),
+            w_feed_t: if spec.input_feeding {
+                w_feed_cols.t().as_standard_layout().into_owned()
+            } else {
+                Array2::zeros((0, 0))
+            },
+            combine_t: w.combine_weight.t().as_standard_layout().into_owned(),
+            key_t,
+            w_hh_packed: if backward { pack(w.cell.weight_hh) } else { Default::default() },
+            w_feed: if backward && spec.input_feeding {
+                w_feed_cols.as_standard_layout().into_owned()
+            } else {
+                Array2::zeros((0, 0))
+            },
+            w_hh,
+            backward,
+        })
+    }
+}
+
 /// The memory's keys as every step's scores read them, per sequence over its valid steps:
 /// `dot`: `K`; `general`: `K Wᵀ` (`[L, H]`); `additive`: `K W_kᵀ` (`[L, A]`).
-fn project_memory<F: Real>(score: &AttentionScore<'_, F>, memory: &ArrayView3<F>, lengths: &[usize]) -> Vec<Array2<F>> {
+fn project_memory<F: Real>(
+    score: &AttentionScore<'_, F>,
+    prep: &DecoderPrep<F>,
+    memory: &ArrayView3<F>,
+    lengths: &[usize],
+) -> Vec<Array2<F>> {
     lengths
         .iter()
         .enumerate()
         .map(|(n, &l)| {
             let k = memory.slice(s![n, ..l, ..]);
-            match score {
-                AttentionScore::Dot => k.to_owned(),
-                AttentionScore::General { weight } => {
-                    let mut u = Array2::zeros((l, weight.nrows()));
-                    gemm(F::one(), k, weight.t(), F::zero(), u.view_mut());
-                    u
-                }
-                AttentionScore::Additive { key_weight, .. } => {
-                    let mut u = Array2::zeros((l, key_weight.nrows()));
-                    gemm(F::one(), k, key_weight.t(), F::zero(), u.view_mut());
-                    u
-                }
-            }
+            // A few rows: dot products with the weight's rows in place (as `gemm` reads a
+            // transposed row-major `b`); more: the transpose made once.
+            let few = l <= DOT_FORM_MAX_ROWS;
+            let weight_t = match score {
+                AttentionScore::Dot => return k.to_owned(),
+                AttentionScore::General { weight } if few => weight.t(),
+                AttentionScore::Additive { key_weight, .. } if few => key_weight.t(),
+                _ => prep.key_t.view(),
+            };
+            let mut u = Array2::zeros((l, weight_t.ncols()));
+            gemm(F::one(), k, weight_t, F::zero(), u.view_mut());
+            u
         })
         .collect()
 }
@@ -244,27 +322,20 @@ struct Trace<F> {
 /// The per-call pieces of a decoder step, and its workspaces for up to `rows` rows: one step of
 /// rows that each belong to a sequence of the memory (a sequence of the batch in training, a
 /// hypothesis of one in beam search).
-pub(super) struct Stepper<F: Real> {
+pub(super) struct Stepper<'p, F: Real> {
     cell: AnyCell,
     has_c: bool,
     h: usize,
     hk: usize,
     gh: usize,
     cell_in: usize,
-    w_hh: Array2<F>,
-    w_hh_t: crate::kernels::packed::Packed<F>,
-    b_hh: Array1<F>,
+    prep: &'p DecoderPrep<F>,
     /// Per sequence, the keys as the scores read them ([`project_memory`]).
     keys: Vec<Array2<F>>,
     scratch: Vec<F>,
     alpha: Vec<F>,
     aq: Vec<F>,
     joined: Array2<F>,
-    /// `W_ih`'s input-feeding columns transposed, `[H, G·H]` row-major (empty without input
-    /// feeding), and `W_cᵀ`, `[Hk + H, H]`: the products of more than a few rows read them in
-    /// place, where the transposed views would be copied to row-major at every step.
-    w_feed_t: Array2<F>,
-    combine_t: Array2<F>,
 }
 
 /// One step's buffers, `[R, ·]` each: the gates (in: the input's part; out: what the cell keeps),
@@ -291,10 +362,12 @@ fn contiguous_mut<'a, F>(what: &str, s: Option<&'a mut [F]>) -> Result<&'a mut [
     s.ok_or_else(|| CoreError::shape(what, "a contiguous row-major layout", "a strided view"))
 }
 
-impl<F: Real> Stepper<F> {
+impl<'p, F: Real> Stepper<'p, F> {
+    /// `prep` must be [`DecoderPrep::new`] of `spec` and `w`.
     pub(super) fn new(
         spec: &DecoderSpec<'_, F>,
         w: &DecoderWeights<'_, F>,
+        prep: &'p DecoderPrep<F>,
         memory: &ArrayView3<F>,
         lengths: &[usize],
         rows: usize,
@@ -302,8 +375,9 @@ impl<F: Real> Stepper<F> {
         let cell = AnyCell::new(spec.cell);
         let (h, hk) = (w.cell.weight_hh.ncols(), memory.dim().2);
         let gh = spec.cell.gates() * h;
-        let w_hh = w.cell.weight_hh.as_standard_layout().into_owned();
-        let w_hh_t = pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, h);
+        if prep.w_hh.dim() != w.cell.weight_hh.dim() || prep.combine_t.dim() != (hk + h, h) {
+            return Err(CoreError::shape("prepared weights", "these weights' forms", "another decoder's"));
+        }
         let units = match spec.score {
             AttentionScore::Additive { bias, .. } => bias.len(),
             _ => 0,
@@ -315,20 +389,12 @@ impl<F: Real> Stepper<F> {
             hk,
             gh,
             cell_in: w.cell.weight_ih.ncols(),
-            w_hh,
-            w_hh_t,
-            b_hh: w.cell.bias_hh.as_standard_layout().into_owned(),
-            keys: project_memory(&spec.score, memory, lengths),
+            prep,
+            keys: project_memory(&spec.score, prep, memory, lengths),
             scratch: vec![F::zero(); rows * gh],
             alpha: vec![F::zero(); memory.dim().1],
             aq: vec![F::zero(); units],
             joined: Array2::zeros((rows, hk + h)),
-            w_feed_t: if spec.input_feeding {
-                w.cell.weight_ih.slice(s![.., w.cell.weight_ih.ncols() - h..]).t().as_standard_layout().into_owned()
-            } else {
-                Array2::zeros((0, 0))
-            },
-            combine_t: w.combine_weight.t().as_standard_layout().into_owned(),
         })
     }
 
@@ -350,14 +416,14 @@ impl<F: Real> Stepper<F> {
         let few = r <= DOT_FORM_MAX_ROWS;
         if spec.input_feeding {
             let w_f = w.cell.weight_ih.slice(s![.., i..]);
-            let w_f_t = if few { w_f.t() } else { self.w_feed_t.view() };
+            let w_f_t = if few { w_f.t() } else { self.prep.w_feed_t.view() };
             gemm(F::one(), b.h_tilde_prev, w_f_t, F::one(), b.gates.view_mut());
         }
         let fs = ForwardStep {
             dims: Dims { batch: r, input: self.cell_in, hidden: h },
-            w_hh: contiguous("weight_hh", self.w_hh.as_slice())?,
-            w_hh_t: &self.w_hh_t,
-            b_hh: contiguous("bias_hh", self.b_hh.as_slice())?,
+            w_hh: contiguous("weight_hh", self.prep.w_hh.as_slice())?,
+            w_hh_t: &self.prep.w_hh_t,
+            b_hh: contiguous("bias_hh", self.prep.b_hh.as_slice())?,
             gates: contiguous_mut("gates", b.gates.as_slice_mut())?,
             h_prev: contiguous("h", b.h_prev.as_slice())?,
             h_carry: &[],
@@ -390,7 +456,7 @@ impl<F: Real> Stepper<F> {
         for mut row in b.h_tilde.rows_mut() {
             row.assign(&w.combine_bias);
         }
-        let combine_t = if few { w.combine_weight.t() } else { self.combine_t.view() };
+        let combine_t = if few { w.combine_weight.t() } else { self.prep.combine_t.view() };
         gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
         b.h_tilde.mapv_inplace(|v| v.tanh());
         Ok(())
@@ -400,6 +466,7 @@ impl<F: Real> Stepper<F> {
 fn run_forward<F: Real>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
+    prep: &DecoderPrep<F>,
     x: ArrayView3<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
@@ -407,7 +474,7 @@ fn run_forward<F: Real>(
 ) -> Result<(Sizes, Trace<F>)> {
     let z = check(spec, w, &x, &memory, lengths, init)?;
     let Sizes { b, tq, i, h, tk, hk, gh, .. } = z;
-    let mut stepper = Stepper::new(spec, w, &memory, lengths, b)?;
+    let mut stepper = Stepper::new(spec, w, prep, &memory, lengths, b)?;
     let has_c = stepper.has_c;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     // The input's part of every step's gates at once: [B·Tq, I] × [I, G·H].
@@ -417,8 +484,9 @@ fn run_forward<F: Real>(
         .into_shape_with_order((b * tq, i))
         .map_err(|e| CoreError::shape("input", "[B·Tq, I]", e.to_string()))?;
     let w_x = w.cell.weight_ih.slice(s![.., ..i]);
+    let w_x_t = if b * tq <= DOT_FORM_MAX_ROWS { w_x.t() } else { prep.w_x_t.view() };
     let mut projected = Array2::from_shape_fn((b * tq, gh), |(_, c)| w.cell.bias_ih[c]);
-    gemm(F::one(), x_rows.view(), w_x.t(), F::one(), projected.view_mut());
+    gemm(F::one(), x_rows.view(), w_x_t, F::one(), projected.view_mut());
     let mut t = Trace {
         gates: Array3::zeros((tq, b, gh)),
         extra: Array3::zeros((tq, b, width)),
@@ -469,18 +537,29 @@ fn run_forward<F: Real>(
 /// `init` (zeros when absent): `h̃ [B, Tq, H]`, the attention weights `[B, Tq, Tk]` and the
 /// cell's final states.
 ///
+/// `prep`, when given, must be [`DecoderPrep::new`] of `spec` and `w` (made here otherwise).
+///
 /// # Errors
 /// When a shape disagrees (naming the array and both shapes), a length exceeds `Tk`, or the
 /// score's parameters do not fit.
 pub fn decoder_forward<F: Real>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
+    prep: Option<&DecoderPrep<F>>,
     x: ArrayView3<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
     init: &InitialState<'_, F>,
 ) -> Result<DecoderOutput<F>> {
-    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    let own;
+    let prep = match prep {
+        Some(p) => p,
+        None => {
+            own = DecoderPrep::new(spec, w, false)?;
+            &own
+        }
+    };
+    let (z, t) = run_forward(spec, w, prep, x, memory, lengths, init)?;
     Ok(output_of(spec, &z, &t))
 }
 
@@ -498,23 +577,37 @@ fn output_of<F: Real>(spec: &DecoderSpec<'_, F>, z: &Sizes, t: &Trace<F>) -> Dec
 /// [`decoder_forward`] and [`decoder_backward`] in one pass (the forward is not run twice):
 /// `grad` receives the forward's outputs and returns the gradient of the outputs `[B, Tq, H]`
 /// (and anything else the caller wants back, such as the loss); the gradients are those of
-/// `Σ output·grad_output`, as [`decoder_backward`] gives them.
+/// `Σ output·grad_output`, as [`decoder_backward`] gives them. `prep`, when given, must be
+/// [`DecoderPrep::new`] of `spec` and `w` made for backward passes (made here otherwise).
 ///
 /// # Errors
-/// As [`decoder_backward`], and what `grad` returns.
+/// As [`decoder_backward`], what `grad` returns, and a `prep` made for forward passes only.
+#[allow(clippy::too_many_arguments)]
 pub fn decoder_forward_backward<F: Real, T>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
+    prep: Option<&DecoderPrep<F>>,
     x: ArrayView3<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
     init: &InitialState<'_, F>,
     grad: impl FnOnce(&DecoderOutput<F>) -> Result<(Array3<F>, T)>,
 ) -> Result<(DecoderGrads<F>, T)> {
-    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
+    let own;
+    let prep = match prep {
+        Some(p) if !p.backward => {
+            return Err(CoreError::invalid("prepared weights", "made for backward passes", "forward passes only"))
+        }
+        Some(p) => p,
+        None => {
+            own = DecoderPrep::new(spec, w, true)?;
+            &own
+        }
+    };
+    let (z, t) = run_forward(spec, w, prep, x, memory, lengths, init)?;
     let (g_out, extra) = grad(&output_of(spec, &z, &t))?;
     let g = DecoderOutputGrads { output: Some(g_out.view()), ..Default::default() };
-    Ok((backward_traced(spec, w, x, memory, lengths, &g, z, t)?, extra))
+    Ok((backward_traced(spec, w, prep, x, memory, lengths, &g, z, t)?, extra))
 }
 
 /// A decoder's state between steps, `[B, H]` each: the cell's hidden state, its cell state (an
@@ -582,7 +675,8 @@ pub fn decoder_step<F: Real>(
     if state.h_tilde.dim() != (b, h) || state.cell.nrows() != b {
         return Err(CoreError::shape("state", format!("the state of {b} sequences of width {h}"), "another shape"));
     }
-    let mut stepper = Stepper::new(spec, w, &memory, lengths, b)?;
+    let prep = DecoderPrep::new(spec, w, false)?;
+    let mut stepper = Stepper::new(spec, w, &prep, &memory, lengths, b)?;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     let mut gates = Array2::from_shape_fn((b, z.gh), |(_, c)| w.cell.bias_ih[c]);
     gemm(F::one(), x, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), gates.view_mut());
@@ -624,8 +718,9 @@ pub fn decoder_backward<F: Real>(
     init: &InitialState<'_, F>,
     g: &DecoderOutputGrads<'_, F>,
 ) -> Result<DecoderGrads<F>> {
-    let (z, t) = run_forward(spec, w, x, memory, lengths, init)?;
-    backward_traced(spec, w, x, memory, lengths, g, z, t)
+    let prep = DecoderPrep::new(spec, w, true)?;
+    let (z, t) = run_forward(spec, w, &prep, x, memory, lengths, init)?;
+    backward_traced(spec, w, &prep, x, memory, lengths, g, z, t)
 }
 
 /// The backward pass of [`decoder_backward`] from a forward pass's sizes and trace.
@@ -633,6 +728,7 @@ pub fn decoder_backward<F: Real>(
 fn backward_traced<F: Real>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
+    prep: &DecoderPrep<F>,
     x: ArrayView3<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
@@ -660,15 +756,10 @@ fn backward_traced<F: Real>(
     let cell = AnyCell::new(spec.cell);
     let width = Cell::<F>::extra(&cell) * h;
     let dgh_width = Cell::<F>::recurrent_grad_blocks(&cell) * h;
-    let w_hh_packed = pack(w.cell.weight_hh);
-    // W_ih's input-feeding columns in row-major order, once (the step's product reads them).
-    let w_feed = if spec.input_feeding {
-        w.cell.weight_ih.slice(s![.., w.cell.weight_ih.ncols() - h..]).as_standard_layout().into_owned()
-    } else {
-        Array2::zeros((0, 0))
-    };
-    let b_hh = w.cell.bias_hh.as_standard_layout();
-    let b_hh_s = b_hh.as_slice().ok_or_else(|| CoreError::shape("bias_hh", "contiguous", "strided"))?;
+    // W_hh packed and W_ih's input-feeding columns in row-major order, made once per set of
+    // weights (the step's products read them).
+    let (w_hh_packed, w_feed) = (&prep.w_hh_packed, &prep.w_feed);
+    let b_hh_s = contiguous("bias_hh", prep.b_hh.as_slice())?;
     let units = match spec.score {
         AttentionScore::Additive { bias, .. } => bias.len(),
         _ => 0,
@@ -802,7 +893,7 @@ fn backward_traced<F: Real>(
             let mut dgh = dgh_all.index_axis_mut(Axis(0), step);
             let bs = BackwardStep {
                 dims: Dims { batch: b, input: cell_in, hidden: h },
-                w_hh: &w_hh_packed,
+                w_hh: w_hh_packed,
                 b_hh: b_hh_s,
                 gates: &gates_copy,
                 h_prev: h_prev.as_slice().unwrap_or(&[]),

@@ -106,8 +106,16 @@ impl Case {
     }
 
     fn forward(&self) -> DecoderOutput<f64> {
-        decoder_forward(&self.spec(), &self.weights(), self.x.view(), self.memory.view(), &self.lengths, &self.init())
-            .expect("forward")
+        decoder_forward(
+            &self.spec(),
+            &self.weights(),
+            None,
+            self.x.view(),
+            self.memory.view(),
+            &self.lengths,
+            &self.init(),
+        )
+        .expect("forward")
     }
 }
 
@@ -359,9 +367,11 @@ fn forward_backward_in_one_pass_is_the_two_calls() {
                     &DecoderOutputGrads { output: Some(up.view()), ..Default::default() },
                 )
                 .expect("backward");
+                let prep = DecoderPrep::new(&case.spec(), &case.weights(), true).expect("prepared");
                 let (together, seen) = decoder_forward_backward(
                     &case.spec(),
                     &case.weights(),
+                    Some(&prep),
                     case.x.view(),
                     case.memory.view(),
                     &case.lengths,
@@ -371,6 +381,19 @@ fn forward_backward_in_one_pass_is_the_two_calls() {
                 .expect("one pass");
                 assert_eq!(seen, whole, "{kind:?} {score} {input_feeding}");
                 assert_eq!(together, apart, "{kind:?} {score} {input_feeding}");
+                // Forms made for forward passes only are refused by a backward pass.
+                let forward_only = DecoderPrep::new(&case.spec(), &case.weights(), false).expect("prepared");
+                let refused = decoder_forward_backward(
+                    &case.spec(),
+                    &case.weights(),
+                    Some(&forward_only),
+                    case.x.view(),
+                    case.memory.view(),
+                    &case.lengths,
+                    &case.init(),
+                    |_| Ok((up.clone(), ())),
+                );
+                assert!(refused.is_err(), "{kind:?} {score} {input_feeding}");
             }
         }
     }

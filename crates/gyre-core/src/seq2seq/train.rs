@@ -1,7 +1,7 @@
 //! The teacher-forced loss of a [`Seq2Seq`], its gradient, and an epoch of optimizer steps.
 
 use super::{embed, Dropout, Seq2Seq, Views};
-use crate::attention::{decoder_forward, decoder_forward_backward};
+use crate::attention::{decoder_forward, decoder_forward_backward, DecoderPrep};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
@@ -126,6 +126,10 @@ impl<F: Real> Seq2Seq<F> {
         order.sort_by_key(|&i| (targets[i].len(), sources[i].len()));
         let sources: Vec<&[usize]> = order.iter().map(|&i| sources[i]).collect();
         let targets: Vec<&[usize]> = order.iter().map(|&i| targets[i]).collect();
+        // The decoder's weights transposed and packed once for every shard (the same values
+        // each shard would make for itself).
+        let v = self.views()?;
+        let prep = DecoderPrep::new(&v.spec, &v.decoder, grads)?;
         let parts: Vec<Result<BatchLoss<F>>> = sources
             .par_chunks(SHARD)
             .zip(targets.par_chunks(SHARD))
@@ -134,7 +138,7 @@ impl<F: Real> Seq2Seq<F> {
                 let mut noise = (opts.dropout > 0.0).then(|| {
                     Dropout::new(opts.dropout, opts.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
                 });
-                self.shard_loss(s, t, opts, grads, tokens, noise.as_mut())
+                self.shard_loss(s, t, opts, grads, tokens, &prep, noise.as_mut())
             })
             .collect();
         let mut total = 0.0;
@@ -161,6 +165,7 @@ impl<F: Real> Seq2Seq<F> {
     /// tokens and its end token) of the cross-entropy of the decoder's prediction, with label
     /// smoothing when asked; with `grads`, the gradient for every parameter of the shard's summed
     /// loss over `batch_tokens` (its share of the batch's mean).
+    #[allow(clippy::too_many_arguments)]
     fn shard_loss(
         &self,
         sources: &[&[usize]],
@@ -168,6 +173,7 @@ impl<F: Real> Seq2Seq<F> {
         opts: &LossOptions,
         grads: bool,
         batch_tokens: usize,
+        prep: &DecoderPrep<F>,
         mut noise: Option<&mut Dropout>,
     ) -> Result<BatchLoss<F>> {
         let c = &self.config;
@@ -184,7 +190,8 @@ impl<F: Real> Seq2Seq<F> {
         let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|a| a.view()) };
         let tokens: usize = targets.iter().map(|t| t.len() + 1).sum();
         if !grads {
-            let mut dec = decoder_forward(&v.spec, &v.decoder, y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
+            let mut dec =
+                decoder_forward(&v.spec, &v.decoder, Some(prep), y_in.view(), enc.memory.view(), &enc.lengths, &init)?;
             if let Some(n) = noise.as_deref_mut() {
                 n.apply(&mut dec.output);
             }
@@ -196,6 +203,7 @@ impl<F: Real> Seq2Seq<F> {
         let (g, (total, d_weight, d_bias)) = decoder_forward_backward(
             &v.spec,
             &v.decoder,
+            Some(prep),
             y_in.view(),
             enc.memory.view(),
             &enc.lengths,
