@@ -285,7 +285,14 @@ fn backward_with<F: Real, C: Cell<F>>(
     c: &Checked,
     opts: &SequenceOptions,
 ) -> Result<Gradients<F>> {
-    let kind_has_c = cell.has_cell_state();
+    check_grads(cell, grads, c)?;
+    let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
+    let (xt, trace) = run_forward(cell, w, x, init, c, &layout, opts.reverse)?;
+    backward_from(cell, w, &layout, xt, trace, grads, c)
+}
+
+/// Checks the gradients of a call's outputs against its sizes.
+fn check_grads<F: Real, C: Cell<F>>(cell: &C, grads: &OutputGrads<F>, c: &Checked) -> Result<()> {
     if let Some(g) = &grads.output {
         if g.dim() != (c.batch, c.steps, c.hidden) {
             let (b, t, h) = g.dim();
@@ -296,12 +303,21 @@ fn backward_with<F: Real, C: Cell<F>>(
             ));
         }
     }
-    let kind = if kind_has_c { CellKind::LSTM } else { CellKind::gru(true) };
+    let kind = if cell.has_cell_state() { CellKind::LSTM } else { CellKind::gru(true) };
     check_state("grad_h_n", kind, grads.hidden.as_ref(), c.batch, c.hidden, false)?;
-    check_state("grad_c_n", kind, grads.cell.as_ref(), c.batch, c.hidden, true)?;
+    check_state("grad_c_n", kind, grads.cell.as_ref(), c.batch, c.hidden, true)
+}
 
-    let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
-    let (xt, trace) = run_forward(cell, w, x, init, c, &layout, opts.reverse)?;
+/// The backward pass from a training forward pass's packed input `xt` and trace.
+fn backward_from<F: Real, C: Cell<F>>(
+    cell: &C,
+    w: &LayerWeights<F>,
+    layout: &Layout,
+    xt: Array2<F>,
+    trace: crate::rnn::Trace<F>,
+    grads: &OutputGrads<F>,
+    c: &Checked,
+) -> Result<Gradients<F>> {
     let d_out = grads.output.as_ref().map(|g| layout.pack(g).iter().copied().collect::<Vec<F>>()).unwrap_or_default();
     let d_hn: Vec<F> =
         if grads.hidden.is_some() { layout.sort_states(grads.hidden.as_ref(), c.hidden) } else { Vec::new() };
@@ -312,10 +328,85 @@ fn backward_with<F: Real, C: Cell<F>>(
         input: layout.unpack(g.input.view(), c.steps),
         initial: RecurrentState {
             hidden: layout.unsort_states("grad_h0", &g.h0, c.hidden)?,
-            cell: if kind_has_c { Some(layout.unsort_states("grad_c0", &g.c0, c.hidden)?) } else { None },
+            cell: if cell.has_cell_state() { Some(layout.unsort_states("grad_c0", &g.c0, c.hidden)?) } else { None },
         },
         weights: g.weights,
     })
+}
+
+/// A forward pass kept for its backward pass ([`forward_traced`], [`backward_traced`]): the
+/// call's sizes, the packed input and the training pass's trace.
+pub(crate) struct TracedForward<F> {
+    kind: CellKind,
+    checked: Checked,
+    layout: Layout,
+    xt: Array2<F>,
+    trace: crate::rnn::Trace<F>,
+}
+
+/// [`forward_sequences`] keeping what backpropagation needs, so that [`backward_traced`] does
+/// not run the forward pass again: the same outputs and final states, bit for bit (the
+/// training pass's arithmetic is the inference pass's).
+///
+/// # Errors
+/// As [`forward_sequences`].
+pub(crate) fn forward_traced<F: Real>(
+    kind: CellKind,
+    weights: &LayerWeights<F>,
+    input: ArrayView3<F>,
+    initial: &InitialState<F>,
+    opts: &SequenceOptions,
+) -> Result<(ForwardOutput<F>, TracedForward<F>)> {
+    let c = check(kind, weights, &input, initial)?;
+    let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
+    let (xt, trace) = match kind {
+        CellKind::Rnn(nonlinearity) => {
+            run_forward(&RnnCell { nonlinearity }, weights, &input, initial, &c, &layout, opts.reverse)?
+        }
+        CellKind::Lstm { recurrent } => {
+            run_forward(&LstmCell { recurrent }, weights, &input, initial, &c, &layout, opts.reverse)?
+        }
+        CellKind::Gru { reset_after, recurrent } => {
+            run_forward(&GruCell { reset_after, recurrent }, weights, &input, initial, &c, &layout, opts.reverse)?
+        }
+    };
+    let h = c.hidden;
+    let out = crate::kernels::tensor::matrix("output", trace.outputs(), layout.packing.rows(), h)?;
+    // Each sequence's final states: the rows of its last step processed.
+    let last = |b: usize| layout.packing.offset(if opts.reverse { 0 } else { layout.packing.length(b) - 1 }) + b;
+    let finals = |rows: &[F]| -> Vec<F> {
+        (0..c.batch).flat_map(|b| rows[last(b) * h..(last(b) + 1) * h].iter().copied()).collect()
+    };
+    let state = RecurrentState {
+        hidden: layout.unsort_states("h_n", &finals(&trace.h), h)?,
+        cell: if kind.has_cell_state() { Some(layout.unsort_states("c_n", &finals(&trace.c), h)?) } else { None },
+    };
+    let output = ForwardOutput { output: layout.unpack(out, c.steps), state };
+    Ok((output, TracedForward { kind, checked: c, layout, xt, trace }))
+}
+
+/// [`backward_sequences`] from a [`forward_traced`] pass of the same `weights` (not run again).
+///
+/// # Errors
+/// As [`backward_sequences`].
+pub(crate) fn backward_traced<F: Real>(
+    weights: &LayerWeights<F>,
+    traced: TracedForward<F>,
+    grads: &OutputGrads<F>,
+) -> Result<Gradients<F>> {
+    let TracedForward { kind, checked: c, layout, xt, trace } = traced;
+    macro_rules! run {
+        ($cell:expr) => {{
+            let cell = $cell;
+            check_grads(&cell, grads, &c)?;
+            backward_from(&cell, weights, &layout, xt, trace, grads, &c)
+        }};
+    }
+    match kind {
+        CellKind::Rnn(nonlinearity) => run!(RnnCell { nonlinearity }),
+        CellKind::Lstm { recurrent } => run!(LstmCell { recurrent }),
+        CellKind::Gru { reset_after, recurrent } => run!(GruCell { reset_after, recurrent }),
+    }
 }
 
 /// Runs one recurrent layer direction over `input: [B, T, I]` from `initial` states

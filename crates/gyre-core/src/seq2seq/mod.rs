@@ -42,7 +42,7 @@ use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::random::Rng;
 use crate::rnn::cells::{GateActivation, Nonlinearity};
-use crate::rnn::functional::{forward_sequences, CellKind, InitialState, SequenceOptions};
+use crate::rnn::functional::{forward_sequences, forward_traced, CellKind, InitialState, SequenceOptions};
 use crate::rnn::weights::LayerWeights;
 use crate::AttentionScore;
 use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2};
@@ -249,6 +249,9 @@ pub(crate) struct Encoded<F> {
     pub(crate) h0: Array2<F>,
     /// `[B, D]`: its initial cell state (LSTM).
     pub(crate) c0: Option<Array2<F>>,
+    /// `[layer][direction]`: the passes kept for the backward pass (training only; empty
+    /// otherwise).
+    pub(crate) traces: Vec<Vec<crate::rnn::functional::TracedForward<F>>>,
 }
 
 /// Inverted dropout with a seeded generator: each value kept with probability `1 − p` and
@@ -510,16 +513,19 @@ impl<F: Real> Seq2Seq<F> {
 
     /// Runs the encoder over a batch of (checked) sources.
     pub(crate) fn encode(&self, v: &Views<'_, F>, sources: &[&[usize]]) -> Result<Encoded<F>> {
-        self.encode_noisy(v, sources, None)
+        self.encode_noisy(v, sources, None, false)
     }
 
     /// [`Seq2Seq::encode`], with dropout on every layer's input (the embedded sources, then each
-    /// layer's outputs) when `noise` is given; the masks are kept in [`Encoded::masks`].
+    /// layer's outputs) when `noise` is given; the masks are kept in [`Encoded::masks`]. With
+    /// `traced`, every pass is kept for the backward pass ([`Encoded::traces`]; the same
+    /// outputs, bit for bit).
     pub(crate) fn encode_noisy(
         &self,
         v: &Views<'_, F>,
         sources: &[&[usize]],
         mut noise: Option<&mut Dropout>,
+        traced: bool,
     ) -> Result<Encoded<F>> {
         let c = &self.config;
         let (b, h, d) = (sources.len(), c.hidden, c.decoder_hidden());
@@ -529,13 +535,21 @@ impl<F: Real> Seq2Seq<F> {
         let mut masks = Vec::new();
         let mut h0 = Array2::zeros((b, d));
         let mut c0 = v.cell.has_cell_state().then(|| Array2::zeros((b, d)));
+        let mut traces = Vec::new();
         for (k, layer) in v.encoder.iter().enumerate() {
+            let mut kept = Vec::new();
             masks.push(noise.as_deref_mut().map(|n| n.apply(&mut inputs[k])));
             let mut out = Array3::zeros((b, ts, d));
             for (dir, w) in layer.iter().enumerate() {
                 let opts = SequenceOptions { lengths: Some(&lengths), reverse: dir == 1 };
                 let x = inputs[k].view();
-                let o = forward_sequences(v.cell, w, x, &InitialState::default(), &opts)?;
+                let o = if traced {
+                    let (o, t) = forward_traced(v.cell, w, x, &InitialState::default(), &opts)?;
+                    kept.push(t);
+                    o
+                } else {
+                    forward_sequences(v.cell, w, x, &InitialState::default(), &opts)?
+                };
                 out.slice_mut(s![.., .., dir * h..(dir + 1) * h]).assign(&o.output);
                 if k + 1 == c.layers {
                     h0.slice_mut(s![.., dir * h..(dir + 1) * h]).assign(&o.state.hidden);
@@ -545,9 +559,12 @@ impl<F: Real> Seq2Seq<F> {
                 }
             }
             inputs.push(out);
+            if traced {
+                traces.push(kept);
+            }
         }
         let memory = inputs.pop().unwrap_or_else(|| Array3::zeros((b, ts, d)));
-        Ok(Encoded { inputs, masks, lengths, memory, h0, c0 })
+        Ok(Encoded { inputs, masks, lengths, memory, h0, c0, traces })
     }
 
     /// A decoder stream over `sources`: the encoder runs once, the decoder waits for its first

@@ -7,13 +7,29 @@ use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
 use crate::optim::{clip_grad_norm, Optimizer, Param};
 use crate::random::Rng;
-use crate::rnn::functional::{backward_sequences, InitialState, OutputGrads, SequenceOptions};
+use crate::rnn::functional::{backward_traced, InitialState, OutputGrads};
+use crate::rnn::weights::WeightGrads;
 use ndarray::{s, Array2, Array3};
 use rayon::prelude::*;
 
 /// Pairs per shard of a batch: shards run side by side on the pool; fixed, so that the sums
 /// (and the bits) do not depend on the number of threads.
 const SHARD: usize = 16;
+
+/// An array's values in standard (row-major) order, moved out of it when they are stored so.
+fn flat<F: Real, D: ndarray::Dimension>(a: ndarray::Array<F, D>) -> Vec<F> {
+    if !a.is_standard_layout() {
+        return a.iter().copied().collect();
+    }
+    let len = a.len();
+    let (mut v, offset) = a.into_raw_vec_and_offset();
+    let start = offset.unwrap_or(0);
+    if start == 0 && v.len() == len {
+        v
+    } else {
+        v.drain(start..start + len).collect()
+    }
+}
 
 /// Options of [`Seq2Seq::loss`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -179,7 +195,7 @@ impl<F: Real> Seq2Seq<F> {
         let c = &self.config;
         let v = self.views()?;
         let e = c.embedding;
-        let enc = self.encode_noisy(&v, sources, noise.as_deref_mut())?;
+        let mut enc = self.encode_noisy(&v, sources, noise.as_deref_mut(), grads)?;
         // The decoder reads start, y_1 … y_n and predicts y_1 … y_n, end.
         let dec_in: Vec<Vec<usize>> =
             targets.iter().map(|t| std::iter::once(c.start).chain(t.iter().copied()).collect()).collect();
@@ -221,36 +237,52 @@ impl<F: Real> Seq2Seq<F> {
             },
         )?;
         let mean = total / tokens as f64;
-        let mut out: Vec<Vec<F>> = self.values.iter().map(|p| vec![F::zero(); p.len()]).collect();
-        out[self.index("decoder.output.weight")?] = d_weight.iter().copied().collect();
-        out[self.index("decoder.output.bias")?] = d_bias.to_vec();
+        // Every parameter's gradient, moved from the arrays the passes made (the embeddings'
+        // scattered into zeros).
+        let mut out: Vec<Vec<F>> = vec![Vec::new(); self.values.len()];
+        let put = |out: &mut Vec<Vec<F>>, name: &str, grad: Vec<F>| -> Result<()> {
+            let k = self.index(name)?;
+            if grad.len() != self.values[k].len() {
+                return Err(CoreError::shape(
+                    name,
+                    format!("{} values", self.values[k].len()),
+                    format!("{}", grad.len()),
+                ));
+            }
+            out[k] = grad;
+            Ok(())
+        };
+        put(&mut out, "decoder.output.weight", flat(d_weight))?;
+        put(&mut out, "decoder.output.bias", flat(d_bias))?;
+        let WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh } = g.cell;
+        put(&mut out, "decoder.rnn.weight_ih", flat(weight_ih))?;
+        put(&mut out, "decoder.rnn.weight_hh", flat(weight_hh))?;
+        put(&mut out, "decoder.rnn.bias_ih", flat(bias_ih))?;
+        put(&mut out, "decoder.rnn.bias_hh", flat(bias_hh))?;
+        put(&mut out, "decoder.combine.weight", flat(g.combine_weight))?;
+        put(&mut out, "decoder.combine.bias", flat(g.combine_bias))?;
+        for (name, grad) in g.attention {
+            put(&mut out, &format!("decoder.attention.{name}"), grad)?;
+        }
         let mut d_y = g.input;
         if let Some(m) = &y_mask {
             d_y.zip_mut_with(m, |g, &m| *g = *g * m);
         }
-        scatter(&dec_refs, &d_y, &mut out[self.index("decoder.embedding.weight")?], e);
-        for (name, grad) in [
-            ("decoder.rnn.weight_ih", g.cell.weight_ih.as_slice()),
-            ("decoder.rnn.weight_hh", g.cell.weight_hh.as_slice()),
-            ("decoder.rnn.bias_ih", g.cell.bias_ih.as_slice()),
-            ("decoder.rnn.bias_hh", g.cell.bias_hh.as_slice()),
-            ("decoder.combine.weight", g.combine_weight.as_slice()),
-            ("decoder.combine.bias", g.combine_bias.as_slice()),
-        ] {
-            let k = self.index(name)?;
-            out[k].copy_from_slice(grad.ok_or_else(|| CoreError::invalid(name, "a contiguous gradient", "strided"))?);
-        }
-        for (name, grad) in &g.attention {
-            let k = self.index(&format!("decoder.attention.{name}"))?;
-            out[k].copy_from_slice(grad);
-        }
+        let k = self.index("decoder.embedding.weight")?;
+        out[k] = vec![F::zero(); self.values[k].len()];
+        scatter(&dec_refs, &d_y, &mut out[k], e);
         // The encoder, top layer first: its outputs' gradient is the memory's, its final
         // states' the decoder's initial states'.
         let h = c.hidden;
         let mut d_out = g.memory;
+        let mut traces = std::mem::take(&mut enc.traces);
         for k in (0..c.layers).rev() {
             let mut d_in = Array3::<F>::zeros(enc.inputs[k].raw_dim());
-            for (dir, w) in v.encoder[k].iter().enumerate() {
+            let layer = traces.pop().unwrap_or_default();
+            if layer.len() != v.encoder[k].len() {
+                return Err(CoreError::invalid("encoder passes", "one kept per direction", layer.len()));
+            }
+            for ((dir, w), traced) in v.encoder[k].iter().enumerate().zip(layer) {
                 let part = s![.., dir * h..(dir + 1) * h];
                 let d_o = d_out.slice(s![.., .., dir * h..(dir + 1) * h]).to_owned();
                 let top = k + 1 == c.layers;
@@ -261,21 +293,17 @@ impl<F: Real> Seq2Seq<F> {
                     hidden: d_hn.as_ref().map(|a| a.view()),
                     cell: d_cn.as_ref().map(|a| a.view()),
                 };
-                let opts = SequenceOptions { lengths: Some(&enc.lengths), reverse: dir == 1 };
-                let eg = backward_sequences(v.cell, w, enc.inputs[k].view(), &InitialState::default(), &og, &opts)?;
+                let eg = backward_traced(w, traced, &og)?;
                 d_in.zip_mut_with(&eg.input, |a, &g| *a = *a + g);
                 let suffix = format!("_l{k}{}", if dir == 1 { "_reverse" } else { "" });
+                let WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh } = eg.weights;
                 for (name, grad) in [
-                    ("weight_ih", eg.weights.weight_ih.as_slice()),
-                    ("weight_hh", eg.weights.weight_hh.as_slice()),
-                    ("bias_ih", eg.weights.bias_ih.as_slice()),
-                    ("bias_hh", eg.weights.bias_hh.as_slice()),
+                    ("weight_ih", flat(weight_ih)),
+                    ("weight_hh", flat(weight_hh)),
+                    ("bias_ih", flat(bias_ih)),
+                    ("bias_hh", flat(bias_hh)),
                 ] {
-                    let name = format!("encoder.rnn.{name}{suffix}");
-                    let idx = self.index(&name)?;
-                    out[idx].copy_from_slice(
-                        grad.ok_or_else(|| CoreError::invalid(name, "a contiguous gradient", "strided"))?,
-                    );
+                    put(&mut out, &format!("encoder.rnn.{name}{suffix}"), grad)?;
                 }
             }
             if let Some(Some(m)) = enc.masks.get(k) {
@@ -283,7 +311,15 @@ impl<F: Real> Seq2Seq<F> {
             }
             d_out = d_in;
         }
-        scatter(sources, &d_out, &mut out[self.index("encoder.embedding.weight")?], e);
+        let k = self.index("encoder.embedding.weight")?;
+        out[k] = vec![F::zero(); self.values[k].len()];
+        scatter(sources, &d_out, &mut out[k], e);
+        // (Every parameter has its gradient by now; a parameter of none would stay empty.)
+        for (o, p) in out.iter_mut().zip(&self.values) {
+            if o.len() != p.len() {
+                *o = vec![F::zero(); p.len()];
+            }
+        }
         Ok(BatchLoss { mean, tokens, grads: Some(out) })
     }
 
