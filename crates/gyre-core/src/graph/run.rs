@@ -12,7 +12,7 @@ use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
 use crate::model::layers::activation_backward;
 use crate::model::{activate, Activation};
-use crate::optim::{clip_grad_norm, Optimizer, Param};
+use crate::optim::{check_and_clip, matrix_decay_params, Optimizer};
 use crate::random::Rng;
 use crate::rnn::functional::{backward_sequences, forward_sequences, InitialState, OutputGrads, SequenceOptions};
 use crate::rnn::weights::LayerWeights;
@@ -936,33 +936,9 @@ impl<F: Real> Graph<F> {
         for (batch, chunk) in order.chunks(opts.batch_size).enumerate() {
             let seed = opts.dropout_seed ^ (batch as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
             let (loss, mut grads) = self.loss_and_gradient(data, chunk, &opts.losses, Some(seed))?;
-            let non_finite = |what: &str, value: f64| CoreError::NonFinite {
-                what: what.into(),
-                value: value.to_string(),
-                epoch: opts.epoch,
-                batch: batch + 1,
-            };
-            if !loss.is_finite() {
-                return Err(non_finite("loss", loss));
-            }
             let mut refs: Vec<&mut [F]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
-            let norm = match opts.clip_norm {
-                Some(max) => clip_grad_norm(&mut refs, F::lit(max)).to_f64().unwrap_or(f64::NAN),
-                None => {
-                    refs.iter().flat_map(|g| g.iter()).map(|&g| (g * g).to_f64().unwrap_or(0.0)).sum::<f64>().sqrt()
-                }
-            };
-            if !norm.is_finite() {
-                return Err(non_finite("gradient norm", norm));
-            }
-            let mut params: Vec<Param<'_, F>> = self
-                .values
-                .iter_mut()
-                .zip(&grads)
-                .zip(&self.shapes)
-                .map(|((v, g), s)| Param::new(v, g, s.len() == 2))
-                .collect();
-            optimizer.step(&mut params, F::lit(opts.lr))?;
+            check_and_clip(&mut refs, loss, opts.clip_norm, None, opts.epoch, batch + 1)?;
+            optimizer.step(&mut matrix_decay_params(&mut self.values, &grads, &self.shapes), F::lit(opts.lr))?;
             total += loss * chunk.len() as f64;
         }
         Ok(total / data.samples as f64)

@@ -1,5 +1,6 @@
 //! Gradient clipping by global norm and by value, as `torch.nn.utils` does.
 
+use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 
 /// Total L2 norm of all gradients; if above `max_norm`, scales them all in place by
@@ -57,4 +58,36 @@ pub fn clip_grad_value<F: Real>(grads: &mut [&mut [F]], clip: F) {
             }
         }
     }
+}
+
+/// The guard before a training update: `loss` must be finite; then `grads` are clipped to the
+/// global norm `clip_norm` (none: not scaled, the norm still computed) and to `clip_value`
+/// (when given), and their norm must be finite. An error is [`CoreError::NonFinite`] naming
+/// the 1-based `epoch` and `batch` (`"loss"` or `"gradient norm"`); the caller then skips the
+/// update, so the weights stay as they were before that batch.
+///
+/// # Errors
+/// [`CoreError::NonFinite`].
+pub fn check_and_clip<F: Real>(
+    grads: &mut [&mut [F]],
+    loss: f64,
+    clip_norm: Option<f64>,
+    clip_value: Option<f64>,
+    epoch: usize,
+    batch: usize,
+) -> Result<()> {
+    let non_finite =
+        |what: &str, v: f64| CoreError::NonFinite { what: what.into(), value: v.to_string(), epoch, batch };
+    if !loss.is_finite() {
+        return Err(non_finite("loss", loss));
+    }
+    let max = clip_norm.map_or(F::infinity(), F::lit);
+    let norm = clip_grad_norm(grads, max).to_f64().unwrap_or(f64::NAN);
+    if !norm.is_finite() {
+        return Err(non_finite("gradient norm", norm));
+    }
+    if let Some(v) = clip_value {
+        clip_grad_value(grads, F::lit(v));
+    }
+    Ok(())
 }

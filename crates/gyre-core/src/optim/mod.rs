@@ -45,6 +45,6 @@ mod sgd;
 #[cfg(test)]
 mod tests;
 
-pub use clip::{clip_grad_norm, clip_grad_value};
-pub use optimizer::{NamedBuffer, Optimizer, OptimizerConfig, OptimizerState, Param};
+pub use clip::{check_and_clip, clip_grad_norm, clip_grad_value};
+pub use optimizer::{matrix_decay_params, NamedBuffer, Optimizer, OptimizerConfig, OptimizerState, Param};
 pub use schedule::{LrSchedule, Plateau, Schedule};

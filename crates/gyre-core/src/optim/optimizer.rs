@@ -29,6 +29,16 @@ impl<'a, F> Param<'a, F> {
     }
 }
 
+/// The parameters of a model kept as flat `values` with their `shapes`, and their `grads` (one
+/// per value, same lengths), weight decay on the matrices (2-D shapes) only.
+pub fn matrix_decay_params<'a, F>(
+    values: &'a mut [Vec<F>],
+    grads: &'a [Vec<F>],
+    shapes: &[Vec<usize>],
+) -> Vec<Param<'a, F>> {
+    values.iter_mut().zip(grads).zip(shapes).map(|((v, g), s)| Param::new(v, g, s.len() == 2)).collect()
+}
+
 /// An optimizer and its hyperparameters, following `torch.optim` exactly.
 ///
 /// Below, `g` is the gradient, `p` the parameter, `t` the step number (1 for the first step)

@@ -714,6 +714,22 @@ fn clip_grad_norm_reports_non_finite_norms_without_scaling() {
 }
 
 #[test]
+fn check_and_clip_names_what_went_wrong_and_clips_only_finite_gradients() {
+    let mut g = vec![3.0f64, 4.0];
+    let e = check_and_clip(&mut [g.as_mut_slice()], f64::NAN, Some(1.0), None, 2, 7).unwrap_err();
+    assert!(matches!(&e, CoreError::NonFinite { what, epoch: 2, batch: 7, .. } if what == "loss"), "{e}");
+    assert_eq!(g, vec![3.0, 4.0]);
+    let mut bad = vec![1.0f64, f64::INFINITY];
+    let e = check_and_clip(&mut [bad.as_mut_slice()], 0.5, None, None, 1, 1).unwrap_err();
+    assert!(matches!(&e, CoreError::NonFinite { what, .. } if what == "gradient norm"), "{e}");
+    // No norm limit: not scaled; a limit: scaled to it, then each element bounded by the value.
+    check_and_clip(&mut [g.as_mut_slice()], 0.5, None, None, 1, 1).unwrap();
+    assert_eq!(g, vec![3.0, 4.0]);
+    check_and_clip(&mut [g.as_mut_slice()], 0.5, Some(1.0), Some(0.7), 1, 1).unwrap();
+    assert!((g[0] - 0.6).abs() < 1e-6 && g[1] == 0.7, "{g:?}");
+}
+
+#[test]
 fn clip_grad_value_bounds_every_element() {
     let mut a = vec![-3.0f32, -0.5, 0.0, 0.5, 3.0];
     let mut b = vec![10.0f32, f32::NAN, f32::NEG_INFINITY];

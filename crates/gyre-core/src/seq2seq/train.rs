@@ -5,7 +5,7 @@ use crate::attention::{decoder_forward, decoder_forward_backward, DecoderPrep};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
-use crate::optim::{clip_grad_norm, Optimizer, Param};
+use crate::optim::{check_and_clip, matrix_decay_params, Optimizer};
 use crate::random::Rng;
 use crate::rnn::functional::{backward_traced, InitialState, OutputGrads};
 use crate::rnn::weights::WeightGrads;
@@ -459,33 +459,9 @@ impl<F: Real> Seq2Seq<F> {
             let loss = LossOptions { seed: opts.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ batch as u64, ..opts.loss };
             let l = self.batch_loss(&src, &tgt, &loss, true)?;
             let mut grads = l.grads.unwrap_or_default();
-            let non_finite = |what: &str, value: f64| CoreError::NonFinite {
-                what: what.into(),
-                value: value.to_string(),
-                epoch: opts.epoch,
-                batch: batch + 1,
-            };
-            if !l.mean.is_finite() {
-                return Err(non_finite("loss", l.mean));
-            }
             let mut refs: Vec<&mut [F]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
-            let norm = match opts.clip_norm {
-                Some(max) => clip_grad_norm(&mut refs, F::lit(max)).to_f64().unwrap_or(f64::NAN),
-                None => {
-                    refs.iter().flat_map(|g| g.iter()).map(|&g| (g * g).to_f64().unwrap_or(0.0)).sum::<f64>().sqrt()
-                }
-            };
-            if !norm.is_finite() {
-                return Err(non_finite("gradient norm", norm));
-            }
-            let mut params: Vec<Param<'_, F>> = self
-                .values
-                .iter_mut()
-                .zip(&grads)
-                .zip(&self.shapes)
-                .map(|((v, g), s)| Param::new(v, g, s.len() == 2))
-                .collect();
-            optimizer.step(&mut params, F::lit(opts.lr))?;
+            check_and_clip(&mut refs, l.mean, opts.clip_norm, None, opts.epoch, batch + 1)?;
+            optimizer.step(&mut matrix_decay_params(&mut self.values, &grads, &self.shapes), F::lit(opts.lr))?;
             total += l.mean * l.tokens as f64;
             tokens += l.tokens;
         }

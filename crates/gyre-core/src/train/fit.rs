@@ -8,7 +8,7 @@ use super::events::{History, Observer, Progress};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::model::{Activation, Model, ModelSpec, ModelState, PackedBatch};
-use crate::optim::{clip_grad_norm, clip_grad_value, LrSchedule, Optimizer, OptimizerConfig, Param, Plateau, Schedule};
+use crate::optim::{check_and_clip, LrSchedule, Optimizer, OptimizerConfig, Param, Plateau, Schedule};
 use crate::random::Rng;
 use crate::train::loss::{
     binary_cross_entropy_with_logits_weighted, mean_squared_error_weighted, softmax_cross_entropy,
@@ -318,11 +318,6 @@ fn update<F: Real>(
     at: BatchAt,
 ) -> Result<()> {
     let BatchAt { lr, epoch, batch } = at;
-    let non_finite =
-        |what: &str, v: f64| CoreError::NonFinite { what: what.into(), value: v.to_string(), epoch, batch };
-    if !loss.is_finite() {
-        return Err(non_finite("loss", loss));
-    }
     // Frozen tensors have no gradient: left out of the norm, the clipping and the step.
     for (g, t) in grads.iter_mut().zip(&model.tensors) {
         if !t.trainable {
@@ -330,14 +325,7 @@ fn update<F: Real>(
         }
     }
     let mut views: Vec<&mut [F]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
-    let max = config.clip_norm.map_or(F::infinity(), F::lit);
-    let norm = to_f64(clip_grad_norm(&mut views, max));
-    if !norm.is_finite() {
-        return Err(non_finite("gradient norm", norm));
-    }
-    if let Some(v) = config.clip_value {
-        clip_grad_value(&mut views, F::lit(v));
-    }
+    check_and_clip(&mut views, loss, config.clip_norm, config.clip_value, epoch, batch)?;
     let mut params: Vec<Param<F>> = model
         .tensors
         .iter_mut()
