@@ -34,7 +34,7 @@ mod tests;
 
 pub use file::{load, save, SavedGraph, FORMAT as GRAPH_FORMAT};
 pub use run::{GraphData, GraphEpochOptions, GraphInput, GraphLoss, GraphPrediction, GraphTarget, GraphValues};
-pub use spec::{activation_name, GraphSpec, InputKind, InputSpec, Layer, NodeSpec, RecurrentNode};
+pub use spec::{GraphSpec, InputKind, InputSpec, Layer, NodeSpec, RecurrentNode};
 
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;

@@ -18,9 +18,10 @@
 //! A node names only inputs and nodes before it, so the list is in an order that runs.
 
 use crate::error::{CoreError, Result};
+use crate::model::config::cell_kind;
 use crate::model::Activation;
 use crate::options::{read, tagged, Count};
-use crate::rnn::cells::{GateActivation, Nonlinearity};
+use crate::rnn::cells::Nonlinearity;
 use crate::rnn::functional::CellKind;
 use crate::seq2seq::ScoreConfig;
 use serde::Deserialize;
@@ -224,80 +225,12 @@ fn yes() -> bool {
 
 const LAYER_TYPES: [&str; 8] = ["embedding", "lstm", "gru", "rnn", "dense", "concatenate", "attention", "dropout"];
 
-fn activation(path: &str, name: Option<&str>) -> Result<Activation> {
-    Ok(match name.unwrap_or("linear") {
-        "linear" => Activation::Linear,
-        "relu" => Activation::Relu,
-        "tanh" => Activation::Tanh,
-        "sigmoid" => Activation::Sigmoid,
-        "softmax" => Activation::Softmax,
-        other => {
-            return Err(CoreError::invalid(
-                format!("{path}.activation"),
-                "one of linear, relu, tanh, sigmoid, softmax",
-                format!("{other:?}"),
-            ))
-        }
-    })
-}
-
-/// The JSON name of a dense activation.
-pub fn activation_name(a: Activation) -> &'static str {
-    match a {
-        Activation::Linear => "linear",
-        Activation::Relu => "relu",
-        Activation::Tanh => "tanh",
-        Activation::Sigmoid => "sigmoid",
-        Activation::Softmax => "softmax",
-    }
-}
-
 fn recurrent(path: &str, kind: &str, v: Value) -> Result<RecurrentNode> {
     let r: RawRecurrent = read(path, v)?;
-    let gate = |given: &Option<String>| -> Result<GateActivation> {
-        match given {
-            None => Ok(GateActivation::Sigmoid),
-            Some(name) => GateActivation::from_name(name).ok_or_else(|| {
-                CoreError::invalid(
-                    format!("{path}.recurrentActivation"),
-                    "'sigmoid', 'hardSigmoidTfjs' or 'hardSigmoidKeras3'",
-                    format!("{name:?}"),
-                )
-            }),
-        }
-    };
-    let only = |what: &str, given: bool| -> Result<()> {
-        if given {
-            return Err(CoreError::invalid(format!("{path}.{what}"), format!("absent on a {kind} layer"), "a value"));
-        }
-        Ok(())
-    };
-    let cell = match kind {
-        "lstm" => {
-            only("nonlinearity", r.nonlinearity.is_some())?;
-            only("resetAfter", r.reset_after.is_some())?;
-            CellKind::Lstm { recurrent: gate(&r.recurrent_activation)? }
-        }
-        "gru" => {
-            only("nonlinearity", r.nonlinearity.is_some())?;
-            CellKind::Gru { reset_after: r.reset_after.unwrap_or(true), recurrent: gate(&r.recurrent_activation)? }
-        }
-        _ => {
-            only("resetAfter", r.reset_after.is_some())?;
-            only("recurrentActivation", r.recurrent_activation.is_some())?;
-            CellKind::Rnn(match r.nonlinearity.as_deref() {
-                None | Some("tanh") => Nonlinearity::Tanh,
-                Some("relu") => Nonlinearity::Relu,
-                Some(other) => {
-                    return Err(CoreError::invalid(
-                        format!("{path}.nonlinearity"),
-                        "'tanh' or 'relu'",
-                        format!("{other:?}"),
-                    ))
-                }
-            })
-        }
-    };
+    let cell =
+        cell_kind(path, kind, r.nonlinearity.as_deref(), r.reset_after, r.recurrent_activation.as_deref(), |option| {
+            CoreError::invalid(format!("{path}.{option}"), format!("absent on a {kind} layer"), "a value")
+        })?;
     Ok(RecurrentNode {
         kind: cell,
         hidden: r.hidden_size.0,
@@ -314,7 +247,13 @@ fn layer(path: &str, v: Value) -> Result<Layer> {
         "embedding" => Layer::Embedding { dim: read::<RawEmbedding>(path, rest)?.embedding_dim.0 },
         "dense" => {
             let d: RawDense = read(path, rest)?;
-            Layer::Dense { units: d.units.0, activation: activation(path, d.activation.as_deref())? }
+            Layer::Dense {
+                units: d.units.0,
+                activation: Activation::from_name(
+                    format!("{path}.activation"),
+                    d.activation.as_deref().unwrap_or("linear"),
+                )?,
+            }
         }
         "concatenate" => {
             read::<RawConcatenate>(path, rest)?;
@@ -420,7 +359,7 @@ fn layer_value(l: &Layer) -> Value {
     match *l {
         Layer::Embedding { dim } => json!({ "type": "embedding", "embeddingDim": dim }),
         Layer::Dense { units, activation } => {
-            json!({ "type": "dense", "units": units, "activation": activation_name(activation) })
+            json!({ "type": "dense", "units": units, "activation": activation.name() })
         }
         Layer::Concatenate => json!({ "type": "concatenate" }),
         Layer::Dropout { rate } => json!({ "type": "dropout", "rate": rate }),

@@ -55,6 +55,31 @@ pub enum Activation {
     Softmax,
 }
 
+impl Activation {
+    /// The name a configuration gives it (`'linear'`, `'relu'`, `'tanh'`, `'sigmoid'`, `'softmax'`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
+        }
+    }
+
+    /// The activation called `name`; any other name is an error naming the option `what`.
+    pub(crate) fn from_name(what: String, name: &str) -> Result<Activation> {
+        Ok(match name {
+            "linear" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "softmax" => Activation::Softmax,
+            other => return Err(bad(what, "one of linear, relu, tanh, sigmoid, softmax", format!("{other:?}"))),
+        })
+    }
+}
+
 /// How a bidirectional layer combines its two directions in its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Merge {
@@ -329,33 +354,6 @@ pub(crate) fn bad(what: String, expected: &str, got: impl ToString) -> CoreError
     CoreError::InvalidArgument { what, expected: expected.into(), got: got.to_string() }
 }
 
-fn activation(i: usize, name: &str) -> Result<Activation> {
-    Ok(match name {
-        "linear" => Activation::Linear,
-        "relu" => Activation::Relu,
-        "tanh" => Activation::Tanh,
-        "sigmoid" => Activation::Sigmoid,
-        "softmax" => Activation::Softmax,
-        other => {
-            return Err(bad(
-                format!("layers[{i}].activation"),
-                "one of linear, relu, tanh, sigmoid, softmax",
-                format!("{other:?}"),
-            ))
-        }
-    })
-}
-
-fn activation_name(a: Activation) -> &'static str {
-    match a {
-        Activation::Linear => "linear",
-        Activation::Relu => "relu",
-        Activation::Tanh => "tanh",
-        Activation::Sigmoid => "sigmoid",
-        Activation::Softmax => "softmax",
-    }
-}
-
 /// The options a recurrent layer of type `kind` takes: `one of hiddenSize, ...`.
 fn recurrent_options(kind: &str) -> String {
     let mut options = vec![
@@ -393,35 +391,56 @@ fn read_recurrent(path: &str, kind: &str, fields: Value) -> Result<RecurrentJson
     })
 }
 
-fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSpec> {
-    if r.nonlinearity.is_some() && kind != "rnn" {
-        return Err(misplaced(i, "nonlinearity", kind));
+/// The cell of a recurrent layer of type `kind` (`'rnn'`, `'lstm'`, `'gru'`; the options at
+/// `path`) from its cell options, each `None` when not given: an option the type does not have
+/// is the error `misplaced(option)`, a bad value an error naming `path.option`.
+pub(crate) fn cell_kind(
+    path: &str,
+    kind: &str,
+    nonlinearity: Option<&str>,
+    reset_after: Option<bool>,
+    recurrent_activation: Option<&str>,
+    misplaced: impl Fn(&str) -> CoreError,
+) -> Result<CellKind> {
+    if nonlinearity.is_some() && kind != "rnn" {
+        return Err(misplaced("nonlinearity"));
     }
-    if r.reset_after.is_some() && kind != "gru" {
-        return Err(misplaced(i, "resetAfter", kind));
+    if reset_after.is_some() && kind != "gru" {
+        return Err(misplaced("resetAfter"));
     }
-    if r.recurrent_activation.is_some() && kind == "rnn" {
-        return Err(misplaced(i, "recurrentActivation", kind));
+    if recurrent_activation.is_some() && kind == "rnn" {
+        return Err(misplaced("recurrentActivation"));
     }
-    let recurrent = match r.recurrent_activation.as_deref() {
+    let recurrent = match recurrent_activation {
         None => GateActivation::Sigmoid,
         Some(name) => GateActivation::from_name(name).ok_or_else(|| {
             bad(
-                format!("layers[{i}].recurrentActivation"),
+                format!("{path}.recurrentActivation"),
                 "'sigmoid', 'hardSigmoidTfjs' (clip(0.2·x + 0.5, 0, 1)) or 'hardSigmoidKeras3' (relu6(x + 3) / 6)",
                 format!("{name:?}"),
             )
         })?,
     };
-    let cell = match kind {
-        "rnn" => match r.nonlinearity.as_deref().unwrap_or("tanh") {
+    Ok(match kind {
+        "rnn" => match nonlinearity.unwrap_or("tanh") {
             "tanh" => CellKind::Rnn(Nonlinearity::Tanh),
             "relu" => CellKind::Rnn(Nonlinearity::Relu),
-            other => return Err(bad(format!("layers[{i}].nonlinearity"), "'tanh' or 'relu'", format!("{other:?}"))),
+            other => return Err(bad(format!("{path}.nonlinearity"), "'tanh' or 'relu'", format!("{other:?}"))),
         },
         "lstm" => CellKind::Lstm { recurrent },
-        _ => CellKind::Gru { reset_after: r.reset_after.unwrap_or(true), recurrent },
-    };
+        _ => CellKind::Gru { reset_after: reset_after.unwrap_or(true), recurrent },
+    })
+}
+
+fn recurrent(i: usize, kind: &str, r: &RecurrentJson) -> Result<RecurrentLayerSpec> {
+    let cell = cell_kind(
+        &format!("layers[{i}]"),
+        kind,
+        r.nonlinearity.as_deref(),
+        r.reset_after,
+        r.recurrent_activation.as_deref(),
+        |option| misplaced(i, option, kind),
+    )?;
     let merge = match r.merge.as_str() {
         "concat" => Merge::Concat,
         "sum" => Merge::Sum,
@@ -449,7 +468,10 @@ fn layer_spec(i: usize, l: &LayerJson) -> Result<LayerSpec> {
         LayerJson::Rnn(r) => LayerSpec::Recurrent(recurrent(i, "rnn", r)?),
         LayerJson::Lstm(r) => LayerSpec::Recurrent(recurrent(i, "lstm", r)?),
         LayerJson::Gru(r) => LayerSpec::Recurrent(recurrent(i, "gru", r)?),
-        LayerJson::Dense(d) => LayerSpec::Dense { units: d.units.0, activation: activation(i, &d.activation)? },
+        LayerJson::Dense(d) => LayerSpec::Dense {
+            units: d.units.0,
+            activation: Activation::from_name(format!("layers[{i}].activation"), &d.activation)?,
+        },
     })
 }
 
@@ -479,11 +501,9 @@ fn frozen_of<'a>(layers: impl IntoIterator<Item = &'a LayerJson>) -> Vec<usize> 
 fn layer_json(l: &LayerSpec, trainable: bool) -> LayerJson {
     match *l {
         LayerSpec::Embedding { dim } => LayerJson::Embedding(EmbeddingJson { dim: Count(dim), trainable }),
-        LayerSpec::Dense { units, activation } => LayerJson::Dense(DenseJson {
-            units: Count(units),
-            activation: activation_name(activation).into(),
-            trainable,
-        }),
+        LayerSpec::Dense { units, activation } => {
+            LayerJson::Dense(DenseJson { units: Count(units), activation: activation.name().into(), trainable })
+        }
         LayerSpec::Recurrent(r) => {
             let mut j = RecurrentJson {
                 hidden_size: Count(r.hidden_size),
@@ -619,7 +639,7 @@ impl ModelSpec {
     /// its type (`lstm`, `embedding`, ...).
     pub fn last_layer_name(&self) -> &'static str {
         match self.layers.last() {
-            Some(LayerSpec::Dense { activation, .. }) => activation_name(*activation),
+            Some(LayerSpec::Dense { activation, .. }) => activation.name(),
             Some(LayerSpec::Embedding { .. }) => "embedding",
             Some(LayerSpec::Recurrent(r)) => match r.cell {
                 CellKind::Rnn(_) => "rnn",
