@@ -15,8 +15,13 @@ export declare class NativeGraph {
   constructor(spec: string)
   /** Loads a file's bytes (see `toSafetensors`), checked strictly. */
   static fromSafetensors(bytes: Uint8Array): NativeGraph
-  /** The file's bytes: weights, the graph, epochs and `user` metadata. */
-  toSafetensors(user?: string | undefined | null): Buffer
+  /**
+   * The file's bytes: weights, the graph, epochs, `user` metadata and, when asked for and
+   * present, the optimizer's state.
+   */
+  toSafetensors(includeOptimizer: boolean, user?: string | undefined | null): Buffer
+  /** Whether the graph holds an optimizer state (after training, or loaded with one). */
+  hasOptimizer(): boolean
   /** The graph's JSON, every default written out. */
   get specJson(): string
   /** The `user` metadata the file was loaded with, if any. */

@@ -376,7 +376,11 @@ export interface GraphFitOptions {
   batchSize?: number;
   /** Adam's learning rate (0.001), when `optimizer` is not given. */
   learningRate?: number;
-  /** The optimizer (default Adam with `learningRate`). */
+  /**
+   * The optimizer (default Adam with `learningRate`), made at the model's first `fit`; later
+   * calls, and a model loaded from a file saved with `includeOptimizer`, go on with its state
+   * (their learning rate is this call's).
+   */
   optimizer?: OptimizerSpec;
   /** Clip the gradient's global L2 norm to this (none). */
   clipNorm?: number;
@@ -701,14 +705,25 @@ export class GraphModel {
     return { outputs, attention };
   }
 
-  /** The model as one `.safetensors` file's bytes: the graph, the weights, epochs trained. */
-  toBuffer(): Uint8Array {
-    return native.guard(() => this.#native.toSafetensors(JSON.stringify({ gyre: { task: 'graph' } })));
+  /**
+   * The model as one `.safetensors` file's bytes: the graph, the weights, epochs trained and,
+   * with `includeOptimizer` (after training, or loaded with one), the optimizer's state, so
+   * that `fit` on the loaded model goes on exactly as it would have on this one.
+   */
+  toBuffer(options_: { includeOptimizer?: boolean } = {}): Uint8Array {
+    const o = options('options', options_, ['includeOptimizer']);
+    const include = optBool('includeOptimizer', o.includeOptimizer, false);
+    return native.guard(() => this.#native.toSafetensors(include, JSON.stringify({ gyre: { task: 'graph' } })));
+  }
+
+  /** Whether the model holds an optimizer state (it has trained, or was loaded with one); `fit` goes on with it. */
+  get hasOptimizer(): boolean {
+    return native.guard(() => this.#native.hasOptimizer());
   }
 
   /** Writes {@link GraphModel.toBuffer} to `path` atomically (a temporary file renamed over it). */
-  async save(path: string): Promise<void> {
-    await writeAtomically(path, this.toBuffer(), 'write model file');
+  async save(path: string, options_: { includeOptimizer?: boolean } = {}): Promise<void> {
+    await writeAtomically(path, this.toBuffer(options_), 'write model file');
   }
 
   /** A model from {@link GraphModel.toBuffer}'s bytes (`GYRE_BAD_FILE` for a damaged file or another kind of model). */

@@ -227,18 +227,27 @@ impl NativeGraph {
     pub fn from_safetensors(env: Env, bytes: Uint8Array) -> Result<Self> {
         contain(|| {
             let saved = graph::load(&bytes)?;
-            let state = GraphState { graph: saved.graph, optimizer: None, epochs: saved.epochs, user: saved.user };
+            let state =
+                GraphState { graph: saved.graph, optimizer: saved.optimizer, epochs: saved.epochs, user: saved.user };
             Ok(NativeGraph { shared: Shared::new(&env, state) })
         })
     }
 
-    /// The file's bytes: weights, the graph, epochs and `user` metadata.
+    /// The file's bytes: weights, the graph, epochs, `user` metadata and, when asked for and
+    /// present, the optimizer's state.
     #[napi(catch_unwind)]
-    pub fn to_safetensors(&self, user: Option<String>) -> Result<Buffer> {
+    pub fn to_safetensors(&self, include_optimizer: bool, user: Option<String>) -> Result<Buffer> {
         contain(|| {
             let s = self.shared.held()?;
-            Ok(graph::save(&s.graph, s.epochs, user.as_deref().or(s.user.as_deref()))?.into())
+            let optimizer = if include_optimizer { s.optimizer.as_ref() } else { None };
+            Ok(graph::save(&s.graph, s.epochs, optimizer, user.as_deref().or(s.user.as_deref()))?.into())
         })
+    }
+
+    /// Whether the graph holds an optimizer state (after training, or loaded with one).
+    #[napi(catch_unwind)]
+    pub fn has_optimizer(&self) -> Result<bool> {
+        contain(|| Ok(self.shared.held()?.optimizer.is_some()))
     }
 
     /// The graph's JSON, every default written out.

@@ -1,12 +1,14 @@
 //! A [`Graph`] in one `.safetensors` file: its parameters under their names, metadata `format`
 //! (`"gyre-graph"`), `format_version`, `graph` (the JSON of [`GraphSpec`]), `training`
-//! (`{"epochs": n}`) and `user` (the TypeScript layer's own entry). The optimizer's state is not
-//! kept: training resumed from a file starts a fresh optimizer.
+//! (`{"epochs": n}`), `optimizer` (`{"config": …, "step": n}` when saved with one, its buffers as
+//! tensors `optimizer/{parameter}/{buffer}`, so that training resumed from the file continues
+//! exactly) and `user` (the TypeScript layer's own entry).
 
 use super::{Graph, GraphSpec};
 use crate::error::Result;
-use crate::io::model_file::{bad, check_format, checked_tensors, training};
+use crate::io::model_file::{bad, check_format, checked_tensors, entries, optimizer_part, training, SavedOptimizer};
 use crate::io::safetensors::{parse, serialize};
+use crate::optim::Optimizer;
 use std::collections::BTreeMap;
 
 /// The `format` metadata value of a graph file.
@@ -20,15 +22,22 @@ pub struct SavedGraph {
     pub graph: Graph<f32>,
     /// Epochs trained so far.
     pub epochs: usize,
+    /// The optimizer, when the file holds one.
+    pub optimizer: Option<Optimizer<f32>>,
     /// The `user` metadata string, when present.
     pub user: Option<String>,
 }
 
-/// The bytes of a file holding `graph`, its trained `epochs` and `user`.
+/// The bytes of a file holding `graph`, its trained `epochs`, `optimizer` (if given) and `user`.
 ///
 /// # Errors
-/// When the file would exceed the format's limits.
-pub fn save(graph: &Graph<f32>, epochs: usize, user: Option<&str>) -> Result<Vec<u8>> {
+/// An optimizer made for other parameters; a file beyond the format's limits.
+pub fn save(
+    graph: &Graph<f32>,
+    epochs: usize,
+    optimizer: Option<&Optimizer<f32>>,
+    user: Option<&str>,
+) -> Result<Vec<u8>> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
@@ -37,7 +46,14 @@ pub fn save(graph: &Graph<f32>, epochs: usize, user: Option<&str>) -> Result<Vec
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
-    let tensors: Vec<(&str, &[usize], &[f32])> = graph.params().collect();
+    let mut tensors: Vec<(&str, &[usize], &[f32])> = graph.params().collect();
+    let buffers;
+    if let Some(o) = optimizer {
+        let (entry, part) = optimizer_part(o, &entries(graph.param_shapes()))?;
+        meta.insert("optimizer".to_string(), entry);
+        buffers = part;
+        tensors.extend(buffers.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
+    }
     serialize(&tensors, &meta)
 }
 
@@ -54,10 +70,17 @@ pub fn load(bytes: &[u8]) -> Result<SavedGraph> {
     let spec = GraphSpec::from_json(text).map_err(|e| bad("__metadata__.graph", e.to_string()))?;
     let mut graph = Graph::<f32>::new(spec).map_err(|e| bad("__metadata__.graph", e.to_string()))?;
     let (epochs, _) = training(meta)?;
-    let expected: BTreeMap<String, Vec<usize>> =
-        graph.param_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect();
-    for (name, data) in checked_tensors(&file.tensors, &expected, "the graph")? {
-        graph.set_param(&name, &data)?;
+    let saved_optimizer = SavedOptimizer::of(meta)?;
+    let shapes: Vec<(String, Vec<usize>)> = graph.param_shapes().map(|(n, s)| (n.to_string(), s.to_vec())).collect();
+    let params = entries(shapes.iter().map(|(n, s)| (n.as_str(), s.as_slice())));
+    let mut expected: BTreeMap<String, Vec<usize>> = shapes.iter().cloned().collect();
+    if let Some(o) = &saved_optimizer {
+        o.expect(&params, &mut expected);
     }
-    Ok(SavedGraph { graph, epochs, user: meta.get("user").cloned() })
+    let mut values = checked_tensors(&file.tensors, &expected, "the graph")?;
+    let optimizer = saved_optimizer.map(|o| o.restore(&params, &graph.sizes(), &mut values)).transpose()?;
+    for (name, _) in &shapes {
+        graph.set_param(name, &values.remove(name).unwrap_or_default())?;
+    }
+    Ok(SavedGraph { graph, epochs, optimizer, user: meta.get("user").cloned() })
 }

@@ -253,12 +253,38 @@ fn training_learns_to_reverse_sequences_and_save_load_keeps_the_predictions() {
     // The mean over every valid step of the data, whatever the batches.
     assert!((graph.evaluate(&d, &losses, 7).unwrap() - last).abs() < 1e-9);
 
-    let bytes = save(&graph, 30, Some("{\"x\":1}")).unwrap();
+    let bytes = save(&graph, 30, None, Some("{\"x\":1}")).unwrap();
     let loaded = load(&bytes).unwrap();
     assert_eq!(loaded.epochs, 30);
+    assert!(loaded.optimizer.is_none());
     assert_eq!(loaded.user.as_deref(), Some("{\"x\":1}"));
     assert_eq!(loaded.graph.spec(), graph.spec());
     assert_eq!(loaded.graph.predict(&d, 64).unwrap(), graph.predict(&d, 64).unwrap());
+    // With the optimizer's state, training goes on from the file as it goes on in memory.
+    let mut resumed = load(&save(&graph, 30, Some(&opt), None).unwrap()).unwrap();
+    let mut resumed_opt = resumed.optimizer.take().unwrap();
+    assert_eq!(resumed_opt.step_count(), opt.step_count());
+    let more = GraphEpochOptions {
+        batch_size: 32,
+        lr: 0.01,
+        clip_norm: Some(5.0),
+        losses: losses.clone(),
+        shuffle: Some(31),
+        dropout_seed: 7,
+        epoch: 31,
+    };
+    let mut on = load(&bytes).unwrap().graph;
+    let mut fresh = Optimizer::new(OptimizerConfig::adam(0.01), &on.sizes()).unwrap();
+    on.train_epoch(&mut fresh, &d, &more).unwrap();
+    graph.train_epoch(&mut opt, &d, &more).unwrap();
+    resumed.graph.train_epoch(&mut resumed_opt, &d, &more).unwrap();
+    let values = |g: &Graph<f32>| g.params().map(|(_, _, v)| v.to_vec()).collect::<Vec<_>>();
+    assert_eq!(values(&resumed.graph), values(&graph));
+    // (A fresh optimizer does not: the test can tell.)
+    assert_ne!(values(&on), values(&graph));
+    // An optimizer of another model is refused.
+    let other = Optimizer::<f32>::new(OptimizerConfig::adam(0.01), &[3]).unwrap();
+    assert!(save(&graph, 31, Some(&other), None).is_err());
     // The batch size of prediction does not change a value.
     assert_eq!(graph.predict(&d, 7).unwrap(), graph.predict(&d, 64).unwrap());
     // Attention weights: one row per valid query step summing to 1, 0 past the memory's length.

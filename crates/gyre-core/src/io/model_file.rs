@@ -10,7 +10,7 @@
 use crate::error::{CoreError, Result};
 use crate::io::safetensors::{parse, serialize, TensorView};
 use crate::model::{Model, ModelSpec};
-use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
+use crate::optim::{NamedBuffer, Optimizer, OptimizerConfig, OptimizerState};
 use crate::train::{optimizer_from_json, optimizer_to_json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +37,16 @@ pub(crate) fn bad(what: impl Into<String>, detail: impl Into<String>) -> CoreErr
     CoreError::Format { what: what.into(), detail: detail.into() }
 }
 
+/// Parameters that are all trained, by name and shape, as the optimizer's part of a file sees them.
+pub(crate) fn entries<'a>(params: impl IntoIterator<Item = (&'a str, &'a [usize])>) -> Vec<ParamEntry<'a>> {
+    params.into_iter().map(|(name, shape)| ParamEntry { name, shape, trained: true }).collect()
+}
+
+/// `model`'s tensors as the optimizer's part of a file sees them (frozen ones not trained).
+fn model_entries(model: &Model<f32>) -> Vec<ParamEntry<'_>> {
+    model.tensors.iter().map(|t| ParamEntry { name: &t.name, shape: &t.shape, trained: t.trainable }).collect()
+}
+
 /// The bytes of a `.safetensors` file holding `model`, `optimizer` (if given) and `user`.
 pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option<&str>) -> Result<Vec<u8>> {
     let mut meta = BTreeMap::new();
@@ -54,18 +64,12 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
     }
     let mut owned: Vec<(String, Vec<usize>, &[f32])> =
         model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.as_slice())).collect();
-    let state;
+    let buffers;
     if let Some(o) = optimizer {
-        state = o.state();
-        meta.insert(
-            "optimizer".to_string(),
-            format!(r#"{{"config":{},"step":{}}}"#, optimizer_to_json(o.config()), state.step),
-        );
-        for (t, buffers) in model.tensors.iter().zip(&state.params).filter(|(t, _)| t.trainable) {
-            for b in buffers {
-                owned.push((format!("{OPTIMIZER_PREFIX}{}/{}", t.name, b.name), t.shape.clone(), b.data.as_slice()));
-            }
-        }
+        let (entry, tensors) = optimizer_part(o, &model_entries(model))?;
+        meta.insert("optimizer".to_string(), entry);
+        buffers = tensors;
+        owned.extend(buffers.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice())));
     }
     let refs: Vec<(&str, &[usize], &[f32])> = owned.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d)).collect();
     serialize(&refs, &meta)
@@ -135,6 +139,101 @@ pub(crate) fn training(meta: &BTreeMap<String, String>) -> Result<(usize, Option
     Ok((epochs, Some(v)))
 }
 
+/// One parameter as the optimizer's part of a file sees it: its name, its shape and whether
+/// the optimizer updates it (a frozen tensor has no buffers in the file).
+pub(crate) struct ParamEntry<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) shape: &'a [usize],
+    pub(crate) trained: bool,
+}
+
+/// A tensor to write: its name, shape and values.
+pub(crate) type OwnedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// The optimizer's part of a file: the `optimizer` metadata entry (`{"config": …, "step": n}`)
+/// and its buffers as tensors `optimizer/{parameter}/{buffer}` with their parameter's shape,
+/// for `params` in the optimizer's order.
+///
+/// # Errors
+/// An optimizer made for another number of parameters.
+pub(crate) fn optimizer_part(o: &Optimizer<f32>, params: &[ParamEntry<'_>]) -> Result<(String, Vec<OwnedTensor>)> {
+    if o.sizes().len() != params.len() {
+        return Err(CoreError::invalid("optimizer", "one made for this model's parameters", "another model's"));
+    }
+    let state = o.state();
+    let meta = format!(r#"{{"config":{},"step":{}}}"#, optimizer_to_json(o.config()), state.step);
+    let mut tensors = Vec::new();
+    for (p, buffers) in params.iter().zip(state.params).filter(|(p, _)| p.trained) {
+        for b in buffers {
+            tensors.push((format!("{OPTIMIZER_PREFIX}{}/{}", p.name, b.name), p.shape.to_vec(), b.data));
+        }
+    }
+    Ok((meta, tensors))
+}
+
+/// The optimizer a file's `optimizer` metadata entry describes (see [`optimizer_part`]).
+pub(crate) struct SavedOptimizer {
+    config: OptimizerConfig,
+    step: u64,
+}
+
+impl SavedOptimizer {
+    /// The file's optimizer entry, if it has one.
+    ///
+    /// # Errors
+    /// A malformed entry (invalid JSON, no or a bad `config`, no integer `step`).
+    pub(crate) fn of(meta: &BTreeMap<String, String>) -> Result<Option<Self>> {
+        let Some(text) = meta.get("optimizer") else { return Ok(None) };
+        let m = json("optimizer", text)?;
+        let c = m.get("config").ok_or_else(|| bad("__metadata__.optimizer", "no \"config\""))?;
+        let config =
+            optimizer_from_json(&c.to_string()).map_err(|e| bad("__metadata__.optimizer.config", e.to_string()))?;
+        let step = m
+            .get("step")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("__metadata__.optimizer", "no integer \"step\""))?;
+        Ok(Some(SavedOptimizer { config, step }))
+    }
+
+    /// Adds the buffer tensors of the trained `params` to the tensors a file must hold.
+    pub(crate) fn expect(&self, params: &[ParamEntry<'_>], expected: &mut BTreeMap<String, Vec<usize>>) {
+        for p in params.iter().filter(|p| p.trained) {
+            for b in self.config.buffer_names() {
+                expected.insert(format!("{OPTIMIZER_PREFIX}{}/{b}", p.name), p.shape.to_vec());
+            }
+        }
+    }
+
+    /// The optimizer with its state, its buffers taken out of `values` (checked tensors; see
+    /// [`SavedOptimizer::expect`]), for parameters of `sizes` (0 for a frozen one).
+    ///
+    /// # Errors
+    /// A state that does not fit the parameters.
+    pub(crate) fn restore(
+        self,
+        params: &[ParamEntry<'_>],
+        sizes: &[usize],
+        values: &mut BTreeMap<String, Vec<f32>>,
+    ) -> Result<Optimizer<f32>> {
+        let mut o = Optimizer::new(self.config, sizes)?;
+        let names = self.config.buffer_names();
+        let params = params
+            .iter()
+            .map(|p| {
+                names
+                    .iter()
+                    .map(|b| NamedBuffer {
+                        name: b.to_string(),
+                        data: values.remove(&format!("{OPTIMIZER_PREFIX}{}/{b}", p.name)).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .collect();
+        o.load_state(OptimizerState { step: self.step, params }).map_err(|e| bad("optimizer state", e.to_string()))?;
+        Ok(o)
+    }
+}
+
 /// Every tensor of a file as f32 by name, after checking that the names are exactly those of
 /// `expected` (extra ones reported as "not in `of`"), each with its expected shape ("has shape
 /// … but `of` needs …") and finite values.
@@ -201,56 +300,20 @@ pub fn load(bytes: &[u8]) -> Result<Saved> {
             model.plateau = Some(crate::optim::Plateau { lr, best, bad_epochs, cooldown_left });
         }
     }
-    let optimizer_meta = meta.get("optimizer").map(|o| json("optimizer", o)).transpose()?;
-    let optimizer_config = optimizer_meta
-        .as_ref()
-        .map(|o| {
-            let c = o.get("config").ok_or_else(|| bad("__metadata__.optimizer", "no \"config\""))?;
-            optimizer_from_json(&c.to_string()).map_err(|e| bad("__metadata__.optimizer.config", e.to_string()))
-        })
-        .transpose()?;
-
+    let saved_optimizer = SavedOptimizer::of(meta)?;
     // The tensors the configuration accounts for, with their shapes.
     let mut expected: BTreeMap<String, Vec<usize>> =
         model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect();
-    if let Some(c) = &optimizer_config {
-        for t in model.tensors.iter().filter(|t| t.trainable) {
-            for b in c.buffer_names() {
-                expected.insert(format!("{OPTIMIZER_PREFIX}{}/{b}", t.name), t.shape.clone());
-            }
-        }
+    if let Some(o) = &saved_optimizer {
+        o.expect(&model_entries(&model), &mut expected);
     }
     let mut values = checked_tensors(&file.tensors, &expected, "the configuration")?;
     let params: Vec<Vec<f32>> =
         model.tensors.iter().map(|t| values.remove(t.name.as_str()).unwrap_or_default()).collect();
     model.set_parameters(params)?;
-
-    let optimizer = match (optimizer_config, optimizer_meta) {
-        (Some(c), Some(m)) => {
-            let step = m
-                .get("step")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| bad("__metadata__.optimizer", "no integer \"step\""))?;
-            let mut o = Optimizer::new(c, &crate::train::optimizer_sizes(&model))?;
-            let params = model
-                .tensors
-                .iter()
-                .map(|t| {
-                    c.buffer_names()
-                        .into_iter()
-                        .map(|b| NamedBuffer {
-                            name: b.to_string(),
-                            data: values
-                                .remove(format!("{OPTIMIZER_PREFIX}{}/{b}", t.name).as_str())
-                                .unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .collect();
-            o.load_state(OptimizerState { step, params }).map_err(|e| bad("optimizer state", e.to_string()))?;
-            Some(o)
-        }
-        _ => None,
+    let optimizer = match saved_optimizer {
+        Some(o) => Some(o.restore(&model_entries(&model), &crate::train::optimizer_sizes(&model), &mut values)?),
+        None => None,
     };
     Ok(Saved { model, optimizer, user: meta.get("user").cloned() })
 }

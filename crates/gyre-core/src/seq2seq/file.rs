@@ -5,17 +5,15 @@
 //! tokenizers).
 
 use super::{Seq2Seq, Seq2SeqConfig};
-use crate::error::{CoreError, Result};
-use crate::io::model_file::{bad, check_format, checked_tensors, json, training};
+use crate::error::Result;
+use crate::io::model_file::{bad, check_format, checked_tensors, entries, optimizer_part, training, SavedOptimizer};
 use crate::io::safetensors::{parse, serialize};
-use crate::optim::{NamedBuffer, Optimizer, OptimizerState};
-use crate::train::{optimizer_from_json, optimizer_to_json};
+use crate::optim::Optimizer;
 use std::collections::BTreeMap;
 
 /// The `format` metadata value of an encoder–decoder file.
 pub const FORMAT: &str = "gyre-seq2seq";
 const FORMAT_VERSION: u32 = 1;
-const OPTIMIZER_PREFIX: &str = "optimizer/";
 
 /// A loaded encoder–decoder file.
 #[derive(Debug)]
@@ -49,25 +47,15 @@ pub fn save(
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
-    let mut owned: Vec<(String, &[usize], &[f32])> = model.params().map(|(n, s, v)| (n.to_string(), s, v)).collect();
-    let state;
+    let mut owned: Vec<(&str, &[usize], &[f32])> = model.params().collect();
+    let buffers;
     if let Some(o) = optimizer {
-        if o.sizes().len() != owned.len() {
-            return Err(CoreError::invalid("optimizer", "one made for this model's parameters", "another model's"));
-        }
-        state = o.state();
-        meta.insert(
-            "optimizer".to_string(),
-            format!(r#"{{"config":{},"step":{}}}"#, optimizer_to_json(o.config()), state.step),
-        );
-        for ((name, shape, _), buffers) in model.params().zip(&state.params) {
-            for b in buffers {
-                owned.push((format!("{OPTIMIZER_PREFIX}{name}/{}", b.name), shape, b.data.as_slice()));
-            }
-        }
+        let (entry, tensors) = optimizer_part(o, &entries(model.params().map(|(n, s, _)| (n, s))))?;
+        meta.insert("optimizer".to_string(), entry);
+        buffers = tensors;
+        owned.extend(buffers.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
     }
-    let refs: Vec<(&str, &[usize], &[f32])> = owned.iter().map(|(n, s, d)| (n.as_str(), *s, *d)).collect();
-    serialize(&refs, &meta)
+    serialize(&owned, &meta)
 }
 
 /// Loads a file written by [`save`], checking the format, the configuration, every tensor's
@@ -90,50 +78,17 @@ pub fn load(bytes: &[u8]) -> Result<SavedSeq2Seq> {
     let config = Seq2SeqConfig::from_json(config_json).map_err(|e| bad("__metadata__.config", e.to_string()))?;
     let shapes = Seq2Seq::<f32>::param_shapes(&config)?;
     let (epochs, _) = training(meta)?;
-    let optimizer_meta = meta.get("optimizer").map(|o| json("optimizer", o)).transpose()?;
-    let optimizer_config = optimizer_meta
-        .as_ref()
-        .map(|o| {
-            let c = o.get("config").ok_or_else(|| bad("__metadata__.optimizer", "no \"config\""))?;
-            optimizer_from_json(&c.to_string()).map_err(|e| bad("__metadata__.optimizer.config", e.to_string()))
-        })
-        .transpose()?;
+    let saved_optimizer = SavedOptimizer::of(meta)?;
+    let params = entries(shapes.iter().map(|(n, s)| (n.as_str(), s.as_slice())));
     let mut expected: BTreeMap<String, Vec<usize>> = shapes.iter().cloned().collect();
-    if let Some(c) = &optimizer_config {
-        for (name, shape) in &shapes {
-            for b in c.buffer_names() {
-                expected.insert(format!("{OPTIMIZER_PREFIX}{name}/{b}"), shape.clone());
-            }
-        }
+    if let Some(o) = &saved_optimizer {
+        o.expect(&params, &mut expected);
     }
     let mut values = checked_tensors(&file.tensors, &expected, "the configuration")?;
-    let params: Vec<(String, Vec<f32>)> =
+    let weights: Vec<(String, Vec<f32>)> =
         shapes.iter().map(|(n, _)| (n.clone(), values.remove(n).unwrap_or_default())).collect();
-    let model = Seq2Seq::from_params(config, params)?;
-    let optimizer = match (optimizer_config, optimizer_meta) {
-        (Some(c), Some(m)) => {
-            let step = m
-                .get("step")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| bad("__metadata__.optimizer", "no integer \"step\""))?;
-            let sizes: Vec<usize> = model.params().map(|(_, _, v)| v.len()).collect();
-            let mut o = Optimizer::new(c, &sizes)?;
-            let params = shapes
-                .iter()
-                .map(|(name, _)| {
-                    c.buffer_names()
-                        .into_iter()
-                        .map(|b| NamedBuffer {
-                            name: b.to_string(),
-                            data: values.remove(&format!("{OPTIMIZER_PREFIX}{name}/{b}")).unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .collect();
-            o.load_state(OptimizerState { step, params }).map_err(|e| bad("optimizer state", e.to_string()))?;
-            Some(o)
-        }
-        _ => None,
-    };
+    let sizes: Vec<usize> = shapes.iter().map(|(_, s)| s.iter().product()).collect();
+    let optimizer = saved_optimizer.map(|o| o.restore(&params, &sizes, &mut values)).transpose()?;
+    let model = Seq2Seq::from_params(config, weights)?;
     Ok(SavedSeq2Seq { model, epochs, optimizer, user: meta.get("user").cloned() })
 }
