@@ -47,6 +47,32 @@ describe('functional Keras 3 files as graphs', () => {
     h.dispose();
   });
 
+  it("maps Keras' dot Attention to the graph's dot attention, and refuses what it does not have", async () => {
+    const g = await loadKerasGraph(join(dir, 'graph_lstm_attention.keras'));
+    const ctx = g.spec.nodes.find((n) => n.name === 'ctx');
+    expect(ctx).toEqual({ name: 'ctx', layer: { type: 'attention', score: 'dot' }, inputs: ['dec', 'enc'] });
+    const c = expected.cases.graph_lstm_attention!;
+    const w = (await g.predict(c.inputs)).attention.ctx!;
+    expect(w.shape).toEqual([3, 4, 5]);
+    g.dispose();
+    // The same file with options gyre's attention does not have: an error naming the layer and the option.
+    const { unzipSync, zipSync, strToU8, strFromU8 } = await import('fflate');
+    const files = unzipSync(readFileSync(join(dir, 'graph_lstm_attention.keras')));
+    const config = JSON.parse(strFromU8(files['config.json']!));
+    const layer = config.config.layers.find((l: { name: string }) => l.name === 'ctx');
+    for (const [key, v, message] of [
+      ['use_scale', true, /"ctx".*use_scale/],
+      ['score_mode', 'concat', /"ctx".*score_mode/],
+      ['dropout', 0.1, /"ctx".*dropout/],
+    ] as const) {
+      const saved = layer.config[key];
+      layer.config[key] = v;
+      const bytes = zipSync({ ...files, 'config.json': strToU8(JSON.stringify(config)) });
+      expect(() => importKerasGraph(bytes)).toThrow(message);
+      layer.config[key] = saved;
+    }
+  });
+
   it('a functional file given to loadKeras points to loadKerasGraph', async () => {
     await expect(loadKeras(join(dir, 'graph_gru_two_outputs.keras'))).rejects.toThrow(/loadKerasGraph/);
   });

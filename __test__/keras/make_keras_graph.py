@@ -51,7 +51,25 @@ def gru_two_outputs():
     return keras.Model([past, future], [y, level]), x
 
 
-CASES = {"graph_bidirectional_lstm": bidirectional_lstm, "graph_gru_two_outputs": gru_two_outputs}
+def lstm_attention():
+    # Luong's dot attention: an LSTM decoder started from an LSTM encoder's states attends over
+    # the encoder's outputs (keras.layers.Attention on [query, value]); the decoder state and
+    # the context, concatenated, feed a softmax at every step.
+    src = keras.Input((None,), dtype="int32", name="src")
+    tgt = keras.Input((None,), dtype="int32", name="tgt")
+    enc, h, c = layers.LSTM(6, return_sequences=True, return_state=True, name="enc")(layers.Embedding(9, 4, name="src_emb")(src))
+    dec = layers.LSTM(6, return_sequences=True, name="dec")(layers.Embedding(7, 4, name="tgt_emb")(tgt), initial_state=[h, c])
+    ctx = layers.Attention(name="ctx")([dec, enc])
+    y = layers.Dense(7, activation="softmax", name="y")(layers.Concatenate(name="cat")([dec, ctx]))
+    x = {"src": np.random.default_rng(5).integers(0, 9, (3, 5)), "tgt": np.random.default_rng(6).integers(0, 7, (3, 4))}
+    return keras.Model([src, tgt], y), x
+
+
+CASES = {
+    "graph_bidirectional_lstm": bidirectional_lstm,
+    "graph_gru_two_outputs": gru_two_outputs,
+    "graph_lstm_attention": lstm_attention,
+}
 
 
 def main(out):

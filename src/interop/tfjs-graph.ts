@@ -5,8 +5,8 @@
  *
  * What maps how: `InputLayer` → a graph input (float steps, or token ids when an `Embedding`
  * reads it); `Embedding`, `SimpleRNN` / `LSTM` / `GRU` (and `Bidirectional` with `concat`
- * merging), `Dense` (also inside `TimeDistributed`), `Concatenate` (last axis) and `Dropout` → the
- * graph's layers; other dropout and noise layers are skipped (they are the identity in prediction). States: `LSTM(return_state=True)` outputs
+ * merging), `Dense` (also inside `TimeDistributed`), `Concatenate` (last axis), `Dropout` and
+ * `Attention` (the dot score, over `[query, value]`) → the graph's layers; other dropout and noise layers are skipped (they are the identity in prediction). States: `LSTM(return_state=True)` outputs
  * `[output, h, c]` (a `GRU` or `SimpleRNN` `[output, h]`; a `Bidirectional` `[output, h_fwd,
  * (c_fwd,) h_bwd, (c_bwd)]`); a recurrent layer's `initial_state` must be the states of one
  * recurrent layer — `[h, c]` of a one-directional layer, a `Bidirectional`'s forward and backward
@@ -58,6 +58,8 @@ interface KerasLayer {
   inputs: Ref[];
   /** `initial_state` tensors (Keras 3 keeps them apart; tfjs and Keras 2 list them after the input). */
   initialState: Ref[];
+  /** The call's other keyword arguments (Keras 3). */
+  kwargs: Json;
 }
 
 function ref(v: unknown, what: string): Ref {
@@ -73,10 +75,10 @@ function tensorsOf(v: unknown, what: string): Ref[] {
 }
 
 /** One layer's call, from either inbound-node format. */
-function calls(l: Json, label: string): { inputs: Ref[]; initialState: Ref[] } {
+function calls(l: Json, label: string): { inputs: Ref[]; initialState: Ref[]; kwargs: Json } {
   const nodes = l.inbound_nodes;
   if (!Array.isArray(nodes)) return fail(`${label}: no inbound_nodes array`);
-  if (nodes.length === 0) return { inputs: [], initialState: [] };
+  if (nodes.length === 0) return { inputs: [], initialState: [], kwargs: {} };
   if (nodes.length > 1) fail(`${label}: is called ${nodes.length} times; shared layers are not supported`);
   const node = nodes[0];
   if (isObject(node)) {
@@ -86,10 +88,10 @@ function calls(l: Json, label: string): { inputs: Ref[]; initialState: Ref[] } {
     const inputs = args.flatMap((a, i) => tensorsOf(a, `${label} args[${i}]`));
     const initialState =
       kwargs.initial_state === undefined || kwargs.initial_state === null ? [] : tensorsOf(kwargs.initial_state, `${label} initial_state`);
-    return { inputs, initialState };
+    return { inputs, initialState, kwargs };
   }
   if (!Array.isArray(node)) return fail(`${label}: inbound_nodes[0] must be a list of tensors or a {args, kwargs} object`);
-  return { inputs: node.map((t, i) => ref(t, `${label} inbound_nodes[0][${i}]`)), initialState: [] };
+  return { inputs: node.map((t, i) => ref(t, `${label} inbound_nodes[0][${i}]`)), initialState: [], kwargs: {} };
 }
 
 /** The functional topology's layers, inputs and outputs. */
@@ -127,8 +129,8 @@ export function convertGraph(
     const name =
       typeof l.name === 'string' ? l.name : typeof l.config.name === 'string' ? l.config.name : `${snakeCase(l.class_name)}_${i}`;
     const label = `layer ${JSON.stringify(name)} (${l.class_name}, layers[${i}])`;
-    const { inputs, initialState } = calls(l, label);
-    return { cls: l.class_name, name, config: l.config, inputs, initialState };
+    const { inputs, initialState, kwargs } = calls(l, label);
+    return { cls: l.class_name, name, config: l.config, inputs, initialState, kwargs };
   });
   const label = (k: KerasLayer) => `layer ${JSON.stringify(k.name)} (${k.cls})`;
   const byName = new Map(keras.map((k) => [k.name, k]));
@@ -212,6 +214,14 @@ export function convertGraph(
         k.name,
         names.reduce((s, x) => s + (widthOf.get(x) ?? 0), 0),
       );
+      tensors.set(`${k.name}:0`, { kind: 'value', name: k.name });
+      continue;
+    }
+    if (k.cls === 'Attention') {
+      const width = (n: string) => inputFeatures.get(n) ?? widthOf.get(n);
+      const node = attentionNode(k, label(k), (r) => value(r, label(k)), width);
+      nodes.push(node);
+      widthOf.set(k.name, width(node.inputs[1]!) ?? 0);
       tensors.set(`${k.name}:0`, { kind: 'value', name: k.name });
       continue;
     }
@@ -302,6 +312,40 @@ export function convertGraph(
     if (node.layer.type === 'gru') node.layer.resetAfter = converted.resetAfter ?? false;
   });
   return { spec: { inputs, nodes, outputs }, parameters };
+}
+
+/**
+ * Keras' `Attention` layer (Luong's dot score: `softmax(q·kᵀ)·v`) called on `[query, value]` or
+ * `[query, value, key]` with the key the value, as gyre's `'dot'` attention of the query over the
+ * value. What gyre's attention does not have is an error naming it: a learned scale
+ * (`use_scale`), the `'concat'` score, dropout on the weights, a causal mask, the scores as a
+ * second output. (Keras masks the value only by a mask, refused here; gyre masks it by each
+ * sequence's length: the same for sequences given at full length.)
+ */
+function attentionNode(
+  k: KerasLayer,
+  label: string,
+  value: (r: Ref) => string,
+  width: (name: string) => number | undefined,
+): GraphNodeSpec {
+  const c = k.config;
+  if (c.use_scale === true) fail(`${label}: use_scale true is not supported (gyre's dot attention has no learned scale)`);
+  if ((c.score_mode ?? 'dot') !== 'dot') fail(`${label}: score_mode ${describe(c.score_mode)} is not supported; gyre imports 'dot'`);
+  if (typeof c.dropout === 'number' && c.dropout > 0) fail(`${label}: dropout ${c.dropout} on the attention weights is not supported`);
+  if (c.causal === true || k.kwargs.use_causal_mask === true) fail(`${label}: a causal mask is not supported`);
+  if (k.kwargs.return_attention_scores === true)
+    fail(`${label}: return_attention_scores true is not supported (a gyre graph's predict returns every attention node's weights)`);
+  const [q, v, key] = k.inputs;
+  if (q === undefined || v === undefined || k.inputs.length > 3)
+    fail(`${label}: takes [query, value] or [query, value, key], got ${k.inputs.length} tensors`);
+  if (key !== undefined && (key[0] !== v![0] || key[2] !== v![2]))
+    fail(`${label}: a key other than the value is not supported (gyre's attention reads its memory as both)`);
+  const query = value(q!);
+  const memory = value(v!);
+  const [wq, wm] = [width(query), width(memory)];
+  if (wq !== undefined && wm !== undefined && wq !== wm)
+    fail(`${label}: the dot score needs the query and the value to have the same width, got ${wq} and ${wm}`);
+  return { name: k.name, layer: { type: 'attention', score: 'dot' }, inputs: [query, memory] };
 }
 
 /** The node a recurrent layer's `initial_state` tensors are the states of. */
