@@ -156,6 +156,8 @@ const SETTINGS = options.quick
       roofRounds: 5, // external sgemm: timed products; FMA probe: rounds (at most 7)
       streamSteps: 10000,
       seq2seqEpochs: 1,
+      attentionPairs: 512, // the encoder–decoder both gyre and TensorFlow.js express: gyre's pairs per epoch...
+      attentionSlowPairs: 128, // ...and TensorFlow.js'
       memoryBatches: [1],
       taskTimeoutMs: 240_000,
     }
@@ -174,6 +176,8 @@ const SETTINGS = options.quick
       roofRounds: 11,
       streamSteps: 10000,
       seq2seqEpochs: 3,
+      attentionPairs: 2048,
+      attentionSlowPairs: 256,
       memoryBatches: [1, 4],
       taskTimeoutMs: 900_000,
     };
@@ -586,6 +590,19 @@ if (libraries.includes('gyre')) {
   for (const batches of SETTINGS.memoryBatches) await extra('memory', { batches });
   // The encoder–decoder: each thread count in its own process.
   for (const threads of SETTINGS.threads) await extra('seq2seq', { threads });
+  for (const threads of SETTINGS.threads) await extra('attention', { threads });
+}
+// The same encoder–decoder in TensorFlow.js, on each of its backends that was asked for.
+for (const backend of ['cpu', 'wasm'].filter((b) => libraries.includes(`tfjs-${b}`))) {
+  const label = `tfjs-${backend} attention encoder–decoder`;
+  log(`${label} ...`);
+  const r = await runTask({ kind: 'attention-tfjs', backend, settings: SETTINGS });
+  taskWallMs[label] = Math.round(r.wallMs);
+  if (r.ok) extras.attention = [...(extras.attention ?? []), ...r.result];
+  else {
+    failures.push({ library: `tfjs-${backend}`, workload: 'attention encoder–decoder', error: r.error });
+    log(`  FAILED: ${r.error.split('\n')[0]}`);
+  }
 }
 
 // Ratios: gyre at a level and the same thread count (1 for the single-threaded baselines) ÷ the row.
@@ -753,6 +770,7 @@ const results = {
   stream: extras.stream ?? null,
   memory: extras.memory ?? null,
   seq2seq: extras.seq2seq ?? null,
+  attention: extras.attention ?? null,
   failures,
   skipped,
   taskWallMs,

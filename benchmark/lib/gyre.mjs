@@ -3,7 +3,7 @@
 // training. Every process reports the SIMD level it ran at (GYRE_SIMD caps it).
 import { performance } from 'node:perf_hooks';
 import gyre from '../../dist/index.js';
-import { WORKLOADS, gates, makeData, parameterCount, rng } from './workloads.mjs';
+import { ATTENTION, WORKLOADS, attentionData, gates, makeData, parameterCount, rng } from './workloads.mjs';
 import { measure, median } from './timing.mjs';
 
 /** The benchmarked model: one recurrent layer and a dense readout at every step. */
@@ -231,8 +231,9 @@ export async function memoryPeak(s) {
  * order), a bidirectional LSTM encoder of hidden 128 and an LSTM decoder of 256 with general
  * attention and input feeding, batches of 64. Per thread count: training pairs/s (the median of
  * `s.seq2seqEpochs` one-epoch runs after one warm-up epoch) and decoding pairs/s, greedy and with
- * a beam of 5 (all sources in one `transduce` call, median of 3). TensorFlow.js has no attention
- * layer, so there is no baseline row for it.
+ * a beam of 5 (all sources in one `transduce` call, median of 3). TensorFlow.js cannot express it
+ * (it has no attention layer, no input feeding and no beam search): `attentionGraphBench` is the
+ * model both can.
  */
 export async function seq2seqBench(s) {
   const r = rng(17);
@@ -278,4 +279,57 @@ export async function seq2seqBench(s) {
     });
   }
   return out;
+}
+
+/** Rows of `width` from a flat Int32Array, as nested arrays. */
+function rowsOf(flat, width) {
+  return Array.from({ length: flat.length / width }, (_, i) => Array.from(flat.subarray(i * width, (i + 1) * width)));
+}
+
+/**
+ * The encoder–decoder TensorFlow.js can express too (`ATTENTION` in workloads.mjs) as a gyre
+ * model graph: training pairs/s, the median of `s.seq2seqEpochs` one-epoch `fit` runs over
+ * `s.attentionPairs` pairs (Adam 0.001, batch 64, no shuffling) after a warm-up epoch, one
+ * thread count per process.
+ */
+export async function attentionGraphBench(s) {
+  const a = ATTENTION;
+  const d = attentionData(s.attentionPairs);
+  const g = gyre.graph();
+  const src = g.input('source', { vocabSize: a.letters });
+  const tgt = g.input('target', { vocabSize: a.symbols + 2 });
+  const enc = g.lstm(g.embedding(src, { embeddingDim: a.embedding }), {
+    hiddenSize: a.encoder,
+    bidirectional: true,
+    returnState: true,
+    name: 'enc',
+  });
+  const dec = g.lstm(g.embedding(tgt, { embeddingDim: a.embedding }), { hiddenSize: a.decoder, initialState: enc.state, name: 'dec' });
+  const ctx = g.attention(dec, enc, { score: 'dot', name: 'ctx' });
+  const out = g.dense(g.concatenate([dec, ctx]), { units: a.symbols + 1, activation: 'softmax', name: 'out' });
+  const model = g.model([out], { seed: 1 });
+  const x = { source: rowsOf(d.source, a.sourceSteps), target: rowsOf(d.decoderIn, a.targetSteps) };
+  const y = { out: rowsOf(d.target, a.targetSteps) };
+  const parameters = Object.values(model.parameters()).reduce((n, p) => n + p.data.length, 0);
+  const result = [];
+  for (const threads of s.threads) {
+    gyre.setNumThreads(threads);
+    const oneEpoch = () => model.fit(x, y, { epochs: 1, batchSize: a.batch, learningRate: 0.001, shuffle: false });
+    await oneEpoch();
+    const ms = [];
+    for (let k = 0; k < s.seq2seqEpochs; k++) {
+      const t0 = performance.now();
+      await oneEpoch();
+      ms.push(performance.now() - t0);
+    }
+    result.push({
+      library: 'gyre',
+      threads,
+      pairs: s.attentionPairs,
+      parameters,
+      trainingPairsPerSec: s.attentionPairs / (median(ms) / 1000),
+    });
+  }
+  model.dispose();
+  return result;
 }

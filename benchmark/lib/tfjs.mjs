@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths, getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { makeData } from './workloads.mjs';
+import { ATTENTION, attentionData, makeData } from './workloads.mjs';
 import { budgeted } from './timing.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -102,4 +102,58 @@ export async function bench(w, s, backend) {
   for (const t of held) t.dispose();
   model.dispose();
   return rows;
+}
+
+/**
+ * The encoder–decoder with dot attention of workloads.mjs (`ATTENTION`) as a TensorFlow.js
+ * functional model: the attention from its layers (`dot` of the decoder's states with the
+ * encoder's outputs, `softmax`, `dot` with the outputs), the bidirectional encoder's states
+ * joined forward first as gyre joins them, LSTMs with recurrentActivation 'sigmoid'; compiled
+ * with adam (0.001) and categoricalCrossentropy over one-hot targets. Training pairs/s: the
+ * median of `s.slowReps` one-epoch fits over `s.attentionSlowPairs` pairs (batch 64, no
+ * shuffling) after a warm-up epoch. A backend that cannot train it (tfjs-wasm has no
+ * `UnsortedSegmentSum`, the embedding's gradient) reports the error instead.
+ */
+export async function attentionBench(s, backend) {
+  const threads = await useBackend(backend);
+  const a = ATTENTION;
+  const n = s.attentionSlowPairs;
+  const d = attentionData(n);
+  const lstm = (units, o) =>
+    tf.layers.lstm({ units, recurrentActivation: 'sigmoid', recurrentInitializer: 'glorotUniform', returnSequences: true, ...o });
+  const src = tf.input({ shape: [a.sourceSteps], dtype: 'int32', name: 'source' });
+  const tgt = tf.input({ shape: [a.targetSteps], dtype: 'int32', name: 'target' });
+  const [encOut, fh, fc, bh, bc] = tf.layers
+    .bidirectional({ layer: lstm(a.encoder, { returnState: true }), mergeMode: 'concat' })
+    .apply(tf.layers.embedding({ inputDim: a.letters, outputDim: a.embedding }).apply(src));
+  const h = tf.layers.concatenate().apply([fh, bh]);
+  const c = tf.layers.concatenate().apply([fc, bc]);
+  const dec = lstm(a.decoder).apply(tf.layers.embedding({ inputDim: a.symbols + 2, outputDim: a.embedding }).apply(tgt), {
+    initialState: [h, c],
+  });
+  const weights = tf.layers.softmax({ axis: -1 }).apply(tf.layers.dot({ axes: [2, 2] }).apply([dec, encOut]));
+  const ctx = tf.layers.dot({ axes: [2, 1] }).apply([weights, encOut]);
+  const out = tf.layers.dense({ units: a.symbols + 1, activation: 'softmax' }).apply(tf.layers.concatenate().apply([dec, ctx]));
+  const model = tf.model({ inputs: [src, tgt], outputs: out });
+  model.compile({ optimizer: tf.train.adam(0.001), loss: 'categoricalCrossentropy' });
+  const xs = [tf.tensor2d(d.source, [n, a.sourceSteps], 'int32'), tf.tensor2d(d.decoderIn, [n, a.targetSteps], 'int32')];
+  const y = tf.tidy(() => tf.oneHot(tf.tensor2d(d.target, [n, a.targetSteps], 'int32'), a.symbols + 1).toFloat());
+  const oneEpoch = () => model.fit(xs, y, { epochs: 1, batchSize: a.batch, shuffle: false, verbose: 0 });
+  const row = { library: `tfjs-${backend}`, threads, pairs: n, parameters: model.countParams() };
+  try {
+    await oneEpoch();
+    const ms = [];
+    for (let k = 0; k < s.slowReps; k++) {
+      const t0 = performance.now();
+      await oneEpoch();
+      ms.push(performance.now() - t0);
+    }
+    ms.sort((p, q) => p - q);
+    row.trainingPairsPerSec = n / (ms[ms.length >> 1] / 1000);
+  } catch (err) {
+    row.error = String(err?.message ?? err).split('\n')[0];
+  }
+  for (const t of [...xs, y]) t.dispose();
+  model.dispose();
+  return [row];
 }

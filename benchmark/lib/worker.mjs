@@ -4,7 +4,8 @@
 //
 //   node benchmark/lib/worker.mjs '<task JSON>'
 //
-// Task: { kind: 'lib', lib, workload, settings } | { kind: 'product' | 'stream' | 'memory' | 'seq2seq', settings }
+// Task: { kind: 'lib', lib, workload, settings } | { kind: 'product' | 'stream' | 'memory' | 'seq2seq' | 'attention', settings }
+// | { kind: 'attention-tfjs', backend: 'cpu' | 'wasm', settings }
 // | { kind: 'info' } (gyre's SIMD level and thread count in this process's environment).
 // Prints one line `RESULT <json>` on stdout; anything else on stdout/stderr is diagnostics.
 import { WORKLOADS } from './workloads.mjs';
@@ -41,6 +42,10 @@ async function main() {
       return (await import('./gyre.mjs')).memoryPeak(s);
     case 'seq2seq':
       return (await import('./gyre.mjs')).seq2seqBench(s);
+    case 'attention':
+      return (await import('./gyre.mjs')).attentionGraphBench(s);
+    case 'attention-tfjs':
+      return (await import('./tfjs.mjs')).attentionBench(s, task.backend);
     default:
       throw new Error(`unknown task kind ${task.kind}`);
   }

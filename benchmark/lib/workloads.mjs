@@ -75,3 +75,36 @@ export function makeData(w, sequences, seed = 1) {
   for (let i = 0; i < values.length; i++) values[i] = r() * 2 - 1;
   return { sequences, x, values };
 }
+
+/**
+ * The encoder–decoder both gyre (a model graph) and TensorFlow.js (a functional model built of
+ * its layers) can express: source letters (vocabulary 26, embedding 64) → a bidirectional LSTM
+ * (128 per direction, returning its states) whose forward and backward states, joined forward
+ * first, start an LSTM decoder (256) over the target ids shifted right (vocabulary 41: 39
+ * symbols, end, start; embedding 64); Luong's dot attention of the decoder's states over the
+ * encoder's outputs (without masking: every pair has the same lengths, 8 letters and 8 symbols
+ * plus the end); the decoder state and the context, joined, feed a softmax over the 40 target
+ * ids at every step; cross-entropy per step, Adam (0.001), batches of 64.
+ */
+export const ATTENTION = { letters: 26, symbols: 39, sourceSteps: 8, targetSteps: 9, embedding: 64, encoder: 128, decoder: 256, batch: 64 };
+
+/**
+ * `pairs` pairs of the task above: `source` Int32Array [pairs, 8] letter ids, `decoderIn`
+ * Int32Array [pairs, 9] (start id 40, then the targets but the last), `target` Int32Array
+ * [pairs, 9] (each letter mapped to one of 39 symbols, in reverse order, then the end id 39).
+ */
+export function attentionData(pairs, seed = 17) {
+  const a = ATTENTION;
+  const r = rng(seed);
+  const source = new Int32Array(pairs * a.sourceSteps);
+  const decoderIn = new Int32Array(pairs * a.targetSteps);
+  const target = new Int32Array(pairs * a.targetSteps);
+  for (let i = 0; i < pairs; i++) {
+    const s = Array.from({ length: a.sourceSteps }, () => Math.floor(((r() + 1) / 2) * a.letters) % a.letters);
+    const t = [...s.map((l) => (l * 7) % a.symbols).reverse(), a.symbols];
+    source.set(s, i * a.sourceSteps);
+    target.set(t, i * a.targetSteps);
+    decoderIn.set([a.symbols + 1, ...t.slice(0, -1)], i * a.targetSteps);
+  }
+  return { source, decoderIn, target };
+}
