@@ -19,6 +19,13 @@ use crate::rnn::weights::LayerWeights;
 use crate::seq2seq::ScoreConfig;
 use crate::AttentionScore;
 use ndarray::{concatenate, s, Array2, Array3, ArrayView1, ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// A shard's loss terms per output (sum, count) and its gradient by parameter.
+type ShardSums<F> = (Vec<(f64, usize)>, Vec<Vec<F>>);
+
+/// Samples per shard of a training batch (see [`Graph::loss_and_gradient`]).
+const GRAPH_SHARD: usize = 32;
 
 /// One input's data for `N` samples.
 #[derive(Clone, Debug, PartialEq)]
@@ -796,14 +803,18 @@ impl<F: Real> Graph<F> {
     /// and the number of terms its mean divides by), and when `grads`, the gradient of the sum
     /// of the outputs' means: each output's (and the logits' of softmax outputs).
     #[allow(clippy::type_complexity)]
+    /// Per output: its loss summed over the valid rows of samples `idx` with their count, and
+    /// with `rows` (the batch's valid rows per output, when `idx` is a shard of it) the gradient
+    /// of the batch's mean.
     fn loss(
         &self,
         pass: &Pass<F>,
         data: &GraphData<F>,
         idx: &[usize],
         losses: &[GraphLoss],
-        grads: bool,
+        rows: Option<&[usize]>,
     ) -> Result<(Vec<(f64, usize)>, Vec<Grad<F>>, Vec<Option<Array2<F>>>)> {
+        let grads = rows.is_some();
         let mut terms = Vec::with_capacity(self.outputs.len());
         let mut outs = Vec::with_capacity(self.outputs.len());
         let mut logits = Vec::with_capacity(self.outputs.len());
@@ -817,7 +828,7 @@ impl<F: Real> Graph<F> {
                 Val::Vector(y) => (y.clone(), None),
                 Val::Tokens(_) => return Err(internal("an output")),
             };
-            let (rows, width) = y.dim();
+            let width = y.ncols();
             let tb = dims.map_or(1, |d| d.1);
             // Valid rows and where their targets are.
             let mut valid: Vec<(usize, usize)> = Vec::new();
@@ -827,8 +838,8 @@ impl<F: Real> Graph<F> {
                     valid.push((b * tb + t, i * full_t + t));
                 }
             }
-            let count = F::lit(valid.len().max(1) as f64);
-            let mut g = Array2::zeros((rows, width));
+            let count = F::lit(rows.and_then(|r| r.get(k).copied()).unwrap_or(valid.len()).max(1) as f64);
+            let mut g = Array2::zeros((y.nrows(), width));
             match (&data.targets[k], losses[k]) {
                 (GraphTarget::Classes(ids), GraphLoss::CrossEntropy) => {
                     let mut sum = 0.0;
@@ -883,10 +894,47 @@ impl<F: Real> Graph<F> {
         losses: &[GraphLoss],
         dropout: Option<u64>,
     ) -> Result<(f64, Vec<Vec<F>>)> {
-        let (vals, lengths) = self.batch_inputs(data, idx);
-        let pass = self.forward(vals, lengths, dropout)?;
-        let (terms, outs, logits) = self.loss(&pass, data, idx, losses, true)?;
-        Ok((mean_sum(&terms), self.backward(&pass, outs, logits)?))
+        // The batch's valid rows per output: every shard's gradient is of the batch's mean.
+        let rows: Vec<usize> = self
+            .outputs
+            .iter()
+            .map(|&v| match self.value_shape(v) {
+                Shape::Seq { source, .. } => idx.iter().map(|&i| data.inputs[source].lengths[i]).sum(),
+                _ => idx.len(),
+            })
+            .collect();
+        // Shards of a fixed number of samples run side by side on the pool and their sums are
+        // added in shard order: the same bits on any number of threads. The first shard's
+        // dropout seed is the batch's (a batch of one shard draws the masks it drew unsharded).
+        let parts: Vec<Result<ShardSums<F>>> = idx
+            .par_chunks(GRAPH_SHARD)
+            .enumerate()
+            .map(|(s, chunk)| {
+                let seed = dropout.map(|d| d ^ (s as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                let (vals, lengths) = self.batch_inputs(data, chunk);
+                let pass = self.forward(vals, lengths, seed)?;
+                let (terms, outs, logits) = self.loss(&pass, data, chunk, losses, Some(&rows))?;
+                Ok((terms, self.backward(&pass, outs, logits)?))
+            })
+            .collect();
+        let mut terms = vec![(0.0, 0usize); self.outputs.len()];
+        let mut sum: Option<Vec<Vec<F>>> = None;
+        for part in parts {
+            let (t, g) = part?;
+            for (acc, (s, c)) in terms.iter_mut().zip(t) {
+                acc.0 += s;
+                acc.1 += c;
+            }
+            match sum.as_mut() {
+                None => sum = Some(g),
+                Some(acc) => {
+                    for (a, g) in acc.iter_mut().zip(g) {
+                        a.iter_mut().zip(g).for_each(|(x, y)| *x = *x + y);
+                    }
+                }
+            }
+        }
+        Ok((mean_sum(&terms), sum.unwrap_or_else(|| self.values.iter().map(|v| vec![F::zero(); v.len()]).collect())))
     }
 
     /// The loss over all of `data`: per output, the mean over every valid step (and unit) of
@@ -901,7 +949,7 @@ impl<F: Real> Graph<F> {
         for chunk in order.chunks(batch_size.max(1)) {
             let (vals, lengths) = self.batch_inputs(data, chunk);
             let pass = self.forward(vals, lengths, None)?;
-            for (t, (sum, count)) in terms.iter_mut().zip(self.loss(&pass, data, chunk, losses, false)?.0) {
+            for (t, (sum, count)) in terms.iter_mut().zip(self.loss(&pass, data, chunk, losses, None)?.0) {
                 t.0 += sum;
                 t.1 += count;
             }

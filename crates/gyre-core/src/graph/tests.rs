@@ -137,6 +137,70 @@ fn a_float_graph_with_two_inputs_checks_its_gradient() {
 }
 
 #[test]
+fn a_batch_of_several_shards_has_the_batch_gradient_on_any_number_of_threads() {
+    // 70 samples: three shards of a training batch. The gradient is that of the batch's mean
+    // (finite differences), and the same bits on 1 and 2 threads.
+    let spec = GraphSpec::from_value(serde_json::json!({
+        "inputs": [ { "name": "past", "features": 2 }, { "name": "future", "features": 1 } ],
+        "nodes": [
+            { "name": "h", "layer": { "type": "gru", "hiddenSize": 3, "returnState": true, "returnSequences": false }, "inputs": ["past"] },
+            { "name": "g", "layer": { "type": "gru", "hiddenSize": 3 }, "inputs": ["future"], "initialState": "h" },
+            { "name": "y", "layer": { "type": "dense", "units": 1 }, "inputs": ["g"] },
+            { "name": "z", "layer": { "type": "dense", "units": 3, "activation": "softmax" }, "inputs": ["h"] }
+        ],
+        "outputs": ["y", "z"], "seed": 3
+    }))
+    .unwrap();
+    let graph = Graph::<f64>::new(spec).unwrap();
+    let n = 70;
+    let mut rng = Rng::new(9);
+    let d = GraphData {
+        samples: n,
+        inputs: vec![
+            GraphInput {
+                steps: 4,
+                lengths: (0..n).map(|i| 1 + i % 4).collect(),
+                values: GraphValues::Floats((0..n * 8).map(|_| rng.normal()).collect()),
+            },
+            GraphInput {
+                steps: 3,
+                lengths: (0..n).map(|i| 1 + (i * 7) % 3).collect(),
+                values: GraphValues::Floats((0..n * 3).map(|_| rng.normal()).collect()),
+            },
+        ],
+        targets: vec![
+            GraphTarget::Values((0..n * 3).map(|_| rng.normal()).collect()),
+            GraphTarget::Classes((0..n).map(|i| (i % 3) as u32).collect()),
+        ],
+    };
+    let idx: Vec<usize> = (0..n).rev().collect();
+    let losses = [GraphLoss::Mse, GraphLoss::CrossEntropy];
+    let (_, grads) = graph.loss_and_gradient(&d, &idx, &losses, None).unwrap();
+    for (k, (name, _, values)) in graph.params().enumerate() {
+        for i in 0..values.len().min(3) {
+            let at = |delta: f64| {
+                let mut g = graph.clone();
+                g.values[k][i] += delta;
+                g.loss_and_gradient(&d, &idx, &losses, None).unwrap().0
+            };
+            let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+            let err = (numeric - grads[k][i]).abs() / numeric.abs().max(grads[k][i].abs()).max(1e-4);
+            assert!(err < 1e-5, "{name}[{i}]: analytic {} vs numeric {numeric}", grads[k][i]);
+        }
+    }
+    // The loss is the batch's: evaluate's, whatever its batches.
+    let (loss, _) = graph.loss_and_gradient(&d, &idx, &losses, None).unwrap();
+    assert!((loss - graph.evaluate(&d, &losses, 64).unwrap()).abs() < 1e-12);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| graph.loss_and_gradient(&d, &idx, &losses, Some(5)).unwrap())
+    };
+    let (one, two) = (on(1), on(2));
+    assert_eq!(one.0.to_bits(), two.0.to_bits());
+    assert_eq!(one.1, two.1);
+}
+
+#[test]
 fn a_decoder_starts_from_the_encoders_concatenated_states() {
     // The graph's decoder output equals the functional API run from [h_fwd; h_bwd] of the
     // bidirectional encoder, computed here by hand.
