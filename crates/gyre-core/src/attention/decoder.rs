@@ -170,7 +170,7 @@ fn check<F: Real>(
 /// input-feeding columns transposed, `W_cᵀ`, the score's key weight transposed and, for
 /// backward passes, `W_hh` packed and the input-feeding columns row-major. A pass reads the same
 /// values whether it is given one or makes its own: the same bits.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DecoderPrep<F> {
     /// `[G·H, H]`
     w_hh: Array2<F>,
@@ -654,13 +654,16 @@ impl<F: Real> DecoderState<F> {
 /// One step of the decoder for serving a token at a time: `x: [B, I]` the step's inputs,
 /// `state` the state after the previous step ([`DecoderState::start`] before the first),
 /// updated in place; returns the step's output `h̃: [B, H]` and attention weights `[B, Tk]`.
-/// Stepping through a sequence gives [`decoder_forward`]'s outputs.
+/// Stepping through a sequence gives [`decoder_forward`]'s outputs. `prep`, when given, must be
+/// [`DecoderPrep::new`] of `spec` and `w` (made here otherwise): a caller that steps many times
+/// makes it once.
 ///
 /// # Errors
 /// As [`decoder_forward`], and when the state does not fit (nothing is changed then).
 pub fn decoder_step<F: Real>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
+    prep: Option<&DecoderPrep<F>>,
     x: ArrayView2<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
@@ -675,8 +678,15 @@ pub fn decoder_step<F: Real>(
     if state.h_tilde.dim() != (b, h) || state.cell.nrows() != b {
         return Err(CoreError::shape("state", format!("the state of {b} sequences of width {h}"), "another shape"));
     }
-    let prep = DecoderPrep::new(spec, w, false)?;
-    let mut stepper = Stepper::new(spec, w, &prep, &memory, lengths, b)?;
+    let own;
+    let prep = match prep {
+        Some(p) => p,
+        None => {
+            own = DecoderPrep::new(spec, w, false)?;
+            &own
+        }
+    };
+    let mut stepper = Stepper::new(spec, w, prep, &memory, lengths, b)?;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     let mut gates = Array2::from_shape_fn((b, z.gh), |(_, c)| w.cell.bias_ih[c]);
     gemm(F::one(), x, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), gates.view_mut());

@@ -317,7 +317,7 @@ fn stepping_one_step_at_a_time_is_the_whole_pass() {
                 for t in 0..TQ {
                     let x = case.x.slice(ndarray::s![.., t, ..]);
                     let (out, weights) =
-                        decoder_step(&spec, &case.weights(), x, case.memory.view(), &case.lengths, &mut state)
+                        decoder_step(&spec, &case.weights(), None, x, case.memory.view(), &case.lengths, &mut state)
                             .expect("step");
                     for (a, b) in out.iter().zip(whole.output.slice(ndarray::s![.., t, ..])) {
                         assert!((a - b).abs() < 1e-12, "{kind:?} {score} {input_feeding}: output at {t}");
@@ -341,8 +341,8 @@ fn stepping_one_step_at_a_time_is_the_whole_pass() {
     state.h_tilde = Array2::zeros((B, H + 1));
     let before = state.clone();
     let x = case.x.slice(ndarray::s![.., 0, ..]);
-    let err =
-        decoder_step(&spec, &case.weights(), x, case.memory.view(), &case.lengths, &mut state).expect_err("refused");
+    let err = decoder_step(&spec, &case.weights(), None, x, case.memory.view(), &case.lengths, &mut state)
+        .expect_err("refused");
     assert!(err.to_string().contains("state"), "{err}");
     assert_eq!(state, before);
 }

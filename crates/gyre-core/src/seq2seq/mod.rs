@@ -186,6 +186,26 @@ pub struct Seq2Seq<F> {
     names: Vec<String>,
     shapes: Vec<Vec<usize>>,
     values: Vec<Vec<F>>,
+    generation: Generation,
+}
+
+/// Which values a model holds: a number drawn afresh (unique in the process) whenever a model
+/// is made or its parameters change, so that what was derived from them (a stream's prepared
+/// decoder weights) can tell whether it still fits. Not part of a model's equality.
+#[derive(Clone, Copy, Debug)]
+struct Generation(u64);
+
+impl Generation {
+    fn fresh() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Generation(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl PartialEq for Generation {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// How [`Seq2Seq::transduce`] decodes.
@@ -208,6 +228,9 @@ pub struct Seq2SeqStream<F> {
     memory: ndarray::Array3<F>,
     lengths: Vec<usize>,
     state: crate::attention::DecoderState<F>,
+    /// The decoder's weights in the forms its steps read, made once, and the generation of the
+    /// model's values they were made from (made again when the model has changed since).
+    prep: (u64, crate::attention::DecoderPrep<F>),
     /// Tokens stepped so far.
     pub steps: usize,
 }
@@ -374,7 +397,7 @@ impl<F: Real> Seq2Seq<F> {
             dims.push(shape);
             values.push(data);
         }
-        Ok(Seq2Seq { config, names, shapes: dims, values })
+        Ok(Seq2Seq { config, names, shapes: dims, values, generation: Generation::fresh() })
     }
 
     /// A model from `config` and every parameter by name (any order).
@@ -407,7 +430,7 @@ impl<F: Real> Seq2Seq<F> {
         if let Some(extra) = given.keys().next() {
             return Err(CoreError::invalid("params", "only the configuration's parameters", format!("extra {extra}")));
         }
-        Ok(Seq2Seq { config, names, shapes: dims, values })
+        Ok(Seq2Seq { config, names, shapes: dims, values, generation: Generation::fresh() })
     }
 
     /// The configuration.
@@ -578,7 +601,8 @@ impl<F: Real> Seq2Seq<F> {
         let enc = self.encode(&v, sources)?;
         let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
         let state = crate::attention::DecoderState::start(&v.spec, sources.len(), self.config.decoder_hidden(), &init)?;
-        Ok(Seq2SeqStream { memory: enc.memory, lengths: enc.lengths, state, steps: 0 })
+        let prep = (self.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false)?);
+        Ok(Seq2SeqStream { memory: enc.memory, lengths: enc.lengths, state, prep, steps: 0 })
     }
 
     /// One decoder step of a stream: `tokens[i]` (a target id) enters row `i`; returns each
@@ -604,9 +628,13 @@ impl<F: Real> Seq2Seq<F> {
         let v = self.views()?;
         let x = embed(v.head.embedding, &tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>(), 1);
         let x = x.index_axis(ndarray::Axis(1), 0);
+        if stream.prep.0 != self.generation.0 {
+            stream.prep = (self.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false)?);
+        }
         let (h_tilde, attention) = crate::attention::decoder_step(
             &v.spec,
             &v.decoder,
+            Some(&stream.prep.1),
             x,
             stream.memory.view(),
             &stream.lengths,

@@ -136,6 +136,31 @@ fn a_stream_stepped_with_the_greedy_tokens_gives_the_greedy_decode() {
 }
 
 #[test]
+fn a_stream_steps_with_the_weights_the_model_has_when_it_steps() {
+    // A stream keeps the decoder's prepared weights between steps; once the model has trained,
+    // its next step prepares them again from the new weights.
+    let mut model = Seq2Seq::<f32>::new(toy_config(), 3).unwrap();
+    let mut rng = Rng::new(4);
+    let (src, tgt) = reversal(&mut rng, 64);
+    let stream = model.stream(&refs(&src[..2])).unwrap();
+    let mut opt =
+        Optimizer::new(OptimizerConfig::adam(0.01), &model.params().map(|p| p.2.len()).collect::<Vec<_>>()).unwrap();
+    train(&mut model, &mut opt, &src, &tgt, 0..1);
+    let v = model.views().unwrap();
+    let mut fresh = stream.clone();
+    fresh.prep = (model.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false).unwrap());
+    let mut stale = stream.clone();
+    stale.prep.0 = model.generation.0;
+    let mut kept = stream;
+    let step = |s: &mut Seq2SeqStream<f32>| model.stream_step(s, &[1, 1]).unwrap().0;
+    let (now, want, old) = (step(&mut kept), step(&mut fresh), step(&mut stale));
+    assert_eq!(now, want);
+    // (The weights before training give other values: the test can tell.)
+    assert_ne!(now, old);
+    assert_eq!(kept.prep.0, model.generation.0);
+}
+
+#[test]
 fn label_smoothing_matches_its_definition() {
     // With ε, loss = (1 − ε)·NLL + ε·mean_k(−log p_k); checked against the ε = 0 loss and the
     // ε = 1 loss (the uniform part alone).

@@ -462,6 +462,7 @@ impl<F: Real> Seq2Seq<F> {
             let mut refs: Vec<&mut [F]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
             check_and_clip(&mut refs, l.mean, opts.clip_norm, None, opts.epoch, batch + 1)?;
             optimizer.step(&mut matrix_decay_params(&mut self.values, &grads, &self.shapes), F::lit(opts.lr))?;
+            self.generation = super::Generation::fresh();
             total += l.mean * l.tokens as f64;
             tokens += l.tokens;
         }
