@@ -558,7 +558,9 @@ export class Seq2Seq {
   /**
    * A decoder stream over `texts` (the encoder runs now): step it a token at a time
    * ({@link Seq2SeqStream}). Stepping the start id and then each most likely id gives
-   * `transduce`'s greedy output and log-probability.
+   * `transduce`'s greedy output and log-probability. The encoder's outputs are those of the
+   * weights the model has now; each step decodes with the weights the model has then (the
+   * decoder's weights are prepared once and kept while they do not change).
    * @throws {InvalidArgumentError} for a text without tokens.
    */
   stream(texts: string | readonly string[]): Seq2SeqStream {
