@@ -315,19 +315,13 @@ export async function attentionGraphBench(s) {
   for (const threads of s.threads) {
     gyre.setNumThreads(threads);
     const oneEpoch = () => model.fit(x, y, { epochs: 1, batchSize: a.batch, learningRate: 0.001, shuffle: false });
-    await oneEpoch();
-    const ms = [];
-    for (let k = 0; k < s.seq2seqEpochs; k++) {
-      const t0 = performance.now();
-      await oneEpoch();
-      ms.push(performance.now() - t0);
-    }
+    const timedEpochs = await measure(oneEpoch, { seqsPerRep: s.attentionPairs, reps: s.seq2seqEpochs });
     result.push({
       library: 'gyre',
       threads,
       pairs: s.attentionPairs,
       parameters,
-      trainingPairsPerSec: s.attentionPairs / (median(ms) / 1000),
+      trainingPairsPerSec: timedEpochs.seqPerSec,
     });
   }
   model.dispose();

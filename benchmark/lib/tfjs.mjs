@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths, getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { ATTENTION, attentionData, makeData } from './workloads.mjs';
-import { budgeted } from './timing.mjs';
+import { budgeted, measure } from './timing.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -141,15 +141,7 @@ export async function attentionBench(s, backend) {
   const oneEpoch = () => model.fit(xs, y, { epochs: 1, batchSize: a.batch, shuffle: false, verbose: 0 });
   const row = { library: `tfjs-${backend}`, threads, pairs: n, parameters: model.countParams() };
   try {
-    await oneEpoch();
-    const ms = [];
-    for (let k = 0; k < s.slowReps; k++) {
-      const t0 = performance.now();
-      await oneEpoch();
-      ms.push(performance.now() - t0);
-    }
-    ms.sort((p, q) => p - q);
-    row.trainingPairsPerSec = n / (ms[ms.length >> 1] / 1000);
+    row.trainingPairsPerSec = (await measure(oneEpoch, { seqsPerRep: n, reps: s.slowReps })).seqPerSec;
   } catch (err) {
     row.error = String(err?.message ?? err).split('\n')[0];
   }
