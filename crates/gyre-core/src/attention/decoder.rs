@@ -236,6 +236,23 @@ impl<F: Real> DecoderPrep<F> {
             backward,
         })
     }
+
+    /// `given` (refused if `backward` passes need it and it was made for forward passes only), or
+    /// one made here from `spec` and `w`.
+    fn given_or_new<'a>(
+        given: Option<&'a Self>,
+        spec: &DecoderSpec<'_, F>,
+        w: &DecoderWeights<'_, F>,
+        backward: bool,
+    ) -> Result<std::borrow::Cow<'a, Self>> {
+        match given {
+            Some(p) if backward && !p.backward => {
+                Err(CoreError::invalid("prepared weights", "made for backward passes", "forward passes only"))
+            }
+            Some(p) => Ok(std::borrow::Cow::Borrowed(p)),
+            None => Ok(std::borrow::Cow::Owned(Self::new(spec, w, backward)?)),
+        }
+    }
 }
 
 /// The memory's keys as every step's scores read them, per sequence over its valid steps:
@@ -551,14 +568,7 @@ pub fn decoder_forward<F: Real>(
     lengths: &[usize],
     init: &InitialState<'_, F>,
 ) -> Result<DecoderOutput<F>> {
-    let own;
-    let prep = match prep {
-        Some(p) => p,
-        None => {
-            own = DecoderPrep::new(spec, w, false)?;
-            &own
-        }
-    };
+    let prep = &*DecoderPrep::given_or_new(prep, spec, w, false)?;
     let (z, t) = run_forward(spec, w, prep, x, memory, lengths, init)?;
     Ok(output_of(spec, &z, &t))
 }
@@ -593,17 +603,7 @@ pub fn decoder_forward_backward<F: Real, T>(
     init: &InitialState<'_, F>,
     grad: impl FnOnce(&DecoderOutput<F>) -> Result<(Array3<F>, T)>,
 ) -> Result<(DecoderGrads<F>, T)> {
-    let own;
-    let prep = match prep {
-        Some(p) if !p.backward => {
-            return Err(CoreError::invalid("prepared weights", "made for backward passes", "forward passes only"))
-        }
-        Some(p) => p,
-        None => {
-            own = DecoderPrep::new(spec, w, true)?;
-            &own
-        }
-    };
+    let prep = &*DecoderPrep::given_or_new(prep, spec, w, true)?;
     let (z, t) = run_forward(spec, w, prep, x, memory, lengths, init)?;
     let (g_out, extra) = grad(&output_of(spec, &z, &t))?;
     let g = DecoderOutputGrads { output: Some(g_out.view()), ..Default::default() };
@@ -678,14 +678,7 @@ pub fn decoder_step<F: Real>(
     if state.h_tilde.dim() != (b, h) || state.cell.nrows() != b {
         return Err(CoreError::shape("state", format!("the state of {b} sequences of width {h}"), "another shape"));
     }
-    let own;
-    let prep = match prep {
-        Some(p) => p,
-        None => {
-            own = DecoderPrep::new(spec, w, false)?;
-            &own
-        }
-    };
+    let prep = &*DecoderPrep::given_or_new(prep, spec, w, false)?;
     let mut stepper = Stepper::new(spec, w, prep, &memory, lengths, b)?;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     let mut gates = Array2::from_shape_fn((b, z.gh), |(_, c)| w.cell.bias_ih[c]);

@@ -6,8 +6,10 @@
 
 use super::{Graph, GraphSpec};
 use crate::error::Result;
-use crate::io::model_file::{bad, check_format, checked_tensors, entries, optimizer_part, training, SavedOptimizer};
-use crate::io::safetensors::{parse, serialize};
+use crate::io::model_file::{
+    bad, check_format, checked_tensors, entries, serialize_with_optimizer, training, SavedOptimizer,
+};
+use crate::io::safetensors::parse;
 use crate::optim::Optimizer;
 use std::collections::BTreeMap;
 
@@ -46,15 +48,9 @@ pub fn save(
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
-    let mut tensors: Vec<(&str, &[usize], &[f32])> = graph.params().collect();
-    let buffers;
-    if let Some(o) = optimizer {
-        let (entry, part) = optimizer_part(o, &entries(graph.param_shapes()))?;
-        meta.insert("optimizer".to_string(), entry);
-        buffers = part;
-        tensors.extend(buffers.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
-    }
-    serialize(&tensors, &meta)
+    let tensors: Vec<(&str, &[usize], &[f32])> = graph.params().collect();
+    let params = entries(graph.param_shapes());
+    serialize_with_optimizer(&tensors, meta, optimizer.map(|o| (o, params.as_slice())))
 }
 
 /// Loads a file written by [`save`], checking the format, the graph, every tensor's presence,

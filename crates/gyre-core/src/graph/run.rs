@@ -925,14 +925,7 @@ impl<F: Real> Graph<F> {
                 acc.0 += s;
                 acc.1 += c;
             }
-            match sum.as_mut() {
-                None => sum = Some(g),
-                Some(acc) => {
-                    for (a, g) in acc.iter_mut().zip(g) {
-                        a.iter_mut().zip(g).for_each(|(x, y)| *x = *x + y);
-                    }
-                }
-            }
+            crate::kernels::tensor::add_into_sum(&mut sum, g);
         }
         Ok((mean_sum(&terms), sum.unwrap_or_else(|| self.values.iter().map(|v| vec![F::zero(); v.len()]).collect())))
     }

@@ -56,21 +56,23 @@ fn data<F: Real>() -> GraphData<F> {
 
 const LOSSES: [GraphLoss; 2] = [GraphLoss::CrossEntropy, GraphLoss::Mse];
 
-/// Every parameter tensor's gradient, at a few entries each, against central differences of
-/// the loss in f64 (the dropout masks fixed by their seed).
-fn gradcheck(spec: GraphSpec) {
-    let graph = Graph::<f64>::new(spec.clone()).unwrap();
-    let d = data::<f64>();
-    let idx = [0, 1, 2];
-    let (_, grads) = graph.loss_and_gradient(&d, &idx, &LOSSES, Some(5)).unwrap();
-    let mut rng = Rng::new(9);
+/// `graph`'s gradient of its loss on samples `idx` of `d` (dropout seeded by `seed`), at the
+/// entries `entries(len)` of each parameter, against central differences in f64.
+fn assert_gradient(
+    graph: &Graph<f64>,
+    d: &GraphData<f64>,
+    idx: &[usize],
+    losses: &[GraphLoss],
+    seed: Option<u64>,
+    mut entries: impl FnMut(usize) -> Vec<usize>,
+) {
+    let (_, grads) = graph.loss_and_gradient(d, idx, losses, seed).unwrap();
     for (k, (name, _, values)) in graph.params().enumerate() {
-        for _ in 0..4 {
-            let i = rng.below(values.len());
+        for i in entries(values.len()) {
             let at = |delta: f64| {
                 let mut g = graph.clone();
                 g.values[k][i] += delta;
-                g.loss_and_gradient(&d, &idx, &LOSSES, Some(5)).unwrap().0
+                g.loss_and_gradient(d, idx, losses, seed).unwrap().0
             };
             let h = 1e-6;
             let numeric = (at(h) - at(-h)) / (2.0 * h);
@@ -78,6 +80,14 @@ fn gradcheck(spec: GraphSpec) {
             assert!(err < 1e-5, "{name}[{i}]: analytic {} vs numeric {numeric}", grads[k][i]);
         }
     }
+}
+
+/// Every parameter tensor's gradient, at a few entries each, against central differences of
+/// the loss in f64 (the dropout masks fixed by their seed).
+fn gradcheck(spec: GraphSpec) {
+    let graph = Graph::<f64>::new(spec.clone()).unwrap();
+    let mut rng = Rng::new(9);
+    assert_gradient(&graph, &data::<f64>(), &[0, 1, 2], &LOSSES, Some(5), |n| (0..4).map(|_| rng.below(n)).collect());
 }
 
 #[test]
@@ -121,19 +131,7 @@ fn a_float_graph_with_two_inputs_checks_its_gradient() {
         ],
         targets: vec![GraphTarget::Values(vec![0.3, -0.1, 0.2, 0.0])],
     };
-    let (_, grads) = graph.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse], None).unwrap();
-    for (k, (name, _, values)) in graph.params().enumerate() {
-        for i in 0..values.len().min(5) {
-            let at = |delta: f64| {
-                let mut g = graph.clone();
-                g.values[k][i] += delta;
-                g.loss_and_gradient(&d, &[0, 1], &[GraphLoss::Mse], None).unwrap().0
-            };
-            let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
-            let err = (numeric - grads[k][i]).abs() / numeric.abs().max(grads[k][i].abs()).max(1e-4);
-            assert!(err < 1e-5, "{name}[{i}]: analytic {} vs numeric {numeric}", grads[k][i]);
-        }
-    }
+    assert_gradient(&graph, &d, &[0, 1], &[GraphLoss::Mse], None, |n| (0..n.min(5)).collect());
 }
 
 #[test]
@@ -175,19 +173,7 @@ fn a_batch_of_several_shards_has_the_batch_gradient_on_any_number_of_threads() {
     };
     let idx: Vec<usize> = (0..n).rev().collect();
     let losses = [GraphLoss::Mse, GraphLoss::CrossEntropy];
-    let (_, grads) = graph.loss_and_gradient(&d, &idx, &losses, None).unwrap();
-    for (k, (name, _, values)) in graph.params().enumerate() {
-        for i in 0..values.len().min(3) {
-            let at = |delta: f64| {
-                let mut g = graph.clone();
-                g.values[k][i] += delta;
-                g.loss_and_gradient(&d, &idx, &losses, None).unwrap().0
-            };
-            let numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
-            let err = (numeric - grads[k][i]).abs() / numeric.abs().max(grads[k][i].abs()).max(1e-4);
-            assert!(err < 1e-5, "{name}[{i}]: analytic {} vs numeric {numeric}", grads[k][i]);
-        }
-    }
+    assert_gradient(&graph, &d, &idx, &losses, None, |n| (0..n.min(3)).collect());
     // The loss is the batch's: evaluate's, whatever its batches.
     let (loss, _) = graph.loss_and_gradient(&d, &idx, &losses, None).unwrap();
     assert!((loss - graph.evaluate(&d, &losses, 64).unwrap()).abs() < 1e-12);

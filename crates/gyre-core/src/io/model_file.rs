@@ -62,17 +62,10 @@ pub fn save(model: &Model<f32>, optimizer: Option<&Optimizer<f32>>, user: Option
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
-    let mut owned: Vec<(String, Vec<usize>, &[f32])> =
-        model.tensors.iter().map(|t| (t.name.clone(), t.shape.clone(), t.data.as_slice())).collect();
-    let buffers;
-    if let Some(o) = optimizer {
-        let (entry, tensors) = optimizer_part(o, &model_entries(model))?;
-        meta.insert("optimizer".to_string(), entry);
-        buffers = tensors;
-        owned.extend(buffers.iter().map(|(n, s, d)| (n.clone(), s.clone(), d.as_slice())));
-    }
-    let refs: Vec<(&str, &[usize], &[f32])> = owned.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), *d)).collect();
-    serialize(&refs, &meta)
+    let tensors: Vec<(&str, &[usize], &[f32])> =
+        model.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())).collect();
+    let entries = model_entries(model);
+    serialize_with_optimizer(&tensors, meta, optimizer.map(|o| (o, entries.as_slice())))
 }
 
 /// Fails with one error listing the `expected` names absent from `present` and the `present`
@@ -150,13 +143,36 @@ pub(crate) struct ParamEntry<'a> {
 /// A tensor to write: its name, shape and values.
 pub(crate) type OwnedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// The bytes of a file of `tensors` (the parameters: name, shape, values) and `meta`, with the
+/// optimizer's part ([`optimizer_part`]) for the parameters it is given with.
+///
+/// # Errors
+/// An optimizer made for another number of parameters; a file beyond the format's limits.
+pub(crate) fn serialize_with_optimizer(
+    tensors: &[(&str, &[usize], &[f32])],
+    mut meta: BTreeMap<String, String>,
+    optimizer: Option<(&Optimizer<f32>, &[ParamEntry<'_>])>,
+) -> Result<Vec<u8>> {
+    let buffers = match optimizer {
+        Some((o, params)) => {
+            let (entry, buffers) = optimizer_part(o, params)?;
+            meta.insert("optimizer".to_string(), entry);
+            buffers
+        }
+        None => Vec::new(),
+    };
+    let mut all = tensors.to_vec();
+    all.extend(buffers.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
+    serialize(&all, &meta)
+}
+
 /// The optimizer's part of a file: the `optimizer` metadata entry (`{"config": …, "step": n}`)
 /// and its buffers as tensors `optimizer/{parameter}/{buffer}` with their parameter's shape,
 /// for `params` in the optimizer's order.
 ///
 /// # Errors
 /// An optimizer made for another number of parameters.
-pub(crate) fn optimizer_part(o: &Optimizer<f32>, params: &[ParamEntry<'_>]) -> Result<(String, Vec<OwnedTensor>)> {
+fn optimizer_part(o: &Optimizer<f32>, params: &[ParamEntry<'_>]) -> Result<(String, Vec<OwnedTensor>)> {
     if o.sizes().len() != params.len() {
         return Err(CoreError::invalid("optimizer", "one made for this model's parameters", "another model's"));
     }

@@ -1,4 +1,5 @@
-//! Views of flat row-major buffers with errors that name the argument.
+//! Views of flat row-major buffers with errors that name the argument, and arrays back into flat
+//! buffers.
 
 use crate::error::{CoreError, Result};
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2};
@@ -51,4 +52,32 @@ pub fn positive(what: &str, value: usize) -> Result<usize> {
         return Err(CoreError::invalid(what, "a positive integer", value));
     }
     Ok(value)
+}
+
+/// The elements of `a` in row-major order: its own buffer when it is in standard layout (no
+/// copy), else a copy.
+pub(crate) fn into_vec<F: Copy, D: ndarray::Dimension>(a: ndarray::Array<F, D>) -> Vec<F> {
+    if a.is_standard_layout() {
+        let n = a.len();
+        let (v, offset) = a.into_raw_vec_and_offset();
+        let off = offset.unwrap_or(0);
+        if off == 0 && v.len() == n {
+            return v;
+        }
+        return v.into_iter().skip(off).take(n).collect();
+    }
+    a.iter().copied().collect()
+}
+
+/// Adds the per-parameter values `g` into `sum` element by element (takes `g` when `sum` is
+/// still empty): how shards' gradients are added up, in the order the caller gives them.
+pub(crate) fn add_into_sum<F: Copy + std::ops::Add<Output = F>>(sum: &mut Option<Vec<Vec<F>>>, g: Vec<Vec<F>>) {
+    match sum.as_mut() {
+        None => *sum = Some(g),
+        Some(acc) => {
+            for (a, g) in acc.iter_mut().zip(g) {
+                a.iter_mut().zip(g).for_each(|(x, y)| *x = *x + y);
+            }
+        }
+    }
 }

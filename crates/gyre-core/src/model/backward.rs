@@ -4,10 +4,11 @@
 use super::config::{LayerSpec, Merge, RecurrentLayerSpec};
 use super::forward::{Cache, ForwardTrace};
 use super::init::{invalid, LayerInfo, Model};
-use super::layers::{activation_backward, into_vec};
+use super::layers::activation_backward;
 use crate::error::Result;
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
+use crate::kernels::tensor::into_vec;
 use crate::kernels::tensor::matrix;
 use crate::rnn::cells::AnyCell;
 use crate::rnn::{backward_sequence, Packing, Trace};

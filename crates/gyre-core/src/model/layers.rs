@@ -160,18 +160,3 @@ pub(crate) fn activation_backward<F: Real>(activation: Activation, y: &Array2<F>
         }
     }
 }
-
-/// The elements of `a` in row-major order: its own buffer when it is in standard layout (no
-/// copy), else a copy.
-pub(super) fn into_vec<F: Real>(a: Array2<F>) -> Vec<F> {
-    if a.is_standard_layout() {
-        let n = a.len();
-        let (v, offset) = a.into_raw_vec_and_offset();
-        let off = offset.unwrap_or(0);
-        if off == 0 && v.len() == n {
-            return v;
-        }
-        return v.into_iter().skip(off).take(n).collect();
-    }
-    a.iter().copied().collect()
-}

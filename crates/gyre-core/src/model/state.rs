@@ -4,9 +4,9 @@
 use super::batch::Inputs;
 use super::config::{InputKind, LayerSpec, RecurrentLayerSpec};
 use super::init::{invalid, Model, MAX_PARAMETERS};
-use super::layers::into_vec;
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
+use crate::kernels::tensor::into_vec;
 
 /// The state of the recurrent layers between calls (truncated BPTT, streaming): for each
 /// recurrent layer, for each stacked layer and direction, `h: [B, H]` and `c: [B, H]` (LSTM).

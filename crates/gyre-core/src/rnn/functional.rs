@@ -239,6 +239,26 @@ impl Layout {
     }
 }
 
+/// `$body` with `$cell` bound to the cell of kind `$kind` (one compiled copy per cell).
+macro_rules! with_cell {
+    ($kind:expr, $cell:ident => $body:expr) => {
+        match $kind {
+            CellKind::Rnn(nonlinearity) => {
+                let $cell = RnnCell { nonlinearity };
+                $body
+            }
+            CellKind::Lstm { recurrent } => {
+                let $cell = LstmCell { recurrent };
+                $body
+            }
+            CellKind::Gru { reset_after, recurrent } => {
+                let $cell = GruCell { reset_after, recurrent };
+                $body
+            }
+        }
+    };
+}
+
 fn run_forward<F: Real, C: Cell<F>>(
     cell: &C,
     w: &LayerWeights<F>,
@@ -359,17 +379,8 @@ pub(crate) fn forward_traced<F: Real>(
 ) -> Result<(ForwardOutput<F>, TracedForward<F>)> {
     let c = check(kind, weights, &input, initial)?;
     let layout = Layout::new(c.batch, c.steps, opts.lengths)?;
-    let (xt, trace) = match kind {
-        CellKind::Rnn(nonlinearity) => {
-            run_forward(&RnnCell { nonlinearity }, weights, &input, initial, &c, &layout, opts.reverse)?
-        }
-        CellKind::Lstm { recurrent } => {
-            run_forward(&LstmCell { recurrent }, weights, &input, initial, &c, &layout, opts.reverse)?
-        }
-        CellKind::Gru { reset_after, recurrent } => {
-            run_forward(&GruCell { reset_after, recurrent }, weights, &input, initial, &c, &layout, opts.reverse)?
-        }
-    };
+    let (xt, trace) =
+        with_cell!(kind, cell => run_forward(&cell, weights, &input, initial, &c, &layout, opts.reverse)?);
     let h = c.hidden;
     let out = crate::kernels::tensor::matrix("output", trace.outputs(), layout.packing.rows(), h)?;
     // Each sequence's final states: the rows of its last step processed.
@@ -395,18 +406,10 @@ pub(crate) fn backward_traced<F: Real>(
     grads: &OutputGrads<F>,
 ) -> Result<Gradients<F>> {
     let TracedForward { kind, checked: c, layout, xt, trace } = traced;
-    macro_rules! run {
-        ($cell:expr) => {{
-            let cell = $cell;
-            check_grads(&cell, grads, &c)?;
-            backward_from(&cell, weights, &layout, xt, trace, grads, &c)
-        }};
-    }
-    match kind {
-        CellKind::Rnn(nonlinearity) => run!(RnnCell { nonlinearity }),
-        CellKind::Lstm { recurrent } => run!(LstmCell { recurrent }),
-        CellKind::Gru { reset_after, recurrent } => run!(GruCell { reset_after, recurrent }),
-    }
+    with_cell!(kind, cell => {
+        check_grads(&cell, grads, &c)?;
+        backward_from(&cell, weights, &layout, xt, trace, grads, &c)
+    })
 }
 
 /// Runs one recurrent layer direction over `input: [B, T, I]` from `initial` states
@@ -439,13 +442,7 @@ pub fn forward_sequences<F: Real>(
     opts: &SequenceOptions,
 ) -> Result<ForwardOutput<F>> {
     let c = check(kind, weights, &input, initial)?;
-    match kind {
-        CellKind::Rnn(nonlinearity) => forward_with(&RnnCell { nonlinearity }, weights, &input, initial, &c, opts),
-        CellKind::Lstm { recurrent } => forward_with(&LstmCell { recurrent }, weights, &input, initial, &c, opts),
-        CellKind::Gru { reset_after, recurrent } => {
-            forward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, &c, opts)
-        }
-    }
+    with_cell!(kind, cell => forward_with(&cell, weights, &input, initial, &c, opts))
 }
 
 /// Backpropagation through time for [`forward`] with the same arguments: given the gradients
@@ -479,15 +476,5 @@ pub fn backward_sequences<F: Real>(
     opts: &SequenceOptions,
 ) -> Result<Gradients<F>> {
     let c = check(kind, weights, &input, initial)?;
-    match kind {
-        CellKind::Rnn(nonlinearity) => {
-            backward_with(&RnnCell { nonlinearity }, weights, &input, initial, grads, &c, opts)
-        }
-        CellKind::Lstm { recurrent } => {
-            backward_with(&LstmCell { recurrent }, weights, &input, initial, grads, &c, opts)
-        }
-        CellKind::Gru { reset_after, recurrent } => {
-            backward_with(&GruCell { reset_after, recurrent }, weights, &input, initial, grads, &c, opts)
-        }
-    }
+    with_cell!(kind, cell => backward_with(&cell, weights, &input, initial, grads, &c, opts))
 }

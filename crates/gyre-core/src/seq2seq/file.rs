@@ -6,8 +6,10 @@
 
 use super::{Seq2Seq, Seq2SeqConfig};
 use crate::error::Result;
-use crate::io::model_file::{bad, check_format, checked_tensors, entries, optimizer_part, training, SavedOptimizer};
-use crate::io::safetensors::{parse, serialize};
+use crate::io::model_file::{
+    bad, check_format, checked_tensors, entries, serialize_with_optimizer, training, SavedOptimizer,
+};
+use crate::io::safetensors::parse;
 use crate::optim::Optimizer;
 use std::collections::BTreeMap;
 
@@ -47,15 +49,9 @@ pub fn save(
     if let Some(u) = user {
         meta.insert("user".to_string(), u.to_string());
     }
-    let mut owned: Vec<(&str, &[usize], &[f32])> = model.params().collect();
-    let buffers;
-    if let Some(o) = optimizer {
-        let (entry, tensors) = optimizer_part(o, &entries(model.params().map(|(n, s, _)| (n, s))))?;
-        meta.insert("optimizer".to_string(), entry);
-        buffers = tensors;
-        owned.extend(buffers.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())));
-    }
-    serialize(&owned, &meta)
+    let tensors: Vec<(&str, &[usize], &[f32])> = model.params().collect();
+    let params = entries(model.params().map(|(n, s, _)| (n, s)));
+    serialize_with_optimizer(&tensors, meta, optimizer.map(|o| (o, params.as_slice())))
 }
 
 /// Loads a file written by [`save`], checking the format, the configuration, every tensor's

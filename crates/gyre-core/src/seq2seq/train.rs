@@ -5,6 +5,7 @@ use crate::attention::{decoder_forward, decoder_forward_backward, DecoderPrep};
 use crate::error::{CoreError, Result};
 use crate::kernels::linalg::{column_sums, gemm};
 use crate::kernels::real::Real;
+use crate::kernels::tensor::into_vec;
 use crate::optim::{check_and_clip, matrix_decay_params, Optimizer};
 use crate::random::Rng;
 use crate::rnn::functional::{backward_traced, InitialState, OutputGrads};
@@ -15,21 +16,6 @@ use rayon::prelude::*;
 /// Pairs per shard of a batch: shards run side by side on the pool; fixed, so that the sums
 /// (and the bits) do not depend on the number of threads.
 const SHARD: usize = 16;
-
-/// An array's values in standard (row-major) order, moved out of it when they are stored so.
-fn flat<F: Real, D: ndarray::Dimension>(a: ndarray::Array<F, D>) -> Vec<F> {
-    if !a.is_standard_layout() {
-        return a.iter().copied().collect();
-    }
-    let len = a.len();
-    let (mut v, offset) = a.into_raw_vec_and_offset();
-    let start = offset.unwrap_or(0);
-    if start == 0 && v.len() == len {
-        v
-    } else {
-        v.drain(start..start + len).collect()
-    }
-}
 
 /// Options of [`Seq2Seq::loss`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -162,16 +148,8 @@ impl<F: Real> Seq2Seq<F> {
         for part in parts {
             let part = part?;
             total += part.mean * part.tokens as f64;
-            match (sum.as_mut(), part.grads) {
-                (None, g) => sum = g,
-                (Some(acc), Some(g)) => {
-                    for (a, g) in acc.iter_mut().zip(g) {
-                        for (x, y) in a.iter_mut().zip(g) {
-                            *x = *x + y;
-                        }
-                    }
-                }
-                (Some(_), None) => {}
+            if let Some(g) = part.grads {
+                crate::kernels::tensor::add_into_sum(&mut sum, g);
             }
         }
         Ok(BatchLoss { mean: total / tokens as f64, tokens, grads: sum })
@@ -252,15 +230,15 @@ impl<F: Real> Seq2Seq<F> {
             out[k] = grad;
             Ok(())
         };
-        put(&mut out, "decoder.output.weight", flat(d_weight))?;
-        put(&mut out, "decoder.output.bias", flat(d_bias))?;
+        put(&mut out, "decoder.output.weight", into_vec(d_weight))?;
+        put(&mut out, "decoder.output.bias", into_vec(d_bias))?;
         let WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh } = g.cell;
-        put(&mut out, "decoder.rnn.weight_ih", flat(weight_ih))?;
-        put(&mut out, "decoder.rnn.weight_hh", flat(weight_hh))?;
-        put(&mut out, "decoder.rnn.bias_ih", flat(bias_ih))?;
-        put(&mut out, "decoder.rnn.bias_hh", flat(bias_hh))?;
-        put(&mut out, "decoder.combine.weight", flat(g.combine_weight))?;
-        put(&mut out, "decoder.combine.bias", flat(g.combine_bias))?;
+        put(&mut out, "decoder.rnn.weight_ih", into_vec(weight_ih))?;
+        put(&mut out, "decoder.rnn.weight_hh", into_vec(weight_hh))?;
+        put(&mut out, "decoder.rnn.bias_ih", into_vec(bias_ih))?;
+        put(&mut out, "decoder.rnn.bias_hh", into_vec(bias_hh))?;
+        put(&mut out, "decoder.combine.weight", into_vec(g.combine_weight))?;
+        put(&mut out, "decoder.combine.bias", into_vec(g.combine_bias))?;
         for (name, grad) in g.attention {
             put(&mut out, &format!("decoder.attention.{name}"), grad)?;
         }
@@ -298,10 +276,10 @@ impl<F: Real> Seq2Seq<F> {
                 let suffix = format!("_l{k}{}", if dir == 1 { "_reverse" } else { "" });
                 let WeightGrads { weight_ih, weight_hh, bias_ih, bias_hh } = eg.weights;
                 for (name, grad) in [
-                    ("weight_ih", flat(weight_ih)),
-                    ("weight_hh", flat(weight_hh)),
-                    ("bias_ih", flat(bias_ih)),
-                    ("bias_hh", flat(bias_hh)),
+                    ("weight_ih", into_vec(weight_ih)),
+                    ("weight_hh", into_vec(weight_hh)),
+                    ("bias_ih", into_vec(bias_ih)),
+                    ("bias_hh", into_vec(bias_hh)),
                 ] {
                     put(&mut out, &format!("encoder.rnn.{name}{suffix}"), grad)?;
                 }
