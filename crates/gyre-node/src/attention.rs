@@ -510,7 +510,7 @@ fn decoder_step_impl<F: Real>(spec: &DecoderCallSpec, t: &DecoderTensors<'_, F>)
             state.h_tilde.assign(&matrix("hTilde", ht, b, h)?);
         }
         let (out, att) = gyre_core::threads::install(|| {
-            gyre_core::attention::decoder_step(dspec, w, None, x, memory, lengths, &mut state)
+            gyre_core::attention::decoder_step(dspec, w, None, None, x, memory, lengths, &mut state)
         })??;
         let flat = |a: Array2<F>| a.into_iter().collect::<Vec<F>>();
         Ok([flat(out), flat(att), flat(state.hidden), flat(state.cell), flat(state.h_tilde)])

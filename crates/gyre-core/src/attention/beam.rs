@@ -126,7 +126,7 @@ pub fn beam_search<F: Real>(
     // Live hypotheses per sequence: at most the width, and at most V^t after t steps.
     let prefixes = (1..opts.max_length).fold(1usize, |n, _| n.saturating_mul(v)).max(1);
     let rows_max = b * width.min(prefixes);
-    let mut stepper = Stepper::new(spec, w, &prep, &memory, lengths, rows_max)?;
+    let mut stepper = Stepper::new(spec, w, &prep, None, &memory, lengths, rows_max)?;
     let gh = spec.cell.gates() * h;
     let i = e;
     // Every token's input projection, once: [V, I] × [I, G·H] + b_ih.

@@ -12,7 +12,8 @@
 //!
 //! Every sequence runs all `Tq` steps (a loss over targets of several lengths ignores the steps
 //! past each one's end; their gradients are then 0 and change nothing). The memory's keys are
-//! projected once per call (`general`: `K Wᵀ`; `additive`: `K W_kᵀ`), not once per step.
+//! projected once per call (`general`: `K Wᵀ`; `additive`: `K W_kᵀ`), not once per step; a
+//! caller stepping one token at a time ([`decoder_step`]) keeps them ([`MemoryKeys`]).
 //! Products over the batch run on the kernels' matrix products, so results are the same bits on
 //! 1 or N threads.
 
@@ -255,6 +256,37 @@ impl<F: Real> DecoderPrep<F> {
     }
 }
 
+/// The memory's keys as a decoder's scores read them ([`project_memory`]), kept by a caller
+/// that steps the decoder over one memory many times ([`decoder_step`]) instead of projected
+/// again at every step: per sequence `[L, H]` (`general`), `[L, A]` (`additive`) or the keys
+/// themselves `[L, Hk]` (`dot`), `L` its length.
+#[derive(Clone, Debug)]
+pub struct MemoryKeys<F>(Vec<Array2<F>>);
+
+impl<F: Real> MemoryKeys<F> {
+    /// The keys of `memory: [B, Tk, Hk]`, sequence `b` over its first `lengths[b]` steps, for
+    /// the decoder `spec` whose weights `prep` was made from ([`DecoderPrep::new`]).
+    ///
+    /// # Errors
+    /// When `lengths` is not one length per sequence of at most `Tk`, or `prep` is not of a decoder
+    /// with `spec`'s score over keys of width `Hk`.
+    pub fn new(
+        spec: &DecoderSpec<'_, F>,
+        prep: &DecoderPrep<F>,
+        memory: ArrayView3<F>,
+        lengths: &[usize],
+    ) -> Result<Self> {
+        let (b, tk, hk) = memory.dim();
+        if lengths.len() != b || lengths.iter().any(|&l| l > tk) {
+            return Err(CoreError::shape("lengths", format!("{b} lengths of at most {tk}"), format!("{lengths:?}")));
+        }
+        if !matches!(spec.score, AttentionScore::Dot) && prep.key_t.nrows() != hk {
+            return Err(CoreError::shape("attention weights", format!("keys of width {hk}"), "another width"));
+        }
+        Ok(MemoryKeys(project_memory(&spec.score, prep, &memory, lengths)))
+    }
+}
+
 /// The memory's keys as every step's scores read them, per sequence over its valid steps:
 /// `dot`: `K`; `general`: `K Wᵀ` (`[L, H]`); `additive`: `K W_kᵀ` (`[L, A]`).
 fn project_memory<F: Real>(
@@ -347,8 +379,9 @@ pub(super) struct Stepper<'p, F: Real> {
     gh: usize,
     cell_in: usize,
     prep: &'p DecoderPrep<F>,
-    /// Per sequence, the keys as the scores read them ([`project_memory`]).
-    keys: Vec<Array2<F>>,
+    /// Per sequence, the keys as the scores read them ([`project_memory`]), the caller's or made
+    /// here.
+    keys: std::borrow::Cow<'p, [Array2<F>]>,
     scratch: Vec<F>,
     alpha: Vec<F>,
     aq: Vec<F>,
@@ -380,11 +413,13 @@ fn contiguous_mut<'a, F>(what: &str, s: Option<&'a mut [F]>) -> Result<&'a mut [
 }
 
 impl<'p, F: Real> Stepper<'p, F> {
-    /// `prep` must be [`DecoderPrep::new`] of `spec` and `w`.
+    /// `prep` must be [`DecoderPrep::new`] of `spec` and `w`, and `keys`, when given,
+    /// [`MemoryKeys::new`] of `memory` and `lengths` with them (projected here otherwise).
     pub(super) fn new(
         spec: &DecoderSpec<'_, F>,
         w: &DecoderWeights<'_, F>,
         prep: &'p DecoderPrep<F>,
+        keys: Option<&'p MemoryKeys<F>>,
         memory: &ArrayView3<F>,
         lengths: &[usize],
         rows: usize,
@@ -407,7 +442,23 @@ impl<'p, F: Real> Stepper<'p, F> {
             gh,
             cell_in: w.cell.weight_ih.ncols(),
             prep,
-            keys: project_memory(&spec.score, prep, memory, lengths),
+            keys: match keys {
+                Some(MemoryKeys(k)) => {
+                    let width = match spec.score {
+                        AttentionScore::Dot => hk,
+                        _ => prep.key_t.ncols(),
+                    };
+                    if k.len() != lengths.len() || k.iter().zip(lengths).any(|(u, &l)| u.dim() != (l, width)) {
+                        return Err(CoreError::shape(
+                            "memory keys",
+                            "the keys of this memory and these lengths",
+                            "another memory's",
+                        ));
+                    }
+                    std::borrow::Cow::Borrowed(k.as_slice())
+                }
+                None => std::borrow::Cow::Owned(project_memory(&spec.score, prep, memory, lengths)),
+            },
             scratch: vec![F::zero(); rows * gh],
             alpha: vec![F::zero(); memory.dim().1],
             aq: vec![F::zero(); units],
@@ -491,7 +542,7 @@ fn run_forward<F: Real>(
 ) -> Result<(Sizes, Trace<F>)> {
     let z = check(spec, w, &x, &memory, lengths, init)?;
     let Sizes { b, tq, i, h, tk, hk, gh, .. } = z;
-    let mut stepper = Stepper::new(spec, w, prep, &memory, lengths, b)?;
+    let mut stepper = Stepper::new(spec, w, prep, None, &memory, lengths, b)?;
     let has_c = stepper.has_c;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     // The input's part of every step's gates at once: [B·Tq, I] × [I, G·H].
@@ -545,7 +596,7 @@ fn run_forward<F: Real>(
         };
         stepper.step(spec, w, &memory, lengths, &seq, rows)?;
     }
-    t.keys = stepper.keys;
+    t.keys = stepper.keys.into_owned();
     Ok((z, t))
 }
 
@@ -656,14 +707,17 @@ impl<F: Real> DecoderState<F> {
 /// updated in place; returns the step's output `h̃: [B, H]` and attention weights `[B, Tk]`.
 /// Stepping through a sequence gives [`decoder_forward`]'s outputs. `prep`, when given, must be
 /// [`DecoderPrep::new`] of `spec` and `w` (made here otherwise): a caller that steps many times
-/// makes it once.
+/// makes it once; likewise `keys`, [`MemoryKeys::new`] of `memory` and `lengths` with those
+/// weights (projected at every step otherwise).
 ///
 /// # Errors
-/// As [`decoder_forward`], and when the state does not fit (nothing is changed then).
+/// As [`decoder_forward`], and when the state or the keys do not fit (nothing is changed then).
+#[allow(clippy::too_many_arguments)]
 pub fn decoder_step<F: Real>(
     spec: &DecoderSpec<'_, F>,
     w: &DecoderWeights<'_, F>,
     prep: Option<&DecoderPrep<F>>,
+    keys: Option<&MemoryKeys<F>>,
     x: ArrayView2<F>,
     memory: ArrayView3<F>,
     lengths: &[usize],
@@ -679,7 +733,7 @@ pub fn decoder_step<F: Real>(
         return Err(CoreError::shape("state", format!("the state of {b} sequences of width {h}"), "another shape"));
     }
     let prep = &*DecoderPrep::given_or_new(prep, spec, w, false)?;
-    let mut stepper = Stepper::new(spec, w, prep, &memory, lengths, b)?;
+    let mut stepper = Stepper::new(spec, w, prep, keys, &memory, lengths, b)?;
     let width = Cell::<F>::extra(&stepper.cell) * h;
     let mut gates = Array2::from_shape_fn((b, z.gh), |(_, c)| w.cell.bias_ih[c]);
     gemm(F::one(), x, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), gates.view_mut());

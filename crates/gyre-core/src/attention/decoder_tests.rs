@@ -303,21 +303,26 @@ fn a_pool_of_threads_gives_the_bits_of_one() {
 }
 
 /// Stepping the decoder a step at a time (the serving path) gives the teacher-forced pass's
-/// outputs, attention weights and final states, for every cell, score and input feeding; a
-/// state of another shape is refused and left as it was.
+/// outputs, attention weights and final states, for every cell, score and input feeding, with
+/// the memory's keys projected at each step or kept from before the first; a state of another
+/// shape, or keys of another memory, are refused and the state left as it was.
 #[test]
 fn stepping_one_step_at_a_time_is_the_whole_pass() {
     for kind in KINDS {
         for score in 0..3 {
-            for input_feeding in [false, true] {
+            for (input_feeding, kept) in [(false, false), (true, false), (false, true), (true, true)] {
                 let case = Case::new(kind, score, input_feeding);
                 let whole = case.forward();
                 let spec = case.spec();
+                let w = case.weights();
+                let prep = DecoderPrep::new(&spec, &w, false).expect("prep");
+                let keys = MemoryKeys::new(&spec, &prep, case.memory.view(), &case.lengths).expect("keys");
+                let (prep, keys) = if kept { (Some(&prep), Some(&keys)) } else { (None, None) };
                 let mut state = DecoderState::start(&spec, B, H, &case.init()).expect("state");
                 for t in 0..TQ {
                     let x = case.x.slice(ndarray::s![.., t, ..]);
                     let (out, weights) =
-                        decoder_step(&spec, &case.weights(), None, x, case.memory.view(), &case.lengths, &mut state)
+                        decoder_step(&spec, &w, prep, keys, x, case.memory.view(), &case.lengths, &mut state)
                             .expect("step");
                     for (a, b) in out.iter().zip(whole.output.slice(ndarray::s![.., t, ..])) {
                         assert!((a - b).abs() < 1e-12, "{kind:?} {score} {input_feeding}: output at {t}");
@@ -341,9 +346,27 @@ fn stepping_one_step_at_a_time_is_the_whole_pass() {
     state.h_tilde = Array2::zeros((B, H + 1));
     let before = state.clone();
     let x = case.x.slice(ndarray::s![.., 0, ..]);
-    let err = decoder_step(&spec, &case.weights(), None, x, case.memory.view(), &case.lengths, &mut state)
+    let err = decoder_step(&spec, &case.weights(), None, None, x, case.memory.view(), &case.lengths, &mut state)
         .expect_err("refused");
     assert!(err.to_string().contains("state"), "{err}");
+    assert_eq!(state, before);
+    let mut state = DecoderState::start(&spec, B, H, &case.init()).expect("state");
+    let before = state.clone();
+    let prep = DecoderPrep::new(&spec, &case.weights(), false).expect("prep");
+    let shorter: Vec<usize> = case.lengths.iter().map(|&l| l.saturating_sub(1)).collect();
+    let other = MemoryKeys::new(&spec, &prep, case.memory.view(), &shorter).expect("keys");
+    let err = decoder_step(
+        &spec,
+        &case.weights(),
+        Some(&prep),
+        Some(&other),
+        x,
+        case.memory.view(),
+        &case.lengths,
+        &mut state,
+    )
+    .expect_err("refused");
+    assert!(err.to_string().contains("memory keys"), "{err}");
     assert_eq!(state, before);
 }
 

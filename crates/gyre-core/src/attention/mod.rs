@@ -38,7 +38,7 @@ mod tests;
 pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead, MAX_BEAM_WIDTH};
 pub use decoder::{
     decoder_backward, decoder_forward, decoder_forward_backward, decoder_step, DecoderGrads, DecoderOutput,
-    DecoderOutputGrads, DecoderPrep, DecoderSpec, DecoderState, DecoderWeights,
+    DecoderOutputGrads, DecoderPrep, DecoderSpec, DecoderState, DecoderWeights, MemoryKeys,
 };
 
 use crate::error::{CoreError, Result};

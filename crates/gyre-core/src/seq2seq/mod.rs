@@ -228,9 +228,10 @@ pub struct Seq2SeqStream<F> {
     memory: ndarray::Array3<F>,
     lengths: Vec<usize>,
     state: crate::attention::DecoderState<F>,
-    /// The decoder's weights in the forms its steps read, made once, and the generation of the
-    /// model's values they were made from (made again when the model has changed since).
-    prep: (u64, crate::attention::DecoderPrep<F>),
+    /// The decoder's weights in the forms its steps read and the memory's keys as its scores
+    /// read them, made once, and the generation of the model's values they were made from (made
+    /// again when the model has changed since).
+    prep: (u64, crate::attention::DecoderPrep<F>, crate::attention::MemoryKeys<F>),
     /// Tokens stepped so far.
     pub steps: usize,
 }
@@ -601,8 +602,20 @@ impl<F: Real> Seq2Seq<F> {
         let enc = self.encode(&v, sources)?;
         let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
         let state = crate::attention::DecoderState::start(&v.spec, sources.len(), self.config.decoder_hidden(), &init)?;
-        let prep = (self.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false)?);
+        let prep = self.stream_prep(&v, enc.memory.view(), &enc.lengths)?;
         Ok(Seq2SeqStream { memory: enc.memory, lengths: enc.lengths, state, prep, steps: 0 })
+    }
+
+    /// A stream's prepared decoder weights and memory keys, stamped with the model's generation.
+    fn stream_prep(
+        &self,
+        v: &Views<'_, F>,
+        memory: ndarray::ArrayView3<F>,
+        lengths: &[usize],
+    ) -> Result<(u64, crate::attention::DecoderPrep<F>, crate::attention::MemoryKeys<F>)> {
+        let prep = crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false)?;
+        let keys = crate::attention::MemoryKeys::new(&v.spec, &prep, memory, lengths)?;
+        Ok((self.generation.0, prep, keys))
     }
 
     /// One decoder step of a stream: `tokens[i]` (a target id) enters row `i`; returns each
@@ -629,12 +642,13 @@ impl<F: Real> Seq2Seq<F> {
         let x = embed(v.head.embedding, &tokens.iter().map(std::slice::from_ref).collect::<Vec<_>>(), 1);
         let x = x.index_axis(ndarray::Axis(1), 0);
         if stream.prep.0 != self.generation.0 {
-            stream.prep = (self.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false)?);
+            stream.prep = self.stream_prep(&v, stream.memory.view(), &stream.lengths)?;
         }
         let (h_tilde, attention) = crate::attention::decoder_step(
             &v.spec,
             &v.decoder,
             Some(&stream.prep.1),
+            Some(&stream.prep.2),
             x,
             stream.memory.view(),
             &stream.lengths,

@@ -137,8 +137,8 @@ fn a_stream_stepped_with_the_greedy_tokens_gives_the_greedy_decode() {
 
 #[test]
 fn a_stream_steps_with_the_weights_the_model_has_when_it_steps() {
-    // A stream keeps the decoder's prepared weights between steps; once the model has trained,
-    // its next step prepares them again from the new weights.
+    // A stream keeps the decoder's prepared weights and the memory's projected keys between
+    // steps; once the model has trained, its next step makes both again from the new weights.
     let mut model = Seq2Seq::<f32>::new(toy_config(), 3).unwrap();
     let mut rng = Rng::new(4);
     let (src, tgt) = reversal(&mut rng, 64);
@@ -148,7 +148,7 @@ fn a_stream_steps_with_the_weights_the_model_has_when_it_steps() {
     train(&mut model, &mut opt, &src, &tgt, 0..1);
     let v = model.views().unwrap();
     let mut fresh = stream.clone();
-    fresh.prep = (model.generation.0, crate::attention::DecoderPrep::new(&v.spec, &v.decoder, false).unwrap());
+    fresh.prep = model.stream_prep(&v, fresh.memory.view(), &fresh.lengths).unwrap();
     let mut stale = stream.clone();
     stale.prep.0 = model.generation.0;
     let mut kept = stream;
