@@ -464,6 +464,164 @@ unsafe fn tile256<const MR: usize, const NV: usize>(
     }
 }
 
+/// The 6 × 16 [`tile256`] for rows of `a` contiguous along `k` (`csa` 1), its loop in assembly:
+/// rows 0–2 read from one pointer and rows 3–5 from another at `+ {0, 1, 2}·rsa` (one scaled
+/// index register, as MLAS' `SgemmKernelFma3` reads them), both moved once per four steps. The
+/// compiled loop walks one register down the six rows and back at every step (seven dependent
+/// additions per 12 multiply-adds, on the ports the multiply-adds use). The same multiply-adds
+/// in the same order: the same bits.
+///
+/// # Safety
+/// As [`tile256`] with `MR` 6, `NV` 2 and `csa` 1.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256_6x2_rows(k: usize, a: *const f32, rsa: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
+    // SAFETY: the caller guarantees every address below is inside its slice; the assembly
+    // reads rows 0..6 of `a` (steps 0..4·(k / 4)) and rows 0..4·(k / 4) of `b`, and writes only
+    // the registers it names.
+    unsafe {
+        let ld = |i: usize, v: usize| _mm256_loadu_ps(c.add(i * ldc + 8 * v));
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) =
+            (ld(0, 0), ld(0, 1), ld(1, 0), ld(1, 1), ld(2, 0), ld(2, 1));
+        let (mut c6, mut c7, mut c8, mut c9, mut c10, mut c11) =
+            (ld(3, 0), ld(3, 1), ld(4, 0), ld(4, 1), ld(5, 0), ld(5, 1));
+        let quads = k / 4;
+        let (mut a0, a3, mut bp) = (a, a.add(3 * rsa), b);
+        if quads > 0 {
+            std::arch::asm!(
+                "2:",
+                "vmovups {b0}, [{bp}]",
+                "vmovups {b1}, [{bp} + 32]",
+                "vbroadcastss {t}, [{a0}]",
+                "vfmadd231ps {c0}, {t}, {b0}",
+                "vfmadd231ps {c1}, {t}, {b1}",
+                "vbroadcastss {u}, [{a0} + {rs}]",
+                "vfmadd231ps {c2}, {u}, {b0}",
+                "vfmadd231ps {c3}, {u}, {b1}",
+                "vbroadcastss {t}, [{a0} + {rs}*2]",
+                "vfmadd231ps {c4}, {t}, {b0}",
+                "vfmadd231ps {c5}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3}]",
+                "vfmadd231ps {c6}, {u}, {b0}",
+                "vfmadd231ps {c7}, {u}, {b1}",
+                "vbroadcastss {t}, [{a3} + {rs}]",
+                "vfmadd231ps {c8}, {t}, {b0}",
+                "vfmadd231ps {c9}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + {rs}*2]",
+                "vfmadd231ps {c10}, {u}, {b0}",
+                "vfmadd231ps {c11}, {u}, {b1}",
+                "add {bp}, {ldb}",
+                "vmovups {b0}, [{bp}]",
+                "vmovups {b1}, [{bp} + 32]",
+                "vbroadcastss {t}, [{a0} + 4]",
+                "vfmadd231ps {c0}, {t}, {b0}",
+                "vfmadd231ps {c1}, {t}, {b1}",
+                "vbroadcastss {u}, [{a0} + {rs} + 4]",
+                "vfmadd231ps {c2}, {u}, {b0}",
+                "vfmadd231ps {c3}, {u}, {b1}",
+                "vbroadcastss {t}, [{a0} + {rs}*2 + 4]",
+                "vfmadd231ps {c4}, {t}, {b0}",
+                "vfmadd231ps {c5}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + 4]",
+                "vfmadd231ps {c6}, {u}, {b0}",
+                "vfmadd231ps {c7}, {u}, {b1}",
+                "vbroadcastss {t}, [{a3} + {rs} + 4]",
+                "vfmadd231ps {c8}, {t}, {b0}",
+                "vfmadd231ps {c9}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + {rs}*2 + 4]",
+                "vfmadd231ps {c10}, {u}, {b0}",
+                "vfmadd231ps {c11}, {u}, {b1}",
+                "add {bp}, {ldb}",
+                "vmovups {b0}, [{bp}]",
+                "vmovups {b1}, [{bp} + 32]",
+                "vbroadcastss {t}, [{a0} + 8]",
+                "vfmadd231ps {c0}, {t}, {b0}",
+                "vfmadd231ps {c1}, {t}, {b1}",
+                "vbroadcastss {u}, [{a0} + {rs} + 8]",
+                "vfmadd231ps {c2}, {u}, {b0}",
+                "vfmadd231ps {c3}, {u}, {b1}",
+                "vbroadcastss {t}, [{a0} + {rs}*2 + 8]",
+                "vfmadd231ps {c4}, {t}, {b0}",
+                "vfmadd231ps {c5}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + 8]",
+                "vfmadd231ps {c6}, {u}, {b0}",
+                "vfmadd231ps {c7}, {u}, {b1}",
+                "vbroadcastss {t}, [{a3} + {rs} + 8]",
+                "vfmadd231ps {c8}, {t}, {b0}",
+                "vfmadd231ps {c9}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + {rs}*2 + 8]",
+                "vfmadd231ps {c10}, {u}, {b0}",
+                "vfmadd231ps {c11}, {u}, {b1}",
+                "add {bp}, {ldb}",
+                "vmovups {b0}, [{bp}]",
+                "vmovups {b1}, [{bp} + 32]",
+                "vbroadcastss {t}, [{a0} + 12]",
+                "vfmadd231ps {c0}, {t}, {b0}",
+                "vfmadd231ps {c1}, {t}, {b1}",
+                "vbroadcastss {u}, [{a0} + {rs} + 12]",
+                "vfmadd231ps {c2}, {u}, {b0}",
+                "vfmadd231ps {c3}, {u}, {b1}",
+                "vbroadcastss {t}, [{a0} + {rs}*2 + 12]",
+                "vfmadd231ps {c4}, {t}, {b0}",
+                "vfmadd231ps {c5}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + 12]",
+                "vfmadd231ps {c6}, {u}, {b0}",
+                "vfmadd231ps {c7}, {u}, {b1}",
+                "vbroadcastss {t}, [{a3} + {rs} + 12]",
+                "vfmadd231ps {c8}, {t}, {b0}",
+                "vfmadd231ps {c9}, {t}, {b1}",
+                "vbroadcastss {u}, [{a3} + {rs}*2 + 12]",
+                "vfmadd231ps {c10}, {u}, {b0}",
+                "vfmadd231ps {c11}, {u}, {b1}",
+                "add {bp}, {ldb}",
+                "add {a0}, 16",
+                "add {a3}, 16",
+                "dec {n}",
+                "jnz 2b",
+                a0 = inout(reg) a0,
+                a3 = inout(reg) a3 => _,
+                bp = inout(reg) bp,
+                n = inout(reg) quads => _,
+                rs = in(reg) rsa * 4,
+                ldb = in(reg) ldb * 4,
+                b0 = out(ymm_reg) _,
+                b1 = out(ymm_reg) _,
+                t = out(ymm_reg) _,
+                u = out(ymm_reg) _,
+                c0 = inout(ymm_reg) c0,
+                c1 = inout(ymm_reg) c1,
+                c2 = inout(ymm_reg) c2,
+                c3 = inout(ymm_reg) c3,
+                c4 = inout(ymm_reg) c4,
+                c5 = inout(ymm_reg) c5,
+                c6 = inout(ymm_reg) c6,
+                c7 = inout(ymm_reg) c7,
+                c8 = inout(ymm_reg) c8,
+                c9 = inout(ymm_reg) c9,
+                c10 = inout(ymm_reg) c10,
+                c11 = inout(ymm_reg) c11,
+                options(nostack, readonly),
+            );
+        }
+        let mut acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]];
+        for _ in 4 * quads..k {
+            let bv = [_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8))];
+            for (i, row) in acc.iter_mut().enumerate() {
+                let s = _mm256_set1_ps(*a0.add(i * rsa));
+                for (x, &w) in row.iter_mut().zip(&bv) {
+                    *x = _mm256_fmadd_ps(s, w, *x);
+                }
+            }
+            (a0, bp) = (a0.add(1), bp.add(ldb));
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                _mm256_storeu_ps(c.add(i * ldc + 8 * v), x);
+            }
+        }
+    }
+}
+
 /// [`tile256`] with the last vector's lanes masked by `last` (the right edge of an unpadded `b`
 /// and of `c`).
 ///
@@ -544,7 +702,11 @@ unsafe fn strip256<const MR: usize, const NV: usize>(
                 _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(16 * fetched) as *const i8);
                 fetched += 1;
             }
-            tile256::<MR, NV>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc);
+            if MR == 6 && NV == 2 && csa == 1 {
+                tile256_6x2_rows(k, a, rsa, b.add(j), ldb, c.add(j), ldc);
+            } else {
+                tile256::<MR, NV>(k, a, rsa, csa, b.add(j), ldb, c.add(j), ldc);
+            }
             j += 8 * NV;
         }
         while j + 16 <= cols {
