@@ -263,6 +263,24 @@ describe('gyre train / transduce / eval / info on source–target pairs', () => 
     const parsed = JSON.parse(n.stdout) as { source: string; outputs: { text: string; score: number }[] }[];
     expect(parsed[0]!.outputs).toHaveLength(2);
     expect(parsed[0]!.outputs[0]!.text).toBe('cba');
+    // An ensemble of the model with itself decodes as the model alone.
+    const both = gyre(
+      'transduce',
+      'reverse.safetensors',
+      'abc',
+      '--beam',
+      '3',
+      '--n-best',
+      '2',
+      '--json',
+      '--ensemble',
+      'reverse.safetensors',
+    );
+    expect(JSON.parse(both.stdout)).toEqual(parsed);
+    expectCleanFailure(
+      gyre('transduce', 'reverse.safetensors', 'abc', '--ensemble', 'reverse.tsv'),
+      /reverse\.tsv is not an encoder–decoder/,
+    );
     const e = gyre('eval', 'reverse.safetensors', 'reverse.tsv', '--beam', '1');
     expect(e.stdout).toMatch(
       /reverse\.tsv: exact match [\d.]+% \(sequence error rate [\d.]+%\), token error rate [\d.]+%, cross-entropy [\d.]+ per token, over 400 pairs \(beam 1\)/,

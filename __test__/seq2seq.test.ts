@@ -154,6 +154,34 @@ describe('Seq2Seq', () => {
     expect(resumed.history).toHaveLength(6);
   }, 60_000);
 
+  it("decodes with an ensemble: each output's logProb is the mean of the models' (their evaluate agrees)", async () => {
+    const tokenizers = { sourceTokenizer: model.sourceTokenizer, targetTokenizer: model.targetTokenizer };
+    const other = await Seq2Seq.train(train, { ...tokenizers, hiddenSize: 24, embeddingDim: 8, epochs: 4, learningRate: 0.01, seed: 9 });
+    const [r] = await model.transduce('bead', { beamWidth: 3, nBest: 3, ensemble: [other] });
+    for (const h of r!.nBest) {
+      const [a, b] = [await model.evaluate([['bead', h.text]]), await other.evaluate([['bead', h.text]])];
+      // loss is per target token, the end included.
+      expect(((a.loss + b.loss) / 2) * (h.tokens.length + 1)).toBeCloseTo(-h.logProb, 4);
+    }
+    const [alone] = await model.transduce('bead', { beamWidth: 3, nBest: 3 });
+    expect(r!.nBest.map((h) => h.logProb)).not.toEqual(alone!.nBest.map((h) => h.logProb));
+    // With itself, the model decodes as alone.
+    expect(await model.transduce(['bead', 'fac'], { beamWidth: 2, ensemble: [model] })).toEqual(
+      await model.transduce(['bead', 'fac'], { beamWidth: 2 }),
+    );
+    // The other model is busy while the ensemble decodes, and free after.
+    const pending = model.transduce(['abc', 'fed'], { ensemble: [other] });
+    await expect(other.transduce('abc')).rejects.toThrow(BusyError);
+    await pending;
+    expect((await other.transduce('abc'))[0]!.text).toBeTypeOf('string');
+    const words = await Seq2Seq.train([['ab cd', 'x y']], { sourceTokenizer: 'word', epochs: 1, hiddenSize: 4 });
+    await expect(model.transduce('abc', { ensemble: [words] })).rejects.toThrow(/ensemble\[0\].*tokenizers/);
+    await expect(model.transduce('abc', { ensemble: [model, {}] as never })).rejects.toThrow(/ensemble\[1\] must be a Seq2Seq/);
+    await expect(model.transduce('abc', { ensemble: model as never })).rejects.toThrow(/ensemble must be an array/);
+    other.dispose();
+    words.dispose();
+  }, 60_000);
+
   it('refuses a second call while one runs', async () => {
     const pending = model.transduce(['abc']);
     await expect(model.transduce(['abc'])).rejects.toThrow(BusyError);

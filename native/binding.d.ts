@@ -205,9 +205,10 @@ export declare class NativeSeq2Seq {
   loss(sourceIds: Uint32Array, sourceLengths: Uint32Array, targetIds: Uint32Array, targetLengths: Uint32Array, labelSmoothing: number): Promise<number>
   /**
    * Beam-search decoding of sources (concatenated ids and lengths): per source, up to
-   * `nBest` hypotheses, best first.
+   * `nBest` hypotheses, best first. With `ensemble`, the other models decode with this one
+   * (each token's log-probability the mean of the models'); they are busy until it settles.
    */
-  transduce(sourceIds: Uint32Array, sourceLengths: Uint32Array, options: Seq2SeqDecodeOptions): Promise<Array<Array<Seq2SeqHypothesis>>>
+  transduce(sourceIds: Uint32Array, sourceLengths: Uint32Array, options: Seq2SeqDecodeOptions, ensemble?: Array<NativeSeq2Seq> | undefined | null): Promise<Array<Array<Seq2SeqHypothesis>>>
 }
 
 /**

@@ -786,14 +786,21 @@ async function transduce(
   io: CliIO,
   path: string,
   texts: string[],
-  f: { beam: number; nBest: number; lengthPenalty: number; json?: boolean },
+  f: { beam: number; nBest: number; lengthPenalty: number; ensemble?: string[]; json?: boolean },
 ): Promise<void> {
-  readText(path);
-  if (!isSeq2SeqFile(path))
-    throw new CliError(`${path} is not an encoder–decoder; gyre transduce needs a model made by ${TRAINED_BY.seq2seq}`);
+  const paths = [path, ...(f.ensemble ?? [])];
+  for (const p of paths) {
+    readText(p);
+    if (!isSeq2SeqFile(p)) throw new CliError(`${p} is not an encoder–decoder; gyre transduce needs a model made by ${TRAINED_BY.seq2seq}`);
+  }
   if (f.nBest > f.beam) throw new CliError(`--n-best (${f.nBest}) must not exceed --beam (${f.beam})`);
-  const s2s = await Seq2Seq.load(path);
-  const out = await s2s.transduce(texts, { beamWidth: f.beam, nBest: f.nBest, lengthPenalty: f.lengthPenalty });
+  const [s2s, ...ensemble] = await Promise.all(paths.map((p) => Seq2Seq.load(p)));
+  const out = await s2s!.transduce(texts, {
+    beamWidth: f.beam,
+    nBest: f.nBest,
+    lengthPenalty: f.lengthPenalty,
+    ...(ensemble.length > 0 ? { ensemble } : {}),
+  });
   if (f.json) {
     io.out(
       JSON.stringify(
@@ -1074,6 +1081,7 @@ function program(io: CliIO): Command {
     .option('--beam <n>', 'beam width (1: greedy)', int(1), 5)
     .option('--n-best <n>', 'outputs per text, best first, with their scores', int(1), 1)
     .option('--length-penalty <alpha>', 'Wu et al. length penalty α', nonNegative, 0)
+    .option('--ensemble <models...>', 'other model files that decode with this one (the mean of their log-probabilities)')
     .option('--json', 'print JSON')
     .action(async (path: string, texts: string[], flags) => transduce(io, path, texts, flags));
 

@@ -107,6 +107,13 @@ export interface TransduceOptions {
   lengthPenalty?: number;
   /** The most target tokens per output, its end included. Default: twice the longest source, plus 10. */
   maxLength?: number;
+  /**
+   * Other models that decode with this one, as an ensemble: each encodes the texts and steps its
+   * own decoder, and a token's log-probability is the mean of the models' (`logProb` and `score`
+   * are then the ensemble's; `attention` the models' mean). They must have this model's source and
+   * target tokenizers, and are busy until the call settles. Default: none.
+   */
+  ensemble?: readonly Seq2Seq[];
 }
 
 /** One decoded output. */
@@ -584,12 +591,27 @@ export class Seq2Seq {
    * Decodes each text by beam search (greedy with `beamWidth: 1`), off the event loop.
    * @throws {InvalidArgumentError} for a text without tokens or a bad option.
    */
+  /** The native models of a `transduce` ensemble, checked: Seq2Seq models with this one's tokenizers. */
+  #ensemble(models: unknown): native.NativeSeq2Seq[] | undefined {
+    if (models === undefined) return undefined;
+    if (!Array.isArray(models)) throw new InvalidArgumentError(`ensemble must be an array of Seq2Seq models, got ${describe(models)}`);
+    const vocab = (t: Tokenizer) => JSON.stringify(t.toJSON());
+    return models.map((m: unknown, i) => {
+      if (!(m instanceof Seq2Seq)) throw new InvalidArgumentError(`ensemble[${i}] must be a Seq2Seq model, got ${describe(m)}`);
+      if (vocab(m.sourceTokenizer) !== vocab(this.sourceTokenizer) || vocab(m.targetTokenizer) !== vocab(this.targetTokenizer)) {
+        throw new InvalidArgumentError(`ensemble[${i}] must have this model's source and target tokenizers (the same vocabularies)`);
+      }
+      return m.#native;
+    });
+  }
+
   async transduce(texts: string | readonly string[], options_: TransduceOptions = {}): Promise<TransduceResult[]> {
     const list = typeof texts === 'string' ? [texts] : texts;
     if (!Array.isArray(list) || list.some((t) => typeof t !== 'string')) {
       throw new InvalidArgumentError(`texts must be a string or an array of strings, got ${describe(texts)}`);
     }
-    const o = options('options', options_, ['beamWidth', 'nBest', 'lengthPenalty', 'maxLength']);
+    const o = options('options', options_, ['beamWidth', 'nBest', 'lengthPenalty', 'maxLength', 'ensemble']);
+    const ensemble = this.#ensemble(o.ensemble);
     const beamWidth = optInt('beamWidth', o.beamWidth, 1, 1, 1024);
     const nBest = optInt('nBest', o.nBest, 1, 1, beamWidth);
     const lengthPenalty = o.lengthPenalty === undefined ? 0 : finite('lengthPenalty', o.lengthPenalty);
@@ -600,7 +622,7 @@ export class Seq2Seq {
     const maxLength = o.maxLength === undefined ? 2 * longest + 10 : intIn('maxLength', o.maxLength, 1);
     const src = packed(ids);
     const found = await native.settle(
-      native.guard(() => this.#native.transduce(src.ids, src.lengths, { beamWidth, maxLength, lengthPenalty, nBest })),
+      native.guard(() => this.#native.transduce(src.ids, src.lengths, { beamWidth, maxLength, lengthPenalty, nBest }, ensemble)),
     );
     return found.map((hyps, i) => {
       const sourceTokens = ids[i]!.map((id) => this.sourceTokenizer.tokenOf(id));

@@ -8,7 +8,7 @@ use crate::shared::{Call, Native, Shared};
 use gyre_core::attention::Hypothesis;
 use gyre_core::optim::{Optimizer, OptimizerConfig};
 use gyre_core::seq2seq::{self, DecodeOptions, EpochOptions, LossOptions, Seq2Seq, Seq2SeqConfig};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Float32Array, Float64Array, Uint32Array, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, ClassInstance, Float32Array, Float64Array, Uint32Array, Uint8Array};
 use napi::Env;
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -371,13 +371,15 @@ impl NativeSeq2Seq {
     }
 
     /// Beam-search decoding of sources (concatenated ids and lengths): per source, up to
-    /// `nBest` hypotheses, best first.
+    /// `nBest` hypotheses, best first. With `ensemble`, the other models decode with this one
+    /// (each token's log-probability the mean of the models'); they are busy until it settles.
     #[napi(catch_unwind, ts_return_type = "Promise<Array<Array<Seq2SeqHypothesis>>>")]
     pub fn transduce(
         &self,
         source_ids: Uint32Array,
         source_lengths: Uint32Array,
         options: Seq2SeqDecodeOptions,
+        ensemble: Option<Vec<ClassInstance<'_, NativeSeq2Seq>>>,
     ) -> Result<AsyncTask<TransduceTask>> {
         contain(|| {
             let sources = sequences("sources", &source_ids, &source_lengths)?;
@@ -387,15 +389,68 @@ impl NativeSeq2Seq {
                 length_penalty: options.length_penalty,
                 n_best: options.n_best as usize,
             };
+            // The other models, each once (this one and repeats decode with the state held).
+            let mut others: Vec<Arc<Mutex<State>>> = Vec::new();
+            let mut picks: Vec<Option<usize>> = Vec::new();
+            for other in ensemble.iter().flatten() {
+                if Arc::ptr_eq(&other.shared.inner, &self.shared.inner) {
+                    picks.push(None);
+                    continue;
+                }
+                drop(self.shared.held()?);
+                drop(other.shared.held()?);
+                match others.iter().position(|o| Arc::ptr_eq(o, &other.shared.inner)) {
+                    Some(k) => picks.push(Some(k)),
+                    None => {
+                        picks.push(Some(others.len()));
+                        others.push(other.shared.inner.clone());
+                    }
+                }
+            }
+            let flags: Vec<Arc<AtomicBool>> = ensemble
+                .iter()
+                .flatten()
+                .filter(|o| !Arc::ptr_eq(&o.shared.inner, &self.shared.inner))
+                .map(|o| o.shared.busy.clone())
+                .collect();
+            let busy = Busy::set(flags);
             let task = self.shared.task(
                 move |s: &mut State| {
-                    let hyps = s.model.transduce(&refs(&sources), &opts)?;
+                    let _busy = busy;
+                    let guards: Vec<std::sync::MutexGuard<'_, State>> =
+                        others.iter().map(|o| o.lock()).collect::<std::result::Result<_, _>>().map_err(|_| {
+                            gyre_core::CoreError::InvalidArgument {
+                                what: "ensemble".into(),
+                                expected: "models whose lock is sound".into(),
+                                got: "a poisoned lock".into(),
+                            }
+                        })?;
+                    let members: Vec<&Seq2Seq<f32>> =
+                        picks.iter().map(|p| p.map_or(&s.model, |k| &guards[k].model)).collect();
+                    let hyps = s.model.transduce_ensemble(&members, &refs(&sources), &opts)?;
                     Ok(hyps.into_iter().zip(&sources).map(|(h, src)| found(h, src.len())).collect())
                 },
                 hypotheses_to_js,
             )?;
             Ok(AsyncTask::new(task))
         })
+    }
+}
+
+/// The busy flags of an ensemble's other models, set while its task is queued or running and
+/// cleared when the task's work is dropped (run or not).
+struct Busy(Vec<Arc<AtomicBool>>);
+
+impl Busy {
+    fn set(flags: Vec<Arc<AtomicBool>>) -> Self {
+        flags.iter().for_each(|f| f.store(true, Ordering::SeqCst));
+        Busy(flags)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|f| f.store(false, Ordering::SeqCst));
     }
 }
 

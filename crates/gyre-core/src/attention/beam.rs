@@ -78,6 +78,33 @@ fn penalty(length: usize, alpha: f64) -> f64 {
     }
 }
 
+/// One model of an ensemble ([`beam_search_ensemble`]): its decoder, the token side, the memory
+/// it attends over (`[B, Tk, Hk]`, sequence `b` over its first `lengths[b]` steps) and its
+/// initial state (`[B, H]`; zeros when absent). Views of values borrowed from anywhere fit one
+/// lifetime through their `reborrow` methods.
+#[derive(Clone, Copy)]
+pub struct Member<'a, F> {
+    /// The decoder's cell, score and input feeding.
+    pub spec: DecoderSpec<'a, F>,
+    /// The decoder's weights.
+    pub weights: DecoderWeights<'a, F>,
+    /// The embedding its tokens enter by and the output layer scoring the next one.
+    pub head: TokenHead<'a, F>,
+    /// `[B, Tk, Hk]` the encoder's outputs.
+    pub memory: ArrayView3<'a, F>,
+    /// `[B]` each sequence's valid steps of `memory`.
+    pub lengths: &'a [usize],
+    /// `[B, H]` states to start from.
+    pub init: InitialState<'a, F>,
+}
+
+impl<F> TokenHead<'_, F> {
+    /// The same views, borrowed for a shorter time.
+    pub fn reborrow(&self) -> TokenHead<'_, F> {
+        TokenHead { embedding: self.embedding.view(), weight: self.weight.view(), bias: self.bias.view() }
+    }
+}
+
 /// Beam search of the decoder over `memory: [B, Tk, Hk]` (sequence `b` attending over its first
 /// `lengths[b]` steps) from `init` (`[B, H]` states; zeros when absent): per sequence the
 /// `n_best` hypotheses, best first (ties: the earlier-found first).
@@ -93,10 +120,86 @@ pub fn beam_search<F: Real>(
     init: &InitialState<'_, F>,
     opts: &BeamOptions,
 ) -> Result<Vec<Vec<Hypothesis<F>>>> {
-    let (b, tk, _) = memory.dim();
-    let (v, e) = head.embedding.dim();
-    let h = w.cell.weight_hh.ncols();
-    let has_c = spec.cell.has_cell_state();
+    let member = Member {
+        spec: spec.reborrow(),
+        weights: w.reborrow(),
+        head: head.reborrow(),
+        memory: memory.view(),
+        lengths,
+        init: init.reborrow(),
+    };
+    beam_search_ensemble(&[member], opts)
+}
+
+/// One member's decoding state: its prepared step and row buffers `[rows, ·]` (the current
+/// rows first, the next step's written beside them).
+struct Lane<'p, F: Real> {
+    stepper: Stepper<'p, F>,
+    /// Every token's input projection `[V, G·H]` (`b_ih` included).
+    token_gates: Array2<F>,
+    has_c: bool,
+    hs: Array2<F>,
+    cs: Array2<F>,
+    hts: Array2<F>,
+    h_new: Array2<F>,
+    c_new: Array2<F>,
+    ht_new: Array2<F>,
+    gates: Array2<F>,
+    extra: Array2<F>,
+    context: Array2<F>,
+    weights: Array2<F>,
+    logits: Array2<F>,
+}
+
+/// Checks one member against the options (and the first member's vocabulary and batch).
+fn check_member<F: Real>(m: &Member<'_, F>, opts: &BeamOptions, first: Option<&Member<'_, F>>) -> Result<()> {
+    let (v, e) = m.head.embedding.dim();
+    let h = m.weights.cell.weight_hh.ncols();
+    for (what, id) in [("start", opts.start), ("end", opts.end)] {
+        if id >= v {
+            return Err(CoreError::invalid(what, format!("a token id below the vocabulary size {v}"), id));
+        }
+    }
+    if m.head.weight.dim() != (v, h) || m.head.bias.len() != v {
+        return Err(CoreError::shape(
+            "output weight and bias",
+            format!("[{v}, {h}] and [{v}] (the embedding's vocabulary, the decoder's width)"),
+            format!("{:?} and [{}]", m.head.weight.dim(), m.head.bias.len()),
+        ));
+    }
+    if let Some(f) = first {
+        if f.head.embedding.nrows() != v || f.memory.dim().0 != m.memory.dim().0 || f.lengths != m.lengths {
+            return Err(CoreError::shape(
+                "ensemble",
+                format!(
+                    "members over the same {} sequences (lengths {:?}) and vocabulary of {}",
+                    f.memory.dim().0,
+                    f.lengths,
+                    f.head.embedding.nrows()
+                ),
+                format!("{} sequences (lengths {:?}) and {v} tokens", m.memory.dim().0, m.lengths),
+            ));
+        }
+    }
+    // The checks of a teacher-forced pass, on one step of the start token.
+    let b = m.memory.dim().0;
+    let probe = ndarray::Array3::from_shape_fn((b, 1, e), |(_, _, c)| m.head.embedding[[opts.start, c]]);
+    super::decoder::decoder_forward(&m.spec, &m.weights, None, probe.view(), m.memory, m.lengths, &m.init)?;
+    Ok(())
+}
+
+/// [`beam_search`] of an ensemble: every member steps its own decoder over its own memory of the
+/// same sequences, and each token's log-probability is the mean of the members'
+/// (log-linear averaging, as NMT toolkits ensemble); a hypothesis's `log_prob` is the sum of
+/// those means and its attention rows the members' mean. One member gives [`beam_search`].
+///
+/// # Errors
+/// As [`beam_search`], for every member; when the members do not decode the same sequences
+/// (batch, lengths) over the same vocabulary; or when there is none.
+pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptions) -> Result<Vec<Vec<Hypothesis<F>>>> {
+    let Some(first) = members.first() else {
+        return Err(CoreError::invalid("ensemble", "at least one model", "none"));
+    };
     for (what, n) in [("beamWidth", opts.beam_width), ("maxLength", opts.max_length), ("nBest", opts.n_best)] {
         if n == 0 {
             return Err(CoreError::invalid(what, "a positive integer", 0));
@@ -105,100 +208,121 @@ pub fn beam_search<F: Real>(
     if opts.beam_width > MAX_BEAM_WIDTH {
         return Err(CoreError::invalid("beamWidth", format!("at most {MAX_BEAM_WIDTH}"), opts.beam_width));
     }
-    for (what, id) in [("start", opts.start), ("end", opts.end)] {
-        if id >= v {
-            return Err(CoreError::invalid(what, format!("a token id below the vocabulary size {v}"), id));
-        }
+    for (k, m) in members.iter().enumerate() {
+        check_member(m, opts, (k > 0).then_some(first))?;
     }
-    if head.weight.dim() != (v, h) || head.bias.len() != v {
-        return Err(CoreError::shape(
-            "output weight and bias",
-            format!("[{v}, {h}] and [{v}] (the embedding's vocabulary, the decoder's width)"),
-            format!("{:?} and [{}]", head.weight.dim(), head.bias.len()),
-        ));
-    }
-    // The checks of a teacher-forced pass, on one step of the start token.
-    let probe = ndarray::Array3::from_shape_fn((b, 1, e), |(_, _, c)| head.embedding[[opts.start, c]]);
-    let prep = super::decoder::DecoderPrep::new(spec, w, false)?;
-    super::decoder::decoder_forward(spec, w, Some(&prep), probe.view(), memory, lengths, init)?;
-
+    let (b, tk, _) = first.memory.dim();
+    let v = first.head.embedding.nrows();
     let width = opts.beam_width;
     // Live hypotheses per sequence: at most the width, and at most V^t after t steps.
     let prefixes = (1..opts.max_length).fold(1usize, |n, _| n.saturating_mul(v)).max(1);
     let rows_max = b * width.min(prefixes);
-    let mut stepper = Stepper::new(spec, w, &prep, None, &memory, lengths, rows_max)?;
-    let gh = spec.cell.gates() * h;
-    let i = e;
-    // Every token's input projection, once: [V, I] × [I, G·H] + b_ih.
-    let mut token_gates = Array2::from_shape_fn((v, gh), |(_, c)| w.cell.bias_ih[c]);
-    gemm(F::one(), head.embedding, w.cell.weight_ih.slice(s![.., ..i]).t(), F::one(), token_gates.view_mut());
-    let extra_width = {
-        use crate::rnn::cell::Cell;
-        Cell::<F>::extra(&crate::rnn::cells::AnyCell::new(spec.cell)) * h
-    };
-    // Row state, [rows, ·]: the current rows first, the next step's written beside them.
-    let zeros = |cols: usize| Array2::<F>::zeros((rows_max, cols));
-    let (mut hs, mut cs, mut hts) = (zeros(h), zeros(if has_c { h } else { 0 }), zeros(h));
-    let (mut h_new, mut c_new, mut ht_new) = (zeros(h), zeros(if has_c { h } else { 0 }), zeros(h));
-    let (mut gates, mut extra, mut context, mut weights) =
-        (zeros(gh), zeros(extra_width), zeros(memory.dim().2), zeros(tk));
-    let mut logits = zeros(v);
-    // Each sequence starts as one hypothesis on row n.
+    let preps: Vec<super::decoder::DecoderPrep<F>> =
+        members.iter().map(|m| super::decoder::DecoderPrep::new(&m.spec, &m.weights, false)).collect::<Result<_>>()?;
+    let mut lanes: Vec<Lane<'_, F>> = Vec::with_capacity(members.len());
+    for (m, prep) in members.iter().zip(&preps) {
+        let h = m.weights.cell.weight_hh.ncols();
+        let has_c = m.spec.cell.has_cell_state();
+        let gh = m.spec.cell.gates() * h;
+        let i = m.head.embedding.ncols();
+        // Every token's input projection, once: [V, I] × [I, G·H] + b_ih.
+        let mut token_gates = Array2::from_shape_fn((v, gh), |(_, c)| m.weights.cell.bias_ih[c]);
+        gemm(
+            F::one(),
+            m.head.embedding,
+            m.weights.cell.weight_ih.slice(s![.., ..i]).t(),
+            F::one(),
+            token_gates.view_mut(),
+        );
+        let extra_width = {
+            use crate::rnn::cell::Cell;
+            Cell::<F>::extra(&crate::rnn::cells::AnyCell::new(m.spec.cell)) * h
+        };
+        let zeros = |cols: usize| Array2::<F>::zeros((rows_max, cols));
+        let mut lane = Lane {
+            stepper: Stepper::new(&m.spec, &m.weights, prep, None, &m.memory, m.lengths, rows_max)?,
+            token_gates,
+            has_c,
+            hs: zeros(h),
+            cs: zeros(if has_c { h } else { 0 }),
+            hts: zeros(h),
+            h_new: zeros(h),
+            c_new: zeros(if has_c { h } else { 0 }),
+            ht_new: zeros(h),
+            gates: zeros(gh),
+            extra: zeros(extra_width),
+            context: zeros(m.memory.dim().2),
+            weights: zeros(tk),
+            logits: zeros(v),
+        };
+        // Each sequence starts as one hypothesis on row n.
+        for n in 0..b {
+            if let Some(h0) = m.init.hidden {
+                lane.hs.row_mut(n).assign(&h0.row(n));
+            }
+            if let (Some(c0), true) = (m.init.cell, has_c) {
+                lane.cs.row_mut(n).assign(&c0.row(n));
+            }
+        }
+        lanes.push(lane);
+    }
+    let count = F::lit(members.len() as f64);
     let mut live: Vec<Vec<Live<F>>> =
         (0..b).map(|_| vec![Live { tokens: Vec::new(), log_prob: 0.0, attention: Vec::new() }]).collect();
     let mut finished: Vec<Vec<Hypothesis<F>>> = (0..b).map(|_| Vec::new()).collect();
     let mut seq: Vec<usize> = (0..b).collect();
-    for n in 0..b {
-        if let Some(h0) = init.hidden {
-            hs.row_mut(n).assign(&h0.row(n));
-        }
-        if let (Some(c0), true) = (init.cell, has_c) {
-            cs.row_mut(n).assign(&c0.row(n));
-        }
-    }
+    let mut log_probs: Vec<Vec<f64>> = Vec::new();
+    let mut weights = Array2::<F>::zeros((rows_max, tk));
     for step in 0..opts.max_length {
         let r = seq.len();
         if r == 0 {
             break;
         }
-        // The rows' last tokens (the start token first).
-        let mut k = 0;
-        for hyps in &live {
-            for hyp in hyps {
-                let token = hyp.tokens.last().copied().unwrap_or(opts.start);
-                gates.row_mut(k).assign(&token_gates.row(token));
-                k += 1;
+        log_probs.clear();
+        log_probs.resize(r, vec![0.0; v]);
+        weights.fill(F::zero());
+        for (lane, m) in lanes.iter_mut().zip(members) {
+            // The rows' last tokens (the start token first).
+            let mut k = 0;
+            for hyps in &live {
+                for hyp in hyps {
+                    let token = hyp.tokens.last().copied().unwrap_or(opts.start);
+                    lane.gates.row_mut(k).assign(&lane.token_gates.row(token));
+                    k += 1;
+                }
             }
-        }
-        let rows = StepRows {
-            gates: gates.slice_mut(s![..r, ..]),
-            h_tilde_prev: hts.slice(s![..r, ..]),
-            h_prev: hs.slice(s![..r, ..]),
-            c_prev: cs.slice(s![..r, ..]),
-            extra: extra.slice_mut(s![..r, ..]),
-            h: h_new.slice_mut(s![..r, ..]),
-            c: c_new.slice_mut(s![..r, ..]),
-            context: context.slice_mut(s![..r, ..]),
-            weights: weights.slice_mut(s![..r, ..]),
-            h_tilde: ht_new.slice_mut(s![..r, ..]),
-        };
-        stepper.step(spec, w, &memory, lengths, &seq, rows)?;
-        // Log-softmax of the logits, in f64.
-        let mut lg = logits.slice_mut(s![..r, ..]);
-        for mut row in lg.rows_mut() {
-            row.assign(&head.bias);
-        }
-        gemm(F::one(), ht_new.slice(s![..r, ..]), head.weight.t(), F::one(), lg.view_mut());
-        let log_probs: Vec<Vec<f64>> = lg
-            .rows()
-            .into_iter()
-            .map(|row| {
+            let rows = StepRows {
+                gates: lane.gates.slice_mut(s![..r, ..]),
+                h_tilde_prev: lane.hts.slice(s![..r, ..]),
+                h_prev: lane.hs.slice(s![..r, ..]),
+                c_prev: lane.cs.slice(s![..r, ..]),
+                extra: lane.extra.slice_mut(s![..r, ..]),
+                h: lane.h_new.slice_mut(s![..r, ..]),
+                c: lane.c_new.slice_mut(s![..r, ..]),
+                context: lane.context.slice_mut(s![..r, ..]),
+                weights: lane.weights.slice_mut(s![..r, ..]),
+                h_tilde: lane.ht_new.slice_mut(s![..r, ..]),
+            };
+            lane.stepper.step(&m.spec, &m.weights, &m.memory, m.lengths, &seq, rows)?;
+            // Log-softmax of the logits, in f64, summed over the members.
+            let mut lg = lane.logits.slice_mut(s![..r, ..]);
+            for mut row in lg.rows_mut() {
+                row.assign(&m.head.bias);
+            }
+            gemm(F::one(), lane.ht_new.slice(s![..r, ..]), m.head.weight.t(), F::one(), lg.view_mut());
+            for (row, sum) in lg.rows().into_iter().zip(log_probs.iter_mut()) {
                 let vals: Vec<f64> = row.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect();
                 let top = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let lse = top + vals.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
-                vals.iter().map(|x| x - lse).collect()
-            })
-            .collect();
+                sum.iter_mut().zip(&vals).for_each(|(s, x)| *s += x - lse);
+            }
+            weights.slice_mut(s![..r, ..]).zip_mut_with(&lane.weights.slice(s![..r, ..]), |a, &w| *a = *a + w);
+        }
+        if members.len() > 1 {
+            let n = members.len() as f64;
+            log_probs.iter_mut().flatten().for_each(|x| *x /= n);
+            weights.mapv_inplace(|x| x / count);
+        }
         // Per sequence: the best `width` extensions of its live hypotheses.
         let last = step + 1 == opts.max_length;
         let mut next_live: Vec<Vec<Live<F>>> = Vec::with_capacity(b);
@@ -250,12 +374,14 @@ pub fn beam_search<F: Real>(
             row0 += hyps.len();
             next_live.push(kept);
         }
-        // The surviving rows' states, in their new order.
-        for (k, &src) in sources.iter().enumerate() {
-            hs.row_mut(k).assign(&h_new.row(src));
-            hts.row_mut(k).assign(&ht_new.row(src));
-            if has_c {
-                cs.row_mut(k).assign(&c_new.row(src));
+        // The surviving rows' states, in their new order, in every member.
+        for lane in &mut lanes {
+            for (k, &src) in sources.iter().enumerate() {
+                lane.hs.row_mut(k).assign(&lane.h_new.row(src));
+                lane.hts.row_mut(k).assign(&lane.ht_new.row(src));
+                if lane.has_c {
+                    lane.cs.row_mut(k).assign(&lane.c_new.row(src));
+                }
             }
         }
         live = next_live;

@@ -51,6 +51,24 @@ pub struct DecoderSpec<'a, F> {
     pub input_feeding: bool,
 }
 
+impl<F> DecoderSpec<'_, F> {
+    /// The same configuration, its views borrowed for a shorter time.
+    pub fn reborrow(&self) -> DecoderSpec<'_, F> {
+        DecoderSpec { cell: self.cell, score: self.score.reborrow(), input_feeding: self.input_feeding }
+    }
+}
+
+impl<F> DecoderWeights<'_, F> {
+    /// The same weights, their views borrowed for a shorter time.
+    pub fn reborrow(&self) -> DecoderWeights<'_, F> {
+        DecoderWeights {
+            cell: self.cell.reborrow(),
+            combine_weight: self.combine_weight.view(),
+            combine_bias: self.combine_bias.view(),
+        }
+    }
+}
+
 /// What [`decoder_forward`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecoderOutput<F> {

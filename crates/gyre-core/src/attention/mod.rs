@@ -35,7 +35,7 @@ mod decoder_tests;
 #[cfg(test)]
 mod tests;
 
-pub use beam::{beam_search, BeamOptions, Hypothesis, TokenHead, MAX_BEAM_WIDTH};
+pub use beam::{beam_search, beam_search_ensemble, BeamOptions, Hypothesis, Member, TokenHead, MAX_BEAM_WIDTH};
 pub use decoder::{
     decoder_backward, decoder_forward, decoder_forward_backward, decoder_step, DecoderGrads, DecoderOutput,
     DecoderOutputGrads, DecoderPrep, DecoderSpec, DecoderState, DecoderWeights, MemoryKeys,
@@ -68,6 +68,23 @@ pub enum AttentionScore<'a, F> {
         /// `v: [A]`.
         v: ArrayView1<'a, F>,
     },
+}
+
+impl<F> AttentionScore<'_, F> {
+    /// The same score over views of the same parameters, borrowed for a shorter time (so that
+    /// values borrowed from several places can sit in one struct).
+    pub fn reborrow(&self) -> AttentionScore<'_, F> {
+        match self {
+            AttentionScore::Dot => AttentionScore::Dot,
+            AttentionScore::General { weight } => AttentionScore::General { weight: weight.view() },
+            AttentionScore::Additive { query_weight, key_weight, bias, v } => AttentionScore::Additive {
+                query_weight: query_weight.view(),
+                key_weight: key_weight.view(),
+                bias: bias.view(),
+                v: v.view(),
+            },
+        }
+    }
 }
 
 impl<F: Real> AttentionScore<'_, F> {

@@ -72,6 +72,13 @@ pub struct InitialState<'a, F> {
     pub cell: Option<ArrayView2<'a, F>>,
 }
 
+impl<F> InitialState<'_, F> {
+    /// The same states, their views borrowed for a shorter time.
+    pub fn reborrow(&self) -> InitialState<'_, F> {
+        InitialState { hidden: self.hidden.as_ref().map(|h| h.view()), cell: self.cell.as_ref().map(|c| c.view()) }
+    }
+}
+
 /// Recurrent state of a batch: a hidden state and, for an LSTM, a cell state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentState<F> {

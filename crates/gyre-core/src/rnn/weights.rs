@@ -19,6 +19,18 @@ pub struct LayerWeights<'a, F> {
     pub bias_hh: ArrayView1<'a, F>,
 }
 
+impl<F> LayerWeights<'_, F> {
+    /// The same weights, their views borrowed for a shorter time.
+    pub fn reborrow(&self) -> LayerWeights<'_, F> {
+        LayerWeights {
+            weight_ih: self.weight_ih.view(),
+            weight_hh: self.weight_hh.view(),
+            bias_ih: self.bias_ih.view(),
+            bias_hh: self.bias_hh.view(),
+        }
+    }
+}
+
 impl<'a, F: Real> LayerWeights<'a, F> {
     /// Checks the four shapes against `gates` blocks and `input_size` features; returns the
     /// hidden size `H` (taken from `weight_hh`'s columns).

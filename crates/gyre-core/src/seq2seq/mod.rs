@@ -37,7 +37,7 @@ mod train;
 pub use file::{load, save, SavedSeq2Seq, FORMAT as SEQ2SEQ_FORMAT};
 pub use train::{EpochOptions, LossOptions};
 
-use crate::attention::{beam_search, BeamOptions, DecoderSpec, DecoderWeights, Hypothesis, TokenHead};
+use crate::attention::{beam_search_ensemble, BeamOptions, DecoderSpec, DecoderWeights, Hypothesis, Member, TokenHead};
 use crate::error::{CoreError, Result};
 use crate::kernels::real::Real;
 use crate::random::Rng;
@@ -677,10 +677,39 @@ impl<F: Real> Seq2Seq<F> {
     ///
     /// # Errors
     /// An empty source or an id out of range (named `sources[i][k]`), or options out of
-    /// range (named as [`beam_search`] names them).
+    /// range (named as [`crate::attention::beam_search`] names them).
     pub fn transduce(&self, sources: &[&[usize]], opts: &DecodeOptions) -> Result<Vec<Vec<Hypothesis<F>>>> {
+        self.transduce_ensemble(&[], sources, opts)
+    }
+
+    /// [`Seq2Seq::transduce`] by an ensemble of this model and `others`
+    /// ([`crate::attention::beam_search_ensemble`]): every model encodes the sources and steps
+    /// its own decoder, and each token's log-probability is the mean of the models'. Without
+    /// `others`, [`Seq2Seq::transduce`].
+    ///
+    /// # Errors
+    /// As [`Seq2Seq::transduce`], and when a model of `others` (named `ensemble[i]`) differs from
+    /// this one in its source or target vocabulary size, start id or end id.
+    pub fn transduce_ensemble(
+        &self,
+        others: &[&Seq2Seq<F>],
+        sources: &[&[usize]],
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Vec<Hypothesis<F>>>> {
         self.check_sources("sources", sources)?;
-        let v = self.views()?;
+        let ids = |c: &Seq2SeqConfig| (c.source_vocab, c.target_vocab, c.start, c.end);
+        let describe = |c: &Seq2SeqConfig| {
+            format!("sourceVocab {}, targetVocab {}, start {}, end {}", c.source_vocab, c.target_vocab, c.start, c.end)
+        };
+        if let Some(i) = others.iter().position(|o| ids(&o.config) != ids(&self.config)) {
+            return Err(CoreError::invalid(
+                format!("ensemble[{i}]"),
+                format!("a model of this one's vocabularies and ids ({})", describe(&self.config)),
+                describe(&others[i].config),
+            ));
+        }
+        let models: Vec<&Seq2Seq<F>> = std::iter::once(self).chain(others.iter().copied()).collect();
+        let views: Vec<Views<'_, F>> = models.iter().map(|m| m.views()).collect::<Result<_>>()?;
         let beam = BeamOptions {
             beam_width: opts.beam_width,
             max_length: opts.max_length,
@@ -694,9 +723,21 @@ impl<F: Real> Seq2Seq<F> {
         let parts: Vec<Result<Vec<Vec<Hypothesis<F>>>>> = sources
             .par_chunks(32)
             .map(|chunk| {
-                let enc = self.encode(&v, chunk)?;
-                let init = InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) };
-                beam_search(&v.spec, &v.decoder, &v.head, enc.memory.view(), &enc.lengths, &init, &beam)
+                let encoded: Vec<Encoded<F>> =
+                    models.iter().zip(&views).map(|(m, v)| m.encode(v, chunk)).collect::<Result<_>>()?;
+                let members: Vec<Member<'_, F>> = views
+                    .iter()
+                    .zip(&encoded)
+                    .map(|(v, enc)| Member {
+                        spec: v.spec.reborrow(),
+                        weights: v.decoder.reborrow(),
+                        head: v.head.reborrow(),
+                        memory: enc.memory.view(),
+                        lengths: &enc.lengths,
+                        init: InitialState { hidden: Some(enc.h0.view()), cell: enc.c0.as_ref().map(|c| c.view()) },
+                    })
+                    .collect();
+                beam_search_ensemble(&members, &beam)
             })
             .collect();
         let mut out = Vec::with_capacity(sources.len());

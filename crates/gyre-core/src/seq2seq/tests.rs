@@ -103,6 +103,75 @@ fn the_loss_is_the_negative_log_probability_beam_search_gives_the_same_output() 
     }
 }
 
+/// An ensemble's hypotheses score by the mean of its models' log-probabilities: each finished
+/// output's `log_prob` is the mean of the two models' teacher-forced log-probabilities of it
+/// (their losses), for several beams of two models of different cells and scores; a model in an
+/// ensemble with itself decodes as it does alone, bit for bit.
+#[test]
+fn an_ensemble_scores_outputs_by_the_mean_of_its_models_log_probabilities() {
+    let a = Seq2Seq::<f64>::new(config("lstm", 1, true, ScoreConfig::General, true), 3).unwrap();
+    let b = Seq2Seq::<f64>::new(config("gru", 2, false, ScoreConfig::Additive { units: 3 }, false), 9).unwrap();
+    let sources: Vec<Vec<usize>> = vec![vec![3, 4, 5, 6], vec![0, 6], vec![5, 5, 3]];
+    let opts = DecodeOptions { beam_width: 3, max_length: 6, length_penalty: 0.0, n_best: 3 };
+    let found = a.transduce_ensemble(&[&b], &refs(&sources), &opts).unwrap();
+    let mut checked = 0;
+    for (src, hyps) in sources.iter().zip(&found) {
+        for hyp in hyps.iter().filter(|h| h.finished) {
+            let body = &hyp.tokens[..hyp.tokens.len() - 1];
+            let nll =
+                |m: &Seq2Seq<f64>| m.loss(&[src], &[body], &LossOptions::default()).unwrap() * hyp.tokens.len() as f64;
+            let mean = -(nll(&a) + nll(&b)) / 2.0;
+            assert!((mean - hyp.log_prob).abs() < 1e-9, "{mean} vs {}", hyp.log_prob);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked} finished outputs");
+    // Not either model's own decoding (the test can tell the mean from one model).
+    let alone = a.transduce(&refs(&sources), &opts).unwrap();
+    assert_ne!(alone, found);
+    assert_eq!(a.transduce_ensemble(&[&a], &refs(&sources), &opts).unwrap(), alone);
+}
+
+/// Greedy decoding of an ensemble picks, at each step, the token of the highest mean of the two
+/// models' log-probabilities, as two streams stepped with its tokens give them.
+#[test]
+fn an_ensembles_greedy_tokens_are_the_argmax_of_the_streams_mean() {
+    let a = Seq2Seq::<f64>::new(config("lstm", 1, true, ScoreConfig::Dot, false), 4).unwrap();
+    let b = Seq2Seq::<f64>::new(config("lstm", 2, true, ScoreConfig::General, true), 5).unwrap();
+    let sources: Vec<Vec<usize>> = vec![vec![3, 4, 5], vec![6, 0], vec![1, 2, 3, 4, 5]];
+    let greedy = a
+        .transduce_ensemble(
+            &[&b],
+            &refs(&sources),
+            &DecodeOptions { beam_width: 1, max_length: 5, length_penalty: 0.0, n_best: 1 },
+        )
+        .unwrap();
+    let (mut sa, mut sb) = (a.stream(&refs(&sources)).unwrap(), b.stream(&refs(&sources)).unwrap());
+    let mut tokens = vec![1usize; sources.len()];
+    for k in 0..5 {
+        let (la, _) = a.stream_step(&mut sa, &tokens).unwrap();
+        let (lb, _) = b.stream_step(&mut sb, &tokens).unwrap();
+        for (i, hyp) in greedy.iter().enumerate() {
+            let Some(&want) = hyp[0].tokens.get(k) else { continue };
+            let mean = |t: usize| (la[[i, t]] + lb[[i, t]]) / 2.0;
+            let best = (0..6).max_by(|&x, &y| mean(x).total_cmp(&mean(y))).unwrap();
+            assert_eq!(best, want, "row {i} step {k}");
+            tokens[i] = best;
+        }
+    }
+}
+
+#[test]
+fn an_ensemble_of_other_vocabularies_is_refused_naming_the_model() {
+    let a = Seq2Seq::<f64>::new(config("lstm", 1, true, ScoreConfig::Dot, false), 4).unwrap();
+    let b =
+        Seq2Seq::<f64>::new(Seq2SeqConfig { target_vocab: 7, ..config("lstm", 1, true, ScoreConfig::Dot, false) }, 5)
+            .unwrap();
+    let opts = DecodeOptions { beam_width: 2, max_length: 4, length_penalty: 0.0, n_best: 1 };
+    let err = a.transduce_ensemble(&[&a, &b], &refs(&[vec![3, 4]]), &opts).unwrap_err().to_string();
+    assert!(err.contains("ensemble[1]") && err.contains("targetVocab 7"), "{err}");
+}
+
 #[test]
 fn a_stream_stepped_with_the_greedy_tokens_gives_the_greedy_decode() {
     let model = Seq2Seq::<f64>::new(config("gru", 2, true, ScoreConfig::Additive { units: 3 }, true), 8).unwrap();
