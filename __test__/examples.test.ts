@@ -2,10 +2,13 @@
  * The examples on the bundled real data, shortened: each must learn something measurable
  * against a baseline (the full runs are `npm run demo` and `npm run example:*`).
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { classifyNames } from '../dist/examples/classify-names.js';
 import { forecastBirths } from '../dist/examples/forecast-births.js';
-import { cmudictEntries, pairsOf, runG2p, scoreOutputs, split } from '../dist/examples/g2p.js';
+import { cmudictEntries, pairsOf, runG2p, scoreModels, scoreOutputs, split } from '../dist/examples/g2p.js';
 import { readNames, trainNames } from '../dist/examples/names.js';
 import { readReviews, runTask, score } from '../dist/examples/sentiment.js';
 
@@ -86,6 +89,15 @@ describe('examples on real data', () => {
     expect(r.greedy.per).toBeLessThan(0.45);
     expect(r.beam.per).toBeLessThan(0.45);
     expect(r.examples).toHaveLength(5);
+    // A saved model scores the same on the same test words; with itself as an ensemble, too.
+    const file = join(mkdtempSync(join(tmpdir(), 'gyre-g2p-')), 'g2p.safetensors');
+    await r.model.save(file);
+    const alone = await scoreModels([file], 3000, 3);
+    expect(alone.testWords).toBe(300);
+    expect(alone.wer).toBe(r.beam.wer);
+    expect(alone.per).toBe(r.beam.per);
+    const both = await scoreModels([file, file], 3000, 3);
+    expect([both.wer, both.per]).toEqual([alone.wer, alone.per]);
   }, 60_000);
 
   it("the sentiment example's scores are precision, recall and F1 per label", () => {

@@ -24,6 +24,8 @@
  * hidden 128, beam 5, dropout 0.2, 1 encoder layer). With a `checkpoint` file, the model is
  * written there after every epoch, and a run started again with the same arguments resumes from
  * it (to the weights an uninterrupted run reaches): a long run can be stopped and taken up later.
+ * `node dist/examples/g2p.js score <words|all> <beam> model.safetensors [more.safetensors …]`
+ * scores saved models on the same split's test words: one alone, several as an ensemble.
  * The README gives the figures of a run on every word.
  */
 import { existsSync } from 'node:fs';
@@ -221,7 +223,48 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
   };
 }
 
+/**
+ * Word and phoneme error rates of saved models on the test words of the split of `words`
+ * dictionary words (all when undefined): the first model alone, or with the others as an
+ * ensemble (`transduce`'s `ensemble`: the mean of the models' log-probabilities).
+ */
+export async function scoreModels(
+  files: readonly string[],
+  words: number | undefined,
+  beamWidth: number,
+): Promise<{ testWords: number; wer: number; per: number; seconds: number }> {
+  const [first, ...others] = await Promise.all(files.map((f) => Seq2Seq.load(f)));
+  if (first === undefined) throw new Error('score needs at least one model file');
+  const { test } = split(await cmudictEntries(), words);
+  const started = performance.now();
+  const outs = await first.transduce(
+    test.map((e) => e.word),
+    { beamWidth, ...(others.length > 0 ? { ensemble: others } : {}) },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  for (const m of [first, ...others]) m.dispose();
+  return {
+    testWords: test.length,
+    ...scoreOutputs(
+      test,
+      outs.map((r) => r.text),
+    ),
+    seconds,
+  };
+}
+
 async function main(): Promise<void> {
+  const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+  if (process.argv[2] === 'score') {
+    // node dist/examples/g2p.js score <words|all> <beam> model.safetensors [more.safetensors …]
+    const [, words = 'all', beam = '5', ...files] = process.argv.slice(2);
+    const r = await scoreModels(files, words === 'all' ? undefined : Number(words), Number(beam));
+    const what = files.length > 1 ? `an ensemble of ${files.length} models` : files[0];
+    console.log(
+      `${what}, ${r.testWords} test words, beam ${beam}: word error rate ${pct(r.wer)}, phoneme error rate ${pct(r.per)} (${r.seconds.toFixed(0)} s)`,
+    );
+    return;
+  }
   const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2', layers = '1', checkpoint] = process.argv.slice(2);
   const r = await runG2p({
     words: words === 'all' ? undefined : Number(words),
@@ -233,7 +276,6 @@ async function main(): Promise<void> {
     checkpoint,
     log: (l) => console.log(l),
   });
-  const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
   console.log(`trained ${r.epochs} epochs in ${r.trainSeconds.toFixed(0)} s on ${r.trainWords} words (${r.trainPairs} pronunciations)`);
   console.log(`${r.testWords} test words, greedy: word error rate ${pct(r.greedy.wer)}, phoneme error rate ${pct(r.greedy.per)}`);
   console.log(`${r.testWords} test words, beam ${beam}: word error rate ${pct(r.beam.wer)}, phoneme error rate ${pct(r.beam.per)}`);
