@@ -587,10 +587,6 @@ export class Seq2Seq {
     return out;
   }
 
-  /**
-   * Decodes each text by beam search (greedy with `beamWidth: 1`), off the event loop.
-   * @throws {InvalidArgumentError} for a text without tokens or a bad option.
-   */
   /** The native models of a `transduce` ensemble, checked: Seq2Seq models with this one's tokenizers. */
   #ensemble(models: unknown): native.NativeSeq2Seq[] | undefined {
     if (models === undefined) return undefined;
@@ -605,6 +601,10 @@ export class Seq2Seq {
     });
   }
 
+  /**
+   * Decodes each text by beam search (greedy with `beamWidth: 1`), off the event loop.
+   * @throws {InvalidArgumentError} for a text without tokens or a bad option.
+   */
   async transduce(texts: string | readonly string[], options_: TransduceOptions = {}): Promise<TransduceResult[]> {
     const list = typeof texts === 'string' ? [texts] : texts;
     if (!Array.isArray(list) || list.some((t) => typeof t !== 'string')) {

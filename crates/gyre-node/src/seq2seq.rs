@@ -389,30 +389,26 @@ impl NativeSeq2Seq {
                 length_penalty: options.length_penalty,
                 n_best: options.n_best as usize,
             };
-            // The other models, each once (this one and repeats decode with the state held).
+            // The other models, each once with its busy flag (this one, and repeats, decode with
+            // the state already held): `picks[i]` is `ensemble[i]`'s index among them.
             let mut others: Vec<Arc<Mutex<State>>> = Vec::new();
+            let mut flags: Vec<Arc<AtomicBool>> = Vec::new();
             let mut picks: Vec<Option<usize>> = Vec::new();
             for other in ensemble.iter().flatten() {
                 if Arc::ptr_eq(&other.shared.inner, &self.shared.inner) {
                     picks.push(None);
                     continue;
                 }
-                drop(self.shared.held()?);
                 drop(other.shared.held()?);
                 match others.iter().position(|o| Arc::ptr_eq(o, &other.shared.inner)) {
                     Some(k) => picks.push(Some(k)),
                     None => {
                         picks.push(Some(others.len()));
                         others.push(other.shared.inner.clone());
+                        flags.push(other.shared.busy.clone());
                     }
                 }
             }
-            let flags: Vec<Arc<AtomicBool>> = ensemble
-                .iter()
-                .flatten()
-                .filter(|o| !Arc::ptr_eq(&o.shared.inner, &self.shared.inner))
-                .map(|o| o.shared.busy.clone())
-                .collect();
             let busy = Busy::set(flags);
             let task = self.shared.task(
                 move |s: &mut State| {

@@ -151,8 +151,14 @@ struct Lane<'p, F: Real> {
     logits: Array2<F>,
 }
 
-/// Checks one member against the options (and the first member's vocabulary and batch).
-fn check_member<F: Real>(m: &Member<'_, F>, opts: &BeamOptions, first: Option<&Member<'_, F>>) -> Result<()> {
+/// Checks one member (whose prepared weights are `prep`) against the options (and the first
+/// member's vocabulary and batch).
+fn check_member<F: Real>(
+    m: &Member<'_, F>,
+    prep: &super::decoder::DecoderPrep<F>,
+    opts: &BeamOptions,
+    first: Option<&Member<'_, F>>,
+) -> Result<()> {
     let (v, e) = m.head.embedding.dim();
     let h = m.weights.cell.weight_hh.ncols();
     for (what, id) in [("start", opts.start), ("end", opts.end)] {
@@ -184,7 +190,7 @@ fn check_member<F: Real>(m: &Member<'_, F>, opts: &BeamOptions, first: Option<&M
     // The checks of a teacher-forced pass, on one step of the start token.
     let b = m.memory.dim().0;
     let probe = ndarray::Array3::from_shape_fn((b, 1, e), |(_, _, c)| m.head.embedding[[opts.start, c]]);
-    super::decoder::decoder_forward(&m.spec, &m.weights, None, probe.view(), m.memory, m.lengths, &m.init)?;
+    super::decoder::decoder_forward(&m.spec, &m.weights, Some(prep), probe.view(), m.memory, m.lengths, &m.init)?;
     Ok(())
 }
 
@@ -208,8 +214,11 @@ pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptio
     if opts.beam_width > MAX_BEAM_WIDTH {
         return Err(CoreError::invalid("beamWidth", format!("at most {MAX_BEAM_WIDTH}"), opts.beam_width));
     }
-    for (k, m) in members.iter().enumerate() {
-        check_member(m, opts, (k > 0).then_some(first))?;
+    // Each member's prepared weights, made once for its checks and its steps.
+    let preps: Vec<super::decoder::DecoderPrep<F>> =
+        members.iter().map(|m| super::decoder::DecoderPrep::new(&m.spec, &m.weights, false)).collect::<Result<_>>()?;
+    for (k, (m, prep)) in members.iter().zip(&preps).enumerate() {
+        check_member(m, prep, opts, (k > 0).then_some(first))?;
     }
     let (b, tk, _) = first.memory.dim();
     let v = first.head.embedding.nrows();
@@ -217,8 +226,6 @@ pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptio
     // Live hypotheses per sequence: at most the width, and at most V^t after t steps.
     let prefixes = (1..opts.max_length).fold(1usize, |n, _| n.saturating_mul(v)).max(1);
     let rows_max = b * width.min(prefixes);
-    let preps: Vec<super::decoder::DecoderPrep<F>> =
-        members.iter().map(|m| super::decoder::DecoderPrep::new(&m.spec, &m.weights, false)).collect::<Result<_>>()?;
     let mut lanes: Vec<Lane<'_, F>> = Vec::with_capacity(members.len());
     for (m, prep) in members.iter().zip(&preps) {
         let h = m.weights.cell.weight_hh.ncols();

@@ -474,7 +474,6 @@ unsafe fn tile256<const MR: usize, const NV: usize>(
 /// # Safety
 /// As [`tile256`] with `MR` 6, `NV` 2 and `csa` 1.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn tile256_6x2_rows(k: usize, a: *const f32, rsa: usize, b: *const f32, ldb: usize, c: *mut f32, ldc: usize) {
     // SAFETY: the caller guarantees every address below is inside its slice; the assembly
     // reads rows 0..6 of `a` (steps 0..4·(k / 4)) and rows 0..4·(k / 4) of `b`, and writes only
@@ -603,21 +602,15 @@ unsafe fn tile256_6x2_rows(k: usize, a: *const f32, rsa: usize, b: *const f32, l
                 options(nostack, readonly),
             );
         }
-        let mut acc = [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]];
-        for _ in 4 * quads..k {
-            let bv = [_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8))];
-            for (i, row) in acc.iter_mut().enumerate() {
-                let s = _mm256_set1_ps(*a0.add(i * rsa));
-                for (x, &w) in row.iter_mut().zip(&bv) {
-                    *x = _mm256_fmadd_ps(s, w, *x);
-                }
-            }
-            (a0, bp) = (a0.add(1), bp.add(ldb));
-        }
-        for (i, row) in acc.iter().enumerate() {
+        for (i, row) in [[c0, c1], [c2, c3], [c4, c5], [c6, c7], [c8, c9], [c10, c11]].iter().enumerate() {
             for (v, &x) in row.iter().enumerate() {
                 _mm256_storeu_ps(c.add(i * ldc + 8 * v), x);
             }
+        }
+        // The last `k % 4` steps on the compiled tile, the sums carried through `c` (no bit
+        // changes).
+        if !k.is_multiple_of(4) {
+            tile256::<6, 2>(k % 4, a0, rsa, 1, bp, ldb, c, ldc);
         }
     }
 }
