@@ -544,7 +544,12 @@ impl<'p, F: Real> Stepper<'p, F> {
         }
         let combine_t = if few { w.combine_weight.t() } else { self.prep.combine_t.view() };
         gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
-        b.h_tilde.mapv_inplace(|v| v.tanh());
+        // The level's vectorized tanh (as the cells' gates use): libm's scalar `tanhf` (through
+        // `expm1f`) took 3% of a CMUdict training run.
+        match b.h_tilde.as_slice_mut() {
+            Some(x) => F::tanh_slice(x),
+            None => b.h_tilde.mapv_inplace(|v| v.tanh()),
+        }
         Ok(())
     }
 }
