@@ -567,10 +567,7 @@ impl<'p, F: Real> Stepper<'p, F> {
         gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
         // The level's vectorized tanh (as the cells' gates use): libm's scalar `tanhf` (through
         // `expm1f`) took 3% of a CMUdict training run.
-        match b.h_tilde.as_slice_mut() {
-            Some(x) => F::tanh_slice(x),
-            None => b.h_tilde.mapv_inplace(|v| v.tanh()),
-        }
+        F::tanh_slice(contiguous_mut("h_tilde", b.h_tilde.as_slice_mut())?);
         Ok(())
     }
 }
