@@ -19,9 +19,10 @@
  * feeding, label smoothing 0.1, dropout (0.2 by default), Adam; decoded greedily and by beam
  * search.
  *
- * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam] [dropout] [layers] [checkpoint]`
+ * Run: `npm run build && node dist/examples/g2p.js [words] [epochs] [hidden] [beam] [dropout] [layers] [checkpoint] [seed]`
  * (`words`: how many dictionary words, `all` for every one; default 20000 words, 10 epochs,
- * hidden 128, beam 5, dropout 0.2, 1 encoder layer). With a `checkpoint` file, the model is
+ * hidden 128, beam 5, dropout 0.2, 1 encoder layer, seed 1: another seed trains another model of
+ * the same split, for an ensemble). With a `checkpoint` file, the model is
  * written there after every epoch, and a run started again with the same arguments resumes from
  * it (to the weights an uninterrupted run reaches): a long run can be stopped and taken up later.
  * `node dist/examples/g2p.js score <words|all> <beam> model.safetensors [more.safetensors …]`
@@ -114,6 +115,12 @@ export interface G2pOptions {
   numLayers?: number;
   /** A file written after every epoch, and resumed from when it exists. */
   checkpoint?: string;
+  /**
+   * Seed of the weights' initialization, the validation words and each epoch's order (default 1);
+   * the training and test words do not depend on it. Runs with other seeds are independently
+   * trained models of the same split, for an ensemble.
+   */
+  seed?: number;
   /** Called with a line of progress. */
   log?: (line: string) => void;
 }
@@ -161,7 +168,7 @@ export async function runG2p(o: G2pOptions): Promise<G2pResult> {
     dropout: o.dropout ?? 0,
     validation: 0.05,
     patience: 3,
-    seed: 1,
+    seed: o.seed ?? 1,
     checkpoint: o.checkpoint,
     onEpoch: (e: Seq2SeqEpoch) =>
       log(
@@ -265,7 +272,8 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2', layers = '1', checkpoint] = process.argv.slice(2);
+  const [words = '20000', epochs = '10', hidden = '128', beam = '5', dropout = '0.2', layers = '1', checkpoint, seed = '1'] =
+    process.argv.slice(2);
   const r = await runG2p({
     words: words === 'all' ? undefined : Number(words),
     epochs: Number(epochs),
@@ -274,6 +282,7 @@ async function main(): Promise<void> {
     dropout: Number(dropout),
     numLayers: Number(layers),
     checkpoint,
+    seed: Number(seed),
     log: (l) => console.log(l),
   });
   console.log(`trained ${r.epochs} epochs in ${r.trainSeconds.toFixed(0)} s on ${r.trainWords} words (${r.trainPairs} pronunciations)`);
