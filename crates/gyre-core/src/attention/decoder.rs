@@ -355,17 +355,37 @@ fn project_memory<F: Real>(
         .collect()
 }
 
+/// `a · b` on the level's dot-product kernel when both are contiguous (every view of the
+/// decoder's buffers is), else in order. A fold of `acc + x·y` is one chain of dependent
+/// additions the compiler may not reorder: a score over 512 memory features waited on 512 of
+/// them, and those folds were most of the decoder step's own time.
+fn dot_of<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
+    match (a.as_slice(), b.as_slice()) {
+        (Some(x), Some(y)) => F::dot(x, y),
+        _ => a.iter().zip(b.iter()).fold(F::zero(), |acc, (&x, &y)| acc + x * y),
+    }
+}
+
+/// `y += s · x` elementwise (on slices when both are contiguous, which the compiler vectorizes;
+/// the same operations on each value either way).
+fn add_scaled<F: Real>(mut y: ndarray::ArrayViewMut1<F>, s: F, x: ArrayView1<F>) {
+    match (y.as_slice_mut(), x.as_slice()) {
+        (Some(y), Some(x)) => y.iter_mut().zip(x).for_each(|(o, &v)| *o = *o + s * v),
+        (_, _) => y.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = *o + s * v),
+    }
+}
+
 /// The attention weights `alpha: [L]` of query `q: [H]` over projected keys `u: [L, ·]`.
 fn attend<F: Real>(score: &AttentionScore<'_, F>, q: ArrayView1<F>, u: ArrayView2<F>, alpha: &mut [F], aq: &mut [F]) {
     match score {
         AttentionScore::Dot | AttentionScore::General { .. } => {
             for (a, row) in alpha.iter_mut().zip(u.rows()) {
-                *a = row.iter().zip(q.iter()).fold(F::zero(), |acc, (&x, &y)| acc + x * y);
+                *a = dot_of(row, q);
             }
         }
         AttentionScore::Additive { query_weight, bias, v, .. } => {
             for (o, (row, &bb)) in aq.iter_mut().zip(query_weight.rows().into_iter().zip(bias.iter())) {
-                *o = row.iter().zip(q.iter()).fold(bb, |acc, (&x, &y)| acc + x * y);
+                *o = bb + dot_of(row, q);
             }
             for (a, row) in alpha.iter_mut().zip(u.rows()) {
                 *a = row
@@ -553,7 +573,7 @@ impl<'p, F: Real> Stepper<'p, F> {
             attend(&spec.score, b.h.row(k), self.keys[n].view(), &mut self.alpha[..l], &mut self.aq);
             for (j, &a) in self.alpha[..l].iter().enumerate() {
                 b.weights[[k, j]] = a;
-                ctx.iter_mut().zip(memory.slice(s![n, j, ..])).for_each(|(c, &m)| *c = *c + a * m);
+                add_scaled(ctx.view_mut(), a, memory.slice(s![n, j, ..]));
             }
         }
         // h̃_t = tanh(W_c [ctx_t; h_t] + b_c).
@@ -929,14 +949,14 @@ fn backward_traced<F: Real>(
             alpha[..l].iter_mut().zip(t.weights.slice(s![step, n, ..l])).for_each(|(a, &w)| *a = w);
             let d_ctx = d_joined.slice(s![n, ..hk]);
             for j in 0..l {
-                let mut d = k.row(j).iter().zip(d_ctx.iter()).fold(F::zero(), |acc, (&a, &bb)| acc + a * bb);
+                let mut d = dot_of(k.row(j), d_ctx);
                 if let Some(gw) = g.weights {
                     d = d + gw[[n, step, j]];
                 }
                 d_alpha[j] = d;
                 // The value path: dk_j += α_j dctx.
                 let a = alpha[j];
-                d_memory.slice_mut(s![n, j, ..]).iter_mut().zip(d_ctx.iter()).for_each(|(m, &c)| *m = *m + a * c);
+                add_scaled(d_memory.slice_mut(s![n, j, ..]), a, d_ctx);
             }
             let dot = alpha[..l].iter().zip(&d_alpha[..l]).fold(F::zero(), |acc, (&a, &d)| acc + a * d);
             for j in 0..l {
@@ -948,14 +968,13 @@ fn backward_traced<F: Real>(
                 AttentionScore::Dot | AttentionScore::General { .. } => {
                     // s_j = u_j · q: dq += Σ ds_j u_j; du_j += ds_j q.
                     for (j, &d) in ds.iter().enumerate() {
-                        let u = keys.row(j);
-                        dq.iter_mut().zip(u.iter()).for_each(|(o, &uu)| *o = *o + d * uu);
-                        d_keys[n].row_mut(j).iter_mut().zip(q.iter()).for_each(|(o, &qq)| *o = *o + d * qq);
+                        add_scaled(dq.view_mut(), d, keys.row(j));
+                        add_scaled(d_keys[n].row_mut(j), d, q);
                     }
                 }
                 AttentionScore::Additive { query_weight, bias, v, .. } => {
                     for (o, (row, &bb)) in aq.iter_mut().zip(query_weight.rows().into_iter().zip(bias.iter())) {
-                        *o = row.iter().zip(q.iter()).fold(bb, |acc, (&x, &y)| acc + x * y);
+                        *o = bb + dot_of(row, q);
                     }
                     daq.fill(F::zero());
                     for (j, &d) in ds.iter().enumerate() {
