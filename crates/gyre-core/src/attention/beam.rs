@@ -9,7 +9,7 @@
 
 use super::decoder::{DecoderSpec, DecoderWeights, StepRows, Stepper};
 use crate::error::{CoreError, Result};
-use crate::kernels::linalg::gemm;
+use crate::kernels::linalg::{gemm, gemm_acc_prepacked, DOT_FORM_MAX_ROWS};
 use crate::kernels::real::Real;
 use crate::InitialState;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayView3};
@@ -149,6 +149,8 @@ struct Lane<'p, F: Real> {
     context: Array2<F>,
     weights: Array2<F>,
     logits: Array2<F>,
+    /// The head's `Wᵀ: [H, V]` packed for the products of more than a few rows (empty for f64).
+    head_packed: crate::kernels::packed::Packed<F>,
 }
 
 /// Checks one member (whose prepared weights are `prep`) against the options (and the first
@@ -261,6 +263,10 @@ pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptio
             context: zeros(m.memory.dim().2),
             weights: zeros(tk),
             logits: zeros(v),
+            head_packed: match (F::FAST_GEMM, m.head.weight.as_slice()) {
+                (true, Some(w)) => crate::kernels::packed::pack_transposed(w, h),
+                _ => Default::default(),
+            },
         };
         // Each sequence starts as one hypothesis on row n.
         for n in 0..b {
@@ -280,6 +286,7 @@ pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptio
     let mut seq: Vec<usize> = (0..b).collect();
     let mut log_probs: Vec<Vec<f64>> = Vec::new();
     let mut weights = Array2::<F>::zeros((rows_max, tk));
+    let mut vals: Vec<f64> = Vec::with_capacity(v);
     for step in 0..opts.max_length {
         let r = seq.len();
         if r == 0 {
@@ -316,9 +323,15 @@ pub fn beam_search_ensemble<F: Real>(members: &[Member<'_, F>], opts: &BeamOptio
             for mut row in lg.rows_mut() {
                 row.assign(&m.head.bias);
             }
-            gemm(F::one(), lane.ht_new.slice(s![..r, ..]), m.head.weight.t(), F::one(), lg.view_mut());
+            // A few rows: dot products with the head's rows; more: its packed transpose (each
+            // step copied the transposed view before).
+            let ht = lane.ht_new.slice(s![..r, ..]);
+            if r <= DOT_FORM_MAX_ROWS || !gemm_acc_prepacked(ht, &lane.head_packed, lg.view_mut()) {
+                gemm(F::one(), ht, m.head.weight.t(), F::one(), lg.view_mut());
+            }
             for (row, sum) in lg.rows().into_iter().zip(log_probs.iter_mut()) {
-                let vals: Vec<f64> = row.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect();
+                vals.clear();
+                vals.extend(row.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)));
                 let top = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let lse = top + vals.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
                 sum.iter_mut().zip(&vals).for_each(|(s, x)| *s += x - lse);

@@ -19,7 +19,7 @@
 
 use super::AttentionScore;
 use crate::error::{CoreError, Result};
-use crate::kernels::linalg::{gemm, DOT_FORM_MAX_ROWS};
+use crate::kernels::linalg::{gemm, gemm_acc_prepacked, DOT_FORM_MAX_ROWS};
 use crate::kernels::packed::{pack, pack_transposed};
 use crate::kernels::real::Real;
 use crate::rnn::cell::{BackwardStep, Cell, Dims, ForwardStep};
@@ -203,6 +203,11 @@ pub struct DecoderPrep<F> {
     w_feed_t: Array2<F>,
     /// `W_cᵀ: [Hk + H, H]`
     combine_t: Array2<F>,
+    /// `w_feed_t` and `combine_t` packed, the operands of a decoding step's products (made once,
+    /// where each step's product packed them again or copied `W_ih`'s strided input-feeding
+    /// columns; empty for training and where the products do not run on gyre's kernel, f64).
+    w_feed_packed: crate::kernels::packed::Packed<F>,
+    combine_packed: crate::kernels::packed::Packed<F>,
     /// The score's weight on the keys transposed (`general`: `Wᵀ`, `additive`: `W_kᵀ`; empty
     /// for `dot`).
     key_t: Array2<F>,
@@ -242,12 +247,25 @@ impl<F: Real> DecoderPrep<F> {
             AttentionScore::General { weight } => transposed(weight),
             AttentionScore::Additive { key_weight, .. } => transposed(key_weight),
         };
+        let combine_t = transposed(w.combine_weight);
+        // Only for decoding: a training batch's steps run on shards of a few rows each, whose
+        // products read the row-major transposes in place (packing them for every batch's new
+        // weights cost training 4–12%).
+        let packed = |t: &Array2<F>| {
+            if F::FAST_GEMM && !backward && !t.is_empty() {
+                pack(t.view())
+            } else {
+                Default::default()
+            }
+        };
         Ok(DecoderPrep {
             w_hh_t,
             b_hh: w.cell.bias_hh.as_standard_layout().into_owned(),
             w_x_t,
+            w_feed_packed: packed(&w_feed_t),
             w_feed_t,
-            combine_t: transposed(w.combine_weight),
+            combine_packed: packed(&combine_t),
+            combine_t,
             key_t,
             w_hh_packed: if backward { pack(w.cell.weight_hh) } else { Default::default() },
             w_feed: if backward && spec.input_feeding {
@@ -541,7 +559,7 @@ impl<'p, F: Real> Stepper<'p, F> {
         let i = self.cell_in - if spec.input_feeding { h } else { 0 };
         // A few rows: dot products with W's rows in place; more: the row-major transposes.
         let few = r <= DOT_FORM_MAX_ROWS;
-        if spec.input_feeding {
+        if spec.input_feeding && !gemm_acc_prepacked(b.h_tilde_prev, &self.prep.w_feed_packed, b.gates.view_mut()) {
             let w_f = w.cell.weight_ih.slice(s![.., i..]);
             let w_f_t = if few { w_f.t() } else { self.prep.w_feed_t.view() };
             gemm(F::one(), b.h_tilde_prev, w_f_t, F::one(), b.gates.view_mut());
@@ -583,8 +601,11 @@ impl<'p, F: Real> Stepper<'p, F> {
         for mut row in b.h_tilde.rows_mut() {
             row.assign(&w.combine_bias);
         }
-        let combine_t = if few { w.combine_weight.t() } else { self.prep.combine_t.view() };
-        gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
+        // (A few rows: dot products with W_c's rows, no packed operand needed.)
+        if few || !gemm_acc_prepacked(joined.view(), &self.prep.combine_packed, b.h_tilde.view_mut()) {
+            let combine_t = if few { w.combine_weight.t() } else { self.prep.combine_t.view() };
+            gemm(F::one(), joined.view(), combine_t, F::one(), b.h_tilde.view_mut());
+        }
         // The level's vectorized tanh (as the cells' gates use): libm's scalar `tanhf` (through
         // `expm1f`) took 3% of a CMUdict training run.
         F::tanh_slice(contiguous_mut("h_tilde", b.h_tilde.as_slice_mut())?);

@@ -157,6 +157,32 @@ fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, 
     true
 }
 
+/// `c += a · b` for `a: [m, k]` and `c: [m, n]` in standard layout, with `b: [k, n]` given
+/// packed ([`pack`], [`crate::kernels::packed::pack_transposed`]) once for many calls: the
+/// product [`gemm`] runs (blocks of rows over the pool when large), without packing or copying
+/// `b` at every call, the same bits. Returns false, having done nothing, where [`gemm`] would
+/// not run gyre's kernel (f64, other layouts, `b` of another size).
+pub(crate) fn gemm_acc_prepacked<F: Real>(a: ArrayView2<F>, b: &[F], mut c: ArrayViewMut2<F>) -> bool {
+    let ((m, k), n) = (a.dim(), c.ncols());
+    if !F::FAST_GEMM || c.nrows() != m || b.len() != crate::kernels::packed::packed_len(k, n) {
+        return false;
+    }
+    let (Some(a_mem), Some(c_mem)) = (a.as_slice(), c.as_slice_mut()) else { return false };
+    if m == 0 || n == 0 || k == 0 {
+        return true;
+    }
+    let block =
+        |i0: usize, cs: &mut [F]| gemm_acc_packed(cs.len() / n, k, &a_mem[i0 * k..], k, 1, b, k, 0, 0, n, cs, n);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
+        block(0, c_mem);
+    } else {
+        let rows = m.div_ceil(threads * 2).next_multiple_of(4);
+        c_mem.par_chunks_mut(rows * n).enumerate().for_each(|(bi, cs)| block(bi * rows, cs));
+    }
+    true
+}
+
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.
 pub(crate) fn column_sums<F: Real>(x: ArrayView2<F>, mut out: ArrayViewMut1<F>) {
     out.fill(F::zero());
