@@ -100,6 +100,14 @@ describe('examples on real data', () => {
     expect([both.wer, both.per]).toEqual([alone.wer, alone.per]);
   }, 60_000);
 
+  it("the g2p example's seed trains another model of the same split (seed 1 by default)", async () => {
+    const o = { words: 400, epochs: 1, hiddenSize: 16, beamWidth: 1 };
+    const [byDefault, one, two] = await Promise.all([runG2p(o), runG2p({ ...o, seed: 1 }), runG2p({ ...o, seed: 2 })]);
+    expect([two.trainWords, two.testWords, two.trainPairs]).toEqual([one.trainWords, one.testWords, one.trainPairs]);
+    expect(byDefault.model.history[0]!.loss).toBe(one.model.history[0]!.loss);
+    expect(two.model.history[0]!.loss).not.toBe(one.model.history[0]!.loss);
+  }, 60_000);
+
   it("the sentiment example's scores are precision, recall and F1 per label", () => {
     const s = score(['a', 'b'], ['a', 'a', 'b', 'b', 'b'], ['a', 'b', 'b', 'b', 'a']);
     expect(s.accuracy).toBe(3 / 5);
