@@ -389,7 +389,7 @@ fn dot_of<F: Real>(a: ArrayView1<F>, b: ArrayView1<F>) -> F {
 fn add_scaled<F: Real>(mut y: ndarray::ArrayViewMut1<F>, s: F, x: ArrayView1<F>) {
     match (y.as_slice_mut(), x.as_slice()) {
         (Some(y), Some(x)) => y.iter_mut().zip(x).for_each(|(o, &v)| *o = *o + s * v),
-        (_, _) => y.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = *o + s * v),
+        _ => y.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = *o + s * v),
     }
 }
 

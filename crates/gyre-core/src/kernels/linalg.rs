@@ -147,13 +147,7 @@ fn fast_gemm_mem<F: Real>(a: Strided<'_, F>, b: ArrayView2<F>, overwrite: bool, 
             F::gemm_acc(rows, n, k, a, rsa, csa, b_mem, n, cs, n, &[]);
         }
     };
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
-        block(0, c_mem);
-    } else {
-        let rows = m.div_ceil(threads * 2).next_multiple_of(4);
-        c_mem.par_chunks_mut(rows * n).enumerate().for_each(|(bi, cs)| block(bi * rows, cs));
-    }
+    in_row_blocks(c_mem, (m, n, k), block);
     true
 }
 
@@ -173,6 +167,14 @@ pub(crate) fn gemm_acc_prepacked<F: Real>(a: ArrayView2<F>, b: &[F], mut c: Arra
     }
     let block =
         |i0: usize, cs: &mut [F]| gemm_acc_packed(cs.len() / n, k, &a_mem[i0 * k..], k, 1, b, k, 0, 0, n, cs, n);
+    in_row_blocks(c_mem, (m, n, k), block);
+    true
+}
+
+/// Runs `block(i0, rows)` over the rows of a row-major `c: [m, n]` (`rows` starting at row
+/// `i0`) of a product of depth `k`: all at once on the calling thread when it is small, else in
+/// blocks of rows over the pool (each row the same arithmetic in any block).
+fn in_row_blocks<F: Send>(c_mem: &mut [F], (m, n, k): (usize, usize, usize), block: impl Fn(usize, &mut [F]) + Sync) {
     let threads = rayon::current_num_threads();
     if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
         block(0, c_mem);
@@ -180,7 +182,6 @@ pub(crate) fn gemm_acc_prepacked<F: Real>(a: ArrayView2<F>, b: &[F], mut c: Arra
         let rows = m.div_ceil(threads * 2).next_multiple_of(4);
         c_mem.par_chunks_mut(rows * n).enumerate().for_each(|(bi, cs)| block(bi * rows, cs));
     }
-    true
 }
 
 /// `out = Σ_rows x` for `x: [m, n]`, `out: [n]`; rows are summed in order.
