@@ -374,9 +374,15 @@ pub(crate) fn tanh_inplace(x: &mut [f32]) {
 /// so the SIMD paths give the bits of [`sigmoid_inplace`]/[`tanh_inplace`] plus the portable
 /// state arithmetic.
 pub(crate) fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    lstm_row_on(level(), g, b, c_prev, c, h)
+}
+
+/// [`lstm_row`] at `at`, or at the CPU's best level below it.
+#[cfg_attr(not(test), allow(dead_code))] // the tests run every level
+pub(crate) fn lstm_row_on(at: Level, g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
     let hd = h.len();
     let sized = g.len() == 4 * hd && b.len() == 4 * hd && c_prev.len() == hd && c.len() == hd;
-    match level() {
+    match at.min(detect()) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; the sizes were checked, the kernel stays inside them.
         Level::Avx512 if sized => unsafe { x86::lstm_avx512(g, b, c_prev, c, h) },
@@ -398,9 +404,23 @@ pub(crate) fn lstm_row(g: &mut [f32], b: &[f32], c_prev: &[f32], c: &mut [f32], 
 /// `h_prev·W_hnᵀ + b_hn`, `h_prev: [H]`; out: `g` activated (`r, z, n`), `extra: [H]` a copy
 /// of `rec`, `h: [H]`. The same operations on every level, as for [`lstm_row`].
 pub(crate) fn gru_row(g: &mut [f32], b: &[f32], rec: &[f32], h_prev: &[f32], extra: &mut [f32], h: &mut [f32]) {
+    gru_row_on(level(), g, b, rec, h_prev, extra, h)
+}
+
+/// [`gru_row`] at `at`, or at the CPU's best level below it.
+#[cfg_attr(not(test), allow(dead_code))] // the tests run every level
+pub(crate) fn gru_row_on(
+    at: Level,
+    g: &mut [f32],
+    b: &[f32],
+    rec: &[f32],
+    h_prev: &[f32],
+    extra: &mut [f32],
+    h: &mut [f32],
+) {
     let hd = h.len();
     let sized = g.len() == 3 * hd && b.len() == 3 * hd && rec.len() == hd && h_prev.len() == hd && extra.len() == hd;
-    match level() {
+    match at.min(detect()) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX-512 F detected; the sizes were checked, the kernel stays inside them.
         Level::Avx512 if sized => unsafe { x86::gru_avx512(g, b, rec, h_prev, extra, h) },

@@ -403,37 +403,43 @@ fn adam_gives_the_portable_bits_on_every_level() {
     }
 }
 
-/// The fused gate rows give the bits of the unfused arithmetic: `sigmoid_inplace` /
-/// `tanh_inplace` (the level's nonlinearities) and the portable state update, for widths
-/// with and without a partial last vector.
+/// The fused gate rows give the bits of the unfused arithmetic: the level's sigmoid and tanh
+/// and the portable state update, on every SIMD level this CPU has and at the level in use,
+/// for widths with and without a partial last vector and around the rows' four-vector groups
+/// (32 floats at AVX2 and NEON width, 64 at AVX-512).
 #[test]
 fn fused_gate_rows_match_the_unfused_arithmetic() {
-    for hd in [1, 5, 8, 16, 23, 64, 100] {
-        let (g0, b) = (fill(4 * hd, 20).iter().map(|x| 4.0 * x).collect::<Vec<_>>(), fill(4 * hd, 21));
-        let c_prev = fill(hd, 22);
-        // LSTM.
-        let (mut g, mut c, mut h) = (g0.clone(), vec![0f32; hd], vec![0f32; hd]);
-        lstm_row(&mut g, &b, &c_prev, &mut c, &mut h);
-        let mut w: Vec<f32> = g0.iter().zip(&b).map(|(x, y)| x + y).collect();
-        sigmoid_inplace(&mut w[..2 * hd]);
-        tanh_inplace(&mut w[2 * hd..3 * hd]);
-        sigmoid_inplace(&mut w[3 * hd..]);
-        let wc: Vec<f32> = (0..hd).map(|j| w[hd + j] * c_prev[j] + w[j] * w[2 * hd + j]).collect();
-        let mut wh = wc.clone();
-        tanh_inplace(&mut wh);
-        wh.iter_mut().zip(&w[3 * hd..]).for_each(|(x, &o)| *x *= o);
-        assert_eq!((&g, &c, &h), (&w, &wc, &wh), "lstm hd {hd}");
-        // GRU (reset after).
-        let (rec, hp) = (fill(hd, 23), fill(hd, 24));
-        let (mut g, mut e, mut h) = (g0[..3 * hd].to_vec(), vec![0f32; hd], vec![0f32; hd]);
-        gru_row(&mut g, &b[..3 * hd], &rec, &hp, &mut e, &mut h);
-        let mut w: Vec<f32> = (0..2 * hd).map(|j| g0[j] + b[j]).collect();
-        sigmoid_inplace(&mut w);
-        let mut n: Vec<f32> = (0..hd).map(|j| g0[2 * hd + j] + w[j] * rec[j]).collect();
-        tanh_inplace(&mut n);
-        let wh: Vec<f32> = (0..hd).map(|j| (1.0 - w[hd + j]) * n[j] + w[hd + j] * hp[j]).collect();
-        w.extend(&n);
-        assert_eq!((&g, &e, &h), (&w, &rec, &wh), "gru hd {hd}");
+    #[allow(clippy::type_complexity)]
+    let mut levels: Vec<(Level, fn(&mut [f32]), fn(&mut [f32]))> = simd_nonlinearities();
+    levels.push((level(), sigmoid_inplace, tanh_inplace));
+    for (at, sigmoid, tanh) in levels {
+        for hd in [1, 5, 8, 16, 23, 32, 40, 64, 100, 136, 256] {
+            let (g0, b) = (fill(4 * hd, 20).iter().map(|x| 4.0 * x).collect::<Vec<_>>(), fill(4 * hd, 21));
+            let c_prev = fill(hd, 22);
+            // LSTM.
+            let (mut g, mut c, mut h) = (g0.clone(), vec![0f32; hd], vec![0f32; hd]);
+            lstm_row_on(at, &mut g, &b, &c_prev, &mut c, &mut h);
+            let mut w: Vec<f32> = g0.iter().zip(&b).map(|(x, y)| x + y).collect();
+            sigmoid(&mut w[..2 * hd]);
+            tanh(&mut w[2 * hd..3 * hd]);
+            sigmoid(&mut w[3 * hd..]);
+            let wc: Vec<f32> = (0..hd).map(|j| w[hd + j] * c_prev[j] + w[j] * w[2 * hd + j]).collect();
+            let mut wh = wc.clone();
+            tanh(&mut wh);
+            wh.iter_mut().zip(&w[3 * hd..]).for_each(|(x, &o)| *x *= o);
+            assert_eq!((&g, &c, &h), (&w, &wc, &wh), "lstm {at:?} hd {hd}");
+            // GRU (reset after).
+            let (rec, hp) = (fill(hd, 23), fill(hd, 24));
+            let (mut g, mut e, mut h) = (g0[..3 * hd].to_vec(), vec![0f32; hd], vec![0f32; hd]);
+            gru_row_on(at, &mut g, &b[..3 * hd], &rec, &hp, &mut e, &mut h);
+            let mut w: Vec<f32> = (0..2 * hd).map(|j| g0[j] + b[j]).collect();
+            sigmoid(&mut w);
+            let mut n: Vec<f32> = (0..hd).map(|j| g0[2 * hd + j] + w[j] * rec[j]).collect();
+            tanh(&mut n);
+            let wh: Vec<f32> = (0..hd).map(|j| (1.0 - w[hd + j]) * n[j] + w[hd + j] * hp[j]).collect();
+            w.extend(&n);
+            assert_eq!((&g, &e, &h), (&w, &rec, &wh), "gru {at:?} hd {hd}");
+        }
     }
 }
 
