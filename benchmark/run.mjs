@@ -10,7 +10,7 @@
  *   npm run bench                 # full run: about 11 minutes on a 2-core Xeon, 12 with PyTorch (limit ~15)
  *   npm run bench -- --quick      # smoke run: about 2½ minutes there, 3 with PyTorch
  *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,pytorch,...] [--workloads lstm-m,...]
- *                          [--torch-python PATH] [--no-avx2-pass]
+ *                          [--rounds N] [--torch-python PATH] [--no-avx2-pass]
  *
  * PyTorch rows: PyTorch is never a dependency of gyre (npm never installs it). Give the suite a
  * python that has torch, with `--torch-python PATH` or the environment variable
@@ -48,7 +48,9 @@
  *   threads          threads the library computes on (gyre.setNumThreads, onnxruntime
  *                    intraOpNumThreads, torch.set_num_threads; brain.js and tfjs-cpu are
  *                    single-threaded JavaScript, tfjs-wasm reports its XNNPACK thread count)
- *   seq/s            sequences per second: sequences per repetition ÷ median repetition time
+ *   seq/s            sequences per second: sequences per repetition ÷ median repetition time;
+ *                    gyre, onnxruntime and PyTorch run in alternated rounds per workload (3,
+ *                    1 with --quick, or --rounds N) and their rows are the median round
  *   GFLOP/s          effective: seq/s × recurrence matrix FLOPs per sequence, counted as
  *                    steps · 2·G·H·(I+H) (G = 4 LSTM, 3 GRU), × 3 for training; the same count
  *                    for every library, whatever it actually computes
@@ -109,7 +111,8 @@ const root = path.resolve(here, '..');
 // ---------------------------------------------------------------------------------------------
 // Options and settings.
 
-const USAGE = 'usage: node benchmark/run.mjs [--quick] [--out FILE] [--libs a,b] [--workloads a,b] [--torch-python PATH] [--no-avx2-pass]';
+const USAGE =
+  'usage: node benchmark/run.mjs [--quick] [--out FILE] [--libs a,b] [--workloads a,b] [--rounds N] [--torch-python PATH] [--no-avx2-pass]';
 
 function parseArgs(argv) {
   const o = {
@@ -119,6 +122,7 @@ function parseArgs(argv) {
     workloads: null,
     torchPython: process.env.GYRE_BENCH_TORCH_PYTHON || null,
     avx2Pass: true,
+    rounds: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -128,7 +132,11 @@ function parseArgs(argv) {
     else if (a.startsWith('--libs')) o.libs = value().split(',');
     else if (a.startsWith('--workloads')) o.workloads = value().split(',');
     else if (a.startsWith('--torch-python')) o.torchPython = value();
-    else if (a === '--no-avx2-pass') o.avx2Pass = false;
+    else if (a.startsWith('--rounds')) {
+      const v = value();
+      o.rounds = Number(v);
+      if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error(`--rounds must be a whole number ≥ 1, got ${v}\n${USAGE}`);
+    } else if (a === '--no-avx2-pass') o.avx2Pass = false;
     else if (a === '--help' || a === '-h') {
       console.log(USAGE);
       process.exit(0);
@@ -144,6 +152,7 @@ const SETTINGS = options.quick
   ? {
       mode: 'quick',
       threads: [1, 2],
+      rounds: 1, // gyre, onnxruntime and PyTorch: alternated runs per workload (see ROUNDS)
       reps: 3, // gyre, onnxruntime and PyTorch: timed repetitions after one warm-up...
       minReps: 2, // ...at least this many even past the budget
       fastBudgetMs: 3000,
@@ -164,6 +173,7 @@ const SETTINGS = options.quick
   : {
       mode: 'full',
       threads: [1, 2],
+      rounds: 3,
       reps: 7,
       minReps: 3,
       fastBudgetMs: 20_000,
@@ -181,6 +191,7 @@ const SETTINGS = options.quick
       memoryBatches: [1, 4],
       taskTimeoutMs: 900_000,
     };
+if (options.rounds) SETTINGS.rounds = options.rounds;
 
 const LIBRARIES = ['gyre', 'gyre-wasm', 'onnxruntime', 'pytorch', 'tfjs-cpu', 'tfjs-wasm', 'brain.js'];
 const SLOW = new Set(['tfjs-cpu', 'tfjs-wasm', 'brain.js']);
@@ -417,10 +428,57 @@ function addRows(lib, wname, r, label, extra = {}) {
   for (const row of r.result) {
     const full = { library: lib, workload: wname, ...row, ...extra, gflops: (row.seqPerSec * flopsPerSequence(w, row.mode)) / 1e9 };
     rows.push(full);
+    const rounds = row.roundsSeqPerSec ? `; rounds ${row.roundsSeqPerSec.map((v) => v.toFixed(1)).join(' / ')}` : '';
     log(
-      `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''})`,
+      `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''}${rounds})`,
     );
   }
+}
+
+/**
+ * The rounds' results of one library on one workload as one result: each row (mode, threads)
+ * is the round with the median seq/s (the lower middle one of an even count), with every
+ * round's seq/s in `roundsSeqPerSec`. A failed round fails the whole.
+ */
+function mergeRounds(results) {
+  const failed = results.find((r) => !r.ok);
+  if (failed) return failed;
+  const byRow = new Map();
+  for (const r of results) {
+    for (const row of r.result) {
+      const key = `${row.mode} ${row.threads}`;
+      byRow.set(key, [...(byRow.get(key) ?? []), row]);
+    }
+  }
+  const result = [...byRow.values()].map((rs) => {
+    const sorted = [...rs].sort((a, b) => a.seqPerSec - b.seqPerSec);
+    return { ...sorted[(sorted.length - 1) >> 1], roundsSeqPerSec: rs.map((x) => x.seqPerSec) };
+  });
+  return { ok: true, result, wallMs: results.reduce((t, r) => t + r.wallMs, 0) };
+}
+
+/**
+ * gyre, onnxruntime and PyTorch run ROUNDS times on each workload, alternated (gyre,
+ * onnxruntime, PyTorch, gyre, …), and each row is the median round: this machine's other
+ * work (a shared host moves a 2-core guest's rates by ±10% from one minute to the next) then
+ * weighs on both sides of a ratio alike instead of on whichever library ran during a slow
+ * minute. The slow baselines run once.
+ */
+const ROUNDS = SETTINGS.rounds;
+const ROUNDED = new Set(['gyre', 'onnxruntime', 'pytorch']);
+
+/** Runs `tasks` (label → () => Promise<result>) ROUNDS times, alternated; label → results. */
+async function inRounds(tasks) {
+  const out = new Map();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [label, run] of tasks) {
+      log(`${label}${ROUNDS > 1 ? ` (round ${round + 1} of ${ROUNDS})` : ''} ...`);
+      const r = await run();
+      out.set(label, [...(out.get(label) ?? []), r]);
+      taskWallMs[label] = (taskWallMs[label] ?? 0) + Math.round(r.wallMs);
+    }
+  }
+  return out;
 }
 
 /** PyTorch on one workload (benchmark/torch_bench.py in the given python), with `env` added. */
@@ -430,20 +488,28 @@ function torchTask(wname, env = {}) {
 }
 
 for (const wname of workloads) {
-  for (const lib of libraries) {
+  const runnable = libraries.filter((lib) => {
     if (options.quick && wname === 'lstm-l' && SLOW.has(lib)) {
       skipped.push({ library: lib, workload: wname, reason: 'skipped in --quick (slow baseline on lstm-l)' });
+      return false;
+    }
+    return !(lib === 'pytorch' && !torch.available) && !(lib === 'gyre-wasm' && !gyreWasm.available);
+  });
+  const run = (lib) =>
+    lib === 'pytorch'
+      ? torchTask(wname)
+      : lib === 'gyre-wasm'
+        ? runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_WASM: '1' })
+        : runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
+  const rounded = await inRounds(runnable.filter((lib) => ROUNDED.has(lib)).map((lib) => [`${lib} ${wname}`, () => run(lib)]));
+  for (const lib of runnable) {
+    if (ROUNDED.has(lib)) {
+      log(`${lib} ${wname}${ROUNDS > 1 ? `: the median of ${ROUNDS} rounds` : ''}`);
+      addRows(lib, wname, mergeRounds(rounded.get(`${lib} ${wname}`)), lib);
       continue;
     }
-    if (lib === 'pytorch' && !torch.available) continue;
-    if (lib === 'gyre-wasm' && !gyreWasm.available) continue;
     log(`${lib} ${wname} ...`);
-    const r =
-      lib === 'pytorch'
-        ? await torchTask(wname)
-        : lib === 'gyre-wasm'
-          ? await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { GYRE_WASM: '1' })
-          : await runTask({ kind: 'lib', lib, workload: wname, settings: SETTINGS });
+    const r = await run(lib);
     taskWallMs[`${lib} ${wname}`] = Math.round(r.wallMs);
     addRows(lib, wname, r, lib);
   }
@@ -457,23 +523,38 @@ const TORCH_AVX2_ENV = { ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: '
 // onnxruntime too (it has no switch of its own).
 if (avx2Pass && libraries.includes('gyre')) {
   for (const wname of workloads) {
-    log(`gyre ${wname} [GYRE_SIMD=avx2] ...`);
-    const r = await runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { ...AVX2_ENV, GYRE_SIMD: 'avx2' });
-    taskWallMs[`gyre ${wname} [GYRE_SIMD=avx2]`] = Math.round(r.wallMs);
-    addRows('gyre', wname, r, 'gyre [GYRE_SIMD=avx2]');
-    if (avx2Preload.preload && libraries.includes('onnxruntime')) {
-      log(`onnxruntime ${wname} [AVX2] ...`);
-      const o = await runTask({ kind: 'lib', lib: 'onnxruntime', workload: wname, settings: SETTINGS }, AVX2_ENV);
-      taskWallMs[`onnxruntime ${wname} [AVX2]`] = Math.round(o.wallMs);
-      addRows('onnxruntime', wname, o, 'onnxruntime [AVX2]', { simd: 'avx2', env: { LD_PRELOAD: avx2Preload.preload } });
+    const ort = avx2Preload.preload && libraries.includes('onnxruntime');
+    const torchEnv = { ...AVX2_ENV, ...TORCH_AVX2_ENV };
+    const tasks = [
+      [
+        `gyre ${wname} [GYRE_SIMD=avx2]`,
+        () => runTask({ kind: 'lib', lib: 'gyre', workload: wname, settings: SETTINGS }, { ...AVX2_ENV, GYRE_SIMD: 'avx2' }),
+      ],
+      ...(ort
+        ? [
+            [
+              `onnxruntime ${wname} [AVX2]`,
+              () => runTask({ kind: 'lib', lib: 'onnxruntime', workload: wname, settings: SETTINGS }, AVX2_ENV),
+            ],
+          ]
+        : []),
+      ...(torch.available ? [[`pytorch ${wname} [AVX2]`, () => torchTask(wname, torchEnv)]] : []),
+    ];
+    const rounded = await inRounds(tasks);
+    const merged = (label) => {
+      log(`${label}${ROUNDS > 1 ? `: the median of ${ROUNDS} rounds` : ''}`);
+      return mergeRounds(rounded.get(label));
+    };
+    addRows('gyre', wname, merged(`gyre ${wname} [GYRE_SIMD=avx2]`), 'gyre [GYRE_SIMD=avx2]');
+    if (ort) {
+      addRows('onnxruntime', wname, merged(`onnxruntime ${wname} [AVX2]`), 'onnxruntime [AVX2]', {
+        simd: 'avx2',
+        env: { LD_PRELOAD: avx2Preload.preload },
+      });
     }
     if (torch.available) {
-      log(`pytorch ${wname} [AVX2] ...`);
-      const env = { ...AVX2_ENV, ...TORCH_AVX2_ENV };
-      const t = await torchTask(wname, env);
-      taskWallMs[`pytorch ${wname} [AVX2]`] = Math.round(t.wallMs);
       const shown = { ...TORCH_AVX2_ENV, ...(avx2Preload.preload ? { LD_PRELOAD: avx2Preload.preload } : {}) };
-      addRows('pytorch', wname, t, 'pytorch [AVX2]', { simd: 'avx2', env: shown });
+      addRows('pytorch', wname, merged(`pytorch ${wname} [AVX2]`), 'pytorch [AVX2]', { simd: 'avx2', env: shown });
     }
   }
 }

@@ -50,7 +50,7 @@ export function renderMarkdown(r, outPath) {
     );
   out.push('');
   out.push(
-    'seq/s: sequences per second (median repetition). GFLOP/s: effective, recurrence matrix FLOPs only, steps·2·G·H·(I+H) per sequence (G = 4 LSTM, 3 GRU), ×3 for training. ' +
+    `seq/s: sequences per second (median repetition${(r.settings?.rounds ?? 1) > 1 ? `; gyre, onnxruntime and PyTorch ran ${r.settings.rounds} times on each workload, alternated, and their rows are the median run` : ''}). GFLOP/s: effective, recurrence matrix FLOPs only, steps·2·G·H·(I+H) per sequence (G = 4 LSTM, 3 GRU), ×3 for training. ` +
       'gyre ÷ it: gyre’s seq/s (its default SIMD level) at the same thread count (1 for single-threaded baselines) over this row’s, > 1 = gyre faster. ' +
       'samples: timed repetitions × sequences each, after a warm-up; "warm-up only": one unit already exceeded half the time budget (PyTorch: its warm-up repetition the whole budget), its single run is the sample.',
   );
