@@ -7,7 +7,7 @@
  *
  * How to run (after `npm install`, which builds dist/ and the native addon):
  *
- *   npm run bench                 # full run: about 11 minutes on a 2-core Xeon, 12 with PyTorch (limit ~15)
+ *   npm run bench                 # full run: about 26 minutes on a 2-core AMD EPYC with PyTorch
  *   npm run bench -- --quick      # smoke run: about 2½ minutes there, 3 with PyTorch
  *   node benchmark/run.mjs [--quick] [--out FILE] [--libs gyre,onnxruntime,pytorch,...] [--workloads lstm-m,...]
  *                          [--rounds N] [--torch-python PATH] [--no-avx2-pass]
