@@ -104,6 +104,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { WORKLOADS, flopsPerSequence, forwardFlopsPerSequence, parameterCount } from './lib/workloads.mjs';
 import { renderMarkdown } from './lib/report.mjs';
+import { mergeRounds } from './lib/timing.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -433,28 +434,6 @@ function addRows(lib, wname, r, label, extra = {}) {
       `  ${row.mode.padEnd(9)} ${String(row.threads).padStart(2)} thr  ${full.seqPerSec.toFixed(1).padStart(9)} seq/s  ${full.gflops.toFixed(2).padStart(7)} GFLOP/s  (${row.reps} × ${row.seqsPerRep} seq${row.warmupOnly ? ', warm-up only' : ''}${rounds})`,
     );
   }
-}
-
-/**
- * The rounds' results of one library on one workload as one result: each row (mode, threads)
- * is the round with the median seq/s (the lower middle one of an even count), with every
- * round's seq/s in `roundsSeqPerSec`. A failed round fails the whole.
- */
-function mergeRounds(results) {
-  const failed = results.find((r) => !r.ok);
-  if (failed) return failed;
-  const byRow = new Map();
-  for (const r of results) {
-    for (const row of r.result) {
-      const key = `${row.mode} ${row.threads}`;
-      byRow.set(key, [...(byRow.get(key) ?? []), row]);
-    }
-  }
-  const result = [...byRow.values()].map((rs) => {
-    const sorted = [...rs].sort((a, b) => a.seqPerSec - b.seqPerSec);
-    return { ...sorted[(sorted.length - 1) >> 1], roundsSeqPerSec: rs.map((x) => x.seqPerSec) };
-  });
-  return { ok: true, result, wallMs: results.reduce((t, r) => t + r.wallMs, 0) };
 }
 
 /**

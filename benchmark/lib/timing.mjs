@@ -93,3 +93,27 @@ export async function budgeted({ prepare, unitSeqs, budgetMs, reps, maxUnits }) 
   const r = await measure(rep, { seqsPerRep: k * unitSeqs, warmup: 0, reps, minReps: 1, budgetMs });
   return { ...r, warmupMs: [unitMs] };
 }
+
+/**
+ * The rounds' results of one library on one workload (each `{ ok, result: rows, wallMs }` or
+ * `{ ok: false, error }`) as one result: each row (one mode and thread count) is the round
+ * with the median seq/s (the lower middle one of an even count), with every round's seq/s, in
+ * round order, in `roundsSeqPerSec`; `wallMs` is the rounds' sum. A failed round fails the
+ * whole (its result is returned).
+ */
+export function mergeRounds(results) {
+  const failed = results.find((r) => !r.ok);
+  if (failed) return failed;
+  const byRow = new Map();
+  for (const r of results) {
+    for (const row of r.result) {
+      const key = `${row.mode} ${row.threads}`;
+      byRow.set(key, [...(byRow.get(key) ?? []), row]);
+    }
+  }
+  const result = [...byRow.values()].map((rs) => {
+    const sorted = [...rs].sort((a, b) => a.seqPerSec - b.seqPerSec);
+    return { ...sorted[(sorted.length - 1) >> 1], roundsSeqPerSec: rs.map((x) => x.seqPerSec) };
+  });
+  return { ok: true, result, wallMs: results.reduce((t, r) => t + (r.wallMs ?? 0), 0) };
+}
