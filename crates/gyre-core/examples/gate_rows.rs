@@ -22,32 +22,23 @@ fn main() {
     let cp: Vec<f32> = (0..rows * hd).map(|_| r()).collect();
     let mut g = g0.clone();
     let (mut c, mut h) = (vec![0f32; rows * hd], vec![0f32; rows * hd]);
-    let mut best = f64::MAX;
-    let mut samples = vec![];
-    for _ in 0..401 {
-        let t = Instant::now();
-        for _ in 0..50 {
-            g.copy_from_slice(&g0);
-            for i in 0..rows {
-                f32::lstm_row(
-                    &mut g[i * 4 * hd..(i + 1) * 4 * hd],
-                    &b,
-                    &cp[i * hd..(i + 1) * hd],
-                    &mut c[i * hd..(i + 1) * hd],
-                    &mut h[i * hd..(i + 1) * hd],
-                );
-            }
+    let (p10, best) = ns_per_unit(rows * hd, || {
+        g.copy_from_slice(&g0);
+        for i in 0..rows {
+            f32::lstm_row(
+                &mut g[i * 4 * hd..(i + 1) * 4 * hd],
+                &b,
+                &cp[i * hd..(i + 1) * hd],
+                &mut c[i * hd..(i + 1) * hd],
+                &mut h[i * hd..(i + 1) * hd],
+            );
         }
-        let ns = t.elapsed().as_nanos() as f64 / (50 * rows * hd) as f64;
-        best = best.min(ns);
-        samples.push(ns);
-    }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    });
     let sum: f64 = h.iter().map(|&v| v as f64).sum();
     println!(
         "lstm H={hd} level {:?}: p10 {:.3} ns/unit, best {:.3} (checksum {sum:.6})",
         gyre_core::kernels::level(),
-        samples[40],
+        p10,
         best
     );
     let g0: Vec<f32> = g0[..rows * 3 * hd].to_vec();
@@ -55,31 +46,41 @@ fn main() {
     let rec: Vec<f32> = (0..rows * hd).map(|i| cp[(i * 7) % (rows * hd)] * 0.5).collect();
     let mut g = g0.clone();
     let mut extra = vec![0f32; rows * hd];
-    let mut samples = vec![];
-    for _ in 0..401 {
-        let t = Instant::now();
-        for _ in 0..50 {
-            g.copy_from_slice(&g0);
-            for i in 0..rows {
-                let r = i * hd..(i + 1) * hd;
-                f32::gru_row(
-                    &mut g[i * 3 * hd..(i + 1) * 3 * hd],
-                    b,
-                    &rec[r.clone()],
-                    &cp[r.clone()],
-                    &mut extra[r.clone()],
-                    &mut h[r],
-                );
-            }
+    let (p10, best) = ns_per_unit(rows * hd, || {
+        g.copy_from_slice(&g0);
+        for i in 0..rows {
+            let r = i * hd..(i + 1) * hd;
+            f32::gru_row(
+                &mut g[i * 3 * hd..(i + 1) * 3 * hd],
+                b,
+                &rec[r.clone()],
+                &cp[r.clone()],
+                &mut extra[r.clone()],
+                &mut h[r],
+            );
         }
-        samples.push(t.elapsed().as_nanos() as f64 / (50 * rows * hd) as f64);
-    }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    });
     let sum: f64 = h.iter().map(|&v| v as f64).sum::<f64>() + g.iter().map(|&v| v as f64).sum::<f64>();
     println!(
         "gru  H={hd} level {:?}: p10 {:.3} ns/unit, best {:.3} (checksum {sum:.6})",
         gyre_core::kernels::level(),
-        samples[40],
-        samples[0]
+        p10,
+        best
     );
+}
+
+/// Nanoseconds per unit of `pass` (which runs `units` units), the 10th percentile and the best
+/// of 401 rounds of 50 passes each.
+fn ns_per_unit(units: usize, mut pass: impl FnMut()) -> (f64, f64) {
+    let mut samples: Vec<f64> = (0..401)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..50 {
+                pass();
+            }
+            t.elapsed().as_nanos() as f64 / (50 * units) as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (samples[40], samples[0])
 }
