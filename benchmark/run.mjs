@@ -460,6 +460,12 @@ async function inRounds(tasks) {
   return out;
 }
 
+/** The median-round result of `label` in `rounded` (what {@link inRounds} returned), said in the log. */
+function medianRound(rounded, label) {
+  log(`${label}${ROUNDS > 1 ? `: the median of ${ROUNDS} rounds` : ''}`);
+  return mergeRounds(rounded.get(label));
+}
+
 /** PyTorch on one workload (benchmark/torch_bench.py in the given python), with `env` added. */
 function torchTask(wname, env = {}) {
   const task = JSON.stringify({ workload: WORKLOADS[wname], settings: SETTINGS });
@@ -483,8 +489,7 @@ for (const wname of workloads) {
   const rounded = await inRounds(runnable.filter((lib) => ROUNDED.has(lib)).map((lib) => [`${lib} ${wname}`, () => run(lib)]));
   for (const lib of runnable) {
     if (ROUNDED.has(lib)) {
-      log(`${lib} ${wname}${ROUNDS > 1 ? `: the median of ${ROUNDS} rounds` : ''}`);
-      addRows(lib, wname, mergeRounds(rounded.get(`${lib} ${wname}`)), lib);
+      addRows(lib, wname, medianRound(rounded, `${lib} ${wname}`), lib);
       continue;
     }
     log(`${lib} ${wname} ...`);
@@ -520,20 +525,16 @@ if (avx2Pass && libraries.includes('gyre')) {
       ...(torch.available ? [[`pytorch ${wname} [AVX2]`, () => torchTask(wname, torchEnv)]] : []),
     ];
     const rounded = await inRounds(tasks);
-    const merged = (label) => {
-      log(`${label}${ROUNDS > 1 ? `: the median of ${ROUNDS} rounds` : ''}`);
-      return mergeRounds(rounded.get(label));
-    };
-    addRows('gyre', wname, merged(`gyre ${wname} [GYRE_SIMD=avx2]`), 'gyre [GYRE_SIMD=avx2]');
+    addRows('gyre', wname, medianRound(rounded, `gyre ${wname} [GYRE_SIMD=avx2]`), 'gyre [GYRE_SIMD=avx2]');
     if (ort) {
-      addRows('onnxruntime', wname, merged(`onnxruntime ${wname} [AVX2]`), 'onnxruntime [AVX2]', {
+      addRows('onnxruntime', wname, medianRound(rounded, `onnxruntime ${wname} [AVX2]`), 'onnxruntime [AVX2]', {
         simd: 'avx2',
         env: { LD_PRELOAD: avx2Preload.preload },
       });
     }
     if (torch.available) {
       const shown = { ...TORCH_AVX2_ENV, ...(avx2Preload.preload ? { LD_PRELOAD: avx2Preload.preload } : {}) };
-      addRows('pytorch', wname, merged(`pytorch ${wname} [AVX2]`), 'pytorch [AVX2]', { simd: 'avx2', env: shown });
+      addRows('pytorch', wname, medianRound(rounded, `pytorch ${wname} [AVX2]`), 'pytorch [AVX2]', { simd: 'avx2', env: shown });
     }
   }
 }
