@@ -26,7 +26,8 @@
  * benchmark/results.json (or --out). Run it on an otherwise idle machine: other processes on
  * the same cores change every number. Each library × workload runs in its own child process
  * (benchmark/lib/worker.mjs for the Node libraries, benchmark/torch_bench.py for PyTorch), one
- * after another.
+ * after another. gyre runs as built in native/: the run logs that addon's hash and warns when
+ * Rust sources changed after it was built (benchmark/lib/build.mjs).
  *
  * Workloads (float32, a dense readout at every step; benchmark/lib/workloads.mjs):
  *   lstm-s  LSTM, input 32 (one-hot), hidden 64, 16 steps, batch 1, softmax over 32, cross-entropy
@@ -104,6 +105,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { WORKLOADS, flopsPerSequence, forwardFlopsPerSequence, parameterCount } from './lib/workloads.mjs';
 import { renderMarkdown } from './lib/report.mjs';
+import { addonBuild, addonPath } from './lib/build.mjs';
 import { mergeRounds } from './lib/timing.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -416,6 +418,21 @@ log(
     (torch.available ? `, PyTorch ${versions.torch} (${torch.python})` : ''),
 );
 if (torch.requested && !torch.available) log(`PyTorch rows not run: ${torch.reason}; ${TORCH_HOW}`);
+// The addon measured, and whether the Rust sources changed after it was built.
+if (libraries.includes('gyre')) {
+  const build = addonBuild(root, addonPath(root));
+  versions.gyreAddon = build;
+  if (build) {
+    log(`gyre addon ${build.addon} (sha256 ${build.sha256}…, built ${build.builtAt})`);
+    const n = build.newerSources.length;
+    if (n > 0)
+      log(
+        `warning: ${n} Rust source file${n > 1 ? 's' : ''} changed after the addon was built ` +
+          `(${build.newerSources.slice(0, 3).join(', ')}${n > 3 ? ', …' : ''}): this run measures the addon as ` +
+          'built, not the sources; rebuild it first (npm run build:native)',
+      );
+  }
+}
 
 const rows = [];
 
