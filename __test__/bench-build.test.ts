@@ -3,8 +3,9 @@
  * hash, and the Rust sources changed after it was built (an experiment's build left in
  * `native/` after its source was reverted is measured otherwise without a word).
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -18,11 +19,20 @@ interface Build {
 }
 interface BuildModule {
   addonBuild: (root: string, file: string | null) => Build | null;
-  addonPath: (root: string, override?: string) => string | null;
 }
 
 async function load(): Promise<BuildModule> {
   return (await import(pathToFileURL(join(__dirname, '..', 'benchmark', 'lib', 'build.mjs')).href)) as BuildModule;
+}
+
+/** What the suite's worker (benchmark/lib/worker.mjs) answers to the `info` task the run asks. */
+function workerInfo(): { simdLevel: string; addon: string | null } {
+  const worker = join(__dirname, '..', 'benchmark', 'lib', 'worker.mjs');
+  const out = execFileSync(process.execPath, [worker, JSON.stringify({ kind: 'info' })], { encoding: 'utf8' });
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+  const answer = JSON.parse(line!.slice('RESULT '.length)) as { ok: boolean; result: { simdLevel: string; addon: string | null } };
+  expect(answer.ok).toBe(true);
+  return answer.result;
 }
 
 const dirs: string[] = [];
@@ -54,11 +64,19 @@ function project(at: number): { root: string; addon: string } {
 }
 
 describe('the addon a benchmark run measures', () => {
-  it('names the addon for this platform and hashes its content', async () => {
-    const { addonBuild, addonPath } = await load();
+  it("is the .node file gyre's loader loaded (none for the WebAssembly build)", async () => {
+    const { simdLevel, addon } = workerInfo();
+    if (simdLevel === 'simd128') {
+      expect(addon).toBeNull();
+    } else {
+      expect(addon).toMatch(/gyre\.[\w-]+\.node$/);
+      expect(existsSync(addon!)).toBe(true);
+    }
+  });
+
+  it('names the addon and hashes its content', async () => {
+    const { addonBuild } = await load();
     const { root, addon } = project(1_700_000_000);
-    expect(addonPath(root, '')).toBe(addon);
-    expect(addonPath(root, '/elsewhere/gyre.node')).toBe('/elsewhere/gyre.node');
     const build = addonBuild(root, addon);
     expect(build).not.toBeNull();
     expect(build?.addon).toBe(join('native', `gyre.${process.platform}-${process.arch}-gnu.node`));

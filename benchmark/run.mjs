@@ -105,7 +105,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { WORKLOADS, flopsPerSequence, forwardFlopsPerSequence, parameterCount } from './lib/workloads.mjs';
 import { renderMarkdown } from './lib/report.mjs';
-import { addonBuild, addonPath } from './lib/build.mjs';
+import { addonBuild } from './lib/build.mjs';
 import { mergeRounds } from './lib/timing.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -420,7 +420,7 @@ log(
 if (torch.requested && !torch.available) log(`PyTorch rows not run: ${torch.reason}; ${TORCH_HOW}`);
 // The addon measured, and whether the Rust sources changed after it was built.
 if (libraries.includes('gyre')) {
-  const build = addonBuild(root, addonPath(root));
+  const build = addonBuild(root, gyreInfo?.result.addon ?? null);
   versions.gyreAddon = build;
   if (build) {
     log(`gyre addon ${build.addon} (sha256 ${build.sha256}…, built ${build.builtAt})`);

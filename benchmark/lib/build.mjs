@@ -1,6 +1,7 @@
 /**
  * Which build of gyre's native addon a benchmark run measures. The suite loads whatever addon
- * is in `native/` (or at NAPI_RS_NATIVE_LIBRARY_PATH): after an experiment's source is reverted
+ * is in `native/` (or at NAPI_RS_NATIVE_LIBRARY_PATH; the worker's `info` task reports the file
+ * gyre's loader chose): after an experiment's source is reverted
  * with `git checkout`, the experiment's build is still there and would be measured silently.
  * `addonBuild` names the addon and its content hash, and lists the Rust sources changed since it
  * was built (newer files than the addon), which the run reports before it starts.
@@ -23,21 +24,6 @@ function rustSources(root) {
   if (existsSync(path.join(root, 'crates'))) walk(path.join(root, 'crates'));
   if (existsSync(path.join(root, 'Cargo.lock'))) out.push(path.join(root, 'Cargo.lock'));
   return out;
-}
-
-/**
- * The addon the suite's workers load: `override` (NAPI_RS_NATIVE_LIBRARY_PATH) when given, else
- * `root/native/gyre.<platform>-<arch>[-libc].node` for this process's platform; null if none.
- */
-export function addonPath(root, override = process.env.NAPI_RS_NATIVE_LIBRARY_PATH) {
-  if (override) return path.resolve(override);
-  const dir = path.join(root, 'native');
-  if (!existsSync(dir)) return null;
-  const prefix = `gyre.${process.platform}-${process.arch}`;
-  const found = readdirSync(dir)
-    .filter((f) => f.startsWith(prefix) && f.endsWith('.node'))
-    .sort();
-  return found.length > 0 ? path.join(dir, found[0]) : null;
 }
 
 /**

@@ -1,6 +1,7 @@
 // gyre: inference (model.predict) and training (model.fit) at each thread count, plus gyre's
 // own 1024³ sgemm (through lstmForward), streaming step latency and the peak memory of lstm-l
 // training. Every process reports the SIMD level it ran at (GYRE_SIMD caps it).
+import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import gyre from '../../dist/index.js';
 import { ATTENTION, WORKLOADS, attentionData, gates, makeData, parameterCount, rng } from './workloads.mjs';
@@ -54,9 +55,13 @@ function uniform(r, n, scale) {
   return a;
 }
 
-/** gyre's SIMD level and thread count in this process (its environment: GYRE_SIMD, GYRE_NUM_THREADS). */
+/**
+ * gyre's SIMD level and thread count in this process (its environment: GYRE_SIMD, GYRE_NUM_THREADS),
+ * and the native addon its loader chose (the `.node` file it loaded; null for the WebAssembly build).
+ */
 export function info() {
-  return { simdLevel: gyre.simdLevel(), threads: gyre.getNumThreads() };
+  const addon = Object.keys(createRequire(import.meta.url).cache).find((f) => f.endsWith('.node')) ?? null;
+  return { simdLevel: gyre.simdLevel(), threads: gyre.getNumThreads(), addon };
 }
 
 /**
