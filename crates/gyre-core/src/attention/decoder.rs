@@ -571,6 +571,7 @@ impl<'p, F: Real> Stepper<'p, F> {
             b_hh: contiguous("bias_hh", self.prep.b_hh.as_slice())?,
             gates: contiguous_mut("gates", b.gates.as_slice_mut())?,
             h_prev: contiguous("h", b.h_prev.as_slice())?,
+            h_prev_zero: false,
             h_carry: &[],
             c_prev: if self.has_c { contiguous("c", b.c_prev.as_slice())? } else { &[] },
             h: contiguous_mut("h", b.h.as_slice_mut())?,

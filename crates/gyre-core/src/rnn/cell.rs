@@ -36,6 +36,10 @@ pub(crate) struct ForwardStep<'a, 'w, F> {
     /// `[B, H]` hidden state before the step, as the recurrent products read it (through the
     /// recurrent dropout mask, [`crate::rnn::Noise`]).
     pub h_prev: &'a [F],
+    /// Whether every value of `h_prev` is known to be zero and `W_hh` finite (the first step
+    /// of a pass from a zero state): the recurrent products would add only zeros, and are
+    /// skipped (`out + 0 = out`).
+    pub h_prev_zero: bool,
     /// `[B, H]` the hidden state before the step as a carry reads it (the GRU's `z·h_prev`):
     /// unmasked. Empty when it is `h_prev` (no recurrent dropout).
     pub h_carry: &'a [F],
@@ -121,7 +125,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
         let (e0, e1) = split_mut(self.extra, rows, n);
         let (s0, s1) = split_mut(self.scratch, rows, n);
         let dims = |batch| Dims { batch, ..self.dims };
-        let (w_hh, w_hh_t, b_hh) = (self.w_hh, self.w_hh_t, self.b_hh);
+        let (w_hh, w_hh_t, b_hh, h_prev_zero) = (self.w_hh, self.w_hh_t, self.b_hh, self.h_prev_zero);
         (
             ForwardStep {
                 dims: dims(rows),
@@ -130,6 +134,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g0,
                 h_prev: hp0,
+                h_prev_zero,
                 h_carry: hc0,
                 c_prev: cp0,
                 h: h0,
@@ -144,6 +149,7 @@ impl<'a, 'w, F> ForwardStep<'a, 'w, F> {
                 b_hh,
                 gates: g1,
                 h_prev: hp1,
+                h_prev_zero,
                 h_carry: hc1,
                 c_prev: cp1,
                 h: h1,

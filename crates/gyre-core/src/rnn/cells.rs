@@ -19,18 +19,24 @@ struct Recurrent<'w, F> {
     w_hh: &'w [F],
     w_hh_t: &'w [F],
     b_hh: &'w [F],
+    /// The products' left operand is all zeros ([`ForwardStep::h_prev_zero`]): they add nothing.
+    zero: bool,
 }
 
 impl<'w, F: Real> Recurrent<'w, F> {
     fn of(s: &ForwardStep<'_, 'w, F>) -> Self {
-        Recurrent { hidden: s.dims.hidden, w_hh: s.w_hh, w_hh_t: s.w_hh_t, b_hh: s.b_hh }
+        Recurrent { hidden: s.dims.hidden, w_hh: s.w_hh, w_hh_t: s.w_hh_t, b_hh: s.b_hh, zero: s.h_prev_zero }
     }
 }
 
 /// `out[:, rows] += h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`, into the same
-/// columns of `out: [B, G·H]` (the bias is the caller's). Reads `W_hhᵀ` when the driver made it.
+/// columns of `out: [B, G·H]` (the bias is the caller's). Reads `W_hhᵀ` when the driver made it;
+/// nothing to add when `h_prev` (or the GRU's `r·h_prev`, made from it) is all zeros.
 fn recurrent_acc<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
     let (hidden, gh) = (s.hidden, s.b_hh.len());
+    if s.zero {
+        return;
+    }
     if s.w_hh_t.is_empty() {
         add_xwt(h_prev, hidden, &s.w_hh[rows.start * hidden..rows.end * hidden], out, gh, rows.start);
     } else {

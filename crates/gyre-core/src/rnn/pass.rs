@@ -43,6 +43,8 @@ pub(super) const PROJECTION_BYTES: usize = 1 << 10;
 pub(crate) struct Transposed<F> {
     weight_ih: Packed<F>,
     weight_hh: Packed<F>,
+    /// Whether every value of `weight_hh` is finite (see [`Prepared::zero_start`]).
+    hh_finite: bool,
 }
 
 impl<F: Real> Transposed<F> {
@@ -52,8 +54,14 @@ impl<F: Real> Transposed<F> {
         Ok(Transposed {
             weight_ih: pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),
             weight_hh: pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, weights.weight_hh.ncols()),
+            hh_finite: all_finite(contiguous("weight_hh", w_hh.as_slice())?),
         })
     }
+}
+
+/// Whether every value of `v` is finite: a branch per block of 64, so that the blocks vectorize.
+fn all_finite<F: Real>(v: &[F]) -> bool {
+    v.chunks(64).all(|b| b.iter().fold(true, |ok, x| ok & x.is_finite()))
 }
 
 /// The layer's weights in the forms the time loop reads, checked and made once per pass.
@@ -68,14 +76,22 @@ pub(super) struct Prepared<'w, F: Real> {
     /// `[H, G·H]` `W_hhᵀ` packed, or empty (see [`TRANSPOSE_MIN_STEPS`]).
     pub(super) w_hh_t: std::borrow::Cow<'w, Packed<F>>,
     pub(super) b_hh: ndarray::CowArray<'w, F, ndarray::Ix1>,
+    /// Whether the pass starts from a zero state (`h0` all zeros, PyTorch's default when no
+    /// state is given) and `W_hh` is finite: then the recurrent products of its first step
+    /// (every row from `h0`) add only zeros, and the step skips them
+    /// ([`crate::rnn::cell::ForwardStep::h_prev_zero`]): one of `T` recurrent products less,
+    /// the same values (with a non-finite weight, `0 · ∞` would have made NaN: computed then).
+    pub(super) zero_start: bool,
 }
 
 impl<'w, F: Real> Prepared<'w, F> {
+    /// The weights for a pass from `h0: [B, H]`, transposed here unless `given`.
     pub(super) fn new(
         weights: &'w LayerWeights<F>,
         gates: usize,
         packing: &Packing,
         given: Option<&'w Transposed<F>>,
+        h0: &[F],
     ) -> Result<Self> {
         use std::borrow::Cow;
         let (input, hidden) = (weights.weight_ih.ncols(), weights.weight_hh.ncols());
@@ -97,6 +113,11 @@ impl<'w, F: Real> Prepared<'w, F> {
         if !sized(&w_ih_t, input) || !sized(&w_hh_t, hidden) {
             return Err(CoreError::shape("transposed weights", "the layer's sizes", "another layer's"));
         }
+        let zero_start = h0.iter().all(|&v| v == F::zero())
+            && match given {
+                Some(t) => t.hh_finite,
+                None => all_finite(contiguous("weight_hh", w_hh.as_slice())?),
+            };
         Ok(Prepared {
             input,
             gh,
@@ -106,6 +127,7 @@ impl<'w, F: Real> Prepared<'w, F> {
             w_hh,
             w_hh_t,
             b_hh: weights.bias_hh.as_standard_layout(),
+            zero_start,
         })
     }
 

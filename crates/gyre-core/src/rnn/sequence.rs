@@ -74,6 +74,8 @@ pub(super) fn forward_shard<F: Real, C: Cell<F>>(
             b_hh,
             gates: &mut *gates[t],
             h_prev: noise.cell_input(h_prev, seqs.0, hidden, &mut h_masked),
+            // The pass's first step, as in the walk's loop (the same rows skip in any shard).
+            h_prev_zero: p == 0 && w.zero_start,
             h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
             c_prev,
             h: &mut *h_t,
@@ -357,7 +359,7 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
     let gh = cell.gates() * hidden;
     let batch = packing.batch();
     let dims = Dims { batch, input, hidden };
-    let w = Prepared::new(weights, cell.gates(), packing, given)?;
+    let w = Prepared::new(weights, cell.gates(), packing, given, h0)?;
     let x = x.as_standard_layout();
     let groups = projection_groups(packing, reverse, gh, std::mem::size_of::<F>());
     let group_rows = groups.iter().map(|g| g.rows.len()).max().unwrap_or(0);
@@ -387,6 +389,7 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
                 b_hh,
                 gates,
                 h_prev: noise.cell_input(h_prev, 0, hidden, &mut h_masked),
+                h_prev_zero: p == 0 && w.zero_start,
                 h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
                 c_prev,
                 h: &mut *h_t,

@@ -330,11 +330,13 @@ fn shards_and_row_blocks_give_the_bits_of_one_thread() {
         assert!(pool.install(|| shards(&packing, 1)).len() > 2, "{lengths:?} runs in shards");
         let (rows, batch) = (packing.rows(), packing.batch());
         let x = Array2::from_shape_fn((rows, input), |(r, j)| val(r * input + j, 1) * 2.0);
-        let h0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 2)).collect();
         let c0: Vec<f64> = (0..batch * hidden).map(|i| val(i, 3)).collect();
         let d_out: Vec<f64> = (0..rows * hidden).map(|i| val(i, 8)).collect();
         let d_hn: Vec<f64> = (0..batch * hidden).map(|i| val(i, 9)).collect();
-        for cell in cells {
+        // A given state, and the zero state (whose first step skips its recurrent products).
+        for (cell, h0) in cells.into_iter().flat_map(|c| {
+            [(c, (0..batch * hidden).map(|i| val(i, 2)).collect::<Vec<f64>>()), (c, vec![0.0; batch * hidden])]
+        }) {
             let gh = Cell::<f64>::gates(&cell) * hidden;
             let w_ih = Array2::from_shape_fn((gh, input), |(i, j)| val(i * input + j, 4));
             let w_hh = Array2::from_shape_fn((gh, hidden), |(i, j)| val(i * hidden + j, 5));
@@ -464,6 +466,7 @@ fn recurrent_dropout_and_zoneout_are_the_recurrence_written_step_by_step() {
                             b_hh: owned.b_hh.as_slice().expect("contiguous"),
                             gates: &mut g,
                             h_prev: &read,
+                            h_prev_zero: false,
                             h_carry: &h,
                             c_prev: &c,
                             h: &mut h_new,
@@ -711,4 +714,93 @@ fn a_fully_dropped_hidden_state_leaves_the_products_and_keeps_the_grus_carry() {
             }
         }
     }
+}
+
+/// A step of `cell` from a zero `h_prev` (batch 3, hidden 5, the projected gates and `c_prev`
+/// nonzero), its recurrent products computed (`h_prev_zero` false) or skipped (true), in `F`:
+/// the step's outputs, gates and kept values.
+fn zero_step<F: crate::kernels::real::Real>(cell: &crate::rnn::cells::AnyCell, w_hh: &[F], skip: bool) -> Vec<F> {
+    let (batch, hidden) = (3usize, 5usize);
+    let gh = Cell::<F>::gates(cell) * hidden;
+    let val = |i: usize, salt: usize| F::lit((((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.6);
+    let b_hh: Vec<F> = (0..gh).map(|i| val(i, 7)).collect();
+    let mut gates: Vec<F> = (0..batch * gh).map(|i| val(i, 1)).collect();
+    let c_prev: Vec<F> =
+        if Cell::<F>::has_cell_state(cell) { (0..batch * hidden).map(|i| val(i, 3)).collect() } else { vec![] };
+    let h_prev = vec![F::zero(); batch * hidden];
+    let (mut h, mut c) = (vec![F::zero(); batch * hidden], vec![F::zero(); c_prev.len()]);
+    let mut extra = vec![F::zero(); batch * Cell::<F>::extra(cell) * hidden];
+    let mut scratch = vec![F::zero(); batch * gh];
+    let step = ForwardStep {
+        dims: Dims { batch, input: 2, hidden },
+        w_hh,
+        w_hh_t: &[],
+        b_hh: &b_hh,
+        gates: &mut gates,
+        h_prev: &h_prev,
+        h_prev_zero: skip,
+        h_carry: &[],
+        c_prev: &c_prev,
+        h: &mut h,
+        c: &mut c,
+        extra: &mut extra,
+        scratch: &mut scratch,
+    };
+    cell.forward_step(step).expect("step");
+    h.into_iter().chain(c).chain(gates).chain(extra).collect()
+}
+
+/// Each value's bits, as (mantissa, exponent, sign): `-0` apart from `+0`.
+fn bits<F: crate::kernels::real::Real>(v: &[F]) -> Vec<(u64, i16, i8)> {
+    v.iter().map(|x| x.integer_decode()).collect()
+}
+
+/// A pass from a zero state skips its first step's recurrent products, which add only zeros:
+/// a step of every cell from a zero `h_prev` gives the same bits with the products skipped as
+/// computed (f32 on the SIMD kernels, and f64), and the skip does happen (weights of NaN change
+/// the outputs only when the products run). The driver skips only when `h0` is all zeros and
+/// `W_hh` finite: with an infinite weight, a pass from zeros keeps `0 · ∞ = NaN` as PyTorch
+/// does. (Shards and row blocks skip the same step: `shards_and_row_blocks_give_the_bits_of_one_thread`.)
+#[test]
+fn a_zero_start_skips_the_first_products_with_the_same_bits() {
+    use super::pass::Prepared;
+    let hidden = 5usize;
+    let val = |i: usize| (((i * 7919 + 5 * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.2;
+    for cell in noise_cells() {
+        let gh = Cell::<f64>::gates(&cell) * hidden;
+        let w64: Vec<f64> = (0..gh * hidden).map(val).collect();
+        let w32: Vec<f32> = w64.iter().map(|&v| v as f32).collect();
+        let (a, b32) = (zero_step(&cell, &w32, false), zero_step(&cell, &w32, true));
+        assert_eq!(bits(&a), bits(&b32), "{cell:?}, f32");
+        assert!(a.iter().all(|v| v.is_finite()));
+        let (a, b) = (zero_step(&cell, &w64, false), zero_step(&cell, &w64, true));
+        assert_eq!(bits(&a), bits(&b), "{cell:?}, f64");
+        // Weights of NaN change the step only when its products run.
+        let nan = vec![f32::NAN; w32.len()];
+        assert_ne!(bits(&zero_step(&cell, &nan, false)), bits(&b32), "{cell:?}: computed");
+        assert_eq!(bits(&zero_step(&cell, &nan, true)), bits(&b32), "{cell:?}: skipped");
+    }
+    // The driver's condition.
+    let input = 2usize;
+    let packing = Packing::from_sorted_lengths(&[4, 3]).expect("packing");
+    let owned = OwnedWeights::new(4, input, hidden, 0);
+    let zeros = vec![0.0; 2 * hidden];
+    let mut given = zeros.clone();
+    given[7] = 0.25;
+    let start = |w: &LayerWeights<f64>, h0: &[f64], t: Option<&Transposed<f64>>| {
+        Prepared::new(w, 4, &packing, t, h0).expect("prepared").zero_start
+    };
+    let w = owned.view();
+    let t = Transposed::of(&w).expect("transposed");
+    assert!(start(&w, &zeros, None) && start(&w, &zeros, Some(&t)) && start(&w, &[-0.0; 10], None));
+    assert!(!start(&w, &given, None) && !start(&w, &given, Some(&t)));
+    let mut inf = OwnedWeights::new(4, input, hidden, 0);
+    inf.w_hh[[3, 2]] = f64::INFINITY;
+    let (wi, ti) = (inf.view(), Transposed::of(&inf.view()).expect("transposed"));
+    assert!(!start(&wi, &zeros, None) && !start(&wi, &zeros, Some(&ti)));
+    // And the pass then computes the NaN of 0 · ∞ at its first step, for every row.
+    let x = Array2::from_shape_fn((packing.rows(), input), |(r, j)| val(r * input + j));
+    let cell = crate::rnn::cells::AnyCell::Lstm(crate::rnn::cells::LstmCell::default());
+    let o = infer_sequence(&cell, &wi, None, x.view(), &packing, false, &zeros, &zeros).expect("infer");
+    assert!(o.h[..2 * hidden].iter().any(|v| v.is_nan()), "the first step's products ran");
 }
