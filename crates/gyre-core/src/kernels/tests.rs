@@ -159,12 +159,13 @@ fn simd_nonlinearities() -> Vec<(Level, fn(&mut [f32]), fn(&mut [f32]))> {
 
 /// The nonlinearity kernels `(level, sigmoid, tanh)` against one scalar model of them: `exp`,
 /// then the same divisions, bit for bit, on a grid, random values and the clamp's edges, for
-/// lengths with and without a partial last vector.
+/// lengths with and without a partial last vector; NaN for NaN (any NaN: payloads aside).
 #[allow(clippy::type_complexity)]
 fn assert_nonlinearities_follow(exp: fn(f32) -> f32, kernels: &[(Level, fn(&mut [f32]), fn(&mut [f32]))]) {
     let mut xs: Vec<f32> = (-9000..=9000).map(|i| i as f32 * 0.01).collect();
     xs.extend(fill(4001, 53).iter().map(|v| v * 120.0));
     xs.extend([-1e30, -88.5, -87.5, -1e-6, -0.0, 0.0, 1e-6, 1e-30, 87.5, 88.5, 1e30, f32::INFINITY, f32::NEG_INFINITY]);
+    xs.extend([f32::NAN, -f32::NAN, 0.5, f32::NAN]);
     let sigmoid: Vec<f32> = xs.iter().map(|&x| 1.0 / (1.0 + exp(0.0 - x))).collect();
     let tanh: Vec<f32> = xs
         .iter()
@@ -173,7 +174,8 @@ fn assert_nonlinearities_follow(exp: fn(f32) -> f32, kernels: &[(Level, fn(&mut 
             ((1.0 - e) / (1.0 + e)).copysign(x)
         })
         .collect();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+    assert_eq!(sigmoid.iter().chain(&tanh).filter(|v| v.is_nan()).count(), 6, "the model keeps NaN");
     for &(at, sig, th) in kernels {
         for len in [xs.len(), xs.len() - 3] {
             let (mut s, mut t) = (xs[..len].to_vec(), xs[..len].to_vec());

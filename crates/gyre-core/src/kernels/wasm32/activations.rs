@@ -17,7 +17,9 @@ fn splat(v: f32) -> v128 {
 
 #[inline(always)]
 fn exp4(x: v128) -> v128 {
-    let x = f32x4_pmin(splat(EXP_HI), f32x4_pmax(splat(EXP_LO), x));
+    // `pmax(a, b)` is `a < b ? b : a` and `pmin(a, b)` is `b < a ? b : a`: with `x` first, a
+    // NaN `x` stays NaN (as `f32::clamp` keeps it), not EXP_LO.
+    let x = f32x4_pmin(f32x4_pmax(x, splat(EXP_LO)), splat(EXP_HI));
     let n = f32x4_nearest(f32x4_mul(x, splat(LOG2E)));
     let r = f32x4_sub(x, f32x4_mul(n, splat(LN2_HI)));
     let r = f32x4_sub(r, f32x4_mul(n, splat(LN2_LO)));

@@ -11,7 +11,9 @@ use crate::kernels::portable::{EXP_HI, EXP_LO, EXP_POLY as P, LN2_HI, LN2_LO, LO
 
 #[target_feature(enable = "avx512f")]
 fn exp512(x: __m512) -> __m512 {
-    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    // The clamp's constants first: `max`/`min` return their second operand when one is NaN,
+    // so a NaN `x` stays NaN (as `f32::clamp` and NEON's FMAX/FMIN keep it), not EXP_LO.
+    let x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
         x,
         _mm512_set1_ps(LOG2E),
@@ -73,7 +75,8 @@ map512!(tanh_avx512, tanh512);
 
 #[target_feature(enable = "avx2,fma")]
 fn exp256(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    // A NaN `x` stays NaN: see `exp512`.
+    let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
     let n =
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
