@@ -31,7 +31,7 @@ impl<'w, F: Real> Recurrent<'w, F> {
 
 /// `out[:, rows] += h_prev · W_hh[rows]ᵀ` for a range of gate rows of `W_hh`, into the same
 /// columns of `out: [B, G·H]` (the bias is the caller's). Reads `W_hhᵀ` when the driver made it;
-/// nothing to add when `h_prev` (or the GRU's `r·h_prev`, made from it) is all zeros.
+/// nothing to add when `h_prev` is all zeros.
 fn recurrent_acc<F: Real>(s: Recurrent<'_, F>, h_prev: &[F], rows: Range<usize>, out: &mut [F]) {
     let (hidden, gh) = (s.hidden, s.b_hh.len());
     if s.zero {
@@ -304,7 +304,9 @@ impl<F: Real> Cell<F> for GruCell {
                 rh[j] = g[j] * hp[j];
             }
         }
-        recurrent_product(w, extra, 2 * hd..3 * hd, scratch);
+        // Not skipped from a zero h_prev: r·h_prev is NaN where r is (a NaN input weight), and
+        // the product then carries it, as PyTorch's would.
+        recurrent_product(Recurrent { zero: false, ..w }, extra, 2 * hd..3 * hd, scratch);
         let states = carry.chunks_exact(hd).zip(s.h.chunks_exact_mut(hd));
         for ((g, rec), (hp, h)) in s.gates.chunks_exact_mut(3 * hd).zip(scratch.chunks_exact(3 * hd)).zip(states) {
             for j in 2 * hd..3 * hd {

@@ -720,11 +720,24 @@ fn a_fully_dropped_hidden_state_leaves_the_products_and_keeps_the_grus_carry() {
 /// nonzero), its recurrent products computed (`h_prev_zero` false) or skipped (true), in `F`:
 /// the step's outputs, gates and kept values.
 fn zero_step<F: crate::kernels::real::Real>(cell: &crate::rnn::cells::AnyCell, w_hh: &[F], skip: bool) -> Vec<F> {
+    zero_step_with(cell, w_hh, skip, None)
+}
+
+/// [`zero_step`] with a NaN among the projected gates, at `nan`.
+fn zero_step_with<F: crate::kernels::real::Real>(
+    cell: &crate::rnn::cells::AnyCell,
+    w_hh: &[F],
+    skip: bool,
+    nan: Option<usize>,
+) -> Vec<F> {
     let (batch, hidden) = (3usize, 5usize);
     let gh = Cell::<F>::gates(cell) * hidden;
     let val = |i: usize, salt: usize| F::lit((((i * 7919 + salt * 104_729) % 1000) as f64 / 1000.0 - 0.5) * 1.6);
     let b_hh: Vec<F> = (0..gh).map(|i| val(i, 7)).collect();
     let mut gates: Vec<F> = (0..batch * gh).map(|i| val(i, 1)).collect();
+    if let Some(at) = nan {
+        gates[at] = F::nan();
+    }
     let c_prev: Vec<F> =
         if Cell::<F>::has_cell_state(cell) { (0..batch * hidden).map(|i| val(i, 3)).collect() } else { vec![] };
     let h_prev = vec![F::zero(); batch * hidden];
@@ -758,7 +771,8 @@ fn bits<F: crate::kernels::real::Real>(v: &[F]) -> Vec<(u64, i16, i8)> {
 /// A pass from a zero state skips its first step's recurrent products, which add only zeros:
 /// a step of every cell from a zero `h_prev` gives the same bits with the products skipped as
 /// computed (f32 on the SIMD kernels, and f64), and the skip does happen (weights of NaN change
-/// the outputs only when the products run). The driver skips only when `h0` is all zeros and
+/// the outputs only when the products run); a NaN input to a gate reaches the outputs alike
+/// either way. The driver skips only when `h0` is all zeros and
 /// `W_hh` finite: with an infinite weight, a pass from zeros keeps `0 · ∞ = NaN` as PyTorch
 /// does. (Shards and row blocks skip the same step: `shards_and_row_blocks_give_the_bits_of_one_thread`.)
 #[test]
@@ -775,10 +789,20 @@ fn a_zero_start_skips_the_first_products_with_the_same_bits() {
         assert!(a.iter().all(|v| v.is_finite()));
         let (a, b) = (zero_step(&cell, &w64, false), zero_step(&cell, &w64, true));
         assert_eq!(bits(&a), bits(&b), "{cell:?}, f64");
-        // Weights of NaN change the step only when its products run.
-        let nan = vec![f32::NAN; w32.len()];
+        // NaN in the first gate block's weights changes the step only when its products run
+        // (the GRU's later r·h_prev product always runs: below).
+        let mut nan = w32.clone();
+        nan[..hidden * hidden].fill(f32::NAN);
         assert_ne!(bits(&zero_step(&cell, &nan, false)), bits(&b32), "{cell:?}: computed");
         assert_eq!(bits(&zero_step(&cell, &nan, true)), bits(&b32), "{cell:?}: skipped");
+        // A NaN projected into each gate block (a NaN input weight) reaches the outputs the same
+        // way either way (the GRU's r·h_prev is then NaN, not zero: its product runs).
+        let canon = |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+        for block in 0..Cell::<f32>::gates(&cell) {
+            let at = Some(gh + block * hidden + 2);
+            let (a, b) = (zero_step_with(&cell, &w32, false, at), zero_step_with(&cell, &w32, true, at));
+            assert_eq!(canon(&a), canon(&b), "{cell:?}, NaN in gate block {block}");
+        }
     }
     // The driver's condition.
     let input = 2usize;
