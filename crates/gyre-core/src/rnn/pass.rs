@@ -43,7 +43,7 @@ pub(super) const PROJECTION_BYTES: usize = 1 << 10;
 pub(crate) struct Transposed<F> {
     weight_ih: Packed<F>,
     weight_hh: Packed<F>,
-    /// Whether every value of `weight_hh` is finite (see [`Prepared::zero_start`]).
+    /// Whether every value of `weight_hh` is finite (see [`Prepared::h_prev_zero`]).
     hh_finite: bool,
 }
 
@@ -51,10 +51,11 @@ impl<F: Real> Transposed<F> {
     /// Transposes both weight matrices of `weights`.
     pub(crate) fn of(weights: &LayerWeights<F>) -> Result<Self> {
         let (w_ih, w_hh) = (weights.weight_ih.as_standard_layout(), weights.weight_hh.as_standard_layout());
+        let w_hh = contiguous("weight_hh", w_hh.as_slice())?;
         Ok(Transposed {
             weight_ih: pack_transposed(contiguous("weight_ih", w_ih.as_slice())?, weights.weight_ih.ncols()),
-            weight_hh: pack_transposed(contiguous("weight_hh", w_hh.as_slice())?, weights.weight_hh.ncols()),
-            hh_finite: all_finite(contiguous("weight_hh", w_hh.as_slice())?),
+            weight_hh: pack_transposed(w_hh, weights.weight_hh.ncols()),
+            hh_finite: all_finite(w_hh),
         })
     }
 }
@@ -81,7 +82,7 @@ pub(super) struct Prepared<'w, F: Real> {
     /// (every row from `h0`) add only zeros, and the step skips them
     /// ([`crate::rnn::cell::ForwardStep::h_prev_zero`]): one of `T` recurrent products less,
     /// the same values (with a non-finite weight, `0 · ∞` would have made NaN: computed then).
-    pub(super) zero_start: bool,
+    zero_start: bool,
 }
 
 impl<'w, F: Real> Prepared<'w, F> {
@@ -129,6 +130,13 @@ impl<'w, F: Real> Prepared<'w, F> {
             b_hh: weights.bias_hh.as_standard_layout(),
             zero_start,
         })
+    }
+
+    /// Whether processing step `p` of the pass skips its recurrent products
+    /// ([`crate::rnn::cell::ForwardStep::h_prev_zero`]): the first step of a pass from a zero
+    /// state (the field `zero_start`), whichever shard or row block runs it.
+    pub(super) fn h_prev_zero(&self, p: usize) -> bool {
+        p == 0 && self.zero_start
     }
 
     /// `out = b_ih + x_rows · W_ihᵀ` for `x_rows: [R, I]` contiguous, `out: [R, G·H]`; blocks

@@ -74,8 +74,7 @@ pub(super) fn forward_shard<F: Real, C: Cell<F>>(
             b_hh,
             gates: &mut *gates[t],
             h_prev: noise.cell_input(h_prev, seqs.0, hidden, &mut h_masked),
-            // The pass's first step, as in the walk's loop (the same rows skip in any shard).
-            h_prev_zero: p == 0 && w.zero_start,
+            h_prev_zero: w.h_prev_zero(p),
             h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
             c_prev,
             h: &mut *h_t,
@@ -389,7 +388,7 @@ fn walk<F: Real, C: Cell<F>, K: Keep<F>>(
                 b_hh,
                 gates,
                 h_prev: noise.cell_input(h_prev, 0, hidden, &mut h_masked),
-                h_prev_zero: p == 0 && w.zero_start,
+                h_prev_zero: w.h_prev_zero(p),
                 h_carry: if noise.recurrent.is_empty() { &[] } else { h_prev },
                 c_prev,
                 h: &mut *h_t,
