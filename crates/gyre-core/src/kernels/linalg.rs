@@ -38,7 +38,7 @@ pub(crate) fn gemm<F: Real>(alpha: F, a: ArrayView2<F>, b: ArrayView2<F>, beta: 
     let (m, k) = a.dim();
     let n = b.ncols();
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS {
+    if threads <= 1 || crate::kernels::threads::kept_whole() || m * n * k < PARALLEL_MIN_FLOPS {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
         return;
     }
@@ -176,7 +176,7 @@ pub(crate) fn gemm_acc_prepacked<F: Real>(a: ArrayView2<F>, b: &[F], mut c: Arra
 /// blocks of rows over the pool (each row the same arithmetic in any block).
 fn in_row_blocks<F: Send>(c_mem: &mut [F], (m, n, k): (usize, usize, usize), block: impl Fn(usize, &mut [F]) + Sync) {
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
+    if threads <= 1 || crate::kernels::threads::kept_whole() || m * n * k < PARALLEL_MIN_FLOPS || m < 8 {
         block(0, c_mem);
     } else {
         let rows = m.div_ceil(threads * 2).next_multiple_of(4);

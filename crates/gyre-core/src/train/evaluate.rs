@@ -93,7 +93,8 @@ pub fn evaluate<F: Real>(
     let idx: Vec<usize> = (0..data.len()).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
-    // Batches run side by side on the pool; their sums are added in batch order.
+    // Batches run side by side on the pool (each whole on one thread when they fill it evenly,
+    // `threads::fills_pool`); their sums are added in batch order.
     let one = |chunk: &[usize]| -> Result<Sums> {
         let b = Batch::Samples(*data, chunk);
         let packed = b.pack(model)?;
@@ -140,7 +141,11 @@ pub fn evaluate<F: Real>(
         Ok(sums)
     };
     let parts: Vec<Result<Sums>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
-        idx.par_chunks(batch_size).map(one).collect()
+        if crate::kernels::threads::fills_pool(data.len().div_ceil(batch_size)) {
+            crate::kernels::threads::whole_units(idx.par_chunks(batch_size), one)
+        } else {
+            idx.par_chunks(batch_size).map(one).collect()
+        }
     } else {
         idx.chunks(batch_size).map(one).collect()
     };
@@ -213,8 +218,9 @@ pub fn predict<F: Real>(
     let idx: Vec<usize> = (0..s).collect();
     // Several batches share one transposed copy of the weights.
     let prepared = if s > batch_size { Some(model.prepare()?) } else { None };
-    // Batches are independent: they run side by side on the pool (each batch's arithmetic is
-    // the same wherever it runs); their states are put together in batch order.
+    // Batches are independent: they run side by side on the pool, each whole on one thread
+    // when they fill it evenly (`threads::fills_pool`; each batch's arithmetic is the same
+    // wherever it runs); their states are put together in batch order.
     type States<F> = (Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
     let one = |(chunk, out): (&[usize], &mut [F])| -> Result<States<F>> {
         let packed = model.pack_samples(inputs, chunk, lengths)?;
@@ -245,7 +251,12 @@ pub fn predict<F: Real>(
     };
     let chunk_len = batch_size.max(1) * per.max(1);
     let parts: Vec<Result<States<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
-        idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len)).map(one).collect()
+        let batches = idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len));
+        if crate::kernels::threads::fills_pool(s.div_ceil(batch_size)) {
+            crate::kernels::threads::whole_units(batches, one)
+        } else {
+            batches.map(one).collect()
+        }
     } else {
         idx.chunks(batch_size).zip(output.chunks_mut(chunk_len)).map(one).collect()
     };
@@ -258,4 +269,70 @@ pub fn predict<F: Real>(
         }
     }
     Ok(Predicted { output, hidden, cell })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::model::{Activation, InputKind, LayerSpec, Merge, ModelSpec, RecurrentLayerSpec};
+    use crate::train::{Dataset, Targets};
+    use crate::CellKind;
+
+    /// Outputs, states and the evaluation's loss of `predict` and `evaluate` over 12 sequences
+    /// in batches of `batch` on a pool of `threads`, as bits.
+    fn run(threads: usize, batch: usize) -> (Vec<u32>, Vec<u32>, u64) {
+        let spec = ModelSpec {
+            mask_value: None,
+            frozen: vec![],
+            input: InputKind::Features { size: 3 },
+            layers: vec![
+                LayerSpec::Recurrent(RecurrentLayerSpec {
+                    cell: CellKind::LSTM,
+                    hidden_size: 8,
+                    num_layers: 1,
+                    bidirectional: false,
+                    merge: Merge::Concat,
+                    return_sequences: true,
+                    dropout: 0.0,
+                    go_backwards: false,
+                    input_dropout: 0.0,
+                    recurrent_dropout: 0.0,
+                    zoneout: 0.0,
+                }),
+                LayerSpec::Dense { units: 2, activation: Activation::Linear },
+            ],
+        };
+        let model = Model::<f32>::new(spec, 3).unwrap();
+        let (s, t) = (12, 5);
+        let x = ndarray::Array3::from_shape_fn((s, t, 3), |(a, b, c)| ((a * 31 + b * 7 + c) as f32 * 0.37).sin());
+        let lengths: Vec<usize> = (0..s).map(|i| 1 + (i * 3) % t).collect();
+        let y: Vec<f32> = (0..s * t * 2).map(|i| (i as f32 * 0.11).cos()).collect();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| {
+            let p = predict(&model, Inputs::Features(x.view()), Some(&lengths), batch).unwrap();
+            let data = Dataset {
+                inputs: Inputs::Features(x.view()),
+                lengths: Some(&lengths),
+                targets: Targets::Values(&y),
+                weights: None,
+            };
+            let e = evaluate(&model, &data, LossKind::MeanSquaredError, batch, Metrics::default()).unwrap();
+            let states = p.hidden.iter().chain(&p.cell).flatten().flatten().map(|v| v.to_bits()).collect();
+            (p.output.iter().map(|v| v.to_bits()).collect(), states, e.loss.to_bits())
+        })
+    }
+
+    #[test]
+    fn batches_whole_on_their_threads_or_split_give_the_bits_of_one_thread() {
+        // 12 sequences in batches of 6, 4, 3 and 2: 2, 3, 4 and 6 batches, whole on the threads
+        // of a pool they fill evenly (2 on 2, 4 on 2, 6 on 3), split over it otherwise (3 on 2,
+        // 2 on 3, 4 on 3).
+        for batch in [6, 4, 3, 2] {
+            let one = run(1, batch);
+            for threads in [2, 3] {
+                assert!(run(threads, batch) == one, "batches of {batch} on {threads} threads");
+            }
+        }
+    }
 }
