@@ -112,18 +112,18 @@ pub(crate) fn can_split() -> bool {
 }
 
 thread_local! {
-    /// Set while this thread runs one of the units of work [`whole_units`] spreads over the pool.
+    /// Set while this thread runs one of the units of work [`side_by_side`] keeps whole.
     static WHOLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether this thread is inside one of the units of work of [`whole_units`], which do not split.
+/// Whether this thread is inside a unit of work [`side_by_side`] keeps whole, which does not split.
 pub(crate) fn kept_whole() -> bool {
     WHOLE.with(std::cell::Cell::get)
 }
 
 /// Whether `units` independent units of work of about the same size (the batches of one
 /// `predict` or `evaluate` call) fill the pool's threads evenly, a multiple of their number:
-/// then each runs whole on one thread ([`whole_units`]) rather than splitting its steps' rows
+/// then [`side_by_side`] runs each whole on one thread rather than splitting its steps' rows
 /// over the pool as well. Otherwise the threads left without a unit at the end help the others
 /// through those splits.
 pub(crate) fn fills_pool(units: usize) -> bool {
@@ -131,15 +131,20 @@ pub(crate) fn fills_pool(units: usize) -> bool {
     threads > 1 && units >= threads && units.is_multiple_of(threads)
 }
 
-/// Runs `f(item)` for each item on the pool, each call on one thread without splitting its
-/// work further (nothing inside waits on another thread's share of a step). Measured with
-/// another process on one of two cores (`predict` at AVX2, two threads): lstm-l 3–7% and lstm-m
-/// 6–10% faster than with each step's rows split again; the same on an idle machine.
-pub(crate) fn whole_units<T: Send, R: Send>(
+/// `f(item)` for each item, the items side by side on the pool, results in order. When they
+/// fill the pool evenly ([`fills_pool`]) each call runs whole on one thread, splitting nothing
+/// further ([`can_split`] is false inside it), so that nothing in it waits on another thread's
+/// share of a step. Measured with another process on one of two cores (`predict` at AVX2, two
+/// threads): lstm-m 28–33% and lstm-l 1–11% faster than with each step's rows split again; the
+/// same within noise on an idle machine (`benchmark/gemm.md`).
+pub(crate) fn side_by_side<T: Send, R: Send>(
     items: impl rayon::iter::IndexedParallelIterator<Item = T>,
     f: impl Fn(T) -> R + Sync + Send,
 ) -> Vec<R> {
     use rayon::iter::ParallelIterator;
+    if !fills_pool(items.len()) {
+        return items.map(f).collect();
+    }
     items
         .map(|item| {
             struct Restore(bool);
@@ -204,11 +209,14 @@ mod tests {
         pool.install(|| {
             use rayon::prelude::*;
             assert!(can_split() && !kept_whole());
-            let inside = whole_units((0..4usize).into_par_iter(), |i| (i, can_split(), kept_whole()));
+            let inside = side_by_side((0..4usize).into_par_iter(), |i| (i, can_split(), kept_whole()));
             assert_eq!(inside, (0..4).map(|i| (i, false, true)).collect::<Vec<_>>(), "in order, none splitting");
             assert!(can_split() && !kept_whole());
+            // Three units do not fill two threads evenly: each may split.
+            let uneven = side_by_side((0..3usize).into_par_iter(), |i| (i, can_split(), kept_whole()));
+            assert_eq!(uneven, (0..3).map(|i| (i, true, false)).collect::<Vec<_>>(), "in order, splitting");
             // Also after a unit that panicked: the flag is restored as its stack unwinds.
-            let caught = std::panic::catch_unwind(|| whole_units((0..1usize).into_par_iter(), |_| panic!("unit")));
+            let caught = std::panic::catch_unwind(|| side_by_side((0..2usize).into_par_iter(), |_| panic!("unit")));
             assert!(caught.is_err());
             assert!((0..2usize).into_par_iter().map(|_| kept_whole()).collect::<Vec<_>>().iter().all(|&k| !k));
         });

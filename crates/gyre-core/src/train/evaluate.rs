@@ -94,7 +94,7 @@ pub fn evaluate<F: Real>(
     // Several batches share one transposed copy of the weights.
     let prepared = if data.len() > batch_size { Some(model.prepare()?) } else { None };
     // Batches run side by side on the pool (each whole on one thread when they fill it evenly,
-    // `threads::fills_pool`); their sums are added in batch order.
+    // `threads::side_by_side`); their sums are added in batch order.
     let one = |chunk: &[usize]| -> Result<Sums> {
         let b = Batch::Samples(*data, chunk);
         let packed = b.pack(model)?;
@@ -141,11 +141,7 @@ pub fn evaluate<F: Real>(
         Ok(sums)
     };
     let parts: Vec<Result<Sums>> = if data.len() > batch_size && rayon::current_num_threads() > 1 {
-        if crate::kernels::threads::fills_pool(data.len().div_ceil(batch_size)) {
-            crate::kernels::threads::whole_units(idx.par_chunks(batch_size), one)
-        } else {
-            idx.par_chunks(batch_size).map(one).collect()
-        }
+        crate::kernels::threads::side_by_side(idx.par_chunks(batch_size), one)
     } else {
         idx.chunks(batch_size).map(one).collect()
     };
@@ -219,7 +215,7 @@ pub fn predict<F: Real>(
     // Several batches share one transposed copy of the weights.
     let prepared = if s > batch_size { Some(model.prepare()?) } else { None };
     // Batches are independent: they run side by side on the pool, each whole on one thread
-    // when they fill it evenly (`threads::fills_pool`; each batch's arithmetic is the same
+    // when they fill it evenly (`threads::side_by_side`; each batch's arithmetic is the same
     // wherever it runs); their states are put together in batch order.
     type States<F> = (Vec<Vec<Vec<F>>>, Vec<Vec<Vec<F>>>);
     let one = |(chunk, out): (&[usize], &mut [F])| -> Result<States<F>> {
@@ -251,12 +247,7 @@ pub fn predict<F: Real>(
     };
     let chunk_len = batch_size.max(1) * per.max(1);
     let parts: Vec<Result<States<F>>> = if s > batch_size && rayon::current_num_threads() > 1 {
-        let batches = idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len));
-        if crate::kernels::threads::fills_pool(s.div_ceil(batch_size)) {
-            crate::kernels::threads::whole_units(batches, one)
-        } else {
-            batches.map(one).collect()
-        }
+        crate::kernels::threads::side_by_side(idx.par_chunks(batch_size).zip(output.par_chunks_mut(chunk_len)), one)
     } else {
         idx.chunks(batch_size).zip(output.chunks_mut(chunk_len)).map(one).collect()
     };
@@ -275,34 +266,17 @@ pub fn predict<F: Real>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::model::{Activation, InputKind, LayerSpec, Merge, ModelSpec, RecurrentLayerSpec};
+    use crate::model::spec_from_value;
     use crate::train::{Dataset, Targets};
-    use crate::CellKind;
 
     /// Outputs, states and the evaluation's loss of `predict` and `evaluate` over 12 sequences
     /// in batches of `batch` on a pool of `threads`, as bits.
     fn run(threads: usize, batch: usize) -> (Vec<u32>, Vec<u32>, u64) {
-        let spec = ModelSpec {
-            mask_value: None,
-            frozen: vec![],
-            input: InputKind::Features { size: 3 },
-            layers: vec![
-                LayerSpec::Recurrent(RecurrentLayerSpec {
-                    cell: CellKind::LSTM,
-                    hidden_size: 8,
-                    num_layers: 1,
-                    bidirectional: false,
-                    merge: Merge::Concat,
-                    return_sequences: true,
-                    dropout: 0.0,
-                    go_backwards: false,
-                    input_dropout: 0.0,
-                    recurrent_dropout: 0.0,
-                    zoneout: 0.0,
-                }),
-                LayerSpec::Dense { units: 2, activation: Activation::Linear },
-            ],
-        };
+        let spec = serde_json::json!({
+            "input": { "features": 3 },
+            "layers": [{ "type": "lstm", "hiddenSize": 8 }, { "type": "dense", "units": 2 }],
+        });
+        let (spec, _) = spec_from_value(spec).unwrap();
         let model = Model::<f32>::new(spec, 3).unwrap();
         let (s, t) = (12, 5);
         let x = ndarray::Array3::from_shape_fn((s, t, 3), |(a, b, c)| ((a * 31 + b * 7 + c) as f32 * 0.37).sin());
